@@ -1,0 +1,320 @@
+// JavaScript bindings: argument conversion only. The mechanism lives in the plain C++
+// classes (dsm.h and friends), which know nothing of JavaScript.
+//
+// One Dsm per process (signal handlers are per process). The environment that opens it is
+// the app environment; the service worker's environment attaches to it. Each environment
+// has its own Addon instance, cleaned up with the environment.
+#include <napi.h>
+#include <uv.h>
+
+#include <memory>
+#include <mutex>
+
+#include "dsm.h"
+#include "fault_floor.h"
+#include "fault_handler.h"
+
+namespace {
+
+std::mutex g_mutex;          // guards g_dsm's lifetime
+dsm::Dsm* g_dsm = nullptr;   // the process's instance, owned by the opening environment
+
+struct ServiceBridge {
+  uv_async_t async;
+  napi_env env;
+  Napi::FunctionReference onRequests;
+};
+
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports) {
+    DefineAddon(exports, {
+        InstanceMethod("open", &Addon::Open),
+        InstanceMethod("close", &Addon::Close),
+        InstanceMethod("begin", &Addon::Begin),
+        InstanceMethod("end", &Addon::End),
+        InstanceMethod("abort", &Addon::Abort),
+        InstanceMethod("commit", &Addon::Commit),
+        InstanceMethod("doomed", &Addon::Doomed),
+        InstanceMethod("readSet", &Addon::ReadSet),
+        InstanceMethod("writeSet", &Addon::WriteSet),
+        InstanceMethod("takeViolations", &Addon::TakeViolations),
+        InstanceMethod("attachService", &Addon::AttachService),
+        InstanceMethod("detachService", &Addon::DetachService),
+        InstanceMethod("takeRequests", &Addon::TakeRequests),
+        InstanceMethod("completeRequest", &Addon::CompleteRequest),
+        InstanceMethod("install", &Addon::Install),
+        InstanceMethod("invalidate", &Addon::Invalidate),
+        InstanceMethod("copyCommitted", &Addon::CopyCommitted),
+        InstanceMethod("pageState", &Addon::PageState),
+        InstanceMethod("touchAppView", &Addon::TouchAppView),
+        InstanceMethod("measureFaultFloor", &Addon::MeasureFaultFloor),
+        InstanceMethod("measureMprotect", &Addon::MeasureMprotect),
+    });
+    env.AddCleanupHook([this] { Cleanup(); });
+  }
+
+ private:
+  // ---- app environment ----
+  Napi::Value Open(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    dsm::Options opt;
+    opt.base = uintptr_t(o.Get("base").As<Napi::Number>().Int64Value());
+    opt.size = size_t(o.Get("size").As<Napi::Number>().Int64Value());
+    opt.pageShift = o.Get("pageShift").As<Napi::Number>().Uint32Value();
+    opt.startInvalid = o.Get("startInvalid").ToBoolean();
+    std::lock_guard<std::mutex> g(g_mutex);
+    if (g_dsm) return Error(env, "ERR_DSM_ALREADY_OPEN", "a DSM node is already open in this process; close it first (one node per process)");
+    auto d = std::make_unique<dsm::Dsm>();
+    dsm::RegionError err;
+    if (!d->Open(opt, &err)) {
+      const char* code = err.code == dsm::RegionError::kBaseInUse      ? "ERR_DSM_BASE_IN_USE"
+                         : err.code == dsm::RegionError::kInvalidOption ? "ERR_DSM_INVALID_OPTION"
+                                                                        : "ERR_DSM_SYSTEM";
+      return Error(env, code, err.message);
+    }
+    if (!dsm::fault_handler::Attach(d.get())) return Error(env, "ERR_DSM_SYSTEM", "installing the SIGSEGV handler failed");
+    g_dsm = d.release();
+    owner_ = true;
+    dsm::Region& r = g_dsm->region();
+    dsm::PageTable& pt = g_dsm->pages();
+    Napi::Object out = Napi::Object::New(env);
+    appBuffer_ = Napi::Persistent(External(env, r.app(), r.size()));
+    out.Set("buffer", appBuffer_.Value());
+    out.Set("pageSize", double(r.pageSize()));
+    out.Set("numPages", double(r.numPages()));
+    out.Set("states", Napi::Uint8Array::New(env, r.numPages(), Keep(env, External(env, pt.states(), r.numPages())), 0));
+    out.Set("owners", Napi::Uint16Array::New(env, r.numPages(), Keep(env, External(env, pt.owners(), r.numPages() * 2)), 0));
+    auto versions = Keep(env, External(env, pt.versions(), size_t(r.numPages()) * 8));
+    out.Set("versions", Napi::TypedArrayOf<uint64_t>::New(env, r.numPages(), versions, 0, napi_biguint64_array));
+    auto stats = Keep(env, External(env, &g_dsm->stats(), sizeof(dsm::Stats)));
+    out.Set("stats", Napi::TypedArrayOf<uint64_t>::New(env, dsm::kCounterCount, stats, 0, napi_biguint64_array));
+    return out;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseRegion();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Begin(const Napi::CallbackInfo& info) {
+    Need(info.Env())->Begin();
+    return info.Env().Undefined();
+  }
+  Napi::Value End(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), Need(info.Env())->End());
+  }
+  Napi::Value Abort(const Napi::CallbackInfo& info) {
+    Need(info.Env())->Abort();
+    return info.Env().Undefined();
+  }
+  Napi::Value Commit(const Napi::CallbackInfo& info) {
+    Need(info.Env())->Commit(uint64_t(info[0].As<Napi::Number>().Int64Value()), uint16_t(info[1].As<Napi::Number>().Uint32Value()));
+    return info.Env().Undefined();
+  }
+  Napi::Value Doomed(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), Need(info.Env())->doomed());
+  }
+  Napi::Value ReadSet(const Napi::CallbackInfo& info) { return Pages(info.Env(), Need(info.Env())->ReadSet()); }
+  Napi::Value WriteSet(const Napi::CallbackInfo& info) { return Pages(info.Env(), Need(info.Env())->WriteSet()); }
+  Napi::Value TakeViolations(const Napi::CallbackInfo& info) {
+    dsm::Dsm* d = g_dsm;  // a plain load: this runs before every public call, keep it cheap
+    return Napi::Number::New(info.Env(), d && d->violation() ? d->TakeViolations() : 0);
+  }
+
+  // ---- service environment ----
+  Napi::Value AttachService(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    if (bridge_) return Error(env, "ERR_DSM_SYSTEM", "the service is already attached");
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    bridge_ = new ServiceBridge();
+    bridge_->env = env;
+    bridge_->onRequests = Napi::Persistent(info[0].As<Napi::Function>());
+    bridge_->async.data = bridge_;
+    uv_async_init(loop, &bridge_->async, OnAsync);
+    d->SetServiceThread(pthread_self(), true);
+    d->ring().SetNotifier([](void* a) { uv_async_send(static_cast<uv_async_t*>(a)); }, &bridge_->async);
+    return env.Undefined();
+  }
+  Napi::Value DetachService(const Napi::CallbackInfo& info) {
+    DetachBridge();
+    return info.Env().Undefined();
+  }
+  Napi::Value TakeRequests(const Napi::CallbackInfo& info) {
+    dsm::Request reqs[dsm::RequestRing::kSlots];
+    uint32_t n = Need(info.Env())->ring().Take(reqs, dsm::RequestRing::kSlots);
+    auto arr = Napi::Uint32Array::New(info.Env(), size_t(n) * 3);
+    for (uint32_t i = 0; i < n; i++) {
+      arr[i * 3] = reqs[i].slot;
+      arr[i * 3 + 1] = reqs[i].page;
+      arr[i * 3 + 2] = reqs[i].flags;
+    }
+    return arr;
+  }
+  Napi::Value CompleteRequest(const Napi::CallbackInfo& info) {
+    Need(info.Env())->ring().Complete(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value Install(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    uint32_t page = PageArg(env, d, info[0]);
+    const uint8_t* data = nullptr;
+    if (info[1].IsTypedArray()) {
+      auto a = info[1].As<Napi::Uint8Array>();
+      if (a.ByteLength() != d->region().pageSize()) {
+        NAPI_THROW(Napi::RangeError::New(env, "install: data must be exactly one page"), env.Undefined());
+      }
+      data = a.Data();
+    }
+    bool ok = d->Install(page, data, uint64_t(info[2].As<Napi::Number>().Int64Value()),
+                         uint16_t(info[3].As<Napi::Number>().Uint32Value()));
+    return Napi::Boolean::New(env, ok);
+  }
+  Napi::Value Invalidate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    uint32_t page = PageArg(env, d, info[0]);
+    return Napi::Boolean::New(env, d->Invalidate(page, uint64_t(info[1].As<Napi::Number>().Int64Value()),
+                                                 uint16_t(info[2].As<Napi::Number>().Uint32Value())));
+  }
+  Napi::Value CopyCommitted(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    uint32_t page = PageArg(env, d, info[0]);
+    auto buf = Napi::Buffer<uint8_t>::New(env, d->region().pageSize());
+    d->CopyCommitted(page, buf.Data());
+    return buf;
+  }
+  Napi::Value PageState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    return Napi::Number::New(env, d->pages().state(PageArg(env, d, info[0])));
+  }
+  // Test hook: reads the app view from the calling thread. From the service thread this
+  // must abort with a message (the fault could never be resolved).
+  Napi::Value TouchAppView(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    uint32_t page = PageArg(env, d, info[0]);
+    volatile uint8_t* p = d->region().AppPage(page);
+    return Napi::Number::New(env, *p);
+  }
+  Napi::Value MeasureFaultFloor(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), dsm::MeasureFaultFloorNs(info[0].As<Napi::Number>().Uint32Value(),
+                                                                  info[1].As<Napi::Number>().Uint32Value()));
+  }
+  Napi::Value MeasureMprotect(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), dsm::MeasureMprotectNs(info[0].As<Napi::Number>().Uint32Value(),
+                                                                info[1].As<Napi::Number>().Uint32Value()));
+  }
+
+  // ---- helpers ----
+  static void OnAsync(uv_async_t* h) {
+    auto* b = static_cast<ServiceBridge*>(h->data);
+    Napi::Env env(b->env);
+    Napi::HandleScope scope(env);
+    try {
+      b->onRequests.MakeCallback(env.Global(), {});
+    } catch (const Napi::Error& e) {
+      napi_fatal_exception(b->env, e.Value());
+    }
+  }
+
+  void DetachBridge() {
+    if (!bridge_) return;
+    {
+      std::lock_guard<std::mutex> g(g_mutex);
+      if (g_dsm) {
+        g_dsm->ring().SetNotifier(nullptr, nullptr);
+        g_dsm->SetServiceThread(pthread_t(), false);
+        g_dsm->ring().FailAll();
+      }
+    }
+    ServiceBridge* b = bridge_;
+    bridge_ = nullptr;
+    b->onRequests.Reset();
+    uv_close(reinterpret_cast<uv_handle_t*>(&b->async),
+             [](uv_handle_t* h) { delete static_cast<ServiceBridge*>(h->data); });
+  }
+
+  void CloseRegion() {
+    if (!owner_) return;
+    for (auto& ref : keep_) {
+      if (!ref.IsEmpty()) ref.Value().Detach();
+    }
+    keep_.clear();
+    if (!appBuffer_.IsEmpty()) {
+      // Views held by the program become empty instead of pointing at unmapped memory.
+      appBuffer_.Value().Detach();
+      appBuffer_.Reset();
+    }
+    std::lock_guard<std::mutex> g(g_mutex);
+    dsm::fault_handler::Detach();
+    if (g_dsm) {
+      g_dsm->ring().SetNotifier(nullptr, nullptr);
+      delete g_dsm;
+      g_dsm = nullptr;
+    }
+    owner_ = false;
+  }
+
+  void Cleanup() {
+    DetachBridge();
+    if (owner_) {
+      keep_.clear();
+      appBuffer_.Reset();
+      std::lock_guard<std::mutex> g(g_mutex);
+      dsm::fault_handler::Detach();
+      delete g_dsm;
+      g_dsm = nullptr;
+      owner_ = false;
+    }
+  }
+
+  dsm::Dsm* Need(Napi::Env env) {
+    dsm::Dsm* d = g_dsm;
+    if (!d) {
+      Napi::Error e = Napi::Error::New(env, "the DSM node is closed");
+      e.Set("code", Napi::String::New(env, "ERR_DSM_CLOSED"));
+      throw e;
+    }
+    return d;
+  }
+  static uint32_t PageArg(Napi::Env env, dsm::Dsm* d, Napi::Value v) {
+    double p = v.As<Napi::Number>().DoubleValue();
+    if (!(p >= 0 && p < d->region().numPages()) || p != double(uint32_t(p))) {
+      throw Napi::RangeError::New(env, "page number out of range");
+    }
+    return uint32_t(p);
+  }
+  static Napi::Value Error(Napi::Env env, const char* code, const std::string& msg) {
+    Napi::Error e = Napi::Error::New(env, msg);
+    e.Set("code", Napi::String::New(env, code));
+    throw e;
+  }
+  static Napi::ArrayBuffer External(Napi::Env env, void* p, size_t n) {
+    return Napi::ArrayBuffer::New(env, p, n, [](Napi::Env, void*) {});
+  }
+  Napi::ArrayBuffer Keep(Napi::Env, Napi::ArrayBuffer b) {
+    keep_.push_back(Napi::Persistent(b));
+    return b;
+  }
+  static Napi::Value Pages(Napi::Env env, const std::vector<uint32_t>& v) {
+    auto a = Napi::Uint32Array::New(env, v.size());
+    for (size_t i = 0; i < v.size(); i++) a[i] = v[i];
+    return a;
+  }
+
+  bool owner_ = false;
+  Napi::Reference<Napi::ArrayBuffer> appBuffer_;
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> keep_;
+  ServiceBridge* bridge_ = nullptr;
+};
+
+}  // namespace
+
+NODE_API_ADDON(Addon)

@@ -1,0 +1,264 @@
+#include "dsm.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "signal_safe_log.h"
+
+namespace dsm {
+
+Dsm::~Dsm() { Close(); }
+
+bool Dsm::Open(const Options& o, RegionError* err) {
+  if (!region_.Map(o.base, o.size, o.pageShift, err)) return false;
+  const uint32_t n = region_.numPages();
+  if (!pt_.Allocate(n) || !prot_.Allocate(region_, &pt_, &stats_) || !txShadows_.Allocate(region_) ||
+      !violShadows_.Allocate(region_) || !readSet_.Allocate(n)) {
+    *err = {RegionError::kSystem, "allocating the page table and shadow areas failed"};
+    region_.Unmap();
+    return false;
+  }
+  stats_.Reset();
+  if (!o.startInvalid) memset(pt_.states(), kValidUnmapped, n);
+  return true;
+}
+
+void Dsm::Close() {
+  ring_.FailAll();
+  region_.Unmap();
+}
+
+bool Dsm::IsServiceThread() const {
+  return hasService_.load(std::memory_order_acquire) && pthread_equal(pthread_self(), service_);
+}
+
+void Dsm::SetServiceThread(pthread_t t, bool attached) {
+  service_ = t;
+  hasService_.store(attached, std::memory_order_release);
+}
+
+void Dsm::Fatal(const char* what, uint32_t page, int err) {
+  SignalSafeLog log;
+  log.Put("node-dsm: fatal: ").Put(what).Put(" (page ").Num(page);
+  if (err) log.Put(", ").Put(strerror(err));  // glibc's strerror reads a static table
+  log.Put(")\n").Flush();
+  abort();
+}
+
+void Dsm::ResolveFault(uint32_t page, bool write) {
+  if (!Lock()) Fatal("a fault on the DSM region interrupted the runtime's own page-table update", page, 0);
+  for (;;) {
+    const uint8_t s = pt_.state(page);
+    if (s == kInvalid) {
+      lock_.Unlock();
+      stats_.Inc(kServiceFaults);
+      if (!ring_.PostAndWait(page, write ? uint32_t(kRequestWrite) : 0u)) {
+        Fatal("the page is not present on this node and the service thread is not running "
+              "(was the node closed while a read was in progress?)",
+              page, 0);
+      }
+      if (!Lock()) Fatal("re-entered page-table lock", page, 0);
+      continue;  // the service thread installed it (or something newer): look again
+    }
+    int prot;
+    uint8_t next;
+    if (!write) {
+      if (s == kRead || s == kWrite) break;  // another thread granted it meanwhile
+      if (active_.load(std::memory_order_relaxed)) readSet_.Add(page);
+      // A page this transaction already wrote (re-protected by a revoke) needs no second fault.
+      const bool written = active_.load(std::memory_order_relaxed) && txShadows_.Has(page);
+      prot = written ? PROT_READ | PROT_WRITE : PROT_READ;
+      next = written ? kWrite : kRead;
+      stats_.Inc(kReadFaults);
+    } else {
+      if (s == kWrite) break;
+      if (active_.load(std::memory_order_relaxed)) {
+        txShadows_.Take(page);
+      } else {
+        // Outside a transaction: keep the write possible (nothing crashes) but remember how
+        // to undo it; the next DSM call rolls it back and throws.
+        violShadows_.Take(page);
+        violation_.store(true, std::memory_order_release);
+        stats_.Inc(kViolations);
+      }
+      prot = PROT_READ | PROT_WRITE;
+      next = kWrite;
+      stats_.Inc(kWriteFaults);
+    }
+    if (!prot_.Grant(page, prot)) Fatal("mprotect of the app view failed", page, errno);
+    pt_.set_state(page, next);
+    break;
+  }
+  lock_.Unlock();
+}
+
+void Dsm::Begin() {
+  Lock();
+  // Revoke what the previous transaction (or reads outside one) were granted, so the first
+  // touch of every page in this one is seen. Cost follows that footprint.
+  if (!prot_.RevokeGranted()) Fatal("revoking page access failed", 0, errno);
+  readSet_.Clear();
+  txShadows_.Clear();
+  doomed_.store(false, std::memory_order_release);
+  live_.store(true, std::memory_order_release);
+  active_.store(true, std::memory_order_release);
+  stats_.Inc(kBegins);
+  lock_.Unlock();
+}
+
+uint32_t Dsm::End() {
+  Lock();
+  active_.store(false, std::memory_order_release);
+  // Written pages go back to read-only: a write after the function returned is a violation,
+  // not part of the transaction.
+  const PageSet& w = txShadows_.pages();
+  uint32_t count = 0;
+  uint32_t run[Protections::kBatchRevoke];
+  uint32_t k = 0;
+  auto flush = [&] {
+    if (k && !prot_.SetRuns(run, k, PROT_READ)) {
+      if (errno != ENOMEM || !prot_.RevokeAll()) Fatal("mprotect of the app view failed", run[0], errno);
+      k = 0;
+      return;
+    }
+    for (uint32_t i = 0; i < k; i++)
+      if (pt_.state(run[i]) == kWrite) pt_.set_state(run[i], kRead);
+    k = 0;
+  };
+  w.ForEach([&](uint32_t p) {
+    count++;
+    if (pt_.state(p) != kWrite) return;
+    run[k++] = p;
+    if (k == Protections::kBatchRevoke) flush();
+  });
+  flush();
+  lock_.Unlock();
+  return count;
+}
+
+void Dsm::RestoreShadows(ShadowPages& s) {
+  // Called with the lock held. Pages invalidated meanwhile were forgotten by Invalidate():
+  // their newer version must not be overwritten with our stale shadow.
+  s.pages().ForEach([&](uint32_t p) {
+    if (pt_.state(p) == kInvalid) return;
+    s.Restore(p);
+    stats_.Inc(kShadowRestores);
+  });
+  // Restored pages must fault again on their next write; one revoke re-protects them all.
+  if (!prot_.RevokeAll()) Fatal("revoking page access failed", 0, errno);
+  s.Clear();
+}
+
+void Dsm::Abort() {
+  Lock();
+  active_.store(false, std::memory_order_release);
+  RestoreShadows(txShadows_);
+  readSet_.Clear();
+  live_.store(false, std::memory_order_release);
+  doomed_.store(false, std::memory_order_release);
+  stats_.Inc(kAborts);
+  lock_.Unlock();
+}
+
+void Dsm::Commit(uint64_t time, uint16_t owner) {
+  Lock();
+  active_.store(false, std::memory_order_release);
+  txShadows_.pages().ForEach([&](uint32_t p) {
+    pt_.set_version(p, time);
+    pt_.set_owner(p, owner);
+  });
+  txShadows_.Clear();
+  readSet_.Clear();
+  live_.store(false, std::memory_order_release);
+  stats_.Inc(kCommits);
+  lock_.Unlock();
+}
+
+static std::vector<uint32_t> Sorted(const PageSet& s) {
+  std::vector<uint32_t> v;
+  v.reserve(s.count());
+  s.ForEach([&](uint32_t p) { v.push_back(p); });
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+std::vector<uint32_t> Dsm::ReadSet() {
+  Lock();
+  auto v = Sorted(readSet_);
+  lock_.Unlock();
+  return v;
+}
+
+std::vector<uint32_t> Dsm::WriteSet() {
+  Lock();
+  auto v = Sorted(txShadows_.pages());
+  lock_.Unlock();
+  return v;
+}
+
+uint32_t Dsm::TakeViolations() {
+  if (!violation_.load(std::memory_order_acquire)) return 0;
+  Lock();
+  uint32_t n = 0;
+  violShadows_.pages().ForEach([&](uint32_t) { n++; });
+  RestoreShadows(violShadows_);
+  violation_.store(false, std::memory_order_release);
+  lock_.Unlock();
+  return n;
+}
+
+bool Dsm::Install(uint32_t page, const uint8_t* data, uint64_t version, uint16_t owner) {
+  Lock();
+  if (pt_.state(page) != kInvalid) {
+    lock_.Unlock();
+    return false;
+  }
+  if (data) {
+    memcpy(region_.SysPage(page), data, region_.pageSize());
+  } else {
+    memset(region_.SysPage(page), 0, region_.pageSize());
+  }
+  pt_.set_version(page, version);
+  pt_.set_owner(page, owner);
+  pt_.set_state(page, kValidUnmapped);
+  stats_.Inc(kInstalls);
+  lock_.Unlock();
+  return true;
+}
+
+bool Dsm::Invalidate(uint32_t page, uint64_t version, uint16_t owner) {
+  Lock();
+  bool doomed = false;
+  if (live_.load(std::memory_order_acquire) && (readSet_.Contains(page) || txShadows_.Has(page))) {
+    doomed_.store(true, std::memory_order_release);
+    doomed = true;
+  }
+  // The shadow holds a version older than the one that replaced it: never restore it.
+  txShadows_.Forget(page);
+  violShadows_.Forget(page);
+  if (pt_.state(page) != kInvalid) {
+    if (!prot_.Set(page, PROT_NONE)) Fatal("mprotect of the app view failed", page, errno);
+    pt_.set_state(page, kInvalid);
+  }
+  pt_.set_version(page, version);
+  pt_.set_owner(page, owner);
+  stats_.Inc(kInvalidations);
+  lock_.Unlock();
+  return doomed;
+}
+
+void Dsm::CopyCommitted(uint32_t page, uint8_t* out) {
+  Lock();
+  const uint8_t* src = txShadows_.Has(page)     ? txShadows_.Slot(page)
+                       : violShadows_.Has(page) ? violShadows_.Slot(page)
+                                                : region_.SysPage(page);
+  memcpy(out, src, region_.pageSize());
+  lock_.Unlock();
+}
+
+}  // namespace dsm

@@ -1,0 +1,107 @@
+// The per-process DSM instance: the region, its page table, shadows, protections and the
+// request ring, and the operations on them. Plain C++ (no JavaScript, no libuv): the addon
+// binds it, the native tests drive it directly.
+//
+// Threads: the app thread runs transactions and faults; the service thread installs and
+// invalidates pages. Every page-state transition happens under `lock_` (a spin lock, as
+// the fault handler takes it), and no holder ever waits for another thread.
+#pragma once
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "page_table.h"
+#include "protections.h"
+#include "region.h"
+#include "request_ring.h"
+#include "shadow_pages.h"
+#include "spin_lock.h"
+#include "stats.h"
+
+namespace dsm {
+
+struct Options {
+  uintptr_t base = 0;
+  size_t size = 0;
+  unsigned pageShift = 12;
+  // Pages start valid (zero-filled, never written). A node joining a running cluster starts
+  // with every page invalid instead and fetches them.
+  bool startInvalid = false;
+};
+
+class Dsm {
+ public:
+  Dsm() = default;
+  ~Dsm();
+  Dsm(const Dsm&) = delete;
+  Dsm& operator=(const Dsm&) = delete;
+
+  bool Open(const Options& o, RegionError* err);
+  void Close();
+
+  // ---- fault path (signal handler; any thread but the service thread) ----
+  // Resolves an access to `page` of the app view. Never returns on fatal errors: it writes
+  // a message naming the cause to stderr and aborts.
+  void ResolveFault(uint32_t page, bool write);
+  bool IsServiceThread() const;
+
+  // ---- transactions (app thread) ----
+  void Begin();
+  // Ends the running function: written pages go back to read-only. Returns the write count.
+  uint32_t End();
+  // Rolls back every page written since Begin() and forgets both sets.
+  void Abort();
+  // Makes the writes permanent: stamps `time` and `owner` on the written pages.
+  void Commit(uint64_t time, uint16_t owner);
+  bool active() const { return active_.load(std::memory_order_acquire); }
+  bool live() const { return live_.load(std::memory_order_acquire); }
+  bool doomed() const { return doomed_.load(std::memory_order_acquire); }
+  void Doom() { doomed_.store(true, std::memory_order_release); }
+  std::vector<uint32_t> ReadSet();
+  std::vector<uint32_t> WriteSet();
+  // Rolls back writes made outside any transaction; returns how many pages were restored.
+  uint32_t TakeViolations();
+  bool violation() const { return violation_.load(std::memory_order_acquire); }
+
+  // ---- service thread ----
+  void SetServiceThread(pthread_t t, bool attached);
+  // Installs a page fetched from a peer (INVALID -> VALID_UNMAPPED). `data` may be null for
+  // a zero page. Returns false when the page was not invalid (nothing changed).
+  bool Install(uint32_t page, const uint8_t* data, uint64_t version, uint16_t owner);
+  // Marks a page stale after a remote commit. Returns true when that doomed the live
+  // transaction (it had read or written the page).
+  bool Invalidate(uint32_t page, uint64_t version, uint16_t owner);
+  // The last committed contents of a page (shadow if the live transaction wrote it).
+  void CopyCommitted(uint32_t page, uint8_t* out);
+
+  Region& region() { return region_; }
+  PageTable& pages() { return pt_; }
+  RequestRing& ring() { return ring_; }
+  Stats& stats() { return stats_; }
+  uint32_t grantedCount() const { return prot_.grantedCount(); }
+
+ private:
+  [[noreturn]] void Fatal(const char* what, uint32_t page, int err);
+  void RestoreShadows(ShadowPages& s);
+  bool Lock() { return lock_.Lock(); }
+
+  Region region_;
+  PageTable pt_;
+  Protections prot_;
+  ShadowPages txShadows_;    // first-write copies of the running transaction
+  ShadowPages violShadows_;  // first-write copies of writes outside a transaction
+  PageSet readSet_;
+  RequestRing ring_;
+  Stats stats_{};
+  SpinLock lock_;
+  std::atomic<bool> active_{false};  // the transaction function is running
+  std::atomic<bool> live_{false};    // begun and neither committed nor aborted
+  std::atomic<bool> doomed_{false};
+  std::atomic<bool> violation_{false};
+  std::atomic<bool> hasService_{false};
+  pthread_t service_{};
+};
+
+}  // namespace dsm

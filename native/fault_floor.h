@@ -1,0 +1,14 @@
+// Native measurements of the floors the benchmarks compare against, taken in the same
+// process and run as the figures they anchor.
+#pragma once
+#include <cstdint>
+
+namespace dsm {
+
+// Median nanoseconds of one SIGSEGV + mprotect + return, through the installed handler
+// (its calibration path), over `pages` fresh pages, repeated `rounds` times.
+double MeasureFaultFloorNs(uint32_t pages, uint32_t rounds);
+// Median nanoseconds of one single-page mprotect.
+double MeasureMprotectNs(uint32_t pages, uint32_t rounds);
+
+}  // namespace dsm

@@ -1,0 +1,50 @@
+// Page protections of the app view, and the pages granted access since the last revoke.
+// Every run of pages with one protection is one kernel memory area; past vm.max_map_count
+// areas mprotect fails with ENOMEM. A handler that ignored that would retry the same fault
+// forever, so on ENOMEM this revokes every granted page in one call (one area again) and
+// retries once: the revoked pages only cost a later local fault.
+#pragma once
+#include <sys/mman.h>
+
+#include <cstdint>
+
+#include "mapped_array.h"
+#include "page_table.h"
+#include "region.h"
+#include "stats.h"
+
+namespace dsm {
+
+class Protections {
+ public:
+  // Revoking more pages than this one by one costs more than one whole-region mprotect.
+  static constexpr uint32_t kBatchRevoke = 32;
+
+  bool Allocate(const Region& r, PageTable* pt, Stats* st) {
+    region_ = &r;
+    pt_ = pt;
+    stats_ = st;
+    return granted_.Allocate(r.numPages());
+  }
+  // Signal-safe. Sets the app-view protection of one page. Returns false only when mprotect
+  // fails for a reason a revoke cannot cure (errno says which).
+  bool Set(uint32_t page, int prot);
+  // Signal-safe. Makes `page` accessible with `prot` and remembers it for the next revoke.
+  bool Grant(uint32_t page, int prot);
+  // Revokes access to every page granted since the last revoke (kRead/kWrite become
+  // kValidUnmapped). Cost follows the number of granted pages, not the region size.
+  bool RevokeGranted();
+  // One mprotect over the whole region.
+  bool RevokeAll();
+  // Sets `prot` on `count` pages from `pages`, merging consecutive page numbers into one call.
+  bool SetRuns(const uint32_t* pages, uint32_t count, int prot);
+  uint32_t grantedCount() const { return granted_.count(); }
+
+ private:
+  const Region* region_ = nullptr;
+  PageTable* pt_ = nullptr;
+  Stats* stats_ = nullptr;
+  PageSet granted_;
+};
+
+}  // namespace dsm

@@ -1,0 +1,79 @@
+#include "request_ring.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+
+namespace dsm {
+
+static long Futex(std::atomic<uint32_t>* word, int op, uint32_t val) {
+  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, val, nullptr, nullptr, 0);
+}
+
+void RequestRing::SetNotifier(Notifier fn, void* arg) {
+  notifierArg_.store(arg, std::memory_order_release);
+  notifier_.store(fn, std::memory_order_release);
+}
+
+bool RequestRing::PostAndWait(uint32_t page, uint32_t flags) {
+  Slot* s = nullptr;
+  while (!s) {
+    if (!HasConsumer()) return false;
+    for (uint32_t i = 0; i < kSlots; i++) {
+      uint32_t expected = kFree;
+      if (slots_[i].state.compare_exchange_strong(expected, kFilling, std::memory_order_acquire)) {
+        s = &slots_[i];
+        break;
+      }
+    }
+    if (!s) sched_yield();  // 64 threads faulting at once: wait for a slot
+  }
+  s->page = page;
+  s->flags = flags;
+  s->done.store(0, std::memory_order_relaxed);
+  s->state.store(kPending, std::memory_order_release);
+  Notifier fn = notifier_.load(std::memory_order_acquire);
+  if (fn) fn(notifierArg_.load(std::memory_order_acquire));
+  uint32_t d;
+  while ((d = s->done.load(std::memory_order_acquire)) == 0) {
+    // EINTR (another signal) and EAGAIN (already completed) both just re-check the word.
+    Futex(&s->done, FUTEX_WAIT_PRIVATE, 0);
+  }
+  s->state.store(kFree, std::memory_order_release);
+  return d == 1;
+}
+
+uint32_t RequestRing::Take(Request* out, uint32_t max) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < kSlots && n < max; i++) {
+    uint32_t expected = kPending;
+    if (slots_[i].state.compare_exchange_strong(expected, kTaken, std::memory_order_acquire)) {
+      out[n++] = Request{i, slots_[i].page, slots_[i].flags};
+    }
+  }
+  return n;
+}
+
+void RequestRing::Complete(uint32_t slot) {
+  if (slot >= kSlots) return;
+  Slot& s = slots_[slot];
+  if (s.state.load(std::memory_order_acquire) != kTaken) return;  // stale or foreign slot
+  s.done.store(1, std::memory_order_release);
+  Futex(&s.done, FUTEX_WAKE_PRIVATE, INT_MAX);
+}
+
+void RequestRing::FailAll() {
+  for (auto& s : slots_) {
+    uint32_t st = s.state.load(std::memory_order_acquire);
+    if (st == kPending || st == kTaken) {
+      s.done.store(2, std::memory_order_release);
+      Futex(&s.done, FUTEX_WAKE_PRIVATE, INT_MAX);
+    }
+  }
+}
+
+}  // namespace dsm

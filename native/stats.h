@@ -1,0 +1,35 @@
+// Counters kept by the native core. Relaxed atomics: they are figures, not synchronisation.
+// The order here is the order of the BigUint64Array TypeScript reads (lib/native.ts).
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+namespace dsm {
+
+enum Counter : unsigned {
+  kReadFaults,          // read faults resolved in the handler (read tracking)
+  kWriteFaults,         // write faults resolved in the handler (shadow on write)
+  kServiceFaults,       // faults handed to the service thread
+  kViolations,          // writes outside a transaction (rolled back)
+  kProtectionResets,    // whole-region revokes after mprotect ENOMEM
+  kShadowRestores,      // pages copied back from shadows on abort or violation
+  kBegins,
+  kCommits,
+  kAborts,
+  kInstalls,            // pages installed by the service thread
+  kInvalidations,       // pages invalidated by the service thread
+  kCounterCount
+};
+
+struct Stats {
+  std::atomic<uint64_t> c[kCounterCount];
+  void Inc(Counter k, uint64_t n = 1) { c[k].fetch_add(n, std::memory_order_relaxed); }
+  uint64_t Get(Counter k) const { return c[k].load(std::memory_order_relaxed); }
+  void Reset() {
+    for (auto& x : c) x.store(0, std::memory_order_relaxed);
+  }
+};
+
+static_assert(sizeof(std::atomic<uint64_t>) == 8, "stats are exposed as a BigUint64Array");
+
+}  // namespace dsm

@@ -1,0 +1,88 @@
+// Loads the compiled addon and types its raw surface. Internal: the public API is in node.ts.
+import path from 'node:path';
+import { NativeLoadError } from './errors';
+
+/** What `open()` returns: views over native memory, valid until `close()`. */
+export interface NativeRegion {
+  /** The app view. */
+  buffer: ArrayBuffer;
+  pageSize: number;
+  numPages: number;
+  /** Page states (see PageState). */
+  states: Uint8Array;
+  owners: Uint16Array;
+  versions: BigUint64Array;
+  /** Counters, in the order of `Counter`. */
+  stats: BigUint64Array;
+}
+
+/** Order of native/stats.h. */
+export const Counter = {
+  readFaults: 0,
+  writeFaults: 1,
+  serviceFaults: 2,
+  violations: 3,
+  protectionResets: 4,
+  shadowRestores: 5,
+  begins: 6,
+  commits: 7,
+  aborts: 8,
+  installs: 9,
+  invalidations: 10,
+} as const;
+
+/** Order of native/page_table.h. */
+export const PageState = { invalid: 0, validUnmapped: 1, read: 2, write: 3 } as const;
+
+export interface NativeAddon {
+  open(o: { base: number; size: number; pageShift: number; startInvalid: boolean }): NativeRegion;
+  close(): void;
+  begin(): void;
+  end(): number;
+  abort(): void;
+  commit(time: number, owner: number): void;
+  doomed(): boolean;
+  readSet(): Uint32Array;
+  writeSet(): Uint32Array;
+  takeViolations(): number;
+  attachService(onRequests: () => void): void;
+  detachService(): void;
+  /** Triples of (slot, page, flags). */
+  takeRequests(): Uint32Array;
+  completeRequest(slot: number): void;
+  install(page: number, data: Uint8Array | null, version: number, owner: number): boolean;
+  invalidate(page: number, version: number, owner: number): boolean;
+  copyCommitted(page: number): Buffer;
+  pageState(page: number): number;
+  touchAppView(page: number): number;
+  measureFaultFloor(pages: number, rounds: number): number;
+  measureMprotect(pages: number, rounds: number): number;
+}
+
+let cached: NativeAddon | undefined;
+
+/** The addon, loaded once per thread. Fails with a message that says how to fix it. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  if (process.platform !== 'linux') {
+    throw new NativeLoadError(`node-dsm needs Linux (memfd, SIGSEGV page faults); this is ${process.platform}`);
+  }
+  const root = path.join(__dirname, '..');
+  const candidates = ['build/Release/node_dsm.node', 'build/Debug/node_dsm.node'];
+  const errors: string[] = [];
+  for (const rel of candidates) {
+    try {
+      cached = require(path.join(root, rel)) as NativeAddon;
+      return cached;
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code !== 'MODULE_NOT_FOUND') errors.push(`${rel}: ${err.message}`);
+    }
+  }
+  throw new NativeLoadError(
+    errors.length
+      ? `the node-dsm addon failed to load:\n  ${errors.join('\n  ')}\nRebuild it with "npm rebuild node-dsm".`
+      : `the node-dsm addon is not built (looked for ${candidates.join(', ')} in ${root}). ` +
+          'Build it with "npm install" (needs python3, make and g++) or "npx node-gyp rebuild".',
+  );
+}

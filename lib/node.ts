@@ -1,0 +1,195 @@
+// The public node object: typed views over the region, transactions, statistics, close.
+import { EventEmitter } from 'node:events';
+import { ClosedError, fromNative, WriteOutsideTransactionError } from './errors';
+import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
+import { type NodeOptions, resolveOptions } from './options';
+import { ServiceClient } from './service/client';
+import { type Transaction, type TransactionOptions, TransactionRunner } from './transaction';
+
+/** Figures of one node, from {@link DsmNode.stats}. */
+export interface DsmStats {
+  nodeId: number;
+  globalTime: number;
+  faults: {
+    /** Read faults resolved inside the handler (read tracking). */
+    read: number;
+    /** Write faults resolved inside the handler (shadow on write). */
+    write: number;
+    /** Faults that needed the service thread (page not valid on this node). */
+    service: number;
+    /** Writes outside a transaction (rolled back). */
+    violations: number;
+  };
+  transactions: { begun: number; committed: number; aborted: number; retried: number };
+  pages: { invalid: number; validUnmapped: number; read: number; write: number };
+  /** Whole-region revokes forced by mprotect ENOMEM (too many memory areas). */
+  protectionResets: number;
+  shadowRestores: number;
+  installs: number;
+  invalidations: number;
+}
+
+export interface CommitEvent {
+  time: number;
+  pages: number;
+}
+
+/**
+ * One DSM node: the shared region and the transactions on it. Created by {@link createNode}.
+ *
+ * @example
+ * const dsm = await createNode({ regionSize: 64 << 20 });
+ * await dsm.transaction(() => { dsm.u32[0] += 1; });
+ */
+export class DsmNode extends EventEmitter {
+  /** Bytes of the region, as typed arrays. Reads work anywhere; writes belong in transactions. */
+  readonly u8: Uint8Array;
+  readonly i32: Int32Array;
+  readonly u32: Uint32Array;
+  readonly f64: Float64Array;
+  readonly u64: BigUint64Array;
+  /** This node's id in the cluster (0 for a one-node cluster). */
+  readonly nodeId: number = 0;
+  /** Bytes per DSM page. */
+  readonly pageSize: number;
+  /** The region's base address, the same on every node. */
+  readonly base: number;
+  readonly regionSize: number;
+
+  private closed = false;
+  private readonly runner: TransactionRunner;
+
+  /** @internal */
+  constructor(
+    private readonly native: NativeAddon,
+    private readonly region: NativeRegion,
+    private readonly service: ServiceClient,
+    opts: { base: number; regionSize: number; maxRetries: number },
+  ) {
+    super();
+    const b = region.buffer;
+    this.u8 = new Uint8Array(b);
+    this.i32 = new Int32Array(b);
+    this.u32 = new Uint32Array(b);
+    this.f64 = new Float64Array(b);
+    this.u64 = new BigUint64Array(b);
+    this.pageSize = region.pageSize;
+    this.base = opts.base;
+    this.regionSize = opts.regionSize;
+    this.runner = new TransactionRunner(native, service, opts.maxRetries, {
+      nodeId: () => this.nodeId,
+      checkViolations: () => this.checkViolations(),
+      onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
+      onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
+    });
+  }
+
+  /** The global time this node has applied: the number of write commits it knows of. */
+  get globalTime(): number {
+    return this.service.globalTime;
+  }
+
+  /**
+   * Runs `fn` as a transaction: its writes to the region become visible atomically, or not
+   * at all if it throws. `fn` must be synchronous and may run more than once (after a
+   * conflict); put side effects in `tx.afterCommit()`. Transactions of one node queue.
+   *
+   * @example
+   * const balance = await dsm.transaction(() => { dsm.f64[a] -= 10; dsm.f64[b] += 10; return dsm.f64[a]; });
+   */
+  transaction<T>(fn: (tx: Transaction) => T, opts?: TransactionOptions): Promise<T> {
+    try {
+      this.checkOpen();
+      this.checkViolations();
+      return this.runner.run(fn, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Counters and page states of this node. */
+  stats(): DsmStats {
+    this.checkOpen();
+    this.checkViolations();
+    const c = this.region.stats;
+    const n = (k: keyof typeof Counter) => Number(c[Counter[k]]);
+    const pages = { invalid: 0, validUnmapped: 0, read: 0, write: 0 };
+    const counts = [0, 0, 0, 0];
+    const states = this.region.states;
+    for (let i = 0; i < states.length; i++) counts[states[i]]++;
+    pages.invalid = counts[PageState.invalid];
+    pages.validUnmapped = counts[PageState.validUnmapped];
+    pages.read = counts[PageState.read];
+    pages.write = counts[PageState.write];
+    return {
+      nodeId: this.nodeId,
+      globalTime: this.globalTime,
+      faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations') },
+      transactions: { begun: n('begins'), committed: n('commits'), aborted: n('aborts'), retried: this.runner.retries },
+      pages,
+      protectionResets: n('protectionResets'),
+      shadowRestores: n('shadowRestores'),
+      installs: n('installs'),
+      invalidations: n('invalidations'),
+    };
+  }
+
+  /**
+   * Waits for queued transactions, stops the service thread and unmaps the region. The
+   * typed views become empty (length 0). Calling it twice is harmless.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.runner.idle;
+    await this.service.stop();
+    this.native.close();
+  }
+
+  /** @internal Test hook: makes the service invalidate `page`, then reinstall it filled with `fill` on the next touch. */
+  async _testInvalidate(page: number, fill: number): Promise<void> {
+    await this.service.request({ type: 'test-invalidate', page, fill });
+  }
+
+  /** @internal Test hook: the service thread reads the app view (which must abort the process). */
+  _testServiceTouchAppView(page: number): Promise<unknown> {
+    return this.service.request({ type: 'test-touch-app-view', page });
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new ClosedError();
+  }
+
+  private checkViolations(): void {
+    const n = this.native.takeViolations();
+    if (n > 0) throw new WriteOutsideTransactionError(n);
+  }
+}
+
+/**
+ * Creates this process's DSM node. With no peers it is a one-node cluster.
+ *
+ * @example
+ * const dsm = await createNode({ regionSize: 256 << 20 });
+ */
+export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
+  const o = resolveOptions(options);
+  const native = loadNative();
+  let region: NativeRegion;
+  try {
+    region = native.open({ base: o.base, size: o.regionSize, pageShift: o.pageShift, startInvalid: false });
+  } catch (e) {
+    throw fromNative(e);
+  }
+  let service: ServiceClient;
+  try {
+    service = await ServiceClient.start(
+      { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer: new SharedArrayBuffer(8) },
+      (level, message) => process.emitWarning(message, { code: `DSM_SERVICE_${level.toUpperCase()}` }),
+    );
+  } catch (e) {
+    native.close();
+    throw e;
+  }
+  return new DsmNode(native, region, service, o);
+}

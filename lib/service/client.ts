@@ -1,0 +1,86 @@
+// The app thread's handle on the service worker: starts it, sends requests, matches replies.
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { DsmError, SystemError } from '../errors';
+import type { AppRequest, ServiceConfig, ServiceEvent, ServiceReply } from './messages';
+
+type Pending = { resolve: (r: ServiceReply) => void; reject: (e: Error) => void };
+// Distributes Omit over the union so each request keeps its own fields.
+type Request = AppRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+export class ServiceClient {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private exited = false;
+  private readonly time: BigUint64Array;
+
+  private constructor(config: ServiceConfig, onLog: (level: string, message: string) => void) {
+    this.time = new BigUint64Array(config.timeBuffer);
+    this.worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: config });
+    // The worker must not keep the process alive by itself; in-flight requests ref it.
+    this.worker.unref();
+    this.worker.on('message', (m: ServiceReply | ServiceEvent) => {
+      if ('id' in m) {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (this.pending.size === 0) this.worker.unref();
+        p.resolve(m);
+      } else if (m.type === 'log') {
+        onLog(m.level, m.message);
+      }
+    });
+    this.worker.on('error', (e) => this.failAll(new SystemError(`the service thread failed: ${e.message}`, { cause: e })));
+    this.worker.on('exit', () => {
+      this.exited = true;
+      this.failAll(new SystemError('the service thread exited'));
+    });
+  }
+
+  /** Starts the service worker and resolves once it has attached to the region. */
+  static start(config: ServiceConfig, onLog: (level: string, message: string) => void): Promise<ServiceClient> {
+    const c = new ServiceClient(config, onLog);
+    return new Promise((resolve, reject) => {
+      const onMsg = (m: ServiceEvent) => {
+        if ('type' in m && m.type === 'ready') {
+          c.worker.off('message', onMsg);
+          c.worker.off('error', onErr);
+          resolve(c);
+        }
+      };
+      const onErr = (e: Error) => reject(new SystemError(`the service thread failed to start: ${e.message}`, { cause: e }));
+      c.worker.on('message', onMsg);
+      c.worker.once('error', onErr);
+    });
+  }
+
+  get globalTime(): number {
+    return Number(this.time[0]);
+  }
+
+  /** Sends a request; rejects with the service's DsmError when it answers ok: false. */
+  async request(req: Request): Promise<ServiceReply & { ok: true }> {
+    if (this.exited) throw new SystemError('the service thread is not running');
+    const id = this.nextId++;
+    const reply = await new Promise<ServiceReply>((resolve, reject) => {
+      if (this.pending.size === 0) this.worker.ref();
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...req, id });
+    });
+    if (reply.ok) return reply;
+    if (reply.doomed) throw Object.assign(new DsmError('ERR_DSM_DOOMED', 'the transaction was doomed'), { doomed: true });
+    throw new DsmError(reply.code ?? 'ERR_DSM_SYSTEM', reply.message ?? 'the service failed');
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    await this.request({ type: 'close' }).catch(() => undefined);
+    await this.worker.terminate();
+  }
+
+  private failAll(e: Error): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+}

@@ -1,5 +1,6 @@
 // The public node object: typed views over the region, transactions, statistics, close.
 import { EventEmitter } from 'node:events';
+import { Heap } from './alloc/heap';
 import { ClosedError, fromNative, WriteOutsideTransactionError } from './errors';
 import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
 import { type NodeOptions, resolveOptions } from './options';
@@ -58,6 +59,7 @@ export class DsmNode extends EventEmitter {
 
   private closed = false;
   private readonly runner: TransactionRunner;
+  /** @internal */ readonly heap: Heap;
 
   /** @internal */
   constructor(
@@ -76,7 +78,8 @@ export class DsmNode extends EventEmitter {
     this.pageSize = region.pageSize;
     this.base = opts.base;
     this.regionSize = opts.regionSize;
-    this.runner = new TransactionRunner(native, service, opts.maxRetries, {
+    this.heap = new Heap(this);
+    this.runner = new TransactionRunner(native, service, this.heap, opts.maxRetries, {
       nodeId: () => this.nodeId,
       checkViolations: () => this.checkViolations(),
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
@@ -105,6 +108,15 @@ export class DsmNode extends EventEmitter {
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /**
+   * The pointer (byte offset into the region) named `name` by `tx.setRoot()`, or undefined.
+   * @example const accounts = dsm.root('accounts');
+   */
+  root(name: string): number | undefined {
+    this.checkOpen();
+    return this.heap.root(name);
   }
 
   /** Counters and page states of this node. */
@@ -191,5 +203,12 @@ export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
     native.close();
     throw e;
   }
-  return new DsmNode(native, region, service, o);
+  const node = new DsmNode(native, region, service, o);
+  try {
+    await node.heap.open((fn) => node.transaction(fn));
+  } catch (e) {
+    await node.close();
+    throw e;
+  }
+  return node;
 }

@@ -1,6 +1,7 @@
 // The transaction runner: one transaction at a time per node, run synchronously on the app
 // thread, retried when a remote commit dooms it, committed through the service.
 import { AsyncTransactionError, NestedTransactionError, TransactionConflictError } from './errors';
+import type { Heap } from './alloc/heap';
 import type { NativeAddon } from './native';
 import type { ServiceClient } from './service/client';
 
@@ -10,9 +11,32 @@ export class Transaction {
   /** @internal */
   constructor(
     private readonly native: NativeAddon,
+    private readonly heap: Heap,
     /** 0 on the first run, then 1, 2, ... on retries. */
     readonly attempt: number,
   ) {}
+
+  /**
+   * Allocates `size` bytes in the shared heap; returns the byte offset into the region.
+   * Vanishes if the transaction aborts. Objects over 4 KiB get whole pages.
+   * @example const p = tx.alloc(64); dsm.u32[p >> 2] = 42;
+   */
+  alloc(size: number): number {
+    return this.heap.alloc(size);
+  }
+
+  /** Frees an allocation (takes effect when the transaction commits). */
+  free(ptr: number): void {
+    this.heap.free(ptr);
+  }
+
+  /**
+   * Names a pointer so any node can find it with `dsm.root(name)`.
+   * @example tx.setRoot('accounts', tx.alloc(8 * 1000));
+   */
+  setRoot(name: string, ptr: number): void {
+    this.heap.setRoot(name, ptr);
+  }
 
   /**
    * Runs `fn` once, after the transaction has committed (never on a discarded run).
@@ -57,6 +81,7 @@ export class TransactionRunner {
   constructor(
     private readonly native: NativeAddon,
     private readonly service: ServiceClient,
+    private readonly heap: Heap,
     private readonly maxRetries: number,
     private readonly hooks: RunnerHooks,
   ) {}
@@ -83,10 +108,15 @@ export class TransactionRunner {
     }
   }
 
+  private abort(): void {
+    this.native.abort();
+    this.heap.afterAbort();
+  }
+
   private async once<T>(fn: (tx: Transaction) => T, attempt: number): Promise<{ done: true; value: T } | { done: false }> {
     this.hooks.checkViolations();
     const native = this.native;
-    const tx = new Transaction(native, attempt);
+    const tx = new Transaction(native, this.heap, attempt);
     let value: T | undefined;
     let error: unknown;
     let threw = false;
@@ -108,11 +138,11 @@ export class TransactionRunner {
     // Doomed: whatever it returned or threw was computed from data another node has since
     // replaced, so it means "run again", never "fail".
     if (native.doomed()) {
-      native.abort();
+      this.abort();
       return { done: false };
     }
     if (threw) {
-      native.abort();
+      this.abort();
       this.hooks.onAbort(attempt, 'error');
       throw error;
     }
@@ -121,12 +151,13 @@ export class TransactionRunner {
       try {
         time = (await this.service.request({ type: 'commit', pages: native.writeSet() })).time!;
       } catch (e) {
-        native.abort();
+        this.abort();
         if ((e as { doomed?: boolean }).doomed) return { done: false };
         throw e;
       }
     }
     native.commit(time, this.hooks.nodeId());
+    this.heap.afterCommit();
     this.hooks.onCommit(time, writes);
     let afterError: unknown;
     for (const f of tx.afterCommitFns) {

@@ -4,6 +4,7 @@
       "target_name": "node_dsm",
       "sources": [
         "native/addon.cc",
+        "native/app_interrupt.cc",
         "native/dsm.cc",
         "native/fault_floor.cc",
         "native/fault_handler.cc",

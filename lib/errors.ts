@@ -85,6 +85,19 @@ export class NestedTransactionError extends DsmError {
   }
 }
 
+/** A page's only up-to-date copy was on nodes that died; its contents are gone. */
+export class PageLostError extends DsmError {
+  readonly page: number;
+  constructor(page: number) {
+    super(
+      'ERR_DSM_PAGE_LOST',
+      `page ${page} was lost: every node holding its latest version died. ` +
+        'Run a page server (durable mode) to recover such pages.',
+    );
+    this.page = page;
+  }
+}
+
 /** The operating system refused something the runtime needs (mapping, signals, threads). */
 export class SystemError extends DsmError {
   constructor(message: string, options?: { cause?: unknown }) {

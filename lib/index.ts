@@ -19,6 +19,7 @@ export {
   TransactionConflictError,
   AsyncTransactionError,
   NestedTransactionError,
+  PageLostError,
   SystemError,
   NativeLoadError,
 } from './errors';

@@ -34,8 +34,15 @@ export const Counter = {
 /** Order of native/page_table.h. */
 export const PageState = { invalid: 0, validUnmapped: 1, read: 2, write: 3 } as const;
 
+/** CommitChannel kinds and statuses (native/commit_channel.h). */
+export const CommitKind = { commit: 1, sync: 2 } as const;
+export const CommitStatus = { committed: 1, doomed: 2, failed: 3 } as const;
+/** runTransaction statuses. */
+export const RunStatus = { returned: 0, threw: 1, terminated: 2 } as const;
+
 export interface NativeAddon {
-  open(o: { base: number; size: number; pageShift: number; startInvalid: boolean }): NativeRegion;
+  /** `onCommitReply` runs on the app thread when the service answers a posted commit. */
+  open(o: { base: number; size: number; pageShift: number; startInvalid: boolean }, onCommitReply?: () => void): NativeRegion;
   close(): void;
   begin(): void;
   end(): number;
@@ -57,6 +64,22 @@ export interface NativeAddon {
   touchAppView(page: number): number;
   measureFaultFloor(pages: number, rounds: number): number;
   measureMprotect(pages: number, rounds: number): number;
+  /** begin, fn(tx), end in one call; [status (RunStatus), value or thrown error, pages written]. */
+  runTransaction(fn: (tx: unknown) => unknown, tx: unknown): [number, unknown, number];
+  /** App: asks the service to commit (or sync); false when no service is attached. */
+  postCommit(kind: number): boolean;
+  /** App: [status, time] of the service's answer, or null. */
+  takeCommitReply(): [number, number] | null;
+  /** Service: the pending commit request kind (0: none). */
+  takeCommitRequest(): number;
+  /** Service: answers the pending commit request. */
+  replyCommit(status: number, time: number): void;
+  /** Service: interrupts the app thread if it runs a doomed transaction. */
+  interruptApp(): void;
+  /** Service: reports a page whose only up-to-date copy is gone. */
+  markLost(page: number): void;
+  /** App: the lost page number, or -1. */
+  takeLost(): number;
 }
 
 let cached: NativeAddon | undefined;

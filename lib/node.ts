@@ -1,7 +1,7 @@
 // The public node object: typed views over the region, transactions, statistics, close.
 import { EventEmitter } from 'node:events';
 import { Heap } from './alloc/heap';
-import { ClosedError, fromNative, WriteOutsideTransactionError } from './errors';
+import { ClosedError, fromNative, PageLostError, WriteOutsideTransactionError } from './errors';
 import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
 import { type NodeOptions, resolveOptions } from './options';
 import { ServiceClient } from './service/client';
@@ -82,6 +82,8 @@ export class DsmNode extends EventEmitter {
     this.runner = new TransactionRunner(native, service, this.heap, opts.maxRetries, {
       nodeId: () => this.nodeId,
       checkViolations: () => this.checkViolations(),
+      checkLost: () => this.checkLost(),
+      needsSync: () => this.service.needsSync,
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
       onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
     });
@@ -175,6 +177,17 @@ export class DsmNode extends EventEmitter {
   private checkViolations(): void {
     const n = this.native.takeViolations();
     if (n > 0) throw new WriteOutsideTransactionError(n);
+    this.checkLost();
+  }
+
+  private checkLost(): void {
+    const lost = this.native.takeLost();
+    if (lost >= 0) throw new PageLostError(lost);
+  }
+
+  /** @internal */
+  onCommitReply(): void {
+    this.runner.onCommitReply();
   }
 }
 
@@ -188,22 +201,25 @@ export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
   const o = resolveOptions(options);
   const native = loadNative();
   let region: NativeRegion;
+  let node: DsmNode | undefined;
   try {
-    region = native.open({ base: o.base, size: o.regionSize, pageShift: o.pageShift, startInvalid: false });
+    region = native.open({ base: o.base, size: o.regionSize, pageShift: o.pageShift, startInvalid: false }, () =>
+      node?.onCommitReply(),
+    );
   } catch (e) {
     throw fromNative(e);
   }
   let service: ServiceClient;
   try {
     service = await ServiceClient.start(
-      { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer: new SharedArrayBuffer(8) },
+      { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer: new SharedArrayBuffer(16) },
       (level, message) => process.emitWarning(message, { code: `DSM_SERVICE_${level.toUpperCase()}` }),
     );
   } catch (e) {
     native.close();
     throw e;
   }
-  const node = new DsmNode(native, region, service, o);
+  node = new DsmNode(native, region, service, o);
   try {
     await node.heap.open((fn) => node.transaction(fn));
   } catch (e) {

@@ -1,8 +1,8 @@
 // The transaction runner: one transaction at a time per node, run synchronously on the app
 // thread, retried when a remote commit dooms it, committed through the service.
-import { AsyncTransactionError, NestedTransactionError, TransactionConflictError } from './errors';
+import { AsyncTransactionError, NestedTransactionError, SystemError, TransactionConflictError } from './errors';
 import type { Heap } from './alloc/heap';
-import type { NativeAddon } from './native';
+import { CommitKind, CommitStatus, type NativeAddon, RunStatus } from './native';
 import type { ServiceClient } from './service/client';
 
 /** The handle a transaction function receives. */
@@ -66,6 +66,10 @@ export interface TransactionOptions {
 export interface RunnerHooks {
   nodeId: () => number;
   checkViolations: () => void;
+  /** Throws PageLostError if the service reported a lost page. */
+  checkLost: () => void;
+  /** True when commits this node has heard of are not applied yet (a read-only commit must wait). */
+  needsSync: () => boolean;
   onCommit: (time: number, pages: number) => void;
   onAbort: (attempt: number, reason: 'conflict' | 'error') => void;
 }
@@ -75,6 +79,7 @@ const isThenable = (v: unknown): boolean =>
 
 export class TransactionRunner {
   private queue: Promise<unknown> = Promise.resolve();
+  private waiting?: (r: [number, number]) => void;
   private running = false;
   retries = 0;
 
@@ -117,46 +122,48 @@ export class TransactionRunner {
     this.hooks.checkViolations();
     const native = this.native;
     const tx = new Transaction(native, this.heap, attempt);
-    let value: T | undefined;
-    let error: unknown;
-    let threw = false;
-    native.begin();
     this.running = true;
+    let status: number, value: unknown, writes: number;
     try {
-      value = fn(tx);
-      if (isThenable(value)) {
-        threw = true;
-        error = new AsyncTransactionError();
-      }
-    } catch (e) {
-      threw = true;
-      error = e;
+      [status, value, writes] = native.runTransaction(fn as (tx: unknown) => unknown, tx);
     } finally {
       this.running = false;
     }
-    const writes = native.end();
+    if (status === RunStatus.returned && isThenable(value)) {
+      status = RunStatus.threw;
+      value = new AsyncTransactionError();
+    }
     // Doomed: whatever it returned or threw was computed from data another node has since
-    // replaced, so it means "run again", never "fail".
-    if (native.doomed()) {
+    // replaced, so it means "run again", never "fail". (Terminated implies doomed.)
+    if (status === RunStatus.terminated || native.doomed()) {
       this.abort();
+      this.hooks.checkLost();
       return { done: false };
     }
-    if (threw) {
+    if (status === RunStatus.threw) {
       this.abort();
       this.hooks.onAbort(attempt, 'error');
-      throw error;
+      throw value;
     }
-    let time = this.service.globalTime;
-    if (writes > 0) {
-      try {
-        time = (await this.service.request({ type: 'commit', pages: native.writeSet() })).time!;
-      } catch (e) {
+    let time: number;
+    if (writes > 0 || this.hooks.needsSync()) {
+      const [st, t] = await this.post(writes > 0 ? CommitKind.commit : CommitKind.sync);
+      if (st === CommitStatus.doomed) {
         this.abort();
-        if ((e as { doomed?: boolean }).doomed) return { done: false };
-        throw e;
+        this.hooks.checkLost();
+        return { done: false };
       }
+      if (st !== CommitStatus.committed) {
+        this.abort();
+        throw new SystemError('the service thread could not commit the transaction (see the logged warning)');
+      }
+      time = t;
+      // The service finalised a write commit (versions stamped) before answering.
+      if (writes === 0) native.commit(time, this.hooks.nodeId());
+    } else {
+      time = this.service.globalTime;
+      native.commit(time, this.hooks.nodeId());
     }
-    native.commit(time, this.hooks.nodeId());
     this.heap.afterCommit();
     this.hooks.onCommit(time, writes);
     let afterError: unknown;
@@ -170,6 +177,25 @@ export class TransactionRunner {
     // The transaction is committed either way; the first failing callback is reported.
     if (afterError !== undefined) throw afterError;
     return { done: true, value: value as T };
+  }
+
+  /** Called on the app thread when the service answered a posted commit. */
+  onCommitReply(): void {
+    const r = this.native.takeCommitReply();
+    if (!r || !this.waiting) return;
+    const w = this.waiting;
+    this.waiting = undefined;
+    w(r);
+  }
+
+  private post(kind: number): Promise<[number, number]> {
+    return new Promise((resolve, reject) => {
+      this.waiting = resolve;
+      if (!this.native.postCommit(kind)) {
+        this.waiting = undefined;
+        reject(new SystemError('the service thread is not running'));
+      }
+    });
   }
 }
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 
+#include "app_interrupt.h"
 #include "dsm.h"
 #include "fault_floor.h"
 #include "fault_handler.h"
@@ -50,6 +51,14 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("touchAppView", &Addon::TouchAppView),
         InstanceMethod("measureFaultFloor", &Addon::MeasureFaultFloor),
         InstanceMethod("measureMprotect", &Addon::MeasureMprotect),
+        InstanceMethod("runTransaction", &Addon::RunTransaction),
+        InstanceMethod("postCommit", &Addon::PostCommit),
+        InstanceMethod("takeCommitReply", &Addon::TakeCommitReply),
+        InstanceMethod("takeCommitRequest", &Addon::TakeCommitRequest),
+        InstanceMethod("replyCommit", &Addon::ReplyCommit),
+        InstanceMethod("interruptApp", &Addon::InterruptApp),
+        InstanceMethod("markLost", &Addon::MarkLost),
+        InstanceMethod("takeLost", &Addon::TakeLost),
     });
     env.AddCleanupHook([this] { Cleanup(); });
   }
@@ -77,6 +86,19 @@ class Addon : public Napi::Addon<Addon> {
     if (!dsm::fault_handler::Attach(d.get())) return Error(env, "ERR_DSM_SYSTEM", "installing the SIGSEGV handler failed");
     g_dsm = d.release();
     owner_ = true;
+    dsm::app_interrupt::Bind(g_dsm);
+    if (info[1].IsFunction()) {
+      uv_loop_t* loop = nullptr;
+      napi_get_uv_event_loop(env, &loop);
+      appBridge_ = new ServiceBridge();
+      appBridge_->env = env;
+      appBridge_->onRequests = Napi::Persistent(info[1].As<Napi::Function>());
+      appBridge_->async.data = appBridge_;
+      uv_async_init(loop, &appBridge_->async, OnAsync);
+      // Only an awaited commit keeps the process alive (see PostCommit).
+      uv_unref(reinterpret_cast<uv_handle_t*>(&appBridge_->async));
+      g_dsm->channel().SetAppNotifier([](void* a) { uv_async_send(static_cast<uv_async_t*>(a)); }, &appBridge_->async);
+    }
     dsm::Region& r = g_dsm->region();
     dsm::PageTable& pt = g_dsm->pages();
     Napi::Object out = Napi::Object::New(env);
@@ -137,6 +159,7 @@ class Addon : public Napi::Addon<Addon> {
     uv_async_init(loop, &bridge_->async, OnAsync);
     d->SetServiceThread(pthread_self(), true);
     d->ring().SetNotifier([](void* a) { uv_async_send(static_cast<uv_async_t*>(a)); }, &bridge_->async);
+    d->channel().SetServiceNotifier([](void* a) { uv_async_send(static_cast<uv_async_t*>(a)); }, &bridge_->async);
     return env.Undefined();
   }
   Napi::Value DetachService(const Napi::CallbackInfo& info) {
@@ -212,6 +235,50 @@ class Addon : public Napi::Addon<Addon> {
                                                                 info[1].As<Napi::Number>().Uint32Value()));
   }
 
+  Napi::Value RunTransaction(const Napi::CallbackInfo& info) {
+    return dsm::app_interrupt::RunTransaction(info, Need(info.Env()));
+  }
+  Napi::Value PostCommit(const Napi::CallbackInfo& info) {
+    dsm::Dsm* d = Need(info.Env());
+    bool ok = d->channel().Post(dsm::CommitChannel::Kind(info[0].As<Napi::Number>().Uint32Value()));
+    if (ok && appBridge_) uv_ref(reinterpret_cast<uv_handle_t*>(&appBridge_->async));
+    return Napi::Boolean::New(info.Env(), ok);
+  }
+  Napi::Value TakeCommitReply(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t time = 0;
+    uint32_t s = Need(env)->channel().TakeReply(&time);
+    if (!s) return env.Null();
+    if (appBridge_) uv_unref(reinterpret_cast<uv_handle_t*>(&appBridge_->async));
+    Napi::Array a = Napi::Array::New(env, 2);
+    a.Set(0u, Napi::Number::New(env, s));
+    a.Set(1u, Napi::Number::New(env, double(time)));
+    return a;
+  }
+  Napi::Value TakeCommitRequest(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), Need(info.Env())->channel().Take());
+  }
+  Napi::Value ReplyCommit(const Napi::CallbackInfo& info) {
+    Need(info.Env())->channel().Reply(dsm::CommitChannel::Status(info[0].As<Napi::Number>().Uint32Value()),
+                                      uint64_t(info[1].As<Napi::Number>().Int64Value()));
+    return info.Env().Undefined();
+  }
+  Napi::Value InterruptApp(const Napi::CallbackInfo& info) {
+    dsm::app_interrupt::Request();
+    return info.Env().Undefined();
+  }
+  Napi::Value MarkLost(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    d->MarkLost(PageArg(env, d, info[0]));
+    dsm::app_interrupt::Request();
+    return env.Undefined();
+  }
+  Napi::Value TakeLost(const Napi::CallbackInfo& info) {
+    dsm::Dsm* d = g_dsm;
+    return Napi::Number::New(info.Env(), d ? double(d->TakeLost()) : -1.0);
+  }
+
   // ---- helpers ----
   static void OnAsync(uv_async_t* h) {
     auto* b = static_cast<ServiceBridge*>(h->data);
@@ -230,6 +297,7 @@ class Addon : public Napi::Addon<Addon> {
       std::lock_guard<std::mutex> g(g_mutex);
       if (g_dsm) {
         g_dsm->ring().SetNotifier(nullptr, nullptr);
+        g_dsm->channel().SetServiceNotifier(nullptr, nullptr);
         g_dsm->SetServiceThread(pthread_t(), false);
         g_dsm->ring().FailAll();
       }
@@ -252,8 +320,10 @@ class Addon : public Napi::Addon<Addon> {
       appBuffer_.Value().Detach();
       appBuffer_.Reset();
     }
+    CloseAppBridge();
     std::lock_guard<std::mutex> g(g_mutex);
     dsm::fault_handler::Detach();
+    dsm::app_interrupt::Unbind();
     if (g_dsm) {
       g_dsm->ring().SetNotifier(nullptr, nullptr);
       delete g_dsm;
@@ -262,13 +332,25 @@ class Addon : public Napi::Addon<Addon> {
     owner_ = false;
   }
 
+  void CloseAppBridge() {
+    if (!appBridge_) return;
+    if (g_dsm) g_dsm->channel().SetAppNotifier(nullptr, nullptr);
+    ServiceBridge* b = appBridge_;
+    appBridge_ = nullptr;
+    b->onRequests.Reset();
+    uv_close(reinterpret_cast<uv_handle_t*>(&b->async),
+             [](uv_handle_t* h) { delete static_cast<ServiceBridge*>(h->data); });
+  }
+
   void Cleanup() {
     DetachBridge();
     if (owner_) {
       keep_.clear();
       appBuffer_.Reset();
+      CloseAppBridge();
       std::lock_guard<std::mutex> g(g_mutex);
       dsm::fault_handler::Detach();
+      dsm::app_interrupt::Unbind();
       delete g_dsm;
       g_dsm = nullptr;
       owner_ = false;
@@ -312,7 +394,8 @@ class Addon : public Napi::Addon<Addon> {
   bool owner_ = false;
   Napi::Reference<Napi::ArrayBuffer> appBuffer_;
   std::vector<Napi::Reference<Napi::ArrayBuffer>> keep_;
-  ServiceBridge* bridge_ = nullptr;
+  ServiceBridge* bridge_ = nullptr;     // service environment: faults and commit requests
+  ServiceBridge* appBridge_ = nullptr;  // app environment: commit replies
 };
 
 }  // namespace

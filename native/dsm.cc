@@ -252,6 +252,13 @@ bool Dsm::Invalidate(uint32_t page, uint64_t version, uint16_t owner) {
   return doomed;
 }
 
+void Dsm::MarkLost(uint32_t page) {
+  Lock();
+  if (live_.load(std::memory_order_acquire)) doomed_.store(true, std::memory_order_release);
+  lost_.store(page, std::memory_order_release);
+  lock_.Unlock();
+}
+
 void Dsm::CopyCommitted(uint32_t page, uint8_t* out) {
   Lock();
   const uint8_t* src = txShadows_.Has(page)     ? txShadows_.Slot(page)

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "commit_channel.h"
 #include "page_table.h"
 #include "protections.h"
 #include "region.h"
@@ -76,7 +77,14 @@ class Dsm {
   // The last committed contents of a page (shadow if the live transaction wrote it).
   void CopyCommitted(uint32_t page, uint8_t* out);
 
+  // A page whose only up-to-date copy is gone (its holders died): dooms the live
+  // transaction and is reported by the next DSM call on the app thread.
+  void MarkLost(uint32_t page);
+  // The lost page number, or -1; taking it clears it.
+  int64_t TakeLost() { return lost_.exchange(-1, std::memory_order_acq_rel); }
+
   Region& region() { return region_; }
+  CommitChannel& channel() { return channel_; }
   PageTable& pages() { return pt_; }
   RequestRing& ring() { return ring_; }
   Stats& stats() { return stats_; }
@@ -94,6 +102,8 @@ class Dsm {
   ShadowPages violShadows_;  // first-write copies of writes outside a transaction
   PageSet readSet_;
   RequestRing ring_;
+  CommitChannel channel_;
+  std::atomic<int64_t> lost_{-1};
   Stats stats_{};
   SpinLock lock_;
   std::atomic<bool> active_{false};  // the transaction function is running

@@ -59,6 +59,11 @@ export class ServiceClient {
     return Number(this.time[0]);
   }
 
+  /** Commits were heard of that are not applied yet. */
+  get needsSync(): boolean {
+    return this.time[1] > this.time[0];
+  }
+
   /** Sends a request; rejects with the service's DsmError when it answers ok: false. */
   async request(req: Request): Promise<ServiceReply & { ok: true }> {
     if (this.exited) throw new SystemError('the service thread is not running');

@@ -6,12 +6,15 @@ export interface ServiceConfig {
   nodeId: number;
   numPages: number;
   pageSize: number;
-  /** One BigUint64 word: the node's global time, written by the service, read by the app. */
+  /**
+   * Two BigUint64 words written by the service, read by the app: [0] the global time this
+   * node has applied, [1] the highest global time it has heard of (ahead of [0] while
+   * commits are in flight or missed).
+   */
   timeBuffer: SharedArrayBuffer;
 }
 
 export type AppRequest =
-  | { id: number; type: 'commit'; pages: Uint32Array }
   | { id: number; type: 'test-invalidate'; page: number; fill: number }
   | { id: number; type: 'test-touch-app-view'; page: number }
   | { id: number; type: 'close' };

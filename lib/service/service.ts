@@ -1,7 +1,7 @@
 // The service: runs in a worker thread and owns page installation, global time and the
-// commit order. The app thread is blocked inside the fault handler while a fault waits
+// commit order. The app thread may be blocked inside the fault handler while a fault waits
 // here, so nothing in this file may touch the app view (only the native system view).
-import type { NativeAddon } from '../native';
+import { CommitStatus, type NativeAddon } from '../native';
 import type { AppRequest, ServiceConfig, ServiceReply } from './messages';
 
 export class Service {
@@ -18,7 +18,7 @@ export class Service {
   }
 
   start(): void {
-    this.native.attachService(() => this.onFaults());
+    this.native.attachService(() => this.onWake());
   }
 
   stop(): void {
@@ -29,8 +29,8 @@ export class Service {
     return Number(this.time[0]);
   }
 
-  /** Faults the handler could not resolve alone: the page is not valid on this node. */
-  private onFaults(): void {
+  /** Woken by the native side: faults the handler could not resolve, or a commit request. */
+  private onWake(): void {
     const reqs = this.native.takeRequests();
     for (let i = 0; i < reqs.length; i += 3) {
       const slot = reqs[i];
@@ -42,6 +42,8 @@ export class Service {
       }
       this.native.completeRequest(slot);
     }
+    const kind = this.native.takeCommitRequest();
+    if (kind !== 0) this.commit();
   }
 
   private resolve(page: number): void {
@@ -54,15 +56,17 @@ export class Service {
     this.native.install(page, data, this.globalTime, this.config.nodeId);
   }
 
+  /** One node: the token is always here and nothing can doom a finished transaction. */
+  private commit(): void {
+    const t = this.time[0] + 1n;
+    this.time[0] = t;
+    this.time[1] = t;
+    this.native.commit(Number(t), this.config.nodeId);
+    this.native.replyCommit(CommitStatus.committed, Number(t));
+  }
+
   handle(req: AppRequest): ServiceReply | undefined {
     switch (req.type) {
-      case 'commit': {
-        // One node: the token is always here and no commit can arrive from elsewhere,
-        // so a transaction that reached this point cannot be doomed.
-        const t = this.time[0] + 1n;
-        this.time[0] = t;
-        return { id: req.id, ok: true, time: Number(t) };
-      }
       case 'test-invalidate':
         this.testPages.set(req.page, req.fill);
         this.native.invalidate(req.page, this.globalTime, this.config.nodeId);

@@ -80,6 +80,10 @@ export interface NativeAddon {
   markLost(page: number): void;
   /** App: the lost page number, or -1. */
   takeLost(): number;
+  /** Service: views of the page table (read them, never write). */
+  pageTable(): { states: Uint8Array; owners: Uint16Array; versions: BigUint64Array };
+  /** A copy of the counters, in the order of `Counter`. */
+  counters(): Float64Array;
 }
 
 let cached: NativeAddon | undefined;

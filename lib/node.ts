@@ -49,8 +49,10 @@ export class DsmNode extends EventEmitter {
   readonly u32: Uint32Array;
   readonly f64: Float64Array;
   readonly u64: BigUint64Array;
-  /** This node's id in the cluster (0 for a one-node cluster). */
-  readonly nodeId: number = 0;
+  /** This node's id in the cluster (0 for the founding node and a one-node cluster). */
+  readonly nodeId: number;
+  /** host:port peers reach this node at ('' for a node without networking). */
+  readonly address: string;
   /** Bytes per DSM page. */
   readonly pageSize: number;
   /** The region's base address, the same on every node. */
@@ -76,6 +78,9 @@ export class DsmNode extends EventEmitter {
     this.f64 = new Float64Array(b);
     this.u64 = new BigUint64Array(b);
     this.pageSize = region.pageSize;
+    this.nodeId = service.nodeId;
+    this.address = service.address;
+    service.onPeer = (type, id) => this.emit(type, { id });
     this.base = opts.base;
     this.regionSize = opts.regionSize;
     this.heap = new Heap(this);
@@ -119,6 +124,12 @@ export class DsmNode extends EventEmitter {
   root(name: string): number | undefined {
     this.checkOpen();
     return this.heap.root(name);
+  }
+
+  /** Members, remote fetches and times as the service thread sees them. */
+  async clusterStats(): Promise<import('./service/messages').ServiceStats> {
+    this.checkOpen();
+    return (await this.service.request({ type: 'stats' })).stats!;
   }
 
   /** Counters and page states of this node. */
@@ -212,7 +223,7 @@ export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
   let service: ServiceClient;
   try {
     service = await ServiceClient.start(
-      { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer: new SharedArrayBuffer(16) },
+      { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer: new SharedArrayBuffer(16), cluster: o.cluster },
       (level, message) => process.emitWarning(message, { code: `DSM_SERVICE_${level.toUpperCase()}` }),
     );
   } catch (e) {

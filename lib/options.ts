@@ -13,6 +13,17 @@ export interface NodeOptions {
   maxRetries?: number;
   /** Consistency model; only 'transactional' is available so far. */
   consistency?: 'transactional';
+  /** host:port to listen on for peers (port 0: any free port). Makes the node networked. */
+  listen?: string;
+  /** host:port of members to join through; empty or absent: found a new cluster. */
+  peers?: string[];
+  /** The cluster secret: no peer joins without it. Required for a networked node. */
+  secret?: string;
+  /** How long to keep trying to reach a peer when joining (default 30000 ms). */
+  joinTimeoutMs?: number;
+  /** Heartbeat interval and the silence after which a peer counts as dead (default 1000/5000 ms). */
+  heartbeatMs?: number;
+  deadAfterMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -20,6 +31,22 @@ export interface ResolvedOptions {
   base: number;
   pageShift: number;
   maxRetries: number;
+  cluster?: { listen: string; peers: string[]; secret: string; joinTimeoutMs: number; heartbeatMs?: number; deadAfterMs?: number };
+}
+
+const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+function checkAddress(what: string, a: unknown): string {
+  if (typeof a !== 'string' || !ADDRESS.test(a) || Number(a.slice(a.lastIndexOf(':') + 1)) > 65535) {
+    throw new InvalidOptionError(`${what} must be "host:port" (e.g. "127.0.0.1:7400"), got ${JSON.stringify(a)}`);
+  }
+  return a;
+}
+
+function checkMs(what: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new InvalidOptionError(`${what} must be a positive number of milliseconds, got ${String(v)}`);
+  return v;
 }
 
 export const DEFAULT_BASE = 0x6000_0000_0000;
@@ -27,7 +54,7 @@ export const DEFAULT_REGION_SIZE = 1 << 30;
 /** Node 20 refuses ArrayBuffers above 4 GiB, and the typed views cover the whole region. */
 export const MAX_REGION_SIZE = 4 * 1024 ** 3;
 const OS_PAGE_SIZE = 4096;
-const KNOWN = new Set(['regionSize', 'base', 'pageSize', 'maxRetries', 'consistency', 'listen', 'peers', 'secret', 'pageServer']);
+const KNOWN = new Set(['regionSize', 'base', 'pageSize', 'maxRetries', 'consistency', 'listen', 'peers', 'secret', 'joinTimeoutMs', 'heartbeatMs', 'deadAfterMs']);
 
 export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
   if (typeof o !== 'object' || o === null) throw new InvalidOptionError('createNode() takes an options object');
@@ -59,5 +86,24 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
   if (o.consistency !== undefined && o.consistency !== 'transactional') {
     throw new InvalidOptionError(`consistency "${String(o.consistency)}" is not available; use "transactional"`);
   }
-  return { regionSize, base, pageShift: Math.log2(pageSize), maxRetries };
+  let cluster: ResolvedOptions['cluster'];
+  if (o.listen !== undefined || (o.peers !== undefined && o.peers.length > 0)) {
+    if (o.peers !== undefined && !Array.isArray(o.peers)) throw new InvalidOptionError('peers must be an array of "host:port" strings');
+    const peers = (o.peers ?? []).map((p, i) => checkAddress(`peers[${i}]`, p));
+    const listen = checkAddress('listen', o.listen ?? '127.0.0.1:0');
+    if (typeof o.secret !== 'string' || o.secret.length === 0) {
+      throw new InvalidOptionError('a networked node needs the cluster secret: pass secret (the same string on every node)');
+    }
+    cluster = {
+      listen,
+      peers,
+      secret: o.secret,
+      joinTimeoutMs: checkMs('joinTimeoutMs', o.joinTimeoutMs) ?? 30_000,
+      heartbeatMs: checkMs('heartbeatMs', o.heartbeatMs),
+      deadAfterMs: checkMs('deadAfterMs', o.deadAfterMs),
+    };
+  } else if (o.secret !== undefined && typeof o.secret !== 'string') {
+    throw new InvalidOptionError('secret must be a string');
+  }
+  return { regionSize, base, pageShift: Math.log2(pageSize), maxRetries, cluster };
 }

@@ -59,6 +59,8 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("interruptApp", &Addon::InterruptApp),
         InstanceMethod("markLost", &Addon::MarkLost),
         InstanceMethod("takeLost", &Addon::TakeLost),
+        InstanceMethod("pageTable", &Addon::PageTable),
+        InstanceMethod("counters", &Addon::Counters),
     });
     env.AddCleanupHook([this] { Cleanup(); });
   }
@@ -277,6 +279,27 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value TakeLost(const Napi::CallbackInfo& info) {
     dsm::Dsm* d = g_dsm;
     return Napi::Number::New(info.Env(), d ? double(d->TakeLost()) : -1.0);
+  }
+
+  // Views of the page table for the calling environment (the service reads owners and
+  // versions to route requests). Valid until the region closes.
+  Napi::Value PageTable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    dsm::PageTable& pt = d->pages();
+    uint32_t n = d->region().numPages();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("states", Napi::Uint8Array::New(env, n, External(env, pt.states(), n), 0));
+    out.Set("owners", Napi::Uint16Array::New(env, n, External(env, pt.owners(), size_t(n) * 2), 0));
+    out.Set("versions", Napi::TypedArrayOf<uint64_t>::New(env, n, External(env, pt.versions(), size_t(n) * 8), 0, napi_biguint64_array));
+    return out;
+  }
+  Napi::Value Counters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    auto a = Napi::Float64Array::New(env, dsm::kCounterCount);
+    for (unsigned i = 0; i < dsm::kCounterCount; i++) a[i] = double(d->stats().Get(dsm::Counter(i)));
+    return a;
   }
 
   // ---- helpers ----

@@ -214,7 +214,9 @@ uint32_t Dsm::TakeViolations() {
 
 bool Dsm::Install(uint32_t page, const uint8_t* data, uint64_t version, uint16_t owner) {
   Lock();
-  if (pt_.state(page) != kInvalid) {
+  // Not invalid: a copy is already here. Older than what this node knows: a reply that
+  // crossed a newer commit on the wire; the fault will ask again.
+  if (pt_.state(page) != kInvalid || version < pt_.version(page)) {
     lock_.Unlock();
     return false;
   }
@@ -233,6 +235,12 @@ bool Dsm::Install(uint32_t page, const uint8_t* data, uint64_t version, uint16_t
 
 bool Dsm::Invalidate(uint32_t page, uint64_t version, uint16_t owner) {
   Lock();
+  // A copy fetched from the committer can arrive before the commit that made it: it is
+  // already that version, and whoever read it read the new data.
+  if (pt_.state(page) != kInvalid && pt_.version(page) >= version && version != 0) {
+    lock_.Unlock();
+    return false;
+  }
   bool doomed = false;
   if (live_.load(std::memory_order_acquire) && (readSet_.Contains(page) || txShadows_.Has(page))) {
     doomed_.store(true, std::memory_order_release);

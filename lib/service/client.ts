@@ -13,22 +13,31 @@ export class ServiceClient {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private exited = false;
+  private readonly networked: boolean;
   private readonly time: BigUint64Array;
+
+  nodeId = 0;
+  address = '';
+  onPeer?: (type: 'peer-join' | 'peer-leave', id: number) => void;
 
   private constructor(config: ServiceConfig, onLog: (level: string, message: string) => void) {
     this.time = new BigUint64Array(config.timeBuffer);
     this.worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: config });
-    // The worker must not keep the process alive by itself; in-flight requests ref it.
-    this.worker.unref();
+    // A networked node keeps the process alive (it serves its peers) until close(); a
+    // one-node cluster must not: in-flight requests ref it.
+    if (!config.cluster) this.worker.unref();
+    this.networked = config.cluster !== undefined;
     this.worker.on('message', (m: ServiceReply | ServiceEvent) => {
-      if ('id' in m) {
+      if ('ok' in m) {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
-        if (this.pending.size === 0) this.worker.unref();
+        if (this.pending.size === 0 && !this.networked) this.worker.unref();
         p.resolve(m);
       } else if (m.type === 'log') {
         onLog(m.level, m.message);
+      } else if (m.type === 'peer-join' || m.type === 'peer-leave') {
+        this.onPeer?.(m.type, m.id);
       }
     });
     this.worker.on('error', (e) => this.failAll(new SystemError(`the service thread failed: ${e.message}`, { cause: e })));
@@ -43,10 +52,18 @@ export class ServiceClient {
     const c = new ServiceClient(config, onLog);
     return new Promise((resolve, reject) => {
       const onMsg = (m: ServiceEvent) => {
-        if ('type' in m && m.type === 'ready') {
+        if (!('type' in m)) return;
+        if (m.type === 'ready') {
           c.worker.off('message', onMsg);
           c.worker.off('error', onErr);
+          c.nodeId = m.nodeId;
+          c.address = m.address;
           resolve(c);
+        } else if (m.type === 'failed') {
+          c.worker.off('message', onMsg);
+          c.worker.off('error', onErr);
+          void c.worker.terminate();
+          reject(new DsmError(m.code, m.message));
         }
       };
       const onErr = (e: Error) => reject(new SystemError(`the service thread failed to start: ${e.message}`, { cause: e }));

@@ -12,16 +12,40 @@ export interface ServiceConfig {
    * commits are in flight or missed).
    */
   timeBuffer: SharedArrayBuffer;
+  /** Present for a networked node. */
+  cluster?: {
+    listen: string;
+    peers: string[];
+    secret: string;
+    joinTimeoutMs: number;
+    heartbeatMs?: number;
+    deadAfterMs?: number;
+  };
 }
 
 export type AppRequest =
   | { id: number; type: 'test-invalidate'; page: number; fill: number }
   | { id: number; type: 'test-touch-app-view'; page: number }
-  | { id: number; type: 'close' };
+  | { id: number; type: 'close' }
+  | { id: number; type: 'stats' };
 
 export type ServiceReply =
-  | { id: number; ok: true; time?: number }
+  | { id: number; ok: true; time?: number; stats?: ServiceStats }
   | { id: number; ok: false; doomed?: boolean; code?: string; message?: string };
 
 /** Unsolicited events from the service. */
-export type ServiceEvent = { type: 'ready' } | { type: 'log'; level: 'warn' | 'error'; message: string };
+export type ServiceEvent =
+  | { type: 'ready'; nodeId: number; address: string }
+  | { type: 'failed'; code: string; message: string }
+  | { type: 'log'; level: 'warn' | 'error'; message: string }
+  | { type: 'peer-join' | 'peer-leave'; id: number };
+
+/** Figures only the service knows. */
+export interface ServiceStats {
+  remoteFetches: number;
+  forwardedRequests: number;
+  members: number[];
+  tokenHeld: boolean;
+  appliedTime: number;
+  seenTime: number;
+}

@@ -1,13 +1,15 @@
 // The service: runs in a worker thread and owns page installation, global time and the
 // commit order. The app thread may be blocked inside the fault handler while a fault waits
 // here, so nothing in this file may touch the app view (only the native system view).
-import { CommitStatus, type NativeAddon } from '../native';
-import type { AppRequest, ServiceConfig, ServiceReply } from './messages';
+import { CommitKind, CommitStatus, type NativeAddon } from '../native';
+import type { Cluster } from './cluster';
+import type { AppRequest, ServiceConfig, ServiceReply, ServiceStats } from './messages';
 
 export class Service {
   private readonly time: BigUint64Array;
   /** Test hook: pages invalidated on purpose, with the byte their reinstalled copy holds. */
   private readonly testPages = new Map<number, number>();
+  cluster?: Cluster;
 
   constructor(
     private readonly native: NativeAddon,
@@ -25,8 +27,14 @@ export class Service {
     this.native.detachService();
   }
 
-  get globalTime(): number {
-    return Number(this.time[0]);
+  get nodeId(): number {
+    return this.cluster ? this.cluster.id : this.config.nodeId;
+  }
+
+  /** Makes applied/seen times visible to the app thread. */
+  publish(applied: number, seen: number): void {
+    this.time[0] = BigInt(applied);
+    this.time[1] = BigInt(seen);
   }
 
   /** Woken by the native side: faults the handler could not resolve, or a commit request. */
@@ -36,47 +44,79 @@ export class Service {
       const slot = reqs[i];
       const page = reqs[i + 1];
       try {
-        this.resolve(page);
+        if (this.testPages.has(page) || !this.cluster) {
+          this.resolveLocally(page);
+          this.native.completeRequest(slot);
+        } else {
+          this.cluster.fetch(slot, page);
+        }
       } catch (e) {
         this.log('error', `resolving a fault on page ${page} failed: ${(e as Error).message}`);
+        this.native.completeRequest(slot);
       }
-      this.native.completeRequest(slot);
     }
     const kind = this.native.takeCommitRequest();
-    if (kind !== 0) this.commit();
+    if (kind !== 0) this.commit(kind);
   }
 
-  private resolve(page: number): void {
+  private resolveLocally(page: number): void {
     const fill = this.testPages.get(page);
     this.testPages.delete(page);
     const data = new Uint8Array(this.config.pageSize);
     if (fill !== undefined) data.fill(fill);
-    // On one node an invalid page only arises from the test hook; the page's committed
-    // contents live nowhere else, so it is rebuilt from what the hook recorded.
-    this.native.install(page, data, this.globalTime, this.config.nodeId);
+    // An invalid page without a cluster only arises from the test hook; its contents live
+    // nowhere else, so it is rebuilt from what the hook recorded.
+    this.native.install(page, data, Number(this.time[0]), this.nodeId);
   }
 
-  /** One node: the token is always here and nothing can doom a finished transaction. */
-  private commit(): void {
-    const t = this.time[0] + 1n;
-    this.time[0] = t;
-    this.time[1] = t;
-    this.native.commit(Number(t), this.config.nodeId);
-    this.native.replyCommit(CommitStatus.committed, Number(t));
+  private commit(kind: number): void {
+    const c = this.cluster;
+    if (!c) {
+      // One node: the token is always here and nothing can doom a finished transaction.
+      const t = Number(this.time[0]) + 1;
+      if (kind === CommitKind.commit) {
+        this.publish(t, t);
+        this.native.commit(t, this.nodeId);
+        this.native.replyCommit(CommitStatus.committed, t);
+      } else {
+        this.native.replyCommit(CommitStatus.committed, t - 1);
+      }
+      return;
+    }
+    (kind === CommitKind.commit ? c.commit() : c.sync()).then(
+      ([status, time]) => this.native.replyCommit(status, time),
+      (e: Error) => {
+        this.log('error', `commit failed: ${e.message}`);
+        this.native.replyCommit(CommitStatus.failed, 0);
+      },
+    );
+  }
+
+  stats(): ServiceStats {
+    const c = this.cluster;
+    return {
+      remoteFetches: c?.remoteFetches ?? 0,
+      forwardedRequests: c?.forwarded ?? 0,
+      members: c ? c.membersList() : [this.nodeId],
+      tokenHeld: c ? c.token.held : true,
+      appliedTime: Number(this.time[0]),
+      seenTime: Number(this.time[1]),
+    };
   }
 
   handle(req: AppRequest): ServiceReply | undefined {
     switch (req.type) {
       case 'test-invalidate':
         this.testPages.set(req.page, req.fill);
-        this.native.invalidate(req.page, this.globalTime, this.config.nodeId);
+        this.native.invalidate(req.page, Number(this.time[0]), this.nodeId);
         return { id: req.id, ok: true };
       case 'test-touch-app-view':
         this.native.touchAppView(req.page);
         return { id: req.id, ok: true };
+      case 'stats':
+        return { id: req.id, ok: true, stats: this.stats() };
       case 'close':
-        this.stop();
-        return { id: req.id, ok: true };
+        return undefined;
     }
   }
 }

@@ -5,12 +5,57 @@ import type { AppRequest, ServiceConfig, ServiceEvent } from './messages';
 import { Service } from './service';
 
 const port = parentPort!;
+const config = workerData as ServiceConfig;
 const emit = (e: ServiceEvent) => port.postMessage(e);
-const service = new Service(loadNative(), workerData as ServiceConfig, (level, message) =>
-  emit({ type: 'log', level, message }),
-);
-service.start();
+const log = (level: 'warn' | 'error', message: string) => emit({ type: 'log', level, message });
+const native = loadNative();
+const service = new Service(native, config, log);
+
+async function start(): Promise<void> {
+  service.start();
+  if (config.cluster) {
+    // Loaded only by networked nodes: a one-node cluster never opens a socket.
+    const { Transport } = require('./transport') as typeof import('./transport');
+    const { Cluster } = require('./cluster') as typeof import('./cluster');
+    const cc = config.cluster;
+    const transport = new Transport({
+      listen: cc.listen,
+      secret: cc.secret,
+      heartbeatMs: cc.heartbeatMs,
+      deadAfterMs: cc.deadAfterMs,
+      logger: { warn: (m: string) => log('warn', m), error: (m: string) => log('error', m) },
+    });
+    const cluster = new Cluster(
+      native,
+      transport,
+      { pageSize: config.pageSize, numPages: config.numPages, peers: cc.peers, joinTimeoutMs: cc.joinTimeoutMs },
+      { log, event: (type, id) => emit({ type, id }), publish: (a, s) => service.publish(a, s) },
+    );
+    cluster.statsForClient = () => ({ ...service.stats(), nodeId: cluster.id, counters: Array.from(native.counters()) });
+    service.cluster = cluster;
+    try {
+      await cluster.start();
+    } catch (e) {
+      await transport.close().catch(() => undefined);
+      throw e;
+    }
+  }
+  emit({ type: 'ready', nodeId: service.nodeId, address: service.cluster?.address ?? '' });
+}
+
+async function stop(): Promise<void> {
+  await service.cluster?.close();
+  service.stop();
+}
+
 port.on('message', (req: AppRequest) => {
+  if (req.type === 'close') {
+    stop().then(
+      () => port.postMessage({ id: req.id, ok: true }),
+      (e: Error) => port.postMessage({ id: req.id, ok: false, message: e.message }),
+    );
+    return;
+  }
   let reply;
   try {
     reply = service.handle(req);
@@ -19,6 +64,9 @@ port.on('message', (req: AppRequest) => {
     reply = { id: req.id, ok: false as const, code: err.code, message: err.message };
   }
   if (reply) port.postMessage(reply);
-  if (req.type === 'close') port.close();
 });
-emit({ type: 'ready' });
+
+start().catch((e: Error & { code?: string }) => {
+  service.stop();
+  emit({ type: 'failed', code: e.code ?? 'ERR_DSM_SYSTEM', message: e.message });
+});

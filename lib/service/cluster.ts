@@ -1,0 +1,594 @@
+// The cluster as seen from one node's service thread: members and their connections,
+// joining, the commit token, commits in global-time order, page fetching and serving,
+// and recovery when a member dies. Runs in the service worker; touches the region only
+// through the native system view (install, invalidate, copyCommitted).
+import { CommitStatus, type NativeAddon } from '../native';
+import { CommitLog } from './commit_log';
+import { decode, encode, type CommitRecord, type Hello, type Member, Msg, NO_NODE, type PageRequest, PageStatus, type TokenState } from './protocol';
+import { CommitToken } from './token';
+import type { Connection, Transport } from './transport';
+
+export interface ClusterConfig {
+  pageSize: number;
+  numPages: number;
+  peers: string[];
+  /** Seconds to keep trying to reach a peer when joining. */
+  joinTimeoutMs: number;
+}
+
+export interface ClusterEvents {
+  log(level: 'warn' | 'error', message: string): void;
+  event(type: 'peer-join' | 'peer-leave', id: number): void;
+  /** The app-visible times. */
+  publish(applied: number, seen: number): void;
+}
+
+interface PendingFetch {
+  page: number;
+  slots: number[];
+  /** Nodes asked in a search that have not answered yet. */
+  searching?: Set<number>;
+}
+
+/** Most pages one read-ahead request asks for. */
+const READ_AHEAD_MAX = 16;
+/** A request forwarded more often than this is answered "not here" (stale owner hints). */
+const MAX_HOPS = 8;
+
+export class Cluster {
+  id = NO_NODE;
+  readonly members = new Map<number, Member>();
+  private readonly conns = new Map<number, Connection>();
+  private readonly queued = new Map<number, Array<[number, Buffer]>>();
+  readonly token: CommitToken;
+  readonly log: CommitLog;
+  private readonly table: { states: Uint8Array; owners: Uint16Array; versions: BigUint64Array };
+  private readonly fetches = new Map<number, PendingFetch>();
+  private readonly fetchByPage = new Map<number, number>();
+  private nextReq = 1;
+  private lastFault = -2;
+  private window = 1;
+  private recovering?: { generation: number; states: Map<number, { applied: number; hasToken: boolean; waiting: boolean; seq: number }> };
+  private closing = false;
+  remoteFetches = 0;
+  forwarded = 0;
+  address = '';
+
+  constructor(
+    private readonly native: NativeAddon,
+    private readonly transport: Transport,
+    private readonly config: ClusterConfig,
+    private readonly ev: ClusterEvents,
+  ) {
+    this.table = native.pageTable();
+    this.token = new CommitToken({
+      me: () => this.id,
+      sendToken: (to, t) => this.send(to, Msg.Token, encode.token(t)),
+      broadcastRequest: (seq) => this.broadcast(Msg.TokenRequest, encode.tokenRequest(this.id, seq)),
+    });
+    this.log = new CommitLog({
+      apply: (rec) => this.applyRemote(rec),
+      requestResend: (from, after, upTo) => {
+        const payload = encode.resendRequest(after, upTo);
+        if (from >= 0 && from !== this.id && this.members.has(from)) this.send(from, Msg.ResendRequest, payload);
+        else this.broadcast(Msg.ResendRequest, payload);
+      },
+      publish: (a, s) => ev.publish(a, s),
+    });
+    transport.on('connection', (c: Connection) => this.adopt(c));
+  }
+
+  // ---- start ----
+
+  /** Founds a new cluster (no peers) or joins one through the first peer that answers. */
+  async start(): Promise<void> {
+    this.address = await this.transport.listen();
+    if (this.config.peers.length === 0) {
+      this.id = 0;
+      this.members.set(0, { id: 0, address: this.address });
+      this.token.found([{ id: 0, address: this.address }]);
+      return;
+    }
+    await this.join();
+  }
+
+  private async join(): Promise<void> {
+    const deadline = Date.now() + this.config.joinTimeoutMs;
+    let lastError: unknown;
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      for (const peer of this.config.peers) {
+        let c: Connection;
+        try {
+          c = await this.transport.connect(peer);
+        } catch (e) {
+          lastError = e;
+          if ((e as { code?: string }).code === 'ERR_DSM_AUTH_FAILED') throw e;
+          continue;
+        }
+        const accepted = new Promise<Buffer>((resolve, reject) => {
+          const onMsg = (type: number, payload: Buffer) => {
+            if (type === Msg.JoinAccept) {
+              c.off('message', onMsg);
+              c.off('close', onClose);
+              resolve(payload);
+            }
+          };
+          const onClose = (reason: string) => reject(new Error(`the peer closed the connection while admitting us (${reason})`));
+          c.on('message', onMsg);
+          c.on('close', onClose);
+        });
+        c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: this.address, joining: true, client: false }));
+        try {
+          const ja = decode.joinAccept(await accepted);
+          this.admitted(ja, c);
+          return;
+        } catch (e) {
+          lastError = e;
+          c.close('join failed');
+        }
+      }
+      await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
+    }
+    throw Object.assign(new Error(`could not join the cluster through ${this.config.peers.join(', ')}: ${(lastError as Error)?.message ?? 'no answer'}`), {
+      code: 'ERR_DSM_JOIN_FAILED',
+    });
+  }
+
+  private admitted(ja: ReturnType<typeof decode.joinAccept>, via: Connection): void {
+    this.id = ja.id;
+    for (const m of ja.members) this.members.set(m.id, m);
+    for (const [k, v] of ja.rn) this.token.rn.set(k, v);
+    // Every page written before we joined is elsewhere; never-written pages stay valid zeros.
+    for (const p of ja.pages) this.native.invalidate(p.page, p.version, p.owner);
+    this.log.reset(ja.time);
+    this.bindMember(ja.admitter, via);
+    // Higher ids connect to lower ones: we are the highest, so we connect to everyone.
+    for (const m of ja.members) {
+      if (m.id !== this.id && !this.conns.has(m.id)) void this.connectTo(m);
+    }
+  }
+
+  private async connectTo(m: Member): Promise<void> {
+    for (let attempt = 0; attempt < 20 && !this.closing && this.members.has(m.id) && !this.conns.has(m.id); attempt++) {
+      try {
+        const c = await this.transport.connect(m.address);
+        c.send(Msg.Hello, encode.hello({ id: this.id, address: this.address, joining: false, client: false }));
+        this.bindMember(m.id, c);
+        return;
+      } catch (e) {
+        this.ev.log('warn', `connecting to node ${m.id} at ${m.address} failed: ${(e as Error).message}`);
+        await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+      }
+    }
+  }
+
+  // ---- connections ----
+
+  /** A new authenticated connection: it must say Hello first. */
+  private adopt(c: Connection): void {
+    const onFirst = (type: number, payload: Buffer) => {
+      c.off('message', onFirst);
+      if (type !== Msg.Hello) {
+        this.ev.log('warn', `a peer at ${c.remoteAddress} spoke before saying hello (type ${type}); closing`);
+        c.close('protocol');
+        return;
+      }
+      let h: Hello;
+      try {
+        h = decode.hello(payload);
+      } catch (e) {
+        this.ev.log('warn', `bad hello from ${c.remoteAddress}: ${(e as Error).message}`);
+        c.close('protocol');
+        return;
+      }
+      if (h.client) this.serveClient(c);
+      else if (h.joining) void this.admit(c, h);
+      else {
+        if (!this.members.has(h.id)) this.members.set(h.id, { id: h.id, address: h.address });
+        this.bindMember(h.id, c);
+      }
+    };
+    c.on('message', onFirst);
+  }
+
+  private bindMember(id: number, c: Connection): void {
+    const old = this.conns.get(id);
+    if (old && old !== c) old.close('replaced');
+    (c as unknown as { peerId?: number }).peerId = id;
+    this.conns.set(id, c);
+    c.on('message', (type: number, payload: Buffer) => {
+      try {
+        this.dispatch(id, type, payload);
+      } catch (e) {
+        this.ev.log('warn', `bad message of type ${type} from node ${id}: ${(e as Error).message}; closing the connection`);
+        c.close('protocol');
+      }
+    });
+    c.on('close', (reason: string) => {
+      if (this.conns.get(id) === c) {
+        this.conns.delete(id);
+        this.lost(id, reason);
+      }
+    });
+    const q = this.queued.get(id);
+    if (q) {
+      this.queued.delete(id);
+      for (const [t, p] of q) c.send(t, p);
+    }
+  }
+
+  send(to: number, type: number, payload: Buffer): void {
+    const c = this.conns.get(to);
+    if (c) {
+      c.send(type, payload);
+      return;
+    }
+    if (!this.members.has(to)) return;
+    let q = this.queued.get(to);
+    if (!q) this.queued.set(to, (q = []));
+    q.push([type, payload]);
+  }
+
+  broadcast(type: number, payload: Buffer, members: Iterable<Member> = this.members.values()): void {
+    for (const m of members) if (m.id !== this.id) this.send(m.id, type, payload);
+  }
+
+  private dispatch(from: number, type: number, payload: Buffer): void {
+    switch (type) {
+      case Msg.TokenRequest: {
+        const r = decode.tokenRequest(payload);
+        this.token.onRequest(r.id, r.seq);
+        return;
+      }
+      case Msg.Token: {
+        const t = decode.token(payload);
+        this.learnMembers(t.members);
+        if (!this.token.onToken(t)) this.ev.log('warn', `dropped a void token of generation ${t.generation} from node ${from}`);
+        return;
+      }
+      case Msg.Commit:
+        this.log.receive(decode.commit(payload));
+        return;
+      case Msg.PageRequest:
+        this.servePage(decode.pageRequest(payload));
+        return;
+      case Msg.PageReply:
+        this.onPageReply(from, decode.pageReply(payload, this.config.pageSize));
+        return;
+      case Msg.MemberAdd: {
+        const m = decode.member(payload);
+        if (!this.members.has(m.id)) {
+          this.members.set(m.id, m);
+          this.ev.event('peer-join', m.id);
+        }
+        return;
+      }
+      case Msg.MemberRemove:
+      case Msg.Leave: {
+        const id = type === Msg.Leave ? from : decode.memberRemove(payload);
+        this.removeMember(id);
+        return;
+      }
+      case Msg.ResendRequest: {
+        const r = decode.resendRequest(payload);
+        for (const rec of this.log.since(r.from, r.to)) this.send(from, Msg.Commit, encode.commit(rec));
+        return;
+      }
+      case Msg.RecoverQuery: {
+        const q = decode.recover(payload);
+        this.token.generation = Math.max(this.token.generation, q.generation);
+        this.send(from, Msg.RecoverState, encode.recoverState({
+          generation: q.generation,
+          applied: this.log.applied,
+          hasToken: this.token.held,
+          waiting: this.token.waiting,
+          seq: this.token.rn.get(this.id) ?? 0,
+        }));
+        return;
+      }
+      case Msg.RecoverState:
+        this.onRecoverState(from, decode.recoverState(payload));
+        return;
+      case Msg.Recovered: {
+        const r = decode.recover(payload);
+        this.token.generation = Math.max(this.token.generation, r.generation);
+        if (r.time > this.log.applied) {
+          this.log.hear(r.time);
+          this.send(r.source, Msg.ResendRequest, encode.resendRequest(this.log.applied, r.time));
+        }
+        if (this.token.waiting && !this.token.held) this.token.request(true);
+        return;
+      }
+      default:
+        throw new Error(`unknown message type ${type}`);
+    }
+  }
+
+  private learnMembers(ms: Member[]): void {
+    for (const m of ms) {
+      if (m.id !== this.id && !this.members.has(m.id)) {
+        this.members.set(m.id, m);
+        this.ev.event('peer-join', m.id);
+      }
+    }
+  }
+
+  // ---- joining ----
+
+  /** Admits a joining node, ordered with commits by holding the token. */
+  private async admit(c: Connection, h: Hello): Promise<void> {
+    let closed = false;
+    c.once('close', () => (closed = true));
+    const t = await this.token.acquire();
+    try {
+      await this.log.waitApplied(t.time);
+      if (closed) return;
+      const id = Math.max(...t.members.map((m) => m.id), ...this.members.keys()) + 1;
+      const m = { id, address: h.address };
+      t.members.push(m);
+      this.members.set(id, m);
+      const pages = [];
+      const v = this.table.versions;
+      const owners = this.table.owners;
+      for (let p = 0; p < v.length; p++) {
+        if (v[p] !== 0n) pages.push({ page: p, version: Number(v[p]), owner: owners[p] });
+      }
+      c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: this.id, time: t.time, members: t.members, pages, rn: this.token.rn }));
+      this.bindMember(id, c);
+      this.broadcast(Msg.MemberAdd, encode.member(m), t.members.filter((x) => x.id !== id));
+      this.ev.event('peer-join', id);
+    } finally {
+      this.token.release();
+    }
+  }
+
+  // ---- commits ----
+
+  /** Commits the app's ended transaction (its write set is in the native layer). */
+  async commit(): Promise<[number, number]> {
+    const pages = this.native.writeSet();
+    const t = await this.token.acquire();
+    try {
+      await this.log.waitApplied(t.time);
+      if (this.native.doomed()) return [CommitStatus.doomed, 0];
+      const time = t.time + 1;
+      t.time = time;
+      const rec: CommitRecord = { time, node: this.id, pages };
+      const payload = encode.commit(rec);
+      this.broadcast(Msg.Commit, payload, t.members);
+      this.native.commit(time, this.id);
+      this.log.receive(rec);
+      return [CommitStatus.committed, time];
+    } finally {
+      this.token.release();
+    }
+  }
+
+  /** Waits until every commit this node has heard of is applied (read-only commits). */
+  async sync(): Promise<[number, number]> {
+    await this.log.waitApplied(this.log.seen);
+    return [this.native.doomed() ? CommitStatus.doomed : CommitStatus.committed, this.log.applied];
+  }
+
+  private applyRemote(rec: CommitRecord): void {
+    if (rec.node === this.id) return; // our own, applied when made
+    let doomed = false;
+    for (const p of rec.pages) {
+      if (p >= this.config.numPages) continue;
+      if (this.native.invalidate(p, rec.time, rec.node)) doomed = true;
+    }
+    if (doomed) this.native.interruptApp();
+  }
+
+  // ---- pages ----
+
+  /** A fault on a page that is not valid here: fetch it from its owner. */
+  fetch(slot: number, page: number): void {
+    const existing = this.fetchByPage.get(page);
+    if (existing !== undefined) {
+      this.fetches.get(existing)!.slots.push(slot);
+      return;
+    }
+    const version = Number(this.table.versions[page]);
+    const owner = this.table.owners[page];
+    if (version === 0) {
+      this.native.install(page, null, 0, owner);
+      this.native.completeRequest(slot);
+      return;
+    }
+    this.window = page === this.lastFault + 1 ? Math.min(READ_AHEAD_MAX, this.window * 2) : 1;
+    this.lastFault = page;
+    const reqId = this.nextReq++;
+    this.fetches.set(reqId, { page, slots: [slot] });
+    this.fetchByPage.set(page, reqId);
+    this.remoteFetches++;
+    if (owner === this.id || !this.members.has(owner)) {
+      this.search(reqId);
+      return;
+    }
+    const count = Math.max(1, Math.min(this.window, this.config.numPages - page));
+    this.send(owner, Msg.PageRequest, encode.pageRequest({ reqId, page, count, requester: this.id, time: this.log.applied, hops: 0, search: false }));
+  }
+
+  /** The owner is gone: ask every member whether it holds the page's latest version. */
+  private search(reqId: number): void {
+    const f = this.fetches.get(reqId)!;
+    const others = [...this.members.keys()].filter((id) => id !== this.id);
+    f.searching = new Set(others);
+    if (others.length === 0) {
+      this.lostPage(reqId);
+      return;
+    }
+    for (const id of others) {
+      this.send(id, Msg.PageRequest, encode.pageRequest({ reqId, page: f.page, count: 1, requester: this.id, time: this.log.applied, hops: 0, search: true }));
+    }
+  }
+
+  private lostPage(reqId: number): void {
+    const f = this.fetches.get(reqId)!;
+    this.ev.log('error', `page ${f.page} is lost: no live node holds version ${this.table.versions[f.page]}`);
+    this.native.markLost(f.page);
+    // The faulting thread must be able to go on (to see the error): it gets a zero page,
+    // with the loss reported by the next DSM call and the transaction doomed.
+    this.native.install(f.page, null, Number(this.table.versions[f.page]), this.id);
+    this.finish(reqId);
+  }
+
+  private finish(reqId: number): void {
+    const f = this.fetches.get(reqId);
+    if (!f) return;
+    this.fetches.delete(reqId);
+    this.fetchByPage.delete(f.page);
+    for (const s of f.slots) this.native.completeRequest(s);
+  }
+
+  private onPageReply(from: number, r: ReturnType<typeof decode.pageReply>): void {
+    const f = this.fetches.get(r.reqId);
+    if (!f) return;
+    if (r.status !== PageStatus.ok) {
+      if (f.searching) {
+        f.searching.delete(from);
+        if (f.searching.size === 0) this.lostPage(r.reqId);
+      } else {
+        this.search(r.reqId);
+      }
+      return;
+    }
+    for (const p of r.pages) {
+      if (p.page >= this.config.numPages) continue;
+      this.native.install(p.page, p.data, p.version, p.owner);
+      this.log.hear(p.version);
+    }
+    // Installed, or refused because a newer commit crossed the reply: either way the
+    // faulting thread looks again and, if needed, asks the new owner.
+    this.finish(r.reqId);
+  }
+
+  private servePage(req: PageRequest): void {
+    if (req.page >= this.config.numPages) throw new Error(`page ${req.page} is outside the region`);
+    const owner = this.table.owners[req.page];
+    const here = this.table.states[req.page] !== 0;
+    if (!req.search && owner !== this.id && this.members.has(owner) && req.hops < MAX_HOPS && owner !== req.requester) {
+      this.forwarded++;
+      this.send(owner, Msg.PageRequest, encode.pageRequest({ ...req, hops: req.hops + 1 }));
+      return;
+    }
+    if (!here) {
+      this.send(req.requester, Msg.PageReply, encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.notHere, pages: [] }));
+      return;
+    }
+    const pages = [];
+    const count = Math.min(req.count, READ_AHEAD_MAX, this.config.numPages - req.page);
+    for (let i = 0; i < count; i++) {
+      const p = req.page + i;
+      // Read-ahead pages: only those this node owns and holds, so every copy sent is current.
+      if (i > 0 && (this.table.states[p] === 0 || this.table.owners[p] !== this.id || this.table.versions[p] === 0n)) break;
+      pages.push({ page: p, version: Number(this.table.versions[p]), owner: this.table.owners[p], data: this.native.copyCommitted(p) });
+    }
+    this.send(req.requester, Msg.PageReply, encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.ok, pages }));
+  }
+
+  // ---- failures ----
+
+  private lost(id: number, reason: string): void {
+    if (this.closing || !this.members.has(id)) return;
+    this.ev.log('warn', `lost node ${id} (${reason})`);
+    this.removeMember(id);
+  }
+
+  private removeMember(id: number): void {
+    if (!this.members.delete(id)) return;
+    this.conns.get(id)?.close('removed');
+    this.conns.delete(id);
+    this.queued.delete(id);
+    this.token.forget(id);
+    this.ev.event('peer-leave', id);
+    // Fetches waiting on the dead node: look for another holder.
+    for (const [reqId, f] of this.fetches) {
+      if (f.searching) {
+        f.searching.delete(id);
+        if (f.searching.size === 0) this.lostPage(reqId);
+      } else if (this.table.owners[f.page] === id) {
+        this.search(reqId);
+      }
+    }
+    // The lowest live node checks whether the token died with it.
+    if (Math.min(...this.members.keys()) === this.id) this.startRecovery();
+  }
+
+  private startRecovery(): void {
+    const generation = this.token.generation + 1;
+    this.token.generation = generation;
+    this.recovering = { generation, states: new Map() };
+    this.recovering.states.set(this.id, {
+      applied: this.log.applied,
+      hasToken: this.token.held,
+      waiting: this.token.waiting,
+      seq: this.token.rn.get(this.id) ?? 0,
+    });
+    this.broadcast(Msg.RecoverQuery, encode.recover({ generation, time: this.log.applied, source: this.id }));
+    this.maybeFinishRecovery();
+  }
+
+  private onRecoverState(from: number, s: ReturnType<typeof decode.recoverState>): void {
+    if (!this.recovering || s.generation !== this.recovering.generation) return;
+    this.recovering.states.set(from, s);
+    this.maybeFinishRecovery();
+  }
+
+  private maybeFinishRecovery(): void {
+    const r = this.recovering;
+    if (!r) return;
+    for (const id of this.members.keys()) if (!r.states.has(id)) return;
+    this.recovering = undefined;
+    let best = this.id;
+    let time = this.log.applied;
+    let someoneHasToken = false;
+    for (const [id, s] of r.states) {
+      if (s.applied > time) {
+        time = s.applied;
+        best = id;
+      }
+      if (s.hasToken) someoneHasToken = true;
+    }
+    if (!someoneHasToken) {
+      const ln = new Map<number, number>();
+      const queue: number[] = [];
+      for (const [id, s] of r.states) {
+        ln.set(id, s.waiting ? s.seq - 1 : s.seq);
+        this.token.rn.set(id, Math.max(this.token.rn.get(id) ?? 0, s.seq));
+        if (s.waiting && id !== this.id) queue.push(id);
+      }
+      const members = [...this.members.values()];
+      this.ev.log('warn', `regenerated the commit token at time ${time} (generation ${r.generation})`);
+      const t: TokenState = { generation: r.generation, time, ln, queue, members };
+      // Catch up first if another survivor applied more.
+      if (time > this.log.applied) this.send(best, Msg.ResendRequest, encode.resendRequest(this.log.applied, time));
+      this.token.onToken(t);
+    }
+    this.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best }));
+  }
+
+  // ---- clients (dsm stats) ----
+
+  private serveClient(c: Connection): void {
+    c.on('message', (type: number) => {
+      if (type === Msg.StatsRequest) c.send(Msg.StatsReply, encode.json(this.statsForClient?.() ?? {}));
+    });
+  }
+
+  statsForClient?: () => unknown;
+
+  // ---- leaving ----
+
+  async close(): Promise<void> {
+    this.closing = true;
+    this.broadcast(Msg.Leave, Buffer.alloc(0));
+    this.log.close();
+    await this.transport.close();
+  }
+
+  membersList(): number[] {
+    return [...this.members.keys()].sort((a, b) => a - b);
+  }
+}

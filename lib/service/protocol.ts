@@ -1,0 +1,281 @@
+// The cluster protocol: every message between nodes, its type number and its payload
+// layout, in one place. The transport (frame.ts) wraps each payload in a frame carrying the
+// protocol version and the cluster id; types below 16 belong to the transport.
+//
+// Conventions: little-endian; u64 fields are global times or versions (safe integers);
+// `str` and `bytes` are a u32 length then the bytes; `u32s` is a u32 count then u32s.
+// Node ids are u16. Page numbers are u32.
+import { WireError, WireReader, WireWriter } from './wire';
+
+export const Msg = {
+  /** First message on every connection: who I am. */
+  Hello: 16,
+  /** Founder/any member -> joiner: your id and the cluster's state. */
+  JoinAccept: 17,
+  /** A member joined (sent by the member that admitted it, under the token). */
+  MemberAdd: 18,
+  /** A member left or died. */
+  MemberRemove: 19,
+  TokenRequest: 20,
+  Token: 21,
+  Commit: 22,
+  PageRequest: 23,
+  PageReply: 24,
+  ResendRequest: 25,
+  StatsRequest: 26,
+  StatsReply: 27,
+  Leave: 28,
+  RecoverQuery: 29,
+  RecoverState: 30,
+  Recovered: 31,
+} as const;
+
+export const NO_NODE = 0xffff;
+
+export interface Member {
+  id: number;
+  /** host:port others connect to. */
+  address: string;
+}
+
+/** Hello: u16 id (NO_NODE when joining) | str listen address | u8 flags (1: joining, 2: client only). */
+export interface Hello {
+  id: number;
+  address: string;
+  joining: boolean;
+  client: boolean;
+}
+
+/**
+ * JoinAccept: u16 assigned id | u16 admitter's id | u64 time | u32 member count, then per member u16 id, str address |
+ * u32 written page count, then per page u32 page, u64 version, u16 owner | u32 rn count, then per entry u16 id, u32 seq.
+ */
+export interface JoinAccept {
+  id: number;
+  admitter: number;
+  time: number;
+  members: Member[];
+  pages: Array<{ page: number; version: number; owner: number }>;
+  rn: Map<number, number>;
+}
+
+/** Token: u32 generation | u64 time | u32 ln count, then u16 id, u32 seq | u32 queue count, then u16 ids | members as in JoinAccept. */
+export interface TokenState {
+  generation: number;
+  time: number;
+  ln: Map<number, number>;
+  queue: number[];
+  members: Member[];
+}
+
+/** Commit: u64 time | u16 committer | u32s pages. */
+export interface CommitRecord {
+  time: number;
+  node: number;
+  pages: Uint32Array;
+}
+
+/** PageRequest: u32 request id | u32 page | u16 count (read-ahead) | u16 requester | u64 requester's applied time | u8 hops | u8 search (any holder of the version may answer). */
+export interface PageRequest {
+  reqId: number;
+  page: number;
+  count: number;
+  requester: number;
+  time: number;
+  hops: number;
+  search: boolean;
+}
+
+/** PageReply: u32 request id | u32 first page | u8 status | u32 count, then per page u32 page, u64 version, u16 owner, bytes data. */
+export interface PageReply {
+  reqId: number;
+  page: number;
+  status: number;
+  pages: Array<{ page: number; version: number; owner: number; data: Buffer }>;
+}
+export const PageStatus = { ok: 0, notHere: 1 } as const;
+
+/** RecoverQuery / Recovered: u32 generation | u64 time (Recovered: the cluster's time after recovery) | u16 source (a node that applied it). */
+export interface Recover {
+  generation: number;
+  time: number;
+  source: number;
+}
+/** RecoverState: u32 generation | u64 applied | u8 has token | u8 waiting for token | u32 rn seq of the sender. */
+export interface RecoverState {
+  generation: number;
+  applied: number;
+  hasToken: boolean;
+  waiting: boolean;
+  seq: number;
+}
+
+function members(w: WireWriter, m: Member[]): void {
+  w.u32(m.length);
+  for (const x of m) w.u16(x.id).str(x.address);
+}
+function readMembers(r: WireReader): Member[] {
+  const n = r.u32();
+  if (n > 65535) throw new WireError('too many members');
+  const out: Member[] = [];
+  for (let i = 0; i < n; i++) out.push({ id: r.u16(), address: r.str(300) });
+  return out;
+}
+function seqMap(w: WireWriter, m: Map<number, number>): void {
+  w.u32(m.size);
+  for (const [k, v] of m) w.u16(k).u32(v);
+}
+function readSeqMap(r: WireReader): Map<number, number> {
+  const n = r.u32();
+  if (n > 65535) throw new WireError('too many sequence entries');
+  const m = new Map<number, number>();
+  for (let i = 0; i < n; i++) m.set(r.u16(), r.u32());
+  return m;
+}
+
+export const encode = {
+  hello: (h: Hello) => new WireWriter().u16(h.id).str(h.address).u8((h.joining ? 1 : 0) | (h.client ? 2 : 0)).done(),
+  joinAccept(j: JoinAccept): Buffer {
+    const w = new WireWriter(64 + j.pages.length * 14).u16(j.id).u16(j.admitter).u64(j.time);
+    members(w, j.members);
+    w.u32(j.pages.length);
+    for (const p of j.pages) w.u32(p.page).u64(p.version).u16(p.owner);
+    seqMap(w, j.rn);
+    return w.done();
+  },
+  member: (m: Member) => new WireWriter().u16(m.id).str(m.address).done(),
+  memberRemove: (id: number) => new WireWriter().u16(id).done(),
+  tokenRequest: (id: number, seq: number) => new WireWriter().u16(id).u32(seq).done(),
+  token(t: TokenState): Buffer {
+    const w = new WireWriter().u32(t.generation).u64(t.time);
+    seqMap(w, t.ln);
+    w.u32(t.queue.length);
+    for (const q of t.queue) w.u16(q);
+    members(w, t.members);
+    return w.done();
+  },
+  commit: (c: CommitRecord) => new WireWriter(16 + c.pages.length * 4).u64(c.time).u16(c.node).u32s(c.pages).done(),
+  pageRequest: (p: PageRequest) =>
+    new WireWriter().u32(p.reqId).u32(p.page).u16(p.count).u16(p.requester).u64(p.time).u8(p.hops).u8(p.search ? 1 : 0).done(),
+  pageReply(p: PageReply): Buffer {
+    const size = p.pages.reduce((s, x) => s + x.data.length + 24, 16);
+    const w = new WireWriter(size).u32(p.reqId).u32(p.page).u8(p.status).u32(p.pages.length);
+    for (const x of p.pages) w.u32(x.page).u64(x.version).u16(x.owner).bytes(x.data);
+    return w.done();
+  },
+  resendRequest: (from: number, to: number) => new WireWriter().u64(from).u64(to).done(),
+  json: (v: unknown) => Buffer.from(JSON.stringify(v), 'utf8'),
+  recover: (r: Recover) => new WireWriter().u32(r.generation).u64(r.time).u16(r.source).done(),
+  recoverState: (s: RecoverState) =>
+    new WireWriter().u32(s.generation).u64(s.applied).u8(s.hasToken ? 1 : 0).u8(s.waiting ? 1 : 0).u32(s.seq).done(),
+};
+
+/** Decoders: each reads the whole payload and rejects trailing bytes. */
+export const decode = {
+  hello(b: Buffer): Hello {
+    const r = new WireReader(b);
+    const id = r.u16();
+    const address = r.str(300);
+    const flags = r.u8();
+    r.end();
+    return { id, address, joining: (flags & 1) !== 0, client: (flags & 2) !== 0 };
+  },
+  joinAccept(b: Buffer): JoinAccept {
+    const r = new WireReader(b);
+    const id = r.u16();
+    const admitter = r.u16();
+    const time = r.u64();
+    const ms = readMembers(r);
+    const n = r.u32();
+    if (n > 1 << 26) throw new WireError('page table too large');
+    const pages = [];
+    for (let i = 0; i < n; i++) pages.push({ page: r.u32(), version: r.u64(), owner: r.u16() });
+    const rn = readSeqMap(r);
+    r.end();
+    return { id, admitter, time, members: ms, pages, rn };
+  },
+  member(b: Buffer): Member {
+    const r = new WireReader(b);
+    const m = { id: r.u16(), address: r.str(300) };
+    r.end();
+    return m;
+  },
+  memberRemove(b: Buffer): number {
+    const r = new WireReader(b);
+    const id = r.u16();
+    r.end();
+    return id;
+  },
+  tokenRequest(b: Buffer): { id: number; seq: number } {
+    const r = new WireReader(b);
+    const v = { id: r.u16(), seq: r.u32() };
+    r.end();
+    return v;
+  },
+  token(b: Buffer): TokenState {
+    const r = new WireReader(b);
+    const generation = r.u32();
+    const time = r.u64();
+    const ln = readSeqMap(r);
+    const qn = r.u32();
+    if (qn > 65535) throw new WireError('token queue too long');
+    const queue = [];
+    for (let i = 0; i < qn; i++) queue.push(r.u16());
+    const ms = readMembers(r);
+    r.end();
+    return { generation, time, ln, queue, members: ms };
+  },
+  commit(b: Buffer): CommitRecord {
+    const r = new WireReader(b);
+    const c = { time: r.u64(), node: r.u16(), pages: r.u32s() };
+    r.end();
+    return c;
+  },
+  pageRequest(b: Buffer): PageRequest {
+    const r = new WireReader(b);
+    const p = { reqId: r.u32(), page: r.u32(), count: r.u16(), requester: r.u16(), time: r.u64(), hops: r.u8(), search: r.u8() !== 0 };
+    r.end();
+    return p;
+  },
+  pageReply(b: Buffer, pageSize: number): PageReply {
+    const r = new WireReader(b);
+    const reqId = r.u32();
+    const page = r.u32();
+    const status = r.u8();
+    const n = r.u32();
+    if (n > 4096) throw new WireError('too many pages in one reply');
+    const pages = [];
+    for (let i = 0; i < n; i++) {
+      const x = { page: r.u32(), version: r.u64(), owner: r.u16(), data: r.bytes(pageSize) };
+      if (x.data.length !== pageSize) throw new WireError(`a page of ${x.data.length} bytes, expected ${pageSize}`);
+      pages.push(x);
+    }
+    r.end();
+    return { reqId, page, status, pages };
+  },
+  resendRequest(b: Buffer): { from: number; to: number } {
+    const r = new WireReader(b);
+    const v = { from: r.u64(), to: r.u64() };
+    r.end();
+    return v;
+  },
+  json(b: Buffer): unknown {
+    try {
+      return JSON.parse(b.toString('utf8'));
+    } catch {
+      throw new WireError('malformed JSON payload');
+    }
+  },
+  recover(b: Buffer): Recover {
+    const r = new WireReader(b);
+    const v = { generation: r.u32(), time: r.u64(), source: r.u16() };
+    r.end();
+    return v;
+  },
+  recoverState(b: Buffer): RecoverState {
+    const r = new WireReader(b);
+    const v = { generation: r.u32(), applied: r.u64(), hasToken: r.u8() !== 0, waiting: r.u8() !== 0, seq: r.u32() };
+    r.end();
+    return v;
+  },
+};

@@ -1,0 +1,124 @@
+// The commit token (Suzuki–Kasami). A node that wants to commit broadcasts a request with
+// its next sequence number; the token carries, per node, the last request it served, a
+// FIFO queue of nodes waiting, the global time and the member list. First come, first
+// served, and no messages at all while one node keeps committing.
+import type { Member, TokenState } from './protocol';
+
+export interface TokenLinks {
+  me(): number;
+  sendToken(to: number, t: TokenState): void;
+  broadcastRequest(seq: number): void;
+}
+
+export class CommitToken {
+  /** Highest request sequence number heard from each node. */
+  readonly rn = new Map<number, number>();
+  /** Present while this node holds the token. */
+  token?: TokenState;
+  private inUse = false;
+  private waiters: Array<() => void> = [];
+  /** Raised when the token is regenerated after a failure; older tokens are void. */
+  generation = 0;
+
+  constructor(private readonly links: TokenLinks) {}
+
+  /** Creates the first token (on the founding node). */
+  found(members: Member[]): void {
+    this.token = { generation: 0, time: 0, ln: new Map(), queue: [], members };
+  }
+
+  get held(): boolean {
+    return this.token !== undefined;
+  }
+
+  get waiting(): boolean {
+    return this.waiters.length > 0;
+  }
+
+  /** Resolves when this node holds the token exclusively; call release() after. */
+  acquire(): Promise<TokenState> {
+    if (this.token && !this.inUse) {
+      this.inUse = true;
+      return Promise.resolve(this.token);
+    }
+    return new Promise((resolve) => {
+      const first = this.waiters.length === 0;
+      this.waiters.push(() => resolve(this.token!));
+      if (first && !this.token) this.request();
+    });
+  }
+
+  /** Asks for the token (again, after a recovery, with the same sequence number). */
+  request(again = false): void {
+    const me = this.links.me();
+    const seq = again ? this.rn.get(me) ?? 0 : (this.rn.get(me) ?? 0) + 1;
+    this.rn.set(me, seq);
+    this.links.broadcastRequest(seq);
+  }
+
+  release(): void {
+    const t = this.token;
+    if (!t) return;
+    this.inUse = false;
+    // Local waiters first: a node keeps the token while it has work, like a batch.
+    const next = this.waiters.shift();
+    if (next) {
+      this.inUse = true;
+      next();
+      return;
+    }
+    const me = this.links.me();
+    t.ln.set(me, this.rn.get(me) ?? 0);
+    for (const m of t.members) {
+      if (m.id !== me && !t.queue.includes(m.id) && (this.rn.get(m.id) ?? 0) === (t.ln.get(m.id) ?? 0) + 1) {
+        t.queue.push(m.id);
+      }
+    }
+    this.passIfQueued();
+  }
+
+  onRequest(id: number, seq: number): void {
+    this.rn.set(id, Math.max(this.rn.get(id) ?? 0, seq));
+    const t = this.token;
+    if (t && !this.inUse && this.waiters.length === 0 && (this.rn.get(id) ?? 0) === (t.ln.get(id) ?? 0) + 1) {
+      if (!t.queue.includes(id)) t.queue.push(id);
+      this.passIfQueued();
+    }
+  }
+
+  /** Returns false when the token is void (an older generation than a recovery). */
+  onToken(t: TokenState): boolean {
+    if (t.generation < this.generation) return false;
+    this.generation = t.generation;
+    this.token = t;
+    const next = this.waiters.shift();
+    if (next) {
+      this.inUse = true;
+      next();
+    } else {
+      // Nobody here wants it any more (a stale request): hand it on or keep it idle.
+      this.release();
+    }
+    return true;
+  }
+
+  /** Removes a dead node from the token's bookkeeping. */
+  forget(id: number): void {
+    this.rn.delete(id);
+    if (this.token) {
+      this.token.queue = this.token.queue.filter((q) => q !== id);
+      this.token.members = this.token.members.filter((m) => m.id !== id);
+      this.token.ln.delete(id);
+      if (!this.inUse) this.passIfQueued();
+    }
+  }
+
+  private passIfQueued(): void {
+    const t = this.token;
+    if (!t || this.inUse) return;
+    const to = t.queue.shift();
+    if (to === undefined) return;
+    this.token = undefined;
+    this.links.sendToken(to, t);
+  }
+}

@@ -146,7 +146,15 @@ export class TransactionRunner {
       throw value;
     }
     let time: number;
-    if (writes > 0 || this.hooks.needsSync()) {
+    const local = writes > 0 ? this.service.tryLocalCommit(native, this.hooks.nodeId()) : undefined;
+    if (local === 'doomed') {
+      this.abort();
+      this.hooks.checkLost();
+      return { done: false };
+    }
+    if (local !== undefined) {
+      time = local;
+    } else if (writes > 0 || this.hooks.needsSync()) {
       const [st, t] = await this.post(writes > 0 ? CommitKind.commit : CommitKind.sync);
       if (st === CommitStatus.doomed) {
         this.abort();

@@ -1,8 +1,10 @@
 // The app thread's handle on the service worker: starts it, sends requests, matches replies.
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { DsmError, SystemError } from '../errors';
-import type { AppRequest, ServiceConfig, ServiceEvent, ServiceReply } from './messages';
+import type { NativeAddon } from '../native';
+import { LocalTokenGate } from './local_token';
+import type { AppRequest, LocalCommit, ServiceConfig, ServiceEvent, ServiceReply } from './messages';
 
 type Pending = { resolve: (r: ServiceReply) => void; reject: (e: Error) => void };
 // Distributes Omit over the union so each request keeps its own fields.
@@ -20,9 +22,22 @@ export class ServiceClient {
   address = '';
   onPeer?: (type: 'peer-join' | 'peer-leave', id: number) => void;
 
-  private constructor(config: ServiceConfig, onLog: (level: string, message: string) => void) {
+  private readonly gate: LocalTokenGate;
+  private readonly localCommits?: MessagePort;
+
+  private constructor(config: Omit<ServiceConfig, 'gate' | 'localCommits'>, onLog: (level: string, message: string) => void) {
     this.time = new BigUint64Array(config.timeBuffer);
-    this.worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: config });
+    this.gate = LocalTokenGate.create();
+    const full: ServiceConfig = { ...config, gate: this.gate.buffer };
+    const transfer: MessagePort[] = [];
+    if (config.cluster) {
+      const ch = new MessageChannel();
+      this.localCommits = ch.port1;
+      this.localCommits.unref();
+      full.localCommits = ch.port2;
+      transfer.push(ch.port2);
+    }
+    this.worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: full, transferList: transfer });
     // A networked node keeps the process alive (it serves its peers) until close(); a
     // one-node cluster must not: in-flight requests ref it.
     if (!config.cluster) this.worker.unref();
@@ -48,7 +63,7 @@ export class ServiceClient {
   }
 
   /** Starts the service worker and resolves once it has attached to the region. */
-  static start(config: ServiceConfig, onLog: (level: string, message: string) => void): Promise<ServiceClient> {
+  static start(config: Omit<ServiceConfig, 'gate' | 'localCommits'>, onLog: (level: string, message: string) => void): Promise<ServiceClient> {
     const c = new ServiceClient(config, onLog);
     return new Promise((resolve, reject) => {
       const onMsg = (m: ServiceEvent) => {
@@ -74,6 +89,28 @@ export class ServiceClient {
 
   get globalTime(): number {
     return Number(this.time[0]);
+  }
+
+  /**
+   * Commits the ended transaction on the app thread when the service has lent it the
+   * token: returns the new global time, 'doomed', or undefined when the token is not here
+   * (the caller then asks the service).
+   */
+  tryLocalCommit(native: NativeAddon, nodeId: number): number | 'doomed' | undefined {
+    if (!this.gate.enter()) return undefined;
+    let time = this.gate.tokenTime;
+    try {
+      if (native.doomed()) return 'doomed';
+      time += 1;
+      const pages = this.localCommits ? native.writeSet() : undefined;
+      native.commit(time, nodeId);
+      if (time > this.time[0]) this.time[0] = BigInt(time);
+      if (time > this.time[1]) this.time[1] = BigInt(time);
+      if (pages) this.localCommits!.postMessage({ time, pages } satisfies LocalCommit);
+      return time;
+    } finally {
+      this.gate.leave(time);
+    }
   }
 
   /** Commits were heard of that are not applied yet. */

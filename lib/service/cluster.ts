@@ -5,7 +5,10 @@
 import { CommitStatus, type NativeAddon } from '../native';
 import { CommitLog } from './commit_log';
 import { decode, encode, type CommitRecord, type Hello, type Member, Msg, NO_NODE, type PageRequest, PageStatus, type TokenState } from './protocol';
+import type { LocalTokenGate } from './local_token';
+import type { LocalCommit } from './messages';
 import { CommitToken } from './token';
+import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import type { Connection, Transport } from './transport';
 
 export interface ClusterConfig {
@@ -59,13 +62,18 @@ export class Cluster {
     private readonly transport: Transport,
     private readonly config: ClusterConfig,
     private readonly ev: ClusterEvents,
+    private readonly gate: LocalTokenGate,
+    private readonly localCommits: MessagePort,
   ) {
     this.table = native.pageTable();
     this.token = new CommitToken({
       me: () => this.id,
       sendToken: (to, t) => this.send(to, Msg.Token, encode.token(t)),
       broadcastRequest: (seq) => this.broadcast(Msg.TokenRequest, encode.tokenRequest(this.id, seq)),
+      reclaim: (t) => this.reclaim(t),
+      idle: () => this.maybeLend(),
     });
+    localCommits.on('message', (m: LocalCommit) => this.applyLocal(m));
     this.log = new CommitLog({
       apply: (rec) => this.applyRemote(rec),
       requestResend: (from, after, upTo) => {
@@ -73,7 +81,10 @@ export class Cluster {
         if (from >= 0 && from !== this.id && this.members.has(from)) this.send(from, Msg.ResendRequest, payload);
         else this.broadcast(Msg.ResendRequest, payload);
       },
-      publish: (a, s) => ev.publish(a, s),
+      publish: (a, s) => {
+        ev.publish(a, s);
+        this.maybeLend();
+      },
     });
     transport.on('connection', (c: Connection) => this.adopt(c));
   }
@@ -364,6 +375,32 @@ export class Cluster {
     }
   }
 
+  /** Lends the token to the app thread when nothing can doom its commits (local_token.ts). */
+  private maybeLend(): void {
+    const t = this.token.token;
+    if (!t || this.token.busy || this.gate.lent) return;
+    if (this.log.applied !== t.time || this.log.seen !== t.time) return;
+    this.gate.lend(t.time);
+  }
+
+  /** Takes the token back from the app thread and broadcasts what it committed meanwhile. */
+  private reclaim(t: TokenState): void {
+    if (!this.gate.lent) return;
+    const time = this.gate.reclaim();
+    for (let m; (m = receiveMessageOnPort(this.localCommits)); ) this.applyLocal(m.message as LocalCommit);
+    t.time = Math.max(t.time, time);
+  }
+
+  /** A commit the app thread made with the lent token: tell everyone. */
+  private applyLocal(m: LocalCommit): void {
+    if (m.time <= this.log.applied) return;
+    const t = this.token.token;
+    if (t) t.time = Math.max(t.time, m.time);
+    const rec: CommitRecord = { time: m.time, node: this.id, pages: m.pages };
+    this.broadcast(Msg.Commit, encode.commit(rec), t?.members ?? this.members.values());
+    this.log.receive(rec);
+  }
+
   /** Waits until every commit this node has heard of is applied (read-only commits). */
   async sync(): Promise<[number, number]> {
     await this.log.waitApplied(this.log.seen);
@@ -583,6 +620,8 @@ export class Cluster {
 
   async close(): Promise<void> {
     this.closing = true;
+    if (this.token.token) this.reclaim(this.token.token);
+    this.localCommits.close();
     this.broadcast(Msg.Leave, Buffer.alloc(0));
     this.log.close();
     await this.transport.close();

@@ -1,4 +1,5 @@
 // Messages between the app thread and the service worker (in-process, over the worker's
+import type { MessagePort } from 'node:worker_threads';
 // MessagePort). Network frames between nodes are defined in protocol.ts, not here.
 
 /** Sent once, as workerData, when the service starts. */
@@ -12,6 +13,10 @@ export interface ServiceConfig {
    * commits are in flight or missed).
    */
   timeBuffer: SharedArrayBuffer;
+  /** The commit token lent to the app thread (local_token.ts). */
+  gate: SharedArrayBuffer;
+  /** Commits the app made with the lent token, for the service to broadcast. */
+  localCommits?: MessagePort;
   /** Present for a networked node. */
   cluster?: {
     listen: string;
@@ -48,4 +53,10 @@ export interface ServiceStats {
   tokenHeld: boolean;
   appliedTime: number;
   seenTime: number;
+}
+
+/** A commit the app thread made with the lent token. */
+export interface LocalCommit {
+  time: number;
+  pages: Uint32Array;
 }

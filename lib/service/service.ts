@@ -3,6 +3,7 @@
 // here, so nothing in this file may touch the app view (only the native system view).
 import { CommitKind, CommitStatus, type NativeAddon } from '../native';
 import type { Cluster } from './cluster';
+import { LocalTokenGate } from './local_token';
 import type { AppRequest, ServiceConfig, ServiceReply, ServiceStats } from './messages';
 
 export class Service {
@@ -21,6 +22,8 @@ export class Service {
 
   start(): void {
     this.native.attachService(() => this.onWake());
+    // One node: the token is always here and idle, so the app thread commits on its own.
+    if (!this.config.cluster) new LocalTokenGate(this.config.gate).lend(0);
   }
 
   stop(): void {
@@ -33,8 +36,10 @@ export class Service {
 
   /** Makes applied/seen times visible to the app thread. */
   publish(applied: number, seen: number): void {
-    this.time[0] = BigInt(applied);
-    this.time[1] = BigInt(seen);
+    // Never backwards: the app thread advances these itself when it commits with the
+    // lent token, ahead of what the service has processed.
+    if (BigInt(applied) > this.time[0]) this.time[0] = BigInt(applied);
+    if (BigInt(seen) > this.time[1]) this.time[1] = BigInt(seen);
   }
 
   /** Woken by the native side: faults the handler could not resolve, or a commit request. */

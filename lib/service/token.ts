@@ -8,6 +8,10 @@ export interface TokenLinks {
   me(): number;
   sendToken(to: number, t: TokenState): void;
   broadcastRequest(seq: number): void;
+  /** Takes the token back from the app thread before the service uses or passes it. */
+  reclaim(t: TokenState): void;
+  /** The token is here and unused: it may be lent to the app thread. */
+  idle(t: TokenState): void;
 }
 
 export class CommitToken {
@@ -31,6 +35,11 @@ export class CommitToken {
     return this.token !== undefined;
   }
 
+  /** The service is using the token (a commit or an admission in progress). */
+  get busy(): boolean {
+    return this.inUse;
+  }
+
   get waiting(): boolean {
     return this.waiters.length > 0;
   }
@@ -39,6 +48,7 @@ export class CommitToken {
   acquire(): Promise<TokenState> {
     if (this.token && !this.inUse) {
       this.inUse = true;
+      this.links.reclaim(this.token);
       return Promise.resolve(this.token);
     }
     return new Promise((resolve) => {
@@ -96,7 +106,8 @@ export class CommitToken {
       this.inUse = true;
       next();
     } else {
-      // Nobody here wants it any more (a stale request): hand it on or keep it idle.
+      // Nobody here wants it (a stale request, or regenerated): hand it on or keep it idle.
+      this.inUse = false;
       this.release();
     }
     return true;
@@ -116,8 +127,12 @@ export class CommitToken {
   private passIfQueued(): void {
     const t = this.token;
     if (!t || this.inUse) return;
-    const to = t.queue.shift();
-    if (to === undefined) return;
+    if (t.queue.length === 0) {
+      this.links.idle(t);
+      return;
+    }
+    this.links.reclaim(t);
+    const to = t.queue.shift()!;
     this.token = undefined;
     this.links.sendToken(to, t);
   }

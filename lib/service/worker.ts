@@ -2,6 +2,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative } from '../native';
 import type { AppRequest, ServiceConfig, ServiceEvent } from './messages';
+import { LocalTokenGate } from './local_token';
 import { Service } from './service';
 
 const port = parentPort!;
@@ -30,6 +31,8 @@ async function start(): Promise<void> {
       transport,
       { pageSize: config.pageSize, numPages: config.numPages, peers: cc.peers, joinTimeoutMs: cc.joinTimeoutMs },
       { log, event: (type, id) => emit({ type, id }), publish: (a, s) => service.publish(a, s) },
+      new LocalTokenGate(config.gate),
+      config.localCommits!,
     );
     cluster.statsForClient = () => ({ ...service.stats(), nodeId: cluster.id, counters: Array.from(native.counters()) });
     service.cluster = cluster;

@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+// The two-machine demo: a master and a slave share an array of bank accounts and a
+// transfer counter. Both move money between random accounts at the same time, for a while,
+// then both check that no money appeared or vanished and that the counter is exact.
+//
+//   master:  node bank.js --role master --listen 0.0.0.0:7400 --secret S
+//   slave:   node bank.js --role slave  --listen 0.0.0.0:7401 --connect MASTER:7400 --secret S
+'use strict';
+const { parseArgs } = require('node:util');
+const { createNode } = require('../..'); // in your own project: require('node-dsm')
+
+const { values: a } = parseArgs({
+  options: {
+    role: { type: 'string', default: 'master' },
+    listen: { type: 'string', default: '127.0.0.1:0' },
+    connect: { type: 'string' },
+    secret: { type: 'string', default: process.env.DSM_SECRET },
+    duration: { type: 'string', default: '10' },
+    accounts: { type: 'string', default: '1000' },
+    'region-size': { type: 'string', default: String(64 << 20) },
+  },
+});
+if (!a.secret) throw new Error('pass --secret S (the same on both machines) or set DSM_SECRET');
+if (a.role === 'slave' && !a.connect) throw new Error('the slave needs --connect MASTER_HOST:PORT');
+
+// The bank object, in f64 slots (integer amounts stay exact up to 2^53).
+const MAX_NODES = 64;
+const COUNTER = 0;
+const N_ACCOUNTS = 1;
+const PER_NODE = 2; // transfers committed by each node
+const DONE = PER_NODE + MAX_NODES; // each node's "finished" flag
+const ACCOUNTS = DONE + MAX_NODES;
+const INITIAL = 1000;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const say = (...m) => console.log(`[${a.role}]`, ...m);
+
+async function main() {
+  const dsm = await createNode({
+    listen: a.listen,
+    peers: a.connect ? [a.connect] : [],
+    secret: a.secret,
+    regionSize: Number(a['region-size']),
+  });
+  const slaveJoined = new Promise((r) => dsm.once('peer-join', r));
+  say(`node ${dsm.nodeId} up at ${dsm.address}`);
+  const f64 = dsm.f64;
+  let bank;
+  if (a.role === 'master') {
+    const n = Number(a.accounts);
+    await dsm.transaction((tx) => {
+      const p = tx.alloc((ACCOUNTS + n) * 8);
+      const b = p / 8;
+      f64[b + N_ACCOUNTS] = n;
+      for (let i = 0; i < n; i++) f64[b + ACCOUNTS + i] = INITIAL;
+      tx.setRoot('bank', p);
+    });
+    bank = dsm.root('bank') / 8;
+    say(`created ${n} accounts of ${INITIAL}; waiting for the slave`);
+    await slaveJoined;
+  } else {
+    await waitFor(dsm, () => dsm.root('bank') !== undefined);
+    bank = dsm.root('bank') / 8;
+    say(`found the bank: ${f64[bank + N_ACCOUNTS]} accounts`);
+  }
+  const n = f64[bank + N_ACCOUNTS];
+  const me = dsm.nodeId;
+  const until = Date.now() + Number(a.duration) * 1000;
+  let transfers = 0;
+  let aborts = 0;
+  dsm.on('abort', () => aborts++);
+  const t0 = Date.now();
+  let lastShow = 0;
+  while (Date.now() < until) {
+    const from = Math.floor(Math.random() * n);
+    const to = Math.floor(Math.random() * n);
+    const amount = 1 + Math.floor(Math.random() * 50);
+    await dsm.transaction(() => {
+      if (f64[bank + ACCOUNTS + from] < amount || from === to) return;
+      f64[bank + ACCOUNTS + from] -= amount;
+      f64[bank + ACCOUNTS + to] += amount;
+      f64[bank + COUNTER] += 1;
+      f64[bank + PER_NODE + me] += 1;
+    });
+    transfers++;
+    if (Date.now() - lastShow > 500) {
+      lastShow = Date.now();
+      show(dsm, transfers, aborts, t0);
+    }
+  }
+  show(dsm, transfers, aborts, t0);
+  await dsm.transaction(() => {
+    f64[bank + DONE + me] = 1;
+  });
+  say('finished; waiting for the other machine');
+  await waitFor(dsm, () => f64[bank + DONE + 0] === 1 && f64[bank + DONE + 1] === 1);
+  const check = await dsm.transaction(() => {
+    let total = 0;
+    for (let i = 0; i < n; i++) total += f64[bank + ACCOUNTS + i];
+    let perNode = 0;
+    for (let i = 0; i < MAX_NODES; i++) perNode += f64[bank + PER_NODE + i];
+    return { total, counter: f64[bank + COUNTER], perNode };
+  });
+  const ok = check.total === n * INITIAL && check.counter === check.perNode;
+  say(`total ${check.total} (expected ${n * INITIAL}), counter ${check.counter} (transfers by all nodes ${check.perNode}): ${ok ? 'OK' : 'MISMATCH'}`);
+  // The master holds the bank's pages: it stays until the slave has checked too.
+  await dsm.transaction(() => {
+    f64[bank + DONE + me] = 2;
+  });
+  await waitFor(dsm, () => f64[bank + DONE + 0] === 2 && f64[bank + DONE + 1] === 2);
+  await dsm.close();
+  process.exitCode = ok ? 0 : 1;
+}
+
+function show(dsm, transfers, aborts, t0) {
+  const s = dsm.stats();
+  const secs = (Date.now() - t0) / 1000;
+  say(
+    `transfers ${transfers} (${(transfers / secs).toFixed(0)}/s)  commits ${s.transactions.committed}  aborts ${aborts}  ` +
+      `faults read ${s.faults.read} write ${s.faults.write} remote ${s.faults.service}  time ${s.globalTime}`,
+  );
+}
+
+/** Polls `cond` in read-only transactions (each sees a consistent state). */
+async function waitFor(dsm, cond) {
+  for (;;) {
+    if (await dsm.transaction(() => cond())) return;
+    await sleep(50);
+  }
+}
+
+process.on('unhandledRejection', (e) => {
+  console.error(`[${a.role}]`, e);
+  process.exit(1);
+});
+main();

@@ -1,0 +1,111 @@
+// Peers that lie, speak garbage or die: the cluster refuses, survives and goes on.
+import net from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Harness, SECRET } from './harness';
+
+const AT = 3000 * 1024;
+const dist = path.join(__dirname, '../../dist');
+
+/** Sends raw bytes to a node's port and resolves when the node closes the connection. */
+function sendRaw(address: string, bytes: Buffer): Promise<void> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  return new Promise((resolve) => {
+    const s = net.connect(port, host, () => s.write(bytes));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve());
+    // A node waiting for more of a truncated frame closes at its handshake time-out;
+    // ending our side makes it see the truncation at once.
+    s.on('connect', () => setImmediate(() => s.end()));
+  });
+}
+
+function frame(len: number, version: number, body: Buffer): Buffer {
+  const head = Buffer.alloc(4 + 1 + 4 + 1);
+  head.writeUInt32LE(len, 0);
+  head[4] = version;
+  head.writeUInt32LE(0xdeadbeef, 5);
+  head[9] = 0;
+  return Buffer.concat([head, body]);
+}
+
+describe('failures', () => {
+  const h = new Harness();
+  afterEach(() => h.close());
+
+  it('a node with the wrong secret is refused with ERR_DSM_AUTH_FAILED', async () => {
+    const a = await h.start();
+    const intruder = h.start({ peers: [a.address], secret: 'not-the-secret' });
+    await expect(intruder).rejects.toMatchObject({ code: 'ERR_DSM_AUTH_FAILED' });
+    // The member is unharmed and still admits a node with the right secret.
+    const b = await h.start({ peers: [a.address] });
+    await b.run('await dsm.transaction(() => { dsm.u32[args.at] = 5; });', { at: AT });
+    expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(5);
+  });
+
+  it('random bytes, truncated frames, oversized lengths and a wrong protocol version are rejected; the node keeps serving', async () => {
+    const a = await h.start();
+    const garbage = [
+      Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+      Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) & 255)),
+      frame(100, 1, Buffer.alloc(10)), // truncated
+      frame(0xfffffff0, 1, Buffer.alloc(0)), // oversized length
+      frame(6, 99, Buffer.alloc(0)), // wrong version
+      frame(0, 1, Buffer.alloc(0)), // too short to hold a header
+    ];
+    for (const g of garbage) await sendRaw(a.address, g);
+    // An authenticated peer speaking nonsense at the cluster level is cut off too.
+    await a.run('return true;');
+    const { Transport } = require(path.join(dist, 'service/transport.js'));
+    const t = new Transport({ secret: SECRET });
+    try {
+      const c = await t.connect(a.address);
+      const closed = new Promise((r) => c.on('close', r));
+      c.send(22, Buffer.from([1, 2, 3])); // a Commit before Hello, and truncated
+      await closed;
+      const c2 = await t.connect(a.address);
+      const closed2 = new Promise((r) => c2.on('close', r));
+      const hello = Buffer.alloc(2 + 4 + 1);
+      hello.writeUInt16LE(7, 0); // claims to be node 7
+      c2.send(16, hello);
+      c2.send(23, Buffer.from([9, 9])); // a truncated PageRequest
+      await closed2;
+    } finally {
+      await t.close();
+    }
+    const b = await h.start({ peers: [a.address] });
+    await b.run('await dsm.transaction(() => { dsm.u32[args.at] = 9; });', { at: AT });
+    expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(9);
+    expect(a.proc.exitCode).toBeNull();
+  });
+
+  it('a node killed in the middle of a transaction leaves the others running with consistent data', async () => {
+    const [a, b, c] = await h.cluster(3, { heartbeatMs: 200, deadAfterMs: 2000 });
+    const loop = `for (let i = 0; i < args.per; i++) await dsm.transaction(() => { dsm.u32[args.at] += 1; });`;
+    await Promise.all([a.run(loop, { per: 50, at: AT }), b.run(loop, { per: 50, at: AT }), c.run(loop, { per: 50, at: AT })]);
+    // Make sure a survivor holds the newest copy of the counter page (c may have written last).
+    expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(150);
+    // c enters a transaction that writes and never finishes: killed inside it.
+    const inside = c.run(`dsm.transaction(() => { dsm.u32[args.at] += 1000; say('inside'); for (;;) {} }); return 0;`, { at: AT }).catch(() => 'killed');
+    await c.waitForLine((l) => l === 'inside');
+    c.kill('SIGKILL');
+    await inside;
+    await a.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    await b.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    await Promise.all([a.run(loop, { per: 40, at: AT }), b.run(loop, { per: 40, at: AT })]);
+    const seen = await Promise.all([a, b].map((n) => n.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })));
+    expect(seen).toEqual([230, 230]);
+  });
+
+  it('a page whose only up-to-date copy died is reported with ERR_DSM_PAGE_LOST, not zero-filled silently', async () => {
+    const [a, b] = await h.cluster(2, { heartbeatMs: 200, deadAfterMs: 2000 });
+    await b.run('await dsm.transaction(() => { dsm.u32[args.at] = 123; });', { at: AT + 5 * 1024 });
+    b.kill('SIGKILL');
+    await a.waitForLine((l) => l === `peer-leave ${b.nodeId}`);
+    const r = await a.run('try { await dsm.transaction(() => dsm.u32[args.at]); return "read"; } catch (e) { return e.code; }', { at: AT + 5 * 1024 });
+    expect(r).toBe('ERR_DSM_PAGE_LOST');
+    // The token survived (or was regenerated): a keeps committing to other pages.
+    await a.run('await dsm.transaction(() => { dsm.u32[args.at] = 1; });', { at: AT });
+    expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(1);
+  });
+});

@@ -1,0 +1,117 @@
+// Starts DSM nodes as real child processes on loopback and drives them over IPC.
+// Every node started through a Harness is killed by close(), also when a test fails.
+import { type ChildProcess, fork } from 'node:child_process';
+import path from 'node:path';
+
+export interface RemoteError extends Error {
+  code?: string;
+}
+
+export class RemoteNode {
+  nodeId = -1;
+  address = '';
+  readonly lines: string[] = [];
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private lineWaiters: Array<{ test: (l: string) => boolean; resolve: (l: string) => void }> = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr = '';
+
+  constructor(readonly proc: ChildProcess) {
+    let buf = '';
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        this.lines.push(line);
+        this.lineWaiters = this.lineWaiters.filter((w) => {
+          if (!w.test(line)) return true;
+          w.resolve(line);
+          return false;
+        });
+      }
+    });
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    proc.on('message', (m: { id: number; ok: boolean; value?: unknown; error?: RemoteError }) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.ok) p.resolve(m.value);
+      else p.reject(Object.assign(new Error(m.error!.message), m.error));
+    });
+    this.exited = new Promise((resolve) =>
+      proc.on('exit', (code, signal) => {
+        for (const p of this.pending.values()) p.reject(new Error(`node process exited (${code ?? signal}); stderr:\n${this.stderr}`));
+        this.pending.clear();
+        resolve({ code, signal });
+      }),
+    );
+  }
+
+  private send(msg: Record<string, unknown>): Promise<unknown> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.proc.send({ ...msg, id });
+    });
+  }
+
+  async create(options: Record<string, unknown>): Promise<this> {
+    const r = (await this.send({ cmd: 'create', options })) as { nodeId: number; address: string };
+    this.nodeId = r.nodeId;
+    this.address = r.address;
+    return this;
+  }
+
+  /** Runs `code` (the body of an async function of dsm, args, say, pkg) in the node. */
+  run<T = unknown>(code: string, args: unknown = null): Promise<T> {
+    return this.send({ cmd: 'run', code, args }) as Promise<T>;
+  }
+
+  /** Resolves with the first stdout line (past or future) that passes `test`. */
+  waitForLine(test: (line: string) => boolean): Promise<string> {
+    const seen = this.lines.find(test);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve) => this.lineWaiters.push({ test, resolve }));
+  }
+
+  close(): Promise<unknown> {
+    return this.send({ cmd: 'close' });
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
+  }
+}
+
+export const SECRET = 'test-cluster-secret';
+
+export class Harness {
+  readonly nodes: RemoteNode[] = [];
+  /** Distinct bases let several test files run side by side without sharing anything. */
+  constructor(private readonly defaults: Record<string, unknown> = {}) {}
+
+  async start(options: Record<string, unknown> = {}): Promise<RemoteNode> {
+    const proc = fork(path.join(__dirname, 'fixtures/remote_node.js'), [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const n = new RemoteNode(proc);
+    this.nodes.push(n);
+    await n.waitForLine((l) => l === 'ready');
+    return n.create({ regionSize: 16 << 20, secret: SECRET, listen: '127.0.0.1:0', ...this.defaults, ...options });
+  }
+
+  /** A founder plus `count - 1` members joined through it. */
+  async cluster(count: number, options: Record<string, unknown> = {}): Promise<RemoteNode[]> {
+    const first = await this.start(options);
+    const rest = [];
+    for (let i = 1; i < count; i++) rest.push(await this.start({ ...options, peers: [first.address] }));
+    return [first, ...rest];
+  }
+
+  async close(): Promise<void> {
+    for (const n of this.nodes) n.kill('SIGKILL');
+    await Promise.all(this.nodes.map((n) => n.exited));
+    this.nodes.length = 0;
+  }
+}

@@ -1,6 +1,6 @@
 // Messages between the app thread and the service worker (in-process, over the worker's
-import type { MessagePort } from 'node:worker_threads';
 // MessagePort). Network frames between nodes are defined in protocol.ts, not here.
+import type { MessagePort } from 'node:worker_threads';
 
 /** Sent once, as workerData, when the service starts. */
 export interface ServiceConfig {

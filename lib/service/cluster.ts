@@ -195,7 +195,10 @@ export class Cluster {
       if (h.client) this.serveClient(c);
       else if (h.joining) void this.admit(c, h);
       else {
-        if (!this.members.has(h.id)) this.members.set(h.id, { id: h.id, address: h.address });
+        if (!this.members.has(h.id)) {
+          this.members.set(h.id, { id: h.id, address: h.address });
+          this.ev.event('peer-join', h.id);
+        }
         this.bindMember(h.id, c);
       }
     };
@@ -503,6 +506,9 @@ export class Cluster {
 
   private servePage(req: PageRequest): void {
     if (req.page >= this.config.numPages) throw new Error(`page ${req.page} is outside the region`);
+    // Broadcast the app's lent-token commits first, so the commit reaches the requester
+    // before the page it made (same connection, in order).
+    for (let m; (m = receiveMessageOnPort(this.localCommits)); ) this.applyLocal(m.message as LocalCommit);
     const owner = this.table.owners[req.page];
     const here = this.table.states[req.page] !== 0;
     if (!req.search && owner !== this.id && this.members.has(owner) && req.hops < MAX_HOPS && owner !== req.requester) {

@@ -70,13 +70,6 @@ export class CommitToken {
     const t = this.token;
     if (!t) return;
     this.inUse = false;
-    // Local waiters first: a node keeps the token while it has work, like a batch.
-    const next = this.waiters.shift();
-    if (next) {
-      this.inUse = true;
-      next();
-      return;
-    }
     const me = this.links.me();
     t.ln.set(me, this.rn.get(me) ?? 0);
     for (const m of t.members) {
@@ -84,7 +77,19 @@ export class CommitToken {
         t.queue.push(m.id);
       }
     }
-    this.passIfQueued();
+    // Nodes that asked first are served first; our own waiters ask again behind them.
+    if (t.queue.length > 0) {
+      this.passIfQueued();
+      if (this.waiters.length > 0) this.request();
+      return;
+    }
+    const next = this.waiters.shift();
+    if (next) {
+      this.inUse = true;
+      next();
+      return;
+    }
+    this.links.idle(t);
   }
 
   onRequest(id: number, seq: number): void {

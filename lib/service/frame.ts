@@ -1,0 +1,90 @@
+// Frames on the wire between nodes:
+//
+//   offset  size  field
+//   0       4     length of everything after this field (6 + payload), u32 LE
+//   4       1     protocol version (PROTOCOL_VERSION)
+//   5       4     cluster id, u32 LE (derived from the secret unless configured)
+//   9       1     message type: 0-15 transport (below), 16+ cluster protocol (protocol.ts)
+//   10      n     payload
+//
+// The decoder checks the length before buffering the body, so a peer cannot make a node
+// allocate more than maxFrame bytes, and it never copies a chunk more than once.
+import { ProtocolError } from './transport_errors';
+
+export const PROTOCOL_VERSION = 1;
+export const HEADER = 10;
+export const FrameType = {
+  heartbeat: 0,
+  nonce: 1,
+  proof: 2,
+  authFailed: 3,
+  authOk: 4,
+  /** First type the transport hands to its user. */
+  firstUser: 16,
+} as const;
+
+export function encodeHeader(clusterId: number, type: number, payloadLength: number): Buffer {
+  const h = Buffer.allocUnsafe(HEADER);
+  h.writeUInt32LE(6 + payloadLength, 0);
+  h[4] = PROTOCOL_VERSION;
+  h.writeUInt32LE(clusterId >>> 0, 5);
+  h[9] = type;
+  return h;
+}
+
+export interface Frame {
+  type: number;
+  payload: Buffer;
+}
+
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  constructor(
+    private readonly clusterId: number,
+    private readonly maxFrame: number,
+  ) {}
+
+  /** Adds bytes; returns the complete frames. Throws ProtocolError on a bad frame. */
+  push(chunk: Buffer): Frame[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const out: Frame[] = [];
+    for (;;) {
+      if (this.buffered < HEADER) return out;
+      const head = this.peek(HEADER);
+      const len = head.readUInt32LE(0);
+      if (len < 6) throw new ProtocolError(`frame length ${len} is too small to hold a header`);
+      if (len - 6 > this.maxFrame) throw new ProtocolError(`frame length ${len} exceeds the limit of ${this.maxFrame} bytes`);
+      if (head[4] !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${head[4]}, this node speaks ${PROTOCOL_VERSION}`);
+      const cid = head.readUInt32LE(5);
+      if (cid !== this.clusterId) throw new ProtocolError(`cluster id ${cid.toString(16)} is not this cluster's (${this.clusterId.toString(16)})`);
+      if (this.buffered < 4 + len) return out;
+      const whole = this.take(4 + len);
+      out.push({ type: whole[9], payload: whole.subarray(HEADER) });
+    }
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0].length >= n) return this.chunks[0];
+    this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0];
+  }
+
+  private take(n: number): Buffer {
+    let out: Buffer;
+    if (this.chunks[0].length >= n) {
+      out = this.chunks[0].subarray(0, n);
+      const rest = this.chunks[0].subarray(n);
+      if (rest.length) this.chunks[0] = rest;
+      else this.chunks.shift();
+    } else {
+      const all = Buffer.concat(this.chunks);
+      out = all.subarray(0, n);
+      this.chunks = all.length > n ? [all.subarray(n)] : [];
+    }
+    this.buffered -= n;
+    return out;
+  }
+}

@@ -1,0 +1,305 @@
+// Authenticated, framed, heartbeated TCP connections between nodes. The cluster protocol
+// (cluster.ts) sends (type, payload) messages over them; this file owns sockets, frames
+// (frame.ts), the secret handshake (handshake.ts), heartbeats and dead-peer detection.
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { encodeHeader, FrameDecoder, FrameType } from './frame';
+import { clusterIdFor, newNonce, proof, Role, verify } from './handshake';
+import { AuthFailedError, ProtocolError } from './transport_errors';
+
+export interface TransportLogger {
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface TransportOptions {
+  /** host:port to listen on; default 127.0.0.1:0 (loopback, any free port). */
+  listen?: string;
+  secret: string | Buffer;
+  clusterId?: number;
+  /** A heartbeat goes out after this long without other outgoing traffic (default 1000 ms). */
+  heartbeatMs?: number;
+  /** A connection silent this long is closed with reason 'heartbeat' (default 5000 ms). */
+  deadAfterMs?: number;
+  handshakeTimeoutMs?: number;
+  /** Largest payload accepted (default 64 MiB). */
+  maxFrame?: number;
+  logger?: TransportLogger;
+}
+
+export function splitAddress(a: string): { host: string; port: number } {
+  const i = a.lastIndexOf(':');
+  const host = a.slice(0, i).replace(/^\[|\]$/g, '');
+  return { host, port: Number(a.slice(i + 1)) };
+}
+
+/** One authenticated connection. Events: 'message' (type, payload), 'close' (reason). */
+export class Connection extends EventEmitter {
+  readonly remoteAddress: string;
+  private closed = false;
+  private corked = false;
+  private lastIn = Date.now();
+  private lastOut = Date.now();
+  private timer?: NodeJS.Timeout;
+  /** Frames that arrive with the end of the handshake wait until the user has had a turn to listen. */
+  private held: Array<[number, Buffer]> | undefined = [];
+
+  /** @internal */
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly clusterId: number,
+    private readonly opts: Required<Pick<TransportOptions, 'heartbeatMs' | 'deadAfterMs'>>,
+  ) {
+    super();
+    this.remoteAddress = `${socket.remoteAddress}:${socket.remotePort}`;
+  }
+
+  /** @internal Called once the handshake succeeded: frames now flow to the user. */
+  start(): void {
+    this.timer = setInterval(() => this.tick(), Math.max(10, Math.min(this.opts.heartbeatMs, this.opts.deadAfterMs / 2)));
+    this.timer.unref();
+    // The connection is handed over in a promise continuation or an event; listeners are
+    // attached there, so held frames are released one turn later.
+    setImmediate(() => {
+      const held = this.held!;
+      this.held = undefined;
+      for (const [t, p] of held) if (!this.closed) this.emit('message', t, p);
+    });
+  }
+
+  /** @internal */
+  received(type: number, payload: Buffer): void {
+    this.lastIn = Date.now();
+    if (type === FrameType.heartbeat) return;
+    if (type < FrameType.firstUser) throw new ProtocolError(`unexpected transport frame of type ${type} after the handshake`);
+    if (this.held) this.held.push([type, payload]);
+    else this.emit('message', type, payload);
+  }
+
+  /**
+   * Sends one message; frames are written in order. Many sends in one tick go out in one
+   * system call. Returns false when the socket's buffer is full (the frame is still queued).
+   */
+  send(type: number, payload: Buffer): boolean {
+    if (type < FrameType.firstUser || type > 255) throw new RangeError(`message type ${type} is reserved for the transport (use 16-255)`);
+    return this.write(type, payload);
+  }
+
+  /** @internal */
+  write(type: number, payload: Buffer): boolean {
+    if (this.closed) return false;
+    this.lastOut = Date.now();
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(encodeHeader(this.clusterId, type, payload.length));
+    return payload.length ? this.socket.write(payload) : true;
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    if (now - this.lastIn > this.opts.deadAfterMs) {
+      this.close('heartbeat');
+      return;
+    }
+    if (now - this.lastOut >= this.opts.heartbeatMs) this.write(FrameType.heartbeat, Buffer.alloc(0));
+  }
+
+  /** Closes the connection; 'close' is emitted once, with `reason`. */
+  close(reason = 'local'): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.socket.end();
+    this.socket.destroySoon?.();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.emit('close', reason);
+  }
+
+  /** @internal The socket went away. */
+  lost(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.socket.destroy();
+    this.emit('close', reason);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+/**
+ * Listens for peers and dials them. Events: 'connection' (Connection) for each
+ * authenticated incoming connection; 'rejected' ({ remote, reason }) for refused ones.
+ *
+ * @example
+ * const t = new Transport({ secret: 's' }); const addr = await t.listen();
+ * const c = await t.connect('127.0.0.1:7400'); c.send(16, Buffer.from('hi'));
+ */
+export class Transport extends EventEmitter {
+  private readonly secret: Buffer;
+  readonly clusterId: number;
+  private server?: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly opts: Required<Omit<TransportOptions, 'secret' | 'clusterId' | 'logger'>>;
+  private readonly logger: TransportLogger;
+
+  constructor(o: TransportOptions) {
+    super();
+    if (!o.secret || o.secret.length === 0) throw new AuthFailedError('(no secret given)');
+    this.secret = Buffer.isBuffer(o.secret) ? o.secret : Buffer.from(o.secret, 'utf8');
+    this.clusterId = o.clusterId ?? clusterIdFor(this.secret);
+    this.opts = {
+      listen: o.listen ?? '127.0.0.1:0',
+      heartbeatMs: o.heartbeatMs ?? 1000,
+      deadAfterMs: o.deadAfterMs ?? 5000,
+      handshakeTimeoutMs: o.handshakeTimeoutMs ?? 10_000,
+      maxFrame: o.maxFrame ?? 64 << 20,
+    };
+    this.logger = o.logger ?? { warn: () => undefined, error: () => undefined };
+  }
+
+  /** Starts listening; resolves with the bound address ('host:port'). */
+  listen(): Promise<string> {
+    const { host, port } = splitAddress(this.opts.listen);
+    const server = net.createServer((s) => {
+      this.handshake(s, Role.acceptor).then(
+        (c) => this.emit('connection', c),
+        (e: Error) => {
+          const remote = `${s.remoteAddress}:${s.remotePort}`;
+          this.logger.warn(`refused a connection from ${remote}: ${e.message}`);
+          this.emit('rejected', { remote, reason: e.message });
+        },
+      );
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        server.on('error', (e) => this.logger.error(`listener error: ${e.message}`));
+        const a = server.address() as net.AddressInfo;
+        resolve(`${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+      });
+    });
+  }
+
+  /** Dials a peer and proves the secret both ways; rejects with AuthFailedError if refused. */
+  connect(address: string): Promise<Connection> {
+    const { host, port } = splitAddress(address);
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host, port });
+      s.once('error', reject);
+      s.once('connect', () => {
+        s.off('error', reject);
+        this.handshake(s, Role.initiator).then(resolve, reject);
+      });
+    });
+  }
+
+  private handshake(s: net.Socket, role: number): Promise<Connection> {
+    this.sockets.add(s);
+    s.once('close', () => this.sockets.delete(s));
+    s.setNoDelay(true);
+    const remote = `${s.remoteAddress}:${s.remotePort}`;
+    const conn = new Connection(s, this.clusterId, this.opts);
+    const decoder = new FrameDecoder(this.clusterId, this.opts.maxFrame);
+    const nonce = newNonce();
+    const peerRole = role === Role.initiator ? Role.acceptor : Role.initiator;
+    let peerNonce: Buffer | undefined;
+    let verified = false;
+    let accepted = false;
+    let done = false;
+    return new Promise((resolve, reject) => {
+      const fail = (e: Error, tell: boolean) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (tell) conn.write(FrameType.authFailed, Buffer.alloc(0));
+        s.end();
+        setTimeout(() => s.destroy(), 500).unref();
+        reject(e);
+      };
+      const timer = setTimeout(() => fail(new ProtocolError(`no handshake from ${remote} within ${this.opts.handshakeTimeoutMs} ms`), false), this.opts.handshakeTimeoutMs);
+      timer.unref();
+      const onFrame = (type: number, payload: Buffer) => {
+        if (done) {
+          conn.received(type, payload);
+          return;
+        }
+        if (type === FrameType.nonce && !peerNonce && payload.length === 32) {
+          peerNonce = Buffer.from(payload);
+          conn.write(FrameType.proof, proof(this.secret, role, nonce, peerNonce, this.clusterId));
+        } else if (type === FrameType.proof && peerNonce && !verified) {
+          if (!verify(this.secret, peerRole, peerNonce, nonce, this.clusterId, payload)) {
+            fail(new AuthFailedError(remote), true);
+            return;
+          }
+          verified = true;
+          conn.write(FrameType.authOk, Buffer.alloc(0));
+        } else if (type === FrameType.authOk && verified) {
+          accepted = true;
+        } else if (type === FrameType.authFailed) {
+          fail(new AuthFailedError(remote), false);
+          return;
+        } else {
+          fail(new ProtocolError(`unexpected frame of type ${type} during the handshake with ${remote}`), false);
+          return;
+        }
+        if (verified && accepted) {
+          done = true;
+          clearTimeout(timer);
+          conn.start();
+          resolve(conn);
+        }
+      };
+      s.on('data', (chunk: Buffer) => {
+        let frames;
+        try {
+          frames = decoder.push(chunk);
+        } catch (e) {
+          if (done) {
+            this.logger.warn(`closing the connection to ${remote}: ${(e as Error).message}`);
+            conn.lost('protocol');
+          } else {
+            fail(e as Error, false);
+          }
+          return;
+        }
+        for (const f of frames) {
+          try {
+            onFrame(f.type, f.payload);
+          } catch (e) {
+            this.logger.warn(`closing the connection to ${remote}: ${(e as Error).message}`);
+            conn.lost('protocol');
+            return;
+          }
+        }
+      });
+      s.on('error', (e) => {
+        if (!done) fail(e, false);
+        else conn.lost(`error: ${e.message}`);
+      });
+      s.on('close', () => {
+        if (!done) fail(new ProtocolError(`${remote} closed the connection during the handshake`), false);
+        else conn.lost('closed');
+      });
+      conn.write(FrameType.nonce, nonce);
+    });
+  }
+
+  /** Stops listening and closes every connection. */
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+}

@@ -10,6 +10,22 @@ import type { LocalCommit } from './messages';
 import { CommitToken } from './token';
 import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import type { Connection, Transport } from './transport';
+import { writeSync } from 'node:fs';
+
+// NODE_DEBUG=dsm traces every cluster message on stderr. Written synchronously: a worker's
+// process.stderr goes through the app thread, which may be blocked in a fault.
+const debug = Object.assign(
+  (m: string) => {
+    try {
+      writeSync(2, `DSM ${process.pid}: ${m}\n`);
+    } catch {
+      // stderr is a full non-blocking pipe: drop the trace line rather than the message.
+    }
+  },
+  {
+    enabled: /\bdsm\b/.test(process.env.NODE_DEBUG ?? ''),
+  },
+);
 
 export interface ClusterConfig {
   pageSize: number;
@@ -53,6 +69,7 @@ export class Cluster {
   private window = 1;
   private recovering?: { generation: number; states: Map<number, { applied: number; hasToken: boolean; waiting: boolean; seq: number }> };
   private closing = false;
+  private reclaiming = false;
   remoteFetches = 0;
   forwarded = 0;
   address = '';
@@ -207,9 +224,9 @@ export class Cluster {
 
   private bindMember(id: number, c: Connection): void {
     const old = this.conns.get(id);
-    if (old && old !== c) old.close('replaced');
-    (c as unknown as { peerId?: number }).peerId = id;
+    // Replace before closing: the old connection's close must not count as the peer's loss.
     this.conns.set(id, c);
+    if (old && old !== c) old.close('replaced');
     c.on('message', (type: number, payload: Buffer) => {
       try {
         this.dispatch(id, type, payload);
@@ -232,6 +249,7 @@ export class Cluster {
   }
 
   send(to: number, type: number, payload: Buffer): void {
+    if (debug.enabled) debug(`node ${this.id} -> ${to}: type ${type} (${payload.length} B)${this.conns.has(to) ? '' : ' queued'}`);
     const c = this.conns.get(to);
     if (c) {
       c.send(type, payload);
@@ -248,6 +266,7 @@ export class Cluster {
   }
 
   private dispatch(from: number, type: number, payload: Buffer): void {
+    if (debug.enabled) debug(`node ${this.id} <- ${from}: type ${type} (${payload.length} B) applied ${this.log.applied} token ${this.token.held ? (this.token.busy ? 'busy' : 'idle') : 'away'}`);
     switch (type) {
       case Msg.TokenRequest: {
         const r = decode.tokenRequest(payload);
@@ -381,7 +400,7 @@ export class Cluster {
   /** Lends the token to the app thread when nothing can doom its commits (local_token.ts). */
   private maybeLend(): void {
     const t = this.token.token;
-    if (!t || this.token.busy || this.gate.lent) return;
+    if (!t || this.token.busy || this.gate.lent || this.reclaiming) return;
     if (this.log.applied !== t.time || this.log.seen !== t.time) return;
     this.gate.lend(t.time);
   }
@@ -389,9 +408,15 @@ export class Cluster {
   /** Takes the token back from the app thread and broadcasts what it committed meanwhile. */
   private reclaim(t: TokenState): void {
     if (!this.gate.lent) return;
-    const time = this.gate.reclaim();
-    for (let m; (m = receiveMessageOnPort(this.localCommits)); ) this.applyLocal(m.message as LocalCommit);
-    t.time = Math.max(t.time, time);
+    // Draining applies commits, which would offer the token again (maybeLend) halfway
+    // through, at a time the app already used.
+    this.reclaiming = true;
+    try {
+      t.time = Math.max(t.time, this.gate.reclaim());
+      for (let m; (m = receiveMessageOnPort(this.localCommits)); ) this.applyLocal(m.message as LocalCommit);
+    } finally {
+      this.reclaiming = false;
+    }
   }
 
   /** A commit the app thread made with the lent token: tell everyone. */
@@ -411,6 +436,7 @@ export class Cluster {
   }
 
   private applyRemote(rec: CommitRecord): void {
+    if (debug.enabled) debug(`node ${this.id} apply commit ${rec.time} by ${rec.node}: pages ${Array.from(rec.pages).join(',')}`);
     if (rec.node === this.id) return; // our own, applied when made
     let doomed = false;
     for (const p of rec.pages) {
@@ -496,6 +522,7 @@ export class Cluster {
     }
     for (const p of r.pages) {
       if (p.page >= this.config.numPages) continue;
+      if (debug.enabled) debug(`node ${this.id} got page ${p.page} v${p.version} owner ${p.owner}; local v${this.table.versions[p.page]} owner ${this.table.owners[p.page]} state ${this.table.states[p.page]}`);
       this.native.install(p.page, p.data, p.version, p.owner);
       this.log.hear(p.version);
     }
@@ -505,6 +532,7 @@ export class Cluster {
   }
 
   private servePage(req: PageRequest): void {
+    if (debug.enabled) debug(`node ${this.id} serve page ${req.page} to ${req.requester}: owner ${this.table.owners[req.page]} state ${this.table.states[req.page]} version ${this.table.versions[req.page]}`);
     if (req.page >= this.config.numPages) throw new Error(`page ${req.page} is outside the region`);
     // Broadcast the app's lent-token commits first, so the commit reaches the requester
     // before the page it made (same connection, in order).
@@ -631,6 +659,31 @@ export class Cluster {
     this.broadcast(Msg.Leave, Buffer.alloc(0));
     this.log.close();
     await this.transport.close();
+  }
+
+  /** The protocol state, for `dsm stats` and for diagnosing a stuck cluster. */
+  debugState(): Record<string, unknown> {
+    const t = this.token.token;
+    return {
+      token: t ? { time: t.time, busy: this.token.busy, lent: this.gate.lent, queue: t.queue, ln: Object.fromEntries(t.ln) } : 'away',
+      tokenWaiters: this.token.waiting,
+      rn: Object.fromEntries(this.token.rn),
+      applied: this.log.applied,
+      seen: this.log.seen,
+      fetches: [...this.fetches.values()].map((f) => ({
+        page: f.page,
+        slots: f.slots.length,
+        searching: f.searching ? [...f.searching] : undefined,
+        ...this.pageInfo(f.page),
+      })),
+      pages: (process.env.DSM_DEBUG_PAGES ?? '').split(',').filter(Boolean).map((p) => ({ page: Number(p), ...this.pageInfo(Number(p)) })),
+      connections: [...this.conns.keys()],
+      queuedFor: [...this.queued.keys()],
+    };
+  }
+
+  private pageInfo(p: number): { state: number; version: number; owner: number } {
+    return { state: this.table.states[p], version: Number(this.table.versions[p]), owner: this.table.owners[p] };
   }
 
   membersList(): number[] {

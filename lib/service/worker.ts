@@ -34,7 +34,12 @@ async function start(): Promise<void> {
       new LocalTokenGate(config.gate),
       config.localCommits!,
     );
-    cluster.statsForClient = () => ({ ...service.stats(), nodeId: cluster.id, counters: Array.from(native.counters()) });
+    cluster.statsForClient = () => ({
+      ...service.stats(),
+      nodeId: cluster.id,
+      counters: Array.from(native.counters()),
+      protocol: cluster.debugState(),
+    });
     service.cluster = cluster;
     try {
       await cluster.start();

@@ -2,7 +2,7 @@
 // sends a fresh 32-byte nonce, then HMAC-SHA256(secret, role | own nonce | peer nonce |
 // cluster id). The role byte differs for the side that dialled and the side that accepted,
 // so a proof cannot be reflected back; fresh nonces make old proofs useless.
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const Role = { initiator: 1, acceptor: 2 } as const;
 
@@ -21,7 +21,9 @@ export function verify(secret: Buffer, peerRole: number, peerNonce: Buffer, ownN
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
-/** The default cluster id: derived from the secret, so clusters with different secrets never mix frames. */
-export function clusterIdFor(secret: Buffer): number {
-  return createHash('sha256').update('node-dsm cluster id').update(secret).digest().readUInt32LE(0);
-}
+/**
+ * The default cluster id ("DSM" 1). Not derived from the secret: a node with the wrong
+ * secret must reach the handshake to be told so (ERR_DSM_AUTH_FAILED), not be dropped as
+ * a stranger. Give clusters that share hosts and ports their own ids.
+ */
+export const DEFAULT_CLUSTER_ID = 0x44534d01;

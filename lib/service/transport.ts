@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { encodeHeader, FrameDecoder, FrameType } from './frame';
-import { clusterIdFor, newNonce, proof, Role, verify } from './handshake';
+import { DEFAULT_CLUSTER_ID, newNonce, proof, Role, verify } from './handshake';
 import { AuthFailedError, ProtocolError } from './transport_errors';
 
 export interface TransportLogger {
@@ -16,6 +16,7 @@ export interface TransportOptions {
   /** host:port to listen on; default 127.0.0.1:0 (loopback, any free port). */
   listen?: string;
   secret: string | Buffer;
+  /** Carried in every frame; frames of another cluster are refused (default DEFAULT_CLUSTER_ID). */
   clusterId?: number;
   /** A heartbeat goes out after this long without other outgoing traffic (default 1000 ms). */
   heartbeatMs?: number;
@@ -155,7 +156,7 @@ export class Transport extends EventEmitter {
     super();
     if (!o.secret || o.secret.length === 0) throw new AuthFailedError('(no secret given)');
     this.secret = Buffer.isBuffer(o.secret) ? o.secret : Buffer.from(o.secret, 'utf8');
-    this.clusterId = o.clusterId ?? clusterIdFor(this.secret);
+    this.clusterId = o.clusterId ?? DEFAULT_CLUSTER_ID;
     this.opts = {
       listen: o.listen ?? '127.0.0.1:0',
       heartbeatMs: o.heartbeatMs ?? 1000,
@@ -223,8 +224,9 @@ export class Transport extends EventEmitter {
         done = true;
         clearTimeout(timer);
         if (tell) conn.write(FrameType.authFailed, Buffer.alloc(0));
+        // Let the refusal reach the peer, then drop the socket whatever it does.
         s.end();
-        setTimeout(() => s.destroy(), 500).unref();
+        setTimeout(() => s.destroy(), 200);
         reject(e);
       };
       const timer = setTimeout(() => fail(new ProtocolError(`no handshake from ${remote} within ${this.opts.handshakeTimeoutMs} ms`), false), this.opts.handshakeTimeoutMs);
@@ -287,9 +289,13 @@ export class Transport extends EventEmitter {
         if (!done) fail(e, false);
         else conn.lost(`error: ${e.message}`);
       });
-      s.on('close', () => {
+      const closedEarly = () => {
         if (!done) fail(new ProtocolError(`${remote} closed the connection during the handshake`), false);
-        else conn.lost('closed');
+      };
+      s.on('end', closedEarly);
+      s.on('close', () => {
+        closedEarly();
+        conn.lost('closed');
       });
       conn.write(FrameType.nonce, nonce);
     });

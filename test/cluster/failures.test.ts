@@ -1,4 +1,5 @@
 // Peers that lie, speak garbage or die: the cluster refuses, survives and goes on.
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -6,6 +7,8 @@ import { Harness, SECRET } from './harness';
 
 const AT = 3000 * 1024;
 const dist = path.join(__dirname, '../../dist');
+const load = createRequire(__filename);
+const CLUSTER_ID = 0x44534d01; // the default cluster id (lib/service/handshake.ts)
 
 /** Sends raw bytes to a node's port and resolves when the node closes the connection. */
 function sendRaw(address: string, bytes: Buffer): Promise<void> {
@@ -20,11 +23,11 @@ function sendRaw(address: string, bytes: Buffer): Promise<void> {
   });
 }
 
-function frame(len: number, version: number, body: Buffer): Buffer {
+function frame(len: number, version: number, body: Buffer, clusterId = CLUSTER_ID): Buffer {
   const head = Buffer.alloc(4 + 1 + 4 + 1);
   head.writeUInt32LE(len, 0);
   head[4] = version;
-  head.writeUInt32LE(0xdeadbeef, 5);
+  head.writeUInt32LE(clusterId, 5);
   head[9] = 0;
   return Buffer.concat([head, body]);
 }
@@ -52,11 +55,13 @@ describe('failures', () => {
       frame(0xfffffff0, 1, Buffer.alloc(0)), // oversized length
       frame(6, 99, Buffer.alloc(0)), // wrong version
       frame(0, 1, Buffer.alloc(0)), // too short to hold a header
+      frame(6, 1, Buffer.alloc(0), 0xdeadbeef), // another cluster
+      frame(6 + 32, 1, Buffer.alloc(32)).fill(7, 10), // a nonce, then silence and a close
     ];
     for (const g of garbage) await sendRaw(a.address, g);
     // An authenticated peer speaking nonsense at the cluster level is cut off too.
     await a.run('return true;');
-    const { Transport } = require(path.join(dist, 'service/transport.js'));
+    const { Transport } = load(path.join(dist, 'service/transport.js'));
     const t = new Transport({ secret: SECRET });
     try {
       const c = await t.connect(a.address);

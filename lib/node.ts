@@ -1,7 +1,7 @@
 // The public node object: typed views over the region, transactions, statistics, close.
 import { EventEmitter } from 'node:events';
 import { Heap } from './alloc/heap';
-import { ClosedError, fromNative, PageLostError, WriteOutsideTransactionError } from './errors';
+import { ClosedError, fromNative, InvalidOptionError, PageLostError, WriteOutsideTransactionError } from './errors';
 import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
 import { type NodeOptions, resolveOptions } from './options';
 import { ServiceClient } from './service/client';
@@ -124,6 +124,19 @@ export class DsmNode extends EventEmitter {
   root(name: string): number | undefined {
     this.checkOpen();
     return this.heap.root(name);
+  }
+
+  /**
+   * Resolves once this node has applied every commit up to global time `time` (from
+   * another node's `globalTime`, say). Read-only transactions commit without asking other
+   * nodes, so a node sees another's commit only once it has arrived; this waits for it.
+   * @example await dsm.waitForGlobalTime(timeFromOtherNode); const v = dsm.u32[i];
+   */
+  async waitForGlobalTime(time: number): Promise<void> {
+    this.checkOpen();
+    if (!Number.isSafeInteger(time) || time < 0) throw new InvalidOptionError(`time must be a non-negative integer, got ${String(time)}`);
+    if (this.globalTime >= time) return;
+    await this.service.request({ type: 'wait-time', time });
   }
 
   /** Members, remote fetches and times as the service thread sees them. */

@@ -32,7 +32,8 @@ export type AppRequest =
   | { id: number; type: 'test-invalidate'; page: number; fill: number }
   | { id: number; type: 'test-touch-app-view'; page: number }
   | { id: number; type: 'close' }
-  | { id: number; type: 'stats' };
+  | { id: number; type: 'stats' }
+  | { id: number; type: 'wait-time'; time: number };
 
 export type ServiceReply =
   | { id: number; ok: true; time?: number; stats?: ServiceStats }

@@ -11,6 +11,8 @@ export class Service {
   /** Test hook: pages invalidated on purpose, with the byte their reinstalled copy holds. */
   private readonly testPages = new Map<number, number>();
   cluster?: Cluster;
+  /** Sends a late reply to the app (set by the worker). */
+  reply?: (r: ServiceReply) => void;
 
   constructor(
     private readonly native: NativeAddon,
@@ -120,6 +122,10 @@ export class Service {
         return { id: req.id, ok: true };
       case 'stats':
         return { id: req.id, ok: true, stats: this.stats() };
+      case 'wait-time':
+        if (!this.cluster) return { id: req.id, ok: true, time: Number(this.time[0]) };
+        void this.cluster.log.waitApplied(req.time).then(() => this.reply?.({ id: req.id, ok: true, time: this.cluster!.log.applied }));
+        return undefined;
       case 'close':
         return undefined;
     }

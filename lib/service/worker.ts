@@ -11,6 +11,7 @@ const emit = (e: ServiceEvent) => port.postMessage(e);
 const log = (level: 'warn' | 'error', message: string) => emit({ type: 'log', level, message });
 const native = loadNative();
 const service = new Service(native, config, log);
+service.reply = (r) => port.postMessage(r);
 
 async function start(): Promise<void> {
   service.start();

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness } from './harness';
+import { Harness, settle } from './harness';
 
 const AT = 3000 * 1024;
 const OTHER = 3100 * 1024;
@@ -44,6 +44,7 @@ describe('conflicts', () => {
     expect((r as { stats: { transactions: { aborted: number; retried: number } } }).stats.transactions.aborted).toBeGreaterThanOrEqual(1);
     expect((r as { stats: { transactions: { retried: number } } }).stats.transactions.retried).toBeGreaterThanOrEqual(1);
     // The doomed run's write never became visible: only the retry's.
+    await settle([a, b]);
     expect(await b.run('return dsm.transaction(() => dsm.u32[args.other]);', { other: OTHER })).toBe(42);
   });
 
@@ -63,6 +64,7 @@ describe('conflicts', () => {
     expect(r).toEqual({ v: 7, attempt: 1 });
     // The node is healthy afterwards: it commits and reads again.
     await a.run('await dsm.transaction(() => { dsm.u32[args.at] += 1; });', { at: AT });
+    await settle([a, b]);
     expect(await b.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(8);
   });
 
@@ -86,6 +88,7 @@ describe('conflicts', () => {
         });
       }`;
     await Promise.all(nodes.map((node, i) => node.run(transfers, { base: ACCOUNTS, count, k: 150, seed: 17 + i })));
+    await settle(nodes);
     const totals = await Promise.all(
       nodes.map((node) =>
         node.run<number>(

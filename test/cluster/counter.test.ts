@@ -1,7 +1,7 @@
 // Many nodes committing to the same data: every increment lands exactly once, conflicts
 // abort and retry (and the statistics show it), and late joiners see everything.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness } from './harness';
+import { Harness, settle } from './harness';
 
 const PAGE = 3000; // far from the heap's own pages at the start of the region
 const AT = PAGE * 1024; // u32 index of the counter
@@ -18,6 +18,7 @@ describe('one counter, many nodes', () => {
         node.run(`for (let i = 0; i < args.per; i++) await dsm.transaction(() => { dsm.u32[args.at] += 1; });`, { per, at: AT }),
       ),
     );
+    await settle(nodes);
     const seen = await Promise.all(nodes.map((node) => node.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })));
     expect(seen).toEqual(Array(n).fill(n * per));
     const stats = await Promise.all(nodes.map((node) => node.run<{ transactions: { committed: number } }>('return dsm.stats();')));
@@ -38,6 +39,7 @@ describe('one counter, many nodes', () => {
     const c = await h.start({ peers: [b.address] });
     expect(c.nodeId).toBe(2);
     await Promise.all([...running, c.run(loop, { per: 100, at: AT })]);
+    await settle([a, b, c]);
     const seen = await Promise.all([a, b, c].map((node) => node.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })));
     expect(seen).toEqual([700, 700, 700]);
   });

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, SECRET } from './harness';
+import { Harness, SECRET, settle } from './harness';
 
 const AT = 3000 * 1024;
 const dist = path.join(__dirname, '../../dist');
@@ -16,6 +16,7 @@ function sendRaw(address: string, bytes: Buffer): Promise<void> {
   return new Promise((resolve) => {
     const s = net.connect(port, host, () => s.write(bytes));
     s.on('error', () => undefined);
+    s.resume(); // read (and drop) what the node sends, so its close is seen
     s.on('close', () => resolve());
     // A node waiting for more of a truncated frame closes at its handshake time-out;
     // ending our side makes it see the truncation at once.
@@ -43,6 +44,7 @@ describe('failures', () => {
     // The member is unharmed and still admits a node with the right secret.
     const b = await h.start({ peers: [a.address] });
     await b.run('await dsm.transaction(() => { dsm.u32[args.at] = 5; });', { at: AT });
+    await settle([a, b]);
     expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(5);
   });
 
@@ -80,6 +82,7 @@ describe('failures', () => {
     }
     const b = await h.start({ peers: [a.address] });
     await b.run('await dsm.transaction(() => { dsm.u32[args.at] = 9; });', { at: AT });
+    await settle([a, b]);
     expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(9);
     expect(a.proc.exitCode).toBeNull();
   });
@@ -88,6 +91,7 @@ describe('failures', () => {
     const [a, b, c] = await h.cluster(3, { heartbeatMs: 200, deadAfterMs: 2000 });
     const loop = `for (let i = 0; i < args.per; i++) await dsm.transaction(() => { dsm.u32[args.at] += 1; });`;
     await Promise.all([a.run(loop, { per: 50, at: AT }), b.run(loop, { per: 50, at: AT }), c.run(loop, { per: 50, at: AT })]);
+    await settle([a, b, c]);
     // Make sure a survivor holds the newest copy of the counter page (c may have written last).
     expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(150);
     // c enters a transaction that writes and never finishes: killed inside it.
@@ -98,6 +102,7 @@ describe('failures', () => {
     await a.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
     await b.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
     await Promise.all([a.run(loop, { per: 40, at: AT }), b.run(loop, { per: 40, at: AT })]);
+    await settle([a, b]);
     const seen = await Promise.all([a, b].map((n) => n.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })));
     expect(seen).toEqual([230, 230]);
   });

@@ -70,11 +70,16 @@ export class RemoteNode {
     return this.send({ cmd: 'run', code, args }) as Promise<T>;
   }
 
-  /** Resolves with the first stdout line (past or future) that passes `test`. */
+  /** Resolves with the first stdout line (past or future) that passes `test`; rejects if the node exits first. */
   waitForLine(test: (line: string) => boolean): Promise<string> {
     const seen = this.lines.find(test);
     if (seen) return Promise.resolve(seen);
-    return new Promise((resolve) => this.lineWaiters.push({ test, resolve }));
+    return Promise.race([
+      new Promise<string>((resolve) => this.lineWaiters.push({ test, resolve })),
+      this.exited.then(({ code, signal }) => {
+        throw new Error(`node exited (${code ?? signal}) before printing the awaited line; stderr:\n${this.stderr}`);
+      }),
+    ]);
   }
 
   close(): Promise<unknown> {
@@ -114,4 +119,15 @@ export class Harness {
     await Promise.all(this.nodes.map((n) => n.exited));
     this.nodes.length = 0;
   }
+}
+
+/**
+ * Waits until every node has applied every commit any of them made so far. A node sees
+ * another's commit only once it arrives (read-only transactions ask nobody), so tests that
+ * read on one node what another wrote settle first.
+ */
+export async function settle(nodes: RemoteNode[]): Promise<void> {
+  const times = await Promise.all(nodes.map((n) => n.run<number>('return dsm.globalTime;')));
+  const t = Math.max(...times);
+  await Promise.all(nodes.map((n) => n.run('await dsm.waitForGlobalTime(args.t);', { t })));
 }

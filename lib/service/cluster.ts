@@ -4,7 +4,19 @@
 // through the native system view (install, invalidate, copyCommitted).
 import { CommitStatus, type NativeAddon } from '../native';
 import { CommitLog } from './commit_log';
-import { decode, encode, type CommitRecord, type Hello, type Member, Msg, NO_NODE, type PageRequest, PageStatus, type TokenState } from './protocol';
+import {
+  type CommitRecord,
+  decode,
+  encode,
+  type Hello,
+  type Member,
+  Msg,
+  NO_NODE,
+  type PageRequest,
+  PageStatus,
+  type RecoverState,
+  type TokenState,
+} from './protocol';
 import type { LocalTokenGate } from './local_token';
 import type { LocalCommit } from './messages';
 import { CommitToken } from './token';
@@ -47,7 +59,12 @@ interface PendingFetch {
   slots: number[];
   /** Nodes asked in a search that have not answered yet. */
   searching?: Set<number>;
+  /** Asks again if no answer comes: a request forwarded to a node as it died is lost. */
+  timer?: NodeJS.Timeout;
 }
+
+/** A page request unanswered this long is asked of every member instead. */
+const FETCH_RETRY_MS = 1000;
 
 /** Most pages one read-ahead request asks for. */
 const READ_AHEAD_MAX = 16;
@@ -67,7 +84,7 @@ export class Cluster {
   private nextReq = 1;
   private lastFault = -2;
   private window = 1;
-  private recovering?: { generation: number; states: Map<number, { applied: number; hasToken: boolean; waiting: boolean; seq: number }> };
+  private recovering?: { generation: number; states: Map<number, Omit<RecoverState, 'generation'>> };
   private closing = false;
   private reclaiming = false;
   remoteFetches = 0;
@@ -309,13 +326,16 @@ export class Cluster {
       }
       case Msg.RecoverQuery: {
         const q = decode.recover(payload);
-        this.token.generation = Math.max(this.token.generation, q.generation);
+        if (q.generation <= this.token.generation) return; // stale query
+        this.token.holdArrivals();
         this.send(from, Msg.RecoverState, encode.recoverState({
           generation: q.generation,
           applied: this.log.applied,
           hasToken: this.token.held,
           waiting: this.token.waiting,
           seq: this.token.rn.get(this.id) ?? 0,
+          sentTo: this.token.lastSent.to,
+          sentHops: this.token.lastSent.hops,
         }));
         return;
       }
@@ -324,7 +344,7 @@ export class Cluster {
         return;
       case Msg.Recovered: {
         const r = decode.recover(payload);
-        this.token.generation = Math.max(this.token.generation, r.generation);
+        this.token.endHold(r.regenerated ? r.generation : undefined);
         if (r.time > this.log.applied) {
           this.log.hear(r.time);
           this.send(r.source, Msg.ResendRequest, encode.resendRequest(this.log.applied, r.time));
@@ -473,6 +493,7 @@ export class Cluster {
       return;
     }
     const count = Math.max(1, Math.min(this.window, this.config.numPages - page));
+    this.armRetry(reqId);
     this.send(owner, Msg.PageRequest, encode.pageRequest({ reqId, page, count, requester: this.id, time: this.log.applied, hops: 0, search: false }));
   }
 
@@ -485,6 +506,7 @@ export class Cluster {
       this.lostPage(reqId);
       return;
     }
+    this.armRetry(reqId);
     for (const id of others) {
       this.send(id, Msg.PageRequest, encode.pageRequest({ reqId, page: f.page, count: 1, requester: this.id, time: this.log.applied, hops: 0, search: true }));
     }
@@ -500,9 +522,22 @@ export class Cluster {
     this.finish(reqId);
   }
 
+  private armRetry(reqId: number): void {
+    const f = this.fetches.get(reqId);
+    if (!f) return;
+    if (f.timer) clearTimeout(f.timer);
+    f.timer = setTimeout(() => {
+      if (!this.fetches.has(reqId) || this.closing) return;
+      this.ev.log('warn', `no answer for page ${f.page} within ${FETCH_RETRY_MS} ms; asking every member`);
+      this.search(reqId);
+    }, FETCH_RETRY_MS);
+    f.timer.unref();
+  }
+
   private finish(reqId: number): void {
     const f = this.fetches.get(reqId);
     if (!f) return;
+    if (f.timer) clearTimeout(f.timer);
     this.fetches.delete(reqId);
     this.fetchByPage.delete(f.page);
     for (const s of f.slots) this.native.completeRequest(s);
@@ -587,21 +622,29 @@ export class Cluster {
     if (Math.min(...this.members.keys()) === this.id) this.startRecovery();
   }
 
+  /**
+   * Run by the lowest live node after a member died: did the token die with it? Every
+   * survivor reports whether it holds the token and where it last sent it; tokens arriving
+   * meanwhile are held. No holder, and the latest transfer went to a dead node: the token
+   * is regenerated at the highest applied time, with a new generation that voids the old.
+   */
   private startRecovery(): void {
-    const generation = this.token.generation + 1;
-    this.token.generation = generation;
+    const generation = Math.max(this.token.generation, this.recovering?.generation ?? 0) + 1;
     this.recovering = { generation, states: new Map() };
+    this.token.holdArrivals();
     this.recovering.states.set(this.id, {
       applied: this.log.applied,
       hasToken: this.token.held,
       waiting: this.token.waiting,
       seq: this.token.rn.get(this.id) ?? 0,
+      sentTo: this.token.lastSent.to,
+      sentHops: this.token.lastSent.hops,
     });
-    this.broadcast(Msg.RecoverQuery, encode.recover({ generation, time: this.log.applied, source: this.id }));
+    this.broadcast(Msg.RecoverQuery, encode.recover({ generation, time: this.log.applied, source: this.id, regenerated: false }));
     this.maybeFinishRecovery();
   }
 
-  private onRecoverState(from: number, s: ReturnType<typeof decode.recoverState>): void {
+  private onRecoverState(from: number, s: RecoverState): void {
     if (!this.recovering || s.generation !== this.recovering.generation) return;
     this.recovering.states.set(from, s);
     this.maybeFinishRecovery();
@@ -614,15 +657,20 @@ export class Cluster {
     this.recovering = undefined;
     let best = this.id;
     let time = this.log.applied;
-    let someoneHasToken = false;
+    let held = false;
+    let latest = { to: NO_NODE, hops: -1 };
     for (const [id, s] of r.states) {
       if (s.applied > time) {
         time = s.applied;
         best = id;
       }
-      if (s.hasToken) someoneHasToken = true;
+      if (s.hasToken) held = true;
+      if (s.sentTo !== NO_NODE && s.sentHops > latest.hops) latest = { to: s.sentTo, hops: s.sentHops };
     }
-    if (!someoneHasToken) {
+    // In flight to a live member: it will arrive (and be released from the hold).
+    const inFlight = latest.hops >= 0 && this.members.has(latest.to) && !r.states.get(latest.to)?.hasToken;
+    const regenerate = !held && !inFlight;
+    if (regenerate) {
       const ln = new Map<number, number>();
       const queue: number[] = [];
       for (const [id, s] of r.states) {
@@ -632,12 +680,14 @@ export class Cluster {
       }
       const members = [...this.members.values()];
       this.ev.log('warn', `regenerated the commit token at time ${time} (generation ${r.generation})`);
-      const t: TokenState = { generation: r.generation, time, ln, queue, members };
       // Catch up first if another survivor applied more.
       if (time > this.log.applied) this.send(best, Msg.ResendRequest, encode.resendRequest(this.log.applied, time));
-      this.token.onToken(t);
+      this.token.endHold(r.generation);
+      this.token.onToken({ generation: r.generation, hops: latest.hops + 1, time, ln, queue, members });
+    } else {
+      this.token.endHold(undefined);
     }
-    this.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best }));
+    this.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best, regenerated: regenerate }));
   }
 
   // ---- clients (dsm stats) ----

@@ -59,9 +59,10 @@ export interface JoinAccept {
   rn: Map<number, number>;
 }
 
-/** Token: u32 generation | u64 time | u32 ln count, then u16 id, u32 seq | u32 queue count, then u16 ids | members as in JoinAccept. */
+/** Token: u32 generation | u32 hops (transfers so far) | u64 time | u32 ln count, then u16 id, u32 seq | u32 queue count, then u16 ids | members as in JoinAccept. */
 export interface TokenState {
   generation: number;
+  hops: number;
   time: number;
   ln: Map<number, number>;
   queue: number[];
@@ -95,19 +96,29 @@ export interface PageReply {
 }
 export const PageStatus = { ok: 0, notHere: 1 } as const;
 
-/** RecoverQuery / Recovered: u32 generation | u64 time (Recovered: the cluster's time after recovery) | u16 source (a node that applied it). */
+/**
+ * RecoverQuery / Recovered: u32 generation (proposed; adopted only if regenerated) | u64 time
+ * (Recovered: the cluster's time after recovery) | u16 source (a node that applied it) |
+ * u8 regenerated (Recovered only: 1 if a new token was made).
+ */
 export interface Recover {
   generation: number;
   time: number;
   source: number;
+  regenerated: boolean;
 }
-/** RecoverState: u32 generation | u64 applied | u8 has token | u8 waiting for token | u32 rn seq of the sender. */
+/**
+ * RecoverState: u32 generation | u64 applied | u8 has token | u8 waiting for token | u32 rn seq
+ * of the sender | u16 the node it last sent the token to (NO_NODE: never) | u32 hops of that send.
+ */
 export interface RecoverState {
   generation: number;
   applied: number;
   hasToken: boolean;
   waiting: boolean;
   seq: number;
+  sentTo: number;
+  sentHops: number;
 }
 
 function members(w: WireWriter, m: Member[]): void {
@@ -147,7 +158,7 @@ export const encode = {
   memberRemove: (id: number) => new WireWriter().u16(id).done(),
   tokenRequest: (id: number, seq: number) => new WireWriter().u16(id).u32(seq).done(),
   token(t: TokenState): Buffer {
-    const w = new WireWriter().u32(t.generation).u64(t.time);
+    const w = new WireWriter().u32(t.generation).u32(t.hops).u64(t.time);
     seqMap(w, t.ln);
     w.u32(t.queue.length);
     for (const q of t.queue) w.u16(q);
@@ -165,9 +176,17 @@ export const encode = {
   },
   resendRequest: (from: number, to: number) => new WireWriter().u64(from).u64(to).done(),
   json: (v: unknown) => Buffer.from(JSON.stringify(v), 'utf8'),
-  recover: (r: Recover) => new WireWriter().u32(r.generation).u64(r.time).u16(r.source).done(),
+  recover: (r: Recover) => new WireWriter().u32(r.generation).u64(r.time).u16(r.source).u8(r.regenerated ? 1 : 0).done(),
   recoverState: (s: RecoverState) =>
-    new WireWriter().u32(s.generation).u64(s.applied).u8(s.hasToken ? 1 : 0).u8(s.waiting ? 1 : 0).u32(s.seq).done(),
+    new WireWriter()
+      .u32(s.generation)
+      .u64(s.applied)
+      .u8(s.hasToken ? 1 : 0)
+      .u8(s.waiting ? 1 : 0)
+      .u32(s.seq)
+      .u16(s.sentTo)
+      .u32(s.sentHops)
+      .done(),
 };
 
 /** Decoders: each reads the whole payload and rejects trailing bytes. */
@@ -215,6 +234,7 @@ export const decode = {
   token(b: Buffer): TokenState {
     const r = new WireReader(b);
     const generation = r.u32();
+    const hops = r.u32();
     const time = r.u64();
     const ln = readSeqMap(r);
     const qn = r.u32();
@@ -223,7 +243,7 @@ export const decode = {
     for (let i = 0; i < qn; i++) queue.push(r.u16());
     const ms = readMembers(r);
     r.end();
-    return { generation, time, ln, queue, members: ms };
+    return { generation, hops, time, ln, queue, members: ms };
   },
   commit(b: Buffer): CommitRecord {
     const r = new WireReader(b);
@@ -268,13 +288,21 @@ export const decode = {
   },
   recover(b: Buffer): Recover {
     const r = new WireReader(b);
-    const v = { generation: r.u32(), time: r.u64(), source: r.u16() };
+    const v = { generation: r.u32(), time: r.u64(), source: r.u16(), regenerated: r.u8() !== 0 };
     r.end();
     return v;
   },
   recoverState(b: Buffer): RecoverState {
     const r = new WireReader(b);
-    const v = { generation: r.u32(), applied: r.u64(), hasToken: r.u8() !== 0, waiting: r.u8() !== 0, seq: r.u32() };
+    const v = {
+      generation: r.u32(),
+      applied: r.u64(),
+      hasToken: r.u8() !== 0,
+      waiting: r.u8() !== 0,
+      seq: r.u32(),
+      sentTo: r.u16(),
+      sentHops: r.u32(),
+    };
     r.end();
     return v;
   },

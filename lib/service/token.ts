@@ -23,12 +23,16 @@ export class CommitToken {
   private waiters: Array<() => void> = [];
   /** Raised when the token is regenerated after a failure; older tokens are void. */
   generation = 0;
+  /** The last transfer of the token from here, for recovery (is it in flight to a live node?). */
+  lastSent = { to: 0xffff, hops: 0 };
+  /** During a recovery, tokens of the current generation wait here until its outcome is known. */
+  private arrivals: TokenState[] | undefined;
 
   constructor(private readonly links: TokenLinks) {}
 
   /** Creates the first token (on the founding node). */
   found(members: Member[]): void {
-    this.token = { generation: 0, time: 0, ln: new Map(), queue: [], members };
+    this.token = { generation: 0, hops: 0, time: 0, ln: new Map(), queue: [], members };
   }
 
   get held(): boolean {
@@ -54,9 +58,34 @@ export class CommitToken {
     return new Promise((resolve) => {
       const first = this.waiters.length === 0;
       this.waiters.push(() => resolve(this.token!));
-      if (first && !this.token) this.request();
+      if (first && !this.token) {
+        this.request();
+        this.armRetry();
+      }
     });
   }
+
+  private retryTimer?: NodeJS.Timeout;
+
+  /**
+   * Repeats our pending request (same sequence number, so it is never served twice) while
+   * we wait: the request may have reached the holder just as it died, before recovery.
+   */
+  private armRetry(): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setInterval(() => {
+      if (this.token || this.waiters.length === 0) {
+        clearInterval(this.retryTimer);
+        this.retryTimer = undefined;
+        return;
+      }
+      this.request(true);
+    }, this.retryMs);
+    this.retryTimer.unref();
+  }
+
+  /** Milliseconds between repeats of an unanswered token request. */
+  retryMs = 1000;
 
   /** Asks for the token (again, after a recovery, with the same sequence number). */
   request(again = false): void {
@@ -101,9 +130,26 @@ export class CommitToken {
     }
   }
 
+  /** A recovery asked about the token: hold tokens that arrive until it is decided. */
+  holdArrivals(): void {
+    this.arrivals ??= [];
+  }
+
+  /** The recovery is decided: regenerated (old tokens are void) or not (deliver them). */
+  endHold(newGeneration: number | undefined): void {
+    const held = this.arrivals ?? [];
+    this.arrivals = undefined;
+    if (newGeneration !== undefined) this.generation = Math.max(this.generation, newGeneration);
+    for (const t of held) this.onToken(t);
+  }
+
   /** Returns false when the token is void (an older generation than a recovery). */
   onToken(t: TokenState): boolean {
     if (t.generation < this.generation) return false;
+    if (this.arrivals) {
+      this.arrivals.push(t);
+      return true;
+    }
     this.generation = t.generation;
     this.token = t;
     const next = this.waiters.shift();
@@ -139,6 +185,8 @@ export class CommitToken {
     this.links.reclaim(t);
     const to = t.queue.shift()!;
     this.token = undefined;
+    t.hops += 1;
+    this.lastSent = { to, hops: t.hops };
     this.links.sendToken(to, t);
   }
 }

@@ -82,6 +82,8 @@ export interface NativeAddon {
   takeLost(): number;
   /** Service: views of the page table (read them, never write). */
   pageTable(): { states: Uint8Array; owners: Uint16Array; versions: BigUint64Array };
+  /** Test hook: reads `address` (outside the region) from native code: a real segfault. */
+  faultOutsideRegion(address: number): number;
   /** A copy of the counters, in the order of `Counter`. */
   counters(): Float64Array;
 }

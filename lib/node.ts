@@ -1,7 +1,7 @@
 // The public node object: typed views over the region, transactions, statistics, close.
 import { EventEmitter } from 'node:events';
 import { Heap } from './alloc/heap';
-import { ClosedError, fromNative, InvalidOptionError, PageLostError, WriteOutsideTransactionError } from './errors';
+import { ClosedError, fromNative, InvalidOptionError, NestedTransactionError, PageLostError, WriteOutsideTransactionError } from './errors';
 import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
 import { type NodeOptions, resolveOptions } from './options';
 import { ServiceClient } from './service/client';
@@ -108,6 +108,9 @@ export class DsmNode extends EventEmitter {
    * const balance = await dsm.transaction(() => { dsm.f64[a] -= 10; dsm.f64[b] += 10; return dsm.f64[a]; });
    */
   transaction<T>(fn: (tx: Transaction) => T, opts?: TransactionOptions): Promise<T> {
+    // Thrown, not returned: inside a transaction function the caller is synchronous code,
+    // and the error must abort the outer transaction.
+    if (this.runner.inside) throw new NestedTransactionError();
     try {
       this.checkOpen();
       this.checkViolations();

@@ -91,6 +91,11 @@ export class TransactionRunner {
     private readonly hooks: RunnerHooks,
   ) {}
 
+  /** A transaction function is running right now (on this, the app thread). */
+  get inside(): boolean {
+    return this.running;
+  }
+
   get idle(): Promise<unknown> {
     return this.queue;
   }

@@ -60,6 +60,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("markLost", &Addon::MarkLost),
         InstanceMethod("takeLost", &Addon::TakeLost),
         InstanceMethod("pageTable", &Addon::PageTable),
+        InstanceMethod("faultOutsideRegion", &Addon::FaultOutsideRegion),
         InstanceMethod("counters", &Addon::Counters),
     });
     env.AddCleanupHook([this] { Cleanup(); });
@@ -293,6 +294,12 @@ class Addon : public Napi::Addon<Addon> {
     out.Set("owners", Napi::Uint16Array::New(env, n, External(env, pt.owners(), size_t(n) * 2), 0));
     out.Set("versions", Napi::TypedArrayOf<uint64_t>::New(env, n, External(env, pt.versions(), size_t(n) * 8), 0, napi_biguint64_array));
     return out;
+  }
+  // Test hook: a real SIGSEGV outside the region (the null page), which must reach the
+  // previous handler and kill the process as without the DSM.
+  Napi::Value FaultOutsideRegion(const Napi::CallbackInfo& info) {
+    volatile uint8_t* p = reinterpret_cast<volatile uint8_t*>(uintptr_t(info[0].As<Napi::Number>().Int64Value()));
+    return Napi::Number::New(info.Env(), *p);
   }
   Napi::Value Counters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -73,6 +73,8 @@ export class ServiceClient {
           c.worker.off('error', onErr);
           c.nodeId = m.nodeId;
           c.address = m.address;
+          // Listening for the start ref'd the worker's port again.
+          if (!c.networked) c.worker.unref();
           resolve(c);
         } else if (m.type === 'failed') {
           c.worker.off('message', onMsg);

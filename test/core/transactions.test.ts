@@ -1,0 +1,129 @@
+// Transactions on one node: atomicity, exact read and write sets, rollback of writes
+// outside transactions, queueing, afterCommit.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
+const load = createRequire(__filename);
+const { createNode, WriteOutsideTransactionError } = load('../..');
+
+const PAGE = 4096;
+let dsm: any;
+beforeAll(async () => {
+  dsm = await createNode({ regionSize: 64 << 20 });
+});
+afterAll(() => dsm.close());
+
+/** A seeded generator, so a failure can be replayed. */
+function rng(seed: number) {
+  return () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+}
+
+describe('transactions', () => {
+  it('a throwing transaction leaves every byte as it was (random writes over 1,000 pages)', async () => {
+    const first = 100;
+    const span = 1000 * PAGE;
+    await dsm.transaction(() => {
+      for (let i = 0; i < span; i += 997) dsm.u8[first * PAGE + i] = i & 255;
+    });
+    const before = Buffer.from(dsm.u8.subarray(first * PAGE, first * PAGE + span));
+    const r = rng(42);
+    const boom = new Error('boom');
+    await expect(
+      dsm.transaction(() => {
+        for (let k = 0; k < 20_000; k++) dsm.u8[first * PAGE + Math.floor(r() * span)] = Math.floor(r() * 256);
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+    expect(Buffer.from(dsm.u8.subarray(first * PAGE, first * PAGE + span)).equals(before)).toBe(true);
+    expect(dsm.stats().shadowRestores).toBeGreaterThanOrEqual(900);
+  });
+
+  it('a committed transaction keeps its writes', async () => {
+    await dsm.transaction(() => {
+      dsm.u32[(2000 * PAGE) / 4] = 0xdeadbeef;
+      dsm.f64[(2001 * PAGE) / 8] = Math.PI;
+    });
+    expect(dsm.u32[(2000 * PAGE) / 4]).toBe(0xdeadbeef);
+    expect(dsm.f64[(2001 * PAGE) / 8]).toBe(Math.PI);
+  });
+
+  it('the read and write sets are exact', async () => {
+    const sets = await dsm.transaction((tx: any) => {
+      let s = 0;
+      for (const p of [3000, 3002, 3005]) s += dsm.u8[p * PAGE + 7]; // read only
+      for (const p of [3010, 3011]) dsm.u8[p * PAGE] = 1; // write only
+      dsm.u32[(3005 * PAGE) / 4] += 1; // read, then write
+      return { read: tx.readSet(), write: tx.writeSet(), s };
+    });
+    expect(sets.read).toEqual([3000, 3002, 3005]);
+    expect(sets.write).toEqual([3005, 3010, 3011]);
+  });
+
+  it('a write outside a transaction makes the next DSM call throw and is rolled back', async () => {
+    const i = (4000 * PAGE) / 4;
+    await dsm.transaction(() => {
+      dsm.u32[i] = 11;
+    });
+    dsm.u32[i] = 99; // outside: allowed to happen, then undone
+    expect(() => dsm.stats()).toThrow(WriteOutsideTransactionError);
+    expect(dsm.u32[i]).toBe(11);
+    dsm.u32[i + 1] = 5;
+    await expect(dsm.transaction(() => 0)).rejects.toMatchObject({ code: 'ERR_DSM_WRITE_OUTSIDE_TRANSACTION' });
+    expect(dsm.u32[i + 1]).toBe(0);
+    expect(dsm.stats().faults.violations).toBeGreaterThanOrEqual(2);
+  });
+
+  it('transactions queue: many concurrent increments end exact; afterCommit runs once; commit events fire', async () => {
+    const i = (5000 * PAGE) / 4;
+    let after = 0;
+    let events = 0;
+    const onCommit = () => events++;
+    dsm.on('commit', onCommit);
+    await Promise.all(
+      Array.from({ length: 500 }, () =>
+        dsm.transaction((tx: any) => {
+          dsm.u32[i] += 1;
+          tx.afterCommit(() => after++);
+        }),
+      ),
+    );
+    dsm.off('commit', onCommit);
+    expect(dsm.u32[i]).toBe(500);
+    expect(after).toBe(500);
+    expect(events).toBe(500);
+  });
+
+  it('afterCommit never runs for an aborted run; async and nested transactions are refused', async () => {
+    let ran = false;
+    await expect(
+      dsm.transaction((tx: any) => {
+        tx.afterCommit(() => (ran = true));
+        throw new Error('no');
+      }),
+    ).rejects.toThrow('no');
+    expect(ran).toBe(false);
+    const i = (5100 * PAGE) / 4;
+    await expect(
+      dsm.transaction(async () => {
+        dsm.u32[i] = 3;
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_DSM_ASYNC_TRANSACTION' });
+    expect(dsm.u32[i]).toBe(0);
+    await expect(dsm.transaction(() => dsm.transaction(() => 1))).rejects.toMatchObject({ code: 'ERR_DSM_NESTED_TRANSACTION' });
+  });
+
+  it('the service bridge installs an invalidated page on the next touch (read, write, in a transaction)', async () => {
+    const before = dsm.stats().faults.service;
+    await dsm._testInvalidate(6000, 0xab);
+    expect(dsm.u8[6000 * PAGE + 5]).toBe(0xab);
+    await dsm._testInvalidate(6001, 0x11);
+    await dsm.transaction(() => {
+      dsm.u8[6001 * PAGE] += 1;
+    });
+    expect(dsm.u8[6001 * PAGE]).toBe(0x12);
+    expect(dsm.stats().faults.service).toBe(before + 2);
+    expect(dsm.stats().installs).toBeGreaterThanOrEqual(2);
+  });
+});

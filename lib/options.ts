@@ -5,7 +5,7 @@ import { InvalidOptionError } from './errors';
 export interface NodeOptions {
   /** Bytes of shared region; a multiple of the page size, at most 4 GiB (default 1 GiB). */
   regionSize?: number;
-  /** Virtual address of the region, identical on every node (default 0x600000000000). */
+  /** Virtual address of the region, identical on every node (default 0x200000000000). */
   base?: number | bigint;
   /** DSM page size: the OS page size times a power of two (default: the OS page size). */
   pageSize?: number;
@@ -49,7 +49,12 @@ function checkMs(what: string, v: unknown): number | undefined {
   return v;
 }
 
-export const DEFAULT_BASE = 0x6000_0000_0000;
+/**
+ * 32 TiB: far from where Linux puts programs (0x55...), heaps and mmaps (0x7f...), and from
+ * AddressSanitizer's allocator (0x6000_0000_0000-0x6400_0000_0000) and shadow memory, so
+ * the sanitizer build can map the region at its default base too.
+ */
+export const DEFAULT_BASE = 0x2000_0000_0000;
 export const DEFAULT_REGION_SIZE = 1 << 30;
 /** Node 20 refuses ArrayBuffers above 4 GiB, and the typed views cover the whole region. */
 export const MAX_REGION_SIZE = 4 * 1024 ** 3;
@@ -76,7 +81,7 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
   const base = typeof baseIn === 'bigint' ? Number(baseIn) : baseIn;
   if (!Number.isSafeInteger(base) || base <= 0 || base % pageSize !== 0 || base + regionSize > 2 ** 47) {
     throw new InvalidOptionError(
-      `base must be a page-aligned user-space address below 2^47 (e.g. 0x600000000000), got ${String(o.base)}`,
+      `base must be a page-aligned user-space address below 2^47 (e.g. 0x200000000000), got ${String(o.base)}`,
     );
   }
   const maxRetries = o.maxRetries ?? 100;

@@ -1,0 +1,209 @@
+// Native tests of the plain C++ core, with real signals, real mprotect and real threads.
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "../../native/dsm.h"
+#include "../../native/fault_handler.h"
+#include "../../native/mapped_array.h"
+#include "../../native/region.h"
+#include "../../native/request_ring.h"
+#include "check.h"
+
+using namespace dsm;
+
+// Away from AddressSanitizer's allocator (0x600000000000) and shadow, as the default base.
+static const uintptr_t kBase = 0x210000000000;
+
+TEST(region_views_alias_and_base_in_use) {
+  Region r;
+  RegionError err;
+  CHECK(r.Map(kBase, 1 << 20, 12, &err));
+  if (!r.mapped()) { std::fprintf(stderr, "  %s\n", err.message.c_str()); return; }
+  r.sys()[5000] = 42;
+  mprotect(r.app(), 1 << 20, PROT_READ);
+  CHECK(r.app()[5000] == 42);
+  Region r2;
+  CHECK(!r2.Map(kBase + 4096, 1 << 20, 12, &err));
+  CHECK(err.code == RegionError::kBaseInUse);
+  Region r3;
+  CHECK(!r3.Map(kBase, 1000, 12, &err));
+  CHECK(err.code == RegionError::kInvalidOption);
+}
+
+TEST(page_set_add_forget_clear_compact) {
+  PageSet s;
+  CHECK(s.Allocate(8));
+  CHECK(s.Add(3));
+  CHECK(!s.Add(3));
+  CHECK(s.Contains(3));
+  s.Forget(3);
+  CHECK(!s.Contains(3));
+  for (uint32_t round = 0; round < 5; round++)
+    for (uint32_t p = 0; p < 8; p++) {
+      s.Add(p);
+      s.Forget(p);
+    }
+  s.Add(1);
+  uint32_t n = 0;
+  s.ForEach([&](uint32_t) { n++; });
+  CHECK(n == 1);
+  s.Clear();
+  CHECK(!s.Contains(1));
+}
+
+TEST(request_ring_wakes_waiters_from_another_thread) {
+  static RequestRing ring;
+  static std::atomic<int> pokes{0};
+  ring.SetNotifier([](void*) { pokes++; }, nullptr);
+  std::vector<std::thread> producers;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 80; i++) producers.emplace_back([&, i] { ok += ring.PostAndWait(i, 0) ? 1 : 0; });
+  int served = 0;
+  while (served < 80) {
+    Request r[RequestRing::kSlots];
+    uint32_t n = ring.Take(r, RequestRing::kSlots);
+    for (uint32_t k = 0; k < n; k++) ring.Complete(r[k].slot);
+    served += int(n);
+  }
+  for (auto& t : producers) t.join();
+  CHECK(ok == 80);
+  CHECK(pokes >= 1);
+  ring.SetNotifier(nullptr, nullptr);
+  CHECK(!ring.PostAndWait(1, 0));  // no consumer: refuses instead of sleeping forever
+}
+
+static Dsm* OpenDsm(size_t size) {
+  auto* d = new Dsm();
+  RegionError err;
+  Options o;
+  o.base = kBase;
+  o.size = size;
+  if (!d->Open(o, &err)) {
+    std::fprintf(stderr, "open failed: %s\n", err.message.c_str());
+    delete d;
+    return nullptr;
+  }
+  fault_handler::Attach(d);
+  return d;
+}
+
+static void CloseDsm(Dsm* d) {
+  fault_handler::Detach();
+  delete d;
+}
+
+TEST(transaction_tracks_rolls_back_and_commits) {
+  Dsm* d = OpenDsm(64 << 20);
+  CHECK(d != nullptr);
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  d->Begin();
+  uint8_t s = app[4096 * 3];  // read fault
+  app[4096 * 5] = 9;          // write fault
+  (void)s;
+  CHECK(d->End() == 1);
+  CHECK(d->ReadSet() == std::vector<uint32_t>{3});
+  CHECK(d->WriteSet() == std::vector<uint32_t>{5});
+  d->Abort();
+  CHECK(app[4096 * 5] == 0);
+  d->Begin();
+  app[4096 * 5] = 7;
+  d->End();
+  d->Commit(12, 1);
+  CHECK(app[4096 * 5] == 7);
+  CHECK(d->pages().version(5) == 12);
+  CHECK(d->stats().Get(kReadFaults) >= 1 && d->stats().Get(kWriteFaults) >= 2);
+  // A write outside a transaction is remembered and undone.
+  app[4096 * 5] = 100;
+  CHECK(d->violation());
+  CHECK(d->TakeViolations() == 1);
+  CHECK(app[4096 * 5] == 7);
+  CloseDsm(d);
+}
+
+TEST(alternating_pages_beyond_max_map_count_complete) {
+  const uint32_t pages = 200000;
+  Dsm* d = OpenDsm(size_t(pages) * 4096);
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  unsigned sum = 0;
+  for (uint32_t p = 0; p < pages; p += 2) sum += app[size_t(p) * 4096];
+  CHECK(sum == 0);
+  CHECK(d->stats().Get(kProtectionResets) > 0);
+  CloseDsm(d);
+}
+
+TEST(service_thread_installs_invalid_page) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  static std::atomic<bool> poke{false};
+  d->ring().SetNotifier([](void*) { poke = true; }, nullptr);
+  d->Invalidate(7, 3, 2);
+  std::atomic<bool> stop{false};
+  std::thread service([&] {
+    d->SetServiceThread(pthread_self(), true);
+    while (!stop) {
+      Request r[4];
+      uint32_t n = d->ring().Take(r, 4);
+      for (uint32_t k = 0; k < n; k++) {
+        uint8_t page[4096];
+        memset(page, 0x5a, sizeof page);
+        d->Install(r[k].page, page, 3, 2);
+        d->ring().Complete(r[k].slot);
+      }
+      if (!n) sched_yield();
+    }
+  });
+  volatile uint8_t* app = d->region().app();
+  CHECK(app[7 * 4096 + 1] == 0x5a);
+  CHECK(d->stats().Get(kServiceFaults) == 1);
+  // A remote commit of a page the live transaction read dooms it.
+  d->Begin();
+  (void)app[8 * 4096];
+  CHECK(d->Invalidate(8, 4, 2));
+  CHECK(d->doomed());
+  d->End();
+  d->Abort();
+  stop = true;
+  service.join();
+  d->ring().SetNotifier(nullptr, nullptr);
+  CloseDsm(d);
+}
+
+static std::atomic<int> g_prevCalls{0};
+static void PrevHandler(int, siginfo_t* info, void*) {
+  g_prevCalls++;
+  uintptr_t pg = uintptr_t(info->si_addr) & ~uintptr_t(4095);
+  mprotect(reinterpret_cast<void*>(pg), 4096, PROT_READ | PROT_WRITE);
+}
+
+TEST(faults_outside_the_region_reach_the_previous_handler) {
+  struct sigaction sa = {}, old;
+  sa.sa_sigaction = PrevHandler;
+  sa.sa_flags = SA_SIGINFO;
+  sigaction(SIGSEGV, &sa, &old);
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  void* m = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  static_cast<volatile uint8_t*>(m)[10] = 1;
+  CHECK(g_prevCalls == 1);
+  munmap(m, 4096);
+  CloseDsm(d);
+  sigaction(SIGSEGV, &old, nullptr);
+}
+
+int main() {
+  for (auto& c : check::cases()) {
+    int before = check::failures();
+    c.fn();
+    std::printf("%s %s\n", check::failures() == before ? "ok  " : "FAIL", c.name);
+  }
+  std::printf("native tests: %zu run, %d failed checks\n", check::cases().size(), check::failures());
+  return check::failures() ? 1 : 0;
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env zx
+// Runs every benchmark suite several times and prints one table of medians, with each
+// figure's ratio to its baseline measured in the same run, and writes JSON to
+// benchmarks/results/latest.json (and a dated copy).
+//
+//   npm run bench                   all suites, 5 runs each
+//   npm run bench -- core --runs 3  suites whose name contains "core"
+//
+// Suite contract: benchmarks/suites/<name>.mjs is a standalone node script (its own
+// process, so its own DSM node) whose LAST stdout line is one JSON object:
+//   { "suite": "...", "rows": [ { "name", "value", "unit", "baseline", "baselineValue",
+//                                 "ratio", "target": "<= 1.3" | ">= 0.95" | "<= 10 us" | null } ] }
+// The runner takes, per row name, the median value, baseline and ratio across runs.
+import { readdirSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+$.verbose = false;
+const here = path.dirname(new URL(import.meta.url).pathname);
+const runs = Number(argv.runs ?? 5);
+const filter = argv._.join(' ');
+const suites = readdirSync(path.join(here, 'suites')).filter((f) => f.endsWith('.mjs') && f.includes(filter));
+const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+
+const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? os.cpus()[0]?.model;
+const machine = { cpu, cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version, date: new Date().toISOString() };
+
+const results = [];
+for (const file of suites) {
+  const perRun = [];
+  for (let r = 1; r <= runs; r++) {
+    process.stderr.write(`${file}: run ${r}/${runs}...\r`);
+    const out = await $`node ${path.join(here, 'suites', file)}`.nothrow();
+    if (out.exitCode !== 0) {
+      console.error(`\n${file} failed (exit ${out.exitCode}):\n${out.stderr}`);
+      process.exitCode = 1;
+      break;
+    }
+    perRun.push(JSON.parse(out.stdout.trim().split('\n').pop()));
+  }
+  process.stderr.write('\n');
+  if (perRun.length === 0) continue;
+  for (const row of perRun[0].rows) {
+    const same = perRun.map((p) => p.rows.find((x) => x.name === row.name)).filter(Boolean);
+    const value = median(same.map((x) => x.value));
+    const baselineValue = row.baselineValue == null ? null : median(same.map((x) => x.baselineValue));
+    const ratio = row.ratio == null ? null : median(same.map((x) => x.ratio));
+    results.push({ suite: perRun[0].suite, name: row.name, value, unit: row.unit, baseline: row.baseline, baselineValue, ratio, target: row.target, runs: same.length, met: met(row.target, value, ratio, row.unit) });
+  }
+}
+
+function met(target, value, ratio, unit) {
+  if (!target) return null;
+  const m = /^(<=|>=)\s*([\d.]+)\s*(\S+)?$/.exec(target);
+  if (!m) return null;
+  const x = m[3] ? value : ratio;
+  return m[1] === '<=' ? x <= Number(m[2]) : x >= Number(m[2]);
+}
+
+const fmt = (v) => (v == null ? '' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(2));
+const table = [['suite', 'figure', 'median', 'unit', 'baseline', 'baseline value', 'ratio', 'target', 'met']];
+for (const r of results) table.push([r.suite, r.name, fmt(r.value), r.unit, r.baseline ?? '', fmt(r.baselineValue), fmt(r.ratio), r.target ?? '', r.met == null ? '' : r.met ? 'yes' : 'NO']);
+const widths = table[0].map((_, i) => Math.max(...table.map((row) => String(row[i]).length)));
+console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}; medians of ${runs} runs`);
+for (const row of table) console.log(row.map((c, i) => String(c).padEnd(widths[i])).join(' | '));
+
+mkdirSync(path.join(here, 'results'), { recursive: true });
+const json = JSON.stringify({ machine, runs, results }, null, 2);
+writeFileSync(path.join(here, 'results', 'latest.json'), json);
+writeFileSync(path.join(here, 'results', `${machine.date.slice(0, 10)}.json`), json);

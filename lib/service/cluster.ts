@@ -61,13 +61,17 @@ interface PendingFetch {
   searching?: Set<number>;
   /** Asks again if no answer comes: a request forwarded to a node as it died is lost. */
   timer?: NodeJS.Timeout;
+  /** Pages asked for, from `page` on (read-ahead). */
+  count: number;
+  /** Asked ahead of a sequential scan, before any fault needed it. */
+  prefetch: boolean;
 }
 
 /** A page request unanswered this long is asked of every member instead. */
 const FETCH_RETRY_MS = 1000;
 
-/** Most pages one read-ahead request asks for. */
-const READ_AHEAD_MAX = 16;
+/** Most pages one read-ahead request asks for (256 KiB with 4 KiB pages). */
+const READ_AHEAD_MAX = 64;
 /** A request forwarded more often than this is answered "not here" (stale owner hints). */
 const MAX_HOPS = 8;
 
@@ -82,7 +86,8 @@ export class Cluster {
   private readonly fetches = new Map<number, PendingFetch>();
   private readonly fetchByPage = new Map<number, number>();
   private nextReq = 1;
-  private lastFault = -2;
+  /** The page a sequential scan faults on next, and the current read-ahead window. */
+  private nextExpected = -1;
   private window = 1;
   private recovering?: { generation: number; states: Map<number, Omit<RecoverState, 'generation'>> };
   private closing = false;
@@ -472,7 +477,13 @@ export class Cluster {
   fetch(slot: number, page: number): void {
     const existing = this.fetchByPage.get(page);
     if (existing !== undefined) {
-      this.fetches.get(existing)!.slots.push(slot);
+      const f = this.fetches.get(existing)!;
+      f.slots.push(slot);
+      // The scan reached what was fetched ahead: keep the next range coming.
+      if (f.prefetch) {
+        f.prefetch = false;
+        this.prefetch(f.page + f.count);
+      }
       return;
     }
     const version = Number(this.table.versions[page]);
@@ -482,19 +493,39 @@ export class Cluster {
       this.native.completeRequest(slot);
       return;
     }
-    this.window = page === this.lastFault + 1 ? Math.min(READ_AHEAD_MAX, this.window * 2) : 1;
-    this.lastFault = page;
+    // Sequential faults double the read-ahead window; anything else resets it.
+    this.window = page === this.nextExpected ? Math.min(READ_AHEAD_MAX, this.window * 2) : 1;
+    const count = this.request(page, [slot], this.window, false);
+    this.nextExpected = page + count;
+    if (this.window === READ_AHEAD_MAX) this.prefetch(page + count);
+  }
+
+  /** Asks ahead for the range after a sequential scan's current one. */
+  private prefetch(page: number): void {
+    if (page >= this.config.numPages || this.fetchByPage.has(page)) return;
+    if (this.table.states[page] !== 0 || this.table.versions[page] === 0n) return;
+    const count = this.request(page, [], READ_AHEAD_MAX, true);
+    this.nextExpected = page + count;
+  }
+
+  /** Sends one page request for up to `window` pages from `page`; returns how many it covers. */
+  private request(page: number, slots: number[], window: number, prefetch: boolean): number {
+    const owner = this.table.owners[page];
+    let count = 1;
+    // Read ahead over pages that are invalid here and owned by the same node.
+    while (count < window && page + count < this.config.numPages && this.table.states[page + count] === 0 &&
+      this.table.owners[page + count] === owner && !this.fetchByPage.has(page + count)) count++;
     const reqId = this.nextReq++;
-    this.fetches.set(reqId, { page, slots: [slot] });
-    this.fetchByPage.set(page, reqId);
+    this.fetches.set(reqId, { page, slots, count, prefetch });
+    for (let i = 0; i < count; i++) this.fetchByPage.set(page + i, reqId);
     this.remoteFetches++;
     if (owner === this.id || !this.members.has(owner)) {
       this.search(reqId);
-      return;
+      return count;
     }
-    const count = Math.max(1, Math.min(this.window, this.config.numPages - page));
     this.armRetry(reqId);
     this.send(owner, Msg.PageRequest, encode.pageRequest({ reqId, page, count, requester: this.id, time: this.log.applied, hops: 0, search: false }));
+    return count;
   }
 
   /** The owner is gone: ask every member whether it holds the page's latest version. */
@@ -539,7 +570,7 @@ export class Cluster {
     if (!f) return;
     if (f.timer) clearTimeout(f.timer);
     this.fetches.delete(reqId);
-    this.fetchByPage.delete(f.page);
+    for (let i = 0; i < f.count; i++) if (this.fetchByPage.get(f.page + i) === reqId) this.fetchByPage.delete(f.page + i);
     for (const s of f.slots) this.native.completeRequest(s);
   }
 

@@ -1,0 +1,145 @@
+// Two nodes on this host (this process and a child): remote fault latency against a raw
+// TCP round trip of a 4 KiB message between two Node processes; a sequential remote scan
+// against raw TCP throughput; commits per second with the token moving and with two nodes
+// fighting over one page. Prints one JSON line (see run.mjs).
+import { fork } from 'node:child_process';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+const require = createRequire(import.meta.url);
+const PAGE = 4096;
+const now = () => Number(process.hrtime.bigint());
+const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor(a.length * p))];
+
+if (process.argv[2] === 'echo') {
+  // Raw TCP peer: echoes 4 KiB messages, or counts a bulk stream and acknowledges it.
+  const server = net.createServer((s) => {
+    s.setNoDelay(true);
+    let bulk = 0;
+    s.on('data', (d) => {
+      if (s.mode === 'bulk') {
+        bulk += d.length;
+        if (bulk >= s.want) s.write('k');
+        return;
+      }
+      if (d[0] === 0x42 && d.length >= 5 && s.mode === undefined && d.length === 5) {
+        s.mode = 'bulk';
+        s.want = d.readUInt32LE(1);
+        return;
+      }
+      s.write(d);
+    });
+  });
+  server.listen(0, '127.0.0.1', () => process.send(server.address().port));
+} else if (process.argv[2] === 'node') {
+  const { createNode } = require('../..');
+  const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 256 << 20 });
+  process.on('message', async (m) => {
+    if (m.cmd === 'faults') {
+      await dsm.waitForGlobalTime(m.time);
+      const lat = [];
+      for (let p = m.first; p < m.first + 2 * m.n; p += 2) {
+        const t0 = now();
+        const v = dsm.u8[p * PAGE];
+        lat.push(now() - t0 + v * 0);
+      }
+      process.send({ lat });
+    } else if (m.cmd === 'scan') {
+      await dsm.waitForGlobalTime(m.time);
+      const t0 = now();
+      let s = 0;
+      for (let p = m.first; p < m.first + m.n; p++) s += dsm.u8[p * PAGE];
+      process.send({ ns: now() - t0, s });
+    } else if (m.cmd === 'commits') {
+      const t0 = now();
+      for (let i = 0; i < m.n; i++) await dsm.transaction(() => { dsm.u32[m.at] += 1; });
+      process.send({ ns: now() - t0, aborts: dsm.stats().transactions.retried });
+    } else if (m.cmd === 'close') {
+      await dsm.close();
+      process.exit(0);
+    }
+  });
+  process.send('ready');
+} else {
+  const self = fileURLToPath(import.meta.url);
+  const rows = [];
+  const row = (name, value, unit, baseline, baselineValue, target = null) =>
+    rows.push({ name, value, unit, baseline, baselineValue, ratio: baselineValue ? value / baselineValue : null, target });
+  const ask = (child, msg) => new Promise((r) => { child.once('message', r); child.send(msg); });
+
+  // Raw TCP between two Node processes.
+  const echo = fork(self, ['echo']);
+  const port = await new Promise((r) => echo.once('message', r));
+  const sock = net.connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  await new Promise((r) => sock.once('connect', r));
+  const msg = Buffer.alloc(PAGE, 7);
+  const rtt = [];
+  for (let i = 0; i < 2000; i++) {
+    const t0 = now();
+    await new Promise((resolve) => {
+      let got = 0;
+      const on = (d) => { got += d.length; if (got >= PAGE) { sock.off('data', on); resolve(); } };
+      sock.on('data', on);
+      sock.write(msg);
+    });
+    rtt.push(now() - t0);
+  }
+  const bulkBytes = 128 << 20;
+  const bulk = net.connect(port, '127.0.0.1');
+  await new Promise((r) => bulk.once('connect', r));
+  const hdr = Buffer.alloc(5);
+  hdr[0] = 0x42;
+  hdr.writeUInt32LE(bulkBytes, 1);
+  bulk.write(hdr);
+  await new Promise((r) => setTimeout(r, 50));
+  const chunk = Buffer.alloc(1 << 20, 1);
+  const tb0 = now();
+  const acked = new Promise((r) => bulk.once('data', r));
+  for (let sent = 0; sent < bulkBytes; sent += chunk.length) if (!bulk.write(chunk)) await new Promise((r) => bulk.once('drain', r));
+  await acked;
+  const tcpMBps = bulkBytes / (now() - tb0) * 1e3;
+  sock.destroy();
+  bulk.destroy();
+  echo.kill();
+
+  // Two DSM nodes.
+  const { createNode } = require('../..');
+  const native = require('../../dist/native.js').loadNative();
+  const a = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 256 << 20 });
+  const floorNs = native.measureFaultFloor(2000, 5);
+  const b = fork(self, ['node', a.address]);
+  await new Promise((r) => b.once('message', r));
+  const N = 2000;
+  await a.transaction(() => { for (let p = 1000; p < 1000 + 2 * N; p++) a.u8[p * PAGE] = 1; });
+  const { lat } = await ask(b, { cmd: 'faults', first: 1000, n: N, time: a.globalTime });
+  const p50 = pct(lat, 0.5);
+  row('remote read fault p50', p50, 'ns', 'bare fault floor + raw TCP 4 KiB round trip', floorNs + pct(rtt, 0.5), '<= 2');
+  row('remote read fault p99', pct(lat, 0.99), 'ns', 'raw TCP 4 KiB round trip p99', pct(rtt, 0.99));
+  const M = 16384; // 64 MiB
+  await a.transaction(() => { for (let p = 10000; p < 10000 + M; p++) a.u8[p * PAGE] = 2; });
+  const scan = await ask(b, { cmd: 'scan', first: 10000, n: M, time: a.globalTime });
+  row('sequential scan of remote pages', (M * PAGE) / scan.ns * 1e3, 'MB/s', 'raw TCP throughput', tcpMBps, '>= 0.5');
+
+  // Commits: token local; token moving between two nodes (different pages); one page fought over.
+  const K = 3000;
+  let t0 = now();
+  for (let i = 0; i < K; i++) await a.transaction(() => { a.u32[(50000 * PAGE) / 4] += 1; });
+  row('commits per second, token local', K / ((now() - t0) / 1e9), '1/s', 'target 20,000/s', 20000, '>= 1');
+  t0 = now();
+  const bDone = ask(b, { cmd: 'commits', n: K, at: (50100 * PAGE) / 4 });
+  for (let i = 0; i < K; i++) await a.transaction(() => { a.u32[(50200 * PAGE) / 4] += 1; });
+  await bDone;
+  row('commits per second, two nodes taking turns (token moving)', (2 * K) / ((now() - t0) / 1e9), '1/s', 'token local, one node', rows.at(-1).value);
+  t0 = now();
+  const fight = ask(b, { cmd: 'commits', n: K, at: (50300 * PAGE) / 4 });
+  for (let i = 0; i < K; i++) await a.transaction(() => { a.u32[(50300 * PAGE) / 4] += 1; });
+  const fb = await fight;
+  row('commits per second, two nodes fighting over one page', (2 * K) / ((now() - t0) / 1e9), '1/s', 'token local, one node', rows.at(-2).value);
+  row('retries per commit, two nodes fighting over one page', (fb.aborts + a.stats().transactions.retried) / (2 * K), 'ratio', null, null);
+  const exited = new Promise((r) => b.once('exit', r));
+  b.send({ cmd: 'close' });
+  await exited;
+  await a.close();
+  console.log(JSON.stringify({ suite: 'cluster', rows }));
+}

@@ -35,7 +35,12 @@ export const Counter = {
 export const PageState = { invalid: 0, validUnmapped: 1, read: 2, write: 3 } as const;
 
 /** CommitChannel kinds and statuses (native/commit_channel.h). */
-export const CommitKind = { commit: 1, sync: 2 } as const;
+/**
+ * Requests the app posts to the service. `hold` takes the token for the app's next run (so
+ * it cannot be doomed: anti-starvation after repeated conflicts); `release` gives it back
+ * when that run commits nothing.
+ */
+export const CommitKind = { commit: 1, sync: 2, hold: 3, release: 4 } as const;
 export const CommitStatus = { committed: 1, doomed: 2, failed: 3 } as const;
 /** runTransaction statuses. */
 export const RunStatus = { returned: 0, threw: 1, terminated: 2 } as const;

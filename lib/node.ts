@@ -89,6 +89,7 @@ export class DsmNode extends EventEmitter {
       checkViolations: () => this.checkViolations(),
       checkLost: () => this.checkLost(),
       needsSync: () => this.service.needsSync,
+      networked: () => this.address !== '',
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
       onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
     });

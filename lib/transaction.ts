@@ -70,6 +70,8 @@ export interface RunnerHooks {
   checkLost: () => void;
   /** True when commits this node has heard of are not applied yet (a read-only commit must wait). */
   needsSync: () => boolean;
+  /** The node has peers (a token to hold). */
+  networked: () => boolean;
   onCommit: (time: number, pages: number) => void;
   onAbort: (attempt: number, reason: 'conflict' | 'error') => void;
 }
@@ -109,7 +111,17 @@ export class TransactionRunner {
 
   private async attempts<T>(fn: (tx: Transaction) => T, maxRetries: number): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      const out = await this.once(fn, attempt);
+      // After two conflicts, run holding the token: no other node can commit meanwhile, so
+      // this run cannot be doomed, and a slow node is not starved by a fast one.
+      const holding = attempt >= 2 && this.hooks.networked();
+      if (holding) await this.post(CommitKind.hold);
+      let out: Awaited<ReturnType<typeof this.once<T>>>;
+      try {
+        out = await this.once(fn, attempt, holding);
+      } catch (e) {
+        if (holding) await this.post(CommitKind.release);
+        throw e;
+      }
       if (out.done) return out.value;
       this.retries++;
       this.hooks.onAbort(attempt, 'conflict');
@@ -123,7 +135,7 @@ export class TransactionRunner {
     this.heap.afterAbort();
   }
 
-  private async once<T>(fn: (tx: Transaction) => T, attempt: number): Promise<{ done: true; value: T } | { done: false }> {
+  private async once<T>(fn: (tx: Transaction) => T, attempt: number, holding = false): Promise<{ done: true; value: T } | { done: false }> {
     this.hooks.checkViolations();
     const native = this.native;
     const tx = new Transaction(native, this.heap, attempt);
@@ -142,6 +154,7 @@ export class TransactionRunner {
     // replaced, so it means "run again", never "fail". (Terminated implies doomed.)
     if (status === RunStatus.terminated || native.doomed()) {
       this.abort();
+      if (holding) await this.post(CommitKind.release);
       this.hooks.checkLost();
       return { done: false };
     }
@@ -151,7 +164,8 @@ export class TransactionRunner {
       throw value;
     }
     let time: number;
-    const local = writes > 0 ? this.service.tryLocalCommit(native, this.hooks.nodeId()) : undefined;
+    if (holding && writes === 0) await this.post(CommitKind.release);
+    const local = writes > 0 && !holding ? this.service.tryLocalCommit(native, this.hooks.nodeId()) : undefined;
     if (local === 'doomed') {
       this.abort();
       this.hooks.checkLost();

@@ -92,6 +92,8 @@ export class Cluster {
   private recovering?: { generation: number; states: Map<number, Omit<RecoverState, 'generation'>> };
   private closing = false;
   private reclaiming = false;
+  /** The token, held on behalf of the app's next run (holdForApp). */
+  private heldForApp?: TokenState;
   remoteFetches = 0;
   forwarded = 0;
   address = '';
@@ -402,10 +404,34 @@ export class Cluster {
 
   // ---- commits ----
 
+  /**
+   * Takes the token for the app's next run of a transaction that keeps losing to other
+   * nodes' commits: while we hold it nobody else commits, so that run cannot be doomed.
+   */
+  async holdForApp(): Promise<[number, number]> {
+    if (!this.heldForApp) {
+      const t = await this.token.acquire();
+      await this.log.waitApplied(t.time);
+      this.heldForApp = t;
+    }
+    return [CommitStatus.committed, this.heldForApp.time];
+  }
+
+  /** The held run committed nothing: give the token back. */
+  async releaseForApp(): Promise<[number, number]> {
+    if (this.heldForApp) {
+      this.heldForApp = undefined;
+      this.token.release();
+    }
+    return [CommitStatus.committed, this.log.applied];
+  }
+
   /** Commits the app's ended transaction (its write set is in the native layer). */
   async commit(): Promise<[number, number]> {
     const pages = this.native.writeSet();
-    const t = await this.token.acquire();
+    const held = this.heldForApp;
+    this.heldForApp = undefined;
+    const t = held ?? (await this.token.acquire());
     try {
       await this.log.waitApplied(t.time);
       if (this.native.doomed()) return [CommitStatus.doomed, 0];

@@ -90,7 +90,9 @@ export class Service {
       }
       return;
     }
-    (kind === CommitKind.commit ? c.commit() : c.sync()).then(
+    const op =
+      kind === CommitKind.commit ? c.commit() : kind === CommitKind.hold ? c.holdForApp() : kind === CommitKind.release ? c.releaseForApp() : c.sync();
+    op.then(
       ([status, time]) => this.native.replyCommit(status, time),
       (e: Error) => {
         this.log('error', `commit failed: ${e.message}`);

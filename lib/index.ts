@@ -23,3 +23,4 @@ export {
   SystemError,
   NativeLoadError,
 } from './errors';
+export { OutOfMemoryError, InvalidFreeError, HeapLayoutError, RootError } from './alloc/errors';

@@ -17,12 +17,14 @@ export class Transaction {
   ) {}
 
   /**
-   * Allocates `size` bytes in the shared heap; returns the byte offset into the region.
-   * Vanishes if the transaction aborts. Objects over 4 KiB get whole pages.
+   * Allocates `size` bytes (zeroed) in the shared heap; returns the byte offset into the
+   * region. Vanishes if the transaction aborts. Objects over 4 KiB get whole pages; small
+   * ones come from this node's own pages. `kind`: 'readMostly' and 'private' objects are
+   * kept on pages of their own (Plurix's read-mostly and node-private allocators).
    * @example const p = tx.alloc(64); dsm.u32[p >> 2] = 42;
    */
-  alloc(size: number): number {
-    return this.heap.alloc(size);
+  alloc(size: number, opts?: { kind?: 'normal' | 'readMostly' | 'private' }): number {
+    return this.heap.alloc(size, opts);
   }
 
   /** Frees an allocation (takes effect when the transaction commits). */

@@ -1,0 +1,117 @@
+// The central memory manager: a buddy allocator over page runs of the region's data area.
+// Blocks are 2^order pages, aligned to their size relative to the first data page, so a
+// block's buddy is found by flipping one bit. Free lists are doubly linked through the
+// blocks themselves; page kinds (layout.ts) say which page starts which block.
+import { OutOfMemoryError } from './errors';
+import { PageKind, SB } from './layout';
+
+export interface Words {
+  readonly u8: Uint8Array;
+  readonly u32: Uint32Array;
+}
+
+export class Buddy {
+  constructor(
+    private readonly m: Words,
+    private readonly pageSize: number,
+    private readonly kindsAt: number, // byte offset of the page-kind array
+  ) {}
+
+  private get sbWords(): Uint32Array {
+    return this.m.u32;
+  }
+  get dataStart(): number {
+    return this.sbWords[SB.dataStart];
+  }
+  get pages(): number {
+    return this.sbWords[SB.pages];
+  }
+  get maxOrder(): number {
+    return this.sbWords[SB.maxOrder];
+  }
+  kind(page: number): number {
+    return this.m.u8[this.kindsAt + page];
+  }
+  setKind(page: number, k: number): void {
+    this.m.u8[this.kindsAt + page] = k;
+  }
+  private link(page: number): number {
+    return (page * this.pageSize) >>> 2;
+  }
+
+  /** Carves the data area into the largest aligned free blocks (on a fresh region). */
+  format(): void {
+    let p = this.dataStart;
+    while (p < this.pages) {
+      let order = 0;
+      while (order < this.maxOrder && ((p - this.dataStart) & ((2 << order) - 1)) === 0 && p + (2 << order) <= this.pages) order++;
+      this.push(p, order);
+      p += 1 << order;
+    }
+  }
+
+  /** Allocates 2^order pages; returns the first page number. */
+  alloc(order: number, bytes: number): number {
+    let k = order;
+    const heads = this.sbWords;
+    while (k <= this.maxOrder && heads[SB.freeHeads + k] === 0) k++;
+    if (k > this.maxOrder) throw new OutOfMemoryError(bytes);
+    const page = heads[SB.freeHeads + k];
+    this.unlink(page, k);
+    // Split down, returning the upper halves to the free lists.
+    while (k > order) {
+      k--;
+      this.push(page + (1 << k), k);
+    }
+    this.setKind(page, PageKind.allocated | order);
+    return page;
+  }
+
+  /** Frees the block starting at `page` (2^order pages), merging with free buddies. */
+  free(page: number, order: number): void {
+    this.setKind(page, PageKind.none);
+    let p = page;
+    let k = order;
+    while (k < this.maxOrder) {
+      const buddy = this.dataStart + ((p - this.dataStart) ^ (1 << k));
+      if (buddy + (1 << k) > this.pages || this.kind(buddy) !== PageKind.freeBase + k) break;
+      this.unlink(buddy, k);
+      this.setKind(buddy, PageKind.none);
+      p = Math.min(p, buddy);
+      k++;
+    }
+    this.push(p, k);
+  }
+
+  private push(page: number, order: number): void {
+    const heads = this.sbWords;
+    const head = heads[SB.freeHeads + order];
+    const w = this.link(page);
+    this.m.u32[w] = head; // next
+    this.m.u32[w + 1] = 0; // prev
+    if (head) this.m.u32[this.link(head) + 1] = page;
+    heads[SB.freeHeads + order] = page;
+    this.setKind(page, PageKind.freeBase + order);
+  }
+
+  private unlink(page: number, order: number): void {
+    const w = this.link(page);
+    const next = this.m.u32[w];
+    const prev = this.m.u32[w + 1];
+    if (prev) this.m.u32[this.link(prev)] = next;
+    else this.sbWords[SB.freeHeads + order] = next;
+    if (next) this.m.u32[this.link(next) + 1] = prev;
+    this.setKind(page, PageKind.none);
+  }
+
+  /** Free blocks of each order, by walking the lists (for the checker). */
+  freeLists(): number[][] {
+    const out: number[][] = [];
+    for (let k = 0; k <= this.maxOrder; k++) {
+      const l: number[] = [];
+      for (let p = this.sbWords[SB.freeHeads + k]; p && l.length <= this.pages; p = this.m.u32[this.link(p)]) l.push(p);
+      out.push(l);
+    }
+    return out;
+  }
+}

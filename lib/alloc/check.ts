@@ -2,7 +2,7 @@
 // unaccounted, free lists that disagree with the page kinds, small objects with bad headers,
 // object free lists that disagree with the objects' states. Tests run it after random work.
 import type { Heap, HeapView } from './heap';
-import { CLASSES, HEADER, KINDS, MAX_NODES, PageKind, SB, tagParts } from './layout';
+import { CLASSES, ENTRY_WORDS, HEADER, KINDS, MAX_NODES, PageKind, SB, tagParts } from './layout';
 
 export function checkHeap(heap: Heap, v: HeapView): string[] {
   const b = heap.manager;
@@ -49,7 +49,7 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
     if (!h) continue;
     for (let kind = 0; kind < Object.keys(KINDS).length; kind++) {
       for (let cls = 0; cls < CLASSES.length; cls++) {
-        const e = (h * v.pageSize) / 4 + (kind * CLASSES.length + cls) * 3;
+        const e = (h * v.pageSize) / 4 + (kind * CLASSES.length + cls) * ENTRY_WORDS;
         for (let obj = v.u32[e], guard = 0; obj; obj = v.u32[(obj + HEADER) / 4], guard++) {
           const t = tagParts(v.u32[obj / 4]);
           if (guard > v.regionSize / 16) {

@@ -3,7 +3,7 @@
 // the region, so an aborted transaction's allocations vanish with its shadow pages.
 import { Buddy } from './buddy';
 import { HeapLayoutError, InvalidFreeError, RootError } from './errors';
-import { type AllocKind, CLASSES, HEADER, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, tagOf, tagParts } from './layout';
+import { type AllocKind, CHUNK_ORDER, CLASSES, ENTRY_WORDS, HEADER, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, tagOf, tagParts } from './layout';
 
 /** What the heap needs from its node. */
 export interface HeapView {
@@ -18,7 +18,6 @@ export interface HeapView {
 export type RunTransaction = <T>(fn: () => T) => Promise<T>;
 
 const encoder = new TextEncoder();
-const ENTRY_WORDS = 3;
 
 export class Heap {
   private buddy!: Buddy;
@@ -92,11 +91,16 @@ export class Heap {
       let page = u32[e + 1];
       let off = u32[e + 2];
       if (page === 0 || off + bytes > v.pageSize) {
-        // A fresh page, this node's alone: two nodes' objects never share a page.
-        page = this.buddy.alloc(0, bytes);
-        this.buddy.setKind(page, PageKind.small);
-        v.u8.fill(0, page * v.pageSize, (page + 1) * v.pageSize); // once per page, not per object
+        page += 1;
         off = 0;
+        if (page >= u32[e + 3]) {
+          // A fresh chunk, this node's alone: two nodes' objects never share a page.
+          page = this.buddy.alloc(CHUNK_ORDER, bytes);
+          const n = 1 << CHUNK_ORDER;
+          for (let i = 0; i < n; i++) this.buddy.setKind(page + i, PageKind.small);
+          v.u8.fill(0, page * v.pageSize, (page + n) * v.pageSize);
+          u32[e + 3] = page + n;
+        }
         u32[e + 1] = page;
       }
       obj = page * v.pageSize + off;

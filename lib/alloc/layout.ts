@@ -14,8 +14,10 @@
 //            behind an 8-byte header: u32 tag (0xA1 | node << 8 | kind << 16 | class << 20,
 //            see tagOf) and u32 state (1 allocated, 2 free); a free object keeps the next free
 //            object's address in its first payload word.
-//   node n's allocator header page: for each kind and class, 3 u32: free-list head
-//            (object address), bump page, bump offset.
+//   node n's allocator header page: for each kind and class, ENTRY_WORDS u32: free-list
+//            head (object address), bump page, bump offset, end of the current chunk (page).
+//            Small-object pages come in chunks of 2^CHUNK_ORDER pages: one buddy operation
+//            (and its page faults) per chunk, not per page.
 
 export const MAGIC = 0x48534d44;
 export const LAYOUT_VERSION = 1;
@@ -40,6 +42,8 @@ export const PageKind = {
 /** Small-object size classes: bytes per object including its 8-byte header. */
 export const CLASSES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 export const HEADER = 8;
+export const ENTRY_WORDS = 4;
+export const CHUNK_ORDER = 3;
 /** Allocator kinds (Plurix): ordinary, read-mostly, node-private. Each has its own pages. */
 export const KINDS = { normal: 0, readMostly: 1, private: 2 } as const;
 export type AllocKind = keyof typeof KINDS;

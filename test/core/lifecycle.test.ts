@@ -31,7 +31,7 @@ describe('process lifecycle', () => {
 
   it('a fault on the app view raised by the service thread aborts with a message instead of hanging', async () => {
     const r = await runScript(`${open}
-      createNode({ regionSize: 16 << 20 }).then((dsm) => dsm._testServiceTouchAppView(3));`);
+      createNode({ regionSize: 16 << 20 }).then((dsm) => dsm._testServiceTouchAppView(3000)); // a page nobody touched`);
     expect(r.signal).toBe('SIGABRT');
     expect(r.stderr).toContain('the service thread touched the app view');
   });

@@ -335,15 +335,7 @@ export class Cluster {
         const q = decode.recover(payload);
         if (q.generation <= this.token.generation) return; // stale query
         this.token.holdArrivals();
-        this.send(from, Msg.RecoverState, encode.recoverState({
-          generation: q.generation,
-          applied: this.log.applied,
-          hasToken: this.token.held,
-          waiting: this.token.waiting,
-          seq: this.token.rn.get(this.id) ?? 0,
-          sentTo: this.token.lastSent.to,
-          sentHops: this.token.lastSent.hops,
-        }));
+        this.send(from, Msg.RecoverState, encode.recoverState({ generation: q.generation, ...this.tokenReport() }));
         return;
       }
       case Msg.RecoverState:
@@ -689,16 +681,21 @@ export class Cluster {
     const generation = Math.max(this.token.generation, this.recovering?.generation ?? 0) + 1;
     this.recovering = { generation, states: new Map() };
     this.token.holdArrivals();
-    this.recovering.states.set(this.id, {
+    this.recovering.states.set(this.id, this.tokenReport());
+    this.broadcast(Msg.RecoverQuery, encode.recover({ generation, time: this.log.applied, source: this.id, regenerated: false }));
+    this.maybeFinishRecovery();
+  }
+
+  /** What this node tells a recovery about the token. */
+  private tokenReport(): Omit<RecoverState, 'generation'> {
+    return {
       applied: this.log.applied,
       hasToken: this.token.held,
       waiting: this.token.waiting,
       seq: this.token.rn.get(this.id) ?? 0,
       sentTo: this.token.lastSent.to,
       sentHops: this.token.lastSent.hops,
-    });
-    this.broadcast(Msg.RecoverQuery, encode.recover({ generation, time: this.log.applied, source: this.id, regenerated: false }));
-    this.maybeFinishRecovery();
+    };
   }
 
   private onRecoverState(from: number, s: RecoverState): void {

@@ -100,8 +100,8 @@ async function main() {
   });
   const ok = check.total === n * INITIAL && check.counter === check.perNode;
   say(`total ${check.total} (expected ${n * INITIAL}), counter ${check.counter} (transfers by all nodes ${check.perNode}): ${ok ? 'OK' : 'MISMATCH'}`);
-  // Without a page server, pages live only on the nodes: the master, which holds most
-  // of them, leaves last, once the slave has checked and gone.
+  // The master leaves last, once the slave has checked and gone (a closing node hands its
+  // pages over, but the slave must not read while the master is leaving).
   const slaveLeft = new Promise((r) => dsm.once('peer-leave', r));
   await dsm.transaction(() => {
     f64[bank + DONE + me] = 2;

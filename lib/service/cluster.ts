@@ -321,11 +321,33 @@ export class Cluster {
         return;
       }
       case Msg.MemberRemove:
+        this.removeMember(decode.memberRemove(payload));
+        return;
       case Msg.Leave: {
-        const id = type === Msg.Leave ? from : decode.memberRemove(payload);
-        this.removeMember(id);
+        const successor = payload.length ? decode.memberRemove(payload) : NO_NODE;
+        if (successor !== NO_NODE) {
+          // The leaver handed its pages and the token to `successor`: ask it from now on.
+          const owners = this.table.owners;
+          for (let p = 0; p < owners.length; p++) if (owners[p] === from && this.table.versions[p] !== 0n) owners[p] = successor;
+        }
+        this.removeMember(from, successor !== NO_NODE);
         return;
       }
+      case Msg.Handover: {
+        const r = decode.pageReply(payload, this.config.pageSize);
+        for (const p of r.pages) {
+          if (p.page >= this.config.numPages) continue;
+          this.native.install(p.page, p.data, p.version, this.id);
+          this.table.owners[p.page] = this.id;
+        }
+        return;
+      }
+      case Msg.HandoverDone:
+        this.send(from, Msg.HandoverAck, Buffer.alloc(0));
+        return;
+      case Msg.HandoverAck:
+        this.handoverAcked?.();
+        return;
       case Msg.ResendRequest: {
         const r = decode.resendRequest(payload);
         for (const rec of this.log.since(r.from, r.to)) this.send(from, Msg.Commit, encode.commit(rec));
@@ -651,7 +673,8 @@ export class Cluster {
     this.removeMember(id);
   }
 
-  private removeMember(id: number): void {
+  /** `graceful`: the member left and passed the token on; no recovery is needed. */
+  private removeMember(id: number, graceful = false): void {
     if (!this.members.delete(id)) return;
     this.conns.get(id)?.close('removed');
     this.conns.delete(id);
@@ -668,7 +691,7 @@ export class Cluster {
       }
     }
     // The lowest live node checks whether the token died with it.
-    if (Math.min(...this.members.keys()) === this.id) this.startRecovery();
+    if (!graceful && Math.min(...this.members.keys()) === this.id) this.startRecovery();
   }
 
   /**
@@ -756,13 +779,56 @@ export class Cluster {
 
   // ---- leaving ----
 
+  /**
+   * Leaves the cluster. With other members left, the lowest takes over: under the token
+   * (no commit can interleave), it receives every page this node owns, acknowledges them,
+   * gets the token, and everyone is told to ask it for those pages from now on.
+   */
   async close(): Promise<void> {
+    const others = [...this.members.keys()].filter((id) => id !== this.id);
+    let successor = NO_NODE;
+    if (others.length > 0 && !this.closing) {
+      try {
+        successor = Math.min(...others);
+        await this.handOver(successor);
+      } catch (e) {
+        this.ev.log('warn', `handing this node's pages over to node ${successor} failed: ${(e as Error).message}; they may be lost`);
+        successor = NO_NODE;
+      }
+    }
     this.closing = true;
     if (this.token.token) this.reclaim(this.token.token);
     this.localCommits.close();
-    this.broadcast(Msg.Leave, Buffer.alloc(0));
+    this.broadcast(Msg.Leave, encode.memberRemove(successor));
     this.log.close();
     await this.transport.close();
+  }
+
+  private handoverAcked?: () => void;
+
+  private async handOver(successor: number): Promise<void> {
+    const t = await this.token.acquire();
+    await this.log.waitApplied(t.time);
+    const mine: number[] = [];
+    const { owners, versions } = this.table;
+    for (let p = 0; p < owners.length; p++) if (owners[p] === this.id && versions[p] !== 0n) mine.push(p);
+    for (let i = 0; i < mine.length; i += READ_AHEAD_MAX) {
+      const batch = mine.slice(i, i + READ_AHEAD_MAX).map((p) => ({ page: p, version: Number(versions[p]), owner: successor, data: this.native.copyCommitted(p) }));
+      this.send(successor, Msg.Handover, encode.pageReply({ reqId: 0, page: batch[0].page, status: PageStatus.ok, pages: batch }));
+    }
+    const acked = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no acknowledgement within 30 s')), 30_000);
+      this.handoverAcked = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.send(successor, Msg.HandoverDone, Buffer.alloc(0));
+    await acked;
+    // The token goes to the successor, without us in it.
+    t.members = t.members.filter((m) => m.id !== this.id);
+    t.queue = [successor, ...t.queue.filter((q) => q !== successor && q !== this.id)];
+    this.token.release();
   }
 
   /** The protocol state, for `dsm stats` and for diagnosing a stuck cluster. */

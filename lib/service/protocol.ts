@@ -24,10 +24,16 @@ export const Msg = {
   ResendRequest: 25,
   StatsRequest: 26,
   StatsReply: 27,
+  /** Leave: u16 the successor that took over the leaver's pages and token (NO_NODE: none). */
   Leave: 28,
   RecoverQuery: 29,
   RecoverState: 30,
   Recovered: 31,
+  /** A leaving node's pages, for its successor (payload as PageReply). */
+  Handover: 32,
+  /** Leaving node -> successor: that was all; answer HandoverAck once installed. */
+  HandoverDone: 33,
+  HandoverAck: 34,
 } as const;
 
 export const NO_NODE = 0xffff;

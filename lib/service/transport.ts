@@ -301,9 +301,18 @@ export class Transport extends EventEmitter {
     });
   }
 
-  /** Stops listening and closes every connection. */
+  /** Stops listening and closes every connection, after flushing what was sent. */
   async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
+    const closing = [...this.sockets].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          if (s.destroyed) return resolve();
+          s.once('close', () => resolve());
+          s.end(); // flushes queued frames (a Leave, a token) before the FIN
+          setTimeout(() => s.destroy(), 1000).unref();
+        }),
+    );
+    await Promise.all(closing);
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((r) => server.close(() => r()));

@@ -4,7 +4,8 @@ import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { DsmError, SystemError } from '../errors';
 import type { NativeAddon } from '../native';
 import { LocalTokenGate } from './local_token';
-import type { AppRequest, LocalCommit, ServiceConfig, ServiceEvent, ServiceReply } from './messages';
+import { CommitRing } from './commit_ring';
+import type { AppRequest, ServiceConfig, ServiceEvent, ServiceReply } from './messages';
 
 type Pending = { resolve: (r: ServiceReply) => void; reject: (e: Error) => void };
 // Distributes Omit over the union so each request keeps its own fields.
@@ -24,8 +25,9 @@ export class ServiceClient {
 
   private readonly gate: LocalTokenGate;
   private readonly localCommits?: MessagePort;
+  private readonly ring?: CommitRing;
 
-  private constructor(config: Omit<ServiceConfig, 'gate' | 'localCommits'>, onLog: (level: string, message: string) => void) {
+  private constructor(config: Omit<ServiceConfig, 'gate' | 'localCommits' | 'commitRing'>, onLog: (level: string, message: string) => void) {
     this.time = new BigUint64Array(config.timeBuffer);
     this.gate = LocalTokenGate.create();
     const full: ServiceConfig = { ...config, gate: this.gate.buffer };
@@ -35,6 +37,8 @@ export class ServiceClient {
       this.localCommits = ch.port1;
       this.localCommits.unref();
       full.localCommits = ch.port2;
+      this.ring = CommitRing.create();
+      full.commitRing = this.ring.buffer;
       transfer.push(ch.port2);
     }
     this.worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: full, transferList: transfer });
@@ -63,7 +67,7 @@ export class ServiceClient {
   }
 
   /** Starts the service worker and resolves once it has attached to the region. */
-  static start(config: Omit<ServiceConfig, 'gate' | 'localCommits'>, onLog: (level: string, message: string) => void): Promise<ServiceClient> {
+  static start(config: Omit<ServiceConfig, 'gate' | 'localCommits' | 'commitRing'>, onLog: (level: string, message: string) => void): Promise<ServiceClient> {
     const c = new ServiceClient(config, onLog);
     return new Promise((resolve, reject) => {
       const onMsg = (m: ServiceEvent) => {
@@ -103,12 +107,13 @@ export class ServiceClient {
     let time = this.gate.tokenTime;
     try {
       if (native.doomed()) return 'doomed';
+      const pages = this.ring ? native.writeSet() : undefined;
+      if (pages && !this.ring!.fits(pages.length)) return undefined; // the service catches up first
       time += 1;
-      const pages = this.localCommits ? native.writeSet() : undefined;
       native.commit(time, nodeId);
       if (time > this.time[0]) this.time[0] = BigInt(time);
       if (time > this.time[1]) this.time[1] = BigInt(time);
-      if (pages) this.localCommits!.postMessage({ time, pages } satisfies LocalCommit);
+      if (pages && this.ring!.push(time, pages)) this.localCommits!.postMessage(null);
       return time;
     } finally {
       this.gate.leave(time);

@@ -18,9 +18,9 @@ import {
   type TokenState,
 } from './protocol';
 import type { LocalTokenGate } from './local_token';
-import type { LocalCommit } from './messages';
+import type { CommitRing } from './commit_ring';
 import { CommitToken } from './token';
-import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
 import type { Connection, Transport } from './transport';
 import { writeSync } from 'node:fs';
 
@@ -92,6 +92,7 @@ export class Cluster {
   private recovering?: { generation: number; states: Map<number, Omit<RecoverState, 'generation'>> };
   private closing = false;
   private reclaiming = false;
+  private drainTimer?: NodeJS.Timeout;
   /** The token, held on behalf of the app's next run (holdForApp). */
   private heldForApp?: TokenState;
   remoteFetches = 0;
@@ -105,6 +106,7 @@ export class Cluster {
     private readonly ev: ClusterEvents,
     private readonly gate: LocalTokenGate,
     private readonly localCommits: MessagePort,
+    private readonly ring: CommitRing,
   ) {
     this.table = native.pageTable();
     this.token = new CommitToken({
@@ -114,7 +116,16 @@ export class Cluster {
       reclaim: (t) => this.reclaim(t),
       idle: () => this.maybeLend(),
     });
-    localCommits.on('message', (m: LocalCommit) => this.applyLocal(m));
+    // Woken by the app's first lent-token commit after a drain: wait a millisecond so a run
+    // of commits goes out as one batch (one wake-up instead of one per commit). Reclaiming
+    // the token and serving a page drain at once, so nothing depends on this delay.
+    localCommits.on('message', () => {
+      if (this.drainTimer) return;
+      this.drainTimer = setTimeout(() => {
+        this.drainTimer = undefined;
+        this.drainLocal();
+      }, 1);
+    });
     this.log = new CommitLog({
       apply: (rec) => this.applyRemote(rec),
       requestResend: (from, after, upTo) => {
@@ -478,18 +489,22 @@ export class Cluster {
     this.reclaiming = true;
     try {
       t.time = Math.max(t.time, this.gate.reclaim());
-      for (let m; (m = receiveMessageOnPort(this.localCommits)); ) this.applyLocal(m.message as LocalCommit);
+      this.drainLocal();
     } finally {
       this.reclaiming = false;
     }
   }
 
-  /** A commit the app thread made with the lent token: tell everyone. */
-  private applyLocal(m: LocalCommit): void {
-    if (m.time <= this.log.applied) return;
+  /** Commits the app thread made with the lent token: tell everyone. */
+  private drainLocal(): void {
+    this.ring.drain((time, pages) => this.applyLocal(time, pages));
+  }
+
+  private applyLocal(time: number, pages: Uint32Array): void {
+    if (time <= this.log.applied) return;
     const t = this.token.token;
-    if (t) t.time = Math.max(t.time, m.time);
-    const rec: CommitRecord = { time: m.time, node: this.id, pages: m.pages };
+    if (t) t.time = Math.max(t.time, time);
+    const rec: CommitRecord = { time, node: this.id, pages };
     this.broadcast(Msg.Commit, encode.commit(rec), t?.members ?? this.members.values());
     this.log.receive(rec);
   }
@@ -642,7 +657,7 @@ export class Cluster {
     if (req.page >= this.config.numPages) throw new Error(`page ${req.page} is outside the region`);
     // Broadcast the app's lent-token commits first, so the commit reaches the requester
     // before the page it made (same connection, in order).
-    for (let m; (m = receiveMessageOnPort(this.localCommits)); ) this.applyLocal(m.message as LocalCommit);
+    this.drainLocal();
     const owner = this.table.owners[req.page];
     const here = this.table.states[req.page] !== 0;
     if (!req.search && owner !== this.id && this.members.has(owner) && req.hops < MAX_HOPS && owner !== req.requester) {
@@ -797,6 +812,7 @@ export class Cluster {
       }
     }
     this.closing = true;
+    if (this.drainTimer) clearTimeout(this.drainTimer);
     if (this.token.token) this.reclaim(this.token.token);
     this.localCommits.close();
     this.broadcast(Msg.Leave, encode.memberRemove(successor));

@@ -15,7 +15,9 @@ export interface ServiceConfig {
   timeBuffer: SharedArrayBuffer;
   /** The commit token lent to the app thread (local_token.ts). */
   gate: SharedArrayBuffer;
-  /** Commits the app made with the lent token, for the service to broadcast. */
+  /** Commits the app made with the lent token, for the service to broadcast (commit_ring.ts). */
+  commitRing?: SharedArrayBuffer;
+  /** Wakes the service when the ring has new commits. */
   localCommits?: MessagePort;
   /** Present for a networked node. */
   cluster?: {
@@ -54,10 +56,4 @@ export interface ServiceStats {
   tokenHeld: boolean;
   appliedTime: number;
   seenTime: number;
-}
-
-/** A commit the app thread made with the lent token. */
-export interface LocalCommit {
-  time: number;
-  pages: Uint32Array;
 }

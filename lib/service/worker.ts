@@ -2,6 +2,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative } from '../native';
 import type { AppRequest, ServiceConfig, ServiceEvent } from './messages';
+import { CommitRing } from './commit_ring';
 import { LocalTokenGate } from './local_token';
 import { Service } from './service';
 
@@ -34,6 +35,7 @@ async function start(): Promise<void> {
       { log, event: (type, id) => emit({ type, id }), publish: (a, s) => service.publish(a, s) },
       new LocalTokenGate(config.gate),
       config.localCommits!,
+      new CommitRing(config.commitRing!),
     );
     cluster.statsForClient = () => ({
       ...service.stats(),

@@ -109,11 +109,11 @@ class Addon : public Napi::Addon<Addon> {
     out.Set("buffer", appBuffer_.Value());
     out.Set("pageSize", double(r.pageSize()));
     out.Set("numPages", double(r.numPages()));
-    out.Set("states", Napi::Uint8Array::New(env, r.numPages(), Keep(env, External(env, pt.states(), r.numPages())), 0));
-    out.Set("owners", Napi::Uint16Array::New(env, r.numPages(), Keep(env, External(env, pt.owners(), r.numPages() * 2)), 0));
-    auto versions = Keep(env, External(env, pt.versions(), size_t(r.numPages()) * 8));
+    out.Set("states", Napi::Uint8Array::New(env, r.numPages(), Keep(External(env, pt.states(), r.numPages())), 0));
+    out.Set("owners", Napi::Uint16Array::New(env, r.numPages(), Keep(External(env, pt.owners(), r.numPages() * 2)), 0));
+    auto versions = Keep(External(env, pt.versions(), size_t(r.numPages()) * 8));
     out.Set("versions", Napi::TypedArrayOf<uint64_t>::New(env, r.numPages(), versions, 0, napi_biguint64_array));
-    auto stats = Keep(env, External(env, &g_dsm->stats(), sizeof(dsm::Stats)));
+    auto stats = Keep(External(env, &g_dsm->stats(), sizeof(dsm::Stats)));
     out.Set("stats", Napi::TypedArrayOf<uint64_t>::New(env, dsm::kCounterCount, stats, 0, napi_biguint64_array));
     return out;
   }
@@ -411,7 +411,8 @@ class Addon : public Napi::Addon<Addon> {
   static Napi::ArrayBuffer External(Napi::Env env, void* p, size_t n) {
     return Napi::ArrayBuffer::New(env, p, n, [](Napi::Env, void*) {});
   }
-  Napi::ArrayBuffer Keep(Napi::Env, Napi::ArrayBuffer b) {
+  // Keeps a view's buffer so close() can detach it (programs may still hold the view).
+  Napi::ArrayBuffer Keep(Napi::ArrayBuffer b) {
     keep_.push_back(Napi::Persistent(b));
     return b;
   }

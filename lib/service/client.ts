@@ -135,7 +135,6 @@ export class ServiceClient {
       this.worker.postMessage({ ...req, id });
     });
     if (reply.ok) return reply;
-    if (reply.doomed) throw Object.assign(new DsmError('ERR_DSM_DOOMED', 'the transaction was doomed'), { doomed: true });
     throw new DsmError(reply.code ?? 'ERR_DSM_SYSTEM', reply.message ?? 'the service failed');
   }
 

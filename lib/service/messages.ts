@@ -39,7 +39,7 @@ export type AppRequest =
 
 export type ServiceReply =
   | { id: number; ok: true; time?: number; stats?: ServiceStats }
-  | { id: number; ok: false; doomed?: boolean; code?: string; message?: string };
+  | { id: number; ok: false; code?: string; message?: string };
 
 /** Unsolicited events from the service. */
 export type ServiceEvent =

@@ -132,6 +132,13 @@ export class TransactionRunner {
     }
   }
 
+  /** A run another node's commit doomed: undo it and run again (unless a page was lost). */
+  private doomedRun(): { done: false } {
+    this.abort();
+    this.hooks.checkLost();
+    return { done: false };
+  }
+
   private abort(): void {
     this.native.abort();
     this.heap.afterAbort();
@@ -168,20 +175,12 @@ export class TransactionRunner {
     let time: number;
     if (holding && writes === 0) await this.post(CommitKind.release);
     const local = writes > 0 && !holding ? this.service.tryLocalCommit(native, this.hooks.nodeId()) : undefined;
-    if (local === 'doomed') {
-      this.abort();
-      this.hooks.checkLost();
-      return { done: false };
-    }
+    if (local === 'doomed') return this.doomedRun();
     if (local !== undefined) {
       time = local;
     } else if (writes > 0 || this.hooks.needsSync()) {
       const [st, t] = await this.post(writes > 0 ? CommitKind.commit : CommitKind.sync);
-      if (st === CommitStatus.doomed) {
-        this.abort();
-        this.hooks.checkLost();
-        return { done: false };
-      }
+      if (st === CommitStatus.doomed) return this.doomedRun();
       if (st !== CommitStatus.committed) {
         this.abort();
         throw new SystemError('the service thread could not commit the transaction (see the logged warning)');

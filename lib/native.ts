@@ -69,6 +69,7 @@ export interface NativeAddon {
   touchAppView(page: number): number;
   measureFaultFloor(pages: number, rounds: number): number;
   measureMprotect(pages: number, rounds: number): number;
+  measureMalloc(size: number, count: number, rounds: number): number;
   /** begin, fn(tx), end in one call; [status (RunStatus), value or thrown error, pages written]. */
   runTransaction(fn: (tx: unknown) => unknown, tx: unknown): [number, unknown, number];
   /** App: asks the service to commit (or sync); false when no service is attached. */

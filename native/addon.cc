@@ -51,6 +51,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("touchAppView", &Addon::TouchAppView),
         InstanceMethod("measureFaultFloor", &Addon::MeasureFaultFloor),
         InstanceMethod("measureMprotect", &Addon::MeasureMprotect),
+        InstanceMethod("measureMalloc", &Addon::MeasureMalloc),
         InstanceMethod("runTransaction", &Addon::RunTransaction),
         InstanceMethod("postCommit", &Addon::PostCommit),
         InstanceMethod("takeCommitReply", &Addon::TakeCommitReply),
@@ -236,6 +237,12 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value MeasureMprotect(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), dsm::MeasureMprotectNs(info[0].As<Napi::Number>().Uint32Value(),
                                                                 info[1].As<Napi::Number>().Uint32Value()));
+  }
+
+  Napi::Value MeasureMalloc(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), dsm::MeasureMallocNs(info[0].As<Napi::Number>().Uint32Value(),
+                                                              info[1].As<Napi::Number>().Uint32Value(),
+                                                              info[2].As<Napi::Number>().Uint32Value()));
   }
 
   Napi::Value RunTransaction(const Napi::CallbackInfo& info) {

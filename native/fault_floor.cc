@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <vector>
 
 #include "fault_handler.h"
@@ -54,6 +55,20 @@ double MeasureMprotectNs(uint32_t pages, uint32_t rounds) {
     per.push_back(double(NowNs() - t0) / ((pages + 1) / 2));
   }
   munmap(m, pages * ps);
+  return Median(per);
+}
+
+double MeasureMallocNs(uint32_t size, uint32_t count, uint32_t rounds) {
+  // The pointers are kept (and freed after the timed loop), so the allocations are live
+  // and cannot be optimised away, as a program's objects would be.
+  std::vector<void*> ptrs(count);
+  std::vector<double> per;
+  for (uint32_t r = 0; r < rounds; r++) {
+    uint64_t t0 = NowNs();
+    for (uint32_t i = 0; i < count; i++) ptrs[i] = malloc(size);
+    per.push_back(double(NowNs() - t0) / count);
+    for (uint32_t i = 0; i < count; i++) free(ptrs[i]);
+  }
   return Median(per);
 }
 

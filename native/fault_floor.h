@@ -10,5 +10,7 @@ namespace dsm {
 double MeasureFaultFloorNs(uint32_t pages, uint32_t rounds);
 // Median nanoseconds of one single-page mprotect.
 double MeasureMprotectNs(uint32_t pages, uint32_t rounds);
+// Median nanoseconds of one malloc(size), over `count` live allocations, `rounds` times.
+double MeasureMallocNs(uint32_t size, uint32_t count, uint32_t rounds);
 
 }  // namespace dsm

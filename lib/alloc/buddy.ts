@@ -1,7 +1,8 @@
 // The central memory manager: a buddy allocator over page runs of the region's data area.
 // Blocks are 2^order pages, aligned to their size relative to the first data page, so a
-// block's buddy is found by flipping one bit. Free lists are doubly linked through the
-// blocks themselves; page kinds (layout.ts) say which page starts which block.
+// block's buddy is found by flipping one bit. Free lists are doubly linked through a link
+// table beside the page kinds (layout.ts), not through the blocks: free memory stays all
+// zero, and allocating or splitting a block touches none of its pages.
 import { OutOfMemoryError } from './errors';
 import { PageKind, SB } from './layout';
 
@@ -15,6 +16,7 @@ export class Buddy {
     private readonly m: Words,
     private readonly pageSize: number,
     private readonly kindsAt: number, // byte offset of the page-kind array
+    private readonly linksAt: number, // byte offset of the link table (u32 next, prev per page)
   ) {}
 
   private get sbWords(): Uint32Array {
@@ -36,7 +38,7 @@ export class Buddy {
     this.m.u8[this.kindsAt + page] = k;
   }
   private link(page: number): number {
-    return (page * this.pageSize) >>> 2;
+    return (this.linksAt >>> 2) + 2 * page;
   }
 
   /** Carves the data area into the largest aligned free blocks (on a fresh region). */
@@ -50,7 +52,7 @@ export class Buddy {
     }
   }
 
-  /** Allocates 2^order pages; returns the first page number. */
+  /** Allocates 2^order pages, all zero; returns the first page number. */
   alloc(order: number, bytes: number): number {
     let k = order;
     const heads = this.sbWords;
@@ -67,7 +69,7 @@ export class Buddy {
     return page;
   }
 
-  /** Frees the block starting at `page` (2^order pages), merging with free buddies. */
+  /** Frees the block starting at `page` (2^order pages, zeroed by the caller), merging with free buddies. */
   free(page: number, order: number): void {
     this.setKind(page, PageKind.none);
     let p = page;

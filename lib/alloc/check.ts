@@ -1,16 +1,32 @@
 // Walks the whole heap and reports every inconsistency: blocks that overlap or leave pages
-// unaccounted, free lists that disagree with the page kinds, small objects with bad headers,
-// object free lists that disagree with the objects' states. Tests run it after random work.
+// unaccounted, free lists that disagree with the page kinds, chunks with bad tags, object
+// free lists that disagree with the chunks' free bitmaps, free memory that is not zero.
+// Tests run it after random work.
 import type { Heap, HeapView } from './heap';
-import { CLASSES, ENTRY_WORDS, HEADER, KINDS, MAX_NODES, PageKind, SB, tagParts } from './layout';
+import { CHUNK_BITMAP, CHUNK_PAGES, CLASSES, ENTRY_WORDS, KINDS, MAX_NODES, PageKind, SB, tagParts } from './layout';
 
 export function checkHeap(heap: Heap, v: HeapView): string[] {
   const b = heap.manager;
+  const ps = v.pageSize;
+  const pw = ps / 4;
   const errors: string[] = [];
   const lists = b.freeLists();
   const inList = new Map<number, number>();
   lists.forEach((l, k) => l.forEach((p) => inList.set(p, k)));
-  let freeObjectsInPages = 0;
+  // Zero checks read every free page: only on small regions (the tests').
+  const checkZero = v.regionSize <= 64 << 20;
+  const zeroFrom = (from: number, to: number, what: string): void => {
+    if (!checkZero) return;
+    for (let i = from; i < to; i++) {
+      if (v.u8[i] !== 0) {
+        errors.push(`${what}: byte ${i} is ${v.u8[i]}, not zero`);
+        return;
+      }
+    }
+  };
+  const freeSlots = new Map<number, number>(); // chunk -> free bits set
+  const headers = new Set<number>();
+  for (let n = 0; n < MAX_NODES; n++) if (v.u32[SB.nodeHeaders + n]) headers.add(v.u32[SB.nodeHeaders + n]);
   for (let p = b.dataStart; p < b.pages; ) {
     const k = b.kind(p);
     let span = 1;
@@ -19,22 +35,21 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
       span = 1 << order;
       if (inList.get(p) !== order) errors.push(`free block at page ${p} (order ${order}) is not in its free list`);
       inList.delete(p);
+      zeroFrom(p * ps, (p + span) * ps, `free block at page ${p}`);
     } else if ((k & 0xc0) === PageKind.allocated) {
       span = 1 << (k & 0x3f);
-    } else if (k === PageKind.small) {
-      for (let off = 0; off < v.pageSize; ) {
-        const w = (p * v.pageSize + off) / 4;
-        if (v.u32[w] === 0) break; // the unused tail of the page being filled
-        const t = tagParts(v.u32[w]);
-        if (!t.ok || t.cls >= CLASSES.length) {
-          errors.push(`bad object header at ${p * v.pageSize + off}`);
-          break;
-        }
-        const st = v.u32[w + 1];
-        if (st !== 1 && st !== 2) errors.push(`bad object state ${st} at ${p * v.pageSize + off}`);
-        if (st === 2) freeObjectsInPages++;
-        off += CLASSES[t.cls];
-      }
+    } else if (k === PageKind.chunk) {
+      span = CHUNK_PAGES;
+      const t = tagParts(v.u32[p * pw]);
+      if (!t.ok) errors.push(`chunk at page ${p} has a bad tag ${v.u32[p * pw].toString(16)}`);
+      for (let i = 1; i < span; i++) if (b.kind(p + i) !== (PageKind.chunk | i)) errors.push(`page ${p + i} of the chunk at ${p} has kind ${b.kind(p + i)}`);
+      let bits = 0;
+      for (let w = CHUNK_BITMAP; w < pw; w++) for (let x = v.u32[p * pw + w]; x; x &= x - 1) bits++;
+      freeSlots.set(p, bits);
+      p += span;
+      continue;
+    } else if (k === PageKind.nodeHeader) {
+      if (!headers.has(p)) errors.push(`page ${p} is marked as an allocator header but no node has it`);
     } else {
       errors.push(`page ${p} starts no block (kind ${k})`);
     }
@@ -43,26 +58,35 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
     p += span;
   }
   for (const [p] of inList) errors.push(`free list holds page ${p}, which is not a free block head`);
-  let freeObjectsInLists = 0;
   for (let n = 0; n < MAX_NODES; n++) {
     const h = v.u32[SB.nodeHeaders + n];
     if (!h) continue;
+    if (b.kind(h) !== PageKind.nodeHeader) errors.push(`node ${n}'s allocator header page ${h} has kind ${b.kind(h)}`);
     for (let kind = 0; kind < Object.keys(KINDS).length; kind++) {
       for (let cls = 0; cls < CLASSES.length; cls++) {
-        const e = (h * v.pageSize) / 4 + (kind * CLASSES.length + cls) * ENTRY_WORDS;
-        for (let obj = v.u32[e], guard = 0; obj; obj = v.u32[(obj + HEADER) / 4], guard++) {
-          const t = tagParts(v.u32[obj / 4]);
+        const e = h * pw + (kind * CLASSES.length + cls) * ENTRY_WORDS;
+        for (let obj = v.u32[e], guard = 0; obj; obj = v.u32[obj >>> 2], guard++) {
           if (guard > v.regionSize / 16) {
             errors.push(`free list of node ${n} class ${cls} loops`);
             break;
           }
-          if (!t.ok || t.node !== n || t.cls !== cls || t.kind !== kind) errors.push(`object ${obj} in the wrong free list`);
-          if (v.u32[obj / 4 + 1] !== 2) errors.push(`object ${obj} is in a free list but not free`);
-          freeObjectsInLists++;
+          const page = Math.floor(obj / ps);
+          const ik = b.kind(page);
+          const chunk = page - (ik & 0x3f);
+          const t = tagParts(v.u32[chunk * pw]);
+          if ((ik & 0xc0) !== PageKind.chunk || (ik & 0x3f) === 0 || !t.ok || t.node !== n || t.cls !== cls || t.kind !== kind) {
+            errors.push(`object ${obj} is in the wrong free list (node ${n}, kind ${kind}, class ${cls})`);
+            break;
+          }
+          const bytes = CLASSES[cls];
+          const slot = ((ik & 0x3f) - 1) * Math.floor(ps / bytes) + (obj - page * ps) / bytes;
+          if (!((v.u32[chunk * pw + CHUNK_BITMAP + (slot >>> 5)] >>> (slot & 31)) & 1)) errors.push(`object ${obj} is in a free list but its slot is not marked free`);
+          freeSlots.set(chunk, (freeSlots.get(chunk) ?? 0) - 1);
+          zeroFrom(obj + 4, obj + bytes, `free object ${obj}`);
         }
       }
     }
   }
-  if (freeObjectsInLists !== freeObjectsInPages) errors.push(`${freeObjectsInPages} free objects in pages, ${freeObjectsInLists} in free lists`);
+  for (const [chunk, left] of freeSlots) if (left !== 0) errors.push(`chunk at page ${chunk}: ${left} slots marked free that no free list holds`);
   return errors;
 }

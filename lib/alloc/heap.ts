@@ -3,7 +3,7 @@
 // the region, so an aborted transaction's allocations vanish with its shadow pages.
 import { Buddy } from './buddy';
 import { HeapLayoutError, InvalidFreeError, RootError } from './errors';
-import { type AllocKind, CHUNK_ORDER, CLASSES, ENTRY_WORDS, HEADER, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, tagOf, tagParts } from './layout';
+import { type AllocKind, CHUNK_BITMAP, CHUNK_ORDER, CHUNK_PAGES, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, tagOf } from './layout';
 
 /** What the heap needs from its node. */
 export interface HeapView {
@@ -22,20 +22,27 @@ const encoder = new TextEncoder();
 export class Heap {
   private buddy!: Buddy;
   private opened = false;
+  // The node's views are fixed for its life (the region never moves), so keep them at hand.
+  private readonly u32: Uint32Array;
+  private readonly pageWords: number;
 
-  constructor(private readonly view: HeapView) {}
+  constructor(private readonly view: HeapView) {
+    this.u32 = view.u32;
+    this.pageWords = view.pageSize >>> 2;
+  }
 
   /** Formats the superblock on a fresh region (the founding node) or checks an existing one. */
   async open(run: RunTransaction): Promise<void> {
     const v = this.view;
     const pages = Math.floor(v.regionSize / v.pageSize);
-    const kindsAt = 2 * v.pageSize;
-    this.buddy = new Buddy(v, v.pageSize, kindsAt);
+    const kindsPages = Math.ceil(pages / v.pageSize);
+    const linksPages = Math.ceil((pages * 8) / v.pageSize);
+    this.buddy = new Buddy(v, v.pageSize, 2 * v.pageSize, (2 + kindsPages) * v.pageSize);
     await run(() => {
       const sb = v.u32;
       if (sb[SB.magic] === 0) {
         if (v.nodeId !== 0) throw new HeapLayoutError('the cluster has no heap: the founding node did not format its region');
-        const dataStart = 2 + Math.ceil(pages / v.pageSize);
+        const dataStart = 2 + kindsPages + linksPages;
         if (dataStart + 1 >= pages) throw new HeapLayoutError(`a region of ${v.regionSize} bytes is too small for a heap`);
         sb[SB.magic] = MAGIC;
         sb[SB.version] = LAYOUT_VERSION;
@@ -60,101 +67,116 @@ export class Heap {
   }
 
   /** Inside a transaction: allocates `size` bytes (zeroed); returns the byte offset into the region. */
-  alloc(size: number, opts: { kind?: AllocKind } = {}): number {
+  alloc(size: number, opts?: { kind?: AllocKind }): number {
+    // The common case first: a small ordinary object, no options.
+    if (opts === undefined && size > 0 && size <= SMALL_MAX && (size | 0) === size) return this.allocSmall(0, CLASS_OF[(size + 15) >> 4]);
     if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`alloc size must be a positive integer, got ${size}`);
-    const kind = KINDS[opts.kind ?? 'normal'];
+    const kind = KINDS[opts?.kind ?? 'normal'];
     if (kind === undefined) throw new RangeError(`alloc kind must be one of ${Object.keys(KINDS).join(', ')}`);
-    const v = this.view;
-    if (size + HEADER > v.pageSize) {
-      const pages = Math.ceil(size / v.pageSize);
-      const order = Math.ceil(Math.log2(pages));
-      const page = this.buddy.alloc(order, size);
-      const at = page * v.pageSize;
-      v.u8.fill(0, at, at + (v.pageSize << order));
-      return at;
-    }
-    let cls = 0;
-    while (CLASSES[cls] < size + HEADER) cls++;
-    return this.allocSmall(kind, cls);
+    if (size <= SMALL_MAX) return this.allocSmall(kind, CLASS_OF[(size + 15) >> 4]);
+    // Whole pages: free memory is kept zero, so nothing to clear.
+    const order = Math.ceil(Math.log2(Math.ceil(size / this.view.pageSize)));
+    return this.buddy.alloc(order, size) * this.view.pageSize;
   }
 
   private allocSmall(kind: number, cls: number): number {
-    const v = this.view;
-    const u32 = v.u32;
-    const e = (this.nodeHeader() * v.pageSize) / 4 + (kind * CLASSES.length + cls) * ENTRY_WORDS;
-    const bytes = CLASSES[cls];
-    let obj = u32[e];
+    const u32 = this.u32;
+    const h = u32[SB.nodeHeaders + this.view.nodeId];
+    const e = (h === 0 ? this.nodeHeader() : h) * this.pageWords + (kind * CLASSES.length + cls) * ENTRY_WORDS;
+    const obj = u32[e];
     if (obj !== 0) {
-      u32[e] = u32[(obj + HEADER) / 4]; // pop: the next free object
-      v.u8.fill(0, obj + HEADER, obj + bytes); // reused memory: zero it
-    } else {
-      let page = u32[e + 1];
-      let off = u32[e + 2];
-      if (page === 0 || off + bytes > v.pageSize) {
-        page += 1;
-        off = 0;
-        if (page >= u32[e + 3]) {
-          // A fresh chunk, this node's alone: two nodes' objects never share a page.
-          page = this.buddy.alloc(CHUNK_ORDER, bytes);
-          const n = 1 << CHUNK_ORDER;
-          for (let i = 0; i < n; i++) this.buddy.setKind(page + i, PageKind.small);
-          v.u8.fill(0, page * v.pageSize, (page + n) * v.pageSize);
-          u32[e + 3] = page + n;
-        }
-        u32[e + 1] = page;
-      }
-      obj = page * v.pageSize + off;
-      u32[e + 2] = off + bytes;
-      u32[obj / 4] = tagOf(v.nodeId, kind, cls);
+      // Reuse: pop the free list; a free object is zero but for its link.
+      const w = obj >>> 2;
+      u32[e] = u32[w];
+      u32[w] = 0;
+      this.flipSlot(obj, cls);
+      return obj;
     }
-    u32[obj / 4 + 1] = 1;
-    return obj + HEADER;
+    const bytes = CLASSES[cls];
+    let page = u32[e + 1];
+    let off = u32[e + 2];
+    if (page === 0 || off + bytes > this.view.pageSize) {
+      page++;
+      off = 0;
+      if (page === 1 || page - u32[e + 3] >= CHUNK_PAGES) page = this.newChunk(e, kind, cls);
+      u32[e + 1] = page;
+    }
+    u32[e + 2] = off + bytes;
+    return page * this.view.pageSize + off;
+  }
+
+  /** Takes a fresh chunk for one kind and class of this node; returns its first object page. */
+  private newChunk(e: number, kind: number, cls: number): number {
+    const chunk = this.buddy.alloc(CHUNK_ORDER, CLASSES[cls]);
+    for (let i = 0; i < CHUNK_PAGES; i++) this.buddy.setKind(chunk + i, PageKind.chunk | i);
+    this.u32[chunk * this.pageWords] = tagOf(this.view.nodeId, kind, cls);
+    this.u32[e + 3] = chunk;
+    return chunk + 1;
+  }
+
+  /** Flips the free bit of an object's slot in its chunk header (set: free). Returns the new bit. */
+  private flipSlot(obj: number, cls: number): number {
+    const ps = this.view.pageSize;
+    const page = Math.floor(obj / ps);
+    const inChunk = this.buddy.kind(page) & 0x3f;
+    const chunk = page - inChunk;
+    const bytes = CLASSES[cls];
+    const slot = (inChunk - 1) * Math.floor(ps / bytes) + (obj - page * ps) / bytes;
+    const w = chunk * this.pageWords + CHUNK_BITMAP + (slot >>> 5);
+    const bit = 1 << (slot & 31);
+    this.u32[w] ^= bit;
+    return this.u32[w] & bit;
   }
 
   /** This node's allocator header page, made on first use. */
   private nodeHeader(): number {
     const v = this.view;
     if (v.nodeId >= MAX_NODES) throw new RangeError(`the heap serves node ids below ${MAX_NODES}`);
-    let h = v.u32[SB.nodeHeaders + v.nodeId];
-    if (h === 0) {
-      h = this.buddy.alloc(0, v.pageSize);
-      v.u8.fill(0, h * v.pageSize, (h + 1) * v.pageSize);
-      v.u32[SB.nodeHeaders + v.nodeId] = h;
-    }
+    const h = this.buddy.alloc(0, v.pageSize);
+    this.buddy.setKind(h, PageKind.nodeHeader);
+    this.u32[SB.nodeHeaders + v.nodeId] = h;
     return h;
   }
 
   /** Inside a transaction: frees an allocation. */
   free(ptr: number): void {
     const v = this.view;
-    if (!Number.isSafeInteger(ptr) || ptr <= 0 || ptr >= v.regionSize) throw new InvalidFreeError(ptr, 'not a pointer into the region');
-    const page = Math.floor(ptr / v.pageSize);
+    const ps = v.pageSize;
+    const u32 = this.u32;
+    if (!(ptr > 0 && ptr < v.regionSize && Math.floor(ptr) === ptr)) throw new InvalidFreeError(ptr, 'not a pointer into the region');
+    const page = Math.floor(ptr / ps);
     const k = page >= this.buddy.dataStart && page < this.buddy.pages ? this.buddy.kind(page) : PageKind.none;
-    if ((k & 0xc0) === PageKind.allocated && ptr % v.pageSize === 0 && !this.isHeaderPage(page)) {
-      this.buddy.free(page, k & 0x3f);
+    if ((k & 0xc0) === PageKind.allocated) {
+      if (ptr % ps !== 0) throw new InvalidFreeError(ptr, 'not the start of an allocation');
+      const order = k & 0x3f;
+      v.u8.fill(0, ptr, ptr + (ps << order)); // free memory is kept zero
+      this.buddy.free(page, order);
       return;
     }
-    if (k !== PageKind.small || (ptr - HEADER) % 8 !== 0) {
-      throw new InvalidFreeError(ptr, (k & 0x3f) === k && k >= PageKind.freeBase ? 'double free (the block is free)' : 'not the start of an allocation');
+    if ((k & 0xc0) !== PageKind.chunk || (k & 0x3f) === 0) {
+      throw new InvalidFreeError(ptr, k >= PageKind.freeBase && k < PageKind.allocated ? 'double free (the block is free)' : 'not the start of an allocation');
     }
-    const hdr = (ptr - HEADER) / 4;
-    const t = tagParts(v.u32[hdr]);
-    if (!t.ok || t.cls >= CLASSES.length || (ptr - HEADER - page * v.pageSize) % CLASSES[t.cls] !== 0) {
-      throw new InvalidFreeError(ptr, 'not the start of an allocation');
-    }
-    if (v.u32[hdr + 1] === 2) throw new InvalidFreeError(ptr, 'double free');
-    if (v.u32[hdr + 1] !== 1) throw new InvalidFreeError(ptr, 'not the start of an allocation');
-    v.u32[hdr + 1] = 2;
+    const chunk = page - (k & 0x3f);
+    const tag = u32[chunk * this.pageWords];
+    const cls = (tag >>> 20) & 0xf;
+    const bytes = CLASSES[cls];
+    const off = ptr - page * ps;
+    if ((tag & 0xff) !== CHUNK_TAG || off % bytes !== 0 || off + bytes > ps) throw new InvalidFreeError(ptr, 'not the start of an allocation');
     // Back to its owner's list, so the object stays on the owner's pages.
-    const owner = v.u32[SB.nodeHeaders + t.node];
-    const e = (owner * v.pageSize) / 4 + (t.kind * CLASSES.length + t.cls) * ENTRY_WORDS;
-    v.u32[hdr + 2] = v.u32[e];
-    v.u32[e] = ptr - HEADER;
-  }
-
-  private isHeaderPage(page: number): boolean {
-    for (let n = 0; n < MAX_NODES; n++) if (this.view.u32[SB.nodeHeaders + n] === page) return true;
-    return false;
+    const e = u32[SB.nodeHeaders + ((tag >>> 8) & 0xff)] * this.pageWords + (((tag >>> 16) & 0xf) * CLASSES.length + cls) * ENTRY_WORDS;
+    if (u32[e + 3] === chunk && (page > u32[e + 1] || (page === u32[e + 1] && off >= u32[e + 2]))) {
+      throw new InvalidFreeError(ptr, 'not the start of an allocation (never allocated)');
+    }
+    if (this.flipSlot(ptr, cls) === 0) {
+      this.flipSlot(ptr, cls);
+      throw new InvalidFreeError(ptr, 'double free');
+    }
+    // Free memory is kept zero; small objects are cleared word by word (cheaper than fill()).
+    const w = ptr >>> 2;
+    if (bytes <= 256) for (let i = w + (bytes >>> 2) - 1; i > w; i--) u32[i] = 0;
+    else v.u8.fill(0, ptr + 4, ptr + bytes);
+    u32[w] = u32[e];
+    u32[e] = ptr;
   }
 
   /** Inside a transaction: names a pointer so other nodes can find it; 0 removes the name. */

@@ -9,18 +9,26 @@
 //   page 1   named roots: ROOTS entries of 64 bytes: u32 name length (0: empty),
 //            name bytes (at most ROOT_NAME_MAX), u32 pointer at byte 60
 //   page 2.. page kinds, one byte per region page (PageKind)
-//   data     buddy blocks of 2^k pages. A free block holds u32 next and prev (page numbers)
-//            in its first words. A small-object page holds objects of one size class, each
-//            behind an 8-byte header: u32 tag (0xA1 | node << 8 | kind << 16 | class << 20,
-//            see tagOf) and u32 state (1 allocated, 2 free); a free object keeps the next free
-//            object's address in its first payload word.
+//   then     the buddy link table: u32 next and prev (page numbers) per region page, used
+//            for the first page of each free block
+//   data     buddy blocks of 2^k pages. Free memory is all zero (the heap zeroes on free,
+//            the links live in the table above), so an allocation never has to touch, and
+//            fault in, its object's pages.
+//   small-object chunks: 2^CHUNK_ORDER pages taken from the buddy manager by one node for
+//            one kind and size class; two nodes' objects never share a page. The chunk's
+//            first page is its header: u32 tag (CHUNK_TAG | node << 8 | kind << 16 |
+//            class << 20), then from word CHUNK_BITMAP a bitmap with one bit per object
+//            slot, set while the slot is free (double frees are caught here). The other
+//            pages hold objects with no header, never straddling a page: slot s sits on chunk
+//            page 1 + floor(s / perPage) at offset (s % perPage) * class bytes. A free object
+//            is zero except its first word, the next free object's address.
 //   node n's allocator header page: for each kind and class, ENTRY_WORDS u32: free-list
-//            head (object address), bump page, bump offset, end of the current chunk (page).
-//            Small-object pages come in chunks of 2^CHUNK_ORDER pages: one buddy operation
-//            (and its page faults) per chunk, not per page.
+//            head (object address, 0: empty), bump page, bump offset, current chunk's
+//            first page (0: none). Slots of older chunks have all been handed out; in the
+//            current chunk, those before (bump page, bump offset).
 
 export const MAGIC = 0x48534d44;
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 export const SB = { magic: 0, version: 1, pageSize: 2, pages: 3, dataStart: 4, maxOrder: 5, freeHeads: 16, nodeHeaders: 64 } as const;
 export const MAX_NODES = 256;
 export const ROOTS = 64;
@@ -33,24 +41,41 @@ export const PageKind = {
   none: 0,
   /** 1 + order: the first page of a free buddy block. */
   freeBase: 1,
-  /** 0x40 | order: the first page of an allocated block (large object or allocator page). */
+  /** 0x40 | order: the first page of an allocated block (a large object). */
   allocated: 0x40,
-  /** A page of small objects. */
-  small: 0x80,
+  /** 0x80 | i: page i of a small-object chunk (0: its header page). */
+  chunk: 0x80,
+  /** A node's allocator header page. */
+  nodeHeader: 0xc0,
 } as const;
 
-/** Small-object size classes: bytes per object including its 8-byte header. */
-export const CLASSES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
-export const HEADER = 8;
+/** Small-object size classes in bytes; objects carry no header. */
+export const CLASSES = [16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 4096];
+/** The largest small object; larger ones get whole pages from the buddy manager. */
+export const SMALL_MAX = 4096;
+/** Size class of a small size: CLASS_OF[(size + 15) >> 4]. */
+export const CLASS_OF = (() => {
+  const t = new Uint8Array((SMALL_MAX >> 4) + 1);
+  for (let i = 0, c = 0; i < t.length; i++) {
+    while (CLASSES[c] < i * 16) c++;
+    t[i] = c;
+  }
+  return t;
+})();
 export const ENTRY_WORDS = 4;
-export const CHUNK_ORDER = 3;
+export const CHUNK_ORDER = 4;
+export const CHUNK_PAGES = 1 << CHUNK_ORDER;
+export const CHUNK_TAG = 0xa2;
+/** First word of a chunk header's free-slot bitmap. */
+export const CHUNK_BITMAP = 16;
 /** Allocator kinds (Plurix): ordinary, read-mostly, node-private. Each has its own pages. */
 export const KINDS = { normal: 0, readMostly: 1, private: 2 } as const;
 export type AllocKind = keyof typeof KINDS;
 
 export function tagOf(node: number, kind: number, cls: number): number {
-  return (0xa1 | (node << 8) | (kind << 16) | (cls << 20)) >>> 0;
+  return (CHUNK_TAG | (node << 8) | (kind << 16) | (cls << 20)) >>> 0;
 }
 export function tagParts(tag: number): { ok: boolean; node: number; kind: number; cls: number } {
-  return { ok: (tag & 0xff) === 0xa1 && tag >>> 24 === 0, node: (tag >>> 8) & 0xff, kind: (tag >>> 16) & 0xf, cls: (tag >>> 20) & 0xf };
+  const cls = (tag >>> 20) & 0xf;
+  return { ok: (tag & 0xff) === CHUNK_TAG && tag >>> 24 === 0 && cls < CLASSES.length, node: (tag >>> 8) & 0xff, kind: (tag >>> 16) & 0xf, cls };
 }

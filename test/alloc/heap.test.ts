@@ -83,18 +83,24 @@ describe('heap', () => {
 
   it('a random allocate/free/abort workload keeps the heap consistent', async () => {
     const live: number[] = [];
+    const sizes = new Map<number, number>();
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.oneof(fc.record({ op: fc.constant('alloc'), size: fc.integer({ min: 1, max: 40_000 }) }), fc.record({ op: fc.constant('free'), i: fc.nat() })), { maxLength: 30 }),
         fc.boolean(),
         async (ops, abort) => {
           const freed: number[] = [];
-          const made: number[] = [];
+          const made: [number, number][] = [];
           await dsm
             .transaction((tx: any) => {
               for (const o of ops) {
-                if (o.op === 'alloc') made.push(tx.alloc(o.size, { kind: o.size % 3 === 0 ? 'readMostly' : 'normal' }));
-                else if (live.length) {
+                if (o.op === 'alloc') {
+                  const p = tx.alloc(o.size, o.size % 3 === 0 ? { kind: 'readMostly' } : undefined);
+                  // Zeroed, and no other live object overlaps it: fill it and check the fill later.
+                  expect(dsm.u8.subarray(p, p + o.size).every((x: number) => x === 0)).toBe(true);
+                  dsm.u8.fill(p & 0xff || 1, p, p + o.size);
+                  made.push([p, o.size]);
+                } else if (live.length) {
                   const [p] = live.splice(o.i % live.length, 1);
                   freed.push(p);
                   tx.free(p);
@@ -107,7 +113,11 @@ describe('heap', () => {
               live.push(...freed); // the frees were undone
               made.length = 0;
             });
-          live.push(...made);
+          for (const [p, size] of made) {
+            live.push(p);
+            sizes.set(p, size);
+          }
+          for (const p of live) expect(dsm.u8.subarray(p, p + sizes.get(p)!).every((x: number) => x === (p & 0xff || 1))).toBe(true);
           expect(checkHeap(dsm.heap, dsm)).toEqual([]);
         },
       ),

@@ -69,6 +69,12 @@ export interface NativeAddon {
   touchAppView(page: number): number;
   measureFaultFloor(pages: number, rounds: number): number;
   measureMprotect(pages: number, rounds: number): number;
+  /** Installs fetched pages in one call (data: the pages back to back, null for zeros); returns how many. */
+  installPages(pages: Uint32Array, versions: Float64Array, owners: Uint16Array, data: Uint8Array | null): number;
+  /** The last page a read fault granted locally, or -1 (a scan's progress over fetched pages). */
+  lastReadFault(): number;
+  /** The committed contents of `pages`, back to back into `out`. */
+  copyCommittedPages(pages: Uint32Array, out: Uint8Array): void;
   measureMalloc(size: number, count: number, rounds: number): number;
   /** begin, fn(tx), end in one call; [status (RunStatus), value or thrown error, pages written]. */
   runTransaction(fn: (tx: unknown) => unknown, tx: unknown): [number, unknown, number];

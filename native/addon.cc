@@ -52,6 +52,9 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("measureFaultFloor", &Addon::MeasureFaultFloor),
         InstanceMethod("measureMprotect", &Addon::MeasureMprotect),
         InstanceMethod("measureMalloc", &Addon::MeasureMalloc),
+        InstanceMethod("installPages", &Addon::InstallPages),
+        InstanceMethod("lastReadFault", &Addon::LastReadFault),
+        InstanceMethod("copyCommittedPages", &Addon::CopyCommittedPages),
         InstanceMethod("runTransaction", &Addon::RunTransaction),
         InstanceMethod("postCommit", &Addon::PostCommit),
         InstanceMethod("takeCommitReply", &Addon::TakeCommitReply),
@@ -200,6 +203,63 @@ class Addon : public Napi::Addon<Addon> {
     bool ok = d->Install(page, data, uint64_t(info[2].As<Napi::Number>().Int64Value()),
                          uint16_t(info[3].As<Napi::Number>().Uint32Value()));
     return Napi::Boolean::New(env, ok);
+  }
+  // installPages(pages: Uint32Array, versions: Float64Array, owners: Uint16Array,
+  //              data: Uint8Array (pages.length pages) | null) -> installed count
+  Napi::Value InstallPages(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    if (!info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
+      NAPI_THROW(Napi::TypeError::New(env, "installPages: pages, versions and owners must be typed arrays"), env.Undefined());
+    }
+    auto pages = info[0].As<Napi::Uint32Array>();
+    auto versions = info[1].As<Napi::Float64Array>();
+    auto owners = info[2].As<Napi::Uint16Array>();
+    const uint32_t n = uint32_t(pages.ElementLength());
+    if (versions.ElementLength() != n || owners.ElementLength() != n) {
+      NAPI_THROW(Napi::RangeError::New(env, "installPages: pages, versions and owners differ in length"), env.Undefined());
+    }
+    const uint8_t* data = nullptr;
+    if (info[3].IsTypedArray()) {
+      auto a = info[3].As<Napi::Uint8Array>();
+      if (a.ByteLength() != size_t(n) * d->region().pageSize()) {
+        NAPI_THROW(Napi::RangeError::New(env, "installPages: data must hold exactly one page per page number"), env.Undefined());
+      }
+      data = a.Data();
+    }
+    std::vector<uint64_t> v(n);
+    for (uint32_t i = 0; i < n; i++) {
+      if (pages[i] >= d->region().numPages()) {
+        NAPI_THROW(Napi::RangeError::New(env, "installPages: page number outside the region"), env.Undefined());
+      }
+      v[i] = uint64_t(versions[i]);
+    }
+    return Napi::Number::New(env, d->InstallPages(pages.Data(), v.data(), owners.Data(), n, data));
+  }
+  Napi::Value LastReadFault(const Napi::CallbackInfo& info) {
+    uint32_t p = Need(info.Env())->lastReadFault();
+    return Napi::Number::New(info.Env(), p == UINT32_MAX ? -1.0 : double(p));
+  }
+  // copyCommittedPages(pages: Uint32Array, out: Uint8Array (pages.length pages))
+  Napi::Value CopyCommittedPages(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) {
+      NAPI_THROW(Napi::TypeError::New(env, "copyCommittedPages: pages and out must be typed arrays"), env.Undefined());
+    }
+    auto pages = info[0].As<Napi::Uint32Array>();
+    auto out = info[1].As<Napi::Uint8Array>();
+    const uint32_t n = uint32_t(pages.ElementLength());
+    if (out.ByteLength() != size_t(n) * d->region().pageSize()) {
+      NAPI_THROW(Napi::RangeError::New(env, "copyCommittedPages: out must hold exactly one page per page number"), env.Undefined());
+    }
+    for (uint32_t i = 0; i < n; i++) {
+      if (pages[i] >= d->region().numPages()) {
+        NAPI_THROW(Napi::RangeError::New(env, "copyCommittedPages: page number outside the region"), env.Undefined());
+      }
+    }
+    d->CopyCommittedPages(pages.Data(), n, out.Data());
+    return env.Undefined();
   }
   Napi::Value Invalidate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -13,6 +13,8 @@ namespace dsm {
 
 Dsm::~Dsm() { Close(); }
 
+
+
 bool Dsm::Open(const Options& o, RegionError* err) {
   if (!region_.Map(o.base, o.size, o.pageShift, err)) return false;
   const uint32_t n = region_.numPages();
@@ -73,6 +75,7 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       const bool written = active_.load(std::memory_order_relaxed) && txShadows_.Has(page);
       prot = written ? PROT_READ | PROT_WRITE : PROT_READ;
       next = written ? kWrite : kRead;
+      lastReadFault_.store(page, std::memory_order_relaxed);
       stats_.Inc(kReadFaults);
     } else {
       if (s == kWrite) break;
@@ -231,6 +234,76 @@ bool Dsm::Install(uint32_t page, const uint8_t* data, uint64_t version, uint16_t
   stats_.Inc(kInstalls);
   lock_.Unlock();
   return true;
+}
+
+uint32_t Dsm::InstallPages(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners, uint32_t count,
+                           const uint8_t* data) {
+  const size_t ps = region_.pageSize();
+  // Which pages to take: invalid here and not older than what this node knows.
+  std::vector<uint32_t> take;  // indices into pages
+  take.reserve(count);
+  Lock();
+  for (uint32_t i = 0; i < count; i++) {
+    if (pt_.state(pages[i]) == kInvalid && versions[i] >= pt_.version(pages[i])) take.push_back(i);
+  }
+  lock_.Unlock();
+  // Copy outside the lock, so a faulting app thread never spins behind a large copy. Safe:
+  // only this (the service) thread moves a page out of kInvalid, and an invalid page is
+  // inaccessible in the app view.
+  for (size_t k = 0; k < take.size();) {
+    size_t n = 1;
+    while (k + n < take.size() && take[k + n] == take[k] + n && pages[take[k + n]] == pages[take[k]] + n) n++;
+    if (data) {
+      region_.WritePages(pages[take[k]], uint32_t(n), data + take[k] * ps);
+    } else {
+      for (size_t m = 0; m < n; m++) memset(region_.SysPage(pages[take[k + m]]), 0, ps);
+    }
+    k += n;
+  }
+  std::vector<uint32_t> installed;
+  installed.reserve(take.size());
+  Lock();
+  for (uint32_t i : take) {
+    const uint32_t page = pages[i];
+    pt_.set_version(page, versions[i]);
+    pt_.set_owner(page, owners[i]);
+    pt_.set_state(page, kValidUnmapped);
+    stats_.Inc(kInstalls);
+    installed.push_back(page);
+  }
+  // Begin() revokes granted pages under this lock, so a grant made here is either seen by
+  // the next transaction's revoke or not made at all. Tripwire pages stay unmapped (see
+  // lastReadFault()).
+  if (!live_.load(std::memory_order_acquire) && !installed.empty()) {
+    std::sort(installed.begin(), installed.end());
+    installed.erase(std::remove_if(installed.begin(), installed.end(),
+                                   [](uint32_t p) { return p % kTripwireEvery == kTripwireEvery / 2; }),
+                    installed.end());
+    if (prot_.GrantRuns(installed.data(), uint32_t(installed.size()), PROT_READ)) {
+      for (uint32_t p : installed) pt_.set_state(p, kRead);
+    }
+  }
+  lock_.Unlock();
+  return uint32_t(take.size());
+}
+
+void Dsm::CopyCommittedPages(const uint32_t* pages, uint32_t count, uint8_t* out) {
+  const size_t ps = region_.pageSize();
+  // Under the lock: a page the app thread has not shadowed yet cannot be written meanwhile.
+  Lock();
+  for (uint32_t i = 0; i < count;) {
+    const uint32_t page = pages[i];
+    if (txShadows_.Has(page) || violShadows_.Has(page)) {
+      memcpy(out + i * ps, txShadows_.Has(page) ? txShadows_.Slot(page) : violShadows_.Slot(page), ps);
+      i++;
+      continue;
+    }
+    uint32_t n = 1;
+    while (i + n < count && pages[i + n] == page + n && !txShadows_.Has(page + n) && !violShadows_.Has(page + n)) n++;
+    region_.ReadPages(page, n, out + i * ps);
+    i += n;
+  }
+  lock_.Unlock();
 }
 
 bool Dsm::Invalidate(uint32_t page, uint64_t version, uint16_t owner) {

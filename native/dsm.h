@@ -71,11 +71,26 @@ class Dsm {
   // Installs a page fetched from a peer (INVALID -> VALID_UNMAPPED). `data` may be null for
   // a zero page. Returns false when the page was not invalid (nothing changed).
   bool Install(uint32_t page, const uint8_t* data, uint64_t version, uint16_t owner);
+  // Installs `count` fetched pages (data: count pages back to back, or null for zeros) in
+  // one lock hold. Pages that are not invalid, or older than this node knows, are skipped.
+  // When no transaction is live the installed pages are granted read access at once (one
+  // mprotect per run): a scan outside transactions then reads fetched-ahead pages without
+  // a fault each. Inside a transaction they stay unmapped, so first reads are still seen.
+  // Returns how many were installed.
+  uint32_t InstallPages(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners, uint32_t count,
+                        const uint8_t* data);
+  // The last page a read fault granted locally (no service hop), or UINT32_MAX. Fetched
+  // pages are granted on install, except one tripwire page in every kTripwireEvery, so a
+  // sequential scan over them still shows the service how far it has come.
+  uint32_t lastReadFault() const { return lastReadFault_.load(std::memory_order_relaxed); }
+  static constexpr uint32_t kTripwireEvery = 64;
   // Marks a page stale after a remote commit. Returns true when that doomed the live
   // transaction (it had read or written the page).
   bool Invalidate(uint32_t page, uint64_t version, uint16_t owner);
   // The last committed contents of a page (shadow if the live transaction wrote it).
   void CopyCommitted(uint32_t page, uint8_t* out);
+  // CopyCommitted of `count` pages back to back, in one lock hold.
+  void CopyCommittedPages(const uint32_t* pages, uint32_t count, uint8_t* out);
 
   // A page whose only up-to-date copy is gone (its holders died): dooms the live
   // transaction and is reported by the next DSM call on the app thread.
@@ -104,6 +119,7 @@ class Dsm {
   RequestRing ring_;
   CommitChannel channel_;
   std::atomic<int64_t> lost_{-1};
+  std::atomic<uint32_t> lastReadFault_{UINT32_MAX};
   Stats stats_{};
   SpinLock lock_;
   std::atomic<bool> active_{false};  // the transaction function is running

@@ -43,6 +43,16 @@ bool Protections::SetRuns(const uint32_t* pages, uint32_t count, int prot) {
   return true;
 }
 
+bool Protections::GrantRuns(const uint32_t* pages, uint32_t count, int prot) {
+  // Remember first: a partial failure leaves some runs accessible, and the next revoke
+  // must find them.
+  for (uint32_t i = 0; i < count; i++) granted_.Add(pages[i]);
+  if (SetRuns(pages, count, prot)) return true;
+  // Undo whatever part succeeded, so page states and protections agree again.
+  SetRuns(pages, count, PROT_NONE);
+  return false;
+}
+
 bool Protections::RevokeGranted() {
   const uint32_t n = granted_.count();
   if (n == 0) return true;

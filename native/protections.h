@@ -34,6 +34,10 @@ class Protections {
   // Revokes access to every page granted since the last revoke (kRead/kWrite become
   // kValidUnmapped). Cost follows the number of granted pages, not the region size.
   bool RevokeGranted();
+  // Grants `prot` on sorted `pages` (one mprotect per run) and remembers them for the next
+  // revoke. An optimisation, never needed for progress: false (nothing granted, states
+  // unchanged) when the kernel refuses, e.g. with too many memory areas.
+  bool GrantRuns(const uint32_t* pages, uint32_t count, int prot);
   // One mprotect over the whole region.
   bool RevokeAll();
   // Sets `prot` on `count` pages from `pages`, merging consecutive page numbers into one call.

@@ -40,6 +40,11 @@ class Region {
   uint32_t PageOf(const void* p) const { return uint32_t((uintptr_t(p) - uintptr_t(app_)) >> pageShift_); }
   uint8_t* AppPage(uint32_t page) const { return app_ + (size_t(page) << pageShift_); }
   uint8_t* SysPage(uint32_t page) const { return sys_ + (size_t(page) << pageShift_); }
+  // Copy `count` pages from `page` on into / out of the region through the memfd, not
+  // the system view: the kernel copies to and from its page cache directly, with no page
+  // table entries to fault in (fetched pages are mostly fresh memory here).
+  void WritePages(uint32_t page, uint32_t count, const uint8_t* data) const;
+  void ReadPages(uint32_t page, uint32_t count, uint8_t* out) const;
 
   static size_t OsPageSize();
 

@@ -23,6 +23,7 @@ import { CommitToken } from './token';
 import type { MessagePort } from 'node:worker_threads';
 import type { Connection, Transport } from './transport';
 import { writeSync } from 'node:fs';
+import { WireError } from './wire';
 
 // NODE_DEBUG=dsm traces every cluster message on stderr. Written synchronously: a worker's
 // process.stderr goes through the app thread, which may be blocked in a fault.
@@ -63,17 +64,20 @@ interface PendingFetch {
   timer?: NodeJS.Timeout;
   /** Pages asked for, from `page` on (read-ahead). */
   count: number;
-  /** Asked ahead of a sequential scan, before any fault needed it. */
-  prefetch: boolean;
 }
 
 /** A page request unanswered this long is asked of every member instead. */
 const FETCH_RETRY_MS = 1000;
 
 /** Most pages one read-ahead request asks for (256 KiB with 4 KiB pages). */
-const READ_AHEAD_MAX = 64;
+const READ_AHEAD_MAX = 256;
+/** How many pages ahead of a sequential scan are kept requested. */
+const SCAN_AHEAD = 4 * READ_AHEAD_MAX;
 /** A request forwarded more often than this is answered "not here" (stale owner hints). */
 const MAX_HOPS = 8;
+const NONE_U32 = new Uint32Array(0);
+const NONE_F64 = new Float64Array(0);
+const NONE_U16 = new Uint16Array(0);
 
 export class Cluster {
   id = NO_NODE;
@@ -89,6 +93,9 @@ export class Cluster {
   /** The page a sequential scan faults on next, and the current read-ahead window. */
   private nextExpected = -1;
   private window = 1;
+  /** The end of the pages a sequential scan has requested ahead, and where it was last seen. */
+  private aheadTo = -1;
+  private scanAt = -1;
   private recovering?: { generation: number; states: Map<number, Omit<RecoverState, 'generation'>> };
   private closing = false;
   private reclaiming = false;
@@ -346,11 +353,10 @@ export class Cluster {
       }
       case Msg.Handover: {
         const r = decode.pageReply(payload, this.config.pageSize);
-        for (const p of r.pages) {
-          if (p.page >= this.config.numPages) continue;
-          this.native.install(p.page, p.data, p.version, this.id);
-          this.table.owners[p.page] = this.id;
-        }
+        if (r.pages.some((p) => p >= this.config.numPages)) throw new WireError('a handed-over page is outside the region');
+        r.owners.fill(this.id);
+        this.native.installPages(r.pages, r.versions, r.owners, r.data);
+        for (const p of r.pages) this.table.owners[p] = this.id;
         return;
       }
       case Msg.HandoverDone:
@@ -530,15 +536,17 @@ export class Cluster {
 
   /** A fault on a page that is not valid here: fetch it from its owner. */
   fetch(slot: number, page: number): void {
+    if (this.table.states[page] !== 0) {
+      // Installed while this request waited in the ring (a reply was handled first).
+      this.native.completeRequest(slot);
+      if (this.window === READ_AHEAD_MAX) this.keepAhead(page);
+      return;
+    }
     const existing = this.fetchByPage.get(page);
     if (existing !== undefined) {
-      const f = this.fetches.get(existing)!;
-      f.slots.push(slot);
-      // The scan reached what was fetched ahead: keep the next range coming.
-      if (f.prefetch) {
-        f.prefetch = false;
-        this.prefetch(f.page + f.count);
-      }
+      this.fetches.get(existing)!.slots.push(slot);
+      // The scan reached what was fetched ahead: keep the pages after it coming.
+      if (this.window === READ_AHEAD_MAX) this.keepAhead(page);
       return;
     }
     const version = Number(this.table.versions[page]);
@@ -550,28 +558,39 @@ export class Cluster {
     }
     // Sequential faults double the read-ahead window; anything else resets it.
     this.window = page === this.nextExpected ? Math.min(READ_AHEAD_MAX, this.window * 2) : 1;
-    const count = this.request(page, [slot], this.window, false);
+    const count = this.request(page, [slot], this.window);
     this.nextExpected = page + count;
-    if (this.window === READ_AHEAD_MAX) this.prefetch(page + count);
+    this.aheadTo = page + count;
+    this.scanAt = page;
+    if (this.window === READ_AHEAD_MAX) this.keepAhead(page);
   }
 
-  /** Asks ahead for the range after a sequential scan's current one. */
-  private prefetch(page: number): void {
-    if (page >= this.config.numPages || this.fetchByPage.has(page)) return;
-    if (this.table.states[page] !== 0 || this.table.versions[page] === 0n) return;
-    const count = this.request(page, [], READ_AHEAD_MAX, true);
-    this.nextExpected = page + count;
+  /**
+   * A sequential scan is at `page`: keep the next SCAN_AHEAD pages requested, in ranges of
+   * READ_AHEAD_MAX, so several replies are on the wire while the scan reads (one range in
+   * flight at a time leaves the link idle for a round trip per range).
+   */
+  private keepAhead(page: number): void {
+    this.scanAt = page;
+    const end = Math.min(this.config.numPages, page + SCAN_AHEAD);
+    let p = Math.max(this.aheadTo, page + 1);
+    while (p < end) {
+      if (this.fetchByPage.has(p) || this.table.states[p] !== 0 || this.table.versions[p] === 0n) p++;
+      else p += this.request(p, [], READ_AHEAD_MAX);
+    }
+    this.aheadTo = Math.max(this.aheadTo, p);
+    this.nextExpected = this.aheadTo;
   }
 
   /** Sends one page request for up to `window` pages from `page`; returns how many it covers. */
-  private request(page: number, slots: number[], window: number, prefetch: boolean): number {
+  private request(page: number, slots: number[], window: number): number {
     const owner = this.table.owners[page];
     let count = 1;
     // Read ahead over pages that are invalid here and owned by the same node.
     while (count < window && page + count < this.config.numPages && this.table.states[page + count] === 0 &&
       this.table.owners[page + count] === owner && !this.fetchByPage.has(page + count)) count++;
     const reqId = this.nextReq++;
-    this.fetches.set(reqId, { page, slots, count, prefetch });
+    this.fetches.set(reqId, { page, slots, count });
     for (let i = 0; i < count; i++) this.fetchByPage.set(page + i, reqId);
     this.remoteFetches++;
     if (owner === this.id || !this.members.has(owner)) {
@@ -641,15 +660,19 @@ export class Cluster {
       }
       return;
     }
-    for (const p of r.pages) {
-      if (p.page >= this.config.numPages) continue;
-      if (debug.enabled) debug(`node ${this.id} got page ${p.page} v${p.version} owner ${p.owner}; local v${this.table.versions[p.page]} owner ${this.table.owners[p.page]} state ${this.table.states[p.page]}`);
-      this.native.install(p.page, p.data, p.version, p.owner);
-      this.log.hear(p.version);
-    }
+    if (r.pages.some((p) => p >= this.config.numPages)) throw new WireError('a page reply names a page outside the region');
+    if (debug.enabled) debug(`node ${this.id} got pages ${Array.from(r.pages).join(',')} versions ${Array.from(r.versions).join(',')}`);
+    this.native.installPages(r.pages, r.versions, r.owners, r.data);
+    for (const v of r.versions) this.log.hear(v);
     // Installed, or refused because a newer commit crossed the reply: either way the
     // faulting thread looks again and, if needed, asks the new owner.
     this.finish(r.reqId);
+    // A scan reads installed pages without faulting, but trips on one page in every 64
+    // (left unmapped): keep the read-ahead going from where it has got to.
+    if (this.window === READ_AHEAD_MAX) {
+      const at = this.native.lastReadFault();
+      if (at > this.scanAt && at < this.aheadTo) this.keepAhead(at);
+    }
   }
 
   private servePage(req: PageRequest): void {
@@ -666,18 +689,30 @@ export class Cluster {
       return;
     }
     if (!here) {
-      this.send(req.requester, Msg.PageReply, encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.notHere, pages: [] }));
+      this.send(req.requester, Msg.PageReply, encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.notHere, pages: NONE_U32, versions: NONE_F64, owners: NONE_U16 }, this.config.pageSize));
       return;
     }
-    const pages = [];
-    const count = Math.min(req.count, READ_AHEAD_MAX, this.config.numPages - req.page);
+    const max = Math.min(req.count, READ_AHEAD_MAX, this.config.numPages - req.page);
+    let count = 1;
+    // Read-ahead pages: only those this node owns and holds, so every copy sent is current.
+    while (count < max) {
+      const p = req.page + count;
+      if (this.table.states[p] === 0 || this.table.owners[p] !== this.id || this.table.versions[p] === 0n) break;
+      count++;
+    }
+    const pages = new Uint32Array(count);
+    const versions = new Float64Array(count);
+    const owners = new Uint16Array(count);
     for (let i = 0; i < count; i++) {
       const p = req.page + i;
-      // Read-ahead pages: only those this node owns and holds, so every copy sent is current.
-      if (i > 0 && (this.table.states[p] === 0 || this.table.owners[p] !== this.id || this.table.versions[p] === 0n)) break;
-      pages.push({ page: p, version: Number(this.table.versions[p]), owner: this.table.owners[p], data: this.native.copyCommitted(p) });
+      pages[i] = p;
+      versions[i] = Number(this.table.versions[p]);
+      owners[i] = this.table.owners[p];
     }
-    this.send(req.requester, Msg.PageReply, encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.ok, pages }));
+    const reply = encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.ok, pages, versions, owners }, this.config.pageSize, (data) =>
+      this.native.copyCommittedPages(pages, data),
+    );
+    this.send(req.requester, Msg.PageReply, reply);
   }
 
   // ---- failures ----
@@ -829,8 +864,9 @@ export class Cluster {
     const { owners, versions } = this.table;
     for (let p = 0; p < owners.length; p++) if (owners[p] === this.id && versions[p] !== 0n) mine.push(p);
     for (let i = 0; i < mine.length; i += READ_AHEAD_MAX) {
-      const batch = mine.slice(i, i + READ_AHEAD_MAX).map((p) => ({ page: p, version: Number(versions[p]), owner: successor, data: this.native.copyCommitted(p) }));
-      this.send(successor, Msg.Handover, encode.pageReply({ reqId: 0, page: batch[0].page, status: PageStatus.ok, pages: batch }));
+      const pages = Uint32Array.from(mine.slice(i, i + READ_AHEAD_MAX));
+      const batch = { reqId: 0, page: pages[0], status: PageStatus.ok, pages, versions: Float64Array.from(pages, (p) => Number(versions[p])), owners: new Uint16Array(pages.length).fill(successor) };
+      this.send(successor, Msg.Handover, encode.pageReply(batch, this.config.pageSize, (data) => this.native.copyCommittedPages(pages, data)));
     }
     const acked = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('no acknowledgement within 30 s')), 30_000);

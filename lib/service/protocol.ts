@@ -93,12 +93,20 @@ export interface PageRequest {
   search: boolean;
 }
 
-/** PageReply: u32 request id | u32 first page | u8 status | u32 count, then per page u32 page, u64 version, u16 owner, bytes data. */
+/**
+ * PageReply (and Handover): u32 request id | u32 first page | u8 status | u32 count, then per
+ * page u32 page, u64 version, u16 owner, then the count pages' data back to back (count x
+ * page size bytes), so the sender copies them in and the receiver installs them in one call.
+ */
 export interface PageReply {
   reqId: number;
   page: number;
   status: number;
-  pages: Array<{ page: number; version: number; owner: number; data: Buffer }>;
+  pages: Uint32Array;
+  versions: Float64Array;
+  owners: Uint16Array;
+  /** count x page size bytes (empty when count is 0). */
+  data: Uint8Array;
 }
 export const PageStatus = { ok: 0, notHere: 1 } as const;
 
@@ -174,10 +182,13 @@ export const encode = {
   commit: (c: CommitRecord) => new WireWriter(16 + c.pages.length * 4).u64(c.time).u16(c.node).u32s(c.pages).done(),
   pageRequest: (p: PageRequest) =>
     new WireWriter().u32(p.reqId).u32(p.page).u16(p.count).u16(p.requester).u64(p.time).u8(p.hops).u8(p.search ? 1 : 0).done(),
-  pageReply(p: PageReply): Buffer {
-    const size = p.pages.reduce((s, x) => s + x.data.length + 24, 16);
-    const w = new WireWriter(size).u32(p.reqId).u32(p.page).u8(p.status).u32(p.pages.length);
-    for (const x of p.pages) w.u32(x.page).u64(x.version).u16(x.owner).bytes(x.data);
+  /** `fill` writes the pages' data into the view it is given (count x page size bytes). */
+  pageReply(p: Omit<PageReply, 'data'>, pageSize: number, fill?: (data: Uint8Array) => void): Buffer {
+    const n = p.pages.length;
+    const w = new WireWriter(17 + n * (14 + pageSize)).u32(p.reqId).u32(p.page).u8(p.status).u32(n);
+    for (let i = 0; i < n; i++) w.u32(p.pages[i]).u64(p.versions[i]).u16(p.owners[i]);
+    const data = w.reserve(n * pageSize);
+    if (n) fill!(data);
     return w.done();
   },
   resendRequest: (from: number, to: number) => new WireWriter().u64(from).u64(to).done(),
@@ -270,14 +281,17 @@ export const decode = {
     const status = r.u8();
     const n = r.u32();
     if (n > 4096) throw new WireError('too many pages in one reply');
-    const pages = [];
+    const pages = new Uint32Array(n);
+    const versions = new Float64Array(n);
+    const owners = new Uint16Array(n);
     for (let i = 0; i < n; i++) {
-      const x = { page: r.u32(), version: r.u64(), owner: r.u16(), data: r.bytes(pageSize) };
-      if (x.data.length !== pageSize) throw new WireError(`a page of ${x.data.length} bytes, expected ${pageSize}`);
-      pages.push(x);
+      pages[i] = r.u32();
+      versions[i] = r.u64();
+      owners[i] = r.u16();
     }
+    const data = r.raw(n * pageSize);
     r.end();
-    return { reqId, page, status, pages };
+    return { reqId, page, status, pages, versions, owners, data };
   },
   resendRequest(b: Buffer): { from: number; to: number } {
     const r = new WireReader(b);

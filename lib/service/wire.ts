@@ -52,6 +52,13 @@ export class WireWriter {
     this.n += b.length;
     return this;
   }
+  /** `len` bytes at the current position, for the caller to fill in place (no length prefix). */
+  reserve(len: number): Uint8Array {
+    this.room(len);
+    const view = this.buf.subarray(this.n, this.n + len);
+    this.n += len;
+    return view;
+  }
   str(s: string): this {
     return this.bytes(Buffer.from(s, 'utf8'));
   }
@@ -102,6 +109,13 @@ export class WireReader {
     const len = this.u32();
     if (len > max) throw new WireError(`a field of ${len} bytes exceeds its limit of ${max}`);
     this.need(len, 'bytes');
+    const b = this.buf.subarray(this.n, this.n + len);
+    this.n += len;
+    return b;
+  }
+  /** Exactly `len` bytes (no length prefix), as a view of the message. */
+  raw(len: number): Buffer {
+    this.need(len, 'raw bytes');
     const b = this.buf.subarray(this.n, this.n + len);
     this.n += len;
     return b;

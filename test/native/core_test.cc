@@ -176,6 +176,57 @@ TEST(service_thread_installs_invalid_page) {
   CloseDsm(d);
 }
 
+TEST(batched_install_grants_outside_transactions_and_copies_committed) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  // Pages 60..139 fetched in one batch (a run that crosses the tripwire pages 96 and 160-).
+  const uint32_t first = 60, n = 80;
+  std::vector<uint32_t> pages(n);
+  std::vector<uint64_t> versions(n, 9);
+  std::vector<uint16_t> owners(n, 3);
+  std::vector<uint8_t> data(size_t(n) * 4096);
+  for (uint32_t i = 0; i < n; i++) {
+    pages[i] = first + i;
+    d->Invalidate(first + i, 9, 3);
+    memset(&data[size_t(i) * 4096], int(i + 1), 4096);
+  }
+  // Page 61 is already newer here: the batch must not overwrite it.
+  d->Invalidate(61, 10, 4);
+  CHECK(d->InstallPages(pages.data(), versions.data(), owners.data(), n, data.data()) == n - 1);
+  CHECK(d->pages().state(61) == kInvalid && d->pages().version(61) == 10);
+  CHECK(d->pages().state(60) == kRead);                          // granted: no fault to read it
+  CHECK(d->pages().state(96) == kValidUnmapped);                 // the tripwire (96 % 64 == 32)
+  volatile uint8_t* app = d->region().app();
+  const uint64_t faults = d->stats().Get(kReadFaults);
+  CHECK(app[60 * 4096 + 100] == 1 && app[139 * 4096 + 4095] == 80);
+  CHECK(d->stats().Get(kReadFaults) == faults);
+  CHECK(app[96 * 4096] == 37);
+  CHECK(d->stats().Get(kReadFaults) == faults + 1);
+  CHECK(d->lastReadFault() == 96);
+  // Inside a transaction installed pages stay unmapped, so the first read is tracked.
+  d->Invalidate(200, 9, 3);
+  d->Invalidate(201, 9, 3);
+  d->Begin();
+  uint32_t two[2] = {200, 201};
+  uint64_t v2[2] = {9, 9};
+  uint16_t o2[2] = {3, 3};
+  CHECK(d->InstallPages(two, v2, o2, 2, nullptr) == 2);
+  CHECK(d->pages().state(200) == kValidUnmapped);
+  CHECK(app[200 * 4096] == 0);
+  CHECK(d->ReadSet() == std::vector<uint32_t>{200});
+  // A page the transaction wrote: others get its committed contents, not the new ones.
+  app[62 * 4096] = 0xee;
+  std::vector<uint8_t> out(3 * 4096);
+  uint32_t three[3] = {62, 63, 64};
+  d->CopyCommittedPages(three, 3, out.data());
+  CHECK(out[0] == 3 && out[4096] == 4 && out[2 * 4096 + 17] == 5);
+  d->End();
+  d->Commit(11, 0);
+  d->CopyCommittedPages(three, 1, out.data());
+  CHECK(out[0] == 0xee && out[1] == 3);
+  CloseDsm(d);
+}
+
 static std::atomic<int> g_prevCalls{0};
 static void PrevHandler(int, siginfo_t* info, void*) {
   g_prevCalls++;

@@ -7,8 +7,12 @@
 #include <unistd.h>
 
 #include <climits>
+#include <ctime>
 
 namespace dsm {
+
+// How long a faulting thread polls for its answer before sleeping.
+static constexpr long kPollNs = 300000;
 
 static long Futex(std::atomic<uint32_t>* word, int op, uint32_t val) {
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, val, nullptr, nullptr, 0);
@@ -38,7 +42,18 @@ bool RequestRing::PostAndWait(uint32_t page, uint32_t flags) {
   s->state.store(kPending, std::memory_order_release);
   Notifier fn = notifier_.load(std::memory_order_acquire);
   if (fn) fn(notifierArg_.load(std::memory_order_acquire));
-  uint32_t d;
+  uint32_t d = 0;
+  // A remote fetch takes a network round trip, but waking a thread from a futex costs tens
+  // of microseconds on a virtual machine: poll for a while first, yielding the CPU to
+  // whatever else is runnable (the service thread among them) at each turn.
+  timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);  // async-signal-safe (POSIX)
+  for (;;) {
+    if ((d = s->done.load(std::memory_order_acquire)) != 0) break;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) > kPollNs) break;
+    sched_yield();
+  }
   while ((d = s->done.load(std::memory_order_acquire)) == 0) {
     // EINTR (another signal) and EAGAIN (already completed) both just re-check the word.
     Futex(&s->done, FUTEX_WAIT_PRIVATE, 0);

@@ -88,7 +88,8 @@ export class Cluster {
   readonly log: CommitLog;
   private readonly table: { states: Uint8Array; owners: Uint16Array; versions: BigUint64Array };
   private readonly fetches = new Map<number, PendingFetch>();
-  private readonly fetchByPage = new Map<number, number>();
+  /** Per page: the request fetching it, 0 for none (a typed array: a scan sets and clears 256 at a time). */
+  private readonly fetchByPage: Uint32Array;
   private nextReq = 1;
   /** The page a sequential scan faults on next, and the current read-ahead window. */
   private nextExpected = -1;
@@ -116,6 +117,7 @@ export class Cluster {
     private readonly ring: CommitRing,
   ) {
     this.table = native.pageTable();
+    this.fetchByPage = new Uint32Array(this.table.states.length);
     this.token = new CommitToken({
       me: () => this.id,
       sendToken: (to, t) => this.send(to, Msg.Token, encode.token(t)),
@@ -542,8 +544,8 @@ export class Cluster {
       if (this.window === READ_AHEAD_MAX) this.keepAhead(page);
       return;
     }
-    const existing = this.fetchByPage.get(page);
-    if (existing !== undefined) {
+    const existing = this.fetchByPage[page];
+    if (existing !== 0) {
       this.fetches.get(existing)!.slots.push(slot);
       // The scan reached what was fetched ahead: keep the pages after it coming.
       if (this.window === READ_AHEAD_MAX) this.keepAhead(page);
@@ -575,7 +577,7 @@ export class Cluster {
     const end = Math.min(this.config.numPages, page + SCAN_AHEAD);
     let p = Math.max(this.aheadTo, page + 1);
     while (p < end) {
-      if (this.fetchByPage.has(p) || this.table.states[p] !== 0 || this.table.versions[p] === 0n) p++;
+      if (this.fetchByPage[p] !== 0 || this.table.states[p] !== 0 || this.table.versions[p] === 0n) p++;
       else p += this.request(p, [], READ_AHEAD_MAX);
     }
     this.aheadTo = Math.max(this.aheadTo, p);
@@ -588,10 +590,11 @@ export class Cluster {
     let count = 1;
     // Read ahead over pages that are invalid here and owned by the same node.
     while (count < window && page + count < this.config.numPages && this.table.states[page + count] === 0 &&
-      this.table.owners[page + count] === owner && !this.fetchByPage.has(page + count)) count++;
-    const reqId = this.nextReq++;
+      this.table.owners[page + count] === owner && this.fetchByPage[page + count] === 0) count++;
+    const reqId = this.nextReq;
+    this.nextReq = (this.nextReq + 1) >>> 0 || 1; // u32 on the wire; 0 means none
     this.fetches.set(reqId, { page, slots, count });
-    for (let i = 0; i < count; i++) this.fetchByPage.set(page + i, reqId);
+    this.fetchByPage.fill(reqId, page, page + count);
     this.remoteFetches++;
     if (owner === this.id || !this.members.has(owner)) {
       this.search(reqId);
@@ -644,7 +647,7 @@ export class Cluster {
     if (!f) return;
     if (f.timer) clearTimeout(f.timer);
     this.fetches.delete(reqId);
-    for (let i = 0; i < f.count; i++) if (this.fetchByPage.get(f.page + i) === reqId) this.fetchByPage.delete(f.page + i);
+    for (let i = 0; i < f.count; i++) if (this.fetchByPage[f.page + i] === reqId) this.fetchByPage[f.page + i] = 0;
     for (const s of f.slots) this.native.completeRequest(s);
   }
 
@@ -663,7 +666,9 @@ export class Cluster {
     if (r.pages.some((p) => p >= this.config.numPages)) throw new WireError('a page reply names a page outside the region');
     if (debug.enabled) debug(`node ${this.id} got pages ${Array.from(r.pages).join(',')} versions ${Array.from(r.versions).join(',')}`);
     this.native.installPages(r.pages, r.versions, r.owners, r.data);
-    for (const v of r.versions) this.log.hear(v);
+    let newest = 0;
+    for (const v of r.versions) newest = Math.max(newest, v);
+    this.log.hear(newest);
     // Installed, or refused because a newer commit crossed the reply: either way the
     // faulting thread looks again and, if needed, asks the new owner.
     this.finish(r.reqId);

@@ -68,7 +68,10 @@ export class FrameDecoder {
 
   private peek(n: number): Buffer {
     if (this.chunks[0].length >= n) return this.chunks[0];
-    this.chunks = [Buffer.concat(this.chunks)];
+    // A header split across chunks: join just enough of them.
+    let k = 1;
+    for (let len = this.chunks[0].length; len < n; k++) len += this.chunks[k].length;
+    this.chunks.splice(0, k, Buffer.concat(this.chunks.slice(0, k)));
     return this.chunks[0];
   }
 
@@ -80,9 +83,17 @@ export class FrameDecoder {
       if (rest.length) this.chunks[0] = rest;
       else this.chunks.shift();
     } else {
-      const all = Buffer.concat(this.chunks);
-      out = all.subarray(0, n);
-      this.chunks = all.length > n ? [all.subarray(n)] : [];
+      // Copy exactly this frame's bytes; what follows stays in its chunk, uncopied.
+      out = Buffer.allocUnsafe(n);
+      let at = 0;
+      while (at < n) {
+        const c = this.chunks[0];
+        const k = Math.min(c.length, n - at);
+        c.copy(out, at, 0, k);
+        at += k;
+        if (k === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(k);
+      }
     }
     this.buffered -= n;
     return out;

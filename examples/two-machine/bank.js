@@ -23,9 +23,8 @@ const { values: a } = parseArgs({
 if (!a.secret) throw new Error('pass --secret S (the same on both machines) or set DSM_SECRET');
 if (a.role === 'slave' && !a.connect) throw new Error('the slave needs --connect MASTER_HOST:PORT');
 
-// The bank, at a fixed place in the region (the same address on every machine), in f64
-// slots: integer amounts stay exact up to 2^53.
-const BANK = (16 << 20) / 8;
+// The bank is one object in the shared heap, named by the root "bank" (the same address on
+// every machine), in f64 slots: integer amounts stay exact up to 2^53.
 const MAX_NODES = 64;
 const COUNTER = 0;
 const N_ACCOUNTS = 1;
@@ -47,18 +46,22 @@ async function main() {
   const slaveJoined = new Promise((r) => dsm.once('peer-join', r));
   say(`node ${dsm.nodeId} up at ${dsm.address}`);
   const f64 = dsm.f64;
-  const bank = BANK;
+  let bank; // index of the bank's first f64 slot
   if (a.role === 'master') {
     const n = Number(a.accounts);
-    await dsm.transaction(() => {
-      for (let i = 0; i < n; i++) f64[bank + ACCOUNTS + i] = INITIAL;
-      f64[bank + N_ACCOUNTS] = n; // last: its presence tells the slave the bank is ready
+    bank = await dsm.transaction((tx) => {
+      const at = tx.alloc((ACCOUNTS + n) * 8) / 8; // zeroed; page-aligned when over 4 KiB
+      for (let i = 0; i < n; i++) f64[at + ACCOUNTS + i] = INITIAL;
+      f64[at + N_ACCOUNTS] = n;
+      tx.setRoot('bank', at * 8); // in the same transaction: the slave sees all or nothing
+      return at;
     });
-    say(`created ${n} accounts of ${INITIAL}; waiting for the slave`);
+    say(`created ${n} accounts of ${INITIAL} at offset ${bank * 8}; waiting for the slave`);
     await slaveJoined;
   } else {
-    await waitFor(dsm, () => f64[bank + N_ACCOUNTS] > 0);
-    say(`found the bank: ${f64[bank + N_ACCOUNTS]} accounts`);
+    await waitFor(dsm, () => dsm.root('bank') !== undefined);
+    bank = dsm.root('bank') / 8;
+    say(`found the bank at offset ${bank * 8}: ${f64[bank + N_ACCOUNTS]} accounts`);
   }
   const n = f64[bank + N_ACCOUNTS];
   const me = dsm.nodeId;

@@ -216,24 +216,7 @@ uint32_t Dsm::TakeViolations() {
 }
 
 bool Dsm::Install(uint32_t page, const uint8_t* data, uint64_t version, uint16_t owner) {
-  Lock();
-  // Not invalid: a copy is already here. Older than what this node knows: a reply that
-  // crossed a newer commit on the wire; the fault will ask again.
-  if (pt_.state(page) != kInvalid || version < pt_.version(page)) {
-    lock_.Unlock();
-    return false;
-  }
-  if (data) {
-    memcpy(region_.SysPage(page), data, region_.pageSize());
-  } else {
-    memset(region_.SysPage(page), 0, region_.pageSize());
-  }
-  pt_.set_version(page, version);
-  pt_.set_owner(page, owner);
-  pt_.set_state(page, kValidUnmapped);
-  stats_.Inc(kInstalls);
-  lock_.Unlock();
-  return true;
+  return InstallPages(&page, &version, &owner, 1, data) == 1;
 }
 
 uint32_t Dsm::InstallPages(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners, uint32_t count,
@@ -340,13 +323,6 @@ void Dsm::MarkLost(uint32_t page) {
   lock_.Unlock();
 }
 
-void Dsm::CopyCommitted(uint32_t page, uint8_t* out) {
-  Lock();
-  const uint8_t* src = txShadows_.Has(page)     ? txShadows_.Slot(page)
-                       : violShadows_.Has(page) ? violShadows_.Slot(page)
-                                                : region_.SysPage(page);
-  memcpy(out, src, region_.pageSize());
-  lock_.Unlock();
-}
+void Dsm::CopyCommitted(uint32_t page, uint8_t* out) { CopyCommittedPages(&page, 1, out); }
 
 }  // namespace dsm

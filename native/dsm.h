@@ -68,8 +68,8 @@ class Dsm {
 
   // ---- service thread ----
   void SetServiceThread(pthread_t t, bool attached);
-  // Installs a page fetched from a peer (INVALID -> VALID_UNMAPPED). `data` may be null for
-  // a zero page. Returns false when the page was not invalid (nothing changed).
+  // Installs a page fetched from a peer (see InstallPages). `data` may be null for a zero
+  // page. Returns false when the page was not invalid (nothing changed).
   bool Install(uint32_t page, const uint8_t* data, uint64_t version, uint16_t owner);
   // Installs `count` fetched pages (data: count pages back to back, or null for zeros) in
   // one lock hold. Pages that are not invalid, or older than this node knows, are skipped.

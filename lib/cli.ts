@@ -91,9 +91,16 @@ program
   .action((_o, cmd: Command) => run(process.execPath, [path.join(root, 'node_modules/zx/build/cli.js'), path.join(root, 'benchmarks/run.mjs'), ...cmd.args]));
 
 function formatStats(s: Record<string, unknown>): string {
-  return Object.entries(s)
-    .map(([k, v]) => `${k.padEnd(18)} ${Array.isArray(v) ? v.join(', ') : typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
-    .join('\n');
+  const lines: string[] = [];
+  const put = (k: string, v: unknown) => lines.push(`${k.padEnd(30)} ${Array.isArray(v) ? v.join(', ') : String(v)}`);
+  for (const [k, v] of Object.entries(s)) {
+    // The protocol state is for debugging: one JSON line, last.
+    if (k === 'protocol') continue;
+    if (v && typeof v === 'object' && !Array.isArray(v)) for (const [k2, v2] of Object.entries(v)) put(`${k}.${k2}`, typeof v2 === 'object' ? JSON.stringify(v2) : v2);
+    else put(k, v);
+  }
+  if (s.protocol !== undefined) put('protocol', JSON.stringify(s.protocol));
+  return lines.join('\n');
 }
 
 program.parseAsync().catch((e: Error & { code?: string }) => {

@@ -218,10 +218,12 @@ export class Transport extends EventEmitter {
     let verified = false;
     let accepted = false;
     let done = false;
+    let failed = false;
     return new Promise((resolve, reject) => {
       const fail = (e: Error, tell: boolean) => {
         if (done) return;
         done = true;
+        failed = true;
         clearTimeout(timer);
         if (tell) conn.write(FrameType.authFailed, Buffer.alloc(0));
         // Let the refusal reach the peer, then drop the socket whatever it does.
@@ -232,6 +234,9 @@ export class Transport extends EventEmitter {
       const timer = setTimeout(() => fail(new ProtocolError(`no handshake from ${remote} within ${this.opts.handshakeTimeoutMs} ms`), false), this.opts.handshakeTimeoutMs);
       timer.unref();
       const onFrame = (type: number, payload: Buffer) => {
+        // A refused or broken handshake: whatever the peer still sends (its own refusal,
+        // say) is dropped with the socket.
+        if (failed) return;
         if (done) {
           conn.received(type, payload);
           return;
@@ -267,6 +272,7 @@ export class Transport extends EventEmitter {
         try {
           frames = decoder.push(chunk);
         } catch (e) {
+          if (failed) return;
           if (done) {
             this.logger.warn(`closing the connection to ${remote}: ${(e as Error).message}`);
             conn.lost('protocol');

@@ -1,6 +1,6 @@
 // Entry point of the service worker thread.
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadNative } from '../native';
+import { Counter, loadNative } from '../native';
 import type { AppRequest, ServiceConfig, ServiceEvent } from './messages';
 import { CommitRing } from './commit_ring';
 import { LocalTokenGate } from './local_token';
@@ -40,7 +40,7 @@ async function start(): Promise<void> {
     cluster.statsForClient = () => ({
       ...service.stats(),
       nodeId: cluster.id,
-      counters: Array.from(native.counters()),
+      counters: namedCounters(native.counters()),
       protocol: cluster.debugState(),
     });
     service.cluster = cluster;
@@ -81,3 +81,8 @@ start().catch((e: Error & { code?: string }) => {
   service.stop();
   emit({ type: 'failed', code: e.code ?? 'ERR_DSM_SYSTEM', message: e.message });
 });
+
+/** The native counters by name (the order of `Counter`). */
+function namedCounters(c: Float64Array): Record<string, number> {
+  return Object.fromEntries(Object.entries(Counter).map(([name, i]) => [name, c[i]]));
+}

@@ -1,0 +1,112 @@
+// The `dsm` command as a user runs it: two `dsm node` processes form a cluster (one runs a
+// script that allocates and names an object), `dsm stats` reads a node's figures, a node
+// with the wrong secret is refused and exits non-zero, and SIGINT stops a node cleanly.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const CLI = path.resolve(__dirname, '../../dist/cli.js');
+
+class CliNode {
+  readonly proc: ChildProcess;
+  private out = '';
+  private waiters: Array<() => void> = [];
+  constructor(args: string[]) {
+    this.proc = spawn(process.execPath, [CLI, 'node', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const take = (d: Buffer) => {
+      this.out += d.toString();
+      for (const w of this.waiters.splice(0)) w();
+    };
+    this.proc.stdout!.on('data', take);
+    this.proc.stderr!.on('data', take);
+  }
+  get output(): string {
+    return this.out;
+  }
+  /** Resolves with the first match of `re` in the node's output, waiting for it. */
+  async match(re: RegExp): Promise<RegExpMatchArray> {
+    for (;;) {
+      const m = this.out.match(re);
+      if (m) return m;
+      if (this.proc.exitCode !== null) throw new Error(`the node exited (${this.proc.exitCode}) without printing ${re}:\n${this.out}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        this.proc.once('exit', () => r());
+      });
+    }
+  }
+  exited(): Promise<number | null> {
+    if (this.proc.exitCode !== null) return Promise.resolve(this.proc.exitCode);
+    return new Promise((r) => this.proc.once('exit', (code) => r(code)));
+  }
+}
+
+function run(args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr });
+    });
+  });
+}
+
+describe('the dsm command', () => {
+  const nodes: CliNode[] = [];
+  const dirs: string[] = [];
+  afterEach(async () => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    for (const n of nodes.splice(0)) {
+      if (n.proc.exitCode === null) n.proc.kill('SIGKILL');
+      await n.exited();
+    }
+  });
+
+  it('runs nodes that form a cluster, reports figures, refuses a wrong secret and stops on SIGINT', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dsm-cli-'));
+    dirs.push(dir);
+    const script = path.join(dir, 'work.js');
+    writeFileSync(
+      script,
+      `module.exports = async (dsm) => {
+        const p = await dsm.transaction((tx) => { const p = tx.alloc(64); dsm.u32[p >> 2] = 4242; tx.setRoot('answer', p); return p; });
+        console.log('script: allocated at ' + p);
+      };`,
+    );
+    const a = new CliNode(['--listen', '127.0.0.1:0', '--secret', 'cli-secret', '--region-size', '64M', '--script', script]);
+    nodes.push(a);
+    const [, addr] = await a.match(/listening on (\S+)/);
+    await a.match(/script: allocated at \d+/);
+
+    const b = new CliNode(['--listen', '127.0.0.1:0', '--peers', addr, '--secret', 'cli-secret', '--region-size', '64M']);
+    nodes.push(b);
+    const [, bAddr] = await b.match(/node 1 listening on (\S+)/);
+    await a.match(/node 1 joined/);
+
+    const stats = await run(['stats', '--connect', bAddr, '--secret', 'cli-secret', '--json']);
+    expect(stats.code).toBe(0);
+    const s = JSON.parse(stats.out);
+    expect(s.nodeId).toBe(1);
+    expect(s.members).toEqual([0, 1]);
+    expect(s.counters).toHaveProperty('commits');
+
+    const text = await run(['stats', '--connect', addr, '--secret', 'cli-secret']);
+    expect(text.code).toBe(0);
+    expect(text.out).toMatch(/^nodeId\s+0$/m);
+    expect(text.out).toMatch(/^counters\.commits\s+\d+$/m);
+
+    const wrong = await run(['stats', '--connect', addr, '--secret', 'not-it']);
+    expect(wrong.code).toBe(1);
+    expect(wrong.out).toContain('ERR_DSM_AUTH_FAILED');
+    const intruder = await run(['node', '--listen', '127.0.0.1:0', '--peers', addr, '--secret', 'not-it', '--region-size', '64M']);
+    expect(intruder.code).toBe(1);
+    expect(intruder.out).toContain('ERR_DSM_AUTH_FAILED');
+    expect(intruder.out).not.toContain('Warning');
+
+    b.proc.kill('SIGINT');
+    expect(await b.exited()).toBe(0);
+    await a.match(/node 1 left/);
+    a.proc.kill('SIGINT');
+    expect(await a.exited()).toBe(0);
+  });
+});

@@ -46,4 +46,54 @@ describe('sequential scans of remote pages', () => {
     const inside = await b.run<number[]>(`return dsm.transaction(() => { ${verify} });`, { first: FIRST, count: COUNT, salt: 3 });
     expect(inside).toEqual([]);
   });
+
+  it('scans see consistent pages while another node commits into them', async () => {
+    const [a, b, c] = await h.cluster(3, { regionSize: 64 << 20 });
+    const N = 300; // pairs of pages (p, p + N) that every commit writes together
+    await a.run(`await dsm.transaction(() => { for (let p = args.first; p < args.first + 2 * args.n; p++) dsm.u32.fill(1, p * 1024, (p + 1) * 1024); });`, { first: FIRST, n: N });
+    await settle([a, b, c]);
+    // One node rewrites random pairs, each pair with one new value in every word.
+    const writer = c.run(
+      `for (let k = 0; k < args.k; k++) {
+        const i = Math.floor(Math.random() * args.n);
+        await dsm.transaction(() => {
+          const p = args.first + i, q = p + args.n;
+          const v = dsm.u32[p * 1024] + 1;
+          dsm.u32.fill(v, p * 1024, (p + 1) * 1024);
+          dsm.u32.fill(v, q * 1024, (q + 1) * 1024);
+        });
+      }`,
+      { first: FIRST, n: N, k: 400 },
+    );
+    // Another scans them: outside transactions (read-ahead, granted pages), and inside,
+    // where every page must be whole and every pair equal.
+    const scanner = b.run<number>(
+      `let bad = 0;
+      for (let round = 0; round < 12; round++) {
+        let s = 0;
+        for (let p = args.first; p < args.first + 2 * args.n; p++) s += dsm.u32[p * 1024 + 7];
+        bad += await dsm.transaction(() => {
+          let wrong = 0;
+          for (let i = 0; i < args.n; i++) {
+            const p = (args.first + i) * 1024, q = (args.first + i + args.n) * 1024, v = dsm.u32[p];
+            if (dsm.u32[q] !== v) wrong++;
+            for (let w = 0; w < 1024; w += 97) if (dsm.u32[p + w] !== v || dsm.u32[q + w] !== v) { wrong++; break; }
+          }
+          return wrong;
+        });
+      }
+      return bad;`,
+      { first: FIRST, n: N },
+    );
+    const [, bad] = await Promise.all([writer, scanner]);
+    expect(bad).toBe(0);
+    await settle([a, b, c]);
+    // Everyone ends with the same pages.
+    const sums = await Promise.all(
+      [a, b, c].map((n) =>
+        n.run<number>(`return dsm.transaction(() => { let s = 0; for (let p = args.first; p < args.first + 2 * args.n; p++) for (let w = 0; w < 1024; w += 31) s += dsm.u32[p * 1024 + w]; return s; });`, { first: FIRST, n: N }),
+      ),
+    );
+    expect(new Set(sums).size).toBe(1);
+  });
 });

@@ -14,6 +14,7 @@ import {
   NO_NODE,
   type PageRequest,
   PageStatus,
+  pageReplySize,
   type RecoverState,
   type TokenState,
 } from './protocol';
@@ -24,6 +25,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { Connection, Transport } from './transport';
 import { writeSync } from 'node:fs';
 import { WireError } from './wire';
+import { BufferPool } from './buffer_pool';
 
 // NODE_DEBUG=dsm traces every cluster message on stderr. Written synchronously: a worker's
 // process.stderr goes through the app thread, which may be blocked in a fault.
@@ -83,11 +85,13 @@ export class Cluster {
   id = NO_NODE;
   readonly members = new Map<number, Member>();
   private readonly conns = new Map<number, Connection>();
-  private readonly queued = new Map<number, Array<[number, Buffer]>>();
+  private readonly queued = new Map<number, Array<[number, Buffer, (() => void) | undefined]>>();
   readonly token: CommitToken;
   readonly log: CommitLog;
   private readonly table: { states: Uint8Array; owners: Uint16Array; versions: BigUint64Array };
   private readonly fetches = new Map<number, PendingFetch>();
+  /** Buffers for full-size page replies (a scan's ranges), reused once written. */
+  private readonly replyBuffers: BufferPool;
   /** Per page: the request fetching it, 0 for none (a typed array: a scan sets and clears 256 at a time). */
   private readonly fetchByPage: Uint32Array;
   private nextReq = 1;
@@ -118,6 +122,7 @@ export class Cluster {
   ) {
     this.table = native.pageTable();
     this.fetchByPage = new Uint32Array(this.table.states.length);
+    this.replyBuffers = new BufferPool(pageReplySize(READ_AHEAD_MAX, config.pageSize), SCAN_AHEAD / READ_AHEAD_MAX + 2);
     this.token = new CommitToken({
       me: () => this.id,
       sendToken: (to, t) => this.send(to, Msg.Token, encode.token(t)),
@@ -288,21 +293,25 @@ export class Cluster {
     const q = this.queued.get(id);
     if (q) {
       this.queued.delete(id);
-      for (const [t, p] of q) c.send(t, p);
+      for (const [t, p, done] of q) c.send(t, p, done);
     }
   }
 
-  send(to: number, type: number, payload: Buffer): void {
+  /** `onWritten`: the payload is no longer needed (sent to the kernel, or dropped). */
+  send(to: number, type: number, payload: Buffer, onWritten?: () => void): void {
     if (debug.enabled) debug(`node ${this.id} -> ${to}: type ${type} (${payload.length} B)${this.conns.has(to) ? '' : ' queued'}`);
     const c = this.conns.get(to);
     if (c) {
-      c.send(type, payload);
+      c.send(type, payload, onWritten);
       return;
     }
-    if (!this.members.has(to)) return;
+    if (!this.members.has(to)) {
+      onWritten?.();
+      return;
+    }
     let q = this.queued.get(to);
     if (!q) this.queued.set(to, (q = []));
-    q.push([type, payload]);
+    q.push([type, payload, onWritten]);
   }
 
   broadcast(type: number, payload: Buffer, members: Iterable<Member> = this.members.values()): void {
@@ -714,10 +723,14 @@ export class Cluster {
       versions[i] = Number(this.table.versions[p]);
       owners[i] = this.table.owners[p];
     }
-    const reply = encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.ok, pages, versions, owners }, this.config.pageSize, (data) =>
-      this.native.copyCommittedPages(pages, data),
+    const pooled = count === READ_AHEAD_MAX ? this.replyBuffers.take() : undefined;
+    const reply = encode.pageReply(
+      { reqId: req.reqId, page: req.page, status: PageStatus.ok, pages, versions, owners },
+      this.config.pageSize,
+      (data) => this.native.copyCommittedPages(pages, data),
+      pooled,
     );
-    this.send(req.requester, Msg.PageReply, reply);
+    this.send(req.requester, Msg.PageReply, reply, pooled && (() => this.replyBuffers.give(pooled)));
   }
 
   // ---- failures ----

@@ -110,6 +110,11 @@ export interface PageReply {
 }
 export const PageStatus = { ok: 0, notHere: 1 } as const;
 
+/** Bytes of a PageReply payload carrying `count` pages. */
+export function pageReplySize(count: number, pageSize: number): number {
+  return 13 + count * (14 + pageSize);
+}
+
 /**
  * RecoverQuery / Recovered: u32 generation (proposed; adopted only if regenerated) | u64 time
  * (Recovered: the cluster's time after recovery) | u16 source (a node that applied it) |
@@ -182,10 +187,13 @@ export const encode = {
   commit: (c: CommitRecord) => new WireWriter(16 + c.pages.length * 4).u64(c.time).u16(c.node).u32s(c.pages).done(),
   pageRequest: (p: PageRequest) =>
     new WireWriter().u32(p.reqId).u32(p.page).u16(p.count).u16(p.requester).u64(p.time).u8(p.hops).u8(p.search ? 1 : 0).done(),
-  /** `fill` writes the pages' data into the view it is given (count x page size bytes). */
-  pageReply(p: Omit<PageReply, 'data'>, pageSize: number, fill?: (data: Uint8Array) => void): Buffer {
+  /**
+   * `fill` writes the pages' data into the view it is given (count x page size bytes);
+   * `into`, if given, is the buffer to encode into (the result is a view of it).
+   */
+  pageReply(p: Omit<PageReply, 'data'>, pageSize: number, fill?: (data: Uint8Array) => void, into?: Buffer): Buffer {
     const n = p.pages.length;
-    const w = new WireWriter(17 + n * (14 + pageSize)).u32(p.reqId).u32(p.page).u8(p.status).u32(n);
+    const w = new WireWriter(into ?? pageReplySize(n, pageSize)).u32(p.reqId).u32(p.page).u8(p.status).u32(n);
     for (let i = 0; i < n; i++) w.u32(p.pages[i]).u64(p.versions[i]).u16(p.owners[i]);
     const data = w.reserve(n * pageSize);
     if (n) fill!(data);

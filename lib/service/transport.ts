@@ -81,14 +81,20 @@ export class Connection extends EventEmitter {
    * Sends one message; frames are written in order. Many sends in one tick go out in one
    * system call. Returns false when the socket's buffer is full (the frame is still queued).
    */
-  send(type: number, payload: Buffer): boolean {
+  send(type: number, payload: Buffer, onWritten?: () => void): boolean {
     if (type < FrameType.firstUser || type > 255) throw new RangeError(`message type ${type} is reserved for the transport (use 16-255)`);
-    return this.write(type, payload);
+    return this.write(type, payload, onWritten);
   }
 
-  /** @internal */
-  write(type: number, payload: Buffer): boolean {
-    if (this.closed) return false;
+  /**
+   * @internal `onWritten` runs once the payload is no longer needed: handed to the kernel,
+   * or dropped with a closed connection (so a caller can reuse the buffer).
+   */
+  write(type: number, payload: Buffer, onWritten?: () => void): boolean {
+    if (this.closed) {
+      onWritten?.();
+      return false;
+    }
     this.lastOut = Date.now();
     if (!this.corked) {
       this.corked = true;
@@ -99,7 +105,11 @@ export class Connection extends EventEmitter {
       });
     }
     this.socket.write(encodeHeader(this.clusterId, type, payload.length));
-    return payload.length ? this.socket.write(payload) : true;
+    if (!payload.length) {
+      onWritten?.();
+      return true;
+    }
+    return onWritten ? this.socket.write(payload, () => onWritten()) : this.socket.write(payload);
   }
 
   private tick(): void {

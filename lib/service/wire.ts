@@ -12,8 +12,9 @@ export class WireError extends DsmError {
 export class WireWriter {
   private buf: Buffer;
   private n = 0;
-  constructor(initial = 64) {
-    this.buf = Buffer.allocUnsafe(initial);
+  /** `initial`: a starting size, or a buffer to write into (replaced only if outgrown). */
+  constructor(initial: number | Buffer = 64) {
+    this.buf = typeof initial === 'number' ? Buffer.allocUnsafe(initial) : initial;
   }
   private room(k: number): void {
     if (this.n + k <= this.buf.length) return;

@@ -2,6 +2,7 @@
 // per-node allocators (DESIGN.md "Allocators"; layout in layout.ts). All state lives in
 // the region, so an aborted transaction's allocations vanish with its shadow pages.
 import { Buddy } from './buddy';
+import { InvalidOptionError } from '../errors';
 import { HeapLayoutError, InvalidFreeError, RootError } from './errors';
 import { type AllocKind, CHUNK_BITMAP, CHUNK_ORDER, CHUNK_PAGES, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, tagOf } from './layout';
 
@@ -70,9 +71,9 @@ export class Heap {
   alloc(size: number, opts?: { kind?: AllocKind }): number {
     // The common case first: a small ordinary object, no options.
     if (opts === undefined && size > 0 && size <= SMALL_MAX && (size | 0) === size) return this.allocSmall(0, CLASS_OF[(size + 15) >> 4]);
-    if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`alloc size must be a positive integer, got ${size}`);
+    if (!Number.isSafeInteger(size) || size <= 0) throw new InvalidOptionError(`tx.alloc: the size must be a positive whole number of bytes, got ${String(size)}`);
     const kind = KINDS[opts?.kind ?? 'normal'];
-    if (kind === undefined) throw new RangeError(`alloc kind must be one of ${Object.keys(KINDS).join(', ')}`);
+    if (kind === undefined) throw new InvalidOptionError(`tx.alloc: kind must be one of ${Object.keys(KINDS).join(', ')}, got ${String(opts?.kind)}`);
     if (size <= SMALL_MAX) return this.allocSmall(kind, CLASS_OF[(size + 15) >> 4]);
     // Whole pages: free memory is kept zero, so nothing to clear.
     const order = Math.ceil(Math.log2(Math.ceil(size / this.view.pageSize)));
@@ -131,7 +132,7 @@ export class Heap {
   /** This node's allocator header page, made on first use. */
   private nodeHeader(): number {
     const v = this.view;
-    if (v.nodeId >= MAX_NODES) throw new RangeError(`the heap serves node ids below ${MAX_NODES}`);
+    if (v.nodeId >= MAX_NODES) throw new HeapLayoutError(`the heap serves node ids below ${MAX_NODES}; this node is ${v.nodeId}`);
     const h = this.buddy.alloc(0, v.pageSize);
     this.buddy.setKind(h, PageKind.nodeHeader);
     this.u32[SB.nodeHeaders + v.nodeId] = h;

@@ -55,6 +55,10 @@ describe('heap', () => {
     await expect(dsm.transaction((tx: any) => tx.free(p))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_FREE' });
     await expect(dsm.transaction((tx: any) => tx.free(p + 4))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_FREE' });
     await expect(dsm.transaction((tx: any) => tx.free(12))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_FREE' });
+    for (const bad of [0, -8, 1.5, Number.NaN, '64']) {
+      await expect(dsm.transaction((tx: any) => tx.alloc(bad))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
+    }
+    await expect(dsm.transaction((tx: any) => tx.alloc(64, { kind: 'bogus' }))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
     const before = snapshot();
     await expect(dsm.transaction((tx: any) => tx.alloc(64 << 20))).rejects.toMatchObject({ code: 'ERR_DSM_OUT_OF_MEMORY' });
     await expect(

@@ -110,6 +110,9 @@ describe('failures', () => {
   it('a page whose only up-to-date copy died is reported with ERR_DSM_PAGE_LOST, not zero-filled silently', async () => {
     const [a, b] = await h.cluster(2, { heartbeatMs: 200, deadAfterMs: 2000 });
     await b.run('await dsm.transaction(() => { dsm.u32[args.at] = 123; });', { at: AT + 5 * 1024 });
+    // The commit must have reached the other node (a node killed within the millisecond
+    // before its commits go out takes them with it, and then nothing is lost).
+    await settle([a, b]);
     b.kill('SIGKILL');
     await a.waitForLine((l) => l === `peer-leave ${b.nodeId}`);
     const r = await a.run('try { await dsm.transaction(() => dsm.u32[args.at]); return "read"; } catch (e) { return e.code; }', { at: AT + 5 * 1024 });

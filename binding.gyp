@@ -7,6 +7,7 @@
         "native/app_interrupt.cc",
         "native/dsm.cc",
         "native/fault_floor.cc",
+        "native/data_channel.cc",
         "native/fault_handler.cc",
         "native/protections.cc",
         "native/region.cc",

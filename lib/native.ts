@@ -71,6 +71,11 @@ export interface NativeAddon {
   measureMprotect(pages: number, rounds: number): number;
   /** Installs fetched pages in one call (data: the pages back to back, null for zeros); returns how many. */
   installPages(pages: Uint32Array, versions: Float64Array, owners: Uint16Array, data: Uint8Array | null): number;
+  /** Reads page replies from this (authenticated) socket straight into the region; returns its id. */
+  openDataChannel(fd: number, cfg: { clusterId: number; protocolVersion: number; replyType: number; heartbeatType: number; maxFrame: number; heartbeatMs: number }): number;
+  closeDataChannel(id: number): void;
+  /** Finished replies of data channels: [channel, request id (0xffffffff: closed), newest version] triples. */
+  takeData(): Float64Array;
   /** The last page a read fault granted locally, or -1 (a scan's progress over fetched pages). */
   lastReadFault(): number;
   /** The committed contents of `pages`, back to back into `out`. */

@@ -6,6 +6,9 @@
 // has its own Addon instance, cleaned up with the environment.
 #include <napi.h>
 #include <uv.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <memory>
 #include <mutex>
@@ -53,6 +56,9 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("measureMprotect", &Addon::MeasureMprotect),
         InstanceMethod("measureMalloc", &Addon::MeasureMalloc),
         InstanceMethod("installPages", &Addon::InstallPages),
+        InstanceMethod("openDataChannel", &Addon::OpenDataChannel),
+        InstanceMethod("closeDataChannel", &Addon::CloseDataChannel),
+        InstanceMethod("takeData", &Addon::TakeData),
         InstanceMethod("lastReadFault", &Addon::LastReadFault),
         InstanceMethod("copyCommittedPages", &Addon::CopyCommittedPages),
         InstanceMethod("runTransaction", &Addon::RunTransaction),
@@ -236,6 +242,41 @@ class Addon : public Napi::Addon<Addon> {
     }
     return Napi::Number::New(env, d->InstallPages(pages.Data(), v.data(), owners.Data(), n, data));
   }
+  // openDataChannel(fd, { clusterId, protocolVersion, replyType, heartbeatType, maxFrame,
+  // heartbeatMs }) -> id. The socket is duplicated: the caller closes its own handle.
+  Napi::Value OpenDataChannel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    dsm::Dsm* d = Need(env);
+    if (!bridge_) return Error(env, "ERR_DSM_SYSTEM", "data channels belong to the service thread");
+    int fd = dup(info[0].As<Napi::Number>().Int32Value());
+    if (fd < 0) return Error(env, "ERR_DSM_SYSTEM", std::string("dup of the data channel's socket failed: ") + strerror(errno));
+    Napi::Object o = info[1].As<Napi::Object>();
+    dsm::DataChannel::Config c{};
+    c.clusterId = o.Get("clusterId").As<Napi::Number>().Uint32Value();
+    c.protocolVersion = uint8_t(o.Get("protocolVersion").As<Napi::Number>().Uint32Value());
+    c.replyType = uint8_t(o.Get("replyType").As<Napi::Number>().Uint32Value());
+    c.heartbeatType = uint8_t(o.Get("heartbeatType").As<Napi::Number>().Uint32Value());
+    c.maxFrame = o.Get("maxFrame").As<Napi::Number>().Uint32Value();
+    c.heartbeatMs = o.Get("heartbeatMs").As<Napi::Number>().Uint32Value();
+    uint32_t id = d->OpenDataChannel(fd, c, [](void* a) { uv_async_send(static_cast<uv_async_t*>(a)); }, &bridge_->async);
+    return Napi::Number::New(env, id);
+  }
+  Napi::Value CloseDataChannel(const Napi::CallbackInfo& info) {
+    Need(info.Env())->CloseDataChannel(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+  // takeData() -> Float64Array of [channel, request id (0xffffffff: channel closed), newest version] triples
+  Napi::Value TakeData(const Napi::CallbackInfo& info) {
+    std::vector<dsm::DataDone> done;
+    Need(info.Env())->TakeDataDone(&done);
+    auto arr = Napi::Float64Array::New(info.Env(), done.size() * 3);
+    for (size_t i = 0; i < done.size(); i++) {
+      arr[i * 3] = done[i].channel;
+      arr[i * 3 + 1] = done[i].reqId;
+      arr[i * 3 + 2] = double(done[i].newest);
+    }
+    return arr;
+  }
   Napi::Value LastReadFault(const Napi::CallbackInfo& info) {
     uint32_t p = Need(info.Env())->lastReadFault();
     return Napi::Number::New(info.Env(), p == UINT32_MAX ? -1.0 : double(p));
@@ -395,6 +436,7 @@ class Addon : public Napi::Addon<Addon> {
       if (g_dsm) {
         g_dsm->ring().SetNotifier(nullptr, nullptr);
         g_dsm->channel().SetServiceNotifier(nullptr, nullptr);
+        g_dsm->CloseDataChannels();  // they wake this bridge
         g_dsm->SetServiceThread(pthread_t(), false);
         g_dsm->ring().FailAll();
       }

@@ -1,6 +1,7 @@
 #include "dsm.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,7 +20,7 @@ bool Dsm::Open(const Options& o, RegionError* err) {
   if (!region_.Map(o.base, o.size, o.pageShift, err)) return false;
   const uint32_t n = region_.numPages();
   if (!pt_.Allocate(n) || !prot_.Allocate(region_, &pt_, &stats_) || !txShadows_.Allocate(region_) ||
-      !violShadows_.Allocate(region_) || !readSet_.Allocate(n)) {
+      !violShadows_.Allocate(region_) || !readSet_.Allocate(n) || !claimed_.Allocate(n)) {
     *err = {RegionError::kSystem, "allocating the page table and shadow areas failed"};
     region_.Unmap();
     return false;
@@ -30,8 +31,51 @@ bool Dsm::Open(const Options& o, RegionError* err) {
 }
 
 void Dsm::Close() {
+  CloseDataChannels();  // their readers write into the region
   ring_.FailAll();
+  // No install may be copying into the region when it goes.
+  Lock();
+  closed_ = true;
+  lock_.Unlock();
+  while (installsInFlight_.load(std::memory_order_acquire) != 0) sched_yield();
   region_.Unmap();
+}
+
+uint32_t Dsm::OpenDataChannel(int fd, const DataChannel::Config& c, DataChannel::Notifier fn, void* arg) {
+  std::lock_guard<std::mutex> lock(channelsMu_);
+  const uint32_t id = nextChannel_++;
+  channels_.push_back(std::make_unique<DataChannel>(this, id, fd, c));
+  channels_.back()->Start(fn, arg);
+  return id;
+}
+
+void Dsm::CloseDataChannel(uint32_t id) {
+  std::unique_ptr<DataChannel> gone;
+  {
+    std::lock_guard<std::mutex> lock(channelsMu_);
+    for (auto it = channels_.begin(); it != channels_.end(); ++it) {
+      if ((*it)->id() == id) {
+        gone = std::move(*it);
+        channels_.erase(it);
+        break;
+      }
+    }
+  }
+  if (gone) gone->Stop();  // outside the lock: TakeDataDone may be waiting for it
+}
+
+void Dsm::CloseDataChannels() {
+  std::vector<std::unique_ptr<DataChannel>> all;
+  {
+    std::lock_guard<std::mutex> lock(channelsMu_);
+    all.swap(channels_);
+  }
+  for (auto& c : all) c->Stop();
+}
+
+void Dsm::TakeDataDone(std::vector<DataDone>* out) {
+  std::lock_guard<std::mutex> lock(channelsMu_);
+  for (auto& c : channels_) c->TakeDone(out);
 }
 
 bool Dsm::IsServiceThread() const {
@@ -222,17 +266,11 @@ bool Dsm::Install(uint32_t page, const uint8_t* data, uint64_t version, uint16_t
 uint32_t Dsm::InstallPages(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners, uint32_t count,
                            const uint8_t* data) {
   const size_t ps = region_.pageSize();
-  // Which pages to take: invalid here and not older than what this node knows.
-  std::vector<uint32_t> take;  // indices into pages
-  take.reserve(count);
-  Lock();
-  for (uint32_t i = 0; i < count; i++) {
-    if (pt_.state(pages[i]) == kInvalid && versions[i] >= pt_.version(pages[i])) take.push_back(i);
-  }
-  lock_.Unlock();
+  std::vector<uint32_t> take;
+  if (!ClaimInvalid(pages, versions, count, &take)) return 0;  // closed
   // Copy outside the lock, so a faulting app thread never spins behind a large copy. Safe:
-  // only this (the service) thread moves a page out of kInvalid, and an invalid page is
-  // inaccessible in the app view.
+  // a claimed page stays invalid (inaccessible in the app view, served by nobody) and no
+  // other install takes it until this one publishes or releases it.
   for (size_t k = 0; k < take.size();) {
     size_t n = 1;
     while (k + n < take.size() && take[k + n] == take[k] + n && pages[take[k + n]] == pages[take[k]] + n) n++;
@@ -243,17 +281,81 @@ uint32_t Dsm::InstallPages(const uint32_t* pages, const uint64_t* versions, cons
     }
     k += n;
   }
+  return Publish(pages, versions, owners, take);
+}
+
+int64_t Dsm::InstallPagesFrom(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners, uint32_t count,
+                              const std::function<bool(uint8_t* to, size_t len)>& read) {
+  const size_t ps = region_.pageSize();
+  std::vector<uint32_t> take;
+  if (!ClaimInvalid(pages, versions, count, &take)) return -1;  // closed
+  // The data arrives in page order: taken pages go straight into the region (safe as in
+  // InstallPages), the others are read and dropped.
+  std::vector<uint8_t> scratch;
+  size_t k = 0;
+  for (uint32_t i = 0; i < count;) {
+    if (k < take.size() && take[k] == i) {
+      // A run of taken, consecutive pages: one read into the region.
+      uint32_t n = 1;
+      while (k + n < take.size() && take[k + n] == i + n && pages[i + n] == pages[i] + n) n++;
+      if (!read(region_.SysPage(pages[i]), size_t(n) * ps)) return Release(pages, take), -1;
+      i += n;
+      k += n;
+    } else {
+      scratch.resize(ps);
+      if (!read(scratch.data(), ps)) return Release(pages, take), -1;
+      i++;
+    }
+  }
+  return Publish(pages, versions, owners, take);
+}
+
+bool Dsm::ClaimInvalid(const uint32_t* pages, const uint64_t* versions, uint32_t count, std::vector<uint32_t>* take) {
+  // Which pages to take: invalid here, not older than what this node knows, and not being
+  // installed by another install (a data channel's, say) right now.
+  take->reserve(count);
+  Lock();
+  if (closed_) {
+    lock_.Unlock();
+    return false;
+  }
+  installsInFlight_.fetch_add(1, std::memory_order_acq_rel);
+  for (uint32_t i = 0; i < count; i++) {
+    const uint32_t page = pages[i];
+    if (pt_.state(page) == kInvalid && versions[i] >= pt_.version(page) && !claimed_[page]) {
+      claimed_[page] = 1;
+      take->push_back(i);
+    }
+  }
+  lock_.Unlock();
+  return true;
+}
+
+void Dsm::Release(const uint32_t* pages, const std::vector<uint32_t>& take) {
+  Lock();
+  for (uint32_t i : take) claimed_[pages[i]] = 0;
+  lock_.Unlock();
+  installsInFlight_.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+uint32_t Dsm::Publish(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners,
+                      const std::vector<uint32_t>& take) {
   std::vector<uint32_t> installed;
   installed.reserve(take.size());
   Lock();
   for (uint32_t i : take) {
     const uint32_t page = pages[i];
+    claimed_[page] = 0;
+    // A commit that arrived during the copy made this copy stale: leave the page invalid;
+    // its next fault fetches anew.
+    if (pt_.state(page) != kInvalid || versions[i] < pt_.version(page)) continue;
     pt_.set_version(page, versions[i]);
     pt_.set_owner(page, owners[i]);
     pt_.set_state(page, kValidUnmapped);
     stats_.Inc(kInstalls);
     installed.push_back(page);
   }
+  const uint32_t done = uint32_t(installed.size());
   // Begin() revokes granted pages under this lock, so a grant made here is either seen by
   // the next transaction's revoke or not made at all. Tripwire pages stay unmapped (see
   // lastReadFault()).
@@ -267,7 +369,8 @@ uint32_t Dsm::InstallPages(const uint32_t* pages, const uint64_t* versions, cons
     }
   }
   lock_.Unlock();
-  return uint32_t(take.size());
+  installsInFlight_.fetch_sub(1, std::memory_order_acq_rel);
+  return done;
 }
 
 void Dsm::CopyCommittedPages(const uint32_t* pages, uint32_t count, uint8_t* out) {

@@ -9,10 +9,14 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <memory>
+#include <functional>
+#include <mutex>
 #include <cstdint>
 #include <vector>
 
 #include "commit_channel.h"
+#include "data_channel.h"
 #include "page_table.h"
 #include "protections.h"
 #include "region.h"
@@ -84,6 +88,16 @@ class Dsm {
   // sequential scan over them still shows the service how far it has come.
   uint32_t lastReadFault() const { return lastReadFault_.load(std::memory_order_relaxed); }
   static constexpr uint32_t kTripwireEvery = 64;
+  // InstallPages with the data read in page order by `read(to, len)` (from a socket, say);
+  // pages not taken are read into scratch. Returns -1 when a read fails (nothing is
+  // published then) or the region is closed.
+  int64_t InstallPagesFrom(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners, uint32_t count,
+                           const std::function<bool(uint8_t* to, size_t len)>& read);
+  // Data channels (see data_channel.h): `fd` is owned from here on. Returns the id.
+  uint32_t OpenDataChannel(int fd, const DataChannel::Config& c, DataChannel::Notifier fn, void* arg);
+  void CloseDataChannel(uint32_t id);
+  void CloseDataChannels();
+  void TakeDataDone(std::vector<DataDone>* out);
   // Marks a page stale after a remote commit. Returns true when that doomed the live
   // transaction (it had read or written the page).
   bool Invalidate(uint32_t page, uint64_t version, uint16_t owner);
@@ -107,10 +121,24 @@ class Dsm {
 
  private:
   [[noreturn]] void Fatal(const char* what, uint32_t page, int err);
+  // Installs claim the pages they will fill (false: the region is closed), then publish or
+  // release them.
+  bool ClaimInvalid(const uint32_t* pages, const uint64_t* versions, uint32_t count, std::vector<uint32_t>* take);
+  void Release(const uint32_t* pages, const std::vector<uint32_t>& take);
+  uint32_t Publish(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners,
+                   const std::vector<uint32_t>& take);
   void RestoreShadows(ShadowPages& s);
   bool Lock() { return lock_.Lock(); }
 
   Region region_;
+  // Pages an install is filling (under lock_): another install skips them, so two never
+  // interleave their copies into one page; and how many installs are running (Close waits).
+  MappedArray<uint8_t> claimed_;
+  std::atomic<uint32_t> installsInFlight_{0};
+  bool closed_ = false;
+  std::mutex channelsMu_;
+  std::vector<std::unique_ptr<DataChannel>> channels_;
+  uint32_t nextChannel_ = 1;
   PageTable pt_;
   Protections prot_;
   ShadowPages txShadows_;    // first-write copies of the running transaction

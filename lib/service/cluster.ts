@@ -77,6 +77,8 @@ const READ_AHEAD_MAX = 256;
 const SCAN_AHEAD = 4 * READ_AHEAD_MAX;
 /** A request forwarded more often than this is answered "not here" (stale owner hints). */
 const MAX_HOPS = 8;
+/** Requests this large (a scan's) open a data channel to their owner. */
+const DATA_CHANNEL_MIN = 64;
 const NONE_U32 = new Uint32Array(0);
 const NONE_F64 = new Float64Array(0);
 const NONE_U16 = new Uint16Array(0);
@@ -90,6 +92,10 @@ export class Cluster {
   readonly log: CommitLog;
   private readonly table: { states: Uint8Array; owners: Uint16Array; versions: BigUint64Array };
   private readonly fetches = new Map<number, PendingFetch>();
+  /** Requester side: native data channel ids by owner; owner side: members' data connections. */
+  private readonly dataChannels = new Map<number, number>();
+  private readonly dataOpening = new Set<number>();
+  private readonly dataConns = new Map<number, Connection>();
   /** Buffers for full-size page replies (a scan's ranges), reused once written. */
   private readonly replyBuffers: BufferPool;
   /** Per page: the request fetching it, 0 for none (a typed array: a scan sets and clears 256 at a time). */
@@ -259,6 +265,7 @@ export class Cluster {
         return;
       }
       if (h.client) this.serveClient(c);
+      else if (h.data) this.acceptDataChannel(c, h.id);
       else if (h.joining) void this.admit(c, h);
       else {
         if (!this.members.has(h.id)) {
@@ -269,6 +276,88 @@ export class Cluster {
       }
     };
     c.on('message', onFirst);
+  }
+
+  // ---- data channels ----
+  // A requester scanning another node's pages opens a second connection to it, takes the
+  // socket over natively and asks for replies on it (see native/data_channel.h): the pages
+  // then go from the socket straight into the region, off this thread.
+
+  /** Owner side: a member's data channel. Replies go out on it; nothing comes in but heartbeats. */
+  private acceptDataChannel(c: Connection, id: number): void {
+    if (!this.members.has(id) || this.closing) {
+      c.close('protocol');
+      return;
+    }
+    this.dataConns.get(id)?.close('replaced');
+    this.dataConns.set(id, c);
+    c.on('close', () => {
+      if (this.dataConns.get(id) === c) this.dataConns.delete(id);
+    });
+    c.send(Msg.DataReady, Buffer.alloc(0));
+  }
+
+  /** Requester side: opens a data channel to `owner` (in the background; requests go the usual way meanwhile). */
+  private async openDataChannel(owner: number): Promise<void> {
+    const m = this.members.get(owner);
+    if (!m || this.dataChannels.has(owner) || this.dataOpening.has(owner) || this.closing) return;
+    this.dataOpening.add(owner);
+    let c: Connection | undefined;
+    try {
+      c = await this.transport.connect(m.address);
+      const conn = c;
+      const ready = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5000);
+        conn.on('message', (type: number) => {
+          if (type !== Msg.DataReady) return;
+          clearTimeout(timer);
+          resolve();
+        });
+        conn.on('close', (reason: string) => {
+          clearTimeout(timer);
+          reject(new Error(`closed (${reason})`));
+        });
+      });
+      conn.send(Msg.Hello, encode.hello({ id: this.id, address: this.address, joining: false, client: false, data: true }));
+      await ready;
+      if (this.closing || !this.members.has(owner) || conn.fd < 0) throw new Error('no longer needed');
+      const ch = this.native.openDataChannel(conn.fd, { ...this.transport.wire, replyType: Msg.PageReply });
+      conn.release();
+      this.dataChannels.set(owner, ch);
+    } catch (e) {
+      c?.close('local');
+      this.ev.log('warn', `no data channel to node ${owner} (${(e as Error).message}); its pages come over the main connection`);
+    } finally {
+      this.dataOpening.delete(owner);
+    }
+  }
+
+  /** Members whose replies come over a data channel. */
+  dataChannelOwners(): number[] {
+    return [...this.dataChannels.keys()];
+  }
+
+  /** Replies received on data channels (and channels that closed), from the native readers. */
+  dataReceived(done: Float64Array): void {
+    for (let i = 0; i < done.length; i += 3) {
+      const ch = done[i];
+      const reqId = done[i + 1];
+      if (reqId === 0xffffffff) {
+        for (const [owner, id] of this.dataChannels) {
+          if (id !== ch) continue;
+          this.dataChannels.delete(owner);
+          if (this.members.has(owner)) this.ev.log('warn', `the data channel to node ${owner} closed (a bad frame or a lost connection); its pages come over the main connection`);
+        }
+        // Requests it was to answer are asked again by their retry timers.
+        this.native.closeDataChannel(ch);
+        continue;
+      }
+      this.log.hear(done[i + 2]);
+      // Installed, or refused because a newer commit crossed the reply: either way the
+      // faulting thread looks again and, if needed, asks the new owner.
+      this.finish(reqId);
+    }
+    this.followScan();
   }
 
   private bindMember(id: number, c: Connection): void {
@@ -610,7 +699,9 @@ export class Cluster {
       return count;
     }
     this.armRetry(reqId);
-    this.send(owner, Msg.PageRequest, encode.pageRequest({ reqId, page, count, requester: this.id, time: this.log.applied, hops: 0, search: false }));
+    const viaData = this.dataChannels.has(owner);
+    if (!viaData && count >= DATA_CHANNEL_MIN) void this.openDataChannel(owner);
+    this.send(owner, Msg.PageRequest, encode.pageRequest({ reqId, page, count, requester: this.id, time: this.log.applied, hops: 0, search: false, viaData }));
     return count;
   }
 
@@ -681,12 +772,17 @@ export class Cluster {
     // Installed, or refused because a newer commit crossed the reply: either way the
     // faulting thread looks again and, if needed, asks the new owner.
     this.finish(r.reqId);
-    // A scan reads installed pages without faulting, but trips on one page in every 64
-    // (left unmapped): keep the read-ahead going from where it has got to.
-    if (this.window === READ_AHEAD_MAX) {
-      const at = this.native.lastReadFault();
-      if (at > this.scanAt && at < this.aheadTo) this.keepAhead(at);
-    }
+    this.followScan();
+  }
+
+  /**
+   * A scan reads installed pages without faulting, but trips on one page in every 64 (left
+   * unmapped): keep the read-ahead going from where it has got to.
+   */
+  private followScan(): void {
+    if (this.window !== READ_AHEAD_MAX) return;
+    const at = this.native.lastReadFault();
+    if (at > this.scanAt && at < this.aheadTo) this.keepAhead(at);
   }
 
   private servePage(req: PageRequest): void {
@@ -730,7 +826,10 @@ export class Cluster {
       (data) => this.native.copyCommittedPages(pages, data),
       pooled,
     );
-    this.send(req.requester, Msg.PageReply, reply, pooled && (() => this.replyBuffers.give(pooled)));
+    const done = pooled && (() => this.replyBuffers.give(pooled));
+    const data = req.viaData ? this.dataConns.get(req.requester) : undefined;
+    if (data && !data.isClosed) data.send(Msg.PageReply, reply, done);
+    else this.send(req.requester, Msg.PageReply, reply, done);
   }
 
   // ---- failures ----
@@ -746,6 +845,12 @@ export class Cluster {
     if (!this.members.delete(id)) return;
     this.conns.get(id)?.close('removed');
     this.conns.delete(id);
+    this.dataConns.get(id)?.close('removed');
+    const ch = this.dataChannels.get(id);
+    if (ch !== undefined) {
+      this.dataChannels.delete(id);
+      this.native.closeDataChannel(ch);
+    }
     this.queued.delete(id);
     this.token.forget(id);
     this.ev.event('peer-leave', id);
@@ -919,6 +1024,8 @@ export class Cluster {
       pages: (process.env.DSM_DEBUG_PAGES ?? '').split(',').filter(Boolean).map((p) => ({ page: Number(p), ...this.pageInfo(Number(p)) })),
       connections: [...this.conns.keys()],
       queuedFor: [...this.queued.keys()],
+      dataChannels: [...this.dataChannels.keys()],
+      dataConnections: [...this.dataConns.keys()],
     };
   }
 

@@ -56,4 +56,6 @@ export interface ServiceStats {
   tokenHeld: boolean;
   appliedTime: number;
   seenTime: number;
+  /** Members whose page replies come over a data channel (read natively). */
+  dataChannels: number[];
 }

@@ -34,6 +34,8 @@ export const Msg = {
   /** Leaving node -> successor: that was all; answer HandoverAck once installed. */
   HandoverDone: 33,
   HandoverAck: 34,
+  /** Owner -> requester on a new data channel: replies may come this way now (no payload). */
+  DataReady: 35,
 } as const;
 
 export const NO_NODE = 0xffff;
@@ -44,12 +46,17 @@ export interface Member {
   address: string;
 }
 
-/** Hello: u16 id (NO_NODE when joining) | str listen address | u8 flags (1: joining, 2: client only). */
+/**
+ * Hello: u16 id (NO_NODE when joining) | str listen address | u8 flags (1: joining, 2: client
+ * only, 4: a data channel: a member's second connection, on which it only receives page
+ * replies, read natively).
+ */
 export interface Hello {
   id: number;
   address: string;
   joining: boolean;
   client: boolean;
+  data?: boolean;
 }
 
 /**
@@ -82,7 +89,10 @@ export interface CommitRecord {
   pages: Uint32Array;
 }
 
-/** PageRequest: u32 request id | u32 page | u16 count (read-ahead) | u16 requester | u64 requester's applied time | u8 hops | u8 search (any holder of the version may answer). */
+/**
+ * PageRequest: u32 request id | u32 page | u16 count (read-ahead) | u16 requester | u64 requester's applied time | u8 hops |
+ * u8 flags (1: search, any holder of the version may answer; 2: answer on the requester's data channel).
+ */
 export interface PageRequest {
   reqId: number;
   page: number;
@@ -91,6 +101,8 @@ export interface PageRequest {
   time: number;
   hops: number;
   search: boolean;
+  /** Answer on the requester's data channel. */
+  viaData?: boolean;
 }
 
 /**
@@ -164,7 +176,7 @@ function readSeqMap(r: WireReader): Map<number, number> {
 }
 
 export const encode = {
-  hello: (h: Hello) => new WireWriter().u16(h.id).str(h.address).u8((h.joining ? 1 : 0) | (h.client ? 2 : 0)).done(),
+  hello: (h: Hello) => new WireWriter().u16(h.id).str(h.address).u8((h.joining ? 1 : 0) | (h.client ? 2 : 0) | (h.data ? 4 : 0)).done(),
   joinAccept(j: JoinAccept): Buffer {
     const w = new WireWriter(64 + j.pages.length * 14).u16(j.id).u16(j.admitter).u64(j.time);
     members(w, j.members);
@@ -186,7 +198,7 @@ export const encode = {
   },
   commit: (c: CommitRecord) => new WireWriter(16 + c.pages.length * 4).u64(c.time).u16(c.node).u32s(c.pages).done(),
   pageRequest: (p: PageRequest) =>
-    new WireWriter().u32(p.reqId).u32(p.page).u16(p.count).u16(p.requester).u64(p.time).u8(p.hops).u8(p.search ? 1 : 0).done(),
+    new WireWriter().u32(p.reqId).u32(p.page).u16(p.count).u16(p.requester).u64(p.time).u8(p.hops).u8((p.search ? 1 : 0) | (p.viaData ? 2 : 0)).done(),
   /**
    * `fill` writes the pages' data into the view it is given (count x page size bytes);
    * `into`, if given, is the buffer to encode into (the result is a view of it).
@@ -222,7 +234,7 @@ export const decode = {
     const address = r.str(300);
     const flags = r.u8();
     r.end();
-    return { id, address, joining: (flags & 1) !== 0, client: (flags & 2) !== 0 };
+    return { id, address, joining: (flags & 1) !== 0, client: (flags & 2) !== 0, data: (flags & 4) !== 0 };
   },
   joinAccept(b: Buffer): JoinAccept {
     const r = new WireReader(b);
@@ -278,7 +290,10 @@ export const decode = {
   },
   pageRequest(b: Buffer): PageRequest {
     const r = new WireReader(b);
-    const p = { reqId: r.u32(), page: r.u32(), count: r.u16(), requester: r.u16(), time: r.u64(), hops: r.u8(), search: r.u8() !== 0 };
+    const p = { reqId: r.u32(), page: r.u32(), count: r.u16(), requester: r.u16(), time: r.u64(), hops: r.u8(), search: false, viaData: false };
+    const flags = r.u8();
+    p.search = (flags & 1) !== 0;
+    p.viaData = (flags & 2) !== 0;
     r.end();
     return p;
   },

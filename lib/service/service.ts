@@ -46,6 +46,11 @@ export class Service {
 
   /** Woken by the native side: faults the handler could not resolve, or a commit request. */
   private onWake(): void {
+    // Replies installed by data channels first: a fault on such a page then completes at once.
+    if (this.cluster) {
+      const data = this.native.takeData();
+      if (data.length) this.cluster.dataReceived(data);
+    }
     const reqs = this.native.takeRequests();
     for (let i = 0; i < reqs.length; i += 3) {
       const slot = reqs[i];
@@ -110,6 +115,7 @@ export class Service {
       tokenHeld: c ? c.token.held : true,
       appliedTime: Number(this.time[0]),
       seenTime: Number(this.time[1]),
+      dataChannels: c ? c.dataChannelOwners() : [],
     };
   }
 

@@ -3,7 +3,7 @@
 // (frame.ts), the secret handshake (handshake.ts), heartbeats and dead-peer detection.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { encodeHeader, FrameDecoder, FrameType } from './frame';
+import { encodeHeader, FrameDecoder, FrameType, PROTOCOL_VERSION } from './frame';
 import { DEFAULT_CLUSTER_ID, newNonce, proof, Role, verify } from './handshake';
 import { AuthFailedError, ProtocolError } from './transport_errors';
 
@@ -144,6 +144,24 @@ export class Connection extends EventEmitter {
   get isClosed(): boolean {
     return this.closed;
   }
+
+  /**
+   * The socket's file descriptor, for native code that takes the connection over (it
+   * duplicates the descriptor, then release() drops this side's handle). Only valid while
+   * the connection is open; -1 if the platform has none.
+   */
+  get fd(): number {
+    return (this.socket as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+  }
+
+  /** Lets go of the socket after native code has taken it over: no close frame, no 'close' event. */
+  release(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.socket.removeAllListeners('data');
+    this.socket.destroy();
+  }
 }
 
 /**
@@ -175,6 +193,11 @@ export class Transport extends EventEmitter {
       maxFrame: o.maxFrame ?? 64 << 20,
     };
     this.logger = o.logger ?? { warn: () => undefined, error: () => undefined };
+  }
+
+  /** What native code reading a connection of this transport must check and send. */
+  get wire(): { clusterId: number; protocolVersion: number; heartbeatType: number; maxFrame: number; heartbeatMs: number } {
+    return { clusterId: this.clusterId, protocolVersion: PROTOCOL_VERSION, heartbeatType: FrameType.heartbeat, maxFrame: this.opts.maxFrame, heartbeatMs: this.opts.heartbeatMs };
   }
 
   /** Starts listening; resolves with the bound address ('host:port'). */

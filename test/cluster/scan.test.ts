@@ -96,4 +96,20 @@ describe('sequential scans of remote pages', () => {
     );
     expect(new Set(sums).size).toBe(1);
   });
+
+  it('a scan streams over a data channel that outlives idle periods and later scans', async () => {
+    const [a, b] = await h.cluster(2, { regionSize: 64 << 20, heartbeatMs: 50, deadAfterMs: 300 });
+    await a.run(`await dsm.transaction(() => { ${fill} });`, { first: FIRST, count: COUNT, salt: 4 });
+    await settle([a, b]);
+    expect(await b.run<number[]>(verify, { first: FIRST, count: COUNT, salt: 4 })).toEqual([]);
+    const channels = async () => (await b.run<{ dataChannels: number[] }>('return dsm.clusterStats();')).dataChannels;
+    expect(await channels()).toEqual([a.nodeId]);
+    // Idle for several times the dead-peer limit: only heartbeats keep the channel open.
+    await new Promise((r) => setTimeout(r, 1200));
+    await a.run(`await dsm.transaction(() => { ${fill} });`, { first: FIRST, count: COUNT, salt: 5 });
+    await settle([a, b]);
+    expect(await b.run<number[]>(verify, { first: FIRST, count: COUNT, salt: 5 })).toEqual([]);
+    expect(await channels()).toEqual([a.nodeId]);
+    expect(b.stderr + a.stderr).not.toContain('data channel');
+  });
 });

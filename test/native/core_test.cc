@@ -1,6 +1,7 @@
 // Native tests of the plain C++ core, with real signals, real mprotect and real threads.
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -224,6 +225,69 @@ TEST(batched_install_grants_outside_transactions_and_copies_committed) {
   d->Commit(11, 0);
   d->CopyCommittedPages(three, 1, out.data());
   CHECK(out[0] == 0xee && out[1] == 3);
+  CloseDsm(d);
+}
+
+// Writes a frame: u32 length | version 2 | u32 cluster | type | body.
+static void PutFrame(int fd, uint32_t cluster, uint8_t type, const std::vector<uint8_t>& body) {
+  std::vector<uint8_t> f(10 + body.size());
+  const uint32_t len = uint32_t(6 + body.size());
+  memcpy(&f[0], &len, 4);
+  f[4] = 2;
+  memcpy(&f[5], &cluster, 4);
+  f[9] = type;
+  if (!body.empty()) memcpy(f.data() + 10, body.data(), body.size());
+  CHECK(write(fd, f.data(), f.size()) == ssize_t(f.size()));
+}
+
+static std::vector<DataDone> WaitDone(Dsm* d, size_t n) {
+  std::vector<DataDone> all;
+  for (int i = 0; i < 5000 && all.size() < n; i++) {
+    d->TakeDataDone(&all);
+    if (all.size() < n) usleep(1000);
+  }
+  return all;
+}
+
+TEST(data_channel_receives_replies_into_the_region_and_closes_on_bad_frames) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  for (uint32_t p = 300; p < 303; p++) d->Invalidate(p, 7, 1);
+  DataChannel::Config c{0xabcd, 2, 24, 0, 64 << 20, 100};
+  uint32_t id = d->OpenDataChannel(sv[1], c, nullptr, nullptr);
+  // A reply for pages 300..302, version 7: request 42.
+  std::vector<uint8_t> body(13 + 3 * 14 + 3 * 4096);
+  uint32_t req = 42, first = 300, n = 3;
+  memcpy(&body[0], &req, 4);
+  memcpy(&body[4], &first, 4);
+  body[8] = 0;
+  memcpy(&body[9], &n, 4);
+  for (uint32_t i = 0; i < 3; i++) {
+    uint32_t page = 300 + i;
+    uint64_t version = 7;
+    uint16_t owner = 1;
+    memcpy(&body[13 + i * 14], &page, 4);
+    memcpy(&body[13 + i * 14 + 4], &version, 8);
+    memcpy(&body[13 + i * 14 + 12], &owner, 2);
+    memset(&body[13 + 3 * 14 + i * 4096], int(0x30 + i), 4096);
+  }
+  PutFrame(sv[0], 0xabcd, 0, {});  // a heartbeat is skipped
+  PutFrame(sv[0], 0xabcd, 24, body);
+  auto done = WaitDone(d, 1);
+  CHECK(done.size() == 1 && done[0].channel == id && done[0].reqId == 42 && done[0].newest == 7);
+  CHECK(d->pages().state(300) == kRead && d->pages().version(302) == 7);
+  volatile uint8_t* app = d->region().app();
+  CHECK(app[300 * 4096] == 0x30 && app[302 * 4096 + 4095] == 0x32);
+  // A frame of another cluster closes the channel; nothing is installed from it.
+  d->Invalidate(303, 8, 1);
+  PutFrame(sv[0], 0x1111, 24, body);
+  done = WaitDone(d, 1);
+  CHECK(done.size() == 1 && done[0].reqId == kChannelClosed);
+  CHECK(d->pages().state(303) == kInvalid);
+  d->CloseDataChannel(id);
+  close(sv[0]);
   CloseDsm(d);
 }
 

@@ -112,4 +112,26 @@ describe('sequential scans of remote pages', () => {
     expect(await channels()).toEqual([a.nodeId]);
     expect(b.stderr + a.stderr).not.toContain('data channel');
   });
+
+  it('a scan whose owner is killed midway reports the lost pages and the node goes on', async () => {
+    const [a, b] = await h.cluster(2, { regionSize: 64 << 20, heartbeatMs: 100, deadAfterMs: 1000 });
+    const N = 6000; // far more than the read-ahead keeps in flight
+    await a.run(`await dsm.transaction(() => { for (let p = args.first; p < args.first + args.n; p++) dsm.u32[p * 1024] = p; });`, { first: FIRST, n: N });
+    await settle([a, b]);
+    // The first half arrives over the data channel; then the owner dies.
+    expect(await b.run<number>(`let bad = 0; for (let p = args.first; p < args.first + args.n / 2; p++) if (dsm.u32[p * 1024] !== p) bad++; return bad;`, { first: FIRST, n: N })).toBe(0);
+    expect((await b.run<{ dataChannels: number[] }>('return dsm.clusterStats();')).dataChannels).toEqual([a.nodeId]);
+    a.kill('SIGKILL');
+    await b.waitForLine((l) => l === `peer-leave ${a.nodeId}`);
+    // The rest was only on the dead node: reading it reports the loss, never stale zeros as data.
+    const r = await b.run<string>(
+      `try { await dsm.transaction(() => { let s = 0; for (let p = args.first + args.n / 2; p < args.first + args.n; p++) s += dsm.u32[p * 1024]; return s; }); return 'read'; } catch (e) { return e.code; }`,
+      { first: FIRST, n: N },
+    );
+    expect(r).toBe('ERR_DSM_PAGE_LOST');
+    // The survivor keeps working: it commits, alone, and its channel to the dead node is gone.
+    await b.run('await dsm.transaction(() => { dsm.u32[args.at] = 7; });', { at: 100 * 1024 });
+    expect(await b.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: 100 * 1024 })).toBe(7);
+    expect((await b.run<{ dataChannels: number[] }>('return dsm.clusterStats();')).dataChannels).toEqual([]);
+  });
 });

@@ -46,10 +46,8 @@ void DataChannel::Push(DataDone d) {
   if (notifier_) notifier_(notifierArg_);
 }
 
-bool DataChannel::Fail(const char* why) {
-  (void)why;
+void DataChannel::Fail() {
   if (!stop_.load()) Push(DataDone{id_, kChannelClosed, 0});
-  return false;
 }
 
 void DataChannel::SendHeartbeat() {
@@ -97,39 +95,39 @@ void DataChannel::Run() {
   for (;;) {
     uint8_t h[10];
     if (!ReadExactly(h, sizeof h)) {
-      Fail("closed");
+      Fail();  // closed
       return;
     }
     const uint32_t len = U32(h);
     if (len < 6 || len - 6 > cfg_.maxFrame || h[4] != cfg_.protocolVersion || U32(h + 5) != cfg_.clusterId) {
-      Fail("bad frame header");
+      Fail();  // bad frame header
       return;
     }
     const uint32_t body = len - 6;
     if (h[9] == cfg_.heartbeatType) {
       if (body != 0) {
-        Fail("heartbeat with a body");
+        Fail();  // heartbeat with a body
         return;
       }
       continue;
     }
     if (h[9] != cfg_.replyType || body < 13) {
-      Fail("not a page reply");
+      Fail();  // not a page reply
       return;
     }
     uint8_t r[13];
     if (!ReadExactly(r, sizeof r)) {
-      Fail("truncated");
+      Fail();  // truncated
       return;
     }
     const uint32_t reqId = U32(r), n = U32(r + 9);
     if (n > 4096 || uint64_t(body) != 13 + uint64_t(n) * (14 + ps)) {
-      Fail("page reply of the wrong length");
+      Fail();  // page reply of the wrong length
       return;
     }
     meta.resize(size_t(n) * 14);
     if (n && !ReadExactly(meta.data(), meta.size())) {
-      Fail("truncated");
+      Fail();  // truncated
       return;
     }
     pages.resize(n);
@@ -142,14 +140,14 @@ void DataChannel::Run() {
       versions[i] = U64(m + 4);
       owners[i] = uint16_t(m[12] | m[13] << 8);
       if (pages[i] >= numPages) {
-        Fail("page outside the region");
+        Fail();  // page outside the region
         return;
       }
       if (versions[i] > newest) newest = versions[i];
     }
     if (n && dsm_->InstallPagesFrom(pages.data(), versions.data(), owners.data(), n,
                                     [this](uint8_t* to, size_t l) { return ReadExactly(to, l); }) < 0) {
-      Fail("truncated");
+      Fail();  // truncated
       return;
     }
     Push(DataDone{id_, reqId, newest});

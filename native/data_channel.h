@@ -53,7 +53,8 @@ class DataChannel {
  private:
   void Run();
   bool ReadExactly(uint8_t* to, size_t len);
-  bool Fail(const char* why);
+  // Tells the service the channel is gone (unless it is being stopped).
+  void Fail();
   void Push(DataDone d);
   void SendHeartbeat();
   Dsm* dsm_;

@@ -14,8 +14,6 @@ namespace dsm {
 
 Dsm::~Dsm() { Close(); }
 
-
-
 bool Dsm::Open(const Options& o, RegionError* err) {
   if (!region_.Map(o.base, o.size, o.pageShift, err)) return false;
   const uint32_t n = region_.numPages();

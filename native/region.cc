@@ -97,28 +97,32 @@ void Region::Unmap() {
   size_ = 0;
 }
 
-void Region::WritePages(uint32_t page, uint32_t count, const uint8_t* data) const {
-  const size_t len = size_t(count) << pageShift_;
+// Repeats `op(done)` (a pread or pwrite of the rest) until `len` bytes are done or it
+// fails; returns how many were.
+template <typename Op>
+static size_t Repeat(size_t len, Op op) {
   size_t done = 0;
   while (done < len) {
-    ssize_t n = pwrite(fd_, data + done, len - done, off_t((size_t(page) << pageShift_) + done));
+    ssize_t n = op(done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     done += size_t(n);
   }
+  return done;
+}
+
+void Region::WritePages(uint32_t page, uint32_t count, const uint8_t* data) const {
+  const size_t len = size_t(count) << pageShift_;
+  const off_t at = off_t(size_t(page) << pageShift_);
+  size_t done = Repeat(len, [&](size_t d) { return pwrite(fd_, data + d, len - d, at + off_t(d)); });
   // A failed write (it should not happen on a memfd) falls back to the mapping.
   if (done < len) memcpy(SysPage(page) + done, data + done, len - done);
 }
 
 void Region::ReadPages(uint32_t page, uint32_t count, uint8_t* out) const {
   const size_t len = size_t(count) << pageShift_;
-  size_t done = 0;
-  while (done < len) {
-    ssize_t n = pread(fd_, out + done, len - done, off_t((size_t(page) << pageShift_) + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += size_t(n);
-  }
+  const off_t at = off_t(size_t(page) << pageShift_);
+  size_t done = Repeat(len, [&](size_t d) { return pread(fd_, out + d, len - d, at + off_t(d)); });
   if (done < len) memcpy(out + done, SysPage(page) + done, len - done);
 }
 

@@ -1,0 +1,145 @@
+// Admission: who gets in. Every authenticated connection says Hello first and is routed by
+// it (a member, a joiner, a member's data channel, a stats client); joiners are admitted
+// under the token, so a join is ordered with commits; a new node joins through any member.
+import { decode, encode, type Hello, type JoinAccept, type Member, Msg, NO_NODE } from './protocol';
+import type { Connection } from './transport';
+import type { Cluster } from './cluster';
+
+export class Admission {
+  constructor(private readonly n: Cluster) {}
+
+  /** A new authenticated connection: it must say Hello first. */
+  adopt(c: Connection): void {
+    const n = this.n;
+    const onFirst = (type: number, payload: Buffer) => {
+      c.off('message', onFirst);
+      if (type !== Msg.Hello) {
+        n.ev.log('warn', `a peer at ${c.remoteAddress} spoke before saying hello (type ${type}); closing`);
+        c.close('protocol');
+        return;
+      }
+      let h: Hello;
+      try {
+        h = decode.hello(payload);
+      } catch (e) {
+        n.ev.log('warn', `bad hello from ${c.remoteAddress}: ${(e as Error).message}`);
+        c.close('protocol');
+        return;
+      }
+      if (h.client) n.serveClient(c);
+      else if (h.data) n.data.accept(c, h.id);
+      else if (h.joining) void this.admit(c, h);
+      else {
+        n.membership.learn([{ id: h.id, address: h.address }]);
+        n.links.bind(h.id, c);
+      }
+    };
+    c.on('message', onFirst);
+  }
+
+  /** Joins the cluster through the first configured peer that admits us. */
+  async join(): Promise<void> {
+    const n = this.n;
+    const deadline = Date.now() + n.config.joinTimeoutMs;
+    let lastError: unknown;
+    for (let attempt = 0; Date.now() < deadline; attempt++) {
+      for (const peer of n.config.peers) {
+        let c: Connection;
+        try {
+          c = await n.transport.connect(peer);
+        } catch (e) {
+          lastError = e;
+          if ((e as { code?: string }).code === 'ERR_DSM_AUTH_FAILED') throw e;
+          continue;
+        }
+        const accepted = new Promise<void>((resolve, reject) => {
+          const onMsg = (type: number, payload: Buffer) => {
+            if (type !== Msg.JoinAccept) return;
+            c.off('message', onMsg);
+            c.off('close', onClose);
+            // Admitted at once, in this callback: frames that follow JoinAccept in the same
+            // read (a commit, the token) must find the connection bound to the admitter.
+            try {
+              this.admitted(decode.joinAccept(payload), c);
+              resolve();
+            } catch (e) {
+              reject(e);
+            }
+          };
+          const onClose = (reason: string) => reject(new Error(`the peer closed the connection while admitting us (${reason})`));
+          c.on('message', onMsg);
+          c.on('close', onClose);
+        });
+        c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: n.address, joining: true, client: false }));
+        try {
+          await accepted;
+          return;
+        } catch (e) {
+          lastError = e;
+          c.close('join failed');
+        }
+      }
+      await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
+    }
+    throw Object.assign(new Error(`could not join the cluster through ${n.config.peers.join(', ')}: ${(lastError as Error)?.message ?? 'no answer'}`), {
+      code: 'ERR_DSM_JOIN_FAILED',
+    });
+  }
+
+  private admitted(ja: JoinAccept, via: Connection): void {
+    const n = this.n;
+    n.id = ja.id;
+    for (const m of ja.members) n.members.set(m.id, m);
+    for (const [k, v] of ja.rn) n.token.rn.set(k, v);
+    // Every page written before we joined is elsewhere; never-written pages stay valid zeros.
+    for (const p of ja.pages) n.native.invalidate(p.page, p.version, p.owner);
+    n.log.reset(ja.time);
+    n.links.bind(ja.admitter, via);
+    // Higher ids connect to lower ones: we are the highest, so we connect to everyone.
+    for (const m of ja.members) {
+      if (m.id !== n.id && !n.links.has(m.id)) void this.connectTo(m);
+    }
+  }
+
+  private async connectTo(m: Member): Promise<void> {
+    const n = this.n;
+    for (let attempt = 0; attempt < 20 && !n.closing && n.members.has(m.id) && !n.links.has(m.id); attempt++) {
+      try {
+        const c = await n.transport.connect(m.address);
+        c.send(Msg.Hello, encode.hello({ id: n.id, address: n.address, joining: false, client: false }));
+        n.links.bind(m.id, c);
+        return;
+      } catch (e) {
+        n.ev.log('warn', `connecting to node ${m.id} at ${m.address} failed: ${(e as Error).message}`);
+        await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+      }
+    }
+  }
+
+  /** Admits a joining node, ordered with commits by holding the token. */
+  private async admit(c: Connection, h: Hello): Promise<void> {
+    const n = this.n;
+    let closed = false;
+    c.once('close', () => (closed = true));
+    const t = await n.token.acquire();
+    try {
+      await n.log.waitApplied(t.time);
+      if (closed) return;
+      const id = Math.max(...t.members.map((m) => m.id), ...n.members.keys()) + 1;
+      const m = { id, address: h.address };
+      t.members.push(m);
+      n.members.set(id, m);
+      const pages = [];
+      const { versions, owners } = n.table;
+      for (let p = 0; p < versions.length; p++) {
+        if (versions[p] !== 0n) pages.push({ page: p, version: Number(versions[p]), owner: owners[p] });
+      }
+      c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, members: t.members, pages, rn: n.token.rn }));
+      n.links.bind(id, c);
+      n.links.broadcast(Msg.MemberAdd, encode.member(m), t.members.filter((x) => x.id !== id));
+      n.ev.event('peer-join', id);
+    } finally {
+      n.token.release();
+    }
+  }
+}

@@ -1,0 +1,74 @@
+// Page serving: answers members' page requests from the committed copy of each page,
+// forwarding requests for pages this node no longer owns to their owner.
+import { decode, encode, Msg, pageReplySize, PageStatus } from './protocol';
+import { BufferPool } from './buffer_pool';
+import { debug } from './debug';
+import { READ_AHEAD_MAX, SCAN_AHEAD } from './pager';
+import type { Cluster } from './cluster';
+
+/** A request forwarded more often than this is answered "not here" (stale owner hints). */
+const MAX_HOPS = 8;
+const NONE_U32 = new Uint32Array(0);
+const NONE_F64 = new Float64Array(0);
+const NONE_U16 = new Uint16Array(0);
+
+export class PageServing {
+  /** Buffers for full-size page replies (a scan's ranges), reused once written. */
+  private readonly replyBuffers: BufferPool;
+  forwarded = 0;
+
+  constructor(private readonly n: Cluster) {
+    this.replyBuffers = new BufferPool(pageReplySize(READ_AHEAD_MAX, n.config.pageSize), SCAN_AHEAD / READ_AHEAD_MAX + 2);
+  }
+
+  /** PageRequest. */
+  onRequest(_from: number, payload: Buffer): void {
+    const n = this.n;
+    const { table, config } = n;
+    const req = decode.pageRequest(payload);
+    if (debug.enabled) debug(`node ${n.id} serve page ${req.page} to ${req.requester}: owner ${table.owners[req.page]} state ${table.states[req.page]} version ${table.versions[req.page]}`);
+    if (req.page >= config.numPages) throw new Error(`page ${req.page} is outside the region`);
+    // Broadcast the app's lent-token commits first, so the commit reaches the requester
+    // before the page it made (same connection, in order).
+    n.commits.drainLocal();
+    const owner = table.owners[req.page];
+    const here = table.states[req.page] !== 0;
+    if (!req.search && owner !== n.id && n.members.has(owner) && req.hops < MAX_HOPS && owner !== req.requester) {
+      this.forwarded++;
+      n.links.send(owner, Msg.PageRequest, encode.pageRequest({ ...req, hops: req.hops + 1 }));
+      return;
+    }
+    if (!here) {
+      n.links.send(req.requester, Msg.PageReply, encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.notHere, pages: NONE_U32, versions: NONE_F64, owners: NONE_U16 }, config.pageSize));
+      return;
+    }
+    const max = Math.min(req.count, READ_AHEAD_MAX, config.numPages - req.page);
+    let count = 1;
+    // Read-ahead pages: only those this node owns and holds, so every copy sent is current.
+    while (count < max) {
+      const p = req.page + count;
+      if (table.states[p] === 0 || table.owners[p] !== n.id || table.versions[p] === 0n) break;
+      count++;
+    }
+    const pages = new Uint32Array(count);
+    const versions = new Float64Array(count);
+    const owners = new Uint16Array(count);
+    for (let i = 0; i < count; i++) {
+      const p = req.page + i;
+      pages[i] = p;
+      versions[i] = Number(table.versions[p]);
+      owners[i] = table.owners[p];
+    }
+    const pooled = count === READ_AHEAD_MAX ? this.replyBuffers.take() : undefined;
+    const reply = encode.pageReply(
+      { reqId: req.reqId, page: req.page, status: PageStatus.ok, pages, versions, owners },
+      config.pageSize,
+      (data) => n.native.copyCommittedPages(pages, data),
+      pooled,
+    );
+    const done = pooled && (() => this.replyBuffers.give(pooled));
+    const data = req.viaData ? n.data.connectionOf(req.requester) : undefined;
+    if (data) data.send(Msg.PageReply, reply, done);
+    else n.links.send(req.requester, Msg.PageReply, reply, done);
+  }
+}

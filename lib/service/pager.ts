@@ -1,0 +1,225 @@
+// Page fetching: a fault on a page that is not valid here asks the page's owner for it,
+// with read-ahead for sequential faults and a scan kept requested ahead; an owner that is
+// gone or silent makes the request a search of every member.
+import { decode, encode, Msg, PageStatus } from './protocol';
+import { WireError } from './wire';
+import { debug } from './debug';
+import { DATA_CHANNEL_MIN } from './data_channels';
+import type { Cluster } from './cluster';
+
+interface PendingFetch {
+  page: number;
+  slots: number[];
+  /** Nodes asked in a search that have not answered yet. */
+  searching?: Set<number>;
+  /** Asks again if no answer comes: a request forwarded to a node as it died is lost. */
+  timer?: NodeJS.Timeout;
+  /** Pages asked for, from `page` on (read-ahead). */
+  count: number;
+}
+
+/** A page request unanswered this long is asked of every member instead. */
+const FETCH_RETRY_MS = 1000;
+/** Most pages one read-ahead request asks for (256 KiB with 4 KiB pages). */
+export const READ_AHEAD_MAX = 256;
+/** How many pages ahead of a sequential scan are kept requested. */
+export const SCAN_AHEAD = 4 * READ_AHEAD_MAX;
+
+export class Pager {
+  private readonly fetches = new Map<number, PendingFetch>();
+  /** Per page: the request fetching it, 0 for none (a typed array: a scan sets and clears 256 at a time). */
+  private readonly fetchByPage: Uint32Array;
+  private nextReq = 1;
+  /** The page a sequential scan faults on next, and the current read-ahead window. */
+  private nextExpected = -1;
+  private window = 1;
+  /** The end of the pages a sequential scan has requested ahead, and where it was last seen. */
+  private aheadTo = -1;
+  private scanAt = -1;
+  remoteFetches = 0;
+
+  constructor(private readonly n: Cluster) {
+    this.fetchByPage = new Uint32Array(n.table.states.length);
+  }
+
+  /** A fault on a page that is not valid here: fetch it from its owner. */
+  fetch(slot: number, page: number): void {
+    const { native, table } = this.n;
+    if (table.states[page] !== 0) {
+      // Installed while this request waited in the ring (a reply was handled first).
+      native.completeRequest(slot);
+      if (this.window === READ_AHEAD_MAX) this.keepAhead(page);
+      return;
+    }
+    const existing = this.fetchByPage[page];
+    if (existing !== 0) {
+      this.fetches.get(existing)!.slots.push(slot);
+      // The scan reached what was fetched ahead: keep the pages after it coming.
+      if (this.window === READ_AHEAD_MAX) this.keepAhead(page);
+      return;
+    }
+    const version = Number(table.versions[page]);
+    const owner = table.owners[page];
+    if (version === 0) {
+      native.install(page, null, 0, owner);
+      native.completeRequest(slot);
+      return;
+    }
+    // Sequential faults double the read-ahead window; anything else resets it.
+    this.window = page === this.nextExpected ? Math.min(READ_AHEAD_MAX, this.window * 2) : 1;
+    const count = this.request(page, [slot], this.window);
+    this.nextExpected = page + count;
+    this.aheadTo = page + count;
+    this.scanAt = page;
+    if (this.window === READ_AHEAD_MAX) this.keepAhead(page);
+  }
+
+  /**
+   * A sequential scan is at `page`: keep the next SCAN_AHEAD pages requested, in ranges of
+   * READ_AHEAD_MAX, so several replies are on the wire while the scan reads (one range in
+   * flight at a time leaves the link idle for a round trip per range).
+   */
+  private keepAhead(page: number): void {
+    const { table } = this.n;
+    this.scanAt = page;
+    const end = Math.min(this.n.config.numPages, page + SCAN_AHEAD);
+    let p = Math.max(this.aheadTo, page + 1);
+    while (p < end) {
+      if (this.fetchByPage[p] !== 0 || table.states[p] !== 0 || table.versions[p] === 0n) p++;
+      else p += this.request(p, [], READ_AHEAD_MAX);
+    }
+    this.aheadTo = Math.max(this.aheadTo, p);
+    this.nextExpected = this.aheadTo;
+  }
+
+  /** Sends one page request for up to `window` pages from `page`; returns how many it covers. */
+  private request(page: number, slots: number[], window: number): number {
+    const n = this.n;
+    const { table } = n;
+    const owner = table.owners[page];
+    let count = 1;
+    // Read ahead over pages that are invalid here and owned by the same node.
+    while (count < window && page + count < n.config.numPages && table.states[page + count] === 0 &&
+      table.owners[page + count] === owner && this.fetchByPage[page + count] === 0) count++;
+    const reqId = this.nextReq;
+    this.nextReq = (this.nextReq + 1) >>> 0 || 1; // u32 on the wire; 0 means none
+    this.fetches.set(reqId, { page, slots, count });
+    this.fetchByPage.fill(reqId, page, page + count);
+    this.remoteFetches++;
+    if (owner === n.id || !n.members.has(owner)) {
+      this.search(reqId);
+      return count;
+    }
+    this.armRetry(reqId);
+    const viaData = n.data.has(owner);
+    if (!viaData && count >= DATA_CHANNEL_MIN) void n.data.open(owner);
+    n.links.send(owner, Msg.PageRequest, encode.pageRequest({ reqId, page, count, requester: n.id, time: n.log.applied, hops: 0, search: false, viaData }));
+    return count;
+  }
+
+  /** The owner is gone: ask every member whether it holds the page's latest version. */
+  private search(reqId: number): void {
+    const n = this.n;
+    const f = this.fetches.get(reqId)!;
+    const others = [...n.members.keys()].filter((id) => id !== n.id);
+    f.searching = new Set(others);
+    if (others.length === 0) {
+      this.lostPage(reqId);
+      return;
+    }
+    this.armRetry(reqId);
+    for (const id of others) {
+      n.links.send(id, Msg.PageRequest, encode.pageRequest({ reqId, page: f.page, count: 1, requester: n.id, time: n.log.applied, hops: 0, search: true }));
+    }
+  }
+
+  private lostPage(reqId: number): void {
+    const { native, table, ev, id } = this.n;
+    const f = this.fetches.get(reqId)!;
+    ev.log('error', `page ${f.page} is lost: no live node holds version ${table.versions[f.page]}`);
+    native.markLost(f.page);
+    // The faulting thread must be able to go on (to see the error): it gets a zero page,
+    // with the loss reported by the next DSM call and the transaction doomed.
+    native.install(f.page, null, Number(table.versions[f.page]), id);
+    this.finish(reqId);
+  }
+
+  private armRetry(reqId: number): void {
+    const f = this.fetches.get(reqId);
+    if (!f) return;
+    if (f.timer) clearTimeout(f.timer);
+    f.timer = setTimeout(() => {
+      if (!this.fetches.has(reqId) || this.n.closing) return;
+      this.n.ev.log('warn', `no answer for page ${f.page} within ${FETCH_RETRY_MS} ms; asking every member`);
+      this.search(reqId);
+    }, FETCH_RETRY_MS);
+    f.timer.unref();
+  }
+
+  finish(reqId: number): void {
+    const f = this.fetches.get(reqId);
+    if (!f) return;
+    if (f.timer) clearTimeout(f.timer);
+    this.fetches.delete(reqId);
+    for (let i = 0; i < f.count; i++) if (this.fetchByPage[f.page + i] === reqId) this.fetchByPage[f.page + i] = 0;
+    for (const s of f.slots) this.n.native.completeRequest(s);
+  }
+
+  /** PageReply. */
+  onReply(from: number, payload: Buffer): void {
+    const n = this.n;
+    const r = decode.pageReply(payload, n.config.pageSize);
+    const f = this.fetches.get(r.reqId);
+    if (!f) return;
+    if (r.status !== PageStatus.ok) {
+      if (f.searching) {
+        f.searching.delete(from);
+        if (f.searching.size === 0) this.lostPage(r.reqId);
+      } else {
+        this.search(r.reqId);
+      }
+      return;
+    }
+    if (r.pages.some((p) => p >= n.config.numPages)) throw new WireError('a page reply names a page outside the region');
+    if (debug.enabled) debug(`node ${n.id} got pages ${Array.from(r.pages).join(',')} versions ${Array.from(r.versions).join(',')}`);
+    n.native.installPages(r.pages, r.versions, r.owners, r.data);
+    let newest = 0;
+    for (const v of r.versions) newest = Math.max(newest, v);
+    n.log.hear(newest);
+    // Installed, or refused because a newer commit crossed the reply: either way the
+    // faulting thread looks again and, if needed, asks the new owner.
+    this.finish(r.reqId);
+    this.followScan();
+  }
+
+  /**
+   * A scan reads installed pages without faulting, but trips on one page in every 64 (left
+   * unmapped): keep the read-ahead going from where it has got to.
+   */
+  followScan(): void {
+    if (this.window !== READ_AHEAD_MAX) return;
+    const at = this.n.native.lastReadFault();
+    if (at > this.scanAt && at < this.aheadTo) this.keepAhead(at);
+  }
+
+  /** Fetches waiting on `id`, which is gone: look for another holder. */
+  memberGone(id: number): void {
+    for (const [reqId, f] of this.fetches) {
+      if (f.searching) {
+        f.searching.delete(id);
+        if (f.searching.size === 0) this.lostPage(reqId);
+      } else if (this.n.table.owners[f.page] === id) {
+        this.search(reqId);
+      }
+    }
+  }
+
+  debugState(): Array<Record<string, unknown>> {
+    return [...this.fetches.values()].map((f) => ({
+      page: f.page,
+      slots: f.slots.length,
+      searching: f.searching ? [...f.searching] : undefined,
+      ...this.n.pageInfo(f.page),
+    }));
+  }
+}

@@ -92,9 +92,20 @@ export class PageLostError extends DsmError {
     super(
       'ERR_DSM_PAGE_LOST',
       `page ${page} was lost: every node holding its latest version died. ` +
-        'Run a page server (durable mode) to recover such pages.',
+        'dsm.lostPages() lists what is gone; accept the loss with tx.discardLost(ptr, length) (the pages start from zero).',
     );
     this.page = page;
+  }
+}
+
+/** This node cannot reach a quorum of the cluster: it may not commit until it can. */
+export class PartitionedError extends DsmError {
+  constructor() {
+    super(
+      'ERR_DSM_PARTITIONED',
+      'this node is cut off from the majority of the cluster, so it may not commit; ' +
+        'pages it holds stay readable outside transactions. It rejoins when the network heals: retry then.',
+    );
   }
 }
 

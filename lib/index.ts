@@ -20,6 +20,7 @@ export {
   AsyncTransactionError,
   NestedTransactionError,
   PageLostError,
+  PartitionedError,
   SystemError,
   NativeLoadError,
 } from './errors';

@@ -41,7 +41,7 @@ export const PageState = { invalid: 0, validUnmapped: 1, read: 2, write: 3 } as 
  * when that run commits nothing.
  */
 export const CommitKind = { commit: 1, sync: 2, hold: 3, release: 4 } as const;
-export const CommitStatus = { committed: 1, doomed: 2, failed: 3 } as const;
+export const CommitStatus = { committed: 1, doomed: 2, failed: 3, partitioned: 4 } as const;
 /** runTransaction statuses. */
 export const RunStatus = { returned: 0, threw: 1, terminated: 2 } as const;
 

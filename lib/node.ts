@@ -2,6 +2,8 @@
 import { EventEmitter } from 'node:events';
 import { Heap } from './alloc/heap';
 import { ClosedError, fromNative, InvalidOptionError, NestedTransactionError, PageLostError, WriteOutsideTransactionError } from './errors';
+import { type LostRange, LostPages } from './lost_pages';
+import { STATUS_WORDS, Status } from './service/messages';
 import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
 import { type NodeOptions, resolveOptions } from './options';
 import { ServiceClient } from './service/client';
@@ -49,8 +51,13 @@ export class DsmNode extends EventEmitter {
   readonly u32: Uint32Array;
   readonly f64: Float64Array;
   readonly u64: BigUint64Array;
-  /** This node's id in the cluster (0 for the founding node and a one-node cluster). */
-  readonly nodeId: number;
+  /**
+   * This node's id in the cluster (0 for the founding node and a one-node cluster). A node
+   * the cluster removed (cut off or stalled too long) joins again under a new id.
+   */
+  get nodeId(): number {
+    return this.service.nodeId;
+  }
   /** host:port peers reach this node at ('' for a node without networking). */
   readonly address: string;
   /** Bytes per DSM page. */
@@ -61,6 +68,7 @@ export class DsmNode extends EventEmitter {
 
   private closed = false;
   private readonly runner: TransactionRunner;
+  private readonly lost: LostPages;
   /** @internal */ readonly heap: Heap;
 
   /** @internal */
@@ -78,21 +86,33 @@ export class DsmNode extends EventEmitter {
     this.f64 = new Float64Array(b);
     this.u64 = new BigUint64Array(b);
     this.pageSize = region.pageSize;
-    this.nodeId = service.nodeId;
     this.address = service.address;
     service.onPeer = (type, id) => this.emit(type, { id });
     this.base = opts.base;
     this.regionSize = opts.regionSize;
     this.heap = new Heap(this);
+    this.lost = new LostPages(region, service.status, this.u8);
     this.runner = new TransactionRunner(native, service, this.heap, opts.maxRetries, {
       nodeId: () => this.nodeId,
       checkViolations: () => this.checkViolations(),
       checkLost: () => this.checkLost(),
       needsSync: () => this.service.needsSync,
+      partitioned: () => this.service.status[Status.partitioned] !== 0n,
       networked: () => this.address !== '',
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
       onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
-    });
+    }, this.lost);
+  }
+
+  /**
+   * The address ranges whose contents were lost: every node holding their latest version
+   * died. Touching them raises ERR_DSM_PAGE_LOST until a transaction accepts the loss with
+   * `tx.discardLost(ptr, length)`.
+   * @example for (const { ptr, length } of dsm.lostPages()) console.warn('lost', ptr, length);
+   */
+  lostPages(): LostRange[] {
+    this.checkOpen();
+    return this.lost.ranges();
   }
 
   /** The global time this node has applied: the number of write commits it knows of. */
@@ -240,7 +260,7 @@ export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
   let service: ServiceClient;
   try {
     service = await ServiceClient.start(
-      { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer: new SharedArrayBuffer(16), cluster: o.cluster },
+      { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer: new SharedArrayBuffer(STATUS_WORDS * 8), cluster: o.cluster },
       (level, message) => process.emitWarning(message, { code: `DSM_SERVICE_${level.toUpperCase()}` }),
     );
   } catch (e) {

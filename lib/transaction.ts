@@ -1,6 +1,7 @@
 // The transaction runner: one transaction at a time per node, run synchronously on the app
 // thread, retried when a remote commit dooms it, committed through the service.
-import { AsyncTransactionError, NestedTransactionError, SystemError, TransactionConflictError } from './errors';
+import { AsyncTransactionError, NestedTransactionError, PartitionedError, SystemError, TransactionConflictError } from './errors';
+import type { LostPages } from './lost_pages';
 import type { Heap } from './alloc/heap';
 import { CommitKind, CommitStatus, type NativeAddon, RunStatus } from './native';
 import type { ServiceClient } from './service/client';
@@ -8,13 +9,25 @@ import type { ServiceClient } from './service/client';
 /** The handle a transaction function receives. */
 export class Transaction {
   /** @internal */ readonly afterCommitFns: Array<() => void> = [];
+  /** @internal Pages this run accepted as lost (tx.discardLost). */ readonly discarded = new Set<number>();
   /** @internal */
   constructor(
     private readonly native: NativeAddon,
     private readonly heap: Heap,
     /** 0 on the first run, then 1, 2, ... on retries. */
     readonly attempt: number,
+    private readonly lost: LostPages,
   ) {}
+
+  /**
+   * Accepts the loss of the lost pages under [ptr, ptr + length) (see `dsm.lostPages()`):
+   * this transaction writes them as zeros, and once it commits they are ordinary pages
+   * again on every node. Pages in the range that are not lost are left alone.
+   * @example for (const r of dsm.lostPages()) await dsm.transaction((tx) => tx.discardLost(r.ptr, r.length));
+   */
+  discardLost(ptr: number, length: number): void {
+    this.lost.discard(ptr, length, this.discarded);
+  }
 
   /**
    * Allocates `size` bytes (zeroed) in the shared heap; returns the byte offset into the
@@ -70,6 +83,8 @@ export interface RunnerHooks {
   checkViolations: () => void;
   /** Throws PageLostError if the service reported a lost page. */
   checkLost: () => void;
+  /** This node has no quorum (it may not commit). */
+  partitioned: () => boolean;
   /** True when commits this node has heard of are not applied yet (a read-only commit must wait). */
   needsSync: () => boolean;
   /** The node has peers (a token to hold). */
@@ -93,6 +108,7 @@ export class TransactionRunner {
     private readonly heap: Heap,
     private readonly maxRetries: number,
     private readonly hooks: RunnerHooks,
+    private readonly lost: LostPages,
   ) {}
 
   /** A transaction function is running right now (on this, the app thread). */
@@ -113,10 +129,14 @@ export class TransactionRunner {
 
   private async attempts<T>(fn: (tx: Transaction) => T, maxRetries: number): Promise<T> {
     for (let attempt = 0; ; attempt++) {
+      if (this.hooks.partitioned()) throw new PartitionedError();
       // After two conflicts, run holding the token: no other node can commit meanwhile, so
       // this run cannot be doomed, and a slow node is not starved by a fast one.
       const holding = attempt >= 2 && this.hooks.networked();
-      if (holding) await this.post(CommitKind.hold);
+      if (holding) {
+        const [st] = await this.post(CommitKind.hold);
+        if (st === CommitStatus.partitioned) throw new PartitionedError();
+      }
       let out: Awaited<ReturnType<typeof this.once<T>>>;
       try {
         out = await this.once(fn, attempt, holding);
@@ -147,7 +167,7 @@ export class TransactionRunner {
   private async once<T>(fn: (tx: Transaction) => T, attempt: number, holding = false): Promise<{ done: true; value: T } | { done: false }> {
     this.hooks.checkViolations();
     const native = this.native;
-    const tx = new Transaction(native, this.heap, attempt);
+    const tx = new Transaction(native, this.heap, attempt, this.lost);
     this.running = true;
     let status: number, value: unknown, writes: number;
     try {
@@ -172,6 +192,18 @@ export class TransactionRunner {
       this.hooks.onAbort(attempt, 'error');
       throw value;
     }
+    // A lost page read or written (its zero copy was already here, so no fault said so), or
+    // a node cut off from the quorum: nothing of this run may commit.
+    try {
+      if (this.lost.any) {
+        this.lost.check(native.readSet(), tx.discarded);
+        this.lost.check(native.writeSet(), tx.discarded);
+      }
+      if (this.hooks.partitioned()) throw new PartitionedError();
+    } catch (e) {
+      this.abort();
+      throw e; // (a held token is given back by the caller)
+    }
     let time: number;
     if (holding && writes === 0) await this.post(CommitKind.release);
     const local = writes > 0 && !holding ? this.service.tryLocalCommit(native, this.hooks.nodeId()) : undefined;
@@ -181,6 +213,10 @@ export class TransactionRunner {
     } else if (writes > 0 || this.hooks.needsSync()) {
       const [st, t] = await this.post(writes > 0 ? CommitKind.commit : CommitKind.sync);
       if (st === CommitStatus.doomed) return this.doomedRun();
+      if (st === CommitStatus.partitioned) {
+        this.abort();
+        throw new PartitionedError();
+      }
       if (st !== CommitStatus.committed) {
         this.abort();
         throw new SystemError('the service thread could not commit the transaction (see the logged warning)');

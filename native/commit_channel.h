@@ -12,7 +12,7 @@ class CommitChannel {
  public:
   using Notifier = void (*)(void* arg);
   enum Kind : uint32_t { kNone = 0, kCommit = 1, kSync = 2 };
-  enum Status : uint32_t { kCommitted = 1, kDoomed = 2, kFailed = 3 };
+  enum Status : uint32_t { kCommitted = 1, kDoomed = 2, kFailed = 3, kPartitioned = 4 };
 
   void SetServiceNotifier(Notifier fn, void* arg) {
     serviceArg_.store(arg, std::memory_order_release);

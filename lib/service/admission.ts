@@ -1,7 +1,7 @@
 // Admission: who gets in. Every authenticated connection says Hello first and is routed by
 // it (a member, a joiner, a member's data channel, a stats client); joiners are admitted
 // under the token, so a join is ordered with commits; a new node joins through any member.
-import { decode, encode, type Hello, type JoinAccept, type Member, Msg, NO_NODE } from './protocol';
+import { decode, encode, type Hello, type JoinAccept, LOST_OWNER, type Member, Msg, NO_NODE } from './protocol';
 import type { Connection } from './transport';
 import type { Cluster } from './cluster';
 
@@ -29,21 +29,18 @@ export class Admission {
       if (h.client) n.serveClient(c);
       else if (h.data) n.data.accept(c, h.id);
       else if (h.joining) void this.admit(c, h);
-      else {
-        n.membership.learn([{ id: h.id, address: h.address }]);
-        n.links.bind(h.id, c);
-      }
+      else n.membership.hello(c, h.id, h.address);
     };
     c.on('message', onFirst);
   }
 
-  /** Joins the cluster through the first configured peer that admits us. */
-  async join(): Promise<void> {
+  /** Joins the cluster through the first of `peers` that admits us. */
+  async join(peers: string[]): Promise<void> {
     const n = this.n;
     const deadline = Date.now() + n.config.joinTimeoutMs;
     let lastError: unknown;
-    for (let attempt = 0; Date.now() < deadline; attempt++) {
-      for (const peer of n.config.peers) {
+    for (let attempt = 0; Date.now() < deadline && !n.closing; attempt++) {
+      for (const peer of peers) {
         let c: Connection;
         try {
           c = await n.transport.connect(peer);
@@ -81,7 +78,7 @@ export class Admission {
       }
       await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
     }
-    throw Object.assign(new Error(`could not join the cluster through ${n.config.peers.join(', ')}: ${(lastError as Error)?.message ?? 'no answer'}`), {
+    throw Object.assign(new Error(`could not join the cluster through ${peers.join(', ')}: ${(lastError as Error)?.message ?? 'no answer'}`), {
       code: 'ERR_DSM_JOIN_FAILED',
     });
   }
@@ -89,12 +86,23 @@ export class Admission {
   private admitted(ja: JoinAccept, via: Connection): void {
     const n = this.n;
     n.id = ja.id;
-    for (const m of ja.members) n.members.set(m.id, m);
+    n.membership.adopt(ja.epoch, ja.nextId, ja.members);
     for (const [k, v] of ja.rn) n.token.rn.set(k, v);
     // Every page written before we joined is elsewhere; never-written pages stay valid zeros.
-    for (const p of ja.pages) n.native.invalidate(p.page, p.version, p.owner);
-    n.log.reset(ja.time);
+    // Joining again, this node's copies are as old as its removal, and anything it
+    // committed that the cluster never applied is void: the cluster's table is the truth.
+    const { versions } = n.table;
+    const written = new Uint8Array(versions.length);
+    n.membership.lostPages.clear();
+    for (const p of ja.pages) {
+      written[p.page] = 1;
+      n.native.invalidate(p.page, p.version, p.owner);
+      if (p.owner === LOST_OWNER) n.membership.lostPages.add(p.page);
+    }
+    for (let p = 0; p < versions.length; p++) if (!written[p] && versions[p] !== 0n) n.native.invalidate(p, 0, ja.admitter);
+    n.log.restart(ja.time);
     n.links.bind(ja.admitter, via);
+    n.publishStatus();
     // Higher ids connect to lower ones: we are the highest, so we connect to everyone.
     for (const m of ja.members) {
       if (m.id !== n.id && !n.links.has(m.id)) void this.connectTo(m);
@@ -116,30 +124,35 @@ export class Admission {
     }
   }
 
-  /** Admits a joining node, ordered with commits by holding the token. */
+  /**
+   * Admits a joining node: a new configuration with it, made under the token (so a join is
+   * ordered with commits), and the state at that configuration's time handed to it.
+   */
   private async admit(c: Connection, h: Hello): Promise<void> {
     const n = this.n;
     let closed = false;
     c.once('close', () => (closed = true));
-    const t = await n.token.acquire();
+    let id = NO_NODE;
     try {
-      await n.log.waitApplied(t.time);
-      if (closed) return;
-      const id = Math.max(...t.members.map((m) => m.id), ...n.members.keys()) + 1;
-      const m = { id, address: h.address };
-      t.members.push(m);
-      n.members.set(id, m);
-      const pages = [];
-      const { versions, owners } = n.table;
-      for (let p = 0; p < versions.length; p++) {
-        if (versions[p] !== 0n) pages.push({ page: p, version: Number(versions[p]), owner: owners[p] });
-      }
-      c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, members: t.members, pages, rn: n.token.rn }));
-      n.links.bind(id, c);
-      n.links.broadcast(Msg.MemberAdd, encode.member(m), t.members.filter((x) => x.id !== id));
-      n.ev.event('peer-join', id);
-    } finally {
-      n.token.release();
+      const change = await n.commits.commitConfig((epoch, nextId) => {
+        if (closed) return undefined;
+        id = nextId;
+        const m = { id, address: h.address };
+        return { epoch, nextId: nextId + 1, members: [...n.members.values(), m], removed: [], lost: new Uint32Array(0), moved: new Uint32Array(0), movedTo: new Uint16Array(0) };
+      }, (t) => {
+        // Still under the token, at the configuration's time: the joiner's starting state.
+        const pages = [];
+        const { versions, owners } = n.table;
+        for (let p = 0; p < versions.length; p++) {
+          if (versions[p] !== 0n) pages.push({ page: p, version: Number(versions[p]), owner: owners[p] });
+        }
+        c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, epoch: n.membership.epoch, nextId: n.membership.nextId, members: t.members, pages, rn: n.token.rn }));
+        n.links.bind(id, c);
+      });
+      if (!change) c.close('not admitted');
+    } catch (e) {
+      n.ev.log('warn', `could not admit a node from ${c.remoteAddress}: ${(e as Error).message}`);
+      c.close('not admitted');
     }
   }
 }

@@ -18,6 +18,10 @@ export class ServiceClient {
   private exited = false;
   private readonly networked: boolean;
   private readonly time: BigUint64Array;
+  /** The status words shared with the service (messages.ts `Status`). */
+  get status(): BigUint64Array {
+    return this.time;
+  }
 
   nodeId = 0;
   address = '';
@@ -57,6 +61,9 @@ export class ServiceClient {
         onLog(m.level, m.message);
       } else if (m.type === 'peer-join' || m.type === 'peer-leave') {
         this.onPeer?.(m.type, m.id);
+      } else if (m.type === 'rejoined') {
+        this.nodeId = m.id;
+        onLog('warn', `this node joined the cluster again as node ${m.id}`);
       }
     });
     this.worker.on('error', (e) => this.failAll(new SystemError(`the service thread failed: ${e.message}`, { cause: e })));

@@ -3,27 +3,30 @@
 // from message type to handler. Each responsibility lives in its own file:
 //   links.ts          connections to members, queued frames, send and broadcast
 //   admission.ts      Hello routing, joining, admitting joiners under the token
-//   membership.ts     the member list, and what a member's loss sets off
+//   membership.ts     the numbered configuration (members, lost pages) and the quorum rule
+//   lease.ts          the commit lease: no quorum hears us, no commits
 //   commits.ts        the commit path (token, lent token, commit ring) and applying commits
 //   pager.ts          fetching pages (read-ahead, scans, searches)
 //   page_serving.ts   answering page requests
 //   data_channels.ts  native page streams for scans
-//   recovery.ts       regenerating a token that died with its holder
+//   recovery.ts       after a loss: the token (regenerated if it died) and a configuration without the lost
 //   leaving.ts        graceful leave (hand-over of pages and token)
 // Runs in the service worker; touches the region only through the native system view.
 import type { MessagePort } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
 import type { NativeAddon } from '../native';
 import { CommitLog } from './commit_log';
 import type { CommitRing } from './commit_ring';
 import { debug } from './debug';
 import type { LocalTokenGate } from './local_token';
-import { encode, Msg, NO_NODE } from './protocol';
+import { encode, LOST_OWNER, Msg, NO_NODE } from './protocol';
 import { CommitToken } from './token';
 import type { Connection, Transport } from './transport';
 import { Admission } from './admission';
-import { Commits } from './commits';
+import { Commits, Partitioned } from './commits';
 import { DataChannels } from './data_channels';
 import { Leaving } from './leaving';
+import { Lease } from './lease';
 import { Links } from './links';
 import { Membership } from './membership';
 import { Pager } from './pager';
@@ -44,6 +47,12 @@ export interface ClusterEvents {
   event(type: 'peer-join' | 'peer-leave', id: number): void;
   /** The app-visible times. */
   publish(applied: number, seen: number): void;
+  /** The app-visible state of the cluster: pages decided lost, and whether this node has no quorum. */
+  status(lostPages: number, partitioned: boolean): void;
+  /** Whether the app is discarding `page` (tx.discardLost): its fault gets a zero page, not an error. */
+  discarding(page: number): boolean;
+  /** This node was removed and joined again as `id`, at global time `time`. */
+  rejoined(id: number, time: number): void;
 }
 
 type Handler = (n: Cluster, from: number, payload: Buffer) => void;
@@ -56,15 +65,15 @@ const handlers: Record<number, Handler> = {
   },
   [Msg.Token]: (n, from, p) => {
     const t = decode.token(p);
-    n.membership.learn(t.members);
     if (!n.token.onToken(t)) n.ev.log('warn', `dropped a void token of generation ${t.generation} from node ${from}`);
   },
   [Msg.Commit]: (n, from, p) => n.commits.onCommit(from, p),
   [Msg.ResendRequest]: (n, from, p) => n.commits.onResendRequest(from, p),
   [Msg.PageRequest]: (n, from, p) => n.serving.onRequest(from, p),
   [Msg.PageReply]: (n, from, p) => n.pager.onReply(from, p),
-  [Msg.MemberAdd]: (n, from, p) => n.membership.onMemberAdd(from, p),
-  [Msg.MemberRemove]: (n, from, p) => n.membership.onMemberRemove(from, p),
+  [Msg.LeasePing]: (n, from, p) => n.lease.onPing(from, p),
+  [Msg.LeaseEcho]: (n, from, p) => n.lease.onEcho(from, p),
+  [Msg.Removed]: (n, from, p) => n.membership.onRemoved(from, p),
   [Msg.Leave]: (n, from, p) => n.leaving.onLeave(from, p),
   [Msg.Handover]: (n, from, p) => n.leaving.onHandover(from, p),
   [Msg.HandoverDone]: (n, from) => n.leaving.onHandoverDone(from),
@@ -90,6 +99,9 @@ export class Cluster {
   readonly data: DataChannels;
   readonly recovery: Recovery;
   readonly leaving: Leaving;
+  readonly lease: Lease;
+  private partitionWaiters: Array<(e: Error) => void> = [];
+  private rejoining = false;
   /** For `dsm stats`. */
   statsForClient?: () => unknown;
 
@@ -107,9 +119,11 @@ export class Cluster {
     this.links = new Links({
       message: (from, type, payload) => this.dispatch(from, type, payload),
       lost: (id, reason) => this.membership.lost(id, reason),
+      bound: (id) => this.lease.ping(id),
       isMember: (id) => this.members.has(id),
       me: () => this.id,
     });
+    this.lease = new Lease(this);
     this.commits = new Commits(this);
     this.pager = new Pager(this);
     this.serving = new PageServing(this);
@@ -123,6 +137,7 @@ export class Cluster {
       broadcastRequest: (seq) => this.links.broadcast(Msg.TokenRequest, encode.tokenRequest(this.id, seq), this.members.values()),
       reclaim: (t) => this.commits.reclaim(t),
       idle: () => this.commits.maybeLend(),
+      reachable: (id) => this.members.has(id) && !this.membership.suspects.has(id),
     });
     this.log = new CommitLog({
       apply: (rec) => this.commits.applyRemote(rec),
@@ -148,11 +163,73 @@ export class Cluster {
     this.address = await this.transport.listen();
     if (this.config.peers.length === 0) {
       this.id = 0;
-      this.members.set(0, { id: 0, address: this.address });
+      this.membership.found({ id: 0, address: this.address });
       this.token.found([{ id: 0, address: this.address }]);
-      return;
+    } else {
+      await this.admission.join(this.config.peers);
     }
-    await this.admission.join();
+    this.lease.start();
+  }
+
+  /** This node has (or no longer has) a quorum: tell the app, and fail commits waiting for the token. */
+  setPartitioned(on: boolean): void {
+    this.publishStatus();
+    if (!on) return;
+    const ws = this.partitionWaiters;
+    this.partitionWaiters = [];
+    const e = new Partitioned();
+    for (const w of ws) w(e);
+  }
+
+  /** Rejects when this node loses its quorum (raced against waiting for the token). */
+  partitionedSignal(): Promise<never> {
+    return new Promise((_, reject) => this.partitionWaiters.push(reject));
+  }
+
+  publishStatus(): void {
+    this.ev.status(this.membership.lostPages.size, this.lease.partitioned || this.rejoining);
+  }
+
+  publishLost(): void {
+    this.publishStatus();
+  }
+
+  /**
+   * The cluster went on without this node (it was cut off or stalled, and a configuration
+   * removed it). Its old id is gone for good: it joins again as a new member, through the
+   * members it knew and its configured peers, and catches up like any joiner. Until then
+   * every transaction is refused with ERR_DSM_PARTITIONED.
+   */
+  rejoin(reason: string): void {
+    if (this.rejoining || this.closing) return;
+    this.rejoining = true;
+    this.ev.log('warn', `${reason}: joining again as a new member`);
+    this.publishStatus();
+    const peers = [...new Set([...[...this.members.values()].filter((m) => m.id !== this.id).map((m) => m.address), ...this.config.peers])];
+    this.commits.stop();
+    if (this.token.token) this.commits.reclaim(this.token.token);
+    this.token.reset();
+    this.recovery.reset();
+    for (const id of this.links.connected()) this.links.drop(id, 'rejoining');
+    for (const id of this.members.keys()) this.data.drop(id);
+    this.membership.adopt(0, 0, []);
+    const attempt = (): void => {
+      if (this.closing) return;
+      this.admission.join(peers).then(
+        () => {
+          this.rejoining = false;
+          this.commits.restart();
+          this.lease.reset();
+          this.publishStatus();
+          this.ev.rejoined(this.id, this.log.applied);
+        },
+        (e: Error) => {
+          this.ev.log('warn', `joining again failed (${e.message}); trying again`);
+          setTimeout(attempt, 1000).unref();
+        },
+      );
+    };
+    attempt();
   }
 
   private dispatch(from: number, type: number, payload: Buffer): void {
@@ -205,6 +282,8 @@ export class Cluster {
   /** Leaves the cluster (see leaving.ts) and closes every connection. */
   async close(): Promise<void> {
     await this.leaving.leave();
+    this.lease.stop();
+    this.recovery.stop();
     this.log.close();
     await this.transport.close();
   }
@@ -236,11 +315,21 @@ export class Cluster {
       seen: this.log.seen,
       fetches: this.pager.debugState(),
       pages: (process.env.DSM_DEBUG_PAGES ?? '').split(',').filter(Boolean).map((p) => ({ page: Number(p), ...this.pageInfo(Number(p)) })),
+      epoch: this.membership.epoch,
+      suspects: [...this.membership.suspects],
+      lostPages: this.membership.lostPages.size,
+      partitioned: this.lease.partitioned,
+      leaseMs: this.lease.validUntil === Infinity ? 'forever' : Math.round(this.lease.validUntil - (performance.timeOrigin + performance.now())),
       connections: this.links.connected(),
       queuedFor: this.links.queuedFor(),
       dataChannels: this.data.owners(),
       dataConnections: this.data.requesters(),
     };
+  }
+
+  /** Whether a configuration decided `page` lost. */
+  isLost(page: number): boolean {
+    return this.table.owners[page] === LOST_OWNER;
   }
 
   pageInfo(p: number): { state: number; version: number; owner: number } {

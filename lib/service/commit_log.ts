@@ -114,6 +114,18 @@ export class CommitLog {
     this.gapTimer.unref();
   }
 
+  /**
+   * Joined again under a new id: the cluster's time is the truth, even below ours (commits
+   * this node made that the cluster never applied are void).
+   */
+  restart(time: number): void {
+    this.pending.clear();
+    this.recent.clear();
+    this.applied = time;
+    this.seen = time;
+    this.drain();
+  }
+
   close(): void {
     if (this.gapTimer) clearTimeout(this.gapTimer);
   }

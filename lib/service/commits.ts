@@ -2,7 +2,7 @@
 // the lent token and broadcast from the commit ring), commits received and applied in
 // global-time order, and re-sending commits a member missed.
 import { CommitStatus } from '../native';
-import { type CommitRecord, decode, encode, Msg, type TokenState } from './protocol';
+import { type CommitRecord, type ConfigChange, decode, encode, LOST_OWNER, Msg, type TokenState } from './protocol';
 import { debug } from './debug';
 import type { Cluster } from './cluster';
 
@@ -26,12 +26,40 @@ export class Commits {
   }
 
   /**
+   * The token, for a commit: only while this node's lease is valid (a quorum hears it). A
+   * node without a quorum, or that loses it while waiting, gets `Partitioned`; a token that
+   * arrives after that is passed on at once.
+   */
+  private async acquire(): Promise<TokenState> {
+    const n = this.n;
+    await n.lease.whenValid().catch(() => {
+      throw new Partitioned();
+    });
+    const got = n.token.acquire();
+    const t = await Promise.race([got, n.partitionedSignal()]).catch((e) => {
+      void got.then(() => n.token.release());
+      throw e;
+    });
+    if (!n.lease.valid()) {
+      n.token.release();
+      throw new Partitioned();
+    }
+    return t;
+  }
+
+  /**
    * Takes the token for the app's next run of a transaction that keeps losing to other
    * nodes' commits: while we hold it nobody else commits, so that run cannot be doomed.
    */
   async holdForApp(): Promise<[number, number]> {
     if (!this.heldForApp) {
-      const t = await this.n.token.acquire();
+      let t: TokenState;
+      try {
+        t = await this.acquire();
+      } catch (e) {
+        if (e instanceof Partitioned) return [CommitStatus.partitioned, 0];
+        throw e;
+      }
       await this.n.log.waitApplied(t.time);
       this.heldForApp = t;
     }
@@ -53,15 +81,23 @@ export class Commits {
     const pages = n.native.writeSet();
     const held = this.heldForApp;
     this.heldForApp = undefined;
-    const t = held ?? (await n.token.acquire());
+    let t: TokenState;
+    try {
+      t = held ?? (await this.acquire());
+    } catch (e) {
+      if (e instanceof Partitioned) return [CommitStatus.partitioned, 0];
+      throw e;
+    }
     try {
       await n.log.waitApplied(t.time);
       if (n.native.doomed()) return [CommitStatus.doomed, 0];
+      if (!n.lease.valid()) return [CommitStatus.partitioned, 0];
       const time = t.time + 1;
       t.time = time;
       const rec: CommitRecord = { time, node: n.id, pages };
       n.links.broadcast(Msg.Commit, encode.commit(rec), t.members);
       n.native.commit(time, n.id);
+      this.written(pages);
       n.log.receive(rec);
       return [CommitStatus.committed, time];
     } finally {
@@ -69,11 +105,54 @@ export class Commits {
     }
   }
 
+  /**
+   * Makes a new configuration under the token: `make` sees the state at the token's time
+   * and returns the change (undefined: nothing to change any more). Applied here and
+   * everywhere through the commit log, in global-time order.
+   */
+  async commitConfig(
+    make: (epoch: number, nextId: number) => ConfigChange | undefined,
+    then?: (t: TokenState) => void,
+  ): Promise<ConfigChange | undefined> {
+    const n = this.n;
+    const t = await this.acquire();
+    try {
+      await n.log.waitApplied(t.time);
+      const change = make(n.membership.epoch + 1, n.membership.nextId);
+      if (!change) return undefined;
+      this.commitConfigHeld(t, change);
+      then?.(t);
+      return change;
+    } finally {
+      n.token.release();
+    }
+  }
+
+  /** Commits `change` with the token `t`, held and caught up with. */
+  commitConfigHeld(t: TokenState, change: ConfigChange): void {
+    const n = this.n;
+    const time = t.time + 1;
+    t.time = time;
+    const rec: CommitRecord = { time, node: n.id, pages: new Uint32Array(0), config: change };
+    const removed = new Set(change.removed);
+    n.links.broadcast(Msg.Commit, encode.commit(rec), t.members.filter((m) => !removed.has(m.id)));
+    t.members = change.members.slice();
+    n.log.receive(rec);
+  }
+
   /** Waits until every commit this node has heard of is applied (read-only commits). */
   async sync(): Promise<[number, number]> {
     const n = this.n;
+    if (n.lease.partitioned) return [CommitStatus.partitioned, 0];
     await n.log.waitApplied(n.log.seen);
     return [n.native.doomed() ? CommitStatus.doomed : CommitStatus.committed, n.log.applied];
+  }
+
+  /** Pages this node just committed: any that were lost are new again (tx.discardLost). */
+  private written(pages: Uint32Array): void {
+    const lost = this.n.membership.lostPages;
+    if (lost.size === 0) return;
+    for (const p of pages) this.n.membership.discarded(p);
   }
 
   /** Lends the token to the app thread when nothing can doom its commits (local_token.ts). */
@@ -111,6 +190,7 @@ export class Commits {
     if (t) t.time = Math.max(t.time, time);
     const rec: CommitRecord = { time, node: n.id, pages };
     n.links.broadcast(Msg.Commit, encode.commit(rec), t?.members ?? n.members.values());
+    this.written(pages);
     n.log.receive(rec);
   }
 
@@ -118,10 +198,16 @@ export class Commits {
   applyRemote(rec: CommitRecord): void {
     const n = this.n;
     if (debug.enabled) debug(`node ${n.id} apply commit ${rec.time} by ${rec.node}: pages ${Array.from(rec.pages).join(',')}`);
+    if (rec.config) {
+      n.membership.apply(rec.config);
+      return;
+    }
     if (rec.node === n.id) return; // our own, applied when made
     let doomed = false;
+    const lost = n.membership.lostPages.size > 0;
     for (const p of rec.pages) {
       if (p >= n.config.numPages) continue;
+      if (lost && n.table.owners[p] === LOST_OWNER) n.membership.discarded(p);
       if (n.native.invalidate(p, rec.time, rec.node)) doomed = true;
     }
     if (doomed) n.native.interruptApp();
@@ -138,9 +224,21 @@ export class Commits {
     for (const rec of this.n.log.since(r.from, r.to)) this.n.links.send(from, Msg.Commit, encode.commit(rec));
   }
 
+  /** Joined again: the app's next commits go through the service until the token comes. */
+  restart(): void {
+    this.heldForApp = undefined;
+  }
+
   /** The node is closing: nothing more is drained on a timer. */
   stop(): void {
     if (this.drainTimer) clearTimeout(this.drainTimer);
     this.drainTimer = undefined;
+  }
+}
+
+/** This node has no quorum: its commits are refused (ERR_DSM_PARTITIONED on the app side). */
+export class Partitioned extends Error {
+  constructor() {
+    super('this node is cut off from the majority of the cluster');
   }
 }

@@ -11,7 +11,7 @@
 // allocate more than maxFrame bytes, and it never copies a chunk more than once.
 import { ProtocolError } from './transport_errors';
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 export const HEADER = 10;
 export const FrameType = {
   heartbeat: 0,

@@ -1,6 +1,9 @@
 // Leaving gracefully. With other members left, the lowest takes over: under the token (no
-// commit can interleave), it receives every page this node owns, acknowledges them, gets
-// the token, and everyone is told to ask it for those pages from now on.
+// commit can interleave), it receives every page this node owns and acknowledges them; the
+// leaver tells everyone it leaves (so its closing connections are no failure), passes the
+// token to the successor, and the successor commits the configuration without it, moving
+// those pages to itself. (The leaver cannot commit that configuration itself: members apply
+// it by closing their connections to it, which would drop the token following it.)
 import { decode, encode, Msg, NO_NODE, PageStatus } from './protocol';
 import { WireError } from './wire';
 import { READ_AHEAD_MAX } from './pager';
@@ -8,6 +11,12 @@ import type { Cluster } from './cluster';
 
 export class Leaving {
   private handoverAcked?: () => void;
+  /** Successor side: the pages each leaver handed over. */
+  private readonly handedOver = new Map<number, number[]>();
+  /** Members that said they leave: their connections closing is no failure. */
+  readonly leavers = new Set<number>();
+  /** This node is leaving: the configuration without it is expected, not a removal. */
+  active = false;
 
   constructor(private readonly n: Cluster) {}
 
@@ -16,6 +25,7 @@ export class Leaving {
     const n = this.n;
     const others = [...n.members.keys()].filter((id) => id !== n.id);
     let successor = NO_NODE;
+    this.active = true;
     if (others.length > 0 && !n.closing) {
       try {
         successor = Math.min(...others);
@@ -29,7 +39,6 @@ export class Leaving {
     n.commits.stop();
     if (n.token.token) n.commits.reclaim(n.token.token);
     n.localCommits.close();
-    n.links.broadcast(Msg.Leave, encode.memberRemove(successor), n.members.values());
   }
 
   private async handOver(successor: number): Promise<void> {
@@ -52,33 +61,60 @@ export class Leaving {
       };
     });
     n.links.send(successor, Msg.HandoverDone, Buffer.alloc(0));
-    await acked;
-    // The token goes to the successor, without us in it.
-    t.members = t.members.filter((m) => m.id !== n.id);
-    t.queue = [successor, ...t.queue.filter((q) => q !== successor && q !== n.id)];
-    n.token.release();
+    try {
+      await acked;
+      n.links.broadcast(Msg.Leave, encode.nodeId(successor), n.members.values());
+      // The token goes to the successor first, without us in it.
+      t.members = t.members.filter((m) => m.id !== n.id);
+      t.queue = [successor, ...t.queue.filter((q) => q !== successor && q !== n.id)];
+    } finally {
+      n.token.release();
+    }
   }
 
-  /** Leave: `from` left; its successor (if any) took over its pages and the token. */
+  /** Leave: `from` leaves; if we are its successor, remove it from the configuration. */
   onLeave(from: number, payload: Buffer): void {
     const n = this.n;
-    const successor = payload.length ? decode.memberRemove(payload) : NO_NODE;
-    if (successor !== NO_NODE) {
-      // The leaver handed its pages and the token to `successor`: ask it from now on.
-      const { owners, versions } = n.table;
-      for (let p = 0; p < owners.length; p++) if (owners[p] === from && versions[p] !== 0n) owners[p] = successor;
-    }
-    n.membership.remove(from, successor !== NO_NODE);
+    const successor = decode.nodeId(payload);
+    this.leavers.add(from);
+    if (successor !== n.id) return;
+    const pages = this.handedOver.get(from) ?? [];
+    this.handedOver.delete(from);
+    n.commits
+      .commitConfig((epoch, nextId) => {
+        if (!n.members.has(from)) return undefined;
+        const moved = pages.filter((p) => n.table.owners[p] === n.id);
+        return {
+          epoch,
+          nextId,
+          members: [...n.members.values()].filter((m) => m.id !== from),
+          removed: [from],
+          lost: new Uint32Array(0),
+          moved: Uint32Array.from(moved),
+          movedTo: new Uint16Array(moved.length).fill(n.id),
+        };
+      })
+      .catch((e: Error) => {
+        // It stays a member that does not answer: the next recovery removes it.
+        n.ev.log('warn', `could not remove node ${from}, which left: ${e.message}`);
+        this.leavers.delete(from);
+        n.membership.lost(from, 'left');
+      });
   }
 
   /** Handover: a batch of the leaver's pages, now ours. */
-  onHandover(_from: number, payload: Buffer): void {
+  onHandover(from: number, payload: Buffer): void {
     const n = this.n;
     const r = decode.pageReply(payload, n.config.pageSize);
     if (r.pages.some((p) => p >= n.config.numPages)) throw new WireError('a handed-over page is outside the region');
     r.owners.fill(n.id);
     n.native.installPages(r.pages, r.versions, r.owners, r.data);
-    for (const p of r.pages) n.table.owners[p] = n.id;
+    let mine = this.handedOver.get(from);
+    if (!mine) this.handedOver.set(from, (mine = []));
+    for (const p of r.pages) {
+      n.table.owners[p] = n.id;
+      mine.push(p);
+    }
   }
 
   /** HandoverDone: every batch arrived (same connection, in order). */

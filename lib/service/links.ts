@@ -11,6 +11,8 @@ export interface LinkEvents {
   message(from: number, type: number, payload: Buffer): void;
   /** The connection to `id` closed (not replaced). */
   lost(id: number, reason: string): void;
+  /** A connection to `id` was bound. */
+  bound(id: number): void;
   /** Whether `id` is a member frames may be queued for. */
   isMember(id: number): boolean;
   me(): number;
@@ -49,6 +51,7 @@ export class Links {
       this.queued.delete(id);
       for (const [t, p, done] of q) c.send(t, p, done);
     }
+    this.ev.bound(id);
   }
 
   /** Closes and forgets the connection to `id` and anything queued for it. */

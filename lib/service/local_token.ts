@@ -5,26 +5,46 @@
 // these machines, against ~10 us for the commit itself). The service takes the token back
 // before using or passing it, and then broadcasts the commits the app made meanwhile.
 //
-// Shared memory layout (16 bytes): Int32 [0] state, Float64 at byte 8: the token's time.
+// The app thread also checks the commit lease (lease.ts): a node cut off from the quorum
+// stops committing when its lease runs out, even if its service thread is slow to notice.
+//
+// Shared memory layout (24 bytes): Int32 [0] state, Float64 at byte 8: the token's time,
+// Float64 at byte 16: until when the lease lets this node commit (performance.timeOrigin +
+// performance.now(), the same clock in both threads).
+import { performance } from 'node:perf_hooks';
 
 export const GateState = { away: 0, idle: 1, committing: 2 } as const;
 
 export class LocalTokenGate {
   private readonly state: Int32Array;
   private readonly time: Float64Array;
+  private readonly lease: Float64Array;
 
   constructor(readonly buffer: SharedArrayBuffer) {
     this.state = new Int32Array(buffer, 0, 1);
     this.time = new Float64Array(buffer, 8, 1);
+    this.lease = new Float64Array(buffer, 16, 1);
   }
 
   static create(): LocalTokenGate {
-    return new LocalTokenGate(new SharedArrayBuffer(16));
+    const g = new LocalTokenGate(new SharedArrayBuffer(24));
+    g.setLease(Infinity); // one node: always a quorum
+    return g;
   }
 
-  /** App thread: takes the lent token; false when the service has it (or it is away). */
+  /** App thread: takes the lent token; false when the service has it (or it is away, or the lease ran out). */
   enter(): boolean {
-    return Atomics.compareExchange(this.state, 0, GateState.idle, GateState.committing) === GateState.idle;
+    if (Atomics.compareExchange(this.state, 0, GateState.idle, GateState.committing) !== GateState.idle) return false;
+    // Checked after entering: the service cannot have renewed or revoked it halfway.
+    if (performance.timeOrigin + performance.now() < this.lease[0]) return true;
+    Atomics.store(this.state, 0, GateState.idle);
+    Atomics.notify(this.state, 0);
+    return false;
+  }
+
+  /** Service thread: until when this node may commit. */
+  setLease(until: number): void {
+    this.lease[0] = until;
   }
 
   /** App thread: gives the lent token back to the idle state, advanced to `time`. */

@@ -1,52 +1,156 @@
-// Membership: who is in the cluster, as this node knows it, and what happens when a
-// member goes (its connections close, fetches waiting on it search elsewhere, and the
-// lowest live node checks whether the token died with it).
-import { decode, type Member } from './protocol';
+// Membership is a numbered configuration ordered by the token. Every change (a join, a
+// graceful leave, a removal after a failure) is made by the token holder as a commit of its
+// own at a global time (commits.ts `commitConfig`), so every node applies the same
+// configurations in the same order as the data commits around them. This file holds the
+// configuration as applied here, the members this node has lost contact with (suspects,
+// still members until a configuration removes them), the pages configurations decided
+// lost, and the quorum rule that decides which side of a partition may go on.
+import { type ConfigChange, decode, encode, LOST_OWNER, type Member, Msg } from './protocol';
+import type { Connection } from './transport';
 import type { Cluster } from './cluster';
 
+/**
+ * A side may go on only with a quorum of the configuration's voters: more than half, or
+ * exactly half including the lowest-id voter (so of two halves exactly one goes on, and a
+ * two-node cluster survives the loss of its higher node, never of its lower one).
+ */
+export function isQuorum(voters: number[], present: (id: number) => boolean): boolean {
+  let n = 0;
+  let lowest = Infinity;
+  for (const v of voters) {
+    if (present(v)) n++;
+    if (v < lowest) lowest = v;
+  }
+  return 2 * n > voters.length || (2 * n === voters.length && n > 0 && present(lowest));
+}
+
 export class Membership {
+  /** The members of the configuration this node has applied. */
   readonly members = new Map<number, Member>();
+  epoch = 0;
+  /** The id the next joiner gets (ids are never reused). */
+  nextId = 1;
+  /** Members whose connection was lost: still members until a configuration removes them. */
+  readonly suspects = new Set<number>();
+  /** Pages configurations decided lost (and nobody has discarded since). */
+  readonly lostPages = new Set<number>();
+  /** Ids this node saw removed: a Hello under one of them is answered with Removed. */
+  private readonly removed = new Set<number>();
 
   constructor(private readonly n: Cluster) {}
 
-  /** Members named by a token or a Hello that we did not know of. */
-  learn(ms: Member[]): void {
-    for (const m of ms) {
-      if (m.id !== this.n.id && !this.members.has(m.id)) {
-        this.members.set(m.id, m);
-        this.n.ev.event('peer-join', m.id);
-      }
-    }
+  /** Founds the first configuration (this node alone). */
+  found(me: Member): void {
+    this.members.set(me.id, me);
+    this.epoch = 1;
+    this.nextId = me.id + 1;
   }
 
-  /** MemberAdd: the member that admitted a joiner tells the others. */
-  onMemberAdd(_from: number, payload: Buffer): void {
-    this.learn([decode.member(payload)]);
+  /** Starts from a configuration a member handed us (joining). */
+  adopt(epoch: number, nextId: number, ms: Member[]): void {
+    this.members.clear();
+    this.suspects.clear();
+    for (const m of ms) this.members.set(m.id, m);
+    this.epoch = epoch;
+    this.nextId = nextId;
   }
 
-  /** MemberRemove. */
-  onMemberRemove(_from: number, payload: Buffer): void {
-    this.remove(decode.memberRemove(payload));
+  voters(): number[] {
+    return [...this.members.keys()];
   }
 
-  /** The connection to `id` closed. */
-  lost(id: number, reason: string): void {
-    if (this.n.closing || !this.members.has(id)) return;
-    this.n.ev.log('warn', `lost node ${id} (${reason})`);
-    this.remove(id);
-  }
-
-  /** `graceful`: the member left and passed the token on; no recovery is needed. */
-  remove(id: number, graceful = false): void {
+  /** Can this node see a quorum of the configuration's voters (itself and the members it is connected to)? */
+  seesQuorum(): boolean {
     const n = this.n;
-    if (!this.members.delete(id)) return;
-    n.links.drop(id, 'removed');
+    return isQuorum(this.voters(), (id) => id === n.id || (!this.suspects.has(id) && n.links.has(id)));
+  }
+
+  /** A member said Hello on a new connection: bind it, or tell it it was removed. */
+  hello(c: Connection, id: number, address: string): void {
+    const n = this.n;
+    if (!this.members.has(id)) {
+      // Removed (or never a member): it must join again as a new member.
+      if (this.removed.has(id) || id < this.nextId) {
+        n.ev.log('warn', `node ${id} at ${c.remoteAddress} is not in configuration ${this.epoch}; told it to rejoin`);
+        c.send(Msg.Removed, encode.epoch(this.epoch));
+        c.close('removed');
+        return;
+      }
+      // A joiner admitted by another member whose configuration has not reached us yet.
+      this.members.set(id, { id, address });
+    }
+    this.suspects.delete(id);
+    n.links.bind(id, c);
+    n.recovery.memberBack(id);
+  }
+
+  /** The connection to `id` closed: suspect it; a recovery decides whether it is removed. */
+  lost(id: number, reason: string): void {
+    const n = this.n;
+    if (n.closing || !this.members.has(id) || id === n.id) return;
+    if (n.leaving.leavers.has(id)) {
+      // It left: its successor removes it from the configuration.
+      n.links.drop(id, 'left');
+      n.data.drop(id);
+      n.token.dropQueued(id);
+      return;
+    }
+    if (!this.suspects.has(id)) n.ev.log('warn', `lost node ${id} (${reason})`);
+    this.suspects.add(id);
+    n.token.dropQueued(id);
     n.data.drop(id);
-    n.token.forget(id);
-    n.ev.event('peer-leave', id);
-    n.pager.memberGone(id);
-    if (!graceful && Math.min(...this.members.keys()) === n.id) n.recovery.start();
-    else n.recovery.maybeFinish();
+    n.lease.changed();
+    n.recovery.suspect();
+  }
+
+  /**
+   * Applies a configuration change (from the commit log, in global-time order, on every
+   * node including the one that made it).
+   */
+  apply(k: ConfigChange): void {
+    const n = this.n;
+    if (k.epoch <= this.epoch) return;
+    const before = new Set(this.members.keys());
+    this.epoch = k.epoch;
+    this.nextId = Math.max(this.nextId, k.nextId);
+    this.members.clear();
+    for (const m of k.members) this.members.set(m.id, m);
+    if (!this.members.has(n.id)) {
+      n.rejoin(`configuration ${k.epoch} removed this node`);
+      return;
+    }
+    const { owners, versions } = n.table;
+    for (let i = 0; i < k.moved.length; i++) owners[k.moved[i]] = k.movedTo[i];
+    for (const p of k.lost) {
+      this.lostPages.add(p);
+      n.native.invalidate(p, Number(versions[p]), LOST_OWNER);
+    }
+    for (const id of k.removed) this.removed.add(id);
+    for (const id of before) {
+      if (this.members.has(id)) continue;
+      this.suspects.delete(id);
+      n.links.drop(id, 'removed');
+      n.data.drop(id);
+      n.token.forget(id);
+      n.ev.event('peer-leave', id);
+    }
+    for (const m of k.members) if (!before.has(m.id) && m.id !== n.id) n.ev.event('peer-join', m.id);
+    n.publishLost();
+    n.lease.changed();
+    // Fetches parked on removed owners go to the new owners (or fail as lost).
+    n.pager.configurationChanged();
+  }
+
+  /** A commit made a lost page new again (tx.discardLost on some node). */
+  discarded(page: number): void {
+    if (this.lostPages.delete(page)) this.n.publishLost();
+  }
+
+  /** Removed: sent by a member that no longer has us in its configuration. */
+  onRemoved(_from: number, payload: Buffer): void {
+    const epoch = decode.epoch(payload);
+    if (this.n.leaving.active) return;
+    this.n.rejoin(`a member's configuration ${epoch} no longer has this node`);
   }
 
   list(): number[] {

@@ -8,9 +8,11 @@ export interface ServiceConfig {
   numPages: number;
   pageSize: number;
   /**
-   * Two BigUint64 words written by the service, read by the app: [0] the global time this
-   * node has applied, [1] the highest global time it has heard of (ahead of [0] while
-   * commits are in flight or missed).
+   * STATUS_WORDS BigUint64 words shared by the app and the service. Written by the service:
+   * [0] the global time this node has applied, [1] the highest global time it has heard of
+   * (ahead of [0] while commits are in flight or missed), [2] how many pages configurations
+   * decided lost, [3] 1 while this node has no quorum (or is joining again). Written by the
+   * app: [4, 5) the page range a transaction is discarding (tx.discardLost), else 0, 0.
    */
   timeBuffer: SharedArrayBuffer;
   /** The commit token lent to the app thread (local_token.ts). */
@@ -30,6 +32,9 @@ export interface ServiceConfig {
   };
 }
 
+export const STATUS_WORDS = 6;
+export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5 } as const;
+
 export type AppRequest =
   | { id: number; type: 'test-invalidate'; page: number; fill: number }
   | { id: number; type: 'test-touch-app-view'; page: number }
@@ -46,7 +51,8 @@ export type ServiceEvent =
   | { type: 'ready'; nodeId: number; address: string }
   | { type: 'failed'; code: string; message: string }
   | { type: 'log'; level: 'warn' | 'error'; message: string }
-  | { type: 'peer-join' | 'peer-leave'; id: number };
+  | { type: 'peer-join' | 'peer-leave'; id: number }
+  | { type: 'rejoined'; id: number };
 
 /** Figures only the service knows. */
 export interface ServiceStats {

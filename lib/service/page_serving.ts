@@ -31,6 +31,11 @@ export class PageServing {
     // Broadcast the app's lent-token commits first, so the commit reaches the requester
     // before the page it made (same connection, in order).
     n.commits.drainLocal();
+    if (n.isLost(req.page)) {
+      // A zero copy of a lost page may be here (a fault had to go on): it is no data.
+      n.links.send(req.requester, Msg.PageReply, encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.lost, pages: NONE_U32, versions: NONE_F64, owners: NONE_U16 }, config.pageSize));
+      return;
+    }
     const owner = table.owners[req.page];
     const here = table.states[req.page] !== 0;
     if (!req.search && owner !== n.id && n.members.has(owner) && req.hops < MAX_HOPS && owner !== req.requester) {

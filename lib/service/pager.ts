@@ -1,7 +1,9 @@
 // Page fetching: a fault on a page that is not valid here asks the page's owner for it,
 // with read-ahead for sequential faults and a scan kept requested ahead; an owner that is
-// gone or silent makes the request a search of every member.
-import { decode, encode, Msg, PageStatus } from './protocol';
+// silent makes the request a search of every member. A page is never decided lost here:
+// a fetch nobody can answer waits for the configuration that moves the page to a survivor
+// or decides it lost (membership.ts), and only then fails.
+import { decode, encode, LOST_OWNER, Msg, PageStatus } from './protocol';
 import { WireError } from './wire';
 import { debug } from './debug';
 import { DATA_CHANNEL_MIN } from './data_channels';
@@ -16,6 +18,8 @@ interface PendingFetch {
   timer?: NodeJS.Timeout;
   /** Pages asked for, from `page` on (read-ahead). */
   count: number;
+  /** Nobody answered: waiting for the owner to come back or a configuration to decide. */
+  parked?: boolean;
 }
 
 /** A page request unanswered this long is asked of every member instead. */
@@ -65,6 +69,11 @@ export class Pager {
       native.completeRequest(slot);
       return;
     }
+    if (owner === LOST_OWNER) {
+      this.failLost(page);
+      native.completeRequest(slot);
+      return;
+    }
     // Sequential faults double the read-ahead window; anything else resets it.
     this.window = page === this.nextExpected ? Math.min(READ_AHEAD_MAX, this.window * 2) : 1;
     const count = this.request(page, [slot], this.window);
@@ -85,7 +94,7 @@ export class Pager {
     const end = Math.min(this.n.config.numPages, page + SCAN_AHEAD);
     let p = Math.max(this.aheadTo, page + 1);
     while (p < end) {
-      if (this.fetchByPage[p] !== 0 || table.states[p] !== 0 || table.versions[p] === 0n) p++;
+      if (this.fetchByPage[p] !== 0 || table.states[p] !== 0 || table.versions[p] === 0n || table.owners[p] === LOST_OWNER) p++;
       else p += this.request(p, [], READ_AHEAD_MAX);
     }
     this.aheadTo = Math.max(this.aheadTo, p);
@@ -98,7 +107,8 @@ export class Pager {
     const { table } = n;
     const owner = table.owners[page];
     let count = 1;
-    // Read ahead over pages that are invalid here and owned by the same node.
+    // Read ahead over pages that are invalid here and owned by the same node (never lost ones:
+    // read-ahead must not report a loss the program did not ask about).
     while (count < window && page + count < n.config.numPages && table.states[page + count] === 0 &&
       table.owners[page + count] === owner && this.fetchByPage[page + count] === 0) count++;
     const reqId = this.nextReq;
@@ -106,7 +116,11 @@ export class Pager {
     this.fetches.set(reqId, { page, slots, count });
     this.fetchByPage.fill(reqId, page, page + count);
     this.remoteFetches++;
-    if (owner === n.id || !n.members.has(owner)) {
+    if (owner === LOST_OWNER) {
+      this.parkOrFail(reqId);
+      return count;
+    }
+    if (owner === n.id || !n.members.has(owner) || n.membership.suspects.has(owner)) {
       this.search(reqId);
       return count;
     }
@@ -117,14 +131,15 @@ export class Pager {
     return count;
   }
 
-  /** The owner is gone: ask every member whether it holds the page's latest version. */
+  /** The owner is gone or silent: ask every member we reach whether it holds the page's latest version. */
   private search(reqId: number): void {
     const n = this.n;
     const f = this.fetches.get(reqId)!;
-    const others = [...n.members.keys()].filter((id) => id !== n.id);
+    const others = [...n.members.keys()].filter((id) => id !== n.id && !n.membership.suspects.has(id));
     f.searching = new Set(others);
+    f.parked = false;
     if (others.length === 0) {
-      this.lostPage(reqId);
+      this.parkOrFail(reqId);
       return;
     }
     this.armRetry(reqId);
@@ -133,15 +148,37 @@ export class Pager {
     }
   }
 
-  private lostPage(reqId: number): void {
-    const { native, table, ev, id } = this.n;
+  /**
+   * Nobody we reach has the page: if a configuration decided it lost, fail the fault;
+   * otherwise wait for the owner to answer or a configuration to decide (asking again now
+   * and then: an answer can be lost with a connection).
+   */
+  private parkOrFail(reqId: number): void {
+    const n = this.n;
     const f = this.fetches.get(reqId)!;
-    ev.log('error', `page ${f.page} is lost: no live node holds version ${table.versions[f.page]}`);
-    native.markLost(f.page);
-    // The faulting thread must be able to go on (to see the error): it gets a zero page,
-    // with the loss reported by the next DSM call and the transaction doomed.
-    native.install(f.page, null, Number(table.versions[f.page]), id);
-    this.finish(reqId);
+    if (n.isLost(f.page)) {
+      this.failLost(f.page);
+      this.finish(reqId);
+      return;
+    }
+    f.searching = undefined;
+    f.parked = true;
+    this.armRetry(reqId);
+  }
+
+  /**
+   * A fault on a page a configuration decided lost. The faulting thread must be able to go
+   * on: it gets a zero page that stays lost (served to nobody, owner LOST_OWNER), the running
+   * transaction is doomed and rejects with ERR_DSM_PAGE_LOST, and outside a transaction the
+   * next DSM call raises it. A page the app is discarding (tx.discardLost) just starts from zero.
+   */
+  private failLost(page: number): void {
+    const { native, table, ev } = this.n;
+    if (!ev.discarding(page)) {
+      ev.log('warn', `page ${page} was lost with the nodes that held it (version ${table.versions[page]})`);
+      native.markLost(page);
+    }
+    native.install(page, null, Number(table.versions[page]), LOST_OWNER);
   }
 
   private armRetry(reqId: number): void {
@@ -150,7 +187,7 @@ export class Pager {
     if (f.timer) clearTimeout(f.timer);
     f.timer = setTimeout(() => {
       if (!this.fetches.has(reqId) || this.n.closing) return;
-      this.n.ev.log('warn', `no answer for page ${f.page} within ${FETCH_RETRY_MS} ms; asking every member`);
+      if (!f.parked) this.n.ev.log('warn', `no answer for page ${f.page} within ${FETCH_RETRY_MS} ms; asking every member`);
       this.search(reqId);
     }, FETCH_RETRY_MS);
     f.timer.unref();
@@ -171,11 +208,15 @@ export class Pager {
     const r = decode.pageReply(payload, n.config.pageSize);
     const f = this.fetches.get(r.reqId);
     if (!f) return;
+    if (r.status === PageStatus.lost && n.isLost(f.page)) {
+      this.parkOrFail(r.reqId);
+      return;
+    }
     if (r.status !== PageStatus.ok) {
       if (f.searching) {
         f.searching.delete(from);
-        if (f.searching.size === 0) this.lostPage(r.reqId);
-      } else {
+        if (f.searching.size === 0) this.parkOrFail(r.reqId);
+      } else if (!f.parked) {
         this.search(r.reqId);
       }
       return;
@@ -202,14 +243,20 @@ export class Pager {
     if (at > this.scanAt && at < this.aheadTo) this.keepAhead(at);
   }
 
-  /** Fetches waiting on `id`, which is gone: look for another holder. */
-  memberGone(id: number): void {
-    for (const [reqId, f] of this.fetches) {
-      if (f.searching) {
-        f.searching.delete(id);
-        if (f.searching.size === 0) this.lostPage(reqId);
-      } else if (this.n.table.owners[f.page] === id) {
-        this.search(reqId);
+  /** A configuration moved pages or decided them lost: fetches waiting go to the new owners, or fail. */
+  configurationChanged(): void {
+    const n = this.n;
+    for (const [reqId, f] of [...this.fetches]) {
+      if (!this.fetches.has(reqId)) continue;
+      const owner = n.table.owners[f.page];
+      if (owner === LOST_OWNER) this.parkOrFail(reqId);
+      else if (f.parked || f.searching) {
+        if (owner !== n.id && n.members.has(owner) && !n.membership.suspects.has(owner)) {
+          f.parked = false;
+          f.searching = undefined;
+          this.armRetry(reqId);
+          n.links.send(owner, Msg.PageRequest, encode.pageRequest({ reqId, page: f.page, count: 1, requester: n.id, time: n.log.applied, hops: 0, search: false }));
+        } else this.search(reqId);
       }
     }
   }
@@ -219,6 +266,7 @@ export class Pager {
       page: f.page,
       slots: f.slots.length,
       searching: f.searching ? [...f.searching] : undefined,
+      parked: f.parked,
       ...this.n.pageInfo(f.page),
     }));
   }

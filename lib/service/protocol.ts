@@ -12,10 +12,13 @@ export const Msg = {
   Hello: 16,
   /** Founder/any member -> joiner: your id and the cluster's state. */
   JoinAccept: 17,
-  /** A member joined (sent by the member that admitted it, under the token). */
-  MemberAdd: 18,
-  /** A member left or died. */
-  MemberRemove: 19,
+  // 18 and 19 (MemberAdd, MemberRemove) are retired: membership changes are configuration
+  // commits now (Commit with a configuration section).
+  /**
+   * Leave: u16 the successor. A leaving node, under the token, has handed its pages to the
+   * successor; the token follows, and the successor commits the configuration without it.
+   */
+  Leave: 28,
   TokenRequest: 20,
   Token: 21,
   Commit: 22,
@@ -24,8 +27,6 @@ export const Msg = {
   ResendRequest: 25,
   StatsRequest: 26,
   StatsReply: 27,
-  /** Leave: u16 the successor that took over the leaver's pages and token (NO_NODE: none). */
-  Leave: 28,
   RecoverQuery: 29,
   RecoverState: 30,
   Recovered: 31,
@@ -36,9 +37,16 @@ export const Msg = {
   HandoverAck: 34,
   /** Owner -> requester on a new data channel: replies may come this way now (no payload). */
   DataReady: 35,
+  /** Lease ping: u64 the sender's clock (ms) when sent. Answered by LeaseEcho with the same value. */
+  LeasePing: 36,
+  LeaseEcho: 37,
+  /** To a node that speaks under an id the configuration no longer has: u32 the configuration's epoch. */
+  Removed: 38,
 } as const;
 
 export const NO_NODE = 0xffff;
+/** The owner of a page decided lost (its latest version died with every holder). */
+export const LOST_OWNER = 0xfffe;
 
 export interface Member {
   id: number;
@@ -60,13 +68,16 @@ export interface Hello {
 }
 
 /**
- * JoinAccept: u16 assigned id | u16 admitter's id | u64 time | u32 member count, then per member u16 id, str address |
- * u32 written page count, then per page u32 page, u64 version, u16 owner | u32 rn count, then per entry u16 id, u32 seq.
+ * JoinAccept: u16 assigned id | u16 admitter's id | u64 time | u32 configuration epoch | u16 next id | u32 member count, then per member
+ * u16 id, str address | u32 written page count, then per page u32 page, u64 version, u16 owner (LOST_OWNER: lost) |
+ * u32 rn count, then per entry u16 id, u32 seq.
  */
 export interface JoinAccept {
   id: number;
   admitter: number;
   time: number;
+  epoch: number;
+  nextId: number;
   members: Member[];
   pages: Array<{ page: number; version: number; owner: number }>;
   rn: Map<number, number>;
@@ -82,11 +93,31 @@ export interface TokenState {
   members: Member[];
 }
 
-/** Commit: u64 time | u16 committer | u32s pages. */
+/**
+ * Commit: u64 time | u16 committer | u32s pages | then, for a configuration change only:
+ * u32 epoch | u16 next id | members as in JoinAccept | u32 count, then u16 removed ids | u32s pages decided
+ * lost | u32s pages moved | u32 count, then u16 their new owners.
+ */
 export interface CommitRecord {
   time: number;
   node: number;
   pages: Uint32Array;
+  /** A new configuration, made under the token at this time. */
+  config?: ConfigChange;
+}
+
+/** A numbered configuration: the members after the change, and what it decided about pages. */
+export interface ConfigChange {
+  epoch: number;
+  /** The next id to give a joiner: ids are never reused, so a removed node cannot come back as itself. */
+  nextId: number;
+  members: Member[];
+  removed: number[];
+  /** Pages whose latest version died with the removed members. */
+  lost: Uint32Array;
+  /** Pages the removed members owned whose latest version a survivor holds: they are its now. */
+  moved: Uint32Array;
+  movedTo: Uint16Array;
 }
 
 /**
@@ -120,7 +151,8 @@ export interface PageReply {
   /** count x page size bytes (empty when count is 0). */
   data: Uint8Array;
 }
-export const PageStatus = { ok: 0, notHere: 1 } as const;
+/** notHere: ask elsewhere; lost: the configuration decided the page lost. */
+export const PageStatus = { ok: 0, notHere: 1, lost: 2 } as const;
 
 /** Bytes of a PageReply payload carrying `count` pages. */
 export function pageReplySize(count: number, pageSize: number): number {
@@ -128,19 +160,22 @@ export function pageReplySize(count: number, pageSize: number): number {
 }
 
 /**
- * RecoverQuery / Recovered: u32 generation (proposed; adopted only if regenerated) | u64 time
- * (Recovered: the cluster's time after recovery) | u16 source (a node that applied it) |
- * u8 regenerated (Recovered only: 1 if a new token was made).
+ * RecoverQuery / Recovered: u32 generation (the recovery's ballot: proposed; adopted only if
+ * regenerated) | u64 time (Recovered: the cluster's time after recovery) | u16 source (a node
+ * that applied it) | u8 regenerated (Recovered only: 1 if a new token was made) | u32 count,
+ * then u16 suspects (RecoverQuery: the members the coordinator lost).
  */
 export interface Recover {
   generation: number;
   time: number;
   source: number;
   regenerated: boolean;
+  suspects: number[];
 }
 /**
  * RecoverState: u32 generation | u64 applied | u8 has token | u8 waiting for token | u32 rn seq
- * of the sender | u16 the node it last sent the token to (NO_NODE: never) | u32 hops of that send.
+ * of the sender | u16 the node it last sent the token to (NO_NODE: never) | u32 hops of that send |
+ * u32s pages owned by a suspect that the sender holds, then u32 count and u64 their versions.
  */
 export interface RecoverState {
   generation: number;
@@ -150,6 +185,8 @@ export interface RecoverState {
   seq: number;
   sentTo: number;
   sentHops: number;
+  heldPages: Uint32Array;
+  heldVersions: Float64Array;
 }
 
 function members(w: WireWriter, m: Member[]): void {
@@ -178,15 +215,13 @@ function readSeqMap(r: WireReader): Map<number, number> {
 export const encode = {
   hello: (h: Hello) => new WireWriter().u16(h.id).str(h.address).u8((h.joining ? 1 : 0) | (h.client ? 2 : 0) | (h.data ? 4 : 0)).done(),
   joinAccept(j: JoinAccept): Buffer {
-    const w = new WireWriter(64 + j.pages.length * 14).u16(j.id).u16(j.admitter).u64(j.time);
+    const w = new WireWriter(64 + j.pages.length * 14).u16(j.id).u16(j.admitter).u64(j.time).u32(j.epoch).u16(j.nextId);
     members(w, j.members);
     w.u32(j.pages.length);
     for (const p of j.pages) w.u32(p.page).u64(p.version).u16(p.owner);
     seqMap(w, j.rn);
     return w.done();
   },
-  member: (m: Member) => new WireWriter().u16(m.id).str(m.address).done(),
-  memberRemove: (id: number) => new WireWriter().u16(id).done(),
   tokenRequest: (id: number, seq: number) => new WireWriter().u16(id).u32(seq).done(),
   token(t: TokenState): Buffer {
     const w = new WireWriter().u32(t.generation).u32(t.hops).u64(t.time);
@@ -196,7 +231,19 @@ export const encode = {
     members(w, t.members);
     return w.done();
   },
-  commit: (c: CommitRecord) => new WireWriter(16 + c.pages.length * 4).u64(c.time).u16(c.node).u32s(c.pages).done(),
+  commit(c: CommitRecord): Buffer {
+    const w = new WireWriter(16 + c.pages.length * 4).u64(c.time).u16(c.node).u32s(c.pages);
+    const k = c.config;
+    if (k) {
+      w.u32(k.epoch).u16(k.nextId);
+      members(w, k.members);
+      w.u32(k.removed.length);
+      for (const id of k.removed) w.u16(id);
+      w.u32s(k.lost).u32s(k.moved).u32(k.movedTo.length);
+      for (const o of k.movedTo) w.u16(o);
+    }
+    return w.done();
+  },
   pageRequest: (p: PageRequest) =>
     new WireWriter().u32(p.reqId).u32(p.page).u16(p.count).u16(p.requester).u64(p.time).u8(p.hops).u8((p.search ? 1 : 0) | (p.viaData ? 2 : 0)).done(),
   /**
@@ -213,9 +260,14 @@ export const encode = {
   },
   resendRequest: (from: number, to: number) => new WireWriter().u64(from).u64(to).done(),
   json: (v: unknown) => Buffer.from(JSON.stringify(v), 'utf8'),
-  recover: (r: Recover) => new WireWriter().u32(r.generation).u64(r.time).u16(r.source).u8(r.regenerated ? 1 : 0).done(),
-  recoverState: (s: RecoverState) =>
-    new WireWriter()
+  nodeId: (id: number) => new WireWriter().u16(id).done(),
+  recover(r: Recover): Buffer {
+    const w = new WireWriter().u32(r.generation).u64(r.time).u16(r.source).u8(r.regenerated ? 1 : 0).u32(r.suspects.length);
+    for (const id of r.suspects) w.u16(id);
+    return w.done();
+  },
+  recoverState(s: RecoverState): Buffer {
+    const w = new WireWriter(64 + s.heldPages.length * 12)
       .u32(s.generation)
       .u64(s.applied)
       .u8(s.hasToken ? 1 : 0)
@@ -223,7 +275,13 @@ export const encode = {
       .u32(s.seq)
       .u16(s.sentTo)
       .u32(s.sentHops)
-      .done(),
+      .u32s(s.heldPages)
+      .u32(s.heldVersions.length);
+    for (const v of s.heldVersions) w.u64(v);
+    return w.done();
+  },
+  time: (t: number) => new WireWriter().u64(t).done(),
+  epoch: (e: number) => new WireWriter().u32(e).done(),
 };
 
 /** Decoders: each reads the whole payload and rejects trailing bytes. */
@@ -241,6 +299,8 @@ export const decode = {
     const id = r.u16();
     const admitter = r.u16();
     const time = r.u64();
+    const epoch = r.u32();
+    const nextId = r.u16();
     const ms = readMembers(r);
     const n = r.u32();
     if (n > 1 << 26) throw new WireError('page table too large');
@@ -248,19 +308,7 @@ export const decode = {
     for (let i = 0; i < n; i++) pages.push({ page: r.u32(), version: r.u64(), owner: r.u16() });
     const rn = readSeqMap(r);
     r.end();
-    return { id, admitter, time, members: ms, pages, rn };
-  },
-  member(b: Buffer): Member {
-    const r = new WireReader(b);
-    const m = { id: r.u16(), address: r.str(300) };
-    r.end();
-    return m;
-  },
-  memberRemove(b: Buffer): number {
-    const r = new WireReader(b);
-    const id = r.u16();
-    r.end();
-    return id;
+    return { id, admitter, time, epoch, nextId, members: ms, pages, rn };
   },
   tokenRequest(b: Buffer): { id: number; seq: number } {
     const r = new WireReader(b);
@@ -284,7 +332,23 @@ export const decode = {
   },
   commit(b: Buffer): CommitRecord {
     const r = new WireReader(b);
-    const c = { time: r.u64(), node: r.u16(), pages: r.u32s() };
+    const c: CommitRecord = { time: r.u64(), node: r.u16(), pages: r.u32s() };
+    if (r.remaining > 0) {
+      const epoch = r.u32();
+      const nextId = r.u16();
+      const ms = readMembers(r);
+      const rn = r.u32();
+      if (rn > 65535) throw new WireError('too many removed members');
+      const removed = [];
+      for (let i = 0; i < rn; i++) removed.push(r.u16());
+      const lost = r.u32s();
+      const moved = r.u32s();
+      const mn = r.u32();
+      if (mn !== moved.length) throw new WireError('moved pages and owners differ in number');
+      const movedTo = new Uint16Array(mn);
+      for (let i = 0; i < mn; i++) movedTo[i] = r.u16();
+      c.config = { epoch, nextId, members: ms, removed, lost, moved, movedTo };
+    }
     r.end();
     return c;
   },
@@ -331,7 +395,10 @@ export const decode = {
   },
   recover(b: Buffer): Recover {
     const r = new WireReader(b);
-    const v = { generation: r.u32(), time: r.u64(), source: r.u16(), regenerated: r.u8() !== 0 };
+    const v: Recover = { generation: r.u32(), time: r.u64(), source: r.u16(), regenerated: r.u8() !== 0, suspects: [] };
+    const n = r.u32();
+    if (n > 65535) throw new WireError('too many suspects');
+    for (let i = 0; i < n; i++) v.suspects.push(r.u16());
     r.end();
     return v;
   },
@@ -345,8 +412,32 @@ export const decode = {
       seq: r.u32(),
       sentTo: r.u16(),
       sentHops: r.u32(),
+      heldPages: r.u32s(),
+      heldVersions: new Float64Array(0),
     };
+    const n = r.u32();
+    if (n !== v.heldPages.length) throw new WireError('held pages and versions differ in number');
+    v.heldVersions = new Float64Array(n);
+    for (let i = 0; i < n; i++) v.heldVersions[i] = r.u64();
     r.end();
     return v;
+  },
+  nodeId(b: Buffer): number {
+    const r = new WireReader(b);
+    const id = r.u16();
+    r.end();
+    return id;
+  },
+  time(b: Buffer): number {
+    const r = new WireReader(b);
+    const t = r.u64();
+    r.end();
+    return t;
+  },
+  epoch(b: Buffer): number {
+    const r = new WireReader(b);
+    const e = r.u32();
+    r.end();
+    return e;
   },
 };

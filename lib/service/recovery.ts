@@ -1,29 +1,126 @@
-// Token recovery after a member died: did the token die with it? Run by the lowest live
-// node. Every survivor reports whether it holds the token and where it last sent it;
-// tokens arriving meanwhile are held. No holder, and the latest transfer went to a dead
-// node: the token is regenerated at the highest applied time, with a new generation that
-// voids the old.
-import { decode, encode, Msg, NO_NODE, type RecoverState } from './protocol';
+// Recovery after members are lost. The lowest member this node still reaches coordinates:
+// it asks every other member for its state under a new ballot (each answers only the
+// highest ballot it has seen, holds arriving tokens, and stops answering lease pings), and
+// goes on only with answers from a quorum of the configuration's voters. Then:
+// - the token: still held by a member that answered, or in flight to one, it is left alone;
+//   otherwise it is regenerated at the highest applied time once every lease the old
+//   holder could have had has run out (LEASE_MS after the quorum answered);
+// - the configuration: under the token, the coordinator commits a new one without the lost
+//   members. Each page a removed member owned moves to a survivor that reported holding its
+//   latest version, or is decided lost, once, for every node (membership.ts).
+// A side without a quorum never gets this far: its coordinator keeps asking, and its nodes
+// stop committing when their leases run out (ERR_DSM_PARTITIONED).
+import { type ConfigChange, decode, encode, Msg, NO_NODE, type RecoverState } from './protocol';
+import { isQuorum } from './membership';
+import { LEASE_MS, now } from './lease';
 import type { Cluster } from './cluster';
 
+type Report = Omit<RecoverState, 'generation'>;
+
+/** A member that does not answer a recovery within this long is counted as lost (given a quorum). */
+const ANSWER_MS = 2000;
+/** Unanswered queries are asked again this often (a query can be lost with a connection). */
+const REASK_MS = 400;
+/** A member that answered a recovery stops holding for it after this long without an outcome. */
+const HOLD_MS = 3 * ANSWER_MS + LEASE_MS;
+
+interface Run {
+  generation: number;
+  suspects: Set<number>;
+  states: Map<number, Report>;
+  started: number;
+  timer: NodeJS.Timeout;
+  deciding: boolean;
+}
+
 export class Recovery {
-  private recovering?: { generation: number; states: Map<number, Omit<RecoverState, 'generation'>> };
+  /** The highest ballot this node answered or ran: it answers no lower one. */
+  private promised = 0;
+  private run?: Run;
+  private holdTimer?: NodeJS.Timeout;
+  private pending = false;
 
   constructor(private readonly n: Cluster) {}
 
-  start(): void {
+  /** A member was lost: if this node coordinates, (re)start a recovery soon (several losses make one). */
+  suspect(): void {
+    if (this.pending || this.n.closing) return;
+    this.pending = true;
+    setTimeout(() => {
+      this.pending = false;
+      this.maybeStart();
+    }, 20).unref();
+  }
+
+  /** A lost member is connected again. */
+  memberBack(id: number): void {
+    const r = this.run;
+    if (r && r.suspects.delete(id)) this.ask(r, [id]);
+  }
+
+  private coordinator(): number {
     const n = this.n;
-    const generation = Math.max(n.token.generation, this.recovering?.generation ?? 0) + 1;
-    this.recovering = { generation, states: new Map() };
+    let lowest = n.id;
+    for (const id of n.members.keys()) if (id < lowest && !n.membership.suspects.has(id)) lowest = id;
+    return lowest;
+  }
+
+  private maybeStart(): void {
+    const n = this.n;
+    if (n.closing || n.membership.suspects.size === 0 || this.coordinator() !== n.id) return;
+    const r = this.run;
+    if (r && !r.deciding) {
+      for (const s of n.membership.suspects) r.suspects.add(s);
+      this.maybeFinish();
+      return;
+    }
+    if (r) return; // deciding: the suspects left over are handled by the next run
+    const generation = ((Math.max(this.promised, n.token.generation) >>> 16) + 1) * 65536 + n.id;
+    this.promised = generation;
     n.token.holdArrivals();
-    this.recovering.states.set(n.id, this.tokenReport());
-    n.links.broadcast(Msg.RecoverQuery, encode.recover({ generation, time: n.log.applied, source: n.id, regenerated: false }), n.members.values());
+    n.lease.hold(true);
+    const run: Run = {
+      generation,
+      suspects: new Set(n.membership.suspects),
+      states: new Map(),
+      started: now(),
+      timer: setInterval(() => this.reask(), REASK_MS),
+      deciding: false,
+    };
+    run.timer.unref();
+    this.run = run;
+    run.states.set(n.id, this.report(run.suspects));
+    n.ev.log('warn', `recovering from the loss of node(s) ${[...run.suspects].join(', ')} (ballot ${generation})`);
+    this.ask(run, [...n.members.keys()].filter((id) => id !== n.id && !run.suspects.has(id)));
     this.maybeFinish();
   }
 
-  /** What this node tells a recovery about the token. */
-  private tokenReport(): Omit<RecoverState, 'generation'> {
-    const { token, log, id } = this.n;
+  private ask(r: Run, ids: number[]): void {
+    const n = this.n;
+    const q = encode.recover({ generation: r.generation, time: n.log.applied, source: n.id, regenerated: false, suspects: [...r.suspects] });
+    for (const id of ids) n.links.send(id, Msg.RecoverQuery, q);
+  }
+
+  private reask(): void {
+    const r = this.run;
+    if (!r || r.deciding) return;
+    const n = this.n;
+    this.ask(r, [...n.members.keys()].filter((id) => id !== n.id && !r.suspects.has(id) && !r.states.has(id)));
+    this.maybeFinish();
+  }
+
+  /** What this node tells a recovery: the token, and which pages of the suspects it holds. */
+  private report(suspects: Set<number>): Report {
+    const { token, log, id, table } = this.n;
+    const held: number[] = [];
+    const versions: number[] = [];
+    const { states, owners } = table;
+    for (let p = 0; p < owners.length; p++) {
+      if (states[p] !== 0 && suspects.has(owners[p]) && table.versions[p] !== 0n) {
+        held.push(p);
+        versions.push(Number(table.versions[p]));
+      }
+    }
     return {
       applied: log.applied,
       hasToken: token.held,
@@ -31,6 +128,8 @@ export class Recovery {
       seq: token.rn.get(id) ?? 0,
       sentTo: token.lastSent.to,
       sentHops: token.lastSent.hops,
+      heldPages: Uint32Array.from(held),
+      heldVersions: Float64Array.from(versions),
     };
   }
 
@@ -38,26 +137,54 @@ export class Recovery {
   onQuery(from: number, payload: Buffer): void {
     const n = this.n;
     const q = decode.recover(payload);
-    if (q.generation <= n.token.generation) return; // stale query
+    if (q.generation <= this.promised || q.generation <= n.token.generation) return; // an older ballot
+    this.promised = q.generation;
+    if (this.run && this.run.generation < q.generation && !this.run.deciding) this.abandon();
     n.token.holdArrivals();
-    n.links.send(from, Msg.RecoverState, encode.recoverState({ generation: q.generation, ...this.tokenReport() }));
+    n.lease.hold(true);
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = setTimeout(() => {
+      // The coordinator died or was cut off: stop holding; whoever coordinates now starts again.
+      this.holdTimer = undefined;
+      n.token.endHold(undefined);
+      n.lease.hold(false);
+      this.suspect();
+    }, HOLD_MS);
+    this.holdTimer.unref();
+    n.links.send(from, Msg.RecoverState, encode.recoverState({ generation: q.generation, ...this.report(new Set(q.suspects)) }));
   }
 
   /** RecoverState. */
   onState(from: number, payload: Buffer): void {
     const s = decode.recoverState(payload);
-    if (!this.recovering || s.generation !== this.recovering.generation) return;
-    this.recovering.states.set(from, s);
+    const r = this.run;
+    if (!r || s.generation !== r.generation || r.deciding) return;
+    r.states.set(from, s);
     this.maybeFinish();
   }
 
-  /** A member left while a recovery waited for its report. */
+  private abandon(): void {
+    const r = this.run;
+    if (!r) return;
+    clearInterval(r.timer);
+    this.run = undefined;
+  }
+
+  /** Decides once every member still reached has answered, or a quorum has and the rest are late. */
   maybeFinish(): void {
     const n = this.n;
-    const r = this.recovering;
-    if (!r) return;
-    for (const id of n.members.keys()) if (!r.states.has(id)) return;
-    this.recovering = undefined;
+    const r = this.run;
+    if (!r || r.deciding) return;
+    const voters = [...n.members.keys()];
+    const quorum = isQuorum(voters, (id) => r.states.has(id));
+    const awaited = voters.filter((id) => !r.suspects.has(id) && !r.states.has(id));
+    if (awaited.length > 0) {
+      if (!quorum || now() - r.started < ANSWER_MS) return;
+      for (const id of awaited) r.suspects.add(id);
+    }
+    if (!quorum) return; // a minority: keep asking (reask) until the network heals or we are removed
+    r.deciding = true;
+    clearInterval(r.timer);
     let best = n.id;
     let time = n.log.applied;
     let held = false;
@@ -70,38 +197,114 @@ export class Recovery {
       if (s.hasToken) held = true;
       if (s.sentTo !== NO_NODE && s.sentHops > latest.hops) latest = { to: s.sentTo, hops: s.sentHops };
     }
-    // In flight to a live member: it will arrive (and be released from the hold).
-    const inFlight = latest.hops >= 0 && n.members.has(latest.to) && !r.states.get(latest.to)?.hasToken;
+    // In flight to a member that answered: it will arrive (and be released from the hold).
+    const inFlight = latest.hops >= 0 && r.states.has(latest.to) && !r.states.get(latest.to)!.hasToken;
     const regenerate = !held && !inFlight;
-    if (regenerate) {
-      const ln = new Map<number, number>();
-      const queue: number[] = [];
-      for (const [id, s] of r.states) {
-        ln.set(id, s.waiting ? s.seq - 1 : s.seq);
-        n.token.rn.set(id, Math.max(n.token.rn.get(id) ?? 0, s.seq));
-        if (s.waiting && id !== n.id) queue.push(id);
+    const finish = () => {
+      if (this.run !== r) return;
+      this.run = undefined;
+      if (regenerate) {
+        const ln = new Map<number, number>();
+        const queue: number[] = [];
+        // Members that did not answer are owed nothing: if they come back, they ask again.
+        for (const id of n.members.keys()) ln.set(id, n.token.rn.get(id) ?? 0);
+        for (const [id, s] of r.states) {
+          ln.set(id, s.waiting ? s.seq - 1 : s.seq);
+          n.token.rn.set(id, Math.max(n.token.rn.get(id) ?? 0, s.seq));
+          if (s.waiting && id !== n.id) queue.push(id);
+        }
+        n.ev.log('warn', `regenerated the commit token at time ${time} (ballot ${r.generation})`);
+        // Catch up first if another survivor applied more.
+        if (time > n.log.applied) n.links.send(best, Msg.ResendRequest, encode.resendRequest(n.log.applied, time));
+        n.token.endHold(r.generation);
+        n.token.onToken({ generation: r.generation, hops: latest.hops + 1, time, ln, queue, members: [...n.members.values()] });
+      } else {
+        n.token.endHold(undefined);
       }
-      const members = [...n.members.values()];
-      n.ev.log('warn', `regenerated the commit token at time ${time} (generation ${r.generation})`);
-      // Catch up first if another survivor applied more.
-      if (time > n.log.applied) n.links.send(best, Msg.ResendRequest, encode.resendRequest(n.log.applied, time));
-      n.token.endHold(r.generation);
-      n.token.onToken({ generation: r.generation, hops: latest.hops + 1, time, ln, queue, members });
-    } else {
-      n.token.endHold(undefined);
-    }
-    n.links.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best, regenerated: regenerate }), n.members.values());
+      n.lease.hold(false);
+      n.links.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best, regenerated: regenerate, suspects: [] }), n.members.values());
+      const removed = [...r.suspects].filter((id) => n.members.has(id));
+      if (removed.length > 0) void this.remove(removed, r.states);
+    };
+    // A regenerated token must not overlap the old holder's last lease.
+    if (regenerate) setTimeout(finish, LEASE_MS + 50).unref();
+    else finish();
   }
 
-  /** Recovered: the outcome, from the node that ran the recovery. */
+  /** Commits the configuration without `removed`, deciding where their pages went. */
+  private async remove(removed: number[], states: Map<number, Report>): Promise<void> {
+    const n = this.n;
+    const gone = new Set(removed);
+    // Who holds which version of the removed members' pages (as reported; this node's own copies are read at decision time).
+    const holders = new Map<number, Array<[number, number]>>();
+    for (const [id, s] of states) {
+      if (id === n.id) continue;
+      for (let i = 0; i < s.heldPages.length; i++) {
+        let h = holders.get(s.heldPages[i]);
+        if (!h) holders.set(s.heldPages[i], (h = []));
+        h.push([id, s.heldVersions[i]]);
+      }
+    }
+    try {
+      await n.commits.commitConfig((epoch, nextId): ConfigChange | undefined => {
+        const stillThere = removed.filter((id) => n.members.has(id));
+        if (stillThere.length === 0) return undefined;
+        const { states: st, owners, versions } = n.table;
+        const lost: number[] = [];
+        const moved: number[] = [];
+        const movedTo: number[] = [];
+        for (let p = 0; p < owners.length; p++) {
+          if (!gone.has(owners[p]) || versions[p] === 0n) continue;
+          const v = Number(versions[p]);
+          let to = st[p] !== 0 ? n.id : NO_NODE;
+          if (to === NO_NODE) for (const [id, hv] of holders.get(p) ?? []) if (hv === v && n.members.has(id) && !gone.has(id)) to = id;
+          if (to === NO_NODE) lost.push(p);
+          else {
+            moved.push(p);
+            movedTo.push(to);
+          }
+        }
+        if (lost.length) n.ev.log('error', `${lost.length} page(s) lost with node(s) ${stillThere.join(', ')}: no survivor holds their latest version`);
+        return {
+          epoch,
+          nextId,
+          members: [...n.members.values()].filter((m) => !gone.has(m.id)),
+          removed: stillThere,
+          lost: Uint32Array.from(lost),
+          moved: Uint32Array.from(moved),
+          movedTo: Uint16Array.from(movedTo),
+        };
+      });
+    } catch (e) {
+      n.ev.log('warn', `removing node(s) ${removed.join(', ')} failed (${(e as Error).message}); trying again`);
+      this.suspect();
+    }
+  }
+
+  /** Recovered: the outcome, from the coordinator. */
   onRecovered(_from: number, payload: Buffer): void {
     const n = this.n;
     const r = decode.recover(payload);
+    if (r.generation < this.promised) return; // a newer recovery is under way
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     n.token.endHold(r.regenerated ? r.generation : undefined);
+    n.lease.hold(false);
     if (r.time > n.log.applied) {
       n.log.hear(r.time);
       n.links.send(r.source, Msg.ResendRequest, encode.resendRequest(n.log.applied, r.time));
     }
     if (n.token.waiting && !n.token.held) n.token.request(true);
+  }
+
+  /** Joined again under a new id: forget everything. */
+  reset(): void {
+    this.abandon();
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+  }
+
+  stop(): void {
+    this.reset();
   }
 }

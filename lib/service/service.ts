@@ -4,7 +4,7 @@
 import { CommitKind, CommitStatus, type NativeAddon } from '../native';
 import type { Cluster } from './cluster';
 import { LocalTokenGate } from './local_token';
-import type { AppRequest, ServiceConfig, ServiceReply, ServiceStats } from './messages';
+import { type AppRequest, type ServiceConfig, type ServiceReply, type ServiceStats, Status } from './messages';
 
 export class Service {
   private readonly time: BigUint64Array;
@@ -34,6 +34,24 @@ export class Service {
 
   get nodeId(): number {
     return this.cluster ? this.cluster.id : this.config.nodeId;
+  }
+
+  /** The cluster's state the app checks on every transaction: lost pages, no quorum. */
+  publishStatus(lostPages: number, partitioned: boolean): void {
+    this.time[Status.lostPages] = BigInt(lostPages);
+    this.time[Status.partitioned] = partitioned ? 1n : 0n;
+  }
+
+  /** Whether the app's running transaction is discarding `page` (tx.discardLost). */
+  discarding(page: number): boolean {
+    const p = BigInt(page);
+    return p >= this.time[Status.discardFrom] && p < this.time[Status.discardTo];
+  }
+
+  /** Joined again at `time`: the times start over from the cluster's. */
+  restartTimes(time: number): void {
+    this.time[Status.applied] = BigInt(time);
+    this.time[Status.seen] = BigInt(time);
   }
 
   /** Makes applied/seen times visible to the app thread. */

@@ -12,6 +12,8 @@ export interface TokenLinks {
   reclaim(t: TokenState): void;
   /** The token is here and unused: it may be lent to the app thread. */
   idle(t: TokenState): void;
+  /** Whether `id` can be given the token (a member we lost contact with cannot). */
+  reachable(id: number): boolean;
 }
 
 export class CommitToken {
@@ -102,7 +104,7 @@ export class CommitToken {
     const me = this.links.me();
     t.ln.set(me, this.rn.get(me) ?? 0);
     for (const m of t.members) {
-      if (m.id !== me && !t.queue.includes(m.id) && (this.rn.get(m.id) ?? 0) === (t.ln.get(m.id) ?? 0) + 1) {
+      if (m.id !== me && !t.queue.includes(m.id) && this.links.reachable(m.id) && (this.rn.get(m.id) ?? 0) === (t.ln.get(m.id) ?? 0) + 1) {
         t.queue.push(m.id);
       }
     }
@@ -164,6 +166,22 @@ export class CommitToken {
     return true;
   }
 
+  /** A member we lost contact with: never pass the token to it (it asks again if it comes back). */
+  dropQueued(id: number): void {
+    if (this.token) this.token.queue = this.token.queue.filter((q) => q !== id);
+  }
+
+  /** Joined again under a new id: nothing of the old membership's token is ours. */
+  reset(): void {
+    this.token = undefined;
+    this.inUse = false;
+    this.arrivals = undefined;
+    this.rn.clear();
+    this.lastSent = { to: 0xffff, hops: 0 };
+    // Waiters (commits) were refused as partitioned; a later acquire asks anew.
+    this.waiters = [];
+  }
+
   /** Removes a dead node from the token's bookkeeping. */
   forget(id: number): void {
     this.rn.delete(id);
@@ -178,6 +196,12 @@ export class CommitToken {
   private passIfQueued(): void {
     const t = this.token;
     if (!t || this.inUse) return;
+    if (t.queue.length === 0) {
+      this.links.idle(t);
+      return;
+    }
+    // Never to a member we lost contact with (it asks again if it comes back).
+    t.queue = t.queue.filter((id) => this.links.reachable(id));
     if (t.queue.length === 0) {
       this.links.idle(t);
       return;

@@ -133,6 +133,10 @@ export class WireReader {
     this.n += len * 4;
     return out;
   }
+  /** Bytes not read yet (optional trailing sections). */
+  get remaining(): number {
+    return this.buf.length - this.n;
+  }
   end(): void {
     if (this.n !== this.buf.length) throw new WireError(`${this.buf.length - this.n} unexpected trailing byte(s)`);
   }

@@ -32,7 +32,17 @@ async function start(): Promise<void> {
       native,
       transport,
       { pageSize: config.pageSize, numPages: config.numPages, peers: cc.peers, joinTimeoutMs: cc.joinTimeoutMs },
-      { log, event: (type, id) => emit({ type, id }), publish: (a, s) => service.publish(a, s) },
+      {
+        log,
+        event: (type, id) => emit({ type, id }),
+        publish: (a, s) => service.publish(a, s),
+        status: (lost, partitioned) => service.publishStatus(lost, partitioned),
+        discarding: (page) => service.discarding(page),
+        rejoined: (id, time) => {
+          service.restartTimes(time);
+          emit({ type: 'rejoined', id });
+        },
+      },
       new LocalTokenGate(config.gate),
       config.localCommits!,
       new CommitRing(config.commitRing!),

@@ -114,10 +114,12 @@ describe('sequential scans of remote pages', () => {
   });
 
   it('a scan whose owner is killed midway reports the lost pages and the node goes on', async () => {
-    const [a, b] = await h.cluster(2, { regionSize: 64 << 20, heartbeatMs: 100, deadAfterMs: 1000 });
+    // Three nodes: after a dies, b and c are a majority and go on (two nodes alone could not:
+    // of the two halves of a two-node cluster only the lower id's goes on).
+    const [a, b, c] = await h.cluster(3, { regionSize: 64 << 20, heartbeatMs: 100, deadAfterMs: 1000 });
     const N = 6000; // far more than the read-ahead keeps in flight
     await a.run(`await dsm.transaction(() => { for (let p = args.first; p < args.first + args.n; p++) dsm.u32[p * 1024] = p; });`, { first: FIRST, n: N });
-    await settle([a, b]);
+    await settle([a, b, c]);
     // The first half arrives over the data channel; then the owner dies.
     expect(await b.run<number>(`let bad = 0; for (let p = args.first; p < args.first + args.n / 2; p++) if (dsm.u32[p * 1024] !== p) bad++; return bad;`, { first: FIRST, n: N })).toBe(0);
     expect((await b.run<{ dataChannels: number[] }>('return dsm.clusterStats();')).dataChannels).toEqual([a.nodeId]);
@@ -129,7 +131,12 @@ describe('sequential scans of remote pages', () => {
       { first: FIRST, n: N },
     );
     expect(r).toBe('ERR_DSM_PAGE_LOST');
-    // The survivor keeps working: it commits, alone, and its channel to the dead node is gone.
+    // Decided once for every survivor: c, which never touched these pages, is told the same.
+    await c.waitForLine((l) => l === `peer-leave ${a.nodeId}`);
+    const lostOnB = await b.run<number>('return dsm.lostPages().reduce((s, r) => s + r.length, 0);');
+    expect(lostOnB).toBeGreaterThan(0);
+    expect(await c.run<number>('return dsm.lostPages().reduce((s, r) => s + r.length, 0);')).toBe(lostOnB);
+    // The survivors keep working: b commits, and its channel to the dead node is gone.
     await b.run('await dsm.transaction(() => { dsm.u32[args.at] = 7; });', { at: 100 * 1024 });
     expect(await b.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: 100 * 1024 })).toBe(7);
     expect((await b.run<{ dataChannels: number[] }>('return dsm.clusterStats();')).dataChannels).toEqual([]);

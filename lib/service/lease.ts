@@ -1,0 +1,141 @@
+// The commit lease. A node may commit (with the token, or with the token lent to its app
+// thread) only while it knows that a quorum of the configuration's voters heard from it
+// recently: each member answers our pings, and the lease runs LEASE_MS from the send time
+// of the newest ping a quorum has answered. A member that takes part in a recovery stops
+// answering pings, and the recovery waits LEASE_MS before it regenerates the token, so a
+// holder cut off from the majority (or stopped, or stalled) has stopped committing before
+// anyone can have taken its place. Times are this process's monotonic clock in ms.
+import { performance } from 'node:perf_hooks';
+import { decode, encode, Msg } from './protocol';
+import { isQuorum } from './membership';
+import type { Cluster } from './cluster';
+
+/** How long an answered ping keeps the lease. */
+export const LEASE_MS = 1000;
+/** Pings go out this often (a few per lease, so one lost or late answer costs nothing). */
+const PING_MS = 150;
+
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export class Lease {
+  /** Per member: the send time of the newest ping it answered. */
+  private readonly echoed = new Map<number, number>();
+  private timer?: NodeJS.Timeout;
+  /** While this node takes part in a recovery it answers no pings. */
+  private holding = false;
+  private until = 0;
+  /** When the lease last became invalid (undefined while valid). */
+  private invalidSince: number | undefined = now();
+  /** Invalid for longer than LEASE_MS: this side has no quorum (ERR_DSM_PARTITIONED). */
+  partitioned = false;
+  private waiters: Array<{ resolve: () => void; reject: () => void }> = [];
+
+  constructor(private readonly n: Cluster) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.tick(), PING_MS);
+    this.timer.unref();
+    this.changed();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private tick(): void {
+    const n = this.n;
+    const t = now();
+    for (const id of n.members.keys()) if (id !== n.id && n.links.has(id)) n.links.send(id, Msg.LeasePing, encode.time(Math.floor(t)));
+    this.changed();
+  }
+
+  /** Pings one member at once (a new connection: a joiner needs its lease soon). */
+  ping(id: number): void {
+    this.n.links.send(id, Msg.LeasePing, encode.time(Math.floor(now())));
+  }
+
+  /** LeasePing. */
+  onPing(from: number, payload: Buffer): void {
+    const t = decode.time(payload);
+    if (!this.holding) this.n.links.send(from, Msg.LeaseEcho, encode.time(Math.floor(t)));
+  }
+
+  /** LeaseEcho. */
+  onEcho(from: number, payload: Buffer): void {
+    const t = decode.time(payload);
+    if (t > (this.echoed.get(from) ?? 0)) this.echoed.set(from, t);
+    this.changed();
+  }
+
+  /** Recovery: stop (or resume) answering pings. */
+  hold(on: boolean): void {
+    this.holding = on;
+  }
+
+  /** Until when this node may commit (Infinity: it is a quorum alone). */
+  get validUntil(): number {
+    return this.until;
+  }
+
+  valid(at = now()): boolean {
+    return at < this.until;
+  }
+
+  /** Recomputes the lease (membership or answers changed) and tells the app thread. */
+  changed(): void {
+    const n = this.n;
+    const voters = [...n.members.keys()];
+    let until: number;
+    if (isQuorum(voters, (id) => id === n.id)) {
+      until = Infinity;
+    } else {
+      // The newest time t such that the voters that answered a ping sent at t or later,
+      // with this node, make a quorum.
+      const times = voters.filter((v) => v !== n.id && !n.membership.suspects.has(v)).map((v) => this.echoed.get(v) ?? 0).sort((a, b) => b - a);
+      until = 0;
+      for (const t of times) {
+        if (t === 0) break;
+        if (isQuorum(voters, (id) => id === n.id || (this.echoed.get(id) ?? 0) >= t)) {
+          until = t + LEASE_MS;
+          break;
+        }
+      }
+    }
+    this.until = until;
+    n.gate.setLease(until);
+    const t = now();
+    const valid = this.valid(t);
+    if (valid) this.invalidSince = undefined;
+    else this.invalidSince ??= t;
+    const partitioned = !valid && t - this.invalidSince! > LEASE_MS;
+    if (partitioned !== this.partitioned) {
+      this.partitioned = partitioned;
+      n.setPartitioned(partitioned);
+      if (partitioned) n.ev.log('warn', `no quorum of configuration ${n.membership.epoch} answers: this node stops committing until it does`);
+      else n.ev.log('warn', `a quorum of configuration ${n.membership.epoch} answers again`);
+    }
+    if (valid || partitioned) {
+      const ws = this.waiters;
+      this.waiters = [];
+      for (const w of ws) (valid ? w.resolve : w.reject)();
+    }
+  }
+
+  /** Resolves once the lease is valid; rejects if this node is (or becomes) partitioned. */
+  whenValid(): Promise<void> {
+    if (this.valid()) return Promise.resolve();
+    if (this.partitioned) return Promise.reject(new Error('partitioned'));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject: () => reject(new Error('partitioned')) }));
+  }
+
+  /** A fresh start (joined, or joined again). */
+  reset(): void {
+    this.echoed.clear();
+    this.holding = false;
+    this.invalidSince = now();
+    this.changed();
+  }
+}

@@ -128,6 +128,36 @@ TEST(transaction_tracks_rolls_back_and_commits) {
   CloseDsm(d);
 }
 
+// A write outside any transaction while a transaction's commit is pending (after End(),
+// before the commit is decided): when that transaction aborts, undoing the violation must
+// restore the last committed contents, never the aborted transaction's writes.
+TEST(violation_during_a_pending_commit_never_resurrects_aborted_writes) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  const uint32_t page = 9;
+  d->Begin();
+  app[page * 4096] = 0x11;  // the transaction's write, then its function returns
+  d->End();
+  app[page * 4096 + 1] = 0x22;  // a write outside the transaction while its commit is pending
+  CHECK(d->violation());
+  d->Abort();  // the commit failed
+  std::vector<uint8_t> out(4096);
+  d->CopyCommittedPages(&page, 1, out.data());
+  CHECK(out[0] == 0 && out[1] == 0);  // what peers are served: the last committed contents
+  CHECK(d->TakeViolations() == 1);
+  CHECK(app[page * 4096] == 0 && app[page * 4096 + 1] == 0);
+  // The same, with the commit going through: the violation is undone back to the commit.
+  d->Begin();
+  app[page * 4096] = 0x33;
+  d->End();
+  app[page * 4096 + 1] = 0x44;
+  d->Commit(5, 1);
+  CHECK(d->TakeViolations() == 1);
+  CHECK(app[page * 4096] == 0x33 && app[page * 4096 + 1] == 0);
+  CloseDsm(d);
+}
+
 TEST(alternating_pages_beyond_max_map_count_complete) {
   const uint32_t pages = 200000;
   Dsm* d = OpenDsm(size_t(pages) * 4096);

@@ -88,7 +88,7 @@ void Dsm::SetServiceThread(pthread_t t, bool attached) {
 void Dsm::Fatal(const char* what, uint32_t page, int err) {
   SignalSafeLog log;
   log.Put("node-dsm: fatal: ").Put(what).Put(" (page ").Num(page);
-  if (err) log.Put(", ").Put(strerror(err));  // glibc's strerror reads a static table
+  if (err) log.Put(", ").Errno(err);
   log.Put(")\n").Flush();
   abort();
 }

@@ -2,10 +2,12 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -319,6 +321,46 @@ TEST(data_channel_receives_replies_into_the_region_and_closes_on_bad_frames) {
   d->CloseDataChannel(id);
   close(sv[0]);
   CloseDsm(d);
+}
+
+// Runs `body` in a forked child with stderr captured; returns the child's wait status.
+template <typename F>
+static int InChild(F body, std::string* err) {
+  int p[2];
+  if (pipe(p) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(p[1], 2);
+    close(p[0]);
+    body();
+    _exit(0);
+  }
+  close(p[1]);
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(p[0], buf, sizeof buf)) > 0) err->append(buf, size_t(n));
+  close(p[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+// A fatal error inside the fault handler names the errno without strerror(), which is not
+// async-signal-safe: the app view's page is unmapped behind the DSM's back, so granting it
+// fails with ENOMEM.
+TEST(fatal_errors_in_the_fault_handler_name_errno_signal_safely) {
+  std::string err;
+  int status = InChild(
+      [] {
+        Dsm* d = OpenDsm(16 << 20);
+        if (!d) _exit(3);
+        munmap(d->region().AppPage(4), 4096);
+        d->region().app()[4 * 4096 + 8] = 1;
+      },
+      &err);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+  CHECK(err.find("mprotect of the app view failed (page 4, ENOMEM, errno 12)") != std::string::npos);
+  if (err.find("ENOMEM") == std::string::npos) std::fprintf(stderr, "  child said: %s\n", err.c_str());
 }
 
 static std::atomic<int> g_prevCalls{0};

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -16,6 +18,7 @@
 #include "../../native/mapped_array.h"
 #include "../../native/region.h"
 #include "../../native/request_ring.h"
+#include "../../native/wakeup.h"
 #include "check.h"
 
 using namespace dsm;
@@ -79,6 +82,91 @@ TEST(request_ring_wakes_waiters_from_another_thread) {
   CHECK(pokes >= 1);
   ring.SetNotifier(nullptr, nullptr);
   CHECK(!ring.PostAndWait(1, 0));  // no consumer: refuses instead of sleeping forever
+}
+
+// The consumer detaches while a producer is between claiming a slot and publishing it: the
+// producer must be answered "no service" instead of sleeping forever.
+TEST(request_ring_fails_a_slot_being_filled_when_the_consumer_leaves) {
+  static RequestRing ring;
+  ring.SetNotifier([](void*) {}, nullptr);
+  const uint32_t slot = ring.Claim();
+  CHECK(slot != RequestRing::kNoSlot);
+  ring.SetNotifier(nullptr, nullptr);
+  ring.FailAll();
+  std::promise<bool> answered;
+  std::future<bool> answer = answered.get_future();
+  std::thread producer([&] { answered.set_value(ring.Publish(slot, 7, 0) && ring.Wait(slot)); });
+  const bool returned = answer.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  CHECK(returned);
+  if (!returned) {
+    producer.detach();  // asleep for good: the bug this test is about
+    return;
+  }
+  CHECK(!answer.get());
+  producer.join();
+  // The slot is free again: a consumer attaching later gets every slot.
+  ring.SetNotifier([](void*) {}, nullptr);
+  std::thread again([&] { CHECK(ring.PostAndWait(8, 0)); });
+  uint32_t served = 0;
+  while (!served) {
+    Request r[RequestRing::kSlots];
+    served = ring.Take(r, RequestRing::kSlots);
+    for (uint32_t k = 0; k < served; k++) ring.Complete(r[k].slot);
+    if (!served) sched_yield();
+  }
+  again.join();
+  ring.SetNotifier(nullptr, nullptr);
+}
+
+// Detaching the consumer waits for a wake-up in progress: the caller frees what the
+// notifier's argument points to next (the addon closes its uv_async handle).
+TEST(request_ring_detach_waits_for_a_wakeup_in_progress) {
+  static RequestRing ring;
+  static std::atomic<int> entered{0};
+  static std::atomic<bool> release{false};
+  ring.SetNotifier([](void*) {
+    entered++;
+    while (!release) sched_yield();
+  }, nullptr);
+  std::thread producer([&] { CHECK(!ring.PostAndWait(1, 0)); });
+  while (!entered) sched_yield();
+  std::atomic<bool> detached{false};
+  std::thread consumer([&] {
+    ring.SetNotifier(nullptr, nullptr);
+    detached = true;
+    ring.FailAll();
+  });
+  // Passing never depends on this pause; a detach that does not wait is caught by it.
+  usleep(200 * 1000);
+  CHECK(!detached);
+  release = true;
+  consumer.join();
+  producer.join();
+  CHECK(detached);
+}
+
+// A sender always calls a function with its own argument, even while the pair is being
+// replaced and removed under it.
+TEST(wakeup_never_mixes_one_pair_with_another) {
+  static Wakeup w;
+  static int a, b;
+  static std::atomic<int> mixed{0}, calls{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> senders;
+  for (int i = 0; i < 3; i++) {
+    senders.emplace_back([&] {
+      while (!stop) w.Send();
+    });
+  }
+  for (int i = 0; i < 20000; i++) {
+    w.Set([](void* x) { calls++; if (x != &a) mixed++; }, &a);
+    w.Set([](void* x) { calls++; if (x != &b) mixed++; }, &b);
+    w.Set(nullptr, nullptr);
+  }
+  stop = true;
+  for (auto& t : senders) t.join();
+  CHECK(mixed == 0);
+  CHECK(!w.Send());
 }
 
 static Dsm* OpenDsm(size_t size) {

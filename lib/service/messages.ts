@@ -32,7 +32,7 @@ export interface ServiceConfig {
 
 export type AppRequest =
   | { id: number; type: 'test-invalidate'; page: number; fill: number }
-  | { id: number; type: 'test-touch-app-view'; page: number }
+  | { id: number; type: 'test-touch-app-view'; address: number }
   | { id: number; type: 'close' }
   | { id: number; type: 'stats' }
   | { id: number; type: 'wait-time'; time: number };

@@ -18,6 +18,23 @@ describe('native surface', () => {
     expect(hooks.measureMalloc(16, 1000, 1)).toBeGreaterThan(0);
   });
 
+  it('measuring the fault floor leaves the signal handlers as they were', async () => {
+    const r = await runScript(`
+      const { createNode } = require('.');
+      const hooks = require('./dist/native.js').loadNativeHooks();
+      createNode({ regionSize: 1 << 20 }).then(async (dsm) => {
+        console.log('floor', hooks.measureFaultFloor(200, 2) > 0);
+        await dsm.transaction(() => { dsm.u32[0] = 5; });
+        console.log('dsm', dsm.u32[0]);
+        hooks.readByte(16);
+        console.log('survived');
+      });`);
+    expect(r.stdout).toContain('floor true');
+    expect(r.stdout).toContain('dsm 5');
+    expect(r.signal).toBe('SIGSEGV');
+    expect(r.stdout).not.toContain('survived');
+  });
+
   it("the addon's constants are TypeScript's, including the commit kinds hold and release", () => {
     const addon = native.loadNative();
     expect(native.constantsMismatch(addon.constants)).toEqual([]);

@@ -98,8 +98,9 @@ void RequestRing::FailAll() {
     // later producer reuse it) while it is being failed.
     uint32_t st = kPending;
     if (s.state.compare_exchange_strong(st, kTaken, std::memory_order_seq_cst)) st = kTaken;
-    if (st == kTaken) {
-      s.done.store(2, std::memory_order_release);
+    // Only unanswered slots fail: one completed just before keeps its answer.
+    uint32_t waiting = 0;
+    if (st == kTaken && s.done.compare_exchange_strong(waiting, 2, std::memory_order_acq_rel)) {
       Futex(&s.done, FUTEX_WAKE_PRIVATE, INT_MAX);
     }
   }

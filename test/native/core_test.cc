@@ -118,6 +118,21 @@ TEST(request_ring_fails_a_slot_being_filled_when_the_consumer_leaves) {
   ring.SetNotifier(nullptr, nullptr);
 }
 
+// A request answered just before the consumer detaches keeps its answer: FailAll must not
+// turn a completed slot into a failed one (its faulting thread would abort for nothing).
+TEST(request_ring_detach_keeps_answers_already_given) {
+  static RequestRing ring;
+  ring.SetNotifier([](void*) {}, nullptr);
+  const uint32_t slot = ring.Claim();
+  CHECK(slot != RequestRing::kNoSlot);
+  CHECK(ring.Publish(slot, 3, 0));
+  Request r[RequestRing::kSlots];
+  CHECK(ring.Take(r, RequestRing::kSlots) == 1);
+  ring.Complete(r[0].slot);
+  ring.FailAll();
+  CHECK(ring.Wait(slot));
+}
+
 // Detaching the consumer waits for a wake-up in progress: the caller frees what the
 // notifier's argument points to next (the addon closes its uv_async handle).
 TEST(request_ring_detach_waits_for_a_wakeup_in_progress) {

@@ -16,10 +16,8 @@ export interface NativeRegion {
   stats: BigUint64Array;
 }
 
-/**
- * The constants below are compiled in for their types; the addon exports its own
- * (`constants`), and loading it compares the two, so neither side can change alone.
- */
+// The constants below are compiled in for their types; the addon exports its own
+// (`constants`), and loading it compares the two, so neither side can change alone.
 
 /** Order of native/stats.h. */
 export const Counter = {

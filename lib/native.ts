@@ -16,6 +16,9 @@ export interface NativeRegion {
   stats: BigUint64Array;
 }
 
+// The constants below are compiled in for their types; the addon exports its own
+// (`constants`), and loading it compares the two, so neither side can change alone.
+
 /** Order of native/stats.h. */
 export const Counter = {
   readFaults: 0,
@@ -34,16 +37,44 @@ export const Counter = {
 /** Order of native/page_table.h. */
 export const PageState = { invalid: 0, validUnmapped: 1, read: 2, write: 3 } as const;
 
-/** CommitChannel kinds and statuses (native/commit_channel.h). */
 /**
  * Requests the app posts to the service. `hold` takes the token for the app's next run (so
  * it cannot be doomed: anti-starvation after repeated conflicts); `release` gives it back
  * when that run commits nothing.
  */
 export const CommitKind = { commit: 1, sync: 2, hold: 3, release: 4 } as const;
+/** Answers to those requests (native/commit_channel.h). */
 export const CommitStatus = { committed: 1, doomed: 2, failed: 3, partitioned: 4 } as const;
-/** runTransaction statuses. */
+/** runTransaction statuses (native/app_interrupt.h). */
 export const RunStatus = { returned: 0, threw: 1, terminated: 2 } as const;
+
+/** What the addon exports as `constants`: name to number, per table. */
+export type SharedConstants = Record<string, Record<string, number>>;
+
+const expectedConstants: SharedConstants = {
+  pageStates: PageState,
+  counters: Counter,
+  commitKinds: CommitKind,
+  commitStatuses: CommitStatus,
+  runStatuses: RunStatus,
+};
+
+/** Every difference between the addon's constants and ours, as "table.name: ..." lines; empty when they agree. */
+export function constantsMismatch(addon: unknown): string[] {
+  if (typeof addon !== 'object' || addon === null) return ['the addon exports no constants'];
+  const theirs = addon as Partial<SharedConstants>;
+  const out: string[] = [];
+  for (const table of new Set([...Object.keys(expectedConstants), ...Object.keys(theirs)])) {
+    const a = expectedConstants[table] ?? {};
+    const b = theirs[table] ?? {};
+    for (const name of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      const here = a[name] ?? 'missing';
+      const there = b[name] ?? 'missing';
+      if (here !== there) out.push(`${table}.${name}: ${here} in TypeScript, ${there} in the addon`);
+    }
+  }
+  return out;
+}
 
 export interface NativeAddon {
   /** `onCommitReply` runs on the app thread when the service answers a posted commit. */
@@ -66,9 +97,6 @@ export interface NativeAddon {
   invalidate(page: number, version: number, owner: number): boolean;
   copyCommitted(page: number): Buffer;
   pageState(page: number): number;
-  touchAppView(page: number): number;
-  measureFaultFloor(pages: number, rounds: number): number;
-  measureMprotect(pages: number, rounds: number): number;
   /** Installs fetched pages in one call (data: the pages back to back, null for zeros); returns how many. */
   installPages(pages: Uint32Array, versions: Float64Array, owners: Uint16Array, data: Uint8Array | null): number;
   /** Reads page replies from this (authenticated) socket straight into the region; returns its id. */
@@ -80,7 +108,6 @@ export interface NativeAddon {
   lastReadFault(): number;
   /** The committed contents of `pages`, back to back into `out`. */
   copyCommittedPages(pages: Uint32Array, out: Uint8Array): void;
-  measureMalloc(size: number, count: number, rounds: number): number;
   /** begin, fn(tx), end in one call; [status (RunStatus), value or thrown error, pages written]. */
   runTransaction(fn: (tx: unknown) => unknown, tx: unknown): [number, unknown, number];
   /** App: asks the service to commit (or sync); false when no service is attached. */
@@ -99,27 +126,58 @@ export interface NativeAddon {
   takeLost(): number;
   /** Service: views of the page table (read them, never write). */
   pageTable(): { states: Uint8Array; owners: Uint16Array; versions: BigUint64Array };
-  /** Test hook: reads `address` (outside the region) from native code: a real segfault. */
-  faultOutsideRegion(address: number): number;
   /** A copy of the counters, in the order of `Counter`. */
   counters(): Float64Array;
+  /** The numbers shared with TypeScript (checked on load against the tables above). */
+  constants: SharedConstants;
+}
+
+/** The test and benchmark hooks: a separate addon, so the production one does not export them. */
+export interface NativeHooks {
+  /** Reads one byte at `address` from native code on the calling thread: a real fault where it is unmapped or protected. */
+  readByte(address: number): number;
+  /** Median ns of one SIGSEGV + mprotect + return, through a minimal handler. */
+  measureFaultFloor(pages: number, rounds: number): number;
+  /** Median ns of one single-page mprotect. */
+  measureMprotect(pages: number, rounds: number): number;
+  /** Median ns of one malloc(size) over `count` live allocations. */
+  measureMalloc(size: number, count: number, rounds: number): number;
 }
 
 let cached: NativeAddon | undefined;
+let cachedHooks: NativeHooks | undefined;
 
 /** The addon, loaded once per thread. Fails with a message that says how to fix it. */
 export function loadNative(): NativeAddon {
   if (cached) return cached;
+  const addon = loadAddon<NativeAddon>('node_dsm');
+  const diff = constantsMismatch(addon.constants);
+  if (diff.length) {
+    throw new NativeLoadError(
+      `the node-dsm addon does not match its TypeScript (built from different sources?):\n  ${diff.join('\n  ')}\n` +
+        'Rebuild both with "npm run build" (or reinstall node-dsm).',
+    );
+  }
+  cached = addon;
+  return cached;
+}
+
+/** The test and benchmark hooks (build/Release/node_dsm_hooks.node), loaded once per thread. */
+export function loadNativeHooks(): NativeHooks {
+  cachedHooks ??= loadAddon<NativeHooks>('node_dsm_hooks');
+  return cachedHooks;
+}
+
+function loadAddon<T>(name: string): T {
   if (process.platform !== 'linux') {
     throw new NativeLoadError(`node-dsm needs Linux (memfd, SIGSEGV page faults); this is ${process.platform}`);
   }
   const root = path.join(__dirname, '..');
-  const candidates = ['build/Release/node_dsm.node', 'build/Debug/node_dsm.node'];
+  const candidates = [`build/Release/${name}.node`, `build/Debug/${name}.node`];
   const errors: string[] = [];
   for (const rel of candidates) {
     try {
-      cached = require(path.join(root, rel)) as NativeAddon;
-      return cached;
+      return require(path.join(root, rel)) as T;
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       if (err.code !== 'MODULE_NOT_FOUND') errors.push(`${rel}: ${err.message}`);

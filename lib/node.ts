@@ -215,7 +215,7 @@ export class DsmNode extends EventEmitter {
 
   /** @internal Test hook: the service thread reads the app view (which must abort the process). */
   _testServiceTouchAppView(page: number): Promise<unknown> {
-    return this.service.request({ type: 'test-touch-app-view', page });
+    return this.service.request({ type: 'test-touch-app-view', address: this.base + page * this.pageSize });
   }
 
   private checkOpen(): void {

@@ -62,7 +62,7 @@ Napi::Value RunTransaction(const Napi::CallbackInfo& info, Dsm* d) {
   v8::Local<v8::Value> fnv = ToV8(info[0]);
   if (!fnv->IsFunction()) throw Napi::TypeError::New(env, "transaction: fn must be a function");
   v8::Local<v8::Value> arg = ToV8(info[1]);
-  uint32_t status = 0;
+  uint32_t status = kReturned;
   v8::Local<v8::Value> out;
   d->Begin();
   {
@@ -72,10 +72,10 @@ Napi::Value RunTransaction(const Napi::CallbackInfo& info, Dsm* d) {
       // Ours: OnInterrupt only terminates inside a doomed transaction, i.e. inside this call.
       g_terminating.store(false, std::memory_order_release);
       iso->CancelTerminateExecution();
-      status = 2;
+      status = kTerminated;
       out = v8::Undefined(iso);
     } else if (r.IsEmpty()) {
-      status = 1;
+      status = kThrew;
       out = tc.Exception();
     } else {
       out = r.ToLocalChecked();

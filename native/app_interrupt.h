@@ -17,9 +17,12 @@ void Unbind();
 // Any thread: interrupts the app thread if it is inside a doomed transaction.
 void Request();
 
+// What RunTransaction's status says.
+enum RunStatus : uint32_t { kReturned = 0, kThrew = 1, kTerminated = 2 };
+
 // Runs begin, fn(tx), end as one native call, so that a termination requested by Request()
-// can only happen inside it. Returns [status, valueOrError, writes]: status 0 returned,
-// 1 threw, 2 terminated (doomed and interrupted).
+// can only happen inside it. Returns [status (RunStatus), valueOrError, writes];
+// kTerminated: doomed and interrupted.
 Napi::Value RunTransaction(const Napi::CallbackInfo& info, Dsm* d);
 
 }  // namespace app_interrupt

@@ -6,30 +6,31 @@
 #include <atomic>
 #include <cstdint>
 
+#include "wakeup.h"
+
 namespace dsm {
 
 class CommitChannel {
  public:
-  using Notifier = void (*)(void* arg);
-  enum Kind : uint32_t { kNone = 0, kCommit = 1, kSync = 2 };
+  using Notifier = Wakeup::Fn;
+  // Kinds the app posts. kHold takes the token for the app's next run (so it cannot be
+  // doomed: anti-starvation after repeated conflicts); kRelease gives it back when that
+  // run commits nothing. The service acts on them; this channel only carries them.
+  enum Kind : uint32_t { kNone = 0, kCommit = 1, kSync = 2, kHold = 3, kRelease = 4 };
+  static constexpr uint32_t kKindLimit = 5;  // kinds are below this
   enum Status : uint32_t { kCommitted = 1, kDoomed = 2, kFailed = 3, kPartitioned = 4 };
 
-  void SetServiceNotifier(Notifier fn, void* arg) {
-    serviceArg_.store(arg, std::memory_order_release);
-    serviceFn_.store(fn, std::memory_order_release);
-  }
-  void SetAppNotifier(Notifier fn, void* arg) {
-    appArg_.store(arg, std::memory_order_release);
-    appFn_.store(fn, std::memory_order_release);
-  }
+  // Installing or removing a wake-up (nullptr) waits for a wake-up in progress (wakeup.h).
+  void SetServiceNotifier(Notifier fn, void* arg) { serviceWake_.Set(fn, arg); }
+  void SetAppNotifier(Notifier fn, void* arg) { appWake_.Set(fn, arg); }
 
   // App thread. Returns false when no service is attached.
   bool Post(Kind k) {
-    Notifier fn = serviceFn_.load(std::memory_order_acquire);
-    if (!fn) return false;
+    if (!serviceWake_.armed()) return false;
     request_.store(k, std::memory_order_release);
-    fn(serviceArg_.load(std::memory_order_acquire));
-    return true;
+    if (serviceWake_.Send()) return true;
+    request_.store(kNone, std::memory_order_release);  // the service left meanwhile
+    return false;
   }
   // Service thread: the pending request kind, or kNone; taking it clears it.
   Kind Take() { return Kind(request_.exchange(kNone, std::memory_order_acq_rel)); }
@@ -37,8 +38,7 @@ class CommitChannel {
   void Reply(Status s, uint64_t time) {
     time_.store(time, std::memory_order_relaxed);
     status_.store(s, std::memory_order_release);
-    Notifier fn = appFn_.load(std::memory_order_acquire);
-    if (fn) fn(appArg_.load(std::memory_order_acquire));
+    appWake_.Send();
   }
   // App thread: the answer, or 0 when none arrived yet; taking it clears it.
   uint32_t TakeReply(uint64_t* time) {
@@ -51,8 +51,7 @@ class CommitChannel {
   std::atomic<uint32_t> request_{kNone};
   std::atomic<uint32_t> status_{0};
   std::atomic<uint64_t> time_{0};
-  std::atomic<Notifier> serviceFn_{nullptr}, appFn_{nullptr};
-  std::atomic<void*> serviceArg_{nullptr}, appArg_{nullptr};
+  Wakeup serviceWake_, appWake_;
 };
 
 }  // namespace dsm

@@ -88,7 +88,7 @@ void Dsm::SetServiceThread(pthread_t t, bool attached) {
 void Dsm::Fatal(const char* what, uint32_t page, int err) {
   SignalSafeLog log;
   log.Put("node-dsm: fatal: ").Put(what).Put(" (page ").Num(page);
-  if (err) log.Put(", ").Put(strerror(err));  // glibc's strerror reads a static table
+  if (err) log.Put(", ").Errno(err);
   log.Put(")\n").Flush();
   abort();
 }
@@ -201,6 +201,13 @@ void Dsm::RestoreShadows(ShadowPages& s) {
 void Dsm::Abort() {
   Lock();
   active_.store(false, std::memory_order_release);
+  // A write outside any transaction while this one's commit was pending shadowed the page
+  // as it was then: this transaction's uncommitted data. Undoing that write must restore
+  // the last committed contents, which are in this transaction's shadow (peers are served
+  // the violation shadow too, see CopyCommittedPages).
+  txShadows_.pages().ForEach([&](uint32_t p) {
+    if (violShadows_.Has(p)) violShadows_.Replace(p, txShadows_.Slot(p));
+  });
   RestoreShadows(txShadows_);
   readSet_.Clear();
   live_.store(false, std::memory_order_release);

@@ -1,16 +1,41 @@
 #include "fault_floor.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <vector>
 
-#include "fault_handler.h"
+#include "signal_chain.h"
 
 namespace dsm {
+namespace {
+
+// The calibration handler: installed over whatever handler is in place (the DSM's among
+// them) for the duration of one measurement. Faults in the calibration pages are answered
+// by granting the page and returning, the least any fault handler does; all others go on
+// to the handler below, so a DSM fault on another thread meanwhile is still resolved.
+std::atomic<uintptr_t> g_begin{0}, g_end{0};
+struct sigaction g_prev;
+size_t g_pageSize = 4096;
+
+void OnCalibrationFault(int sig, siginfo_t* info, void* ctx) {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  if (addr >= g_begin.load(std::memory_order_acquire) && addr < g_end.load(std::memory_order_acquire)) {
+    const int savedErrno = errno;
+    mprotect(reinterpret_cast<void*>(addr & ~uintptr_t(g_pageSize - 1)), g_pageSize, PROT_READ | PROT_WRITE);
+    errno = savedErrno;
+    return;
+  }
+  ChainSignal(g_prev, sig, info, ctx);
+}
+
+}  // namespace
 
 static uint64_t NowNs() {
   timespec ts;
@@ -29,7 +54,18 @@ double MeasureFaultFloorNs(uint32_t pages, uint32_t rounds) {
   if (m == MAP_FAILED) return -1;
   auto* p = static_cast<volatile uint8_t*>(m);
   for (uint32_t i = 0; i < pages; i++) p[i * ps] = 1;  // populate: measure the fault, not the allocation
-  fault_handler::SetCalibrationRange(m, pages * ps);
+  g_pageSize = ps;
+  g_end.store(uintptr_t(m) + pages * ps, std::memory_order_release);
+  g_begin.store(uintptr_t(m), std::memory_order_release);
+  // The same flags as the DSM's handler, so the figure is the floor under it.
+  struct sigaction sa = {};
+  sa.sa_sigaction = OnCalibrationFault;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGSEGV, &sa, &g_prev) != 0) {
+    munmap(m, pages * ps);
+    return -1;
+  }
   std::vector<double> per;
   for (uint32_t r = 0; r < rounds; r++) {
     mprotect(m, pages * ps, PROT_NONE);
@@ -37,7 +73,9 @@ double MeasureFaultFloorNs(uint32_t pages, uint32_t rounds) {
     for (uint32_t i = 0; i < pages; i++) p[i * ps] = 2;
     per.push_back(double(NowNs() - t0) / pages);
   }
-  fault_handler::SetCalibrationRange(nullptr, 0);
+  sigaction(SIGSEGV, &g_prev, nullptr);
+  g_begin.store(0, std::memory_order_release);
+  g_end.store(0, std::memory_order_release);
   munmap(m, pages * ps);
   return Median(per);
 }

@@ -5,8 +5,9 @@
 
 namespace dsm {
 
-// Median nanoseconds of one SIGSEGV + mprotect + return, through the installed handler
-// (its calibration path), over `pages` fresh pages, repeated `rounds` times.
+// Median nanoseconds of one SIGSEGV + mprotect + return, through a minimal handler
+// installed for the measurement (the DSM's handler does this and its own work), over
+// `pages` fresh pages, repeated `rounds` times. Not thread-safe: one measurement at a time.
 double MeasureFaultFloorNs(uint32_t pages, uint32_t rounds);
 // Median nanoseconds of one single-page mprotect.
 double MeasureMprotectNs(uint32_t pages, uint32_t rounds);

@@ -1,7 +1,6 @@
 #include "fault_handler.h"
 
 #include <signal.h>
-#include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 #include <mutex>
 
 #include "dsm.h"
+#include "signal_chain.h"
 #include "signal_safe_log.h"
 
 namespace dsm {
@@ -18,7 +18,6 @@ namespace fault_handler {
 namespace {
 
 std::atomic<Dsm*> g_dsm{nullptr};
-std::atomic<uintptr_t> g_calibBegin{0}, g_calibEnd{0};
 struct sigaction g_prevSegv, g_prevBus;
 bool g_installed = false;
 std::mutex g_installMutex;
@@ -47,36 +46,11 @@ bool IsWrite(void* ctx) {
 #endif
 }
 
-void Chain(int sig, siginfo_t* info, void* ctx) {
-  struct sigaction* prev = sig == SIGBUS ? &g_prevBus : &g_prevSegv;
-  if (prev->sa_flags & SA_SIGINFO) {
-    if (prev->sa_sigaction) {
-      prev->sa_sigaction(sig, info, ctx);
-      return;
-    }
-  } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
-    prev->sa_handler(sig);
-    return;
-  }
-  // Default action: uninstall ourselves for this signal and return; the faulting
-  // instruction runs again and the kernel applies the default (a crash, as it should).
-  struct sigaction dfl = {};
-  dfl.sa_handler = SIG_DFL;
-  sigemptyset(&dfl.sa_mask);
-  sigaction(sig, &dfl, nullptr);
-}
+void Chain(int sig, siginfo_t* info, void* ctx) { ChainSignal(sig == SIGBUS ? g_prevBus : g_prevSegv, sig, info, ctx); }
 
 void OnFault(int sig, siginfo_t* info, void* ctx) {
   const int savedErrno = errno;
   const uintptr_t addr = reinterpret_cast<uintptr_t>(info->si_addr);
-
-  const uintptr_t cb = g_calibBegin.load(std::memory_order_acquire);
-  if (cb && addr >= cb && addr < g_calibEnd.load(std::memory_order_acquire)) {
-    const uintptr_t pg = addr & ~uintptr_t(getpagesize() - 1);
-    mprotect(reinterpret_cast<void*>(pg), size_t(getpagesize()), PROT_READ | PROT_WRITE);
-    errno = savedErrno;
-    return;
-  }
 
   Dsm* d = g_dsm.load(std::memory_order_acquire);
   if (!d || !d->region().Contains(info->si_addr)) {
@@ -122,7 +96,7 @@ bool InstallLocked() {
 }
 
 void UninstallLocked() {
-  if (!g_installed || g_calibBegin.load() || g_dsm.load()) return;
+  if (!g_installed || g_dsm.load()) return;
   // Only put the previous handlers back if nobody installed theirs on top of ours:
   // otherwise they chain to us and we keep chaining to ours.
   struct sigaction cur;
@@ -150,19 +124,6 @@ void Detach() {
   std::lock_guard<std::mutex> g(g_installMutex);
   g_dsm.store(nullptr, std::memory_order_release);
   UninstallLocked();
-}
-
-void SetCalibrationRange(void* p, size_t len) {
-  std::lock_guard<std::mutex> g(g_installMutex);
-  if (p) {
-    InstallLocked();
-    g_calibEnd.store(uintptr_t(p) + len, std::memory_order_release);
-    g_calibBegin.store(uintptr_t(p), std::memory_order_release);
-  } else {
-    g_calibBegin.store(0, std::memory_order_release);
-    g_calibEnd.store(0, std::memory_order_release);
-    UninstallLocked();
-  }
 }
 
 }  // namespace fault_handler

@@ -18,30 +18,40 @@ static long Futex(std::atomic<uint32_t>* word, int op, uint32_t val) {
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, val, nullptr, nullptr, 0);
 }
 
-void RequestRing::SetNotifier(Notifier fn, void* arg) {
-  notifierArg_.store(arg, std::memory_order_release);
-  notifier_.store(fn, std::memory_order_release);
+bool RequestRing::PostAndWait(uint32_t page, uint32_t flags) {
+  const uint32_t slot = Claim();
+  if (slot == kNoSlot || !Publish(slot, page, flags)) return false;
+  return Wait(slot);
 }
 
-bool RequestRing::PostAndWait(uint32_t page, uint32_t flags) {
-  Slot* s = nullptr;
-  while (!s) {
-    if (!HasConsumer()) return false;
+uint32_t RequestRing::Claim() {
+  for (;;) {
+    if (!HasConsumer()) return kNoSlot;
     for (uint32_t i = 0; i < kSlots; i++) {
       uint32_t expected = kFree;
-      if (slots_[i].state.compare_exchange_strong(expected, kFilling, std::memory_order_acquire)) {
-        s = &slots_[i];
-        break;
-      }
+      if (slots_[i].state.compare_exchange_strong(expected, kFilling, std::memory_order_acquire)) return i;
     }
-    if (!s) sched_yield();  // 64 threads faulting at once: wait for a slot
+    sched_yield();  // 64 threads faulting at once: wait for a slot
   }
+}
+
+bool RequestRing::Publish(uint32_t slot, uint32_t page, uint32_t flags) {
+  Slot* s = &slots_[slot];
   s->page = page;
   s->flags = flags;
   s->done.store(0, std::memory_order_relaxed);
-  s->state.store(kPending, std::memory_order_release);
-  Notifier fn = notifier_.load(std::memory_order_acquire);
-  if (fn) fn(notifierArg_.load(std::memory_order_acquire));
+  s->state.store(kPending, std::memory_order_seq_cst);
+  if (notifier_.Send()) return true;
+  // The consumer is gone. FailAll removes the wake-up before it looks at the slots, so it
+  // either saw this slot pending (and took it to fail it: wait for that answer) or
+  // missed it, and then this producer withdraws the slot itself.
+  uint32_t expected = kPending;
+  if (s->state.compare_exchange_strong(expected, kFree, std::memory_order_acq_rel)) return false;
+  return true;
+}
+
+bool RequestRing::Wait(uint32_t slot) {
+  Slot* s = &slots_[slot];
   uint32_t d = 0;
   // A remote fetch takes a network round trip, but waking a thread from a futex costs tens
   // of microseconds on a virtual machine: poll for a while first, yielding the CPU to
@@ -82,10 +92,15 @@ void RequestRing::Complete(uint32_t slot) {
 }
 
 void RequestRing::FailAll() {
+  notifier_.Set(nullptr, nullptr);
   for (auto& s : slots_) {
-    uint32_t st = s.state.load(std::memory_order_acquire);
-    if (st == kPending || st == kTaken) {
-      s.done.store(2, std::memory_order_release);
+    // A pending slot is taken first, so its producer cannot withdraw it meanwhile (and a
+    // later producer reuse it) while it is being failed.
+    uint32_t st = kPending;
+    if (s.state.compare_exchange_strong(st, kTaken, std::memory_order_seq_cst)) st = kTaken;
+    // Only unanswered slots fail: one completed just before keeps its answer.
+    uint32_t waiting = 0;
+    if (st == kTaken && s.done.compare_exchange_strong(waiting, 2, std::memory_order_acq_rel)) {
       Futex(&s.done, FUTEX_WAKE_PRIVATE, INT_MAX);
     }
   }

@@ -5,6 +5,9 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <climits>
+
+#include "wakeup.h"
 
 namespace dsm {
 
@@ -22,19 +25,30 @@ class RequestRing {
   using Notifier = void (*)(void* arg);
 
   // Installs (or with nullptr, removes) the consumer's wake-up. Not signal-safe; called
-  // by the service thread when it attaches and detaches.
-  void SetNotifier(Notifier fn, void* arg);
-  bool HasConsumer() const { return notifier_.load(std::memory_order_acquire) != nullptr; }
+  // by the service thread when it attaches and detaches. Removing it waits for wake-ups
+  // in progress, and producers that see it gone withdraw (see Publish).
+  void SetNotifier(Notifier fn, void* arg) { notifier_.Set(fn, arg); }
+  bool HasConsumer() const { return notifier_.armed(); }
 
   // Producer (signal handler): posts a request and blocks until Complete(). Returns false
   // when no consumer is attached, so the caller can report instead of sleeping forever.
+  // Runs Claim, Publish and Wait, which the native tests also run one by one.
   bool PostAndWait(uint32_t page, uint32_t flags);
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  // Claims a free slot for filling; kNoSlot when no consumer is attached.
+  uint32_t Claim();
+  // Fills the claimed slot, makes it visible to the consumer and wakes it. Returns false
+  // when the consumer is gone (the slot is given up then; do not Wait on it).
+  bool Publish(uint32_t slot, uint32_t page, uint32_t flags);
+  // Blocks until the consumer answers the slot, then frees it: true completed, false failed.
+  bool Wait(uint32_t slot);
 
   // Consumer: copies up to `max` pending requests into `out`, returns how many.
   uint32_t Take(Request* out, uint32_t max);
   // Consumer: wakes the producer of `slot`.
   void Complete(uint32_t slot);
-  // Consumer, on detach: wakes every waiting producer with "no answer".
+  // Consumer, on detach: removes the wake-up and wakes every waiting producer with "no
+  // answer"; producers still filling a slot withdraw it when they publish.
   void FailAll();
 
  private:
@@ -46,8 +60,7 @@ class RequestRing {
     uint32_t flags = 0;
   };
   Slot slots_[kSlots];
-  std::atomic<Notifier> notifier_{nullptr};
-  std::atomic<void*> notifierArg_{nullptr};
+  Wakeup notifier_;
 };
 
 }  // namespace dsm

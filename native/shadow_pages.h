@@ -30,6 +30,9 @@ class ShadowPages {
   // on restore.
   void Forget(uint32_t page) { pages_.Forget(page); }
   void Restore(uint32_t page) { memcpy(region_->SysPage(page), Slot(page), region_->pageSize()); }
+  // Replaces a shadow's contents (the page must be shadowed): the copy it took turned out
+  // not to be the committed contents.
+  void Replace(uint32_t page, const uint8_t* from) { memcpy(Slot(page), from, region_->pageSize()); }
   const uint8_t* Slot(uint32_t page) const { return area_.data() + (size_t(page) << region_->pageShift()); }
   uint8_t* Slot(uint32_t page) { return area_.data() + (size_t(page) << region_->pageShift()); }
   const PageSet& pages() const { return pages_; }

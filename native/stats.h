@@ -21,6 +21,14 @@ enum Counter : unsigned {
   kCounterCount
 };
 
+// The names TypeScript reads the counters by (lib/native.ts Counter), in order; exported
+// with the addon's constants and checked when it loads.
+inline constexpr const char* kCounterNames[] = {
+    "readFaults", "writeFaults", "serviceFaults", "violations", "protectionResets", "shadowRestores",
+    "begins",     "commits",     "aborts",        "installs",   "invalidations",
+};
+static_assert(sizeof(kCounterNames) / sizeof(kCounterNames[0]) == kCounterCount, "a name for every counter");
+
 struct Stats {
   std::atomic<uint64_t> c[kCounterCount];
   void Inc(Counter k, uint64_t n = 1) { c[k].fetch_add(n, std::memory_order_relaxed); }

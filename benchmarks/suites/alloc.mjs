@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const { createNode } = require('../..');
-const native = require('../../dist/native.js').loadNative();
+const hooks = require('../../dist/native.js').loadNativeHooks();
 const now = () => Number(process.hrtime.bigint());
 const rows = [];
 const row = (name, value, unit, baseline, baselineValue, target = null) =>
@@ -33,7 +33,7 @@ for (const size of [16, 64, 256]) {
   const tLocal = perOp(N, local);
   const tBuf = perOp(N, buf);
   const tLocalW = perOp(N, localW);
-  const tMalloc = native.measureMalloc(size, N, 5);
+  const tMalloc = hooks.measureMalloc(size, N, 5);
   localBySize[size] = tLocal;
   const d = await dsm.transaction((tx) => perOp(N, mk(tx)));
   const dW = await dsm.transaction((tx) => perOp(N, mkW(tx)));

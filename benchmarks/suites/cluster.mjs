@@ -114,9 +114,9 @@ if (process.argv[2] === 'echo') {
 
   // Two DSM nodes.
   const { createNode } = require('../..');
-  const native = require('../../dist/native.js').loadNative();
+  const hooks = require('../../dist/native.js').loadNativeHooks();
   const a = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 256 << 20 });
-  const floorNs = native.measureFaultFloor(2000, 5);
+  const floorNs = hooks.measureFaultFloor(2000, 5);
   const b = fork(self, ['node', a.address]);
   await new Promise((r) => b.once('message', r));
   const N = 2000;

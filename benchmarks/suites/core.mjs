@@ -3,7 +3,7 @@
 import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const { createNode } = require('../..');
-const native = require('../../dist/native.js').loadNative();
+const hooks = require('../../dist/native.js').loadNativeHooks();
 
 const PAGE = 4096;
 const now = () => Number(process.hrtime.bigint());
@@ -13,8 +13,8 @@ const row = (name, value, unit, baseline, baselineValue, target = null) =>
   rows.push({ name, value, unit, baseline, baselineValue, ratio: baselineValue ? value / baselineValue : null, target });
 
 const dsm = await createNode({ regionSize: 256 << 20 });
-const floorNs = native.measureFaultFloor(4000, 7);
-const mprotectNs = native.measureMprotect(4000, 7);
+const floorNs = hooks.measureFaultFloor(4000, 7);
+const mprotectNs = hooks.measureMprotect(4000, 7);
 row('bare fault floor (SIGSEGV + mprotect + return)', floorNs, 'ns', 'measured natively', floorNs);
 row('mprotect of one page', mprotectNs, 'ns', 'bare fault floor', floorNs);
 

@@ -23,8 +23,8 @@ describe('process lifecycle', () => {
 
   it('a real segfault outside the region still kills the process', async () => {
     const r = await runScript(`${open}
-      const native = require('./dist/native.js').loadNative();
-      createNode({ regionSize: 16 << 20 }).then(() => { native.faultOutsideRegion(16); console.log('survived'); });`);
+      const hooks = require('./dist/native.js').loadNativeHooks();
+      createNode({ regionSize: 16 << 20 }).then(() => { hooks.readByte(16); console.log('survived'); });`);
     expect(r.signal).toBe('SIGSEGV');
     expect(r.stdout).not.toContain('survived');
   });

@@ -2,10 +2,14 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -14,6 +18,7 @@
 #include "../../native/mapped_array.h"
 #include "../../native/region.h"
 #include "../../native/request_ring.h"
+#include "../../native/wakeup.h"
 #include "check.h"
 
 using namespace dsm;
@@ -79,6 +84,106 @@ TEST(request_ring_wakes_waiters_from_another_thread) {
   CHECK(!ring.PostAndWait(1, 0));  // no consumer: refuses instead of sleeping forever
 }
 
+// The consumer detaches while a producer is between claiming a slot and publishing it: the
+// producer must be answered "no service" instead of sleeping forever.
+TEST(request_ring_fails_a_slot_being_filled_when_the_consumer_leaves) {
+  static RequestRing ring;
+  ring.SetNotifier([](void*) {}, nullptr);
+  const uint32_t slot = ring.Claim();
+  CHECK(slot != RequestRing::kNoSlot);
+  ring.SetNotifier(nullptr, nullptr);
+  ring.FailAll();
+  std::promise<bool> answered;
+  std::future<bool> answer = answered.get_future();
+  std::thread producer([&] { answered.set_value(ring.Publish(slot, 7, 0) && ring.Wait(slot)); });
+  const bool returned = answer.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  CHECK(returned);
+  if (!returned) {
+    producer.detach();  // asleep for good: the bug this test is about
+    return;
+  }
+  CHECK(!answer.get());
+  producer.join();
+  // The slot is free again: a consumer attaching later gets every slot.
+  ring.SetNotifier([](void*) {}, nullptr);
+  std::thread again([&] { CHECK(ring.PostAndWait(8, 0)); });
+  uint32_t served = 0;
+  while (!served) {
+    Request r[RequestRing::kSlots];
+    served = ring.Take(r, RequestRing::kSlots);
+    for (uint32_t k = 0; k < served; k++) ring.Complete(r[k].slot);
+    if (!served) sched_yield();
+  }
+  again.join();
+  ring.SetNotifier(nullptr, nullptr);
+}
+
+// A request answered just before the consumer detaches keeps its answer: FailAll must not
+// turn a completed slot into a failed one (its faulting thread would abort for nothing).
+TEST(request_ring_detach_keeps_answers_already_given) {
+  static RequestRing ring;
+  ring.SetNotifier([](void*) {}, nullptr);
+  const uint32_t slot = ring.Claim();
+  CHECK(slot != RequestRing::kNoSlot);
+  CHECK(ring.Publish(slot, 3, 0));
+  Request r[RequestRing::kSlots];
+  CHECK(ring.Take(r, RequestRing::kSlots) == 1);
+  ring.Complete(r[0].slot);
+  ring.FailAll();
+  CHECK(ring.Wait(slot));
+}
+
+// Detaching the consumer waits for a wake-up in progress: the caller frees what the
+// notifier's argument points to next (the addon closes its uv_async handle).
+TEST(request_ring_detach_waits_for_a_wakeup_in_progress) {
+  static RequestRing ring;
+  static std::atomic<int> entered{0};
+  static std::atomic<bool> release{false};
+  ring.SetNotifier([](void*) {
+    entered++;
+    while (!release) sched_yield();
+  }, nullptr);
+  std::thread producer([&] { CHECK(!ring.PostAndWait(1, 0)); });
+  while (!entered) sched_yield();
+  std::atomic<bool> detached{false};
+  std::thread consumer([&] {
+    ring.SetNotifier(nullptr, nullptr);
+    detached = true;
+    ring.FailAll();
+  });
+  // Passing never depends on this pause; a detach that does not wait is caught by it.
+  usleep(200 * 1000);
+  CHECK(!detached);
+  release = true;
+  consumer.join();
+  producer.join();
+  CHECK(detached);
+}
+
+// A sender always calls a function with its own argument, even while the pair is being
+// replaced and removed under it.
+TEST(wakeup_never_mixes_one_pair_with_another) {
+  static Wakeup w;
+  static int a, b;
+  static std::atomic<int> mixed{0}, calls{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> senders;
+  for (int i = 0; i < 3; i++) {
+    senders.emplace_back([&] {
+      while (!stop) w.Send();
+    });
+  }
+  for (int i = 0; i < 20000; i++) {
+    w.Set([](void* x) { calls++; if (x != &a) mixed++; }, &a);
+    w.Set([](void* x) { calls++; if (x != &b) mixed++; }, &b);
+    w.Set(nullptr, nullptr);
+  }
+  stop = true;
+  for (auto& t : senders) t.join();
+  CHECK(mixed == 0);
+  CHECK(!w.Send());
+}
+
 static Dsm* OpenDsm(size_t size) {
   auto* d = new Dsm();
   RegionError err;
@@ -125,6 +230,36 @@ TEST(transaction_tracks_rolls_back_and_commits) {
   CHECK(d->violation());
   CHECK(d->TakeViolations() == 1);
   CHECK(app[4096 * 5] == 7);
+  CloseDsm(d);
+}
+
+// A write outside any transaction while a transaction's commit is pending (after End(),
+// before the commit is decided): when that transaction aborts, undoing the violation must
+// restore the last committed contents, never the aborted transaction's writes.
+TEST(violation_during_a_pending_commit_never_resurrects_aborted_writes) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  const uint32_t page = 9;
+  d->Begin();
+  app[page * 4096] = 0x11;  // the transaction's write, then its function returns
+  d->End();
+  app[page * 4096 + 1] = 0x22;  // a write outside the transaction while its commit is pending
+  CHECK(d->violation());
+  d->Abort();  // the commit failed
+  std::vector<uint8_t> out(4096);
+  d->CopyCommittedPages(&page, 1, out.data());
+  CHECK(out[0] == 0 && out[1] == 0);  // what peers are served: the last committed contents
+  CHECK(d->TakeViolations() == 1);
+  CHECK(app[page * 4096] == 0 && app[page * 4096 + 1] == 0);
+  // The same, with the commit going through: the violation is undone back to the commit.
+  d->Begin();
+  app[page * 4096] = 0x33;
+  d->End();
+  app[page * 4096 + 1] = 0x44;
+  d->Commit(5, 1);
+  CHECK(d->TakeViolations() == 1);
+  CHECK(app[page * 4096] == 0x33 && app[page * 4096 + 1] == 0);
   CloseDsm(d);
 }
 
@@ -289,6 +424,46 @@ TEST(data_channel_receives_replies_into_the_region_and_closes_on_bad_frames) {
   d->CloseDataChannel(id);
   close(sv[0]);
   CloseDsm(d);
+}
+
+// Runs `body` in a forked child with stderr captured; returns the child's wait status.
+template <typename F>
+static int InChild(F body, std::string* err) {
+  int p[2];
+  if (pipe(p) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(p[1], 2);
+    close(p[0]);
+    body();
+    _exit(0);
+  }
+  close(p[1]);
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(p[0], buf, sizeof buf)) > 0) err->append(buf, size_t(n));
+  close(p[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+// A fatal error inside the fault handler names the errno without strerror(), which is not
+// async-signal-safe: the app view's page is unmapped behind the DSM's back, so granting it
+// fails with ENOMEM.
+TEST(fatal_errors_in_the_fault_handler_name_errno_signal_safely) {
+  std::string err;
+  int status = InChild(
+      [] {
+        Dsm* d = OpenDsm(16 << 20);
+        if (!d) _exit(3);
+        munmap(d->region().AppPage(4), 4096);
+        d->region().app()[4 * 4096 + 8] = 1;
+      },
+      &err);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+  CHECK(err.find("mprotect of the app view failed (page 4, ENOMEM, errno 12)") != std::string::npos);
+  if (err.find("ENOMEM") == std::string::npos) std::fprintf(stderr, "  child said: %s\n", err.c_str());
 }
 
 static std::atomic<int> g_prevCalls{0};

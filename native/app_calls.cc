@@ -1,0 +1,134 @@
+// Bindings called on the app thread: opening and closing the region, running transactions,
+// posting commits to the service and taking its answers. Argument conversion only.
+//
+// commit(), doomed() and writeSet() are also called by the service thread when it commits
+// a transaction for the app (it holds the token then, and the app is waiting).
+#include "addon_calls.h"
+#include "addon_env.h"
+#include "app_interrupt.h"
+#include "js_args.h"
+
+namespace dsm {
+namespace addon {
+namespace {
+
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AddonEnv& ae = AddonEnv::Of(env);
+  Napi::Object o = info[0].As<Napi::Object>();
+  Options opt;
+  opt.base = uintptr_t(o.Get("base").As<Napi::Number>().Int64Value());
+  opt.size = size_t(o.Get("size").As<Napi::Number>().Int64Value());
+  opt.pageShift = U32(o.Get("pageShift"));
+  opt.startInvalid = o.Get("startInvalid").ToBoolean();
+  Dsm* d = ae.OpenRegion(env, opt, info[1]);
+  Region& r = d->region();
+  PageTable& pt = d->pages();
+  const uint32_t n = r.numPages();
+  Napi::Object out = Napi::Object::New(env);
+  Napi::ArrayBuffer app = External(env, r.app(), r.size());
+  ae.SetAppBuffer(app);
+  out.Set("buffer", app);
+  out.Set("pageSize", double(r.pageSize()));
+  out.Set("numPages", double(n));
+  out.Set("states", Napi::Uint8Array::New(env, n, ae.Keep(External(env, pt.states(), n)), 0));
+  out.Set("owners", Napi::Uint16Array::New(env, n, ae.Keep(External(env, pt.owners(), size_t(n) * 2)), 0));
+  auto versions = ae.Keep(External(env, pt.versions(), size_t(n) * 8));
+  out.Set("versions", Napi::TypedArrayOf<uint64_t>::New(env, n, versions, 0, napi_biguint64_array));
+  auto stats = ae.Keep(External(env, &d->stats(), sizeof(Stats)));
+  out.Set("stats", Napi::TypedArrayOf<uint64_t>::New(env, kCounterCount, stats, 0, napi_biguint64_array));
+  return out;
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  AddonEnv::Of(info.Env()).CloseRegion();
+  return info.Env().Undefined();
+}
+
+Napi::Value Begin(const Napi::CallbackInfo& info) {
+  AddonEnv::Need(info.Env())->Begin();
+  return info.Env().Undefined();
+}
+Napi::Value End(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), AddonEnv::Need(info.Env())->End());
+}
+Napi::Value Abort(const Napi::CallbackInfo& info) {
+  AddonEnv::Need(info.Env())->Abort();
+  return info.Env().Undefined();
+}
+Napi::Value Commit(const Napi::CallbackInfo& info) {
+  AddonEnv::Need(info.Env())->Commit(U64(info[0]), uint16_t(U32(info[1])));
+  return info.Env().Undefined();
+}
+Napi::Value Doomed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), AddonEnv::Need(info.Env())->doomed());
+}
+Napi::Value ReadSet(const Napi::CallbackInfo& info) {
+  return PagesArray(info.Env(), AddonEnv::Need(info.Env())->ReadSet());
+}
+Napi::Value WriteSet(const Napi::CallbackInfo& info) {
+  return PagesArray(info.Env(), AddonEnv::Need(info.Env())->WriteSet());
+}
+Napi::Value TakeViolations(const Napi::CallbackInfo& info) {
+  Dsm* d = AddonEnv::Current();  // runs before every public call: keep it cheap
+  return Napi::Number::New(info.Env(), d && d->violation() ? d->TakeViolations() : 0);
+}
+Napi::Value TakeLost(const Napi::CallbackInfo& info) {
+  Dsm* d = AddonEnv::Current();
+  return Napi::Number::New(info.Env(), d ? double(d->TakeLost()) : -1.0);
+}
+
+Napi::Value RunTransaction(const Napi::CallbackInfo& info) {
+  return app_interrupt::RunTransaction(info, AddonEnv::Need(info.Env()));
+}
+
+Napi::Value PostCommit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  const uint32_t kind = U32(info[0]);
+  if (kind == CommitChannel::kNone || kind >= CommitChannel::kKindLimit) {
+    throw Napi::RangeError::New(env, "postCommit: unknown request kind " + std::to_string(kind));
+  }
+  bool ok = d->channel().Post(CommitChannel::Kind(kind));
+  LoopWakeup* w = AddonEnv::Of(env).appWakeup();
+  if (ok && w) w->Ref();
+  return Napi::Boolean::New(env, ok);
+}
+
+Napi::Value TakeCommitReply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t time = 0;
+  uint32_t s = AddonEnv::Need(env)->channel().TakeReply(&time);
+  if (!s) return env.Null();
+  LoopWakeup* w = AddonEnv::Of(env).appWakeup();
+  if (w) w->Unref();
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, s));
+  a.Set(1u, Napi::Number::New(env, double(time)));
+  return a;
+}
+
+}  // namespace
+
+void DefineAppCalls(Napi::Env env, Napi::Object exports) {
+  const std::pair<const char*, Napi::Function::Callback> calls[] = {
+      {"open", Open},
+      {"close", Close},
+      {"begin", Begin},
+      {"end", End},
+      {"abort", Abort},
+      {"commit", Commit},
+      {"doomed", Doomed},
+      {"readSet", ReadSet},
+      {"writeSet", WriteSet},
+      {"takeViolations", TakeViolations},
+      {"takeLost", TakeLost},
+      {"runTransaction", RunTransaction},
+      {"postCommit", PostCommit},
+      {"takeCommitReply", TakeCommitReply},
+  };
+  for (const auto& [name, fn] : calls) exports.Set(name, Napi::Function::New(env, fn, name));
+}
+
+}  // namespace addon
+}  // namespace dsm

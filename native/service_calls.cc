@@ -1,0 +1,238 @@
+// Bindings called on the service thread: attaching to the process's Dsm, answering faults,
+// installing and invalidating pages, serving committed contents, data channels, and the
+// service's side of the commit channel. Argument conversion only.
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addon_calls.h"
+#include "addon_env.h"
+#include "app_interrupt.h"
+#include "js_args.h"
+
+namespace dsm {
+namespace addon {
+namespace {
+
+Napi::Value AttachService(const Napi::CallbackInfo& info) {
+  AddonEnv::Of(info.Env()).AttachService(info.Env(), info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+Napi::Value DetachService(const Napi::CallbackInfo& info) {
+  AddonEnv::Of(info.Env()).DetachService();
+  return info.Env().Undefined();
+}
+
+Napi::Value TakeRequests(const Napi::CallbackInfo& info) {
+  Request reqs[RequestRing::kSlots];
+  uint32_t n = AddonEnv::Need(info.Env())->ring().Take(reqs, RequestRing::kSlots);
+  auto arr = Napi::Uint32Array::New(info.Env(), size_t(n) * 3);
+  for (uint32_t i = 0; i < n; i++) {
+    arr[i * 3] = reqs[i].slot;
+    arr[i * 3 + 1] = reqs[i].page;
+    arr[i * 3 + 2] = reqs[i].flags;
+  }
+  return arr;
+}
+Napi::Value CompleteRequest(const Napi::CallbackInfo& info) {
+  AddonEnv::Need(info.Env())->ring().Complete(U32(info[0]));
+  return info.Env().Undefined();
+}
+
+Napi::Value Install(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  uint32_t page = PageArg(env, d, info[0]);
+  const uint8_t* data = nullptr;
+  if (info[1].IsTypedArray()) {
+    auto a = info[1].As<Napi::Uint8Array>();
+    if (a.ByteLength() != d->region().pageSize()) throw Napi::RangeError::New(env, "install: data must be exactly one page");
+    data = a.Data();
+  }
+  return Napi::Boolean::New(env, d->Install(page, data, U64(info[2]), uint16_t(U32(info[3]))));
+}
+
+// installPages(pages: Uint32Array, versions: Float64Array, owners: Uint16Array,
+//              data: Uint8Array (pages.length pages) | null) -> installed count
+Napi::Value InstallPages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  if (!info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
+    throw Napi::TypeError::New(env, "installPages: pages, versions and owners must be typed arrays");
+  }
+  auto pages = info[0].As<Napi::Uint32Array>();
+  auto versions = info[1].As<Napi::Float64Array>();
+  auto owners = info[2].As<Napi::Uint16Array>();
+  const uint32_t n = uint32_t(pages.ElementLength());
+  if (versions.ElementLength() != n || owners.ElementLength() != n) {
+    throw Napi::RangeError::New(env, "installPages: pages, versions and owners differ in length");
+  }
+  const uint8_t* data = nullptr;
+  if (info[3].IsTypedArray()) {
+    auto a = info[3].As<Napi::Uint8Array>();
+    if (a.ByteLength() != size_t(n) * d->region().pageSize()) {
+      throw Napi::RangeError::New(env, "installPages: data must hold exactly one page per page number");
+    }
+    data = a.Data();
+  }
+  std::vector<uint64_t> v(n);
+  for (uint32_t i = 0; i < n; i++) {
+    if (pages[i] >= d->region().numPages()) throw Napi::RangeError::New(env, "installPages: page number outside the region");
+    v[i] = uint64_t(versions[i]);
+  }
+  return Napi::Number::New(env, d->InstallPages(pages.Data(), v.data(), owners.Data(), n, data));
+}
+
+Napi::Value Invalidate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  uint32_t page = PageArg(env, d, info[0]);
+  return Napi::Boolean::New(env, d->Invalidate(page, U64(info[1]), uint16_t(U32(info[2]))));
+}
+
+Napi::Value CopyCommitted(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  uint32_t page = PageArg(env, d, info[0]);
+  auto buf = Napi::Buffer<uint8_t>::New(env, d->region().pageSize());
+  d->CopyCommitted(page, buf.Data());
+  return buf;
+}
+
+// copyCommittedPages(pages: Uint32Array, out: Uint8Array (pages.length pages))
+Napi::Value CopyCommittedPages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) {
+    throw Napi::TypeError::New(env, "copyCommittedPages: pages and out must be typed arrays");
+  }
+  auto pages = info[0].As<Napi::Uint32Array>();
+  auto out = info[1].As<Napi::Uint8Array>();
+  const uint32_t n = uint32_t(pages.ElementLength());
+  if (out.ByteLength() != size_t(n) * d->region().pageSize()) {
+    throw Napi::RangeError::New(env, "copyCommittedPages: out must hold exactly one page per page number");
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    if (pages[i] >= d->region().numPages()) throw Napi::RangeError::New(env, "copyCommittedPages: page number outside the region");
+  }
+  d->CopyCommittedPages(pages.Data(), n, out.Data());
+  return env.Undefined();
+}
+
+Napi::Value PageState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  return Napi::Number::New(env, d->pages().state(PageArg(env, d, info[0])));
+}
+
+// Views of the page table for the calling environment (the service reads owners and
+// versions to route requests). Valid until the region closes.
+Napi::Value PageTable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  dsm::PageTable& pt = d->pages();
+  uint32_t n = d->region().numPages();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("states", Napi::Uint8Array::New(env, n, External(env, pt.states(), n), 0));
+  out.Set("owners", Napi::Uint16Array::New(env, n, External(env, pt.owners(), size_t(n) * 2), 0));
+  out.Set("versions", Napi::TypedArrayOf<uint64_t>::New(env, n, External(env, pt.versions(), size_t(n) * 8), 0, napi_biguint64_array));
+  return out;
+}
+
+Napi::Value Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  auto a = Napi::Float64Array::New(env, kCounterCount);
+  for (unsigned i = 0; i < kCounterCount; i++) a[i] = double(d->stats().Get(Counter(i)));
+  return a;
+}
+
+// openDataChannel(fd, { clusterId, protocolVersion, replyType, heartbeatType, maxFrame,
+// heartbeatMs }) -> id. The socket is duplicated: the caller closes its own handle.
+Napi::Value OpenDataChannel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  LoopWakeup* w = AddonEnv::Of(env).serviceWakeup();
+  if (!w) ThrowCoded(env, "ERR_DSM_SYSTEM", "data channels belong to the service thread");
+  int fd = dup(info[0].As<Napi::Number>().Int32Value());
+  if (fd < 0) ThrowCoded(env, "ERR_DSM_SYSTEM", std::string("dup of the data channel's socket failed: ") + strerror(errno));
+  Napi::Object o = info[1].As<Napi::Object>();
+  DataChannel::Config c{};
+  c.clusterId = U32(o.Get("clusterId"));
+  c.protocolVersion = uint8_t(U32(o.Get("protocolVersion")));
+  c.replyType = uint8_t(U32(o.Get("replyType")));
+  c.heartbeatType = uint8_t(U32(o.Get("heartbeatType")));
+  c.maxFrame = U32(o.Get("maxFrame"));
+  c.heartbeatMs = U32(o.Get("heartbeatMs"));
+  return Napi::Number::New(env, d->OpenDataChannel(fd, c, LoopWakeup::Send, w));
+}
+Napi::Value CloseDataChannel(const Napi::CallbackInfo& info) {
+  AddonEnv::Need(info.Env())->CloseDataChannel(U32(info[0]));
+  return info.Env().Undefined();
+}
+// takeData() -> Float64Array of [channel, request id (0xffffffff: channel closed), newest version] triples
+Napi::Value TakeData(const Napi::CallbackInfo& info) {
+  std::vector<DataDone> done;
+  AddonEnv::Need(info.Env())->TakeDataDone(&done);
+  auto arr = Napi::Float64Array::New(info.Env(), done.size() * 3);
+  for (size_t i = 0; i < done.size(); i++) {
+    arr[i * 3] = done[i].channel;
+    arr[i * 3 + 1] = done[i].reqId;
+    arr[i * 3 + 2] = double(done[i].newest);
+  }
+  return arr;
+}
+Napi::Value LastReadFault(const Napi::CallbackInfo& info) {
+  uint32_t p = AddonEnv::Need(info.Env())->lastReadFault();
+  return Napi::Number::New(info.Env(), p == UINT32_MAX ? -1.0 : double(p));
+}
+
+Napi::Value TakeCommitRequest(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), AddonEnv::Need(info.Env())->channel().Take());
+}
+Napi::Value ReplyCommit(const Napi::CallbackInfo& info) {
+  AddonEnv::Need(info.Env())->channel().Reply(CommitChannel::Status(U32(info[0])), U64(info[1]));
+  return info.Env().Undefined();
+}
+Napi::Value InterruptApp(const Napi::CallbackInfo& info) {
+  app_interrupt::Request();
+  return info.Env().Undefined();
+}
+Napi::Value MarkLost(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  d->MarkLost(PageArg(env, d, info[0]));
+  app_interrupt::Request();
+  return env.Undefined();
+}
+
+}  // namespace
+
+void DefineServiceCalls(Napi::Env env, Napi::Object exports) {
+  const std::pair<const char*, Napi::Function::Callback> calls[] = {
+      {"attachService", AttachService},
+      {"detachService", DetachService},
+      {"takeRequests", TakeRequests},
+      {"completeRequest", CompleteRequest},
+      {"install", Install},
+      {"installPages", InstallPages},
+      {"invalidate", Invalidate},
+      {"copyCommitted", CopyCommitted},
+      {"copyCommittedPages", CopyCommittedPages},
+      {"pageState", PageState},
+      {"pageTable", PageTable},
+      {"counters", Counters},
+      {"openDataChannel", OpenDataChannel},
+      {"closeDataChannel", CloseDataChannel},
+      {"takeData", TakeData},
+      {"lastReadFault", LastReadFault},
+      {"takeCommitRequest", TakeCommitRequest},
+      {"replyCommit", ReplyCommit},
+      {"interruptApp", InterruptApp},
+      {"markLost", MarkLost},
+  };
+  for (const auto& [name, fn] : calls) exports.Set(name, Napi::Function::New(env, fn, name));
+}
+
+}  // namespace addon
+}  // namespace dsm

@@ -1,0 +1,69 @@
+// The addon's JavaScript surface: test hooks live in their own addon, and the constants
+// C++ and TypeScript share are checked when the addon loads.
+import { describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { runScript, PKG } from './fixtures/run_script';
+const load = createRequire(__filename);
+const native = load('../../dist/native.js');
+
+describe('native surface', () => {
+  it('the production addon exports no test or benchmark hooks; the hooks addon does', () => {
+    const addon = load(path.join(PKG, 'build/Release/node_dsm.node'));
+    for (const hook of ['faultOutsideRegion', 'touchAppView', 'measureFaultFloor', 'measureMprotect', 'measureMalloc', 'readByte']) {
+      expect(addon[hook], hook).toBeUndefined();
+    }
+    const hooks = native.loadNativeHooks();
+    expect(Object.keys(hooks).sort()).toEqual(['measureFaultFloor', 'measureMalloc', 'measureMprotect', 'readByte']);
+    expect(hooks.measureMalloc(16, 1000, 1)).toBeGreaterThan(0);
+  });
+
+  it('measuring the fault floor leaves the signal handlers as they were', async () => {
+    const r = await runScript(`
+      const { createNode } = require('.');
+      const hooks = require('./dist/native.js').loadNativeHooks();
+      createNode({ regionSize: 1 << 20 }).then(async (dsm) => {
+        console.log('floor', hooks.measureFaultFloor(200, 2) > 0);
+        await dsm.transaction(() => { dsm.u32[0] = 5; });
+        console.log('dsm', dsm.u32[0]);
+        hooks.readByte(16);
+        console.log('survived');
+      });`);
+    expect(r.stdout).toContain('floor true');
+    expect(r.stdout).toContain('dsm 5');
+    expect(r.signal).toBe('SIGSEGV');
+    expect(r.stdout).not.toContain('survived');
+  });
+
+  it("the addon's constants are TypeScript's, including the commit kinds hold and release", () => {
+    const addon = native.loadNative();
+    expect(native.constantsMismatch(addon.constants)).toEqual([]);
+    expect(addon.constants.commitKinds).toEqual({ commit: 1, sync: 2, hold: 3, release: 4 });
+    expect(Object.keys(addon.constants.counters)).toEqual(Object.keys(native.Counter));
+  });
+
+  it('a constant changed on one side only fails the load with NativeLoadError naming it', async () => {
+    const r = await runScript(`
+      const n = require('./dist/native.js');
+      n.CommitKind.hold = 9;
+      delete n.Counter.invalidations;
+      try { n.loadNative(); console.log('loaded'); } catch (e) { console.log(e.name, e.code); console.log(e.message); }`);
+    expect(r.stdout).toContain('NativeLoadError ERR_DSM_NATIVE_LOAD');
+    expect(r.stdout).toContain('commitKinds.hold: 9 in TypeScript, 3 in the addon');
+    expect(r.stdout).toContain('counters.invalidations: missing in TypeScript, 10 in the addon');
+    expect(r.stdout).toContain('npm run build');
+    expect(r.stdout).not.toContain('loaded');
+  });
+
+  it('postCommit refuses a kind the commit channel does not know', async () => {
+    const r = await runScript(`
+      const { createNode } = require('.');
+      const n = require('./dist/native.js').loadNative();
+      createNode({ regionSize: 1 << 20 }).then(async (dsm) => {
+        try { n.postCommit(7); console.log('posted'); } catch (e) { console.log(e.name, e.message); }
+        await dsm.close();
+      });`);
+    expect(r.stdout).toContain('RangeError postCommit: unknown request kind 7');
+    expect(r.code).toBe(0);
+  });
+});

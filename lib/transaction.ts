@@ -1,8 +1,9 @@
 // The transaction runner: one transaction at a time per node, run synchronously on the app
 // thread, retried when a remote commit dooms it, committed through the service.
-import { AsyncTransactionError, NestedTransactionError, SystemError, TransactionConflictError } from './errors';
+import { AsyncTransactionError, InvalidOptionError, NestedTransactionError, SystemError, TransactionConflictError } from './errors';
 import type { Heap } from './alloc/heap';
 import { CommitKind, CommitStatus, type NativeAddon, RunStatus } from './native';
+import { checkKeys } from './options';
 import type { ServiceClient } from './service/client';
 
 /** The handle a transaction function receives. */
@@ -64,12 +65,23 @@ export interface TransactionOptions {
   /** Overrides the node's maxRetries for this transaction. */
   maxRetries?: number;
 }
+const TRANSACTION_OPTIONS = ['maxRetries'];
+
+function checkTransactionOptions(opts: TransactionOptions | undefined): void {
+  checkKeys('dsm.transaction', opts, TRANSACTION_OPTIONS);
+  const m = opts?.maxRetries;
+  if (m !== undefined && !(Number.isSafeInteger(m) && m >= 0)) {
+    throw new InvalidOptionError(`dsm.transaction: maxRetries must be a non-negative integer, got ${String(m)}`);
+  }
+}
 
 export interface RunnerHooks {
   nodeId: () => number;
   checkViolations: () => void;
   /** Throws PageLostError if the service reported a lost page. */
   checkLost: () => void;
+  /** After a run that wrote pages: throws HeapCorruptionError if it wrote heap metadata itself. */
+  checkHeapWrites: () => void;
   /** True when commits this node has heard of are not applied yet (a read-only commit must wait). */
   needsSync: () => boolean;
   /** The node has peers (a token to hold). */
@@ -104,9 +116,10 @@ export class TransactionRunner {
     return this.queue;
   }
 
-  run<T>(fn: (tx: Transaction) => T, opts: TransactionOptions = {}): Promise<T> {
+  run<T>(fn: (tx: Transaction) => T, opts?: TransactionOptions): Promise<T> {
     if (this.running) throw new NestedTransactionError();
-    const p = this.queue.then(() => this.attempts(fn, opts.maxRetries ?? this.maxRetries));
+    if (opts !== undefined) checkTransactionOptions(opts);
+    const p = this.queue.then(() => this.attempts(fn, opts?.maxRetries ?? this.maxRetries));
     this.queue = p.catch(() => undefined);
     return p;
   }
@@ -148,6 +161,7 @@ export class TransactionRunner {
     this.hooks.checkViolations();
     const native = this.native;
     const tx = new Transaction(native, this.heap, attempt);
+    this.heap.beginRun();
     this.running = true;
     let status: number, value: unknown, writes: number;
     try {
@@ -158,6 +172,14 @@ export class TransactionRunner {
     if (status === RunStatus.returned && isThenable(value)) {
       status = RunStatus.threw;
       value = new AsyncTransactionError();
+    }
+    if (status === RunStatus.returned && writes > 0) {
+      try {
+        this.hooks.checkHeapWrites();
+      } catch (e) {
+        status = RunStatus.threw;
+        value = e;
+      }
     }
     // Doomed: whatever it returned or threw was computed from data another node has since
     // replaced, so it means "run again", never "fail". (Terminated implies doomed.)

@@ -72,6 +72,26 @@ export const CHUNK_BITMAP = 16;
 export const KINDS = { normal: 0, readMostly: 1, private: 2 } as const;
 export type AllocKind = keyof typeof KINDS;
 
+/** Where the heap's tables sit in a region; the same on every node of a cluster. */
+export interface Geometry {
+  readonly pageSize: number;
+  /** Pages in the region. */
+  readonly pages: number;
+  /** Byte offset of the page-kind table (one byte per page). */
+  readonly kindsAt: number;
+  /** Byte offset of the buddy link table (two u32 per page). */
+  readonly linksAt: number;
+  /** The first data page: every page below it is the heap's own. */
+  readonly dataStart: number;
+}
+
+export function geometry(regionSize: number, pageSize: number): Geometry {
+  const pages = Math.floor(regionSize / pageSize);
+  const kindsPages = Math.ceil(pages / pageSize);
+  const linksPages = Math.ceil((pages * 8) / pageSize);
+  return { pageSize, pages, kindsAt: 2 * pageSize, linksAt: (2 + kindsPages) * pageSize, dataStart: 2 + kindsPages + linksPages };
+}
+
 export function tagOf(node: number, kind: number, cls: number): number {
   return (CHUNK_TAG | (node << 8) | (kind << 16) | (cls << 20)) >>> 0;
 }

@@ -23,7 +23,7 @@ describe('heap across nodes', () => {
 
   it('a node refuses to join a heap with another layout version', async () => {
     const a = await h.start();
-    await a.run('await dsm.transaction(() => { dsm.u32[1] = 99; });'); // the superblock's layout version
+    await a.run('await dsm.transaction(() => dsm.heap._testWriteSuperblock(1, 99));'); // the layout version
     await expect(h.start({ peers: [a.address] })).rejects.toMatchObject({ code: 'ERR_DSM_HEAP_LAYOUT' });
   });
 });

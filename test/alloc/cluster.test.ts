@@ -21,6 +21,22 @@ describe('heap across nodes', () => {
     expect(await b.run("return dsm.root('table');")).toBe(pa[0]);
   });
 
+  it('writes over heap metadata are refused on any node, and a node joining afterwards works', async () => {
+    const a = await h.start();
+    const attempt = (code: string) => `try { await dsm.transaction(() => { ${code} }); return 'committed'; } catch (e) { return e.code + ' ' + e.address; }`;
+    expect(await a.run(attempt('dsm.u32[0] += 1;'))).toBe('ERR_DSM_HEAP_CORRUPTION 0'); // the superblock's magic number
+    const counter = await a.run<number>("return dsm.transaction((tx) => { const p = tx.alloc(4); tx.setRoot('counter', p); dsm.view(Uint32Array, p)[0] = 1; return p; });");
+    // Before the guard, the first attempt changed the magic number and this join failed with ERR_DSM_HEAP_LAYOUT.
+    const b = await h.start({ peers: [a.address] });
+    expect(await b.run(attempt('dsm.u32[(4096 + 60) / 4] = 8;'))).toBe('ERR_DSM_HEAP_CORRUPTION 4156'); // root slot 0's pointer
+    expect(await b.run("const p = dsm.root('counter'); await dsm.transaction(() => { dsm.view(Uint32Array, p)[0] += 1; }); return p;")).toBe(counter);
+    await b.run("await dsm.transaction((tx) => { const q = tx.alloc(100); tx.setRoot('b', q); dsm.view(Uint8Array, q, 100).fill(3); });");
+    await settle([a, b]);
+    const state = `const { checkHeap } = require('../../../dist/alloc/check.js');
+      return dsm.transaction(() => ({ counter: dsm.view(Uint32Array, dsm.root('counter'))[0], b: dsm.u8[dsm.root('b') + 99], errors: checkHeap(dsm.heap, dsm) }));`;
+    for (const n of [a, b]) expect(await n.run(state)).toEqual({ counter: 2, b: 3, errors: [] });
+  });
+
   it('a node refuses to join a heap with another layout version', async () => {
     const a = await h.start();
     await a.run('await dsm.transaction(() => dsm.heap._testWriteSuperblock(1, 99));'); // the layout version

@@ -109,7 +109,7 @@ export class DsmNode extends EventEmitter {
       nodeId: () => this.nodeId,
       checkViolations: () => this.checkViolations(),
       checkLost: () => this.checkLost(),
-      checkHeapWrites: () => guard.check(),
+      checkHeapWrites: (pages) => guard.check(pages),
       needsSync: () => this.service.needsSync,
       networked: () => this.address !== '',
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),

@@ -80,8 +80,8 @@ export interface RunnerHooks {
   checkViolations: () => void;
   /** Throws PageLostError if the service reported a lost page. */
   checkLost: () => void;
-  /** After a run that wrote pages: throws HeapCorruptionError if it wrote heap metadata itself. */
-  checkHeapWrites: () => void;
+  /** After a run that wrote `pages` (its write set): throws HeapCorruptionError if it wrote heap metadata itself. */
+  checkHeapWrites: (pages: Uint32Array) => void;
   /** True when commits this node has heard of are not applied yet (a read-only commit must wait). */
   needsSync: () => boolean;
   /** The node has peers (a token to hold). */
@@ -173,9 +173,11 @@ export class TransactionRunner {
       status = RunStatus.threw;
       value = new AsyncTransactionError();
     }
+    let written: Uint32Array | undefined;
     if (status === RunStatus.returned && writes > 0) {
+      written = native.writeSet();
       try {
-        this.hooks.checkHeapWrites();
+        this.hooks.checkHeapWrites(written);
       } catch (e) {
         status = RunStatus.threw;
         value = e;
@@ -196,7 +198,7 @@ export class TransactionRunner {
     }
     let time: number;
     if (holding && writes === 0) await this.post(CommitKind.release);
-    const local = writes > 0 && !holding ? this.service.tryLocalCommit(native, this.hooks.nodeId()) : undefined;
+    const local = writes > 0 && !holding ? this.service.tryLocalCommit(native, this.hooks.nodeId(), written) : undefined;
     if (local === 'doomed') return this.doomedRun();
     if (local !== undefined) {
       time = local;

@@ -15,7 +15,6 @@ import { type Geometry, MAX_NODES, PageKind, ROOT_BYTES, ROOTS, SB } from './lay
 
 /** What the guard needs from the native layer. */
 export interface GuardNative {
-  writeSet(): Uint32Array;
   copyCommittedPages(pages: Uint32Array, out: Uint8Array): void;
 }
 
@@ -38,6 +37,8 @@ export class HeapGuard {
   private seenAt?: Float64Array;
   private pre = new Uint8Array(0);
   private pre32 = new Uint32Array(0);
+  /** The page versions as u32 pairs: reading them makes no BigInt. */
+  private readonly versions: Uint32Array;
 
   constructor(
     private readonly heap: Heap,
@@ -45,31 +46,45 @@ export class HeapGuard {
     private readonly u32: Uint32Array,
     private readonly native: GuardNative,
     private readonly table: GuardPageTable,
-  ) {}
+  ) {
+    const v = table.versions;
+    this.versions = new Uint32Array(v.buffer, v.byteOffset, v.length * 2);
+  }
 
-  /** Throws HeapCorruptionError if the run wrote metadata other than through the heap. */
-  check(): void {
+  /**
+   * Throws HeapCorruptionError if the run that wrote `written` (its write set) wrote
+   * metadata other than through the heap.
+   */
+  check(written: Uint32Array): void {
     const g = this.heap.geometry;
     if (g === undefined) return;
-    const written = this.native.writeSet();
     let meta: number[] | undefined;
+    let kp = -1;
+    let mapped = false;
     for (let i = 0; i < written.length; i++) {
       const p = written[i];
-      if (p < g.dataStart || this.isHeader(g, p)) (meta ??= []).push(p);
+      let isMeta = p < g.dataStart;
+      if (!isMeta) {
+        const at = g.kindsAt + p;
+        const k = Math.floor(at / g.pageSize);
+        if (k !== kp) {
+          kp = k;
+          // Written by this run (the heap made a chunk) or read lately: read the kinds there.
+          mapped = this.table.states[kp] >= MAPPED;
+          if (!mapped) this.refresh(g, kp);
+        }
+        isMeta = mapped ? isHeaderKind(this.u8[at]) : this.headers![p] === 1;
+      }
+      if (isMeta) (meta ??= []).push(p);
     }
     if (meta !== undefined) this.verify(g, meta);
   }
 
-  private isHeader(g: Geometry, page: number): boolean {
-    const at = g.kindsAt + page;
-    const kp = Math.floor(at / g.pageSize);
-    // Written by this run (the heap made a chunk) or read lately: read the kind itself.
-    if (this.table.states[kp] >= MAPPED) return isHeaderKind(this.u8[at]);
-    const i = kp - g.kindsAt / g.pageSize;
+  /** Makes `headers` current for the pages whose kinds are on kinds page `kp`. */
+  private refresh(g: Geometry, kp: number): void {
     this.seenAt ??= new Float64Array(Math.ceil(g.pages / g.pageSize)).fill(-1);
-    const v = Number(this.table.versions[kp]);
-    if (this.seenAt[i] !== v) this.learn(g, kp, v);
-    return this.headers![page] === 1;
+    const version = this.versions[2 * kp] + this.versions[2 * kp + 1] * 2 ** 32;
+    if (this.seenAt[kp - g.kindsAt / g.pageSize] !== version) this.learn(g, kp, version);
   }
 
   /** Reads one kinds page (a fault outside the transaction, or a fetch if another node changed it). */

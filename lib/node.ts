@@ -103,7 +103,7 @@ export class DsmNode extends EventEmitter {
     service.onPeer = (type, id) => this.emit(type, { id });
     this.base = opts.base;
     this.regionSize = opts.regionSize;
-    this.heap = new Heap(this);
+    this.heap = new Heap(this, region.states);
     const guard = new HeapGuard(this.heap, this.u8, this.u32, native, region);
     this.runner = new TransactionRunner(native, service, this.heap, opts.maxRetries, {
       nodeId: () => this.nodeId,

@@ -10,7 +10,8 @@
 // took as a new header in this run replays from zero (free memory is zero).
 import type { Heap } from './heap';
 import { HeapCorruptionError } from './errors';
-import { FRESH } from './journal';
+import { PageState } from '../native';
+import { FRESH, UNREAD } from './journal';
 import { type Geometry, MAX_NODES, PageKind, ROOT_BYTES, ROOTS, SB } from './layout';
 
 /** What the guard needs from the native layer. */
@@ -23,9 +24,6 @@ export interface GuardPageTable {
   readonly states: Uint8Array;
   readonly versions: BigUint64Array;
 }
-
-/** PageState.read (native/page_table.h): the app view of the page is mapped, so reading it cannot fault. */
-const MAPPED = 2;
 
 export class HeapGuard {
   /**
@@ -70,7 +68,7 @@ export class HeapGuard {
         if (k !== kp) {
           kp = k;
           // Written by this run (the heap made a chunk) or read lately: read the kinds there.
-          mapped = this.table.states[kp] >= MAPPED;
+          mapped = this.table.states[kp] >= PageState.read;
           if (!mapped) this.refresh(g, kp);
         }
         isMeta = mapped ? isHeaderKind(this.u8[at]) : this.headers![p] === 1;
@@ -113,16 +111,17 @@ export class HeapGuard {
     const log = this.heap.journal.entries();
     const n = this.heap.journal.length;
     for (let i = 0; i < n; i += 3) {
-      const w = log[i];
-      if (w === FRESH) {
+      const flagged = log[i];
+      if (flagged === FRESH) {
         const fresh = slot.get(log[i + 1]);
         if (fresh !== undefined) exp.fill(0, fresh, fresh + pw);
         continue;
       }
+      const w = (flagged & ~UNREAD) >>> 0;
       const base = slot.get(w >>> shift);
       if (base === undefined) continue; // the heap never writes a page outside the write set
       const at = base + (w & (pw - 1));
-      if (exp[at] !== log[i + 1]) this.fail(g, w, exp[at], log[i + 1]);
+      if (flagged === w && exp[at] !== log[i + 1]) this.fail(g, w, exp[at], log[i + 1]);
       exp[at] = log[i + 2];
     }
     const u32 = this.u32;

@@ -34,10 +34,14 @@ export class Heap {
   /** Where the tables are; set by open(). */
   geometry?: Geometry;
 
-  constructor(private readonly view: HeapView) {
+  /** `states`: the page table's page states (the journal reads them). */
+  constructor(
+    private readonly view: HeapView,
+    states: Uint8Array,
+  ) {
     this.u32 = view.u32;
     this.pageWords = view.pageSize >>> 2;
-    this.journal = new Journal(view.u8, view.u32);
+    this.journal = new Journal(view.u8, view.u32, states, view.pageSize);
   }
 
   /** Formats the superblock on a fresh region (the founding node) or checks an existing one. */

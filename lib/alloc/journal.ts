@@ -3,29 +3,39 @@
 // from writes the program made to the same pages: replaying the journal over the pages'
 // committed copies must give exactly what the pages hold now.
 
-/** In place of a word index: the triple says its page became the heap's in this run. */
-export const FRESH = 0xffffffff;
+import { PageState } from '../native';
+
+// Word indices are below 2^30 (a region is at most 4 GiB), so the top bits can flag a triple.
+/** The triple's word sat on a page this run had not touched: its old value was not read. */
+export const UNREAD = 0x80000000;
+/** In place of a word index: the triple says the page that follows became the heap's in this run. */
+export const FRESH = 0x40000000;
 
 export class Journal {
   /**
    * Triples: u32 word index, the word's value before the heap wrote it, its value after;
-   * or FRESH, a page number, 0.
+   * the index flagged UNREAD (old value 0, unread); or FRESH, a page number, 0.
    */
   private log = new Uint32Array(3 * 512);
   private n = 0;
+  private readonly wordsPerPageShift: number;
 
   constructor(
     private readonly u8: Uint8Array,
     private readonly u32: Uint32Array,
-  ) {}
+    /** Page states: a page this run has not touched is not mapped (Begin revokes all access). */
+    private readonly states: Uint8Array,
+    pageSize: number,
+  ) {
+    this.wordsPerPageShift = Math.log2(pageSize) - 2;
+  }
 
   /** Writes u32 word `w` of the region. */
   w32(w: number, value: number): void {
     if (this.n === this.log.length) this.grow();
     const log = this.log;
     const n = this.n;
-    log[n] = w;
-    log[n + 1] = this.u32[w];
+    this.before(n, w);
     this.u32[w] = value;
     log[n + 2] = this.u32[w];
     this.n = n + 3;
@@ -37,11 +47,25 @@ export class Journal {
     const log = this.log;
     const n = this.n;
     const w = b >>> 2;
-    log[n] = w;
-    log[n + 1] = this.u32[w];
+    this.before(n, w);
     this.u8[b] = value;
     log[n + 2] = this.u32[w];
     this.n = n + 3;
+  }
+
+  /**
+   * The old value only matters if the program could have written the word in this run,
+   * and reading a page the run has not touched would cost a fault: on such a page the
+   * word still holds its committed value, which the guard has anyway.
+   */
+  private before(n: number, w: number): void {
+    if (this.states[w >>> this.wordsPerPageShift] >= PageState.read) {
+      this.log[n] = w;
+      this.log[n + 1] = this.u32[w];
+    } else {
+      this.log[n] = (w | UNREAD) >>> 0;
+      this.log[n + 1] = 0;
+    }
   }
 
   /**

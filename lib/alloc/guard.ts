@@ -3,7 +3,12 @@
 // the data area (node allocator headers, small-object chunk headers).
 //
 // Run after the transaction function, before the commit. Its written pages are classified
-// without touching them; only when some are metadata are their committed copies taken from
+// without touching them, and without ever fetching a page: a transaction must not wait
+// for, or fail on, a page it did not use (its only holder may have died). The kinds of the
+// data pages are read where this node has the current kinds page; otherwise what it saw
+// last stands (header pages are never freed, so a page once seen as one stays one), and a
+// header another node made since is recognised once this node has that kinds page again.
+// Only when some written pages are metadata are their committed copies taken from
 // the native layer and the heap's journal replayed over them: the result must be exactly
 // what the pages hold now, and every write the heap replayed must find the value it
 // overwrote (so a program's write the heap later overwrote is caught too). A page the heap
@@ -26,10 +31,7 @@ export interface GuardPageTable {
 }
 
 export class HeapGuard {
-  /**
-   * Header pages in the data area, as last seen on each page of the kinds table. Header
-   * pages are never freed, but a page can become one, and that changes its kinds page.
-   */
+  /** The kind of each header page in the data area this node has seen (0: none seen). */
   private headers?: Uint8Array;
   /** Per kinds page: the version `headers` was read at (-1: never). */
   private seenAt?: Float64Array;
@@ -67,11 +69,13 @@ export class HeapGuard {
         const k = Math.floor(at / g.pageSize);
         if (k !== kp) {
           kp = k;
+          const state = this.table.states[kp];
           // Written by this run (the heap made a chunk) or read lately: read the kinds there.
-          mapped = this.table.states[kp] >= PageState.read;
-          if (!mapped) this.refresh(g, kp);
+          mapped = state >= PageState.read;
+          // A current copy here: reading it costs a fault in the handler at most.
+          if (state === PageState.validUnmapped) this.refresh(g, kp);
         }
-        isMeta = mapped ? isHeaderKind(this.u8[at]) : this.headers![p] === 1;
+        isMeta = mapped ? isHeaderKind(this.u8[at]) : this.headers !== undefined && this.headers[p] !== 0;
       }
       if (isMeta) (meta ??= []).push(p);
     }
@@ -85,12 +89,15 @@ export class HeapGuard {
     if (this.seenAt[kp - g.kindsAt / g.pageSize] !== version) this.learn(g, kp, version);
   }
 
-  /** Reads one kinds page (a fault outside the transaction, or a fetch if another node changed it). */
+  /** Reads one kinds page, valid here (the read is outside the transaction: not in its read set). */
   private learn(g: Geometry, kp: number, version: number): void {
     const h = (this.headers ??= new Uint8Array(g.pages));
     const first = kp * g.pageSize - g.kindsAt;
     const end = Math.min(g.pages, first + g.pageSize);
-    for (let p = Math.max(first, 0); p < end; p++) h[p] = isHeaderKind(this.u8[g.kindsAt + p]) ? 1 : 0;
+    for (let p = Math.max(first, 0); p < end; p++) {
+      const k = this.u8[g.kindsAt + p];
+      if (isHeaderKind(k)) h[p] = k;
+    }
     // A newer version read meanwhile is only seen as stale next time: read again then.
     this.seenAt![kp - g.kindsAt / g.pageSize] = version;
   }
@@ -160,7 +167,9 @@ export class HeapGuard {
       const entry = Math.floor((a - g.linksAt) / 8);
       return entry < g.pages ? `the free-block link entry of page ${entry}` : 'the free-block link table';
     }
-    return this.u8[g.kindsAt + page] === PageKind.nodeHeader ? `a node's allocator header (page ${page})` : `the header of the small-object chunk at page ${page}`;
+    const kp = Math.floor((g.kindsAt + page) / ps);
+    const kind = this.table.states[kp] >= PageState.read ? this.u8[g.kindsAt + page] : this.headers?.[page];
+    return kind === PageKind.nodeHeader ? `a node's allocator header (page ${page})` : `the header of the small-object chunk at page ${page}`;
   }
 }
 

@@ -37,6 +37,16 @@ describe('heap across nodes', () => {
     for (const n of [a, b]) expect(await n.run(state)).toEqual({ counter: 2, b: 3, errors: [] });
   });
 
+  it("the guard never fetches a page: a survivor's transaction commits though the page-kind table died with its only holder", async () => {
+    const [a, b] = await h.cluster(2, { heartbeatMs: 100, deadAfterMs: 1000 });
+    await a.run('await dsm.transaction((tx) => { for (let i = 0; i < 40; i++) tx.alloc(20_000); });'); // the kinds table changes on a only
+    await settle([a, b]);
+    a.kill('SIGKILL');
+    await b.waitForLine((l) => l === `peer-leave ${a.nodeId}`);
+    const at = 3000 * 1024; // a data page nobody allocated
+    expect(await b.run('try { await dsm.transaction(() => { dsm.u32[args.at] = 5; }); return dsm.u32[args.at]; } catch (e) { return e.code; }', { at })).toBe(5);
+  });
+
   it('a node refuses to join a heap with another layout version', async () => {
     const a = await h.start();
     await a.run('await dsm.transaction(() => dsm.heap._testWriteSuperblock(1, 99));'); // the layout version

@@ -32,9 +32,15 @@ export class Journal {
 
   /** Writes u32 word `w` of the region. */
   w32(w: number, value: number): void {
-    if (this.n === this.log.length) this.grow();
-    const log = this.log;
     const n = this.n;
+    // The same word again (a bump pointer, say), untouched since the heap wrote it: one triple.
+    if (n !== 0 && this.log[n - 3] === w && this.u32[w] === this.log[n - 1]) {
+      this.u32[w] = value;
+      this.log[n - 1] = this.u32[w];
+      return;
+    }
+    if (n === this.log.length) this.grow();
+    const log = this.log;
     this.before(n, w);
     this.u32[w] = value;
     log[n + 2] = this.u32[w];

@@ -29,8 +29,15 @@ const metadata = () => {
   return Buffer.concat(parts);
 };
 
-/** Runs `write` in a transaction beside an ordinary data write; expects it refused at `address`. */
-async function refused(write: (tx: any) => void, address: number, what: RegExp) {
+/** The first byte at which two u32 values differ, as an address of word `w`. */
+const firstDiff = (w: number, a: number, b: number) => {
+  let i = 0;
+  while (((a >>> (8 * i)) & 255) === ((b >>> (8 * i)) & 255)) i++;
+  return w * 4 + i;
+};
+
+/** Runs `write` in a transaction beside an ordinary data write; expects it refused at `address` (or what `address()` says after the run). */
+async function refused(write: (tx: any) => void, at: number | (() => number), what: RegExp) {
   const data = await dsm.transaction((tx: any) => tx.alloc(8));
   const before = metadata();
   let runs = 0;
@@ -44,6 +51,7 @@ async function refused(write: (tx: any) => void, address: number, what: RegExp) 
       () => undefined,
       (e: unknown) => e,
     );
+  const address = typeof at === 'number' ? at : at();
   expect(err).toBeInstanceOf(HeapCorruptionError);
   expect(err).toMatchObject({ code: 'ERR_DSM_HEAP_CORRUPTION', address });
   expect(err.message).toMatch(what);
@@ -99,15 +107,29 @@ describe('the heap guards its metadata', () => {
     // Node 0's entry for 16-byte ordinary objects: free-list head, bump page, bump offset, chunk.
     const e = (dsm.u32[64] * PAGE) / 4;
     expect(dsm.u32[e]).toBe(0); // no free objects: tx.alloc bumps the offset
-    const off = dsm.u32[e + 2];
-    let b = 0;
-    while (((off >>> (8 * b)) & 255) === (((off + 32) >>> (8 * b)) & 255)) b++;
+    let off = 0;
     await refused(
       (tx) => {
+        off = dsm.u32[e + 2];
         dsm.u32[e + 2] += 32; // skip two slots; tx.alloc then writes the word itself
         tx.alloc(16);
       },
-      (e + 2) * 4 + b,
+      () => firstDiff(e + 2, off, off + 32),
+      /allocator header/,
+    );
+  });
+
+  it("a write between two of the heap's own writes of the same word is caught", async () => {
+    const e = (dsm.u32[64] * PAGE) / 4;
+    let off = 0;
+    await refused(
+      (tx) => {
+        tx.alloc(16);
+        off = dsm.u32[e + 2]; // as the heap left it
+        dsm.u32[e + 2] += 32;
+        tx.alloc(16);
+      },
+      () => firstDiff(e + 2, off, off + 32),
       /allocator header/,
     );
   });

@@ -25,7 +25,7 @@ export class Journal {
     private readonly u32: Uint32Array,
     /** Page states: a page this run has not touched is not mapped (Begin revokes all access). */
     private readonly states: Uint8Array,
-    pageSize: number,
+    private readonly pageSize: number,
   ) {
     this.wordsPerPageShift = Math.log2(pageSize) - 2;
   }
@@ -75,11 +75,12 @@ export class Journal {
   }
 
   /**
-   * Page `page` becomes a header page of the heap's. It was free memory, which is zero
-   * (or became free in this run: tx.free zeroes memory as plain data writes), so from here
-   * on it must read as zero but for the heap's journaled writes.
+   * Page `page` becomes a header page of the heap's: it is cleared, and from here on must
+   * hold zeros but for the heap's journaled writes. (It was free memory, which is zero
+   * unless a stray write reached it; clearing it keeps such a write out of the header.)
    */
   fresh(page: number): void {
+    this.u8.fill(0, page * this.pageSize, (page + 1) * this.pageSize);
     if (this.n === this.log.length) this.grow();
     this.log[this.n] = FRESH;
     this.log[this.n + 1] = page;

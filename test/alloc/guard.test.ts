@@ -134,6 +134,19 @@ describe('the heap guards its metadata', () => {
     );
   });
 
+  it('a stray write into free memory does not end up in a new chunk header (or refuse the allocation)', async () => {
+    // The next chunk starts at the head of the smallest non-empty free list of order >= 4.
+    let k = 4;
+    while (dsm.u32[16 + k] === 0) k++;
+    const page = dsm.u32[16 + k];
+    await dsm.transaction(() => dsm.view(Uint32Array, page * PAGE, 1024).fill(0xdeadbeef)); // free memory: not the guard's
+    const p = await dsm.transaction((tx: any) => tx.alloc(1500, { kind: 'private' })); // a class with no chunk yet
+    expect(Math.floor(p / PAGE)).toBe(page + 1);
+    expect(dsm.u8[g.kindsAt + page]).toBe(PageKind.chunk);
+    expect(dsm.u32[(page * PAGE) / 4 + 100]).toBe(0);
+    check();
+  });
+
   it('a write that puts back the same value is no change', async () => {
     const data = await dsm.transaction((tx: any) => tx.alloc(8));
     await dsm.transaction(() => {

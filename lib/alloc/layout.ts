@@ -1,5 +1,7 @@
 // Where the heap keeps its state inside the region. All of it lives in the region, so a
-// transaction that aborts takes its allocations and frees with it (shadow pages).
+// transaction that aborts takes its allocations and frees with it (shadow pages). The
+// heap writes these tables and header pages only through its journal (journal.ts); a
+// transaction that changes them otherwise does not commit (guard.ts).
 //
 //   page 0   superblock, u32 words:
 //            [0] magic 'DSMH'  [1] layout version  [2] page size  [3] pages in the region

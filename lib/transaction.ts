@@ -173,6 +173,8 @@ export class TransactionRunner {
       status = RunStatus.threw;
       value = new AsyncTransactionError();
     }
+    // Stray writes over the heap's tables fail the run like a throw: rolled back, not retried,
+    // unless the run was doomed anyway (then they may come from data since replaced).
     let written: Uint32Array | undefined;
     if (status === RunStatus.returned && writes > 0) {
       written = native.writeSet();

@@ -4,9 +4,10 @@
  * @example
  * const { createNode } = require('node-dsm');
  * const dsm = await createNode();
- * await dsm.transaction(() => { dsm.u32[0] += 1; });
+ * const p = await dsm.transaction((tx) => tx.alloc(4));
+ * await dsm.transaction(() => { dsm.view(Uint32Array, p)[0] += 1; });
  */
-export { createNode, DsmNode, type DsmStats, type CommitEvent } from './node';
+export { createNode, DsmNode, type DsmStats, type CommitEvent, type TypedArrayClass } from './node';
 export type { NodeOptions } from './options';
 export type { Transaction, TransactionOptions } from './transaction';
 export {
@@ -24,4 +25,4 @@ export {
   SystemError,
   NativeLoadError,
 } from './errors';
-export { OutOfMemoryError, InvalidFreeError, HeapLayoutError, RootError } from './alloc/errors';
+export { OutOfMemoryError, InvalidFreeError, HeapLayoutError, RootError, HeapCorruptionError } from './alloc/errors';

@@ -1,5 +1,6 @@
 // The public node object: typed views over the region, transactions, statistics, close.
 import { EventEmitter } from 'node:events';
+import { HeapGuard } from './alloc/guard';
 import { Heap } from './alloc/heap';
 import { ClosedError, fromNative, InvalidOptionError, NestedTransactionError, PageLostError, WriteOutsideTransactionError } from './errors';
 import { type LostRange, LostPages } from './lost_pages';
@@ -32,6 +33,24 @@ export interface DsmStats {
   invalidations: number;
 }
 
+/** The typed array classes `dsm.view()` takes. */
+export type TypedArrayClass =
+  | Int8ArrayConstructor
+  | Uint8ArrayConstructor
+  | Uint8ClampedArrayConstructor
+  | Int16ArrayConstructor
+  | Uint16ArrayConstructor
+  | Int32ArrayConstructor
+  | Uint32ArrayConstructor
+  | Float32ArrayConstructor
+  | Float64ArrayConstructor
+  | BigInt64ArrayConstructor
+  | BigUint64ArrayConstructor;
+
+const VIEW_CLASSES: ReadonlySet<unknown> = new Set([
+  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array,
+]);
+
 export interface CommitEvent {
   time: number;
   pages: number;
@@ -42,7 +61,8 @@ export interface CommitEvent {
  *
  * @example
  * const dsm = await createNode({ regionSize: 64 << 20 });
- * await dsm.transaction(() => { dsm.u32[0] += 1; });
+ * const p = await dsm.transaction((tx) => tx.alloc(8));
+ * await dsm.transaction(() => { dsm.view(Float64Array, p)[0] += 1; });
  */
 export class DsmNode extends EventEmitter {
   /** Bytes of the region, as typed arrays. Reads work anywhere; writes belong in transactions. */
@@ -90,12 +110,14 @@ export class DsmNode extends EventEmitter {
     service.onPeer = (type, id) => this.emit(type, { id });
     this.base = opts.base;
     this.regionSize = opts.regionSize;
-    this.heap = new Heap(this);
+    this.heap = new Heap(this, region.states);
     this.lost = new LostPages(region, service.status, this.u8);
+    const guard = new HeapGuard(this.heap, this.u8, this.u32, native, region);
     this.runner = new TransactionRunner(native, service, this.heap, opts.maxRetries, {
       nodeId: () => this.nodeId,
       checkViolations: () => this.checkViolations(),
       checkLost: () => this.checkLost(),
+      checkHeapWrites: (pages) => guard.check(pages),
       needsSync: () => this.service.needsSync,
       partitioned: () => this.service.status[Status.partitioned] !== 0n,
       networked: () => this.address !== '',
@@ -148,6 +170,36 @@ export class DsmNode extends EventEmitter {
   root(name: string): number | undefined {
     this.checkOpen();
     return this.heap.root(name);
+  }
+
+  /**
+   * A typed array of `length` elements over the object at `ptr` (from `tx.alloc` or
+   * `dsm.root`). Reads and writes go to the shared region, like `dsm.u8` and the others.
+   * @example await dsm.transaction(() => { dsm.view(Float64Array, ptr, 3)[2] += 1.5; });
+   */
+  view<C extends TypedArrayClass>(type: C, ptr: number, length = 1): InstanceType<C> {
+    this.checkOpen();
+    if (!VIEW_CLASSES.has(type)) {
+      const got = typeof type === 'function' ? (type as { name?: string }).name || 'an anonymous function' : String(type);
+      throw new InvalidOptionError(`dsm.view: the first argument must be a typed array class such as Uint32Array or Float64Array, got ${got}`);
+    }
+    const size = type.BYTES_PER_ELEMENT;
+    if (typeof ptr !== 'number' || !Number.isSafeInteger(ptr) || ptr <= 0) {
+      const hint = ptr === undefined ? ' (dsm.root() returns undefined for a name no transaction has set)' : '';
+      throw new InvalidOptionError(`dsm.view: the pointer must be a positive byte offset from tx.alloc() or dsm.root(), got ${String(ptr)}${hint}`);
+    }
+    if (!Number.isSafeInteger(length) || length < 1) throw new InvalidOptionError(`dsm.view: the length must be a positive whole number of elements, got ${String(length)}`);
+    if (ptr % size !== 0) {
+      throw new InvalidOptionError(`dsm.view: pointer ${ptr} is not a multiple of ${size}, as a ${type.name} needs (tx.alloc returns 16-byte aligned pointers)`);
+    }
+    if (ptr + length * size > this.regionSize) {
+      throw new InvalidOptionError(`dsm.view: ${length} ${type.name} element(s) at ${ptr} end at byte ${ptr + length * size}, past the region's ${this.regionSize} bytes`);
+    }
+    const g = this.heap.geometry;
+    if (g !== undefined && ptr < g.dataStart * g.pageSize) {
+      throw new InvalidOptionError(`dsm.view: pointer ${ptr} is inside the heap's own tables (the region's first ${g.dataStart * g.pageSize} bytes); objects come from tx.alloc()`);
+    }
+    return new (type as Uint8ArrayConstructor)(this.u8.buffer, ptr, length) as InstanceType<C>;
   }
 
   /**

@@ -61,6 +61,17 @@ export const MAX_REGION_SIZE = 4 * 1024 ** 3;
 const OS_PAGE_SIZE = 4096;
 const KNOWN = new Set(['regionSize', 'base', 'pageSize', 'maxRetries', 'consistency', 'listen', 'peers', 'secret', 'joinTimeoutMs', 'heartbeatMs', 'deadAfterMs']);
 
+/** Refuses an options object with keys `what` does not take, naming the ones it does. */
+export function checkKeys(what: string, o: unknown, known: readonly string[]): void {
+  if (o === undefined) return;
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) {
+    throw new InvalidOptionError(`${what}: options must be an object, got ${o === null ? 'null' : Array.isArray(o) ? 'an array' : typeof o}`);
+  }
+  for (const k of Object.keys(o)) {
+    if (!known.includes(k)) throw new InvalidOptionError(`${what}: unknown option "${k}"; it takes ${known.map((x) => `"${x}"`).join(', ')}`);
+  }
+}
+
 export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
   if (typeof o !== 'object' || o === null) throw new InvalidOptionError('createNode() takes an options object');
   for (const k of Object.keys(o)) {

@@ -1,9 +1,10 @@
 // The transaction runner: one transaction at a time per node, run synchronously on the app
 // thread, retried when a remote commit dooms it, committed through the service.
-import { AsyncTransactionError, NestedTransactionError, PartitionedError, SystemError, TransactionConflictError } from './errors';
+import { AsyncTransactionError, InvalidOptionError, NestedTransactionError, PartitionedError, SystemError, TransactionConflictError } from './errors';
 import type { LostPages } from './lost_pages';
 import type { Heap } from './alloc/heap';
 import { CommitKind, CommitStatus, type NativeAddon, RunStatus } from './native';
+import { checkKeys } from './options';
 import type { ServiceClient } from './service/client';
 
 /** The handle a transaction function receives. */
@@ -77,6 +78,15 @@ export interface TransactionOptions {
   /** Overrides the node's maxRetries for this transaction. */
   maxRetries?: number;
 }
+const TRANSACTION_OPTIONS = ['maxRetries'];
+
+function checkTransactionOptions(opts: TransactionOptions | undefined): void {
+  checkKeys('dsm.transaction', opts, TRANSACTION_OPTIONS);
+  const m = opts?.maxRetries;
+  if (m !== undefined && !(Number.isSafeInteger(m) && m >= 0)) {
+    throw new InvalidOptionError(`dsm.transaction: maxRetries must be a non-negative integer, got ${String(m)}`);
+  }
+}
 
 export interface RunnerHooks {
   nodeId: () => number;
@@ -85,6 +95,8 @@ export interface RunnerHooks {
   checkLost: () => void;
   /** This node has no quorum (it may not commit). */
   partitioned: () => boolean;
+  /** After a run that wrote `pages` (its write set): throws HeapCorruptionError if it wrote heap metadata itself. */
+  checkHeapWrites: (pages: Uint32Array) => void;
   /** True when commits this node has heard of are not applied yet (a read-only commit must wait). */
   needsSync: () => boolean;
   /** The node has peers (a token to hold). */
@@ -120,9 +132,10 @@ export class TransactionRunner {
     return this.queue;
   }
 
-  run<T>(fn: (tx: Transaction) => T, opts: TransactionOptions = {}): Promise<T> {
+  run<T>(fn: (tx: Transaction) => T, opts?: TransactionOptions): Promise<T> {
     if (this.running) throw new NestedTransactionError();
-    const p = this.queue.then(() => this.attempts(fn, opts.maxRetries ?? this.maxRetries));
+    if (opts !== undefined) checkTransactionOptions(opts);
+    const p = this.queue.then(() => this.attempts(fn, opts?.maxRetries ?? this.maxRetries));
     this.queue = p.catch(() => undefined);
     return p;
   }
@@ -168,6 +181,7 @@ export class TransactionRunner {
     this.hooks.checkViolations();
     const native = this.native;
     const tx = new Transaction(native, this.heap, attempt, this.lost);
+    this.heap.beginRun();
     this.running = true;
     let status: number, value: unknown, writes: number;
     try {
@@ -178,6 +192,18 @@ export class TransactionRunner {
     if (status === RunStatus.returned && isThenable(value)) {
       status = RunStatus.threw;
       value = new AsyncTransactionError();
+    }
+    // Stray writes over the heap's tables fail the run like a throw: rolled back, not retried,
+    // unless the run was doomed anyway (then they may come from data since replaced).
+    let written: Uint32Array | undefined;
+    if (status === RunStatus.returned && writes > 0) {
+      written = native.writeSet();
+      try {
+        this.hooks.checkHeapWrites(written);
+      } catch (e) {
+        status = RunStatus.threw;
+        value = e;
+      }
     }
     // Doomed: whatever it returned or threw was computed from data another node has since
     // replaced, so it means "run again", never "fail". (Terminated implies doomed.)
@@ -197,7 +223,7 @@ export class TransactionRunner {
     try {
       if (this.lost.any) {
         this.lost.check(native.readSet(), tx.discarded);
-        this.lost.check(native.writeSet(), tx.discarded);
+        this.lost.check(written ?? native.writeSet(), tx.discarded);
       }
       if (this.hooks.partitioned()) throw new PartitionedError();
     } catch (e) {
@@ -206,7 +232,7 @@ export class TransactionRunner {
     }
     let time: number;
     if (holding && writes === 0) await this.post(CommitKind.release);
-    const local = writes > 0 && !holding ? this.service.tryLocalCommit(native, this.hooks.nodeId()) : undefined;
+    const local = writes > 0 && !holding ? this.service.tryLocalCommit(native, this.hooks.nodeId(), written) : undefined;
     if (local === 'doomed') return this.doomedRun();
     if (local !== undefined) {
       time = local;

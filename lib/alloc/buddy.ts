@@ -4,6 +4,7 @@
 // table beside the page kinds (layout.ts), not through the blocks: free memory stays all
 // zero, and allocating or splitting a block touches none of its pages.
 import { OutOfMemoryError } from './errors';
+import type { Journal } from './journal';
 import { PageKind, SB } from './layout';
 
 export interface Words {
@@ -17,6 +18,7 @@ export class Buddy {
     private readonly pageSize: number,
     private readonly kindsAt: number, // byte offset of the page-kind array
     private readonly linksAt: number, // byte offset of the link table (u32 next, prev per page)
+    private readonly journal: Journal, // every write of the manager's goes through it
   ) {}
 
   private get sbWords(): Uint32Array {
@@ -35,7 +37,7 @@ export class Buddy {
     return this.m.u8[this.kindsAt + page];
   }
   setKind(page: number, k: number): void {
-    this.m.u8[this.kindsAt + page] = k;
+    this.journal.w8(this.kindsAt + page, k);
   }
   private link(page: number): number {
     return (this.linksAt >>> 2) + 2 * page;
@@ -86,13 +88,13 @@ export class Buddy {
   }
 
   private push(page: number, order: number): void {
-    const heads = this.sbWords;
-    const head = heads[SB.freeHeads + order];
+    const j = this.journal;
+    const head = this.sbWords[SB.freeHeads + order];
     const w = this.link(page);
-    this.m.u32[w] = head; // next
-    this.m.u32[w + 1] = 0; // prev
-    if (head) this.m.u32[this.link(head) + 1] = page;
-    heads[SB.freeHeads + order] = page;
+    j.w32(w, head); // next
+    j.w32(w + 1, 0); // prev
+    if (head) j.w32(this.link(head) + 1, page);
+    j.w32(SB.freeHeads + order, page);
     this.setKind(page, PageKind.freeBase + order);
   }
 
@@ -100,9 +102,10 @@ export class Buddy {
     const w = this.link(page);
     const next = this.m.u32[w];
     const prev = this.m.u32[w + 1];
-    if (prev) this.m.u32[this.link(prev)] = next;
-    else this.sbWords[SB.freeHeads + order] = next;
-    if (next) this.m.u32[this.link(next) + 1] = prev;
+    const j = this.journal;
+    if (prev) j.w32(this.link(prev), next);
+    else j.w32(SB.freeHeads + order, next);
+    if (next) j.w32(this.link(next) + 1, prev);
     this.setKind(page, PageKind.none);
   }
 

@@ -28,3 +28,21 @@ export class RootError extends DsmError {
     super('ERR_DSM_ROOT', message);
   }
 }
+
+/**
+ * The transaction wrote the heap's own metadata (superblock, roots, page kinds, link table,
+ * allocator or chunk headers) other than through tx.alloc, tx.free or tx.setRoot. The
+ * transaction was rolled back, not retried; `address` is the first byte it changed there.
+ */
+export class HeapCorruptionError extends DsmError {
+  readonly address: number;
+  constructor(address: number, what: string) {
+    super(
+      'ERR_DSM_HEAP_CORRUPTION',
+      `the transaction wrote address ${address} (0x${address.toString(16)}: ${what}), which belongs to the heap's own metadata, ` +
+        'not through tx.alloc, tx.free or tx.setRoot; it was rolled back and nothing was committed. ' +
+        'Write only inside objects from tx.alloc, e.g. through dsm.view(Uint32Array, ptr, length).',
+    );
+    this.address = address;
+  }
+}

@@ -3,8 +3,10 @@
 // the region, so an aborted transaction's allocations vanish with its shadow pages.
 import { Buddy } from './buddy';
 import { InvalidOptionError } from '../errors';
+import { checkKeys } from '../options';
 import { HeapLayoutError, InvalidFreeError, RootError } from './errors';
-import { type AllocKind, CHUNK_BITMAP, CHUNK_ORDER, CHUNK_PAGES, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, tagOf } from './layout';
+import { Journal } from './journal';
+import { type AllocKind, CHUNK_BITMAP, CHUNK_ORDER, CHUNK_PAGES, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, type Geometry, geometry, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, tagOf } from './layout';
 
 /** What the heap needs from its node. */
 export interface HeapView {
@@ -19,6 +21,7 @@ export interface HeapView {
 export type RunTransaction = <T>(fn: () => T) => Promise<T>;
 
 const encoder = new TextEncoder();
+const ALLOC_OPTIONS = ['kind'];
 
 export class Heap {
   private buddy!: Buddy;
@@ -26,31 +29,40 @@ export class Heap {
   // The node's views are fixed for its life (the region never moves), so keep them at hand.
   private readonly u32: Uint32Array;
   private readonly pageWords: number;
+  /** Every write the heap makes to its metadata, for the guard (guard.ts). */
+  readonly journal: Journal;
+  /** Where the tables are; set by open(). */
+  geometry?: Geometry;
 
-  constructor(private readonly view: HeapView) {
+  /** `states`: the page table's page states (the journal reads them). */
+  constructor(
+    private readonly view: HeapView,
+    states: Uint8Array,
+  ) {
     this.u32 = view.u32;
     this.pageWords = view.pageSize >>> 2;
+    this.journal = new Journal(view.u8, view.u32, states, view.pageSize);
   }
 
   /** Formats the superblock on a fresh region (the founding node) or checks an existing one. */
   async open(run: RunTransaction): Promise<void> {
     const v = this.view;
-    const pages = Math.floor(v.regionSize / v.pageSize);
-    const kindsPages = Math.ceil(pages / v.pageSize);
-    const linksPages = Math.ceil((pages * 8) / v.pageSize);
-    this.buddy = new Buddy(v, v.pageSize, 2 * v.pageSize, (2 + kindsPages) * v.pageSize);
+    const g = geometry(v.regionSize, v.pageSize);
+    const { pages, dataStart } = g;
+    this.geometry = g;
+    this.buddy = new Buddy(v, v.pageSize, g.kindsAt, g.linksAt, this.journal);
     await run(() => {
       const sb = v.u32;
       if (sb[SB.magic] === 0) {
         if (v.nodeId !== 0) throw new HeapLayoutError('the cluster has no heap: the founding node did not format its region');
-        const dataStart = 2 + kindsPages + linksPages;
         if (dataStart + 1 >= pages) throw new HeapLayoutError(`a region of ${v.regionSize} bytes is too small for a heap`);
-        sb[SB.magic] = MAGIC;
-        sb[SB.version] = LAYOUT_VERSION;
-        sb[SB.pageSize] = v.pageSize;
-        sb[SB.pages] = pages;
-        sb[SB.dataStart] = dataStart;
-        sb[SB.maxOrder] = Math.floor(Math.log2(pages - dataStart));
+        const j = this.journal;
+        j.w32(SB.magic, MAGIC);
+        j.w32(SB.version, LAYOUT_VERSION);
+        j.w32(SB.pageSize, v.pageSize);
+        j.w32(SB.pages, pages);
+        j.w32(SB.dataStart, dataStart);
+        j.w32(SB.maxOrder, Math.floor(Math.log2(pages - dataStart)));
         this.buddy.format();
         return;
       }
@@ -72,6 +84,7 @@ export class Heap {
     // The common case first: a small ordinary object, no options.
     if (opts === undefined && size > 0 && size <= SMALL_MAX && (size | 0) === size) return this.allocSmall(0, CLASS_OF[(size + 15) >> 4]);
     if (!Number.isSafeInteger(size) || size <= 0) throw new InvalidOptionError(`tx.alloc: the size must be a positive whole number of bytes, got ${String(size)}`);
+    checkKeys('tx.alloc', opts, ALLOC_OPTIONS);
     const kind = KINDS[opts?.kind ?? 'normal'];
     if (kind === undefined) throw new InvalidOptionError(`tx.alloc: kind must be one of ${Object.keys(KINDS).join(', ')}, got ${String(opts?.kind)}`);
     if (size <= SMALL_MAX) return this.allocSmall(kind, CLASS_OF[(size + 15) >> 4]);
@@ -84,12 +97,13 @@ export class Heap {
     const u32 = this.u32;
     const h = u32[SB.nodeHeaders + this.view.nodeId];
     const e = (h === 0 ? this.nodeHeader() : h) * this.pageWords + (kind * CLASSES.length + cls) * ENTRY_WORDS;
+    const j = this.journal;
     const obj = u32[e];
     if (obj !== 0) {
       // Reuse: pop the free list; a free object is zero but for its link.
       const w = obj >>> 2;
-      u32[e] = u32[w];
-      u32[w] = 0;
+      j.w32(e, u32[w]);
+      u32[w] = 0; // the object's own memory, not metadata
       this.flipSlot(obj, cls);
       return obj;
     }
@@ -100,18 +114,19 @@ export class Heap {
       page++;
       off = 0;
       if (page === 1 || page - u32[e + 3] >= CHUNK_PAGES) page = this.newChunk(e, kind, cls);
-      u32[e + 1] = page;
+      j.w32(e + 1, page);
     }
-    u32[e + 2] = off + bytes;
+    j.w32(e + 2, off + bytes);
     return page * this.view.pageSize + off;
   }
 
   /** Takes a fresh chunk for one kind and class of this node; returns its first object page. */
   private newChunk(e: number, kind: number, cls: number): number {
     const chunk = this.buddy.alloc(CHUNK_ORDER, CLASSES[cls]);
+    this.journal.fresh(chunk);
     for (let i = 0; i < CHUNK_PAGES; i++) this.buddy.setKind(chunk + i, PageKind.chunk | i);
-    this.u32[chunk * this.pageWords] = tagOf(this.view.nodeId, kind, cls);
-    this.u32[e + 3] = chunk;
+    this.journal.w32(chunk * this.pageWords, tagOf(this.view.nodeId, kind, cls));
+    this.journal.w32(e + 3, chunk);
     return chunk + 1;
   }
 
@@ -125,7 +140,7 @@ export class Heap {
     const slot = (inChunk - 1) * Math.floor(ps / bytes) + (obj - page * ps) / bytes;
     const w = chunk * this.pageWords + CHUNK_BITMAP + (slot >>> 5);
     const bit = 1 << (slot & 31);
-    this.u32[w] ^= bit;
+    this.journal.w32(w, this.u32[w] ^ bit);
     return this.u32[w] & bit;
   }
 
@@ -134,8 +149,9 @@ export class Heap {
     const v = this.view;
     if (v.nodeId >= MAX_NODES) throw new HeapLayoutError(`the heap serves node ids below ${MAX_NODES}; this node is ${v.nodeId}`);
     const h = this.buddy.alloc(0, v.pageSize);
+    this.journal.fresh(h);
     this.buddy.setKind(h, PageKind.nodeHeader);
-    this.u32[SB.nodeHeaders + v.nodeId] = h;
+    this.journal.w32(SB.nodeHeaders + v.nodeId, h);
     return h;
   }
 
@@ -176,8 +192,8 @@ export class Heap {
     const w = ptr >>> 2;
     if (bytes <= 256) for (let i = w + (bytes >>> 2) - 1; i > w; i--) u32[i] = 0;
     else v.u8.fill(0, ptr + 4, ptr + bytes);
-    u32[w] = u32[e];
-    u32[e] = ptr;
+    u32[w] = u32[e]; // the freed object's own memory holds the link
+    this.journal.w32(e, ptr);
   }
 
   /** Inside a transaction: names a pointer so other nodes can find it; 0 removes the name. */
@@ -192,14 +208,14 @@ export class Heap {
       if (slot < 0) throw new RootError(`the root table is full (${ROOTS} names); remove one with setRoot(name, 0)`);
     }
     const w = this.rootWord(slot);
-    const u8 = this.view.u8;
+    const j = this.journal;
     if (ptr === 0) {
-      u8.fill(0, w * 4, w * 4 + ROOT_BYTES);
+      for (let i = 0; i < ROOT_BYTES / 4; i++) j.w32(w + i, 0);
       return;
     }
-    this.view.u32[w] = bytes.length;
-    u8.set(bytes, w * 4 + 4);
-    this.view.u32[w + 15] = ptr;
+    j.w32(w, bytes.length);
+    for (let i = 0; i < bytes.length; i++) j.w8(w * 4 + 4 + i, bytes[i]);
+    j.w32(w + 15, ptr);
   }
 
   /** Anywhere: the pointer named `name`, or undefined. */
@@ -223,6 +239,16 @@ export class Heap {
       if (same) return i;
     }
     return -1;
+  }
+
+  /** Before each run of a transaction function. */
+  beginRun(): void {
+    this.journal.reset();
+  }
+
+  /** @internal Test hook: writes superblock word `word` as the heap would (to fake another layout). */
+  _testWriteSuperblock(word: number, value: number): void {
+    this.journal.w32(word, value);
   }
 
   /** After an abort: the state is in the region, rolled back with it; nothing is cached here. */

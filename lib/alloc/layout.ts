@@ -1,5 +1,7 @@
 // Where the heap keeps its state inside the region. All of it lives in the region, so a
-// transaction that aborts takes its allocations and frees with it (shadow pages).
+// transaction that aborts takes its allocations and frees with it (shadow pages). The
+// heap writes these tables and header pages only through its journal (journal.ts); a
+// transaction that changes them otherwise does not commit (guard.ts).
 //
 //   page 0   superblock, u32 words:
 //            [0] magic 'DSMH'  [1] layout version  [2] page size  [3] pages in the region
@@ -71,6 +73,26 @@ export const CHUNK_BITMAP = 16;
 /** Allocator kinds (Plurix): ordinary, read-mostly, node-private. Each has its own pages. */
 export const KINDS = { normal: 0, readMostly: 1, private: 2 } as const;
 export type AllocKind = keyof typeof KINDS;
+
+/** Where the heap's tables sit in a region; the same on every node of a cluster. */
+export interface Geometry {
+  readonly pageSize: number;
+  /** Pages in the region. */
+  readonly pages: number;
+  /** Byte offset of the page-kind table (one byte per page). */
+  readonly kindsAt: number;
+  /** Byte offset of the buddy link table (two u32 per page). */
+  readonly linksAt: number;
+  /** The first data page: every page below it is the heap's own. */
+  readonly dataStart: number;
+}
+
+export function geometry(regionSize: number, pageSize: number): Geometry {
+  const pages = Math.floor(regionSize / pageSize);
+  const kindsPages = Math.ceil(pages / pageSize);
+  const linksPages = Math.ceil((pages * 8) / pageSize);
+  return { pageSize, pages, kindsAt: 2 * pageSize, linksAt: (2 + kindsPages) * pageSize, dataStart: 2 + kindsPages + linksPages };
+}
 
 export function tagOf(node: number, kind: number, cls: number): number {
   return (CHUNK_TAG | (node << 8) | (kind << 16) | (cls << 20)) >>> 0;

@@ -107,14 +107,14 @@ export class ServiceClient {
   /**
    * Commits the ended transaction on the app thread when the service has lent it the
    * token: returns the new global time, 'doomed', or undefined when the token is not here
-   * (the caller then asks the service).
+   * (the caller then asks the service). `written`: the write set, if the caller has it.
    */
-  tryLocalCommit(native: NativeAddon, nodeId: number): number | 'doomed' | undefined {
+  tryLocalCommit(native: NativeAddon, nodeId: number, written?: Uint32Array): number | 'doomed' | undefined {
     if (!this.gate.enter()) return undefined;
     let time = this.gate.tokenTime;
     try {
       if (native.doomed()) return 'doomed';
-      const pages = this.ring ? native.writeSet() : undefined;
+      const pages = this.ring ? (written ?? native.writeSet()) : undefined;
       if (pages && !this.ring!.fits(pages.length)) return undefined; // the service catches up first
       time += 1;
       native.commit(time, nodeId);

@@ -14,7 +14,7 @@ describe('process lifecycle', () => {
         const bytes = new Uint8Array([0,97,115,109,1,0,0,0,1,5,1,96,0,1,127,3,2,1,0,5,3,1,0,1,7,5,1,1,102,0,0,10,13,1,11,0,65,240,255,255,255,7,40,2,0,11]);
         const { instance } = await WebAssembly.instantiate(bytes);
         try { instance.exports.f(); console.log('no trap'); } catch (e) { console.log(e.constructor.name, e.message); }
-        await dsm.transaction(() => { dsm.u32[0] = 1; });
+        await dsm.transaction(() => { dsm.u32[1 << 20] = 1; });
         await dsm.close();
       })();`);
     expect(r.stdout).toMatch(/RuntimeError .*out of bounds/);
@@ -76,15 +76,15 @@ describe('process lifecycle', () => {
       (async () => {
         let dsm = await createNode({ regionSize: 16 << 20 });
         const view = dsm.u32;
-        await dsm.transaction(() => { view[0] = 1; });
+        await dsm.transaction(() => { view[1 << 20] = 1; });
         await dsm.close();
         await dsm.close();
         console.log('length', view.length, dsm.u8.length);
         try { dsm.stats(); } catch (e) { console.log(e.code); }
         await dsm.transaction(() => 1).catch((e) => console.log(e.code));
         dsm = await createNode({ regionSize: 16 << 20 });
-        await dsm.transaction(() => { dsm.u32[0] = 2; });
-        console.log('again', dsm.u32[0]);
+        await dsm.transaction(() => { dsm.u32[1 << 20] = 2; });
+        console.log('again', dsm.u32[1 << 20]);
         await dsm.close();
       })();`);
     expect(r.stdout).toContain('length 0 0');
@@ -97,8 +97,8 @@ describe('process lifecycle', () => {
   it('exits cleanly when the program just ends without close()', async () => {
     const r = await runScript(`${open}
       createNode({ regionSize: 16 << 20 }).then(async (dsm) => {
-        await dsm.transaction(() => { dsm.u32[1] = 7; });
-        console.log('done', dsm.u32[1]);
+        await dsm.transaction(() => { dsm.u32[1 << 20] = 7; });
+        console.log('done', dsm.u32[1 << 20]);
       });`);
     expect(r.stdout).toContain('done 7');
     expect(r.code).toBe(0);

@@ -1,0 +1,44 @@
+// Unknown option keys are refused with ERR_DSM_INVALID_OPTION naming the key and the
+// accepted ones, rather than silently ignored.
+import { createRequire } from 'node:module';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+const load = createRequire(__filename);
+const { createNode } = load('../..');
+
+let dsm: any;
+beforeAll(async () => {
+  dsm = await createNode({ regionSize: 16 << 20 });
+});
+afterAll(() => dsm.close());
+
+describe('option keys', () => {
+  it('tx.alloc refuses unknown keys and non-object options; nothing is allocated', async () => {
+    const err = await dsm.transaction((tx: any) => tx.alloc(16, { model: 'x' })).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
+    expect(err.message).toMatch(/tx.alloc: unknown option "model"; it takes "kind"/);
+    await expect(dsm.transaction((tx: any) => tx.alloc(16, 'readMostly'))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: /options must be an object, got string/ });
+    await expect(dsm.transaction((tx: any) => tx.alloc(16, null))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
+    expect(await dsm.transaction((tx: any) => tx.alloc(16, { kind: 'private' }))).toBeGreaterThan(0);
+  });
+
+  it('dsm.transaction refuses unknown keys and a bad maxRetries before running the function', async () => {
+    let ran = false;
+    const fn = () => {
+      ran = true;
+    };
+    const err = await dsm.transaction(fn, { retries: 3 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
+    expect(err.message).toMatch(/dsm.transaction: unknown option "retries"; it takes "maxRetries"/);
+    await expect(dsm.transaction(fn, { maxRetries: -1 })).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: /maxRetries/ });
+    await expect(dsm.transaction(fn, { maxRetries: 'many' })).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
+    expect(ran).toBe(false);
+    await dsm.transaction(fn, { maxRetries: 3 });
+    expect(ran).toBe(true);
+  });
+
+  it('createNode names the unknown key and the known ones', async () => {
+    const err = await createNode({ regionSize: 16 << 20, colour: 'red' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
+    expect(err.message).toMatch(/unknown option "colour"; known options: regionSize, .*secret/);
+  });
+});

@@ -321,15 +321,28 @@ function findCycles(txns: Txn[], edges: Edge[][]): Anomaly[] {
       if (!cycle) continue;
       for (const s of cycle) covered.add(s.from);
       const names = cycle.map((s) => txnName(txns[s.from]));
-      out.push({
-        type,
-        txns: names,
-        explanation:
-          `dependency cycle (${type}) among ${names.join(' -> ')} -> ${names[0]}:\n` + cycle.map((s) => `  ${s.e.kind}: ${s.e.why}`).join('\n'),
-      });
+      const shown = names.length <= 10 ? names.join(' -> ') : `${names.slice(0, 4).join(' -> ')} -> … (${names.length - 6} more) -> ${names.slice(-2).join(' -> ')}`;
+      out.push({ type, txns: names, explanation: `dependency cycle (${type}) among ${shown} -> ${names[0]}:\n${steps(cycle.map((s) => s.e))}` });
     }
   }
   return out;
+}
+
+/** One line per edge, a run of three or more write-write edges folded into one. */
+function steps(es: Edge[]): string {
+  const lines: string[] = [];
+  for (let i = 0; i < es.length; ) {
+    let j = i;
+    while (j < es.length && es[j].kind === 'ww') j++;
+    if (j - i >= 3) {
+      lines.push(`  ww x${j - i}: ${es[i].why}; … ; ${es[j - 1].why}`);
+      i = j;
+    } else {
+      lines.push(`  ${es[i].kind}: ${es[i].why}`);
+      i++;
+    }
+  }
+  return lines.join('\n');
 }
 
 /** The shortest cycle inside `scc` that uses at least one `first` edge and otherwise only `allowed` edges. */

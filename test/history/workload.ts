@@ -99,6 +99,8 @@ export interface RunResult {
   faultLog: string[];
   /** Node process index -> cluster node id. */
   ids: number[];
+  /** Node processes killed or gone (by index). */
+  gone: number[];
   /** Transactions by outcome. */
   counts: { ok: number; failed: number; unknown: number };
   /** Reads whose newest element another node appended: how much the nodes really interleaved. */
@@ -121,13 +123,13 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions = {}): Pr
   const faultLog: string[] = [];
   const clusterOpts = { heartbeatMs: 200, deadAfterMs: 2000, ...opts.cluster };
   const procs = await h.cluster(plan.nodes, clusterOpts);
-  await procs[0].run('return require(args.fixture).setup(dsm, args);', { fixture: FIXTURE, keys: plan.keys, keysPerPage: plan.keysPerPage });
+  const { ptr } = await procs[0].run<{ ptr: number }>('return require(args.fixture).setup(dsm, args);', { fixture: FIXTURE, keys: plan.keys, keysPerPage: plan.keysPerPage });
   await settle(procs);
 
   const { fault } = plan;
   const gone = new Set<number>(); // process indices that died or left
   const start = (i: number, p: RemoteNode) => {
-    const args: Record<string, unknown> = { fixture: FIXTURE, keysPerPage: plan.keysPerPage, txns: plan.txns[i] };
+    const args: Record<string, unknown> = { fixture: FIXTURE, ptr, keys: plan.keys, keysPerPage: plan.keysPerPage, txns: plan.txns[i] };
     if (fault.kind === 'leave' && i === fault.victim) args.leaveAfter = fault.after;
     if (fault.kind === 'kill-token-holder' && i === fault.victim) args.dieHoldingTokenAfter = fault.after;
     if (opts.unisolatedReader === i) Object.assign(args, { isolation: 'none', untilSkew: true });
@@ -136,13 +138,30 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions = {}): Pr
       if (!gone.has(i)) throw e;
     });
   };
+  const go = async (p: RemoteNode) => {
+    await p.waitForLine((l) => l === 'H ready');
+    await p.run('require(args.fixture).start();', { fixture: FIXTURE });
+  };
   const runs = procs.map((p, i) => start(i, p));
   // Awaited below, after the fault; a rejection before then is not unhandled.
   for (const r of runs) r.catch(() => undefined);
+  await Promise.all(procs.map((p) => p.waitForLine((l) => l === 'H ready')));
+  await Promise.all(procs.map(go));
 
   const victim = procs[fault.victim];
-  // The victim's transaction number `after` (counting from 1) has completed.
-  const reached = () => victim.waitForLine((l) => l.startsWith(`H C ${fault.after - 1} `) || l === 'H left').catch(() => undefined);
+  // The fault strikes once the victim has completed `after` transactions and the nodes
+  // together `after` per node: the founder, which holds the token first, would otherwise
+  // be far ahead of the others when it is the victim.
+  const reached = async () => {
+    await victim.waitForLine((l) => l.startsWith(`H C ${fault.after - 1} `)).catch(() => undefined);
+    let total = 0;
+    const target = fault.after * procs.length;
+    const never = new Promise<void>(() => undefined);
+    await Promise.race([
+      ...procs.map((p) => p.waitForLine((l) => l.startsWith('H C ') && ++total >= target).then(() => undefined, () => never)),
+      Promise.all(runs),
+    ]);
+  };
   const faultDone = (async () => {
     switch (fault.kind) {
       case 'none':
@@ -163,6 +182,7 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions = {}): Pr
           const r = start(procs.length - 1, fresh);
           r.catch(() => undefined);
           runs.push(r);
+          await go(fresh);
         }
         return;
       }
@@ -210,6 +230,7 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions = {}): Pr
   for (const s of survivors) {
     const f = await s.run<{ lists: Record<string, number[]>; lost: number[] }>('return require(args.fixture).finalRead(dsm, args);', {
       fixture: FIXTURE,
+      ptr,
       keys: plan.keys,
       keysPerPage: plan.keysPerPage,
     });
@@ -219,7 +240,7 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions = {}): Pr
   const history: History = { txns: procs.flatMap((p, i) => txnsOf(p, i, plan.txns[i])), finals };
   const counts = { ok: 0, failed: 0, unknown: 0 };
   for (const t of history.txns) counts[t.outcome]++;
-  return { plan, history, result: check(history), faultLog, ids: procs.map((p) => p.nodeId), counts, crossNodeReads: crossNodeReads(history), ms: Date.now() - t0 };
+  return { plan, history, result: check(history), faultLog, ids: procs.map((p) => p.nodeId), gone: [...gone], counts, crossNodeReads: crossNodeReads(history), ms: Date.now() - t0 };
 }
 
 function crossNodeReads(h: History): number {
@@ -267,9 +288,11 @@ function txnsOf(p: RemoteNode, node: number, planned: PlannedTxn[]): Txn[] {
 /** A summary line for logs and failure messages. */
 export function summary(r: RunResult): string {
   const { plan } = r;
+  const lostBy = (dead: boolean) => r.result.anomalies.filter((a) => a.type === 'lost-write' && r.gone.includes(Number(a.txns![0].slice(1, a.txns![0].indexOf('#')))) === dead).length;
+  const lost = r.result.anomalies.some((a) => a.type === 'lost-write') ? `; lost writes: ${lostBy(false)} by survivors, ${lostBy(true)} by nodes that died or left` : '';
   return (
     `${replayHint(plan.seed)}: ${plan.nodes} nodes, ${plan.keys} keys (${plan.keysPerPage} per page), fault ${plan.fault.kind}; ` +
-    `${r.counts.ok} ok, ${r.counts.failed} failed, ${r.counts.unknown} unknown in ${r.ms} ms, ${r.crossNodeReads} reads of another node's append; process -> node id ${r.ids.join(',')}` +
+    `${r.counts.ok} ok, ${r.counts.failed} failed, ${r.counts.unknown} unknown in ${r.ms} ms, ${r.crossNodeReads} reads of another node's append; process -> node id ${r.ids.join(',')}${lost}` +
     (r.faultLog.length ? `\n  ${r.faultLog.join('\n  ')}` : '')
   );
 }

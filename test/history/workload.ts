@@ -117,8 +117,32 @@ export interface RunOptions {
   cluster?: Record<string, unknown>;
 }
 
-/** Runs `plan` on fresh node processes of `h` and checks the history. */
-export async function runPlan(h: Harness, plan: Plan, opts: RunOptions = {}): Promise<RunResult> {
+/**
+ * Runs `plan` on fresh node processes of `h` and checks the history. A run that has not
+ * finished after `deadlineMs` (generous: a run takes seconds) fails with what each node
+ * was doing, and any failure names the seed.
+ */
+export async function runPlan(h: Harness, plan: Plan, opts: RunOptions & { deadlineMs?: number } = {}): Promise<RunResult> {
+  const state = { phase: 'starting the nodes' };
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const nodes = h.nodes.map((n, i) => `  process ${i} (node ${n.nodeId}): ${n.lines.filter((l) => l.startsWith('H C ')).length} completed, last line "${n.lines[n.lines.length - 1] ?? ''}", exit ${n.proc.exitCode ?? n.proc.signalCode ?? 'none'}`);
+      reject(new Error(`no result after ${opts.deadlineMs ?? 100_000} ms while ${state.phase}:\n${nodes.join('\n')}`));
+    }, opts.deadlineMs ?? 100_000);
+  });
+  try {
+    return await Promise.race([execute(h, plan, opts, state), deadline]);
+  } catch (e) {
+    const err = e as Error;
+    err.message = `${replayHint(plan.seed)} (fault ${plan.fault.kind}): ${err.message}`;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase: string }): Promise<RunResult> {
   const t0 = Date.now();
   const faultLog: string[] = [];
   const clusterOpts = { heartbeatMs: 200, deadAfterMs: 2000, ...opts.cluster };
@@ -126,6 +150,7 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions = {}): Pr
   const { ptr } = await procs[0].run<{ ptr: number }>('return require(args.fixture).setup(dsm, args);', { fixture: FIXTURE, keys: plan.keys, keysPerPage: plan.keysPerPage });
   await settle(procs);
 
+  state.phase = 'running the transactions';
   const { fault } = plan;
   const gone = new Set<number>(); // process indices that died or left
   const start = (i: number, p: RemoteNode) => {
@@ -134,7 +159,7 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions = {}): Pr
     if (fault.kind === 'kill-token-holder' && i === fault.victim) args.dieHoldingTokenAfter = fault.after;
     if (opts.unisolatedReader === i) Object.assign(args, { isolation: 'none', untilSkew: true });
     else if (opts.unisolatedReader !== undefined) args.untilStopped = true;
-    return p.run('return require(args.fixture).run(dsm, args, say);', args).catch((e: Error) => {
+    return p.run('return require(args.fixture).run(dsm, args);', args).catch((e: Error) => {
       if (!gone.has(i)) throw e;
     });
   };
@@ -217,6 +242,7 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions = {}): Pr
     }
   })();
   await faultDone;
+  state.phase = 'running the transactions after the fault';
   if (opts.unisolatedReader !== undefined) {
     const writers = runs.filter((_, i) => i !== opts.unisolatedReader);
     await Promise.race([runs[opts.unisolatedReader], Promise.all(writers)]);
@@ -225,7 +251,9 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions = {}): Pr
   await Promise.all(runs);
 
   const survivors = procs.filter((_, i) => !gone.has(i));
+  state.phase = 'waiting for the survivors to apply every commit';
   await settle(survivors);
+  state.phase = 'reading the final lists';
   const finals: FinalRead[] = [];
   for (const s of survivors) {
     const f = await s.run<{ lists: Record<string, number[]>; lost: number[] }>('return require(args.fixture).finalRead(dsm, args);', {

@@ -1,6 +1,7 @@
 // The list-append workload against real node processes: a plan (transactions and one
 // fault) drawn from a seed, run on a cluster started through the harness, turned into a
-// history and checked. Every run prints its seed; DSM_SEED replays one.
+// history and checked. Every run prints its seed; DSM_SEED replays one (the same
+// transactions and fault; the interleaving is up to the processes).
 import path from 'node:path';
 import fc from 'fast-check';
 import { type Harness, type RemoteNode, settle } from '../cluster/harness';

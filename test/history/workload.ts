@@ -160,7 +160,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
     if (opts.unisolatedReader === i) Object.assign(args, { isolation: 'none', untilSkew: true });
     else if (opts.unisolatedReader !== undefined) args.untilStopped = true;
     return p.run('return require(args.fixture).run(dsm, args);', args).catch((e: Error) => {
-      if (!gone.has(i)) throw e;
+      // Only the SIGKILL the schedule dealt excuses a run; a crash or an error is reported.
+      if (!(gone.has(i) && p.proc.signalCode === 'SIGKILL')) throw e;
     });
   };
   const go = async (p: RemoteNode) => {
@@ -175,7 +176,9 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
 
   const victim = procs[fault.victim];
   // All nodes started together (above), so the victim's own progress places the fault.
-  const reached = () => victim.waitForLine((l) => l.startsWith(`H C ${fault.after - 1} `)).catch(() => undefined);
+  // A victim whose run ends first (it failed) is hit then, and its error reported below.
+  const victimDone = () => runs[fault.victim].then(() => undefined, () => undefined);
+  const reached = () => Promise.race([victim.waitForLine((l) => l.startsWith(`H C ${fault.after - 1} `)).catch(() => undefined), victimDone()]);
 
   const faultDone = (async () => {
     switch (fault.kind) {
@@ -203,11 +206,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
       }
       case 'kill-token-holder': {
         gone.add(fault.victim);
-        const end = await Promise.race([
-          victim.exited.then(() => 'died'),
-          runs[fault.victim].then(() => 'finished'),
-        ]);
-        if (end === 'finished') {
+        await Promise.race([victim.exited, runs[fault.victim]]);
+        if (!victim.lines.includes('H dying holding the token')) {
           victim.kill('SIGKILL');
           await victim.exited;
           faultLog.push(`node ${victim.nodeId} never held the token after ${fault.after} transactions: SIGKILLed at its end instead`);
@@ -225,8 +225,9 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         return;
       }
       case 'leave':
+        await Promise.race([victim.waitForLine((l) => l === 'H left'), victimDone()]);
+        if (!victim.lines.includes('H left')) return; // its run failed: reported below
         gone.add(fault.victim);
-        await victim.waitForLine((l) => l === 'H left');
         faultLog.push(`node ${victim.nodeId} (process ${fault.victim}) left gracefully after ${completed(victim)} transactions`);
         return;
     }

@@ -56,3 +56,16 @@ describe('the checker on a history from real processes', () => {
     expect(r.result.anomalies.every((a) => a.type === 'G-single' || a.type === 'G2' || a.type === 'G1c')).toBe(true);
   });
 });
+
+describe('plans', () => {
+  it('the same seed draws the same transactions and fault; appended values are unique', () => {
+    const o = { nodes: 4, keys: 6, keysPerPage: 2, txnsPerNode: 50, faults: ['kill', 'stall', 'restart'] as const };
+    const a = drawPlan(seed, { ...o, faults: [...o.faults] });
+    expect(drawPlan(seed, { ...o, faults: [...o.faults] })).toEqual(a);
+    expect(drawPlan(seed + 1, { ...o, faults: [...o.faults] })).not.toEqual(a);
+    expect(a.txns).toHaveLength(5); // a restart's replacement has a list of its own
+    const values = a.txns.flat().flatMap((t) => t.ops.flatMap((op) => (op.f === 'append' ? [op.value] : [])));
+    expect(new Set(values).size).toBe(values.length);
+    expect(a.fault.victim).toBeLessThan(4);
+  });
+});

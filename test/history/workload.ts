@@ -127,7 +127,13 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions & { deadl
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const nodes = h.nodes.map((n, i) => `  process ${i} (node ${n.nodeId}): ${n.lines.filter((l) => l.startsWith('H C ')).length} completed, last line "${n.lines[n.lines.length - 1] ?? ''}", exit ${n.proc.exitCode ?? n.proc.signalCode ?? 'none'}`);
+      const nodes = h.nodes.map((n, i) => {
+        const warnings = n.stderr.split('\n').filter((l) => l.includes('DSM_SERVICE')).slice(-3);
+        return (
+          `  process ${i} (node ${n.nodeId}): ${n.lines.filter((l) => l.startsWith('H C ')).length} completed, last line "${n.lines[n.lines.length - 1] ?? ''}", ` +
+          `exit ${n.proc.exitCode ?? n.proc.signalCode ?? 'none'}${warnings.map((w) => `\n    ${w}`).join('')}`
+        );
+      });
       reject(new Error(`no result after ${opts.deadlineMs ?? 100_000} ms while ${state.phase}:\n${nodes.join('\n')}`));
     }, opts.deadlineMs ?? 100_000);
   });

@@ -1,0 +1,331 @@
+// The list-append workload against real node processes: a plan (transactions and one
+// fault) drawn from a seed, run on a cluster started through the harness, turned into a
+// history and checked. Every run prints its seed; DSM_SEED replays one (the same
+// transactions and fault; the interleaving is up to the processes).
+import path from 'node:path';
+import fc from 'fast-check';
+import { type Harness, type RemoteNode, settle } from '../cluster/harness';
+import { type CheckResult, check, describe as explain, type FinalRead, type History, type Op, type Txn } from './checker';
+
+const FIXTURE = path.join(__dirname, 'fixtures/list_append.js');
+
+export type FaultKind = 'none' | 'kill' | 'kill-token-holder' | 'stall' | 'leave' | 'restart';
+
+export interface Fault {
+  kind: FaultKind;
+  /** Index of the node process it hits. */
+  victim: number;
+  /** The fault strikes once the victim has completed this many transactions. */
+  after: number;
+  /** For stalls: how long the victim stays stopped. */
+  stallMs: number;
+}
+
+export interface PlannedTxn {
+  seq: number;
+  ops: Array<{ f: 'append'; key: number; value: number } | { f: 'read'; key: number }>;
+}
+
+export interface Plan {
+  seed: number;
+  nodes: number;
+  keys: number;
+  keysPerPage: number;
+  /** Per node process, in order; a restart's replacement runs the last list. */
+  txns: PlannedTxn[][];
+  fault: Fault;
+}
+
+export interface PlanOptions {
+  nodes?: number;
+  keys?: number;
+  keysPerPage?: number;
+  txnsPerNode?: number;
+  /** The fault kinds to draw from (one is drawn). */
+  faults?: FaultKind[];
+  stallMs?: [number, number];
+}
+
+/** The seed of this run: DSM_SEED if set (to replay a failure), else a fresh one. */
+export function seedFromEnv(): number {
+  const s = process.env.DSM_SEED;
+  if (s !== undefined && s !== '') {
+    const n = Number(s);
+    if (!Number.isSafeInteger(n)) throw new Error(`DSM_SEED must be an integer, got ${s}`);
+    return n;
+  }
+  return (Math.random() * 2 ** 31) | 0;
+}
+
+export const replayHint = (seed: number): string => `seed=${seed} ; replay with DSM_SEED=${seed}`;
+
+/** Draws the transactions and the fault of a run from `seed` (the same seed, the same plan). */
+export function drawPlan(seed: number, o: PlanOptions = {}): Plan {
+  const nodes = o.nodes ?? 3;
+  const keys = o.keys ?? 8;
+  const keysPerPage = o.keysPerPage ?? 1;
+  const perNode = o.txnsPerNode ?? 100;
+  const faults = o.faults ?? ['none'];
+  const [minStall, maxStall] = o.stallMs ?? [1000, 4000];
+  const op = fc.record({ f: fc.constantFrom('append' as const, 'read' as const), key: fc.nat(keys - 1) });
+  const txn = fc.array(op, { minLength: 1, maxLength: 4 });
+  // A restart's replacement gets a list of its own.
+  const lists = nodes + (faults.includes('restart') ? 1 : 0);
+  const arb = fc.record({
+    txns: fc.array(fc.array(txn, { minLength: perNode, maxLength: perNode }), { minLength: lists, maxLength: lists }),
+    kind: fc.constantFrom(...faults),
+    // Any node, the founder included: it allocated the lists and held the token first.
+    victim: fc.integer({ min: 0, max: nodes - 1 }),
+    after: fc.integer({ min: Math.floor(perNode / 5), max: Math.floor(perNode / 2) }),
+    stallMs: fc.integer({ min: minStall, max: maxStall }),
+  });
+  // Unbiased: fast-check otherwise favours the bounds, and every stall would be the shortest.
+  const [d] = fc.sample(fc.noBias(arb), { seed, numRuns: 1 });
+  let value = 1;
+  const txns = d.txns.map((list) =>
+    list.map((ops, seq) => ({
+      seq,
+      ops: ops.map((x) => (x.f === 'append' ? { f: 'append' as const, key: x.key, value: value++ } : { f: 'read' as const, key: x.key })),
+    })),
+  );
+  return { seed, nodes, keys, keysPerPage, txns, fault: { kind: d.kind, victim: d.victim, after: d.after, stallMs: d.stallMs } };
+}
+
+export interface RunResult {
+  plan: Plan;
+  history: History;
+  result: CheckResult;
+  /** What the fault did, for the failure message. */
+  faultLog: string[];
+  /** Node process index -> cluster node id. */
+  ids: number[];
+  /** Node processes killed or gone (by index). */
+  gone: number[];
+  /** Transactions by outcome. */
+  counts: { ok: number; failed: number; unknown: number };
+  /** Reads whose newest element another node appended: how much the nodes really interleaved. */
+  crossNodeReads: number;
+  ms: number;
+}
+
+export interface RunOptions {
+  /**
+   * A node process whose transactions read two keys outside transactions (no isolation)
+   * until a pair of reads is skewed; the others run until it has seen that.
+   */
+  unisolatedReader?: number;
+  cluster?: Record<string, unknown>;
+}
+
+/**
+ * Runs `plan` on fresh node processes of `h` and checks the history. A run that has not
+ * finished after `deadlineMs` (generous: a run takes seconds) fails with what each node
+ * was doing, and any failure names the seed.
+ */
+export async function runPlan(h: Harness, plan: Plan, opts: RunOptions & { deadlineMs?: number } = {}): Promise<RunResult> {
+  const state = { phase: 'starting the nodes' };
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const nodes = h.nodes.map((n, i) => {
+        const warnings = n.stderr.split('\n').filter((l) => l.includes('DSM_SERVICE')).slice(-3);
+        return (
+          `  process ${i} (node ${n.nodeId}): ${n.lines.filter((l) => l.startsWith('H C ')).length} completed, last line "${n.lines[n.lines.length - 1] ?? ''}", ` +
+          `exit ${n.proc.exitCode ?? n.proc.signalCode ?? 'none'}${warnings.map((w) => `\n    ${w}`).join('')}`
+        );
+      });
+      reject(new Error(`no result after ${opts.deadlineMs ?? 100_000} ms while ${state.phase}:\n${nodes.join('\n')}`));
+    }, opts.deadlineMs ?? 100_000);
+  });
+  try {
+    return await Promise.race([execute(h, plan, opts, state), deadline]);
+  } catch (e) {
+    const err = e as Error;
+    err.message = `${replayHint(plan.seed)} (fault ${plan.fault.kind}): ${err.message}`;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase: string }): Promise<RunResult> {
+  const t0 = Date.now();
+  const faultLog: string[] = [];
+  const clusterOpts = { heartbeatMs: 200, deadAfterMs: 2000, ...opts.cluster };
+  const procs = await h.cluster(plan.nodes, clusterOpts);
+  const { ptr } = await procs[0].run<{ ptr: number }>('return require(args.fixture).setup(dsm, args);', { fixture: FIXTURE, keys: plan.keys, keysPerPage: plan.keysPerPage });
+  await settle(procs);
+
+  state.phase = 'running the transactions';
+  const { fault } = plan;
+  const gone = new Set<number>(); // process indices that died or left
+  const start = (i: number, p: RemoteNode) => {
+    const args: Record<string, unknown> = { fixture: FIXTURE, ptr, keys: plan.keys, keysPerPage: plan.keysPerPage, txns: plan.txns[i] };
+    if (fault.kind === 'leave' && i === fault.victim) args.leaveAfter = fault.after;
+    if (fault.kind === 'kill-token-holder' && i === fault.victim) args.dieHoldingTokenAfter = fault.after;
+    if (opts.unisolatedReader === i) Object.assign(args, { isolation: 'none', untilSkew: true });
+    else if (opts.unisolatedReader !== undefined) args.untilStopped = true;
+    return p.run('return require(args.fixture).run(dsm, args);', args).catch((e: Error) => {
+      // Only the SIGKILL the schedule dealt excuses a run; a crash or an error is reported.
+      if (!(gone.has(i) && p.proc.signalCode === 'SIGKILL')) throw e;
+    });
+  };
+  const go = async (p: RemoteNode) => {
+    await p.waitForLine((l) => l === 'H ready');
+    await p.run('require(args.fixture).start();', { fixture: FIXTURE });
+  };
+  const runs = procs.map((p, i) => start(i, p));
+  // Awaited below, after the fault; a rejection before then is not unhandled.
+  for (const r of runs) r.catch(() => undefined);
+  await Promise.all(procs.map((p) => p.waitForLine((l) => l === 'H ready')));
+  await Promise.all(procs.map(go));
+
+  const victim = procs[fault.victim];
+  // All nodes started together (above), so the victim's own progress places the fault.
+  // A victim whose run ends first (it failed) is hit then, and its error reported below.
+  const victimDone = () => runs[fault.victim].then(() => undefined, () => undefined);
+  const reached = () => Promise.race([victim.waitForLine((l) => l.startsWith(`H C ${fault.after - 1} `)).catch(() => undefined), victimDone()]);
+
+  const faultDone = (async () => {
+    switch (fault.kind) {
+      case 'none':
+        return;
+      case 'kill':
+      case 'restart': {
+        await reached();
+        gone.add(fault.victim);
+        victim.kill('SIGKILL');
+        faultLog.push(`SIGKILL node ${victim.nodeId} (process ${fault.victim}) after ${completed(victim)} completed transactions`);
+        await victim.exited;
+        if (fault.kind === 'restart') {
+          const survivor = procs.find((_, i) => !gone.has(i))!;
+          await survivor.waitForLine((l) => l === `peer-leave ${victim.nodeId}`);
+          const fresh = await h.start({ ...clusterOpts, peers: [survivor.address] });
+          procs.push(fresh);
+          faultLog.push(`restart: node ${fresh.nodeId} (process ${procs.length - 1}) joined in its place`);
+          const r = start(procs.length - 1, fresh);
+          r.catch(() => undefined);
+          runs.push(r);
+          await go(fresh);
+        }
+        return;
+      }
+      case 'kill-token-holder': {
+        gone.add(fault.victim);
+        await Promise.race([victim.exited, runs[fault.victim]]);
+        if (!victim.lines.includes('H dying holding the token')) {
+          victim.kill('SIGKILL');
+          await victim.exited;
+          faultLog.push(`node ${victim.nodeId} never held the token after ${fault.after} transactions: SIGKILLed at its end instead`);
+        } else {
+          faultLog.push(`node ${victim.nodeId} (process ${fault.victim}) SIGKILLed itself holding the token after ${completed(victim)} completed transactions`);
+        }
+        return;
+      }
+      case 'stall': {
+        await reached();
+        victim.kill('SIGSTOP');
+        faultLog.push(`SIGSTOP node ${victim.nodeId} (process ${fault.victim}) for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
+        await new Promise((r) => setTimeout(r, fault.stallMs));
+        victim.kill('SIGCONT');
+        return;
+      }
+      case 'leave':
+        await Promise.race([victim.waitForLine((l) => l === 'H left'), victimDone()]);
+        if (!victim.lines.includes('H left')) return; // its run failed: reported below
+        gone.add(fault.victim);
+        faultLog.push(`node ${victim.nodeId} (process ${fault.victim}) left gracefully after ${completed(victim)} transactions`);
+        return;
+    }
+  })();
+  await faultDone;
+  state.phase = 'running the transactions after the fault';
+  if (opts.unisolatedReader !== undefined) {
+    const writers = runs.filter((_, i) => i !== opts.unisolatedReader);
+    await Promise.race([runs[opts.unisolatedReader], Promise.all(writers)]);
+    await Promise.all(procs.map((p) => p.run('require(args.fixture).stop();', { fixture: FIXTURE })));
+  }
+  await Promise.all(runs);
+
+  const survivors = procs.filter((_, i) => !gone.has(i));
+  state.phase = 'waiting for the survivors to apply every commit';
+  await settle(survivors);
+  state.phase = 'reading the final lists';
+  const finals: FinalRead[] = [];
+  for (const s of survivors) {
+    const f = await s.run<{ lists: Record<string, number[]>; lost: number[] }>('return require(args.fixture).finalRead(dsm, args);', {
+      fixture: FIXTURE,
+      ptr,
+      keys: plan.keys,
+      keysPerPage: plan.keysPerPage,
+    });
+    finals.push({ node: procs.indexOf(s), lists: new Map(Object.entries(f.lists).map(([k, v]) => [Number(k), v])), lost: new Set(f.lost) });
+  }
+
+  const history: History = { txns: procs.flatMap((p, i) => txnsOf(p, i, plan.txns[i])), finals };
+  const counts = { ok: 0, failed: 0, unknown: 0 };
+  for (const t of history.txns) counts[t.outcome]++;
+  return { plan, history, result: check(history), faultLog, ids: procs.map((p) => p.nodeId), gone: [...gone], counts, crossNodeReads: crossNodeReads(history), ms: Date.now() - t0 };
+}
+
+function crossNodeReads(h: History): number {
+  const by = new Map<string, number>();
+  for (const t of h.txns) for (const o of t.ops) if (o.f === 'append') by.set(`${o.key}:${o.value}`, t.node);
+  let n = 0;
+  for (const t of h.txns) {
+    if (t.outcome !== 'ok') continue;
+    for (const o of t.ops) {
+      const last = o.f === 'read' && o.value?.length ? o.value[o.value.length - 1] : undefined;
+      if (last !== undefined && by.get(`${o.key}:${last}`) !== t.node) n++;
+    }
+  }
+  return n;
+}
+
+const completed = (p: RemoteNode): number => p.lines.filter((l) => l.startsWith('H C ')).length;
+
+/** The transactions a node process recorded: invoked ones without completion are unknown. */
+function txnsOf(p: RemoteNode, node: number, planned: PlannedTxn[]): Txn[] {
+  const out: Txn[] = [];
+  const invoked = new Set<number>();
+  const done = new Map<number, string>();
+  for (const l of p.lines) {
+    if (l.startsWith('H I ')) invoked.add(Number(l.slice(4)));
+    else if (l.startsWith('H C ')) {
+      const rest = l.slice(4);
+      done.set(Number(rest.slice(0, rest.indexOf(' '))), rest.slice(rest.indexOf(' ') + 1));
+    }
+  }
+  for (const seq of invoked) {
+    const t = planned[seq];
+    const d = done.get(seq);
+    if (d === undefined || !d.startsWith('ok ')) {
+      out.push({ node, seq, outcome: d === undefined ? 'unknown' : 'failed', ops: t.ops.map((o) => (o.f === 'read' ? { ...o, value: null } : o)) });
+      continue;
+    }
+    const reads: number[][] = JSON.parse(d.slice(3));
+    let r = 0;
+    out.push({ node, seq, outcome: 'ok', ops: t.ops.map((o): Op => (o.f === 'read' ? { ...o, value: reads[r++] } : o)) });
+  }
+  return out;
+}
+
+/** A summary line for logs and failure messages. */
+export function summary(r: RunResult): string {
+  const { plan } = r;
+  const lostBy = (dead: boolean) => r.result.anomalies.filter((a) => a.type === 'lost-write' && r.gone.includes(Number(a.txns![0].slice(1, a.txns![0].indexOf('#')))) === dead).length;
+  const lost = r.result.anomalies.some((a) => a.type === 'lost-write') ? `; lost writes: ${lostBy(false)} by survivors, ${lostBy(true)} by nodes that died or left` : '';
+  return (
+    `${replayHint(plan.seed)}: ${plan.nodes} nodes, ${plan.keys} keys (${plan.keysPerPage} per page), fault ${plan.fault.kind}; ` +
+    `${r.counts.ok} ok, ${r.counts.failed} failed, ${r.counts.unknown} unknown in ${r.ms} ms, ${r.crossNodeReads} reads of another node's append; process -> node id ${r.ids.join(',')}${lost}` +
+    (r.faultLog.length ? `\n  ${r.faultLog.join('\n  ')}` : '')
+  );
+}
+
+/** Throws with the seed, the fault and every anomaly unless the history checks out. */
+export function assertValid(r: RunResult): void {
+  if (r.result.valid) return;
+  const lines = explain(r.result).split('\n');
+  const shown = lines.length > 60 ? [...lines.slice(0, 60), `… ${lines.length - 60} more lines`] : lines;
+  throw new Error(`history check failed, ${summary(r)}\n${r.result.anomalies.length} anomalies:\n${shown.join('\n')}`);
+}

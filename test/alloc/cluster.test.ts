@@ -38,9 +38,10 @@ describe('heap across nodes', () => {
   });
 
   it("the guard never fetches a page: a survivor's transaction commits though the page-kind table died with its only holder", async () => {
-    const [a, b] = await h.cluster(2, { heartbeatMs: 100, deadAfterMs: 1000 });
+    // Three nodes, so that b and c are a majority once a is gone.
+    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000 });
     await a.run('await dsm.transaction((tx) => { for (let i = 0; i < 40; i++) tx.alloc(20_000); });'); // the kinds table changes on a only
-    await settle([a, b]);
+    await settle([a, b, c]);
     a.kill('SIGKILL');
     await b.waitForLine((l) => l === `peer-leave ${a.nodeId}`);
     const at = 3000 * 1024; // a data page nobody allocated

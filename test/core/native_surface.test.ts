@@ -24,8 +24,8 @@ describe('native surface', () => {
       const hooks = require('./dist/native.js').loadNativeHooks();
       createNode({ regionSize: 1 << 20 }).then(async (dsm) => {
         console.log('floor', hooks.measureFaultFloor(200, 2) > 0);
-        await dsm.transaction(() => { dsm.u32[0] = 5; });
-        console.log('dsm', dsm.u32[0]);
+        await dsm.transaction(() => { dsm.u32[200 * 1024] = 5; }); // a data page (page 0 is the heap's)
+        console.log('dsm', dsm.u32[200 * 1024]);
         hooks.readByte(16);
         console.log('survived');
       });`);

@@ -23,4 +23,5 @@ export {
   SystemError,
   NativeLoadError,
 } from './errors';
+export { TimeoutError } from './errors';
 export { OutOfMemoryError, InvalidFreeError, HeapLayoutError, RootError } from './alloc/errors';

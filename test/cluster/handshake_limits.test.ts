@@ -127,7 +127,10 @@ describe('connections in their handshake', () => {
       // The kept ones got the node's nonce; the refused ones not a byte.
       await until(() => kept.every((p) => p.received >= 42), 'the nonces');
       expect(peers.filter((p) => p.closed).every((p) => p.received === 0)).toBe(true);
-      expect(warnings.filter((w) => /refused \d+ connection/.test(w))).toHaveLength(1);
+      // One line at once, the rest summed up in the next few seconds' line.
+      const lines = warnings.filter((w) => /refused \d+ connection/.test(w));
+      expect(lines.length).toBeGreaterThanOrEqual(1);
+      expect(lines.length).toBeLessThanOrEqual(2);
       // A slot freed (a stranger leaves) admits the next peer.
       kept[0].socket.destroy();
       await kept[0].gone;

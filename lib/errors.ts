@@ -140,3 +140,10 @@ export function fromNative(e: unknown): unknown {
   }
   return e;
 }
+
+/** A wait gave up: what it waited for did not happen within its time-out. */
+export class TimeoutError extends DsmError {
+  constructor(message: string) {
+    super('ERR_DSM_TIMEOUT', message);
+  }
+}

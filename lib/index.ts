@@ -25,4 +25,5 @@ export {
   SystemError,
   NativeLoadError,
 } from './errors';
+export { TimeoutError } from './errors';
 export { OutOfMemoryError, InvalidFreeError, HeapLayoutError, RootError, HeapCorruptionError } from './alloc/errors';

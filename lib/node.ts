@@ -5,6 +5,7 @@ import { Heap } from './alloc/heap';
 import { ClosedError, fromNative, InvalidOptionError, NestedTransactionError, PageLostError, WriteOutsideTransactionError } from './errors';
 import { type LostRange, LostPages } from './lost_pages';
 import { STATUS_WORDS, Status } from './service/messages';
+import { TimeoutError } from './errors';
 import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
 import { type NodeOptions, resolveOptions } from './options';
 import { ServiceClient } from './service/client';
@@ -206,13 +207,24 @@ export class DsmNode extends EventEmitter {
    * Resolves once this node has applied every commit up to global time `time` (from
    * another node's `globalTime`, say). Read-only transactions commit without asking other
    * nodes, so a node sees another's commit only once it has arrived; this waits for it.
+   * Rejects with ERR_DSM_TIMEOUT if the time is not reached within `timeoutMs` (default
+   * 30 s): a time no node reached never comes. Other transactions go on meanwhile.
    * @example await dsm.waitForGlobalTime(timeFromOtherNode); const v = dsm.u32[i];
    */
-  async waitForGlobalTime(time: number): Promise<void> {
+  async waitForGlobalTime(time: number, opts: { timeoutMs?: number } = {}): Promise<void> {
     this.checkOpen();
     if (!Number.isSafeInteger(time) || time < 0) throw new InvalidOptionError(`time must be a non-negative integer, got ${String(time)}`);
+    for (const k of Object.keys(opts)) if (k !== 'timeoutMs') throw new InvalidOptionError(`unknown option '${k}' of waitForGlobalTime (known: timeoutMs)`);
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 2 ** 31 - 1) throw new InvalidOptionError(`timeoutMs must be an integer from 0 to 2147483647, got ${String(timeoutMs)}`);
     if (this.globalTime >= time) return;
-    await this.service.request({ type: 'wait-time', time });
+    if (!this.address) throw new TimeoutError(`global time ${time} is ahead of this node's ${this.globalTime}, and a node without peers reaches it only by its own commits`);
+    const reached = (await this.service.request({ type: 'wait-time', time, timeoutMs })).time ?? 0;
+    if (reached >= time || this.globalTime >= time) return;
+    throw new TimeoutError(
+      `global time ${time} was not reached within ${timeoutMs} ms (this node has applied ${reached}); ` +
+        'pass a time read from dsm.globalTime on a node of this cluster, or raise timeoutMs if the cluster is slow',
+    );
   }
 
   /** Members, remote fetches and times as the service thread sees them. */

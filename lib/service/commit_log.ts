@@ -1,34 +1,66 @@
 // Applies commits in global-time order. Commits travel on different connections, so one
 // can arrive before an earlier one: it waits here until the gap closes, and a gap that
-// stays open is a missed commit, re-requested from a node that has it.
+// stays open is a missed commit, re-requested from a node that has it. Everything here is
+// bounded: the commits kept for peers (a ring of the most recent), the commits waiting
+// for a gap (a window ahead of the last applied; later ones are dropped and asked for
+// again once the window has moved on), and what one resend answers.
 import type { CommitRecord } from './protocol';
 
 export interface CommitLogLinks {
   apply(rec: CommitRecord): void;
-  /** Asks `from` for the commits after `after` up to `upTo`. */
+  /** Asks `from` (-1: everyone) for the commits after `after` up to `upTo`. */
   requestResend(from: number, after: number, upTo: number): void;
   /** Publishes applied/seen to the app thread. */
   publish(applied: number, seen: number): void;
 }
 
+export interface CommitLogLimits {
+  /** Recent commits kept for peers that missed them. */
+  keep: number;
+  /** Commits buffered ahead of the next one to apply. */
+  ahead: number;
+}
+
 /** How long a gap may stay open before the missing commits are asked for again. */
 const GAP_RESEND_MS = 250;
-/** Commits kept for peers that missed them. */
-const KEEP = 20_000;
+/** The longest pause between asks for a time a program waits for and nobody announced. */
+const PROBE_MAX_MS = 4000;
+const DEFAULT_LIMITS: CommitLogLimits = { keep: 20_000, ahead: 1 << 16 };
+
+interface Waiter {
+  time: number;
+  resolve: (reached: boolean) => void;
+  timer?: NodeJS.Timeout;
+}
 
 export class CommitLog {
   applied = 0;
   seen = 0;
   private readonly pending = new Map<number, CommitRecord>();
-  private readonly recent = new Map<number, CommitRecord>();
-  private waiters: Array<{ time: number; resolve: () => void }> = [];
+  /** The last `keep` applied commits, at index time % keep. */
+  private readonly recent: Array<CommitRecord | undefined>;
+  /** The oldest time `recent` can hold: commits before a reset() jump were never applied here. */
+  private firstKept = 1;
+  private waiters: Waiter[] = [];
   private gapTimer?: NodeJS.Timeout;
+  private probeTimer?: NodeJS.Timeout;
+  private readonly limits: CommitLogLimits;
 
-  constructor(private readonly links: CommitLogLinks) {}
+  constructor(
+    private readonly links: CommitLogLinks,
+    limits: Partial<CommitLogLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.recent = new Array<CommitRecord | undefined>(this.limits.keep);
+  }
 
   /** Starts from a known point (join, recovery). */
   reset(time: number): void {
-    this.applied = Math.max(this.applied, time);
+    if (time > this.applied) {
+      this.applied = time;
+      this.firstKept = time + 1;
+      for (const t of this.pending.keys()) if (t <= time) this.pending.delete(t);
+    }
     this.seen = Math.max(this.seen, time);
     this.drain();
   }
@@ -36,7 +68,9 @@ export class CommitLog {
   /** A commit from the network (or made here). Old and duplicate ones are ignored. */
   receive(rec: CommitRecord): void {
     if (rec.time <= this.applied || this.pending.has(rec.time)) return;
-    this.pending.set(rec.time, rec);
+    // Too far ahead to buffer: it is dropped, but heard of, so the gap timer asks for it
+    // again once the commits before it are in.
+    if (rec.time <= this.applied + this.limits.ahead) this.pending.set(rec.time, rec);
     this.hear(rec.time);
     this.drain();
   }
@@ -50,21 +84,51 @@ export class CommitLog {
     this.armGapTimer();
   }
 
-  /** Resolves once every commit up to `time` is applied here. */
+  /** Resolves once every commit up to `time` is applied here; `time` comes from the cluster (it is heard of). */
   waitApplied(time: number): Promise<void> {
     this.hear(time);
     if (this.applied >= time) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ time, resolve }));
+    return new Promise((resolve) => this.waiters.push({ time, resolve: () => resolve() }));
   }
 
-  /** Commits in (after, upTo] this node still has, for a peer that missed them. */
-  since(after: number, upTo: number): CommitRecord[] {
+  /**
+   * Resolves with true once every commit up to `time` is applied here, or with false after
+   * `timeoutMs`. For times the program names: such a time is not taken as heard of, since
+   * raising `seen` to a time nobody reaches would make every read-only transaction (which
+   * waits for `seen`) wait for it too. While it is ahead of anything heard of, peers are
+   * asked now and then for commits this node may have missed.
+   */
+  waitUntil(time: number, timeoutMs: number): Promise<boolean> {
+    if (this.applied >= time) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const w: Waiter = { time, resolve };
+      w.timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        resolve(false);
+      }, timeoutMs);
+      this.waiters.push(w);
+      this.armProbe();
+    });
+  }
+
+  /**
+   * Commits in (after, upTo] this node still has, oldest first, at most `max` of them, for a
+   * peer that missed them. Costs O(answer), however wide the range asked for.
+   */
+  since(after: number, upTo: number, max = this.limits.keep): CommitRecord[] {
+    const from = Math.max(after + 1, this.applied - this.limits.keep + 1, this.firstKept);
+    const to = Math.min(upTo, this.applied, from + max - 1);
     const out: CommitRecord[] = [];
-    for (let t = after + 1; t <= Math.min(upTo, this.applied); t++) {
-      const r = this.recent.get(t);
-      if (r) out.push(r);
+    for (let t = from; t <= to; t++) {
+      const r = this.recent[t % this.limits.keep];
+      if (r && r.time === t) out.push(r);
     }
     return out;
+  }
+
+  /** Commits waiting for a gap to close (bounded by the `ahead` limit). */
+  get pendingCount(): number {
+    return this.pending.size;
   }
 
   /** The committer of the earliest pending commit: it applied everything before it. */
@@ -81,15 +145,17 @@ export class CommitLog {
       this.pending.delete(next.time);
       this.links.apply(next);
       this.applied = next.time;
-      this.recent.set(next.time, next);
-      this.recent.delete(next.time - KEEP);
+      this.recent[next.time % this.limits.keep] = next;
     }
     if (this.applied > this.seen) this.seen = this.applied;
     this.links.publish(this.applied, this.seen);
     if (this.waiters.length) {
       const ready = this.waiters.filter((w) => w.time <= this.applied);
       this.waiters = this.waiters.filter((w) => w.time > this.applied);
-      for (const w of ready) w.resolve();
+      for (const w of ready) {
+        if (w.timer) clearTimeout(w.timer);
+        w.resolve(true);
+      }
     }
     this.armGapTimer();
   }
@@ -105,9 +171,10 @@ export class CommitLog {
     this.gapTimer = setTimeout(() => {
       this.gapTimer = undefined;
       if (this.applied === at && this.seen > this.applied) {
+        // No more than fits the window: the rest would only be dropped.
+        const upTo = Math.min(this.seen, this.applied + this.limits.ahead);
         const src = this.sourceForGap();
-        if (src !== undefined) this.links.requestResend(src, this.applied, this.seen);
-        else this.links.requestResend(-1, this.applied, this.seen);
+        this.links.requestResend(src ?? -1, this.applied, upTo);
       }
       this.armGapTimer();
     }, GAP_RESEND_MS);
@@ -120,13 +187,34 @@ export class CommitLog {
    */
   restart(time: number): void {
     this.pending.clear();
-    this.recent.clear();
+    this.recent.fill(undefined);
     this.applied = time;
     this.seen = time;
+    this.firstKept = time + 1;
     this.drain();
+  }
+
+  /** While a program waits for a time beyond anything heard of, asks everyone for it now and then. */
+  private armProbe(delay = GAP_RESEND_MS): void {
+    if (this.probeTimer) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      let want = 0;
+      for (const w of this.waiters) if (w.timer && w.time > want) want = w.time;
+      if (want <= this.seen) return; // the gap timer asks for what is heard of
+      this.links.requestResend(-1, this.applied, Math.min(want, this.applied + this.limits.ahead));
+      // Backing off: a time nobody reaches must not keep the peers busy.
+      this.armProbe(Math.min(delay * 2, PROBE_MAX_MS));
+    }, delay);
+    this.probeTimer.unref();
   }
 
   close(): void {
     if (this.gapTimer) clearTimeout(this.gapTimer);
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    for (const w of this.waiters) if (w.timer) clearTimeout(w.timer);
+    const timed = this.waiters.filter((w) => w.timer);
+    this.waiters = this.waiters.filter((w) => !w.timer);
+    for (const w of timed) w.resolve(false);
   }
 }

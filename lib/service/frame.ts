@@ -8,7 +8,8 @@
 //   10      n     payload
 //
 // The decoder checks the length before buffering the body, so a peer cannot make a node
-// allocate more than maxFrame bytes, and it never copies a chunk more than once.
+// allocate more than its current limit, and it never copies a chunk more than once. The
+// limit can change between frames: before the handshake completes it is a few KiB.
 import { ProtocolError } from './transport_errors';
 
 export const PROTOCOL_VERSION = 3;
@@ -22,6 +23,12 @@ export const FrameType = {
   /** First type the transport hands to its user. */
   firstUser: 16,
 } as const;
+
+/**
+ * Largest payload accepted before the handshake completes: its frames are 32-byte nonces
+ * and proofs, so a stranger cannot make a node buffer more than this per connection.
+ */
+export const PRE_AUTH_MAX_FRAME = 4 << 10;
 
 export function encodeHeader(clusterId: number, type: number, payloadLength: number): Buffer {
   const h = Buffer.allocUnsafe(HEADER);
@@ -41,29 +48,43 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
+  /** `maxFrame`: the largest payload accepted; may be changed between frames. */
   constructor(
     private readonly clusterId: number,
-    private readonly maxFrame: number,
+    public maxFrame: number,
   ) {}
 
   /** Adds bytes; returns the complete frames. Throws ProtocolError on a bad frame. */
   push(chunk: Buffer): Frame[] {
+    this.feed(chunk);
+    const out: Frame[] = [];
+    for (let f = this.next(); f; f = this.next()) out.push(f);
+    return out;
+  }
+
+  /** Adds bytes without decoding them; take the frames with next(). */
+  feed(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
-    const out: Frame[] = [];
-    for (;;) {
-      if (this.buffered < HEADER) return out;
-      const head = this.peek(HEADER);
-      const len = head.readUInt32LE(0);
-      if (len < 6) throw new ProtocolError(`frame length ${len} is too small to hold a header`);
-      if (len - 6 > this.maxFrame) throw new ProtocolError(`frame length ${len} exceeds the limit of ${this.maxFrame} bytes`);
-      if (head[4] !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${head[4]}, this node speaks ${PROTOCOL_VERSION}`);
-      const cid = head.readUInt32LE(5);
-      if (cid !== this.clusterId) throw new ProtocolError(`cluster id ${cid.toString(16)} is not this cluster's (${this.clusterId.toString(16)})`);
-      if (this.buffered < 4 + len) return out;
-      const whole = this.take(4 + len);
-      out.push({ type: whole[9], payload: whole.subarray(HEADER) });
-    }
+  }
+
+  /**
+   * The next complete frame, or undefined until more bytes arrive. One at a time, so a
+   * caller can change maxFrame after a frame (the end of a handshake) and have it apply
+   * to the very next header. Throws ProtocolError on a bad header, before its body is buffered.
+   */
+  next(): Frame | undefined {
+    if (this.buffered < HEADER) return undefined;
+    const head = this.peek(HEADER);
+    const len = head.readUInt32LE(0);
+    if (len < 6) throw new ProtocolError(`frame length ${len} is too small to hold a header`);
+    if (len - 6 > this.maxFrame) throw new ProtocolError(`frame length ${len} exceeds the limit of ${this.maxFrame} bytes`);
+    if (head[4] !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${head[4]}, this node speaks ${PROTOCOL_VERSION}`);
+    const cid = head.readUInt32LE(5);
+    if (cid !== this.clusterId) throw new ProtocolError(`cluster id ${cid.toString(16)} is not this cluster's (${this.clusterId.toString(16)})`);
+    if (this.buffered < 4 + len) return undefined;
+    const whole = this.take(4 + len);
+    return { type: whole[9], payload: whole.subarray(HEADER) };
   }
 
   private peek(n: number): Buffer {

@@ -40,7 +40,7 @@ export type AppRequest =
   | { id: number; type: 'test-touch-app-view'; address: number }
   | { id: number; type: 'close' }
   | { id: number; type: 'stats' }
-  | { id: number; type: 'wait-time'; time: number };
+  | { id: number; type: 'wait-time'; time: number; timeoutMs: number };
 
 export type ServiceReply =
   | { id: number; ok: true; time?: number; stats?: ServiceStats }

@@ -148,10 +148,13 @@ export class Service {
         return { id: req.id, ok: true };
       case 'stats':
         return { id: req.id, ok: true, stats: this.stats() };
-      case 'wait-time':
+      case 'wait-time': {
+        // Answers with the time applied, reached or not: the app tells a time-out apart.
         if (!this.cluster) return { id: req.id, ok: true, time: Number(this.time[0]) };
-        void this.cluster.log.waitApplied(req.time).then(() => this.reply?.({ id: req.id, ok: true, time: this.cluster!.log.applied }));
+        const log = this.cluster.log;
+        void log.waitUntil(req.time, req.timeoutMs).then(() => this.reply?.({ id: req.id, ok: true, time: log.applied }));
         return undefined;
+      }
       case 'close':
         return undefined;
     }

@@ -3,7 +3,7 @@
 // (frame.ts), the secret handshake (handshake.ts), heartbeats and dead-peer detection.
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { encodeHeader, FrameDecoder, FrameType, PROTOCOL_VERSION } from './frame';
+import { encodeHeader, FrameDecoder, FrameType, HEADER, PRE_AUTH_MAX_FRAME, PROTOCOL_VERSION } from './frame';
 import { DEFAULT_CLUSTER_ID, newNonce, proof, Role, verify } from './handshake';
 import { AuthFailedError, ProtocolError } from './transport_errors';
 
@@ -22,11 +22,28 @@ export interface TransportOptions {
   heartbeatMs?: number;
   /** A connection silent this long is closed with reason 'heartbeat' (default 5000 ms). */
   deadAfterMs?: number;
+  /** A connection that has not completed the handshake within this long is closed (default 10 000 ms). */
   handshakeTimeoutMs?: number;
-  /** Largest payload accepted (default 64 MiB). */
+  /** Largest payload accepted once authenticated (default 64 MiB); before, PRE_AUTH_MAX_FRAME. */
   maxFrame?: number;
+  /** Incoming connections allowed in their handshake at once; more are closed at once (default 32). */
+  maxHandshakes?: number;
+  /** Bytes queued for the peer above which a connection is backlogged (default 8 MiB). */
+  backlogBytes?: number;
+  /**
+   * Bytes queued for the peer beyond which the connection is closed with reason
+   * 'backpressure' (default 1 GiB; at least maxFrame + backlogBytes). Generous because a
+   * graceful leave still sends every page the node owns in one go: a lower limit would turn
+   * a large handover into lost pages rather than a slower one.
+   */
+  maxQueuedBytes?: number;
   logger?: TransportLogger;
 }
+
+type ConnectionLimits = Required<Pick<TransportOptions, 'heartbeatMs' | 'deadAfterMs' | 'backlogBytes' | 'maxQueuedBytes'>>;
+
+/** At most one log line per this long about connections refused for too many handshakes. */
+const REFUSED_LOG_MS = 5000;
 
 export function splitAddress(a: string): { host: string; port: number } {
   const i = a.lastIndexOf(':');
@@ -34,10 +51,20 @@ export function splitAddress(a: string): { host: string; port: number } {
   return { host, port: Number(a.slice(i + 1)) };
 }
 
-/** One authenticated connection. Events: 'message' (type, payload), 'close' (reason). */
+/**
+ * One authenticated connection. Events: 'message' (type, payload), 'close' (reason),
+ * 'backlogged' (more than backlogBytes queued for the peer), 'drain' (backlog written out).
+ *
+ * A peer that reads slower than it is sent to must slow its senders: a sender of many or
+ * large messages checks `backlogged` (or send()'s result) and awaits `whenDrained()` before
+ * going on. Queued bytes never exceed maxQueuedBytes: a send beyond it closes the
+ * connection with reason 'backpressure', as if the peer had died.
+ */
 export class Connection extends EventEmitter {
   readonly remoteAddress: string;
   private closed = false;
+  private isBacklogged = false;
+  private drainWaiters: Array<() => void> = [];
   private corked = false;
   private lastIn = Date.now();
   private lastOut = Date.now();
@@ -49,10 +76,15 @@ export class Connection extends EventEmitter {
   constructor(
     private readonly socket: net.Socket,
     private readonly clusterId: number,
-    private readonly opts: Required<Pick<TransportOptions, 'heartbeatMs' | 'deadAfterMs'>>,
+    private readonly opts: ConnectionLimits,
+    private readonly logger?: TransportLogger,
   ) {
     super();
     this.remoteAddress = `${socket.remoteAddress}:${socket.remotePort}`;
+    // The socket asks for 'drain' whenever a write finds more than its (small) high-water
+    // mark queued, which every backlogged state does; it fires once everything queued has
+    // gone to the kernel.
+    socket.on('drain', () => this.drained());
   }
 
   /** @internal Called once the handshake succeeded: frames now flow to the user. */
@@ -79,7 +111,8 @@ export class Connection extends EventEmitter {
 
   /**
    * Sends one message; frames are written in order. Many sends in one tick go out in one
-   * system call. Returns false when the socket's buffer is full (the frame is still queued).
+   * system call. Returns false when the connection is backlogged (the frame is still
+   * queued: slow down, see whenDrained()) or closed (the frame is dropped).
    */
   send(type: number, payload: Buffer, onWritten?: () => void): boolean {
     if (type < FrameType.firstUser || type > 255) throw new RangeError(`message type ${type} is reserved for the transport (use 16-255)`);
@@ -95,6 +128,11 @@ export class Connection extends EventEmitter {
       onWritten?.();
       return false;
     }
+    if (this.socket.writableLength + HEADER + payload.length > this.opts.maxQueuedBytes) {
+      onWritten?.();
+      this.overflow(payload.length);
+      return false;
+    }
     this.lastOut = Date.now();
     if (!this.corked) {
       this.corked = true;
@@ -105,11 +143,64 @@ export class Connection extends EventEmitter {
       });
     }
     this.socket.write(encodeHeader(this.clusterId, type, payload.length));
-    if (!payload.length) {
+    if (payload.length) {
+      if (onWritten) this.socket.write(payload, () => onWritten());
+      else this.socket.write(payload);
+    } else {
       onWritten?.();
-      return true;
     }
-    return onWritten ? this.socket.write(payload, () => onWritten()) : this.socket.write(payload);
+    if (!this.isBacklogged && this.socket.writableLength > this.opts.backlogBytes) {
+      this.isBacklogged = true;
+      this.emit('backlogged');
+    }
+    return !this.isBacklogged;
+  }
+
+  /** Bytes sent but not yet handed to the kernel. */
+  get queuedBytes(): number {
+    return this.closed ? 0 : this.socket.writableLength;
+  }
+
+  /** More than backlogBytes are queued for the peer: senders should wait for whenDrained(). */
+  get backlogged(): boolean {
+    return this.isBacklogged;
+  }
+
+  /** Resolves once the connection is no longer backlogged, or is closed (check isClosed). */
+  whenDrained(): Promise<void> {
+    if (!this.isBacklogged || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private drained(): void {
+    if (!this.isBacklogged || this.socket.writableLength > this.opts.backlogBytes) return;
+    this.isBacklogged = false;
+    this.wakeDrainWaiters();
+    this.emit('drain');
+  }
+
+  private wakeDrainWaiters(): void {
+    const w = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of w) resolve();
+  }
+
+  /**
+   * The peer let more than maxQueuedBytes pile up: it is too slow to keep, and holding on
+   * would grow memory without bound. The connection fails as a dead peer's would. 'close'
+   * comes on the next tick, so a sender in the middle of a loop over members is not
+   * re-entered by the removal the close triggers.
+   */
+  private overflow(adding: number): void {
+    const queued = this.socket.writableLength;
+    this.logger?.warn(
+      `closing the connection to ${this.remoteAddress}: ${queued} bytes queued for it and ${adding} more to send exceed the limit of ${this.opts.maxQueuedBytes} (the peer reads too slowly or not at all)`,
+    );
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.socket.destroy();
+    this.wakeDrainWaiters();
+    process.nextTick(() => this.emit('close', 'backpressure'));
   }
 
   private tick(): void {
@@ -126,6 +217,7 @@ export class Connection extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    this.wakeDrainWaiters();
     this.socket.end();
     this.socket.destroySoon?.();
     setTimeout(() => this.socket.destroy(), 1000).unref();
@@ -137,6 +229,7 @@ export class Connection extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    this.wakeDrainWaiters();
     this.socket.destroy();
     this.emit('close', reason);
   }
@@ -159,6 +252,7 @@ export class Connection extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    this.wakeDrainWaiters();
     this.socket.removeAllListeners('data');
     this.socket.destroy();
   }
@@ -179,18 +273,29 @@ export class Transport extends EventEmitter {
   private readonly sockets = new Set<net.Socket>();
   private readonly opts: Required<Omit<TransportOptions, 'secret' | 'clusterId' | 'logger'>>;
   private readonly logger: TransportLogger;
+  /** Incoming connections in their handshake now. */
+  private handshaking = 0;
+  /** Connections refused for too many handshakes since the last log line about it. */
+  private refused = 0;
+  private refusedLog?: NodeJS.Timeout;
 
   constructor(o: TransportOptions) {
     super();
     if (!o.secret || o.secret.length === 0) throw new AuthFailedError('(no secret given)');
     this.secret = Buffer.isBuffer(o.secret) ? o.secret : Buffer.from(o.secret, 'utf8');
     this.clusterId = o.clusterId ?? DEFAULT_CLUSTER_ID;
+    const maxFrame = o.maxFrame ?? 64 << 20;
+    const backlogBytes = o.backlogBytes ?? 8 << 20;
     this.opts = {
       listen: o.listen ?? '127.0.0.1:0',
       heartbeatMs: o.heartbeatMs ?? 1000,
       deadAfterMs: o.deadAfterMs ?? 5000,
       handshakeTimeoutMs: o.handshakeTimeoutMs ?? 10_000,
-      maxFrame: o.maxFrame ?? 64 << 20,
+      maxFrame,
+      maxHandshakes: o.maxHandshakes ?? 32,
+      backlogBytes,
+      // A frame as large as allowed must fit on a backlogged connection.
+      maxQueuedBytes: Math.max(o.maxQueuedBytes ?? 1 << 30, maxFrame + HEADER + backlogBytes),
     };
     this.logger = o.logger ?? { warn: () => undefined, error: () => undefined };
   }
@@ -204,10 +309,23 @@ export class Transport extends EventEmitter {
   listen(): Promise<string> {
     const { host, port } = splitAddress(this.opts.listen);
     const server = net.createServer((s) => {
+      const remote = `${s.remoteAddress}:${s.remotePort}`;
+      if (this.handshaking >= this.opts.maxHandshakes) {
+        // Strangers could otherwise hold any number of sockets and buffers open: close at
+        // once, before reading anything. Peers that are refused retry.
+        s.destroy();
+        this.noteRefused(remote);
+        this.emit('rejected', { remote, reason: 'too many connections in their handshake' });
+        return;
+      }
+      this.handshaking++;
       this.handshake(s, Role.acceptor).then(
-        (c) => this.emit('connection', c),
+        (c) => {
+          this.handshaking--;
+          this.emit('connection', c);
+        },
         (e: Error) => {
-          const remote = `${s.remoteAddress}:${s.remotePort}`;
+          this.handshaking--;
           this.logger.warn(`refused a connection from ${remote}: ${e.message}`);
           this.emit('rejected', { remote, reason: e.message });
         },
@@ -223,6 +341,24 @@ export class Transport extends EventEmitter {
         resolve(`${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
       });
     });
+  }
+
+  /** One line per few seconds however many connections are refused: a flood must not flood the log too. */
+  private noteRefused(remote: string): void {
+    this.refused++;
+    if (this.refusedLog) return;
+    const flush = (): void => {
+      this.refusedLog = undefined;
+      if (this.refused === 0) return;
+      this.logger.warn(
+        `refused ${this.refused} connection(s), the latest from ${remote}: ${this.opts.maxHandshakes} connections are already in their handshake ` +
+          `(each is closed if it has not authenticated within ${this.opts.handshakeTimeoutMs} ms)`,
+      );
+      this.refused = 0;
+      this.refusedLog = setTimeout(flush, REFUSED_LOG_MS);
+      this.refusedLog.unref();
+    };
+    flush();
   }
 
   /** Dials a peer and proves the secret both ways; rejects with AuthFailedError if refused. */
@@ -243,8 +379,9 @@ export class Transport extends EventEmitter {
     s.once('close', () => this.sockets.delete(s));
     s.setNoDelay(true);
     const remote = `${s.remoteAddress}:${s.remotePort}`;
-    const conn = new Connection(s, this.clusterId, this.opts);
-    const decoder = new FrameDecoder(this.clusterId, this.opts.maxFrame);
+    const conn = new Connection(s, this.clusterId, this.opts, this.logger);
+    // Until the peer has proved the secret it may only send handshake-sized frames.
+    const decoder = new FrameDecoder(this.clusterId, PRE_AUTH_MAX_FRAME);
     const nonce = newNonce();
     const peerRole = role === Role.initiator ? Role.acceptor : Role.initiator;
     let peerNonce: Buffer | undefined;
@@ -295,26 +432,32 @@ export class Transport extends EventEmitter {
         }
         if (verified && accepted) {
           done = true;
+          decoder.maxFrame = this.opts.maxFrame;
           clearTimeout(timer);
           conn.start();
           resolve(conn);
         }
       };
       s.on('data', (chunk: Buffer) => {
-        let frames;
-        try {
-          frames = decoder.push(chunk);
-        } catch (e) {
-          if (failed) return;
-          if (done) {
-            this.logger.warn(`closing the connection to ${remote}: ${(e as Error).message}`);
-            conn.lost('protocol');
-          } else {
-            fail(e as Error, false);
+        // A refused peer's further bytes are dropped unread, never buffered.
+        if (failed || conn.isClosed) return;
+        decoder.feed(chunk);
+        // One frame at a time: the end of the handshake raises the size limit for the
+        // frames that follow it in the same chunk.
+        for (;;) {
+          let f;
+          try {
+            f = decoder.next();
+          } catch (e) {
+            if (done) {
+              this.logger.warn(`closing the connection to ${remote}: ${(e as Error).message}`);
+              conn.lost('protocol');
+            } else {
+              fail(e as Error, false);
+            }
+            return;
           }
-          return;
-        }
-        for (const f of frames) {
+          if (!f) return;
           try {
             onFrame(f.type, f.payload);
           } catch (e) {
@@ -322,6 +465,7 @@ export class Transport extends EventEmitter {
             conn.lost('protocol');
             return;
           }
+          if (failed || conn.isClosed) return;
         }
       });
       s.on('error', (e) => {
@@ -342,6 +486,7 @@ export class Transport extends EventEmitter {
 
   /** Stops listening and closes every connection, after flushing what was sent. */
   async close(): Promise<void> {
+    if (this.refusedLog) clearTimeout(this.refusedLog);
     const closing = [...this.sockets].map(
       (s) =>
         new Promise<void>((resolve) => {

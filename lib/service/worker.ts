@@ -10,6 +10,13 @@ const port = parentPort!;
 const config = workerData as ServiceConfig;
 const emit = (e: ServiceEvent) => port.postMessage(e);
 const log = (level: 'warn' | 'error', message: string) => emit({ type: 'log', level, message });
+// A promise rejected with nobody to catch it is a bug (or a peer's input reaching a path
+// that forgot to guard it); by default it would end this thread, and with it the service
+// every fault and commit of the node waits on. Logged, and the service goes on.
+process.on('unhandledRejection', (reason) => {
+  const what = reason instanceof Error ? (reason.stack ?? reason.message) : String(reason);
+  log('error', `unhandled rejection in the service thread (a bug; the service goes on): ${what}`);
+});
 const native = loadNative();
 const service = new Service(native, config, log);
 service.reply = (r) => port.postMessage(r);

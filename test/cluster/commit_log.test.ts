@@ -1,0 +1,100 @@
+// The commit log's bounds: it keeps a window of recent commits for peers and answers from
+// it in time proportional to the answer (never walking every time ever applied), buffers
+// only a bounded window of commits ahead of a gap (a node far behind asks again instead),
+// and a program's wait for a time nobody announced neither counts as heard of (which
+// would hold up every read-only transaction) nor lasts past its time-out.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const load = createRequire(__filename);
+const { CommitLog } = load(path.join(__dirname, '../../dist/service/commit_log.js'));
+
+interface Rec {
+  time: number;
+  node: number;
+  pages: Uint32Array;
+}
+const rec = (time: number, node = 1): Rec => ({ time, node, pages: Uint32Array.of(time % 7) });
+
+/** A log with links that record what it did. */
+function makeLog(limits?: { keep?: number; ahead?: number }) {
+  const applied: number[] = [];
+  const resends: Array<{ from: number; after: number; upTo: number }> = [];
+  let onResend: (() => void) | undefined;
+  const published: Array<[number, number]> = [];
+  const log = new CommitLog(
+    {
+      apply: (r: Rec) => applied.push(r.time),
+      requestResend: (from: number, after: number, upTo: number) => {
+        resends.push({ from, after, upTo });
+        onResend?.();
+      },
+      publish: (a: number, s: number) => published.push([a, s]),
+    },
+    limits,
+  );
+  const nextResend = () => new Promise<void>((r) => (onResend = r));
+  return { log, applied, resends, published, nextResend };
+}
+
+describe('commit log', () => {
+  it('answers since() from a window of recent commits, in time proportional to the answer', () => {
+    const { log } = makeLog({ keep: 100 });
+    for (let t = 1; t <= 250; t++) log.receive(rec(t));
+    expect(log.applied).toBe(250);
+    expect(log.since(0, 1000).map((r: Rec) => r.time)).toEqual(Array.from({ length: 100 }, (_, i) => 151 + i));
+    expect(log.since(200, 205).map((r: Rec) => r.time)).toEqual([201, 202, 203, 204, 205]);
+    expect(log.since(240, 1000, 3).map((r: Rec) => r.time)).toEqual([241, 242, 243]);
+    expect(log.since(250, 1000)).toEqual([]);
+    // A node that joined at a late time holds nothing from before it; a peer asking for
+    // everything since 0 must not make it walk 2^40 times.
+    const late = makeLog().log;
+    late.reset(2 ** 40);
+    for (let t = 1; t <= 5; t++) late.receive(rec(2 ** 40 + t));
+    expect(late.since(0, Number.MAX_SAFE_INTEGER).map((r: Rec) => r.time - 2 ** 40)).toEqual([1, 2, 3, 4, 5]);
+    expect(late.since(0, 2 ** 40)).toEqual([]);
+  });
+
+  it('buffers at most `ahead` commits past a gap and asks again for the rest', async () => {
+    const { log, applied, resends, nextResend } = makeLog({ ahead: 100 });
+    // Commit 1 is missing; 2..5000 arrive.
+    for (let t = 2; t <= 5000; t++) log.receive(rec(t, 3));
+    expect(log.pendingCount).toBeLessThanOrEqual(100);
+    expect(log.seen).toBe(5000);
+    // The gap timer asks the committer of the earliest buffered commit, for no more than fits.
+    await nextResend();
+    expect(resends[0]).toEqual({ from: 3, after: 0, upTo: 100 });
+    log.receive(rec(1, 3));
+    expect(log.applied).toBe(100);
+    expect(applied).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    // Nothing after 100 was kept: asked for again, the window moved on.
+    await nextResend();
+    expect(resends.at(-1)).toEqual({ from: -1, after: 100, upTo: 200 });
+    for (let t = 101; t <= 5000; t++) log.receive(rec(t, 3));
+    expect(log.applied).toBe(5000);
+    expect(log.pendingCount).toBe(0);
+    log.close();
+  });
+
+  it('a wait for a time nobody announced leaves seen alone, asks the peers, and ends at its time-out', async () => {
+    const { log, resends, nextResend } = makeLog();
+    for (let t = 1; t <= 3; t++) log.receive(rec(t));
+    const waited = log.waitUntil(1_000_000, 600);
+    // Read-only transactions wait for `seen`: it must not move.
+    expect(log.seen).toBe(3);
+    await nextResend();
+    expect(resends[0]).toEqual({ from: -1, after: 3, upTo: 3 + (1 << 16) });
+    expect(await waited).toBe(false);
+    expect(log.seen).toBe(3);
+    // A wait that is reached resolves true, and its timer is gone.
+    const reached = log.waitUntil(5, 60_000);
+    log.receive(rec(4));
+    log.receive(rec(5));
+    expect(await reached).toBe(true);
+    // The cluster's own waits (token times) still count as heard of.
+    void log.waitApplied(7);
+    expect(log.seen).toBe(7);
+    log.close();
+  });
+});

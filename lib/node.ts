@@ -272,6 +272,11 @@ export class DsmNode extends EventEmitter {
     this.native.close();
   }
 
+  /** @internal Test hook: the service thread leaves a promise rejection unhandled (it must log it and go on). */
+  async _testUnhandledRejection(): Promise<void> {
+    await this.service.request({ type: 'test-unhandled-rejection' });
+  }
+
   /** @internal Test hook: makes the service invalidate `page`, then reinstall it filled with `fill` on the next touch. */
   async _testInvalidate(page: number, fill: number): Promise<void> {
     await this.service.request({ type: 'test-invalidate', page, fill });

@@ -24,6 +24,9 @@ export function isQuorum(voters: number[], present: (id: number) => boolean): bo
   return 2 * n > voters.length || (2 * n === voters.length && n > 0 && present(lowest));
 }
 
+/** How long a Hello from a joiner waits for the configuration that admitted it. */
+const AWAIT_JOIN_MS = 5000;
+
 export class Membership {
   /** The members of the configuration this node has applied. */
   readonly members = new Map<number, Member>();
@@ -36,6 +39,8 @@ export class Membership {
   readonly lostPages = new Set<number>();
   /** Ids this node saw removed: a Hello under one of them is answered with Removed. */
   private readonly removed = new Set<number>();
+  /** Hellos from joiners this node has not seen admitted yet. */
+  private awaiting: Array<{ id: number; address: string; c: Connection; until: number }> = [];
 
   constructor(private readonly n: Cluster) {}
 
@@ -69,19 +74,39 @@ export class Membership {
   hello(c: Connection, id: number, address: string): void {
     const n = this.n;
     if (!this.members.has(id)) {
-      // Removed (or never a member): it must join again as a new member.
-      if (this.removed.has(id) || id < this.nextId) {
-        n.ev.log('warn', `node ${id} at ${c.remoteAddress} is not in configuration ${this.epoch}; told it to rejoin`);
-        c.send(Msg.Removed, encode.epoch(this.epoch));
-        c.close('removed');
+      // A joiner admitted by another member connects to everyone at once: the configuration
+      // that admitted it may still be on its way here. Wait for it (briefly); anyone else is
+      // not a member, and one that was must join again as a new member.
+      if (!this.removed.has(id) && id >= this.nextId && id < this.nextId + 64) {
+        this.awaiting.push({ id, address, c, until: Date.now() + AWAIT_JOIN_MS });
+        c.once('close', () => (this.awaiting = this.awaiting.filter((w) => w.c !== c)));
+        setTimeout(() => this.admitAwaiting(), AWAIT_JOIN_MS + 10).unref();
         return;
       }
-      // A joiner admitted by another member whose configuration has not reached us yet.
-      this.members.set(id, { id, address });
+      this.refuse(c, id);
+      return;
     }
     this.suspects.delete(id);
     n.links.bind(id, c);
     n.recovery.memberBack(id);
+  }
+
+  /** Connections of joiners whose configuration had not arrived: bind those it admitted. */
+  private admitAwaiting(): void {
+    const ws = this.awaiting;
+    this.awaiting = [];
+    for (const w of ws) {
+      if (w.c.isClosed) continue;
+      if (this.members.has(w.id)) this.hello(w.c, w.id, w.address);
+      else if (Date.now() < w.until) this.awaiting.push(w);
+      else this.refuse(w.c, w.id);
+    }
+  }
+
+  private refuse(c: Connection, id: number): void {
+    this.n.ev.log('warn', `node ${id} at ${c.remoteAddress} is not in configuration ${this.epoch}; told it to join again`);
+    c.send(Msg.Removed, encode.epoch(this.epoch));
+    c.close('removed');
   }
 
   /** The connection to `id` closed: suspect it; a recovery decides whether it is removed. */
@@ -135,6 +160,7 @@ export class Membership {
       n.ev.event('peer-leave', id);
     }
     for (const m of k.members) if (!before.has(m.id) && m.id !== n.id) n.ev.event('peer-join', m.id);
+    if (this.awaiting.length) this.admitAwaiting();
     n.publishLost();
     n.lease.changed();
     // Fetches parked on removed owners go to the new owners (or fail as lost).

@@ -37,6 +37,7 @@ export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, disca
 
 export type AppRequest =
   | { id: number; type: 'test-invalidate'; page: number; fill: number }
+  | { id: number; type: 'test-unhandled-rejection' }
   | { id: number; type: 'test-touch-app-view'; address: number }
   | { id: number; type: 'close' }
   | { id: number; type: 'stats' }

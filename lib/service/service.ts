@@ -139,6 +139,9 @@ export class Service {
 
   handle(req: AppRequest): ServiceReply | undefined {
     switch (req.type) {
+      case 'test-unhandled-rejection':
+        void Promise.reject(new Error('a rejection nobody handles (test hook)'));
+        return { id: req.id, ok: true };
       case 'test-invalidate':
         this.testPages.set(req.page, req.fill);
         this.native.invalidate(req.page, Number(this.time[0]), this.nodeId);

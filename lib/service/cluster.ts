@@ -59,9 +59,11 @@ type Handler = (n: Cluster, from: number, payload: Buffer) => void;
 
 /** Every message a member may send, and who handles it. Anything else closes the connection. */
 const handlers: Record<number, Handler> = {
-  [Msg.TokenRequest]: (n, _from, p) => {
+  [Msg.TokenRequest]: (n, from, p) => {
     const r = decode.tokenRequest(p);
-    n.token.onRequest(r.id, r.seq);
+    // A request is from the member whose connection it came on, whatever id it names.
+    if (r.id !== from) throw new Error(`a token request naming node ${r.id} came from node ${from}`);
+    n.token.onRequest(from, r.seq);
   },
   [Msg.Token]: (n, from, p) => {
     const t = decode.token(p);

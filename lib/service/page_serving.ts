@@ -22,10 +22,14 @@ export class PageServing {
   }
 
   /** PageRequest. */
-  onRequest(_from: number, payload: Buffer): void {
+  onRequest(from: number, payload: Buffer): void {
     const n = this.n;
     const { table, config } = n;
     const req = decode.pageRequest(payload);
+    // A request names its requester so forwarding members can relay it; one that was not
+    // forwarded is from the member whose connection it came on, whatever id it names.
+    if (req.hops === 0 && req.requester !== from) throw new Error(`a page request naming node ${req.requester} came from node ${from}`);
+    if (!n.members.has(req.requester)) return; // relayed for a node no longer in the configuration
     if (debug.enabled) debug(`node ${n.id} serve page ${req.page} to ${req.requester}: owner ${table.owners[req.page]} state ${table.states[req.page]} version ${table.versions[req.page]}`);
     if (req.page >= config.numPages) throw new Error(`page ${req.page} is outside the region`);
     // Broadcast the app's lent-token commits first, so the commit reaches the requester

@@ -138,7 +138,7 @@ export class Admission {
         if (closed) return undefined;
         id = nextId;
         const m = { id, address: h.address };
-        return { epoch, nextId: nextId + 1, members: [...n.members.values(), m], removed: [], lost: new Uint32Array(0), moved: new Uint32Array(0), movedTo: new Uint16Array(0) };
+        return { epoch, nextId: nextId + 1, members: [...n.members.values(), m], removed: [], lost: new Uint32Array(0), moved: new Uint32Array(0), movedTo: new Uint16Array(0), movedVersions: new Float64Array(0) };
       }, (t) => {
         // Still under the token, at the configuration's time: the joiner's starting state.
         const pages = [];

@@ -43,6 +43,7 @@ export class CommitLog {
   private firstKept = 1;
   private waiters: Waiter[] = [];
   private gapTimer?: NodeJS.Timeout;
+  private frozen = false;
   private probeTimer?: NodeJS.Timeout;
   private readonly limits: CommitLogLimits;
 
@@ -138,8 +139,30 @@ export class CommitLog {
     return best?.node;
   }
 
+  /**
+   * A recovery is deciding the cluster's time from what the members reported: apply
+   * nothing meanwhile (a commit waiting behind a gap here may be one the recovery drops).
+   */
+  freeze(): void {
+    this.frozen = true;
+  }
+
+  /**
+   * The recovery is decided. `droppedAbove`: the token was regenerated at that time, so
+   * commits beyond it (the dead holder's, which no survivor had applied) are void.
+   */
+  thaw(droppedAbove?: number): void {
+    this.frozen = false;
+    if (droppedAbove !== undefined) {
+      for (const t of this.pending.keys()) if (t > droppedAbove) this.pending.delete(t);
+      if (this.seen > droppedAbove) this.seen = Math.max(this.applied, droppedAbove);
+    }
+    this.drain();
+  }
+
   private drain(): void {
     for (;;) {
+      if (this.frozen) break;
       const next = this.pending.get(this.applied + 1);
       if (!next) break;
       this.pending.delete(next.time);
@@ -186,6 +209,7 @@ export class CommitLog {
    * this node made that the cluster never applied are void).
    */
   restart(time: number): void {
+    this.frozen = false;
     this.pending.clear();
     this.recent.fill(undefined);
     this.applied = time;

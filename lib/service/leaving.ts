@@ -92,6 +92,7 @@ export class Leaving {
           lost: new Uint32Array(0),
           moved: Uint32Array.from(moved),
           movedTo: new Uint16Array(moved.length).fill(n.id),
+          movedVersions: Float64Array.from(moved, (p) => Number(n.table.versions[p])),
         };
       })
       .catch((e: Error) => {

@@ -145,7 +145,16 @@ export class Membership {
       return;
     }
     const { owners, versions } = n.table;
-    for (let i = 0; i < k.moved.length; i++) owners[k.moved[i]] = k.movedTo[i];
+    for (let i = 0; i < k.moved.length; i++) {
+      const p = k.moved[i];
+      const v = k.movedVersions[i];
+      if (Number(versions[p]) !== v) {
+        // This copy was voided by a recovery (or is behind): take the configuration's word.
+        n.native.invalidate(p, 0, k.movedTo[i]);
+        n.native.invalidate(p, v, k.movedTo[i]);
+      }
+      owners[p] = k.movedTo[i];
+    }
     for (const p of k.lost) {
       this.lostPages.add(p);
       n.native.invalidate(p, Number(versions[p]), LOST_OWNER);

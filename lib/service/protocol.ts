@@ -96,7 +96,7 @@ export interface TokenState {
 /**
  * Commit: u64 time | u16 committer | u32s pages | then, for a configuration change only:
  * u32 epoch | u16 next id | members as in JoinAccept | u32 count, then u16 removed ids | u32s pages decided
- * lost | u32s pages moved | u32 count, then u16 their new owners.
+ * lost | u32s pages moved | u32 count, then u16 their new owners | u32 count, then u64 their versions.
  */
 export interface CommitRecord {
   time: number;
@@ -118,6 +118,8 @@ export interface ConfigChange {
   /** Pages the removed members owned whose latest version a survivor holds: they are its now. */
   moved: Uint32Array;
   movedTo: Uint16Array;
+  /** Their versions (a node whose copy says otherwise holds data of a commit a recovery voided). */
+  movedVersions: Float64Array;
 }
 
 /**
@@ -241,6 +243,8 @@ export const encode = {
       for (const id of k.removed) w.u16(id);
       w.u32s(k.lost).u32s(k.moved).u32(k.movedTo.length);
       for (const o of k.movedTo) w.u16(o);
+      w.u32(k.movedVersions.length);
+      for (const v of k.movedVersions) w.u64(v);
     }
     return w.done();
   },
@@ -347,7 +351,10 @@ export const decode = {
       if (mn !== moved.length) throw new WireError('moved pages and owners differ in number');
       const movedTo = new Uint16Array(mn);
       for (let i = 0; i < mn; i++) movedTo[i] = r.u16();
-      c.config = { epoch, nextId, members: ms, removed, lost, moved, movedTo };
+      if (r.u32() !== mn) throw new WireError('moved pages and versions differ in number');
+      const movedVersions = new Float64Array(mn);
+      for (let i = 0; i < mn; i++) movedVersions[i] = r.u64();
+      c.config = { epoch, nextId, members: ms, removed, lost, moved, movedTo, movedVersions };
     }
     r.end();
     return c;

@@ -79,6 +79,7 @@ export class Recovery {
     this.promised = generation;
     n.token.holdArrivals();
     n.lease.hold(true);
+    n.log.freeze();
     const run: Run = {
       generation,
       suspects: new Set(n.membership.suspects),
@@ -142,12 +143,14 @@ export class Recovery {
     if (this.run && this.run.generation < q.generation && !this.run.deciding) this.abandon();
     n.token.holdArrivals();
     n.lease.hold(true);
+    n.log.freeze();
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = setTimeout(() => {
       // The coordinator died or was cut off: stop holding; whoever coordinates now starts again.
       this.holdTimer = undefined;
       n.token.endHold(undefined);
       n.lease.hold(false);
+      n.log.thaw();
       this.suspect();
     }, HOLD_MS);
     this.holdTimer.unref();
@@ -214,12 +217,14 @@ export class Recovery {
           if (s.waiting && id !== n.id) queue.push(id);
         }
         n.ev.log('warn', `regenerated the commit token at time ${time} (ballot ${r.generation})`);
+        this.voidAbove(time);
         // Catch up first if another survivor applied more.
         if (time > n.log.applied) n.links.send(best, Msg.ResendRequest, encode.resendRequest(n.log.applied, time));
         n.token.endHold(r.generation);
         n.token.onToken({ generation: r.generation, hops: latest.hops + 1, time, ln, queue, members: [...n.members.values()] });
       } else {
         n.token.endHold(undefined);
+        n.log.thaw();
       }
       n.lease.hold(false);
       n.links.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best, regenerated: regenerate, suspects: [] }), n.members.values());
@@ -273,6 +278,7 @@ export class Recovery {
           lost: Uint32Array.from(lost),
           moved: Uint32Array.from(moved),
           movedTo: Uint16Array.from(movedTo),
+          movedVersions: Float64Array.from(moved, (p) => Number(versions[p])),
         };
       });
     } catch (e) {
@@ -290,11 +296,37 @@ export class Recovery {
     this.holdTimer = undefined;
     n.token.endHold(r.regenerated ? r.generation : undefined);
     n.lease.hold(false);
+    if (r.regenerated) this.voidAbove(r.time);
+    else n.log.thaw();
     if (r.time > n.log.applied) {
       n.log.hear(r.time);
       n.links.send(r.source, Msg.ResendRequest, encode.resendRequest(n.log.applied, r.time));
     }
     if (n.token.waiting && !n.token.held) n.token.request(true);
+  }
+
+  /**
+   * The token was regenerated at `time`: commits beyond it were the dead holder's and no
+   * member that answered had applied them (nobody applies anything while a recovery
+   * decides), so they are void. Pages this node took from the dead holder's replies at such
+   * versions hold void data: they become invalid (the configuration that follows says who
+   * holds their real latest version, or that they are lost).
+   */
+  private voidAbove(time: number): void {
+    const n = this.n;
+    n.log.thaw(time);
+    const { versions, owners } = n.table;
+    let voided = 0;
+    const t = BigInt(time);
+    for (let p = 0; p < versions.length; p++) {
+      if (versions[p] <= t) continue;
+      const owner = owners[p];
+      // Version 0 first: invalidate refuses to lower the version of a valid copy.
+      n.native.invalidate(p, 0, owner);
+      n.native.invalidate(p, time, owner);
+      voided++;
+    }
+    if (voided) n.ev.log('warn', `${voided} page(s) held data of commits after time ${time}, which died with their committer`);
   }
 
   /** Joined again under a new id: forget everything. */

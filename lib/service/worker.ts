@@ -33,6 +33,8 @@ async function start(): Promise<void> {
       secret: cc.secret,
       heartbeatMs: cc.heartbeatMs,
       deadAfterMs: cc.deadAfterMs,
+      // Test hook: a small backlog lets a test reach backpressure with little traffic.
+      backlogBytes: Number(process.env.DSM_TEST_BACKLOG_BYTES) || undefined,
       logger: { warn: (m: string) => log('warn', m), error: (m: string) => log('error', m) },
     });
     const cluster = new Cluster(

@@ -1,0 +1,96 @@
+// Backpressure across the cluster, with real processes: a member that stops reading (a
+// stopped process) slows the nodes sending to it instead of growing their memory, and
+// everything converges once it runs again.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Harness, type RemoteNode, SECRET, settle } from './harness';
+
+const load = createRequire(__filename);
+const { fetchStats } = load(path.join(__dirname, '../../dist/service/stats_client.js'));
+const KiB = 1 << 10;
+/** The nodes' backlog threshold here (the default, 8 MiB, would take far more traffic to reach). */
+const BACKLOG = 256 * KiB;
+const AT = 2000 * 1024;
+
+interface Protocol {
+  queuedBytes: Record<string, number>;
+  backlogged: boolean;
+  commitsWaitingForDrain: number;
+  connections: number[];
+}
+
+async function protocol(n: RemoteNode): Promise<Protocol> {
+  return ((await fetchStats(n.address, SECRET)) as { protocol: Protocol }).protocol;
+}
+
+/** Polls `test` until it holds; gives up after a generous time-out (no test relies on its length). */
+async function until<T>(what: string, get: () => Promise<T>, test: (v: T) => boolean, timeoutMs = 120_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await get();
+    if (test(v)) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('backpressure in the cluster', () => {
+  // The nodes inherit this at fork: a small backlog threshold, reached with little traffic.
+  beforeAll(() => {
+    process.env.DSM_TEST_BACKLOG_BYTES = String(BACKLOG);
+  });
+  const h = new Harness({ deadAfterMs: 600_000 });
+  const stopped: RemoteNode[] = [];
+  afterEach(async () => {
+    for (const n of stopped.splice(0)) n.kill('SIGCONT');
+    await h.close();
+  });
+
+  it('a stopped member slows the committer, whose queued bytes stay bounded; after it runs again everything converges', async () => {
+    // Silence is no failure here (deadAfterMs): only the bytes decide.
+    const [a, b, c] = await h.cluster(3);
+    await a.run('await dsm.transaction(() => { dsm.u32[args.at] = 0; });', { at: AT });
+    await settle([a, b, c]);
+    b.kill('SIGSTOP');
+    stopped.push(b);
+    // Far more commit traffic than the kernel's socket buffers and the backlog hold: without
+    // backpressure it all piles up in a's memory, queued for b.
+    const N = 300_000;
+    await a.run(
+      `globalThis.count = 0;
+       globalThis.loop = (async () => {
+         for (let i = 0; i < args.n; i++) {
+           await dsm.transaction(() => { dsm.u32[args.at] += 1; });
+           globalThis.count++;
+         }
+       })();`,
+      { n: N, at: AT },
+    );
+    // The committer ends up waiting for b rather than finishing while b is stopped.
+    const p = await until(
+      'a commit waiting for the stopped member',
+      async () => ({ p: await protocol(a), count: await a.run<number>('return globalThis.count;') }),
+      (v) => v.p.commitsWaitingForDrain > 0 || v.count === N,
+    );
+    expect(p.count).toBeLessThan(N);
+    expect(p.p.backlogged).toBe(true);
+    const queued = p.p.queuedBytes[String(b.nodeId)];
+    expect(queued).toBeGreaterThan(BACKLOG);
+    // The backlog, plus what the app committed with the lent token before the service took it back.
+    expect(queued).toBeLessThan(2 * BACKLOG);
+    // Still stalled a moment later, and still bounded.
+    const later = await protocol(a);
+    expect(later.queuedBytes[String(b.nodeId)]).toBeLessThan(2 * BACKLOG);
+    // b was never dropped.
+    expect(later.connections).toContain(b.nodeId);
+
+    b.kill('SIGCONT');
+    stopped.length = 0;
+    await a.run('await globalThis.loop;');
+    await settle([a, b, c]);
+    const values = await Promise.all([a, b, c].map((n) => n.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })));
+    expect(values).toEqual([N, N, N]);
+    expect((await protocol(a)).backlogged).toBe(false);
+  });
+});

@@ -9,6 +9,9 @@ import { Harness, type RemoteNode, SECRET, settle } from './harness';
 const load = createRequire(__filename);
 const { fetchStats } = load(path.join(__dirname, '../../dist/service/stats_client.js'));
 const KiB = 1 << 10;
+const MiB = 1 << 20;
+/** The nodes' hard limit here: the least the transport allows (a 64 MiB frame must fit). */
+const HARD_LIMIT = 72 * MiB;
 /** The nodes' backlog threshold here (the default, 8 MiB, would take far more traffic to reach). */
 const BACKLOG = 256 * KiB;
 const AT = 2000 * 1024;
@@ -39,6 +42,7 @@ describe('backpressure in the cluster', () => {
   // The nodes inherit this at fork: a small backlog threshold, reached with little traffic.
   beforeAll(() => {
     process.env.DSM_TEST_BACKLOG_BYTES = String(BACKLOG);
+    process.env.DSM_TEST_MAX_QUEUED_BYTES = String(HARD_LIMIT);
   });
   const h = new Harness({ deadAfterMs: 600_000 });
   const stopped: RemoteNode[] = [];
@@ -92,5 +96,37 @@ describe('backpressure in the cluster', () => {
     const values = await Promise.all([a, b, c].map((n) => n.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })));
     expect(values).toEqual([N, N, N]);
     expect((await protocol(a)).backlogged).toBe(false);
+  });
+
+  it('a hand-over of more pages than the hard limit to a stopped successor completes once it runs again', async () => {
+    const [a, b, c] = await h.cluster(3, { regionSize: 128 * MiB });
+    // c writes more pages than the hard limit holds, owning their only copy (and the token).
+    const pages = 28_000;
+    const FIRST = 2000; // past the heap's metadata
+    await c.run('await dsm.transaction(() => { for (let p = 0; p < args.pages; p++) dsm.u32[(args.first + p) * 1024] = p + 1; });', { pages, first: FIRST });
+    await settle([a, b, c]);
+    // a, the lowest other id, is c's successor: stopped, it reads nothing of the hand-over.
+    a.kill('SIGSTOP');
+    stopped.push(a);
+    let left = false;
+    const closed = c.close().finally(() => (left = true));
+    // c sends a batch at a time as a reads: it waits, backlogged, with little queued (not
+    // done: without a successor reading, a hand-over cannot be complete).
+    const p = await until(
+      'the leaver backlogged on its successor',
+      async () => (left ? undefined : await protocol(c).catch(() => undefined)),
+      (v) => v === undefined || v.backlogged,
+    );
+    expect(p, 'the leaver finished leaving while its successor was stopped').toBeDefined();
+    expect(p!.queuedBytes[String(a.nodeId)]).toBeLessThan(8 * MiB);
+    a.kill('SIGCONT');
+    stopped.length = 0;
+    await closed;
+    await a.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    await b.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    expect(c.stderr).not.toMatch(/may be lost/);
+    const sum = 'return dsm.transaction(() => { let s = 0; for (let p = 0; p < args.pages; p++) s += dsm.u32[(args.first + p) * 1024]; return s; });';
+    const want = (pages * (pages + 1)) / 2;
+    expect(await Promise.all([a, b].map((n) => n.run<number>(sum, { pages, first: FIRST })))).toEqual([want, want]);
   });
 });

@@ -33,7 +33,9 @@ export class Commits {
       }, 1);
     });
     // Lending stopped while a member was backlogged (maybeLend): offer it again.
-    n.links.onAllDrained(() => this.maybeLend());
+    n.links.onAllDrained(() => {
+      if (!n.closing) this.maybeLend();
+    });
   }
 
   /**

@@ -81,11 +81,12 @@ describe('backpressure in the cluster', () => {
     expect(p.p.backlogged).toBe(true);
     const queued = p.p.queuedBytes[String(b.nodeId)];
     expect(queued).toBeGreaterThan(BACKLOG);
-    // The backlog, plus what the app committed with the lent token before the service took it back.
-    expect(queued).toBeLessThan(2 * BACKLOG);
+    // The backlog, plus what the app committed with the lent token before the service took
+    // it back (a millisecond's worth, unless the service thread was kept waiting).
+    expect(queued).toBeLessThan(BACKLOG + MiB);
     // Still stalled a moment later, and still bounded.
     const later = await protocol(a);
-    expect(later.queuedBytes[String(b.nodeId)]).toBeLessThan(2 * BACKLOG);
+    expect(later.queuedBytes[String(b.nodeId)]).toBeLessThan(BACKLOG + MiB);
     // b was never dropped.
     expect(later.connections).toContain(b.nodeId);
 

@@ -326,6 +326,7 @@ export class Cluster {
       backlogged: this.links.backlogged,
       commitsWaitingForDrain: this.commits.waitingForDrain,
       heldPageRequests: this.serving.heldCount,
+      heldPageRequestsTotal: this.serving.heldTotal,
       droppedPageRequests: this.serving.heldDropped,
       dataChannels: this.data.owners(),
       dataConnections: this.data.requesters(),

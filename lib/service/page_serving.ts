@@ -26,6 +26,8 @@ export class PageServing {
   forwarded = 0;
   /** Requests held for requesters whose connection is backlogged, by requester. */
   private readonly held = new Map<number, PageRequest[]>();
+  /** Requests ever held, and dropped for a full hold (dsm stats). */
+  heldTotal = 0;
   heldDropped = 0;
 
   /** Requests held now, for every requester. */
@@ -104,6 +106,7 @@ export class PageServing {
 
   /** Holds `req` until the requester's connection (`data`, or its main one) drains. */
   private hold(req: PageRequest, data: Connection | undefined): void {
+    this.heldTotal++;
     let q = this.held.get(req.requester);
     if (q) {
       if (q.length >= HELD_REQUESTS_MAX) this.heldDropped++;

@@ -104,7 +104,9 @@ export class Links {
       const waits: Promise<void>[] = [];
       for (const id of this.slow) {
         const c = this.conns.get(id);
-        if (c) waits.push(c.whenDrained());
+        // A connection closed for backpressure says so on the next tick: waiting on it
+        // again here would spin in promise jobs and never let that tick come.
+        if (c && !c.isClosed) waits.push(c.whenDrained());
       }
       if (waits.length === 0) return;
       await Promise.all(waits);

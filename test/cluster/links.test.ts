@@ -103,4 +103,25 @@ describe('links', () => {
     expect(links.backlogged).toBe(false);
     expect(lost).toEqual([[MEMBER, 'local']]);
   });
+
+  it('a wait for all to drain ends when a backlogged connection closes for backpressure', async () => {
+    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures/links_overflow.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    // A wait that spins never returns: the child is killed after a generous time.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const code = await exited;
+    clearTimeout(timer);
+    const peer = Number(/^peer (\d+)$/m.exec(out)?.[1]);
+    if (peer > 0) {
+      try {
+        process.kill(peer, 'SIGKILL');
+      } catch {
+        // Gone already: the child ended it.
+      }
+    }
+    expect(out.trim().split('\n').at(-1)).toBe('drained');
+    expect(code).toBe(0);
+  }, 90_000);
 });

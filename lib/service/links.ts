@@ -125,9 +125,9 @@ export class Links {
     return !c.isClosed && this.conns.get(id) === c;
   }
 
-  /** Whether the connection to `id` is backlogged. */
+  /** Whether the connection to `id` is backlogged (one closed, but not yet said so, is not). */
   isBacklogged(id: number): boolean {
-    return this.slow.has(id);
+    return this.slow.has(id) && !this.conns.get(id)?.isClosed;
   }
 
   /** Bytes queued for each member (on its connection, or waiting for one). */

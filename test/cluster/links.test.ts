@@ -104,7 +104,7 @@ describe('links', () => {
     expect(lost).toEqual([[MEMBER, 'local']]);
   });
 
-  it('a wait for all to drain ends when a backlogged connection closes for backpressure', async () => {
+  it('a backlogged connection closed for backpressure ends a wait for all to drain and no longer counts for its member', async () => {
     const child = spawn(process.execPath, [path.join(__dirname, 'fixtures/links_overflow.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));

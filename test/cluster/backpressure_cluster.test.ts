@@ -3,14 +3,14 @@
 // everything converges once it runs again.
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Harness, type RemoteNode, SECRET, settle } from './harness';
 
 const load = createRequire(__filename);
 const { fetchStats } = load(path.join(__dirname, '../../dist/service/stats_client.js'));
 const KiB = 1 << 10;
 const MiB = 1 << 20;
-/** The nodes' hard limit here: the least the transport allows (a 64 MiB frame must fit). */
+/** The nodes' hard limit here: close to the least the transport allows (a 64 MiB frame must fit). */
 const HARD_LIMIT = 72 * MiB;
 /** The nodes' backlog threshold here (the default, 8 MiB, would take far more traffic to reach). */
 const BACKLOG = 256 * KiB;
@@ -42,10 +42,14 @@ async function until<T>(what: string, get: () => Promise<T>, test: (v: T) => boo
 }
 
 describe('backpressure in the cluster', () => {
-  // The nodes inherit this at fork: a small backlog threshold, reached with little traffic.
+  // The nodes inherit these at fork: small limits, reached with little traffic.
   beforeAll(() => {
     process.env.DSM_TEST_BACKLOG_BYTES = String(BACKLOG);
     process.env.DSM_TEST_MAX_QUEUED_BYTES = String(HARD_LIMIT);
+  });
+  afterAll(() => {
+    delete process.env.DSM_TEST_BACKLOG_BYTES;
+    delete process.env.DSM_TEST_MAX_QUEUED_BYTES;
   });
   const h = new Harness({ deadAfterMs: 600_000 });
   const stopped: RemoteNode[] = [];

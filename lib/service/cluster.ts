@@ -324,6 +324,12 @@ export class Cluster {
       leaseMs: this.lease.validUntil === Infinity ? 'forever' : Math.round(this.lease.validUntil - (performance.timeOrigin + performance.now())),
       connections: this.links.connected(),
       queuedFor: this.links.queuedFor(),
+      queuedBytes: this.links.queuedBytes(),
+      backlogged: this.links.backlogged,
+      commitsWaitingForDrain: this.commits.waitingForDrain,
+      heldPageRequests: this.serving.heldCount,
+      heldPageRequestsTotal: this.serving.heldTotal,
+      droppedPageRequests: this.serving.heldDropped,
       dataChannels: this.data.owners(),
       dataConnections: this.data.requesters(),
     };

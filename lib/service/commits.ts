@@ -6,11 +6,16 @@ import { type CommitRecord, type ConfigChange, decode, encode, LOST_OWNER, Msg, 
 import { debug } from './debug';
 import type { Cluster } from './cluster';
 
+/** Commits re-sent between checks of the requester's backlog. */
+const RESEND_CHUNK = 1024;
+
 export class Commits {
   private drainTimer?: NodeJS.Timeout;
   private reclaiming = false;
   /** The token, held on behalf of the app's next run (holdForApp). */
   private heldForApp?: TokenState;
+  /** Commits waiting for a backlogged member to read what was sent (dsm stats). */
+  waitingForDrain = 0;
 
   constructor(private readonly n: Cluster) {
     // Woken by the app's first lent-token commit after a drain: wait a millisecond so a run
@@ -20,8 +25,16 @@ export class Commits {
       if (this.drainTimer) return;
       this.drainTimer = setTimeout(() => {
         this.drainTimer = undefined;
-        this.drainLocal();
+        // A member reads slower than we commit: take the token back, so the app's next
+        // commits go through commit(), which waits for the slow member.
+        const t = n.token.token;
+        if (n.links.backlogged && t && n.gate.lent) this.reclaim(t);
+        else this.drainLocal();
       }, 1);
+    });
+    // Lending stopped while a member was backlogged (maybeLend): offer it again.
+    n.links.onAllDrained(() => {
+      if (!n.closing) this.maybeLend();
     });
   }
 
@@ -79,6 +92,17 @@ export class Commits {
   async commit(): Promise<[number, number]> {
     const n = this.n;
     const pages = n.native.writeSet();
+    // A slow member slows the committer: commits wait until every member reads what was
+    // sent. Bounded: a member that never reads is closed at the transport's hard limit or
+    // by the failure detector, and then no longer counts.
+    if (n.links.backlogged) {
+      this.waitingForDrain++;
+      try {
+        await n.links.whenAllDrained();
+      } finally {
+        this.waitingForDrain--;
+      }
+    }
     const held = this.heldForApp;
     this.heldForApp = undefined;
     let t: TokenState;
@@ -160,6 +184,8 @@ export class Commits {
     const n = this.n;
     const t = n.token.token;
     if (!t || n.token.busy || n.gate.lent || this.reclaiming) return;
+    // Lent, the app would commit past any backpressure; commit() waits for slow members.
+    if (n.links.backlogged) return;
     if (n.log.applied !== t.time || n.log.seen !== t.time) return;
     n.gate.lend(t.time);
   }
@@ -218,10 +244,25 @@ export class Commits {
     this.n.log.receive(decode.commit(payload));
   }
 
-  /** ResendRequest: a member missed commits; send those we still have. */
+  /**
+   * ResendRequest: a member missed commits; send those we still have, a chunk at a time,
+   * waiting while its connection is backlogged (the records are small; the chunk keeps the
+   * encoded copies in memory bounded by the backlog rather than by the log).
+   */
   onResendRequest(from: number, payload: Buffer): void {
     const r = decode.resendRequest(payload);
-    for (const rec of this.n.log.since(r.from, r.to)) this.n.links.send(from, Msg.Commit, encode.commit(rec));
+    const recs = this.n.log.since(r.from, r.to);
+    void this.resend(from, recs).catch((e: Error) => this.n.ev.log('warn', `re-sending commits to node ${from} failed: ${e.message}`));
+  }
+
+  private async resend(to: number, recs: CommitRecord[]): Promise<void> {
+    const links = this.n.links;
+    for (let i = 0; i < recs.length; i += RESEND_CHUNK) {
+      const end = Math.min(recs.length, i + RESEND_CHUNK);
+      for (let j = i; j < end; j++) links.send(to, Msg.Commit, encode.commit(recs[j]));
+      // Closed: the member asks again once back, from what it has by then.
+      if (end < recs.length && !(await links.whenDrained(to))) return;
+    }
   }
 
   /** Joined again: the app's next commits go through the service until the token comes. */

@@ -52,6 +52,9 @@ export class Leaving {
       const pages = Uint32Array.from(mine.slice(i, i + READ_AHEAD_MAX));
       const batch = { reqId: 0, page: pages[0], status: PageStatus.ok, pages, versions: Float64Array.from(pages, (p) => Number(versions[p])), owners: new Uint16Array(pages.length).fill(successor) };
       n.links.send(successor, Msg.Handover, encode.pageReply(batch, n.config.pageSize, (data) => n.native.copyCommittedPages(pages, data)));
+      // One batch at a time as the successor reads: every page at once would sit in memory
+      // here, past the transport's hard limit for a large region.
+      if (!(await n.links.whenDrained(successor))) throw new Error(`the connection to node ${successor} closed during the hand-over`);
     }
     const acked = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('no acknowledgement within 30 s')), 30_000);

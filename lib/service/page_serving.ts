@@ -1,21 +1,41 @@
 // Page serving: answers members' page requests from the committed copy of each page,
-// forwarding requests for pages this node no longer owns to their owner.
-import { decode, encode, Msg, pageReplySize, PageStatus } from './protocol';
+// forwarding requests for pages this node no longer owns to their owner. A requester that
+// reads slower than we answer gets its requests held (a few, in order) until its connection
+// drains, instead of replies piling up in memory.
+import { decode, encode, Msg, pageReplySize, type PageRequest, PageStatus } from './protocol';
 import { BufferPool } from './buffer_pool';
 import { debug } from './debug';
 import { READ_AHEAD_MAX, SCAN_AHEAD } from './pager';
 import type { Cluster } from './cluster';
+import type { Connection } from './transport';
 
 /** A request forwarded more often than this is answered "not here" (stale owner hints). */
 const MAX_HOPS = 8;
 const NONE_U32 = new Uint32Array(0);
 const NONE_F64 = new Float64Array(0);
 const NONE_U16 = new Uint16Array(0);
+/**
+ * Requests held per backlogged requester: a scan's read-ahead window and then some. Beyond
+ * it requests are dropped; the requester's retry timer asks again.
+ */
+export const HELD_REQUESTS_MAX = 2 * (SCAN_AHEAD / READ_AHEAD_MAX) + 8;
 
 export class PageServing {
   /** Buffers for full-size page replies (a scan's ranges), reused once written. */
   private readonly replyBuffers: BufferPool;
   forwarded = 0;
+  /** Requests held for requesters whose connection is backlogged, by requester. */
+  private readonly held = new Map<number, PageRequest[]>();
+  /** Requests ever held, and dropped for a full hold (dsm stats). */
+  heldTotal = 0;
+  heldDropped = 0;
+
+  /** Requests held now, for every requester. */
+  get heldCount(): number {
+    let k = 0;
+    for (const q of this.held.values()) k += q.length;
+    return k;
+  }
 
   constructor(private readonly n: Cluster) {
     this.replyBuffers = new BufferPool(pageReplySize(READ_AHEAD_MAX, n.config.pageSize), SCAN_AHEAD / READ_AHEAD_MAX + 2);
@@ -23,12 +43,16 @@ export class PageServing {
 
   /** PageRequest. */
   onRequest(from: number, payload: Buffer): void {
-    const n = this.n;
-    const { table, config } = n;
     const req = decode.pageRequest(payload);
     // A request names its requester so forwarding members can relay it; one that was not
     // forwarded is from the member whose connection it came on, whatever id it names.
     if (req.hops === 0 && req.requester !== from) throw new Error(`a page request naming node ${req.requester} came from node ${from}`);
+    this.serve(req);
+  }
+
+  private serve(req: PageRequest): void {
+    const n = this.n;
+    const { table, config } = n;
     if (!n.members.has(req.requester)) return; // relayed for a node no longer in the configuration
     if (debug.enabled) debug(`node ${n.id} serve page ${req.page} to ${req.requester}: owner ${table.owners[req.page]} state ${table.states[req.page]} version ${table.versions[req.page]}`);
     if (req.page >= config.numPages) throw new Error(`page ${req.page} is outside the region`);
@@ -49,6 +73,11 @@ export class PageServing {
     }
     if (!here) {
       n.links.send(req.requester, Msg.PageReply, encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.notHere, pages: NONE_U32, versions: NONE_F64, owners: NONE_U16 }, config.pageSize));
+      return;
+    }
+    const data = req.viaData ? n.data.connectionOf(req.requester) : undefined;
+    if (data ? data.backlogged : n.links.isBacklogged(req.requester)) {
+      this.hold(req, data);
       return;
     }
     const max = Math.min(req.count, READ_AHEAD_MAX, config.numPages - req.page);
@@ -76,8 +105,26 @@ export class PageServing {
       pooled,
     );
     const done = pooled && (() => this.replyBuffers.give(pooled));
-    const data = req.viaData ? n.data.connectionOf(req.requester) : undefined;
     if (data) data.send(Msg.PageReply, reply, done);
     else n.links.send(req.requester, Msg.PageReply, reply, done);
+  }
+
+  /** Holds `req` until the requester's connection (`data`, or its main one) drains. */
+  private hold(req: PageRequest, data: Connection | undefined): void {
+    this.heldTotal++;
+    let q = this.held.get(req.requester);
+    if (q) {
+      if (q.length >= HELD_REQUESTS_MAX) this.heldDropped++;
+      else q.push(req);
+      return;
+    }
+    this.held.set(req.requester, (q = [req]));
+    const drained = data ? data.whenDrained() : this.n.links.whenDrained(req.requester);
+    void drained.then(() => {
+      this.held.delete(req.requester);
+      // Served in order; one that finds the connection backlogged again is held again.
+      // Replies to a member gone meanwhile are dropped by the links.
+      if (!this.n.closing) for (const r of q) this.serve(r);
+    });
   }
 }

@@ -32,9 +32,9 @@ export interface TransportOptions {
   backlogBytes?: number;
   /**
    * Bytes queued for the peer beyond which the connection is closed with reason
-   * 'backpressure' (default 1 GiB; at least maxFrame + backlogBytes). Generous because a
-   * graceful leave still sends every page the node owns in one go: a lower limit would turn
-   * a large handover into lost pages rather than a slower one.
+   * 'backpressure' (default 256 MiB; at least maxFrame + backlogBytes). The cluster's
+   * senders wait for a backlogged connection to drain, so only a peer that stops reading
+   * altogether gets this far.
    */
   maxQueuedBytes?: number;
   logger?: TransportLogger;
@@ -295,7 +295,7 @@ export class Transport extends EventEmitter {
       maxHandshakes: o.maxHandshakes ?? 32,
       backlogBytes,
       // A frame as large as allowed must fit on a backlogged connection.
-      maxQueuedBytes: Math.max(o.maxQueuedBytes ?? 1 << 30, maxFrame + HEADER + backlogBytes),
+      maxQueuedBytes: Math.max(o.maxQueuedBytes ?? 256 << 20, maxFrame + HEADER + backlogBytes),
     };
     this.logger = o.logger ?? { warn: () => undefined, error: () => undefined };
   }

@@ -33,6 +33,9 @@ async function start(): Promise<void> {
       secret: cc.secret,
       heartbeatMs: cc.heartbeatMs,
       deadAfterMs: cc.deadAfterMs,
+      // Test hooks: small limits let a test reach backpressure with little traffic.
+      backlogBytes: Number(process.env.DSM_TEST_BACKLOG_BYTES) || undefined,
+      maxQueuedBytes: Number(process.env.DSM_TEST_MAX_QUEUED_BYTES) || undefined,
       logger: { warn: (m: string) => log('warn', m), error: (m: string) => log('error', m) },
     });
     const cluster = new Cluster(

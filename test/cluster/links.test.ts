@@ -1,0 +1,127 @@
+// The links' share of backpressure: which members' connections are backlogged (with a real
+// peer process that stops reading), and the bound on frames held for a member we have no
+// connection to.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SECRET } from './harness';
+
+const load = createRequire(__filename);
+const { Transport } = load(path.join(__dirname, '../../dist/service/transport.js'));
+const { Links } = load(path.join(__dirname, '../../dist/service/links.js'));
+const MiB = 1 << 20;
+const MEMBER = 7;
+
+/** What the cluster would do with the links' events, recorded. */
+function events(members: number[] = [MEMBER]) {
+  const lost: Array<[number, string]> = [];
+  return {
+    lost,
+    ev: {
+      message: () => undefined,
+      lost: (id: number, reason: string) => lost.push([id, reason]),
+      bound: () => undefined,
+      isMember: (id: number) => members.includes(id),
+      me: () => 0,
+    },
+  };
+}
+
+describe('links', () => {
+  const cleanup: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const f of cleanup.splice(0).reverse()) await f();
+  });
+
+  it('frames held for an unconnected member are bounded: past the bound they are given back and the member is lost', async () => {
+    const { ev, lost } = events();
+    const links = new Links(ev, 4 * MiB);
+    let givenBack = 0;
+    const frame = Buffer.alloc(MiB);
+    for (let i = 0; i < 4; i++) expect(links.send(MEMBER, 20, frame, () => givenBack++)).toBe(true);
+    expect(links.queuedBytes()[MEMBER]).toBe(4 * MiB);
+    expect(links.send(MEMBER, 20, frame, () => givenBack++)).toBe(false);
+    // Every held payload is given back (pooled buffers are reused), nothing stays held.
+    expect(givenBack).toBe(5);
+    expect(links.queuedFor()).toEqual([]);
+    // Reported on the next tick, as the transport's own overflow (a broadcast loop is not re-entered).
+    expect(lost).toEqual([]);
+    await new Promise((r) => process.nextTick(r));
+    expect(lost).toHaveLength(1);
+    expect(lost[0][0]).toBe(MEMBER);
+    expect(lost[0][1]).toMatch(/backpressure/);
+    // A non-member's frames are never held.
+    expect(links.send(99, 20, frame)).toBe(false);
+    expect(links.queuedFor()).toEqual([]);
+  });
+
+  it("a member whose peer stops reading is backlogged until it reads again; whenAllDrained() waits for it", async () => {
+    const t = new Transport({ secret: SECRET, heartbeatMs: 200, deadAfterMs: 600_000, backlogBytes: MiB });
+    cleanup.push(() => t.close());
+    const address = await t.listen();
+    const accepted = new Promise<any>((r) => t.once('connection', r));
+    const peer: ChildProcess = spawn(process.execPath, [path.join(__dirname, 'fixtures/transport_peer.js'), address], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = new Promise((r) => peer.on('exit', r));
+    cleanup.push(async () => {
+      peer.kill('SIGCONT');
+      peer.kill('SIGKILL');
+      await exited;
+    });
+    const c = await accepted;
+    const { ev, lost } = events();
+    const links = new Links(ev);
+    let allDrained = 0;
+    links.onAllDrained(() => allDrained++);
+    links.bind(MEMBER, c);
+    expect(links.backlogged).toBe(false);
+    peer.kill('SIGSTOP');
+    const chunk = Buffer.alloc(MiB - 64, 3);
+    // Far more than the kernel's socket buffers take (a few MiB here) while the peer reads nothing.
+    for (let i = 0; i < 24; i++) links.send(MEMBER, 20, chunk);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(links.backlogged).toBe(true);
+    expect(links.isBacklogged(MEMBER)).toBe(true);
+    let drained = false;
+    const waiting = links.whenAllDrained().then(() => (drained = true));
+    const one = links.whenDrained(MEMBER);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(drained).toBe(false);
+    peer.kill('SIGCONT');
+    await waiting;
+    expect(await one).toBe(true);
+    expect(links.backlogged).toBe(false);
+    expect(allDrained).toBe(1);
+    expect(lost).toEqual([]);
+    // A closed connection ends the wait too, and says so.
+    peer.kill('SIGSTOP');
+    for (let i = 0; i < 24; i++) links.send(MEMBER, 20, chunk);
+    expect(links.backlogged).toBe(true);
+    const closed = links.whenDrained(MEMBER);
+    c.close('local');
+    expect(await closed).toBe(false);
+    expect(links.backlogged).toBe(false);
+    expect(lost).toEqual([[MEMBER, 'local']]);
+  });
+
+  it('a backlogged connection closed for backpressure ends a wait for all to drain and no longer counts for its member', async () => {
+    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures/links_overflow.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    // A wait that spins never returns: the child is killed after a generous time.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const code = await exited;
+    clearTimeout(timer);
+    const peer = Number(/^peer (\d+)$/m.exec(out)?.[1]);
+    if (peer > 0) {
+      try {
+        process.kill(peer, 'SIGKILL');
+      } catch {
+        // Gone already: the child ended it.
+      }
+    }
+    expect(out.trim().split('\n').at(-1)).toBe('drained');
+    expect(code).toBe(0);
+  }, 90_000);
+});

@@ -43,8 +43,10 @@ export class Commits {
    * node without a quorum, or that loses it while waiting, gets `Partitioned`; a token that
    * arrives after that is passed on at once.
    */
-  private async acquire(): Promise<TokenState> {
+  private async acquire(recovery = false): Promise<TokenState> {
     const n = this.n;
+    // A recovery's configuration has its own authority (a quorum answered it under its ballot).
+    if (recovery) return n.token.acquire();
     await n.lease.whenValid().catch(() => {
       throw new Partitioned();
     });
@@ -77,6 +79,16 @@ export class Commits {
       this.heldForApp = t;
     }
     return [CommitStatus.committed, this.heldForApp.time];
+  }
+
+  /**
+   * A page the held run faulted on waits for a configuration, which needs the token: give
+   * it up (the run then commits the usual way, and may be doomed like any other).
+   */
+  yieldHeldToken(): void {
+    if (!this.heldForApp) return;
+    this.heldForApp = undefined;
+    this.n.token.release();
   }
 
   /** The held run committed nothing: give the token back. */
@@ -137,9 +149,10 @@ export class Commits {
   async commitConfig(
     make: (epoch: number, nextId: number) => ConfigChange | undefined,
     then?: (t: TokenState) => void,
+    opts: { recovery?: boolean } = {},
   ): Promise<ConfigChange | undefined> {
     const n = this.n;
-    const t = await this.acquire();
+    const t = await this.acquire(opts.recovery);
     try {
       await n.log.waitApplied(t.time);
       const change = make(n.membership.epoch + 1, n.membership.nextId);

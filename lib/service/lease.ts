@@ -2,7 +2,8 @@
 // thread) only while it knows that a quorum of the configuration's voters heard from it
 // recently: each member answers our pings, and the lease runs LEASE_MS from the send time
 // of the newest ping a quorum has answered. A member that takes part in a recovery stops
-// answering pings, and the recovery waits LEASE_MS before it regenerates the token, so a
+// answering the pings of the members that recovery lost, and the recovery waits LEASE_MS
+// before it regenerates the token, so a
 // holder cut off from the majority (or stopped, or stalled) has stopped committing before
 // anyone can have taken its place. Times are this process's monotonic clock in ms.
 import { performance } from 'node:perf_hooks';
@@ -23,8 +24,8 @@ export class Lease {
   /** Per member: the send time of the newest ping it answered. */
   private readonly echoed = new Map<number, number>();
   private timer?: NodeJS.Timeout;
-  /** While this node takes part in a recovery it answers no pings. */
-  private holding = false;
+  /** While this node takes part in a recovery it answers no pings from the members the recovery lost. */
+  private ignoring: Set<number> | undefined;
   private until = 0;
   /** When the lease last became invalid (undefined while valid). */
   private invalidSince: number | undefined = now();
@@ -60,7 +61,7 @@ export class Lease {
   /** LeasePing. */
   onPing(from: number, payload: Buffer): void {
     const t = decode.time(payload);
-    if (!this.holding) this.n.links.send(from, Msg.LeaseEcho, encode.time(Math.floor(t)));
+    if (!this.ignoring?.has(from)) this.n.links.send(from, Msg.LeaseEcho, encode.time(Math.floor(t)));
   }
 
   /** LeaseEcho. */
@@ -70,9 +71,13 @@ export class Lease {
     this.changed();
   }
 
-  /** Recovery: stop (or resume) answering pings. */
-  hold(on: boolean): void {
-    this.holding = on;
+  /**
+   * Recovery: stop answering pings from the members it lost (undefined: answer everyone
+   * again). Only they can hold a token the recovery may regenerate, and their leases must
+   * run out; everyone else's go on, so a recovery does not stop the majority's commits.
+   */
+  hold(lost: Iterable<number> | undefined): void {
+    this.ignoring = lost === undefined ? undefined : new Set(lost);
   }
 
   /** Until when this node may commit (Infinity: it is a quorum alone). */
@@ -134,7 +139,7 @@ export class Lease {
   /** A fresh start (joined, or joined again). */
   reset(): void {
     this.echoed.clear();
-    this.holding = false;
+    this.ignoring = undefined;
     this.invalidSince = now();
     this.changed();
   }

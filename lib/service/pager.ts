@@ -164,6 +164,8 @@ export class Pager {
     f.searching = undefined;
     f.parked = true;
     this.armRetry(reqId);
+    // The configuration this fetch waits for is made under the token: never sit on it.
+    n.commits.yieldHeldToken();
   }
 
   /**

@@ -78,7 +78,7 @@ export class Recovery {
     const generation = ((Math.max(this.promised, n.token.generation) >>> 16) + 1) * 65536 + n.id;
     this.promised = generation;
     n.token.holdArrivals();
-    n.lease.hold(true);
+    n.lease.hold(n.membership.suspects);
     n.log.freeze();
     const run: Run = {
       generation,
@@ -142,14 +142,14 @@ export class Recovery {
     this.promised = q.generation;
     if (this.run && this.run.generation < q.generation && !this.run.deciding) this.abandon();
     n.token.holdArrivals();
-    n.lease.hold(true);
+    n.lease.hold(q.suspects);
     n.log.freeze();
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = setTimeout(() => {
       // The coordinator died or was cut off: stop holding; whoever coordinates now starts again.
       this.holdTimer = undefined;
       n.token.endHold(undefined);
-      n.lease.hold(false);
+      n.lease.hold(undefined);
       n.log.thaw();
       this.suspect();
     }, HOLD_MS);
@@ -183,7 +183,13 @@ export class Recovery {
     const awaited = voters.filter((id) => !r.suspects.has(id) && !r.states.has(id));
     if (awaited.length > 0) {
       if (!quorum || now() - r.started < ANSWER_MS) return;
-      for (const id of awaited) r.suspects.add(id);
+      // Members that do not answer are lost too: ask again under a new ballot naming them,
+      // so every member that answers also stops keeping their leases alive.
+      n.ev.log('warn', `node(s) ${awaited.join(', ')} did not answer the recovery; counting them as lost`);
+      for (const id of awaited) n.membership.suspects.add(id);
+      this.abandon();
+      this.maybeStart();
+      return;
     }
     if (!quorum) return; // a minority: keep asking (reask) until the network heals or we are removed
     r.deciding = true;
@@ -226,7 +232,7 @@ export class Recovery {
         n.token.endHold(undefined);
         n.log.thaw();
       }
-      n.lease.hold(false);
+      n.lease.hold(undefined);
       n.links.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best, regenerated: regenerate, suspects: [] }), n.members.values());
       const removed = [...r.suspects].filter((id) => n.members.has(id));
       if (removed.length > 0) void this.remove(removed, r.states);
@@ -239,7 +245,6 @@ export class Recovery {
   /** Commits the configuration without `removed`, deciding where their pages went. */
   private async remove(removed: number[], states: Map<number, Report>): Promise<void> {
     const n = this.n;
-    const gone = new Set(removed);
     // Who holds which version of the removed members' pages (as reported; this node's own copies are read at decision time).
     const holders = new Map<number, Array<[number, number]>>();
     for (const [id, s] of states) {
@@ -251,40 +256,46 @@ export class Recovery {
       }
     }
     try {
-      await n.commits.commitConfig((epoch, nextId): ConfigChange | undefined => {
-        const stillThere = removed.filter((id) => n.members.has(id));
-        if (stillThere.length === 0) return undefined;
-        const { states: st, owners, versions } = n.table;
-        const lost: number[] = [];
-        const moved: number[] = [];
-        const movedTo: number[] = [];
-        for (let p = 0; p < owners.length; p++) {
-          if (!gone.has(owners[p]) || versions[p] === 0n) continue;
-          const v = Number(versions[p]);
-          let to = st[p] !== 0 ? n.id : NO_NODE;
-          if (to === NO_NODE) for (const [id, hv] of holders.get(p) ?? []) if (hv === v && n.members.has(id) && !gone.has(id)) to = id;
-          if (to === NO_NODE) lost.push(p);
-          else {
-            moved.push(p);
-            movedTo.push(to);
-          }
-        }
-        if (lost.length) n.ev.log('error', `${lost.length} page(s) lost with node(s) ${stillThere.join(', ')}: no survivor holds their latest version`);
-        return {
-          epoch,
-          nextId,
-          members: [...n.members.values()].filter((m) => !gone.has(m.id)),
-          removed: stillThere,
-          lost: Uint32Array.from(lost),
-          moved: Uint32Array.from(moved),
-          movedTo: Uint16Array.from(movedTo),
-          movedVersions: Float64Array.from(moved, (p) => Number(versions[p])),
-        };
-      });
+      // The recovery's quorum is its authority: it must not wait for a lease it stopped.
+      await n.commits.commitConfig((epoch, nextId) => this.configWithout(removed, holders, epoch, nextId), undefined, { recovery: true });
     } catch (e) {
       n.ev.log('warn', `removing node(s) ${removed.join(', ')} failed (${(e as Error).message}); trying again`);
       this.suspect();
     }
+  }
+
+  /** The configuration without `removed`, at the token's time: each of their pages moves to a holder of its latest version, or is lost. */
+  private configWithout(removed: number[], holders: Map<number, Array<[number, number]>>, epoch: number, nextId: number): ConfigChange | undefined {
+    const n = this.n;
+    const gone = new Set(removed);
+    const stillThere = removed.filter((id) => n.members.has(id));
+    if (stillThere.length === 0) return undefined;
+    const { states: st, owners, versions } = n.table;
+    const lost: number[] = [];
+    const moved: number[] = [];
+    const movedTo: number[] = [];
+    for (let p = 0; p < owners.length; p++) {
+      if (!gone.has(owners[p]) || versions[p] === 0n) continue;
+      const v = Number(versions[p]);
+      let to = st[p] !== 0 ? n.id : NO_NODE;
+      if (to === NO_NODE) for (const [id, hv] of holders.get(p) ?? []) if (hv === v && n.members.has(id) && !gone.has(id)) to = id;
+      if (to === NO_NODE) lost.push(p);
+      else {
+        moved.push(p);
+        movedTo.push(to);
+      }
+    }
+    if (lost.length) n.ev.log('error', `${lost.length} page(s) lost with node(s) ${stillThere.join(', ')}: no survivor holds their latest version`);
+    return {
+      epoch,
+      nextId,
+      members: [...n.members.values()].filter((m) => !gone.has(m.id)),
+      removed: stillThere,
+      lost: Uint32Array.from(lost),
+      moved: Uint32Array.from(moved),
+      movedTo: Uint16Array.from(movedTo),
+      movedVersions: Float64Array.from(moved, (p) => Number(versions[p])),
+    };
   }
 
   /** Recovered: the outcome, from the coordinator. */
@@ -295,7 +306,7 @@ export class Recovery {
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
     n.token.endHold(r.regenerated ? r.generation : undefined);
-    n.lease.hold(false);
+    n.lease.hold(undefined);
     if (r.regenerated) this.voidAbove(r.time);
     else n.log.thaw();
     if (r.time > n.log.applied) {

@@ -89,9 +89,14 @@ export class Admission {
     n.membership.adopt(ja.epoch, ja.nextId, ja.members);
     for (const [k, v] of ja.rn) n.token.rn.set(k, v);
     // Every page written before we joined is elsewhere; never-written pages stay valid zeros.
-    // Joining again, this node's copies are as old as its removal, and anything it
-    // committed that the cluster never applied is void: the cluster's table is the truth.
+    // Joining again, anything this node committed that the cluster never applied is void:
+    // the cluster's table is the truth. Such a copy can carry a version as new as the
+    // cluster's or newer (a cut-off holder commits on with its lent token until its lease
+    // runs out, at times the majority then uses for other commits), and invalidate() keeps a
+    // copy at least as new as the version it is given; so every copy goes first (version 0
+    // always invalidates), and the cluster's versions are set after.
     const { versions } = n.table;
+    for (let p = 0; p < versions.length; p++) if (versions[p] !== 0n) n.native.invalidate(p, 0, ja.admitter);
     const written = new Uint8Array(versions.length);
     n.membership.lostPages.clear();
     for (const p of ja.pages) {
@@ -122,6 +127,55 @@ export class Admission {
         await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
       }
     }
+  }
+
+  /** Members being dialled again after their connection was lost. */
+  private readonly redialing = new Set<number>();
+
+  /**
+   * The connection to member `id` was lost: dial it again until it is back, removed, or
+   * this node closes. Nothing else would: a node cut off and then removed only learns it
+   * was removed (a Removed answer to its Hello) by speaking to a member, so without this it
+   * stays cut off for good once the network heals. Of two members that both still count
+   * each other in, the higher id dials (as joiners do), so they do not race two connections
+   * past each other; a node without a quorum dials everyone it lost, whatever their ids,
+   * since it is the one that must find out whether the cluster went on without it.
+   */
+  redial(id: number): void {
+    const n = this.n;
+    if (this.redialing.has(id)) return;
+    this.redialing.add(id);
+    const me = n.id;
+    void (async () => {
+      try {
+        for (let attempt = 0; ; attempt++) {
+          await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)).unref());
+          const m = n.members.get(id);
+          if (n.closing || n.id !== me || !m || !n.membership.suspects.has(id) || n.links.has(id)) return;
+          if (me < id && !n.lease.partitioned) continue;
+          let c: Connection;
+          try {
+            c = await n.transport.connect(m.address);
+          } catch {
+            continue;
+          }
+          if (n.closing || n.id !== me || !n.members.has(id) || n.links.has(id)) {
+            c.close('not needed');
+            return;
+          }
+          c.send(Msg.Hello, encode.hello({ id: me, address: n.address, joining: false, client: false }));
+          // As if it had said Hello to us (membership.hello); if the cluster removed us, its
+          // answer is Removed, and this node joins again as a new member.
+          n.membership.suspects.delete(id);
+          n.links.bind(id, c);
+          n.recovery.memberBack(id);
+          n.lease.changed();
+          return;
+        }
+      } finally {
+        this.redialing.delete(id);
+      }
+    })();
   }
 
   /**

@@ -55,11 +55,30 @@ export class Commits {
       void got.then(() => n.token.release());
       throw e;
     });
-    if (!n.lease.valid()) {
+    if (!(await this.leaseValid())) {
       n.token.release();
       throw new Partitioned();
     }
     return t;
+  }
+
+  /**
+   * Waits (holding the token) until the lease is valid again; false once this node is
+   * partitioned. A lease lapses briefly on the majority's side too: members taking part in a
+   * recovery answer no pings, and a recovery that regenerates the token waits out a whole
+   * lease first, so the survivors' own leases run out just before the new token reaches
+   * them. Only a lease invalid for long (lease.partitioned: no quorum) refuses a commit.
+   */
+  private async leaseValid(): Promise<boolean> {
+    const n = this.n;
+    while (!n.lease.valid()) {
+      try {
+        await n.lease.whenValid();
+      } catch {
+        return false;
+      }
+    }
+    return true;
   }
 
   /**
@@ -126,6 +145,7 @@ export class Commits {
     }
     try {
       await n.log.waitApplied(t.time);
+      if (!(await this.leaseValid())) return [CommitStatus.partitioned, 0];
       if (n.native.doomed()) return [CommitStatus.doomed, 0];
       if (!n.lease.valid()) return [CommitStatus.partitioned, 0];
       const time = t.time + 1;

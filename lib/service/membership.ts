@@ -126,6 +126,7 @@ export class Membership {
     n.data.drop(id);
     n.lease.changed();
     n.recovery.suspect();
+    n.admission.redial(id);
   }
 
   /**

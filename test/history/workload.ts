@@ -248,6 +248,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   await Promise.all(runs);
 
   const survivors = procs.filter((_, i) => !gone.has(i));
+  state.phase = 'waiting for the survivors to agree on the members (a stalled node joins again)';
+  await converge(survivors);
   state.phase = 'waiting for the survivors to apply every commit';
   await settle(survivors);
   state.phase = 'reading the final lists';
@@ -269,6 +271,33 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   const counts = { ok: 0, failed: 0, unknown: 0 };
   for (const t of history.txns) counts[t.outcome]++;
   return { plan, history, result: check(history), faultLog, ids: procs.map((p) => p.nodeId), gone: [...gone], counts, crossNodeReads: crossNodeReads(history), ms: Date.now() - t0 };
+}
+
+/**
+ * Waits until the survivors are one cluster again: each counts exactly the survivors as
+ * members, and none refuses a transaction as partitioned. A node stalled past the failure
+ * detector's limit was removed while it was stopped, and joins again under a new id once it
+ * runs (until then its transactions fail with ERR_DSM_PARTITIONED); the final reads wait for that.
+ */
+async function converge(survivors: RemoteNode[]): Promise<void> {
+  for (;;) {
+    const views = await Promise.all(
+      survivors.map((s) =>
+        s.run<{ id: number; members: number[]; ready: boolean }>(
+          `const { members } = await dsm.clusterStats();
+           let ready = true;
+           try { await dsm.transaction(() => 0); } catch (e) { if (e.code !== 'ERR_DSM_PARTITIONED') throw e; ready = false; }
+           return { id: dsm.nodeId, members: [...members].sort((a, b) => a - b), ready };`,
+        ),
+      ),
+    );
+    const ids = views.map((v) => v.id).sort((a, b) => a - b);
+    if (views.every((v) => v.ready && v.members.join() === ids.join())) {
+      survivors.forEach((s, i) => (s.nodeId = views[i].id));
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 function crossNodeReads(h: History): number {

@@ -1,0 +1,86 @@
+// Network namespaces for partition tests: every node gets a network stack of its own,
+// plugged into a bridge that lives in a namespace of its own too (the host's network is
+// never touched). Cutting a node unplugs its port on the bridge, as pulling a cable would:
+// its packets go nowhere, nothing tells either side, and only timeouts notice. Addresses
+// are in 10.213.0.0/24 and exist only inside these namespaces. Node processes are started
+// with `ip netns exec` and driven over IPC like the loopback harness's.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { RemoteNode, SECRET } from './harness';
+
+/** Why namespaces cannot be used here, or undefined when they can. */
+export function netnsUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'network namespaces need root';
+  const r = spawnSync('ip', ['-V'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return `the ip command (iproute2) is not available: ${r.error?.message ?? r.stderr}`;
+  return undefined;
+}
+
+function ip(...args: string[]): void {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')} failed: ${(r.stderr || r.error?.message || '').trim()}`);
+}
+
+export class NetnsCluster {
+  /** Unique per run, so parallel or leftover runs never collide. */
+  readonly tag = `${process.pid.toString(36)}${randomBytes(2).toString('hex')}`;
+  readonly hub = `dsmhub-${this.tag}`;
+  readonly namespaces: string[] = [];
+  readonly nodes: RemoteNode[] = [];
+
+  constructor(readonly size: number) {}
+
+  /** The address of namespace `i`. */
+  host(i: number): string {
+    return `10.213.0.${i + 1}`;
+  }
+
+  /** Creates the hub with its bridge and one namespace per node, each plugged in. */
+  create(): void {
+    ip('netns', 'add', this.hub);
+    ip('-n', this.hub, 'link', 'set', 'lo', 'up');
+    ip('-n', this.hub, 'link', 'add', 'br0', 'type', 'bridge');
+    ip('-n', this.hub, 'link', 'set', 'br0', 'up');
+    for (let i = 0; i < this.size; i++) {
+      const ns = `dsmn${i}-${this.tag}`;
+      ip('netns', 'add', ns);
+      this.namespaces.push(ns);
+      ip('-n', this.hub, 'link', 'add', `port${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+      ip('-n', this.hub, 'link', 'set', `port${i}`, 'master', 'br0');
+      ip('-n', this.hub, 'link', 'set', `port${i}`, 'up');
+      ip('-n', ns, 'addr', 'add', `${this.host(i)}/24`, 'dev', 'eth0');
+      ip('-n', ns, 'link', 'set', 'eth0', 'up');
+      ip('-n', ns, 'link', 'set', 'lo', 'up');
+    }
+  }
+
+  /** Unplugs node `i` from the bridge. */
+  cut(i: number): void {
+    ip('-n', this.hub, 'link', 'set', `port${i}`, 'down');
+  }
+
+  /** Plugs node `i` in again. */
+  heal(i: number): void {
+    ip('-n', this.hub, 'link', 'set', `port${i}`, 'up');
+  }
+
+  /** Starts a node process in namespace `i` and creates a DSM node there. */
+  async start(i: number, options: Record<string, unknown>): Promise<RemoteNode> {
+    const fixture = path.join(__dirname, 'fixtures/remote_node.js');
+    const proc = spawn('ip', ['netns', 'exec', this.namespaces[i], process.execPath, fixture], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const n = new RemoteNode(proc);
+    this.nodes.push(n);
+    await n.waitForLine((l) => l === 'ready');
+    return n.create({ regionSize: 16 << 20, secret: SECRET, ...options });
+  }
+
+  /** Kills every node process, then removes every namespace (also after a failed test). */
+  async destroy(): Promise<void> {
+    for (const n of this.nodes) n.kill('SIGKILL');
+    await Promise.all(this.nodes.map((n) => n.exited));
+    this.nodes.length = 0;
+    for (const ns of [...this.namespaces, this.hub]) spawnSync('ip', ['netns', 'del', ns]);
+    this.namespaces.length = 0;
+  }
+}

@@ -303,6 +303,8 @@ export class Recovery {
     const n = this.n;
     const r = decode.recover(payload);
     if (r.generation < this.promised) return; // a newer recovery is under way
+    // A higher ballot decided while this node was coordinating a lower one: that run is moot.
+    if (this.run && this.run.generation < r.generation) this.abandon();
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
     n.token.endHold(r.regenerated ? r.generation : undefined);

@@ -64,10 +64,9 @@ export class Commits {
 
   /**
    * Waits (holding the token) until the lease is valid again; false once this node is
-   * partitioned. A lease lapses briefly on the majority's side too: members taking part in a
-   * recovery answer no pings, and a recovery that regenerates the token waits out a whole
-   * lease first, so the survivors' own leases run out just before the new token reaches
-   * them. Only a lease invalid for long (lease.partitioned: no quorum) refuses a commit.
+   * partitioned. A lease can lapse briefly on the majority's side too (answers to pings late
+   * on a loaded machine, a recovery that regenerates the token waiting out a whole lease), so
+   * only a lease invalid for long (lease.partitioned: no quorum) refuses a commit.
    */
   private async leaseValid(): Promise<boolean> {
     const n = this.n;

@@ -4,14 +4,13 @@
 // present in the final lists or its key reported lost (ERR_DSM_PAGE_LOST) to every
 // survivor, and no dependency cycle.
 //
-// By default only the schedules the current code passes reliably run. The others fail
-// today: after a SIGKILL, acknowledged appends (survivors' too) vanish and reads are not
-// prefixes of the final lists, because a page whose only current copy died is turned into
-// a zero page instead of being reported lost; a stall longer than the failure detector's
-// limit passes most runs but not all (appends the stalled token holder had acknowledged
-// with its lent token but not yet sent are lost; a resumed node can win a recovery against
-// a survivor still removing it, and that survivor then waits for good); a replacement node
-// can fail to join (the heap's first page lost). Run every schedule with
+// By default only the schedules the current code passes reliably run: SIGKILL of any node
+// or of the token holder (3 and 4 nodes) and short stalls. The others do not pass every run
+// yet: a stall longer than the failure detector's limit passes most runs (8 of 10 in the
+// last count) but a stalled token holder's acknowledged appends can still go missing
+// (seed 1192048615); a replacement node cannot join when the founder held the only
+// current copy of the heap's first page (durability 'none': the replication issue's cure).
+// Run every schedule with
 //
 //   DSM_FAULT_TESTS=all npx vitest run test/history/faults.test.ts
 //
@@ -34,9 +33,9 @@ interface Schedule {
 }
 
 const schedules: Schedule[] = [
-  { name: 'SIGKILL of a random node, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['kill'] }, reliable: false },
-  { name: 'SIGKILL of the token holder, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['kill-token-holder'] }, reliable: false },
-  { name: 'SIGKILL of a random node, 4 nodes, two keys per page', plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['kill'] }, reliable: false },
+  { name: 'SIGKILL of a random node, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['kill'] }, reliable: true },
+  { name: 'SIGKILL of the token holder, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['kill-token-holder'] }, reliable: true },
+  { name: 'SIGKILL of a random node, 4 nodes, two keys per page', plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['kill'] }, reliable: true },
   { name: 'SIGSTOP for less than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [300, 1000] }, reliable: true },
   { name: 'SIGSTOP for longer than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [3000, 5000] }, reliable: false },
   { name: 'SIGKILL, then a new node joins in its place', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['restart'] }, reliable: false },

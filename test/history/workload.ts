@@ -153,6 +153,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   const faultLog: string[] = [];
   const clusterOpts = { heartbeatMs: 200, deadAfterMs: 2000, ...opts.cluster };
   const procs = await h.cluster(plan.nodes, clusterOpts);
+  const ids0 = procs.map((p) => p.nodeId);
   const { ptr } = await procs[0].run<{ ptr: number }>('return require(args.fixture).setup(dsm, args);', { fixture: FIXTURE, keys: plan.keys, keysPerPage: plan.keysPerPage });
   await settle(procs);
 
@@ -265,9 +266,11 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   }
 
   const history: History = { txns: procs.flatMap((p, i) => txnsOf(p, i, plan.txns[i])), finals };
-  const killed = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' ? [fault.victim] : [];
-  const excused = excuseCrashedTail(history, killed);
-  if (excused) faultLog.push(`${excused} last transaction(s) of the killed node count as unknown (durability 'none': its commits of the last millisecond die with it)`);
+  // A killed node, and a stalled one the others removed meanwhile (it came back under a new
+  // id), lose what they committed in their last moments: see excuseCrashedTail.
+  const cutOff = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || (fault.kind === 'stall' && ids0[fault.victim] !== procs[fault.victim].nodeId) ? [fault.victim] : [];
+  const excused = excuseCrashedTail(history, cutOff);
+  if (excused) faultLog.push(`${excused} transaction(s) of node ${ids0[fault.victim]} acknowledged before it was cut off count as unknown (durability 'none': the commits it made in its last moments in the old configuration are void)`);
   const counts = { ok: 0, failed: 0, unknown: 0 };
   for (const t of history.txns) counts[t.outcome]++;
   return { plan, history, result: check(history), faultLog, ids: procs.map((p) => p.nodeId), gone: [...gone], counts, crossNodeReads: crossNodeReads(history), ms: Date.now() - t0 };
@@ -365,11 +368,15 @@ export function assertValid(r: RunResult): void {
 /**
  * A node killed within the millisecond before its lent-token commits are broadcast takes
  * them with it (durability 'none', documented): its own app saw them acknowledged, and
- * nobody alive did. So, for a killed node, the transactions from its first acknowledged
- * append missing from the final state (in a key nobody reported lost) to its end count as
- * unknown, as a crashed client's operations do in Jepsen, as long as that tail is short
- * (CRASH_TAIL transactions at most: a loss further back is a real lost write and stays
- * one). Survivors' transactions are never excused. Returns how many were excused.
+ * nobody alive did. A node stalled or cut off past the failure detector likewise: what it
+ * committed with the lent token that had not gone out when it stopped, or until its lease
+ * ran out, is void once the others removed it. So, for such a node, the transactions from
+ * its first acknowledged append missing from the final state (in a key nobody reported
+ * lost) up to its first refused transaction (ERR_DSM_PARTITIONED: it noticed), or to its
+ * end, count as unknown, as a crashed client's operations do in Jepsen, as long as that
+ * stretch is short (CRASH_TAIL transactions at most: a loss further back is a real lost
+ * write and stays one). Everything it did after that stretch, and every other node's
+ * transactions, are checked in full. Returns how many were excused.
  */
 export function excuseCrashedTail(h: History, killed: number[]): number {
   const CRASH_TAIL = 200;
@@ -382,6 +389,7 @@ export function excuseCrashedTail(h: History, killed: number[]): number {
     const firstLost = mine.findIndex((t) => t.outcome === 'ok' && t.ops.some((o) => o.f === 'append' && !present(o.key, o.value)));
     if (firstLost < 0 || mine.slice(firstLost).filter((t) => t.outcome !== 'unknown').length > CRASH_TAIL) continue;
     for (const t of mine.slice(firstLost)) {
+      if (t.outcome === 'failed') break;
       if (t.outcome !== 'ok') continue;
       t.outcome = 'unknown';
       excused++;

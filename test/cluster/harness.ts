@@ -131,3 +131,14 @@ export async function settle(nodes: RemoteNode[]): Promise<void> {
   const t = Math.max(...times);
   await Promise.all(nodes.map((n) => n.run('await dsm.waitForGlobalTime(args.t);', { t })));
 }
+
+/** Asks `probe` every 100 ms until it answers something; fails with `what` after `ms` (a generous bound, not a timing assumption). */
+export async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`${what}: not after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -5,7 +5,7 @@
 // transactions; once plugged in again it joins as a new member, catches up, and commits.
 // Both when the cut-off node is not the token holder and when it is.
 import { afterEach, describe, expect, it } from 'vitest';
-import type { RemoteNode } from './harness';
+import { type RemoteNode, until } from './harness';
 import { NetnsCluster, netnsUnavailable } from './netns';
 
 const unavailable = netnsUnavailable();
@@ -26,16 +26,6 @@ async function within<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
     return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms)))]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what}: not after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

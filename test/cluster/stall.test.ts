@@ -5,7 +5,7 @@
 // not hold the token, once with the token holder (idle when stopped, so nothing it
 // acknowledged is still unsent).
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, settle } from './harness';
+import { Harness, type RemoteNode, settle, until } from './harness';
 
 const FAST = { heartbeatMs: 100, deadAfterMs: 1000 };
 const STALL_MS = 5000;
@@ -38,16 +38,6 @@ const ATTEMPTS = `
   }
   return out;
 `;
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what}: not after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('a 5-second stall of one node process', () => {
   const h = new Harness();

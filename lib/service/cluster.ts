@@ -211,6 +211,10 @@ export class Cluster {
     this.commits.stop();
     if (this.token.token) this.commits.reclaim(this.token.token);
     this.token.reset();
+    // Commits waiting for the old configuration's token get no answer from it: refuse them.
+    const waiting = this.partitionWaiters;
+    this.partitionWaiters = [];
+    for (const w of waiting) w(new Partitioned());
     this.recovery.reset();
     for (const id of this.links.connected()) this.links.drop(id, 'rejoining');
     for (const id of this.members.keys()) this.data.drop(id);

@@ -372,8 +372,8 @@ export function assertValid(r: RunResult): void {
  * committed with the lent token that had not gone out when it stopped, or until its lease
  * ran out, is void once the others removed it. So, for such a node, the transactions from
  * its first acknowledged append missing from the final state (in a key nobody reported
- * lost) up to its first refused transaction (ERR_DSM_PARTITIONED: it noticed), or to its
- * end, count as unknown, as a crashed client's operations do in Jepsen, as long as that
+ * lost) up to its first refused transaction (ERR_DSM_PARTITIONED: it noticed) or its first
+ * transaction whose appends survive (it joined again and went on), count as unknown, as a crashed client's operations do in Jepsen, as long as that
  * stretch is short (CRASH_TAIL transactions at most: a loss further back is a real lost
  * write and stays one). Everything it did after that stretch, and every other node's
  * transactions, are checked in full. Returns how many were excused.
@@ -386,14 +386,21 @@ export function excuseCrashedTail(h: History, killed: number[]): number {
   const present = (key: number, value: number) => final.lost.has(key) || (final.lists.get(key) ?? []).includes(value);
   for (const node of killed) {
     const mine = h.txns.filter((t) => t.node === node).sort((a, b) => a.seq - b.seq);
-    const firstLost = mine.findIndex((t) => t.outcome === 'ok' && t.ops.some((o) => o.f === 'append' && !present(o.key, o.value)));
-    if (firstLost < 0 || mine.slice(firstLost).filter((t) => t.outcome !== 'unknown').length > CRASH_TAIL) continue;
+    const lostIn = (t: Txn) => t.ops.some((o) => o.f === 'append' && !present(o.key, o.value));
+    const firstLost = mine.findIndex((t) => t.outcome === 'ok' && lostIn(t));
+    if (firstLost < 0) continue;
+    // The stretch ends where the node noticed (a refused transaction) or where its appends
+    // survive again (it joined again under a new id and went on).
+    const stretch: Txn[] = [];
     for (const t of mine.slice(firstLost)) {
       if (t.outcome === 'failed') break;
       if (t.outcome !== 'ok') continue;
-      t.outcome = 'unknown';
-      excused++;
+      if (!lostIn(t) && t.ops.some((o) => o.f === 'append')) break;
+      stretch.push(t);
     }
+    if (stretch.length > CRASH_TAIL) continue;
+    for (const t of stretch) t.outcome = 'unknown';
+    excused += stretch.length;
   }
   return excused;
 }

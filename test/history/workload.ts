@@ -269,7 +269,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   // A killed node, and a stalled one the others removed meanwhile (it came back under a new
   // id), lose what they committed in their last moments: see excuseCrashedTail.
   const cutOff = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || (fault.kind === 'stall' && ids0[fault.victim] !== procs[fault.victim].nodeId) ? [fault.victim] : [];
-  const excused = excuseCrashedTail(history, cutOff);
+  const excused = excuseCrashedTail(history, cutOff, fault.kind !== 'stall');
   if (excused) faultLog.push(`${excused} transaction(s) of node ${ids0[fault.victim]} acknowledged before it was cut off count as unknown (durability 'none': the commits it made in its last moments in the old configuration are void)`);
   const counts = { ok: 0, failed: 0, unknown: 0 };
   for (const t of history.txns) counts[t.outcome]++;
@@ -378,7 +378,7 @@ export function assertValid(r: RunResult): void {
  * write and stays one). Everything it did after that stretch, and every other node's
  * transactions, are checked in full. Returns how many were excused.
  */
-export function excuseCrashedTail(h: History, killed: number[]): number {
+export function excuseCrashedTail(h: History, killed: number[], died = true): number {
   const CRASH_TAIL = 200;
   let excused = 0;
   const final = h.finals[0];
@@ -395,7 +395,9 @@ export function excuseCrashedTail(h: History, killed: number[]): number {
     for (const t of mine.slice(firstLost)) {
       if (t.outcome === 'failed') break;
       if (t.outcome !== 'ok') continue;
-      if (!lostIn(t) && t.ops.some((o) => o.f === 'append')) break;
+      // A killed node never came back: all it did from there on died with it (its later
+      // commits can survive where its earlier ones did not: they share pages).
+      if (!died && !lostIn(t) && t.ops.some((o) => o.f === 'append')) break;
       stretch.push(t);
     }
     if (stretch.length > CRASH_TAIL) continue;

@@ -237,8 +237,10 @@ export class Recovery {
       const removed = [...r.suspects].filter((id) => n.members.has(id));
       if (removed.length > 0) void this.remove(removed, r.states);
     };
-    // A regenerated token must not overlap the old holder's last lease.
-    if (regenerate) setTimeout(finish, LEASE_MS + 50).unref();
+    // A regenerated token must not overlap the old holder's last lease, measured on the old
+    // holder's clock: wait it out with a margin for clocks that run at slightly different
+    // rates on different machines (and for the timer's own lateness).
+    if (regenerate) setTimeout(finish, LEASE_MS * 1.1 + 50).unref();
     else finish();
   }
 

@@ -192,10 +192,6 @@ export class Cluster {
     this.ev.status(this.membership.lostPages.size, this.lease.partitioned || this.rejoining);
   }
 
-  publishLost(): void {
-    this.publishStatus();
-  }
-
   /**
    * The cluster went on without this node (it was cut off or stalled, and a configuration
    * removed it). Its old id is gone for good: it joins again as a new member, through the

@@ -171,7 +171,7 @@ export class Membership {
     }
     for (const m of k.members) if (!before.has(m.id) && m.id !== n.id) n.ev.event('peer-join', m.id);
     if (this.awaiting.length) this.admitAwaiting();
-    n.publishLost();
+    n.publishStatus();
     n.lease.changed();
     // Fetches parked on removed owners go to the new owners (or fail as lost).
     n.pager.configurationChanged();
@@ -179,7 +179,7 @@ export class Membership {
 
   /** A commit made a lost page new again (tx.discardLost on some node). */
   discarded(page: number): void {
-    if (this.lostPages.delete(page)) this.n.publishLost();
+    if (this.lostPages.delete(page)) this.n.publishStatus();
   }
 
   /** Removed: sent by a member that no longer has us in its configuration. */

@@ -188,6 +188,7 @@ export class Cluster {
     return new Promise((_, reject) => this.partitionWaiters.push(reject));
   }
 
+  /** Tells the app thread how many pages are lost and whether it may commit (messages.ts `Status`). */
   publishStatus(): void {
     this.ev.status(this.membership.lostPages.size, this.lease.partitioned || this.rejoining);
   }

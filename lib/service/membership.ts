@@ -60,16 +60,6 @@ export class Membership {
     this.nextId = nextId;
   }
 
-  voters(): number[] {
-    return [...this.members.keys()];
-  }
-
-  /** Can this node see a quorum of the configuration's voters (itself and the members it is connected to)? */
-  seesQuorum(): boolean {
-    const n = this.n;
-    return isQuorum(this.voters(), (id) => id === n.id || (!this.suspects.has(id) && n.links.has(id)));
-  }
-
   /** A member said Hello on a new connection: bind it, or tell it it was removed. */
   hello(c: Connection, id: number, address: string): void {
     const n = this.n;

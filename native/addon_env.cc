@@ -59,6 +59,10 @@ void AddonEnv::CloseRegion() {
     appBuffer_.Value().Detach();
     appBuffer_.Reset();
   }
+  ReleaseRegion();
+}
+
+void AddonEnv::ReleaseRegion() {
   CloseAppWakeup();
   std::lock_guard<std::mutex> g(mu_);
   fault_handler::Detach();
@@ -107,13 +111,7 @@ void AddonEnv::Cleanup() {
   // The environment is going: its buffers go with it, nothing to detach.
   keep_.clear();
   appBuffer_.Reset();
-  CloseAppWakeup();
-  std::lock_guard<std::mutex> g(mu_);
-  fault_handler::Detach();
-  app_interrupt::Unbind();
-  delete dsm_;
-  dsm_ = nullptr;
-  owner_ = false;
+  ReleaseRegion();
 }
 
 }  // namespace addon

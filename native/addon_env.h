@@ -41,6 +41,8 @@ class AddonEnv {
 
  private:
   void CloseAppWakeup();
+  // The teardown CloseRegion() and Cleanup() share once their buffers are dealt with.
+  void ReleaseRegion();
   void Cleanup();
 
   static std::mutex mu_;  // guards dsm_'s lifetime

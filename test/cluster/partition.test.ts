@@ -5,7 +5,7 @@
 // transactions; once plugged in again it joins as a new member, catches up, and commits.
 // Both when the cut-off node is not the token holder and when it is.
 import { afterEach, describe, expect, it } from 'vitest';
-import { type RemoteNode, until } from './harness';
+import { type RemoteNode, settle, until } from './harness';
 import { NetnsCluster, netnsUnavailable } from './netns';
 
 const unavailable = netnsUnavailable();
@@ -78,12 +78,6 @@ describe.skipIf(unavailable !== undefined)('a partition (network namespaces)', (
       'const ptr = await dsm.transaction((tx) => { const p = tx.alloc(4 * dsm.pageSize); tx.setRoot("partition", p); return p; }); return { ptr, pageSize: dsm.pageSize };',
     );
     return { nodes, ptr, pageSize };
-  }
-
-  /** Waits until every node in `nodes` has applied everything any of them has. */
-  async function settle(nodes: RemoteNode[]): Promise<void> {
-    const t = Math.max(...(await Promise.all(nodes.map((n) => n.run<number>('return dsm.globalTime;')))));
-    await Promise.all(nodes.map((n) => n.run('await dsm.waitForGlobalTime(args.t);', { t })));
   }
 
   async function scenario(victimIndex: number, victimHoldsToken: boolean): Promise<void> {

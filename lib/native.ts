@@ -32,6 +32,7 @@ export const Counter = {
   aborts: 8,
   installs: 9,
   invalidations: 10,
+  updates: 11,
 } as const;
 
 /** Order of native/page_table.h. */
@@ -83,7 +84,9 @@ export interface NativeAddon {
   begin(): void;
   end(): number;
   abort(): void;
+  /** Stamps the written pages; with `withChanges`, returns [written pages, their changes] for the commit record (native/dsm.h Commit). */
   commit(time: number, owner: number): void;
+  commit(time: number, owner: number, withChanges: true): [Uint32Array, Buffer];
   doomed(): boolean;
   readSet(): Uint32Array;
   writeSet(): Uint32Array;
@@ -95,6 +98,8 @@ export interface NativeAddon {
   completeRequest(slot: number): void;
   install(page: number, data: Uint8Array | null, version: number, owner: number): boolean;
   invalidate(page: number, version: number, owner: number): boolean;
+  /** Applies another node's commit: updates current copies, invalidates the rest. -1: malformed changes, 1: doomed the live transaction. */
+  applyCommit(time: number, owner: number, pages: Uint32Array, changes: Uint8Array): number;
   copyCommitted(page: number): Buffer;
   pageState(page: number): number;
   /** Installs fetched pages in one call (data: the pages back to back, null for zeros); returns how many. */

@@ -56,9 +56,22 @@ Napi::Value Abort(const Napi::CallbackInfo& info) {
   AddonEnv::Need(info.Env())->Abort();
   return info.Env().Undefined();
 }
+// commit(time, owner, withChanges): with `withChanges`, returns [pages, changes] for the
+// commit record (Dsm::Commit).
 Napi::Value Commit(const Napi::CallbackInfo& info) {
-  AddonEnv::Need(info.Env())->Commit(U64(info[0]), uint16_t(U32(info[1])));
-  return info.Env().Undefined();
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  if (!info[2].ToBoolean()) {
+    d->Commit(U64(info[0]), uint16_t(U32(info[1])));
+    return env.Undefined();
+  }
+  std::vector<uint32_t> pages;
+  std::vector<uint8_t> changes;
+  d->Commit(U64(info[0]), uint16_t(U32(info[1])), &pages, &changes);
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, PagesArray(env, pages));
+  out.Set(1u, Napi::Buffer<uint8_t>::Copy(env, changes.data(), changes.size()));
+  return out;
 }
 Napi::Value Doomed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), AddonEnv::Need(info.Env())->doomed());

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "page_diff.h"
 #include "signal_safe_log.h"
 
 namespace dsm {
@@ -216,9 +217,29 @@ void Dsm::Abort() {
   lock_.Unlock();
 }
 
-void Dsm::Commit(uint64_t time, uint16_t owner) {
+void Dsm::Commit(uint64_t time, uint16_t owner, std::vector<uint32_t>* pages, std::vector<uint8_t>* changes) {
   Lock();
   active_.store(false, std::memory_order_release);
+  if (pages && changes) {
+    // Encoded before the versions are stamped: each change names the version it replaces.
+    const size_t ps = region_.pageSize();
+    txShadows_.pages().ForEach([&](uint32_t p) { pages->push_back(p); });
+    std::sort(pages->begin(), pages->end());
+    pages->erase(std::unique(pages->begin(), pages->end()), pages->end());
+    changes->reserve(pages->size() * 64);
+    for (uint32_t p : *pages) {
+      const size_t at = changes->size();
+      changes->resize(at + 12 + ps);
+      const uint64_t prev = pt_.version(p);
+      // The committed contents: a write outside any transaction while this commit was
+      // pending sits on top of them, with them in its shadow (see Abort()).
+      const uint8_t* after = violShadows_.Has(p) ? violShadows_.Slot(p) : region_.SysPage(p);
+      const uint32_t len = uint32_t(EncodeDiff(txShadows_.Slot(p), after, ps, changes->data() + at + 12));
+      memcpy(changes->data() + at, &prev, 8);
+      memcpy(changes->data() + at + 8, &len, 4);
+      changes->resize(at + 12 + len);
+    }
+  }
   txShadows_.pages().ForEach([&](uint32_t p) {
     pt_.set_version(p, time);
     pt_.set_owner(p, owner);
@@ -228,6 +249,72 @@ void Dsm::Commit(uint64_t time, uint16_t owner) {
   live_.store(false, std::memory_order_release);
   stats_.Inc(kCommits);
   lock_.Unlock();
+}
+
+int Dsm::ApplyCommit(uint64_t time, uint16_t owner, const uint32_t* pages, uint32_t count, const uint8_t* changes,
+                     size_t changesLen) {
+  const size_t ps = region_.pageSize();
+  const uint32_t n = region_.numPages();
+  // Checked whole before anything changes: a malformed record is refused, never half applied.
+  std::vector<size_t> at;
+  if (changesLen) {
+    at.reserve(count);
+    size_t off = 0;
+    for (uint32_t i = 0; i < count; i++) {
+      if (pages[i] >= n || changesLen - off < 12) return -1;
+      uint32_t len;
+      memcpy(&len, changes + off + 8, 4);
+      if (changesLen - off - 12 < len || !ValidDiff(changes + off + 12, len, ps)) return -1;
+      at.push_back(off);
+      off += 12 + len;
+    }
+    if (off != changesLen) return -1;
+  } else {
+    for (uint32_t i = 0; i < count; i++)
+      if (pages[i] >= n) return -1;
+  }
+  bool doomed = false;
+  Lock();
+  for (uint32_t i = 0; i < count; i++) {
+    const uint32_t page = pages[i];
+    uint64_t prev = 0;
+    uint32_t len = 0;
+    if (changesLen) {
+      memcpy(&prev, changes + at[i], 8);
+      memcpy(&len, changes + at[i] + 8, 4);
+    }
+    const uint8_t s = pt_.state(page);
+    if (!changesLen || s == kInvalid || pt_.version(page) != prev || time <= prev) {
+      if (InvalidateLocked(page, time, owner)) doomed = true;
+      continue;
+    }
+    const uint8_t* diff = changes + at[i] + 12;
+    if (live_.load(std::memory_order_acquire) && (readSet_.Contains(page) || txShadows_.Has(page))) {
+      doomed_.store(true, std::memory_order_release);
+      doomed = true;
+    }
+    // The committed contents are in a shadow while the page carries uncommitted writes
+    // (the doomed transaction's, or a write outside one waiting to be rolled back): the
+    // change goes there, and the rollback brings the new version back.
+    if (txShadows_.Has(page)) {
+      ApplyDiff(txShadows_.Slot(page), ps, diff, len);
+    } else if (violShadows_.Has(page)) {
+      ApplyDiff(violShadows_.Slot(page), ps, diff, len);
+    } else {
+      // Readers take the page whole, old or new: access is revoked while it changes (a
+      // reader faults and waits on the lock), and the next touch is recorded again.
+      if (IsAccessible(s)) {
+        if (!prot_.Set(page, PROT_NONE)) Fatal("mprotect of the app view failed", page, errno);
+        pt_.set_state(page, kValidUnmapped);
+      }
+      ApplyDiff(region_.SysPage(page), ps, diff, len);
+    }
+    pt_.set_version(page, time);
+    pt_.set_owner(page, owner);
+    stats_.Inc(kUpdates);
+  }
+  lock_.Unlock();
+  return doomed ? 1 : 0;
 }
 
 static std::vector<uint32_t> Sorted(const PageSet& s) {
@@ -399,12 +486,15 @@ void Dsm::CopyCommittedPages(const uint32_t* pages, uint32_t count, uint8_t* out
 
 bool Dsm::Invalidate(uint32_t page, uint64_t version, uint16_t owner) {
   Lock();
+  const bool doomed = InvalidateLocked(page, version, owner);
+  lock_.Unlock();
+  return doomed;
+}
+
+bool Dsm::InvalidateLocked(uint32_t page, uint64_t version, uint16_t owner) {
   // A copy fetched from the committer can arrive before the commit that made it: it is
   // already that version, and whoever read it read the new data.
-  if (pt_.state(page) != kInvalid && pt_.version(page) >= version && version != 0) {
-    lock_.Unlock();
-    return false;
-  }
+  if (pt_.state(page) != kInvalid && pt_.version(page) >= version && version != 0) return false;
   bool doomed = false;
   if (live_.load(std::memory_order_acquire) && (readSet_.Contains(page) || txShadows_.Has(page))) {
     doomed_.store(true, std::memory_order_release);
@@ -420,7 +510,6 @@ bool Dsm::Invalidate(uint32_t page, uint64_t version, uint16_t owner) {
   pt_.set_version(page, version);
   pt_.set_owner(page, owner);
   stats_.Inc(kInvalidations);
-  lock_.Unlock();
   return doomed;
 }
 

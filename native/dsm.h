@@ -58,8 +58,12 @@ class Dsm {
   uint32_t End();
   // Rolls back every page written since Begin() and forgets both sets.
   void Abort();
-  // Makes the writes permanent: stamps `time` and `owner` on the written pages.
-  void Commit(uint64_t time, uint16_t owner);
+  // Makes the writes permanent: stamps `time` and `owner` on the written pages. With
+  // `pages` and `changes`, also says what changed, for the commit record: the written pages
+  // in increasing order, and per page (same order) u64 the version it replaces | u32 length
+  // | a diff against that version (page_diff.h).
+  void Commit(uint64_t time, uint16_t owner, std::vector<uint32_t>* pages = nullptr,
+              std::vector<uint8_t>* changes = nullptr);
   bool active() const { return active_.load(std::memory_order_acquire); }
   bool live() const { return live_.load(std::memory_order_acquire); }
   bool doomed() const { return doomed_.load(std::memory_order_acquire); }
@@ -98,6 +102,14 @@ class Dsm {
   void CloseDataChannel(uint32_t id);
   void CloseDataChannels();
   void TakeDataDone(std::vector<DataDone>* out);
+  // Applies another node's commit (`changes` as Commit() makes them): a page held valid at
+  // the version a change replaces takes the change and the new version (update); any other
+  // page is invalidated. A change to a page the live transaction read or wrote dooms it; its
+  // shadow takes the change, so a rollback restores the new version. Returns -1 when
+  // `changes` is malformed (nothing applied), else 1 when the live transaction was doomed.
+  // `changes` may be empty: every page is invalidated.
+  int ApplyCommit(uint64_t time, uint16_t owner, const uint32_t* pages, uint32_t count, const uint8_t* changes,
+                  size_t changesLen);
   // Marks a page stale after a remote commit. Returns true when that doomed the live
   // transaction (it had read or written the page).
   bool Invalidate(uint32_t page, uint64_t version, uint16_t owner);
@@ -129,6 +141,8 @@ class Dsm {
                    const std::vector<uint32_t>& take);
   void RestoreShadows(ShadowPages& s);
   bool Lock() { return lock_.Lock(); }
+  // Invalidate() with the lock held.
+  bool InvalidateLocked(uint32_t page, uint64_t version, uint16_t owner);
 
   Region region_;
   // Pages an install is filling (under lock_): another install skips them, so two never

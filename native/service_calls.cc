@@ -90,6 +90,17 @@ Napi::Value Invalidate(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, d->Invalidate(page, U64(info[1]), uint16_t(U32(info[2]))));
 }
 
+// applyCommit(time, owner, pages: Uint32Array, changes: Uint8Array): -1 malformed, 1 doomed, 0.
+Napi::Value ApplyCommit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  if (!info[2].IsTypedArray() || !info[3].IsTypedArray()) throw Napi::TypeError::New(env, "applyCommit: pages and changes must be typed arrays");
+  auto pages = info[2].As<Napi::Uint32Array>();
+  auto changes = info[3].As<Napi::Uint8Array>();
+  return Napi::Number::New(env, d->ApplyCommit(U64(info[0]), uint16_t(U32(info[1])), pages.Data(), uint32_t(pages.ElementLength()),
+                                               changes.Data(), changes.ByteLength()));
+}
+
 Napi::Value CopyCommitted(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Dsm* d = AddonEnv::Need(env);
@@ -217,6 +228,7 @@ void DefineServiceCalls(Napi::Env env, Napi::Object exports) {
       {"install", Install},
       {"installPages", InstallPages},
       {"invalidate", Invalidate},
+      {"applyCommit", ApplyCommit},
       {"copyCommitted", CopyCommitted},
       {"copyCommittedPages", CopyCommittedPages},
       {"pageState", PageState},

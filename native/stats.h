@@ -18,6 +18,7 @@ enum Counter : unsigned {
   kAborts,
   kInstalls,            // pages installed by the service thread
   kInvalidations,       // pages invalidated by the service thread
+  kUpdates,             // pages brought to a remote commit's version by applying its diff
   kCounterCount
 };
 
@@ -25,7 +26,7 @@ enum Counter : unsigned {
 // with the addon's constants and checked when it loads.
 inline constexpr const char* kCounterNames[] = {
     "readFaults", "writeFaults", "serviceFaults", "violations", "protectionResets", "shadowRestores",
-    "begins",     "commits",     "aborts",        "installs",   "invalidations",
+    "begins",     "commits",     "aborts",        "installs",   "invalidations", "updates",
 };
 static_assert(sizeof(kCounterNames) / sizeof(kCounterNames[0]) == kCounterCount, "a name for every counter");
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <random>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "../../native/dsm.h"
 #include "../../native/fault_handler.h"
 #include "../../native/mapped_array.h"
+#include "../../native/page_diff.h"
 #include "../../native/region.h"
 #include "../../native/request_ring.h"
 #include "../../native/wakeup.h"
@@ -260,6 +262,121 @@ TEST(violation_during_a_pending_commit_never_resurrects_aborted_writes) {
   d->Commit(5, 1);
   CHECK(d->TakeViolations() == 1);
   CHECK(app[page * 4096] == 0x33 && app[page * 4096 + 1] == 0);
+  CloseDsm(d);
+}
+
+// Diffs round-trip over random edits, including none and whole-page changes; malformed
+// diffs are refused before anything is applied.
+TEST(page_diffs_round_trip_and_refuse_malformed_input) {
+  const size_t ps = 4096;
+  std::mt19937 rng(20261126);
+  std::vector<uint8_t> before(ps), after(ps), out(ps), page(ps);
+  for (int round = 0; round < 2000; round++) {
+    for (auto& b : before) b = uint8_t(rng());
+    after = before;
+    const int edits = round % 50 == 0 ? 0 : int(rng() % 12);
+    for (int e = 0; e < edits; e++) {
+      const size_t at = rng() % ps, n = 1 + rng() % (round % 7 == 0 ? ps : 64);
+      for (size_t k = at; k < std::min(ps, at + n); k++) after[k] = uint8_t(rng());
+    }
+    if (round % 97 == 0) for (auto& b : after) b = uint8_t(rng());  // the whole page
+    const size_t len = EncodeDiff(before.data(), after.data(), ps, out.data());
+    CHECK(len <= ps);
+    if (edits == 0 && round % 97 != 0) CHECK(len == 0);
+    CHECK(ValidDiff(out.data(), len, ps));
+    page = before;
+    ApplyDiff(page.data(), ps, out.data(), len);
+    CHECK(page == after);
+  }
+  // One word changed: one run of one word.
+  after = before;
+  after[100] ^= 1;
+  CHECK(EncodeDiff(before.data(), after.data(), ps, out.data()) == 8);
+  const uint8_t truncated[] = {1, 0, 2, 0, 9, 9, 9, 9};  // two words promised, one sent
+  CHECK(!ValidDiff(truncated, sizeof truncated, ps));
+  const uint8_t empty_run[] = {1, 0, 0, 0};
+  CHECK(!ValidDiff(empty_run, sizeof empty_run, ps));
+  const uint8_t past_end[] = {0xff, 0x03, 2, 0, 1, 1, 1, 1, 1, 1, 1, 1};  // words 1023..1024
+  CHECK(!ValidDiff(past_end, sizeof past_end, ps));
+  const uint8_t overlap[] = {4, 0, 1, 0, 1, 1, 1, 1, 4, 0, 1, 0, 2, 2, 2, 2};
+  CHECK(!ValidDiff(overlap, sizeof overlap, ps));
+  CHECK(!ValidDiff(out.data(), ps + 1, ps));
+}
+
+static std::vector<uint8_t> Change(uint64_t prev, const std::vector<uint8_t>& before, const std::vector<uint8_t>& after) {
+  std::vector<uint8_t> c(12 + before.size());
+  const uint32_t len = uint32_t(EncodeDiff(before.data(), after.data(), before.size(), c.data() + 12));
+  memcpy(c.data(), &prev, 8);
+  memcpy(c.data() + 8, &len, 4);
+  c.resize(12 + len);
+  return c;
+}
+
+TEST(commits_carry_diffs_that_update_current_copies_and_invalidate_stale_ones) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  const uint32_t page = 5;
+  d->Begin();
+  app[page * 4096 + 8] = 0x5a;
+  d->End();
+  std::vector<uint32_t> pages;
+  std::vector<uint8_t> changes;
+  d->Commit(12, 1, &pages, &changes);
+  CHECK(pages == std::vector<uint32_t>{page});
+  CHECK(changes.size() == 12 + 8);  // version 0 replaced, one run of one word
+  uint64_t prev;
+  memcpy(&prev, changes.data(), 8);
+  CHECK(prev == 0);
+  // Node 2 commits time 13 over version 12: our copy is current, so it is updated in place.
+  std::vector<uint8_t> v12(4096), v13;
+  d->CopyCommitted(page, v12.data());
+  v13 = v12;
+  v13[100] = 0x77;
+  auto c13 = Change(12, v12, v13);
+  CHECK(d->ApplyCommit(13, 2, &page, 1, c13.data(), c13.size()) == 0);
+  CHECK(d->pages().state(page) != kInvalid && d->pages().version(page) == 13 && d->pages().owner(page) == 2);
+  CHECK(app[page * 4096 + 100] == 0x77 && app[page * 4096 + 8] == 0x5a);
+  CHECK(d->stats().Get(kUpdates) == 1);
+  // A change over a version we do not hold (12 again, at 14): invalidated instead.
+  CHECK(d->ApplyCommit(14, 2, &page, 1, c13.data(), c13.size()) == 0);
+  CHECK(d->pages().state(page) == kInvalid && d->pages().version(page) == 14);
+  // Malformed changes are refused whole: page 6 stays as it was.
+  const uint32_t two[] = {6, 7};
+  CHECK(d->ApplyCommit(15, 2, two, 2, c13.data(), c13.size()) == -1);
+  CHECK(d->pages().state(6) != kInvalid && d->pages().version(6) == 0);
+  CloseDsm(d);
+}
+
+// A commit that changes a page the running transaction wrote dooms it, and the rollback
+// brings back the new version: neither the doomed writes nor the old contents survive.
+TEST(an_update_to_a_page_the_live_transaction_wrote_survives_its_rollback) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  const uint32_t page = 7;
+  std::vector<uint8_t> v0(4096, 0), v1(4096, 0);
+  v1[40] = 0x99;
+  auto c1 = Change(0, v0, v1);
+  d->Begin();
+  app[page * 4096 + 40] = 0x11;
+  app[page * 4096 + 41] = 0x22;
+  CHECK(d->ApplyCommit(3, 2, &page, 1, c1.data(), c1.size()) == 1);
+  CHECK(d->doomed());
+  d->End();
+  d->Abort();
+  CHECK(app[page * 4096 + 40] == 0x99 && app[page * 4096 + 41] == 0);
+  CHECK(d->pages().version(page) == 3);
+  // A page only read: updated in place, and its next read is recorded again.
+  const uint32_t q = 8;
+  d->Begin();
+  uint8_t seen = app[q * 4096 + 40];
+  CHECK(seen == 0);
+  CHECK(d->ApplyCommit(4, 2, &q, 1, c1.data(), c1.size()) == 1);
+  CHECK(app[q * 4096 + 40] == 0x99);  // faults, then sees the whole new page
+  d->End();
+  d->Abort();
+  CHECK(app[q * 4096 + 40] == 0x99);
   CloseDsm(d);
 }
 

@@ -109,6 +109,21 @@ export class PartitionedError extends DsmError {
   }
 }
 
+/**
+ * The transaction committed on this node, but the node lost the cluster (it was cut off
+ * or stalled, and the others went on without it) before any backup held the commit: it may
+ * or may not be in the cluster's history. Read the data to find out, then retry if needed.
+ */
+export class CommitUncertainError extends DsmError {
+  constructor() {
+    super(
+      'ERR_DSM_COMMIT_UNCERTAIN',
+      'this node lost contact with the cluster before its commit was replicated, so the commit may or may not have survived; ' +
+        'read the data in a new transaction to find out, and repeat the update if it is missing.',
+    );
+  }
+}
+
 /** The operating system refused something the runtime needs (mapping, signals, threads). */
 export class SystemError extends DsmError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -22,6 +22,7 @@ export {
   NestedTransactionError,
   PageLostError,
   PartitionedError,
+  CommitUncertainError,
   SystemError,
   NativeLoadError,
 } from './errors';

@@ -97,7 +97,7 @@ export class DsmNode extends EventEmitter {
     private readonly native: NativeAddon,
     private readonly region: NativeRegion,
     private readonly service: ServiceClient,
-    opts: { base: number; regionSize: number; maxRetries: number },
+    opts: { base: number; regionSize: number; maxRetries: number; replicated: boolean },
   ) {
     super();
     const b = region.buffer;
@@ -124,6 +124,7 @@ export class DsmNode extends EventEmitter {
       networked: () => this.address !== '',
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
       onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
+      durable: (time) => (opts.replicated ? this.service.waitDurable(time) : undefined),
     }, this.lost);
   }
 
@@ -336,7 +337,7 @@ export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
     native.close();
     throw e;
   }
-  node = new DsmNode(native, region, service, o);
+  node = new DsmNode(native, region, service, { ...o, replicated: o.cluster?.durability === 'replicated' });
   try {
     await node.heap.open((fn) => node.transaction(fn));
   } catch (e) {

@@ -24,6 +24,15 @@ export interface NodeOptions {
   /** Heartbeat interval and the silence after which a peer counts as dead (default 1000/5000 ms). */
   heartbeatMs?: number;
   deadAfterMs?: number;
+  /**
+   * When a transaction's promise resolves (networked nodes). 'replicated' (the default):
+   * once `replicas` other members hold its commit, so it survives that many nodes failing at
+   * once. 'none': as soon as it is ordered here (broadcast within a millisecond; a node that
+   * dies inside that window takes it along).
+   */
+  durability?: 'none' | 'replicated';
+  /** Backups of each commit with durability 'replicated' (default 1). */
+  replicas?: number;
 }
 
 export interface ResolvedOptions {
@@ -31,7 +40,16 @@ export interface ResolvedOptions {
   base: number;
   pageShift: number;
   maxRetries: number;
-  cluster?: { listen: string; peers: string[]; secret: string; joinTimeoutMs: number; heartbeatMs?: number; deadAfterMs?: number };
+  cluster?: {
+    listen: string;
+    peers: string[];
+    secret: string;
+    joinTimeoutMs: number;
+    heartbeatMs?: number;
+    deadAfterMs?: number;
+    durability: 'none' | 'replicated';
+    replicas: number;
+  };
 }
 
 const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
@@ -59,7 +77,7 @@ export const DEFAULT_REGION_SIZE = 1 << 30;
 /** Node 20 refuses ArrayBuffers above 4 GiB, and the typed views cover the whole region. */
 export const MAX_REGION_SIZE = 4 * 1024 ** 3;
 const OS_PAGE_SIZE = 4096;
-const KNOWN = new Set(['regionSize', 'base', 'pageSize', 'maxRetries', 'consistency', 'listen', 'peers', 'secret', 'joinTimeoutMs', 'heartbeatMs', 'deadAfterMs']);
+const KNOWN = new Set(['regionSize', 'base', 'pageSize', 'maxRetries', 'consistency', 'listen', 'peers', 'secret', 'joinTimeoutMs', 'heartbeatMs', 'deadAfterMs', 'durability', 'replicas']);
 
 /** Refuses an options object with keys `what` does not take, naming the ones it does. */
 export function checkKeys(what: string, o: unknown, known: readonly string[]): void {
@@ -102,6 +120,13 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
   if (o.consistency !== undefined && o.consistency !== 'transactional') {
     throw new InvalidOptionError(`consistency "${String(o.consistency)}" is not available; use "transactional"`);
   }
+  if (o.durability !== undefined && o.durability !== 'none' && o.durability !== 'replicated') {
+    throw new InvalidOptionError(`durability must be "replicated" (the default) or "none", got ${JSON.stringify(o.durability)}`);
+  }
+  const replicas = o.replicas ?? 1;
+  if (!Number.isSafeInteger(replicas) || replicas < 1 || replicas > 255) {
+    throw new InvalidOptionError(`replicas must be a whole number of backups from 1 to 255, got ${String(o.replicas)}`);
+  }
   let cluster: ResolvedOptions['cluster'];
   if (o.listen !== undefined || (o.peers !== undefined && o.peers.length > 0)) {
     if (o.peers !== undefined && !Array.isArray(o.peers)) throw new InvalidOptionError('peers must be an array of "host:port" strings');
@@ -117,6 +142,8 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
       joinTimeoutMs: checkMs('joinTimeoutMs', o.joinTimeoutMs) ?? 30_000,
       heartbeatMs: checkMs('heartbeatMs', o.heartbeatMs),
       deadAfterMs: checkMs('deadAfterMs', o.deadAfterMs),
+      durability: o.durability ?? 'replicated',
+      replicas,
     };
   } else if (o.secret !== undefined && typeof o.secret !== 'string') {
     throw new InvalidOptionError('secret must be a string');

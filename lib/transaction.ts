@@ -74,6 +74,15 @@ export class Transaction {
   }
 }
 
+/** A run that committed here: its result, its commit's time, and what runs once it is acknowledged. */
+interface Committed<T> {
+  done: true;
+  value: T;
+  time: number;
+  writes: number;
+  after: Array<() => void>;
+}
+
 export interface TransactionOptions {
   /** Overrides the node's maxRetries for this transaction. */
   maxRetries?: number;
@@ -102,6 +111,8 @@ export interface RunnerHooks {
   /** The node has peers (a token to hold). */
   networked: () => boolean;
   onCommit: (time: number, pages: number) => void;
+  /** Resolves once this node's commit `time` is durable (durability 'replicated'); undefined when there is nothing to wait for. */
+  durable: (time: number) => Promise<void> | undefined;
   onAbort: (attempt: number, reason: 'conflict' | 'error') => void;
 }
 
@@ -128,19 +139,48 @@ export class TransactionRunner {
     return this.running;
   }
 
+  /** Settles once every queued transaction has run and every commit waiting to be durable is. */
   get idle(): Promise<unknown> {
-    return this.queue;
+    return this.queue.then(() => Promise.allSettled(this.acknowledging));
   }
 
   run<T>(fn: (tx: Transaction) => T, opts?: TransactionOptions): Promise<T> {
     if (this.running) throw new NestedTransactionError();
     if (opts !== undefined) checkTransactionOptions(opts);
     const p = this.queue.then(() => this.attempts(fn, opts?.maxRetries ?? this.maxRetries));
+    // The next transaction runs as soon as this one is committed here; its promise waits
+    // for the commit's acknowledgement (pipelined: acknowledgements come in commit order).
     this.queue = p.catch(() => undefined);
-    return p;
+    return p.then((done) => this.acknowledged(done));
   }
 
-  private async attempts<T>(fn: (tx: Transaction) => T, maxRetries: number): Promise<T> {
+  /** Commits waiting for their acknowledgement. */
+  private readonly acknowledging = new Set<Promise<unknown>>();
+
+  private async acknowledged<T>(done: Committed<T>): Promise<T> {
+    const wait = done.writes > 0 ? this.hooks.durable(done.time) : undefined;
+    if (wait) {
+      this.acknowledging.add(wait);
+      try {
+        await wait;
+      } finally {
+        this.acknowledging.delete(wait);
+      }
+    }
+    let afterError: unknown;
+    for (const f of done.after) {
+      try {
+        f();
+      } catch (e) {
+        afterError ??= e;
+      }
+    }
+    // The transaction is committed either way; the first failing callback is reported.
+    if (afterError !== undefined) throw afterError;
+    return done.value;
+  }
+
+  private async attempts<T>(fn: (tx: Transaction) => T, maxRetries: number): Promise<Committed<T>> {
     for (let attempt = 0; ; attempt++) {
       if (this.hooks.partitioned()) throw new PartitionedError();
       // After two conflicts, run holding the token: no other node can commit meanwhile, so
@@ -157,7 +197,7 @@ export class TransactionRunner {
         if (holding) await this.post(CommitKind.release);
         throw e;
       }
-      if (out.done) return out.value;
+      if (out.done) return out;
       this.retries++;
       this.hooks.onAbort(attempt, 'conflict');
       if (attempt >= maxRetries) throw new TransactionConflictError(attempt + 1);
@@ -177,7 +217,7 @@ export class TransactionRunner {
     this.heap.afterAbort();
   }
 
-  private async once<T>(fn: (tx: Transaction) => T, attempt: number, holding = false): Promise<{ done: true; value: T } | { done: false }> {
+  private async once<T>(fn: (tx: Transaction) => T, attempt: number, holding = false): Promise<Committed<T> | { done: false }> {
     this.hooks.checkViolations();
     const native = this.native;
     const tx = new Transaction(native, this.heap, attempt, this.lost);
@@ -256,17 +296,7 @@ export class TransactionRunner {
     }
     this.heap.afterCommit();
     this.hooks.onCommit(time, writes);
-    let afterError: unknown;
-    for (const f of tx.afterCommitFns) {
-      try {
-        f();
-      } catch (e) {
-        afterError ??= e;
-      }
-    }
-    // The transaction is committed either way; the first failing callback is reported.
-    if (afterError !== undefined) throw afterError;
-    return { done: true, value: value as T };
+    return { done: true, value: value as T, time, writes, after: tx.afterCommitFns };
   }
 
   /** Called on the app thread when the service answered a posted commit. */

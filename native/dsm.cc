@@ -264,8 +264,12 @@ int Dsm::ApplyCommit(uint64_t time, uint16_t owner, const uint32_t* pages, uint3
       if (pages[i] >= n || changesLen - off < 12) return -1;
       uint32_t len;
       memcpy(&len, changes + off + 8, 4);
-      if (changesLen - off - 12 < len || !ValidDiff(changes + off + 12, len, ps)) return -1;
       at.push_back(off);
+      if (len == kNotCarried) {
+        off += 12;
+        continue;
+      }
+      if (changesLen - off - 12 < len || !ValidDiff(changes + off + 12, len, ps)) return -1;
       off += 12 + len;
     }
     if (off != changesLen) return -1;
@@ -284,7 +288,7 @@ int Dsm::ApplyCommit(uint64_t time, uint16_t owner, const uint32_t* pages, uint3
       memcpy(&len, changes + at[i] + 8, 4);
     }
     const uint8_t s = pt_.state(page);
-    if (!changesLen || s == kInvalid || pt_.version(page) != prev || time <= prev) {
+    if (!changesLen || len == kNotCarried || s == kInvalid || pt_.version(page) != prev || time <= prev) {
       if (InvalidateLocked(page, time, owner)) doomed = true;
       continue;
     }

@@ -107,7 +107,9 @@ class Dsm {
   // page is invalidated. A change to a page the live transaction read or wrote dooms it; its
   // shadow takes the change, so a rollback restores the new version. Returns -1 when
   // `changes` is malformed (nothing applied), else 1 when the live transaction was doomed.
-  // `changes` may be empty: every page is invalidated.
+  // `changes` may be empty: every page is invalidated; so is a page whose change has the
+  // length kNotCarried (and no bytes): the committer sent it only to its backups.
+  static constexpr uint32_t kNotCarried = 0xffffffff;
   int ApplyCommit(uint64_t time, uint16_t owner, const uint32_t* pages, uint32_t count, const uint8_t* changes,
                   size_t changesLen);
   // Marks a page stale after a remote commit. Returns true when that doomed the live

@@ -1,11 +1,11 @@
 // The app thread's handle on the service worker: starts it, sends requests, matches replies.
 import path from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
-import { DsmError, SystemError } from '../errors';
+import { CommitUncertainError, DsmError, SystemError } from '../errors';
 import type { NativeAddon } from '../native';
 import { LocalTokenGate } from './local_token';
 import { CommitRing } from './commit_ring';
-import type { AppRequest, ServiceConfig, ServiceEvent, ServiceReply } from './messages';
+import { type AppRequest, type ServiceConfig, type ServiceEvent, type ServiceReply, Status } from './messages';
 
 type Pending = { resolve: (r: ServiceReply) => void; reject: (e: Error) => void };
 // Distributes Omit over the union so each request keeps its own fields.
@@ -18,6 +18,8 @@ export class ServiceClient {
   private exited = false;
   private readonly networked: boolean;
   private readonly time: BigUint64Array;
+  private readonly pageSize: number;
+  private durableWaiters: Array<{ time: number; resolve: () => void; reject: (e: Error) => void }> = [];
   /** The status words shared with the service (messages.ts `Status`). */
   get status(): BigUint64Array {
     return this.time;
@@ -33,6 +35,7 @@ export class ServiceClient {
 
   private constructor(config: Omit<ServiceConfig, 'gate' | 'localCommits' | 'commitRing'>, onLog: (level: string, message: string) => void) {
     this.time = new BigUint64Array(config.timeBuffer);
+    this.pageSize = config.pageSize;
     this.gate = LocalTokenGate.create();
     const full: ServiceConfig = { ...config, gate: this.gate.buffer };
     const transfer: MessagePort[] = [];
@@ -61,6 +64,13 @@ export class ServiceClient {
         onLog(m.level, m.message);
       } else if (m.type === 'peer-join' || m.type === 'peer-leave') {
         this.onPeer?.(m.type, m.id);
+      } else if (m.type === 'durable') {
+        this.flushDurable();
+      } else if (m.type === 'uncertain') {
+        const ws = this.durableWaiters;
+        this.durableWaiters = [];
+        this.time[Status.durableWanted] = 0n;
+        for (const w of ws) w.reject(new CommitUncertainError());
       } else if (m.type === 'rejoined') {
         this.nodeId = m.id;
         onLog('warn', `this node joined the cluster again as node ${m.id}`);
@@ -114,16 +124,50 @@ export class ServiceClient {
     let time = this.gate.tokenTime;
     try {
       if (native.doomed()) return 'doomed';
-      const pages = this.ring ? (written ?? native.writeSet()) : undefined;
-      if (pages && !this.ring!.fits(pages.length)) return undefined; // the service catches up first
-      time += 1;
-      native.commit(time, nodeId);
+      if (!this.ring) {
+        time += 1;
+        native.commit(time, nodeId);
+      } else {
+        // The changes are not encoded yet: room for every written page whole, at worst.
+        const n = written?.length ?? native.writeSet().length;
+        if (!this.ring.fits(n, n * (12 + this.pageSize))) return undefined; // the service catches up first
+        time += 1;
+        const [pages, changes] = native.commit(time, nodeId, true);
+        if (this.ring.push(time, pages, changes)) this.localCommits!.postMessage(null);
+      }
       if (time > this.time[0]) this.time[0] = BigInt(time);
       if (time > this.time[1]) this.time[1] = BigInt(time);
-      if (pages && this.ring!.push(time, pages)) this.localCommits!.postMessage(null);
       return time;
     } finally {
       this.gate.leave(time);
+    }
+  }
+
+  /**
+   * Resolves once this node's commit `time` (and every earlier one) is held by its backups
+   * (durability 'replicated'); rejects with CommitUncertainError if this node is removed
+   * from the cluster first.
+   */
+  waitDurable(time: number): Promise<void> {
+    if (this.time[Status.durable] >= BigInt(time)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      // Own commit times only grow, so the list stays sorted.
+      this.durableWaiters.push({ time, resolve, reject });
+      if (this.durableWaiters.length === 1) this.flushDurable();
+    });
+  }
+
+  /** Resolves the waits the durable time has reached, and tells the service the next one. */
+  private flushDurable(): void {
+    const ws = this.durableWaiters;
+    for (;;) {
+      const d = this.time[Status.durable];
+      let k = 0;
+      while (k < ws.length && BigInt(ws[k].time) <= d) ws[k++].resolve();
+      if (k) ws.splice(0, k);
+      this.time[Status.durableWanted] = ws.length ? BigInt(ws[0].time) : 0n;
+      // The service may have moved the time on before it saw what we want: look again.
+      if (!ws.length || this.time[Status.durable] < BigInt(ws[0].time)) return;
     }
   }
 

@@ -6,6 +6,7 @@
 //   membership.ts     the numbered configuration (members, lost pages) and the quorum rule
 //   lease.ts          the commit lease: no quorum hears us, no commits
 //   commits.ts        the commit path (token, lent token, commit ring) and applying commits
+//   replication.ts    durability: backups of each commit, acknowledgements
 //   pager.ts          fetching pages (read-ahead, scans, searches)
 //   page_serving.ts   answering page requests
 //   data_channels.ts  native page streams for scans
@@ -32,6 +33,7 @@ import { Membership } from './membership';
 import { Pager } from './pager';
 import { PageServing } from './page_serving';
 import { Recovery } from './recovery';
+import { type Durability, Replication } from './replication';
 import { decode } from './protocol';
 
 export interface ClusterConfig {
@@ -40,6 +42,9 @@ export interface ClusterConfig {
   peers: string[];
   /** Milliseconds to keep trying to reach a peer when joining. */
   joinTimeoutMs: number;
+  durability: Durability;
+  /** Backups of each commit (durability 'replicated'). */
+  replicas: number;
 }
 
 export interface ClusterEvents {
@@ -53,6 +58,10 @@ export interface ClusterEvents {
   discarding(page: number): boolean;
   /** This node was removed and joined again as `id`, at global time `time`. */
   rejoined(id: number, time: number): void;
+  /** Every commit of this node up to `time` is held by its backups. */
+  durable(time: number): void;
+  /** This node's commits not yet held by backups may or may not be in the cluster's history. */
+  uncertain(): void;
 }
 
 type Handler = (n: Cluster, from: number, payload: Buffer) => void;
@@ -70,6 +79,8 @@ const handlers: Record<number, Handler> = {
     if (!n.token.onToken(t)) n.ev.log('warn', `dropped a void token of generation ${t.generation} from node ${from}`);
   },
   [Msg.Commit]: (n, from, p) => n.commits.onCommit(from, p),
+  [Msg.CommitAck]: (n, from, p) => n.replication.onAck(from, p),
+  [Msg.BackupRequest]: (n, from, p) => n.replication.onBackupRequest(from, p),
   [Msg.ResendRequest]: (n, from, p) => n.commits.onResendRequest(from, p),
   [Msg.PageRequest]: (n, from, p) => n.serving.onRequest(from, p),
   [Msg.PageReply]: (n, from, p) => n.pager.onReply(from, p),
@@ -96,6 +107,7 @@ export class Cluster {
   readonly membership: Membership;
   readonly admission: Admission;
   readonly commits: Commits;
+  readonly replication: Replication;
   readonly pager: Pager;
   readonly serving: PageServing;
   readonly data: DataChannels;
@@ -127,6 +139,7 @@ export class Cluster {
     });
     this.lease = new Lease(this);
     this.commits = new Commits(this);
+    this.replication = new Replication(this, config.durability, config.replicas);
     this.pager = new Pager(this);
     this.serving = new PageServing(this);
     this.data = new DataChannels(this);
@@ -177,6 +190,7 @@ export class Cluster {
   setPartitioned(on: boolean): void {
     this.publishStatus();
     if (!on) return;
+    this.replication.partitioned();
     const ws = this.partitionWaiters;
     this.partitionWaiters = [];
     const e = new Partitioned();
@@ -213,6 +227,7 @@ export class Cluster {
     this.partitionWaiters = [];
     for (const w of waiting) w(new Partitioned());
     this.recovery.reset();
+    this.replication.reset();
     for (const id of this.links.connected()) this.links.drop(id, 'rejoining');
     for (const id of this.members.keys()) this.data.drop(id);
     this.membership.adopt(0, 0, []);
@@ -287,6 +302,7 @@ export class Cluster {
     await this.leaving.leave();
     this.lease.stop();
     this.recovery.stop();
+    this.replication.stop();
     this.log.close();
     await this.transport.close();
   }
@@ -328,6 +344,10 @@ export class Cluster {
       queuedBytes: this.links.queuedBytes(),
       backlogged: this.links.backlogged,
       commitsWaitingForDrain: this.commits.waitingForDrain,
+      durability: this.config.durability,
+      durableTime: this.replication.durable,
+      commitsWaitingForBackups: this.replication.waiting,
+      backupFetches: this.replication.backupFetches,
       heldPageRequests: this.serving.heldCount,
       heldPageRequestsTotal: this.serving.heldTotal,
       droppedPageRequests: this.serving.heldDropped,

@@ -2,15 +2,22 @@
 // the lent token and broadcast from the commit ring), commits received and applied in
 // global-time order, and re-sending commits a member missed.
 import { CommitStatus } from '../native';
-import { type CommitRecord, type ConfigChange, decode, encode, LOST_OWNER, Msg, type TokenState } from './protocol';
+import { type CommitRecord, type ConfigChange, decode, encode, LOST_OWNER, type Member, Msg, type TokenState } from './protocol';
+import { carried } from './changes';
 import { debug } from './debug';
 import type { Cluster } from './cluster';
+
+const EMPTY = new Uint8Array(0);
+
+/** The most bytes of changes one commit frame carries (changes.ts); the transport takes 64 MiB frames. */
+const CHANGES_LIMIT = 16 << 20;
 
 /** Commits re-sent between checks of the requester's backlog. */
 const RESEND_CHUNK = 1024;
 
 export class Commits {
-  private drainTimer?: NodeJS.Timeout;
+  /** Cancels the drain of the app's commits that is scheduled (none: undefined). */
+  private cancelDrain?: () => void;
   private reclaiming = false;
   /** The token, held on behalf of the app's next run (holdForApp). */
   private heldForApp?: TokenState;
@@ -21,16 +28,25 @@ export class Commits {
     // Woken by the app's first lent-token commit after a drain: wait a millisecond so a run
     // of commits goes out as one batch (one wake-up instead of one per commit). Reclaiming
     // the token and serving a page drain at once, so nothing depends on this delay.
+    // With durability 'replicated' the app waits for each commit's backups: drain at once
+    // (commits the app makes meanwhile still go out together).
     n.localCommits.on('message', () => {
-      if (this.drainTimer) return;
-      this.drainTimer = setTimeout(() => {
-        this.drainTimer = undefined;
+      if (this.cancelDrain) return;
+      const drain = () => {
+        this.cancelDrain = undefined;
         // A member reads slower than we commit: take the token back, so the app's next
         // commits go through commit(), which waits for the slow member.
         const t = n.token.token;
         if (n.links.backlogged && t && n.gate.lent) this.reclaim(t);
         else this.drainLocal();
-      }, 1);
+      };
+      if (n.replication.backups > 0) {
+        const h = setImmediate(drain);
+        this.cancelDrain = () => clearImmediate(h);
+      } else {
+        const h = setTimeout(drain, 1);
+        this.cancelDrain = () => clearTimeout(h);
+      }
     });
     // Lending stopped while a member was backlogged (maybeLend): offer it again.
     n.links.onAllDrained(() => {
@@ -121,7 +137,6 @@ export class Commits {
   /** Commits the app's ended transaction (its write set is in the native layer). */
   async commit(): Promise<[number, number]> {
     const n = this.n;
-    const pages = n.native.writeSet();
     // A slow member slows the committer: commits wait until every member reads what was
     // sent. Bounded: a member that never reads is closed at the transport's hard limit or
     // by the failure detector, and then no longer counts.
@@ -149,11 +164,8 @@ export class Commits {
       if (!n.lease.valid()) return [CommitStatus.partitioned, 0];
       const time = t.time + 1;
       t.time = time;
-      const rec: CommitRecord = { time, node: n.id, pages };
-      n.links.broadcast(Msg.Commit, encode.commit(rec), t.members);
-      n.native.commit(time, n.id);
-      this.written(pages);
-      n.log.receive(rec);
+      const [pages, changes] = n.native.commit(time, n.id, true);
+      this.made({ time, node: n.id, pages, changes, backups: n.replication.backups }, t.members);
       return [CommitStatus.committed, time];
     } finally {
       n.token.release();
@@ -238,21 +250,41 @@ export class Commits {
 
   /** Commits the app thread made with the lent token: tell everyone. */
   drainLocal(): void {
-    this.n.ring.drain((time, pages) => this.applyLocal(time, pages));
+    this.n.ring.drain((time, pages, changes) => this.applyLocal(time, pages, changes));
   }
 
-  private applyLocal(time: number, pages: Uint32Array): void {
+  private applyLocal(time: number, pages: Uint32Array, changes: Uint8Array): void {
     const n = this.n;
     if (time <= n.log.applied) return;
     const t = n.token.token;
     if (t) t.time = Math.max(t.time, time);
-    const rec: CommitRecord = { time, node: n.id, pages };
-    n.links.broadcast(Msg.Commit, encode.commit(rec), t?.members ?? n.members.values());
-    this.written(pages);
-    n.log.receive(rec);
+    this.made({ time, node: n.id, pages, changes, backups: n.replication.backups }, t?.members ?? n.members.values());
   }
 
-  /** Applies another node's commit: its pages become invalid here, dooming what read them. */
+  /** A commit made here (natively committed already): tell everyone, and wait for its backups. */
+  private made(rec: CommitRecord, to: Iterable<Member>): void {
+    const n = this.n;
+    const c = rec.changes && carried(rec.changes, n.config.pageSize, CHANGES_LIMIT);
+    // The log keeps (and re-sends) what the backups got.
+    if (c) rec.changes = c.backups;
+    if (!c || c.others === c.backups) {
+      n.links.broadcast(Msg.Commit, encode.commit(rec), to);
+    } else {
+      const backups = new Set(n.replication.backupsOf(n.id, rec.backups ?? 0));
+      const all = [...to];
+      n.links.broadcast(Msg.Commit, encode.commit(rec), all.filter((m) => backups.has(m.id)));
+      n.links.broadcast(Msg.Commit, encode.commit({ ...rec, changes: c.others }), all.filter((m) => !backups.has(m.id)));
+    }
+    this.written(rec.pages);
+    n.log.receive(rec);
+    n.replication.committed(rec.time, rec.pages, rec.backups ?? 0);
+  }
+
+  /**
+   * Applies another node's commit: copies of its pages that are current here take its
+   * changes (update); older ones become invalid. Either way a transaction that read them is
+   * doomed. A backup of the committer then makes sure it holds every page.
+   */
   applyRemote(rec: CommitRecord): void {
     const n = this.n;
     if (debug.enabled) debug(`node ${n.id} apply commit ${rec.time} by ${rec.node}: pages ${Array.from(rec.pages).join(',')}`);
@@ -261,14 +293,17 @@ export class Commits {
       return;
     }
     if (rec.node === n.id) return; // our own, applied when made
-    let doomed = false;
-    const lost = n.membership.lostPages.size > 0;
-    for (const p of rec.pages) {
-      if (p >= n.config.numPages) continue;
-      if (lost && n.table.owners[p] === LOST_OWNER) n.membership.discarded(p);
-      if (n.native.invalidate(p, rec.time, rec.node)) doomed = true;
+    if (n.membership.lostPages.size > 0) {
+      for (const p of rec.pages) if (p < n.config.numPages && n.table.owners[p] === LOST_OWNER) n.membership.discarded(p);
     }
-    if (doomed) n.native.interruptApp();
+    const r = n.native.applyCommit(rec.time, rec.node, rec.pages, rec.changes ?? EMPTY);
+    if (r < 0) {
+      // Checked before anything was applied: the pages are invalidated instead (fetched
+      // whole when next needed), so the cluster's order still holds here.
+      n.ev.log('warn', `commit ${rec.time} from node ${rec.node} carried malformed changes; its pages are fetched instead`);
+      if (n.native.applyCommit(rec.time, rec.node, rec.pages.filter((p) => p < n.config.numPages), EMPTY) > 0) n.native.interruptApp();
+    } else if (r > 0) n.native.interruptApp();
+    n.replication.applied(rec.node, rec.time, rec.pages, rec.backups ?? 0);
   }
 
   /** Commit. */
@@ -304,8 +339,8 @@ export class Commits {
 
   /** The node is closing: nothing more is drained on a timer. */
   stop(): void {
-    if (this.drainTimer) clearTimeout(this.drainTimer);
-    this.drainTimer = undefined;
+    this.cancelDrain?.();
+    this.cancelDrain = undefined;
   }
 }
 

@@ -165,6 +165,8 @@ export class Membership {
     n.lease.changed();
     // Fetches parked on removed owners go to the new owners (or fail as lost).
     n.pager.configurationChanged();
+    // Commits waiting for backups that left ask their new ones.
+    n.replication.configurationChanged();
   }
 
   /** A commit made a lost page new again (tx.discardLost on some node). */

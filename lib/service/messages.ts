@@ -11,8 +11,11 @@ export interface ServiceConfig {
    * STATUS_WORDS BigUint64 words shared by the app and the service. Written by the service:
    * [0] the global time this node has applied, [1] the highest global time it has heard of
    * (ahead of [0] while commits are in flight or missed), [2] how many pages configurations
-   * decided lost, [3] 1 while this node has no quorum (or is joining again). Written by the
-   * app: [4, 5) the page range a transaction is discarding (tx.discardLost), else 0, 0.
+   * decided lost, [3] 1 while this node has no quorum (or is joining again), [6] every
+   * commit of this node up to this time is held by its backups (durability 'replicated').
+   * Written by the app: [4, 5) the page range a transaction is discarding (tx.discardLost),
+   * else 0, 0; [7] the earliest commit time the app waits to be durable, else 0 (the service
+   * posts a 'durable' event once [6] reaches it).
    */
   timeBuffer: SharedArrayBuffer;
   /** The commit token lent to the app thread (local_token.ts). */
@@ -29,11 +32,13 @@ export interface ServiceConfig {
     joinTimeoutMs: number;
     heartbeatMs?: number;
     deadAfterMs?: number;
+    durability: 'none' | 'replicated';
+    replicas: number;
   };
 }
 
-export const STATUS_WORDS = 6;
-export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5 } as const;
+export const STATUS_WORDS = 8;
+export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5, durable: 6, durableWanted: 7 } as const;
 
 export type AppRequest =
   | { id: number; type: 'test-invalidate'; page: number; fill: number }
@@ -53,7 +58,11 @@ export type ServiceEvent =
   | { type: 'failed'; code: string; message: string }
   | { type: 'log'; level: 'warn' | 'error'; message: string }
   | { type: 'peer-join' | 'peer-leave'; id: number }
-  | { type: 'rejoined'; id: number };
+  | { type: 'rejoined'; id: number }
+  /** Status.durable reached Status.durableWanted. */
+  | { type: 'durable' }
+  /** Commits not yet held by backups may or may not be in the cluster's history (this node was removed). */
+  | { type: 'uncertain' };
 
 /** Figures only the service knows. */
 export interface ServiceStats {

@@ -20,6 +20,8 @@ interface PendingFetch {
   count: number;
   /** Nobody answered: waiting for the owner to come back or a configuration to decide. */
   parked?: boolean;
+  /** Run when the fetch ends (fetchFor). */
+  done?: Array<() => void>;
 }
 
 /** A page request unanswered this long is asked of every member instead. */
@@ -84,6 +86,26 @@ export class Pager {
   }
 
   /**
+   * Fetches `page` for the service itself (a backup taking a page it lacks, replication.ts);
+   * `done` runs once the fetch has ended, whether it installed the page or not.
+   */
+  fetchFor(page: number, done: () => void): void {
+    const { native, table } = this.n;
+    if (table.states[page] !== 0 || table.owners[page] === LOST_OWNER) return done();
+    const existing = this.fetchByPage[page];
+    if (existing !== 0) {
+      (this.fetches.get(existing)!.done ??= []).push(done);
+      return;
+    }
+    if (table.versions[page] === 0n) {
+      native.install(page, null, 0, table.owners[page]);
+      return done();
+    }
+    // With read-ahead: a backup lacking many pages of one commit asks for runs of them.
+    this.request(page, [], READ_AHEAD_MAX, done);
+  }
+
+  /**
    * A sequential scan is at `page`: keep the next SCAN_AHEAD pages requested, in ranges of
    * READ_AHEAD_MAX, so several replies are on the wire while the scan reads (one range in
    * flight at a time leaves the link idle for a round trip per range).
@@ -102,7 +124,7 @@ export class Pager {
   }
 
   /** Sends one page request for up to `window` pages from `page`; returns how many it covers. */
-  private request(page: number, slots: number[], window: number): number {
+  private request(page: number, slots: number[], window: number, done?: () => void): number {
     const n = this.n;
     const { table } = n;
     const owner = table.owners[page];
@@ -113,7 +135,7 @@ export class Pager {
       table.owners[page + count] === owner && this.fetchByPage[page + count] === 0) count++;
     const reqId = this.nextReq;
     this.nextReq = (this.nextReq + 1) >>> 0 || 1; // u32 on the wire; 0 means none
-    this.fetches.set(reqId, { page, slots, count });
+    this.fetches.set(reqId, { page, slots, count, done: done && [done] });
     this.fetchByPage.fill(reqId, page, page + count);
     this.remoteFetches++;
     if (owner === LOST_OWNER) {
@@ -202,6 +224,7 @@ export class Pager {
     this.fetches.delete(reqId);
     for (let i = 0; i < f.count; i++) if (this.fetchByPage[f.page + i] === reqId) this.fetchByPage[f.page + i] = 0;
     for (const s of f.slots) this.n.native.completeRequest(s);
+    if (f.done) for (const d of f.done) d();
   }
 
   /** PageReply. */

@@ -42,9 +42,17 @@ export const Msg = {
   LeaseEcho: 37,
   /** To a node that speaks under an id the configuration no longer has: u32 the configuration's epoch. */
   Removed: 38,
+  /** Backup -> committer: u64 time. The backup holds every page of that commit at its version or newer. */
+  CommitAck: 39,
+  /**
+   * Committer -> a member that became its backup after the commit was made: u64 time | u32s
+   * pages. Hold these pages at that version or newer, then answer CommitAck.
+   */
+  BackupRequest: 40,
 } as const;
 
 export const NO_NODE = 0xffff;
+const EMPTY = new Uint8Array(0);
 /** The owner of a page decided lost (its latest version died with every holder). */
 export const LOST_OWNER = 0xfffe;
 
@@ -94,7 +102,10 @@ export interface TokenState {
 }
 
 /**
- * Commit: u64 time | u16 committer | u32s pages | then, for a configuration change only:
+ * Commit: u64 time | u16 committer | u8 backups the committer waits for (replication.ts; 0:
+ * durability 'none') | u32s pages | bytes changes (per page, in order: u64 the version it replaces |
+ * u32 length | a diff, native/page_diff.h; empty: no changes carried, receivers invalidate)
+ * | then, for a configuration change only:
  * u32 epoch | u16 next id | members as in JoinAccept | u32 count, then u16 removed ids | u32s pages decided
  * lost | u32s pages moved | u32 count, then u16 their new owners | u32 count, then u64 their versions.
  */
@@ -102,6 +113,10 @@ export interface CommitRecord {
   time: number;
   node: number;
   pages: Uint32Array;
+  /** What changed in each page (see above); absent for configurations. */
+  changes?: Uint8Array;
+  /** How many backups the committer waits for (durability 'replicated'; 0: none). */
+  backups?: number;
   /** A new configuration, made under the token at this time. */
   config?: ConfigChange;
 }
@@ -234,7 +249,8 @@ export const encode = {
     return w.done();
   },
   commit(c: CommitRecord): Buffer {
-    const w = new WireWriter(16 + c.pages.length * 4).u64(c.time).u16(c.node).u32s(c.pages);
+    const changes = c.changes ?? EMPTY;
+    const w = new WireWriter(24 + c.pages.length * 4 + changes.length).u64(c.time).u16(c.node).u8(c.backups ?? 0).u32s(c.pages).bytes(changes);
     const k = c.config;
     if (k) {
       w.u32(k.epoch).u16(k.nextId);
@@ -286,6 +302,8 @@ export const encode = {
   },
   time: (t: number) => new WireWriter().u64(t).done(),
   epoch: (e: number) => new WireWriter().u32(e).done(),
+  commitAck: (time: number) => new WireWriter(8).u64(time).done(),
+  backupRequest: (time: number, pages: Uint32Array) => new WireWriter(12 + pages.length * 4).u64(time).u32s(pages).done(),
 };
 
 /** Decoders: each reads the whole payload and rejects trailing bytes. */
@@ -336,7 +354,12 @@ export const decode = {
   },
   commit(b: Buffer): CommitRecord {
     const r = new WireReader(b);
-    const c: CommitRecord = { time: r.u64(), node: r.u16(), pages: r.u32s() };
+    const c: CommitRecord = { time: r.u64(), node: r.u16(), pages: new Uint32Array(0) };
+    c.backups = r.u8();
+    c.pages = r.u32s();
+    const changes = r.bytes();
+    // Copied: the log keeps records, and a view would keep the whole socket chunk alive.
+    if (changes.length) c.changes = new Uint8Array(changes);
     if (r.remaining > 0) {
       const epoch = r.u32();
       const nextId = r.u16();
@@ -440,6 +463,18 @@ export const decode = {
     const t = r.u64();
     r.end();
     return t;
+  },
+  commitAck(b: Buffer): number {
+    const r = new WireReader(b);
+    const t = r.u64();
+    r.end();
+    return t;
+  },
+  backupRequest(b: Buffer): { time: number; pages: Uint32Array } {
+    const r = new WireReader(b);
+    const out = { time: r.u64(), pages: r.u32s() };
+    r.end();
+    return out;
   },
   epoch(b: Buffer): number {
     const r = new WireReader(b);

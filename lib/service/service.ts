@@ -48,6 +48,13 @@ export class Service {
     return p >= this.time[Status.discardFrom] && p < this.time[Status.discardTo];
   }
 
+  /** Every commit of this node up to `time` is held by its backups: wake the app if it waits for that. */
+  publishDurable(time: number): boolean {
+    this.time[Status.durable] = BigInt(time);
+    const wanted = this.time[Status.durableWanted];
+    return wanted !== 0n && wanted <= BigInt(time);
+  }
+
   /** Joined again at `time`: the times start over from the cluster's. */
   restartTimes(time: number): void {
     this.time[Status.applied] = BigInt(time);

@@ -41,7 +41,7 @@ async function start(): Promise<void> {
     const cluster = new Cluster(
       native,
       transport,
-      { pageSize: config.pageSize, numPages: config.numPages, peers: cc.peers, joinTimeoutMs: cc.joinTimeoutMs },
+      { pageSize: config.pageSize, numPages: config.numPages, peers: cc.peers, joinTimeoutMs: cc.joinTimeoutMs, durability: cc.durability, replicas: cc.replicas },
       {
         log,
         event: (type, id) => emit({ type, id }),
@@ -52,6 +52,10 @@ async function start(): Promise<void> {
           service.restartTimes(time);
           emit({ type: 'rejoined', id });
         },
+        durable: (time) => {
+          if (service.publishDurable(time)) emit({ type: 'durable' });
+        },
+        uncertain: () => emit({ type: 'uncertain' }),
       },
       new LocalTokenGate(config.gate),
       config.localCommits!,

@@ -108,8 +108,10 @@ describe('failures', () => {
   });
 
   it('a page whose only up-to-date copy died is reported with ERR_DSM_PAGE_LOST, not zero-filled silently', async () => {
-    const [a, b] = await h.cluster(2, { heartbeatMs: 200, deadAfterMs: 2000 });
-    await b.run('await dsm.transaction(() => { dsm.u32[args.at] = 123; });', { at: AT + 5 * 1024 });
+    // Durability 'none' and a whole page: nobody else holds its new version (a diff would
+    // have kept the other node's copy current, and 'replicated' would wait for a backup).
+    const [a, b] = await h.cluster(2, { heartbeatMs: 200, deadAfterMs: 2000, durability: 'none' });
+    await b.run('await dsm.transaction(() => { dsm.u32.fill(123, args.at, args.at + 1024); });', { at: AT + 5 * 1024 });
     // The commit must have reached the other node (a node killed within the millisecond
     // before its commits go out takes them with it, and then nothing is lost).
     await settle([a, b]);

@@ -12,9 +12,11 @@ describe('lost pages', () => {
   afterEach(() => h.close());
 
   it('every survivor reports the same loss, and tx.discardLost makes the pages new everywhere', async () => {
-    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000 });
+    // Durability 'none': nobody backs c's commits up. Whole pages are written, so the others'
+    // copies are invalidated rather than updated (a diff would keep them current, changes.ts).
+    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' });
     // c writes two pages nobody else reads, and a third that b reads (b holds a copy).
-    await c.run('await dsm.transaction(() => { dsm.u32[args.at] = 11; dsm.u32[args.at + 1024] = 22; dsm.u32[args.at + 2048] = 33; });', { at: AT });
+    await c.run('await dsm.transaction(() => { dsm.u32.fill(11, args.at, args.at + 1024); dsm.u32.fill(22, args.at + 1024, args.at + 2048); dsm.u32.fill(33, args.at + 2048, args.at + 3072); });', { at: AT });
     await settle([a, b, c]);
     expect(await b.run('return dsm.transaction(() => dsm.u32[args.at + 2048]);', { at: AT })).toBe(33);
     const lostPage = (AT * 4) / PAGE;

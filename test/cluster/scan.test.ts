@@ -25,7 +25,7 @@ describe('sequential scans of remote pages', () => {
   afterEach(() => h.close());
 
   it('read exactly what was committed, outside and inside transactions, and see later commits', async () => {
-    const [a, b] = await h.cluster(2, { regionSize: 64 << 20 });
+    const [a, b] = await h.cluster(2, { regionSize: 64 << 20, durability: 'none' });
     await a.run(`await dsm.transaction(() => { ${fill} });`, { first: FIRST, count: COUNT, salt: 1 });
     await settle([a, b]);
     // Outside a transaction: read-ahead pages are granted on arrival.
@@ -48,7 +48,7 @@ describe('sequential scans of remote pages', () => {
   });
 
   it('scans see consistent pages while another node commits into them', async () => {
-    const [a, b, c] = await h.cluster(3, { regionSize: 64 << 20 });
+    const [a, b, c] = await h.cluster(3, { regionSize: 64 << 20, durability: 'none' });
     const N = 300; // pairs of pages (p, p + N) that every commit writes together
     await a.run(`await dsm.transaction(() => { for (let p = args.first; p < args.first + 2 * args.n; p++) dsm.u32.fill(1, p * 1024, (p + 1) * 1024); });`, { first: FIRST, n: N });
     await settle([a, b, c]);
@@ -98,7 +98,7 @@ describe('sequential scans of remote pages', () => {
   });
 
   it('a scan streams over a data channel that outlives idle periods and later scans', async () => {
-    const [a, b] = await h.cluster(2, { regionSize: 64 << 20, heartbeatMs: 50, deadAfterMs: 300 });
+    const [a, b] = await h.cluster(2, { regionSize: 64 << 20, heartbeatMs: 50, deadAfterMs: 300, durability: 'none' });
     await a.run(`await dsm.transaction(() => { ${fill} });`, { first: FIRST, count: COUNT, salt: 4 });
     await settle([a, b]);
     expect(await b.run<number[]>(verify, { first: FIRST, count: COUNT, salt: 4 })).toEqual([]);
@@ -116,9 +116,10 @@ describe('sequential scans of remote pages', () => {
   it('a scan whose owner is killed midway reports the lost pages and the node goes on', async () => {
     // Three nodes: after a dies, b and c are a majority and go on (two nodes alone could not:
     // of the two halves of a two-node cluster only the lower id's goes on).
-    const [a, b, c] = await h.cluster(3, { regionSize: 64 << 20, heartbeatMs: 100, deadAfterMs: 1000 });
+    const [a, b, c] = await h.cluster(3, { regionSize: 64 << 20, heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' });
     const N = 6000; // far more than the read-ahead keeps in flight
-    await a.run(`await dsm.transaction(() => { for (let p = args.first; p < args.first + args.n; p++) dsm.u32[p * 1024] = p; });`, { first: FIRST, n: N });
+    // Whole pages (a one-word change would travel as a diff and keep the others' copies current).
+    await a.run(`await dsm.transaction(() => { for (let p = args.first; p < args.first + args.n; p++) dsm.u32.fill(p, p * 1024, (p + 1) * 1024); });`, { first: FIRST, n: N });
     await settle([a, b, c]);
     // The first half arrives over the data channel; then the owner dies.
     expect(await b.run<number>(`let bad = 0; for (let p = args.first; p < args.first + args.n / 2; p++) if (dsm.u32[p * 1024] !== p) bad++; return bad;`, { first: FIRST, n: N })).toBe(0);

@@ -341,10 +341,19 @@ TEST(commits_carry_diffs_that_update_current_copies_and_invalidate_stale_ones) {
   // A change over a version we do not hold (12 again, at 14): invalidated instead.
   CHECK(d->ApplyCommit(14, 2, &page, 1, c13.data(), c13.size()) == 0);
   CHECK(d->pages().state(page) == kInvalid && d->pages().version(page) == 14);
-  // Malformed changes are refused whole: page 6 stays as it was.
-  const uint32_t two[] = {6, 7};
-  CHECK(d->ApplyCommit(15, 2, two, 2, c13.data(), c13.size()) == -1);
-  CHECK(d->pages().state(6) != kInvalid && d->pages().version(6) == 0);
+  // A change left out (sent to backups only): the current copy of page 6 is invalidated.
+  std::vector<uint8_t> out(12);
+  const uint64_t zero = 0;
+  const uint32_t notCarried = Dsm::kNotCarried;
+  memcpy(out.data(), &zero, 8);
+  memcpy(out.data() + 8, &notCarried, 4);
+  const uint32_t six = 6;
+  CHECK(d->ApplyCommit(15, 2, &six, 1, out.data(), out.size()) == 0);
+  CHECK(d->pages().state(6) == kInvalid && d->pages().version(6) == 15);
+  // Malformed changes are refused whole: page 9 stays as it was.
+  const uint32_t two[] = {9, 10};
+  CHECK(d->ApplyCommit(16, 2, two, 2, c13.data(), c13.size()) == -1);
+  CHECK(d->pages().state(9) != kInvalid && d->pages().version(9) == 0);
   CloseDsm(d);
 }
 

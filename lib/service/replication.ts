@@ -1,0 +1,221 @@
+// Replicated durability. A commit record carries each written page's change, and every
+// node holding a page's previous version applies it (commits.ts), so copies stay current
+// instead of being thrown away. With durability 'replicated' a commit is acknowledged to
+// the program only once its backups hold it: the next `backups` members after the
+// committer in id order (wrapping), each holding every page of the commit at its version
+// or newer; a backup that lacks a page fetches it whole once, and later commits keep it
+// current with diffs. When a node dies, recovery moves its pages to a survivor holding their
+// latest version (membership.ts), so an acknowledged commit survives any `replicas` failures.
+//
+// Acknowledgements are pipelined: the program's next transaction runs while earlier
+// commits wait for theirs; a commit counts as durable once it and every earlier commit of
+// this node are.
+import { decode, encode, LOST_OWNER, Msg } from './protocol';
+import type { Cluster } from './cluster';
+
+export type Durability = 'none' | 'replicated';
+
+interface Unacked {
+  time: number;
+  pages: Uint32Array;
+  /** How many backups the commit asked for. */
+  want: number;
+  /** Members that said they hold it. */
+  acks: Set<number>;
+}
+
+/** An unacknowledged commit is asked for again this often (an ack can be lost with a connection). */
+const RETRY_MS = 1000;
+
+export class Replication {
+  /** This node's commits waiting for their backups, oldest first. */
+  private readonly unacked: Unacked[] = [];
+  private readonly byTime = new Map<number, Unacked>();
+  /** Every commit of this node up to this time is held by its backups. */
+  durable = 0;
+  private lastOwn = 0;
+  private retryTimer?: NodeJS.Timeout;
+  /** Pages this node fetched whole to back another node's commit up (dsm stats). */
+  backupFetches = 0;
+
+  constructor(
+    private readonly n: Cluster,
+    readonly durability: Durability,
+    readonly replicas: number,
+  ) {}
+
+  /** How many backups this node's commits ask for (0: durability 'none'). */
+  get backups(): number {
+    return this.durability === 'replicated' ? this.replicas : 0;
+  }
+
+  /**
+   * The members that back up `node`'s commits when it asks for `want` backups: the next
+   * `want` ids after it in id order, wrapping (every node computes the same set from the
+   * configuration in force at the commit's time).
+   */
+  backupsOf(node: number, want: number): number[] {
+    const others = this.n.membership.list().filter((id) => id !== node);
+    if (others.length === 0 || want === 0) return [];
+    let start = others.findIndex((id) => id > node);
+    if (start < 0) start = 0;
+    const out: number[] = [];
+    for (let i = 0; i < Math.min(want, others.length); i++) out.push(others[(start + i) % others.length]);
+    return out;
+  }
+
+  /** This node made commit `time` (broadcast already): wait for its backups if it asked for any. */
+  committed(time: number, pages: Uint32Array, want: number): void {
+    this.lastOwn = Math.max(this.lastOwn, time);
+    if (want > 0) {
+      const u: Unacked = { time, pages, want, acks: new Set() };
+      this.unacked.push(u);
+      this.byTime.set(time, u);
+      this.armRetry();
+    }
+    this.advance();
+  }
+
+  /** CommitAck: `from` holds our commit. */
+  onAck(from: number, payload: Buffer): void {
+    const u = this.byTime.get(decode.commitAck(payload));
+    if (!u) return;
+    u.acks.add(from);
+    if (u === this.unacked[0]) this.advance();
+  }
+
+  /** Moves the durable mark past every commit whose backups (and predecessors') hold it. */
+  private advance(): void {
+    const members = this.n.members;
+    const others = Math.max(0, members.size - 1);
+    while (this.unacked.length) {
+      const u = this.unacked[0];
+      let held = 0;
+      for (const a of u.acks) if (members.has(a)) held++;
+      // Fewer members than backups asked for: every other member must hold it.
+      if (held < Math.min(u.want, others)) break;
+      this.unacked.shift();
+      this.byTime.delete(u.time);
+    }
+    const mark = this.unacked.length ? this.unacked[0].time - 1 : this.lastOwn;
+    if (mark > this.durable) {
+      this.durable = mark;
+      this.n.ev.durable(mark);
+    }
+    if (!this.unacked.length && this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+  }
+
+  /**
+   * Another node's commit was just applied here: if this node is one of its backups, make
+   * sure it holds every page of it, then say so.
+   */
+  applied(node: number, time: number, pages: Uint32Array, want: number): void {
+    if (want === 0 || !this.backupsOf(node, want).includes(this.n.id)) return;
+    this.hold(node, time, pages);
+  }
+
+  /** BackupRequest: a member whose backups changed asks us to hold one of its commits. */
+  onBackupRequest(from: number, payload: Buffer): void {
+    const r = decode.backupRequest(payload);
+    if (r.pages.some((p) => p >= this.n.config.numPages)) throw new Error('a backup request names a page outside the region');
+    void this.n.log.waitApplied(r.time).then(() => this.hold(from, r.time, r.pages));
+  }
+
+  /** Fetches what is missing of `pages` at `time` or newer, then acknowledges to `to`. */
+  private hold(to: number, time: number, pages: Uint32Array): void {
+    const n = this.n;
+    if (n.closing || !n.members.has(to)) return;
+    const { states, versions, owners } = n.table;
+    const missing: number[] = [];
+    for (const p of pages) {
+      // A page decided lost is nobody's to hold (a later discard makes it new again).
+      if (owners[p] === LOST_OWNER) continue;
+      if (states[p] === 0) missing.push(p);
+      else if (Number(versions[p]) < time) {
+        // Applying the commit updated or invalidated every page of it: a valid older copy
+        // here means the commit was not applied, and a fetch would not help.
+        n.ev.log('warn', `cannot back up commit ${time} of node ${to}: page ${p} is at version ${versions[p]}`);
+        return;
+      }
+    }
+    if (missing.length === 0) {
+      n.links.send(to, Msg.CommitAck, encode.commitAck(time));
+      return;
+    }
+    let left = missing.length;
+    this.backupFetches += missing.length;
+    for (const p of missing) {
+      n.pager.fetchFor(p, () => {
+        // Installed (or crossed by a newer commit, which a current copy would have taken):
+        // look again once every fetch has ended.
+        if (--left === 0) this.hold(to, time, pages);
+      });
+    }
+  }
+
+  /** The configuration changed: commits waiting on members that left ask their new backups. */
+  configurationChanged(): void {
+    this.advance();
+    this.askAgain();
+  }
+
+  /** Sends each unacknowledged commit to its backups that have not answered. */
+  private askAgain(): void {
+    const n = this.n;
+    for (const u of this.unacked) {
+      for (const id of this.backupsOf(n.id, u.want)) {
+        if (!u.acks.has(id)) n.links.send(id, Msg.BackupRequest, encode.backupRequest(u.time, u.pages));
+      }
+    }
+  }
+
+  private armRetry(): void {
+    if (this.retryTimer) return;
+    const head = this.unacked[0]?.time;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (!this.unacked.length || this.n.closing) return;
+      // Still waiting for the same commit: its acknowledgement (or the commit) was lost.
+      if (this.unacked[0].time === head) this.askAgain();
+      this.armRetry();
+    }, RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  /**
+   * This node left the configuration (it joins again under a new id): whether its waiting
+   * commits are in the cluster's history is unknown. They are reported so, never as durable.
+   */
+  reset(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.unacked.length = 0;
+    this.byTime.clear();
+    this.lastOwn = 0;
+    this.durable = 0;
+    this.n.ev.durable(0); // its times start over from the cluster's
+    this.n.ev.uncertain();
+  }
+
+  /**
+   * This node lost its quorum: its backups may never answer, and the majority may go on
+   * without its latest commits. The program is told now rather than left waiting (an
+   * acknowledgement that comes later still moves the durable time on).
+   */
+  partitioned(): void {
+    if (this.unacked.length) this.n.ev.uncertain();
+  }
+
+  stop(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  /** Commits waiting for their backups (dsm stats). */
+  get waiting(): number {
+    return this.unacked.length;
+  }
+}

@@ -31,7 +31,10 @@ export interface DsmStats {
   protectionResets: number;
   shadowRestores: number;
   installs: number;
+  /** Copies made stale by other nodes' commits (fetched again if read). */
   invalidations: number;
+  /** Copies brought to another node's commit by applying its diff (no fetch needed). */
+  updates: number;
 }
 
 /** The typed array classes `dsm.view()` takes. */
@@ -258,6 +261,7 @@ export class DsmNode extends EventEmitter {
       shadowRestores: n('shadowRestores'),
       installs: n('installs'),
       invalidations: n('invalidations'),
+      updates: n('updates'),
     };
   }
 

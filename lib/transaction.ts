@@ -157,8 +157,15 @@ export class TransactionRunner {
   /** Commits waiting for their acknowledgement. */
   private readonly acknowledging = new Set<Promise<unknown>>();
 
+  /** This node's latest write commit. */
+  private lastWrite = 0;
+
   private async acknowledged<T>(done: Committed<T>): Promise<T> {
-    const wait = done.writes > 0 ? this.hooks.durable(done.time) : undefined;
+    // A read-only transaction may have read this node's own commits that no backup holds
+    // yet (were the node to die, they would die with it): it waits for them too.
+    if (done.writes > 0) this.lastWrite = Math.max(this.lastWrite, done.time);
+    const upTo = done.writes > 0 ? done.time : this.lastWrite;
+    const wait = upTo > 0 ? this.hooks.durable(upTo) : undefined;
     if (wait) {
       this.acknowledging.add(wait);
       try {

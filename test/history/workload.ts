@@ -269,7 +269,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   // A killed node, and a stalled one the others removed meanwhile (it came back under a new
   // id), lose what they committed in their last moments: see excuseCrashedTail.
   const cutOff = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || (fault.kind === 'stall' && ids0[fault.victim] !== procs[fault.victim].nodeId) ? [fault.victim] : [];
-  const excused = excuseCrashedTail(history, cutOff, fault.kind !== 'stall');
+  // Only durability 'none' acknowledges commits no other node holds yet.
+  const excused = clusterOpts.durability === 'none' ? excuseCrashedTail(history, cutOff, fault.kind !== 'stall') : 0;
   if (excused) faultLog.push(`${excused} transaction(s) of node ${ids0[fault.victim]} acknowledged before it was cut off count as unknown (durability 'none': the commits it made in its last moments in the old configuration are void)`);
   const counts = { ok: 0, failed: 0, unknown: 0 };
   for (const t of history.txns) counts[t.outcome]++;
@@ -335,7 +336,9 @@ function txnsOf(p: RemoteNode, node: number, planned: PlannedTxn[]): Txn[] {
     const t = planned[seq];
     const d = done.get(seq);
     if (d === undefined || !d.startsWith('ok ')) {
-      out.push({ node, seq, outcome: d === undefined ? 'unknown' : 'failed', ops: t.ops.map((o) => (o.f === 'read' ? { ...o, value: null } : o)) });
+      // Committed but not replicated when the node lost the cluster: it may or may not have survived.
+      const outcome = d === undefined || d === 'fail ERR_DSM_COMMIT_UNCERTAIN' ? 'unknown' : 'failed';
+      out.push({ node, seq, outcome, ops: t.ops.map((o) => (o.f === 'read' ? { ...o, value: null } : o)) });
       continue;
     }
     const reads: number[][] = JSON.parse(d.slice(3));

@@ -1,0 +1,97 @@
+// Commits carry their changes, and with durability 'replicated' (the default) a commit is
+// acknowledged only once its backups hold it: a node killed the moment its transaction's
+// promise resolves loses nothing, a current copy elsewhere takes the change instead of
+// being thrown away, and losing more nodes than there are backups is reported, never silent.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Harness, type RemoteNode, settle } from './harness';
+
+const PAGE_WORDS = 1024;
+const FIRST = 3000; // data pages, clear of the heap's own
+
+/** Commits `count` transactions without awaiting each (pipelined), kills this process the moment the last resolves. */
+const COMMIT_THEN_DIE = `
+  const ps = [];
+  for (let i = 0; i < args.count; i++) {
+    const page = args.first + i;
+    // A whole page (sent to the backups only) and one word of a shared page (a diff, sent to all).
+    ps.push(dsm.transaction(() => { dsm.u32.fill(args.salt + i, page * 1024, (page + 1) * 1024); dsm.u32[args.shared + i] = args.salt + i; }));
+  }
+  await Promise.all(ps);
+  process.kill(process.pid, 'SIGKILL');
+`;
+
+async function killedAfterCommitting(victim: RemoteNode, survivors: RemoteNode[], count: number, salt: number, first: number): Promise<void> {
+  const shared = (first + count) * PAGE_WORDS;
+  victim.run(COMMIT_THEN_DIE, { count, salt, first, shared }).catch(() => undefined);
+  await Promise.all(survivors.map((s) => s.waitForLine((l) => l === `peer-leave ${victim.nodeId}`)));
+  for (const s of survivors) {
+    const got = await s.run<{ bad: number[]; lost: unknown[] }>(
+      `const bad = [];
+       await dsm.transaction(() => {
+         for (let i = 0; i < args.count; i++) {
+           const page = args.first + i;
+           for (let w = 0; w < 1024; w += 97) if (dsm.u32[page * 1024 + w] !== args.salt + i) { bad.push(page); break; }
+           if (dsm.u32[args.shared + i] !== args.salt + i) bad.push(-i);
+         }
+       });
+       return { bad, lost: dsm.lostPages() };`,
+      { count, salt, first, shared },
+    );
+    expect(got).toEqual({ bad: [], lost: [] });
+  }
+}
+
+describe('durability and the update protocol', () => {
+  const h = new Harness();
+  afterEach(() => h.close());
+
+  it('a node killed the moment its commits are acknowledged loses none of them (replicated, the default)', async () => {
+    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000 });
+    await settle([a, b, c]);
+    // c's backup is a (ids wrap around); then b's backup is a again after c is gone.
+    await killedAfterCommitting(c, [a, b], 20, 1000, FIRST);
+    await killedAfterCommitting(b, [a], 20, 2000, FIRST + 100);
+    // The last node goes on committing.
+    expect(await a.run('return dsm.transaction(() => ++dsm.u32[args.w]);', { w: (FIRST + 500) * PAGE_WORDS + 5 })).toBe(1);
+  });
+
+  it("a current copy takes a commit's diff; a stale one is invalidated and fetched when read", async () => {
+    const [a, b, c] = await h.cluster(3, { durability: 'none' });
+    const w = FIRST * PAGE_WORDS;
+    // A whole page: with no backups it goes to nobody, so b's and c's copies are invalidated.
+    await a.run('await dsm.transaction(() => { dsm.u32.fill(7, args.w, args.w + 1024); });', { w });
+    await settle([a, b, c]);
+    // b reads it (fetched: now current there); c does not (stale).
+    expect(await b.run('return dsm.transaction(() => dsm.u32[args.w + 3]);', { w })).toBe(7);
+    const stats = (n: RemoteNode) => n.run<{ u: number; i: number; f: number }>('const s = dsm.stats(); const c = await dsm.clusterStats(); return { u: s.updates, i: s.invalidations, f: c.remoteFetches };');
+    const [b0, c0] = [await stats(b), await stats(c)];
+    // One word changes: a diff, sent to everyone.
+    await a.run('await dsm.transaction(() => { dsm.u32[args.w + 3] = 8; });', { w });
+    await settle([a, b, c]);
+    const [b1, c1] = [await stats(b), await stats(c)];
+    expect(b1.u - b0.u).toBe(1); // updated in place
+    expect(b1.i - b0.i).toBe(0);
+    expect(c1.u - c0.u).toBe(0); // its copy was older: invalidated
+    expect(c1.i - c0.i).toBe(1);
+    for (const n of [b, c]) expect(await n.run('return dsm.transaction(() => [dsm.u32[args.w + 3], dsm.u32[args.w + 4]]);', { w })).toEqual([8, 7]);
+    // b read it without asking anyone; c had to fetch it.
+    expect((await stats(b)).f - b1.f).toBe(0);
+    expect((await stats(c)).f - c1.f).toBe(1);
+  });
+
+  it('more nodes failing at once than there are backups: what only they held is reported lost, never silent', async () => {
+    const [a, b, c, d] = await h.cluster(4, { heartbeatMs: 100, deadAfterMs: 1000, replicas: 1 });
+    // c (id 2) commits whole pages; its only backup is d (id 3). Both die at once.
+    const w = FIRST * PAGE_WORDS;
+    await c.run('await dsm.transaction(() => { dsm.u32.fill(9, args.w, args.w + 2048); });', { w });
+    await settle([a, b, c, d]);
+    c.kill('SIGKILL');
+    d.kill('SIGKILL');
+    for (const n of [a, b]) await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    for (const n of [a, b]) await n.waitForLine((l) => l === `peer-leave ${d.nodeId}`);
+    for (const n of [a, b]) {
+      expect(await n.run('return dsm.lostPages();')).toEqual([{ ptr: FIRST * 4096, length: 2 * 4096 }]);
+      expect(await n.run('try { await dsm.transaction(() => dsm.u32[args.w]); return "read"; } catch (e) { return e.code; }', { w })).toBe('ERR_DSM_PAGE_LOST');
+    }
+  });
+});

@@ -332,7 +332,7 @@ async function main() {
   // Two clients, two nodes, durability 'none' (Redis without a replica).
   const none = durabilityOption ? { durability: 'none' } : {};
   await startChild(none);
-  const tag = durabilityOption ? ' (none)' : '';
+  const tag = ' (none)'; // without the option there is no replication either: same rows
   row('counter 2 nodes vs redis INCR', await dsmCounter(true), 'redis INCR, 2 clients, one key', await redisCounter(true));
   const lua2 = await redisBank('redis-lua', true);
   const watch2 = await redisBank('redis-watch', true);

@@ -10,6 +10,7 @@
 // process, so its own DSM node) whose LAST stdout line is one JSON object:
 //   { "suite": "...", "rows": [ { "name", "value", "unit", "baseline", "baselineValue",
 //                                 "ratio", "target": "<= 1.3" | ">= 0.95" | "<= 10 us" | null } ] }
+// A suite that cannot run here prints { "suite", "rows": [], "skipped": "why" } and exits 0.
 // The runner takes, per row name, the median value, baseline and ratio across runs.
 import { readdirSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -36,7 +37,12 @@ for (const file of suites) {
       process.exitCode = 1;
       break;
     }
-    perRun.push(JSON.parse(out.stdout.trim().split('\n').pop()));
+    const res = JSON.parse(out.stdout.trim().split('\n').pop());
+    if (res.skipped) {
+      console.error(`\n${file} skipped: ${res.skipped}`);
+      break;
+    }
+    perRun.push(res);
   }
   process.stderr.write('\n');
   if (perRun.length === 0) continue;

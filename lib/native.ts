@@ -98,6 +98,8 @@ export interface NativeAddon {
   completeRequest(slot: number): void;
   install(page: number, data: Uint8Array | null, version: number, owner: number): boolean;
   invalidate(page: number, version: number, owner: number): boolean;
+  /** Service: the nodes backing this node's commits up (commits carry whole pages they may lack). */
+  setBackups(ids: Uint16Array): void;
   /** Applies another node's commit: updates current copies, invalidates the rest. -1: malformed changes, 1: doomed the live transaction. */
   applyCommit(time: number, owner: number, pages: Uint32Array, changes: Uint8Array): number;
   copyCommitted(page: number): Buffer;

@@ -19,7 +19,8 @@ bool Dsm::Open(const Options& o, RegionError* err) {
   if (!region_.Map(o.base, o.size, o.pageShift, err)) return false;
   const uint32_t n = region_.numPages();
   if (!pt_.Allocate(n) || !prot_.Allocate(region_, &pt_, &stats_) || !txShadows_.Allocate(region_) ||
-      !violShadows_.Allocate(region_) || !readSet_.Allocate(n) || !claimed_.Allocate(n)) {
+      !violShadows_.Allocate(region_) || !readSet_.Allocate(n) || !claimed_.Allocate(n) ||
+      !backed_.Allocate(n)) {
     *err = {RegionError::kSystem, "allocating the page table and shadow areas failed"};
     region_.Unmap();
     return false;
@@ -234,7 +235,18 @@ void Dsm::Commit(uint64_t time, uint16_t owner, std::vector<uint32_t>* pages, st
       // The committed contents: a write outside any transaction while this commit was
       // pending sits on top of them, with them in its shadow (see Abort()).
       const uint8_t* after = violShadows_.Has(p) ? violShadows_.Slot(p) : region_.SysPage(p);
-      const uint32_t len = uint32_t(EncodeDiff(txShadows_.Slot(p), after, ps, changes->data() + at + 12));
+      bool backupsHold = backupCount_ == 0 || (backed_[p] == prev && prev != 0);
+      for (uint32_t b = 0; b < backupCount_ && !backupsHold; b++) backupsHold = pt_.owner(p) == backups_[b];
+      // Never-written pages are zeros everywhere.
+      if (prev == 0) backupsHold = true;
+      uint32_t len;
+      if (backupsHold) {
+        len = uint32_t(EncodeDiff(txShadows_.Slot(p), after, ps, changes->data() + at + 12));
+      } else {
+        memcpy(changes->data() + at + 12, after, ps);
+        len = uint32_t(ps);
+      }
+      if (backupCount_) backed_[p] = time;
       memcpy(changes->data() + at, &prev, 8);
       memcpy(changes->data() + at + 8, &len, 4);
       changes->resize(at + 12 + len);
@@ -248,6 +260,20 @@ void Dsm::Commit(uint64_t time, uint16_t owner, std::vector<uint32_t>* pages, st
   readSet_.Clear();
   live_.store(false, std::memory_order_release);
   stats_.Inc(kCommits);
+  lock_.Unlock();
+}
+
+void Dsm::SetBackups(const uint16_t* ids, uint32_t count) {
+  Lock();
+  count = std::min(count, kMaxBackups);
+  bool same = count == backupCount_;
+  for (uint32_t i = 0; same && i < count; i++) same = backups_[i] == ids[i];
+  if (!same) {
+    std::copy(ids, ids + count, backups_);
+    backupCount_ = count;
+    // New backups hold nothing of ours yet. A large region: one pass over 8 bytes a page.
+    std::fill(&backed_[0], &backed_[0] + region_.numPages(), uint64_t(0));
+  }
   lock_.Unlock();
 }
 

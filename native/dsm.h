@@ -61,9 +61,15 @@ class Dsm {
   // Makes the writes permanent: stamps `time` and `owner` on the written pages. With
   // `pages` and `changes`, also says what changed, for the commit record: the written pages
   // in increasing order, and per page (same order) u64 the version it replaces | u32 length
-  // | a diff against that version (page_diff.h).
+  // | a diff against that version (page_diff.h), or the whole page when a backup (see
+  // SetBackups) may not hold that version.
   void Commit(uint64_t time, uint16_t owner, std::vector<uint32_t>* pages = nullptr,
               std::vector<uint8_t>* changes = nullptr);
+  // The nodes that back this node's commits up (durability 'replicated'). A backup holds a
+  // page's previous version if it made that version itself, or got it from one of our
+  // commits since this set was last changed; for any other page a commit carries the whole
+  // page, so a backup never has to fetch one.
+  void SetBackups(const uint16_t* ids, uint32_t count);
   bool active() const { return active_.load(std::memory_order_acquire); }
   bool live() const { return live_.load(std::memory_order_acquire); }
   bool doomed() const { return doomed_.load(std::memory_order_acquire); }
@@ -150,6 +156,12 @@ class Dsm {
   // Pages an install is filling (under lock_): another install skips them, so two never
   // interleave their copies into one page; and how many installs are running (Close waits).
   MappedArray<uint8_t> claimed_;
+  // Per page: the version our backups got from our last commit of it (0: none since the
+  // backups changed). Under lock_.
+  MappedArray<uint64_t> backed_;
+  static constexpr uint32_t kMaxBackups = 16;
+  uint16_t backups_[kMaxBackups] = {};
+  uint32_t backupCount_ = 0;
   std::atomic<uint32_t> installsInFlight_{0};
   bool closed_ = false;
   std::mutex channelsMu_;

@@ -101,6 +101,15 @@ Napi::Value ApplyCommit(const Napi::CallbackInfo& info) {
                                                changes.Data(), changes.ByteLength()));
 }
 
+// setBackups(ids: Uint16Array)
+Napi::Value SetBackups(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) throw Napi::TypeError::New(env, "setBackups: ids must be a Uint16Array");
+  auto ids = info[0].As<Napi::Uint16Array>();
+  AddonEnv::Need(env)->SetBackups(ids.Data(), uint32_t(ids.ElementLength()));
+  return env.Undefined();
+}
+
 Napi::Value CopyCommitted(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Dsm* d = AddonEnv::Need(env);
@@ -229,6 +238,7 @@ void DefineServiceCalls(Napi::Env env, Napi::Object exports) {
       {"installPages", InstallPages},
       {"invalidate", Invalidate},
       {"applyCommit", ApplyCommit},
+      {"setBackups", SetBackups},
       {"copyCommitted", CopyCommitted},
       {"copyCommittedPages", CopyCommittedPages},
       {"pageState", PageState},

@@ -228,7 +228,9 @@ export class Cluster {
     for (const w of waiting) w(new Partitioned());
     this.recovery.reset();
     this.replication.reset();
-    for (const id of this.links.connected()) this.links.drop(id, 'rejoining');
+    // Frames queued for members we were not connected to go too: they speak under the old
+    // id, and a member that is one again after the join would read them as lies.
+    for (const id of new Set([...this.links.connected(), ...this.links.queuedFor()])) this.links.drop(id, 'rejoining');
     for (const id of this.members.keys()) this.data.drop(id);
     this.membership.adopt(0, 0, []);
     const attempt = (): void => {

@@ -58,6 +58,7 @@ export class Membership {
     for (const m of ms) this.members.set(m.id, m);
     this.epoch = epoch;
     this.nextId = nextId;
+    this.n.replication.tellNative();
   }
 
   /** A member said Hello on a new connection: bind it, or tell it it was removed. */

@@ -10,7 +10,7 @@
 // Acknowledgements are pipelined: the program's next transaction runs while earlier
 // commits wait for theirs; a commit counts as durable once it and every earlier commit of
 // this node are.
-import { decode, encode, LOST_OWNER, Msg } from './protocol';
+import { decode, encode, LOST_OWNER, Msg, NO_NODE } from './protocol';
 import type { Cluster } from './cluster';
 
 export type Durability = 'none' | 'replicated';
@@ -158,8 +158,15 @@ export class Replication {
 
   /** The configuration changed: commits waiting on members that left ask their new backups. */
   configurationChanged(): void {
+    this.tellNative();
     this.advance();
     this.askAgain();
+  }
+
+  /** The native commit path sends whole pages our backups may not hold (native/dsm.h SetBackups). */
+  tellNative(): void {
+    if (this.n.id === NO_NODE) return;
+    this.n.native.setBackups(Uint16Array.from(this.backupsOf(this.n.id, this.backups)));
   }
 
   /** Sends each unacknowledged commit to its backups that have not answered. */

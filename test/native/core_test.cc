@@ -357,6 +357,62 @@ TEST(commits_carry_diffs_that_update_current_copies_and_invalidate_stale_ones) {
   CloseDsm(d);
 }
 
+// A backup gets a diff only against a version it holds: one it made itself, or one it got
+// from our previous commit of the page since the backups last changed; else the whole page.
+TEST(commits_send_whole_pages_to_backups_that_may_lack_the_previous_version) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  const uint16_t backup = 3;
+  auto commit = [&](uint32_t page, uint64_t time) {
+    d->Begin();
+    app[page * 4096 + time] = uint8_t(time);
+    d->End();
+    std::vector<uint32_t> pages;
+    std::vector<uint8_t> changes;
+    d->Commit(time, 1, &pages, &changes);
+    uint32_t len;
+    memcpy(&len, changes.data() + 8, 4);
+    return len;
+  };
+  // No backups: always a diff.
+  const uint32_t p21 = 21;
+  {
+    std::vector<uint8_t> z(4096, 0), v(4096, 0);
+    v[9] = 1;
+    auto c = Change(0, z, v);
+    CHECK(d->ApplyCommit(1, 5, &p21, 1, c.data(), c.size()) == 0);
+  }
+  CHECK(commit(21, 2) == 8);
+  d->SetBackups(&backup, 1);
+  CHECK(commit(20, 1) == 8);     // never written: zeros everywhere, a diff
+  CHECK(commit(20, 2) == 8);     // the backup got version 1 from us
+  // Another node (not a backup) commits the page: the backup may not hold that version.
+  std::vector<uint8_t> v2(4096), v3;
+  d->CopyCommitted(20, v2.data());
+  v3 = v2;
+  v3[500] = 1;
+  auto c3 = Change(2, v2, v3);
+  const uint32_t p20 = 20;
+  CHECK(d->ApplyCommit(3, 5, &p20, 1, c3.data(), c3.size()) == 0);
+  CHECK(commit(20, 4) == 4096);  // whole
+  CHECK(commit(20, 5) == 8);     // and a diff again
+  // The backup itself commits it: it holds what it made.
+  v3[500] = 2;
+  std::vector<uint8_t> v5(4096);
+  d->CopyCommitted(20, v5.data());
+  std::vector<uint8_t> v6 = v5;
+  v6[600] = 9;
+  auto c6 = Change(5, v5, v6);
+  CHECK(d->ApplyCommit(6, backup, &p20, 1, c6.data(), c6.size()) == 0);
+  CHECK(commit(20, 7) == 8);
+  // New backups hold nothing of ours.
+  const uint16_t other = 4;
+  d->SetBackups(&other, 1);
+  CHECK(commit(20, 8) == 4096);
+  CloseDsm(d);
+}
+
 // A commit that changes a page the running transaction wrote dooms it, and the rollback
 // brings back the new version: neither the doomed writes nor the old contents survive.
 TEST(an_update_to_a_page_the_live_transaction_wrote_survives_its_rollback) {

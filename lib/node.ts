@@ -127,7 +127,8 @@ export class DsmNode extends EventEmitter {
       networked: () => this.address !== '',
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
       onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
-      durable: (time) => (opts.replicated ? this.service.waitDurable(time) : undefined),
+      durable: (time, epoch) => (opts.replicated ? this.service.waitDurable(time, epoch) : undefined),
+      durableEpoch: () => this.service.durableEpoch,
     }, this.lost);
   }
 

@@ -80,6 +80,8 @@ interface Committed<T> {
   value: T;
   time: number;
   writes: number;
+  /** The durable epoch when it committed (hooks.durableEpoch). */
+  epoch: number;
   after: Array<() => void>;
 }
 
@@ -111,8 +113,13 @@ export interface RunnerHooks {
   /** The node has peers (a token to hold). */
   networked: () => boolean;
   onCommit: (time: number, pages: number) => void;
-  /** Resolves once this node's commit `time` is durable (durability 'replicated'); undefined when there is nothing to wait for. */
-  durable: (time: number) => Promise<void> | undefined;
+  /**
+   * Resolves once this node's commit `time`, made under `epoch` (durableEpoch), is durable
+   * (durability 'replicated'); undefined when there is nothing to wait for.
+   */
+  durable: (time: number, epoch: number) => Promise<void> | undefined;
+  /** Changes when the node is removed from the cluster (its earlier commits are uncertain). */
+  durableEpoch: () => number;
   onAbort: (attempt: number, reason: 'conflict' | 'error') => void;
 }
 
@@ -157,15 +164,21 @@ export class TransactionRunner {
   /** Commits waiting for their acknowledgement. */
   private readonly acknowledging = new Set<Promise<unknown>>();
 
-  /** This node's latest write commit. */
-  private lastWrite = 0;
+  /** This node's latest write commit, and the durable epoch it was made under. */
+  private lastWrite = { time: 0, epoch: 0 };
 
   private async acknowledged<T>(done: Committed<T>): Promise<T> {
     // A read-only transaction may have read this node's own commits that no backup holds
     // yet (were the node to die, they would die with it): it waits for them too.
-    if (done.writes > 0) this.lastWrite = Math.max(this.lastWrite, done.time);
-    const upTo = done.writes > 0 ? done.time : this.lastWrite;
-    const wait = upTo > 0 ? this.hooks.durable(upTo) : undefined;
+    // Once the node was removed and joined again its copies were rebuilt from the cluster's,
+    // so no later read depends on its earlier commits (which were told they are uncertain).
+    if (done.writes > 0) this.lastWrite = { time: done.time, epoch: done.epoch };
+    const wait =
+      done.writes > 0
+        ? this.hooks.durable(done.time, done.epoch)
+        : this.lastWrite.time > 0 && this.lastWrite.epoch === this.hooks.durableEpoch()
+          ? this.hooks.durable(this.lastWrite.time, this.lastWrite.epoch)
+          : undefined;
     if (wait) {
       this.acknowledging.add(wait);
       try {
@@ -278,6 +291,8 @@ export class TransactionRunner {
       throw e; // (a held token is given back by the caller)
     }
     let time: number;
+    // Read before committing: a removal after this makes the commit uncertain.
+    const epoch = this.hooks.durableEpoch();
     if (holding && writes === 0) await this.post(CommitKind.release);
     const local = writes > 0 && !holding ? this.service.tryLocalCommit(native, this.hooks.nodeId(), written) : undefined;
     if (local === 'doomed') return this.doomedRun();
@@ -303,7 +318,7 @@ export class TransactionRunner {
     }
     this.heap.afterCommit();
     this.hooks.onCommit(time, writes);
-    return { done: true, value: value as T, time, writes, after: tx.afterCommitFns };
+    return { done: true, value: value as T, time, writes, epoch, after: tx.afterCommitFns };
   }
 
   /** Called on the app thread when the service answered a posted commit. */

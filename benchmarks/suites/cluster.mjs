@@ -12,6 +12,18 @@ const PAGE = 4096;
 const now = () => Number(process.hrtime.bigint());
 const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor(a.length * p))];
 
+/** `n` transactions with `k` in flight: k loops, each awaiting its own (the next runs while acknowledgements travel). */
+async function inFlight(dsm, n, k, at) {
+  let issued = 0;
+  const loop = async () => {
+    while (issued < n) {
+      issued++;
+      await dsm.transaction(() => { dsm.u32[at] += 1; });
+    }
+  };
+  await Promise.all(Array.from({ length: k }, loop));
+}
+
 if (process.argv[2] === 'echo') {
   // Raw TCP peer: echoes 4 KiB messages, or counts a bulk stream and acknowledges it.
   const server = net.createServer((s) => {
@@ -38,7 +50,7 @@ if (process.argv[2] === 'echo') {
   server.listen(0, '127.0.0.1', () => process.send(server.address().port));
 } else if (process.argv[2] === 'node') {
   const { createNode } = require('../..');
-  const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 256 << 20 });
+  const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 256 << 20, durability: process.argv[4] ?? 'none' });
   process.on('message', async (m) => {
     if (m.cmd === 'faults') {
       await dsm.waitForGlobalTime(m.time);
@@ -57,7 +69,8 @@ if (process.argv[2] === 'echo') {
       process.send({ ns: now() - t0, s });
     } else if (m.cmd === 'commits') {
       const t0 = now();
-      for (let i = 0; i < m.n; i++) await dsm.transaction(() => { dsm.u32[m.at] += 1; });
+      if (m.inFlight) await inFlight(dsm, m.n, m.inFlight, m.at);
+      else for (let i = 0; i < m.n; i++) await dsm.transaction(() => { dsm.u32[m.at] += 1; });
       process.send({ ns: now() - t0, aborts: dsm.stats().transactions.retried });
     } else if (m.cmd === 'close') {
       await dsm.close();
@@ -115,9 +128,11 @@ if (process.argv[2] === 'echo') {
   // Two DSM nodes.
   const { createNode } = require('../..');
   const hooks = require('../../dist/native.js').loadNativeHooks();
-  const a = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 256 << 20 });
+  // Durability 'none' first: with 'replicated' the second node backs the first up and
+  // holds its pages, so nothing below would be fetched remotely.
+  let a = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 256 << 20, durability: 'none' });
   const floorNs = hooks.measureFaultFloor(2000, 5);
-  const b = fork(self, ['node', a.address]);
+  let b = fork(self, ['node', a.address, 'none']);
   await new Promise((r) => b.once('message', r));
   const N = 2000;
   await a.transaction(() => { for (let p = 1000; p < 1000 + 2 * N; p++) a.u8[p * PAGE] = 1; });
@@ -155,9 +170,36 @@ if (process.argv[2] === 'echo') {
   const fb = await fight;
   row('commits per second, two nodes fighting over one page', (2 * K) / ((now() - t0) / 1e9), '1/s', 'token local, one node', rows.at(-2).value);
   row('retries per commit, two nodes fighting over one page', (fb.aborts + a.stats().transactions.retried) / (2 * K), 'ratio', null, null);
-  const exited = new Promise((r) => b.once('exit', r));
-  b.send({ cmd: 'close' });
-  await exited;
-  await a.close();
+  // Acknowledgements in flight: one node committing with eight transactions outstanding,
+  // durability 'none' against 'replicated' (each commit held by the other node before its
+  // promise resolves); and the same awaiting each transaction.
+  const E = 20000;
+  const at = (50400 * PAGE) / 4;
+  const measure = async () => {
+    await inFlight(a, 2000, 8, at);
+    let t = now();
+    await inFlight(a, E, 8, at);
+    const eight = E / ((now() - t) / 1e9);
+    t = now();
+    for (let i = 0; i < K; i++) await a.transaction(() => { a.u32[at] += 1; });
+    return { eight, awaited: K / ((now() - t) / 1e9) };
+  };
+  const none = await measure();
+  const restart = async (durability) => {
+    const exited = new Promise((r) => b.once('exit', r));
+    b.send({ cmd: 'close' });
+    await exited;
+    await a.close();
+    if (!durability) return;
+    a = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 256 << 20, durability });
+    b = fork(self, ['node', a.address, durability]);
+    await new Promise((r) => b.once('message', r));
+  };
+  await restart('replicated');
+  const repl = await measure();
+  row('commits per second, 8 in flight, durability none', none.eight, '1/s', null, null);
+  row('commits per second, 8 in flight, replicated', repl.eight, '1/s', 'the same with durability none', none.eight, '>= 0.7');
+  row('commits per second, awaiting each, replicated', repl.awaited, '1/s', 'the same with durability none', none.awaited);
+  await restart(undefined);
   console.log(JSON.stringify({ suite: 'cluster', rows }));
 }

@@ -221,17 +221,8 @@ async function main() {
   const self = fileURLToPath(import.meta.url);
   const { createNode } = require('../..');
 
-  // The DSM node of this process; `durability` is passed only if createNode knows it.
-  let durabilityOption = true;
-  let a;
-  try {
-    a = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize: REGION, durability: 'none' });
-  } catch (e) {
-    if (e?.code !== 'ERR_DSM_INVALID_OPTION') throw e;
-    durabilityOption = false;
-    console.error(`peers: createNode does not take a 'durability' option yet (${e.message}); the replicated DSM rows are left out`);
-    a = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize: REGION });
-  }
+  // The DSM node of this process.
+  let a = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize: REGION, durability: 'none' });
   const primary = await startRedis('primary');
   const r1 = primary.r;
 
@@ -330,9 +321,8 @@ async function main() {
   row('bank 1 node packed vs redis watch', packed1, 'redis WATCH/MULTI/EXEC, 1 client', watch1);
 
   // Two clients, two nodes, durability 'none' (Redis without a replica).
-  const none = durabilityOption ? { durability: 'none' } : {};
-  await startChild(none);
-  const tag = ' (none)'; // without the option there is no replication either: same rows
+  await startChild({ durability: 'none' });
+  const tag = ' (none)';
   row('counter 2 nodes vs redis INCR', await dsmCounter(true), 'redis INCR, 2 clients, one key', await redisCounter(true));
   const lua2 = await redisBank('redis-lua', true);
   const watch2 = await redisBank('redis-watch', true);
@@ -352,28 +342,14 @@ async function main() {
   }
   const luaWait2 = await redisBank('redis-lua-wait', true);
   await stopChild();
-  let replicatedOk = false;
-  if (durabilityOption) {
-    await a.close();
-    try {
-      a = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize: REGION, durability: 'replicated', replicas: 1 });
-      replicatedOk = true;
-    } catch (e) {
-      if (e?.code !== 'ERR_DSM_INVALID_OPTION') throw e;
-      console.error(`peers: createNode refuses durability 'replicated', replicas: 1 (${e.message}); the replicated DSM rows are left out`);
-      a = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize: REGION, durability: 'none' });
-    }
-  }
-  if (replicatedOk) {
-    await startChild({ durability: 'replicated', replicas: 1 });
-    const spreadR = await dsmBank('spread', true, 'bank 2 nodes spread (replicated)');
-    const packedR = await dsmBank('packed', true, 'bank 2 nodes packed (replicated)');
-    row('bank 2 nodes spread (replicated) vs redis lua + replica', spreadR, 'redis Lua EVALSHA + WAIT 1 0, 1 replica, 2 clients', luaWait2, '>= 1.0');
-    row('bank 2 nodes packed (replicated) vs redis lua + replica', packedR, 'redis Lua EVALSHA + WAIT 1 0, 1 replica, 2 clients', luaWait2, '>= 1.0');
-    await stopChild();
-  } else if (!durabilityOption) {
-    console.error(`peers: measured Redis Lua + WAIT 1 0 with one replica, 2 clients: ${luaWait2.toFixed(0)} ops/s (no DSM row to compare)`);
-  }
+  await a.close();
+  a = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize: REGION, durability: 'replicated', replicas: 1 });
+  await startChild({ durability: 'replicated', replicas: 1 });
+  const spreadR = await dsmBank('spread', true, 'bank 2 nodes spread (replicated)');
+  const packedR = await dsmBank('packed', true, 'bank 2 nodes packed (replicated)');
+  row('bank 2 nodes spread (replicated) vs redis lua + replica', spreadR, 'redis Lua EVALSHA + WAIT 1 0, 1 replica, 2 clients', luaWait2, '>= 1.0');
+  row('bank 2 nodes packed (replicated) vs redis lua + replica', packedR, 'redis Lua EVALSHA + WAIT 1 0, 1 replica, 2 clients', luaWait2, '>= 1.0');
+  await stopChild();
 
   stopping = true;
   r1.disconnect();

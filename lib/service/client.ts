@@ -148,13 +148,20 @@ export class ServiceClient {
    * (durability 'replicated'); rejects with CommitUncertainError if this node is removed
    * from the cluster first.
    */
-  waitDurable(time: number): Promise<void> {
+  waitDurable(time: number, epoch: number): Promise<void> {
+    // Removed from the cluster since it committed (the answer may have crossed the news).
+    if (epoch !== this.durableEpoch) return Promise.reject(new CommitUncertainError());
     if (this.time[Status.durable] >= BigInt(time)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       // Own commit times only grow, so the list stays sorted.
       this.durableWaiters.push({ time, resolve, reject });
       if (this.durableWaiters.length === 1) this.flushDurable();
     });
+  }
+
+  /** Changes when the node is removed from the cluster (see waitDurable). */
+  get durableEpoch(): number {
+    return Number(this.time[Status.durableEpoch]);
   }
 
   /** Resolves the waits the durable time has reached, and tells the service the next one. */

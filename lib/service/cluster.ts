@@ -60,8 +60,11 @@ export interface ClusterEvents {
   rejoined(id: number, time: number): void;
   /** Every commit of this node up to `time` is held by its backups. */
   durable(time: number): void;
-  /** This node's commits not yet held by backups may or may not be in the cluster's history. */
-  uncertain(): void;
+  /**
+   * This node's commits not yet held by backups may or may not be in the cluster's history;
+   * `removed`: the node left the configuration (its times start over).
+   */
+  uncertain(removed: boolean): void;
 }
 
 type Handler = (n: Cluster, from: number, payload: Buffer) => void;

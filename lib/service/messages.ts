@@ -15,7 +15,9 @@ export interface ServiceConfig {
    * commit of this node up to this time is held by its backups (durability 'replicated').
    * Written by the app: [4, 5) the page range a transaction is discarding (tx.discardLost),
    * else 0, 0; [7] the earliest commit time the app waits to be durable, else 0 (the service
-   * posts a 'durable' event once [6] reaches it).
+   * posts a 'durable' event once [6] reaches it). Written by the service: [8] counts the
+   * times this node lost its place in the cluster (removed, joined again): a commit made
+   * under an earlier count may or may not have survived.
    */
   timeBuffer: SharedArrayBuffer;
   /** The commit token lent to the app thread (local_token.ts). */
@@ -37,8 +39,8 @@ export interface ServiceConfig {
   };
 }
 
-export const STATUS_WORDS = 8;
-export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5, durable: 6, durableWanted: 7 } as const;
+export const STATUS_WORDS = 9;
+export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5, durable: 6, durableWanted: 7, durableEpoch: 8 } as const;
 
 export type AppRequest =
   | { id: number; type: 'test-invalidate'; page: number; fill: number }

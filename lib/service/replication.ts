@@ -204,7 +204,7 @@ export class Replication {
     this.lastOwn = 0;
     this.durable = 0;
     this.n.ev.durable(0); // its times start over from the cluster's
-    this.n.ev.uncertain();
+    this.n.ev.uncertain(true);
   }
 
   /**
@@ -213,7 +213,7 @@ export class Replication {
    * acknowledgement that comes later still moves the durable time on).
    */
   partitioned(): void {
-    if (this.unacked.length) this.n.ev.uncertain();
+    if (this.unacked.length) this.n.ev.uncertain(false);
   }
 
   stop(): void {

@@ -55,6 +55,11 @@ export class Service {
     return wanted !== 0n && wanted <= BigInt(time);
   }
 
+  /** The node left the configuration: commits made before may or may not have survived. */
+  removedFromCluster(): void {
+    this.time[Status.durableEpoch] += 1n;
+  }
+
   /** Joined again at `time`: the times start over from the cluster's. */
   restartTimes(time: number): void {
     this.time[Status.applied] = BigInt(time);

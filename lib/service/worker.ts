@@ -55,7 +55,10 @@ async function start(): Promise<void> {
         durable: (time) => {
           if (service.publishDurable(time)) emit({ type: 'durable' });
         },
-        uncertain: () => emit({ type: 'uncertain' }),
+        uncertain: (removed) => {
+          if (removed) service.removedFromCluster();
+          emit({ type: 'uncertain' });
+        },
       },
       new LocalTokenGate(config.gate),
       config.localCommits!,

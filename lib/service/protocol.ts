@@ -42,7 +42,10 @@ export const Msg = {
   LeaseEcho: 37,
   /** To a node that speaks under an id the configuration no longer has: u32 the configuration's epoch. */
   Removed: 38,
-  /** Backup -> committer: u64 time. The backup holds every page of that commit at its version or newer. */
+  /**
+   * Backup -> committer: u32 count, then u64 times. The backup holds every page of each of
+   * those commits at its version or newer (acknowledgements made in one turn travel together).
+   */
   CommitAck: 39,
   /**
    * Committer -> a member that became its backup after the commit was made: u64 time | u32s
@@ -302,7 +305,11 @@ export const encode = {
   },
   time: (t: number) => new WireWriter().u64(t).done(),
   epoch: (e: number) => new WireWriter().u32(e).done(),
-  commitAck: (time: number) => new WireWriter(8).u64(time).done(),
+  commitAck(times: number[]): Buffer {
+    const w = new WireWriter(4 + times.length * 8).u32(times.length);
+    for (const t of times) w.u64(t);
+    return w.done();
+  },
   backupRequest: (time: number, pages: Uint32Array) => new WireWriter(12 + pages.length * 4).u64(time).u32s(pages).done(),
 };
 
@@ -464,11 +471,14 @@ export const decode = {
     r.end();
     return t;
   },
-  commitAck(b: Buffer): number {
+  commitAck(b: Buffer): number[] {
     const r = new WireReader(b);
-    const t = r.u64();
+    const n = r.u32();
+    if (n * 8 !== r.remaining) throw new WireError('a commit acknowledgement of the wrong length');
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push(r.u64());
     r.end();
-    return t;
+    return out;
   },
   backupRequest(b: Buffer): { time: number; pages: Uint32Array } {
     const r = new WireReader(b);

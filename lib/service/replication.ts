@@ -76,12 +76,34 @@ export class Replication {
     this.advance();
   }
 
-  /** CommitAck: `from` holds our commit. */
+  /** CommitAck: `from` holds these commits of ours. */
   onAck(from: number, payload: Buffer): void {
-    const u = this.byTime.get(decode.commitAck(payload));
-    if (!u) return;
-    u.acks.add(from);
-    if (u === this.unacked[0]) this.advance();
+    let head = false;
+    for (const t of decode.commitAck(payload)) {
+      const u = this.byTime.get(t);
+      if (!u) continue;
+      u.acks.add(from);
+      if (u === this.unacked[0]) head = true;
+    }
+    if (head) this.advance();
+  }
+
+  /** Acknowledgements made this turn, per committer: sent together once the turn ends. */
+  private readonly acksOut = new Map<number, number[]>();
+
+  private ack(to: number, time: number): void {
+    const q = this.acksOut.get(to);
+    if (q) {
+      q.push(time);
+      return;
+    }
+    this.acksOut.set(to, [time]);
+    if (this.acksOut.size === 1) {
+      setImmediate(() => {
+        for (const [id, times] of this.acksOut) this.n.links.send(id, Msg.CommitAck, encode.commitAck(times));
+        this.acksOut.clear();
+      });
+    }
   }
 
   /** Moves the durable mark past every commit whose backups (and predecessors') hold it. */
@@ -142,7 +164,7 @@ export class Replication {
       }
     }
     if (missing.length === 0) {
-      n.links.send(to, Msg.CommitAck, encode.commitAck(time));
+      this.ack(to, time);
       return;
     }
     let left = missing.length;

@@ -124,8 +124,8 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
     throw new InvalidOptionError(`durability must be "replicated" (the default) or "none", got ${JSON.stringify(o.durability)}`);
   }
   const replicas = o.replicas ?? 1;
-  if (!Number.isSafeInteger(replicas) || replicas < 1 || replicas > 255) {
-    throw new InvalidOptionError(`replicas must be a whole number of backups from 1 to 255, got ${String(o.replicas)}`);
+  if (!Number.isSafeInteger(replicas) || replicas < 1 || replicas > 16) {
+    throw new InvalidOptionError(`replicas must be a whole number of backups from 1 to 16, got ${String(o.replicas)}`);
   }
   let cluster: ResolvedOptions['cluster'];
   if (o.listen !== undefined || (o.peers !== undefined && o.peers.length > 0)) {

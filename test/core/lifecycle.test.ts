@@ -57,16 +57,16 @@ describe('process lifecycle', () => {
       (async () => {
         const cases = [{ regionSize: 0 }, { regionSize: 5000 }, { regionSize: 8 * 1024 ** 3 }, { base: 12345 },
           { regionSize: 1 << 20, colour: 'red' }, { pageSize: 6000 }, { maxRetries: -1 }, { listen: 'nope' },
-          { listen: '127.0.0.1:0' }];
+          { listen: '127.0.0.1:0' }, { durability: 'disk' }, { replicas: 0 }, { replicas: 17 }];
         for (const c of cases) {
           try { const d = await createNode(c); console.log('accepted', JSON.stringify(c)); await d.close(); }
           catch (e) { console.log(e.code, '|', e.message); }
         }
       })();`);
     const lines = r.stdout.trim().split('\n');
-    expect(lines).toHaveLength(9);
+    expect(lines).toHaveLength(12);
     for (const l of lines) expect(l.startsWith('ERR_DSM_INVALID_OPTION |')).toBe(true);
-    for (const word of ['regionSize', 'regionSize', '4 GiB', 'base', 'colour', 'pageSize', 'maxRetries', 'listen', 'secret']) {
+    for (const word of ['regionSize', 'regionSize', '4 GiB', 'base', 'colour', 'pageSize', 'maxRetries', 'listen', 'secret', 'durability', 'replicas']) {
       expect(r.stdout).toContain(word);
     }
   });

@@ -18,6 +18,8 @@ const { values: a } = parseArgs({
     duration: { type: 'string', default: '10' },
     accounts: { type: 'string', default: '1000' },
     'region-size': { type: 'string', default: String(64 << 20) },
+    // 'replicated' (the default): a transfer is acknowledged once the other machine holds it.
+    durability: { type: 'string', default: 'replicated' },
   },
 });
 if (!a.secret) throw new Error('pass --secret S (the same on both machines) or set DSM_SECRET');
@@ -42,6 +44,7 @@ async function main() {
     peers: a.connect ? [a.connect] : [],
     secret: a.secret,
     regionSize: Number(a['region-size']),
+    durability: a.durability,
   });
   const slaveJoined = new Promise((r) => dsm.once('peer-join', r));
   say(`node ${dsm.nodeId} up at ${dsm.address}`);

@@ -15,6 +15,7 @@ const { values: o } = parseArgs({
     duration: { type: 'string', default: '10' },
     accounts: { type: 'string', default: '1000' },
     'no-netns': { type: 'boolean', default: false },
+    durability: { type: 'string', default: 'replicated' },
   },
 });
 const secret = randomBytes(16).toString('hex');
@@ -69,7 +70,7 @@ console.log(
 
 function start(role, args, namespace) {
   const cmd = namespace ? 'ip' : process.execPath;
-  const argv = [bank, '--role', role, '--secret', secret, '--duration', o.duration, '--accounts', o.accounts, ...args];
+  const argv = [bank, '--role', role, '--secret', secret, '--duration', o.duration, '--accounts', o.accounts, '--durability', o.durability, ...args];
   const full = namespace ? ['netns', 'exec', namespace, process.execPath, ...argv] : argv;
   const child = spawn(cmd, full, { stdio: ['ignore', 'inherit', 'inherit'] });
   return new Promise((resolve) => child.on('exit', (code, sig) => resolve({ role, code, sig })));

@@ -41,12 +41,16 @@ program
   .option('--secret <secret>', 'cluster secret (or DSM_SECRET)')
   .option('--region-size <size>', 'region size, e.g. 256M', size, 1 << 30)
   .option('--script <file>', 'a module exporting async function (dsm) to run on the node')
-  .action(async (o: { listen: string; peers: string; secret?: string; regionSize: number; script?: string }) => {
+  .option('--durability <mode>', "'replicated' (a commit resolves once its backups hold it) or 'none'", 'replicated')
+  .option('--replicas <n>', 'backups of each commit with --durability replicated', (v: string) => Number(v), 1)
+  .action(async (o: { listen: string; peers: string; secret?: string; regionSize: number; script?: string; durability: string; replicas: number }) => {
     const dsm = await createNode({
       listen: o.listen,
       peers: o.peers ? o.peers.split(',').filter(Boolean) : [],
       secret: secretFrom(o.secret),
       regionSize: o.regionSize,
+      durability: o.durability as 'none' | 'replicated',
+      replicas: o.replicas,
     });
     console.log(`dsm: node ${dsm.nodeId} listening on ${dsm.address}`);
     dsm.on('peer-join', ({ id }: { id: number }) => console.log(`dsm: node ${id} joined`));

@@ -349,6 +349,7 @@ export class Cluster {
       queuedBytes: this.links.queuedBytes(),
       backlogged: this.links.backlogged,
       commitsWaitingForDrain: this.commits.waitingForDrain,
+      resendRequests: this.commits.resendRequests,
       durability: this.config.durability,
       durableTime: this.replication.durable,
       commitsWaitingForBackups: this.replication.waiting,

@@ -23,6 +23,8 @@ export class Commits {
   private heldForApp?: TokenState;
   /** Commits waiting for a backlogged member to read what was sent (dsm stats). */
   waitingForDrain = 0;
+  /** Members asked this node for commits they missed (dsm stats). */
+  resendRequests = 0;
 
   constructor(private readonly n: Cluster) {
     // Woken by the app's first lent-token commit after a drain: wait a millisecond so a run
@@ -318,6 +320,7 @@ export class Commits {
    */
   onResendRequest(from: number, payload: Buffer): void {
     const r = decode.resendRequest(payload);
+    this.resendRequests++;
     const recs = this.n.log.since(r.from, r.to);
     void this.resend(from, recs).catch((e: Error) => this.n.ev.log('warn', `re-sending commits to node ${from} failed: ${e.message}`));
   }

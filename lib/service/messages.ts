@@ -1,6 +1,7 @@
 // Messages between the app thread and the service worker (in-process, over the worker's
 // MessagePort). Network frames between nodes are defined in protocol.ts, not here.
 import type { MessagePort } from 'node:worker_threads';
+import type { ResolvedOptions } from '../options';
 
 /** Sent once, as workerData, when the service starts. */
 export interface ServiceConfig {
@@ -27,16 +28,7 @@ export interface ServiceConfig {
   /** Wakes the service when the ring has new commits. */
   localCommits?: MessagePort;
   /** Present for a networked node. */
-  cluster?: {
-    listen: string;
-    peers: string[];
-    secret: string;
-    joinTimeoutMs: number;
-    heartbeatMs?: number;
-    deadAfterMs?: number;
-    durability: 'none' | 'replicated';
-    replicas: number;
-  };
+  cluster?: ResolvedOptions['cluster'];
 }
 
 export const STATUS_WORDS = 9;

@@ -17,6 +17,11 @@ export interface CommitLogLinks {
 export interface CommitLogLimits {
   /** Recent commits kept for peers that missed them. */
   keep: number;
+  /**
+   * Bytes of changes (diffs, whole pages) those keep at most: past it the oldest lose theirs,
+   * and a peer that asks for one of them again invalidates its pages instead of updating them.
+   */
+  keepChangeBytes: number;
   /** Commits buffered ahead of the next one to apply. */
   ahead: number;
 }
@@ -25,7 +30,7 @@ export interface CommitLogLimits {
 const GAP_RESEND_MS = 250;
 /** The longest pause between asks for a time a program waits for and nobody announced. */
 const PROBE_MAX_MS = 4000;
-const DEFAULT_LIMITS: CommitLogLimits = { keep: 20_000, ahead: 1 << 16 };
+const DEFAULT_LIMITS: CommitLogLimits = { keep: 20_000, keepChangeBytes: 256 << 20, ahead: 1 << 16 };
 
 interface Waiter {
   time: number;
@@ -44,6 +49,10 @@ export class CommitLog {
   private waiters: Waiter[] = [];
   private gapTimer?: NodeJS.Timeout;
   private frozen = false;
+  /** Kept commits that carry changes, oldest first, and the bytes of those changes. */
+  private withChanges: CommitRecord[] = [];
+  private withChangesHead = 0;
+  private changeBytes = 0;
   private probeTimer?: NodeJS.Timeout;
   private readonly limits: CommitLogLimits;
 
@@ -169,6 +178,7 @@ export class CommitLog {
       this.links.apply(next);
       this.applied = next.time;
       this.recent[next.time % this.limits.keep] = next;
+      if (next.changes) this.keepChanges(next);
     }
     if (this.applied > this.seen) this.seen = this.applied;
     this.links.publish(this.applied, this.seen);
@@ -181,6 +191,26 @@ export class CommitLog {
       }
     }
     this.armGapTimer();
+  }
+
+  private keepChanges(rec: CommitRecord): void {
+    const q = this.withChanges;
+    q.push(rec);
+    this.changeBytes += rec.changes!.length;
+    let h = this.withChangesHead;
+    while (this.changeBytes > this.limits.keepChangeBytes && h < q.length) {
+      const old = q[h++];
+      this.changeBytes -= old.changes?.length ?? 0;
+      old.changes = undefined; // re-sent without them: receivers invalidate (correct, just dearer)
+    }
+    // Records that fell out of the ring were dropped with it: forget them too.
+    const oldest = this.applied - this.limits.keep;
+    while (h < q.length && q[h].time <= oldest) this.changeBytes -= q[h++].changes?.length ?? 0;
+    this.withChangesHead = h;
+    if (h > 1024 && h * 2 > q.length) {
+      this.withChanges = q.slice(h);
+      this.withChangesHead = 0;
+    }
   }
 
   private armGapTimer(): void {
@@ -212,6 +242,9 @@ export class CommitLog {
     this.frozen = false;
     this.pending.clear();
     this.recent.fill(undefined);
+    this.withChanges = [];
+    this.withChangesHead = 0;
+    this.changeBytes = 0;
     this.applied = time;
     this.seen = time;
     this.firstKept = time + 1;

@@ -14,11 +14,12 @@ interface Rec {
   time: number;
   node: number;
   pages: Uint32Array;
+  changes?: Uint8Array;
 }
 const rec = (time: number, node = 1): Rec => ({ time, node, pages: Uint32Array.of(time % 7) });
 
 /** A log with links that record what it did. */
-function makeLog(limits?: { keep?: number; ahead?: number }) {
+function makeLog(limits?: { keep?: number; ahead?: number; keepChangeBytes?: number }) {
   const applied: number[] = [];
   const resends: Array<{ from: number; after: number; upTo: number }> = [];
   let onResend: (() => void) | undefined;
@@ -54,6 +55,21 @@ describe('commit log', () => {
     for (let t = 1; t <= 5; t++) late.receive(rec(2 ** 40 + t));
     expect(late.since(0, Number.MAX_SAFE_INTEGER).map((r: Rec) => r.time - 2 ** 40)).toEqual([1, 2, 3, 4, 5]);
     expect(late.since(0, 2 ** 40)).toEqual([]);
+  });
+
+  it('keeps at most keepChangeBytes of changes: the oldest kept commits lose theirs (re-sent, their pages are invalidated)', () => {
+    const { log } = makeLog({ keep: 100, keepChangeBytes: 10_000 });
+    for (let t = 1; t <= 50; t++) log.receive({ ...rec(t), changes: new Uint8Array(1000) });
+    const kept = log.since(0, 1000) as Rec[];
+    expect(kept).toHaveLength(50);
+    const withChanges = kept.filter((r) => r.changes).map((r) => r.time);
+    // Exactly the newest ten still carry theirs: 10 x 1,000 bytes.
+    expect(withChanges).toEqual(Array.from({ length: 10 }, (_, i) => 41 + i));
+    // Commits that fall out of the window stop counting against the budget.
+    for (let t = 51; t <= 300; t++) log.receive(rec(t));
+    log.receive({ ...rec(301), changes: new Uint8Array(5000) });
+    log.receive({ ...rec(302), changes: new Uint8Array(5000) });
+    expect((log.since(300, 1000) as Rec[]).map((r) => r.changes?.length)).toEqual([5000, 5000]);
   });
 
   it('buffers at most `ahead` commits past a gap and asks again for the rest', async () => {

@@ -3,9 +3,11 @@
 // instead of being thrown away. With durability 'replicated' a commit is acknowledged to
 // the program only once its backups hold it: the next `backups` members after the
 // committer in id order (wrapping), each holding every page of the commit at its version
-// or newer; a backup that lacks a page fetches it whole once, and later commits keep it
-// current with diffs. When a node dies, recovery moves its pages to a survivor holding their
-// latest version (membership.ts), so an acknowledged commit survives any `replicas` failures.
+// or newer. The commit carries the whole page wherever a backup may lack the version it
+// replaces (native/dsm.h SetBackups), diffs elsewhere, so a backup fetches a page only when
+// it became a backup after the commit (BackupRequest). When a node dies, recovery moves its
+// pages to a survivor holding their latest version (membership.ts), so an acknowledged
+// commit survives any `replicas` failures.
 //
 // Acknowledgements are pipelined: the program's next transaction runs while earlier
 // commits wait for theirs; a commit counts as durable once it and every earlier commit of

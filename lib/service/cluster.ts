@@ -97,7 +97,6 @@ const handlers: Record<number, Handler> = {
   [Msg.RecoverQuery]: (n, from, p) => n.recovery.onQuery(from, p),
   [Msg.RecoverState]: (n, from, p) => n.recovery.onState(from, p),
   [Msg.Recovered]: (n, from, p) => n.recovery.onRecovered(from, p),
-  [Msg.RecoverRefused]: (n, from, p) => n.recovery.onRefused(from, p),
 };
 
 export class Cluster {

@@ -52,12 +52,6 @@ export const Msg = {
    * pages. Hold these pages at that version or newer, then answer CommitAck.
    */
   BackupRequest: 40,
-  /**
-   * Member -> a recovery's coordinator whose ballot it refused: u32 the ballot it promised
-   * instead (round << 16 | the coordinator's id). A lower-id coordinator outbids it; a
-   * higher-id one stands down (recovery.ts).
-   */
-  RecoverRefused: 41,
 } as const;
 
 export const NO_NODE = 0xffff;

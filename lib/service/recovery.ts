@@ -138,53 +138,12 @@ export class Recovery {
   onQuery(from: number, payload: Buffer): void {
     const n = this.n;
     const q = decode.recover(payload);
-    if (q.generation === this.promised && (q.generation & 0xffff) === from && !this.run) {
-      // Asked again under the ballot we answered: the answer may have been lost with a connection.
-      n.links.send(from, Msg.RecoverState, encode.recoverState({ generation: q.generation, ...this.report(new Set(q.suspects)) }));
-      return;
-    }
-    if (q.generation <= this.promised || q.generation <= n.token.generation) {
-      // An older ballot: say which one we promised, or its coordinator would ask forever.
-      n.links.send(from, Msg.RecoverRefused, encode.epoch(Math.max(this.promised, n.token.generation)));
-      return;
-    }
+    if (q.generation <= this.promised || q.generation <= n.token.generation) return; // an older ballot
     this.promised = q.generation;
     if (this.run && this.run.generation < q.generation && !this.run.deciding) this.abandon();
     n.token.holdArrivals();
     n.lease.hold(q.suspects);
     n.log.freeze();
-    this.holdForOutcome();
-    n.links.send(from, Msg.RecoverState, encode.recoverState({ generation: q.generation, ...this.report(new Set(q.suspects)) }));
-  }
-
-  /**
-   * RecoverRefused: a member promised a newer ballot than our run's. Its coordinator may be
-   * unable to finish (a node that was stalled and lost everyone, say) while that member no
-   * longer answers us, and both would wait forever. Of two coordinators the lower id always
-   * goes on, under a higher ballot, and the higher one stands down and holds for the outcome
-   * like any member (whether or not it can reach the other): one rule on both sides, so
-   * they never outbid each other in turn.
-   */
-  onRefused(_from: number, payload: Buffer): void {
-    const n = this.n;
-    const ballot = decode.epoch(payload);
-    const r = this.run;
-    if (!r || r.deciding || ballot <= r.generation) return;
-    this.promised = Math.max(this.promised, ballot);
-    const other = ballot & 0xffff;
-    this.abandon();
-    if (other < n.id) {
-      n.ev.log('warn', `node ${other} runs a newer recovery (ballot ${ballot}); leaving it to that one`);
-      this.holdForOutcome(); // still holding from our own run: until that one's outcome
-      return;
-    }
-    n.ev.log('warn', `a member promised ballot ${ballot} of node ${other}; recovering again under a higher one`);
-    this.maybeStart();
-  }
-
-  /** Holds (tokens, leases, the commit log) until a recovery's outcome arrives, or HOLD_MS. */
-  private holdForOutcome(): void {
-    const n = this.n;
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = setTimeout(() => {
       // The coordinator died or was cut off: stop holding; whoever coordinates now starts again.
@@ -195,6 +154,7 @@ export class Recovery {
       this.suspect();
     }, HOLD_MS);
     this.holdTimer.unref();
+    n.links.send(from, Msg.RecoverState, encode.recoverState({ generation: q.generation, ...this.report(new Set(q.suspects)) }));
   }
 
   /** RecoverState. */

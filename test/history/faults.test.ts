@@ -9,12 +9,11 @@
 // schedule runs with durability 'none', where a dead node's last acknowledged commits may
 // die with it (counted as unknown, as a crashed client's operations in Jepsen).
 // Two schedules stay out of the default run: a stall longer than the failure detector
-// allows, alone or in the mixed schedule, hung 2 times in about 80 runs (seeds 1272042450
-// and 268363983, neither reproduced on replay). The first was a recovery liveness gap,
-// since fixed: the stalled node, on waking, ran a recovery under a higher ballot, and the
-// majority's coordinator, refused, kept asking under its old one (now a refusal names the
-// ballot and the lower id outbids it). The second, after that fix, left the woken node
-// waiting in a transaction while the others had recovered without it: not diagnosed yet.
+// allows (alone or in the mixed schedule) passed 34 of 35 runs in the last count; the one
+// that failed (seed 1272042450, not reproduced on replay) hung when the stalled node, on
+// waking, started a recovery of its own under a higher ballot: the majority's coordinator
+// lost the other member's answers to it and, with no quorum, kept asking under its old
+// ballot (recovery is single-phase and never raises a ballot it was refused; see the README).
 // Run every schedule with
 //
 //   DSM_FAULT_TESTS=all npx vitest run test/history/faults.test.ts

@@ -156,7 +156,6 @@ export class Cluster {
       reclaim: (t) => this.commits.reclaim(t),
       idle: () => this.commits.maybeLend(),
       reachable: (id) => this.members.has(id) && !this.membership.suspects.has(id),
-      requested: (pass) => this.commits.passSoon(pass),
     });
     this.log = new CommitLog({
       apply: (rec) => this.commits.applyRemote(rec),

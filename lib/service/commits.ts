@@ -1,7 +1,6 @@
 // The commit path: commits made under the token (by the service, or by the app thread with
 // the lent token and broadcast from the commit ring), commits received and applied in
 // global-time order, and re-sending commits a member missed.
-import { performance } from 'node:perf_hooks';
 import { CommitStatus } from '../native';
 import { type CommitRecord, type ConfigChange, decode, encode, LOST_OWNER, type Member, Msg, type TokenState } from './protocol';
 import { carried } from './changes';
@@ -9,8 +8,6 @@ import { debug } from './debug';
 import type { Cluster } from './cluster';
 
 const EMPTY = new Uint8Array(0);
-/** The longest a node keeps the token for its app's batch once another node asks for it (passSoon). */
-const BATCH_MS = 1;
 
 /** The most bytes of changes one commit frame carries (changes.ts); the transport takes 64 MiB frames. */
 const CHANGES_LIMIT = 16 << 20;
@@ -44,9 +41,6 @@ export class Commits {
         const t = n.token.token;
         if (n.links.backlogged && t && n.gate.lent) this.reclaim(t);
         else this.drainLocal();
-        const pass = this.passAfterDrain;
-        this.passAfterDrain = undefined;
-        pass?.();
       };
       if (n.replication.backups > 0) {
         const h = setImmediate(drain);
@@ -173,7 +167,6 @@ export class Commits {
       const time = t.time + 1;
       t.time = time;
       const [pages, changes] = n.native.commit(time, n.id, true);
-      this.lastAppCommit = performance.now();
       this.made({ time, node: n.id, pages, changes, backups: n.replication.backups }, t.members);
       return [CommitStatus.committed, time];
     } finally {
@@ -231,40 +224,6 @@ export class Commits {
     if (lost.size === 0) return;
     for (const p of pages) this.n.membership.discarded(p);
   }
-
-  /**
-   * Another node asked for the token (or waits in its queue as we release it). Handing it
-   * over at once makes two nodes that commit back to back move it for every commit, a round
-   * trip each, and lets each one's next transaction collide with the other's commit. So
-   * while our app is committing (a lent-token commit not yet drained, or a commit the
-   * service made for it within BATCH_MS), it keeps the token, lent, until the next drain of
-   * its commits or BATCH_MS at most, and the batch it commits meanwhile goes out together.
-   * A requester waits at most BATCH_MS longer, and Suzuki-Kasami's queue still serves every
-   * node in turn; an idle holder passes at once. Measured with two nodes running bank
-   * transfers back to back (durability 'none'): all accounts on one page 23.6k -> 33.6k
-   * transfers/s with retries 3,500 -> 600; one account per page 14.3k -> 16.6k/s.
-   */
-  passSoon(pass: () => void): void {
-    const n = this.n;
-    const active = this.cancelDrain !== undefined || performance.now() - this.lastAppCommit < BATCH_MS;
-    if (!active || n.closing || this.passAfterDrain) {
-      if (!this.passAfterDrain) pass();
-      return;
-    }
-    this.passAfterDrain = pass;
-    this.maybeLend();
-    // The drain passes it earlier if the app commits meanwhile.
-    setTimeout(() => {
-      const p = this.passAfterDrain;
-      this.passAfterDrain = undefined;
-      p?.();
-    }, BATCH_MS);
-  }
-
-  /** When the service last committed for the app (performance.now()). */
-  private lastAppCommit = -Infinity;
-
-  private passAfterDrain?: () => void;
 
   /** Lends the token to the app thread when nothing can doom its commits (local_token.ts). */
   maybeLend(): void {

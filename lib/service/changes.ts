@@ -25,54 +25,47 @@ export function carried(changes: Uint8Array, pageSize: number, limit: number): {
   return { backups, others };
 }
 
-/** `changes` with every change left out (the versions they replace kept). */
-function noneCarried(changes: Uint8Array): Uint8Array {
+/** Each change's offset and length (NOT_CARRIED: no bytes follow). */
+function entries(changes: Uint8Array): Array<{ at: number; len: number }> {
   const dv = new DataView(changes.buffer, changes.byteOffset, changes.byteLength);
-  const out: number[] = [];
-  let n = 0;
-  for (let at = 0; at + 12 <= changes.length; n++) {
+  const out: Array<{ at: number; len: number }> = [];
+  for (let at = 0; at + 12 <= changes.length; ) {
     const len = dv.getUint32(at + 8, true);
-    out.push(at);
+    out.push({ at, len });
     at += 12 + (len === NOT_CARRIED ? 0 : len);
   }
-  const res = new Uint8Array(n * 12);
-  const rv = new DataView(res.buffer);
-  out.forEach((at, i) => {
-    res.set(changes.subarray(at, at + 8), i * 12);
-    rv.setUint32(i * 12 + 8, NOT_CARRIED, true);
-  });
-  return res;
+  return out;
 }
 
-/** `changes` with every whole-page change left out, or undefined when it has none. */
-export function withoutWholePages(changes: Uint8Array, pageSize: number): Uint8Array | undefined {
-  const dv = new DataView(changes.buffer, changes.byteOffset, changes.byteLength);
-  let whole = 0;
-  for (let at = 0; at + 12 <= changes.length; ) {
-    const len = dv.getUint32(at + 8, true);
-    if (len === NOT_CARRIED) {
-      at += 12;
-      continue;
-    }
-    if (len === pageSize) whole++;
-    at += 12 + len;
-  }
-  if (whole === 0) return undefined;
-  const out = new Uint8Array(changes.length - whole * pageSize);
+/** `changes` with the changes `drop` picks left out (the versions they replace kept). */
+function leaveOut(changes: Uint8Array, list: Array<{ at: number; len: number }>, drop: (len: number) => boolean): Uint8Array {
+  const body = (len: number) => (len === NOT_CARRIED ? 0 : len);
+  let size = 0;
+  for (const e of list) size += 12 + (drop(e.len) ? 0 : body(e.len));
+  const out = new Uint8Array(size);
   const ov = new DataView(out.buffer);
   let o = 0;
-  for (let at = 0; at + 12 <= changes.length; ) {
-    const len = dv.getUint32(at + 8, true);
-    const body = len === NOT_CARRIED ? 0 : len;
-    if (len === pageSize) {
+  for (const { at, len } of list) {
+    if (drop(len)) {
       out.set(changes.subarray(at, at + 8), o);
       ov.setUint32(o + 8, NOT_CARRIED, true);
       o += 12;
     } else {
-      out.set(changes.subarray(at, at + 12 + body), o);
-      o += 12 + body;
+      out.set(changes.subarray(at, at + 12 + body(len)), o);
+      o += 12 + body(len);
     }
-    at += 12 + body;
   }
   return out;
+}
+
+/** `changes` with every change left out (the versions they replace kept). */
+function noneCarried(changes: Uint8Array): Uint8Array {
+  return leaveOut(changes, entries(changes), () => true);
+}
+
+/** `changes` with every whole-page change left out, or undefined when it has none. */
+export function withoutWholePages(changes: Uint8Array, pageSize: number): Uint8Array | undefined {
+  const list = entries(changes);
+  if (!list.some((e) => e.len === pageSize)) return undefined;
+  return leaveOut(changes, list, (len) => len === pageSize);
 }

@@ -342,7 +342,8 @@ export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
     native.close();
     throw e;
   }
-  node = new DsmNode(native, region, service, { ...o, replicated: o.cluster?.durability === 'replicated' });
+  // Commits wait for an acknowledgement with 'replicated' (backups) and 'disk' (a page server).
+  node = new DsmNode(native, region, service, { ...o, replicated: o.cluster !== undefined && o.cluster.durability !== 'none' });
   try {
     await node.heap.open((fn) => node.transaction(fn));
   } catch (e) {

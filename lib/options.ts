@@ -28,9 +28,10 @@ export interface NodeOptions {
    * When a transaction's promise resolves (networked nodes). 'replicated' (the default):
    * once `replicas` other members hold its commit, so it survives that many nodes failing at
    * once. 'none': as soon as it is ordered here (broadcast within a millisecond; a node that
-   * dies inside that window takes it along).
+   * dies inside that window takes it along). 'disk': once a page server of the cluster has
+   * it on disk (see startPageServer); commits wait while no page server is a member.
    */
-  durability?: 'none' | 'replicated';
+  durability?: 'none' | 'replicated' | 'disk';
   /** Backups of each commit with durability 'replicated' (default 1). */
   replicas?: number;
 }
@@ -47,8 +48,10 @@ export interface ResolvedOptions {
     joinTimeoutMs: number;
     heartbeatMs?: number;
     deadAfterMs?: number;
-    durability: 'none' | 'replicated';
+    durability: 'none' | 'replicated' | 'disk';
     replicas: number;
+    /** Set by startPageServer only: this node stores every commit in `dir`. */
+    pageServer?: { dir: string };
   };
 }
 
@@ -120,8 +123,8 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
   if (o.consistency !== undefined && o.consistency !== 'transactional') {
     throw new InvalidOptionError(`consistency "${String(o.consistency)}" is not available; use "transactional"`);
   }
-  if (o.durability !== undefined && o.durability !== 'none' && o.durability !== 'replicated') {
-    throw new InvalidOptionError(`durability must be "replicated" (the default) or "none", got ${JSON.stringify(o.durability)}`);
+  if (o.durability !== undefined && o.durability !== 'none' && o.durability !== 'replicated' && o.durability !== 'disk') {
+    throw new InvalidOptionError(`durability must be "replicated" (the default), "disk" (with a page server) or "none", got ${JSON.stringify(o.durability)}`);
   }
   const replicas = o.replicas ?? 1;
   if (!Number.isSafeInteger(replicas) || replicas < 1 || replicas > 16) {

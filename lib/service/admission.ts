@@ -67,7 +67,7 @@ export class Admission {
           c.on('message', onMsg);
           c.on('close', onClose);
         });
-        c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: n.address, joining: true, client: false }));
+        c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: n.address, joining: true, client: false, pageServer: n.config.pageServer !== undefined }));
         try {
           await accepted;
           return;
@@ -191,7 +191,7 @@ export class Admission {
       const change = await n.commits.commitConfig((epoch, nextId) => {
         if (closed) return undefined;
         id = nextId;
-        const m = { id, address: h.address };
+        const m: Member = h.pageServer ? { id, address: h.address, pageServer: true } : { id, address: h.address };
         return { epoch, nextId: nextId + 1, members: [...n.members.values(), m], removed: [], lost: new Uint32Array(0), moved: new Uint32Array(0), movedTo: new Uint16Array(0), movedVersions: new Float64Array(0) };
       }, (t) => {
         // Still under the token, at the configuration's time: the joiner's starting state.

@@ -20,7 +20,7 @@ import { CommitLog } from './commit_log';
 import type { CommitRing } from './commit_ring';
 import { debug } from './debug';
 import type { LocalTokenGate } from './local_token';
-import { encode, LOST_OWNER, Msg, NO_NODE } from './protocol';
+import { encode, LOST_OWNER, type Member, Msg, NO_NODE } from './protocol';
 import { CommitToken } from './token';
 import type { Connection, Transport } from './transport';
 import { Admission } from './admission';
@@ -35,6 +35,7 @@ import { PageServing } from './page_serving';
 import { Recovery } from './recovery';
 import { type Durability, Replication } from './replication';
 import { decode } from './protocol';
+import type { StoreFeed } from '../pageserver/feed';
 
 export interface ClusterConfig {
   pageSize: number;
@@ -45,6 +46,8 @@ export interface ClusterConfig {
   durability: Durability;
   /** Backups of each commit (durability 'replicated'). */
   replicas: number;
+  /** This node is a page server storing every commit in this directory (lib/pageserver). */
+  pageServer?: { dir: string };
 }
 
 export interface ClusterEvents {
@@ -121,6 +124,8 @@ export class Cluster {
   private rejoining = false;
   /** For `dsm stats`. */
   statsForClient?: () => unknown;
+  /** A page server's store of every commit (lib/pageserver/feed.ts); absent on other nodes. */
+  store?: StoreFeed;
 
   constructor(
     readonly native: NativeAddon,
@@ -181,8 +186,10 @@ export class Cluster {
     this.address = await this.transport.listen();
     if (this.config.peers.length === 0) {
       this.id = 0;
-      this.membership.found({ id: 0, address: this.address });
-      this.token.found([{ id: 0, address: this.address }]);
+      const me: Member = this.config.pageServer ? { id: 0, address: this.address, pageServer: true } : { id: 0, address: this.address };
+      this.membership.found(me);
+      this.token.found([me]);
+      if (this.store && this.store.store.appliedTime > 0) this.store.foundFromStore();
     } else {
       await this.admission.join(this.config.peers);
     }
@@ -305,6 +312,10 @@ export class Cluster {
   /** Leaves the cluster (see leaving.ts) and closes every connection. */
   async close(): Promise<void> {
     await this.leaving.leave();
+    if (this.store) {
+      await this.store.drain();
+      await this.store.store.close();
+    }
     this.lease.stop();
     this.recovery.stop();
     this.replication.stop();

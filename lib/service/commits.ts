@@ -272,7 +272,7 @@ export class Commits {
     if (!c || c.others === c.backups) {
       n.links.broadcast(Msg.Commit, encode.commit(rec), to);
     } else {
-      const backups = new Set(n.replication.backupsOf(n.id, rec.backups ?? 0));
+      const backups = n.replication.fullCopiesOf(n.id, rec.backups ?? 0);
       const all = [...to];
       n.links.broadcast(Msg.Commit, encode.commit(rec), all.filter((m) => backups.has(m.id)));
       n.links.broadcast(Msg.Commit, encode.commit({ ...rec, changes: c.others }), all.filter((m) => !backups.has(m.id)));
@@ -305,7 +305,7 @@ export class Commits {
       n.ev.log('warn', `commit ${rec.time} from node ${rec.node} carried malformed changes; its pages are fetched instead`);
       if (n.native.applyCommit(rec.time, rec.node, rec.pages.filter((p) => p < n.config.numPages), EMPTY) > 0) n.native.interruptApp();
     } else if (r > 0) n.native.interruptApp();
-    n.replication.applied(rec.node, rec.time, rec.pages, rec.backups ?? 0);
+    n.replication.applied(rec.node, rec.time, rec.pages, rec.backups ?? 0, rec.changes);
   }
 
   /** Commit. */

@@ -63,12 +63,14 @@ export interface Member {
   id: number;
   /** host:port others connect to. */
   address: string;
+  /** A page server (lib/pageserver): stores every commit, never runs transactions. */
+  pageServer?: boolean;
 }
 
 /**
  * Hello: u16 id (NO_NODE when joining) | str listen address | u8 flags (1: joining, 2: client
  * only, 4: a data channel: a member's second connection, on which it only receives page
- * replies, read natively).
+ * replies, read natively; 8: a page server joining).
  */
 export interface Hello {
   id: number;
@@ -76,11 +78,12 @@ export interface Hello {
   joining: boolean;
   client: boolean;
   data?: boolean;
+  pageServer?: boolean;
 }
 
 /**
  * JoinAccept: u16 assigned id | u16 admitter's id | u64 time | u32 configuration epoch | u16 next id | u32 member count, then per member
- * u16 id, str address | u32 written page count, then per page u32 page, u64 version, u16 owner (LOST_OWNER: lost) |
+ * u16 id, str address, u8 flags (1: a page server) | u32 written page count, then per page u32 page, u64 version, u16 owner (LOST_OWNER: lost) |
  * u32 rn count, then per entry u16 id, u32 seq.
  */
 export interface JoinAccept {
@@ -211,13 +214,17 @@ export interface RecoverState {
 
 function members(w: WireWriter, m: Member[]): void {
   w.u32(m.length);
-  for (const x of m) w.u16(x.id).str(x.address);
+  for (const x of m) w.u16(x.id).str(x.address).u8(x.pageServer ? 1 : 0);
 }
 function readMembers(r: WireReader): Member[] {
   const n = r.u32();
   if (n > 65535) throw new WireError('too many members');
   const out: Member[] = [];
-  for (let i = 0; i < n; i++) out.push({ id: r.u16(), address: r.str(300) });
+  for (let i = 0; i < n; i++) {
+    const m: Member = { id: r.u16(), address: r.str(300) };
+    if (r.u8() & 1) m.pageServer = true;
+    out.push(m);
+  }
   return out;
 }
 function seqMap(w: WireWriter, m: Map<number, number>): void {
@@ -233,7 +240,8 @@ function readSeqMap(r: WireReader): Map<number, number> {
 }
 
 export const encode = {
-  hello: (h: Hello) => new WireWriter().u16(h.id).str(h.address).u8((h.joining ? 1 : 0) | (h.client ? 2 : 0) | (h.data ? 4 : 0)).done(),
+  hello: (h: Hello) =>
+    new WireWriter().u16(h.id).str(h.address).u8((h.joining ? 1 : 0) | (h.client ? 2 : 0) | (h.data ? 4 : 0) | (h.pageServer ? 8 : 0)).done(),
   joinAccept(j: JoinAccept): Buffer {
     const w = new WireWriter(64 + j.pages.length * 14).u16(j.id).u16(j.admitter).u64(j.time).u32(j.epoch).u16(j.nextId);
     members(w, j.members);
@@ -321,7 +329,7 @@ export const decode = {
     const address = r.str(300);
     const flags = r.u8();
     r.end();
-    return { id, address, joining: (flags & 1) !== 0, client: (flags & 2) !== 0, data: (flags & 4) !== 0 };
+    return { id, address, joining: (flags & 1) !== 0, client: (flags & 2) !== 0, data: (flags & 4) !== 0, pageServer: (flags & 8) !== 0 };
   },
   joinAccept(b: Buffer): JoinAccept {
     const r = new WireReader(b);

@@ -9,13 +9,21 @@
 // pages to a survivor holding their latest version (membership.ts), so an acknowledged
 // commit survives any `replicas` failures.
 //
+// With durability 'disk' the commit waits instead for a page server (lib/pageserver), which
+// answers CommitAck only once the commit is on its disk. Page servers get every commit's
+// full changes whatever the durability (they store every page), but back up no one's pages
+// in memory for the 'replicated' rotation.
+//
 // Acknowledgements are pipelined: the program's next transaction runs while earlier
 // commits wait for theirs; a commit counts as durable once it and every earlier commit of
 // this node are.
 import { decode, encode, LOST_OWNER, Msg, NO_NODE } from './protocol';
 import type { Cluster } from './cluster';
 
-export type Durability = 'none' | 'replicated';
+export type Durability = 'none' | 'replicated' | 'disk';
+
+/** The Commit record's backups field when the committer waits for a page server's disk. */
+export const DISK = 255;
 
 interface Unacked {
   time: number;
@@ -46,18 +54,28 @@ export class Replication {
     readonly replicas: number,
   ) {}
 
-  /** How many backups this node's commits ask for (0: durability 'none'). */
+  /** How many backups this node's commits ask for (0: durability 'none'; DISK: a page server). */
   get backups(): number {
+    if (this.durability === 'disk') return DISK;
     return this.durability === 'replicated' ? this.replicas : 0;
+  }
+
+  /** The page servers of the configuration. */
+  pageServers(): number[] {
+    const out: number[] = [];
+    for (const m of this.n.members.values()) if (m.pageServer) out.push(m.id);
+    return out;
   }
 
   /**
    * The members that back up `node`'s commits when it asks for `want` backups: the next
-   * `want` ids after it in id order, wrapping (every node computes the same set from the
-   * configuration in force at the commit's time).
+   * `want` ids after it in id order, wrapping, page servers left out; with DISK the page
+   * servers (every node computes the same set from the configuration in force at the
+   * commit's time).
    */
   backupsOf(node: number, want: number): number[] {
-    const others = this.n.membership.list().filter((id) => id !== node);
+    if (want === DISK) return this.pageServers().filter((id) => id !== node);
+    const others = this.n.membership.list().filter((id) => id !== node && !this.n.members.get(id)?.pageServer);
     if (others.length === 0 || want === 0) return [];
     let start = others.findIndex((id) => id > node);
     if (start < 0) start = 0;
@@ -93,7 +111,8 @@ export class Replication {
   /** Acknowledgements made this turn, per committer: sent together once the turn ends. */
   private readonly acksOut = new Map<number, number[]>();
 
-  private ack(to: number, time: number): void {
+  /** Tells committer `to` that this node holds its commit `time` (page servers: on disk). */
+  ack(to: number, time: number): void {
     const q = this.acksOut.get(to);
     if (q) {
       q.push(time);
@@ -108,16 +127,24 @@ export class Replication {
     }
   }
 
+  /** Who gets `node`'s commits with every change carried (whole pages too): its backups and the page servers. */
+  fullCopiesOf(node: number, want: number): Set<number> {
+    const out = new Set(this.backupsOf(node, want));
+    for (const id of this.pageServers()) if (id !== node) out.add(id);
+    return out;
+  }
+
   /** Moves the durable mark past every commit whose backups (and predecessors') hold it. */
   private advance(): void {
     const members = this.n.members;
-    const others = Math.max(0, members.size - 1);
+    const others = this.backupsOf(this.n.id, this.replicas).length;
     while (this.unacked.length) {
       const u = this.unacked[0];
       let held = 0;
       for (const a of u.acks) if (members.has(a)) held++;
-      // Fewer members than backups asked for: every other member must hold it.
-      if (held < Math.min(u.want, others)) break;
+      // 'disk': one page server's disk (none in the configuration: wait for one). Fewer
+      // members than backups asked for: every other member must hold it.
+      if (u.want === DISK ? held < 1 : held < Math.min(u.want, others)) break;
       this.unacked.shift();
       this.byTime.delete(u.time);
     }
@@ -136,7 +163,14 @@ export class Replication {
    * Another node's commit was just applied here: if this node is one of its backups, make
    * sure it holds every page of it, then say so.
    */
-  applied(node: number, time: number, pages: Uint32Array, want: number): void {
+  applied(node: number, time: number, pages: Uint32Array, want: number, changes?: Uint8Array): void {
+    const store = this.n.store;
+    if (store) {
+      // A page server holds every commit, and acknowledges one only once it is on disk.
+      store.hold(time, pages, changes);
+      this.ensureHeld(time, pages, () => store.held(time, pages, want === DISK ? node : undefined));
+      return;
+    }
     if (want === 0 || !this.backupsOf(node, want).includes(this.n.id)) return;
     this.hold(node, time, pages);
   }
@@ -145,13 +179,22 @@ export class Replication {
   onBackupRequest(from: number, payload: Buffer): void {
     const r = decode.backupRequest(payload);
     if (r.pages.some((p) => p >= this.n.config.numPages)) throw new Error('a backup request names a page outside the region');
-    void this.n.log.waitApplied(r.time).then(() => this.hold(from, r.time, r.pages));
+    const store = this.n.store;
+    void this.n.log.waitApplied(r.time).then(() =>
+      store ? this.ensureHeld(r.time, r.pages, () => store.ackWhenDurable(from, r.time)) : this.hold(from, r.time, r.pages),
+    );
   }
 
   /** Fetches what is missing of `pages` at `time` or newer, then acknowledges to `to`. */
   private hold(to: number, time: number, pages: Uint32Array): void {
+    if (!this.n.members.has(to)) return;
+    this.ensureHeld(time, pages, () => this.ack(to, time));
+  }
+
+  /** Fetches what is missing of `pages` (of commit `time`) at `time` or newer, then calls `done`. */
+  private ensureHeld(time: number, pages: Uint32Array, done: () => void): void {
     const n = this.n;
-    if (n.closing || !n.members.has(to)) return;
+    if (n.closing) return;
     const { states, versions, owners } = n.table;
     const missing: number[] = [];
     for (const p of pages) {
@@ -161,12 +204,12 @@ export class Replication {
       else if (Number(versions[p]) < time) {
         // Applying the commit updated or invalidated every page of it: a valid older copy
         // here means the commit was not applied, and a fetch would not help.
-        n.ev.log('warn', `cannot back up commit ${time} of node ${to}: page ${p} is at version ${versions[p]}`);
+        n.ev.log('warn', `cannot back up commit ${time}: page ${p} is at version ${versions[p]}`);
         return;
       }
     }
     if (missing.length === 0) {
-      this.ack(to, time);
+      done();
       return;
     }
     let left = missing.length;
@@ -175,7 +218,7 @@ export class Replication {
       n.pager.fetchFor(p, () => {
         // Installed (or crossed by a newer commit, which a current copy would have taken):
         // look again once every fetch has ended.
-        if (--left === 0) this.hold(to, time, pages);
+        if (--left === 0) this.ensureHeld(time, pages, done);
       });
     }
   }
@@ -187,10 +230,10 @@ export class Replication {
     this.askAgain();
   }
 
-  /** The native commit path sends whole pages our backups may not hold (native/dsm.h SetBackups). */
+  /** The native commit path sends whole pages our backups and page servers may not hold (native/dsm.h SetBackups). */
   tellNative(): void {
     if (this.n.id === NO_NODE) return;
-    this.n.native.setBackups(Uint16Array.from(this.backupsOf(this.n.id, this.backups)));
+    this.n.native.setBackups(Uint16Array.from(this.fullCopiesOf(this.n.id, this.backups)));
   }
 
   /** Sends each unacknowledged commit to its backups that have not answered. */

@@ -41,7 +41,15 @@ async function start(): Promise<void> {
     const cluster = new Cluster(
       native,
       transport,
-      { pageSize: config.pageSize, numPages: config.numPages, peers: cc.peers, joinTimeoutMs: cc.joinTimeoutMs, durability: cc.durability, replicas: cc.replicas },
+      {
+        pageSize: config.pageSize,
+        numPages: config.numPages,
+        peers: cc.peers,
+        joinTimeoutMs: cc.joinTimeoutMs,
+        durability: cc.durability,
+        replicas: cc.replicas,
+        pageServer: cc.pageServer,
+      },
       {
         log,
         event: (type, id) => emit({ type, id }),
@@ -71,10 +79,20 @@ async function start(): Promise<void> {
       protocol: cluster.debugState(),
     });
     service.cluster = cluster;
+    if (cc.pageServer) {
+      // Loaded only by page servers: other nodes never load the embedded store.
+      const { PageStore } = require('../pageserver/store') as typeof import('../pageserver/store');
+      const { StoreFeed } = require('../pageserver/feed') as typeof import('../pageserver/feed');
+      const store = await PageStore.open(cc.pageServer.dir, { pageSize: config.pageSize, regionSize: config.numPages * config.pageSize });
+      cluster.store = new StoreFeed(cluster, store);
+      const base = cluster.statsForClient;
+      cluster.statsForClient = () => ({ ...(base!() as object), pageStore: store.stats() });
+    }
     try {
       await cluster.start();
     } catch (e) {
       await transport.close().catch(() => undefined);
+      await cluster.store?.store.close().catch(() => undefined);
       throw e;
     }
   }

@@ -1,0 +1,170 @@
+// The page server's side of the commit stream, in its service thread: every commit the
+// cluster applies goes into the store in global-time order (the commit log applies them in
+// that order), and the store is flushed in groups: whatever arrived while one flush was on
+// disk goes in the next. A commit whose committer waits for the disk (durability 'disk') is
+// acknowledged once a flush covering its time has completed.
+//
+// The store makes pages from the diffs a commit carries (page servers get every commit's
+// full changes, whole pages included, like a backup: replication.ts). A page it cannot make
+// (a change left out of a huge commit, or a diff against a version it never had) is taken
+// whole from this node's own copy once the region holds it, fetched like any backup's. The
+// store is flushed only while no page is missing, so every image on disk is complete.
+import type { Cluster } from '../service/cluster';
+import { NOT_CARRIED } from '../service/changes';
+import { LOST_OWNER } from '../service/protocol';
+import type { PageStore } from './store';
+
+export class StoreFeed {
+  /** Commits whose pages are still being fetched into the region. */
+  private fetching = 0;
+  private flushing = false;
+  private scheduled = false;
+  private unflushed = false;
+  /** Committers waiting for the disk: acknowledged once `durableTime` reaches their time. */
+  private readonly waiting: Array<{ to: number; time: number }> = [];
+  /** Flushes that failed (the disk is full or gone): the page server stops acknowledging. */
+  failed?: Error;
+
+  constructor(
+    private readonly n: Cluster,
+    readonly store: PageStore,
+  ) {}
+
+  get durableTime(): number {
+    return this.store.durableTime;
+  }
+
+  /**
+   * A commit was applied here (natively, so this node's copies are current): store it. The
+   * caller then makes sure the region holds every page of it and calls `held`.
+   */
+  hold(time: number, pages: Uint32Array, changes: Uint8Array | undefined): void {
+    const store = this.store;
+    try {
+      store.apply(time, pages, changes ?? notCarried(pages));
+    } catch (e) {
+      // Malformed changes (the native side refused them too): the pages come whole from the region.
+      this.n.ev.log('warn', `commit ${time}: ${(e as Error).message}; storing its pages from this node's copies`);
+      store.apply(time, pages, notCarried(pages));
+    }
+    this.unflushed = true;
+    this.fetching++;
+  }
+
+  /** Every page of commit `time` is in the region now; `ackTo`: the committer waits for the disk. */
+  held(time: number, pages: Uint32Array, ackTo?: number): void {
+    this.fetching--;
+    const store = this.store;
+    const { versions } = this.n.table;
+    for (const p of pages) {
+      if (store.missingVersion(p) === undefined) continue;
+      store.putPage(p, Number(versions[p]), this.n.native.copyCommitted(p));
+    }
+    if (ackTo !== undefined) this.ackWhenDurable(ackTo, time);
+    this.schedule();
+  }
+
+  /** Acknowledges commit `time` to `to` once it is on disk. */
+  ackWhenDurable(to: number, time: number): void {
+    if (this.store.durableTime >= time && !this.failed) this.n.replication.ack(to, time);
+    else this.waiting.push({ to, time });
+  }
+
+  /** Flushes once this turn's commits are in (group commit), and again while more arrive. */
+  private schedule(): void {
+    if (this.scheduled || this.flushing) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const store = this.store;
+    if (this.flushing || !this.unflushed || this.fetching > 0 || this.failed || this.n.closing) return;
+    if (store.missing().length > 0) return; // taken whole when their fetches end (held)
+    this.flushing = true;
+    this.unflushed = false;
+    try {
+      const durable = await store.flush();
+      this.n.ev.durable(durable);
+      const keep: Array<{ to: number; time: number }> = [];
+      for (const w of this.waiting) {
+        if (w.time <= durable) this.n.replication.ack(w.to, w.time);
+        else keep.push(w);
+      }
+      this.waiting.length = 0;
+      this.waiting.push(...keep);
+    } catch (e) {
+      this.failed = e as Error;
+      this.n.ev.log('error', `the page store could not be written (${(e as Error).message}); commits are no longer acknowledged as durable`);
+    } finally {
+      this.flushing = false;
+    }
+    if (this.unflushed) this.schedule();
+  }
+
+  /**
+   * Founds the cluster again from the store (a page server started alone on its directory):
+   * every stored page is installed here as this node's, at its stored version, and the
+   * cluster's time starts at the store's. A page the store was still waiting for whole
+   * (only a restored snapshot can hold one) is lost, and reported so like any lost page.
+   */
+  foundFromStore(onProgress?: (done: number, total: number) => void): void {
+    const n = this.n;
+    const ps = n.config.pageSize;
+    const view = this.store.openView();
+    const time = view.time;
+    const CHUNK = 256;
+    let pages: number[] = [];
+    let versions: number[] = [];
+    let data = new Uint8Array(CHUNK * ps);
+    let done = 0;
+    const install = () => {
+      if (pages.length === 0) return;
+      n.native.installPages(Uint32Array.from(pages), Float64Array.from(versions), new Uint16Array(pages.length).fill(n.id), data.subarray(0, pages.length * ps));
+      done += pages.length;
+      onProgress?.(done, view.count);
+      pages = [];
+      versions = [];
+      data = new Uint8Array(CHUNK * ps);
+    };
+    try {
+      for (const p of view.pages()) {
+        if (p.data === null) {
+          n.native.invalidate(p.page, p.version, LOST_OWNER);
+          n.membership.lostPages.add(p.page);
+          continue;
+        }
+        data.set(p.data, pages.length * ps);
+        pages.push(p.page);
+        versions.push(p.version);
+        if (pages.length === CHUNK) install();
+      }
+      install();
+    } finally {
+      view.close();
+    }
+    n.log.reset(time);
+    if (n.token.token) n.token.token.time = time;
+    n.ev.publish(time, time);
+    n.ev.durable(time);
+    if (n.membership.lostPages.size > 0) n.publishStatus();
+    n.ev.log('warn', `founded the cluster again from the page store at time ${time} (${done} pages)`);
+  }
+
+  /** Everything applied so far, on disk (for a clean close). */
+  async drain(): Promise<void> {
+    while (this.flushing || this.scheduled) await new Promise((r) => setTimeout(r, 5));
+    if (this.unflushed && this.fetching === 0 && this.store.missing().length === 0 && !this.failed) await this.store.flush();
+  }
+}
+
+/** Changes that carry nothing for each page (the store takes them whole from the region). */
+function notCarried(pages: Uint32Array): Uint8Array {
+  const out = new Uint8Array(pages.length * 12);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < pages.length; i++) dv.setUint32(i * 12 + 8, NOT_CARRIED, true);
+  return out;
+}

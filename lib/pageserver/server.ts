@@ -1,0 +1,119 @@
+// The page server process: a cluster member that never runs transactions and stores every
+// commit on disk (feed.ts, store.ts). It maps a region like any node, since it takes part in
+// the protocol as one: it holds a current copy of every page, serves pages to joining and
+// recovering nodes (a dead node's pages are taken over from it like from any holder), and
+// is a voter for the partition rule. Started alone on a directory that holds a store, it
+// founds the cluster again at the store's time.
+import { fromNative, InvalidOptionError } from '../errors';
+import { loadNative } from '../native';
+import { resolveOptions } from '../options';
+import { ServiceClient } from '../service/client';
+import { Status, STATUS_WORDS } from '../service/messages';
+import { PageStore } from './store';
+
+/** Options of {@link startPageServer}. */
+export interface PageServerOptions {
+  /** The store's directory: created when absent or empty; an existing store is reopened. */
+  dir: string;
+  /** host:port to listen on (default 127.0.0.1:0). */
+  listen?: string;
+  /** The cluster secret. */
+  secret: string;
+  /** Members to join through; absent or empty: found the cluster (again, from the store). */
+  peers?: string[];
+  /** Region size for a new store (default 1 GiB); an existing store's own is used otherwise. */
+  regionSize?: number;
+  /** Page size for a new store (default: the OS page size). */
+  pageSize?: number;
+  heartbeatMs?: number;
+  deadAfterMs?: number;
+  joinTimeoutMs?: number;
+}
+
+/** A running page server. */
+export interface PageServer {
+  /** host:port nodes join through (`peers: [ps.address]`). */
+  readonly address: string;
+  readonly nodeId: number;
+  /** The global time of the last commit this server applied. */
+  readonly appliedTime: number;
+  /** Every commit up to this time is on the page server's disk. */
+  readonly durableTime: number;
+  /** Flushes what it holds, leaves the cluster (handing its pages on) and closes the store. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a page server in this process.
+ *
+ * @example
+ * const ps = await startPageServer({ dir: './dsm-data', listen: '127.0.0.1:7400', secret });
+ * const dsm = await createNode({ peers: [ps.address], secret, durability: 'disk' });
+ */
+export async function startPageServer(options: PageServerOptions): Promise<PageServer> {
+  if (!options || typeof options.dir !== 'string' || options.dir.length === 0) {
+    throw new InvalidOptionError('startPageServer needs dir: the directory of its store');
+  }
+  const stored = await PageStore.storedGeometry(options.dir);
+  if (stored && options.regionSize !== undefined && options.regionSize !== stored.regionSize) {
+    throw new InvalidOptionError(
+      `the store in ${options.dir} holds a region of ${stored.regionSize} bytes, not ${options.regionSize}: leave regionSize out, or use another directory`,
+    );
+  }
+  if (stored && options.pageSize !== undefined && options.pageSize !== stored.pageSize) {
+    throw new InvalidOptionError(`the store in ${options.dir} has ${stored.pageSize}-byte pages, not ${options.pageSize}`);
+  }
+  const o = resolveOptions({
+    regionSize: stored?.regionSize ?? options.regionSize,
+    pageSize: stored?.pageSize ?? options.pageSize,
+    listen: options.listen ?? '127.0.0.1:0',
+    peers: options.peers ?? [],
+    secret: options.secret,
+    heartbeatMs: options.heartbeatMs,
+    deadAfterMs: options.deadAfterMs,
+    joinTimeoutMs: options.joinTimeoutMs,
+    durability: 'none',
+  });
+  const cluster = { ...o.cluster!, pageServer: { dir: options.dir } };
+  const native = loadNative();
+  let region;
+  try {
+    region = native.open({ base: o.base, size: o.regionSize, pageShift: o.pageShift, startInvalid: false });
+  } catch (e) {
+    throw fromNative(e);
+  }
+  const timeBuffer = new SharedArrayBuffer(STATUS_WORDS * 8);
+  let service: ServiceClient;
+  try {
+    service = await ServiceClient.start(
+      { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer, cluster },
+      (level, message) => process.emitWarning(message, { code: `DSM_SERVICE_${level.toUpperCase()}` }),
+    );
+  } catch (e) {
+    native.close();
+    throw e;
+  }
+  let closed = false;
+  const times = service.status;
+  return {
+    address: service.address,
+    get nodeId() {
+      return service.nodeId;
+    },
+    get appliedTime() {
+      return Number(times[Status.applied]);
+    },
+    get durableTime() {
+      return Number(times[Status.durable]);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      try {
+        await service.close();
+      } finally {
+        native.close();
+      }
+    },
+  };
+}

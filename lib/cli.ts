@@ -41,7 +41,7 @@ program
   .option('--secret <secret>', 'cluster secret (or DSM_SECRET)')
   .option('--region-size <size>', 'region size, e.g. 256M', size, 1 << 30)
   .option('--script <file>', 'a module exporting async function (dsm) to run on the node')
-  .option('--durability <mode>', "'replicated' (a commit resolves once its backups hold it) or 'none'", 'replicated')
+  .option('--durability <mode>', "'replicated' (a commit resolves once its backups hold it), 'disk' (once a page server has it on disk) or 'none'", 'replicated')
   .option('--replicas <n>', 'backups of each commit with --durability replicated', (v: string) => Number(v), 1)
   .action(async (o: { listen: string; peers: string; secret?: string; regionSize: number; script?: string; durability: string; replicas: number }) => {
     const dsm = await createNode({
@@ -49,7 +49,7 @@ program
       peers: o.peers ? o.peers.split(',').filter(Boolean) : [],
       secret: secretFrom(o.secret),
       regionSize: o.regionSize,
-      durability: o.durability as 'none' | 'replicated',
+      durability: o.durability as 'none' | 'replicated' | 'disk',
       replicas: o.replicas,
     });
     console.log(`dsm: node ${dsm.nodeId} listening on ${dsm.address}`);
@@ -66,6 +66,31 @@ program
       if (typeof fn !== 'function') throw new InvalidArgumentError(`${o.script} must export a function (dsm) => ...`);
       await fn(dsm);
     }
+  });
+
+program
+  .command('pageserver')
+  .description('run a page server: a member that stores every commit on disk (it serves until interrupted)')
+  .requiredOption('--dir <dir>', 'the store directory (created when new; an existing store founds the cluster again)')
+  .option('--listen <host:port>', 'address to listen on for peers', '127.0.0.1:0')
+  .option('--peers <list>', 'comma-separated host:port of members to join through (none: found the cluster)', '')
+  .option('--secret <secret>', 'cluster secret (or DSM_SECRET)')
+  .option('--region-size <size>', 'region size of a new store, e.g. 256M (an existing store keeps its own)', size)
+  .action(async (o: { dir: string; listen: string; peers: string; secret?: string; regionSize?: number }) => {
+    const { startPageServer } = require('./pageserver/server') as typeof import('./pageserver/server');
+    const ps = await startPageServer({
+      dir: o.dir,
+      listen: o.listen,
+      peers: o.peers ? o.peers.split(',').filter(Boolean) : [],
+      secret: secretFrom(o.secret),
+      regionSize: o.regionSize,
+    });
+    console.log(`dsm: page server (node ${ps.nodeId}) listening on ${ps.address}, store at time ${ps.durableTime}`);
+    const stop = async () => {
+      await ps.close();
+      process.exit(0);
+    };
+    process.once('SIGINT', stop).once('SIGTERM', stop);
   });
 
 program

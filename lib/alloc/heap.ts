@@ -44,7 +44,7 @@ export class Heap {
     this.journal = new Journal(view.u8, view.u32, states, view.pageSize);
   }
 
-  /** Formats the superblock on a fresh region (the founding node) or checks an existing one. */
+  /** Formats the superblock on a fresh region (the first node to open it) or checks an existing one. */
   async open(run: RunTransaction): Promise<void> {
     const v = this.view;
     const g = geometry(v.regionSize, v.pageSize);
@@ -54,7 +54,9 @@ export class Heap {
     await run(() => {
       const sb = v.u32;
       if (sb[SB.magic] === 0) {
-        if (v.nodeId !== 0) throw new HeapLayoutError('the cluster has no heap: the founding node did not format its region');
+        // The first node to open the heap formats it: usually the founder, but a cluster
+        // founded by a page server has no heap until a node joins. Two nodes racing here
+        // format once: the second one's read of page 0 is doomed by the first's commit.
         if (dataStart + 1 >= pages) throw new HeapLayoutError(`a region of ${v.regionSize} bytes is too small for a heap`);
         const j = this.journal;
         j.w32(SB.magic, MAGIC);

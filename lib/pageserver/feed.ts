@@ -41,7 +41,7 @@ export class StoreFeed {
   hold(time: number, pages: Uint32Array, changes: Uint8Array | undefined): void {
     const store = this.store;
     try {
-      store.apply(time, pages, changes ?? notCarried(pages));
+      store.apply(time, pages, changes && changes.length > 0 ? changes : notCarried(pages));
     } catch (e) {
       // Malformed changes (the native side refused them too): the pages come whole from the region.
       this.n.ev.log('warn', `commit ${time}: ${(e as Error).message}; storing its pages from this node's copies`);
@@ -123,7 +123,8 @@ export class StoreFeed {
     let done = 0;
     const install = () => {
       if (pages.length === 0) return;
-      n.native.installPages(Uint32Array.from(pages), Float64Array.from(versions), new Uint16Array(pages.length).fill(n.id), data.subarray(0, pages.length * ps));
+      const installed = n.native.installPages(Uint32Array.from(pages), Float64Array.from(versions), new Uint16Array(pages.length).fill(n.id), data.subarray(0, pages.length * ps));
+      if (installed !== pages.length) throw new Error(`installed ${installed} of ${pages.length} stored pages`);
       done += pages.length;
       onProgress?.(done, view.count);
       pages = [];
@@ -137,6 +138,8 @@ export class StoreFeed {
           n.membership.lostPages.add(p.page);
           continue;
         }
+        // Installs take only invalid pages: this region starts as valid zero pages.
+        n.native.invalidate(p.page, 0, n.id);
         data.set(p.data, pages.length * ps);
         pages.push(p.page);
         versions.push(p.version);

@@ -9,7 +9,6 @@ import { loadNative } from '../native';
 import { resolveOptions } from '../options';
 import { ServiceClient } from '../service/client';
 import { Status, STATUS_WORDS } from '../service/messages';
-import { PageStore } from './store';
 
 /** Options of {@link startPageServer}. */
 export interface PageServerOptions {
@@ -54,6 +53,8 @@ export async function startPageServer(options: PageServerOptions): Promise<PageS
   if (!options || typeof options.dir !== 'string' || options.dir.length === 0) {
     throw new InvalidOptionError('startPageServer needs dir: the directory of its store');
   }
+  // Loaded here, not at the top: a program that never starts a page server never loads LMDB.
+  const { PageStore } = require('./store') as typeof import('./store');
   const stored = await PageStore.storedGeometry(options.dir);
   if (stored && options.regionSize !== undefined && options.regionSize !== stored.regionSize) {
     throw new InvalidOptionError(
@@ -110,7 +111,7 @@ export async function startPageServer(options: PageServerOptions): Promise<PageS
       if (closed) return;
       closed = true;
       try {
-        await service.close();
+        await service.stop();
       } finally {
         native.close();
       }

@@ -58,6 +58,13 @@ export class RemoteNode {
     });
   }
 
+  async startPageServer(options: Record<string, unknown>): Promise<this> {
+    const r = (await this.send({ cmd: 'pageserver', options })) as { nodeId: number; address: string };
+    this.nodeId = r.nodeId;
+    this.address = r.address;
+    return this;
+  }
+
   async create(options: Record<string, unknown>): Promise<this> {
     const r = (await this.send({ cmd: 'create', options })) as { nodeId: number; address: string };
     this.nodeId = r.nodeId;
@@ -104,6 +111,15 @@ export class Harness {
     this.nodes.push(n);
     await n.waitForLine((l) => l === 'ready');
     return n.create({ regionSize: 16 << 20, secret: SECRET, listen: '127.0.0.1:0', ...this.defaults, ...options });
+  }
+
+  /** A page server in its own process (store in `dir`). */
+  async pageServer(options: Record<string, unknown> & { dir: string }): Promise<RemoteNode> {
+    const proc = fork(path.join(__dirname, 'fixtures/remote_node.js'), [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const n = new RemoteNode(proc);
+    this.nodes.push(n);
+    await n.waitForLine((l) => l === 'ready');
+    return n.startPageServer({ regionSize: 16 << 20, secret: SECRET, listen: '127.0.0.1:0', ...options });
   }
 
   /** A founder plus `count - 1` members joined through it. */

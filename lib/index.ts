@@ -28,3 +28,4 @@ export {
 } from './errors';
 export { TimeoutError } from './errors';
 export { OutOfMemoryError, InvalidFreeError, HeapLayoutError, RootError, HeapCorruptionError } from './alloc/errors';
+export { StoreError, SnapshotError } from './pageserver/errors';

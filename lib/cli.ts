@@ -106,6 +106,21 @@ program
   });
 
 program
+  .command('restore')
+  .description('make a page-server directory from a snapshot file (checked whole first)')
+  .requiredOption('--from <file>', 'the snapshot file')
+  .requiredOption('--dir <dir>', 'the new store directory (missing or empty)')
+  .action(async (o: { from: string; dir: string }) => {
+    const { restoreSnapshot } = require('./pageserver/snapshot') as typeof import('./pageserver/snapshot');
+    const tty = process.stderr.isTTY;
+    const info = await restoreSnapshot(o.from, o.dir, ({ phase, done, total }) => {
+      if (tty) process.stderr.write(`\rdsm: ${phase} ${done}/${total} pages (${total ? Math.floor((100 * done) / total) : 100}%)\x1b[K`);
+    });
+    if (tty) process.stderr.write('\n');
+    console.log(`dsm: restored ${info.pages} pages at time ${info.time} into ${path.resolve(o.dir)}`);
+  });
+
+program
   .command('demo')
   .description('the two-machine bank demo, both machines on this host')
   .allowUnknownOption()

@@ -29,3 +29,4 @@ export {
 } from './errors';
 export { TimeoutError } from './errors';
 export { OutOfMemoryError, InvalidFreeError, HeapLayoutError, RootError, HeapCorruptionError } from './alloc/errors';
+export { StoreError, SnapshotError } from './pageserver/errors';

@@ -1,0 +1,86 @@
+// A page's diff as commits carry it (native/page_diff.h), decoded in TypeScript for the page
+// server, which holds pages in its store rather than in a mapped region. The rules are the
+// native ones, byte for byte:
+//   a whole page:  exactly pageSize bytes, the new contents
+//   runs:          fewer than pageSize bytes, a sequence of
+//                    u16 first word | u16 word count (>= 1) | count x 4 bytes
+//                  little-endian, in increasing order, not overlapping; empty: nothing changed
+
+const RUN_HEADER = 4;
+// Unchanged words between two changed runs that are cheaper to send than a new header.
+const MERGE_GAP = 1;
+
+const u16 = (b: Uint8Array, at: number): number => b[at] | (b[at + 1] << 8);
+
+/** True when `diff` is well formed for a page of `pageSize` bytes (checked before anything is applied). */
+export function validDiff(diff: Uint8Array, pageSize: number): boolean {
+  const len = diff.length;
+  if (len === pageSize) return true;
+  if (len > pageSize) return false;
+  const words = pageSize / 4;
+  let at = 0;
+  let next = 0; // the first word a run may start at
+  while (at < len) {
+    if (len - at < RUN_HEADER) return false;
+    const first = u16(diff, at);
+    const count = u16(diff, at + 2);
+    if (count === 0 || first < next || first + count > words) return false;
+    if (len - at - RUN_HEADER < count * 4) return false;
+    at += RUN_HEADER + count * 4;
+    next = first + count;
+  }
+  return true;
+}
+
+/** Applies a diff that `validDiff` accepted to `page` (pageSize bytes), in place. */
+export function applyDiff(page: Uint8Array, diff: Uint8Array): void {
+  const len = diff.length;
+  if (len === page.length) {
+    page.set(diff);
+    return;
+  }
+  let at = 0;
+  while (at < len) {
+    const first = u16(diff, at);
+    const count = u16(diff, at + 2);
+    page.set(diff.subarray(at + RUN_HEADER, at + RUN_HEADER + count * 4), first * 4);
+    at += RUN_HEADER + count * 4;
+  }
+}
+
+const asWords = (b: Uint8Array): Uint32Array =>
+  b.byteOffset % 4 === 0 ? new Uint32Array(b.buffer, b.byteOffset, b.length >> 2) : new Uint32Array(b.slice().buffer);
+
+/**
+ * The diff from `before` to `after` (pageSize bytes each), as the native encoder makes it
+ * (runs of changed words, runs one unchanged word apart merged; the whole page once the runs
+ * would take as much). For writers of commits outside the native core: tests, benchmarks, tools.
+ */
+export function encodeDiff(before: Uint8Array, after: Uint8Array): Uint8Array {
+  const pageSize = after.length;
+  const b = asWords(before);
+  const a = asWords(after);
+  const words = pageSize / 4;
+  const out = new Uint8Array(pageSize);
+  const ov = new DataView(out.buffer);
+  let len = 0;
+  let w = 0;
+  while (w < words) {
+    while (w < words && b[w] === a[w]) w++;
+    if (w === words) break;
+    const first = w;
+    let last = w; // last changed word of this run
+    for (let k = w + 1; k < words; k++) {
+      if (b[k] !== a[k]) last = k;
+      else if (k - last > MERGE_GAP) break;
+    }
+    const count = last - first + 1;
+    if (len + RUN_HEADER + count * 4 >= pageSize) return after.slice();
+    ov.setUint16(len, first, true);
+    ov.setUint16(len + 2, count, true);
+    out.set(after.subarray(first * 4, (last + 1) * 4), len + RUN_HEADER);
+    len += RUN_HEADER + count * 4;
+    w = last + 1;
+  }
+  return out.slice(0, len);
+}

@@ -1,0 +1,302 @@
+// A page store's image at one global time, in one file (`dsm snapshot`, `dsm restore`).
+//
+// Format version 1, little-endian:
+//   header   'DSMSNAP\0' | u32 format version | u32 page size | u64 region size | u64 global time | u64 records
+//   records  u32 page | u32 kind (0: the page follows, 1: missing, nothing follows) | u64 version | [page size bytes]
+//            in increasing page order; pages never written are not recorded (they are zeros)
+//   trailer  'DSMSEND\0' | u64 records | SHA-256 of every byte before the trailer
+// The file is written under a temporary name and renamed when complete, and a restore checks
+// the whole file before it makes anything, then builds the store aside and renames it into
+// place: a damaged file is refused, never loaded halfway.
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { setImmediate as turn } from 'node:timers/promises';
+import { PageStore, type Geometry, type ViewPage } from './store';
+import { SnapshotError } from './errors';
+
+/** The snapshot format this code writes and reads; another one is refused. */
+export const SNAPSHOT_VERSION = 1;
+const MAGIC = Buffer.from('DSMSNAP\0');
+const END = Buffer.from('DSMSEND\0');
+const HEADER = 40;
+const RECORD = 16;
+const TRAILER = 48;
+const BATCH = 512;
+const CHUNK = 1 << 20;
+
+/** Progress of a snapshot write or restore: pages done of the total, and the phase. */
+export interface SnapshotProgress {
+  phase: 'writing' | 'checking' | 'restoring';
+  done: number;
+  total: number;
+}
+
+/** What a snapshot holds. */
+export interface SnapshotInfo {
+  time: number;
+  /** Pages recorded (missing ones included). */
+  pages: number;
+  geometry: Geometry;
+  bytes: number;
+}
+
+const u64 = (b: Buffer, at: number): number => b.readUInt32LE(at) + b.readUInt32LE(at + 4) * 2 ** 32;
+const putU64 = (b: Buffer, at: number, v: number): void => {
+  b.writeUInt32LE(v >>> 0, at);
+  b.writeUInt32LE(Math.floor(v / 2 ** 32), at + 4);
+};
+
+function syncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Writes the store's durable image (flush first for the latest commits) to `file`, streaming
+ * from one consistent view while the store goes on applying. The file appears complete or not at all.
+ */
+export async function writeSnapshot(store: PageStore, file: string, onProgress?: (p: SnapshotProgress) => void): Promise<SnapshotInfo> {
+  const view = store.openView();
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'w');
+    const { pageSize, regionSize } = view.geometry;
+    const hash = createHash('sha256');
+    const buf = Buffer.alloc(CHUNK + RECORD + pageSize);
+    let used = 0;
+    let bytes = 0;
+    const drain = (): void => {
+      hash.update(buf.subarray(0, used));
+      fs.writeSync(fd!, buf, 0, used);
+      bytes += used;
+      used = 0;
+    };
+    MAGIC.copy(buf, 0);
+    buf.writeUInt32LE(SNAPSHOT_VERSION, 8);
+    buf.writeUInt32LE(pageSize, 12);
+    putU64(buf, 16, regionSize);
+    putU64(buf, 24, view.time);
+    putU64(buf, 32, view.count);
+    used = HEADER;
+    let n = 0;
+    for (const p of view.pages()) {
+      buf.writeUInt32LE(p.page, used);
+      buf.writeUInt32LE(p.data ? 0 : 1, used + 4);
+      putU64(buf, used + 8, p.version);
+      used += RECORD;
+      if (p.data) {
+        buf.set(p.data, used);
+        used += pageSize;
+      }
+      n++;
+      if (used >= CHUNK) {
+        drain();
+        onProgress?.({ phase: 'writing', done: n, total: view.count });
+        await turn();
+      }
+    }
+    if (n !== view.count) throw new SnapshotError(`the store view yielded ${n} pages where it counted ${view.count}; the store is damaged`);
+    drain();
+    const trailer = Buffer.alloc(TRAILER);
+    END.copy(trailer, 0);
+    putU64(trailer, 8, n);
+    hash.digest().copy(trailer, 16);
+    fs.writeSync(fd, trailer);
+    bytes += TRAILER;
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, file);
+    syncDir(path.dirname(path.resolve(file)));
+    onProgress?.({ phase: 'writing', done: n, total: view.count });
+    return { time: view.time, pages: n, geometry: view.geometry, bytes };
+  } catch (e) {
+    if (fd !== undefined) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    if (e instanceof SnapshotError) throw e;
+    throw new SnapshotError(`writing the snapshot ${file} failed: ${(e as Error).message}`, { cause: e });
+  } finally {
+    view.close();
+  }
+}
+
+/** Reads a snapshot file front to back, hashing what it reads; every shortfall is a SnapshotError. */
+class SnapshotReader {
+  private readonly fd: number;
+  private readonly buf = Buffer.alloc(CHUNK);
+  private start = 0;
+  private end = 0;
+  private pos = 0;
+  readonly size: number;
+  readonly hash: Hash = createHash('sha256');
+
+  constructor(private readonly file: string) {
+    try {
+      this.fd = fs.openSync(file, 'r');
+      this.size = fs.fstatSync(this.fd).size;
+    } catch (e) {
+      throw new SnapshotError(`cannot read the snapshot ${file}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** The next `n` bytes (a view valid until the next call), hashed unless `hashed` is false. */
+  take(n: number, hashed = true): Buffer {
+    if (this.pos + n > this.size) throw this.bad(`it is truncated (${this.size} bytes; more expected at byte ${this.pos})`);
+    if (this.end - this.start < n) {
+      this.buf.copy(this.buf, 0, this.start, this.end);
+      this.end -= this.start;
+      this.start = 0;
+      while (this.end < n) {
+        const got = fs.readSync(this.fd, this.buf, this.end, this.buf.length - this.end, this.pos + this.end);
+        if (got === 0) throw this.bad('it is truncated (it shrank while being read)');
+        this.end += got;
+      }
+    }
+    const out = this.buf.subarray(this.start, this.start + n);
+    this.start += n;
+    this.pos += n;
+    if (hashed) this.hash.update(out);
+    return out;
+  }
+
+  get offset(): number {
+    return this.pos;
+  }
+
+  bad(why: string): SnapshotError {
+    return new SnapshotError(`the snapshot ${this.file} cannot be restored: ${why}. Nothing was made; take a new snapshot, or use an intact copy`);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+}
+
+interface Header {
+  geometry: Geometry;
+  time: number;
+  count: number;
+}
+
+function readHeader(r: SnapshotReader): Header {
+  if (r.size < HEADER + TRAILER) throw r.bad(`it is truncated (${r.size} bytes)`);
+  const h = r.take(HEADER);
+  if (!MAGIC.equals(h.subarray(0, 8))) throw r.bad('it is not a node-dsm snapshot');
+  const version = h.readUInt32LE(8);
+  if (version !== SNAPSHOT_VERSION) {
+    throw r.bad(`it has format version ${version}, and this version of node-dsm reads format ${SNAPSHOT_VERSION}; restore it with the node-dsm version that wrote it`);
+  }
+  const pageSize = h.readUInt32LE(12);
+  const regionSize = u64(h, 16);
+  if (pageSize < 4096 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0 || !Number.isSafeInteger(regionSize) || regionSize <= 0 || regionSize % pageSize !== 0) {
+    throw r.bad(`its header is damaged (page size ${pageSize}, region size ${regionSize})`);
+  }
+  return { geometry: { pageSize, regionSize }, time: u64(h, 24), count: u64(h, 32) };
+}
+
+/**
+ * Reads every record of the snapshot, checking each and the trailer; `each` gets the records
+ * in batches (their data copied). Throws SnapshotError at the first thing out of place.
+ */
+async function readRecords(r: SnapshotReader, h: Header, each: (batch: ViewPage[]) => Promise<void> | void, progress: (done: number) => void): Promise<void> {
+  const { pageSize, regionSize } = h.geometry;
+  const numPages = regionSize / pageSize;
+  let prev = -1;
+  let batch: ViewPage[] = [];
+  for (let n = 0; n < h.count; n++) {
+    const rec = r.take(RECORD);
+    const page = rec.readUInt32LE(0);
+    const kind = rec.readUInt32LE(4);
+    const version = u64(rec, 8);
+    if (page >= numPages || page <= prev) throw r.bad(`record ${n} names page ${page} out of order or outside the region`);
+    if (kind > 1) throw r.bad(`record ${n} has an unknown kind ${kind}`);
+    if (version < 1 || version > h.time) throw r.bad(`record ${n} (page ${page}) has version ${version}, outside 1..${h.time}`);
+    prev = page;
+    const data = kind === 0 ? new Uint8Array(r.take(pageSize)) : null;
+    batch.push({ page, version, data });
+    if (batch.length === BATCH) {
+      await each(batch);
+      batch = [];
+      progress(n + 1);
+    }
+  }
+  if (batch.length) await each(batch);
+  const digest = r.hash.digest();
+  const t = r.take(TRAILER, false);
+  if (!END.equals(t.subarray(0, 8)) || u64(t, 8) !== h.count) throw r.bad('its trailer is missing or damaged (the file is truncated or was cut and joined)');
+  if (!digest.equals(t.subarray(16, 48))) throw r.bad('its checksum does not match (the file is damaged)');
+  if (r.offset !== r.size) throw r.bad(`${r.size - r.offset} bytes follow its trailer`);
+  progress(h.count);
+}
+
+/** Checks a snapshot file whole (every record and its checksum) and returns what it holds; throws SnapshotError otherwise. */
+export async function checkSnapshot(file: string, onProgress?: (p: SnapshotProgress) => void): Promise<SnapshotInfo> {
+  const r = new SnapshotReader(file);
+  try {
+    const h = readHeader(r);
+    await readRecords(r, h, () => turn().then(() => undefined), (done) => onProgress?.({ phase: 'checking', done, total: h.count }));
+    return { time: h.time, pages: h.count, geometry: h.geometry, bytes: r.size };
+  } finally {
+    r.close();
+  }
+}
+
+/**
+ * Makes a new page-store directory `dir` from a snapshot file. The file is checked whole first;
+ * the store is built in a directory beside `dir` and renamed into place when complete. Throws
+ * SnapshotError for a damaged, truncated or other-version file, or a `dir` that is not empty.
+ */
+export async function restoreSnapshot(file: string, dir: string, onProgress?: (p: SnapshotProgress) => void): Promise<SnapshotInfo> {
+  dir = path.resolve(dir);
+  const notEmpty = (): boolean => {
+    try {
+      return fs.readdirSync(dir).length > 0;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw new SnapshotError(`cannot restore into ${dir}: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  const refuseDir = () => new SnapshotError(`cannot restore into ${dir}: it is not empty. Restore into a new or empty directory (nothing was changed)`);
+  if (notEmpty()) throw refuseDir();
+  const info = await checkSnapshot(file, onProgress);
+  const tmp = `${dir}.restore-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const r = new SnapshotReader(file);
+  let store: PageStore | undefined;
+  try {
+    const h = readHeader(r);
+    store = await PageStore.open(tmp, h.geometry);
+    const s = store;
+    let pending: ViewPage[] = [];
+    // The last batch is written with the time, so the store's time appears with its last page.
+    await readRecords(
+      r,
+      h,
+      async (batch) => {
+        if (pending.length) await s.load(pending);
+        pending = batch;
+      },
+      (done) => onProgress?.({ phase: 'restoring', done, total: h.count }),
+    );
+    await s.load(pending, h.time);
+    await s.close();
+    store = undefined;
+    if (notEmpty()) throw refuseDir();
+    fs.mkdirSync(path.dirname(dir), { recursive: true });
+    fs.renameSync(tmp, dir);
+    syncDir(path.dirname(dir));
+    return info;
+  } catch (e) {
+    if (store) await store.close().catch(() => undefined);
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (e instanceof SnapshotError) throw e;
+    throw new SnapshotError(`restoring ${file} into ${dir} failed: ${(e as Error).message} (nothing was made)`, { cause: e });
+  } finally {
+    r.close();
+  }
+}

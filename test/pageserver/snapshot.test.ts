@@ -1,0 +1,171 @@
+// Snapshots: a store's image at one time written to one file while the store goes on, restored
+// into a new directory equal to it; damaged, truncated and other-version files, and non-empty
+// directories, refused with nothing made. Also through `dsm restore` in a real process.
+import { afterEach, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PageStore } from '../../lib/pageserver/store';
+import { checkSnapshot, restoreSnapshot, writeSnapshot, type SnapshotProgress } from '../../lib/pageserver/snapshot';
+import { commitStream } from './fixtures/commit_stream.mjs';
+
+const GEO = { pageSize: 4096, regionSize: 64 * 4096 };
+const CLI = path.join(__dirname, '../../dist/cli.js');
+let base = '';
+const stores: PageStore[] = [];
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close().catch(() => undefined);
+  if (base) fs.rmSync(base, { recursive: true, force: true });
+});
+function fresh(): string {
+  base = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-snap-'));
+  return base;
+}
+async function openStore(dir: string, geo = GEO): Promise<PageStore> {
+  const s = await PageStore.open(dir, geo);
+  stores.push(s);
+  return s;
+}
+/** A store with the stream's first `n` commits flushed, and its last page missing. */
+async function filledStore(dir: string, n: number, geo = GEO): Promise<PageStore> {
+  const s = await openStore(dir, geo);
+  const numPages = geo.regionSize / geo.pageSize;
+  const stream = commitStream(5, { numPages, maxPages: 16 });
+  for (let i = 0; i < n; i++) {
+    const c = stream.next().value!;
+    s.apply(c.time, c.pages, c.changes);
+  }
+  s.apply(s.appliedTime + 1, Uint32Array.of(numPages - 1), new Uint8Array(0));
+  await s.flush();
+  return s;
+}
+async function sameImage(a: PageStore, b: PageStore): Promise<void> {
+  expect(b.appliedTime).toBe(a.appliedTime);
+  for (let p = 0; p < a.geometry.regionSize / a.geometry.pageSize; p++) {
+    const x = a.readPage(p);
+    const y = b.readPage(p);
+    expect(y?.version, `page ${p}`).toBe(x?.version);
+    expect(y?.data ? Buffer.from(y.data).equals(Buffer.from(x!.data!)) : y?.data === x?.data, `page ${p}`).toBe(true);
+  }
+  expect([...b.missing()]).toEqual([...a.missing()]);
+}
+const listing = (dir: string) => fs.readdirSync(dir).sort();
+
+describe('snapshots', () => {
+  it('round trip: the restored store equals the store, taken while it goes on committing', async () => {
+    const dir = fresh();
+    // About 4 MiB of pages: the snapshot is written in several chunks, commits in between.
+    const geo = { pageSize: 4096, regionSize: 1024 * 4096 };
+    const s = await filledStore(path.join(dir, 'a'), 600, geo);
+    const at = s.appliedTime;
+    // The image at `at`, to compare with after the store has moved on.
+    const frozen = await openStore(path.join(dir, 'frozen'), geo);
+    const src = s.openView();
+    await frozen.load([...src.pages()], src.time);
+    src.close();
+    expect(frozen.stats().pages).toBeGreaterThan(900);
+    const progress: SnapshotProgress[] = [];
+    const writing = writeSnapshot(s, path.join(dir, 'snap'), (p) => progress.push(p));
+    // Commits go on while the snapshot is written (commits that carry nothing: their pages go missing).
+    let t = at;
+    let done = false;
+    void writing.finally(() => (done = true));
+    while (!done) {
+      s.apply(++t, Uint32Array.of(t % 1000, (t % 1000) + 1), new Uint8Array(0));
+      void s.flush();
+      await new Promise((r) => setImmediate(r));
+    }
+    const info = await writing;
+    expect(t).toBeGreaterThan(at + 1);
+    await s.flush();
+    expect(info.time).toBe(at);
+    expect(info.pages).toBe(frozen.stats().pages + frozen.stats().missing);
+    expect(progress.length).toBeGreaterThan(1);
+    expect(progress.at(-1)).toMatchObject({ phase: 'writing', done: info.pages, total: info.pages });
+    expect(await checkSnapshot(path.join(dir, 'snap'))).toMatchObject({ time: at, pages: info.pages, geometry: geo });
+    const restoring: SnapshotProgress[] = [];
+    const restored = await restoreSnapshot(path.join(dir, 'snap'), path.join(dir, 'b'), (p) => restoring.push(p));
+    expect(restored.time).toBe(at);
+    expect(restoring.at(-1)).toMatchObject({ phase: 'restoring', done: info.pages, total: info.pages });
+    const b = await openStore(path.join(dir, 'b'), geo);
+    expect(b.durableTime).toBe(at);
+    await sameImage(frozen, b);
+    expect([...b.missing()]).toEqual([1023]);
+    // Only the snapshot and the stores: no temporary file or directory left.
+    expect(listing(dir)).toEqual(['a', 'b', 'frozen', 'snap']);
+  });
+
+  it('refuses corrupt, truncated and other-version files, making nothing', async () => {
+    const dir = fresh();
+    const s = await filledStore(path.join(dir, 'a'), 50);
+    const file = path.join(dir, 'snap');
+    await writeSnapshot(s, file);
+    const good = fs.readFileSync(file);
+    const target = path.join(dir, 'out');
+    const refused = async (bytes: Buffer, why: RegExp) => {
+      fs.writeFileSync(path.join(dir, 'bad'), bytes);
+      await expect(restoreSnapshot(path.join(dir, 'bad'), target)).rejects.toMatchObject({ code: 'ERR_DSM_SNAPSHOT', name: 'SnapshotError', message: expect.stringMatching(why) });
+      expect(fs.existsSync(target)).toBe(false);
+      expect(listing(dir)).toEqual(['a', 'bad', 'snap']);
+    };
+    // One flipped byte in a page's data, far from any structure.
+    const flipped = Buffer.from(good);
+    flipped[40 + 16 + 1000] ^= 0x20;
+    await refused(flipped, /checksum/);
+    // One flipped byte in the trailer's checksum.
+    const flippedSum = Buffer.from(good);
+    flippedSum[good.length - 5] ^= 1;
+    await refused(flippedSum, /checksum/);
+    await refused(good.subarray(0, good.length - 100), /truncated|trailer/);
+    await refused(good.subarray(0, 30), /truncated/);
+    await refused(good.subarray(0, good.length - 48), /truncated|trailer/);
+    await refused(Buffer.concat([good, Buffer.from([0])]), /follow/);
+    const version = Buffer.from(good);
+    version.writeUInt32LE(2, 8);
+    await refused(version, /format version 2/);
+    const notOurs = Buffer.from(good);
+    notOurs.write('PKZIP', 0);
+    await refused(notOurs, /not a node-dsm snapshot/);
+    await expect(restoreSnapshot(path.join(dir, 'nothing'), target)).rejects.toMatchObject({ code: 'ERR_DSM_SNAPSHOT' });
+  });
+
+  it('refuses to restore into a directory that is not empty; an empty one is fine', async () => {
+    const dir = fresh();
+    const s = await filledStore(path.join(dir, 'a'), 20);
+    await writeSnapshot(s, path.join(dir, 'snap'));
+    fs.mkdirSync(path.join(dir, 'full'));
+    fs.writeFileSync(path.join(dir, 'full', 'keep.txt'), 'mine');
+    await expect(restoreSnapshot(path.join(dir, 'snap'), path.join(dir, 'full'))).rejects.toMatchObject({ code: 'ERR_DSM_SNAPSHOT', message: expect.stringContaining('not empty') });
+    expect(listing(path.join(dir, 'full'))).toEqual(['keep.txt']);
+    fs.mkdirSync(path.join(dir, 'empty'));
+    await restoreSnapshot(path.join(dir, 'snap'), path.join(dir, 'empty'));
+    await sameImage(s, await openStore(path.join(dir, 'empty')));
+  });
+
+  it('dsm restore makes a store from a file, and refuses a damaged one with ERR_DSM_SNAPSHOT', async () => {
+    const dir = fresh();
+    const s = await filledStore(path.join(dir, 'a'), 80);
+    await writeSnapshot(s, path.join(dir, 'snap'));
+    const dsm = (...args: string[]) =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        c.stdout.on('data', (d) => (out += d));
+        c.stderr.on('data', (d) => (err += d));
+        c.on('exit', (code) => resolve({ code, out, err }));
+      });
+    const ok = await dsm('restore', '--from', path.join(dir, 'snap'), '--dir', path.join(dir, 'b'));
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain(`at time ${s.appliedTime}`);
+    await sameImage(s, await openStore(path.join(dir, 'b')));
+    const bytes = fs.readFileSync(path.join(dir, 'snap'));
+    bytes[bytes.length >> 1] ^= 1;
+    fs.writeFileSync(path.join(dir, 'bad'), bytes);
+    const bad = await dsm('restore', '--from', path.join(dir, 'bad'), '--dir', path.join(dir, 'c'));
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain('ERR_DSM_SNAPSHOT');
+    expect(fs.existsSync(path.join(dir, 'c'))).toBe(false);
+  });
+});

@@ -1,0 +1,234 @@
+// The page store on a real LMDB directory: commits applied and flushed in group commits,
+// pages it cannot make recorded as missing, bad input refused whole, and stores of another
+// layout or geometry refused.
+import { afterEach, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { open } from 'lmdb';
+import { PageStore } from '../../lib/pageserver/store';
+import { NOT_CARRIED } from '../../lib/service/changes';
+import { commitStream } from './fixtures/commit_stream.mjs';
+
+const PS = 4096;
+const GEO = { pageSize: PS, regionSize: 64 * PS };
+const dirs: string[] = [];
+const stores: PageStore[] = [];
+function tmpDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-store-'));
+  dirs.push(d);
+  return path.join(d, 'store');
+}
+async function openStore(dir: string, geo = GEO): Promise<PageStore> {
+  const s = await PageStore.open(dir, geo);
+  stores.push(s);
+  return s;
+}
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close().catch(() => undefined);
+  for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** One change: u64 version it replaces | u32 length | bytes. */
+function change(replaces: number, body: Uint8Array | null): Uint8Array {
+  const h = new Uint8Array(12 + (body?.length ?? 0));
+  const dv = new DataView(h.buffer);
+  dv.setUint32(0, replaces, true);
+  dv.setUint32(8, body ? body.length : NOT_CARRIED, true);
+  if (body) h.set(body, 12);
+  return h;
+}
+const cat = (...p: Uint8Array[]) => Uint8Array.from(p.flatMap((x) => [...x]));
+const run = (word: number, value: number) => {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setUint16(0, word, true);
+  new DataView(b.buffer).setUint16(2, 1, true);
+  new DataView(b.buffer).setUint32(4, value, true);
+  return b;
+};
+const wholePage = (fill: number) => new Uint8Array(PS).fill(fill);
+const equalImage = (s: PageStore, image: Map<number, { version: number; data: Uint8Array }>) => {
+  for (let p = 0; p < 64; p++) {
+    const got = s.readPage(p);
+    const want = image.get(p);
+    expect(got?.version, `page ${p}`).toBe(want?.version);
+    if (want) expect(Buffer.from(got!.data!).equals(Buffer.from(want.data)), `page ${p}`).toBe(true);
+  }
+};
+
+describe('page store', () => {
+  it('applies a commit stream, group-commits it in one fsync, and reopens at the flushed image', async () => {
+    const dir = tmpDir();
+    const s = await openStore(dir);
+    expect(s.appliedTime).toBe(0);
+    expect(s.readPage(3)).toBeUndefined();
+    const stream = commitStream(7);
+    let c: ReturnType<typeof stream.next>['value'] = undefined!;
+    for (let i = 0; i < 200; i++) {
+      c = stream.next().value!;
+      expect(s.apply(c.time, c.pages, c.changes)).toBe(true);
+    }
+    const image = new Map([...c.image].map(([p, v]) => [p, { ...v, data: v.data.slice() }]));
+    expect(s.appliedTime).toBe(c.time);
+    expect(s.durableTime).toBe(0);
+    equalImage(s, image);
+    expect(await s.flush()).toBe(c.time);
+    const st = s.stats();
+    expect(st.fsyncs).toBe(1);
+    expect(st.commitsPerFsync).toBe(200);
+    expect(st.pages).toBe(image.size);
+    expect(st.durableTime).toBe(c.time);
+    expect(st.bytesOnDisk).toBeGreaterThan(image.size * PS);
+    // The split layout keeps the file near the pages' own size, not twice it.
+    expect(st.bytesOnDisk).toBeLessThan(image.size * PS * 1.6 + 64 * 4096);
+    // Nothing new: no transaction.
+    expect(await s.flush()).toBe(c.time);
+    expect(s.stats().fsyncs).toBe(1);
+    // Replays of applied commits are ignored.
+    expect(s.apply(c.time, c.pages, c.changes)).toBe(false);
+    await s.close();
+    const again = await openStore(dir);
+    expect(again.appliedTime).toBe(c.time);
+    expect(again.durableTime).toBe(c.time);
+    equalImage(again, image);
+    // And goes on from there: diffs apply against the pages read back from disk.
+    for (let i = 0; i < 50; i++) {
+      c = stream.next().value!;
+      again.apply(c.time, c.pages, c.changes);
+    }
+    expect(again.missing()).toHaveLength(0);
+    equalImage(again, c.image);
+  });
+
+  it('commits applied while a flush is on disk share the next flush', async () => {
+    const s = await openStore(tmpDir());
+    const stream = commitStream(11);
+    const flushes: Promise<number>[] = [];
+    let last = 0;
+    for (let i = 0; i < 300; i++) {
+      const c = stream.next().value!;
+      s.apply(c.time, c.pages, c.changes);
+      last = c.time;
+      flushes.push(s.flush());
+    }
+    const times = await Promise.all(flushes);
+    // Every flush resolves with a time covering its commit; far fewer fsyncs than commits.
+    expect(times[times.length - 1]).toBe(last);
+    for (let i = 1; i < times.length; i++) expect(times[i]).toBeGreaterThanOrEqual(times[i - 1]);
+    expect(s.stats().fsyncs).toBeLessThan(300);
+    expect(s.stats().fsyncs).toBeGreaterThanOrEqual(1);
+  });
+
+  it('records pages it cannot make as missing, and takes whole copies of them', async () => {
+    const dir = tmpDir();
+    const s = await openStore(dir);
+    s.apply(5, Uint32Array.of(1, 2), cat(change(0, wholePage(1)), change(0, run(0, 0xaabbccdd))));
+    expect(s.readPage(1)).toEqual({ version: 5, data: wholePage(1) });
+    expect(new DataView(s.readPage(2)!.data!.buffer).getUint32(0, true)).toBe(0xaabbccdd);
+    // A diff against a version the store does not hold, and a change left out.
+    s.apply(7, Uint32Array.of(1, 2), cat(change(6, run(1, 9)), change(5, null)));
+    expect([...s.missing()]).toEqual([1, 2]);
+    expect(s.readPage(1)).toEqual({ version: 7, data: null });
+    expect(s.missingVersion(2)).toBe(7);
+    // Later diffs cannot fix them either; the needed version follows.
+    s.apply(9, Uint32Array.of(1), change(7, run(1, 10)));
+    expect(s.missingVersion(1)).toBe(9);
+    expect(s.putPage(1, 7, wholePage(3))).toBe('ignored'); // older than needed
+    expect(s.putPage(1, 9, wholePage(4))).toBe('stored');
+    expect(s.putPage(3, 9, wholePage(4))).toBe('ignored'); // not missing
+    // A copy newer than the applied time waits for its commit.
+    expect(s.putPage(2, 12, wholePage(6))).toBe('held');
+    s.apply(12, Uint32Array.of(2), change(7, run(0, 1)));
+    expect(s.readPage(2)).toEqual({ version: 12, data: wholePage(6) });
+    expect(s.missing()).toHaveLength(0);
+    // A missing page made whole again by a commit's whole page.
+    s.apply(13, Uint32Array.of(4), change(3, run(0, 1)));
+    expect([...s.missing()]).toEqual([4]);
+    await s.flush();
+    s.apply(14, Uint32Array.of(4), change(1, wholePage(8)));
+    expect(s.missing()).toHaveLength(0);
+    s.apply(15, Uint32Array.of(5), change(0, null));
+    await s.close();
+    const again = await openStore(dir);
+    expect([...again.missing()]).toEqual([5]);
+    expect(again.readPage(4)).toEqual({ version: 14, data: wholePage(8) });
+    expect(again.readPage(2)).toEqual({ version: 12, data: wholePage(6) });
+    expect(again.readPage(1)).toEqual({ version: 9, data: wholePage(4) });
+    expect(again.stats().pages).toBe(3);
+  });
+
+  it('refuses a malformed commit whole: nothing of it is applied', async () => {
+    const s = await openStore(tmpDir());
+    s.apply(1, Uint32Array.of(0), change(0, run(0, 1)));
+    const before = s.readPage(0);
+    // The first page's change is fine, the second's is cut short.
+    const bad = cat(change(1, run(0, 2)), change(0, run(0, 3)).subarray(0, 15));
+    expect(() => s.apply(2, Uint32Array.of(0, 1), bad)).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE', name: 'StoreError' }));
+    expect(() => s.apply(2, Uint32Array.of(64), change(0, run(0, 1)))).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE' }));
+    expect(() => s.apply(1.5, Uint32Array.of(0), change(1, run(0, 1)))).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE' }));
+    expect(s.appliedTime).toBe(1);
+    expect(s.readPage(0)).toEqual(before);
+    expect(s.readPage(1)).toBeUndefined();
+    expect(() => s.putPage(0, 1, new Uint8Array(10))).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE' }));
+  });
+
+  it('a view stays at its time while the store goes on', async () => {
+    const s = await openStore(tmpDir());
+    const stream = commitStream(3);
+    let c = stream.next().value!;
+    for (let i = 0; i < 40; i++) s.apply((c = stream.next().value!).time, c.pages, c.changes);
+    await s.flush();
+    const image = new Map([...c.image].map(([p, v]) => [p, { version: v.version, data: v.data.slice() }]));
+    // Applied but not flushed: not in the view.
+    s.apply(c.time + 100, Uint32Array.of(9), change(0, null));
+    const view = s.openView();
+    try {
+      expect(view.time).toBe(c.time);
+      for (let i = 0; i < 40; i++) s.apply((c = stream.next().value!).time + 1000, c.pages, new Uint8Array(0));
+      await s.flush();
+      const seen = [...view.pages()];
+      expect(seen.map((p) => p.page)).toEqual([...image.keys()].sort((a, b) => a - b));
+      expect(view.count).toBe(image.size);
+      for (const p of seen) {
+        expect(p.version).toBe(image.get(p.page)!.version);
+        expect(Buffer.from(p.data!).equals(Buffer.from(image.get(p.page)!.data))).toBe(true);
+      }
+    } finally {
+      view.close();
+    }
+    // The later commits carried nothing: their pages are missing now, in the next view.
+    const next = s.openView();
+    expect(next.time).toBe(s.appliedTime);
+    expect([...next.pages()].filter((p) => p.data === null).length).toBe(s.missing().length);
+    next.close();
+  });
+
+  it('refuses a directory of other files, an LMDB database that is not a store, another geometry, another layout version', async () => {
+    const dir = tmpDir();
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'notes.txt'), 'hello');
+    await expect(PageStore.open(dir, GEO)).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining('not a page store') });
+    // A file named like LMDB's that is not: refused before LMDB sees it.
+    fs.writeFileSync(path.join(dir, 'data.mdb'), Buffer.alloc(20000, 7));
+    await expect(PageStore.open(dir, GEO)).rejects.toMatchObject({ code: 'ERR_DSM_STORE' });
+    const other = tmpDir();
+    const db = open({ path: other, compression: false });
+    await db.put('x', 'y');
+    await db.close();
+    await expect(PageStore.open(other, GEO)).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining('not a page store') });
+
+    const good = tmpDir();
+    await (await PageStore.open(good, GEO)).close();
+    await expect(PageStore.open(good, { pageSize: PS, regionSize: 128 * PS })).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining('geometry') });
+    await expect(PageStore.open(good, { pageSize: 8192, regionSize: 64 * PS })).rejects.toMatchObject({ code: 'ERR_DSM_STORE' });
+    // Another layout version, written into the store's own layout record.
+    const root = open({ path: good, compression: false, maxDbs: 8 });
+    const meta = root.openDB({ name: 'meta', encoding: 'binary', compression: false });
+    const layout = Buffer.from(meta.getBinary('layout')!);
+    layout.writeUInt32LE(99, 8);
+    await meta.put('layout', layout);
+    await root.close();
+    await expect(PageStore.open(good, GEO)).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining('layout version 99') });
+    await expect(PageStore.open(tmpDir(), { pageSize: 1000, regionSize: 1000 })).rejects.toMatchObject({ code: 'ERR_DSM_STORE' });
+  });
+});

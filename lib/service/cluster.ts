@@ -83,6 +83,7 @@ const handlers: Record<number, Handler> = {
   [Msg.Token]: (n, from, p) => {
     const t = decode.token(p);
     if (!n.token.onToken(t)) n.ev.log('warn', `dropped a void token of generation ${t.generation} from node ${from}`);
+    else n.recovery.tokenArrived();
   },
   [Msg.Commit]: (n, from, p) => n.commits.onCommit(from, p),
   [Msg.CommitAck]: (n, from, p) => n.replication.onAck(from, p),
@@ -352,6 +353,7 @@ export class Cluster {
       pages: (process.env.DSM_DEBUG_PAGES ?? '').split(',').filter(Boolean).map((p) => ({ page: Number(p), ...this.pageInfo(Number(p)) })),
       epoch: this.membership.epoch,
       suspects: [...this.membership.suspects],
+      recovery: this.recovery.debugState(),
       lostPages: this.membership.lostPages.size,
       partitioned: this.lease.partitioned,
       leaseMs: this.lease.validUntil === Infinity ? 'forever' : Math.round(this.lease.validUntil - (performance.timeOrigin + performance.now())),

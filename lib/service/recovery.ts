@@ -2,9 +2,12 @@
 // it asks every other member for its state under a new ballot (each answers only the
 // highest ballot it has seen, holds arriving tokens, and stops answering lease pings), and
 // goes on only with answers from a quorum of the configuration's voters. Then:
-// - the token: still held by a member that answered, or in flight to one, it is left alone;
-//   otherwise it is regenerated at the highest applied time once every lease the old
-//   holder could have had has run out (LEASE_MS after the quorum answered);
+// - the token: still held by a member that answered, it is left alone; in flight to one, the
+//   coordinator waits (at most IN_FLIGHT_MS) for that member to report its arrival, since a
+//   token sent on a connection that broke never arrives; otherwise it is regenerated at the
+//   highest applied time once every lease the old holder could have had has run out
+//   (LEASE_MS after the quorum answered). A token arriving late is void: it is held until
+//   the outcome, and the regenerated token's generation is higher;
 // - the configuration: under the token, the coordinator commits a new one without the lost
 //   members. Each page a removed member owned moves to a survivor that reported holding its
 //   latest version, or is decided lost, once, for every node (membership.ts).
@@ -23,6 +26,14 @@ const ANSWER_MS = 2000;
 const REASK_MS = 400;
 /** A member that answered a recovery stops holding for it after this long without an outcome. */
 const HOLD_MS = 3 * ANSWER_MS + LEASE_MS;
+/** How long a coordinator waits for a token it believes in flight to be reported arrived. */
+const IN_FLIGHT_MS = ANSWER_MS;
+/**
+ * A node that has waited this long for the token, with nobody suspected, runs a recovery
+ * that only looks for it: it may have been lost on a connection that broke and came back,
+ * where no member was ever declared dead.
+ */
+const TOKEN_OVERDUE_MS = 4 * ANSWER_MS;
 
 interface Run {
   generation: number;
@@ -31,6 +42,8 @@ interface Run {
   started: number;
   timer: NodeJS.Timeout;
   deciding: boolean;
+  /** When the coordinator first saw the token in flight to a member that had not received it. */
+  inFlightSince?: number;
 }
 
 export class Recovery {
@@ -39,6 +52,8 @@ export class Recovery {
   private run?: Run;
   private holdTimer?: NodeJS.Timeout;
   private pending = false;
+  /** The recovery this node answered and holds for: told again when a token arrives meanwhile. */
+  private answered?: { to: number; generation: number; suspects: Set<number> };
 
   constructor(private readonly n: Cluster) {}
 
@@ -65,9 +80,24 @@ export class Recovery {
     return lowest;
   }
 
-  private maybeStart(): void {
+  /**
+   * Called every lease tick: a node that has waited for the token for long, with nobody
+   * suspected, looks for it (it may have been lost on a connection that broke and came back).
+   */
+  checkToken(): void {
     const n = this.n;
-    if (n.closing || n.membership.suspects.size === 0 || this.coordinator() !== n.id) return;
+    const t = n.token;
+    if (!t.waiting || t.held || t.waitingSince === 0 || now() - t.waitingSince < TOKEN_OVERDUE_MS) return;
+    if (this.run || this.holdTimer || this.pending || n.closing || n.id === NO_NODE || n.membership.suspects.size > 0) return;
+    n.ev.log('warn', `waited ${Math.round((now() - t.waitingSince) / 1000)} s for the token; looking for it`);
+    t.waitingSince = now();
+    this.maybeStart(true);
+  }
+
+  private maybeStart(lookForToken = false): void {
+    const n = this.n;
+    // Only the coordinator recovers from losses; any node may look for a token it waits for.
+    if (n.closing || (lookForToken ? n.membership.suspects.size > 0 : n.membership.suspects.size === 0 || this.coordinator() !== n.id)) return;
     const r = this.run;
     if (r && !r.deciding) {
       for (const s of n.membership.suspects) r.suspects.add(s);
@@ -91,7 +121,7 @@ export class Recovery {
     run.timer.unref();
     this.run = run;
     run.states.set(n.id, this.report(run.suspects));
-    n.ev.log('warn', `recovering from the loss of node(s) ${[...run.suspects].join(', ')} (ballot ${generation})`);
+    n.ev.log('warn', run.suspects.size ? `recovering from the loss of node(s) ${[...run.suspects].join(', ')} (ballot ${generation})` : `looking for the token (ballot ${generation})`);
     this.ask(run, [...n.members.keys()].filter((id) => id !== n.id && !run.suspects.has(id)));
     this.maybeFinish();
   }
@@ -124,7 +154,7 @@ export class Recovery {
     }
     return {
       applied: log.applied,
-      hasToken: token.held,
+      hasToken: token.held || token.heldForRecovery,
       waiting: token.waiting,
       seq: token.rn.get(id) ?? 0,
       sentTo: token.lastSent.to,
@@ -148,13 +178,30 @@ export class Recovery {
     this.holdTimer = setTimeout(() => {
       // The coordinator died or was cut off: stop holding; whoever coordinates now starts again.
       this.holdTimer = undefined;
+      this.answered = undefined;
       n.token.endHold(undefined);
       n.lease.hold(undefined);
       n.log.thaw();
       this.suspect();
     }, HOLD_MS);
     this.holdTimer.unref();
-    n.links.send(from, Msg.RecoverState, encode.recoverState({ generation: q.generation, ...this.report(new Set(q.suspects)) }));
+    this.answered = { to: from, generation: q.generation, suspects: new Set(q.suspects) };
+    n.links.send(from, Msg.RecoverState, encode.recoverState({ generation: q.generation, ...this.report(this.answered.suspects) }));
+  }
+
+  /**
+   * A token arrived (and is held, if a recovery is under way): the coordinator may be waiting
+   * to learn whether the token it saw in flight arrived or was lost with a connection.
+   */
+  tokenArrived(): void {
+    const a = this.answered;
+    const n = this.n;
+    if (this.run && !this.run.deciding) {
+      this.run.states.set(n.id, this.report(this.run.suspects));
+      this.maybeFinish();
+    } else if (a && this.holdTimer) {
+      n.links.send(a.to, Msg.RecoverState, encode.recoverState({ generation: a.generation, ...this.report(a.suspects) }));
+    }
   }
 
   /** RecoverState. */
@@ -192,8 +239,6 @@ export class Recovery {
       return;
     }
     if (!quorum) return; // a minority: keep asking (reask) until the network heals or we are removed
-    r.deciding = true;
-    clearInterval(r.timer);
     let best = n.id;
     let time = n.log.applied;
     let held = false;
@@ -206,12 +251,30 @@ export class Recovery {
       if (s.hasToken) held = true;
       if (s.sentTo !== NO_NODE && s.sentHops > latest.hops) latest = { to: s.sentTo, hops: s.sentHops };
     }
-    // In flight to a member that answered: it will arrive (and be released from the hold).
-    const inFlight = latest.hops >= 0 && r.states.has(latest.to) && !r.states.get(latest.to)!.hasToken;
-    const regenerate = !held && !inFlight;
+    // In flight to a member that answered without it: it arrives (that member reports it,
+    // holding it) or was lost with a broken connection. Wait a while to learn which.
+    const inFlight = !held && latest.hops >= 0 && r.states.has(latest.to) && !r.states.get(latest.to)!.hasToken;
+    if (inFlight) {
+      r.inFlightSince ??= now();
+      if (now() - r.inFlightSince < IN_FLIGHT_MS) return;
+      n.ev.log('warn', `the token sent to node ${latest.to} did not arrive; taking it as lost`);
+    }
+    r.deciding = true;
+    clearInterval(r.timer);
+    const regenerate = !held;
     const finish = () => {
       if (this.run !== r) return;
       this.run = undefined;
+      if (regenerate && now() - r.started > HOLD_MS - LEASE_MS) {
+        // This node was stalled past the time members hold for this ballot: some may have
+        // delivered the old token already. Start over rather than make a second one.
+        n.ev.log('warn', `recovery ballot ${r.generation} took too long to decide; starting again`);
+        n.token.endHold(undefined);
+        n.lease.hold(undefined);
+        n.log.thaw();
+        this.suspect();
+        return;
+      }
       if (regenerate) {
         const ln = new Map<number, number>();
         const queue: number[] = [];
@@ -309,6 +372,7 @@ export class Recovery {
     if (this.run && this.run.generation < r.generation) this.abandon();
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
+    this.answered = undefined;
     n.token.endHold(r.regenerated ? r.generation : undefined);
     n.lease.hold(undefined);
     if (r.regenerated) this.voidAbove(r.time);
@@ -344,9 +408,20 @@ export class Recovery {
     if (voided) n.ev.log('warn', `${voided} page(s) held data of commits after time ${time}, which died with their committer`);
   }
 
+  /** Where recovery stands, for diagnosing a stuck cluster. */
+  debugState(): Record<string, unknown> {
+    const r = this.run;
+    return {
+      promised: this.promised,
+      holding: this.holdTimer !== undefined,
+      run: r && { ballot: r.generation, suspects: [...r.suspects], answered: [...r.states.keys()], deciding: r.deciding, ms: Math.round(now() - r.started) },
+    };
+  }
+
   /** Joined again under a new id: forget everything. */
   reset(): void {
     this.abandon();
+    this.answered = undefined;
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
   }

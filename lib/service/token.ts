@@ -3,6 +3,7 @@
 // FIFO queue of nodes waiting, the global time and the member list. First come, first
 // served, and no messages at all while one node keeps committing.
 import type { Member, TokenState } from './protocol';
+import { now } from './lease';
 
 export interface TokenLinks {
   me(): number;
@@ -41,10 +42,18 @@ export class CommitToken {
     return this.token !== undefined;
   }
 
+  /** A token arrived during a recovery and waits for its outcome here (it counts as held). */
+  get heldForRecovery(): boolean {
+    return (this.arrivals?.length ?? 0) > 0;
+  }
+
   /** The service is using the token (a commit or an admission in progress). */
   get busy(): boolean {
     return this.inUse;
   }
+
+  /** When this node began waiting for a token that is away (recovery looks for a lost one). */
+  waitingSince = 0;
 
   get waiting(): boolean {
     return this.waiters.length > 0;
@@ -59,6 +68,7 @@ export class CommitToken {
     }
     return new Promise((resolve) => {
       const first = this.waiters.length === 0;
+      if (first && !this.token) this.waitingSince = now();
       this.waiters.push(() => resolve(this.token!));
       if (first && !this.token) {
         this.request();
@@ -70,8 +80,11 @@ export class CommitToken {
   private retryTimer?: NodeJS.Timeout;
 
   /**
-   * Repeats our pending request (same sequence number, so it is never served twice) while
-   * we wait: the request may have reached the holder just as it died, before recovery.
+   * Repeats our pending request while we wait: it may have reached the holder just as it
+   * died, before recovery. Each repeat takes a new sequence number: a recovery that could
+   * not hear from this node (it was stalled) counted its old request as served, and a
+   * holder serves a member whose highest request is above what the token says it was
+   * given (rn > ln), once, however many requests it sent meanwhile.
    */
   private armRetry(): void {
     if (this.retryTimer) return;
@@ -81,7 +94,7 @@ export class CommitToken {
         this.retryTimer = undefined;
         return;
       }
-      this.request(true);
+      this.request();
     }, this.retryMs);
     this.retryTimer.unref();
   }
@@ -104,14 +117,18 @@ export class CommitToken {
     const me = this.links.me();
     t.ln.set(me, this.rn.get(me) ?? 0);
     for (const m of t.members) {
-      if (m.id !== me && !t.queue.includes(m.id) && this.links.reachable(m.id) && (this.rn.get(m.id) ?? 0) === (t.ln.get(m.id) ?? 0) + 1) {
+      if (m.id !== me && !t.queue.includes(m.id) && this.links.reachable(m.id) && (this.rn.get(m.id) ?? 0) > (t.ln.get(m.id) ?? 0)) {
         t.queue.push(m.id);
       }
     }
     // Nodes that asked first are served first; our own waiters ask again behind them.
     if (t.queue.length > 0) {
       this.passIfQueued();
-      if (this.waiters.length > 0) this.request();
+      if (this.waiters.length > 0) {
+        this.waitingSince = now();
+        this.request();
+        this.armRetry();
+      }
       return;
     }
     const next = this.waiters.shift();
@@ -126,7 +143,7 @@ export class CommitToken {
   onRequest(id: number, seq: number): void {
     this.rn.set(id, Math.max(this.rn.get(id) ?? 0, seq));
     const t = this.token;
-    if (t && !this.inUse && this.waiters.length === 0 && (this.rn.get(id) ?? 0) === (t.ln.get(id) ?? 0) + 1) {
+    if (t && !this.inUse && this.waiters.length === 0 && (this.rn.get(id) ?? 0) > (t.ln.get(id) ?? 0)) {
       if (!t.queue.includes(id)) t.queue.push(id);
       this.passIfQueued();
     }
@@ -154,6 +171,7 @@ export class CommitToken {
     }
     this.generation = t.generation;
     this.token = t;
+    this.waitingSince = 0;
     const next = this.waiters.shift();
     if (next) {
       this.inUse = true;

@@ -254,6 +254,40 @@ export class PageStore {
     return new PageStore(dir, geometry, dbs);
   }
 
+  /**
+   * The geometry of the store in `dir`, undefined when there is none yet (a missing or empty
+   * directory): a page server restarting on its directory maps the region the store holds.
+   * Throws StoreError for a directory that holds something else.
+   */
+  static async storedGeometry(dir: string): Promise<Geometry | undefined> {
+    dir = path.resolve(dir);
+    let entries: string[] = [];
+    try {
+      entries = fs.readdirSync(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new StoreError(`cannot read the store directory ${dir}: ${(e as Error).message}`, { cause: e });
+    }
+    if (entries.length === 0) return undefined;
+    const data = path.join(dir, 'data.mdb');
+    if (!fs.existsSync(data) || !looksLikeLmdb(data)) {
+      throw new StoreError(`${dir} is not a page store (it holds other files); give the page server an empty or new directory, or the directory of an existing store`);
+    }
+    let dbs: Dbs;
+    try {
+      dbs = openEnv(dir, false);
+    } catch (e) {
+      throw new StoreError(`cannot open the page store in ${dir}: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      const layout = dbs.meta?.getBinary('layout');
+      if (!layout || !MAGIC.equals(layout.subarray(0, 8))) throw new StoreError(`${dir} is an LMDB database but not a page store; give the page server an empty or new directory`);
+      return { pageSize: layout.readUInt32LE(12), regionSize: u64(layout, 16) };
+    } finally {
+      await dbs.root.close();
+    }
+  }
+
   private static async create(dir: string, geometry: Geometry): Promise<void> {
     const tmp = `${dir}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {

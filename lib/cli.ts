@@ -94,6 +94,22 @@ program
   });
 
 program
+  .command('snapshot')
+  .description("write a consistent image of a running cluster's heap (taken by its page server, without stopping it) to one file")
+  .requiredOption('--connect <host:port>', 'the page server')
+  .requiredOption('--out <file>', 'the snapshot file to write (must not exist)')
+  .option('--secret <secret>', 'cluster secret (or DSM_SECRET)')
+  .action(async (o: { connect: string; out: string; secret?: string }) => {
+    const { fetchSnapshot } = require('./pageserver/snapshot_serving') as typeof import('./pageserver/snapshot_serving');
+    const tty = process.stderr.isTTY;
+    const info = await fetchSnapshot(o.connect, secretFrom(o.secret), o.out, (bytes) => {
+      if (tty) process.stderr.write(`\rdsm: received ${(bytes / 2 ** 20).toFixed(1)} MiB`);
+    });
+    if (tty) process.stderr.write('\n');
+    console.log(`dsm: snapshot at global time ${info.time}: ${info.pages} pages, ${info.bytes} bytes in ${o.out}`);
+  });
+
+program
   .command('stats')
   .description("print a running node's figures")
   .requiredOption('--connect <host:port>', 'the node to ask')

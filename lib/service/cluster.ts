@@ -307,6 +307,15 @@ export class Cluster {
   serveClient(c: Connection): void {
     c.on('message', (type: number) => {
       if (type === Msg.StatsRequest) c.send(Msg.StatsReply, encode.json(this.statsForClient?.() ?? {}));
+      else if (type === Msg.SnapshotRequest) {
+        if (!this.store) {
+          c.send(Msg.SnapshotEnd, encode.json({ error: `node ${this.id} is not a page server: connect dsm snapshot to the page server` }));
+          return;
+        }
+        // Loaded only on page servers, where the store is.
+        const { serveSnapshot } = require('../pageserver/snapshot_serving') as typeof import('../pageserver/snapshot_serving');
+        void serveSnapshot(this.store.store, c, (m) => this.ev.log('warn', m));
+      }
     });
   }
 

@@ -52,6 +52,12 @@ export const Msg = {
    * pages. Hold these pages at that version or newer, then answer CommitAck.
    */
   BackupRequest: 40,
+  /** Client -> page server: send a snapshot of your store (no payload; lib/pageserver/snapshot_serving.ts). */
+  SnapshotRequest: 41,
+  /** Page server -> client: the next bytes of the snapshot file, in order. */
+  SnapshotChunk: 42,
+  /** Page server -> client: that was all. JSON { bytes, time, pages } or { error }. */
+  SnapshotEnd: 43,
 } as const;
 
 export const NO_NODE = 0xffff;

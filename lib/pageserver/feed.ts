@@ -157,6 +157,46 @@ export class StoreFeed {
     n.ev.log('warn', `founded the cluster again from the page store at time ${time} (${done} pages)`);
   }
 
+  /**
+   * This page server joined a running cluster (or joined again) at `time`, when the cluster's
+   * written pages had these versions: the store jumps to that time, and every page it holds
+   * at another version is fetched whole (a window at a time) before anything more reaches
+   * the disk. Commits after `time` apply meanwhile (diffs on pages still missing leave them
+   * missing; their whole copies, fetched at the latest version, complete them). A page the
+   * cluster decided lost is stored as zeros, as a discard would make it.
+   */
+  joined(time: number, pages: Array<{ page: number; version: number; owner: number }>): void {
+    const n = this.n;
+    const written = pages.filter((p) => p.owner !== LOST_OWNER).map(({ page, version }) => ({ page, version }));
+    const need = this.store.rebase(time, written);
+    this.unflushed = true;
+    if (need.length === 0) return this.schedule();
+    n.ev.log('warn', `page store at time ${time}: fetching ${need.length} page(s) the cluster changed since it was written`);
+    this.fetching++;
+    let next = 0;
+    let inFlight = 0;
+    let done = 0;
+    const WINDOW = 256;
+    const pump = (): void => {
+      while (inFlight < WINDOW && next < need.length) {
+        const p = need[next++];
+        inFlight++;
+        n.pager.fetchFor(p, () => {
+          inFlight--;
+          done++;
+          const { states, versions } = n.table;
+          if (states[p] !== 0 && this.store.missingVersion(p) !== undefined) this.store.putPage(p, Number(versions[p]), n.native.copyCommitted(p));
+          if (done === need.length) {
+            this.fetching--;
+            n.ev.log('warn', `page store caught up: ${need.length} page(s) fetched`);
+            this.schedule();
+          } else pump();
+        });
+      }
+    };
+    pump();
+  }
+
   /** Everything applied so far, on disk (for a clean close). */
   async drain(): Promise<void> {
     while (this.flushing || this.scheduled) await new Promise((r) => setTimeout(r, 5));

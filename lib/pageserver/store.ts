@@ -399,6 +399,41 @@ export class PageStore {
     return 'held';
   }
 
+  /**
+   * Joins the store to a running cluster at `time` (a page server joining or rejoining): the
+   * cluster's written pages and versions at that time are given; each page the store holds
+   * at another version becomes missing at the cluster's (nothing reaches the disk until
+   * they come whole, `putPage`), a stored page the cluster never wrote becomes zeros, and
+   * the applied time jumps to `time`. Returns the pages that must come whole.
+   */
+  rebase(time: number, written: Array<{ page: number; version: number }>): Uint32Array {
+    this.checkOpen();
+    if (!Number.isSafeInteger(time) || time < this.applied) throw new StoreError(`cannot rebase the store at ${this.applied} back to time ${time}`);
+    const cluster = new Map<number, number>();
+    for (const { page, version } of written) {
+      if (!Number.isInteger(page) || page < 0 || page >= this.numPages) throw new StoreError(`page ${page} is outside the region of ${this.numPages} pages`);
+      cluster.set(page, version);
+    }
+    const need: number[] = [];
+    for (const [page, version] of cluster) {
+      const cur = this.current(page);
+      if (!cur || cur.version !== version || cur.data === null) {
+        this.set(page, version, null);
+        need.push(page);
+      }
+    }
+    const view = this.openView();
+    try {
+      for (const p of view.pages()) if (!cluster.has(p.page)) this.set(p.page, 0, new Uint8Array(this.geometry.pageSize));
+    } finally {
+      view.close();
+    }
+    for (const page of [...this.dirty.keys()]) if (!cluster.has(page) && this.dirty.get(page)!.version !== 0) this.set(page, 0, new Uint8Array(this.geometry.pageSize));
+    this.applied = time;
+    this.commitsUnflushed++;
+    return Uint32Array.from(need);
+  }
+
   /** The page at the applied time; undefined: never written (a zero page). */
   readPage(page: number): StoredPage | undefined {
     this.checkOpen();

@@ -106,6 +106,7 @@ export class Admission {
     }
     for (let p = 0; p < versions.length; p++) if (!written[p] && versions[p] !== 0n) n.native.invalidate(p, 0, ja.admitter);
     n.log.restart(ja.time);
+    n.store?.joined(ja.time, ja.pages);
     n.links.bind(ja.admitter, via);
     n.publishStatus();
     // Higher ids connect to lower ones: we are the highest, so we connect to everyone.

@@ -90,6 +90,38 @@ describe('page server', () => {
     expect(await c.run('return dsm.transaction(() => ++dsm.u32[args.w]);', { w: (FIRST + 20) * PAGE_WORDS })).toBe(1);
   });
 
+  it('the page server killed and restarted while nodes commit: they wait, then go on, and nothing acknowledged is lost', async () => {
+    const dir = newDir();
+    const fast = { heartbeatMs: 100, deadAfterMs: 1000 };
+    const ps = await h.pageServer({ dir, ...fast });
+    const opts = { peers: [ps.address], durability: 'disk', ...fast };
+    const a = await h.start(opts);
+    const b = await h.start(opts);
+    a.run(COMMIT_FOREVER, { first: FIRST, tag: 'a' }).catch(() => undefined);
+    b.run(COMMIT_FOREVER, { first: FIRST + 10, tag: 'b' }).catch(() => undefined);
+    await Promise.all([a.waitForLine((l) => l === 'ACK a 20'), b.waitForLine((l) => l === 'ACK b 20')]);
+    ps.kill('SIGKILL');
+    await a.waitForLine((l) => l === `peer-leave ${ps.nodeId}`);
+    // A new page server process on the same store joins the running cluster and catches up.
+    const ps2 = await h.pageServer({ dir, peers: [a.address], ...fast });
+    const goOn = { a: lastAck(a, 'a') + 20, b: lastAck(b, 'b') + 20 };
+    await Promise.all([a.waitForLine((l) => l === `ACK a ${goOn.a}`), b.waitForLine((l) => l === `ACK b ${goOn.b}`)]);
+    for (const n of [ps2, a, b]) n.kill('SIGKILL');
+    await Promise.all([ps2, a, b].map((n) => n.exited));
+    const acked = { a: lastAck(a, 'a'), b: lastAck(b, 'b') };
+    const ps3 = await h.pageServer({ dir });
+    const c = await h.start({ peers: [ps3.address], durability: 'disk' });
+    const [a1, a2, b1, b2] = await c.run<number[]>(
+      'return dsm.transaction(() => [args.a * 1024, (args.a + 1) * 1024 + 7, args.b * 1024, (args.b + 1) * 1024 + 7].map((w) => dsm.u32[w]));',
+      { a: FIRST, b: FIRST + 10 },
+    );
+    expect([a1 === a2, b1 === b2]).toEqual([true, true]);
+    expect(a1 - acked.a).toBeGreaterThanOrEqual(0);
+    expect(a1 - acked.a).toBeLessThanOrEqual(1);
+    expect(b1 - acked.b).toBeGreaterThanOrEqual(0);
+    expect(b1 - acked.b).toBeLessThanOrEqual(1);
+  });
+
   it("a dead node's pages are taken over from the page server, not lost", async () => {
     const ps = await h.pageServer({ dir: newDir(), heartbeatMs: 100, deadAfterMs: 1000 });
     const opts = { peers: [ps.address], durability: 'disk', heartbeatMs: 100, deadAfterMs: 1000 };

@@ -8,7 +8,9 @@
 //             (EVALSHA) or WATCH/MULTI/EXEC (retried on abort). DSM: one account per page
 //             (spread, 1,000 pages) or all 1,000 u32 accounts on one page (packed).
 //   durability: DSM 'none' against Redis without a replica; DSM 'replicated' (replicas: 1)
-//             against Redis with one replica (--replicaof) and WAIT 1 0 after every transfer.
+//             against Redis with one replica (--replicaof) and WAIT 1 0 after every transfer;
+//             DSM 'disk' (a page server in a third process) against Redis with appendonly yes,
+//             appendfsync always, on the same disk.
 //
 // Starts its own redis-server processes (persistence off, loopback, a free port); the binary
 // is `redis-server` on PATH or $DSM_REDIS_SERVER. Without one, prints a skip note and an
@@ -120,7 +122,19 @@ function dsmSum(dsm, ptr, stride) {
   });
 }
 
-if (process.argv[2] === 'node') {
+if (process.argv[2] === 'pageserver') {
+  // The page server of the 'disk' rows, in a process of its own. argv: pageserver <dir>
+  process.on('disconnect', () => process.exit(1));
+  const { startPageServer } = require('../..');
+  const ps = await startPageServer({ dir: process.argv[3], secret: SECRET, regionSize: REGION });
+  process.on('message', async (m) => {
+    if (m.cmd === 'close') {
+      await ps.close();
+      process.exit(0);
+    }
+  });
+  process.send({ address: ps.address });
+} else if (process.argv[2] === 'node') {
   // The second node (and second Redis client). argv: node <address> <durability options JSON>
   process.on('disconnect', () => process.exit(1));
   const { createNode } = require('../..');
@@ -350,11 +364,35 @@ async function main() {
   row('bank 2 nodes spread (replicated) vs redis lua + replica', spreadR, 'redis Lua EVALSHA + WAIT 1 0, 1 replica, 2 clients', luaWait2, '>= 1.0');
   row('bank 2 nodes packed (replicated) vs redis lua + replica', packedR, 'redis Lua EVALSHA + WAIT 1 0, 1 replica, 2 clients', luaWait2, '>= 1.0');
   await stopChild();
+  await a.close();
+
+  // On disk: Redis with appendonly yes, appendfsync always (an fsync before each reply,
+  // group-committed across clients); DSM with a page server and durability 'disk' (a commit
+  // resolves once the page server's group commit has it on disk).
+  const durable = await startRedis('durable', ['--appendonly', 'yes', '--appendfsync', 'always']);
+  const psProc = fork(self, ['pageserver', path.join(tmp, 'pagestore')]);
+  started.push(psProc);
+  const { address: psAddress } = await new Promise((resolve, reject) => {
+    psProc.once('message', resolve);
+    psProc.once('exit', (c) => reject(new Error(`the page server exited (${c}) while starting`)));
+  });
+  a = await createNode({ listen: '127.0.0.1:0', peers: [psAddress], secret: SECRET, regionSize: REGION, durability: 'disk' });
+  await startChild({ durability: 'disk' });
+  const luaDisk2 = await redisBank('redis-lua', true, durable.r, durable.port);
+  const spreadD = await dsmBank('spread', true, 'bank 2 nodes spread (disk)');
+  const packedD = await dsmBank('packed', true, 'bank 2 nodes packed (disk)');
+  row('bank 2 nodes spread (disk) vs redis lua aof always', spreadD, 'redis Lua EVALSHA, appendfsync always, 2 clients', luaDisk2, '>= 2.0');
+  row('bank 2 nodes packed (disk) vs redis lua aof always', packedD, 'redis Lua EVALSHA, appendfsync always, 2 clients', luaDisk2, '>= 2.0');
+  await stopChild();
+  await a.close();
+  const psExit = new Promise((r) => psProc.once('exit', r));
+  psProc.send({ cmd: 'close' });
+  await psExit;
 
   stopping = true;
   r1.disconnect();
   replica.r.disconnect();
-  await a.close();
+  durable.r.disconnect();
   cleanup();
   console.log(JSON.stringify({ suite: 'peers', rows }));
 }

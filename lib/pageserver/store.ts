@@ -9,12 +9,14 @@
 //            'time'   -> u64 the global time of the last commit in the image
 // Why split a page: LMDB keeps a value over ~2 KiB in overflow pages with a header, so a
 // 4,096-byte value takes two 4 KiB pages. Measured with lmdb 3.5 on this 2-vCPU machine (16,384
-// pages loaded, then 300 synced transactions of 64 random page updates):
-//   whole 4,096-byte values:        8,258 bytes of data.mdb a page (8,328 after the updates), 33,200 pages/s
-//   4,072 bytes + 32-byte head:     4,187 bytes a page (4,238 after the updates),               49,800 pages/s
+// pages loaded, then 300 synced transactions of 64 updates of random pages; two runs each):
+//   whole 4,096-byte values:     8,258 bytes of data.mdb a page (8,380 after the updates), 9,700-14,500 pages/s
+//   4,072 bytes + 32-byte head:  4,187 bytes a page (4,280 after the updates),             13,500-20,400 pages/s
 // A value of up to 4,072 bytes takes one overflow page (4,076 takes two), and the heads pack
-// about 90 to a leaf page, so the split costs ~3% over the raw pages instead of ~100%, and
-// writes half the pages. A larger page size (k x 4 KiB) takes k overflow pages the same way.
+// about 90 to a leaf page, so the split costs ~2% over the raw pages instead of ~100%, and
+// writes about half the pages. A larger page size (k x 4 KiB) takes k overflow pages the same way.
+// The file's high-water mark also follows the largest transaction (LMDB copies on write and
+// reuses freed pages later): flushing a backlog of N pages at once needs room for N more.
 //
 // Group commit: apply() changes pages in memory (the pages changed since the last flush),
 // synchronously; flush() writes them all, with the time, in one LMDB write transaction whose
@@ -22,8 +24,9 @@
 // loop. Commits applied while a flush is on disk wait for the next one, so under load each
 // flush carries everything that arrived during the previous one.
 //
-// One process at a time: two processes writing one store would each apply commits over a
-// stale image. The page server owns its directory.
+// One owner at a time: two writers would each apply commits over a stale image. The owner's
+// pid is in owner.pid while it has the store open; a live other owner is refused (a dead one's
+// file, left by a crash, is taken over).
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -144,6 +147,41 @@ function looksLikeLmdb(file: string): boolean {
   }
 }
 
+const OWNER = 'owner.pid';
+// The directories this process has open (its own pid in owner.pid says nothing about which of
+// its stores holds them).
+const openHere = new Set<string>();
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+function claim(dir: string): void {
+  if (openHere.has(dir)) throw new StoreError(`the page store in ${dir} is already open in this process; use that instance, or close it first`);
+  const file = path.join(dir, OWNER);
+  let pid = 0;
+  try {
+    pid = Number(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+    throw new StoreError(`the page store in ${dir} is in use by process ${pid}; stop that process first (if it is not a page server, delete ${file})`);
+  }
+  fs.writeFileSync(file, String(process.pid));
+  openHere.add(dir);
+}
+
+function release(dir: string): void {
+  openHere.delete(dir);
+  fs.rmSync(path.join(dir, OWNER), { force: true });
+}
+
 interface Dbs {
   root: RootDatabase;
   body: Database<Uint8Array, number>;
@@ -205,11 +243,12 @@ export class PageStore {
   /**
    * Opens the store in `dir`, creating it when the directory is missing or empty (asynchronous:
    * a new store is made aside and renamed into place, so a crash never leaves half a store).
-   * Throws StoreError for a directory that holds something else, a store of another layout
-   * version, or one of another geometry.
+   * Without `geometry`, an existing store opens with its own (a new one needs it). Throws
+   * StoreError for a directory that holds something else, a store of another layout version,
+   * or one of another geometry than given.
    */
-  static async open(dir: string, geometry: Geometry): Promise<PageStore> {
-    checkGeometry(geometry);
+  static async open(dir: string, geometry?: Geometry): Promise<PageStore> {
+    if (geometry) checkGeometry(geometry);
     dir = path.resolve(dir);
     let entries: string[] = [];
     try {
@@ -217,19 +256,25 @@ export class PageStore {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`cannot read the store directory ${dir}: ${(e as Error).message}`, { cause: e });
     }
-    if (entries.length === 0) await PageStore.create(dir, geometry);
+    if (entries.length === 0) {
+      if (!geometry) throw new StoreError(`${dir} holds no page store yet; a new store needs the region's geometry ({ pageSize, regionSize })`);
+      await PageStore.create(dir, geometry);
+    }
     const data = path.join(dir, 'data.mdb');
     if (!fs.existsSync(data) || !looksLikeLmdb(data)) {
       throw new StoreError(`${dir} is not a page store (it holds other files); give the page server an empty or new directory, or the directory of an existing store`);
     }
+    claim(dir);
     let dbs: Dbs;
     try {
       dbs = openEnv(dir, false);
     } catch (e) {
+      release(dir);
       throw new StoreError(`cannot open the page store in ${dir}: ${(e as Error).message}`, { cause: e });
     }
     const fail = async (message: string): Promise<never> => {
       await dbs.root.close();
+      release(dir);
       throw new StoreError(message);
     };
     const layout = dbs.meta?.getBinary('layout');
@@ -245,13 +290,13 @@ export class PageStore {
     }
     const pageSize = layout.readUInt32LE(12);
     const regionSize = u64(layout, 16);
-    if (pageSize !== geometry.pageSize || regionSize !== geometry.regionSize) {
+    if (geometry && (pageSize !== geometry.pageSize || regionSize !== geometry.regionSize)) {
       return fail(
         `the page store in ${dir} holds a region of ${regionSize} bytes in pages of ${pageSize}; ` +
           `this cluster has ${geometry.regionSize} bytes in pages of ${geometry.pageSize}. Start the cluster with the store's geometry, or use another directory`,
       );
     }
-    return new PageStore(dir, geometry, dbs);
+    return new PageStore(dir, { pageSize, regionSize }, dbs);
   }
 
   /**
@@ -624,6 +669,7 @@ export class PageStore {
       this.closed = true;
       await this.chain;
       await this.dbs.root.close();
+      release(this.dir);
     }
   }
 

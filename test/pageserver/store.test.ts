@@ -2,6 +2,7 @@
 // pages it cannot make recorded as missing, bad input refused whole, and stores of another
 // layout or geometry refused.
 import { afterEach, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -203,6 +204,30 @@ describe('page store', () => {
     next.close();
   });
 
+  it('has one owner at a time: refused while another process or instance holds it, taken over from a dead one', async () => {
+    const dir = tmpDir();
+    await (await PageStore.open(dir, GEO)).close();
+    const mine = await openStore(dir);
+    await expect(PageStore.open(dir, GEO)).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining('already open in this process') });
+    await mine.close();
+    const script = `require(${JSON.stringify(path.join(__dirname, '../../dist/pageserver/store.js'))}).PageStore.open(process.argv[1]).then(() => console.log('open'))`;
+    const child = spawn(process.execPath, ['-e', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (d) => String(d).includes('open') && resolve());
+        child.on('exit', (code) => reject(new Error(`the child exited (${code}) before opening the store`)));
+      });
+      await expect(PageStore.open(dir, GEO)).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining(`in use by process ${child.pid}`) });
+    } finally {
+      child.kill('SIGKILL');
+    }
+    await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
+    // Its owner file is left behind by the kill; the owner is dead, so the store opens.
+    expect(fs.readFileSync(path.join(dir, 'owner.pid'), 'utf8')).toBe(String(child.pid));
+    const after = await openStore(dir, GEO);
+    expect(after.appliedTime).toBe(0);
+  });
+
   it('refuses a directory of other files, an LMDB database that is not a store, another geometry, another layout version', async () => {
     const dir = tmpDir();
     fs.mkdirSync(dir);
@@ -218,7 +243,13 @@ describe('page store', () => {
     await expect(PageStore.open(other, GEO)).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining('not a page store') });
 
     const good = tmpDir();
+    await expect(PageStore.open(good)).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining('geometry') });
+    expect(fs.existsSync(good)).toBe(false);
     await (await PageStore.open(good, GEO)).close();
+    // An existing store opens with its own geometry when none is given.
+    const own = await PageStore.open(good);
+    expect(own.geometry).toEqual(GEO);
+    await own.close();
     await expect(PageStore.open(good, { pageSize: PS, regionSize: 128 * PS })).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining('geometry') });
     await expect(PageStore.open(good, { pageSize: 8192, regionSize: 64 * PS })).rejects.toMatchObject({ code: 'ERR_DSM_STORE' });
     // Another layout version, written into the store's own layout record.

@@ -1,0 +1,172 @@
+// The page server's store: a commit stream applied and group-committed into LMDB, against a
+// raw sequential write of the same bytes with the same number of fsyncs (fs.writeSync +
+// fs.fsyncSync into a plain file), in the same run on the same disk. Two readings of "the
+// same bytes": the page images each flush makes durable (what the store must write), and the
+// commit records themselves (what a log of the stream would write). Prints one JSON line (see run.mjs).
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+const require = createRequire(import.meta.url);
+const { PageStore } = require('../../dist/pageserver/store.js');
+
+const PS = 4096;
+const PAGES = 16384; // a 64 MiB region
+const now = () => Number(process.hrtime.bigint());
+const rows = [];
+const row = (name, value, unit, baseline, baselineValue, target = null, ratio = baselineValue ? value / baselineValue : null) =>
+  rows.push({ name, value, unit, baseline, baselineValue, ratio, target });
+
+const work = fs.mkdtempSync(path.join(process.env.DSM_BENCH_DIR ?? os.tmpdir(), 'dsm-pagestore-bench-'));
+let seed = 12345;
+const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+
+/** One change: u64 version replaced | u32 length | body. */
+function change(replaces, body) {
+  const c = new Uint8Array(12 + body.length);
+  const dv = new DataView(c.buffer);
+  dv.setUint32(0, replaces >>> 0, true);
+  dv.setUint32(4, Math.floor(replaces / 2 ** 32), true);
+  dv.setUint32(8, body.length, true);
+  c.set(body, 12);
+  return c;
+}
+
+/**
+ * Commits over the pre-filled region: `pagesPer` distinct pages each, every page a diff of
+ * one run of `words` words (or a whole page when words is the page's), replacing its current version.
+ */
+function makeStream(n, pagesPer, words, versions, firstTime) {
+  const out = [];
+  let time = firstTime;
+  for (let i = 0; i < n; i++) {
+    time++;
+    const set = new Set();
+    while (set.size < pagesPer) set.add(Math.floor(rand() * PAGES));
+    const pages = Uint32Array.from([...set].sort((a, b) => a - b));
+    const parts = [];
+    for (const p of pages) {
+      let body;
+      if (words * 4 >= PS) body = new Uint8Array(PS).fill(time & 0xff);
+      else {
+        body = new Uint8Array(4 + words * 4);
+        const dv = new DataView(body.buffer);
+        dv.setUint16(0, Math.floor(rand() * (PS / 4 - words)), true);
+        dv.setUint16(2, words, true);
+        for (let w = 0; w < words; w++) dv.setUint32(4 + w * 4, time + w, true);
+      }
+      parts.push(change(versions[p], body));
+      versions[p] = time;
+    }
+    const changes = new Uint8Array(parts.reduce((s, x) => s + x.length, 0));
+    let o = 0;
+    for (const x of parts) (changes.set(x, o), (o += x.length));
+    out.push({ time, pages, changes });
+  }
+  return out;
+}
+
+/** A raw sequential write: `sizes[i]` bytes then one fsync, per flush. Returns ns. */
+function rawWrite(name, sizes) {
+  const file = path.join(work, `raw-${name}`);
+  const fd = fs.openSync(file, 'w');
+  const buf = Buffer.alloc(Math.max(...sizes, 1), 0x5a);
+  const t0 = now();
+  for (const n of sizes) {
+    fs.writeSync(fd, buf, 0, n);
+    fs.fsyncSync(fd);
+  }
+  const dt = now() - t0;
+  fs.closeSync(fd);
+  fs.rmSync(file);
+  return dt;
+}
+
+const store = await PageStore.open(path.join(work, 'store'), { pageSize: PS, regionSize: PAGES * PS });
+// Every page written once first: the runs below update a full store, as a running cluster does.
+const versions = new Float64Array(PAGES);
+let time = 0;
+{
+  const fill = [];
+  for (let p = 0; p < PAGES; p++) fill.push({ page: p, version: 1, data: new Uint8Array(PS).fill(p & 0xff) });
+  for (let i = 0; i < PAGES; i += 1024) await store.load(fill.slice(i, i + 1024), i + 1024 >= PAGES ? 1 : 0);
+  versions.fill(1);
+  time = 1;
+}
+// The layout's own cost: the data file over the pages' bytes, freshly loaded (see store.ts).
+const loaded = store.stats();
+row('data file per page, freshly loaded', loaded.bytesOnDisk / loaded.pages, 'bytes', 'page size', PS, '<= 1.1');
+
+/**
+ * Applies `stream`, flushing every `perFlush` commits (0: flush() after every commit, not
+ * awaited, so the grouping is whatever the disk allows), and the same bytes raw.
+ */
+async function measure(label, stream, perFlush) {
+  const before = store.stats().fsyncs;
+  const pagesPerFlush = [];
+  const recordBytesPerFlush = [];
+  let dirty = new Set();
+  let rec = 0;
+  const t0 = now();
+  if (perFlush > 0) {
+    for (let i = 0; i < stream.length; i++) {
+      const c = stream[i];
+      store.apply(c.time, c.pages, c.changes);
+      for (const p of c.pages) dirty.add(p);
+      rec += 28 + c.pages.length * 4 + c.changes.length;
+      if ((i + 1) % perFlush === 0 || i === stream.length - 1) {
+        await store.flush();
+        pagesPerFlush.push(dirty.size * PS);
+        recordBytesPerFlush.push(rec);
+        dirty = new Set();
+        rec = 0;
+      }
+    }
+  } else {
+    // As the page server runs: apply each commit as it arrives, ask for a flush each time.
+    let last;
+    for (let i = 0; i < stream.length; i++) {
+      const c = stream[i];
+      store.apply(c.time, c.pages, c.changes);
+      last = store.flush();
+      if (i % 64 === 63) await new Promise((r) => setImmediate(r));
+    }
+    await last;
+  }
+  const dt = now() - t0;
+  const fsyncs = store.stats().fsyncs - before;
+  const pages = stream.reduce((s, c) => s + c.pages.length, 0);
+  if (perFlush === 0) {
+    // The bytes each flush carried are not observed from outside: spread evenly.
+    const pageBytes = new Set(stream.flatMap((c) => [...c.pages])).size * PS;
+    const recBytes = stream.reduce((s, c) => s + 28 + c.pages.length * 4 + c.changes.length, 0);
+    for (let i = 0; i < fsyncs; i++) {
+      pagesPerFlush.push(Math.ceil(pageBytes / fsyncs));
+      recordBytesPerFlush.push(Math.ceil(recBytes / fsyncs));
+    }
+  }
+  const rawPages = rawWrite(`${label}-pages`, pagesPerFlush);
+  const rawRecords = rawWrite(`${label}-records`, recordBytesPerFlush);
+  const pagesPerS = pages / (dt / 1e9);
+  row(`${label}: pages/s into the store`, pagesPerS, 'pages/s', 'raw write of the page images, same fsyncs', pages / (rawPages / 1e9), '>= 0.8');
+  row(`${label}: pages/s into the store (vs a log of the records)`, pagesPerS, 'pages/s', 'raw write of the commit records, same fsyncs', pages / (rawRecords / 1e9));
+  row(`${label}: commits per fsync`, stream.length / fsyncs, 'commits', `${fsyncs} fsyncs for ${stream.length} commits`, null);
+}
+
+// Small: one-page commits, a one-word to eight-word diff each.
+let s = makeStream(20000, 1, 2, versions, time);
+time = s.at(-1).time;
+await measure('small commits (1 page, 8-byte diff), 100 per fsync', s, 100);
+s = makeStream(20000, 1, 2, versions, time);
+time = s.at(-1).time;
+await measure('small commits, flush requested after each', s, 0);
+// Large: 32 whole pages a commit.
+s = makeStream(1000, 32, PS / 4, versions, time);
+time = s.at(-1).time;
+await measure('large commits (32 whole pages), 2 per fsync', s, 2);
+// LMDB copies on write and keeps freed pages for reuse: the file's high-water mark follows the largest transaction.
+const st = store.stats();
+row('data file per page after the runs (free pages included)', st.bytesOnDisk / st.pages, 'bytes', 'page size', PS);
+await store.close();
+fs.rmSync(work, { recursive: true, force: true });
+console.log(JSON.stringify({ suite: 'pagestore', rows }));

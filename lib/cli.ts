@@ -84,6 +84,9 @@ program
       peers: o.peers ? o.peers.split(',').filter(Boolean) : [],
       secret: secretFrom(o.secret),
       regionSize: o.regionSize,
+      onProgress: ({ phase, done, total }) => {
+        if (process.stderr.isTTY) process.stderr.write(`\rdsm: ${phase} ${done}/${total} pages (${total ? Math.floor((100 * done) / total) : 100}%)\x1b[K${done === total ? '\n' : ''}`);
+      },
     });
     console.log(`dsm: page server (node ${ps.nodeId}) listening on ${ps.address}, store at time ${ps.durableTime}`);
     const stop = async () => {

@@ -9,6 +9,7 @@
 // (a change left out of a huge commit, or a diff against a version it never had) is taken
 // whole from this node's own copy once the region holds it, fetched like any backup's. The
 // store is flushed only while no page is missing, so every image on disk is complete.
+import { performance } from 'node:perf_hooks';
 import type { Cluster } from '../service/cluster';
 import { NOT_CARRIED } from '../service/changes';
 import { LOST_OWNER } from '../service/protocol';
@@ -28,7 +29,9 @@ export class StoreFeed {
   constructor(
     private readonly n: Cluster,
     readonly store: PageStore,
-  ) {}
+  ) {
+    this.fsyncsAtStart = store.stats().fsyncs;
+  }
 
   get durableTime(): number {
     return this.store.durableTime;
@@ -48,6 +51,7 @@ export class StoreFeed {
       store.apply(time, pages, notCarried(pages));
     }
     this.unflushed = true;
+    if (this.oldestUnflushedAt === 0) this.oldestUnflushedAt = performance.now();
     this.fetching++;
   }
 
@@ -63,6 +67,24 @@ export class StoreFeed {
     if (ackTo !== undefined) this.ackWhenDurable(ackTo, time);
     this.schedule();
   }
+
+  /** For `dsm stats` and metrics: how far the disk is behind the cluster, and the flush rate. */
+  stats(): Record<string, number> {
+    const st = this.store.stats();
+    const t = performance.now();
+    const seconds = (t - this.startedAt) / 1000;
+    return {
+      ...st,
+      lagCommits: Math.max(0, this.n.log.seen - st.durableTime),
+      lagMs: this.oldestUnflushedAt === 0 ? 0 : Math.round(t - this.oldestUnflushedAt),
+      fsyncsPerSecond: seconds > 0 ? Math.round((st.fsyncs - this.fsyncsAtStart) / seconds) : 0,
+    };
+  }
+
+  private readonly startedAt = performance.now();
+  private readonly fsyncsAtStart: number;
+  /** When the oldest commit not yet on disk arrived (0: none). */
+  private oldestUnflushedAt = 0;
 
   /** Acknowledges commit `time` to `to` once it is on disk. */
   ackWhenDurable(to: number, time: number): void {
@@ -86,6 +108,8 @@ export class StoreFeed {
     if (store.missing().length > 0) return; // taken whole when their fetches end (held)
     this.flushing = true;
     this.unflushed = false;
+    const since = this.oldestUnflushedAt;
+    this.oldestUnflushedAt = 0;
     try {
       const durable = await store.flush();
       this.n.ev.durable(durable);
@@ -97,6 +121,7 @@ export class StoreFeed {
       this.waiting.length = 0;
       this.waiting.push(...keep);
     } catch (e) {
+      this.oldestUnflushedAt ||= since;
       this.failed = e as Error;
       this.n.ev.log('error', `the page store could not be written (${(e as Error).message}); commits are no longer acknowledged as durable`);
     } finally {
@@ -111,7 +136,7 @@ export class StoreFeed {
    * cluster's time starts at the store's. A page the store was still waiting for whole
    * (only a restored snapshot can hold one) is lost, and reported so like any lost page.
    */
-  foundFromStore(onProgress?: (done: number, total: number) => void): void {
+  foundFromStore(): void {
     const n = this.n;
     const ps = n.config.pageSize;
     const view = this.store.openView();
@@ -126,7 +151,7 @@ export class StoreFeed {
       const installed = n.native.installPages(Uint32Array.from(pages), Float64Array.from(versions), new Uint16Array(pages.length).fill(n.id), data.subarray(0, pages.length * ps));
       if (installed !== pages.length) throw new Error(`installed ${installed} of ${pages.length} stored pages`);
       done += pages.length;
-      onProgress?.(done, view.count);
+      if (done % 8192 < CHUNK || done === view.count) n.ev.progress('loading', done, view.count);
       pages = [];
       versions = [];
       data = new Uint8Array(CHUNK * ps);
@@ -184,6 +209,7 @@ export class StoreFeed {
         n.pager.fetchFor(p, () => {
           inFlight--;
           done++;
+          if (done % 1024 === 0 || done === need.length) n.ev.progress('catching-up', done, need.length);
           const { states, versions } = n.table;
           if (states[p] !== 0 && this.store.missingVersion(p) !== undefined) this.store.putPage(p, Number(versions[p]), n.native.copyCommitted(p));
           if (done === need.length) {

@@ -27,6 +27,8 @@ export interface PageServerOptions {
   heartbeatMs?: number;
   deadAfterMs?: number;
   joinTimeoutMs?: number;
+  /** Called while a large store loads (founding again) or catches up (joining): pages done of total. */
+  onProgress?: (p: { phase: 'loading' | 'catching-up'; done: number; total: number }) => void;
 }
 
 /** A running page server. */
@@ -89,6 +91,7 @@ export async function startPageServer(options: PageServerOptions): Promise<PageS
     service = await ServiceClient.start(
       { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer, cluster },
       (level, message) => process.emitWarning(message, { code: `DSM_SERVICE_${level.toUpperCase()}` }),
+      options.onProgress,
     );
   } catch (e) {
     native.close();

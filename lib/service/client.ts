@@ -28,6 +28,7 @@ export class ServiceClient {
   nodeId = 0;
   address = '';
   onPeer?: (type: 'peer-join' | 'peer-leave', id: number) => void;
+  onProgress?: (p: { phase: 'loading' | 'catching-up'; done: number; total: number }) => void;
 
   private readonly gate: LocalTokenGate;
   private readonly localCommits?: MessagePort;
@@ -71,6 +72,8 @@ export class ServiceClient {
         this.durableWaiters = [];
         this.time[Status.durableWanted] = 0n;
         for (const w of ws) w.reject(new CommitUncertainError());
+      } else if (m.type === 'progress') {
+        this.onProgress?.({ phase: m.phase, done: m.done, total: m.total });
       } else if (m.type === 'rejoined') {
         this.nodeId = m.id;
         onLog('warn', `this node joined the cluster again as node ${m.id}`);
@@ -84,8 +87,13 @@ export class ServiceClient {
   }
 
   /** Starts the service worker and resolves once it has attached to the region. */
-  static start(config: Omit<ServiceConfig, 'gate' | 'localCommits' | 'commitRing'>, onLog: (level: string, message: string) => void): Promise<ServiceClient> {
+  static start(
+    config: Omit<ServiceConfig, 'gate' | 'localCommits' | 'commitRing'>,
+    onLog: (level: string, message: string) => void,
+    onProgress?: (p: { phase: 'loading' | 'catching-up'; done: number; total: number }) => void,
+  ): Promise<ServiceClient> {
     const c = new ServiceClient(config, onLog);
+    c.onProgress = onProgress;
     return new Promise((resolve, reject) => {
       const onMsg = (m: ServiceEvent) => {
         if (!('type' in m)) return;

@@ -68,6 +68,8 @@ export interface ClusterEvents {
    * `removed`: the node left the configuration (its times start over).
    */
   uncertain(removed: boolean): void;
+  /** Long work in progress (a page server loading its store or catching up). */
+  progress(phase: 'loading' | 'catching-up', done: number, total: number): void;
 }
 
 type Handler = (n: Cluster, from: number, payload: Buffer) => void;

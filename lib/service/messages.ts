@@ -56,7 +56,9 @@ export type ServiceEvent =
   /** Status.durable reached Status.durableWanted. */
   | { type: 'durable' }
   /** Commits not yet held by backups may or may not be in the cluster's history (this node was removed). */
-  | { type: 'uncertain' };
+  | { type: 'uncertain' }
+  /** Long work in progress (a page server loading its store or catching up): `done` of `total` pages. */
+  | { type: 'progress'; phase: 'loading' | 'catching-up'; done: number; total: number };
 
 /** Figures only the service knows. */
 export interface ServiceStats {

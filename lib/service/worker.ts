@@ -63,6 +63,7 @@ async function start(): Promise<void> {
         durable: (time) => {
           if (service.publishDurable(time)) emit({ type: 'durable' });
         },
+        progress: (phase, done, total) => emit({ type: 'progress', phase, done, total }),
         uncertain: (removed) => {
           if (removed) service.removedFromCluster();
           emit({ type: 'uncertain' });
@@ -86,7 +87,8 @@ async function start(): Promise<void> {
       const store = await PageStore.open(cc.pageServer.dir, { pageSize: config.pageSize, regionSize: config.numPages * config.pageSize });
       cluster.store = new StoreFeed(cluster, store);
       const base = cluster.statsForClient;
-      cluster.statsForClient = () => ({ ...(base!() as object), pageStore: store.stats() });
+      const feed = cluster.store;
+      cluster.statsForClient = () => ({ ...(base!() as object), pageStore: feed.stats() });
     }
     try {
       await cluster.start();

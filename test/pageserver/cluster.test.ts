@@ -69,6 +69,17 @@ describe('page server', () => {
     await Promise.all([ps, a, b].map((n) => n.exited));
     const acked = { a: lastAck(a, 'a'), b: lastAck(b, 'b') };
 
+    // Loading the store reports progress, ending with every page.
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['-e', `require(${JSON.stringify(path.join(__dirname, '../..'))}).startPageServer({ dir: ${JSON.stringify(dir)}, secret: 's', onProgress: (p) => console.log(JSON.stringify(p)) }).then((ps) => ps.close())`],
+      { timeout: 60_000 },
+    );
+    const progress = stdout.trim().split('\n').map((l) => JSON.parse(l) as { phase: string; done: number; total: number });
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.at(-1)).toMatchObject({ phase: 'loading' });
+    expect(progress.at(-1)!.done).toBe(progress.at(-1)!.total);
+
     const ps2 = await h.pageServer({ dir });
     const stored = await ps2.run<number>('return ps.durableTime;');
     expect(stored).toBeGreaterThan(0);

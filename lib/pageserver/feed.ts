@@ -141,39 +141,33 @@ export class StoreFeed {
     const ps = n.config.pageSize;
     const view = this.store.openView();
     const time = view.time;
-    const CHUNK = 256;
-    let pages: number[] = [];
-    let versions: number[] = [];
-    let data = new Uint8Array(CHUNK * ps);
     let done = 0;
-    const install = () => {
-      if (pages.length === 0) return;
-      const installed = n.native.installPages(Uint32Array.from(pages), Float64Array.from(versions), new Uint16Array(pages.length).fill(n.id), data.subarray(0, pages.length * ps));
-      if (installed !== pages.length) throw new Error(`installed ${installed} of ${pages.length} stored pages`);
-      done += pages.length;
-      if (done % 8192 < CHUNK || done === view.count) n.ev.progress('loading', done, view.count);
-      pages = [];
-      versions = [];
-      data = new Uint8Array(CHUNK * ps);
-    };
+    let lastReport = 0;
     try {
-      for (const p of view.pages()) {
-        if (p.data === null) {
+      view.batches(1024, (pages, versions, data, count) => {
+        const ps32 = pages.subarray(0, count);
+        // Installs take only invalid pages: this region starts as valid zero pages.
+        for (const p of ps32) n.native.invalidate(p, 0, n.id);
+        const installed = n.native.installPages(ps32, versions.subarray(0, count), new Uint16Array(count).fill(n.id), data.subarray(0, count * ps));
+        if (installed !== count) throw new Error(`installed ${installed} of ${count} stored pages`);
+        done += count;
+        if (done - lastReport >= 8192) {
+          lastReport = done;
+          n.ev.progress('loading', done, view.count);
+        }
+      });
+      if (view.count > done) {
+        // Pages the store was still waiting for whole (only a restored snapshot holds them): lost.
+        for (const p of view.pages()) {
+          if (p.data !== null) continue;
           n.native.invalidate(p.page, p.version, LOST_OWNER);
           n.membership.lostPages.add(p.page);
-          continue;
         }
-        // Installs take only invalid pages: this region starts as valid zero pages.
-        n.native.invalidate(p.page, 0, n.id);
-        data.set(p.data, pages.length * ps);
-        pages.push(p.page);
-        versions.push(p.version);
-        if (pages.length === CHUNK) install();
       }
-      install();
     } finally {
       view.close();
     }
+    n.ev.progress('loading', view.count, view.count);
     n.log.reset(time);
     if (n.token.token) n.token.token.time = time;
     n.ev.publish(time, time);

@@ -73,6 +73,12 @@ export interface StoreView {
   readonly count: number;
   /** Every page ever written, in page order; `data` is a fresh copy. */
   pages(): Generator<ViewPage>;
+  /**
+   * The stored pages (not the missing ones) in page order, `batch` at a time, copied straight
+   * into one reused buffer (loading a large store without a copy per page); `fn` gets the
+   * batch's page numbers, versions and contents (count pages each), valid until it returns.
+   */
+  batches(batch: number, fn: (pages: Uint32Array, versions: Float64Array, data: Uint8Array, count: number) => void): void;
   close(): void;
 }
 
@@ -604,6 +610,29 @@ export class PageStore {
           yield { page: key, version: u64(value, 0), data };
         }
         for (; !m.done; m = gone.next()) yield { page: m.value.key, version: u64(m.value.value, 0), data: null };
+      },
+      batches(batch: number, fn: (pages: Uint32Array, versions: Float64Array, data: Uint8Array, count: number) => void): void {
+        if (!open) throw new StoreError('the store view is closed');
+        const pages = new Uint32Array(batch);
+        const versions = new Float64Array(batch);
+        const data = new Uint8Array(batch * ps);
+        let k = 0;
+        const bodies = body.getRange({ transaction: txn })[Symbol.iterator]();
+        for (const { key, value } of head.getRange({ transaction: txn })) {
+          const b = bodies.next();
+          if (b.done || b.value.key !== key || b.value.value.length !== ps - TAIL) {
+            throw new StoreError(`the page store in ${dir} is damaged (page ${key} has no body); restore it from a snapshot`);
+          }
+          data.set(b.value.value, k * ps);
+          data.set(value.subarray(8), k * ps + ps - TAIL);
+          pages[k] = key;
+          versions[k] = u64(value, 0);
+          if (++k === batch) {
+            fn(pages, versions, data, k);
+            k = 0;
+          }
+        }
+        if (k > 0) fn(pages, versions, data, k);
       },
       close(): void {
         if (open) txn.done();

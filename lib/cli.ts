@@ -43,7 +43,8 @@ program
   .option('--script <file>', 'a module exporting async function (dsm) to run on the node')
   .option('--durability <mode>', "'replicated' (a commit resolves once its backups hold it), 'disk' (once a page server has it on disk) or 'none'", 'replicated')
   .option('--replicas <n>', 'backups of each commit with --durability replicated', (v: string) => Number(v), 1)
-  .action(async (o: { listen: string; peers: string; secret?: string; regionSize: number; script?: string; durability: string; replicas: number }) => {
+  .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) on this address')
+  .action(async (o: { listen: string; peers: string; secret?: string; regionSize: number; script?: string; durability: string; replicas: number; metrics?: string }) => {
     const dsm = await createNode({
       listen: o.listen,
       peers: o.peers ? o.peers.split(',').filter(Boolean) : [],
@@ -53,9 +54,11 @@ program
       replicas: o.replicas,
     });
     console.log(`dsm: node ${dsm.nodeId} listening on ${dsm.address}`);
+    const metrics = o.metrics ? await serveMetrics(o.metrics, dsm.address, secretFrom(o.secret)) : undefined;
     dsm.on('peer-join', ({ id }: { id: number }) => console.log(`dsm: node ${id} joined`));
     dsm.on('peer-leave', ({ id }: { id: number }) => console.log(`dsm: node ${id} left`));
     const stop = async () => {
+      await metrics?.close();
       await dsm.close();
       process.exit(0);
     };
@@ -76,7 +79,8 @@ program
   .option('--peers <list>', 'comma-separated host:port of members to join through (none: found the cluster)', '')
   .option('--secret <secret>', 'cluster secret (or DSM_SECRET)')
   .option('--region-size <size>', 'region size of a new store, e.g. 256M (an existing store keeps its own)', size)
-  .action(async (o: { dir: string; listen: string; peers: string; secret?: string; regionSize?: number }) => {
+  .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) on this address')
+  .action(async (o: { dir: string; listen: string; peers: string; secret?: string; regionSize?: number; metrics?: string }) => {
     const { startPageServer } = require('./pageserver/server') as typeof import('./pageserver/server');
     const ps = await startPageServer({
       dir: o.dir,
@@ -89,7 +93,9 @@ program
       },
     });
     console.log(`dsm: page server (node ${ps.nodeId}) listening on ${ps.address}, store at time ${ps.durableTime}`);
+    const metrics = o.metrics ? await serveMetrics(o.metrics, ps.address, secretFrom(o.secret)) : undefined;
     const stop = async () => {
+      await metrics?.close();
       await ps.close();
       process.exit(0);
     };
@@ -152,6 +158,15 @@ program
   .allowUnknownOption()
   .helpOption(false)
   .action((_o, cmd: Command) => run(process.execPath, [path.join(root, 'node_modules/zx/build/cli.js'), path.join(root, 'benchmarks/run.mjs'), ...cmd.args]));
+
+/** The metrics endpoint for a node of this process: each scrape asks it as `dsm stats` does. */
+async function serveMetrics(listen: string, address: string, secret: string): Promise<{ close(): Promise<void> }> {
+  const { startMetricsServer } = require('./metrics') as typeof import('./metrics');
+  const { fetchStats } = require('./service/stats_client') as typeof import('./service/stats_client');
+  const m = await startMetricsServer(listen, () => fetchStats(address, secret, 5000));
+  console.log(`dsm: metrics on http://${m.address}/metrics`);
+  return m;
+}
 
 function formatStats(s: Record<string, unknown>): string {
   const lines: string[] = [];

@@ -13,8 +13,8 @@ class CliNode {
   readonly proc: ChildProcess;
   private out = '';
   private waiters: Array<() => void> = [];
-  constructor(args: string[]) {
-    this.proc = spawn(process.execPath, [CLI, 'node', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(args: string[], command = 'node') {
+    this.proc = spawn(process.execPath, [CLI, command, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     const take = (d: Buffer) => {
       this.out += d.toString();
       for (const w of this.waiters.splice(0)) w();
@@ -108,5 +108,31 @@ describe('the dsm command', () => {
     await a.match(/node 1 left/);
     a.proc.kill('SIGINT');
     expect(await a.exited()).toBe(0);
+  });
+
+  it('runs a page server and a node with durability disk, both serving Prometheus metrics', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dsm-cli-'));
+    dirs.push(dir);
+    const ps = new CliNode(['--dir', path.join(dir, 'store'), '--listen', '127.0.0.1:0', '--secret', 'cli-secret', '--region-size', '16M', '--metrics', '127.0.0.1:0'], 'pageserver');
+    nodes.push(ps);
+    const [, psAddr] = await ps.match(/page server \(node 0\) listening on (\S+)/);
+    const [, psMetrics] = await ps.match(/metrics on (http:\S+)/);
+    const script = path.join(dir, 'work.js');
+    writeFileSync(script, `module.exports = async (dsm) => { for (let i = 0; i < 10; i++) await dsm.transaction(() => { dsm.u32[3000 * 1024] += 1; }); console.log('script: committed'); };`);
+    const n = new CliNode(['--listen', '127.0.0.1:0', '--peers', psAddr, '--secret', 'cli-secret', '--region-size', '16M', '--durability', 'disk', '--metrics', '127.0.0.1:0', '--script', script]);
+    nodes.push(n);
+    const [, nMetrics] = await n.match(/metrics on (http:\S+)/);
+    await n.match(/script: committed/);
+    const scrape = async (url: string) => (await fetch(url)).text();
+    const pm = await scrape(psMetrics);
+    expect(pm).toMatch(/^dsm_page_store_fsyncs\{node="0"\} [1-9]\d*$/m);
+    expect(pm).toMatch(/^dsm_page_store_durable_time\{node="0"\} [1-9]\d*$/m);
+    const nm = await scrape(nMetrics);
+    expect(nm).toMatch(/^dsm_counters_commits\{node="1"\} (\d+)$/m);
+    expect(Number(nm.match(/^dsm_protocol_durable_time\{node="1"\} (\d+)$/m)?.[1])).toBeGreaterThan(0);
+    n.proc.kill('SIGINT');
+    expect(await n.exited()).toBe(0);
+    ps.proc.kill('SIGINT');
+    expect(await ps.exited()).toBe(0);
   });
 });

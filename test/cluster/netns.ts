@@ -75,6 +75,16 @@ export class NetnsCluster {
     return n.create({ regionSize: 16 << 20, secret: SECRET, ...options });
   }
 
+  /** Starts a page server process in namespace `i` (store in `dir`). */
+  async startPageServer(i: number, options: Record<string, unknown> & { dir: string }): Promise<RemoteNode> {
+    const fixture = path.join(__dirname, 'fixtures/remote_node.js');
+    const proc = spawn('ip', ['netns', 'exec', this.namespaces[i], process.execPath, fixture], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const n = new RemoteNode(proc);
+    this.nodes.push(n);
+    await n.waitForLine((l) => l === 'ready');
+    return n.startPageServer({ regionSize: 16 << 20, secret: SECRET, ...options });
+  }
+
   /** Kills every node process, then removes every namespace (also after a failed test). */
   async destroy(): Promise<void> {
     for (const n of this.nodes) n.kill('SIGKILL');

@@ -91,6 +91,8 @@ export interface StoreStats {
   bytesOnDisk: number;
   /** Synced LMDB commits (each one group commit). */
   fsyncs: number;
+  /** Page records those commits wrote (a page changed by many commits between two flushes counts once). */
+  pagesWritten: number;
   /** Commits applied and flushed, divided by `fsyncs`. */
   commitsPerFsync: number;
   appliedTime: number;
@@ -224,6 +226,7 @@ export class PageStore {
   private commitsUnflushed = 0;
   private commitsFlushed = 0;
   private fsyncs = 0;
+  private pagesWritten = 0;
   private closed = false;
 
   private constructor(dir: string, geometry: Geometry, dbs: Dbs) {
@@ -449,6 +452,7 @@ export class PageStore {
     }
     this.durable = time;
     this.fsyncs++;
+    this.pagesWritten += batch.size;
     this.commitsFlushed += commits;
     return time;
   }
@@ -585,6 +589,7 @@ export class PageStore {
       unflushedPages: this.dirty.size + (this.flushing?.size ?? 0),
       bytesOnDisk,
       fsyncs: this.fsyncs,
+      pagesWritten: this.pagesWritten,
       commitsPerFsync: this.fsyncs ? this.commitsFlushed / this.fsyncs : 0,
       appliedTime: this.applied,
       durableTime: this.durable,

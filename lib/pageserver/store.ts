@@ -223,6 +223,8 @@ export class PageStore {
   private readonly held = new Map<number, { version: number; data: Uint8Array }>();
   private storedPages: number;
   private chain: Promise<unknown> = Promise.resolve();
+  /** The flush waiting for the one on disk, if any. */
+  private queued: Promise<number> | undefined;
   private commitsUnflushed = 0;
   private commitsFlushed = 0;
   private fsyncs = 0;
@@ -426,7 +428,13 @@ export class PageStore {
    * and then flush what arrived meanwhile, together.
    */
   flush(): Promise<number> {
-    const run = this.chain.then(() => this.flushOnce());
+    // Calls while one flush waits its turn share it: it takes everything applied until it starts.
+    if (this.queued) return this.queued;
+    const run = this.chain.then(() => {
+      this.queued = undefined;
+      return this.flushOnce();
+    });
+    this.queued = run;
     this.chain = run.catch(() => undefined);
     return run;
   }

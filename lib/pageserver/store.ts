@@ -42,6 +42,7 @@ const TAIL = 24;
 // LMDB's own page size for the store (the overflow arithmetic above depends on it).
 const LMDB_PAGE = 4096;
 const LMDB_MAGIC = 0xbeefc0de;
+const EMPTY = new Uint8Array(0);
 
 /** The region a store holds: its page size and its size in bytes. */
 export interface Geometry {
@@ -343,12 +344,13 @@ export class PageStore {
   }
 
   /**
-   * Applies the commit at `time` (its written pages and their changes, lib/service/changes.ts).
-   * Commits must come in global-time order; one at or before `appliedTime` is ignored (false).
-   * A page whose diff does not fit the stored version, or whose change was left out, becomes
-   * missing (see `missing()`). Throws StoreError, with nothing applied, for a malformed commit.
+   * Applies the commit at `time` (its written pages and their changes, lib/service/changes.ts;
+   * none, as for a configuration, just moves the time). Commits must come in global-time order;
+   * one at or before `appliedTime` is ignored (false). A page whose diff does not fit the stored
+   * version, or whose change was left out, becomes missing (see `missing()`). Throws
+   * StoreError, with nothing applied, for a malformed commit.
    */
-  apply(time: number, pages: Uint32Array, changes: Uint8Array): boolean {
+  apply(time: number, pages: Uint32Array, changes: Uint8Array = EMPTY): boolean {
     this.checkOpen();
     if (!Number.isSafeInteger(time) || time <= 0) throw new StoreError(`a commit's time must be a positive integer, got ${String(time)}`);
     if (time <= this.applied) return false;

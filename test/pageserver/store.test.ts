@@ -149,8 +149,11 @@ describe('page store', () => {
     s.apply(14, Uint32Array.of(4), change(1, wholePage(8)));
     expect(s.missing()).toHaveLength(0);
     s.apply(15, Uint32Array.of(5), change(0, null));
+    // A configuration commit: no pages, no changes, only the time.
+    expect(s.apply(16, new Uint32Array(0))).toBe(true);
     await s.close();
     const again = await openStore(dir);
+    expect(again.appliedTime).toBe(16);
     expect([...again.missing()]).toEqual([5]);
     expect(again.readPage(4)).toEqual({ version: 14, data: wholePage(8) });
     expect(again.readPage(2)).toEqual({ version: 12, data: wholePage(6) });

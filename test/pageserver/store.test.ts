@@ -101,6 +101,28 @@ describe('page store', () => {
     equalImage(again, c.image);
   });
 
+  it('keeps pages larger than LMDB’s, split the same way', async () => {
+    const dir = tmpDir();
+    const geo = { pageSize: 8192, regionSize: 16 * 8192 };
+    const s = await openStore(dir, geo);
+    const page = new Uint8Array(8192).map((_, i) => i * 7);
+    s.apply(3, Uint32Array.of(2), change(0, page));
+    const d = new Uint8Array(8);
+    new DataView(d.buffer).setUint16(0, 2047, true); // the last word: in the 24 bytes kept beside the body
+    new DataView(d.buffer).setUint16(2, 1, true);
+    new DataView(d.buffer).setUint32(4, 0xfeedf00d, true);
+    s.apply(4, Uint32Array.of(2), change(3, d));
+    await s.close();
+    const again = await PageStore.open(dir);
+    stores.push(again);
+    expect(again.geometry).toEqual(geo);
+    const got = again.readPage(2)!;
+    expect(got.version).toBe(4);
+    const want = page.slice();
+    new DataView(want.buffer).setUint32(8188, 0xfeedf00d, true);
+    expect(Buffer.from(got.data!).equals(Buffer.from(want))).toBe(true);
+  });
+
   it('commits applied while a flush is on disk share the next flush', async () => {
     const s = await openStore(tmpDir());
     const stream = commitStream(11);

@@ -430,6 +430,7 @@ export class PageStore {
    * and then flush what arrived meanwhile, together.
    */
   flush(): Promise<number> {
+    if (this.closed) return Promise.reject(this.closedError());
     // Calls while one flush waits its turn share it: it takes everything applied until it starts.
     if (this.queued) return this.queued;
     const run = this.chain.then(() => {
@@ -620,7 +621,11 @@ export class PageStore {
   }
 
   private checkOpen(): void {
-    if (this.closed) throw new StoreError(`the page store in ${this.dir} is closed; open it again`);
+    if (this.closed) throw this.closedError();
+  }
+
+  private closedError(): StoreError {
+    return new StoreError(`the page store in ${this.dir} is closed; open it again`);
   }
 
   private set(page: number, version: number, data: Uint8Array | null): void {

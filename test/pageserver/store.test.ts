@@ -88,6 +88,8 @@ describe('page store', () => {
     // Replays of applied commits are ignored.
     expect(s.apply(c.time, c.pages, c.changes)).toBe(false);
     await s.close();
+    expect(() => s.apply(c.time + 1, new Uint32Array(0))).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE' }));
+    await expect(s.flush()).rejects.toMatchObject({ code: 'ERR_DSM_STORE' });
     const again = await openStore(dir);
     expect(again.appliedTime).toBe(c.time);
     expect(again.durableTime).toBe(c.time);

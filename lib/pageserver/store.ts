@@ -28,8 +28,9 @@
 // a flush of 64 random pages writes their overflow pages plus the B-tree leaves and branches
 // above them, scattered, and syncs data and meta page. Against a raw sequential write of the
 // same page images with the same number of fsyncs that is 0.05-0.2 of its speed (60-230 MiB/s
-// of page images, 17k-280k commits/s depending on how commits group); random page writes,
-// not fsyncs, are the limit once commits group. A log in front (sequential appends, LMDB
+// of page images, 17k-280k commits/s depending on how commits group). The syncs are not the
+// limit: with LMDB's turned off (noSync, tried once, not kept) it still reaches only 0.2-0.3;
+// the scattered copy-on-write page writes are. A log in front (sequential appends, LMDB
 // written at checkpoints) would take them off the commit path, not off the disk.
 //
 // One owner at a time: two writers would each apply commits over a stale image. The owner's

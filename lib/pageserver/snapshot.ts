@@ -57,25 +57,27 @@ function syncDir(dir: string): void {
 }
 
 /**
- * Writes the store's durable image (flush first for the latest commits) to `file`, streaming
- * from one consistent view while the store goes on applying. The file appears complete or not at all.
+ * The bytes of a snapshot of the store's durable image (flush first for the latest commits),
+ * in chunks of about 1 MiB, from one consistent view taken at the first `next()`: the file
+ * format, for a page server to send over the network (`saveSnapshot` writes them on the other
+ * side). The view stays open until the generator finishes or is returned early.
  */
-export async function writeSnapshot(store: PageStore, file: string, onProgress?: (p: SnapshotProgress) => void): Promise<SnapshotInfo> {
+export async function* snapshotChunks(store: PageStore, onProgress?: (p: SnapshotProgress) => void): AsyncGenerator<Buffer, SnapshotInfo> {
   const view = store.openView();
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  let fd: number | undefined;
   try {
-    fd = fs.openSync(tmp, 'w');
     const { pageSize, regionSize } = view.geometry;
     const hash = createHash('sha256');
-    const buf = Buffer.alloc(CHUNK + RECORD + pageSize);
+    let buf = Buffer.alloc(CHUNK + RECORD + pageSize);
     let used = 0;
     let bytes = 0;
-    const drain = (): void => {
-      hash.update(buf.subarray(0, used));
-      fs.writeSync(fd!, buf, 0, used);
+    const take = (): Buffer => {
+      const out = buf.subarray(0, used);
+      hash.update(out);
       bytes += used;
+      // The consumer owns what it was given: the next chunk goes into a new buffer.
+      buf = Buffer.alloc(buf.length);
       used = 0;
+      return out;
     };
     MAGIC.copy(buf, 0);
     buf.writeUInt32LE(SNAPSHOT_VERSION, 8);
@@ -96,34 +98,85 @@ export async function writeSnapshot(store: PageStore, file: string, onProgress?:
       }
       n++;
       if (used >= CHUNK) {
-        drain();
+        yield take();
         onProgress?.({ phase: 'writing', done: n, total: view.count });
-        await turn();
       }
     }
     if (n !== view.count) throw new SnapshotError(`the store view yielded ${n} pages where it counted ${view.count}; the store is damaged`);
-    drain();
+    const body = take();
     const trailer = Buffer.alloc(TRAILER);
     END.copy(trailer, 0);
     putU64(trailer, 8, n);
     hash.digest().copy(trailer, 16);
-    fs.writeSync(fd, trailer);
     bytes += TRAILER;
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-    syncDir(path.dirname(path.resolve(file)));
+    yield Buffer.concat([body, trailer]);
     onProgress?.({ phase: 'writing', done: n, total: view.count });
     return { time: view.time, pages: n, geometry: view.geometry, bytes };
-  } catch (e) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    if (e instanceof SnapshotError) throw e;
-    throw new SnapshotError(`writing the snapshot ${file} failed: ${(e as Error).message}`, { cause: e });
   } finally {
     view.close();
   }
+}
+
+/** Writes `chunks` to `file` under a temporary name, synced and renamed into place once `verify` passes; nothing is left otherwise. */
+async function writeAtomically(chunks: AsyncIterable<Uint8Array>, file: string, verify: (tmp: string) => Promise<void>): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'w');
+    for await (const chunk of chunks) fs.writeSync(fd, chunk);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    await verify(tmp);
+    fs.renameSync(tmp, file);
+    syncDir(path.dirname(path.resolve(file)));
+  } catch (e) {
+    if (fd !== undefined) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    if (e instanceof SnapshotError) throw new SnapshotError(e.message.split(tmp).join(file), { cause: e });
+    throw new SnapshotError(`writing the snapshot ${file} failed: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * Writes snapshot bytes received from elsewhere (a page server's `snapshotChunks`, sent over
+ * the network) to `file`: checked whole before it is renamed into place, so the file appears
+ * complete and intact or not at all. Throws SnapshotError otherwise.
+ */
+export async function saveSnapshot(chunks: AsyncIterable<Uint8Array>, file: string): Promise<SnapshotInfo> {
+  let info: SnapshotInfo | undefined;
+  await writeAtomically(chunks, file, async (tmp) => {
+    info = await checkSnapshot(tmp);
+  });
+  return info!;
+}
+
+/**
+ * Writes the store's durable image (flush first for the latest commits) to `file`, streaming
+ * from one consistent view while the store goes on applying. The file appears complete or not at all.
+ */
+export async function writeSnapshot(store: PageStore, file: string, onProgress?: (p: SnapshotProgress) => void): Promise<SnapshotInfo> {
+  const chunks = snapshotChunks(store, onProgress);
+  let info: SnapshotInfo | undefined;
+  // Between chunks the store goes on: the event loop gets a turn after each.
+  async function* paced(): AsyncGenerator<Buffer> {
+    for (;;) {
+      const r = await chunks.next();
+      if (r.done) {
+        info = r.value;
+        return;
+      }
+      yield r.value;
+      await turn();
+    }
+  }
+  try {
+    await writeAtomically(paced(), file, async () => undefined);
+  } finally {
+    // An early failure leaves the generator suspended: closing it releases the store's view.
+    await chunks.return(undefined as never);
+  }
+  return info!;
 }
 
 /** Reads a snapshot file front to back, hashing what it reads; every shortfall is a SnapshotError. */

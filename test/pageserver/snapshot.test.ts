@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PageStore } from '../../lib/pageserver/store';
-import { checkSnapshot, restoreSnapshot, writeSnapshot, type SnapshotProgress } from '../../lib/pageserver/snapshot';
+import net from 'node:net';
+import { checkSnapshot, restoreSnapshot, saveSnapshot, snapshotChunks, writeSnapshot, type SnapshotProgress } from '../../lib/pageserver/snapshot';
 import { commitStream } from './fixtures/commit_stream.mjs';
 
 const GEO = { pageSize: 4096, regionSize: 64 * 4096 };
@@ -94,6 +95,43 @@ describe('snapshots', () => {
     expect([...b.missing()]).toEqual([1023]);
     // Only the snapshot and the stores: no temporary file or directory left.
     expect(listing(dir)).toEqual(['a', 'b', 'frozen', 'snap']);
+  });
+
+  it('streams over a socket into a file checked before it appears; a stream cut short leaves nothing', async () => {
+    const dir = fresh();
+    const geo = { pageSize: 4096, regionSize: 1024 * 4096 };
+    const s = await filledStore(path.join(dir, 'a'), 400, geo);
+    // A page server's side: the snapshot's bytes to whoever connects, all of them or only the first `cut`.
+    const serve = (cut: number) =>
+      new Promise<net.Server>((resolve) => {
+        const server = net.createServer(async (sock) => {
+          let sent = 0;
+          for await (const chunk of snapshotChunks(s)) {
+            const part = cut > 0 ? chunk.subarray(0, Math.max(0, cut - sent)) : chunk;
+            sent += part.length;
+            if (!sock.write(part)) await new Promise((r) => sock.once('drain', r));
+            if (cut > 0 && sent >= cut) break;
+          }
+          sock.end();
+        });
+        server.listen(0, '127.0.0.1', () => resolve(server));
+      });
+    const fetch = async (server: net.Server, file: string) => {
+      const sock = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+      try {
+        return await saveSnapshot(sock, file);
+      } finally {
+        sock.destroy();
+        server.close();
+      }
+    };
+    const info = await fetch(await serve(0), path.join(dir, 'snap'));
+    expect(info).toMatchObject({ time: s.appliedTime, geometry: geo });
+    const b = path.join(dir, 'b');
+    await restoreSnapshot(path.join(dir, 'snap'), b);
+    await sameImage(s, await openStore(b, geo));
+    await expect(fetch(await serve(3 << 20), path.join(dir, 'cut'))).rejects.toMatchObject({ code: 'ERR_DSM_SNAPSHOT', message: expect.stringContaining(path.join(dir, 'cut')) });
+    expect(listing(dir)).toEqual(['a', 'b', 'snap']);
   });
 
   it('refuses corrupt, truncated and other-version files, making nothing', async () => {

@@ -1,44 +1,38 @@
 // `dsm snapshot --connect`: a client asks a page server for a snapshot of its store. The page
-// server writes one (snapshot.ts: a consistent image at one global time, from an LMDB read
-// transaction, while commits go on) to a temporary file beside its store, streams it on the
-// client's connection in order, honouring the connection's backpressure, and deletes it. The
-// client writes the bytes under a temporary name, checks the whole file (SHA-256 trailer) and
-// only then renames it into place.
+// server makes one (snapshot.ts: a consistent image at one global time, from an LMDB read
+// transaction, while commits go on) and streams it on the client's connection as it is made,
+// honouring the connection's backpressure. The client writes the bytes under a temporary
+// name, checks the whole file (SHA-256 trailer) and only then renames it into place.
 import fs from 'node:fs';
-import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { SnapshotError } from './errors';
-import { checkSnapshot, type SnapshotInfo, writeSnapshot } from './snapshot';
+import { checkSnapshot, type SnapshotInfo, snapshotChunks } from './snapshot';
 import type { PageStore } from './store';
 import { decode, encode, Msg, NO_NODE } from '../service/protocol';
 import { type Connection, Transport } from '../service/transport';
 
-const CHUNK = 1 << 20;
-
-/** Page server side: writes a snapshot and streams it to `c`. */
+/** Page server side: streams a snapshot of the store to `c` as it is made. */
 export async function serveSnapshot(store: PageStore, c: Connection, log: (m: string) => void): Promise<void> {
-  const tmp = path.join(path.dirname(store.dir), `.${path.basename(store.dir)}.snapshot-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
-    const info = await writeSnapshot(store, tmp);
-    const fd = fs.openSync(tmp, 'r');
-    try {
-      const buf = Buffer.alloc(CHUNK);
-      for (let at = 0; at < info.bytes; ) {
-        const n = fs.readSync(fd, buf, 0, Math.min(CHUNK, info.bytes - at), at);
-        if (n <= 0) throw new Error('the snapshot file ended early');
-        at += n;
-        if (!c.send(Msg.SnapshotChunk, Buffer.from(buf.subarray(0, n)))) await c.whenDrained();
-        if (c.isClosed) return;
+    const chunks = snapshotChunks(store);
+    let bytes = 0;
+    for (;;) {
+      const next = await chunks.next();
+      if (next.done) {
+        const info = next.value;
+        c.send(Msg.SnapshotEnd, encode.json({ bytes, time: info.time, pages: info.pages }));
+        return;
       }
-    } finally {
-      fs.closeSync(fd);
+      bytes += next.value.length;
+      if (!c.send(Msg.SnapshotChunk, next.value)) await c.whenDrained();
+      if (c.isClosed) {
+        await chunks.return(undefined as never);
+        return;
+      }
     }
-    c.send(Msg.SnapshotEnd, encode.json({ bytes: info.bytes, time: info.time, pages: info.pages }));
   } catch (e) {
     log(`a snapshot for ${c.remoteAddress} failed: ${(e as Error).message}`);
     c.send(Msg.SnapshotEnd, encode.json({ error: (e as Error).message }));
-  } finally {
-    fs.rmSync(tmp, { force: true });
   }
 }
 

@@ -9,6 +9,7 @@
  */
 export { createNode, DsmNode, type DsmStats, type CommitEvent, type TypedArrayClass } from './node';
 export type { NodeOptions } from './options';
+export type { HotPage } from './conflict_monitor';
 export type { Transaction, TransactionOptions } from './transaction';
 export {
   DsmError,

@@ -4,6 +4,8 @@ import { HeapGuard } from './alloc/guard';
 import { Heap } from './alloc/heap';
 import { ClosedError, fromNative, InvalidOptionError, NestedTransactionError, PageLostError, WriteOutsideTransactionError } from './errors';
 import { type LostRange, LostPages } from './lost_pages';
+import { describePage } from './alloc/page_holds';
+import { ConflictMonitor, HOT_PAGES_SHOWN, type HotPage } from './conflict_monitor';
 import { STATUS_WORDS, Status } from './service/messages';
 import { TimeoutError } from './errors';
 import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
@@ -35,6 +37,13 @@ export interface DsmStats {
   invalidations: number;
   /** Copies brought to another node's commit by applying its diff (no fetch needed). */
   updates: number;
+  /**
+   * The false-sharing monitor: the pages that caused the most of this node's aborts, most
+   * first, with the nodes whose commits caused them and what each page holds. An object
+   * that shows up here shares a page with what other nodes write: give it its own page
+   * (allocate it larger than 4 KiB) or separate it from the data the others change.
+   */
+  hotPages: HotPage[];
 }
 
 /** The typed array classes `dsm.view()` takes. */
@@ -93,6 +102,9 @@ export class DsmNode extends EventEmitter {
   private closed = false;
   private readonly runner: TransactionRunner;
   private readonly lost: LostPages;
+  private readonly conflicts = new ConflictMonitor();
+  /** A publication of the hot pages to the service is scheduled (networked nodes). */
+  private hotPublish?: NodeJS.Immediate;
   /** @internal */ readonly heap: Heap;
 
   /** @internal */
@@ -127,6 +139,7 @@ export class DsmNode extends EventEmitter {
       networked: () => this.address !== '',
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
       onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
+      conflict: (page, node) => this.onConflict(page, node),
       durable: (time, epoch) => (opts.replicated ? this.service.waitDurable(time, epoch) : undefined),
       durableEpoch: () => this.service.durableEpoch,
     }, this.lost);
@@ -263,7 +276,30 @@ export class DsmNode extends EventEmitter {
       installs: n('installs'),
       invalidations: n('invalidations'),
       updates: n('updates'),
+      hotPages: this.hotPages(),
     };
+  }
+
+  /** The monitor's hottest pages, described by the heap. */
+  private hotPages(): HotPage[] {
+    return this.conflicts.top(HOT_PAGES_SHOWN).map(({ page, aborts, byNode }) => ({
+      page,
+      ptr: page * this.pageSize,
+      aborts,
+      byNode: Object.fromEntries([...byNode].sort((a, b) => b[1] - a[1])),
+      ...describePage(this, this.heap.geometry, page),
+    }));
+  }
+
+  /** A run was doomed by `node`'s commit to `page`: count it, and tell the service (for `dsm stats --hot`) once this turn is over. */
+  private onConflict(page: number, node: number): void {
+    this.conflicts.record(page, node);
+    if (!this.address || this.hotPublish || this.closed) return;
+    this.hotPublish = setImmediate(() => {
+      this.hotPublish = undefined;
+      if (this.closed) return;
+      void this.service.request({ type: 'hot-pages', pages: this.hotPages() }).catch(() => undefined);
+    });
   }
 
   /**
@@ -273,6 +309,7 @@ export class DsmNode extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.hotPublish) clearImmediate(this.hotPublish);
     await this.runner.idle;
     await this.service.stop();
     this.native.close();

@@ -1,6 +1,7 @@
 // Messages between the app thread and the service worker (in-process, over the worker's
 // MessagePort). Network frames between nodes are defined in protocol.ts, not here.
 import type { MessagePort } from 'node:worker_threads';
+import type { HotPage } from '../conflict_monitor';
 import type { ResolvedOptions } from '../options';
 
 /** Sent once, as workerData, when the service starts. */
@@ -40,6 +41,8 @@ export type AppRequest =
   | { id: number; type: 'test-touch-app-view'; address: number }
   | { id: number; type: 'close' }
   | { id: number; type: 'stats' }
+  /** The app's hottest pages, for `dsm stats --hot` (the service keeps the latest list). */
+  | { id: number; type: 'hot-pages'; pages: HotPage[] }
   | { id: number; type: 'wait-time'; time: number; timeoutMs: number };
 
 export type ServiceReply =

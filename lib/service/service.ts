@@ -2,6 +2,7 @@
 // commit order. The app thread may be blocked inside the fault handler while a fault waits
 // here, so nothing in this file may touch the app view (only the native system view).
 import { CommitKind, CommitStatus, loadNativeHooks, type NativeAddon } from '../native';
+import type { HotPage } from '../conflict_monitor';
 import type { Cluster } from './cluster';
 import { LocalTokenGate } from './local_token';
 import { type AppRequest, type ServiceConfig, type ServiceReply, type ServiceStats, Status } from './messages';
@@ -11,6 +12,8 @@ export class Service {
   /** Test hook: pages invalidated on purpose, with the byte their reinstalled copy holds. */
   private readonly testPages = new Map<number, number>();
   cluster?: Cluster;
+  /** The app's hottest pages as it last published them (conflict_monitor.ts). */
+  hotPages: HotPage[] = [];
   /** Sends a late reply to the app (set by the worker). */
   reply?: (r: ServiceReply) => void;
 
@@ -163,6 +166,9 @@ export class Service {
         return { id: req.id, ok: true };
       case 'stats':
         return { id: req.id, ok: true, stats: this.stats() };
+      case 'hot-pages':
+        this.hotPages = req.pages;
+        return { id: req.id, ok: true };
       case 'wait-time': {
         // Answers with the time applied, reached or not: the app tells a time-out apart.
         if (!this.cluster) return { id: req.id, ok: true, time: Number(this.time[0]) };

@@ -68,6 +68,7 @@ async function start(): Promise<void> {
       ...service.stats(),
       nodeId: cluster.id,
       counters: namedCounters(native.counters()),
+      hotPages: service.hotPages,
       protocol: cluster.debugState(),
     });
     service.cluster = cluster;

@@ -28,4 +28,5 @@ export {
   NativeLoadError,
 } from './errors';
 export { TimeoutError } from './errors';
+export { BarrierBrokenError, LockNotHeldError } from './sync/errors';
 export { OutOfMemoryError, InvalidFreeError, HeapLayoutError, RootError, HeapCorruptionError } from './alloc/errors';

@@ -6,6 +6,9 @@ import { ClosedError, fromNative, InvalidOptionError, NestedTransactionError, Pa
 import { type LostRange, LostPages } from './lost_pages';
 import { describePage } from './alloc/page_holds';
 import { ConflictMonitor, HOT_PAGES_SHOWN, type HotPage } from './conflict_monitor';
+import { Barriers } from './sync/barrier';
+import { Locks } from './sync/lock';
+import type { SyncNode } from './sync/sync_host';
 import { STATUS_WORDS, Status } from './service/messages';
 import { TimeoutError } from './errors';
 import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
@@ -106,6 +109,8 @@ export class DsmNode extends EventEmitter {
   /** A publication of the hot pages to the service is scheduled (networked nodes). */
   private hotPublish?: NodeJS.Immediate;
   /** @internal */ readonly heap: Heap;
+  private readonly barriers: Barriers;
+  private readonly locks: Locks;
 
   /** @internal */
   constructor(
@@ -143,6 +148,55 @@ export class DsmNode extends EventEmitter {
       durable: (time, epoch) => (opts.replicated ? this.service.waitDurable(time, epoch) : undefined),
       durableEpoch: () => this.service.durableEpoch,
     }, this.lost);
+    const sync: SyncNode = {
+      u32: this.u32,
+      versions: region.versions,
+      pageSize: this.pageSize,
+      nodeId: () => this.nodeId,
+      closed: () => this.closed,
+      run: (fn) => this.runner.run(fn),
+      root: (name) => this.heap.root(name),
+      watch: async (pages, since, epoch) => (await this.service.request({ type: 'watch', pages, since, epoch })).view!,
+    };
+    this.barriers = new Barriers(sync);
+    this.locks = new Locks(sync);
+  }
+
+  /**
+   * Waits until `parties` nodes (one party per node) have called `barrier(name, parties)`,
+   * then resolves on all of them. Everything a party committed before arriving is visible
+   * to every party once this resolves. Waiting costs nothing: the commit that completes the
+   * barrier wakes the others. Rejects with ERR_DSM_BARRIER_BROKEN on every waiting party
+   * when a node that arrived is removed from the cluster (it died, stalled or was cut off),
+   * or when fewer members remain than `parties`; a later call starts a new round.
+   * @example for (let sweep = 0; sweep < 40; sweep++) { await step(); await dsm.barrier('sweep', 2); }
+   */
+  barrier(name: string, parties: number): Promise<void> {
+    if (this.runner.inside) throw new NestedTransactionError();
+    try {
+      this.checkOpen();
+      return this.barriers.wait(name, parties);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Takes the cluster-wide lock `name`, waiting (without polling) while another caller
+   * holds it; resolves with the function that releases it. Nodes are served in the order
+   * they asked. A holder removed from the cluster (dead, cut off) loses the lock to the
+   * next waiter. Calling the unlock function twice throws ERR_DSM_LOCK_NOT_HELD; close()
+   * releases the locks still held. Writes inside the lock still belong in transactions.
+   * @example const unlock = await dsm.lock('queue'); try { await take(); } finally { await unlock(); }
+   */
+  lock(name: string): Promise<() => Promise<void>> {
+    if (this.runner.inside) throw new NestedTransactionError();
+    try {
+      this.checkOpen();
+      return this.locks.lock(name);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /**
@@ -310,6 +364,7 @@ export class DsmNode extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     if (this.hotPublish) clearImmediate(this.hotPublish);
+    await this.locks.releaseAll();
     await this.runner.idle;
     await this.service.stop();
     this.native.close();

@@ -44,13 +44,17 @@ async function start(): Promise<void> {
       { pageSize: config.pageSize, numPages: config.numPages, peers: cc.peers, joinTimeoutMs: cc.joinTimeoutMs, durability: cc.durability, replicas: cc.replicas },
       {
         log,
-        event: (type, id) => emit({ type, id }),
+        event: (type, id) => {
+          emit({ type, id });
+          service.watches.check();
+        },
         publish: (a, s) => service.publish(a, s),
         status: (lost, partitioned) => service.publishStatus(lost, partitioned),
         discarding: (page) => service.discarding(page),
         rejoined: (id, time) => {
           service.restartTimes(time);
           emit({ type: 'rejoined', id });
+          service.watches.check();
         },
         durable: (time) => {
           if (service.publishDurable(time)) emit({ type: 'durable' });

@@ -1,0 +1,135 @@
+// Barriers and locks for SPMD programs with real node processes: rounds of a barrier make
+// every party's writes visible to all, a lock makes a read-modify-write spread over two
+// transactions exclusive across nodes, and both survive a party or holder being killed.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Harness, type RemoteNode, until } from './harness';
+
+const FAST = { heartbeatMs: 200, deadAfterMs: 2000 };
+
+/** The number of parties that arrived at barrier `name` (its state object's word 2), read on `n`. */
+function arrived(n: RemoteNode, name: string): Promise<number> {
+  return n.run<number>(`return dsm.transaction(() => { const p = dsm.root('\\0barrier:' + args.name); return p ? dsm.u32[(p >> 2) + 2] : 0; });`, { name });
+}
+
+describe('barriers', () => {
+  const h = new Harness();
+  afterEach(() => h.close());
+
+  it('three nodes pass 20 rounds, each round seeing every party\'s writes made before it', async () => {
+    const nodes = await h.cluster(3);
+    const ROUNDS = 20;
+    // Each node writes round r into its own array (its own pages) before the barrier, then
+    // reads every node's entry r outside any transaction: all must be there.
+    await Promise.all(nodes.map((n, i) => n.run(`await dsm.transaction((tx) => tx.setRoot('slots' + args.i, tx.alloc(4 * args.rounds)));`, { i, rounds: ROUNDS })));
+    await Promise.all(nodes.map((n) => n.run(`await dsm.barrier('setup', 3);`)));
+    const results = await Promise.all(
+      nodes.map((n, i) =>
+        n.run<string[]>(
+          `const bad = [];
+           const slots = [0, 1, 2].map((k) => dsm.root('slots' + k) >> 2);
+           for (let r = 0; r < args.rounds; r++) {
+             await dsm.transaction(() => { dsm.u32[slots[args.i] + r] = 1000 + r; });
+             await dsm.barrier('round', 3);
+             for (let k = 0; k < 3; k++) if (dsm.u32[slots[k] + r] !== 1000 + r) bad.push('round ' + r + ': node ' + k + ' wrote ' + dsm.u32[slots[k] + r]);
+           }
+           return bad;`,
+          { i, rounds: ROUNDS },
+        ),
+      ),
+    );
+    expect(results).toEqual([[], [], []]);
+  });
+
+  it('a killed party fails the barrier with ERR_DSM_BARRIER_BROKEN on the parties waiting and on late ones', async () => {
+    const [a, b, c] = await h.cluster(3, FAST);
+    const waitA = a.run(`try { await dsm.barrier('k', 3); return 'passed'; } catch (e) { return e.code + ': ' + e.message; }`);
+    const waitC = c.run(`await dsm.barrier('k', 3); return 'passed';`).catch(() => 'killed');
+    await until('both parties arrived', 30_000, async () => ((await arrived(b, 'k')) === 2 ? true : undefined));
+    c.kill('SIGKILL');
+    expect(await waitC).toBe('killed');
+    const r = await waitA;
+    expect(r).toMatch(/^ERR_DSM_BARRIER_BROKEN: barrier "k" is broken/);
+    // b comes late: fewer members than parties.
+    const late = await b.run(`try { await dsm.barrier('k', 3); return 'passed'; } catch (e) { return e.code; }`);
+    expect(late).toBe('ERR_DSM_BARRIER_BROKEN');
+    // The survivors go on with a barrier of two.
+    await Promise.all([a.run(`await dsm.barrier('k', 2);`), b.run(`await dsm.barrier('k', 2);`)]);
+  });
+
+  it('a waiting party fails when a member that has not arrived dies and too few remain', async () => {
+    const [a, b, c] = await h.cluster(3, FAST);
+    void b;
+    const waitA = a.run(`try { await dsm.barrier('n', 3); return 'passed'; } catch (e) { return e.code; }`);
+    await until('a arrived', 30_000, async () => ((await arrived(a, 'n')) === 1 ? true : undefined));
+    c.kill('SIGKILL');
+    expect(await waitA).toBe('ERR_DSM_BARRIER_BROKEN');
+  });
+});
+
+describe('locks', () => {
+  const h = new Harness();
+  afterEach(() => h.close());
+
+  it('make a read-modify-write over two transactions exclusive across three nodes', async () => {
+    const nodes = await h.cluster(3);
+    await nodes[0].run(`await dsm.transaction((tx) => tx.setRoot('counter', tx.alloc(8)));`);
+    await Promise.all(nodes.map((n) => n.run(`await dsm.barrier('ready', 3);`)));
+    const PER = 15;
+    const inc = `
+      const c = dsm.root('counter') >> 2;
+      let overlaps = 0;
+      for (let i = 0; i < args.per; i++) {
+        const unlock = await dsm.lock('counter');
+        // word 1 marks the critical section: nobody else may be inside.
+        const v = await dsm.transaction(() => { if (dsm.u32[c + 1] !== 0) overlaps++; dsm.u32[c + 1] = dsm.nodeId + 1; return dsm.u32[c]; });
+        await new Promise((r) => setTimeout(r, 2));
+        await dsm.transaction(() => { dsm.u32[c] = v + 1; dsm.u32[c + 1] = 0; });
+        await unlock();
+      }
+      return overlaps;`;
+    const overlaps = await Promise.all(nodes.map((n) => n.run<number>(inc, { per: PER })));
+    expect(overlaps).toEqual([0, 0, 0]);
+    await Promise.all(nodes.map((n) => n.run(`await dsm.barrier('done', 3);`)));
+    expect(await nodes[1].run(`return dsm.transaction(() => dsm.u32[dsm.root('counter') >> 2]);`)).toBe(3 * PER);
+  });
+
+  it('callers on one node take turns, and unlocking twice throws', async () => {
+    const [a] = await h.cluster(1);
+    const r = await a.run<{ order: string[]; code: string }>(`
+      const order = [];
+      const u1 = await dsm.lock('l');
+      const second = dsm.lock('l').then((u) => { order.push('second'); return u; });
+      await new Promise((r) => setTimeout(r, 20));
+      order.push('first releases');
+      await u1();
+      let code = '';
+      try { u1(); } catch (e) { code = e.code; }
+      await (await second)();
+      return { order, code };`);
+    expect(r).toEqual({ order: ['first releases', 'second'], code: 'ERR_DSM_LOCK_NOT_HELD' });
+  });
+
+  it('a killed holder\'s lock passes to the waiting node once the holder is removed', async () => {
+    const [a, b, c] = await h.cluster(3, FAST);
+    void c;
+    await a.run(`globalThis.unlock = await dsm.lock('m'); say('holding');`);
+    const waitB = b.run(`const unlock = await dsm.lock('m'); say('b got it'); await unlock(); return 'ok';`);
+    // b is queued behind a before a dies.
+    await until('b queued', 30_000, async () =>
+      (await b.run<number>(`return dsm.transaction(() => { const p = dsm.root('\\0lock:m'); return p ? dsm.u32[(p >> 2) + 2] : 0; });`)) === 1 ? true : undefined,
+    );
+    expect(b.lines).not.toContain('b got it');
+    a.kill('SIGKILL');
+    expect(await waitB).toBe('ok');
+  });
+
+  it('close() releases the locks a node holds', async () => {
+    const [a, b] = await h.cluster(2);
+    await a.run(`globalThis.unlock = await dsm.lock('z');`);
+    const word = () => b.run<number>(`return dsm.transaction(() => dsm.u32[dsm.root('\\0lock:z') >> 2]);`);
+    await until('b sees the lock held', 30_000, async () => ((await word()) === a.nodeId + 1 ? true : undefined));
+    await a.close();
+    // Released by a's own commit: nobody else touched the lock, so only that can have freed it.
+    expect(await word()).toBe(0);
+  });
+});

@@ -103,7 +103,8 @@ function formatHot(hot: HotPage[]): string {
   if (hot.length === 0) return 'no aborts caused by other nodes\' commits on this node';
   const rows = hot.map((h) => {
     const by = Object.entries(h.byNode).map(([id, n]) => `node ${id}: ${n}`).join(', ');
-    const roots = h.roots.length ? ` [roots: ${h.roots.join(', ')}]` : '';
+    // Barrier and lock roots start with a NUL byte: printed escaped.
+    const roots = h.roots.length ? ` [roots: ${h.roots.map((r) => (/[\x00-\x1f]/.test(r) ? JSON.stringify(r) : r)).join(', ')}]` : '';
     return `${String(h.page).padStart(8)}  ${String(h.ptr).padStart(12)}  ${String(h.aborts).padStart(7)}  ${by.padEnd(24)}  ${h.holds}${roots}`;
   });
   return [`${'page'.padStart(8)}  ${'ptr'.padStart(12)}  ${'aborts'.padStart(7)}  ${'caused by'.padEnd(24)}  holds`, ...rows].join('\n');

@@ -2,7 +2,7 @@
 // tables, which node's small objects of which size class, which large object, free memory,
 // and the named roots pointing into it. Read outside any transaction (a description for
 // the false-sharing monitor, not a decision), from the tables layout.ts describes.
-import { CHUNK_PAGES, CLASSES, type Geometry, KINDS, MAX_NODES, PageKind, ROOT_BYTES, ROOTS, SB, tagParts } from './layout';
+import { CHUNK_PAGES, CLASSES, type Geometry, KINDS, MAX_NODES, PageKind, ROOT_BYTES, ROOTS, SB, SPARE_KIND, tagParts } from './layout';
 
 /** The heap's description of one page. */
 export interface PageHolds {
@@ -43,6 +43,7 @@ export function describePage(v: RegionWords, g: Geometry | undefined, page: numb
     const chunk = page - (k & 0x3f);
     const t = tagParts(v.u32[chunk * pw]);
     if (!t.ok) return { holds: `chunk page without a valid chunk header (at page ${chunk})`, roots: [] };
+    if (t.kind === SPARE_KIND) return { holds: `spare chunk in node ${t.node}'s zone (unused)`, roots: [] };
     const what = `${CLASSES[t.cls]}-byte ${KIND_NAMES[t.kind] ?? `kind-${t.kind}`} objects of node ${t.node}`;
     if (page === chunk) return { holds: `chunk header (free-slot bitmap) of ${what}`, roots: [] };
     return { holds: `${what} (chunk at page ${chunk}, page ${page - chunk} of ${CHUNK_PAGES})`, roots: rootsIn(page * ps, (page + 1) * ps) };

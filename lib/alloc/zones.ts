@@ -3,8 +3,10 @@
 // chunk a node took went through the buddy manager (the superblock's free lists, the link
 // and page-kind tables), and two nodes taking chunks at the same moment conflicted there.
 //
-// A zone below ZONE_LOW spare chunks is refilled up to ZONE_HIGH in one take from the
-// manager (one conflict-prone transaction per ZONE_HIGH chunks instead of one per chunk).
+// A zone below ZONE_LOW spare chunks is refilled in one take from the manager: ZONE_HIGH
+// chunks the first time, twice as many each next time up to ZONE_MAX, so a node that
+// allocates a lot goes to the manager (the only place nodes can still conflict) less and
+// less often, and one that allocates little keeps little in reserve.
 // Balancing: when the manager has no block left for a refill, a spare chunk is taken from
 // the zone that has the most; when a large object finds no block, every zone's spare
 // chunks go back to the manager (merging with their buddies) and the allocation is tried
@@ -12,7 +14,7 @@
 import type { Buddy } from './buddy';
 import { OutOfMemoryError } from './errors';
 import type { Journal } from './journal';
-import { CHUNK_ORDER, CHUNK_PAGES, MAX_NODES, PageKind, SB, SPARE_KIND, tagOf, ZONE_AT, ZONE_HIGH, ZONE_LOW, ZONE_MAX } from './layout';
+import { CHUNK_ORDER, CHUNK_PAGES, MAX_NODES, PageKind, SB, SPARE_KIND, tagOf, ZONE_AT, ZONE_HIGH, ZONE_LOW, ZONE_MAX, ZONE_REFILLS_AT } from './layout';
 
 export class Zones {
   private readonly pageWords: number;
@@ -65,9 +67,12 @@ export class Zones {
     return n;
   }
 
-  /** Takes the largest block up to ZONE_HIGH chunks the manager has, carved into spares. */
+  /** Takes the largest block up to the zone's next refill size the manager has, carved into spares. */
   private refill(node: number, header: number): void {
-    const want = Math.min(ZONE_HIGH, ZONE_MAX - this.count(header));
+    const refills = header * this.pageWords + ZONE_REFILLS_AT;
+    const n = this.u32[refills];
+    const want = Math.min(ZONE_HIGH * 2 ** Math.min(n, 8), ZONE_MAX - this.count(header));
+    this.journal.w32(refills, n + 1);
     for (let order = CHUNK_ORDER + Math.floor(Math.log2(want)); order >= CHUNK_ORDER; order--) {
       const block = this.buddy.tryAlloc(order);
       if (block === 0) continue;

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const load = createRequire(__filename);
 const { createNode, HeapCorruptionError } = load('../..');
 const { checkHeap } = load('../../dist/alloc/check.js');
-const { geometry, PageKind, ZONE_AT, ZONE_HIGH } = load('../../dist/alloc/layout.js');
+const { geometry, PageKind, ZONE_AT, ZONE_HIGH, ZONE_MAX, ZONE_REFILLS_AT } = load('../../dist/alloc/layout.js');
 
 const PAGE = 4096;
 const REGION = 32 << 20;
@@ -138,9 +138,11 @@ describe('the heap guards its metadata', () => {
     // Empty this node's zone of spare chunks (zones.ts): a chunk of 4 KiB objects holds 15.
     const zone = () => dsm.u32[dsm.u32[64 + dsm.nodeId] * 1024 + ZONE_AT];
     while (zone() > 0) await dsm.transaction((tx: any) => tx.alloc(4096, { kind: 'readMostly' }));
-    // The refill takes ZONE_HIGH chunks' worth (order 7) from the head of the smallest
-    // non-empty free list of that order or more: scribble over every chunk header it makes.
-    const span = ZONE_HIGH * 16;
+    // The refill takes its chunks (ZONE_HIGH, doubling per refill) as one block from the head
+    // of the smallest non-empty free list of that order or more: scribble over every chunk
+    // header it makes.
+    const refills = dsm.u32[dsm.u32[64 + dsm.nodeId] * 1024 + ZONE_REFILLS_AT];
+    const span = Math.min(ZONE_HIGH * 2 ** refills, ZONE_MAX) * 16;
     let k = Math.log2(span);
     while (dsm.u32[16 + k] === 0) k++;
     const block = dsm.u32[16 + k];

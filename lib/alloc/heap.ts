@@ -40,6 +40,8 @@ export class Heap {
    * (which writes it) does not doom it.
    */
   private readonly headers = new Map<number, number>();
+  private ownNode = -1;
+  private ownHeader = 0;
   /** A header page this run made (known to others only once it commits). */
   private madeHeader?: { node: number; page: number };
   private opened = false;
@@ -117,11 +119,21 @@ export class Heap {
 
   /** The allocator header page of `node` (0: none yet). */
   private headerOf(node: number): number {
+    // The allocating node's own header, on every small allocation: no map lookup.
+    if (node === this.ownNode) return this.ownHeader;
     const known = this.headers.get(node);
     if (known !== undefined) return known;
     const h = this.u32[SB.nodeHeaders + node];
-    if (h !== 0 && this.zoned && this.madeHeader?.page !== h) this.headers.set(node, h);
+    if (h !== 0 && this.zoned && this.madeHeader?.page !== h) this.remember(node, h);
     return h;
+  }
+
+  private remember(node: number, header: number): void {
+    this.headers.set(node, header);
+    if (node === this.view.nodeId) {
+      this.ownNode = node;
+      this.ownHeader = header;
+    }
   }
 
   private allocSmall(kind: number, cls: number): number {
@@ -300,7 +312,7 @@ export class Heap {
   /** After a commit: a header page this run made is now known to every node. */
   afterCommit(): void {
     const m = this.madeHeader;
-    if (m && this.zoned) this.headers.set(m.node, m.page);
+    if (m && this.zoned) this.remember(m.node, m.page);
     this.madeHeader = undefined;
   }
 

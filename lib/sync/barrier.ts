@@ -1,7 +1,8 @@
 // Barriers for SPMD programs, built on transactions (DESIGN.md "Consistency models"). The
 // state of barrier `name` is one page of the shared heap (root "\0barrier:name"), u32 words:
 //   [0] generation  [1] parties of the current generation  [2] arrived so far
-//   [3] 1 + the last generation that was broken (0: none)  [4 ..] ids of the arrived nodes
+//   [3] bit g % 32 set: generation g was broken (the last 32 generations)
+//   [4 ..] ids of the arrived nodes
 // Arriving is a transaction; the arrival that completes the generation bumps it, and that
 // commit wakes the waiting parties (a page watch, no polling). Arrivals and the completion
 // are ordered commits, so whatever a party committed before arriving was applied on every
@@ -56,6 +57,7 @@ export class Barriers {
         }
       }
       if (count + 1 === parties) {
+        u32[w + BROKEN] &= ~(1 << (gen & 31));
         u32[w + GEN] = (gen + 1) >>> 0;
         u32[w + COUNT] = 0;
         return { done: true };
@@ -78,7 +80,9 @@ export class Barriers {
       });
       version = st.version;
       if (st.gen !== gen) {
-        if (st.broken === ((gen + 1) >>> 0)) throw new BarrierBrokenError(name, 'a party was removed from the cluster while this one waited');
+        // More than 32 generations on (possible only with more members than parties), the
+        // bit is another generation's: taken as completed.
+        if (((st.gen - gen) >>> 0) <= 32 && (st.broken >>> (gen & 31)) & 1) throw new BarrierBrokenError(name, 'a party was removed from the cluster while this one waited');
         return;
       }
       const dead = st.ids.find((id) => view.gone(id));
@@ -102,7 +106,7 @@ export class Barriers {
 }
 
 function breakGeneration(u32: Uint32Array, w: number, gen: number): void {
-  u32[w + BROKEN] = (gen + 1) >>> 0;
+  u32[w + BROKEN] |= 1 << (gen & 31);
   u32[w + GEN] = (gen + 1) >>> 0;
   u32[w + COUNT] = 0;
 }

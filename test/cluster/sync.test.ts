@@ -40,20 +40,21 @@ describe('barriers', () => {
     expect(results).toEqual([[], [], []]);
   });
 
-  it('a killed party fails the barrier with ERR_DSM_BARRIER_BROKEN on the parties waiting and on late ones', async () => {
-    const [a, b, c] = await h.cluster(3, FAST);
-    const waitA = a.run(`try { await dsm.barrier('k', 3); return 'passed'; } catch (e) { return e.code + ': ' + e.message; }`);
-    const waitC = c.run(`await dsm.barrier('k', 3); return 'passed';`).catch(() => 'killed');
-    await until('both parties arrived', 30_000, async () => ((await arrived(b, 'k')) === 2 ? true : undefined));
+  it('a killed party fails the barrier with ERR_DSM_BARRIER_BROKEN on every waiting party and on late ones', async () => {
+    const [a, b, c, d] = await h.cluster(4, FAST);
+    const fail = `try { await dsm.barrier('k', 4); return 'passed'; } catch (e) { return e.code + ': ' + e.message; }`;
+    const waitA = a.run(fail);
+    const waitB = b.run(fail);
+    const waitC = c.run(`await dsm.barrier('k', 4); return 'passed';`).catch(() => 'killed');
+    await until('three parties arrived', 30_000, async () => ((await arrived(d, 'k')) === 3 ? true : undefined));
     c.kill('SIGKILL');
     expect(await waitC).toBe('killed');
-    const r = await waitA;
-    expect(r).toMatch(/^ERR_DSM_BARRIER_BROKEN: barrier "k" is broken/);
-    // b comes late: fewer members than parties.
-    const late = await b.run(`try { await dsm.barrier('k', 3); return 'passed'; } catch (e) { return e.code; }`);
+    for (const r of await Promise.all([waitA, waitB])) expect(r).toMatch(/^ERR_DSM_BARRIER_BROKEN: barrier "k" is broken/);
+    // d comes late: fewer members than parties.
+    const late = await d.run(`try { await dsm.barrier('k', 4); return 'passed'; } catch (e) { return e.code; }`);
     expect(late).toBe('ERR_DSM_BARRIER_BROKEN');
-    // The survivors go on with a barrier of two.
-    await Promise.all([a.run(`await dsm.barrier('k', 2);`), b.run(`await dsm.barrier('k', 2);`)]);
+    // The survivors go on with a barrier of three.
+    await Promise.all([a, b, d].map((n) => n.run(`await dsm.barrier('k', 3);`)));
   });
 
   it('a waiting party fails when a member that has not arrived dies and too few remain', async () => {

@@ -94,6 +94,30 @@ describe('locks', () => {
     expect(await nodes[1].run(`return dsm.transaction(() => dsm.u32[dsm.root('counter') >> 2]);`)).toBe(3 * PER);
   });
 
+  it('serves waiting nodes in the order they asked', async () => {
+    const [a, b, c] = await h.cluster(3);
+    await a.run(`await dsm.transaction((tx) => tx.setRoot('order', tx.alloc(64)));`);
+    await a.run(`globalThis.unlock = await dsm.lock('fifo');`);
+    const queued = (n: number) => until(`${n} node(s) queued`, 30_000, async () =>
+      (await a.run<number>(`return dsm.transaction(() => dsm.u32[(dsm.root('\\0lock:fifo') >> 2) + 2]);`)) === n ? true : undefined,
+    );
+    // Each waiter appends its id to a shared list once it holds the lock.
+    const take = `await dsm.waitForGlobalTime(args.t); const unlock = await dsm.lock('fifo');
+      await dsm.transaction(() => { const o = dsm.root('order') >> 2; dsm.u32[o + 1 + dsm.u32[o]] = dsm.nodeId; dsm.u32[o] += 1; });
+      await unlock();`;
+    const t = await a.run<number>('return dsm.globalTime;');
+    const second = c.run(take, { t });
+    await queued(1);
+    const third = b.run(take, { t });
+    await queued(2);
+    await a.run('await globalThis.unlock();');
+    await Promise.all([second, third]);
+    const order = await a.run<number[]>(`await dsm.waitForGlobalTime(args.t); return dsm.transaction(() => { const o = dsm.root('order') >> 2; return Array.from(dsm.u32.subarray(o + 1, o + 1 + dsm.u32[o])); });`, {
+      t: Math.max(await b.run<number>('return dsm.globalTime;'), await c.run<number>('return dsm.globalTime;')),
+    });
+    expect(order).toEqual([c.nodeId, b.nodeId]);
+  });
+
   it('callers on one node take turns, and unlocking twice throws', async () => {
     const [a] = await h.cluster(1);
     const r = await a.run<{ order: string[]; code: string }>(`

@@ -23,7 +23,7 @@ export interface HotPage {
   byNode: Record<string, number>;
   /** What the page holds (heap table, whose objects of which size, large object, free). */
   holds: string;
-  /** Named roots pointing into what the page holds. */
+  /** Named roots pointing into what the page holds, and "barrier NAME" / "lock NAME" for the state of those on it. */
   roots: string[];
 }
 

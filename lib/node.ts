@@ -7,6 +7,7 @@ import { type LostRange, LostPages } from './lost_pages';
 import { describePage } from './alloc/page_holds';
 import { ConflictMonitor, HOT_PAGES_SHOWN, type HotPage } from './conflict_monitor';
 import { Barriers } from './sync/barrier';
+import { DIRECTORY_ROOT, SyncDirectory, syncNamesIn } from './sync/directory';
 import { Locks } from './sync/lock';
 import type { SyncNode } from './sync/sync_host';
 import { STATUS_WORDS, Status } from './service/messages';
@@ -111,6 +112,7 @@ export class DsmNode extends EventEmitter {
   /** @internal */ readonly heap: Heap;
   private readonly barriers: Barriers;
   private readonly locks: Locks;
+  private readonly directory: SyncDirectory;
 
   /** @internal */
   constructor(
@@ -158,8 +160,9 @@ export class DsmNode extends EventEmitter {
       root: (name) => this.heap.root(name),
       watch: async (pages, since, epoch) => (await this.service.request({ type: 'watch', pages, since, epoch })).view!,
     };
-    this.barriers = new Barriers(sync);
-    this.locks = new Locks(sync);
+    this.directory = new SyncDirectory(sync);
+    this.barriers = new Barriers(sync, this.directory);
+    this.locks = new Locks(sync, this.directory);
   }
 
   /**
@@ -336,13 +339,19 @@ export class DsmNode extends EventEmitter {
 
   /** The monitor's hottest pages, described by the heap. */
   private hotPages(): HotPage[] {
-    return this.conflicts.top(HOT_PAGES_SHOWN).map(({ page, aborts, byNode }) => ({
-      page,
-      ptr: page * this.pageSize,
-      aborts,
-      byNode: Object.fromEntries([...byNode].sort((a, b) => b[1] - a[1])),
-      ...describePage(this, this.heap.geometry, page),
-    }));
+    const dir = this.heap.root(DIRECTORY_ROOT);
+    return this.conflicts.top(HOT_PAGES_SHOWN).map(({ page, aborts, byNode }) => {
+      const { holds, roots } = describePage(this, this.heap.geometry, page);
+      const ptr = page * this.pageSize;
+      return {
+        page,
+        ptr,
+        aborts,
+        byNode: Object.fromEntries([...byNode].sort((a, b) => b[1] - a[1])),
+        holds,
+        roots: [...roots, ...syncNamesIn(this.u8, this.u32, dir, ptr, ptr + this.pageSize)],
+      };
+    });
   }
 
   /** A run was doomed by `node`'s commit to `page`: count it, and tell the service (for `dsm stats --hot`) once this turn is over. */
@@ -368,6 +377,11 @@ export class DsmNode extends EventEmitter {
     await this.runner.idle;
     await this.service.stop();
     this.native.close();
+  }
+
+  /** @internal Test hook: the pointer to the state object of barrier or lock `name`. */
+  _syncState(what: 'barrier' | 'lock', name: string): Promise<number> {
+    return this.directory.object(what, name);
   }
 
   /** @internal Test hook: the service thread leaves a promise rejection unhandled (it must log it and go on). */

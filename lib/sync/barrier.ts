@@ -1,5 +1,5 @@
 // Barriers for SPMD programs, built on transactions (DESIGN.md "Consistency models"). The
-// state of barrier `name` is one page of the shared heap (root "\0barrier:name"), u32 words:
+// state of barrier `name` is one page of the shared heap (directory.ts), u32 words:
 //   [0] generation  [1] parties of the current generation  [2] arrived so far
 //   [3] bit g % 32 set: generation g was broken (the last 32 generations)
 //   [4 ..] ids of the arrived nodes
@@ -15,7 +15,8 @@
 import { InvalidOptionError } from '../errors';
 import { MAX_NODES } from '../alloc/layout';
 import { BarrierBrokenError } from './errors';
-import { MembershipCache, type SyncNode, syncObject, syncRootName } from './sync_host';
+import { SyncDirectory } from './directory';
+import { MembershipCache, type SyncNode } from './sync_host';
 
 const GEN = 0;
 const PARTIES = 1;
@@ -26,18 +27,20 @@ const IDS = 4;
 type Arrival = { done: true } | { done: false; gen: number; version: number } | { broken: string };
 
 export class Barriers {
-  constructor(private readonly node: SyncNode) {}
+  constructor(
+    private readonly node: SyncNode,
+    private readonly directory: SyncDirectory,
+  ) {}
 
   async wait(name: string, parties: number): Promise<void> {
-    const root = syncRootName('barrier', name);
     if (!Number.isSafeInteger(parties) || parties < 1 || parties > MAX_NODES) {
       throw new InvalidOptionError(`dsm.barrier: parties must be a whole number from 1 to ${MAX_NODES} (one party per node), got ${String(parties)}`);
     }
     const node = this.node;
+    const ptr = await this.directory.object('barrier', name);
     const view = new MembershipCache(node);
     await view.refresh();
     if (view.size < parties) throw new BarrierBrokenError(name, `it has ${parties} parties but the cluster has ${view.size} member(s)`);
-    const ptr = await syncObject(node, root);
     const w = ptr >>> 2;
     const page = Math.floor(ptr / node.pageSize);
     const u32 = node.u32;

@@ -1,5 +1,5 @@
 // Locks for SPMD programs, built on transactions. The state of lock `name` is one page of
-// the shared heap (root "\0lock:name"), u32 words:
+// the shared heap (directory.ts), u32 words:
 //   [0] 1 + the holding node's id (0: free)  [1] sequence, +1 per acquisition
 //   [2] nodes waiting  [3 ..] their ids, first come first
 // Acquiring is a transaction: a free lock goes to the first waiting node (or to a caller
@@ -11,7 +11,8 @@
 // back): the next transaction that sees the lock clears it, so a dead holder's lock passes
 // to the next waiter once the configuration removing it is applied.
 import { LockNotHeldError } from './errors';
-import { MembershipCache, type SyncNode, syncObject, syncRootName } from './sync_host';
+import { SyncDirectory } from './directory';
+import { MembershipCache, type SyncNode } from './sync_host';
 
 const OWNER = 0;
 const SEQ = 1;
@@ -30,10 +31,13 @@ export class Locks {
   /** Locks held by callers on this node, and how each is released. */
   private readonly held = new Map<string, () => Promise<void>>();
 
-  constructor(private readonly node: SyncNode) {}
+  constructor(
+    private readonly node: SyncNode,
+    private readonly directory: SyncDirectory,
+  ) {}
 
   async lock(name: string): Promise<() => Promise<void>> {
-    const root = syncRootName('lock', name);
+    const ptr = await this.directory.object('lock', name);
     // Callers on this node queue here first: one of them at a time takes part in the shared queue.
     const prev = this.tails.get(name) ?? Promise.resolve();
     let done!: () => void;
@@ -47,7 +51,7 @@ export class Locks {
     let held: Held;
     try {
       await prev;
-      held = await this.acquire(name, root);
+      held = await this.acquire(ptr);
     } catch (e) {
       leave();
       throw e;
@@ -70,11 +74,10 @@ export class Locks {
     await Promise.allSettled([...this.held.values()].map((r) => r()));
   }
 
-  private async acquire(name: string, root: string): Promise<Held> {
+  private async acquire(ptr: number): Promise<Held> {
     const node = this.node;
     const view = new MembershipCache(node);
     await view.refresh();
-    const ptr = await syncObject(node, root);
     const w = ptr >>> 2;
     const page = Math.floor(ptr / node.pageSize);
     const u32 = node.u32;

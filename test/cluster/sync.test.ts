@@ -8,7 +8,7 @@ const FAST = { heartbeatMs: 200, deadAfterMs: 2000 };
 
 /** The number of parties that arrived at barrier `name` (its state object's word 2), read on `n`. */
 function arrived(n: RemoteNode, name: string): Promise<number> {
-  return n.run<number>(`return dsm.transaction(() => { const p = dsm.root('\\0barrier:' + args.name); return p ? dsm.u32[(p >> 2) + 2] : 0; });`, { name });
+  return n.run<number>(`const p = await dsm._syncState('barrier', args.name); return dsm.transaction(() => dsm.u32[(p >> 2) + 2]);`, { name });
 }
 
 describe('barriers', () => {
@@ -99,7 +99,7 @@ describe('locks', () => {
     await a.run(`await dsm.transaction((tx) => tx.setRoot('order', tx.alloc(64)));`);
     await a.run(`globalThis.unlock = await dsm.lock('fifo');`);
     const queued = (n: number) => until(`${n} node(s) queued`, 30_000, async () =>
-      (await a.run<number>(`return dsm.transaction(() => dsm.u32[(dsm.root('\\0lock:fifo') >> 2) + 2]);`)) === n ? true : undefined,
+      (await a.run<number>(`const p = await dsm._syncState('lock', 'fifo'); return dsm.transaction(() => dsm.u32[(p >> 2) + 2]);`)) === n ? true : undefined,
     );
     // Each waiter appends its id to a shared list once it holds the lock.
     const take = `await dsm.waitForGlobalTime(args.t); const unlock = await dsm.lock('fifo');
@@ -141,7 +141,7 @@ describe('locks', () => {
     const waitB = b.run(`const unlock = await dsm.lock('m'); say('b got it'); await unlock(); return 'ok';`);
     // b is queued behind a before a dies.
     await until('b queued', 30_000, async () =>
-      (await b.run<number>(`return dsm.transaction(() => { const p = dsm.root('\\0lock:m'); return p ? dsm.u32[(p >> 2) + 2] : 0; });`)) === 1 ? true : undefined,
+      (await b.run<number>(`const p = await dsm._syncState('lock', 'm'); return dsm.transaction(() => dsm.u32[(p >> 2) + 2]);`)) === 1 ? true : undefined,
     );
     expect(b.lines).not.toContain('b got it');
     a.kill('SIGKILL');
@@ -151,7 +151,7 @@ describe('locks', () => {
   it('close() releases the locks a node holds', async () => {
     const [a, b] = await h.cluster(2);
     await a.run(`globalThis.unlock = await dsm.lock('z');`);
-    const word = () => b.run<number>(`return dsm.transaction(() => dsm.u32[dsm.root('\\0lock:z') >> 2]);`);
+    const word = () => b.run<number>(`const p = await dsm._syncState('lock', 'z'); return dsm.transaction(() => dsm.u32[p >> 2]);`);
     await until('b sees the lock held', 30_000, async () => ((await word()) === a.nodeId + 1 ? true : undefined));
     await a.close();
     // Released by a's own commit: nobody else touched the lock, so only that can have freed it.

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import type { HotPage } from './conflict_monitor';
 import { createNode } from './node';
 
 const root = path.join(__dirname, '..');
@@ -124,10 +125,13 @@ program
   .requiredOption('--connect <host:port>', 'the node to ask')
   .option('--secret <secret>', 'cluster secret (or DSM_SECRET)')
   .option('--json', 'print JSON')
-  .action(async (o: { connect: string; secret?: string; json?: boolean }) => {
+  .option('--hot', 'print only the pages that caused the most aborts on that node (false sharing), and what they hold')
+  .action(async (o: { connect: string; secret?: string; json?: boolean; hot?: boolean }) => {
     const { fetchStats } = require('./service/stats_client') as typeof import('./service/stats_client');
     const s = await fetchStats(o.connect, secretFrom(o.secret));
-    console.log(o.json ? JSON.stringify(s, null, 2) : formatStats(s));
+    const hot = (s.hotPages ?? []) as HotPage[];
+    if (o.hot) console.log(o.json ? JSON.stringify(hot, null, 2) : formatHot(hot));
+    else console.log(o.json ? JSON.stringify(s, null, 2) : formatStats(s));
   });
 
 program
@@ -168,12 +172,28 @@ async function serveMetrics(listen: string, address: string, secret: string): Pr
   return m;
 }
 
+/** The hot-page table: one line a page, hottest first. */
+function formatHot(hot: HotPage[]): string {
+  if (hot.length === 0) return 'no aborts caused by other nodes\' commits on this node';
+  const rows = hot.map((h) => {
+    const by = Object.entries(h.byNode).map(([id, n]) => `node ${id}: ${n}`).join(', ');
+    // Barrier and lock roots start with a NUL byte: printed escaped.
+    const roots = h.roots.length ? ` [roots: ${h.roots.map((r) => (/[\x00-\x1f]/.test(r) ? JSON.stringify(r) : r)).join(', ')}]` : '';
+    return `${String(h.page).padStart(8)}  ${String(h.ptr).padStart(12)}  ${String(h.aborts).padStart(7)}  ${by.padEnd(24)}  ${h.holds}${roots}`;
+  });
+  return [`${'page'.padStart(8)}  ${'ptr'.padStart(12)}  ${'aborts'.padStart(7)}  ${'caused by'.padEnd(24)}  holds`, ...rows].join('\n');
+}
+
 function formatStats(s: Record<string, unknown>): string {
   const lines: string[] = [];
   const put = (k: string, v: unknown) => lines.push(`${k.padEnd(30)} ${Array.isArray(v) ? v.join(', ') : String(v)}`);
   for (const [k, v] of Object.entries(s)) {
-    // The protocol state is for debugging: one JSON line, last.
+    // The protocol state is for debugging: one JSON line, last; hot pages have --hot.
     if (k === 'protocol') continue;
+    if (k === 'hotPages') {
+      put('hotPages', `${(v as unknown[]).length} (dsm stats --hot lists them)`);
+      continue;
+    }
     if (v && typeof v === 'object' && !Array.isArray(v)) for (const [k2, v2] of Object.entries(v)) put(`${k}.${k2}`, typeof v2 === 'object' ? JSON.stringify(v2) : v2);
     else put(k, v);
   }

@@ -10,6 +10,7 @@
 export { createNode, DsmNode, type DsmStats, type CommitEvent, type TypedArrayClass } from './node';
 export type { NodeOptions } from './options';
 export { startPageServer, type PageServer, type PageServerOptions } from './pageserver/server';
+export type { HotPage } from './conflict_monitor';
 export type { Transaction, TransactionOptions } from './transaction';
 export {
   DsmError,
@@ -28,5 +29,6 @@ export {
   NativeLoadError,
 } from './errors';
 export { TimeoutError } from './errors';
+export { BarrierBrokenError, LockNotHeldError } from './sync/errors';
 export { OutOfMemoryError, InvalidFreeError, HeapLayoutError, RootError, HeapCorruptionError } from './alloc/errors';
 export { StoreError, SnapshotError } from './pageserver/errors';

@@ -88,6 +88,8 @@ export interface NativeAddon {
   commit(time: number, owner: number): void;
   commit(time: number, owner: number, withChanges: true): [Uint32Array, Buffer];
   doomed(): boolean;
+  /** [page, committing node] that doomed the live transaction first, or null (not doomed, or doomed by a lost page). */
+  doomCause(): [number, number] | null;
   readSet(): Uint32Array;
   writeSet(): Uint32Array;
   takeViolations(): number;

@@ -4,6 +4,12 @@ import { HeapGuard } from './alloc/guard';
 import { Heap } from './alloc/heap';
 import { ClosedError, fromNative, InvalidOptionError, NestedTransactionError, PageLostError, WriteOutsideTransactionError } from './errors';
 import { type LostRange, LostPages } from './lost_pages';
+import { describePage } from './alloc/page_holds';
+import { ConflictMonitor, HOT_PAGES_SHOWN, type HotPage } from './conflict_monitor';
+import { Barriers } from './sync/barrier';
+import { DIRECTORY_ROOT, SyncDirectory, syncNamesIn } from './sync/directory';
+import { Locks } from './sync/lock';
+import type { SyncNode } from './sync/sync_host';
 import { STATUS_WORDS, Status } from './service/messages';
 import { TimeoutError } from './errors';
 import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
@@ -35,6 +41,13 @@ export interface DsmStats {
   invalidations: number;
   /** Copies brought to another node's commit by applying its diff (no fetch needed). */
   updates: number;
+  /**
+   * The false-sharing monitor: the pages that caused the most of this node's aborts, most
+   * first, with the nodes whose commits caused them and what each page holds. An object
+   * that shows up here shares a page with what other nodes write: give it its own page
+   * (allocate it larger than 4 KiB) or separate it from the data the others change.
+   */
+  hotPages: HotPage[];
 }
 
 /** The typed array classes `dsm.view()` takes. */
@@ -93,7 +106,13 @@ export class DsmNode extends EventEmitter {
   private closed = false;
   private readonly runner: TransactionRunner;
   private readonly lost: LostPages;
+  private readonly conflicts = new ConflictMonitor();
+  /** A publication of the hot pages to the service is scheduled (networked nodes). */
+  private hotPublish?: NodeJS.Immediate;
   /** @internal */ readonly heap: Heap;
+  private readonly barriers: Barriers;
+  private readonly locks: Locks;
+  private readonly directory: SyncDirectory;
 
   /** @internal */
   constructor(
@@ -127,9 +146,60 @@ export class DsmNode extends EventEmitter {
       networked: () => this.address !== '',
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
       onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
+      conflict: (page, node) => this.onConflict(page, node),
       durable: (time, epoch) => (opts.replicated ? this.service.waitDurable(time, epoch) : undefined),
       durableEpoch: () => this.service.durableEpoch,
     }, this.lost);
+    const sync: SyncNode = {
+      u32: this.u32,
+      versions: region.versions,
+      pageSize: this.pageSize,
+      nodeId: () => this.nodeId,
+      closed: () => this.closed,
+      run: (fn) => this.runner.run(fn),
+      root: (name) => this.heap.root(name),
+      watch: async (pages, since, epoch) => (await this.service.request({ type: 'watch', pages, since, epoch })).view!,
+    };
+    this.directory = new SyncDirectory(sync);
+    this.barriers = new Barriers(sync, this.directory);
+    this.locks = new Locks(sync, this.directory);
+  }
+
+  /**
+   * Waits until `parties` nodes (one party per node) have called `barrier(name, parties)`,
+   * then resolves on all of them. Everything a party committed before arriving is visible
+   * to every party once this resolves. Waiting costs nothing: the commit that completes the
+   * barrier wakes the others. Rejects with ERR_DSM_BARRIER_BROKEN on every waiting party
+   * when a node that arrived is removed from the cluster (it died, stalled or was cut off),
+   * or when fewer members remain than `parties`; a later call starts a new round.
+   * @example for (let sweep = 0; sweep < 40; sweep++) { await step(); await dsm.barrier('sweep', 2); }
+   */
+  barrier(name: string, parties: number): Promise<void> {
+    if (this.runner.inside) throw new NestedTransactionError();
+    try {
+      this.checkOpen();
+      return this.barriers.wait(name, parties);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Takes the cluster-wide lock `name`, waiting (without polling) while another caller
+   * holds it; resolves with the function that releases it. Nodes are served in the order
+   * they asked. A holder removed from the cluster (dead, cut off) loses the lock to the
+   * next waiter. Calling the unlock function twice throws ERR_DSM_LOCK_NOT_HELD; close()
+   * releases the locks still held. Writes inside the lock still belong in transactions.
+   * @example const unlock = await dsm.lock('queue'); try { await take(); } finally { await unlock(); }
+   */
+  lock(name: string): Promise<() => Promise<void>> {
+    if (this.runner.inside) throw new NestedTransactionError();
+    try {
+      this.checkOpen();
+      return this.locks.lock(name);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /**
@@ -263,7 +333,36 @@ export class DsmNode extends EventEmitter {
       installs: n('installs'),
       invalidations: n('invalidations'),
       updates: n('updates'),
+      hotPages: this.hotPages(),
     };
+  }
+
+  /** The monitor's hottest pages, described by the heap. */
+  private hotPages(): HotPage[] {
+    const dir = this.heap.root(DIRECTORY_ROOT);
+    return this.conflicts.top(HOT_PAGES_SHOWN).map(({ page, aborts, byNode }) => {
+      const { holds, roots } = describePage(this, this.heap.geometry, page);
+      const ptr = page * this.pageSize;
+      return {
+        page,
+        ptr,
+        aborts,
+        byNode: Object.fromEntries([...byNode].sort((a, b) => b[1] - a[1])),
+        holds,
+        roots: [...roots, ...syncNamesIn(this.u8, this.u32, dir, ptr, ptr + this.pageSize)],
+      };
+    });
+  }
+
+  /** A run was doomed by `node`'s commit to `page`: count it, and tell the service (for `dsm stats --hot`) once this turn is over. */
+  private onConflict(page: number, node: number): void {
+    this.conflicts.record(page, node);
+    if (!this.address || this.hotPublish || this.closed) return;
+    this.hotPublish = setImmediate(() => {
+      this.hotPublish = undefined;
+      if (this.closed) return;
+      void this.service.request({ type: 'hot-pages', pages: this.hotPages() }).catch(() => undefined);
+    });
   }
 
   /**
@@ -273,9 +372,16 @@ export class DsmNode extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.hotPublish) clearImmediate(this.hotPublish);
+    await this.locks.releaseAll();
     await this.runner.idle;
     await this.service.stop();
     this.native.close();
+  }
+
+  /** @internal Test hook: the pointer to the state object of barrier or lock `name`. */
+  _syncState(what: 'barrier' | 'lock', name: string): Promise<number> {
+    return this.directory.object(what, name);
   }
 
   /** @internal Test hook: the service thread leaves a promise rejection unhandled (it must log it and go on). */

@@ -121,6 +121,8 @@ export interface RunnerHooks {
   /** Changes when the node is removed from the cluster (its earlier commits are uncertain). */
   durableEpoch: () => number;
   onAbort: (attempt: number, reason: 'conflict' | 'error') => void;
+  /** A run was doomed by `node`'s commit to `page` (the false-sharing monitor). */
+  conflict: (page: number, node: number) => void;
 }
 
 const isThenable = (v: unknown): boolean =>
@@ -227,9 +229,16 @@ export class TransactionRunner {
 
   /** A run another node's commit doomed: undo it and run again (unless a page was lost). */
   private doomedRun(): { done: false } {
+    this.countConflict();
     this.abort();
     this.hooks.checkLost();
     return { done: false };
+  }
+
+  /** Before aborting a doomed run: which page, committed by which node, doomed it. */
+  private countConflict(): void {
+    const c = this.native.doomCause();
+    if (c) this.hooks.conflict(c[0], c[1]);
   }
 
   private abort(): void {
@@ -268,6 +277,7 @@ export class TransactionRunner {
     // Doomed: whatever it returned or threw was computed from data another node has since
     // replaced, so it means "run again", never "fail". (Terminated implies doomed.)
     if (status === RunStatus.terminated || native.doomed()) {
+      this.countConflict();
       this.abort();
       if (holding) await this.post(CommitKind.release);
       this.hooks.checkLost();

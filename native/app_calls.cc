@@ -76,6 +76,17 @@ Napi::Value Commit(const Napi::CallbackInfo& info) {
 Napi::Value Doomed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), AddonEnv::Need(info.Env())->doomed());
 }
+// doomCause(): [page, node] of the commit that doomed the live transaction first, or null.
+Napi::Value DoomCause(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t page;
+  uint16_t node;
+  if (!AddonEnv::Need(env)->DoomCause(&page, &node)) return env.Null();
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(0u, Napi::Number::New(env, page));
+  a.Set(1u, Napi::Number::New(env, node));
+  return a;
+}
 Napi::Value ReadSet(const Napi::CallbackInfo& info) {
   return PagesArray(info.Env(), AddonEnv::Need(info.Env())->ReadSet());
 }
@@ -132,6 +143,7 @@ void DefineAppCalls(Napi::Env env, Napi::Object exports) {
       {"abort", Abort},
       {"commit", Commit},
       {"doomed", Doomed},
+      {"doomCause", DoomCause},
       {"readSet", ReadSet},
       {"writeSet", WriteSet},
       {"takeViolations", TakeViolations},

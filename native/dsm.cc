@@ -151,6 +151,7 @@ void Dsm::Begin() {
   readSet_.Clear();
   txShadows_.Clear();
   doomed_.store(false, std::memory_order_release);
+  doomCause_.store(kNoCause, std::memory_order_release);
   live_.store(true, std::memory_order_release);
   active_.store(true, std::memory_order_release);
   stats_.Inc(kBegins);
@@ -320,7 +321,7 @@ int Dsm::ApplyCommit(uint64_t time, uint16_t owner, const uint32_t* pages, uint3
     }
     const uint8_t* diff = changes + at[i] + 12;
     if (live_.load(std::memory_order_acquire) && (readSet_.Contains(page) || txShadows_.Has(page))) {
-      doomed_.store(true, std::memory_order_release);
+      DoomLocked(page, owner);
       doomed = true;
     }
     // The committed contents are in a shadow while the page carries uncommitted writes
@@ -527,7 +528,7 @@ bool Dsm::InvalidateLocked(uint32_t page, uint64_t version, uint16_t owner) {
   if (pt_.state(page) != kInvalid && pt_.version(page) >= version && version != 0) return false;
   bool doomed = false;
   if (live_.load(std::memory_order_acquire) && (readSet_.Contains(page) || txShadows_.Has(page))) {
-    doomed_.store(true, std::memory_order_release);
+    DoomLocked(page, owner);
     doomed = true;
   }
   // The shadow holds a version older than the one that replaced it: never restore it.
@@ -541,6 +542,20 @@ bool Dsm::InvalidateLocked(uint32_t page, uint64_t version, uint16_t owner) {
   pt_.set_owner(page, owner);
   stats_.Inc(kInvalidations);
   return doomed;
+}
+
+void Dsm::DoomLocked(uint32_t page, uint16_t node) {
+  // The cause is published before the flag: whoever sees the transaction doomed finds it.
+  if (!doomed_.load(std::memory_order_acquire)) doomCause_.store(uint64_t(page) << 16 | node, std::memory_order_release);
+  doomed_.store(true, std::memory_order_release);
+}
+
+bool Dsm::DoomCause(uint32_t* page, uint16_t* node) const {
+  const uint64_t c = doomCause_.load(std::memory_order_acquire);
+  if (c == kNoCause) return false;
+  *page = uint32_t(c >> 16);
+  *node = uint16_t(c & 0xffff);
+  return true;
 }
 
 void Dsm::MarkLost(uint32_t page) {

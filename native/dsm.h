@@ -74,6 +74,10 @@ class Dsm {
   bool live() const { return live_.load(std::memory_order_acquire); }
   bool doomed() const { return doomed_.load(std::memory_order_acquire); }
   void Doom() { doomed_.store(true, std::memory_order_release); }
+  // What doomed the live transaction first: the page and the node whose commit changed it
+  // (the false-sharing monitor counts aborts by it). False when nothing did, or the cause
+  // was not a commit (a lost page). Kept until the next Begin().
+  bool DoomCause(uint32_t* page, uint16_t* node) const;
   std::vector<uint32_t> ReadSet();
   std::vector<uint32_t> WriteSet();
   // Rolls back writes made outside any transaction; returns how many pages were restored.
@@ -151,6 +155,8 @@ class Dsm {
   bool Lock() { return lock_.Lock(); }
   // Invalidate() with the lock held.
   bool InvalidateLocked(uint32_t page, uint64_t version, uint16_t owner);
+  // Dooms the live transaction (lock held), remembering the first cause.
+  void DoomLocked(uint32_t page, uint16_t node);
 
   Region region_;
   // Pages an install is filling (under lock_): another install skips them, so two never
@@ -181,6 +187,9 @@ class Dsm {
   std::atomic<bool> active_{false};  // the transaction function is running
   std::atomic<bool> live_{false};    // begun and neither committed nor aborted
   std::atomic<bool> doomed_{false};
+  // kNoCause, or page << 16 | node of the commit that doomed the live transaction first.
+  static constexpr uint64_t kNoCause = ~uint64_t(0);
+  std::atomic<uint64_t> doomCause_{kNoCause};
   std::atomic<bool> violation_{false};
   std::atomic<bool> hasService_{false};
   pthread_t service_{};

@@ -2,10 +2,40 @@
 // against new Uint8Array(n), Buffer.allocUnsafe(n) and the addon's malloc(n), and with the
 // first write into each object (which for the DSM is where its page faults in); large ones against new
 // ArrayBuffer(n), free + reuse, and a pointer store; Plurix's published 3 us per object and
-// 0.5 us per pointer assignment as references. Prints one JSON line (see run.mjs).
+// 0.5 us per pointer assignment as references. Then two nodes (child processes) allocating
+// small objects at once: conflicts per 1,000 allocations with allocator zones, against the
+// same without them and against one node alone. Prints one JSON line (see run.mjs).
+import { fork } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 const require = createRequire(import.meta.url);
 const { createNode } = require('../..');
+
+// A node of the two-node allocation race (zones before and after): allocates small objects
+// of mixed size classes in transactions when told to go; reports its conflicts (retries).
+if (process.argv[2] === 'zone-node') {
+  const [, , , peer, zoned] = process.argv;
+  const dsm = await createNode({ listen: '127.0.0.1:0', peers: peer ? [peer] : [], secret: 'bench', regionSize: 256 << 20, durability: 'none' });
+  dsm.heap.zoned = zoned === '1';
+  process.on('message', async (m) => {
+    if (m.cmd === 'go') {
+      let seed = m.seed;
+      const rnd = (k) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % k; };
+      const sizes = [16, 48, 128, 384, 1024, 2048];
+      const before = dsm.stats().transactions.retried;
+      for (let t = 0; t < m.transactions; t++) {
+        const batch = Array.from({ length: m.perTransaction }, () => sizes[rnd(sizes.length)]);
+        await dsm.transaction((tx) => { for (const size of batch) dsm.u32[tx.alloc(size) >> 2] = size; });
+      }
+      process.send({ conflicts: dsm.stats().transactions.retried - before, allocations: m.transactions * m.perTransaction });
+    } else if (m.cmd === 'close') {
+      await dsm.close();
+      process.exit(0);
+    }
+  });
+  process.send({ address: dsm.address });
+  await new Promise(() => {});
+}
 const hooks = require('../../dist/native.js').loadNativeHooks();
 const now = () => Number(process.hrtime.bigint());
 const rows = [];
@@ -59,4 +89,31 @@ const objs = await dsm.transaction((tx) => Array.from({ length: 1000 }, () => tx
 const store = await dsm.transaction(() => perOp(N, (n) => { for (let i = 0; i < n; i++) dsm.u32[objs[i % 1000] >> 2] = objs[(i + 1) % 1000]; }));
 row('pointer store into an object', store, 'ns', 'Plurix: 0.5 us per pointer assignment', 500);
 await dsm.close();
+
+/** Conflicts per 1,000 allocations of `nodes` nodes allocating at once, zones on or off (a fresh cluster each time). */
+async function race(nodes, zoned) {
+  const self = fileURLToPath(import.meta.url);
+  const ask = (child, msg) => new Promise((r) => { child.once('message', r); child.send(msg); });
+  const first = fork(self, ['zone-node', '', zoned ? '1' : '0']);
+  const { address } = await new Promise((r) => first.once('message', r));
+  const children = [first];
+  for (let i = 1; i < nodes; i++) {
+    const c = fork(self, ['zone-node', address, zoned ? '1' : '0']);
+    await new Promise((r) => c.once('message', r));
+    children.push(c);
+  }
+  // Each node's first allocation makes its allocator header (once in its life): one at a time.
+  for (const c of children) await ask(c, { cmd: 'go', seed: 1, transactions: 1, perTransaction: 1 });
+  const res = await Promise.all(children.map((c, i) => ask(c, { cmd: 'go', seed: 11 + i, transactions: 300, perTransaction: 20 })));
+  // Joiners leave first, the founder last (a founder leaving first hands its pages over).
+  for (const c of children.reverse()) await new Promise((r) => { c.once('exit', r); c.send({ cmd: 'close' }); });
+  const conflicts = res.reduce((a, r) => a + r.conflicts, 0);
+  const allocations = res.reduce((a, r) => a + r.allocations, 0);
+  return (1000 * conflicts) / allocations;
+}
+const before = await race(2, false);
+const after = await race(2, true);
+const alone = await race(1, true);
+row('two nodes allocating at once: conflicts per 1,000 allocations, with zones', after, 'conflicts', 'the same without zones (chunks from the manager)', before);
+row('two nodes allocating at once: conflicts per 1,000 allocations, with zones (vs one node)', after, 'conflicts', 'one node alone', alone, '<= 0');
 console.log(JSON.stringify({ suite: 'alloc', rows }));

@@ -56,10 +56,17 @@ export class Buddy {
 
   /** Allocates 2^order pages, all zero; returns the first page number. */
   alloc(order: number, bytes: number): number {
+    const page = this.tryAlloc(order);
+    if (page === 0) throw new OutOfMemoryError(bytes);
+    return page;
+  }
+
+  /** alloc(), or 0 when no free block is large enough. */
+  tryAlloc(order: number): number {
     let k = order;
     const heads = this.sbWords;
     while (k <= this.maxOrder && heads[SB.freeHeads + k] === 0) k++;
-    if (k > this.maxOrder) throw new OutOfMemoryError(bytes);
+    if (k > this.maxOrder) return 0;
     const page = heads[SB.freeHeads + k];
     this.unlink(page, k);
     // Split down, returning the upper halves to the free lists.

@@ -3,7 +3,7 @@
 // free lists that disagree with the chunks' free bitmaps, free memory that is not zero.
 // Tests run it after random work.
 import type { Heap, HeapView } from './heap';
-import { CHUNK_BITMAP, CHUNK_PAGES, CLASSES, ENTRY_WORDS, KINDS, MAX_NODES, PageKind, SB, tagParts } from './layout';
+import { CHUNK_BITMAP, CHUNK_PAGES, CLASSES, ENTRY_WORDS, KINDS, MAX_NODES, PageKind, SB, SPARE_KIND, tagParts, ZONE_AT, ZONE_MAX } from './layout';
 
 export function checkHeap(heap: Heap, v: HeapView): string[] {
   const b = heap.manager;
@@ -26,6 +26,7 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
   };
   const freeSlots = new Map<number, number>(); // chunk -> free bits set
   const headers = new Set<number>();
+  const spares: number[] = [];
   for (let n = 0; n < MAX_NODES; n++) if (v.u32[SB.nodeHeaders + n]) headers.add(v.u32[SB.nodeHeaders + n]);
   for (let p = b.dataStart; p < b.pages; ) {
     const k = b.kind(p);
@@ -46,6 +47,11 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
       let bits = 0;
       for (let w = CHUNK_BITMAP; w < pw; w++) for (let x = v.u32[p * pw + w]; x; x &= x - 1) bits++;
       freeSlots.set(p, bits);
+      if (t.ok && t.kind === SPARE_KIND) {
+        spares.push(p);
+        for (let w = 1; w < pw; w++) if (v.u32[p * pw + w] !== 0) errors.push(`spare chunk at page ${p}: header word ${w} is not zero`);
+        zeroFrom((p + 1) * ps, (p + span) * ps, `spare chunk at page ${p}`);
+      }
       p += span;
       continue;
     } else if (k === PageKind.nodeHeader) {
@@ -88,5 +94,19 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
     }
   }
   for (const [chunk, left] of freeSlots) if (left !== 0) errors.push(`chunk at page ${chunk}: ${left} slots marked free that no free list holds`);
+  // Zones: every listed spare is a spare chunk of that node, listed once; every spare chunk is listed.
+  const listed = new Set<number>();
+  for (let n = 0; n < MAX_NODES; n++) {
+    const h = v.u32[SB.nodeHeaders + n];
+    if (!h) continue;
+    if (v.u32[h * pw + ZONE_AT] > ZONE_MAX) errors.push(`node ${n}'s zone lists ${v.u32[h * pw + ZONE_AT]} spare chunks, more than ${ZONE_MAX}`);
+    for (const c of heap.zoneSpares(h)) {
+      const t = tagParts(v.u32[c * pw]);
+      if (listed.has(c)) errors.push(`spare chunk at page ${c} is listed twice`);
+      listed.add(c);
+      if (b.kind(c) !== PageKind.chunk || !t.ok || t.kind !== SPARE_KIND || t.node !== n) errors.push(`node ${n}'s zone lists page ${c}, which is not a spare chunk of node ${n}`);
+    }
+  }
+  for (const c of spares) if (!listed.has(c)) errors.push(`spare chunk at page ${c} is in no zone`);
   return errors;
 }

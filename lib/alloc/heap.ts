@@ -4,9 +4,10 @@
 import { Buddy } from './buddy';
 import { InvalidOptionError } from '../errors';
 import { checkKeys } from '../options';
-import { HeapLayoutError, InvalidFreeError, RootError } from './errors';
+import { HeapLayoutError, InvalidFreeError, OutOfMemoryError, RootError } from './errors';
 import { Journal } from './journal';
-import { type AllocKind, CHUNK_BITMAP, CHUNK_ORDER, CHUNK_PAGES, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, type Geometry, geometry, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, tagOf } from './layout';
+import { Zones } from './zones';
+import { type AllocKind, CHUNK_BITMAP, CHUNK_ORDER, CHUNK_PAGES, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, type Geometry, geometry, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, SPARE_KIND, tagOf } from './layout';
 
 /** What the heap needs from its node. */
 export interface HeapView {
@@ -25,6 +26,24 @@ const ALLOC_OPTIONS = ['kind'];
 
 export class Heap {
   private buddy!: Buddy;
+  private zones!: Zones;
+  /**
+   * @internal Chunks come from per-node zones (zones.ts). Off: straight from the buddy
+   * manager, as before zones, reading the superblock on every allocation (the benchmark's
+   * baseline).
+   */
+  zoned = true;
+  /**
+   * Allocator header pages by node id, as committed. A header page never moves once made,
+   * so after the first read the superblock need not be read again: allocating does not
+   * put the superblock in the transaction's read set, and another node's chunk take
+   * (which writes it) does not doom it.
+   */
+  private readonly headers = new Map<number, number>();
+  private ownNode = -1;
+  private ownHeader = 0;
+  /** A header page this run made (known to others only once it commits). */
+  private madeHeader?: { node: number; page: number };
   private opened = false;
   // The node's views are fixed for its life (the region never moves), so keep them at hand.
   private readonly u32: Uint32Array;
@@ -51,6 +70,7 @@ export class Heap {
     const { pages, dataStart } = g;
     this.geometry = g;
     this.buddy = new Buddy(v, v.pageSize, g.kindsAt, g.linksAt, this.journal);
+    this.zones = new Zones(v.u32, v.pageSize, this.buddy, this.journal);
     await run(() => {
       const sb = v.u32;
       if (sb[SB.magic] === 0) {
@@ -92,13 +112,37 @@ export class Heap {
     if (size <= SMALL_MAX) return this.allocSmall(kind, CLASS_OF[(size + 15) >> 4]);
     // Whole pages: free memory is kept zero, so nothing to clear.
     const order = Math.ceil(Math.log2(Math.ceil(size / this.view.pageSize)));
-    return this.buddy.alloc(order, size) * this.view.pageSize;
+    let page = this.buddy.tryAlloc(order);
+    // The zones' spare chunks go back to the manager before a large object is refused.
+    if (page === 0 && this.zones.reclaimAll() > 0) page = this.buddy.tryAlloc(order);
+    if (page === 0) throw new OutOfMemoryError(size);
+    return page * this.view.pageSize;
+  }
+
+  /** The allocator header page of `node` (0: none yet). */
+  private headerOf(node: number): number {
+    // The allocating node's own header, on every small allocation: no map lookup.
+    if (node === this.ownNode) return this.ownHeader;
+    const known = this.headers.get(node);
+    if (known !== undefined) return known;
+    const h = this.u32[SB.nodeHeaders + node];
+    if (h !== 0 && this.zoned && this.madeHeader?.page !== h) this.remember(node, h);
+    return h;
+  }
+
+  private remember(node: number, header: number): void {
+    this.headers.set(node, header);
+    if (node === this.view.nodeId) {
+      this.ownNode = node;
+      this.ownHeader = header;
+    }
   }
 
   private allocSmall(kind: number, cls: number): number {
     const u32 = this.u32;
-    const h = u32[SB.nodeHeaders + this.view.nodeId];
-    const e = (h === 0 ? this.nodeHeader() : h) * this.pageWords + (kind * CLASSES.length + cls) * ENTRY_WORDS;
+    let h = this.headerOf(this.view.nodeId);
+    if (h === 0) h = this.nodeHeader();
+    const e = h * this.pageWords + (kind * CLASSES.length + cls) * ENTRY_WORDS;
     const j = this.journal;
     const obj = u32[e];
     if (obj !== 0) {
@@ -115,7 +159,7 @@ export class Heap {
     if (page === 0 || off + bytes > this.view.pageSize) {
       page++;
       off = 0;
-      if (page === 1 || page - u32[e + 3] >= CHUNK_PAGES) page = this.newChunk(e, kind, cls);
+      if (page === 1 || page - u32[e + 3] >= CHUNK_PAGES) page = this.newChunk(h, e, kind, cls);
       j.w32(e + 1, page);
     }
     j.w32(e + 2, off + bytes);
@@ -123,10 +167,16 @@ export class Heap {
   }
 
   /** Takes a fresh chunk for one kind and class of this node; returns its first object page. */
-  private newChunk(e: number, kind: number, cls: number): number {
-    const chunk = this.buddy.alloc(CHUNK_ORDER, CLASSES[cls]);
-    this.journal.fresh(chunk);
-    for (let i = 0; i < CHUNK_PAGES; i++) this.buddy.setKind(chunk + i, PageKind.chunk | i);
+  private newChunk(header: number, e: number, kind: number, cls: number): number {
+    let chunk: number;
+    if (this.zoned) {
+      // Carved already: kinds set, header zero but for the spare tag replaced here.
+      chunk = this.zones.take(this.view.nodeId, header, CLASSES[cls]);
+    } else {
+      chunk = this.buddy.alloc(CHUNK_ORDER, CLASSES[cls]);
+      this.journal.fresh(chunk);
+      for (let i = 0; i < CHUNK_PAGES; i++) this.buddy.setKind(chunk + i, PageKind.chunk | i);
+    }
     this.journal.w32(chunk * this.pageWords, tagOf(this.view.nodeId, kind, cls));
     this.journal.w32(e + 3, chunk);
     return chunk + 1;
@@ -154,6 +204,7 @@ export class Heap {
     this.journal.fresh(h);
     this.buddy.setKind(h, PageKind.nodeHeader);
     this.journal.w32(SB.nodeHeaders + v.nodeId, h);
+    this.madeHeader = { node: v.nodeId, page: h };
     return h;
   }
 
@@ -181,8 +232,9 @@ export class Heap {
     const bytes = CLASSES[cls];
     const off = ptr - page * ps;
     if ((tag & 0xff) !== CHUNK_TAG || off % bytes !== 0 || off + bytes > ps) throw new InvalidFreeError(ptr, 'not the start of an allocation');
+    if (((tag >>> 16) & 0xf) === SPARE_KIND) throw new InvalidFreeError(ptr, 'not an allocation (a spare chunk of a zone)');
     // Back to its owner's list, so the object stays on the owner's pages.
-    const e = u32[SB.nodeHeaders + ((tag >>> 8) & 0xff)] * this.pageWords + (((tag >>> 16) & 0xf) * CLASSES.length + cls) * ENTRY_WORDS;
+    const e = this.headerOf((tag >>> 8) & 0xff) * this.pageWords + (((tag >>> 16) & 0xf) * CLASSES.length + cls) * ENTRY_WORDS;
     if (u32[e + 3] === chunk && (page > u32[e + 1] || (page === u32[e + 1] && off >= u32[e + 2]))) {
       throw new InvalidFreeError(ptr, 'not the start of an allocation (never allocated)');
     }
@@ -246,6 +298,7 @@ export class Heap {
   /** Before each run of a transaction function. */
   beginRun(): void {
     this.journal.reset();
+    this.madeHeader = undefined;
   }
 
   /** @internal Test hook: writes superblock word `word` as the heap would (to fake another layout). */
@@ -253,11 +306,22 @@ export class Heap {
     this.journal.w32(word, value);
   }
 
-  /** After an abort: the state is in the region, rolled back with it; nothing is cached here. */
-  afterAbort(): void {}
+  /** After an abort: the state is in the region, rolled back with it. */
+  afterAbort(): void {
+    this.madeHeader = undefined;
+  }
 
-  /** After a commit. */
-  afterCommit(): void {}
+  /** After a commit: a header page this run made is now known to every node. */
+  afterCommit(): void {
+    const m = this.madeHeader;
+    if (m && this.zoned) this.remember(m.node, m.page);
+    this.madeHeader = undefined;
+  }
+
+  /** @internal The spare chunks in the zone whose node header page is `header`, for the checker. */
+  zoneSpares(header: number): number[] {
+    return this.zones.spares(header);
+  }
 
   /** @internal The buddy manager, for the checker. */
   get manager(): Buddy {

@@ -28,9 +28,14 @@
 //            head (object address, 0: empty), bump page, bump offset, current chunk's
 //            first page (0: none). Slots of older chunks have all been handed out; in the
 //            current chunk, those before (bump page, bump offset).
+//            Word ZONE_REFILLS_AT counts the zone's refills (they grow, zones.ts).
+//            From word ZONE_AT, the node's zone (zones.ts): u32 count, then the first pages
+//            of its spare chunks: carved already (page kinds set, header tagged with kind
+//            SPARE_KIND and class 0, all else zero), so taking one writes only pages of
+//            this node's, never the superblock or the page-kind table.
 
 export const MAGIC = 0x48534d44;
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 export const SB = { magic: 0, version: 1, pageSize: 2, pages: 3, dataStart: 4, maxOrder: 5, freeHeads: 16, nodeHeaders: 64 } as const;
 export const MAX_NODES = 256;
 export const ROOTS = 64;
@@ -70,6 +75,21 @@ export const CHUNK_PAGES = 1 << CHUNK_ORDER;
 export const CHUNK_TAG = 0xa2;
 /** First word of a chunk header's free-slot bitmap. */
 export const CHUNK_BITMAP = 16;
+/** Spare chunks a zone can list. */
+export const ZONE_MAX = 64;
+/**
+ * Node header word of the zone's spare-chunk count; the chunks' first pages follow, up to
+ * the end of a 4 KiB page (the entries for kinds and classes grow from word 0).
+ */
+export const ZONE_AT = 1024 - 1 - ZONE_MAX;
+/** Chunk tag kind of a spare chunk in a node's zone (not yet given a kind and class). */
+export const SPARE_KIND = 0xf;
+/** Node header word counting the zone's refills (each takes twice as many chunks as the last). */
+export const ZONE_REFILLS_AT = ZONE_AT - 1;
+/** A zone with fewer spare chunks than this is refilled... */
+export const ZONE_LOW = 1;
+/** ...up to this many on its first refill, in one take from the buddy manager, twice as many on each next one, up to ZONE_MAX. */
+export const ZONE_HIGH = 8;
 /** Allocator kinds (Plurix): ordinary, read-mostly, node-private. Each has its own pages. */
 export const KINDS = { normal: 0, readMostly: 1, private: 2 } as const;
 export type AllocKind = keyof typeof KINDS;

@@ -1,7 +1,9 @@
 // Messages between the app thread and the service worker (in-process, over the worker's
 // MessagePort). Network frames between nodes are defined in protocol.ts, not here.
 import type { MessagePort } from 'node:worker_threads';
+import type { HotPage } from '../conflict_monitor';
 import type { ResolvedOptions } from '../options';
+import type { MembershipView } from './watches';
 
 /** Sent once, as workerData, when the service starts. */
 export interface ServiceConfig {
@@ -40,10 +42,14 @@ export type AppRequest =
   | { id: number; type: 'test-touch-app-view'; address: number }
   | { id: number; type: 'close' }
   | { id: number; type: 'stats' }
+  /** The app's hottest pages, for `dsm stats --hot` (the service keeps the latest list). */
+  | { id: number; type: 'hot-pages'; pages: HotPage[] }
+  /** Answered once a page's version passes `since` (same order), or the epoch is not `epoch` (watches.ts). */
+  | { id: number; type: 'watch'; pages: number[]; since: number[]; epoch: number }
   | { id: number; type: 'wait-time'; time: number; timeoutMs: number };
 
 export type ServiceReply =
-  | { id: number; ok: true; time?: number; stats?: ServiceStats }
+  | { id: number; ok: true; time?: number; stats?: ServiceStats; view?: MembershipView }
   | { id: number; ok: false; code?: string; message?: string };
 
 /** Unsolicited events from the service. */

@@ -2,7 +2,9 @@
 // commit order. The app thread may be blocked inside the fault handler while a fault waits
 // here, so nothing in this file may touch the app view (only the native system view).
 import { CommitKind, CommitStatus, loadNativeHooks, type NativeAddon } from '../native';
+import type { HotPage } from '../conflict_monitor';
 import type { Cluster } from './cluster';
+import { type MembershipView, PageWatches } from './watches';
 import { LocalTokenGate } from './local_token';
 import { type AppRequest, type ServiceConfig, type ServiceReply, type ServiceStats, Status } from './messages';
 
@@ -11,6 +13,10 @@ export class Service {
   /** Test hook: pages invalidated on purpose, with the byte their reinstalled copy holds. */
   private readonly testPages = new Map<number, number>();
   cluster?: Cluster;
+  /** The app's hottest pages as it last published them (conflict_monitor.ts). */
+  hotPages: HotPage[] = [];
+  /** The app's barriers and locks waiting for a commit or a configuration (lib/sync). */
+  readonly watches: PageWatches;
   /** Sends a late reply to the app (set by the worker). */
   reply?: (r: ServiceReply) => void;
 
@@ -20,6 +26,18 @@ export class Service {
     private readonly log: (level: 'warn' | 'error', message: string) => void,
   ) {
     this.time = new BigUint64Array(config.timeBuffer);
+    let versions: BigUint64Array | undefined;
+    this.watches = new PageWatches(
+      () => (versions ??= this.cluster?.table.versions ?? this.native.pageTable().versions),
+      () => this.membership(),
+    );
+  }
+
+  /** The configuration as applied here. */
+  membership(): MembershipView {
+    const c = this.cluster;
+    if (!c) return { epoch: 0, members: [this.nodeId], nextId: this.nodeId + 1 };
+    return { epoch: c.membership.epoch, members: c.membersList(), nextId: c.membership.nextId };
   }
 
   start(): void {
@@ -29,6 +47,7 @@ export class Service {
   }
 
   stop(): void {
+    this.watches.flush();
     this.native.detachService();
   }
 
@@ -72,6 +91,7 @@ export class Service {
     // lent token, ahead of what the service has processed.
     if (BigInt(applied) > this.time[0]) this.time[0] = BigInt(applied);
     if (BigInt(seen) > this.time[1]) this.time[1] = BigInt(seen);
+    this.watches.check();
   }
 
   /** Woken by the native side: faults the handler could not resolve, or a commit request. */
@@ -163,6 +183,12 @@ export class Service {
         return { id: req.id, ok: true };
       case 'stats':
         return { id: req.id, ok: true, stats: this.stats() };
+      case 'watch':
+        this.watches.add(req.pages, req.since, req.epoch, (view) => this.reply?.({ id: req.id, ok: true, view }));
+        return undefined;
+      case 'hot-pages':
+        this.hotPages = req.pages;
+        return { id: req.id, ok: true };
       case 'wait-time': {
         // Answers with the time applied, reached or not: the app tells a time-out apart.
         if (!this.cluster) return { id: req.id, ok: true, time: Number(this.time[0]) };

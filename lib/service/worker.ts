@@ -52,13 +52,17 @@ async function start(): Promise<void> {
       },
       {
         log,
-        event: (type, id) => emit({ type, id }),
+        event: (type, id) => {
+          emit({ type, id });
+          service.watches.check();
+        },
         publish: (a, s) => service.publish(a, s),
         status: (lost, partitioned) => service.publishStatus(lost, partitioned),
         discarding: (page) => service.discarding(page),
         rejoined: (id, time) => {
           service.restartTimes(time);
           emit({ type: 'rejoined', id });
+          service.watches.check();
         },
         durable: (time) => {
           if (service.publishDurable(time)) emit({ type: 'durable' });
@@ -77,6 +81,7 @@ async function start(): Promise<void> {
       ...service.stats(),
       nodeId: cluster.id,
       counters: namedCounters(native.counters()),
+      hotPages: service.hotPages,
       protocol: cluster.debugState(),
     });
     service.cluster = cluster;

@@ -445,6 +445,35 @@ TEST(an_update_to_a_page_the_live_transaction_wrote_survives_its_rollback) {
   CloseDsm(d);
 }
 
+// The false-sharing monitor counts each abort once, against the first commit that doomed
+// it: later commits to other pages of the same transaction do not replace that cause.
+TEST(the_first_commit_that_dooms_a_transaction_is_its_cause) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  const uint32_t p = 9, q = 10, r = 11;
+  uint32_t page = 0;
+  uint16_t node = 0;
+  d->Begin();
+  (void)app[p * 4096];
+  app[q * 4096] = 1;
+  CHECK(!d->DoomCause(&page, &node));
+  CHECK(d->ApplyCommit(5, 3, &r, 1, nullptr, 0) == 0);  // a page it never touched
+  CHECK(!d->DoomCause(&page, &node));
+  CHECK(d->ApplyCommit(6, 2, &q, 1, nullptr, 0) == 1);  // written: dooms it
+  CHECK(d->ApplyCommit(7, 4, &p, 1, nullptr, 0) == 1);  // read: dooms it again
+  CHECK(d->DoomCause(&page, &node) && page == q && node == 2);
+  d->End();
+  d->Abort();
+  // Kept after the abort (the runner reads it then), forgotten by the next transaction.
+  CHECK(d->DoomCause(&page, &node) && page == q);
+  d->Begin();
+  CHECK(!d->DoomCause(&page, &node));
+  d->End();
+  d->Abort();
+  CloseDsm(d);
+}
+
 TEST(alternating_pages_beyond_max_map_count_complete) {
   const uint32_t pages = 200000;
   Dsm* d = OpenDsm(size_t(pages) * 4096);

@@ -57,7 +57,7 @@ describe('process lifecycle', () => {
       (async () => {
         const cases = [{ regionSize: 0 }, { regionSize: 5000 }, { regionSize: 8 * 1024 ** 3 }, { base: 12345 },
           { regionSize: 1 << 20, colour: 'red' }, { pageSize: 6000 }, { maxRetries: -1 }, { listen: 'nope' },
-          { listen: '127.0.0.1:0' }, { durability: 'disk' }, { replicas: 0 }, { replicas: 17 }];
+          { listen: '127.0.0.1:0' }, { durability: 'tape' }, { replicas: 0 }, { replicas: 17 }];
         for (const c of cases) {
           try { const d = await createNode(c); console.log('accepted', JSON.stringify(c)); await d.close(); }
           catch (e) { console.log(e.code, '|', e.message); }

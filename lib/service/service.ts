@@ -37,7 +37,8 @@ export class Service {
   membership(): MembershipView {
     const c = this.cluster;
     if (!c) return { epoch: 0, members: [this.nodeId], nextId: this.nodeId + 1 };
-    return { epoch: c.membership.epoch, members: c.membersList(), nextId: c.membership.nextId };
+    // Page servers run no transactions: never a barrier's party nor a lock's holder.
+    return { epoch: c.membership.epoch, members: c.membersList().filter((id) => !c.members.get(id)?.pageServer), nextId: c.membership.nextId };
   }
 
   start(): void {

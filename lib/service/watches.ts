@@ -6,7 +6,7 @@
 /** What the app learns about the configuration from a watch's answer. */
 export interface MembershipView {
   epoch: number;
-  /** The ids of the configuration's members. */
+  /** The ids of the configuration's members that run transactions (page servers left out). */
   members: number[];
   /** Every id below this was given out; one of them not in `members` is gone for good. */
   nextId: number;

@@ -1,19 +1,26 @@
 // The page server's side of the commit stream, in its service thread: every commit the
-// cluster applies goes into the store in global-time order (the commit log applies them in
-// that order), and the store is flushed in groups: whatever arrived while one flush was on
-// disk goes in the next. A commit whose committer waits for the disk (durability 'disk') is
-// acknowledged once a flush covering its time has completed.
+// cluster applies goes into the store in global-time order (the cluster's commit log applies
+// them in that order) and into the page server's own log on disk (wal.ts), synced in
+// groups: whatever arrived while one fdatasync was under way goes with the next. A commit
+// whose committer waits for the disk (durability 'disk') is acknowledged once a sync
+// covering its time has completed. The store (LMDB) takes the log in checkpoints, off the
+// acknowledgement's path.
 //
 // The store makes pages from the diffs a commit carries (page servers get every commit's
 // full changes, whole pages included, like a backup: replication.ts). A page it cannot make
 // (a change left out of a huge commit, or a diff against a version it never had) is taken
 // whole from this node's own copy once the region holds it, fetched like any backup's. The
-// store is flushed only while no page is missing, so every image on disk is complete.
+// log is synced only while no page is missing, so every durable image is complete.
 import { performance } from 'node:perf_hooks';
 import type { Cluster } from '../service/cluster';
 import { NOT_CARRIED } from '../service/changes';
 import { LOST_OWNER } from '../service/protocol';
-import type { PageStore } from './store';
+import { CommitLog } from './wal';
+import { PageStore } from './store';
+
+/** The store takes the log in a checkpoint once this many bytes were logged, or this long after the last. */
+const CHECKPOINT_BYTES = 64 << 20;
+const CHECKPOINT_MS = 2000;
 
 export class StoreFeed {
   /** Commits whose pages are still being fetched into the region. */
@@ -26,15 +33,37 @@ export class StoreFeed {
   /** Flushes that failed (the disk is full or gone): the page server stops acknowledging. */
   failed?: Error;
 
-  constructor(
+  /** Every commit up to this time is on disk (in the log or the store). */
+  durableTime: number;
+  private checkpointing = false;
+  private lastCheckpoint = performance.now();
+
+  private constructor(
     private readonly n: Cluster,
     readonly store: PageStore,
+    private readonly wal: CommitLog,
   ) {
+    this.durableTime = store.appliedTime;
     this.fsyncsAtStart = store.stats().fsyncs;
   }
 
-  get durableTime(): number {
-    return this.store.durableTime;
+  /**
+   * Opens the store in `dir` with its log: the log is replayed over the store's image and
+   * taken in by a checkpoint before anything else, so the store on disk is whole again.
+   */
+  static async open(n: Cluster, dir: string, geometry: { pageSize: number; regionSize: number }): Promise<StoreFeed> {
+    const store = await PageStore.open(dir, geometry);
+    try {
+      const { log, replay } = CommitLog.open(store.dir, store);
+      if (replay.records > 0) n.ev.log('warn', `page store: replayed ${replay.records} logged change(s) up to time ${store.appliedTime}${replay.tornTail ? ' (a torn last record, never acknowledged, left out)' : ''}`);
+      const done = log.rotate();
+      await store.flush();
+      done();
+      return new StoreFeed(n, store, log);
+    } catch (e) {
+      await store.close().catch(() => undefined);
+      throw e;
+    }
   }
 
   /**
@@ -43,13 +72,16 @@ export class StoreFeed {
    */
   hold(time: number, pages: Uint32Array, changes: Uint8Array | undefined): void {
     const store = this.store;
+    let c = changes && changes.length > 0 ? changes : notCarried(pages);
     try {
-      store.apply(time, pages, changes && changes.length > 0 ? changes : notCarried(pages));
+      store.apply(time, pages, c);
     } catch (e) {
       // Malformed changes (the native side refused them too): the pages come whole from the region.
       this.n.ev.log('warn', `commit ${time}: ${(e as Error).message}; storing its pages from this node's copies`);
-      store.apply(time, pages, notCarried(pages));
+      c = notCarried(pages);
+      store.apply(time, pages, c);
     }
+    this.wal.appendCommit(time, pages, c);
     this.unflushed = true;
     if (this.oldestUnflushedAt === 0) this.oldestUnflushedAt = performance.now();
     this.fetching++;
@@ -62,10 +94,15 @@ export class StoreFeed {
     const { versions } = this.n.table;
     for (const p of pages) {
       if (store.missingVersion(p) === undefined) continue;
-      store.putPage(p, Number(versions[p]), this.n.native.copyCommitted(p));
+      this.putPage(p, Number(versions[p]), this.n.native.copyCommitted(p));
     }
     if (ackTo !== undefined) this.ackWhenDurable(ackTo, time);
     this.schedule();
+  }
+
+  /** A whole page for the store, logged like every change. */
+  private putPage(page: number, version: number, data: Uint8Array): void {
+    if (this.store.putPage(page, version, data) !== 'ignored') this.wal.appendPage(page, version, data);
   }
 
   /** For `dsm stats` and metrics: how far the disk is behind the cluster, and the flush rate. */
@@ -73,11 +110,18 @@ export class StoreFeed {
     const st = this.store.stats();
     const t = performance.now();
     const seconds = (t - this.startedAt) / 1000;
+    const fsyncs = st.fsyncs + this.wal.syncs;
     return {
       ...st,
-      lagCommits: Math.max(0, this.n.log.seen - st.durableTime),
+      durableTime: this.durableTime,
+      storeTime: st.durableTime,
+      fsyncs,
+      logFsyncs: this.wal.syncs,
+      commitsPerFsync: this.wal.recordsPerSync,
+      logBytes: this.wal.bytes,
+      lagCommits: Math.max(0, this.n.log.seen - this.durableTime),
       lagMs: this.oldestUnflushedAt === 0 ? 0 : Math.round(t - this.oldestUnflushedAt),
-      fsyncsPerSecond: seconds > 0 ? Math.round((st.fsyncs - this.fsyncsAtStart) / seconds) : 0,
+      fsyncsPerSecond: seconds > 0 ? Math.round((fsyncs - this.fsyncsAtStart) / seconds) : 0,
     };
   }
 
@@ -88,7 +132,7 @@ export class StoreFeed {
 
   /** Acknowledges commit `time` to `to` once it is on disk. */
   ackWhenDurable(to: number, time: number): void {
-    if (this.store.durableTime >= time && !this.failed) this.n.replication.ack(to, time);
+    if (this.durableTime >= time && !this.failed) this.n.replication.ack(to, time);
     else this.waiting.push({ to, time });
   }
 
@@ -111,7 +155,10 @@ export class StoreFeed {
     const since = this.oldestUnflushedAt;
     this.oldestUnflushedAt = 0;
     try {
-      const durable = await store.flush();
+      // Everything applied so far is in the log once this sync completes.
+      const durable = store.appliedTime;
+      await this.wal.sync();
+      this.durableTime = durable;
       this.n.ev.durable(durable);
       const keep: Array<{ to: number; time: number }> = [];
       for (const w of this.waiting) {
@@ -128,6 +175,39 @@ export class StoreFeed {
       this.flushing = false;
     }
     if (this.unflushed) this.schedule();
+    else this.maybeCheckpoint();
+  }
+
+  /**
+   * The store takes in the log: a new log file starts, the store flushes everything applied
+   * (one synced LMDB transaction), and the older files go. Runs beside the syncs.
+   */
+  private maybeCheckpoint(): void {
+    if (this.checkpointing || this.failed || this.n.closing) return;
+    if (this.wal.bytes < CHECKPOINT_BYTES && performance.now() - this.lastCheckpoint < CHECKPOINT_MS) return;
+    if (this.store.missing().length > 0) return;
+    void this.checkpoint().catch(() => undefined);
+  }
+
+  /**
+   * A checkpoint now (a snapshot wants the store's image current): resolves once the store
+   * on disk holds everything durable when it was called.
+   */
+  async checkpoint(): Promise<void> {
+    while (this.checkpointing) await new Promise((r) => setTimeout(r, 2));
+    this.checkpointing = true;
+    this.lastCheckpoint = performance.now();
+    const done = this.wal.rotate();
+    try {
+      await this.store.flush();
+      done();
+    } catch (e) {
+      this.failed = e as Error;
+      this.n.ev.log('error', `the page store could not be written (${(e as Error).message}); commits are no longer acknowledged as durable`);
+      throw e;
+    } finally {
+      this.checkpointing = false;
+    }
   }
 
   /**
@@ -188,6 +268,7 @@ export class StoreFeed {
     const n = this.n;
     const written = pages.filter((p) => p.owner !== LOST_OWNER).map(({ page, version }) => ({ page, version }));
     const need = this.store.rebase(time, written);
+    this.wal.appendRebase(time, written);
     this.unflushed = true;
     if (need.length === 0) return this.schedule();
     n.ev.log('warn', `page store at time ${time}: fetching ${need.length} page(s) the cluster changed since it was written`);
@@ -205,7 +286,7 @@ export class StoreFeed {
           done++;
           if (done % 1024 === 0 || done === need.length) n.ev.progress('catching-up', done, need.length);
           const { states, versions } = n.table;
-          if (states[p] !== 0 && this.store.missingVersion(p) !== undefined) this.store.putPage(p, Number(versions[p]), n.native.copyCommitted(p));
+          if (states[p] !== 0 && this.store.missingVersion(p) !== undefined) this.putPage(p, Number(versions[p]), n.native.copyCommitted(p));
           if (done === need.length) {
             this.fetching--;
             n.ev.log('warn', `page store caught up: ${need.length} page(s) fetched`);
@@ -217,10 +298,16 @@ export class StoreFeed {
     pump();
   }
 
-  /** Everything applied so far, on disk (for a clean close). */
-  async drain(): Promise<void> {
-    while (this.flushing || this.scheduled) await new Promise((r) => setTimeout(r, 5));
-    if (this.unflushed && this.fetching === 0 && this.store.missing().length === 0 && !this.failed) await this.store.flush();
+  /** Everything applied so far on disk, and the store closed (a clean close). */
+  async close(): Promise<void> {
+    while (this.flushing || this.scheduled || this.checkpointing) await new Promise((r) => setTimeout(r, 5));
+    if (!this.failed && this.fetching === 0 && this.store.missing().length === 0) {
+      const done = this.wal.rotate();
+      await this.store.flush();
+      done();
+    }
+    this.wal.close();
+    await this.store.close();
   }
 }
 

@@ -7,14 +7,15 @@ import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { SnapshotError } from './errors';
 import { checkSnapshot, type SnapshotInfo, snapshotChunks } from './snapshot';
-import type { PageStore } from './store';
+import type { StoreFeed } from './feed';
 import { decode, encode, Msg, NO_NODE } from '../service/protocol';
 import { type Connection, Transport } from '../service/transport';
 
-/** Page server side: streams a snapshot of the store to `c` as it is made. */
-export async function serveSnapshot(store: PageStore, c: Connection, log: (m: string) => void): Promise<void> {
+/** Page server side: streams a snapshot of the store to `c` as it is made (after a checkpoint: the image is current). */
+export async function serveSnapshot(feed: StoreFeed, c: Connection, log: (m: string) => void): Promise<void> {
   try {
-    const chunks = snapshotChunks(store);
+    await feed.checkpoint();
+    const chunks = snapshotChunks(feed.store);
     let bytes = 0;
     for (;;) {
       const next = await chunks.next();

@@ -316,7 +316,7 @@ export class Cluster {
         }
         // Loaded only on page servers, where the store is.
         const { serveSnapshot } = require('../pageserver/snapshot_serving') as typeof import('../pageserver/snapshot_serving');
-        void serveSnapshot(this.store.store, c, (m) => this.ev.log('warn', m));
+        void serveSnapshot(this.store, c, (m) => this.ev.log('warn', m));
       }
     });
   }
@@ -324,10 +324,7 @@ export class Cluster {
   /** Leaves the cluster (see leaving.ts) and closes every connection. */
   async close(): Promise<void> {
     await this.leaving.leave();
-    if (this.store) {
-      await this.store.drain();
-      await this.store.store.close();
-    }
+    await this.store?.close();
     this.lease.stop();
     this.recovery.stop();
     this.replication.stop();

@@ -87,19 +87,17 @@ async function start(): Promise<void> {
     service.cluster = cluster;
     if (cc.pageServer) {
       // Loaded only by page servers: other nodes never load the embedded store.
-      const { PageStore } = require('../pageserver/store') as typeof import('../pageserver/store');
       const { StoreFeed } = require('../pageserver/feed') as typeof import('../pageserver/feed');
-      const store = await PageStore.open(cc.pageServer.dir, { pageSize: config.pageSize, regionSize: config.numPages * config.pageSize });
-      cluster.store = new StoreFeed(cluster, store);
+      const feed = await StoreFeed.open(cluster, cc.pageServer.dir, { pageSize: config.pageSize, regionSize: config.numPages * config.pageSize });
+      cluster.store = feed;
       const base = cluster.statsForClient;
-      const feed = cluster.store;
       cluster.statsForClient = () => ({ ...(base!() as object), pageStore: feed.stats() });
     }
     try {
       await cluster.start();
     } catch (e) {
       await transport.close().catch(() => undefined);
-      await cluster.store?.store.close().catch(() => undefined);
+      await cluster.store?.close().catch(() => undefined);
       throw e;
     }
   }

@@ -105,21 +105,22 @@ export class Harness {
   /** Distinct bases let several test files run side by side without sharing anything. */
   constructor(private readonly defaults: Record<string, unknown> = {}) {}
 
-  async start(options: Record<string, unknown> = {}): Promise<RemoteNode> {
+  /** A fresh node process, ready for its first command. */
+  private async spawn(): Promise<RemoteNode> {
     const proc = fork(path.join(__dirname, 'fixtures/remote_node.js'), [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     const n = new RemoteNode(proc);
     this.nodes.push(n);
     await n.waitForLine((l) => l === 'ready');
-    return n.create({ regionSize: 16 << 20, secret: SECRET, listen: '127.0.0.1:0', ...this.defaults, ...options });
+    return n;
+  }
+
+  async start(options: Record<string, unknown> = {}): Promise<RemoteNode> {
+    return (await this.spawn()).create({ regionSize: 16 << 20, secret: SECRET, listen: '127.0.0.1:0', ...this.defaults, ...options });
   }
 
   /** A page server in its own process (store in `dir`). */
   async pageServer(options: Record<string, unknown> & { dir: string }): Promise<RemoteNode> {
-    const proc = fork(path.join(__dirname, 'fixtures/remote_node.js'), [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    const n = new RemoteNode(proc);
-    this.nodes.push(n);
-    await n.waitForLine((l) => l === 'ready');
-    return n.startPageServer({ regionSize: 16 << 20, secret: SECRET, listen: '127.0.0.1:0', ...options });
+    return (await this.spawn()).startPageServer({ regionSize: 16 << 20, secret: SECRET, listen: '127.0.0.1:0', ...options });
   }
 
   /** A founder plus `count - 1` members joined through it. */

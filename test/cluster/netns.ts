@@ -65,24 +65,24 @@ export class NetnsCluster {
     ip('-n', this.hub, 'link', 'set', `port${i}`, 'up');
   }
 
-  /** Starts a node process in namespace `i` and creates a DSM node there. */
-  async start(i: number, options: Record<string, unknown>): Promise<RemoteNode> {
+  /** A fresh node process in namespace `i`, ready for its first command. */
+  private async spawn(i: number): Promise<RemoteNode> {
     const fixture = path.join(__dirname, 'fixtures/remote_node.js');
     const proc = spawn('ip', ['netns', 'exec', this.namespaces[i], process.execPath, fixture], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     const n = new RemoteNode(proc);
     this.nodes.push(n);
     await n.waitForLine((l) => l === 'ready');
-    return n.create({ regionSize: 16 << 20, secret: SECRET, ...options });
+    return n;
+  }
+
+  /** Starts a node process in namespace `i` and creates a DSM node there. */
+  async start(i: number, options: Record<string, unknown>): Promise<RemoteNode> {
+    return (await this.spawn(i)).create({ regionSize: 16 << 20, secret: SECRET, ...options });
   }
 
   /** Starts a page server process in namespace `i` (store in `dir`). */
   async startPageServer(i: number, options: Record<string, unknown> & { dir: string }): Promise<RemoteNode> {
-    const fixture = path.join(__dirname, 'fixtures/remote_node.js');
-    const proc = spawn('ip', ['netns', 'exec', this.namespaces[i], process.execPath, fixture], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    const n = new RemoteNode(proc);
-    this.nodes.push(n);
-    await n.waitForLine((l) => l === 'ready');
-    return n.startPageServer({ regionSize: 16 << 20, secret: SECRET, ...options });
+    return (await this.spawn(i)).startPageServer({ regionSize: 16 << 20, secret: SECRET, ...options });
   }
 
   /** Kills every node process, then removes every namespace (also after a failed test). */

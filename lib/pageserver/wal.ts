@@ -1,0 +1,232 @@
+// The page server's commit log: every change to the store (a commit's changes, a whole page
+// taken from the region, a rebase on joining) is appended here and made durable with one
+// fdatasync per group before it is acknowledged, and the store (LMDB) takes it in large
+// checkpoints. A synced LMDB commit scatters copy-on-write pages and syncs twice (data, then
+// meta page): 0.36 ms for a one-page commit here, against 0.12 ms for appending 64 bytes
+// and fdatasync; the log puts only the sequential write on the acknowledgement's path.
+//
+// Files: wal-<n>.log in the store's directory, replayed in order over the store's image at
+// open. A checkpoint starts a new file, flushes the store (one synced LMDB transaction of
+// everything applied so far) and then deletes the older files: the image then holds all
+// they held. Replay is exact because it repeats the same calls in the same order on the
+// same image; whatever the image already holds is skipped (older times, pages not missing).
+//
+// Record, little-endian: u32 payload length | u32 CRC-32 of the payload | payload, where the
+// payload is u8 kind | ...:
+//   1 commit  u64 time | u32 page count | u32 pages | bytes changes (the rest)
+//   2 page    u32 page | u64 version | the page
+//   3 rebase  u64 time | u32 count | per page u32 page, u64 version
+// A torn or damaged record (a crash during an append) ends the replay there: nothing after
+// it was acknowledged, since acknowledgements wait for the fdatasync that covers them.
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { StoreError } from './errors';
+import type { PageStore } from './store';
+
+const HEADER = 8;
+const COMMIT = 1;
+const PAGE = 2;
+const REBASE = 3;
+const FILE = /^wal-(\d+)\.log$/;
+
+/** What a replay did (for the log line at start). */
+export interface ReplayInfo {
+  records: number;
+  files: number;
+  /** A damaged record ended the last file early (its tail was never acknowledged). */
+  tornTail: boolean;
+}
+
+export class CommitLog {
+  private fd: number;
+  private seq: number;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private syncing?: Promise<void>;
+  /** Bytes in the current file (checkpoints start a new one past a size). */
+  bytes = 0;
+  /** fdatasyncs so far (dsm stats). */
+  syncs = 0;
+  /** Records made durable, divided by syncs (dsm stats). */
+  private synced = 0;
+
+  private constructor(
+    private readonly dir: string,
+    seq: number,
+  ) {
+    this.seq = seq;
+    this.fd = fs.openSync(this.file(seq), 'a');
+  }
+
+  /**
+   * Opens the log of the store in `dir`: replays every file into `store`, then starts a new
+   * file. The caller checkpoints (the replayed records stay until then).
+   */
+  static open(dir: string, store: PageStore): { log: CommitLog; replay: ReplayInfo } {
+    const seqs = fs
+      .readdirSync(dir)
+      .map((f) => FILE.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+    const replay: ReplayInfo = { records: 0, files: seqs.length, tornTail: false };
+    for (const [i, seq] of seqs.entries()) {
+      const torn = replayFile(path.join(dir, `wal-${seq}.log`), store, replay);
+      if (torn && i < seqs.length - 1) {
+        throw new StoreError(`the commit log ${path.join(dir, `wal-${seq}.log`)} is damaged before its end; restore the store from a snapshot`);
+      }
+      replay.tornTail ||= torn;
+    }
+    return { log: new CommitLog(dir, (seqs.at(-1) ?? 0) + 1), replay };
+  }
+
+  private file(seq: number): string {
+    return path.join(this.dir, `wal-${seq}.log`);
+  }
+
+  appendCommit(time: number, pages: Uint32Array, changes: Uint8Array): void {
+    const b = Buffer.allocUnsafe(1 + 8 + 4 + pages.length * 4 + changes.length);
+    b[0] = COMMIT;
+    b.writeUInt32LE(time >>> 0, 1);
+    b.writeUInt32LE(Math.floor(time / 2 ** 32), 5);
+    b.writeUInt32LE(pages.length, 9);
+    Buffer.from(pages.buffer, pages.byteOffset, pages.byteLength).copy(b, 13);
+    b.set(changes, 13 + pages.length * 4);
+    this.append(b);
+  }
+
+  appendPage(page: number, version: number, data: Uint8Array): void {
+    const b = Buffer.allocUnsafe(1 + 4 + 8 + data.length);
+    b[0] = PAGE;
+    b.writeUInt32LE(page, 1);
+    b.writeUInt32LE(version >>> 0, 5);
+    b.writeUInt32LE(Math.floor(version / 2 ** 32), 9);
+    b.set(data, 13);
+    this.append(b);
+  }
+
+  appendRebase(time: number, written: Array<{ page: number; version: number }>): void {
+    const b = Buffer.allocUnsafe(1 + 8 + 4 + written.length * 12);
+    b[0] = REBASE;
+    b.writeUInt32LE(time >>> 0, 1);
+    b.writeUInt32LE(Math.floor(time / 2 ** 32), 5);
+    b.writeUInt32LE(written.length, 9);
+    let o = 13;
+    for (const { page, version } of written) {
+      b.writeUInt32LE(page, o);
+      b.writeUInt32LE(version >>> 0, o + 4);
+      b.writeUInt32LE(Math.floor(version / 2 ** 32), o + 8);
+      o += 12;
+    }
+    this.append(b);
+  }
+
+  private append(payload: Buffer): void {
+    const h = Buffer.allocUnsafe(HEADER);
+    h.writeUInt32LE(payload.length, 0);
+    h.writeUInt32LE(zlib.crc32(payload), 4);
+    this.pending.push(h, payload);
+    this.pendingBytes += HEADER + payload.length;
+  }
+
+  /**
+   * Makes everything appended so far durable: one write and one fdatasync for all of it,
+   * off the event loop. Appends made meanwhile wait for the next call.
+   */
+  sync(): Promise<void> {
+    const run = (this.syncing ?? Promise.resolve()).then(() => this.syncOnce());
+    this.syncing = run.finally(() => {
+      if (this.syncing === run) this.syncing = undefined;
+    });
+    return run;
+  }
+
+  private async syncOnce(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const bufs = this.pending;
+    const records = bufs.length / 2;
+    const bytes = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const fd = this.fd;
+    await new Promise<void>((resolve, reject) => fs.writev(fd, bufs, (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+    this.bytes += bytes;
+    this.syncs++;
+    this.synced += records;
+  }
+
+  /** Records per fdatasync so far. */
+  get recordsPerSync(): number {
+    return this.syncs ? this.synced / this.syncs : 0;
+  }
+
+  /**
+   * Starts a new file (call with the store's state exactly matching every record appended
+   * so far); returns a function that deletes the older files, to call once the store has
+   * flushed everything applied up to now.
+   */
+  rotate(): () => void {
+    const old = this.seq;
+    const oldFd = this.fd;
+    // What is pending belongs to the old file's records: write it there first, synchronously.
+    if (this.pending.length) {
+      fs.writevSync(oldFd, this.pending);
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
+    this.seq = old + 1;
+    this.fd = fs.openSync(this.file(this.seq), 'a');
+    this.bytes = 0;
+    return () => {
+      fs.closeSync(oldFd);
+      for (const f of fs.readdirSync(this.dir)) {
+        const m = FILE.exec(f);
+        if (m && Number(m[1]) <= old) fs.rmSync(path.join(this.dir, f), { force: true });
+      }
+    };
+  }
+
+  close(): void {
+    if (this.pending.length) fs.writevSync(this.fd, this.pending);
+    this.pending = [];
+    fs.closeSync(this.fd);
+  }
+}
+
+/** Replays one file into the store; true when it ended in a torn or damaged record. */
+function replayFile(file: string, store: PageStore, info: ReplayInfo): boolean {
+  const b = fs.readFileSync(file);
+  const ps = store.geometry.pageSize;
+  let at = 0;
+  while (at < b.length) {
+    if (at + HEADER > b.length) return true;
+    const len = b.readUInt32LE(at);
+    if (len === 0 || at + HEADER + len > b.length) return true;
+    const payload = b.subarray(at + HEADER, at + HEADER + len);
+    if (zlib.crc32(payload) !== b.readUInt32LE(at + 4)) return true;
+    at += HEADER + len;
+    const u64 = (o: number) => payload.readUInt32LE(o) + payload.readUInt32LE(o + 4) * 2 ** 32;
+    const kind = payload[0];
+    if (kind === COMMIT) {
+      const time = u64(1);
+      const n = payload.readUInt32LE(9);
+      const pages = new Uint32Array(n);
+      for (let i = 0; i < n; i++) pages[i] = payload.readUInt32LE(13 + i * 4);
+      if (time > store.appliedTime) store.apply(time, pages, payload.subarray(13 + n * 4));
+    } else if (kind === PAGE) {
+      if (payload.length !== 13 + ps) return true;
+      const page = payload.readUInt32LE(1);
+      if (store.missingVersion(page) !== undefined) store.putPage(page, u64(5), payload.subarray(13));
+    } else if (kind === REBASE) {
+      const time = u64(1);
+      const n = payload.readUInt32LE(9);
+      const written: Array<{ page: number; version: number }> = [];
+      for (let i = 0; i < n; i++) written.push({ page: payload.readUInt32LE(13 + i * 12), version: u64(17 + i * 12) });
+      if (time > store.appliedTime) store.rebase(time, written);
+    } else return true;
+    info.records++;
+  }
+  return false;
+}

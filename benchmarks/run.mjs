@@ -70,7 +70,18 @@ const widths = table[0].map((_, i) => Math.max(...table.map((row) => String(row[
 console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}; medians of ${runs} runs`);
 for (const row of table) console.log(row.map((c, i) => String(c).padEnd(widths[i])).join(' | '));
 
+// A run of some suites replaces their rows in the files and keeps the other suites' rows
+// (each row says how many runs its median is of, and when: the machine line of its run).
 mkdirSync(path.join(here, 'results'), { recursive: true });
-const json = JSON.stringify({ machine, runs, results }, null, 2);
-writeFileSync(path.join(here, 'results', 'latest.json'), json);
-writeFileSync(path.join(here, 'results', `${machine.date.slice(0, 10)}.json`), json);
+const ran = new Set(results.map((r) => r.suite));
+for (const file of ['latest.json', `${machine.date.slice(0, 10)}.json`]) {
+  const at = path.join(here, 'results', file);
+  let kept = [];
+  try {
+    kept = JSON.parse(readFileSync(at, 'utf8')).results.filter((r) => !ran.has(r.suite));
+  } catch {
+    // No earlier results (or not ours): this run's alone.
+  }
+  const dated = results.map((r) => ({ ...r, date: machine.date }));
+  writeFileSync(at, JSON.stringify({ machine, runs, results: [...kept, ...dated] }, null, 2));
+}

@@ -100,16 +100,22 @@ function operation(w, r, dsm) {
   }
 }
 
-// Runs `w` for warmMs, then counts operations for runMs. Returns { rate, total }.
+// Runs `w` for warmMs, then counts operations for runMs, with `w.inflight` (default 1)
+// operations outstanding at once, each awaited before its loop issues the next. Returns { rate, total }.
 async function runWorkload(w, r, dsm) {
   const op = operation(w, r, dsm);
   let total = 0;
-  const warmEnd = now() + w.warmMs * 1e6;
-  while (now() < warmEnd) { await op(); total++; }
-  const t0 = now();
-  const end = t0 + w.runMs * 1e6;
   let n = 0;
-  while (now() < end) { await op(); n++; }
+  const warmEnd = now() + w.warmMs * 1e6;
+  let t0 = 0;
+  let end = Infinity;
+  const loop = async () => {
+    while (now() < warmEnd) { await op(); total++; }
+    t0 ||= now();
+    if (end === Infinity) end = t0 + w.runMs * 1e6;
+    while (now() < end) { await op(); n++; }
+  };
+  await Promise.all(Array.from({ length: w.inflight ?? 1 }, loop));
   const elapsed = now() - t0;
   return { rate: n / (elapsed / 1e9), total: total + n };
 }
@@ -281,14 +287,14 @@ async function main() {
     const sum = v.reduce((s, x) => s + Number(x), 0);
     if (sum !== ACCOUNTS * INITIAL) fail(`${what}: money not conserved on Redis: ${sum} != ${ACCOUNTS * INITIAL}`);
   }
-  async function redisBank(kind, two, r = r1, port = primary.port) {
+  async function redisBank(kind, two, r = r1, port = primary.port, inflight = 1) {
     await resetRedisAccounts(r);
-    const res = await measure({ kind, port, client: r, ...(two ? DUO : SOLO) }, two);
+    const res = await measure({ kind, port, client: r, inflight, ...(two ? DUO : SOLO) }, two);
     await checkRedisMoney(r, kind);
     return res.rate;
   }
   // Fresh accounts, spread (one per page) or packed (one page); returns ops/s after checking money.
-  async function dsmBank(layout, two, label) {
+  async function dsmBank(layout, two, label, inflight = 1) {
     const { ptr, stride } = await a.transaction((tx) => {
       let p;
       if (layout === 'spread') p = tx.alloc(ACCOUNTS * PAGE);
@@ -300,7 +306,7 @@ async function main() {
       for (let i = 0; i < ACCOUNTS; i++) a.u32[(p + i * st) / 4] = INITIAL;
       return { ptr: p, stride: st };
     });
-    const res = await measure({ kind: 'dsm-bank', ptr, stride, time: a.globalTime, ...(two ? DUO : SOLO) }, two);
+    const res = await measure({ kind: 'dsm-bank', ptr, stride, inflight, time: a.globalTime, ...(two ? DUO : SOLO) }, two);
     if (two) await a.waitForGlobalTime(res.time);
     const sums = [await dsmSum(a, ptr, stride)];
     if (two) sums.push((await ask({ cmd: 'read', ptr, stride, time: a.globalTime })).value);
@@ -383,6 +389,10 @@ async function main() {
   const packedD = await dsmBank('packed', true, 'bank 2 nodes packed (disk)');
   row('bank 2 nodes spread (disk) vs redis lua aof always', spreadD, 'redis Lua EVALSHA, appendfsync always, 2 clients', luaDisk2, '>= 2.0');
   row('bank 2 nodes packed (disk) vs redis lua aof always', packedD, 'redis Lua EVALSHA, appendfsync always, 2 clients', luaDisk2, '>= 2.0');
+  // 16 transactions outstanding per node / 16 commands per client: group commit at work on both.
+  const luaDisk16 = await redisBank('redis-lua', true, durable.r, durable.port, 16);
+  const spreadD16 = await dsmBank('spread', true, 'bank 2 nodes spread (disk, 16 in flight)', 16);
+  row('bank 2 nodes spread (disk), 16 in flight vs redis lua aof always, 16 in flight', spreadD16, 'redis Lua EVALSHA, appendfsync always, 2 clients x 16 in flight', luaDisk16, '>= 2.0');
   await stopChild();
   await a.close();
   const psExit = new Promise((r) => psProc.once('exit', r));

@@ -69,18 +69,21 @@ export class Replication {
 
   /**
    * The members that back up `node`'s commits when it asks for `want` backups: the next
-   * `want` ids after it in id order, wrapping, page servers left out; with DISK the page
-   * servers (every node computes the same set from the configuration in force at the
-   * commit's time).
+   * `want` ids after it in id order, wrapping, page servers left out unless there are too
+   * few others; with DISK the page servers (every node computes the same set from the
+   * configuration in force at the commit's time).
    */
   backupsOf(node: number, want: number): number[] {
-    if (want === DISK) return this.pageServers().filter((id) => id !== node);
+    const servers = this.pageServers().filter((id) => id !== node);
+    if (want === DISK) return servers;
     const others = this.n.membership.list().filter((id) => id !== node && !this.n.members.get(id)?.pageServer);
-    if (others.length === 0 || want === 0) return [];
+    if (want === 0) return [];
     let start = others.findIndex((id) => id > node);
     if (start < 0) start = 0;
     const out: number[] = [];
     for (let i = 0; i < Math.min(want, others.length); i++) out.push(others[(start + i) % others.length]);
+    // Too few other nodes: page servers (which hold every page anyway) make up the number.
+    for (const id of servers) if (out.length < want) out.push(id);
     return out;
   }
 
@@ -167,8 +170,10 @@ export class Replication {
     const store = this.n.store;
     if (store) {
       // A page server holds every commit, and acknowledges one only once it is on disk.
+      // Its acknowledgement, 'disk' or 'replicated' alike, waits for its disk.
+      const ackTo = want > 0 && this.backupsOf(node, want).includes(this.n.id) ? node : undefined;
       store.hold(time, pages, changes);
-      this.ensureHeld(time, pages, () => store.held(time, pages, want === DISK ? node : undefined));
+      this.ensureHeld(time, pages, () => store.held(time, pages, ackTo));
       return;
     }
     if (want === 0 || !this.backupsOf(node, want).includes(this.n.id)) return;

@@ -203,6 +203,31 @@ describe('page server', () => {
     await expect(dsmCli('snapshot', '--connect', c.address, '--secret', SECRET, '--out', `${file}.2`)).rejects.toMatchObject({ stderr: expect.stringMatching(/not a page server/) });
   });
 
+  it("with no other node to back it up, a 'replicated' commit waits for the page server, and survives its node", async () => {
+    const fast = { heartbeatMs: 100, deadAfterMs: 1000 };
+    const ps = await h.pageServer({ dir: newDir(), ...fast });
+    const a = await h.start({ peers: [ps.address], durability: 'replicated', ...fast });
+    a.run(
+      `const ps = [];
+       for (let i = 0; i < 20; i++) ps.push(dsm.transaction(() => dsm.u32.fill(args.salt + i, (args.first + i) * 1024, (args.first + i + 1) * 1024)));
+       await Promise.all(ps);
+       process.kill(process.pid, 'SIGKILL');`,
+      { first: FIRST, salt: 900 },
+    ).catch(() => undefined);
+    await a.exited;
+    // A node joining later (through the page server, once it has removed a) reads every page.
+    const b = await h.start({ peers: [ps.address], ...fast });
+    const got = await b.run<{ bad: number[]; lost: unknown[] }>(
+      `const bad = [];
+       await dsm.transaction(() => {
+         for (let i = 0; i < 20; i++) for (let w = 0; w < 1024; w += 101) if (dsm.u32[(args.first + i) * 1024 + w] !== args.salt + i) { bad.push(i); break; }
+       });
+       return { bad, lost: dsm.lostPages() };`,
+      { first: FIRST, salt: 900 },
+    );
+    expect(got).toEqual({ bad: [], lost: [] });
+  });
+
   it('refuses bad options clearly', async () => {
     const ps = await h.pageServer({ dir: newDir() });
     await ps.close();

@@ -167,7 +167,7 @@ await measure('large commits (32 whole pages), 2 per fsync', s, 2);
 // in checkpoints. Against a raw write of the log's bytes with the same number of fsyncs.
 async function measureLog(label, stream, perSync) {
   const { log } = CommitLog.open(store.dir, store);
-  log.rotate()();
+  await log.rotate()();
   const bytes0 = log.bytes;
   const t0 = now();
   for (let i = 0; i < stream.length; i++) {
@@ -182,7 +182,7 @@ async function measureLog(label, stream, perSync) {
   const t1 = now();
   const done = log.rotate();
   await store.flush();
-  done();
+  await done();
   const checkpoint = now() - t1;
   log.close();
   const raw = rawWrite(`${label}-log`, Array.from({ length: syncs }, () => Math.round(logBytes / syncs)));

@@ -58,7 +58,7 @@ export class StoreFeed {
       if (replay.records > 0) n.ev.log('warn', `page store: replayed ${replay.records} logged change(s) up to time ${store.appliedTime}${replay.tornTail ? ' (a torn last record, never acknowledged, left out)' : ''}`);
       const done = log.rotate();
       await store.flush();
-      done();
+      await done();
       return new StoreFeed(n, store, log);
     } catch (e) {
       await store.close().catch(() => undefined);
@@ -200,7 +200,7 @@ export class StoreFeed {
     const done = this.wal.rotate();
     try {
       await this.store.flush();
-      done();
+      await done();
     } catch (e) {
       this.failed = e as Error;
       this.n.ev.log('error', `the page store could not be written (${(e as Error).message}); commits are no longer acknowledged as durable`);
@@ -304,7 +304,7 @@ export class StoreFeed {
     if (!this.failed && this.fetching === 0 && this.store.missing().length === 0) {
       const done = this.wal.rotate();
       await this.store.flush();
-      done();
+      await done();
     }
     this.wal.close();
     await this.store.close();

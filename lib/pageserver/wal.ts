@@ -163,23 +163,19 @@ export class CommitLog {
   }
 
   /**
-   * Starts a new file (call with the store's state exactly matching every record appended
-   * so far); returns a function that deletes the older files, to call once the store has
-   * flushed everything applied up to now.
+   * Starts a new file: records appended from now on (and any not yet written) go there.
+   * Call it when the store holds every change appended so far, then flush the store; the
+   * function returned deletes the older files once that flush is done (after any write to
+   * them still under way).
    */
-  rotate(): () => void {
+  rotate(): () => Promise<void> {
     const old = this.seq;
     const oldFd = this.fd;
-    // What is pending belongs to the old file's records: write it there first, synchronously.
-    if (this.pending.length) {
-      fs.writevSync(oldFd, this.pending);
-      this.pending = [];
-      this.pendingBytes = 0;
-    }
     this.seq = old + 1;
     this.fd = fs.openSync(this.file(this.seq), 'a');
     this.bytes = 0;
-    return () => {
+    return async () => {
+      await this.syncing?.catch(() => undefined);
       fs.closeSync(oldFd);
       for (const f of fs.readdirSync(this.dir)) {
         const m = FILE.exec(f);

@@ -33,7 +33,7 @@ describe('page server commit log', () => {
     const dir = path.join(root, 'store');
     let store = await PageStore.open(dir, geometry);
     let { log } = CommitLog.open(store.dir, store);
-    log.rotate()();
+    await log.rotate()();
     for (let t = 1; t <= 3; t++) {
       const changes = wholePage(t === 1 ? 0 : t - 1, t);
       store.apply(t, Uint32Array.of(5), changes);

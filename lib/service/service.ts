@@ -111,7 +111,7 @@ export class Service {
           this.resolveLocally(page);
           this.native.completeRequest(slot);
         } else {
-          this.cluster.fetch(slot, page);
+          this.cluster.fetch(slot, page, (reqs[i + 2] & 1) !== 0);
         }
       } catch (e) {
         this.log('error', `resolving a fault on page ${page} failed: ${(e as Error).message}`);

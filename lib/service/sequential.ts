@@ -1,0 +1,279 @@
+// Pages outside transactional consistency (DESIGN.md "Consistency models"; README "Consistency
+// models"): the sequential model's ownership protocol and the local model's refusal.
+//
+// Sequential pages follow IVY's multiple readers / single writer with invalidation, with
+// Li and Hudak's dynamic distributed manager for finding the owner: every node keeps a
+// probable owner per page (the page table's owner hint), and a request goes there and is
+// forwarded along the hints until it reaches the owner. A hint only ever names a node that
+// owned the page later than the node holding it (the allocator at first; the next owner
+// after a transfer or an invalidation; the owner that answered a read), so following hints
+// always ends at the owner, or at a node taking ownership right now, which holds the request
+// until it has the page.
+// - Read fault: ask the owner; it drops its own write access, sends a copy and remembers the
+//   reader in the page's copy set.
+// - Write fault on the owner: invalidate every copy in the copy set, wait for each
+//   acknowledgement, then write (the native handler grants it from then on without a message).
+// - Write fault elsewhere: ask the owner; it invalidates every other copy, waits for the
+//   acknowledgements, gives up its own copy and sends the page with ownership.
+// So after a write returns no other node holds the old contents. A node taking or handing
+// on a page holds requests for it meanwhile; invalidations are never held (no deadlock: an
+// acknowledgement never waits for anything).
+import { Msg } from './protocol';
+import { WireError } from './wire';
+import type { Cluster } from './cluster';
+
+/** The native page table's models (native/page_table.h PageModel). */
+const MODEL_MASK = 0x7f;
+const HERE = 0x80;
+export const Model = { transactional: 0, local: 1, sequential: 2 } as const;
+
+const enum ReplyStatus {
+  read = 0,
+  owner = 1,
+  /** The page is another node's local page: never sent. */
+  local = 2,
+}
+
+interface SeqRequest {
+  page: number;
+  requester: number;
+  write: boolean;
+  hops: number;
+}
+
+/** A request forwarded more often than this is a bug in the hints: logged and dropped. */
+const MAX_HOPS = 64;
+
+export class Sequential {
+  private readonly models: Uint8Array;
+  private readonly page: Uint8Array;
+  /** Owner: the nodes holding a read copy, per page. */
+  private readonly copies = new Map<number, Set<number>>();
+  /** Pages this node is taking or handing on: requests for them wait here. */
+  private readonly busy = new Map<number, SeqRequest[]>();
+  /** Faulting slots waiting for a page. */
+  private readonly faults = new Map<number, number[]>();
+  /** Invalidations waiting for acknowledgements, by token. */
+  private readonly acks = new Map<number, { waiting: Set<number>; then: () => void }>();
+  private nextToken = 1;
+  /** Figures for dsm.stats(). */
+  readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0 };
+
+  constructor(private readonly n: Cluster) {
+    this.models = n.native.pageModels();
+    this.page = new Uint8Array(n.config.pageSize);
+  }
+
+  /** True when `page` is not transactional (its faults come here). */
+  handles(page: number): boolean {
+    return (this.models[page] & MODEL_MASK) !== Model.transactional;
+  }
+
+  /** A fault the native handler could not resolve alone. */
+  fault(slot: number, page: number, write: boolean): void {
+    const n = this.n;
+    const m = this.models[page];
+    if ((m & MODEL_MASK) === Model.local) {
+      if (!(m & HERE)) {
+        this.counts.localRefused++;
+        n.native.refuseLocal(page);
+      }
+      n.native.completeRequest(slot);
+      return;
+    }
+    const waiting = this.faults.get(page);
+    if (waiting) {
+      // The handler looks again once woken: a write joining a read fetch asks again then.
+      waiting.push(slot);
+      return;
+    }
+    if (n.table.states[page] !== 0 && (!write || m & HERE)) {
+      n.native.completeRequest(slot);
+      return;
+    }
+    this.faults.set(page, [slot]);
+    this.busy.set(page, []);
+    if (n.table.owners[page] === n.id) {
+      // The owner writes: its readers' copies go first.
+      this.invalidateCopies(page, n.id, undefined, () => {
+        n.native.ownSequential(page);
+        this.done(page);
+      });
+      return;
+    }
+    this.send(n.table.owners[page], { page, requester: n.id, write, hops: 0 });
+  }
+
+  private send(to: number, r: SeqRequest): void {
+    const b = Buffer.allocUnsafe(9);
+    b.writeUInt32LE(r.page, 0);
+    b.writeUInt16LE(r.requester, 4);
+    b.writeUInt8(r.write ? 1 : 0, 6);
+    b.writeUInt16LE(r.hops, 7);
+    this.n.links.send(to, Msg.SeqRequest, b);
+  }
+
+  /** SeqRequest. */
+  onRequest(from: number, p: Buffer): void {
+    if (p.length !== 9) throw new WireError('a sequential page request has the wrong size');
+    const r: SeqRequest = { page: p.readUInt32LE(0), requester: p.readUInt16LE(4), write: p[6] === 1, hops: p.readUInt16LE(7) };
+    if (r.page >= this.n.config.numPages) throw new WireError('a sequential page request names a page outside the region');
+    if (r.hops === 0 && r.requester !== from) throw new WireError(`a sequential page request naming node ${r.requester} came from node ${from}`);
+    this.serve(r);
+  }
+
+  private serve(r: SeqRequest): void {
+    const n = this.n;
+    if (!n.members.has(r.requester)) return;
+    const m = this.models[r.page] & MODEL_MASK;
+    if (m === Model.local) return this.reply(r.requester, r.page, ReplyStatus.local, undefined);
+    const held = this.busy.get(r.page);
+    if (held) {
+      held.push(r);
+      return;
+    }
+    const owner = n.table.owners[r.page];
+    if (owner !== n.id || m !== Model.sequential) {
+      if (r.hops >= MAX_HOPS || owner === r.requester) {
+        n.ev.log('warn', `a sequential page request for page ${r.page} from node ${r.requester} found no owner (hint ${owner}); dropped`);
+        return;
+      }
+      this.counts.forwarded++;
+      this.send(owner, { ...r, hops: r.hops + 1 });
+      return;
+    }
+    if (!r.write) {
+      this.counts.readFetches++;
+      n.native.shareSequential(r.page, this.page, false, 0);
+      let c = this.copies.get(r.page);
+      if (!c) this.copies.set(r.page, (c = new Set()));
+      c.add(r.requester);
+      this.reply(r.requester, r.page, ReplyStatus.read, this.page);
+      return;
+    }
+    this.counts.ownershipMoves++;
+    this.busy.set(r.page, []);
+    this.invalidateCopies(r.page, r.requester, r.requester, () => {
+      n.native.shareSequential(r.page, this.page, true, r.requester);
+      this.reply(r.requester, r.page, ReplyStatus.owner, this.page);
+      this.release(r.page);
+    });
+  }
+
+  /** Invalidates every copy of `page` but `except`'s; `then` runs once all acknowledged. */
+  private invalidateCopies(page: number, newOwner: number, except: number | undefined, then: () => void): void {
+    const c = this.copies.get(page);
+    this.copies.delete(page);
+    const waiting = new Set([...(c ?? [])].filter((id) => id !== except && this.n.members.has(id)));
+    if (waiting.size === 0) return then();
+    const token = this.nextToken;
+    this.nextToken = (this.nextToken + 1) >>> 0 || 1;
+    this.acks.set(token, { waiting, then });
+    const b = Buffer.allocUnsafe(10);
+    b.writeUInt32LE(page, 0);
+    b.writeUInt16LE(newOwner, 4);
+    b.writeUInt32LE(token, 6);
+    for (const id of waiting) {
+      this.counts.invalidationsSent++;
+      this.n.links.send(id, Msg.SeqInvalidate, b);
+    }
+  }
+
+  /** SeqInvalidate: drop the copy, acknowledge at once. */
+  onInvalidate(from: number, p: Buffer): void {
+    if (p.length !== 10) throw new WireError('a sequential invalidation has the wrong size');
+    const page = p.readUInt32LE(0);
+    if (page >= this.n.config.numPages) throw new WireError('a sequential invalidation names a page outside the region');
+    this.n.native.dropSequential(page, p.readUInt16LE(4));
+    this.n.links.send(from, Msg.SeqInvalidateAck, p.subarray(6, 10));
+  }
+
+  /** SeqInvalidateAck. */
+  onAck(from: number, p: Buffer): void {
+    if (p.length !== 4) throw new WireError('a sequential invalidation acknowledgement has the wrong size');
+    this.acknowledged(p.readUInt32LE(0), from);
+  }
+
+  private acknowledged(token: number, from: number): void {
+    const a = this.acks.get(token);
+    if (!a || !a.waiting.delete(from) || a.waiting.size > 0) return;
+    this.acks.delete(token);
+    a.then();
+  }
+
+  /** A member left: it holds no copy to acknowledge any more. */
+  memberGone(id: number): void {
+    for (const [token, a] of [...this.acks]) if (a.waiting.has(id)) this.acknowledged(token, id);
+    for (const c of this.copies.values()) c.delete(id);
+  }
+
+  private reply(to: number, page: number, status: ReplyStatus, data: Uint8Array | undefined): void {
+    const b = Buffer.allocUnsafe(5 + (data ? data.length : 0));
+    b.writeUInt32LE(page, 0);
+    b[4] = status;
+    if (data) b.set(data, 5);
+    this.n.links.send(to, Msg.SeqReply, b);
+  }
+
+  /** SeqReply. */
+  onReply(from: number, p: Buffer): void {
+    const n = this.n;
+    if (p.length < 5) throw new WireError('a sequential page reply is too short');
+    const page = p.readUInt32LE(0);
+    if (page >= n.config.numPages) throw new WireError('a sequential page reply names a page outside the region');
+    if (!this.faults.has(page)) return;
+    const status = p[4];
+    if (status === ReplyStatus.local) {
+      this.counts.localRefused++;
+      n.native.refuseLocal(page);
+    } else {
+      if (p.length !== 5 + n.config.pageSize) throw new WireError('a sequential page reply has the wrong size');
+      const own = status === ReplyStatus.owner;
+      n.native.installSequential(page, p.subarray(5), own, own ? n.id : from);
+    }
+    this.done(page);
+  }
+
+  /** The page is here as the faults wanted: wake them, then serve what waited. */
+  private done(page: number): void {
+    const slots = this.faults.get(page) ?? [];
+    this.faults.delete(page);
+    for (const s of slots) this.n.native.completeRequest(s);
+    this.release(page);
+  }
+
+  private release(page: number): void {
+    const q = this.busy.get(page);
+    this.busy.delete(page);
+    if (q) for (const r of q) this.serve(r);
+  }
+
+  // ---- model changes travelling with commits ----
+
+  /** Before this node's commit `time` goes out: every member learns its model changes first. */
+  announce(time: number, to: Iterable<{ id: number }>): void {
+    const n = this.n;
+    const c = n.native.takeModelChanges(time);
+    if (c.length === 0) return;
+    const b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+    for (const m of to) if (m.id !== n.id) n.links.send(m.id, Msg.ModelSet, b);
+    // Pages freed here: any copy sets and waits for them are over.
+    for (let i = 0; i < c.length; i += 3) if (c[i + 2] === Model.transactional) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.copies.delete(p);
+  }
+
+  /** ModelSet: (first, count, model) triples, allocated or freed by the sender. */
+  onModelSet(from: number, p: Buffer): void {
+    if (p.length % 12 !== 0) throw new WireError('a model change has the wrong size');
+    const n = this.n;
+    for (let i = 0; i < p.length; i += 12) {
+      const first = p.readUInt32LE(i);
+      const count = p.readUInt32LE(i + 4);
+      const model = p.readUInt32LE(i + 8);
+      if (first >= n.config.numPages || count > n.config.numPages - first || model > Model.sequential) {
+        throw new WireError('a model change names pages outside the region or an unknown model');
+      }
+      n.native.setModel(first, count, model, from);
+      if (model === Model.transactional) for (let q = first; q < first + count; q++) this.copies.delete(q);
+    }
+  }
+}

@@ -97,6 +97,7 @@ void Dsm::Fatal(const char* what, uint32_t page, int err) {
 
 void Dsm::ResolveFault(uint32_t page, bool write) {
   if (!Lock()) Fatal("a fault on the DSM region interrupted the runtime's own page-table update", page, 0);
+  bool waited = false;
   for (;;) {
     const uint8_t s = pt_.state(page);
     const uint8_t m = pt_.model(page);
@@ -107,7 +108,10 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       // pages alone. The protection is set even when the state says it is granted already: a
       // whole-region revoke (mprotect ENOMEM) drops it without changing their states.
       const bool local = (m & kModelMask) == kLocal;
-      const bool may = s != kInvalid && (!write || (m & kHere));
+      // Another node's local page: every touch asks the service, which refuses it (a zero
+      // page and a sticky error); once refused, this touch goes on over the zeros.
+      const bool foreign = local && !(m & kHere);
+      const bool may = foreign ? waited && s != kInvalid : s != kInvalid && (!write || (m & kHere));
       if (!may) {
         lock_.Unlock();
         stats_.Inc(kServiceFaults);
@@ -115,10 +119,14 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
           Fatal("the page is not present on this node and the service thread is not running", page, 0);
         }
         if (!Lock()) Fatal("re-entered page-table lock", page, 0);
+        waited = true;
         continue;
       }
       const bool rw = write || (local && (m & kHere));
-      if (!prot_.Set(page, rw ? PROT_READ | PROT_WRITE : PROT_READ)) Fatal("mprotect of the app view failed", page, errno);
+      const int prot = rw ? PROT_READ | PROT_WRITE : PROT_READ;
+      // Granted (revoked at the next Begin()) for a foreign local page: the next
+      // transaction's touch is refused again.
+      if (!(foreign ? prot_.Grant(page, prot) : prot_.Set(page, prot))) Fatal("mprotect of the app view failed", page, errno);
       pt_.set_state(page, rw ? kWrite : kRead);
       stats_.Inc(write ? kWriteFaults : kReadFaults);
       break;

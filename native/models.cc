@@ -31,6 +31,7 @@ void Dsm::SetModel(uint32_t first, uint32_t count, uint8_t model, uint16_t owner
 
 void Dsm::SetModelLocked(uint32_t first, uint32_t count, uint8_t model, uint16_t owner, bool mine) {
   const size_t ps = region_.pageSize();
+  prot_.SetUntracked(first, count, model != kTransactional);
   for (uint32_t p = first; p < first + count; p++) {
     txShadows_.Forget(p);
     violShadows_.Forget(p);

@@ -1,6 +1,7 @@
 // A Jacobi stencil as an SPMD program over the DSM: two n x n grids of doubles allocated
 // with the 'sequential' model, rows split between the nodes, one sweep reads one grid and
-// writes the other, then every node waits at a barrier and the grids swap. The rows next
+// writes the other, then every node waits at a barrier (dsm.barrier; or, with sync 'flags',
+// only for its neighbours, through flags on 'sequential' pages) and the grids swap. The rows next
 // to another node's share travel through the DSM (a read fault fetches a copy; the owner's
 // next write invalidates it). The same kernel runs over a local Float64Array for the
 // reference result and the baseline time.
@@ -59,10 +60,27 @@ export function localJacobi(n, sweeps) {
   return { grid: a.subarray(src, src + n * n), ms };
 }
 
+/**
+ * Waits until the neighbours of node `k` have finished sweep `s` - 1 (their flags, one
+ * 'sequential' page per node, say so). Jacobi needs no more than that: the rows a node reads
+ * next are its neighbours', and the rows it overwrites next only they read. A flag copy held
+ * here is read without any message; the neighbour's write of its flag invalidates it, and
+ * the next read fetches the new value. Spins a little, then lets the event loop run.
+ */
+async function waitNeighbours(u32, flags, pageWords, k, nodes, s) {
+  for (const j of [k - 1, k + 1]) {
+    if (j < 0 || j >= nodes) continue;
+    const at = flags / 4 + j * pageWords;
+    for (let spins = 0; u32[at] < s; spins++) if (spins > 200) await new Promise((r) => setImmediate(r));
+  }
+}
+
 /** One node's part: waits for the grids, initialises its rows (taking their pages), sweeps. */
-async function party(dsm, k, nodes, n, sweeps) {
+async function party(dsm, k, nodes, n, sweeps, sync) {
   await dsm.barrier('jacobi-alloc', nodes);
-  const grids = await dsm.transaction(() => [dsm.root('jacobi-a'), dsm.root('jacobi-b')]);
+  const [ga, gb, flags] = await dsm.transaction(() => [dsm.root('jacobi-a'), dsm.root('jacobi-b'), dsm.root('jacobi-flags')]);
+  const grids = [ga, gb];
+  const pageWords = dsm.pageSize / 4;
   const [r0, r1] = rowsOf(n, nodes, k);
   const a = dsm.f64;
   let src = grids[0] / 8;
@@ -77,7 +95,12 @@ async function party(dsm, k, nodes, n, sweeps) {
     const c0 = now();
     sweepRows(a, src, dst, n, r0, r1);
     computeMs += now() - c0;
-    await dsm.barrier('jacobi-sweep', nodes);
+    if (sync === 'flags') {
+      dsm.u32[flags / 4 + k * pageWords] = s + 1;
+      await waitNeighbours(dsm.u32, flags, pageWords, k, nodes, s + 1);
+    } else {
+      await dsm.barrier('jacobi-sweep', nodes);
+    }
     [src, dst] = [dst, src];
   }
   const ms = now() - t0;
@@ -98,13 +121,13 @@ async function party(dsm, k, nodes, n, sweeps) {
  * Runs the stencil on `nodes` DSM nodes on this host (this process and nodes - 1 child
  * processes on loopback) and checks the result against localJacobi bit for bit.
  */
-export async function dsmJacobi({ nodes, n, sweeps, reference }) {
+export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier' }) {
   const regionSize = Math.max(64 << 20, 2 ** Math.ceil(Math.log2(4 * n * n * 8)));
   const dsm = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize, durability: 'none' });
   const children = [];
   try {
     for (let k = 1; k < nodes; k++) {
-      const c = fork(fileURLToPath(import.meta.url), ['worker', dsm.address, String(k), String(nodes), String(n), String(sweeps), String(regionSize)]);
+      const c = fork(fileURLToPath(import.meta.url), ['worker', dsm.address, String(k), String(nodes), String(n), String(sweeps), String(regionSize), sync]);
       children.push(c);
       await new Promise((resolve, reject) => {
         c.once('message', resolve);
@@ -114,9 +137,12 @@ export async function dsmJacobi({ nodes, n, sweeps, reference }) {
     await dsm.transaction((tx) => {
       tx.setRoot('jacobi-a', tx.alloc(n * n * 8, { model: 'sequential' }));
       tx.setRoot('jacobi-b', tx.alloc(n * n * 8, { model: 'sequential' }));
+      tx.setRoot('jacobi-flags', tx.alloc(nodes * dsm.pageSize, { model: 'sequential' }));
     });
+    // Every node has joined: all can wait for all at a barrier now.
     const results = children.map((c) => new Promise((resolve) => c.once('message', resolve)));
-    const mine = await party(dsm, 0, nodes, n, sweeps);
+    for (const c of children) c.send('go');
+    const mine = await party(dsm, 0, nodes, n, sweeps, sync);
     const theirs = await Promise.all(results);
     const all = [mine, ...theirs];
     // Bit for bit: compare the doubles' bytes.
@@ -144,14 +170,15 @@ export async function dsmJacobi({ nodes, n, sweeps, reference }) {
 }
 
 if (process.argv[2] === 'worker') {
-  const [address, k, nodes, n, sweeps, regionSize] = process.argv.slice(3);
+  const [address, k, nodes, n, sweeps, regionSize, sync] = process.argv.slice(3);
   const dsm = await createNode({ peers: [address], secret: SECRET, regionSize: Number(regionSize), durability: 'none' });
   process.on('message', async (m) => {
-    if (m === 'close') {
+    if (m === 'go') {
+      process.send(await party(dsm, Number(k), Number(nodes), Number(n), Number(sweeps), sync));
+    } else if (m === 'close') {
       await dsm.close();
       process.exit(0);
     }
   });
   process.send('joined');
-  process.send(await party(dsm, Number(k), Number(nodes), Number(n), Number(sweeps)));
 }

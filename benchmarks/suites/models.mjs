@@ -6,7 +6,56 @@
 // per sweep with dsm.barrier, and on 2 nodes also with neighbour flags on 'sequential'
 // pages (no barrier); plus where the time goes: faults and invalidations per sweep.
 // Prints one JSON line (see run.mjs).
-import { dsmJacobi, localJacobi } from '../../examples/jacobi/jacobi.mjs';
+//
+// The machine's own ceiling, in the same run: N processes each sweeping its share of rows
+// over its own local Float64Array at once, with no communication and no synchronisation at
+// all. No DSM can beat that; on a 2-vCPU machine shared with other work it is the figure
+// that says what a speedup target can mean.
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dsmJacobi, initRows, localJacobi, rowsOf, sweepRows } from '../../examples/jacobi/jacobi.mjs';
+
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+/** Sweeps rows of share `k` of `nodes` over a local grid; the milliseconds the sweeps took. */
+function share(n, sweeps, k, nodes) {
+  const a = new Float64Array(2 * n * n);
+  initRows(a, 0, n, 0, n);
+  initRows(a, n * n, n, 0, n);
+  const [r0, r1] = rowsOf(n, nodes, k);
+  sweepRows(a, 0, n * n, n, r0, r1); // JIT warm-up
+  let src = 0;
+  let dst = n * n;
+  const t0 = now();
+  for (let s = 0; s < sweeps; s++) {
+    sweepRows(a, src, dst, n, r0, r1);
+    [src, dst] = [dst, src];
+  }
+  return now() - t0;
+}
+
+if (process.argv[2] === 'share') {
+  const [n, sweeps, k, nodes] = process.argv.slice(3).map(Number);
+  process.once('message', () => {
+    process.send(share(n, sweeps, k, nodes));
+    process.exit(0);
+  });
+  process.send('ready');
+  await new Promise(() => {});
+}
+
+/** The slowest of `nodes` processes sweeping their shares at once (no communication). */
+async function ceiling(n, sweeps, nodes) {
+  const children = [];
+  for (let k = 0; k < nodes; k++) {
+    const c = fork(fileURLToPath(import.meta.url), ['share', String(n), String(sweeps), String(k), String(nodes)]);
+    await new Promise((r) => c.once('message', r));
+    children.push(c);
+  }
+  const done = children.map((c) => new Promise((r) => c.once('message', r)));
+  for (const c of children) c.send('go');
+  return Math.max(...(await Promise.all(done)));
+}
 
 const N = 1024;
 const SWEEPS = 40;
@@ -32,6 +81,9 @@ for (const { nodes, sync, target } of runs) {
   }
   const label = `Jacobi ${N}x${N}, ${SWEEPS} sweeps, ${nodes} node${nodes > 1 ? 's' : ''}, ${sync === 'flags' ? 'neighbour flags' : 'dsm.barrier'}`;
   row(`${label}: sweeps per second`, SWEEPS / (r.ms / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3), target ?? null);
+  if (nodes > 1 && sync === 'barrier') {
+    row(`machine ceiling: ${nodes} processes sweeping their shares of local grids at once, no communication: sweeps per second`, SWEEPS / ((await ceiling(N, SWEEPS, nodes)) / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3));
+  }
   if (nodes > 1) {
     row(`${label}: faults through the service per sweep`, r.perSweep.serviceFaults, 'count', null, null);
     row(`${label}: invalidations per sweep`, r.perSweep.invalidations, 'count', null, null);

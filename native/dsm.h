@@ -154,7 +154,7 @@ class Dsm {
   // a read-only copy (`drop` false, a reader's request) or none (`drop`, ownership goes to
   // `newOwner`). False when this node holds no copy.
   bool ShareSequential(uint32_t page, uint8_t* out, bool drop, uint16_t newOwner);
-  // A copy arrived from the owner (`data`; null: keep the copy held here): read-only, or
+  // A copy arrived from the owner (`data`; null: zeros, or the copy held here): read-only, or
   // with `own` this node is the owner and no other copy exists.
   void InstallSequential(uint32_t page, const uint8_t* data, bool own, uint16_t owner);
   // Another node takes ownership: this node's copy goes.

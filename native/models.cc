@@ -96,6 +96,7 @@ void Dsm::InstallSequential(uint32_t page, const uint8_t* data, bool own, uint16
   // needs no data; one that is not here is filled while the page is inaccessible.
   if (pt_.state(page) == kInvalid) {
     if (data) memcpy(region_.SysPage(page), data, region_.pageSize());
+    else memset(region_.SysPage(page), 0, region_.pageSize());
     pt_.set_state(page, kValidUnmapped);
     stats_.Inc(kInstalls);
   }

@@ -18,7 +18,7 @@
 // So after a write returns no other node holds the old contents. A node taking or handing
 // on a page holds requests for it meanwhile; invalidations are never held (no deadlock: an
 // acknowledgement never waits for anything).
-import { Msg } from './protocol';
+import { LOST_OWNER, Msg } from './protocol';
 import { WireError } from './wire';
 import type { Cluster } from './cluster';
 
@@ -32,6 +32,8 @@ const enum ReplyStatus {
   owner = 1,
   /** The page is another node's local page: never sent. */
   local = 2,
+  /** The node the hints led to was made owner by a recovery but holds no copy: the page's data died with its owner. */
+  lost = 3,
 }
 
 interface SeqRequest {
@@ -53,6 +55,8 @@ export class Sequential {
   private readonly busy = new Map<number, SeqRequest[]>();
   /** Faulting slots waiting for a page. */
   private readonly faults = new Map<number, number[]>();
+  /** The node each waiting fault's request went to. */
+  private readonly asked = new Map<number, { to: number; write: boolean }>();
   /** Invalidations waiting for acknowledgements, by token. */
   private readonly acks = new Map<number, { waiting: Set<number>; then: () => void }>();
   private nextToken = 1;
@@ -91,9 +95,16 @@ export class Sequential {
       n.native.completeRequest(slot);
       return;
     }
+    const owner = n.table.owners[page];
+    if ((owner === n.id && n.table.states[page] === 0) || owner === LOST_OWNER || (owner !== n.id && !n.members.has(owner))) {
+      // The owner died with the only copy it was sure of (copy sets die with it too).
+      this.lose(page);
+      n.native.completeRequest(slot);
+      return;
+    }
     this.faults.set(page, [slot]);
     this.busy.set(page, []);
-    if (n.table.owners[page] === n.id) {
+    if (owner === n.id) {
       // The owner writes: its readers' copies go first.
       this.invalidateCopies(page, n.id, undefined, () => {
         n.native.ownSequential(page);
@@ -101,7 +112,18 @@ export class Sequential {
       });
       return;
     }
-    this.send(n.table.owners[page], { page, requester: n.id, write, hops: 0 });
+    this.asked.set(page, { to: owner, write });
+    this.send(owner, { page, requester: n.id, write, hops: 0 });
+  }
+
+  /**
+   * A sequential page whose data is gone (its owner died): the faulting thread goes on over
+   * zeros, owned here from now on, and the app gets ERR_DSM_PAGE_LOST from its next call.
+   */
+  private lose(page: number): void {
+    this.n.ev.log('warn', `sequential page ${page} was lost with the node that owned it`);
+    this.n.native.markLost(page);
+    this.n.native.installSequential(page, null, true, this.n.id);
   }
 
   private send(to: number, r: SeqRequest): void {
@@ -124,7 +146,9 @@ export class Sequential {
 
   private serve(r: SeqRequest): void {
     const n = this.n;
-    if (!n.members.has(r.requester)) return;
+    // Our own request, led back here after we got the page another way (a request re-sent
+    // after a member died): nothing to do.
+    if (!n.members.has(r.requester) || r.requester === n.id) return;
     const m = this.models[r.page] & MODEL_MASK;
     if (m === Model.local) return this.reply(r.requester, r.page, ReplyStatus.local, undefined);
     const held = this.busy.get(r.page);
@@ -133,6 +157,12 @@ export class Sequential {
       return;
     }
     const owner = n.table.owners[r.page];
+    if (owner !== n.id && (owner === LOST_OWNER || !n.members.has(owner))) {
+      // The chain leads through a node that is gone: the page is reported lost (its owner
+      // may have been that node; a search of every member is not built yet).
+      this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
+      return;
+    }
     if (owner !== n.id || m !== Model.sequential) {
       if (r.hops >= MAX_HOPS || owner === r.requester) {
         n.ev.log('warn', `a sequential page request for page ${r.page} from node ${r.requester} found no owner (hint ${owner}); dropped`);
@@ -140,6 +170,11 @@ export class Sequential {
       }
       this.counts.forwarded++;
       this.send(owner, { ...r, hops: r.hops + 1 });
+      return;
+    }
+    if (n.table.states[r.page] === 0) {
+      // Made owner by a recovery without a copy.
+      this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
       return;
     }
     if (!r.write) {
@@ -201,10 +236,25 @@ export class Sequential {
     a.then();
   }
 
-  /** A member left: it holds no copy to acknowledge any more. */
+  /**
+   * A member left (its configuration applied, so the page table names the pages' new
+   * owners): it holds no copy to acknowledge any more, and requests it was asked go to the
+   * new owner, or fail as lost.
+   */
   memberGone(id: number): void {
     for (const [token, a] of [...this.acks]) if (a.waiting.has(id)) this.acknowledged(token, id);
     for (const c of this.copies.values()) c.delete(id);
+    for (const [page, a] of [...this.asked]) {
+      if (a.to !== id) continue;
+      const owner = this.n.table.owners[page];
+      if (owner === this.n.id || owner === LOST_OWNER || !this.n.members.has(owner)) {
+        this.lose(page);
+        this.done(page);
+      } else {
+        a.to = owner;
+        this.send(owner, { page, requester: this.n.id, write: a.write, hops: 0 });
+      }
+    }
   }
 
   private reply(to: number, page: number, status: ReplyStatus, data: Uint8Array | undefined): void {
@@ -221,9 +271,13 @@ export class Sequential {
     if (p.length < 5) throw new WireError('a sequential page reply is too short');
     const page = p.readUInt32LE(0);
     if (page >= n.config.numPages) throw new WireError('a sequential page reply names a page outside the region');
-    if (!this.faults.has(page)) return;
     const status = p[4];
-    if (status === ReplyStatus.local) {
+    // Ownership is taken even when no fault waits for it any more (a re-sent request's
+    // second answer): the sender has dropped its copy, so refusing would lose the page.
+    if (!this.faults.has(page) && status !== ReplyStatus.owner) return;
+    if (status === ReplyStatus.lost) {
+      this.lose(page);
+    } else if (status === ReplyStatus.local) {
       this.counts.localRefused++;
       n.native.refuseLocal(page);
     } else {
@@ -238,6 +292,7 @@ export class Sequential {
   private done(page: number): void {
     const slots = this.faults.get(page) ?? [];
     this.faults.delete(page);
+    this.asked.delete(page);
     for (const s of slots) this.n.native.completeRequest(s);
     this.release(page);
   }

@@ -130,3 +130,27 @@ describe('consistency models', () => {
     }
   });
 });
+
+describe('consistency models under failure', () => {
+  const h = new Harness();
+  afterEach(() => h.close());
+
+  it("a sequential page whose owner died is reported lost where no copy is left, never hung on nor read as zeros silently; the others' stay", async () => {
+    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' });
+    const ptr = await a.run<number>(allocRoot('sequential', 2 * 4096, 'fragile'));
+    await settle([a, b, c]);
+    for (const n of [b, c]) expect(await rootOn(n, 'fragile')).toBe(ptr);
+    await a.run('dsm.u32[args.at + 1024] = 8;', { at: ptr / 4 }); // the second page stays a's
+    await c.run('dsm.u32[args.at] = 5;', { at: ptr / 4 }); // c owns the first page now
+    expect(await b.run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(5);
+    c.kill('SIGKILL');
+    await a.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    await b.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    const touch = 'const v = dsm.u32[args.at]; try { dsm.stats(); return { v }; } catch (e) { return { v, code: e.code }; }';
+    // a holds no copy: the page is lost.
+    expect(await a.run(touch, { at: ptr / 4 })).toEqual({ v: 0, code: 'ERR_DSM_PAGE_LOST' });
+    // b still holds a copy of c's last write, current when c died: it reads it.
+    expect(await b.run(touch, { at: ptr / 4 })).toEqual({ v: 5 });
+    for (const n of [a, b]) expect(await n.run('return dsm.u32[args.at + 1024];', { at: ptr / 4 })).toBe(8);
+  });
+});

@@ -60,7 +60,7 @@ export class Sequential {
   /** Invalidations waiting for acknowledgements, by token. */
   private readonly acks = new Map<number, { waiting: Set<number>; then: () => void }>();
   private nextToken = 1;
-  /** Figures for dsm.stats(). */
+  /** Figures for dsm.clusterStats(). */
   readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0 };
 
   constructor(private readonly n: Cluster) {

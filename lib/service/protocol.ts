@@ -64,7 +64,7 @@ export const Msg = {
   SeqRequest: 45,
   /** Owner -> requester: u32 page | u8 status (0 read copy, 1 ownership, 2 a local page: refused) | the page. */
   SeqReply: 46,
-  /** Owner -> copy holder: u32 page | u16 new owner | u32 token. Answered at once by SeqInvalidateAck (u32 token). */
+  /** Owner -> copy holder: u32 first page | u16 new owner | u32 token | u16 pages. Answered at once by SeqInvalidateAck (u32 token). */
   SeqInvalidate: 47,
   SeqInvalidateAck: 48,
 } as const;

@@ -41,6 +41,8 @@ interface SeqRequest {
   requester: number;
   write: boolean;
   hops: number;
+  /** Read copies wanted from `page` on (read-ahead; 1 for writes). */
+  count: number;
 }
 
 /**
@@ -48,6 +50,8 @@ interface SeqRequest {
  * one (those it owns): one round trip for a row of a grid instead of one per page.
  */
 const INVALIDATE_RUN = 16;
+/** Read faults ask for up to this many pages from the faulting one (read-ahead). */
+const READ_AHEAD = 4;
 /** A request forwarded more often than this is a bug in the hints: logged and dropped. */
 const MAX_HOPS = 64;
 
@@ -126,8 +130,15 @@ export class Sequential {
       });
       return;
     }
+    // Reads ask for the pages after this one too while they are not here and have the same
+    // probable owner (a reader moving through an array reads them next).
+    let count = 1;
+    if (!write) {
+      while (count < READ_AHEAD && page + count < n.config.numPages && (this.models[page + count] & MODEL_MASK) === Model.sequential &&
+        n.table.states[page + count] === 0 && n.table.owners[page + count] === owner && !this.faults.has(page + count)) count++;
+    }
     this.asked.set(page, { to: owner, write });
-    this.send(owner, { page, requester: n.id, write, hops: 0 });
+    this.send(owner, { page, requester: n.id, write, hops: 0, count });
   }
 
   /**
@@ -141,19 +152,21 @@ export class Sequential {
   }
 
   private send(to: number, r: SeqRequest): void {
-    const b = Buffer.allocUnsafe(9);
+    const b = Buffer.allocUnsafe(11);
     b.writeUInt32LE(r.page, 0);
     b.writeUInt16LE(r.requester, 4);
     b.writeUInt8(r.write ? 1 : 0, 6);
     b.writeUInt16LE(r.hops, 7);
+    b.writeUInt16LE(r.count, 9);
     this.n.links.send(to, Msg.SeqRequest, b);
   }
 
   /** SeqRequest. */
   onRequest(from: number, p: Buffer): void {
-    if (p.length !== 9) throw new WireError('a sequential page request has the wrong size');
-    const r: SeqRequest = { page: p.readUInt32LE(0), requester: p.readUInt16LE(4), write: p[6] === 1, hops: p.readUInt16LE(7) };
+    if (p.length !== 11) throw new WireError('a sequential page request has the wrong size');
+    const r: SeqRequest = { page: p.readUInt32LE(0), requester: p.readUInt16LE(4), write: p[6] === 1, hops: p.readUInt16LE(7), count: p.readUInt16LE(9) };
     if (r.page >= this.n.config.numPages) throw new WireError('a sequential page request names a page outside the region');
+    if (r.count < 1 || r.count > READ_AHEAD || (r.write && r.count !== 1)) throw new WireError('a sequential page request asks for a bad number of pages');
     if (r.hops === 0 && r.requester !== from) throw new WireError(`a sequential page request naming node ${r.requester} came from node ${from}`);
     this.serve(r);
   }
@@ -192,12 +205,21 @@ export class Sequential {
       return;
     }
     if (!r.write) {
-      this.counts.readFetches++;
-      n.native.shareSequential(r.page, this.page, false, 0);
-      let c = this.copies.get(r.page);
-      if (!c) this.copies.set(r.page, (c = new Set()));
-      c.add(r.requester);
-      this.reply(r.requester, r.page, ReplyStatus.read, this.page);
+      // The pages asked for after the first: those owned here, in a row, not being moved.
+      let count = 1;
+      while (count < r.count && r.page + count < n.config.numPages && (this.models[r.page + count] & MODEL_MASK) === Model.sequential &&
+        n.table.owners[r.page + count] === n.id && n.table.states[r.page + count] !== 0 && !this.busy.has(r.page + count)) count++;
+      const data = new Uint8Array(count * n.config.pageSize);
+      for (let i = 0; i < count; i++) {
+        const q = r.page + i;
+        this.counts.readFetches++;
+        n.native.shareSequential(q, this.page, false, 0);
+        data.set(this.page, i * n.config.pageSize);
+        let c = this.copies.get(q);
+        if (!c) this.copies.set(q, (c = new Set()));
+        c.add(r.requester);
+      }
+      this.reply(r.requester, r.page, ReplyStatus.read, data);
       return;
     }
     this.counts.ownershipMoves++;
@@ -275,7 +297,7 @@ export class Sequential {
         this.done(page);
       } else {
         a.to = owner;
-        this.send(owner, { page, requester: this.n.id, write: a.write, hops: 0 });
+        this.send(owner, { page, requester: this.n.id, write: a.write, hops: 0, count: 1 });
       }
     }
   }
@@ -304,9 +326,20 @@ export class Sequential {
       this.counts.localRefused++;
       n.native.refuseLocal(page);
     } else {
-      if (p.length !== 5 + n.config.pageSize) throw new WireError('a sequential page reply has the wrong size');
+      const ps = n.config.pageSize;
+      const count = (p.length - 5) / ps;
       const own = status === ReplyStatus.owner;
-      n.native.installSequential(page, p.subarray(5), own, own ? n.id : from);
+      if (!Number.isInteger(count) || count < 1 || (own && count !== 1) || page + count > n.config.numPages) {
+        throw new WireError('a sequential page reply has the wrong size');
+      }
+      n.native.installSequential(page, p.subarray(5, 5 + ps), own, own ? n.id : from);
+      // Read-ahead copies: installed unless this node holds the page already (or is taking it).
+      for (let i = 1; i < count; i++) {
+        const q = page + i;
+        if (n.table.states[q] === 0 && !this.busy.has(q) && (this.models[q] & MODEL_MASK) === Model.sequential) {
+          n.native.installSequential(q, p.subarray(5 + i * ps, 5 + (i + 1) * ps), false, from);
+        }
+      }
     }
     this.done(page);
   }

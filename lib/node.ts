@@ -394,6 +394,11 @@ export class DsmNode extends EventEmitter {
     await this.service.request({ type: 'test-invalidate', page, fill });
   }
 
+  /** @internal Test hook: the state of one page here (0 invalid: no copy on this node). */
+  _testPageState(page: number): number {
+    return this.region.states[page];
+  }
+
   /** @internal Test hook: the service thread reads the app view (which must abort the process). */
   _testServiceTouchAppView(page: number): Promise<unknown> {
     return this.service.request({ type: 'test-touch-app-view', address: this.base + page * this.pageSize });

@@ -108,21 +108,23 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       // pages alone. The protection is set even when the state says it is granted already: a
       // whole-region revoke (mprotect ENOMEM) drops it without changing their states.
       const bool local = (m & kModelMask) == kLocal;
+      // A migratory page is touched only where it lives: any access needs it owned here.
+      const bool exclusive = (m & kModelMask) == kMigratory;
       // Another node's local page: every touch asks the service, which refuses it (a zero
       // page and a sticky error); once refused, this touch goes on over the zeros.
       const bool foreign = local && !(m & kHere);
-      const bool may = foreign ? waited && s != kInvalid : s != kInvalid && (!write || (m & kHere));
+      const bool may = foreign ? waited && s != kInvalid : s != kInvalid && (!(write || exclusive) || (m & kHere));
       if (!may) {
         lock_.Unlock();
         stats_.Inc(kServiceFaults);
-        if (!ring_.PostAndWait(page, write ? uint32_t(kRequestWrite) : 0u)) {
+        if (!ring_.PostAndWait(page, write || exclusive ? uint32_t(kRequestWrite) : 0u)) {
           Fatal("the page is not present on this node and the service thread is not running", page, 0);
         }
         if (!Lock()) Fatal("re-entered page-table lock", page, 0);
         waited = true;
         continue;
       }
-      const bool rw = write || (local && (m & kHere));
+      const bool rw = write || exclusive || (local && (m & kHere));
       const int prot = rw ? PROT_READ | PROT_WRITE : PROT_READ;
       // Granted (revoked at the next Begin()) for a foreign local page: the next
       // transaction's touch is refused again.

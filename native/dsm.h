@@ -150,7 +150,7 @@ class Dsm {
   void TakeModelChanges(uint64_t time, std::vector<ModelChange>* out);
   // Sets the model of pages another node's commit allocated (`owner`) or freed.
   void SetModel(uint32_t first, uint32_t count, uint8_t model, uint16_t owner);
-  // Sequential pages, service thread. The owner gives a copy of `page` (into `out`): it keeps
+  // Sequential and migratory pages, service thread (the model byte keeps its model). The owner gives a copy of `page` (into `out`): it keeps
   // a read-only copy (`drop` false, a reader's request) or none (`drop`, ownership goes to
   // `newOwner`). False when this node holds no copy.
   bool ShareSequential(uint32_t page, uint8_t* out, bool drop, uint16_t newOwner);

@@ -18,7 +18,7 @@ const uint8_t* PageData(Napi::Env env, Dsm* d, const Napi::Value& v, const char*
 
 uint8_t ModelArg(Napi::Env env, const Napi::Value& v) {
   const uint32_t m = U32(v);
-  if (m != kTransactional && m != kLocal && m != kSequential) throw Napi::RangeError::New(env, "unknown page model " + std::to_string(m));
+  if (m != kTransactional && m != kLocal && m != kSequential && m != kMigratory) throw Napi::RangeError::New(env, "unknown page model " + std::to_string(m));
   return uint8_t(m);
 }
 

@@ -69,7 +69,8 @@ void Dsm::SetModelLocked(uint32_t first, uint32_t count, uint8_t model, uint16_t
 bool Dsm::ShareSequential(uint32_t page, uint8_t* out, bool drop, uint16_t newOwner) {
   Lock();
   const uint8_t s = pt_.state(page);
-  if ((pt_.model(page) & kModelMask) != kSequential || s == kInvalid) {
+  const uint8_t model = pt_.model(page) & kModelMask;
+  if ((model != kSequential && model != kMigratory) || s == kInvalid) {
     lock_.Unlock();
     return false;
   }
@@ -84,7 +85,7 @@ bool Dsm::ShareSequential(uint32_t page, uint8_t* out, bool drop, uint16_t newOw
     if (!prot_.Set(page, PROT_READ)) Fatal("mprotect of the app view failed", page, errno);
     pt_.set_state(page, kRead);
   }
-  pt_.set_model(page, kSequential);
+  pt_.set_model(page, model);
   memcpy(out, region_.SysPage(page), region_.pageSize());
   lock_.Unlock();
   return true;
@@ -100,7 +101,7 @@ void Dsm::InstallSequential(uint32_t page, const uint8_t* data, bool own, uint16
     pt_.set_state(page, kValidUnmapped);
     stats_.Inc(kInstalls);
   }
-  pt_.set_model(page, uint8_t(kSequential | (own ? kHere : 0)));
+  pt_.set_model(page, uint8_t((pt_.model(page) & kModelMask) | (own ? kHere : 0)));
   pt_.set_owner(page, owner);
   lock_.Unlock();
 }
@@ -112,14 +113,14 @@ void Dsm::DropSequential(uint32_t page, uint16_t newOwner) {
     pt_.set_state(page, kInvalid);
     stats_.Inc(kInvalidations);
   }
-  pt_.set_model(page, kSequential);
+  pt_.set_model(page, pt_.model(page) & kModelMask);
   pt_.set_owner(page, newOwner);
   lock_.Unlock();
 }
 
 void Dsm::OwnSequential(uint32_t page) {
   Lock();
-  pt_.set_model(page, uint8_t(kSequential | kHere));
+  pt_.set_model(page, uint8_t(pt_.model(page) | kHere));
   lock_.Unlock();
 }
 

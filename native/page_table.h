@@ -17,13 +17,16 @@ enum PageState : uint8_t {
 inline bool IsAccessible(uint8_t s) { return s == kRead || s == kWrite; }
 
 // A page's consistency model (DESIGN.md "Consistency models"), chosen per allocation. The
-// low bits of the model byte; kHere marks, for a sequential page, that this node owns it and
-// no other node holds a copy (writes need no message), and for a local page, that this node
-// is the one it belongs to.
+// low bits of the model byte; kHere marks, for a sequential or migratory page, that this
+// node owns it and no other node holds a copy (writes need no message), and for a local
+// page, that this node is the one it belongs to.
 enum PageModel : uint8_t {
   kTransactional = 0,
   kLocal = 1,
   kSequential = 2,
+  // Single reader / single writer page migration: any access needs the page here, owned
+  // (kHere), and moves it; the owner holds no copy it has given away.
+  kMigratory = 3,
   kModelMask = 0x7f,
   kHere = 0x80,
 };

@@ -97,7 +97,7 @@ export const ZONE_HIGH = 8;
  * in the buddy link table's first word of the block's first page (unused while the block is
  * allocated), tagged with MODEL_TAG (a page number there never reaches bit 24).
  */
-export const MODELS = { transactional: 0, local: 1, sequential: 2 } as const;
+export const MODELS = { transactional: 0, local: 1, sequential: 2, migratory: 3 } as const;
 export type Model = keyof typeof MODELS;
 export const MODEL_TAG = 0x4d000000;
 

@@ -18,6 +18,10 @@
 // So after a write returns no other node holds the old contents. A node taking or handing
 // on a page holds requests for it meanwhile; invalidations are never held (no deadlock: an
 // acknowledgement never waits for anything).
+//
+// Migratory pages use the same ownership chain with no read copies: any access needs the
+// page here and owned, so a read fault moves it like a write, and an owner keeps a page it
+// received for at least MIGRATORY_HOLD_MS before handing it on.
 import { LOST_OWNER, Msg } from './protocol';
 import { WireError } from './wire';
 import type { Cluster } from './cluster';
@@ -25,7 +29,7 @@ import type { Cluster } from './cluster';
 /** The native page table's models (native/page_table.h PageModel). */
 const MODEL_MASK = 0x7f;
 const HERE = 0x80;
-export const Model = { transactional: 0, local: 1, sequential: 2 } as const;
+export const Model = { transactional: 0, local: 1, sequential: 2, migratory: 3 } as const;
 
 const enum ReplyStatus {
   read = 0,
@@ -50,6 +54,11 @@ interface SeqRequest {
  * one (those it owns): one round trip for a row of a grid instead of one per page.
  */
 const INVALIDATE_RUN = 16;
+/**
+ * A migratory page stays at least this long where it arrived before it moves on (a request
+ * waits for the rest): measured with two nodes taking turns on one page (README).
+ */
+export const MIGRATORY_HOLD_MS = 1;
 /** Read faults ask for up to this many pages from the faulting one (read-ahead). */
 const READ_AHEAD = 4;
 /** A request forwarded more often than this is a bug in the hints: logged and dropped. */
@@ -64,6 +73,8 @@ export class Sequential {
   private readonly busy = new Map<number, SeqRequest[]>();
   /** Faulting slots waiting for a page. */
   private readonly faults = new Map<number, number[]>();
+  /** When each migratory page owned here arrived (its hold time runs from then). */
+  private readonly arrived = new Map<number, number>();
   /** The node each waiting fault's request went to. */
   private readonly asked = new Map<number, { to: number; write: boolean }>();
   /** Invalidations waiting for acknowledgements, by token. */
@@ -190,7 +201,7 @@ export class Sequential {
       this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
       return;
     }
-    if (owner !== n.id || m !== Model.sequential) {
+    if (owner !== n.id || (m !== Model.sequential && m !== Model.migratory)) {
       if (r.hops >= MAX_HOPS || owner === r.requester) {
         n.ev.log('warn', `a sequential page request for page ${r.page} from node ${r.requester} found no owner (hint ${owner}); dropped`);
         return;
@@ -203,6 +214,17 @@ export class Sequential {
       // Made owner by a recovery without a copy.
       this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
       return;
+    }
+    if (m === Model.migratory) {
+      // Any access moves a migratory page, but not before it has been here MIGRATORY_HOLD_MS:
+      // two nodes taking turns on it would otherwise move it on every access (thrashing).
+      const held = performance.now() - (this.arrived.get(r.page) ?? -Infinity);
+      if (held < MIGRATORY_HOLD_MS) {
+        this.busy.set(r.page, [r]);
+        setTimeout(() => this.release(r.page), MIGRATORY_HOLD_MS - held);
+        return;
+      }
+      r = { ...r, write: true, count: 1 };
     }
     if (!r.write) {
       // The pages asked for after the first: those owned here, in a row, not being moved.
@@ -329,6 +351,7 @@ export class Sequential {
       const ps = n.config.pageSize;
       const count = (p.length - 5) / ps;
       const own = status === ReplyStatus.owner;
+      if (own) this.arrived.set(page, performance.now());
       if (!Number.isInteger(count) || count < 1 || (own && count !== 1) || page + count > n.config.numPages) {
         throw new WireError('a sequential page reply has the wrong size');
       }
@@ -380,11 +403,12 @@ export class Sequential {
       const first = p.readUInt32LE(i);
       const count = p.readUInt32LE(i + 4);
       const model = p.readUInt32LE(i + 8);
-      if (first >= n.config.numPages || count > n.config.numPages - first || model > Model.sequential) {
+      if (first >= n.config.numPages || count > n.config.numPages - first || model > Model.migratory) {
         throw new WireError('a model change names pages outside the region or an unknown model');
       }
       n.native.setModel(first, count, model, from);
       if (model === Model.transactional) for (let q = first; q < first + count; q++) this.copies.delete(q);
+      for (let q = first; q < first + count; q++) this.arrived.delete(q);
     }
   }
 }

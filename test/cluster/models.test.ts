@@ -131,6 +131,32 @@ describe('consistency models', () => {
   });
 });
 
+describe('migratory pages', () => {
+  const h = new Harness();
+  afterEach(() => h.close());
+
+  it('a migratory page is never on two nodes at once: every access moves it, reads too', async () => {
+    const nodes = await h.cluster(3);
+    const ptr = await nodes[0].run<number>(allocRoot('migratory', 4096, 'baton'));
+    for (const n of nodes.slice(1)) expect(await rootOn(n, 'baton')).toBe(ptr);
+    const page = ptr / 4096;
+    const where = () => Promise.all(nodes.map((n) => n.run<number>('return dsm._testPageState(args.page);', { page })));
+    for (let round = 0; round < 30; round++) {
+      const k = round % 3;
+      // A read alone moves it too (odd rounds); a write after a read needs no second move.
+      await nodes[k].run(round % 2 ? 'return dsm.u32[args.at];' : 'dsm.u32[args.at] += 1;', { at: ptr / 4 });
+      const states = await where();
+      expect(states.filter((st) => st !== 0)).toHaveLength(1);
+      expect(states[k]).not.toBe(0);
+    }
+    expect(await nodes[1].run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(15);
+    const served = await Promise.all(nodes.map((n) => n.run<{ sequential: { readFetches: number; ownershipMoves: number } }>('return dsm.clusterStats();')));
+    // Never a read copy, only moves.
+    expect(served.reduce((k, s) => k + s.sequential.readFetches, 0)).toBe(0);
+    expect(served.reduce((k, s) => k + s.sequential.ownershipMoves, 0)).toBeGreaterThanOrEqual(29);
+  });
+});
+
 describe('consistency models under failure', () => {
   const h = new Harness();
   afterEach(() => h.close());

@@ -4,7 +4,9 @@
 // this process, in the same run (speedup: the ratio of sweeps per second). Each DSM result
 // is checked equal to the local one bit for bit (the suite fails otherwise). Synchronised
 // per sweep with dsm.barrier, and on 2 nodes also with neighbour flags on 'sequential'
-// pages (no barrier); plus where the time goes: faults and invalidations per sweep.
+// pages (no barrier); plus where the time goes: faults and invalidations per sweep. And a
+// migratory workload: two nodes taking turns on one page, against the same on a
+// 'sequential' page.
 // Prints one JSON line (see run.mjs).
 //
 // The machine's own ceiling, in the same run: N processes each sweeping its share of rows
@@ -12,6 +14,7 @@
 // all. No DSM can beat that; on a 2-vCPU machine shared with other work it is the figure
 // that says what a speedup target can mean.
 import { fork } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dsmJacobi, initRows, localJacobi, rowsOf, sweepRows } from '../../examples/jacobi/jacobi.mjs';
 
@@ -32,6 +35,62 @@ function share(n, sweeps, k, nodes) {
     [src, dst] = [dst, src];
   }
   return now() - t0;
+}
+
+/** Increments of word `at` for `ms` milliseconds, yielding to the event loop every 10. */
+async function incrementFor(dsm, at, ms) {
+  let k = 0;
+  const end = now() + ms;
+  while (now() < end) {
+    for (let i = 0; i < 10; i++) dsm.u32[at] += 1;
+    k += 10;
+    await new Promise((r) => setImmediate(r));
+  }
+  return k;
+}
+
+if (process.argv[2] === 'turns') {
+  // The other node of the turn-taking workload.
+  const require = createRequire(import.meta.url);
+  const { createNode } = require('../..');
+  const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  process.on('message', async (m) => {
+    if (m.cmd === 'go') {
+      const ptr = await dsm.transaction(() => dsm.root(m.root));
+      process.send(await incrementFor(dsm, ptr / 4 + 1, m.ms));
+    } else {
+      await dsm.close();
+      process.exit(0);
+    }
+  });
+  process.send('joined');
+  await new Promise(() => {});
+}
+
+/**
+ * Two nodes taking turns on one page, each incrementing its own word on it as fast as it
+ * can (yielding every 10): increments per second per node, the page 'migratory' and
+ * 'sequential'.
+ */
+async function turns() {
+  const require = createRequire(import.meta.url);
+  const { createNode } = require('../..');
+  const dsm = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  const c = fork(fileURLToPath(import.meta.url), ['turns', dsm.address]);
+  await new Promise((r) => c.once('message', r));
+  const out = {};
+  for (const model of ['migratory', 'sequential']) {
+    await dsm.transaction((tx) => tx.setRoot(model, tx.alloc(4096, { model })));
+    const ptr = dsm.root(model);
+    const theirs = new Promise((r) => c.once('message', r));
+    c.send({ cmd: 'go', root: model, ms: 1500 });
+    const mine = await incrementFor(dsm, ptr / 4, 1500);
+    out[model] = (mine + (await theirs)) / 2 / 1.5;
+  }
+  c.send({ cmd: 'close' });
+  await new Promise((r) => c.once('exit', r));
+  await dsm.close();
+  return out;
 }
 
 if (process.argv[2] === 'share') {
@@ -90,4 +149,6 @@ for (const { nodes, sync, target } of runs) {
     row(`${label}: time sweeping, slowest node (the rest is synchronisation)`, Math.max(...r.computeMs), 'ms', 'whole run', r.ms);
   }
 }
+const t = await turns();
+row("two nodes taking turns on one page, 'migratory' (1 ms hold): increments per second per node", t.migratory, '1/s', "the same on a 'sequential' page", t.sequential);
 console.log(JSON.stringify({ suite: 'models', rows }));

@@ -216,3 +216,25 @@ TEST(another_nodes_local_page_is_refused_on_every_touch) {
   }
   Close(d);
 }
+
+TEST(a_migratory_page_is_touched_only_where_it_is_owned) {
+  Dsm* d = Open();
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  d->SetModel(99, 1, kMigratory, 2);
+  std::vector<uint8_t> data(kPage, 0x31);
+  {
+    Service s(d, [&](const Request& r) { d->InstallSequential(r.page, data.data(), true, 1); });
+    CHECK(app[99 * kPage] == 0x31);  // a read asks for the page itself, not a copy
+    app[99 * kPage] = 0x32;          // and the write after it needs nothing more
+    const auto seen = s.seen();
+    CHECK(seen.size() == 1);
+    if (!seen.empty()) CHECK(seen[0].flags == kRequestWrite);
+  }
+  CHECK(d->pages().model(99) == (kMigratory | kHere));
+  // Moving on: nothing of it stays here.
+  std::vector<uint8_t> out(kPage);
+  CHECK(d->ShareSequential(99, out.data(), true, 3));
+  CHECK(out[0] == 0x32 && d->pages().state(99) == kInvalid && d->pages().model(99) == kMigratory);
+  Close(d);
+}

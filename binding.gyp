@@ -19,6 +19,7 @@
         "native/app_interrupt.cc",
         "native/data_channel.cc",
         "native/dsm.cc",
+        "native/models.cc",
         "native/page_diff.cc",
         "native/fault_handler.cc",
         "native/loop_wakeup.cc",
@@ -26,6 +27,7 @@
         "native/region.cc",
         "native/request_ring.cc",
         "native/service_calls.cc",
+        "native/model_calls.cc",
         "native/shared_constants.cc"
       ]
     },

@@ -98,6 +98,19 @@ export class PageLostError extends DsmError {
   }
 }
 
+/** A page another node allocated with the 'local' model was touched here: it never leaves its node. */
+export class LocalPageError extends DsmError {
+  readonly page: number;
+  constructor(page: number) {
+    super(
+      'ERR_DSM_LOCAL_PAGE',
+      `page ${page} belongs to another node's 'local' allocation and is never sent to this one (this node read zeros). ` +
+        "Touch it only on the node that allocated it, or allocate it with model 'sequential' or 'transactional' to share it.",
+    );
+    this.page = page;
+  }
+}
+
 /** This node cannot reach a quorum of the cluster: it may not commit until it can. */
 export class PartitionedError extends DsmError {
   constructor() {

@@ -23,6 +23,7 @@ export {
   AsyncTransactionError,
   NestedTransactionError,
   PageLostError,
+  LocalPageError,
   PartitionedError,
   CommitUncertainError,
   SystemError,

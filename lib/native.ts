@@ -133,6 +133,26 @@ export interface NativeAddon {
   markLost(page: number): void;
   /** App: the lost page number, or -1. */
   takeLost(): number;
+  /** App, inside a transaction: pages that take `model` (native PageModel) when it commits. */
+  declareModel(firstPage: number, count: number, model: number): void;
+  /** App: the page of another node's local allocation touched here, or -1. */
+  takeLocalTouched(): number;
+  /** Service: (first, count, model) triples of this node's commits up to `time`. */
+  takeModelChanges(time: number): Uint32Array;
+  /** Service: pages another node's commit allocated (`owner`) or freed take `model`. */
+  setModel(first: number, count: number, model: number, owner: number): void;
+  /** Service, sequential owner: copies the page into `out`, keeping a read copy (drop false) or handing ownership to `newOwner`. */
+  shareSequential(page: number, out: Uint8Array, drop: boolean, newOwner: number): boolean;
+  /** Service: a sequential copy arrived (null: keep the one here); `own`: this node owns it, no other copy exists. */
+  installSequential(page: number, data: Uint8Array | null, own: boolean, owner: number): void;
+  /** Service: another node takes ownership of a sequential page; the copy here goes. */
+  dropSequential(page: number, newOwner: number): void;
+  /** Service: every other copy of this owned sequential page is gone. */
+  ownSequential(page: number): void;
+  /** Service: another node's local page was touched here. */
+  refuseLocal(page: number): void;
+  /** Service: the model byte of every page (PageModel | 0x80 when owned here), read-only. */
+  pageModels(): Uint8Array;
   /** Service: views of the page table (read them, never write). */
   pageTable(): { states: Uint8Array; owners: Uint16Array; versions: BigUint64Array };
   /** A copy of the counters, in the order of `Counter`. */

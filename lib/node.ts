@@ -2,7 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { HeapGuard } from './alloc/guard';
 import { Heap } from './alloc/heap';
-import { ClosedError, fromNative, InvalidOptionError, NestedTransactionError, PageLostError, WriteOutsideTransactionError } from './errors';
+import { ClosedError, fromNative, InvalidOptionError, LocalPageError, NestedTransactionError, PageLostError, WriteOutsideTransactionError } from './errors';
 import { type LostRange, LostPages } from './lost_pages';
 import { describePage } from './alloc/page_holds';
 import { ConflictMonitor, HOT_PAGES_SHOWN, type HotPage } from './conflict_monitor';
@@ -133,7 +133,7 @@ export class DsmNode extends EventEmitter {
     service.onPeer = (type, id) => this.emit(type, { id });
     this.base = opts.base;
     this.regionSize = opts.regionSize;
-    this.heap = new Heap(this, region.states);
+    this.heap = new Heap(this, region.states, (first, count, model) => native.declareModel(first, count, model));
     this.lost = new LostPages(region, service.status, this.u8);
     const guard = new HeapGuard(this.heap, this.u8, this.u32, native, region);
     this.runner = new TransactionRunner(native, service, this.heap, opts.maxRetries, {
@@ -394,6 +394,11 @@ export class DsmNode extends EventEmitter {
     await this.service.request({ type: 'test-invalidate', page, fill });
   }
 
+  /** @internal Test hook: the state of one page here (0 invalid: no copy on this node). */
+  _testPageState(page: number): number {
+    return this.region.states[page];
+  }
+
   /** @internal Test hook: the service thread reads the app view (which must abort the process). */
   _testServiceTouchAppView(page: number): Promise<unknown> {
     return this.service.request({ type: 'test-touch-app-view', address: this.base + page * this.pageSize });
@@ -412,6 +417,8 @@ export class DsmNode extends EventEmitter {
   private checkLost(): void {
     const lost = this.native.takeLost();
     if (lost >= 0) throw new PageLostError(lost);
+    const local = this.native.takeLocalTouched();
+    if (local >= 0) throw new LocalPageError(local);
   }
 
   /** @internal */

@@ -35,9 +35,17 @@ export class Transaction {
    * region. Vanishes if the transaction aborts. Objects over 4 KiB get whole pages; small
    * ones come from this node's own pages. `kind`: 'readMostly' and 'private' objects are
    * kept on pages of their own (Plurix's read-mostly and node-private allocators).
+   * `model` (DESIGN.md "Consistency models"; whole pages of their own, 2^k of them):
+   * 'transactional' (default); 'sequential': one writer or many readers at a time, a write
+   * returns once no other node holds the old contents, writes allowed outside transactions;
+   * 'local': pages of this node alone, never sent (another node's touch raises
+   * ERR_DSM_LOCAL_PAGE); 'migratory': each page lives on one node at a time and any access
+   * moves it there (after a minimum hold time). Inside a transaction, non-transactional pages are neither isolated
+   * nor rolled back; their allocation is (an aborted run's allocation vanishes).
    * @example const p = tx.alloc(64); dsm.u32[p >> 2] = 42;
+   * @example const grid = tx.alloc(8 << 20, { model: 'sequential' });
    */
-  alloc(size: number, opts?: { kind?: 'normal' | 'readMostly' | 'private' }): number {
+  alloc(size: number, opts?: { kind?: 'normal' | 'readMostly' | 'private'; model?: 'transactional' | 'local' | 'sequential' | 'migratory' }): number {
     return this.heap.alloc(size, opts);
   }
 

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new dsm::addon::AddonEnv(env));
   dsm::addon::DefineAppCalls(env, exports);
   dsm::addon::DefineServiceCalls(env, exports);
+  dsm::addon::DefineModelCalls(env, exports);
   exports.Set("constants", dsm::addon::SharedConstants(env));
   return exports;
 }

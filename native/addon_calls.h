@@ -10,6 +10,8 @@ namespace addon {
 void DefineAppCalls(Napi::Env env, Napi::Object exports);
 // service_calls.cc
 void DefineServiceCalls(Napi::Env env, Napi::Object exports);
+// model_calls.cc: consistency models (both threads).
+void DefineModelCalls(Napi::Env env, Napi::Object exports);
 // shared_constants.cc: the `constants` export.
 Napi::Object SharedConstants(Napi::Env env);
 

@@ -97,8 +97,42 @@ void Dsm::Fatal(const char* what, uint32_t page, int err) {
 
 void Dsm::ResolveFault(uint32_t page, bool write) {
   if (!Lock()) Fatal("a fault on the DSM region interrupted the runtime's own page-table update", page, 0);
+  bool waited = false;
   for (;;) {
     const uint8_t s = pt_.state(page);
+    const uint8_t m = pt_.model(page);
+    if ((m & kModelMask) != kTransactional) {
+      // Not tracked (local, sequential): no read set, no shadow. A page here with the right
+      // access is granted in the handler; a page not here, or a sequential write without
+      // ownership, asks the service. Protections are set, not granted: Begin() leaves these
+      // pages alone. The protection is set even when the state says it is granted already: a
+      // whole-region revoke (mprotect ENOMEM) drops it without changing their states.
+      const bool local = (m & kModelMask) == kLocal;
+      // A migratory page is touched only where it lives: any access needs it owned here.
+      const bool exclusive = (m & kModelMask) == kMigratory;
+      // Another node's local page: every touch asks the service, which refuses it (a zero
+      // page and a sticky error); once refused, this touch goes on over the zeros.
+      const bool foreign = local && !(m & kHere);
+      const bool may = foreign ? waited && s != kInvalid : s != kInvalid && (!(write || exclusive) || (m & kHere));
+      if (!may) {
+        lock_.Unlock();
+        stats_.Inc(kServiceFaults);
+        if (!ring_.PostAndWait(page, write || exclusive ? uint32_t(kRequestWrite) : 0u)) {
+          Fatal("the page is not present on this node and the service thread is not running", page, 0);
+        }
+        if (!Lock()) Fatal("re-entered page-table lock", page, 0);
+        waited = true;
+        continue;
+      }
+      const bool rw = write || exclusive || (local && (m & kHere));
+      const int prot = rw ? PROT_READ | PROT_WRITE : PROT_READ;
+      // Granted (revoked at the next Begin()) for a foreign local page: the next
+      // transaction's touch is refused again.
+      if (!(foreign ? prot_.Grant(page, prot) : prot_.Set(page, prot))) Fatal("mprotect of the app view failed", page, errno);
+      pt_.set_state(page, rw ? kWrite : kRead);
+      stats_.Inc(write ? kWriteFaults : kReadFaults);
+      break;
+    }
     if (s == kInvalid) {
       lock_.Unlock();
       stats_.Inc(kServiceFaults);
@@ -150,6 +184,10 @@ void Dsm::Begin() {
   if (!prot_.RevokeGranted()) Fatal("revoking page access failed", 0, errno);
   readSet_.Clear();
   txShadows_.Clear();
+  {
+    std::lock_guard<std::mutex> g(modelsMu_);
+    declared_.clear();
+  }
   doomed_.store(false, std::memory_order_release);
   doomCause_.store(kNoCause, std::memory_order_release);
   live_.store(true, std::memory_order_release);
@@ -213,6 +251,11 @@ void Dsm::Abort() {
   });
   RestoreShadows(txShadows_);
   readSet_.Clear();
+  {
+    // The run's allocations vanish with it, and so do their models.
+    std::lock_guard<std::mutex> g(modelsMu_);
+    declared_.clear();
+  }
   live_.store(false, std::memory_order_release);
   doomed_.store(false, std::memory_order_release);
   stats_.Inc(kAborts);
@@ -259,6 +302,15 @@ void Dsm::Commit(uint64_t time, uint16_t owner, std::vector<uint32_t>* pages, st
   });
   txShadows_.Clear();
   readSet_.Clear();
+  {
+    std::lock_guard<std::mutex> g(modelsMu_);
+    for (ModelChange c : declared_) {
+      SetModelLocked(c.first, c.count, c.model, owner, true);
+      c.time = time;
+      committedModels_.push_back(c);
+    }
+    declared_.clear();
+  }
   live_.store(false, std::memory_order_release);
   stats_.Inc(kCommits);
   lock_.Unlock();
@@ -314,6 +366,9 @@ int Dsm::ApplyCommit(uint64_t time, uint16_t owner, const uint32_t* pages, uint3
       memcpy(&prev, changes + at[i], 8);
       memcpy(&len, changes + at[i] + 8, 4);
     }
+    // A page allocated outside transactional consistency since (its model arrived ahead
+    // of the commits before it): no transactional commit speaks for it any more.
+    if ((pt_.model(page) & kModelMask) != kTransactional) continue;
     const uint8_t s = pt_.state(page);
     if (!changesLen || len == kNotCarried || s == kInvalid || pt_.version(page) != prev || time <= prev) {
       if (InvalidateLocked(page, time, owner)) doomed = true;
@@ -445,7 +500,8 @@ bool Dsm::ClaimInvalid(const uint32_t* pages, const uint64_t* versions, uint32_t
   installsInFlight_.fetch_add(1, std::memory_order_acq_rel);
   for (uint32_t i = 0; i < count; i++) {
     const uint32_t page = pages[i];
-    if (pt_.state(page) == kInvalid && versions[i] >= pt_.version(page) && !claimed_[page]) {
+    if (pt_.state(page) == kInvalid && versions[i] >= pt_.version(page) && !claimed_[page] &&
+        (pt_.model(page) & kModelMask) == kTransactional) {
       claimed_[page] = 1;
       take->push_back(i);
     }

@@ -136,6 +136,37 @@ class Dsm {
   // The lost page number, or -1; taking it clears it.
   int64_t TakeLost() { return lost_.exchange(-1, std::memory_order_acq_rel); }
 
+  // ---- consistency models (models.cc; DESIGN.md "Consistency models") ----
+  // App thread, inside a transaction: `count` pages from `first` take `model` (PageModel,
+  // kTransactional for pages freed) when the transaction commits; an abort forgets it.
+  void DeclareModel(uint32_t first, uint32_t count, uint8_t model);
+  struct ModelChange {
+    uint64_t time;  // of the commit that made it
+    uint32_t first, count;
+    uint8_t model;
+  };
+  // Service thread: the model changes of this node's commits up to `time`, oldest first;
+  // every member gets them ahead of the commit.
+  void TakeModelChanges(uint64_t time, std::vector<ModelChange>* out);
+  // Sets the model of pages another node's commit allocated (`owner`) or freed.
+  void SetModel(uint32_t first, uint32_t count, uint8_t model, uint16_t owner);
+  // Sequential and migratory pages, service thread (the model byte keeps its model). The owner gives a copy of `page` (into `out`): it keeps
+  // a read-only copy (`drop` false, a reader's request) or none (`drop`, ownership goes to
+  // `newOwner`). False when this node holds no copy.
+  bool ShareSequential(uint32_t page, uint8_t* out, bool drop, uint16_t newOwner);
+  // A copy arrived from the owner (`data`; null: zeros, or the copy held here): read-only, or
+  // with `own` this node is the owner and no other copy exists.
+  void InstallSequential(uint32_t page, const uint8_t* data, bool own, uint16_t owner);
+  // Another node takes ownership: this node's copy goes.
+  void DropSequential(uint32_t page, uint16_t newOwner);
+  // The owner has invalidated every other copy: its writes need no message any more.
+  void OwnSequential(uint32_t page);
+  // A local page of another node was touched here: the toucher reads zeros it must not rely
+  // on (the page is never sent), the live transaction is doomed and the next DSM call on the
+  // app thread reports it (TakeLocalTouched).
+  void RefuseLocal(uint32_t page);
+  int64_t TakeLocalTouched() { return localTouched_.exchange(-1, std::memory_order_acq_rel); }
+
   Region& region() { return region_; }
   CommitChannel& channel() { return channel_; }
   PageTable& pages() { return pt_; }
@@ -155,6 +186,7 @@ class Dsm {
   bool Lock() { return lock_.Lock(); }
   // Invalidate() with the lock held.
   bool InvalidateLocked(uint32_t page, uint64_t version, uint16_t owner);
+  void SetModelLocked(uint32_t first, uint32_t count, uint8_t model, uint16_t owner, bool mine);
   // Dooms the live transaction (lock held), remembering the first cause.
   void DoomLocked(uint32_t page, uint16_t node);
 
@@ -181,6 +213,12 @@ class Dsm {
   RequestRing ring_;
   CommitChannel channel_;
   std::atomic<int64_t> lost_{-1};
+  std::atomic<int64_t> localTouched_{-1};
+  // Model declarations of the live transaction, and of commits made here not yet taken by
+  // the service (app thread and service thread; never the fault handler).
+  std::mutex modelsMu_;
+  std::vector<ModelChange> declared_;
+  std::vector<ModelChange> committedModels_;
   std::atomic<uint32_t> lastReadFault_{UINT32_MAX};
   Stats stats_{};
   SpinLock lock_;

@@ -23,13 +23,50 @@ bool Protections::Grant(uint32_t page, int prot) {
 }
 
 bool Protections::RevokeAll() {
-  if (mprotect(region_->app(), region_->size(), PROT_NONE) != 0) return false;
+  const unsigned shift = region_->pageShift();
+  uint32_t from = 0;
+  for (uint32_t i = 0; i <= untrackedCount_; i++) {
+    const uint32_t to = i < untrackedCount_ ? untracked_[i].first : region_->numPages();
+    if (to > from && mprotect(region_->AppPage(from), size_t(to - from) << shift, PROT_NONE) != 0) return false;
+    if (i < untrackedCount_) from = untracked_[i].end;
+  }
+  bool ok = true;
   granted_.ForEach([&](uint32_t p) {
-    if (IsAccessible(pt_->state(p))) pt_->set_state(p, kValidUnmapped);
+    if (!IsAccessible(pt_->state(p))) return;
+    // A granted page inside an untracked range (another node's local page, touched; a page
+    // granted before its model changed) was skipped above: revoked alone.
+    if (Untracked(p) && mprotect(region_->AppPage(p), region_->pageSize(), PROT_NONE) != 0) ok = false;
+    pt_->set_state(p, kValidUnmapped);
   });
+  if (!ok) return false;
   granted_.Clear();
   stats_->Inc(kProtectionResets);
   return true;
+}
+
+bool Protections::Untracked(uint32_t page) const {
+  uint32_t lo = 0, hi = untrackedCount_;
+  while (lo < hi) {
+    const uint32_t mid = (lo + hi) / 2;
+    if (untracked_[mid].end <= page) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < untrackedCount_ && untracked_[lo].first <= page;
+}
+
+void Protections::SetUntracked(uint32_t first, uint32_t count, bool untracked) {
+  uint32_t i = 0;
+  while (i < untrackedCount_ && untracked_[i].first < first) i++;
+  const bool present = i < untrackedCount_ && untracked_[i].first == first;
+  if (untracked && !present) {
+    if (untrackedCount_ == kMaxUntracked) return;
+    for (uint32_t k = untrackedCount_; k > i; k--) untracked_[k] = untracked_[k - 1];
+    untracked_[i] = {first, first + count};
+    untrackedCount_++;
+  } else if (!untracked && present) {
+    for (uint32_t k = i; k + 1 < untrackedCount_; k++) untracked_[k] = untracked_[k + 1];
+    untrackedCount_--;
+  }
 }
 
 bool Protections::SetRuns(const uint32_t* pages, uint32_t count, int prot) {

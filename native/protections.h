@@ -38,8 +38,16 @@ class Protections {
   // revoke. An optimisation, never needed for progress: false (nothing granted, states
   // unchanged) when the kernel refuses, e.g. with too many memory areas.
   bool GrantRuns(const uint32_t* pages, uint32_t count, int prot);
-  // One mprotect over the whole region.
+  // Revokes the whole region but the untracked ranges (one mprotect per gap between them).
   bool RevokeAll();
+  // Pages of the consistency models outside transactions keep their protection across
+  // revokes: their access is never recorded, and revoking it would cost every one of them a
+  // local fault after each transaction that revokes the whole region. Blocks as allocated
+  // (SetModel); past kMaxUntracked blocks the extra ones are revoked like any page (their
+  // next touch faults and is granted again in the handler).
+  void SetUntracked(uint32_t first, uint32_t count, bool untracked);
+  static constexpr uint32_t kMaxUntracked = 1024;
+  bool Untracked(uint32_t page) const;
   // Sets `prot` on `count` pages from `pages`, merging consecutive page numbers into one call.
   bool SetRuns(const uint32_t* pages, uint32_t count, int prot);
   uint32_t grantedCount() const { return granted_.count(); }
@@ -49,6 +57,11 @@ class Protections {
   PageTable* pt_ = nullptr;
   Stats* stats_ = nullptr;
   PageSet granted_;
+  struct Range {
+    uint32_t first, end;
+  };
+  Range untracked_[kMaxUntracked];  // sorted, disjoint
+  uint32_t untrackedCount_ = 0;
 };
 
 }  // namespace dsm

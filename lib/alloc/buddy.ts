@@ -5,7 +5,7 @@
 // zero, and allocating or splitting a block touches none of its pages.
 import { OutOfMemoryError } from './errors';
 import type { Journal } from './journal';
-import { PageKind, SB } from './layout';
+import { MODEL_TAG, PageKind, SB } from './layout';
 
 export interface Words {
   readonly u8: Uint8Array;
@@ -38,6 +38,15 @@ export class Buddy {
   }
   setKind(page: number, k: number): void {
     this.journal.w8(this.kindsAt + page, k);
+  }
+  /** The model of the allocated block starting at `page` (MODELS; 0 for transactional). */
+  model(page: number): number {
+    const w = this.m.u32[this.link(page)];
+    return (w & 0xff000000) === MODEL_TAG ? w & 0xff : 0;
+  }
+  /** Records a non-transactional block's model (an allocated block's links are unused). */
+  setModel(page: number, model: number): void {
+    this.journal.w32(this.link(page), (MODEL_TAG | model) >>> 0);
   }
   private link(page: number): number {
     return (this.linksAt >>> 2) + 2 * page;

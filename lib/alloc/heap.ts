@@ -7,7 +7,7 @@ import { checkKeys } from '../options';
 import { HeapLayoutError, InvalidFreeError, OutOfMemoryError, RootError } from './errors';
 import { Journal } from './journal';
 import { Zones } from './zones';
-import { type AllocKind, CHUNK_BITMAP, CHUNK_ORDER, CHUNK_PAGES, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, type Geometry, geometry, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, SPARE_KIND, tagOf } from './layout';
+import { type AllocKind, type Model, MODELS, CHUNK_BITMAP, CHUNK_ORDER, CHUNK_PAGES, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, type Geometry, geometry, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, SPARE_KIND, tagOf } from './layout';
 
 /** What the heap needs from its node. */
 export interface HeapView {
@@ -18,11 +18,14 @@ export interface HeapView {
   readonly regionSize: number;
 }
 
+/** Inside a transaction: pages that take a model when it commits (native declareModel). */
+export type DeclareModel = (firstPage: number, count: number, model: number) => void;
+
 /** Runs a function as a transaction on the node (used to format or check the superblock). */
 export type RunTransaction = <T>(fn: () => T) => Promise<T>;
 
 const encoder = new TextEncoder();
-const ALLOC_OPTIONS = ['kind'];
+const ALLOC_OPTIONS = ['kind', 'model'];
 
 export class Heap {
   private buddy!: Buddy;
@@ -57,6 +60,7 @@ export class Heap {
   constructor(
     private readonly view: HeapView,
     states: Uint8Array,
+    private readonly declareModel?: DeclareModel,
   ) {
     this.u32 = view.u32;
     this.pageWords = view.pageSize >>> 2;
@@ -102,21 +106,43 @@ export class Heap {
   }
 
   /** Inside a transaction: allocates `size` bytes (zeroed); returns the byte offset into the region. */
-  alloc(size: number, opts?: { kind?: AllocKind }): number {
+  alloc(size: number, opts?: { kind?: AllocKind; model?: Model }): number {
     // The common case first: a small ordinary object, no options.
     if (opts === undefined && size > 0 && size <= SMALL_MAX && (size | 0) === size) return this.allocSmall(0, CLASS_OF[(size + 15) >> 4]);
     if (!Number.isSafeInteger(size) || size <= 0) throw new InvalidOptionError(`tx.alloc: the size must be a positive whole number of bytes, got ${String(size)}`);
     checkKeys('tx.alloc', opts, ALLOC_OPTIONS);
     const kind = KINDS[opts?.kind ?? 'normal'];
     if (kind === undefined) throw new InvalidOptionError(`tx.alloc: kind must be one of ${Object.keys(KINDS).join(', ')}, got ${String(opts?.kind)}`);
+    const model = MODELS[opts?.model ?? 'transactional'];
+    if (model === undefined) throw new InvalidOptionError(`tx.alloc: model must be one of ${Object.keys(MODELS).join(', ')}, got ${String(opts?.model)}`);
+    if (model !== MODELS.transactional) return this.allocModel(size, model);
     if (size <= SMALL_MAX) return this.allocSmall(kind, CLASS_OF[(size + 15) >> 4]);
-    // Whole pages: free memory is kept zero, so nothing to clear.
+    return this.allocPages(size);
+  }
+
+  /** Whole pages: free memory is kept zero, so nothing to clear. */
+  private allocPages(size: number): number {
     const order = Math.ceil(Math.log2(Math.ceil(size / this.view.pageSize)));
     let page = this.buddy.tryAlloc(order);
     // The zones' spare chunks go back to the manager before a large object is refused.
     if (page === 0 && this.zones.reclaimAll() > 0) page = this.buddy.tryAlloc(order);
     if (page === 0) throw new OutOfMemoryError(size);
     return page * this.view.pageSize;
+  }
+
+  /**
+   * A non-transactional allocation: whole pages of its own (a block of 2^k pages, all of
+   * which take the model), its model recorded in the region and declared to the native
+   * page table, which applies it when the transaction commits (an abort forgets it with
+   * the allocation).
+   */
+  private allocModel(size: number, model: number): number {
+    if (!this.declareModel) throw new InvalidOptionError('tx.alloc: this node cannot allocate non-transactional pages');
+    const ptr = this.allocPages(size);
+    const page = ptr / this.view.pageSize;
+    this.buddy.setModel(page, model);
+    this.declareModel(page, 1 << (this.buddy.kind(page) & 0x3f), model);
+    return ptr;
   }
 
   /** The allocator header page of `node` (0: none yet). */
@@ -219,7 +245,14 @@ export class Heap {
     if ((k & 0xc0) === PageKind.allocated) {
       if (ptr % ps !== 0) throw new InvalidFreeError(ptr, 'not the start of an allocation');
       const order = k & 0x3f;
-      v.u8.fill(0, ptr, ptr + (ps << order)); // free memory is kept zero
+      const model = this.buddy.model(page);
+      if (model === MODELS.transactional) {
+        v.u8.fill(0, ptr, ptr + (ps << order)); // free memory is kept zero
+      } else {
+        // Not transactional pages: the commit zeroes them on every node (native SetModel)
+        // and they are transactional again from then on.
+        this.declareModel?.(page, 1 << order, MODELS.transactional);
+      }
       this.buddy.free(page, order);
       return;
     }

@@ -90,6 +90,17 @@ export const ZONE_REFILLS_AT = ZONE_AT - 1;
 export const ZONE_LOW = 1;
 /** ...up to this many on its first refill, in one take from the buddy manager, twice as many on each next one, up to ZONE_MAX. */
 export const ZONE_HIGH = 8;
+/**
+ * Consistency models of allocations (DESIGN.md "Consistency models"); the numbers are the
+ * native page table's (native/page_table.h PageModel). Non-transactional allocations get
+ * whole pages, so objects of different models never share a page; the model is recorded
+ * in the buddy link table's first word of the block's first page (unused while the block is
+ * allocated), tagged with MODEL_TAG (a page number there never reaches bit 24).
+ */
+export const MODELS = { transactional: 0, local: 1, sequential: 2, migratory: 3 } as const;
+export type Model = keyof typeof MODELS;
+export const MODEL_TAG = 0x4d000000;
+
 /** Allocator kinds (Plurix): ordinary, read-mostly, node-private. Each has its own pages. */
 export const KINDS = { normal: 0, readMostly: 1, private: 2 } as const;
 export type AllocKind = keyof typeof KINDS;

@@ -32,6 +32,7 @@ import { Links } from './links';
 import { Membership } from './membership';
 import { Pager } from './pager';
 import { PageServing } from './page_serving';
+import { Sequential } from './sequential';
 import { Recovery } from './recovery';
 import { type Durability, Replication } from './replication';
 import { decode } from './protocol';
@@ -93,6 +94,11 @@ const handlers: Record<number, Handler> = {
   [Msg.ResendRequest]: (n, from, p) => n.commits.onResendRequest(from, p),
   [Msg.PageRequest]: (n, from, p) => n.serving.onRequest(from, p),
   [Msg.PageReply]: (n, from, p) => n.pager.onReply(from, p),
+  [Msg.ModelSet]: (n, from, p) => n.sequential.onModelSet(from, p),
+  [Msg.SeqRequest]: (n, from, p) => n.sequential.onRequest(from, p),
+  [Msg.SeqReply]: (n, from, p) => n.sequential.onReply(from, p),
+  [Msg.SeqInvalidate]: (n, from, p) => n.sequential.onInvalidate(from, p),
+  [Msg.SeqInvalidateAck]: (n, from, p) => n.sequential.onAck(from, p),
   [Msg.LeasePing]: (n, from, p) => n.lease.onPing(from, p),
   [Msg.LeaseEcho]: (n, from, p) => n.lease.onEcho(from, p),
   [Msg.Removed]: (n, from, p) => n.membership.onRemoved(from, p),
@@ -119,6 +125,7 @@ export class Cluster {
   readonly replication: Replication;
   readonly pager: Pager;
   readonly serving: PageServing;
+  readonly sequential: Sequential;
   readonly data: DataChannels;
   readonly recovery: Recovery;
   readonly leaving: Leaving;
@@ -153,6 +160,7 @@ export class Cluster {
     this.replication = new Replication(this, config.durability, config.replicas);
     this.pager = new Pager(this);
     this.serving = new PageServing(this);
+    this.sequential = new Sequential(this);
     this.data = new DataChannels(this);
     this.recovery = new Recovery(this);
     this.leaving = new Leaving(this);
@@ -280,8 +288,9 @@ export class Cluster {
 
   // ---- the app's requests (service.ts) ----
 
-  fetch(slot: number, page: number): void {
-    this.pager.fetch(slot, page);
+  fetch(slot: number, page: number, write: boolean): void {
+    if (this.sequential.handles(page)) this.sequential.fault(slot, page, write);
+    else this.pager.fetch(slot, page);
   }
 
   dataReceived(done: Float64Array): void {

@@ -266,6 +266,10 @@ export class Commits {
   /** A commit made here (natively committed already): tell everyone, and wait for its backups. */
   private made(rec: CommitRecord, to: Iterable<Member>): void {
     const n = this.n;
+    // Pages this commit allocated outside transactional consistency: their model reaches
+    // every member before the commit does (same connections, in order).
+    to = [...to];
+    n.sequential.announce(rec.time, to);
     const c = rec.changes && carried(rec.changes, n.config.pageSize, CHANGES_LIMIT);
     // The log keeps (and re-sends) what the backups got.
     if (c) rec.changes = c.backups;

@@ -47,7 +47,9 @@ export class Leaving {
     await n.log.waitApplied(t.time);
     const mine: number[] = [];
     const { owners, versions } = n.table;
-    for (let p = 0; p < owners.length; p++) if (owners[p] === n.id && versions[p] !== 0n) mine.push(p);
+    // Non-transactional pages are not handed over: a leaving node takes its local and
+    // sequential pages with it (README "Consistency models").
+    for (let p = 0; p < owners.length; p++) if (owners[p] === n.id && versions[p] !== 0n && !n.sequential.handles(p)) mine.push(p);
     for (let i = 0; i < mine.length; i += READ_AHEAD_MAX) {
       const pages = Uint32Array.from(mine.slice(i, i + READ_AHEAD_MAX));
       const batch = { reqId: 0, page: pages[0], status: PageStatus.ok, pages, versions: Float64Array.from(pages, (p) => Number(versions[p])), owners: new Uint16Array(pages.length).fill(successor) };

@@ -158,6 +158,7 @@ export class Membership {
       n.links.drop(id, 'removed');
       n.data.drop(id);
       n.token.forget(id);
+      n.sequential.memberGone(id);
       n.ev.event('peer-leave', id);
     }
     for (const m of k.members) if (!before.has(m.id) && m.id !== n.id) n.ev.event('peer-join', m.id);

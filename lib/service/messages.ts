@@ -76,4 +76,9 @@ export interface ServiceStats {
   seenTime: number;
   /** Members whose page replies come over a data channel (read natively). */
   dataChannels: number[];
+  /**
+   * Non-transactional pages served here: read copies sent, ownership handed on,
+   * invalidations sent, requests forwarded along owner hints, local pages refused.
+   */
+  sequential: { readFetches: number; ownershipMoves: number; invalidationsSent: number; forwarded: number; localRefused: number };
 }

@@ -65,7 +65,9 @@ export class PageServing {
       return;
     }
     const owner = table.owners[req.page];
-    const here = table.states[req.page] !== 0;
+    // Pages of the other models are served by their own protocol (sequential.ts), and a
+    // local page never leaves its node: never from here.
+    const here = table.states[req.page] !== 0 && !n.sequential.handles(req.page);
     if (!req.search && owner !== n.id && n.members.has(owner) && req.hops < MAX_HOPS && owner !== req.requester) {
       this.forwarded++;
       n.links.send(owner, Msg.PageRequest, encode.pageRequest({ ...req, hops: req.hops + 1 }));
@@ -85,7 +87,7 @@ export class PageServing {
     // Read-ahead pages: only those this node owns and holds, so every copy sent is current.
     while (count < max) {
       const p = req.page + count;
-      if (table.states[p] === 0 || table.owners[p] !== n.id || table.versions[p] === 0n) break;
+      if (table.states[p] === 0 || table.owners[p] !== n.id || table.versions[p] === 0n || n.sequential.handles(p)) break;
       count++;
     }
     const pages = new Uint32Array(count);

@@ -58,6 +58,15 @@ export const Msg = {
   SnapshotChunk: 42,
   /** Page server -> client: that was all. JSON { bytes, time, pages } or { error }. */
   SnapshotEnd: 43,
+  /** Committer -> members, ahead of the commit: (u32 first page, u32 count, u32 model) triples it allocated or freed (sequential.ts). */
+  ModelSet: 44,
+  /** Sequential page request, forwarded along the owner hints: u32 page | u16 requester | u8 write | u16 hops | u16 pages (read-ahead). */
+  SeqRequest: 45,
+  /** Owner -> requester: u32 page | u8 status (0 read copies, 1 ownership, 2 a local page: refused, 3 lost) | the pages. */
+  SeqReply: 46,
+  /** Owner -> copy holder: u32 first page | u16 new owner | u32 token | u16 pages. Answered at once by SeqInvalidateAck (u32 token). */
+  SeqInvalidate: 47,
+  SeqInvalidateAck: 48,
 } as const;
 
 export const NO_NODE = 0xffff;

@@ -111,7 +111,7 @@ export class Service {
           this.resolveLocally(page);
           this.native.completeRequest(slot);
         } else {
-          this.cluster.fetch(slot, page);
+          this.cluster.fetch(slot, page, (reqs[i + 2] & 1) !== 0);
         }
       } catch (e) {
         this.log('error', `resolving a fault on page ${page} failed: ${(e as Error).message}`);
@@ -167,6 +167,7 @@ export class Service {
       appliedTime: Number(this.time[0]),
       seenTime: Number(this.time[1]),
       dataChannels: c ? c.dataChannelOwners() : [],
+      sequential: c ? { ...c.sequential.counts } : { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0 },
     };
   }
 

@@ -13,9 +13,10 @@ afterAll(() => dsm.close());
 
 describe('option keys', () => {
   it('tx.alloc refuses unknown keys and non-object options; nothing is allocated', async () => {
-    const err = await dsm.transaction((tx: any) => tx.alloc(16, { model: 'x' })).catch((e: unknown) => e);
+    const err = await dsm.transaction((tx: any) => tx.alloc(16, { colour: 'x' })).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
-    expect(err.message).toMatch(/tx.alloc: unknown option "model"; it takes "kind"/);
+    expect(err.message).toMatch(/tx.alloc: unknown option "colour"; it takes "kind", "model"/);
+    await expect(dsm.transaction((tx: any) => tx.alloc(16, { model: 'x' }))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: /model must be one of transactional, local, sequential, got x/ });
     await expect(dsm.transaction((tx: any) => tx.alloc(16, 'readMostly'))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: /options must be an object, got string/ });
     await expect(dsm.transaction((tx: any) => tx.alloc(16, null))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
     expect(await dsm.transaction((tx: any) => tx.alloc(16, { kind: 'private' }))).toBeGreaterThan(0);

@@ -1,0 +1,154 @@
+// Consistency models: the Jacobi stencil of examples/jacobi (1024 x 1024 doubles, 40
+// sweeps, two 'sequential' grids, rows split between nodes started as child processes on
+// this host) on 1, 2 and 4 nodes, against the same sweeps over a local Float64Array in
+// this process, in the same run (speedup: the ratio of sweeps per second). Each DSM result
+// is checked equal to the local one bit for bit (the suite fails otherwise). Synchronised
+// per sweep with dsm.barrier, and on 2 nodes also with neighbour flags on 'sequential'
+// pages (no barrier); plus where the time goes: faults and invalidations per sweep. And a
+// migratory workload: two nodes taking turns on one page, against the same on a
+// 'sequential' page.
+// Prints one JSON line (see run.mjs).
+//
+// The machine's own ceiling, in the same run: N processes each sweeping its share of rows
+// over its own local Float64Array at once, with no communication and no synchronisation at
+// all. No DSM can beat that; on a 2-vCPU machine shared with other work it is the figure
+// that says what a speedup target can mean.
+import { fork } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { dsmJacobi, initRows, localJacobi, rowsOf, sweepRows } from '../../examples/jacobi/jacobi.mjs';
+
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+/** Sweeps rows of share `k` of `nodes` over a local grid; the milliseconds the sweeps took. */
+function share(n, sweeps, k, nodes) {
+  const a = new Float64Array(2 * n * n);
+  initRows(a, 0, n, 0, n);
+  initRows(a, n * n, n, 0, n);
+  const [r0, r1] = rowsOf(n, nodes, k);
+  sweepRows(a, 0, n * n, n, r0, r1); // JIT warm-up
+  let src = 0;
+  let dst = n * n;
+  const t0 = now();
+  for (let s = 0; s < sweeps; s++) {
+    sweepRows(a, src, dst, n, r0, r1);
+    [src, dst] = [dst, src];
+  }
+  return now() - t0;
+}
+
+/** Increments of word `at` for `ms` milliseconds, yielding to the event loop every 10. */
+async function incrementFor(dsm, at, ms) {
+  let k = 0;
+  const end = now() + ms;
+  while (now() < end) {
+    for (let i = 0; i < 10; i++) dsm.u32[at] += 1;
+    k += 10;
+    await new Promise((r) => setImmediate(r));
+  }
+  return k;
+}
+
+if (process.argv[2] === 'turns') {
+  // The other node of the turn-taking workload.
+  const require = createRequire(import.meta.url);
+  const { createNode } = require('../..');
+  const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  process.on('message', async (m) => {
+    if (m.cmd === 'go') {
+      const ptr = await dsm.transaction(() => dsm.root(m.root));
+      process.send(await incrementFor(dsm, ptr / 4 + 1, m.ms));
+    } else {
+      await dsm.close();
+      process.exit(0);
+    }
+  });
+  process.send('joined');
+  await new Promise(() => {});
+}
+
+/**
+ * Two nodes taking turns on one page, each incrementing its own word on it as fast as it
+ * can (yielding every 10): increments per second per node, the page 'migratory' and
+ * 'sequential'.
+ */
+async function turns() {
+  const require = createRequire(import.meta.url);
+  const { createNode } = require('../..');
+  const dsm = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  const c = fork(fileURLToPath(import.meta.url), ['turns', dsm.address]);
+  await new Promise((r) => c.once('message', r));
+  const out = {};
+  for (const model of ['migratory', 'sequential']) {
+    await dsm.transaction((tx) => tx.setRoot(model, tx.alloc(4096, { model })));
+    const ptr = dsm.root(model);
+    const theirs = new Promise((r) => c.once('message', r));
+    c.send({ cmd: 'go', root: model, ms: 1500 });
+    const mine = await incrementFor(dsm, ptr / 4, 1500);
+    out[model] = (mine + (await theirs)) / 2 / 1.5;
+  }
+  c.send({ cmd: 'close' });
+  await new Promise((r) => c.once('exit', r));
+  await dsm.close();
+  return out;
+}
+
+if (process.argv[2] === 'share') {
+  const [n, sweeps, k, nodes] = process.argv.slice(3).map(Number);
+  process.once('message', () => {
+    process.send(share(n, sweeps, k, nodes));
+    process.exit(0);
+  });
+  process.send('ready');
+  await new Promise(() => {});
+}
+
+/** The slowest of `nodes` processes sweeping their shares at once (no communication). */
+async function ceiling(n, sweeps, nodes) {
+  const children = [];
+  for (let k = 0; k < nodes; k++) {
+    const c = fork(fileURLToPath(import.meta.url), ['share', String(n), String(sweeps), String(k), String(nodes)]);
+    await new Promise((r) => c.once('message', r));
+    children.push(c);
+  }
+  const done = children.map((c) => new Promise((r) => c.once('message', r)));
+  for (const c of children) c.send('go');
+  return Math.max(...(await Promise.all(done)));
+}
+
+const N = 1024;
+const SWEEPS = 40;
+const rows = [];
+const row = (name, value, unit, baseline, baselineValue, target = null) =>
+  rows.push({ name, value, unit, baseline, baselineValue, ratio: baselineValue ? value / baselineValue : null, target });
+
+// Warm the kernel up (JIT) on both kinds of array before timing either.
+localJacobi(256, 5);
+const runs = [
+  { nodes: 1, sync: 'barrier' },
+  { nodes: 2, sync: 'barrier', target: '>= 1.6' },
+  { nodes: 4, sync: 'barrier' },
+  { nodes: 2, sync: 'flags' },
+];
+for (const { nodes, sync, target } of runs) {
+  // The local baseline right before each DSM run: the machine's load drifts.
+  const local = localJacobi(N, SWEEPS);
+  const r = await dsmJacobi({ nodes, n: N, sweeps: SWEEPS, reference: local.grid, sync });
+  if (!r.same) {
+    console.error(`Jacobi on ${nodes} nodes (${sync}) differs from the local sweep`);
+    process.exit(1);
+  }
+  const label = `Jacobi ${N}x${N}, ${SWEEPS} sweeps, ${nodes} node${nodes > 1 ? 's' : ''}, ${sync === 'flags' ? 'neighbour flags' : 'dsm.barrier'}`;
+  row(`${label}: sweeps per second`, SWEEPS / (r.ms / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3), target ?? null);
+  if (nodes > 1 && sync === 'barrier') {
+    row(`machine ceiling: ${nodes} processes sweeping their shares of local grids at once, no communication: sweeps per second`, SWEEPS / ((await ceiling(N, SWEEPS, nodes)) / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3));
+  }
+  if (nodes > 1) {
+    row(`${label}: faults through the service per sweep`, r.perSweep.serviceFaults, 'count', null, null);
+    row(`${label}: invalidations per sweep`, r.perSweep.invalidations, 'count', null, null);
+    row(`${label}: time sweeping, slowest node (the rest is synchronisation)`, Math.max(...r.computeMs), 'ms', 'whole run', r.ms);
+  }
+}
+const t = await turns();
+row("two nodes taking turns on one page, 'migratory' (1 ms hold): increments per second per node", t.migratory, '1/s', "the same on a 'sequential' page", t.sequential);
+console.log(JSON.stringify({ suite: 'models', rows }));

@@ -1,0 +1,184 @@
+// A Jacobi stencil as an SPMD program over the DSM: two n x n grids of doubles allocated
+// with the 'sequential' model, rows split between the nodes, one sweep reads one grid and
+// writes the other, then every node waits at a barrier (dsm.barrier; or, with sync 'flags',
+// only for its neighbours, through flags on 'sequential' pages) and the grids swap. The rows next
+// to another node's share travel through the DSM (a read fault fetches a copy; the owner's
+// next write invalidates it). The same kernel runs over a local Float64Array for the
+// reference result and the baseline time.
+//
+// Used by run.mjs (the command-line example) and benchmarks/suites/models.mjs.
+import { fork } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const { createNode } = require('../..'); // in your own project: require('node-dsm')
+const SECRET = 'jacobi-example';
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+/** Initial value of cell (i, j): a hot top edge, a deterministic pattern inside. */
+function initial(n, i, j) {
+  if (i === 0) return 1;
+  if (i === n - 1 || j === 0 || j === n - 1) return 0;
+  return ((i * 31 + j * 17) % 101) / 101;
+}
+
+/** Fills rows [r0, r1) of the grid at element offset `off` of `a`. */
+export function initRows(a, off, n, r0, r1) {
+  for (let i = r0; i < r1; i++) for (let j = 0; j < n; j++) a[off + i * n + j] = initial(n, i, j);
+}
+
+/** One sweep over rows [r0, r1) (edges excluded): dst = mean of src's four neighbours. */
+export function sweepRows(a, src, dst, n, r0, r1) {
+  const lo = Math.max(r0, 1);
+  const hi = Math.min(r1, n - 1);
+  for (let i = lo; i < hi; i++) {
+    const row = src + i * n;
+    const out = dst + i * n;
+    for (let j = 1; j < n - 1; j++) a[out + j] = 0.25 * (a[row - n + j] + a[row + n + j] + a[row + j - 1] + a[row + j + 1]);
+  }
+}
+
+/** Rows of node `k` of `nodes`: an even split. */
+export function rowsOf(n, nodes, k) {
+  return [Math.floor((n * k) / nodes), Math.floor((n * (k + 1)) / nodes)];
+}
+
+/** The reference: `sweeps` sweeps over a local Float64Array; the final grid and the milliseconds the sweeps took. */
+export function localJacobi(n, sweeps) {
+  const a = new Float64Array(2 * n * n);
+  initRows(a, 0, n, 0, n);
+  initRows(a, n * n, n, 0, n);
+  let src = 0;
+  let dst = n * n;
+  const t0 = now();
+  for (let s = 0; s < sweeps; s++) {
+    sweepRows(a, src, dst, n, 0, n);
+    [src, dst] = [dst, src];
+  }
+  const ms = now() - t0;
+  return { grid: a.subarray(src, src + n * n), ms };
+}
+
+/**
+ * Waits until the neighbours of node `k` have finished sweep `s` - 1 (their flags, one
+ * 'sequential' page per node, say so). Jacobi needs no more than that: the rows a node reads
+ * next are its neighbours', and the rows it overwrites next only they read. A flag copy held
+ * here is read without any message; the neighbour's write of its flag invalidates it, and
+ * the next read fetches the new value. Spins a little, then lets the event loop run.
+ */
+async function waitNeighbours(u32, flags, pageWords, k, nodes, s) {
+  for (const j of [k - 1, k + 1]) {
+    if (j < 0 || j >= nodes) continue;
+    const at = flags / 4 + j * pageWords;
+    for (let spins = 0; u32[at] < s; spins++) if (spins > 200) await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** One node's part: waits for the grids, initialises its rows (taking their pages), sweeps. */
+async function party(dsm, k, nodes, n, sweeps, sync) {
+  await dsm.barrier('jacobi-alloc', nodes);
+  const [ga, gb, flags] = await dsm.transaction(() => [dsm.root('jacobi-a'), dsm.root('jacobi-b'), dsm.root('jacobi-flags')]);
+  const grids = [ga, gb];
+  const pageWords = dsm.pageSize / 4;
+  const [r0, r1] = rowsOf(n, nodes, k);
+  const a = dsm.f64;
+  let src = grids[0] / 8;
+  let dst = grids[1] / 8;
+  initRows(a, src, n, r0, r1);
+  initRows(a, dst, n, r0, r1);
+  await dsm.barrier('jacobi-init', nodes);
+  const before = { stats: dsm.stats(), cluster: await dsm.clusterStats() };
+  const t0 = now();
+  let computeMs = 0;
+  for (let s = 0; s < sweeps; s++) {
+    const c0 = now();
+    sweepRows(a, src, dst, n, r0, r1);
+    computeMs += now() - c0;
+    if (sync === 'flags') {
+      dsm.u32[flags / 4 + k * pageWords] = s + 1;
+      await waitNeighbours(dsm.u32, flags, pageWords, k, nodes, s + 1);
+    } else {
+      await dsm.barrier('jacobi-sweep', nodes);
+    }
+    [src, dst] = [dst, src];
+  }
+  const ms = now() - t0;
+  const after = { stats: dsm.stats(), cluster: await dsm.clusterStats() };
+  const d = (f) => f(after) - f(before);
+  return {
+    ms,
+    computeMs,
+    final: src * 8,
+    serviceFaults: d((x) => x.stats.faults.service),
+    localFaults: d((x) => x.stats.faults.read + x.stats.faults.write),
+    readCopiesServed: d((x) => x.cluster.sequential.readFetches),
+    invalidationsSent: d((x) => x.cluster.sequential.invalidationsSent),
+  };
+}
+
+/**
+ * Runs the stencil on `nodes` DSM nodes on this host (this process and nodes - 1 child
+ * processes on loopback) and checks the result against localJacobi bit for bit.
+ */
+export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier' }) {
+  const regionSize = Math.max(64 << 20, 2 ** Math.ceil(Math.log2(4 * n * n * 8)));
+  const dsm = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize, durability: 'none' });
+  const children = [];
+  try {
+    for (let k = 1; k < nodes; k++) {
+      const c = fork(fileURLToPath(import.meta.url), ['worker', dsm.address, String(k), String(nodes), String(n), String(sweeps), String(regionSize), sync]);
+      children.push(c);
+      await new Promise((resolve, reject) => {
+        c.once('message', resolve);
+        c.once('exit', (code) => reject(new Error(`worker ${k} exited with ${code} before joining`)));
+      });
+    }
+    await dsm.transaction((tx) => {
+      tx.setRoot('jacobi-a', tx.alloc(n * n * 8, { model: 'sequential' }));
+      tx.setRoot('jacobi-b', tx.alloc(n * n * 8, { model: 'sequential' }));
+      tx.setRoot('jacobi-flags', tx.alloc(nodes * dsm.pageSize, { model: 'sequential' }));
+    });
+    // Every node has joined: all can wait for all at a barrier now.
+    const results = children.map((c) => new Promise((resolve) => c.once('message', resolve)));
+    for (const c of children) c.send('go');
+    const mine = await party(dsm, 0, nodes, n, sweeps, sync);
+    const theirs = await Promise.all(results);
+    const all = [mine, ...theirs];
+    // Bit for bit: compare the doubles' bytes.
+    const got = new Uint8Array(dsm.u8.buffer, mine.final, n * n * 8);
+    const want = new Uint8Array(reference.buffer, reference.byteOffset, n * n * 8);
+    let same = got.length === want.length;
+    for (let i = 0; same && i < got.length; i++) same = got[i] === want[i];
+    const sum = (f) => all.reduce((s, r) => s + f(r), 0);
+    return {
+      ms: Math.max(...all.map((r) => r.ms)),
+      computeMs: all.map((r) => r.computeMs),
+      same,
+      perSweep: {
+        serviceFaults: sum((r) => r.serviceFaults) / sweeps,
+        localFaults: sum((r) => r.localFaults) / sweeps,
+        readCopies: sum((r) => r.readCopiesServed) / sweeps,
+        invalidations: sum((r) => r.invalidationsSent) / sweeps,
+      },
+    };
+  } finally {
+    for (const c of children) c.send('close');
+    await Promise.all(children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.once('exit', r)))));
+    await dsm.close();
+  }
+}
+
+if (process.argv[2] === 'worker') {
+  const [address, k, nodes, n, sweeps, regionSize, sync] = process.argv.slice(3);
+  const dsm = await createNode({ peers: [address], secret: SECRET, regionSize: Number(regionSize), durability: 'none' });
+  process.on('message', async (m) => {
+    if (m === 'go') {
+      process.send(await party(dsm, Number(k), Number(nodes), Number(n), Number(sweeps), sync));
+    } else if (m === 'close') {
+      await dsm.close();
+      process.exit(0);
+    }
+  });
+  process.send('joined');
+}

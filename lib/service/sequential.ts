@@ -1,0 +1,414 @@
+// Pages outside transactional consistency (DESIGN.md "Consistency models"; README "Consistency
+// models"): the sequential model's ownership protocol and the local model's refusal.
+//
+// Sequential pages follow IVY's multiple readers / single writer with invalidation, with
+// Li and Hudak's dynamic distributed manager for finding the owner: every node keeps a
+// probable owner per page (the page table's owner hint), and a request goes there and is
+// forwarded along the hints until it reaches the owner. A hint only ever names a node that
+// owned the page later than the node holding it (the allocator at first; the next owner
+// after a transfer or an invalidation; the owner that answered a read), so following hints
+// always ends at the owner, or at a node taking ownership right now, which holds the request
+// until it has the page.
+// - Read fault: ask the owner; it drops its own write access, sends a copy and remembers the
+//   reader in the page's copy set.
+// - Write fault on the owner: invalidate every copy in the copy set, wait for each
+//   acknowledgement, then write (the native handler grants it from then on without a message).
+// - Write fault elsewhere: ask the owner; it invalidates every other copy, waits for the
+//   acknowledgements, gives up its own copy and sends the page with ownership.
+// So after a write returns no other node holds the old contents. A node taking or handing
+// on a page holds requests for it meanwhile; invalidations are never held (no deadlock: an
+// acknowledgement never waits for anything).
+//
+// Migratory pages use the same ownership chain with no read copies: any access needs the
+// page here and owned, so a read fault moves it like a write, and an owner keeps a page it
+// received for at least MIGRATORY_HOLD_MS before handing it on.
+import { LOST_OWNER, Msg } from './protocol';
+import { WireError } from './wire';
+import type { Cluster } from './cluster';
+
+/** The native page table's models (native/page_table.h PageModel). */
+const MODEL_MASK = 0x7f;
+const HERE = 0x80;
+export const Model = { transactional: 0, local: 1, sequential: 2, migratory: 3 } as const;
+
+const enum ReplyStatus {
+  read = 0,
+  owner = 1,
+  /** The page is another node's local page: never sent. */
+  local = 2,
+  /** The node the hints led to was made owner by a recovery but holds no copy: the page's data died with its owner. */
+  lost = 3,
+}
+
+interface SeqRequest {
+  page: number;
+  requester: number;
+  write: boolean;
+  hops: number;
+  /** Read copies wanted from `page` on (read-ahead; 1 for writes). */
+  count: number;
+}
+
+/**
+ * An owner's write fault invalidates the copies of up to this many pages from the faulting
+ * one (those it owns): one round trip for a row of a grid instead of one per page.
+ */
+const INVALIDATE_RUN = 16;
+/**
+ * A migratory page stays at least this long where it arrived before it moves on (a request
+ * waits for the rest): measured with two nodes taking turns on one page (README).
+ */
+export const MIGRATORY_HOLD_MS = 1;
+/** Read faults ask for up to this many pages from the faulting one (read-ahead). */
+const READ_AHEAD = 4;
+/** A request forwarded more often than this is a bug in the hints: logged and dropped. */
+const MAX_HOPS = 64;
+
+export class Sequential {
+  private readonly models: Uint8Array;
+  private readonly page: Uint8Array;
+  /** Owner: the nodes holding a read copy, per page. */
+  private readonly copies = new Map<number, Set<number>>();
+  /** Pages this node is taking or handing on: requests for them wait here. */
+  private readonly busy = new Map<number, SeqRequest[]>();
+  /** Faulting slots waiting for a page. */
+  private readonly faults = new Map<number, number[]>();
+  /** When each migratory page owned here arrived (its hold time runs from then). */
+  private readonly arrived = new Map<number, number>();
+  /** The node each waiting fault's request went to. */
+  private readonly asked = new Map<number, { to: number; write: boolean }>();
+  /** Invalidations waiting for acknowledgements, by token. */
+  private readonly acks = new Map<number, { waiting: Set<number>; then: () => void }>();
+  private nextToken = 1;
+  /** Figures for dsm.clusterStats(). */
+  readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0 };
+
+  constructor(private readonly n: Cluster) {
+    this.models = n.native.pageModels();
+    this.page = new Uint8Array(n.config.pageSize);
+  }
+
+  /** True when `page` is not transactional (its faults come here). */
+  handles(page: number): boolean {
+    return (this.models[page] & MODEL_MASK) !== Model.transactional;
+  }
+
+  /** A fault the native handler could not resolve alone. */
+  fault(slot: number, page: number, write: boolean): void {
+    const n = this.n;
+    const m = this.models[page];
+    if ((m & MODEL_MASK) === Model.local) {
+      if (!(m & HERE)) {
+        this.counts.localRefused++;
+        n.native.refuseLocal(page);
+      }
+      n.native.completeRequest(slot);
+      return;
+    }
+    const waiting = this.faults.get(page);
+    if (waiting) {
+      // The handler looks again once woken: a write joining a read fetch asks again then.
+      waiting.push(slot);
+      return;
+    }
+    if (n.table.states[page] !== 0 && (!write || m & HERE)) {
+      n.native.completeRequest(slot);
+      return;
+    }
+    const owner = n.table.owners[page];
+    if ((owner === n.id && n.table.states[page] === 0) || owner === LOST_OWNER || (owner !== n.id && !n.members.has(owner))) {
+      // The owner died with the only copy it was sure of (copy sets die with it too).
+      this.lose(page);
+      n.native.completeRequest(slot);
+      return;
+    }
+    this.faults.set(page, [slot]);
+    this.busy.set(page, []);
+    if (owner === n.id) {
+      // The owner writes: its readers' copies go first, with those of the pages after it
+      // that it owns (a writer moving through an array writes them next: one round trip
+      // instead of one per page).
+      let end = page + 1;
+      while (end < page + INVALIDATE_RUN && end < n.config.numPages && (this.models[end] & MODEL_MASK) === Model.sequential &&
+        n.table.owners[end] === n.id && n.table.states[end] !== 0 && !this.busy.has(end) && !this.faults.has(end)) {
+        this.busy.set(end, []);
+        end++;
+      }
+      this.invalidateCopies(page, end - page, n.id, undefined, () => {
+        for (let q = page; q < end; q++) n.native.ownSequential(q);
+        for (let q = page + 1; q < end; q++) this.release(q);
+        this.done(page);
+      });
+      return;
+    }
+    // Reads ask for the pages after this one too while they are not here and have the same
+    // probable owner (a reader moving through an array reads them next).
+    let count = 1;
+    if (!write) {
+      while (count < READ_AHEAD && page + count < n.config.numPages && (this.models[page + count] & MODEL_MASK) === Model.sequential &&
+        n.table.states[page + count] === 0 && n.table.owners[page + count] === owner && !this.faults.has(page + count)) count++;
+    }
+    this.asked.set(page, { to: owner, write });
+    this.send(owner, { page, requester: n.id, write, hops: 0, count });
+  }
+
+  /**
+   * A sequential page whose data is gone (its owner died): the faulting thread goes on over
+   * zeros, owned here from now on, and the app gets ERR_DSM_PAGE_LOST from its next call.
+   */
+  private lose(page: number): void {
+    this.n.ev.log('warn', `sequential page ${page} was lost with the node that owned it`);
+    this.n.native.markLost(page);
+    this.n.native.installSequential(page, null, true, this.n.id);
+  }
+
+  private send(to: number, r: SeqRequest): void {
+    const b = Buffer.allocUnsafe(11);
+    b.writeUInt32LE(r.page, 0);
+    b.writeUInt16LE(r.requester, 4);
+    b.writeUInt8(r.write ? 1 : 0, 6);
+    b.writeUInt16LE(r.hops, 7);
+    b.writeUInt16LE(r.count, 9);
+    this.n.links.send(to, Msg.SeqRequest, b);
+  }
+
+  /** SeqRequest. */
+  onRequest(from: number, p: Buffer): void {
+    if (p.length !== 11) throw new WireError('a sequential page request has the wrong size');
+    const r: SeqRequest = { page: p.readUInt32LE(0), requester: p.readUInt16LE(4), write: p[6] === 1, hops: p.readUInt16LE(7), count: p.readUInt16LE(9) };
+    if (r.page >= this.n.config.numPages) throw new WireError('a sequential page request names a page outside the region');
+    if (r.count < 1 || r.count > READ_AHEAD || (r.write && r.count !== 1)) throw new WireError('a sequential page request asks for a bad number of pages');
+    if (r.hops === 0 && r.requester !== from) throw new WireError(`a sequential page request naming node ${r.requester} came from node ${from}`);
+    this.serve(r);
+  }
+
+  private serve(r: SeqRequest): void {
+    const n = this.n;
+    // Our own request, led back here after we got the page another way (a request re-sent
+    // after a member died): nothing to do.
+    if (!n.members.has(r.requester) || r.requester === n.id) return;
+    const m = this.models[r.page] & MODEL_MASK;
+    if (m === Model.local) return this.reply(r.requester, r.page, ReplyStatus.local, undefined);
+    const held = this.busy.get(r.page);
+    if (held) {
+      held.push(r);
+      return;
+    }
+    const owner = n.table.owners[r.page];
+    if (owner !== n.id && (owner === LOST_OWNER || !n.members.has(owner))) {
+      // The chain leads through a node that is gone: the page is reported lost (its owner
+      // may have been that node; a search of every member is not built yet).
+      this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
+      return;
+    }
+    if (owner !== n.id || (m !== Model.sequential && m !== Model.migratory)) {
+      if (r.hops >= MAX_HOPS || owner === r.requester) {
+        n.ev.log('warn', `a sequential page request for page ${r.page} from node ${r.requester} found no owner (hint ${owner}); dropped`);
+        return;
+      }
+      this.counts.forwarded++;
+      this.send(owner, { ...r, hops: r.hops + 1 });
+      return;
+    }
+    if (n.table.states[r.page] === 0) {
+      // Made owner by a recovery without a copy.
+      this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
+      return;
+    }
+    if (m === Model.migratory) {
+      // Any access moves a migratory page, but not before it has been here MIGRATORY_HOLD_MS:
+      // two nodes taking turns on it would otherwise move it on every access (thrashing).
+      const held = performance.now() - (this.arrived.get(r.page) ?? -Infinity);
+      if (held < MIGRATORY_HOLD_MS) {
+        this.busy.set(r.page, [r]);
+        setTimeout(() => this.release(r.page), MIGRATORY_HOLD_MS - held);
+        return;
+      }
+      r = { ...r, write: true, count: 1 };
+    }
+    if (!r.write) {
+      // The pages asked for after the first: those owned here, in a row, not being moved.
+      let count = 1;
+      while (count < r.count && r.page + count < n.config.numPages && (this.models[r.page + count] & MODEL_MASK) === Model.sequential &&
+        n.table.owners[r.page + count] === n.id && n.table.states[r.page + count] !== 0 && !this.busy.has(r.page + count)) count++;
+      const data = new Uint8Array(count * n.config.pageSize);
+      for (let i = 0; i < count; i++) {
+        const q = r.page + i;
+        this.counts.readFetches++;
+        n.native.shareSequential(q, this.page, false, 0);
+        data.set(this.page, i * n.config.pageSize);
+        let c = this.copies.get(q);
+        if (!c) this.copies.set(q, (c = new Set()));
+        c.add(r.requester);
+      }
+      this.reply(r.requester, r.page, ReplyStatus.read, data);
+      return;
+    }
+    this.counts.ownershipMoves++;
+    this.busy.set(r.page, []);
+    this.invalidateCopies(r.page, 1, r.requester, r.requester, () => {
+      n.native.shareSequential(r.page, this.page, true, r.requester);
+      this.reply(r.requester, r.page, ReplyStatus.owner, this.page);
+      this.release(r.page);
+    });
+  }
+
+  /** Invalidates every copy of `count` pages from `page` but `except`'s; `then` runs once all acknowledged. */
+  private invalidateCopies(page: number, count: number, newOwner: number, except: number | undefined, then: () => void): void {
+    const waiting = new Set<number>();
+    for (let q = page; q < page + count; q++) {
+      const c = this.copies.get(q);
+      if (!c) continue;
+      this.copies.delete(q);
+      for (const id of c) if (id !== except && this.n.members.has(id)) waiting.add(id);
+    }
+    if (waiting.size === 0) return then();
+    const token = this.nextToken;
+    this.nextToken = (this.nextToken + 1) >>> 0 || 1;
+    this.acks.set(token, { waiting, then });
+    const b = Buffer.allocUnsafe(12);
+    b.writeUInt32LE(page, 0);
+    b.writeUInt16LE(newOwner, 4);
+    b.writeUInt32LE(token, 6);
+    b.writeUInt16LE(count, 10);
+    for (const id of waiting) {
+      this.counts.invalidationsSent++;
+      this.n.links.send(id, Msg.SeqInvalidate, b);
+    }
+  }
+
+  /** SeqInvalidate: drop the copy, acknowledge at once. */
+  onInvalidate(from: number, p: Buffer): void {
+    if (p.length !== 12) throw new WireError('a sequential invalidation has the wrong size');
+    const page = p.readUInt32LE(0);
+    const count = p.readUInt16LE(10);
+    if (count === 0 || page >= this.n.config.numPages || count > this.n.config.numPages - page) {
+      throw new WireError('a sequential invalidation names pages outside the region');
+    }
+    const owner = p.readUInt16LE(4);
+    for (let q = page; q < page + count; q++) if ((this.models[q] & MODEL_MASK) === Model.sequential) this.n.native.dropSequential(q, owner);
+    this.n.links.send(from, Msg.SeqInvalidateAck, p.subarray(6, 10));
+  }
+
+  /** SeqInvalidateAck. */
+  onAck(from: number, p: Buffer): void {
+    if (p.length !== 4) throw new WireError('a sequential invalidation acknowledgement has the wrong size');
+    this.acknowledged(p.readUInt32LE(0), from);
+  }
+
+  private acknowledged(token: number, from: number): void {
+    const a = this.acks.get(token);
+    if (!a || !a.waiting.delete(from) || a.waiting.size > 0) return;
+    this.acks.delete(token);
+    a.then();
+  }
+
+  /**
+   * A member left (its configuration applied, so the page table names the pages' new
+   * owners): it holds no copy to acknowledge any more, and requests it was asked go to the
+   * new owner, or fail as lost.
+   */
+  memberGone(id: number): void {
+    for (const [token, a] of [...this.acks]) if (a.waiting.has(id)) this.acknowledged(token, id);
+    for (const c of this.copies.values()) c.delete(id);
+    for (const [page, a] of [...this.asked]) {
+      if (a.to !== id) continue;
+      const owner = this.n.table.owners[page];
+      if (owner === this.n.id || owner === LOST_OWNER || !this.n.members.has(owner)) {
+        this.lose(page);
+        this.done(page);
+      } else {
+        a.to = owner;
+        this.send(owner, { page, requester: this.n.id, write: a.write, hops: 0, count: 1 });
+      }
+    }
+  }
+
+  private reply(to: number, page: number, status: ReplyStatus, data: Uint8Array | undefined): void {
+    const b = Buffer.allocUnsafe(5 + (data ? data.length : 0));
+    b.writeUInt32LE(page, 0);
+    b[4] = status;
+    if (data) b.set(data, 5);
+    this.n.links.send(to, Msg.SeqReply, b);
+  }
+
+  /** SeqReply. */
+  onReply(from: number, p: Buffer): void {
+    const n = this.n;
+    if (p.length < 5) throw new WireError('a sequential page reply is too short');
+    const page = p.readUInt32LE(0);
+    if (page >= n.config.numPages) throw new WireError('a sequential page reply names a page outside the region');
+    const status = p[4];
+    // Ownership is taken even when no fault waits for it any more (a re-sent request's
+    // second answer): the sender has dropped its copy, so refusing would lose the page.
+    if (!this.faults.has(page) && status !== ReplyStatus.owner) return;
+    if (status === ReplyStatus.lost) {
+      this.lose(page);
+    } else if (status === ReplyStatus.local) {
+      this.counts.localRefused++;
+      n.native.refuseLocal(page);
+    } else {
+      const ps = n.config.pageSize;
+      const count = (p.length - 5) / ps;
+      const own = status === ReplyStatus.owner;
+      if (own) this.arrived.set(page, performance.now());
+      if (!Number.isInteger(count) || count < 1 || (own && count !== 1) || page + count > n.config.numPages) {
+        throw new WireError('a sequential page reply has the wrong size');
+      }
+      n.native.installSequential(page, p.subarray(5, 5 + ps), own, own ? n.id : from);
+      // Read-ahead copies: installed unless this node holds the page already (or is taking it).
+      for (let i = 1; i < count; i++) {
+        const q = page + i;
+        if (n.table.states[q] === 0 && !this.busy.has(q) && (this.models[q] & MODEL_MASK) === Model.sequential) {
+          n.native.installSequential(q, p.subarray(5 + i * ps, 5 + (i + 1) * ps), false, from);
+        }
+      }
+    }
+    this.done(page);
+  }
+
+  /** The page is here as the faults wanted: wake them, then serve what waited. */
+  private done(page: number): void {
+    const slots = this.faults.get(page) ?? [];
+    this.faults.delete(page);
+    this.asked.delete(page);
+    for (const s of slots) this.n.native.completeRequest(s);
+    this.release(page);
+  }
+
+  private release(page: number): void {
+    const q = this.busy.get(page);
+    this.busy.delete(page);
+    if (q) for (const r of q) this.serve(r);
+  }
+
+  // ---- model changes travelling with commits ----
+
+  /** Before this node's commit `time` goes out: every member learns its model changes first. */
+  announce(time: number, to: Iterable<{ id: number }>): void {
+    const n = this.n;
+    const c = n.native.takeModelChanges(time);
+    if (c.length === 0) return;
+    const b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+    for (const m of to) if (m.id !== n.id) n.links.send(m.id, Msg.ModelSet, b);
+    // Pages freed here: any copy sets and waits for them are over.
+    for (let i = 0; i < c.length; i += 3) if (c[i + 2] === Model.transactional) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.copies.delete(p);
+  }
+
+  /** ModelSet: (first, count, model) triples, allocated or freed by the sender. */
+  onModelSet(from: number, p: Buffer): void {
+    if (p.length % 12 !== 0) throw new WireError('a model change has the wrong size');
+    const n = this.n;
+    for (let i = 0; i < p.length; i += 12) {
+      const first = p.readUInt32LE(i);
+      const count = p.readUInt32LE(i + 4);
+      const model = p.readUInt32LE(i + 8);
+      if (first >= n.config.numPages || count > n.config.numPages - first || model > Model.migratory) {
+        throw new WireError('a model change names pages outside the region or an unknown model');
+      }
+      n.native.setModel(first, count, model, from);
+      if (model === Model.transactional) for (let q = first; q < first + count; q++) this.copies.delete(q);
+      for (let q = first; q < first + count; q++) this.arrived.delete(q);
+    }
+  }
+}

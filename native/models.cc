@@ -1,0 +1,138 @@
+// Pages outside transactional consistency (DESIGN.md "Consistency models"): their model
+// byte, set when the allocating commit is made here or arrives, and the sequential and
+// local protocols' page transitions. The policy (who owns a page, whom to invalidate)
+// lives in the service (lib/service/sequential.ts); this only changes page state.
+#include <errno.h>
+#include <string.h>
+
+#include "dsm.h"
+
+namespace dsm {
+
+void Dsm::DeclareModel(uint32_t first, uint32_t count, uint8_t model) {
+  std::lock_guard<std::mutex> g(modelsMu_);
+  declared_.push_back({0, first, count, model});
+}
+
+void Dsm::TakeModelChanges(uint64_t time, std::vector<ModelChange>* out) {
+  std::lock_guard<std::mutex> g(modelsMu_);
+  size_t k = 0;
+  while (k < committedModels_.size() && committedModels_[k].time <= time) out->push_back(committedModels_[k++]);
+  committedModels_.erase(committedModels_.begin(), committedModels_.begin() + k);
+}
+
+void Dsm::SetModel(uint32_t first, uint32_t count, uint8_t model, uint16_t owner) {
+  const uint32_t n = region_.numPages();
+  if (first >= n || count > n - first) return;
+  Lock();
+  SetModelLocked(first, count, model, owner, false);
+  lock_.Unlock();
+}
+
+void Dsm::SetModelLocked(uint32_t first, uint32_t count, uint8_t model, uint16_t owner, bool mine) {
+  const size_t ps = region_.pageSize();
+  prot_.SetUntracked(first, count, model != kTransactional);
+  for (uint32_t p = first; p < first + count; p++) {
+    txShadows_.Forget(p);
+    violShadows_.Forget(p);
+    if (model == kTransactional) {
+      // Freed: free memory is zero on every node (the heap's invariant), so every node holds
+      // the current contents, at the version its transactional history left the page.
+      if (pt_.state(p) != kInvalid) {
+        if (!prot_.Set(p, PROT_NONE)) Fatal("mprotect of the app view failed", p, errno);
+      }
+      memset(region_.SysPage(p), 0, ps);
+      pt_.set_state(p, kValidUnmapped);
+      pt_.set_model(p, kTransactional);
+      continue;
+    }
+    if (mine) {
+      // Allocated here: the block is zero (free memory is), so a copy that is not here is
+      // made, not fetched.
+      if (pt_.state(p) == kInvalid) {
+        memset(region_.SysPage(p), 0, ps);
+        pt_.set_state(p, kValidUnmapped);
+      }
+      pt_.set_model(p, uint8_t(model | kHere));
+    } else {
+      // Another node's: the first touch asks its owner (or is refused, for a local page).
+      if (pt_.state(p) != kInvalid) {
+        if (!prot_.Set(p, PROT_NONE)) Fatal("mprotect of the app view failed", p, errno);
+        pt_.set_state(p, kInvalid);
+      }
+      pt_.set_model(p, model);
+    }
+    pt_.set_owner(p, owner);
+  }
+}
+
+bool Dsm::ShareSequential(uint32_t page, uint8_t* out, bool drop, uint16_t newOwner) {
+  Lock();
+  const uint8_t s = pt_.state(page);
+  const uint8_t model = pt_.model(page) & kModelMask;
+  if ((model != kSequential && model != kMigratory) || s == kInvalid) {
+    lock_.Unlock();
+    return false;
+  }
+  // Write access goes before the copy is taken: a write after this faults and waits for
+  // the service, so the copy sent is the page's latest contents.
+  if (drop) {
+    if (!prot_.Set(page, PROT_NONE)) Fatal("mprotect of the app view failed", page, errno);
+    pt_.set_state(page, kInvalid);
+    pt_.set_owner(page, newOwner);
+    stats_.Inc(kInvalidations);
+  } else if (s == kWrite) {
+    if (!prot_.Set(page, PROT_READ)) Fatal("mprotect of the app view failed", page, errno);
+    pt_.set_state(page, kRead);
+  }
+  pt_.set_model(page, model);
+  memcpy(out, region_.SysPage(page), region_.pageSize());
+  lock_.Unlock();
+  return true;
+}
+
+void Dsm::InstallSequential(uint32_t page, const uint8_t* data, bool own, uint16_t owner) {
+  Lock();
+  // A copy held here is current (nobody writes while another node holds a copy), so it
+  // needs no data; one that is not here is filled while the page is inaccessible.
+  if (pt_.state(page) == kInvalid) {
+    if (data) memcpy(region_.SysPage(page), data, region_.pageSize());
+    else memset(region_.SysPage(page), 0, region_.pageSize());
+    pt_.set_state(page, kValidUnmapped);
+    stats_.Inc(kInstalls);
+  }
+  pt_.set_model(page, uint8_t((pt_.model(page) & kModelMask) | (own ? kHere : 0)));
+  pt_.set_owner(page, owner);
+  lock_.Unlock();
+}
+
+void Dsm::DropSequential(uint32_t page, uint16_t newOwner) {
+  Lock();
+  if (pt_.state(page) != kInvalid) {
+    if (!prot_.Set(page, PROT_NONE)) Fatal("mprotect of the app view failed", page, errno);
+    pt_.set_state(page, kInvalid);
+    stats_.Inc(kInvalidations);
+  }
+  pt_.set_model(page, pt_.model(page) & kModelMask);
+  pt_.set_owner(page, newOwner);
+  lock_.Unlock();
+}
+
+void Dsm::OwnSequential(uint32_t page) {
+  Lock();
+  pt_.set_model(page, uint8_t(pt_.model(page) | kHere));
+  lock_.Unlock();
+}
+
+void Dsm::RefuseLocal(uint32_t page) {
+  Lock();
+  if (pt_.state(page) == kInvalid) {
+    memset(region_.SysPage(page), 0, region_.pageSize());
+    pt_.set_state(page, kValidUnmapped);
+  }
+  if (live_.load(std::memory_order_acquire)) doomed_.store(true, std::memory_order_release);
+  localTouched_.store(page, std::memory_order_release);
+  lock_.Unlock();
+}
+
+}  // namespace dsm

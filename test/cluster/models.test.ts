@@ -1,0 +1,182 @@
+// Consistency models chosen per allocation, with real node processes: sequential pages
+// (a write returns once no other node can read the old value), local pages (never leave
+// their node), both next to transactional data in one program, and allocations of either
+// that an aborted transaction made vanish with it.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Harness, type RemoteNode, settle } from './harness';
+
+const allocRoot = (model: string, bytes: number, root: string) =>
+  `return dsm.transaction((tx) => { const p = tx.alloc(${bytes}, { model: '${model}' }); tx.setRoot('${root}', p); return p; });`;
+
+async function rootOn(node: RemoteNode, name: string): Promise<number> {
+  // The root is transactional data: a read-only transaction sees the commit that set it.
+  return node.run<number>(`return dsm.transaction(() => dsm.root(args.name));`, { name });
+}
+
+describe('consistency models', () => {
+  const h = new Harness();
+  afterEach(() => h.close());
+
+  it("a sequential writer's value is seen by every reader once its write returns, never the old one", async () => {
+    const nodes = await h.cluster(3);
+    const ptr = await nodes[0].run<number>(allocRoot('sequential', 3 * 4096, 'seq'));
+    for (const n of nodes.slice(1)) expect(await rootOn(n, 'seq')).toBe(ptr);
+    const at = ptr / 4;
+    // Every node holds a read copy, then each in turn writes outside any transaction: the
+    // others must read the new value at once (their copies were invalidated before the
+    // write returned), from several words on two pages.
+    for (let round = 1; round <= 30; round++) {
+      const writer = nodes[round % 3];
+      await Promise.all(nodes.map((n) => n.run('return dsm.u32[args.at] + dsm.u32[args.at + 1024];', { at })));
+      await writer.run('dsm.u32[args.at] = args.v; dsm.u32[args.at + 1024] = args.v * 2;', { at, v: round });
+      const seen = await Promise.all(nodes.map((n) => n.run<number[]>('return [dsm.u32[args.at], dsm.u32[args.at + 1024]];', { at })));
+      expect(seen).toEqual(nodes.map(() => [round, round * 2]));
+    }
+    // Writes outside a transaction to sequential pages are no violation.
+    const stats = await Promise.all(nodes.map((n) => n.run<{ faults: { violations: number } }>('return dsm.stats();')));
+    for (const s of stats) expect(s.faults.violations).toBe(0);
+    const served = await Promise.all(nodes.map((n) => n.run<{ sequential: { invalidationsSent: number; ownershipMoves: number } }>('return dsm.clusterStats();')));
+    expect(served.reduce((k, s) => k + s.sequential.invalidationsSent, 0)).toBeGreaterThan(0);
+    expect(served.reduce((k, s) => k + s.sequential.ownershipMoves, 0)).toBeGreaterThan(0);
+  });
+
+  it('concurrent increments of a sequential word from two nodes, each its own half, lose nothing', async () => {
+    // Two writers on one page: each write fault takes ownership from the other, so the
+    // page moves back and forth; every write of each must survive.
+    const [a, b] = await h.cluster(2);
+    const ptr = await a.run<number>(allocRoot('sequential', 4096, 'ping'));
+    expect(await rootOn(b, 'ping')).toBe(ptr);
+    const loop = 'for (let i = 0; i < 300; i++) { dsm.u32[args.at] += 1; if (i % 10 === 0) await new Promise((r) => setImmediate(r)); }';
+    await Promise.all([a.run(loop, { at: ptr / 4 }), b.run(loop, { at: ptr / 4 + 1 })]);
+    const seen = await Promise.all([a, b].map((n) => n.run<number[]>('return [dsm.u32[args.at], dsm.u32[args.at + 1]];', { at: ptr / 4 })));
+    expect(seen).toEqual([
+      [300, 300],
+      [300, 300],
+    ]);
+  });
+
+  it("a local page never leaves its node: another node's touch raises ERR_DSM_LOCAL_PAGE and reads no data", async () => {
+    const [a, b] = await h.cluster(2);
+    const ptr = await a.run<number>(allocRoot('local', 4096, 'mine'));
+    // The owner writes outside any transaction: allowed, and never rolled back.
+    await a.run('dsm.u32[args.at] = 42;', { at: ptr / 4 });
+    expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: ptr / 4 })).toBe(42);
+    expect(await rootOn(b, 'mine')).toBe(ptr);
+    const touched = await b.run<{ value: number; code?: string }>(
+      'const value = dsm.u32[args.at]; try { dsm.stats(); return { value }; } catch (e) { return { value, code: e.code }; }',
+      { at: ptr / 4 },
+    );
+    expect(touched).toEqual({ value: 0, code: 'ERR_DSM_LOCAL_PAGE' });
+    // Inside a transaction the touch fails the transaction with the same error.
+    await expect(b.run('return dsm.transaction(() => dsm.u32[args.at + 1]);', { at: ptr / 4 })).rejects.toMatchObject({ code: 'ERR_DSM_LOCAL_PAGE' });
+    const served = await a.run<{ remoteFetches: number; sequential: { readFetches: number; localRefused: number } }>('return dsm.clusterStats();');
+    expect(served.sequential.readFetches).toBe(0);
+    const refused = await b.run<{ sequential: { localRefused: number } }>('return dsm.clusterStats();');
+    expect(refused.sequential.localRefused + served.sequential.localRefused).toBeGreaterThan(0);
+    // Still the owner's, unchanged.
+    expect(await a.run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(42);
+  });
+
+  it('mixed models in one program: a transactional counter, a sequential array, local scratch', async () => {
+    const nodes = await h.cluster(2);
+    await nodes[0].run(`await dsm.transaction((tx) => {
+      tx.setRoot('count', tx.alloc(8));
+      tx.setRoot('array', tx.alloc(2 * 4096, { model: 'sequential' }));
+    });`);
+    // Each node: its own local scratch, then per round a transactional increment and a
+    // sequential write of its own slot.
+    await Promise.all(
+      nodes.map((n, k) =>
+        n.run(
+          `const scratch = await dsm.transaction((tx) => tx.alloc(4096, { model: 'local' }));
+           const count = await dsm.transaction(() => dsm.root('count'));
+           const array = await dsm.transaction(() => dsm.root('array'));
+           for (let i = 1; i <= 50; i++) {
+             dsm.u32[scratch / 4] = i;
+             await dsm.transaction(() => { dsm.u32[count / 4] += 1; });
+             dsm.u32[array / 4 + args.k * 1024] = dsm.u32[scratch / 4] * 10;
+           }`,
+          { k },
+        ),
+      ),
+    );
+    await settle(nodes);
+    for (const n of nodes) {
+      const r = await n.run<number[]>(
+        `const count = await dsm.transaction(() => dsm.root('count')); const array = await dsm.transaction(() => dsm.root('array'));
+         return [await dsm.transaction(() => dsm.u32[count / 4]), dsm.u32[array / 4], dsm.u32[array / 4 + 1024]];`,
+      );
+      expect(r).toEqual([100, 500, 500]);
+    }
+  });
+
+  it("an aborted transaction's sequential and local allocations vanish with it", async () => {
+    const [a] = await h.cluster(2);
+    for (const model of ['sequential', 'local']) {
+      const r = await a.run<{ aborted: number; again: number; code?: string }>(
+        `let aborted = 0;
+         try { await dsm.transaction((tx) => { aborted = tx.alloc(8192, { model: args.model }); throw new Error('no'); }); } catch {}
+         // The page is transactional again: a write outside a transaction is a violation.
+         dsm.u32[aborted / 4] = 7;
+         let code;
+         try { dsm.stats(); } catch (e) { code = e.code; }
+         const again = await dsm.transaction((tx) => tx.alloc(8192, { model: args.model }));
+         return { aborted, again, code };`,
+        { model },
+      );
+      expect(r.code).toBe('ERR_DSM_WRITE_OUTSIDE_TRANSACTION');
+      // The allocation was rolled back: the same block comes back.
+      expect(r.again).toBe(r.aborted);
+    }
+  });
+});
+
+describe('migratory pages', () => {
+  const h = new Harness();
+  afterEach(() => h.close());
+
+  it('a migratory page is never on two nodes at once: every access moves it, reads too', async () => {
+    const nodes = await h.cluster(3);
+    const ptr = await nodes[0].run<number>(allocRoot('migratory', 4096, 'baton'));
+    for (const n of nodes.slice(1)) expect(await rootOn(n, 'baton')).toBe(ptr);
+    const page = ptr / 4096;
+    const where = () => Promise.all(nodes.map((n) => n.run<number>('return dsm._testPageState(args.page);', { page })));
+    for (let round = 0; round < 30; round++) {
+      const k = round % 3;
+      // A read alone moves it too (odd rounds); a write after a read needs no second move.
+      await nodes[k].run(round % 2 ? 'return dsm.u32[args.at];' : 'dsm.u32[args.at] += 1;', { at: ptr / 4 });
+      const states = await where();
+      expect(states.filter((st) => st !== 0)).toHaveLength(1);
+      expect(states[k]).not.toBe(0);
+    }
+    expect(await nodes[1].run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(15);
+    const served = await Promise.all(nodes.map((n) => n.run<{ sequential: { readFetches: number; ownershipMoves: number } }>('return dsm.clusterStats();')));
+    // Never a read copy, only moves.
+    expect(served.reduce((k, s) => k + s.sequential.readFetches, 0)).toBe(0);
+    expect(served.reduce((k, s) => k + s.sequential.ownershipMoves, 0)).toBeGreaterThanOrEqual(29);
+  });
+});
+
+describe('consistency models under failure', () => {
+  const h = new Harness();
+  afterEach(() => h.close());
+
+  it("a sequential page whose owner died is reported lost where no copy is left, never hung on nor read as zeros silently; the others' stay", async () => {
+    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' });
+    const ptr = await a.run<number>(allocRoot('sequential', 2 * 4096, 'fragile'));
+    await settle([a, b, c]);
+    for (const n of [b, c]) expect(await rootOn(n, 'fragile')).toBe(ptr);
+    await a.run('dsm.u32[args.at + 1024] = 8;', { at: ptr / 4 }); // the second page stays a's
+    await c.run('dsm.u32[args.at] = 5;', { at: ptr / 4 }); // c owns the first page now
+    expect(await b.run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(5);
+    c.kill('SIGKILL');
+    await a.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    await b.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    const touch = 'const v = dsm.u32[args.at]; try { dsm.stats(); return { v }; } catch (e) { return { v, code: e.code }; }';
+    // a holds no copy: the page is lost.
+    expect(await a.run(touch, { at: ptr / 4 })).toEqual({ v: 0, code: 'ERR_DSM_PAGE_LOST' });
+    // b still holds a copy of c's last write, current when c died: it reads it.
+    expect(await b.run(touch, { at: ptr / 4 })).toEqual({ v: 5 });
+    for (const n of [a, b]) expect(await n.run('return dsm.u32[args.at + 1024];', { at: ptr / 4 })).toBe(8);
+  });
+});

@@ -33,6 +33,23 @@ const COMMIT_FOREVER = `
   }
 `;
 
+/** 20 whole pages, each filled with salt + i, committed without awaiting each; the process dies the moment all are acknowledged. */
+const COMMIT_PAGES_THEN_DIE = `
+  const ps = [];
+  for (let i = 0; i < 20; i++) ps.push(dsm.transaction(() => dsm.u32.fill(args.salt + i, (args.first + i) * 1024, (args.first + i + 1) * 1024)));
+  await Promise.all(ps);
+  process.kill(process.pid, 'SIGKILL');
+`;
+
+/** Which of those 20 pages read wrong here, and the pages reported lost. */
+const READ_PAGES = `
+  const bad = [];
+  await dsm.transaction(() => {
+    for (let i = 0; i < 20; i++) for (let w = 0; w < 1024; w += 101) if (dsm.u32[(args.first + i) * 1024 + w] !== args.salt + i) { bad.push(i); break; }
+  });
+  return { bad, lost: dsm.lostPages() };
+`;
+
 const lastAck = (n: RemoteNode, tag: string): number => {
   let last = 0;
   for (const l of n.lines) if (l.startsWith(`ACK ${tag} `)) last = Number(l.slice(5 + tag.length));
@@ -139,23 +156,9 @@ describe('page server', () => {
     const a = await h.start(opts);
     const b = await h.start(opts);
     // a writes 20 whole pages nobody else reads, and dies the moment they are acknowledged.
-    a.run(
-      `const ps = [];
-       for (let i = 0; i < 20; i++) ps.push(dsm.transaction(() => dsm.u32.fill(args.salt + i, (args.first + i) * 1024, (args.first + i + 1) * 1024)));
-       await Promise.all(ps);
-       process.kill(process.pid, 'SIGKILL');`,
-      { first: FIRST, salt: 500 },
-    ).catch(() => undefined);
+    a.run(COMMIT_PAGES_THEN_DIE, { first: FIRST, salt: 500 }).catch(() => undefined);
     await b.waitForLine((l) => l === `peer-leave ${a.nodeId}`);
-    const got = await b.run<{ bad: number[]; lost: unknown[] }>(
-      `const bad = [];
-       await dsm.transaction(() => {
-         for (let i = 0; i < 20; i++) for (let w = 0; w < 1024; w += 101) if (dsm.u32[(args.first + i) * 1024 + w] !== args.salt + i) { bad.push(i); break; }
-       });
-       return { bad, lost: dsm.lostPages() };`,
-      { first: FIRST, salt: 500 },
-    );
-    expect(got).toEqual({ bad: [], lost: [] });
+    expect(await b.run(READ_PAGES, { first: FIRST, salt: 500 })).toEqual({ bad: [], lost: [] });
   });
 
   it('a snapshot taken while nodes commit restores to a consistent state (bank total conserved)', async () => {
@@ -207,25 +210,11 @@ describe('page server', () => {
     const fast = { heartbeatMs: 100, deadAfterMs: 1000 };
     const ps = await h.pageServer({ dir: newDir(), ...fast });
     const a = await h.start({ peers: [ps.address], durability: 'replicated', ...fast });
-    a.run(
-      `const ps = [];
-       for (let i = 0; i < 20; i++) ps.push(dsm.transaction(() => dsm.u32.fill(args.salt + i, (args.first + i) * 1024, (args.first + i + 1) * 1024)));
-       await Promise.all(ps);
-       process.kill(process.pid, 'SIGKILL');`,
-      { first: FIRST, salt: 900 },
-    ).catch(() => undefined);
+    a.run(COMMIT_PAGES_THEN_DIE, { first: FIRST, salt: 900 }).catch(() => undefined);
     await a.exited;
     // A node joining later (through the page server, once it has removed a) reads every page.
     const b = await h.start({ peers: [ps.address], ...fast });
-    const got = await b.run<{ bad: number[]; lost: unknown[] }>(
-      `const bad = [];
-       await dsm.transaction(() => {
-         for (let i = 0; i < 20; i++) for (let w = 0; w < 1024; w += 101) if (dsm.u32[(args.first + i) * 1024 + w] !== args.salt + i) { bad.push(i); break; }
-       });
-       return { bad, lost: dsm.lostPages() };`,
-      { first: FIRST, salt: 900 },
-    );
-    expect(got).toEqual({ bad: [], lost: [] });
+    expect(await b.run(READ_PAGES, { first: FIRST, salt: 900 })).toEqual({ bad: [], lost: [] });
   });
 
   it('refuses bad options clearly', async () => {

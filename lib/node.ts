@@ -2,7 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { HeapGuard } from './alloc/guard';
 import { Heap } from './alloc/heap';
-import { ClosedError, fromNative, InvalidOptionError, LocalPageError, NestedTransactionError, PageLostError, WriteOutsideTransactionError } from './errors';
+import { ClosedError, fromNative, InvalidOptionError, LocalPageError, NestedTransactionError, PageLostError, PartitionedError, WriteOutsideTransactionError } from './errors';
 import { type LostRange, LostPages } from './lost_pages';
 import { describePage } from './alloc/page_holds';
 import { ConflictMonitor, HOT_PAGES_SHOWN, type HotPage } from './conflict_monitor';
@@ -458,7 +458,18 @@ export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
   // Commits wait for an acknowledgement with 'replicated' (backups) and 'disk' (a page server).
   node = new DsmNode(native, region, service, { ...o, replicated: o.cluster !== undefined && o.cluster.durability !== 'none' });
   try {
-    await node.heap.open((fn) => node.transaction(fn));
+    // A node that joins while the cluster is recovering from a loss has no quorum until the
+    // recovery ends: it waits for it (as long as it waits to reach a peer) instead of failing.
+    const until = Date.now() + (o.cluster?.joinTimeoutMs ?? 0);
+    for (let wait = 50; ; wait = Math.min(1000, wait * 2)) {
+      try {
+        await node.heap.open((fn) => node!.transaction(fn));
+        break;
+      } catch (e) {
+        if (!(e instanceof PartitionedError) || Date.now() + wait > until) throw e;
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   } catch (e) {
     await node.close();
     throw e;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, SECRET } from '../cluster/harness';
+import { Harness, type RemoteNode, SECRET, until } from '../cluster/harness';
 
 const CLI = path.join(__dirname, '../../dist/cli.js');
 const dsmCli = (...args: string[]) => promisify(execFile)(process.execPath, [CLI, ...args], { timeout: 120_000 });
@@ -214,7 +214,15 @@ describe('page server', () => {
     await a.exited;
     // A node joining later (through the page server, once it has removed a) reads every page.
     const b = await h.start({ peers: [ps.address], ...fast });
-    expect(await b.run(READ_PAGES, { first: FIRST, salt: 900 })).toEqual({ bad: [], lost: [] });
+    // b may join before the page server has removed a: until then b and the page server wait
+    // out a's lease and recover (ERR_DSM_PARTITIONED meanwhile, which says: retry).
+    const got = await until('the cluster to recover from the loss of a', 60_000, () =>
+      b.run(READ_PAGES, { first: FIRST, salt: 900 }).catch((e: { code?: string }) => {
+        if (e.code === 'ERR_DSM_PARTITIONED') return undefined;
+        throw e;
+      }),
+    );
+    expect(got).toEqual({ bad: [], lost: [] });
   });
 
   it('refuses bad options clearly', async () => {

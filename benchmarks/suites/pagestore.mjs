@@ -147,20 +147,23 @@ async function measure(label, stream, perFlush) {
   row(`${label}: commits per fsync`, stream.length / fsyncs, 'commits', `${fsyncs} fsyncs, ${(images / PS / fsyncs).toFixed(0)} pages each`, null);
 }
 
+/** The next `n` commits of the run, after the ones made so far. */
+function nextStream(n, pagesPer, words, among = PAGES) {
+  const st = makeStream(n, pagesPer, words, versions, time, among);
+  time = st.at(-1).time;
+  return st;
+}
+
 // Small: one-page commits, a two-word diff each, all over the region.
-let s = makeStream(20000, 1, 2, versions, time);
-time = s.at(-1).time;
+let s = nextStream(20000, 1, 2);
 await measure('small commits (1 page, 8-byte diff), 100 per fsync', s, 100);
-s = makeStream(20000, 1, 2, versions, time);
-time = s.at(-1).time;
+s = nextStream(20000, 1, 2);
 await measure('small commits, flush requested after each', s, 0);
 // Bank-like: two-page commits within 256 hot pages, flushed as the disk allows.
-s = makeStream(20000, 2, 2, versions, time, 256);
-time = s.at(-1).time;
+s = nextStream(20000, 2, 2, 256);
 await measure('hot commits (2 of 256 pages, 8-byte diffs), flush requested after each', s, 0);
 // Large: 32 whole pages a commit.
-s = makeStream(1000, 32, PS / 4, versions, time);
-time = s.at(-1).time;
+s = nextStream(1000, 32, PS / 4);
 await measure('large commits (32 whole pages), 2 per fsync', s, 2);
 // The page server's path (feed.ts): each commit applied in memory and appended to the commit
 // log, one fdatasync per group, which is what an acknowledgement waits for; LMDB takes the log
@@ -189,11 +192,9 @@ async function measureLog(label, stream, perSync) {
   row(`${label}: log bytes to disk (acknowledgement path)`, mbs(logBytes, dt), 'MiB/s', 'raw write of the same bytes, same fsyncs', mbs(logBytes, raw), '>= 0.8');
   row(`${label}: commits/s with LMDB's checkpoint included`, stream.length / ((dt + checkpoint) / 1e9), 'commits/s', 'raw write of the same bytes, same fsyncs', stream.length / (raw / 1e9));
 }
-s = makeStream(20000, 1, 2, versions, time);
-time = s.at(-1).time;
+s = nextStream(20000, 1, 2);
 await measureLog('log: small commits (1 page, 8-byte diff), 100 per fsync', s, 100);
-s = makeStream(20000, 2, 2, versions, time, 256);
-time = s.at(-1).time;
+s = nextStream(20000, 2, 2, 256);
 await measureLog('log: hot commits (2 of 256 pages), 10 per fsync', s, 10);
 
 // LMDB copies on write and keeps freed pages for reuse: the file's high-water mark follows the largest transaction.

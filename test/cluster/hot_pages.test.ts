@@ -5,17 +5,10 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness, type RemoteNode, SECRET, settle, until } from './harness';
+import type { HotPage } from '../../lib/conflict_monitor';
 
 const CLI = path.resolve(__dirname, '../../dist/cli.js');
 
-interface HotPage {
-  page: number;
-  ptr: number;
-  aborts: number;
-  byNode: Record<string, number>;
-  holds: string;
-  roots: string[];
-}
 
 function cli(args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {

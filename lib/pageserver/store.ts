@@ -30,34 +30,23 @@
 // same page images with the same number of fsyncs that is 0.05-0.2 of its speed (60-230 MiB/s
 // of page images, 17k-280k commits/s depending on how commits group). The syncs are not the
 // limit: with LMDB's turned off (noSync, tried once, not kept) it still reaches only 0.2-0.3;
-// the scattered copy-on-write page writes are. A log in front (sequential appends, LMDB
-// written at checkpoints) would take them off the commit path, not off the disk.
+// the scattered copy-on-write page writes are. So the page server keeps a log in front
+// (wal.ts: sequential appends on the commit path) and flushes this store at checkpoints: off
+// the commit path, not off the disk.
 //
-// One owner at a time: two writers would each apply commits over a stale image. The owner's
-// pid is in owner.pid while it has the store open; a live other owner is refused (a dead one's
-// file, left by a crash, is taken over).
+// The directory itself (layout record, owner lock, creating and opening LMDB) is store_dir.ts.
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { open, type Database, type RootDatabase, type Transaction } from 'lmdb';
+import type { Transaction } from 'lmdb';
 import { applyDiff } from './diff';
 import { parseChanges } from './commit_changes';
 import { StoreError } from './errors';
+import { checkGeometry, claim, createStore, type Dbs, type Geometry, inspect, openDbs, putU64, readLayout, release, u64 } from './store_dir';
 
-/** The on-disk layout this code reads and writes; another one is refused. */
-export const LAYOUT_VERSION = 1;
-const MAGIC = Buffer.from('DSMPAGES');
+export { LAYOUT_VERSION, type Geometry } from './store_dir';
+
 const TAIL = 24;
-// LMDB's own page size for the store (the overflow arithmetic above depends on it).
-const LMDB_PAGE = 4096;
-const LMDB_MAGIC = 0xbeefc0de;
 const EMPTY = new Uint8Array(0);
-
-/** The region a store holds: its page size and its size in bytes. */
-export interface Geometry {
-  pageSize: number;
-  regionSize: number;
-}
 
 /** A stored page: `data` is null while the store waits for a whole copy of this version (see `missing()`). */
 export interface StoredPage {
@@ -121,101 +110,6 @@ interface Dirty {
   data: Uint8Array | null;
 }
 
-const u64 = (b: Uint8Array, at: number): number => {
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  return dv.getUint32(at, true) + dv.getUint32(at + 4, true) * 2 ** 32;
-};
-const putU64 = (b: Uint8Array, at: number, v: number): void => {
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  dv.setUint32(at, v >>> 0, true);
-  dv.setUint32(at + 4, Math.floor(v / 2 ** 32), true);
-};
-
-function checkGeometry(g: Geometry): void {
-  const { pageSize, regionSize } = g ?? ({} as Geometry);
-  if (!Number.isSafeInteger(pageSize) || pageSize < 4096 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
-    throw new StoreError(`pageSize must be a power of two from 4096 to 65536, got ${String(pageSize)}`);
-  }
-  if (!Number.isSafeInteger(regionSize) || regionSize <= 0 || regionSize % pageSize !== 0 || regionSize / pageSize > 2 ** 32) {
-    throw new StoreError(`regionSize must be a positive multiple of the page size (${pageSize}), got ${String(regionSize)}`);
-  }
-}
-
-function layoutRecord(g: Geometry): Buffer {
-  const b = Buffer.alloc(24);
-  MAGIC.copy(b, 0);
-  b.writeUInt32LE(LAYOUT_VERSION, 8);
-  b.writeUInt32LE(g.pageSize, 12);
-  putU64(b, 16, g.regionSize);
-  return b;
-}
-
-// LMDB trusts its file: opening something else crashes the process. Both meta pages must carry
-// LMDB's magic before the file is handed to it.
-function looksLikeLmdb(file: string): boolean {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const b = Buffer.alloc(32);
-    for (const at of [0, LMDB_PAGE]) {
-      if (fs.readSync(fd, b, 0, 32, at) !== 32 || b.readUInt32LE(24) !== LMDB_MAGIC) return false;
-    }
-    return true;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-const OWNER = 'owner.pid';
-// The directories this process has open (its own pid in owner.pid says nothing about which of
-// its stores holds them).
-const openHere = new Set<string>();
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
-
-function claim(dir: string): void {
-  if (openHere.has(dir)) throw new StoreError(`the page store in ${dir} is already open in this process; use that instance, or close it first`);
-  const file = path.join(dir, OWNER);
-  let pid = 0;
-  try {
-    pid = Number(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
-  }
-  if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-    throw new StoreError(`the page store in ${dir} is in use by process ${pid}; stop that process first (if it is not a page server, delete ${file})`);
-  }
-  fs.writeFileSync(file, String(process.pid));
-  openHere.add(dir);
-}
-
-function release(dir: string): void {
-  openHere.delete(dir);
-  fs.rmSync(path.join(dir, OWNER), { force: true });
-}
-
-interface Dbs {
-  root: RootDatabase;
-  body: Database<Uint8Array, number>;
-  head: Database<Uint8Array, number>;
-  missing: Database<Uint8Array, number>;
-  meta: Database<Uint8Array, string>;
-}
-
-function openEnv(dir: string, create: boolean): Dbs {
-  const root = open({ path: dir, noSubdir: false, compression: false, overlappingSync: false, noSync: false, pageSize: LMDB_PAGE, maxDbs: 8 });
-  const opt = { encoding: 'binary' as const, compression: false, create };
-  const db = (name: string) => root.openDB<Uint8Array, number>({ name, keyEncoding: 'uint32', ...opt });
-  const meta = root.openDB<Uint8Array, string>({ name: 'meta', ...opt });
-  return { root, body: db('body'), head: db('head'), missing: db('missing'), meta };
-}
-
 /**
  * The pages of one region on disk, applied commit by commit in global-time order and flushed
  * in group commits. Not shared between processes; one instance per directory.
@@ -271,53 +165,35 @@ export class PageStore {
   static async open(dir: string, geometry?: Geometry): Promise<PageStore> {
     if (geometry) checkGeometry(geometry);
     dir = path.resolve(dir);
-    let entries: string[] = [];
-    try {
-      entries = fs.readdirSync(dir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`cannot read the store directory ${dir}: ${(e as Error).message}`, { cause: e });
-    }
-    if (entries.length === 0) {
+    if (inspect(dir) === 'new') {
       if (!geometry) throw new StoreError(`${dir} holds no page store yet; a new store needs the region's geometry ({ pageSize, regionSize })`);
-      await PageStore.create(dir, geometry);
-    }
-    const data = path.join(dir, 'data.mdb');
-    if (!fs.existsSync(data) || !looksLikeLmdb(data)) {
-      throw new StoreError(`${dir} is not a page store (it holds other files); give the page server an empty or new directory, or the directory of an existing store`);
+      await createStore(dir, geometry);
+      inspect(dir);
     }
     claim(dir);
     let dbs: Dbs;
     try {
-      dbs = openEnv(dir, false);
+      dbs = openDbs(dir);
     } catch (e) {
       release(dir);
-      throw new StoreError(`cannot open the page store in ${dir}: ${(e as Error).message}`, { cause: e });
+      throw e;
     }
-    const fail = async (message: string): Promise<never> => {
+    const fail = async (err: StoreError): Promise<never> => {
       await dbs.root.close();
       release(dir);
-      throw new StoreError(message);
+      throw err;
     };
-    const layout = dbs.meta?.getBinary('layout');
-    if (!dbs.body || !dbs.head || !dbs.missing || !layout || !MAGIC.equals(layout.subarray(0, 8))) {
-      return fail(`${dir} is an LMDB database but not a page store; give the page server an empty or new directory`);
-    }
-    const version = layout.readUInt32LE(8);
-    if (version !== LAYOUT_VERSION) {
+    const stored = readLayout(dbs, dir);
+    if (stored instanceof StoreError) return fail(stored);
+    if (geometry && (stored.pageSize !== geometry.pageSize || stored.regionSize !== geometry.regionSize)) {
       return fail(
-        `the page store in ${dir} has layout version ${version}; this version of node-dsm reads layout ${LAYOUT_VERSION}. ` +
-          'Open it with the node-dsm version that wrote it, take a snapshot (dsm snapshot) and restore it with this one (dsm restore)',
+        new StoreError(
+          `the page store in ${dir} holds a region of ${stored.regionSize} bytes in pages of ${stored.pageSize}; ` +
+            `this cluster has ${geometry.regionSize} bytes in pages of ${geometry.pageSize}. Start the cluster with the store's geometry, or use another directory`,
+        ),
       );
     }
-    const pageSize = layout.readUInt32LE(12);
-    const regionSize = u64(layout, 16);
-    if (geometry && (pageSize !== geometry.pageSize || regionSize !== geometry.regionSize)) {
-      return fail(
-        `the page store in ${dir} holds a region of ${regionSize} bytes in pages of ${pageSize}; ` +
-          `this cluster has ${geometry.regionSize} bytes in pages of ${geometry.pageSize}. Start the cluster with the store's geometry, or use another directory`,
-      );
-    }
-    return new PageStore(dir, { pageSize, regionSize }, dbs);
+    return new PageStore(dir, stored, dbs);
   }
 
   /**
@@ -327,58 +203,14 @@ export class PageStore {
    */
   static async storedGeometry(dir: string): Promise<Geometry | undefined> {
     dir = path.resolve(dir);
-    let entries: string[] = [];
+    if (inspect(dir) === 'new') return undefined;
+    const dbs = openDbs(dir);
     try {
-      entries = fs.readdirSync(dir);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new StoreError(`cannot read the store directory ${dir}: ${(e as Error).message}`, { cause: e });
-    }
-    if (entries.length === 0) return undefined;
-    const data = path.join(dir, 'data.mdb');
-    if (!fs.existsSync(data) || !looksLikeLmdb(data)) {
-      throw new StoreError(`${dir} is not a page store (it holds other files); give the page server an empty or new directory, or the directory of an existing store`);
-    }
-    let dbs: Dbs;
-    try {
-      dbs = openEnv(dir, false);
-    } catch (e) {
-      throw new StoreError(`cannot open the page store in ${dir}: ${(e as Error).message}`, { cause: e });
-    }
-    try {
-      const layout = dbs.meta?.getBinary('layout');
-      if (!layout || !MAGIC.equals(layout.subarray(0, 8))) throw new StoreError(`${dir} is an LMDB database but not a page store; give the page server an empty or new directory`);
-      return { pageSize: layout.readUInt32LE(12), regionSize: u64(layout, 16) };
+      const stored = readLayout(dbs, dir);
+      if (stored instanceof StoreError) throw stored;
+      return stored;
     } finally {
       await dbs.root.close();
-    }
-  }
-
-  private static async create(dir: string, geometry: Geometry): Promise<void> {
-    const tmp = `${dir}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
-    try {
-      fs.mkdirSync(tmp, { recursive: true });
-      const dbs = openEnv(tmp, true);
-      try {
-        await dbs.root.transaction(() => {
-          dbs.meta.putSync('layout', layoutRecord(geometry));
-          const t = Buffer.alloc(8);
-          dbs.meta.putSync('time', t);
-        });
-      } finally {
-        await dbs.root.close();
-      }
-      // Over a missing or empty directory: rename(2) replaces an empty directory.
-      fs.renameSync(tmp, dir);
-      const parent = fs.openSync(path.dirname(dir), 'r');
-      try {
-        fs.fsyncSync(parent);
-      } finally {
-        fs.closeSync(parent);
-      }
-    } catch (e) {
-      fs.rmSync(tmp, { recursive: true, force: true });
-      throw new StoreError(`cannot create a page store in ${dir}: ${(e as Error).message}`, { cause: e });
     }
   }
 

@@ -1,0 +1,197 @@
+// The page store's directory on disk: its layout record (what kind of store, which layout
+// version, which region geometry), the owner lock, and opening LMDB only on a file that is
+// an LMDB environment (LMDB trusts its file: anything else crashes the process). store.ts
+// keeps the pages; this file decides whether a directory is a store it may open.
+//
+// One owner at a time: two writers would each apply commits over a stale image. The owner's
+// pid is in owner.pid while it has the store open; a live other owner is refused (a dead one's
+// file, left by a crash, is taken over).
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { StoreError } from './errors';
+
+/** The on-disk layout this code reads and writes; another one is refused. */
+export const LAYOUT_VERSION = 1;
+const MAGIC = Buffer.from('DSMPAGES');
+// LMDB's own page size for the store (the overflow arithmetic in store.ts depends on it).
+const LMDB_PAGE = 4096;
+const LMDB_MAGIC = 0xbeefc0de;
+
+/** The region a store holds: its page size and its size in bytes. */
+export interface Geometry {
+  pageSize: number;
+  regionSize: number;
+}
+
+export const u64 = (b: Uint8Array, at: number): number => {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return dv.getUint32(at, true) + dv.getUint32(at + 4, true) * 2 ** 32;
+};
+export const putU64 = (b: Uint8Array, at: number, v: number): void => {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  dv.setUint32(at, v >>> 0, true);
+  dv.setUint32(at + 4, Math.floor(v / 2 ** 32), true);
+};
+
+export function checkGeometry(g: Geometry): void {
+  const { pageSize, regionSize } = g ?? ({} as Geometry);
+  if (!Number.isSafeInteger(pageSize) || pageSize < 4096 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) {
+    throw new StoreError(`pageSize must be a power of two from 4096 to 65536, got ${String(pageSize)}`);
+  }
+  if (!Number.isSafeInteger(regionSize) || regionSize <= 0 || regionSize % pageSize !== 0 || regionSize / pageSize > 2 ** 32) {
+    throw new StoreError(`regionSize must be a positive multiple of the page size (${pageSize}), got ${String(regionSize)}`);
+  }
+}
+
+function layoutRecord(g: Geometry): Buffer {
+  const b = Buffer.alloc(24);
+  MAGIC.copy(b, 0);
+  b.writeUInt32LE(LAYOUT_VERSION, 8);
+  b.writeUInt32LE(g.pageSize, 12);
+  putU64(b, 16, g.regionSize);
+  return b;
+}
+
+// LMDB trusts its file: opening something else crashes the process. Both meta pages must carry
+// LMDB's magic before the file is handed to it.
+function looksLikeLmdb(file: string): boolean {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(32);
+    for (const at of [0, LMDB_PAGE]) {
+      if (fs.readSync(fd, b, 0, 32, at) !== 32 || b.readUInt32LE(24) !== LMDB_MAGIC) return false;
+    }
+    return true;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const OWNER = 'owner.pid';
+// The directories this process has open (its own pid in owner.pid says nothing about which of
+// its stores holds them).
+const openHere = new Set<string>();
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+export function claim(dir: string): void {
+  if (openHere.has(dir)) throw new StoreError(`the page store in ${dir} is already open in this process; use that instance, or close it first`);
+  const file = path.join(dir, OWNER);
+  let pid = 0;
+  try {
+    pid = Number(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+    throw new StoreError(`the page store in ${dir} is in use by process ${pid}; stop that process first (if it is not a page server, delete ${file})`);
+  }
+  fs.writeFileSync(file, String(process.pid));
+  openHere.add(dir);
+}
+
+export function release(dir: string): void {
+  openHere.delete(dir);
+  fs.rmSync(path.join(dir, OWNER), { force: true });
+}
+
+export interface Dbs {
+  root: RootDatabase;
+  body: Database<Uint8Array, number>;
+  head: Database<Uint8Array, number>;
+  missing: Database<Uint8Array, number>;
+  meta: Database<Uint8Array, string>;
+}
+
+function openEnv(dir: string, create: boolean): Dbs {
+  const root = open({ path: dir, noSubdir: false, compression: false, overlappingSync: false, noSync: false, pageSize: LMDB_PAGE, maxDbs: 8 });
+  const opt = { encoding: 'binary' as const, compression: false, create };
+  const db = (name: string) => root.openDB<Uint8Array, number>({ name, keyEncoding: 'uint32', ...opt });
+  const meta = root.openDB<Uint8Array, string>({ name: 'meta', ...opt });
+  return { root, body: db('body'), head: db('head'), missing: db('missing'), meta };
+}
+
+/**
+ * What `dir` holds: nothing yet ('new': missing or empty), or an LMDB environment. Throws
+ * StoreError for a directory that holds something else.
+ */
+export function inspect(dir: string): 'new' | 'lmdb' {
+  let entries: string[] = [];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`cannot read the store directory ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+  if (entries.length === 0) return 'new';
+  const data = path.join(dir, 'data.mdb');
+  if (!fs.existsSync(data) || !looksLikeLmdb(data)) {
+    throw new StoreError(`${dir} is not a page store (it holds other files); give the page server an empty or new directory, or the directory of an existing store`);
+  }
+  return 'lmdb';
+}
+
+/** Opens the LMDB environment in `dir` (which `inspect` found to be one). */
+export function openDbs(dir: string): Dbs {
+  try {
+    return openEnv(dir, false);
+  } catch (e) {
+    throw new StoreError(`cannot open the page store in ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * The geometry a page store's layout record names, or a StoreError (not thrown) saying why
+ * the environment is not one this code reads: not a page store, or another layout version.
+ */
+export function readLayout(dbs: Dbs, dir: string): Geometry | StoreError {
+  const layout = dbs.meta?.getBinary('layout');
+  if (!dbs.body || !dbs.head || !dbs.missing || !layout || !MAGIC.equals(layout.subarray(0, 8))) {
+    return new StoreError(`${dir} is an LMDB database but not a page store; give the page server an empty or new directory`);
+  }
+  const version = layout.readUInt32LE(8);
+  if (version !== LAYOUT_VERSION) {
+    return new StoreError(
+      `the page store in ${dir} has layout version ${version}; this version of node-dsm reads layout ${LAYOUT_VERSION}. ` +
+        'Open it with the node-dsm version that wrote it, take a snapshot (dsm snapshot) and restore it with this one (dsm restore)',
+    );
+  }
+  return { pageSize: layout.readUInt32LE(12), regionSize: u64(layout, 16) };
+}
+
+/** Makes a new, empty store in `dir`: built aside and renamed into place, so a crash never leaves half a store. */
+export async function createStore(dir: string, geometry: Geometry): Promise<void> {
+  const tmp = `${dir}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    fs.mkdirSync(tmp, { recursive: true });
+    const dbs = openEnv(tmp, true);
+    try {
+      await dbs.root.transaction(() => {
+        dbs.meta.putSync('layout', layoutRecord(geometry));
+        const t = Buffer.alloc(8);
+        dbs.meta.putSync('time', t);
+      });
+    } finally {
+      await dbs.root.close();
+    }
+    // Over a missing or empty directory: rename(2) replaces an empty directory.
+    fs.renameSync(tmp, dir);
+    const parent = fs.openSync(path.dirname(dir), 'r');
+    try {
+      fs.fsyncSync(parent);
+    } finally {
+      fs.closeSync(parent);
+    }
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw new StoreError(`cannot create a page store in ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+}

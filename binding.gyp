@@ -19,6 +19,7 @@
         "native/app_interrupt.cc",
         "native/data_channel.cc",
         "native/dsm.cc",
+        "native/page_installs.cc",
         "native/models.cc",
         "native/page_diff.cc",
         "native/fault_handler.cc",

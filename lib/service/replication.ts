@@ -235,10 +235,19 @@ export class Replication {
     this.askAgain();
   }
 
-  /** The native commit path sends whole pages our backups and page servers may not hold (native/dsm.h SetBackups). */
+  /**
+   * The native commit path sends whole pages our backups may not hold (native/dsm.h
+   * SetBackups). Page servers are left out of that set: they take every commit of every
+   * node in order, so they hold each page's previous version already, and the rare page
+   * one cannot make from a diff (one it had not caught up with on joining) it fetches like
+   * any backup (pageserver/feed.ts). Counting them in sent a page whole whenever another
+   * node had written it last, and the other nodes got nothing to update their copies with:
+   * every page written on two nodes was invalidated and fetched again (~5x slower banks).
+   */
   tellNative(): void {
     if (this.n.id === NO_NODE) return;
-    this.n.native.setBackups(Uint16Array.from(this.fullCopiesOf(this.n.id, this.backups)));
+    const partial = [...this.fullCopiesOf(this.n.id, this.backups)].filter((id) => !this.n.members.get(id)?.pageServer);
+    this.n.native.setBackups(Uint16Array.from(partial));
   }
 
   /** Sends each unacknowledged commit to its backups that have not answered. */

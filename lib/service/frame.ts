@@ -12,7 +12,7 @@
 // limit can change between frames: before the handshake completes it is a few KiB.
 import { ProtocolError } from './transport_errors';
 
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 export const HEADER = 10;
 export const FrameType = {
   heartbeat: 0,

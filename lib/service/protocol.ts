@@ -99,7 +99,8 @@ export interface Hello {
 /**
  * JoinAccept: u16 assigned id | u16 admitter's id | u64 time | u32 configuration epoch | u16 next id | u32 member count, then per member
  * u16 id, str address, u8 flags (1: a page server) | u32 written page count, then per page u32 page, u64 version, u16 owner (LOST_OWNER: lost) |
- * u32 rn count, then per entry u16 id, u32 seq.
+ * u32 rn count, then per entry u16 id, u32 seq | u32 model run count, then per run u32 first page, u32 pages,
+ * u8 model (sequential.ts Model), u16 owner hint: the admitter's pages outside transactional consistency.
  */
 export interface JoinAccept {
   id: number;
@@ -110,6 +111,16 @@ export interface JoinAccept {
   members: Member[];
   pages: Array<{ page: number; version: number; owner: number }>;
   rn: Map<number, number>;
+  /** Runs of pages outside transactional consistency, with the admitter's owner hint for each run. */
+  models: ModelRun[];
+}
+
+/** Pages `first` .. `first + count - 1`, all of `model`, whose probable owner is `owner`. */
+export interface ModelRun {
+  first: number;
+  count: number;
+  model: number;
+  owner: number;
 }
 
 /** Token: u32 generation | u32 hops (transfers so far) | u64 time | u32 ln count, then u16 id, u32 seq | u32 queue count, then u16 ids | members as in JoinAccept. */
@@ -263,6 +274,8 @@ export const encode = {
     w.u32(j.pages.length);
     for (const p of j.pages) w.u32(p.page).u64(p.version).u16(p.owner);
     seqMap(w, j.rn);
+    w.u32(j.models.length);
+    for (const m of j.models) w.u32(m.first).u32(m.count).u8(m.model).u16(m.owner);
     return w.done();
   },
   tokenRequest: (id: number, seq: number) => new WireWriter().u16(id).u32(seq).done(),
@@ -359,8 +372,12 @@ export const decode = {
     const pages = [];
     for (let i = 0; i < n; i++) pages.push({ page: r.u32(), version: r.u64(), owner: r.u16() });
     const rn = readSeqMap(r);
+    const k = r.u32();
+    if (k > 1 << 26) throw new WireError('model table too large');
+    const models: ModelRun[] = [];
+    for (let i = 0; i < k; i++) models.push({ first: r.u32(), count: r.u32(), model: r.u8(), owner: r.u16() });
     r.end();
-    return { id, admitter, time, epoch, nextId, members: ms, pages, rn };
+    return { id, admitter, time, epoch, nextId, members: ms, pages, rn, models };
   },
   tokenRequest(b: Buffer): { id: number; seq: number } {
     const r = new WireReader(b);

@@ -205,6 +205,10 @@ export class Replication {
     for (const p of pages) {
       // A page decided lost is nobody's to hold (a later discard makes it new again).
       if (owners[p] === LOST_OWNER) continue;
+      // A page the commit allocated outside transactional consistency (written in the
+      // allocating transaction): its model's own protocol keeps it, never a backup. Fetched
+      // here, it would never become valid, and this would ask again forever.
+      if (n.sequential.handles(p)) continue;
       if (states[p] === 0) missing.push(p);
       else if (Number(versions[p]) < time) {
         // Applying the commit updated or invalidated every page of it: a valid older copy

@@ -22,7 +22,7 @@
 // Migratory pages use the same ownership chain with no read copies: any access needs the
 // page here and owned, so a read fault moves it like a write, and an owner keeps a page it
 // received for at least MIGRATORY_HOLD_MS before handing it on.
-import { LOST_OWNER, Msg } from './protocol';
+import { LOST_OWNER, type ModelRun, Msg } from './protocol';
 import { WireError } from './wire';
 import type { Cluster } from './cluster';
 
@@ -380,6 +380,58 @@ export class Sequential {
     const q = this.busy.get(page);
     this.busy.delete(page);
     if (q) for (const r of q) this.serve(r);
+  }
+
+  // ---- a joining node learns the models ----
+
+  /**
+   * For a joiner (admission.ts, under the token at the configuration's time): every page
+   * here outside transactional consistency, in runs of one model and one owner hint. Model
+   * changes reach members ahead of their commits, so this holds every change committed up to
+   * that time (and perhaps a later one, which its committer sends the joiner again).
+   */
+  runs(): ModelRun[] {
+    const n = this.n;
+    const owners = n.table.owners;
+    const out: ModelRun[] = [];
+    let last: ModelRun | undefined;
+    for (let p = 0; p < this.models.length; p++) {
+      const m = this.models[p];
+      const model = m & MODEL_MASK;
+      if (model === Model.transactional) {
+        last = undefined;
+        continue;
+      }
+      const owner = m & HERE ? n.id : owners[p];
+      if (last && last.model === model && last.owner === owner && last.first + last.count === p) last.count++;
+      else out.push((last = { first: p, count: 1, model, owner }));
+    }
+    return out;
+  }
+
+  /**
+   * Joining (again): whatever this node knew of models before is void, since the cluster
+   * may have freed those blocks meanwhile. Its pages become transactional zero pages here;
+   * the joiner then takes the cluster's versions, and the admitter's runs (`adopt`).
+   */
+  forgetModels(): void {
+    const n = this.n;
+    for (let p = 0; p < this.models.length; p++) {
+      if ((this.models[p] & MODEL_MASK) !== Model.transactional) n.native.setModel(p, 1, Model.transactional, n.id);
+    }
+    this.copies.clear();
+    this.arrived.clear();
+  }
+
+  /** The admitter's pages outside transactional consistency: the first touch here asks their owners. */
+  adopt(runs: ModelRun[]): void {
+    const n = this.n;
+    for (const r of runs) {
+      if (r.first >= n.config.numPages || r.count > n.config.numPages - r.first || r.model === Model.transactional || r.model > Model.migratory) {
+        throw new WireError('a join names model pages outside the region or an unknown model');
+      }
+      n.native.setModel(r.first, r.count, r.model, r.owner);
+    }
   }
 
   // ---- model changes travelling with commits ----

@@ -179,4 +179,58 @@ describe('consistency models under failure', () => {
     expect(await b.run(touch, { at: ptr / 4 })).toEqual({ v: 5 });
     for (const n of [a, b]) expect(await n.run('return dsm.u32[args.at + 1024];', { at: ptr / 4 })).toBe(8);
   });
+
+  it('nodes that join later know the models: they read and write sequential data and are refused local pages', async () => {
+    const [a] = await h.cluster(1);
+    // Allocated and written in the same transaction (the local page), and written after it (the
+    // sequential pages, with no version to say so): a joiner that took them for zero pages of
+    // its own would read zeros and count its writes as violations.
+    const { seq, mine } = await a.run<{ seq: number; mine: number }>(`return dsm.transaction((tx) => {
+      const seq = tx.alloc(2 * 4096, { model: 'sequential' });
+      const mine = tx.alloc(4096, { model: 'local' });
+      dsm.u32[mine / 4] = 7;
+      return { seq, mine };
+    });`);
+    await a.run('dsm.u32[args.at] = 41; dsm.u32[args.at + 1024] = 42;', { at: seq / 4 });
+    const words = 'return [dsm.u32[args.at], dsm.u32[args.at + 1024]];';
+    const b = await h.start({ peers: [a.address] });
+    expect(await b.run(words, { at: seq / 4 })).toEqual([41, 42]);
+    await b.run('dsm.u32[args.at] = 43;', { at: seq / 4 });
+    expect(await a.run(words, { at: seq / 4 })).toEqual([43, 42]);
+    // Joined through b, which owns the first page now and holds a copy of the second.
+    const c = await h.start({ peers: [b.address] });
+    expect(await c.run(words, { at: seq / 4 })).toEqual([43, 42]);
+    await c.run('dsm.u32[args.at + 1024] = 44;', { at: seq / 4 });
+    for (const n of [a, b, c]) expect(await n.run(words, { at: seq / 4 })).toEqual([43, 44]);
+    const touched = await c.run<{ value: number; code?: string }>(
+      'const value = dsm.u32[args.at]; try { dsm.stats(); return { value }; } catch (e) { return { value, code: e.code }; }',
+      { at: mine / 4 },
+    );
+    expect(touched).toEqual({ value: 0, code: 'ERR_DSM_LOCAL_PAGE' });
+    expect(await a.run('return dsm.u32[args.at];', { at: mine / 4 })).toBe(7);
+    // Nobody was thrown out and let in again on the way (ids unchanged, no violations).
+    for (const n of [a, b, c]) {
+      expect((await n.run<{ members: number[] }>('return dsm.clusterStats();')).members).toEqual([a.nodeId, b.nodeId, c.nodeId]);
+      expect((await n.run<{ faults: { violations: number } }>('return dsm.stats();')).faults.violations).toBe(0);
+    }
+  });
+
+  it("pages written in the transaction that allocates them outside transactional consistency do not trip the committer's backup", async () => {
+    // Durability 'replicated' (the default): b backs a's commits up, and such a commit names
+    // the new pages among those it wrote. b used to fetch them to hold them, never got them,
+    // and asked again until its stack overflowed and the cluster threw it out.
+    const [a, b] = await h.cluster(2);
+    const { seq, mine } = await a.run<{ seq: number; mine: number }>(`return dsm.transaction((tx) => {
+      const seq = tx.alloc(4096, { model: 'sequential' });
+      const mine = tx.alloc(4096, { model: 'local' });
+      dsm.u32[seq / 4] = 5;
+      dsm.u32[mine / 4] = 7;
+      return { seq, mine };
+    });`);
+    expect(await b.run('return dsm.u32[args.at];', { at: seq / 4 })).toBe(5);
+    expect(await a.run('return [dsm.u32[args.seq / 4], dsm.u32[args.mine / 4]];', { seq, mine })).toEqual([5, 7]);
+    expect(await a.run('return dsm.transaction(() => 1);')).toBe(1);
+    for (const n of [a, b]) expect((await n.run<{ members: number[] }>('return dsm.clusterStats();')).members).toEqual([a.nodeId, b.nodeId]);
+    expect(b.stderr).not.toMatch(/bad message/);
+  });
 });

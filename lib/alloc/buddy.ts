@@ -5,7 +5,7 @@
 // zero, and allocating or splitting a block touches none of its pages.
 import { OutOfMemoryError } from './errors';
 import type { Journal } from './journal';
-import { MODEL_TAG, PageKind, SB } from './layout';
+import { CHUNK_PAGES, type Geometry, MAGIC, MODEL_TAG, PageKind, SB } from './layout';
 
 export interface Words {
   readonly u8: Uint8Array;
@@ -135,4 +135,29 @@ export class Buddy {
     }
     return out;
   }
+}
+
+/**
+ * The allocated blocks outside transactional consistency, read from a heap's tables (`m`
+ * holds at least the pages below the first data page): what a page server that founds the
+ * cluster again from its store must declare to its page table, which starts knowing no
+ * models. An unformatted heap has none.
+ */
+export function modelBlocks(m: Words, g: Geometry): Array<{ first: number; count: number; model: number }> {
+  const out: Array<{ first: number; count: number; model: number }> = [];
+  if (m.u32[SB.magic] !== MAGIC) return out;
+  const end = Math.min(m.u32[SB.pages], g.pages);
+  for (let p = m.u32[SB.dataStart]; p < end; ) {
+    const k = m.u8[g.kindsAt + p];
+    let span = 1;
+    if (k >= PageKind.freeBase && k < PageKind.allocated) span = 1 << (k - PageKind.freeBase);
+    else if (k === PageKind.chunk) span = CHUNK_PAGES;
+    else if ((k & 0xc0) === PageKind.allocated) {
+      span = 1 << (k & 0x3f);
+      const w = m.u32[(g.linksAt >>> 2) + 2 * p];
+      if ((w & 0xff000000) === MODEL_TAG && (w & 0xff) !== 0) out.push({ first: p, count: Math.min(span, end - p), model: w & 0xff });
+    }
+    p += span;
+  }
+  return out;
 }

@@ -17,6 +17,8 @@ import { NOT_CARRIED } from '../service/changes';
 import { LOST_OWNER } from '../service/protocol';
 import { CommitLog } from './wal';
 import { PageStore } from './store';
+import { modelBlocks } from '../alloc/buddy';
+import { geometry, MODELS } from '../alloc/layout';
 
 /** The store takes the log in a checkpoint once this many bytes were logged, or this long after the last. */
 const CHECKPOINT_BYTES = 64 << 20;
@@ -248,12 +250,42 @@ export class StoreFeed {
       view.close();
     }
     n.ev.progress('loading', view.count, view.count);
+    this.declareModels();
     n.log.reset(time);
     if (n.token.token) n.token.token.time = time;
     n.ev.publish(time, time);
     n.ev.durable(time);
     if (n.membership.lostPages.size > 0) n.publishStatus();
     n.ev.log('warn', `founded the cluster again from the page store at time ${time} (${done} pages)`);
+  }
+
+  /**
+   * Founding again: the heap's blocks outside transactional consistency get their models
+   * back (the page table starts knowing none, and a model is a property of pages that
+   * travels with commits, not with the pages). The page server owns the sequential and
+   * migratory blocks, with what the store holds of them: writes made outside transactions
+   * never reach a page server, so that is what the last transaction wrote there (zeros when
+   * nothing did). Local blocks belonged to a node of the cluster that stopped: refused
+   * everywhere, as a dead node's local pages are.
+   */
+  private declareModels(): void {
+    const n = this.n;
+    const ps = n.config.pageSize;
+    const g = geometry(n.config.numPages * ps, ps);
+    const tables = new Uint8Array(g.dataStart * ps);
+    n.native.copyCommittedPages(Uint32Array.from({ length: g.dataStart }, (_, i) => i), tables);
+    const blocks = modelBlocks({ u8: tables, u32: new Uint32Array(tables.buffer) }, g);
+    for (const b of blocks) {
+      if (b.model === MODELS.local) {
+        n.native.setModel(b.first, b.count, b.model, LOST_OWNER);
+        continue;
+      }
+      const data = new Uint8Array(b.count * ps);
+      n.native.copyCommittedPages(Uint32Array.from({ length: b.count }, (_, i) => b.first + i), data);
+      n.native.setModel(b.first, b.count, b.model, n.id);
+      for (let i = 0; i < b.count; i++) n.native.installSequential(b.first + i, data.subarray(i * ps, (i + 1) * ps), true, n.id);
+    }
+    if (blocks.length > 0) n.ev.log('warn', `page store: ${blocks.length} block(s) outside transactional consistency declared again`);
   }
 
   /**

@@ -193,6 +193,36 @@ describe('page server', () => {
     expect(await c.run(READ, { first: FIRST })).toBe(8 * 5 * 11);
   });
 
+  it('a cluster restarted from the store keeps the models of its allocations', async () => {
+    const dir = newDir();
+    const ps = await h.pageServer({ dir });
+    const a = await h.start({ peers: [ps.address], durability: 'disk' });
+    const { seq, mine } = await a.run<{ seq: number; mine: number }>(`return dsm.transaction((tx) => {
+      const seq = tx.alloc(2 * 4096, { model: 'sequential' });
+      const mine = tx.alloc(4096, { model: 'local' });
+      dsm.u32[seq / 4] = 5;
+      dsm.u32[seq / 4 + 1024] = 6;
+      return { seq, mine };
+    });`);
+    // Outside any transaction: never sent to a page server, so not on disk.
+    await a.run('dsm.u32[args.at + 1] = 7;', { at: seq / 4 });
+    for (const n of [ps, a]) n.kill('SIGKILL');
+    await Promise.all([ps, a].map((n) => n.exited));
+
+    const ps2 = await h.pageServer({ dir });
+    const b = await h.start({ peers: [ps2.address] });
+    const words = 'return [dsm.u32[args.at], dsm.u32[args.at + 1], dsm.u32[args.at + 1024]];';
+    // What the last transaction wrote; sequential again: written outside transactions, seen by the next node.
+    expect(await b.run(words, { at: seq / 4 })).toEqual([5, 0, 6]);
+    await b.run('dsm.u32[args.at] = 9;', { at: seq / 4 });
+    expect((await b.run<{ faults: { violations: number } }>('return dsm.stats();')).faults.violations).toBe(0);
+    const c = await h.start({ peers: [ps2.address] });
+    expect(await c.run(words, { at: seq / 4 })).toEqual([9, 0, 6]);
+    // The local block's node is gone: refused, as a dead node's local pages are.
+    const touched = await c.run<{ code?: string }>('dsm.u32[args.at]; try { dsm.stats(); return {}; } catch (e) { return { code: e.code }; }', { at: mine / 4 });
+    expect(touched).toEqual({ code: 'ERR_DSM_LOCAL_PAGE' });
+  });
+
   it('a snapshot taken while nodes commit restores to a consistent state (bank total conserved)', async () => {
     const ps = await h.pageServer({ dir: newDir() });
     const opts = { peers: [ps.address], durability: 'disk' };

@@ -96,10 +96,20 @@ export class StoreFeed {
     const { versions } = this.n.table;
     for (const p of pages) {
       if (store.missingVersion(p) === undefined) continue;
-      this.putPage(p, Number(versions[p]), this.n.native.copyCommitted(p));
+      this.putPage(p, Number(versions[p]), this.committedCopy(p));
     }
     if (ackTo !== undefined) this.ackWhenDurable(ackTo, time);
     this.schedule();
+  }
+
+  /**
+   * This node's committed copy of `page`, for the store. A page outside transactional
+   * consistency is never fetched here (its model's protocol keeps it, and a page request
+   * for it goes unanswered): the store takes it as zeros, what an allocation holds.
+   */
+  private committedCopy(page: number): Uint8Array {
+    if (this.n.sequential.handles(page)) return new Uint8Array(this.n.config.pageSize);
+    return this.n.native.copyCommitted(page);
   }
 
   /** A whole page for the store, logged like every change. */
@@ -299,9 +309,15 @@ export class StoreFeed {
   joined(time: number, pages: Array<{ page: number; version: number; owner: number }>): void {
     const n = this.n;
     const written = pages.filter((p) => p.owner !== LOST_OWNER).map(({ page, version }) => ({ page, version }));
-    const need = this.store.rebase(time, written);
+    const all = this.store.rebase(time, written);
     this.wal.appendRebase(time, written);
     this.unflushed = true;
+    const version = new Map(written.map((p) => [p.page, p.version]));
+    const need = all.filter((p) => {
+      if (!n.sequential.handles(p)) return true;
+      this.putPage(p, version.get(p)!, this.committedCopy(p));
+      return false;
+    });
     if (need.length === 0) return this.schedule();
     n.ev.log('warn', `page store at time ${time}: fetching ${need.length} page(s) the cluster changed since it was written`);
     this.fetching++;
@@ -318,7 +334,7 @@ export class StoreFeed {
           done++;
           if (done % 1024 === 0 || done === need.length) n.ev.progress('catching-up', done, need.length);
           const { states, versions } = n.table;
-          if (states[p] !== 0 && this.store.missingVersion(p) !== undefined) this.putPage(p, Number(versions[p]), n.native.copyCommitted(p));
+          if (states[p] !== 0 && this.store.missingVersion(p) !== undefined) this.putPage(p, Number(versions[p]), this.committedCopy(p));
           if (done === need.length) {
             this.fetching--;
             n.ev.log('warn', `page store caught up: ${need.length} page(s) fetched`);

@@ -223,6 +223,24 @@ describe('page server', () => {
     expect(touched).toEqual({ code: 'ERR_DSM_LOCAL_PAGE' });
   });
 
+  it('a page server that was away while a sequential block was written in a transaction rejoins and goes on acknowledging', async () => {
+    const dir = newDir();
+    const fast = { heartbeatMs: 100, deadAfterMs: 1000 };
+    const ps = await h.pageServer({ dir, ...fast });
+    const a = await h.start({ peers: [ps.address], durability: 'none', ...fast });
+    const b = await h.start({ peers: [ps.address], durability: 'none', ...fast });
+    ps.kill('SIGKILL');
+    await ps.exited;
+    await a.waitForLine((l) => l === `peer-leave ${ps.nodeId}`);
+    // The store's copy of these pages is now behind, and they cannot be fetched as pages: the
+    // rejoining page server used to wait for them forever, acknowledging nothing more.
+    const seq = await a.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); dsm.u32[p / 4] = 5; return p; });`);
+    await h.pageServer({ dir, peers: [a.address], ...fast });
+    const c = await h.start({ peers: [b.address], durability: 'disk', ...fast });
+    expect(await c.run('return dsm.transaction(() => ++dsm.u32[args.w]);', { w: FIRST * PAGE_WORDS })).toBe(1);
+    expect(await c.run('return dsm.u32[args.at];', { at: seq / 4 })).toBe(5);
+  });
+
   it('a snapshot taken while nodes commit restores to a consistent state (bank total conserved)', async () => {
     const ps = await h.pageServer({ dir: newDir() });
     const opts = { peers: [ps.address], durability: 'disk' };

@@ -131,8 +131,14 @@ export class CommitLog {
   }
 
   /**
-   * Makes everything appended so far durable: one write and one fdatasync for all of it,
-   * off the event loop. Appends made meanwhile wait for the next call.
+   * Makes everything appended so far durable: one write and one fdatasync for all of it.
+   * Both run on this thread, blocking it for the sync (as Redis's appendfsync always does):
+   * commits that arrive meanwhile wait in the socket and make the next group. Through the
+   * thread pool (a write, then an fdatasync, each a round trip of thread wake-ups) the
+   * page server acknowledged fewer commits: measured here with two nodes, 1,650 -> 2,400
+   * awaited 'disk' transfers/s and 6,700 -> 9,000 with 16 in flight each. A disk that takes
+   * seconds to sync now also delays this page server's lease answers, so the cluster sees
+   * it as stalled: it is, for every commit that waits on it.
    */
   sync(): Promise<void> {
     const run = (this.syncing ?? Promise.resolve()).then(() => this.syncOnce());
@@ -150,8 +156,8 @@ export class CommitLog {
     this.pending = [];
     this.pendingBytes = 0;
     const fd = this.fd;
-    await new Promise<void>((resolve, reject) => fs.writev(fd, bufs, (e) => (e ? reject(e) : resolve())));
-    await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+    fs.writevSync(fd, bufs);
+    fs.fdatasyncSync(fd);
     this.bytes += bytes;
     this.syncs++;
     this.synced += records;

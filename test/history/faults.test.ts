@@ -33,6 +33,8 @@ interface Schedule {
   reliable: boolean;
   /** Node options (default: durability 'replicated', one backup). */
   cluster?: Record<string, unknown>;
+  /** The nodes join through a page server. */
+  pageServer?: boolean;
 }
 
 const schedules: Schedule[] = [
@@ -40,6 +42,8 @@ const schedules: Schedule[] = [
   { name: 'SIGKILL of the token holder, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['kill-token-holder'] }, reliable: true },
   // Durability 'none': a dead node's last acknowledged commits may die with it (excused).
   { name: "SIGKILL of a random node, 3 nodes, durability 'none'", plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['kill'] }, reliable: true, cluster: { durability: 'none' } },
+  { name: "SIGKILL of a random node, 3 nodes and a page server, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 200, faults: ['kill'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
+  { name: "one fault of any kind, 3 nodes and a page server, durability 'disk', two keys per page", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: 'SIGKILL of a random node, 4 nodes, two keys per page', plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['kill'] }, reliable: true },
   { name: 'SIGSTOP for less than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [300, 1000] }, reliable: true },
   { name: 'SIGSTOP for longer than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true },
@@ -57,7 +61,7 @@ describe(`list-append histories under faults (${replayHint(seed)})`, () => {
     if (!s.reliable && !ALL) continue;
     for (let run = 0; run < RUNS; run++) {
       it(RUNS > 1 ? `${s.name} (seed=${seed + run})` : s.name, async () => {
-        const r = await runPlan(h, drawPlan(seed + run, s.plan), s.cluster ? { cluster: s.cluster } : {});
+        const r = await runPlan(h, drawPlan(seed + run, s.plan), { ...(s.cluster ? { cluster: s.cluster } : {}), pageServer: s.pageServer });
         console.log(summary(r));
         assertValid(r);
         // With durability 'replicated' (the default) and one failure, every page's latest

@@ -2,6 +2,8 @@
 // fault) drawn from a seed, run on a cluster started through the harness, turned into a
 // history and checked. Every run prints its seed; DSM_SEED replays one (the same
 // transactions and fault; the interleaving is up to the processes).
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { type Harness, type RemoteNode, SECRET, settle } from '../cluster/harness';
@@ -116,6 +118,8 @@ export interface RunOptions {
    */
   unisolatedReader?: number;
   cluster?: Record<string, unknown>;
+  /** Every node joins through a page server started first (store in a fresh directory). */
+  pageServer?: boolean;
 }
 
 /**
@@ -157,8 +161,20 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions & { deadl
 async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase: string }): Promise<RunResult> {
   const t0 = Date.now();
   const faultLog: string[] = [];
-  const clusterOpts = { heartbeatMs: 200, deadAfterMs: 2000, ...opts.cluster };
-  const procs = await h.cluster(plan.nodes, clusterOpts);
+  let clusterOpts: Record<string, unknown> = { heartbeatMs: 200, deadAfterMs: 2000, ...opts.cluster };
+  let procs: RemoteNode[];
+  const pageServers: number[] = [];
+  if (opts.pageServer) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-history-store-'));
+    process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    const ps = await h.pageServer({ dir: path.join(dir, 'store'), heartbeatMs: clusterOpts.heartbeatMs, deadAfterMs: clusterOpts.deadAfterMs });
+    pageServers.push(ps.nodeId);
+    clusterOpts = { ...clusterOpts, peers: [ps.address] };
+    procs = [];
+    for (let i = 0; i < plan.nodes; i++) procs.push(await h.start(clusterOpts));
+  } else {
+    procs = await h.cluster(plan.nodes, clusterOpts);
+  }
   const ids0 = procs.map((p) => p.nodeId);
   const { ptr } = await procs[0].run<{ ptr: number }>('return require(args.fixture).setup(dsm, args);', { fixture: FIXTURE, keys: plan.keys, keysPerPage: plan.keysPerPage });
   await settle(procs);
@@ -256,7 +272,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
 
   const survivors = procs.filter((_, i) => !gone.has(i));
   state.phase = 'waiting for the survivors to agree on the members (a stalled node joins again)';
-  await converge(survivors);
+  await converge(survivors, pageServers);
   state.phase = 'waiting for the survivors to apply every commit';
   await settle(survivors);
   state.phase = 'reading the final lists';
@@ -289,7 +305,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
  * detector's limit was removed while it was stopped, and joins again under a new id once it
  * runs (until then its transactions fail with ERR_DSM_PARTITIONED); the final reads wait for that.
  */
-async function converge(survivors: RemoteNode[]): Promise<void> {
+async function converge(survivors: RemoteNode[], others: number[]): Promise<void> {
   for (;;) {
     const views = await Promise.all(
       survivors.map((s) =>
@@ -301,7 +317,7 @@ async function converge(survivors: RemoteNode[]): Promise<void> {
         ),
       ),
     );
-    const ids = views.map((v) => v.id).sort((a, b) => a - b);
+    const ids = [...views.map((v) => v.id), ...others].sort((a, b) => a - b);
     if (views.every((v) => v.ready && v.members.join() === ids.join())) {
       survivors.forEach((s, i) => (s.nodeId = views[i].id));
       return;

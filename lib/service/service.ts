@@ -16,7 +16,7 @@ export class Service {
   cluster?: Cluster;
   /** The app's hottest pages as it last published them (conflict_monitor.ts). */
   hotPages: HotPage[] = [];
-  /** The app's barriers and locks waiting for a commit or a configuration (lib/sync). */
+  /** The app's locks waiting for a commit or a configuration (lib/sync). */
   readonly watches: PageWatches;
   /** Sends a late reply to the app (set by the worker). */
   reply?: (r: ServiceReply) => void;

@@ -11,7 +11,7 @@ import { InvalidOptionError } from '../errors';
 import type { SyncNode } from './sync_host';
 
 export const DIRECTORY_ROOT = '\0sync';
-/** Bytes of a directory object and of a barrier's or lock's state object. */
+/** Bytes of a directory object and of a lock's state object. */
 export const SYNC_OBJECT_BYTES = 4096;
 const ENTRIES_AT = 64;
 const ENTRY_BYTES = 64;

@@ -1,9 +1,12 @@
 // Barriers and locks for SPMD programs with real node processes: rounds of a barrier make
 // every party's writes visible to all, a lock makes a read-modify-write spread over two
 // transactions exclusive across nodes, and both survive a party or holder being killed
-// (a barrier also its coordinator, the lowest member) and malformed barrier messages.
+// (a barrier also its coordinator, the lowest member) and malformed barrier messages; a
+// released party waits for the round's global time (shown with a release made by hand).
 import { afterEach, describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
 import { Harness, type RemoteNode, until } from './harness';
+const { encode, BarrierKind, Msg } = createRequire(__filename)('../../dist/service/protocol.js');
 
 const FAST = { heartbeatMs: 200, deadAfterMs: 2000 };
 
@@ -147,6 +150,21 @@ describe('barriers', () => {
     // Three members remain, as many as the parties: the round breaks only because the coordinator had arrived.
     expect(await waitA).toMatch(new RegExp(`^ERR_DSM_BARRIER_BROKEN: barrier "p" is broken: node ${z.nodeId}, which had arrived, was removed`));
     await Promise.all([a, b, c].map((n) => n.run(`await dsm.barrier('p', 3);`)));
+  });
+
+  it('a released party returns only once its node has applied the round\'s time', async () => {
+    const [a, b] = await h.cluster(2);
+    const waitB = b.run<number>(`await dsm.barrier('t', 2); return dsm.globalTime;`);
+    await until('b arrived at the coordinator', 30_000, async () => ((await arrived(a, 't')) === 1 ? true : undefined));
+    // The coordinator's release, made by hand: the round's time is 5 commits ahead of any node.
+    const time = Math.max(await a.run<number>('return dsm.globalTime;'), await b.run<number>('return dsm.globalTime;')) + 5;
+    const round = { gen: 0, broken: false, time, reporter: a.nodeId, decider: a.nodeId, ids: [a.nodeId, b.nodeId], why: '' };
+    const release = encode.barrierAnswer({ name: 't', gen: 0, kind: BarrierKind.released, round });
+    await a.run(`await dsm._testSend(args.to, args.msg, new Uint8Array(args.bytes));`, { to: b.nodeId, msg: Msg.BarrierAnswer, bytes: [...release] });
+    await until('b took the release', 30_000, async () => ((await b.run<{ next: number }>(`return dsm._barrierState('t');`)).next === 1 ? true : undefined));
+    // Only now does the cluster reach that time.
+    await a.run(`const p = await dsm.transaction((tx) => tx.alloc(8)); for (let i = 0; i < 5; i++) await dsm.transaction(() => { dsm.u32[p >> 2] = i; });`);
+    expect(await waitB).toBeGreaterThanOrEqual(time);
   });
 
   it('a malformed barrier message from a peer is dropped: the service goes on, the connection stays', async () => {

@@ -152,6 +152,25 @@ describe('barriers', () => {
     await Promise.all([a, b, c].map((n) => n.run(`await dsm.barrier('p', 3);`)));
   });
 
+  it('the coordinator killed after releasing one party: the new coordinator learns the round and releases the rest', async () => {
+    const [z, a, b, c] = await h.cluster(4, FAST);
+    void c;
+    const waitA = a.run(`await dsm.barrier('r', 3); return 'passed';`);
+    const waitB = b.run(`await dsm.barrier('r', 3); return 'passed';`);
+    await until('a and b arrived at the coordinator', 30_000, async () => ((await arrived(z, 'r')) === 2 ? true : undefined));
+    // The coordinator's releases cut short, made by hand: round 0 ended (with a, b and c), b
+    // alone was told. b does not call the barrier again.
+    const round = { gen: 0, broken: false, time: 0, reporter: z.nodeId, decider: z.nodeId, ids: [a.nodeId, b.nodeId, c.nodeId], why: '' };
+    const release = encode.barrierAnswer({ name: 'r', gen: 0, kind: BarrierKind.released, round });
+    await z.run(`await dsm._testSend(args.to, args.msg, new Uint8Array(args.bytes));`, { to: b.nodeId, msg: Msg.BarrierAnswer, bytes: [...release] });
+    expect(await waitB).toBe('passed');
+    z.kill('SIGKILL');
+    // a arrives again at the new coordinator (a itself, the lowest member left), which knows
+    // nothing of round 0; b tells it.
+    expect(await waitA).toBe('passed');
+    expect(await a.run(`return (await dsm._barrierState('r')).next;`)).toBe(1);
+  });
+
   it('a released party returns only once its node has applied the round\'s time', async () => {
     const [a, b] = await h.cluster(2);
     const waitB = b.run<number>(`await dsm.barrier('t', 2); return dsm.globalTime;`);

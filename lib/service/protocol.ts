@@ -631,8 +631,7 @@ function readBarrierRound(r: WireReader): BarrierRound {
   const gen = r.u32();
   const broken = r.u8();
   if (broken > 1) throw new WireError('a barrier round with a bad broken flag');
-  const round = { gen, broken: broken === 1, time: r.u64(), reporter: r.u16(), decider: r.u16(), ids: readBarrierIds(r), why: r.str(1024) };
-  return round;
+  return { gen, broken: broken === 1, time: r.u64(), reporter: r.u16(), decider: r.u16(), ids: readBarrierIds(r), why: r.str(1024) };
 }
 function readBarrierName(r: WireReader): string {
   const name = r.str(BARRIER_NAME_MAX);

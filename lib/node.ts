@@ -161,15 +161,19 @@ export class DsmNode extends EventEmitter {
       watch: async (pages, since, epoch) => (await this.service.request({ type: 'watch', pages, since, epoch })).view!,
     };
     this.directory = new SyncDirectory(sync);
-    this.barriers = new Barriers(sync, this.directory);
+    this.barriers = new Barriers({
+      globalTime: () => this.globalTime,
+      wait: async (name, parties, time) => (await this.service.request({ type: 'barrier', name, parties, time })).barrier!,
+    });
     this.locks = new Locks(sync, this.directory);
   }
 
   /**
    * Waits until `parties` nodes (one party per node) have called `barrier(name, parties)`,
    * then resolves on all of them. Everything a party committed before arriving is visible
-   * to every party once this resolves. Waiting costs nothing: the commit that completes the
-   * barrier wakes the others. Rejects with ERR_DSM_BARRIER_BROKEN on every waiting party
+   * to every party once this resolves. One message round between the nodes' service threads
+   * (no transaction): each party tells a coordinator, which releases them all once the last
+   * arrives. Rejects with ERR_DSM_BARRIER_BROKEN on every waiting party
    * when a node that arrived is removed from the cluster (it died, stalled or was cut off),
    * or when fewer members remain than `parties`; a later call starts a new round.
    * @example for (let sweep = 0; sweep < 40; sweep++) { await step(); await dsm.barrier('sweep', 2); }
@@ -379,9 +383,19 @@ export class DsmNode extends EventEmitter {
     this.native.close();
   }
 
-  /** @internal Test hook: the pointer to the state object of barrier or lock `name`. */
-  _syncState(what: 'barrier' | 'lock', name: string): Promise<number> {
+  /** @internal Test hook: the pointer to the state object of lock `name`. */
+  _syncState(what: 'lock', name: string): Promise<number> {
     return this.directory.object(what, name);
+  }
+
+  /** @internal Test hook: what this node's service knows of barrier `name` (undefined without networking). */
+  async _barrierState(name: string): Promise<import('./service/barriers').BarrierState | undefined> {
+    return (await this.service.request({ type: 'barrier-state', name })).barrierState;
+  }
+
+  /** @internal Test hook: the service sends member `to` a raw message of type `msg` (a malformed one, say). */
+  async _testSend(to: number, msg: number, payload: Uint8Array): Promise<void> {
+    await this.service.request({ type: 'test-send', to, msg, payload });
   }
 
   /** @internal Test hook: the service thread leaves a promise rejection unhandled (it must log it and go on). */

@@ -6,7 +6,8 @@
 // per sweep with dsm.barrier, and on 2 nodes also with neighbour flags on 'sequential'
 // pages (no barrier); plus where the time goes: faults and invalidations per sweep. And a
 // migratory workload: two nodes taking turns on one page, against the same on a
-// 'sequential' page.
+// 'sequential' page. And the bare barrier round (2 nodes, nothing but dsm.barrier) against a
+// bare TCP round trip between two processes, in the same run.
 // Prints one JSON line (see run.mjs).
 //
 // The machine's own ceiling, in the same run: N processes each sweeping its share of rows
@@ -14,6 +15,7 @@
 // all. No DSM can beat that; on a 2-vCPU machine shared with other work it is the figure
 // that says what a speedup target can mean.
 import { fork } from 'node:child_process';
+import net from 'node:net';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dsmJacobi, initRows, localJacobi, rowsOf, sweepRows } from '../../examples/jacobi/jacobi.mjs';
@@ -93,6 +95,71 @@ async function turns() {
   return out;
 }
 
+if (process.argv[2] === 'barrier') {
+  // The other party of the bare barrier rounds.
+  const require = createRequire(import.meta.url);
+  const { createNode } = require('../..');
+  const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  process.once('message', async ({ rounds }) => {
+    for (let i = 0; i < rounds; i++) await dsm.barrier('bare', 2);
+    await dsm.close();
+    process.send('done');
+    process.exit(0);
+  });
+  process.send('joined');
+  await new Promise(() => {});
+}
+
+if (process.argv[2] === 'echo') {
+  // Echoes every byte back: the other end of the bare TCP round trip.
+  const server = net.createServer((c) => {
+    c.setNoDelay(true);
+    c.on('data', (d) => c.write(d));
+  });
+  server.listen(0, '127.0.0.1', () => process.send(server.address().port));
+  process.once('message', () => process.exit(0));
+  await new Promise(() => {});
+}
+
+const BARRIER_WARMUP = 500;
+const BARRIER_ROUNDS = 3000;
+
+/** Milliseconds of BARRIER_ROUNDS rounds of dsm.barrier between this process's node and a child's. */
+async function bareBarrier() {
+  const require = createRequire(import.meta.url);
+  const { createNode } = require('../..');
+  const dsm = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  const c = fork(fileURLToPath(import.meta.url), ['barrier', dsm.address]);
+  await new Promise((r) => c.once('message', r));
+  const done = new Promise((r) => c.once('message', r));
+  c.send({ rounds: BARRIER_WARMUP + BARRIER_ROUNDS });
+  for (let i = 0; i < BARRIER_WARMUP; i++) await dsm.barrier('bare', 2);
+  const t0 = now();
+  for (let i = 0; i < BARRIER_ROUNDS; i++) await dsm.barrier('bare', 2);
+  const ms = now() - t0;
+  await done;
+  await dsm.close();
+  return ms;
+}
+
+/** Milliseconds of BARRIER_ROUNDS one-byte round trips over TCP to a child process that echoes them. */
+async function bareTcp() {
+  const c = fork(fileURLToPath(import.meta.url), ['echo']);
+  const port = await new Promise((r) => c.once('message', r));
+  const s = net.connect(port, '127.0.0.1');
+  s.setNoDelay(true);
+  await new Promise((r) => s.once('connect', r));
+  const one = Buffer.from([1]);
+  const trip = () => new Promise((r) => { s.once('data', r); s.write(one); });
+  for (let i = 0; i < BARRIER_WARMUP; i++) await trip();
+  const t0 = now();
+  for (let i = 0; i < BARRIER_ROUNDS; i++) await trip();
+  const ms = now() - t0;
+  s.destroy();
+  c.send('exit');
+  return ms;
+}
+
 if (process.argv[2] === 'share') {
   const [n, sweeps, k, nodes] = process.argv.slice(3).map(Number);
   process.once('message', () => {
@@ -149,6 +216,11 @@ for (const { nodes, sync, target } of runs) {
     row(`${label}: time sweeping, slowest node (the rest is synchronisation)`, Math.max(...r.computeMs), 'ms', 'whole run', r.ms);
   }
 }
+// The bare barrier round right after its TCP baseline: the machine's load drifts.
+const tcpMs = await bareTcp();
+const barrierMs = await bareBarrier();
+row('dsm.barrier alone, 2 nodes: rounds per second', BARRIER_ROUNDS / (barrierMs / 1e3), '1/s', 'bare TCP round trip between two processes, same run', BARRIER_ROUNDS / (tcpMs / 1e3));
+row('dsm.barrier alone, 2 nodes: microseconds per round', (barrierMs * 1e3) / BARRIER_ROUNDS, 'us', 'bare TCP round trip between two processes, same run', (tcpMs * 1e3) / BARRIER_ROUNDS);
 const t = await turns();
 row("two nodes taking turns on one page, 'migratory' (1 ms hold): increments per second per node", t.migratory, '1/s', "the same on a 'sequential' page", t.sequential);
 console.log(JSON.stringify({ suite: 'models', rows }));

@@ -12,6 +12,7 @@
 //   data_channels.ts  native page streams for scans
 //   recovery.ts       after a loss: the token (regenerated if it died) and a configuration without the lost
 //   leaving.ts        graceful leave (hand-over of pages and token)
+//   barriers.ts       dsm.barrier: arrivals, releases, the coordinator
 // Runs in the service worker; touches the region only through the native system view.
 import type { MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
@@ -24,6 +25,7 @@ import { encode, LOST_OWNER, type Member, Msg, NO_NODE } from './protocol';
 import { CommitToken } from './token';
 import type { Connection, Transport } from './transport';
 import { Admission } from './admission';
+import { Barriers } from './barriers';
 import { Commits, Partitioned } from './commits';
 import { DataChannels } from './data_channels';
 import { Leaving } from './leaving';
@@ -109,6 +111,8 @@ const handlers: Record<number, Handler> = {
   [Msg.RecoverQuery]: (n, from, p) => n.recovery.onQuery(from, p),
   [Msg.RecoverState]: (n, from, p) => n.recovery.onState(from, p),
   [Msg.Recovered]: (n, from, p) => n.recovery.onRecovered(from, p),
+  [Msg.BarrierArrive]: (n, from, p) => n.barriers.onArrive(from, p),
+  [Msg.BarrierAnswer]: (n, from, p) => n.barriers.onAnswer(from, p),
 };
 
 export class Cluster {
@@ -130,6 +134,7 @@ export class Cluster {
   readonly recovery: Recovery;
   readonly leaving: Leaving;
   readonly lease: Lease;
+  readonly barriers: Barriers;
   private partitionWaiters: Array<(e: Error) => void> = [];
   private rejoining = false;
   /** For `dsm stats`. */
@@ -165,6 +170,7 @@ export class Cluster {
     this.recovery = new Recovery(this);
     this.leaving = new Leaving(this);
     this.admission = new Admission(this);
+    this.barriers = new Barriers(this);
     this.token = new CommitToken({
       me: () => this.id,
       sendToken: (to, t) => this.links.send(to, Msg.Token, encode.token(t)),
@@ -249,6 +255,7 @@ export class Cluster {
     for (const w of waiting) w(new Partitioned());
     this.recovery.reset();
     this.replication.reset();
+    this.barriers.removed();
     // Frames queued for members we were not connected to go too: they speak under the old
     // id, and a member that is one again after the join would read them as lies.
     for (const id of new Set([...this.links.connected(), ...this.links.queuedFor()])) this.links.drop(id, 'rejoining');

@@ -169,6 +169,8 @@ export class Membership {
     n.pager.configurationChanged();
     // Commits waiting for backups that left ask their new ones.
     n.replication.configurationChanged();
+    // Barrier rounds with a removed party break; parties of a removed coordinator arrive at the new one.
+    n.barriers.configurationChanged();
   }
 
   /** A commit made a lost page new again (tx.discardLost on some node). */

@@ -4,6 +4,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { HotPage } from '../conflict_monitor';
 import type { ResolvedOptions } from '../options';
 import type { MembershipView } from './watches';
+import type { BarrierOutcome, BarrierState } from './barriers';
 
 /** Sent once, as workerData, when the service starts. */
 export interface ServiceConfig {
@@ -46,10 +47,15 @@ export type AppRequest =
   | { id: number; type: 'hot-pages'; pages: HotPage[] }
   /** Answered once a page's version passes `since` (same order), or the epoch is not `epoch` (watches.ts). */
   | { id: number; type: 'watch'; pages: number[]; since: number[]; epoch: number }
-  | { id: number; type: 'wait-time'; time: number; timeoutMs: number };
+  | { id: number; type: 'wait-time'; time: number; timeoutMs: number }
+  /** Waits at barrier `name` (barriers.ts); `time`: the global time the app has applied or committed. Answered with `barrier`. */
+  | { id: number; type: 'barrier'; name: string; parties: number; time: number }
+  /** Test hooks: what this node knows of barrier `name`; a raw message of type `msg` to member `to`. */
+  | { id: number; type: 'barrier-state'; name: string }
+  | { id: number; type: 'test-send'; to: number; msg: number; payload: Uint8Array };
 
 export type ServiceReply =
-  | { id: number; ok: true; time?: number; stats?: ServiceStats; view?: MembershipView }
+  | { id: number; ok: true; time?: number; stats?: ServiceStats; view?: MembershipView; barrier?: BarrierOutcome; barrierState?: BarrierState }
   | { id: number; ok: false; code?: string; message?: string };
 
 /** Unsolicited events from the service. */

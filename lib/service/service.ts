@@ -5,6 +5,7 @@ import { CommitKind, CommitStatus, loadNativeHooks, type NativeAddon } from '../
 import type { HotPage } from '../conflict_monitor';
 import type { Cluster } from './cluster';
 import { type MembershipView, PageWatches } from './watches';
+import type { BarrierOutcome } from './barriers';
 import { LocalTokenGate } from './local_token';
 import { type AppRequest, type ServiceConfig, type ServiceReply, type ServiceStats, Status } from './messages';
 
@@ -15,7 +16,7 @@ export class Service {
   cluster?: Cluster;
   /** The app's hottest pages as it last published them (conflict_monitor.ts). */
   hotPages: HotPage[] = [];
-  /** The app's barriers and locks waiting for a commit or a configuration (lib/sync). */
+  /** The app's locks waiting for a commit or a configuration (lib/sync). */
   readonly watches: PageWatches;
   /** Sends a late reply to the app (set by the worker). */
   reply?: (r: ServiceReply) => void;
@@ -198,6 +199,18 @@ export class Service {
         void log.waitUntil(req.time, req.timeoutMs).then(() => this.reply?.({ id: req.id, ok: true, time: log.applied }));
         return undefined;
       }
+      case 'barrier': {
+        const answer = (barrier: BarrierOutcome) => this.reply?.({ id: req.id, ok: true, barrier });
+        // One node: the only member, so the only possible party.
+        if (!this.cluster) return { id: req.id, ok: true, barrier: req.parties === 1 ? { outcome: 'released' } : { outcome: 'broken', why: `it has ${req.parties} parties but the cluster has 1 member` } };
+        this.cluster.barriers.wait(req.name, req.parties, req.time, answer);
+        return undefined;
+      }
+      case 'barrier-state':
+        return { id: req.id, ok: true, barrierState: this.cluster?.barriers.state(req.name) };
+      case 'test-send':
+        this.cluster?.links.send(req.to, req.msg, Buffer.from(req.payload));
+        return { id: req.id, ok: true };
       case 'close':
         return undefined;
     }

@@ -1,5 +1,5 @@
 // Page watches: the app waits for a commit to change one of a few pages, or for the
-// configuration to change, without polling (barriers and locks, lib/sync). A watch is
+// configuration to change, without polling (locks, lib/sync). A watch is
 // answered as soon as a page's version passes the one the app saw, or the configuration
 // epoch differs from the one it knew; checked whenever commits are applied here.
 

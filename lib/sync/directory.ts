@@ -1,22 +1,25 @@
-// The directory of barrier and lock state objects: one named root ("\0sync") for all of
-// them, so they take none of the 64 root names programs use. A chain of 4 KiB heap objects:
+// The directory of lock state objects: one named root ("\0sync") for all of them, so they
+// take none of the 64 root names programs use. A chain of 4 KiB heap objects:
 //   word 0: the next directory object (0: none)  word 1: entries used
 //   from byte 64, ENTRIES_PER_PAGE entries of 64 bytes: u32 key length, the key's UTF-8
-//   bytes ("b:" or "l:" + the name, at most KEY_MAX), u32 pointer at byte 60.
+//   bytes ("l:" + the name, at most KEY_MAX), u32 pointer at byte 60.
 // Each state object is a 4 KiB heap object of its own (so no other data shares its page),
 // made by the first caller; it never moves, so pointers are kept once their transaction
-// committed.
+// committed. Barriers kept their state here too before they became one message round
+// (lib/service/barriers.ts): heaps from then still hold "b:" entries, named as such.
 import { InvalidOptionError } from '../errors';
 import type { SyncNode } from './sync_host';
 
 export const DIRECTORY_ROOT = '\0sync';
-/** Bytes of a directory object and of a barrier's or lock's state object. */
+/** Bytes of a directory object and of a lock's state object. */
 export const SYNC_OBJECT_BYTES = 4096;
 const ENTRIES_AT = 64;
 const ENTRY_BYTES = 64;
 const KEY_MAX = 56;
+/** The longest barrier or lock name: the key less its prefix (barriers send theirs as protocol.ts BARRIER_NAME_MAX). */
+export const NAME_MAX = KEY_MAX - 2;
 const ENTRIES_PER_PAGE = (SYNC_OBJECT_BYTES - ENTRIES_AT) / ENTRY_BYTES;
-const PREFIX = { barrier: 'b:', lock: 'l:' } as const;
+const PREFIX = { lock: 'l:' } as const;
 const NAMES: Record<string, string> = { 'b:': 'barrier ', 'l:': 'lock ' };
 
 const encoder = new TextEncoder();
@@ -27,12 +30,11 @@ export class SyncDirectory {
 
   constructor(private readonly node: SyncNode) {}
 
-  /** The state object of barrier or lock `name`, made zeroed by the first caller in the cluster. */
+  /** The state object of lock `name`, made zeroed by the first caller in the cluster. */
   async object(what: keyof typeof PREFIX, name: string): Promise<number> {
-    if (typeof name !== 'string' || name.length === 0) throw new InvalidOptionError(`dsm.${what}: the name must be a non-empty string, got ${String(name)}`);
+    checkSyncName(what, name);
     const key = PREFIX[what] + name;
     const bytes = encoder.encode(key);
-    if (bytes.length > KEY_MAX) throw new InvalidOptionError(`dsm.${what}: the name "${name}" is too long: at most ${KEY_MAX - 2} UTF-8 bytes`);
     const known = this.known.get(key);
     if (known !== undefined) return known;
     const node = this.node;
@@ -71,6 +73,12 @@ export class SyncDirectory {
   }
 }
 
+/** Refuses what cannot name a barrier or a lock: not a string, empty, or over NAME_MAX UTF-8 bytes. */
+export function checkSyncName(what: 'barrier' | 'lock', name: string): void {
+  if (typeof name !== 'string' || name.length === 0) throw new InvalidOptionError(`dsm.${what}: the name must be a non-empty string, got ${String(name)}`);
+  if (encoder.encode(name).length > NAME_MAX) throw new InvalidOptionError(`dsm.${what}: the name "${name}" is too long: at most ${NAME_MAX} UTF-8 bytes`);
+}
+
 function find(u8: Uint8Array, u32: Uint32Array, dir: number, key: Uint8Array): number {
   const n = Math.min(u32[(dir >>> 2) + 1], ENTRIES_PER_PAGE);
   for (let i = 0; i < n; i++) {
@@ -84,7 +92,7 @@ function find(u8: Uint8Array, u32: Uint32Array, dir: number, key: Uint8Array): n
 }
 
 /**
- * Barriers and locks whose state object is in [from, to), as "barrier NAME" or "lock NAME"
+ * Locks (and barriers of older heaps) whose state object is in [from, to), as "lock NAME" or "barrier NAME"
  * (for the false-sharing monitor; read outside any transaction). `dir`: the directory root.
  */
 export function syncNamesIn(u8: Uint8Array, u32: Uint32Array, dir: number | undefined, from: number, to: number): string[] {

@@ -1,4 +1,4 @@
-// What barriers and locks need from their node: transactions, the region's words and page
+// What locks need from their node: transactions, the region's words and page
 // versions, named roots, and waiting for a commit or configuration change; and the
 // configuration as the app knows it.
 import { ClosedError } from '../errors';

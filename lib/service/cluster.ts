@@ -396,6 +396,7 @@ export class Cluster {
       droppedPageRequests: this.serving.heldDropped,
       dataChannels: this.data.owners(),
       dataConnections: this.data.requesters(),
+      sequential: this.sequential.debugState(),
     };
   }
 

@@ -73,6 +73,8 @@ export class Sequential {
   private readonly busy = new Map<number, SeqRequest[]>();
   /** Faulting slots waiting for a page. */
   private readonly faults = new Map<number, number[]>();
+  /** Faulting slots waiting for this node to finish handing a page on (then they look again). */
+  private readonly afterBusy = new Map<number, number[]>();
   /** When each migratory page owned here arrived (its hold time runs from then). */
   private readonly arrived = new Map<number, number>();
   /** The node each waiting fault's request went to. */
@@ -109,6 +111,17 @@ export class Sequential {
     if (waiting) {
       // The handler looks again once woken: a write joining a read fetch asks again then.
       waiting.push(slot);
+      return;
+    }
+    const handing = this.busy.get(page);
+    if (handing) {
+      // This node is handing the page on (or holding it for the migratory hold), with
+      // requests from other nodes held meanwhile. The fault waits for that to end and then
+      // looks again: started now, it would take the page over from the hand-over under way
+      // and forget the held requests (their nodes waited forever).
+      let q = this.afterBusy.get(page);
+      if (!q) this.afterBusy.set(page, (q = []));
+      q.push(slot);
       return;
     }
     if (n.table.states[page] !== 0 && (!write || m & HERE)) {
@@ -380,6 +393,25 @@ export class Sequential {
     const q = this.busy.get(page);
     this.busy.delete(page);
     if (q) for (const r of q) this.serve(r);
+    // Faults here that waited for the hand-over look again (and wait again if a held
+    // request started another).
+    const slots = this.afterBusy.get(page);
+    if (slots) {
+      this.afterBusy.delete(page);
+      for (const s of slots) this.n.native.completeRequest(s);
+    }
+  }
+
+  /** What the protocol waits on (a stuck cluster's diagnosis): pages and who was asked. */
+  debugState(): Record<string, unknown> {
+    const t = this.n.table;
+    const page = (p: number) => ({ page: p, state: t.states[p], owner: t.owners[p], model: this.models[p] });
+    return {
+      faults: [...this.faults.keys()].map((p) => ({ ...page(p), slots: this.faults.get(p)!.length, asked: this.asked.get(p) })),
+      busy: [...this.busy.keys()].map((p) => ({ ...page(p), held: this.busy.get(p)!.map((r) => `${r.requester}${r.write ? 'w' : 'r'}`), faults: this.afterBusy.get(p)?.length ?? 0 })),
+      copies: [...this.copies].slice(0, 32).map(([p, c]) => ({ page: p, holders: [...c] })),
+      acks: [...this.acks.values()].map((a) => [...a.waiting]),
+    };
   }
 
   // ---- a joining node learns the models ----

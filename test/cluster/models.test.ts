@@ -234,13 +234,13 @@ describe('consistency models under failure', () => {
     expect(b.stderr).not.toMatch(/bad message/);
   });
 
-  it('three nodes writing and reading one sequential page in turn: no request is forgotten, no write lost', async () => {
+  it.each(['sequential', 'migratory'])('three nodes writing and reading one %s page in turn: no request is forgotten, no write lost', async (model) => {
     // An owner handing the page on holds other nodes' requests until it is done; its own
     // app's write fault in that window used to take the page back in the middle of the
     // hand-over (two owners: writes lost, 6 runs of 6) and forget the held requests (their
     // nodes waited forever).
     const nodes = await h.cluster(3, { durability: 'none' });
-    const { seq, tx } = await nodes[0].run<{ seq: number; tx: number }>(`return dsm.transaction((t) => ({ seq: t.alloc(4096, { model: 'sequential' }), tx: t.alloc(4096) }));`);
+    const { seq, tx } = await nodes[0].run<{ seq: number; tx: number }>(`return dsm.transaction((t) => ({ seq: t.alloc(4096, { model: args.model }), tx: t.alloc(4096) }));`, { model });
     await settle(nodes);
     const loop = `
       let seen = 0;

@@ -6,6 +6,8 @@
 // `str` and `bytes` are a u32 length then the bytes; `u32s` is a u32 count then u32s.
 // Node ids are u16. Page numbers are u32.
 import { WireError, WireReader, WireWriter } from './wire';
+import { decodeBarrierAnswer, decodeBarrierArrive, encodeBarrierAnswer, encodeBarrierArrive } from './barrier_wire';
+export { BarrierKind, type BarrierAnswer, type BarrierArrival, type BarrierRound } from './barrier_wire';
 
 export const Msg = {
   /** First message on every connection: who I am. */
@@ -67,7 +69,7 @@ export const Msg = {
   /** Owner -> copy holder: u32 first page | u16 new owner | u32 token | u16 pages. Answered at once by SeqInvalidateAck (u32 token). */
   SeqInvalidate: 47,
   SeqInvalidateAck: 48,
-  /** Party -> the barrier coordinator (barriers.ts): an arrival, or what the sender knows of a barrier's last round (BarrierArrival). */
+  /** Party -> the barrier coordinator (barriers.ts; layout in barrier_wire.ts): an arrival, or what the sender knows of a barrier's last round (BarrierArrival). */
   BarrierArrive: 49,
   /** Coordinator -> party: released, broken, moved to a later round, refused, or who arrived so far (BarrierAnswer). */
   BarrierAnswer: 50,
@@ -351,18 +353,8 @@ export const encode = {
     return w.done();
   },
   backupRequest: (time: number, pages: Uint32Array) => new WireWriter(12 + pages.length * 4).u64(time).u32s(pages).done(),
-  barrierArrive(a: BarrierArrival): Buffer {
-    const w = new WireWriter().str(a.name).u32(a.gen).u16(a.parties).u64(a.time).u8(a.waiting ? 1 : 0).u8(a.last ? 1 : 0);
-    if (a.last) barrierRound(w, a.last);
-    return w.done();
-  },
-  barrierAnswer(a: BarrierAnswer): Buffer {
-    const w = new WireWriter().str(a.name).u32(a.gen).u8(a.kind);
-    if (a.kind === BarrierKind.mismatch) w.u16(a.parties);
-    else if (a.kind === BarrierKind.arrived) barrierIds(w, a.ids);
-    else barrierRound(w, a.round);
-    return w.done();
-  },
+  barrierArrive: encodeBarrierArrive,
+  barrierAnswer: encodeBarrierAnswer,
 };
 
 /** Decoders: each reads the whole payload and rejects trailing bytes. */
@@ -548,110 +540,6 @@ export const decode = {
     r.end();
     return e;
   },
-  barrierArrive(b: Buffer): BarrierArrival {
-    const r = new WireReader(b);
-    const a: BarrierArrival = { name: readBarrierName(r), gen: r.u32(), parties: r.u16(), time: r.u64(), waiting: false };
-    const flags = r.u8();
-    if (flags > 1) throw new WireError('a barrier arrival with unknown flags');
-    a.waiting = flags === 1;
-    if (a.waiting && (a.parties < 1 || a.parties > BARRIER_IDS_MAX)) throw new WireError(`a barrier arrival with ${a.parties} parties`);
-    const has = r.u8();
-    if (has > 1) throw new WireError('a barrier arrival with a bad round flag');
-    if (has) a.last = readBarrierRound(r);
-    r.end();
-    return a;
-  },
-  barrierAnswer(b: Buffer): BarrierAnswer {
-    const r = new WireReader(b);
-    const name = readBarrierName(r);
-    const gen = r.u32();
-    const kind = r.u8();
-    let a: BarrierAnswer;
-    if (kind === BarrierKind.mismatch) a = { name, gen, kind, parties: r.u16() };
-    else if (kind === BarrierKind.arrived) a = { name, gen, kind, ids: readBarrierIds(r) };
-    else if (kind === BarrierKind.released || kind === BarrierKind.broken || kind === BarrierKind.advance) a = { name, gen, kind, round: readBarrierRound(r) };
-    else throw new WireError(`a barrier answer of unknown kind ${kind}`);
-    r.end();
-    return a;
-  },
+  barrierArrive: decodeBarrierArrive,
+  barrierAnswer: decodeBarrierAnswer,
 };
-
-// ---- barriers (lib/service/barriers.ts) ----
-
-/** The longest barrier name in UTF-8 bytes (as the lock names of lib/sync/directory.ts). */
-export const BARRIER_NAME_MAX = 54;
-/** Parties of a barrier and ids in one of its rounds: at most this many (alloc/layout.ts MAX_NODES). */
-const BARRIER_IDS_MAX = 256;
-
-/**
- * How one round (generation) of a barrier ended, as its coordinator decided it:
- * u32 generation | u8 broken | u64 time (the highest global time the parties arrived with) |
- * u16 reporter (the party that arrived with it) | u16 decider (the coordinator) |
- * u16 count, then u16 ids (the parties released; broken: those known to have arrived) | str why (broken only; else empty).
- */
-export interface BarrierRound {
-  gen: number;
-  broken: boolean;
-  time: number;
-  reporter: number;
-  decider: number;
-  ids: number[];
-  why: string;
-}
-
-/**
- * BarrierArrive: str name | u32 generation (the sender's next round of that barrier) | u16 parties |
- * u64 time (the global time the sender has applied or committed) | u8 flags (1: waiting, an
- * arrival; 0: only what it knows of the last round) | u8 has round | the last round the sender
- * knows of (BarrierRound), if any.
- */
-export interface BarrierArrival {
-  name: string;
-  gen: number;
-  parties: number;
-  time: number;
-  waiting: boolean;
-  last?: BarrierRound;
-}
-
-/** What a coordinator answers a party (BarrierAnswer's kind). */
-export const BarrierKind = { released: 0, broken: 1, advance: 2, mismatch: 3, arrived: 4 } as const;
-
-/**
- * BarrierAnswer: str name | u32 generation (the party's, as it arrived) | u8 kind, then
- * released / broken / advance (the party is not in a round that ended: it goes on to the
- * next): the round (BarrierRound) | mismatch: u16 the parties the round's first arrival passed |
- * arrived (so far, the round still open): u16 count, then u16 ids.
- */
-export type BarrierAnswer =
-  | { name: string; gen: number; kind: 0 | 1 | 2; round: BarrierRound }
-  | { name: string; gen: number; kind: 3; parties: number }
-  | { name: string; gen: number; kind: 4; ids: number[] };
-
-function barrierRound(w: WireWriter, r: BarrierRound): void {
-  w.u32(r.gen).u8(r.broken ? 1 : 0).u64(r.time).u16(r.reporter).u16(r.decider);
-  barrierIds(w, r.ids);
-  w.str(r.why);
-}
-function barrierIds(w: WireWriter, ids: number[]): void {
-  w.u16(ids.length);
-  for (const id of ids) w.u16(id);
-}
-function readBarrierIds(r: WireReader): number[] {
-  const n = r.u16();
-  if (n > BARRIER_IDS_MAX) throw new WireError('too many ids in a barrier round');
-  const ids: number[] = [];
-  for (let i = 0; i < n; i++) ids.push(r.u16());
-  return ids;
-}
-function readBarrierRound(r: WireReader): BarrierRound {
-  const gen = r.u32();
-  const broken = r.u8();
-  if (broken > 1) throw new WireError('a barrier round with a bad broken flag');
-  return { gen, broken: broken === 1, time: r.u64(), reporter: r.u16(), decider: r.u16(), ids: readBarrierIds(r), why: r.str(1024) };
-}
-function readBarrierName(r: WireReader): string {
-  const name = r.str(BARRIER_NAME_MAX);
-  if (name.length === 0) throw new WireError('an empty barrier name');
-  return name;
-}

@@ -16,7 +16,7 @@ export const SYNC_OBJECT_BYTES = 4096;
 const ENTRIES_AT = 64;
 const ENTRY_BYTES = 64;
 const KEY_MAX = 56;
-/** The longest barrier or lock name: the key less its prefix (barriers send theirs as protocol.ts BARRIER_NAME_MAX). */
+/** The longest barrier or lock name: the key less its prefix (barriers send theirs as barrier_wire.ts BARRIER_NAME_MAX). */
 export const NAME_MAX = KEY_MAX - 2;
 const ENTRIES_PER_PAGE = (SYNC_OBJECT_BYTES - ENTRIES_AT) / ENTRY_BYTES;
 const PREFIX = { lock: 'l:' } as const;

@@ -62,9 +62,9 @@ export const Msg = {
   SnapshotEnd: 43,
   /** Committer -> members, ahead of the commit: (u32 first page, u32 count, u32 model) triples it allocated or freed (sequential.ts). */
   ModelSet: 44,
-  /** Sequential page request, forwarded along the owner hints: u32 page | u16 requester | u8 write | u16 hops | u16 pages (read-ahead). */
+  /** Sequential page request, forwarded along the owner hints: u32 page | u16 requester | u8 flags (1: write; 2: a search, sent to every member, answered with the page by the owner only) | u16 hops | u16 pages (read-ahead). */
   SeqRequest: 45,
-  /** Owner -> requester: u32 page | u8 status (0 read copies, 1 ownership, 2 a local page: refused, 3 lost) | the pages. */
+  /** Owner -> requester: u32 page | u8 status (0 read copies, 1 ownership, 2 a local page: refused, 3 lost, 4 not the owner: search) | the pages. */
   SeqReply: 46,
   /** Owner -> copy holder: u32 first page | u16 new owner | u32 token | u16 pages. Answered at once by SeqInvalidateAck (u32 token). */
   SeqInvalidate: 47,

@@ -38,6 +38,8 @@ const enum ReplyStatus {
   local = 2,
   /** The node the hints led to was made owner by a recovery but holds no copy: the page's data died with its owner. */
   lost = 3,
+  /** Not the owner: the answer to a search, or to a request whose hints led to a node that is gone (search then). */
+  notOwner = 4,
 }
 
 interface SeqRequest {
@@ -47,7 +49,19 @@ interface SeqRequest {
   hops: number;
   /** Read copies wanted from `page` on (read-ahead; 1 for writes). */
   count: number;
+  /** Asked of every member at once: only the owner serves it, the others answer notOwner. */
+  search?: boolean;
 }
+
+/**
+ * A search that finds no owner is made again this many times before the page is declared
+ * lost: a page handed on while the search's messages cross the hand-over's can be missed
+ * by one round (the old owner answered after it gave the page up, the new one before it
+ * took it).
+ */
+const SEARCH_ROUNDS = 3;
+/** asked.to while a search is under way. */
+const SEARCHING = -1;
 
 /**
  * An owner's write fault invalidates the copies of up to this many pages from the faulting
@@ -73,6 +87,8 @@ export class Sequential {
   private readonly busy = new Map<number, SeqRequest[]>();
   /** Faulting slots waiting for a page. */
   private readonly faults = new Map<number, number[]>();
+  /** Searches under way (the hints led to a node that is gone): the members yet to answer. */
+  private readonly searching = new Map<number, { waiting: Set<number>; round: number; write: boolean }>();
   /** Faulting slots waiting for this node to finish handing a page on (then they look again). */
   private readonly afterBusy = new Map<number, number[]>();
   /** When each migratory page owned here arrived (its hold time runs from then). */
@@ -83,7 +99,7 @@ export class Sequential {
   private readonly acks = new Map<number, { waiting: Set<number>; then: () => void }>();
   private nextToken = 1;
   /** Figures for dsm.clusterStats(). */
-  readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0 };
+  readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0 };
 
   constructor(private readonly n: Cluster) {
     this.models = n.native.pageModels();
@@ -129,14 +145,19 @@ export class Sequential {
       return;
     }
     const owner = n.table.owners[page];
-    if ((owner === n.id && n.table.states[page] === 0) || owner === LOST_OWNER || (owner !== n.id && !n.members.has(owner))) {
-      // The owner died with the only copy it was sure of (copy sets die with it too).
+    if ((owner === n.id && n.table.states[page] === 0) || owner === LOST_OWNER) {
+      // Made owner by a recovery without a copy, or decided lost: the data died with its owner.
       this.lose(page);
       n.native.completeRequest(slot);
       return;
     }
     this.faults.set(page, [slot]);
     this.busy.set(page, []);
+    if (owner !== n.id && !n.members.has(owner)) {
+      // The hint names a node that is gone; the page may well have moved on from it.
+      this.search(page, write);
+      return;
+    }
     if (owner === n.id) {
       // The owner writes: its readers' copies go first, with those of the pages after it
       // that it owns (a writer moving through an array writes them next: one round trip
@@ -179,7 +200,7 @@ export class Sequential {
     const b = Buffer.allocUnsafe(11);
     b.writeUInt32LE(r.page, 0);
     b.writeUInt16LE(r.requester, 4);
-    b.writeUInt8(r.write ? 1 : 0, 6);
+    b.writeUInt8((r.write ? 1 : 0) | (r.search ? 2 : 0), 6);
     b.writeUInt16LE(r.hops, 7);
     b.writeUInt16LE(r.count, 9);
     this.n.links.send(to, Msg.SeqRequest, b);
@@ -188,7 +209,9 @@ export class Sequential {
   /** SeqRequest. */
   onRequest(from: number, p: Buffer): void {
     if (p.length !== 11) throw new WireError('a sequential page request has the wrong size');
-    const r: SeqRequest = { page: p.readUInt32LE(0), requester: p.readUInt16LE(4), write: p[6] === 1, hops: p.readUInt16LE(7), count: p.readUInt16LE(9) };
+    if (p[6] > 3) throw new WireError('a sequential page request has unknown flags');
+    const r: SeqRequest = { page: p.readUInt32LE(0), requester: p.readUInt16LE(4), write: (p[6] & 1) !== 0, search: (p[6] & 2) !== 0, hops: p.readUInt16LE(7), count: p.readUInt16LE(9) };
+    if (r.search && (r.hops !== 0 || r.count !== 1)) throw new WireError('a sequential page search must come from its requester for one page');
     if (r.page >= this.n.config.numPages) throw new WireError('a sequential page request names a page outside the region');
     if (r.count < 1 || r.count > READ_AHEAD || (r.write && r.count !== 1)) throw new WireError('a sequential page request asks for a bad number of pages');
     if (r.hops === 0 && r.requester !== from) throw new WireError(`a sequential page request naming node ${r.requester} came from node ${from}`);
@@ -208,9 +231,13 @@ export class Sequential {
       return;
     }
     const owner = n.table.owners[r.page];
-    if (owner !== n.id && (owner === LOST_OWNER || !n.members.has(owner))) {
-      // The chain leads through a node that is gone: the page is reported lost (its owner
-      // may have been that node; a search of every member is not built yet).
+    if (owner !== n.id && (r.search || !n.members.has(owner))) {
+      // Not the owner, and either asked by a search (only the owner answers with the page)
+      // or the hints lead through a node that is gone: the requester searches every member.
+      this.reply(r.requester, r.page, ReplyStatus.notOwner, undefined);
+      return;
+    }
+    if (owner !== n.id && owner === LOST_OWNER) {
       this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
       return;
     }
@@ -324,16 +351,52 @@ export class Sequential {
   memberGone(id: number): void {
     for (const [token, a] of [...this.acks]) if (a.waiting.has(id)) this.acknowledged(token, id);
     for (const c of this.copies.values()) c.delete(id);
+    for (const [page, s] of [...this.searching]) {
+      if (s.waiting.delete(id) && s.waiting.size === 0) this.nobodyOwns(page);
+    }
     for (const [page, a] of [...this.asked]) {
       if (a.to !== id) continue;
       const owner = this.n.table.owners[page];
-      if (owner === this.n.id || owner === LOST_OWNER || !this.n.members.has(owner)) {
+      if (owner === this.n.id || owner === LOST_OWNER) {
         this.lose(page);
         this.done(page);
+      } else if (!this.n.members.has(owner)) {
+        this.search(page, a.write);
       } else {
         a.to = owner;
         this.send(owner, { page, requester: this.n.id, write: a.write, hops: 0, count: 1 });
       }
+    }
+  }
+
+  /**
+   * The hints lead to a node that is gone: ask every member at once (Li and Hudak's
+   * broadcast fallback). The owner serves the request as any other; the others answer
+   * notOwner; a node handing the page on or taking it holds the search like any request.
+   */
+  private search(page: number, write: boolean, round = 1): void {
+    const n = this.n;
+    const others = [...n.members.keys()].filter((id) => id !== n.id);
+    if (others.length === 0) {
+      this.lose(page);
+      this.done(page);
+      return;
+    }
+    this.searching.set(page, { waiting: new Set(others), round, write });
+    this.asked.set(page, { to: SEARCHING, write });
+    this.counts.searches++;
+    for (const id of others) this.send(id, { page, requester: n.id, write, hops: 0, count: 1, search: true });
+  }
+
+  /** Every member answered a search with notOwner: again, or, after the last round, lost. */
+  private nobodyOwns(page: number): void {
+    const s = this.searching.get(page);
+    if (!s) return;
+    this.searching.delete(page);
+    if (s.round < SEARCH_ROUNDS) this.search(page, s.write, s.round + 1);
+    else {
+      this.lose(page);
+      this.done(page);
     }
   }
 
@@ -355,6 +418,14 @@ export class Sequential {
     // Ownership is taken even when no fault waits for it any more (a re-sent request's
     // second answer): the sender has dropped its copy, so refusing would lose the page.
     if (!this.faults.has(page) && status !== ReplyStatus.owner) return;
+    if (status === ReplyStatus.notOwner) {
+      const s = this.searching.get(page);
+      if (!s) {
+        // The hints led to a node that is gone: search, unless a search already runs.
+        if (this.asked.get(page)?.to !== SEARCHING) this.search(page, this.asked.get(page)?.write ?? true);
+      } else if (s.waiting.delete(from) && s.waiting.size === 0) this.nobodyOwns(page);
+      return;
+    }
     if (status === ReplyStatus.lost) {
       this.lose(page);
     } else if (status === ReplyStatus.local) {
@@ -385,6 +456,7 @@ export class Sequential {
     const slots = this.faults.get(page) ?? [];
     this.faults.delete(page);
     this.asked.delete(page);
+    this.searching.delete(page);
     for (const s of slots) this.n.native.completeRequest(s);
     this.release(page);
   }

@@ -254,4 +254,22 @@ describe('consistency models under failure', () => {
     expect(await Promise.all(nodes.map((n, k) => n.run(loop, { at: seq / 4, tx, k })))).toEqual([500, 500, 500]);
     for (const n of nodes) expect(await n.run('return [0, 1, 2].map((j) => dsm.u32[args.at + j]);', { at: seq / 4 })).toEqual([500, 500, 500]);
   });
+
+  it('a chain of owner hints through a dead node finds the page where it moved, instead of calling it lost', async () => {
+    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000 });
+    const ptr = await a.run<number>(`return dsm.transaction((tx) => tx.alloc(2 * 4096, { model: 'sequential' }));`);
+    await settle([a, b, c]);
+    // a owns both pages; b takes them over. c never touched them: its hints still name a.
+    await a.run('dsm.u32[args.at] = 1; dsm.u32[args.at + 1024] = 1;', { at: ptr / 4 });
+    await b.run('dsm.u32[args.at] = 2; dsm.u32[args.at + 1024] = 3;', { at: ptr / 4 });
+    a.kill('SIGKILL');
+    for (const n of [b, c]) await n.waitForLine((l) => l === `peer-leave ${a.nodeId}`);
+    // Before, c took the page for lost (ERR_DSM_PAGE_LOST) and made itself owner of zeros
+    // beside b: two owners. Now it asks every member, and b answers.
+    const read = 'const v = [dsm.u32[args.at], dsm.u32[args.at + 1024]]; try { dsm.stats(); return { v }; } catch (e) { return { v, code: e.code }; }';
+    expect(await c.run(read, { at: ptr / 4 })).toEqual({ v: [2, 3] });
+    await c.run('dsm.u32[args.at] = 4;', { at: ptr / 4 });
+    expect(await b.run(read, { at: ptr / 4 })).toEqual({ v: [4, 3] });
+    expect((await c.run<{ sequential: { searches: number } }>('return dsm.clusterStats();')).sequential.searches).toBeGreaterThan(0);
+  });
 });

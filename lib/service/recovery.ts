@@ -350,7 +350,15 @@ export class Recovery {
         movedTo.push(to);
       }
     }
-    if (lost.length) n.ev.log('error', `${lost.length} page(s) lost with node(s) ${stillThere.join(', ')}: no survivor holds their latest version`);
+    if (lost.length) {
+      // What the decision rested on, for the first few: the version this coordinator knows
+      // of, and the versions the survivors reported holding.
+      const why = lost
+        .slice(0, 4)
+        .map((p) => `page ${p} at ${versions[p]} (held: ${(holders.get(p) ?? []).map(([id, hv]) => `node ${id} at ${hv}`).join(', ') || 'nowhere'})`)
+        .join('; ');
+      n.ev.log('error', `${lost.length} page(s) lost with node(s) ${stillThere.join(', ')}: no survivor holds their latest version; ${why}`);
+    }
     return {
       epoch,
       nextId,

@@ -68,7 +68,11 @@ describe(`list-append histories under faults (${replayHint(seed)})`, () => {
         // version survives on a backup: nothing may be reported lost.
         if (s.cluster?.durability !== 'none') {
           const lost = r.history.finals.flatMap((f) => [...f.lost]);
-          if (lost.length) throw new Error(`keys reported lost with durability 'replicated' after one failure: ${lost.join(', ')} (${replayHint(seed + run)})`);
+          if (lost.length) {
+            // The survivors' warnings carry the recovery's decision and what it rested on.
+            const warnings = h.nodes.flatMap((n) => n.stderr.split('\n').filter((l) => l.includes('DSM_SERVICE')).map((l) => `  node ${n.nodeId}: ${l}`));
+            throw new Error(`keys reported lost with durability 'replicated' after one failure: ${lost.join(', ')} (${replayHint(seed + run)})\n${warnings.join('\n')}`);
+          }
         }
       });
     }

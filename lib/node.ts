@@ -33,6 +33,12 @@ export interface DsmStats {
   };
   transactions: { begun: number; committed: number; aborted: number; retried: number };
   pages: { invalid: number; validUnmapped: number; read: number; write: number };
+  /**
+   * Pages of the region by consistency model (`tx.alloc(size, { model })`), as this node's
+   * page table knows them; every page not allocated outside transactional consistency
+   * counts as transactional.
+   */
+  models: { transactional: number; sequential: number; migratory: number; local: number };
   /** Whole-region revokes forced by mprotect ENOMEM (too many memory areas). */
   protectionResets: number;
   shadowRestores: number;
@@ -109,6 +115,8 @@ export class DsmNode extends EventEmitter {
   private readonly conflicts = new ConflictMonitor();
   /** A publication of the hot pages to the service is scheduled (networked nodes). */
   private hotPublish?: NodeJS.Immediate;
+  /** The native page table's model bytes (stats()), read-only. */
+  private pageModels?: Uint8Array;
   /** @internal */ readonly heap: Heap;
   private readonly barriers: Barriers;
   private readonly locks: Locks;
@@ -326,12 +334,17 @@ export class DsmNode extends EventEmitter {
     pages.validUnmapped = counts[PageState.validUnmapped];
     pages.read = counts[PageState.read];
     pages.write = counts[PageState.write];
+    // The native page table's model byte (native/page_table.h PageModel, | 0x80 when owned here).
+    const byModel = [0, 0, 0, 0];
+    const models = (this.pageModels ??= this.native.pageModels());
+    for (let i = 0; i < models.length; i++) byModel[models[i] & 0x7f]++;
     return {
       nodeId: this.nodeId,
       globalTime: this.globalTime,
       faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations') },
       transactions: { begun: n('begins'), committed: n('commits'), aborted: n('aborts'), retried: this.runner.retries },
       pages,
+      models: { transactional: byModel[0], local: byModel[1], sequential: byModel[2], migratory: byModel[3] },
       protectionResets: n('protectionResets'),
       shadowRestores: n('shadowRestores'),
       installs: n('installs'),

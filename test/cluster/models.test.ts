@@ -107,6 +107,10 @@ describe('consistency models', () => {
          return [await dsm.transaction(() => dsm.u32[count / 4]), dsm.u32[array / 4], dsm.u32[array / 4 + 1024]];`,
       );
       expect(r).toEqual([100, 500, 500]);
+      // dsm.stats() counts pages by model: the array's two, and both nodes' local scratch.
+      const m = (await n.run<{ models: Record<string, number> }>('return dsm.stats();')).models;
+      expect({ sequential: m.sequential, local: m.local, migratory: m.migratory }).toEqual({ sequential: 2, local: 2, migratory: 0 });
+      expect(m.transactional + m.sequential + m.local + m.migratory).toBe((16 << 20) / 4096);
     }
   });
 

@@ -252,6 +252,28 @@ export class Replication {
     if (this.n.id === NO_NODE) return;
     const partial = [...this.fullCopiesOf(this.n.id, this.backups)].filter((id) => !this.n.members.get(id)?.pageServer);
     this.n.native.setBackups(Uint16Array.from(partial));
+    this.askToHoldOlderPages(partial);
+  }
+
+  /**
+   * Commits reach the backups of their time only: pages this node wrote before its backups
+   * were these (the heap a founder formatted while alone, pages a recovery moved here) are
+   * held by nobody else, and would be lost with this node. So on every configuration its
+   * backups are asked to hold every page it owns (a BackupRequest naming them, at time 0:
+   * any version will do); each fetches those it lacks. Until they have, a failure of this
+   * node can still lose them. Page servers catch up on their own when they join (feed.ts).
+   */
+  private askToHoldOlderPages(backups: number[]): void {
+    const n = this.n;
+    if (backups.length === 0 || n.closing) return;
+    const { owners, versions, states } = n.table;
+    const pages: number[] = [];
+    for (let p = 0; p < owners.length; p++) {
+      if (owners[p] === n.id && versions[p] !== 0n && states[p] !== 0 && !n.sequential.handles(p)) pages.push(p);
+    }
+    if (pages.length === 0) return;
+    const b = encode.backupRequest(0, Uint32Array.from(pages));
+    for (const id of backups) n.links.send(id, Msg.BackupRequest, b);
   }
 
   /** Sends each unacknowledged commit to its backups that have not answered. */

@@ -3,7 +3,7 @@
 // promise resolves loses nothing, a current copy elsewhere takes the change instead of
 // being thrown away, and losing more nodes than there are backups is reported, never silent.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, settle } from './harness';
+import { Harness, type RemoteNode, settle, until } from './harness';
 
 const PAGE_WORDS = 1024;
 const FIRST = 3000; // data pages, clear of the heap's own
@@ -92,6 +92,30 @@ describe('durability and the update protocol', () => {
     for (const n of [a, b]) {
       expect(await n.run('return dsm.lostPages();')).toEqual([{ ptr: FIRST * 4096, length: 2 * 4096 }]);
       expect(await n.run('try { await dsm.transaction(() => dsm.u32[args.w]); return "read"; } catch (e) { return e.code; }', { w })).toBe('ERR_DSM_PAGE_LOST');
+    }
+  });
+
+  it('pages a node wrote before it had backups (the heap it formatted alone) survive its death once others join', async () => {
+    const fast = { heartbeatMs: 100, deadAfterMs: 1000 };
+    const a = await h.start(fast);
+    // Alone: the heap's tables (formatted at the first open) and a data page, with no backup.
+    await a.run('await dsm.transaction(() => { dsm.u32[args.w] = 77; });', { w: FIRST * PAGE_WORDS });
+    const b = await h.start({ ...fast, peers: [a.address] });
+    const c = await h.start({ ...fast, peers: [a.address] });
+    await settle([a, b, c]);
+    // a's backup (b) is asked to hold every page a owns; wait until it does.
+    const owned = await a.run<number[]>('const r = dsm.region; const out = []; for (let p = 0; p < r.numPages; p++) if (r.owners[p] === dsm.nodeId && r.versions[p] !== 0n) out.push(p); return out;');
+    expect(owned).toContain(FIRST);
+    await until("a's backup to hold every page a owns", 30_000, async () =>
+      (await b.run<boolean>('return args.pages.every((p) => dsm.region.states[p] !== 0);', { pages: owned })) || undefined,
+    );
+    a.kill('SIGKILL');
+    for (const n of [b, c]) await n.waitForLine((l) => l === `peer-leave ${a.nodeId}`);
+    for (const n of [b, c]) {
+      expect(await n.run('return dsm.lostPages();')).toEqual([]);
+      expect(await n.run('return dsm.transaction(() => dsm.u32[args.w]);', { w: FIRST * PAGE_WORDS })).toBe(77);
+      // The heap's tables came through: the survivors allocate.
+      expect(await n.run<number>('return dsm.transaction((tx) => tx.alloc(64));')).toBeGreaterThan(0);
     }
   });
 });

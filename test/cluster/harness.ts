@@ -2,6 +2,7 @@
 // Every node started through a Harness is killed by close(), also when a test fails.
 import { type ChildProcess, fork } from 'node:child_process';
 import path from 'node:path';
+import { fetchStats } from '../../lib/service/stats_client';
 
 export interface RemoteError extends Error {
   code?: string;
@@ -129,6 +130,42 @@ export class Harness {
     const rest = [];
     for (let i = 1; i < count; i++) rest.push(await this.start({ ...options, peers: [first.address] }));
     return [first, ...rest];
+  }
+
+  /**
+   * What each node process is doing, for a test that is stuck: its last stdout line, its
+   * service warnings and (if it still answers) its protocol state (token, recovery, suspects).
+   */
+  async diagnose(): Promise<string> {
+    const nodes = await Promise.all(
+      this.nodes.map(async (n, i) => {
+        const warnings = n.stderr.split('\n').filter((l) => l.includes('DSM_')).slice(-6);
+        const exit = n.proc.exitCode ?? n.proc.signalCode;
+        const state = exit === null && n.address ? await fetchStats(n.address, SECRET, 3000).then((s) => JSON.stringify(s.protocol), (e: Error) => `(no state: ${e.message})`) : '';
+        return (
+          `  process ${i} (node ${n.nodeId}): ${n.lines.filter((l) => l.startsWith('H C ')).length} completed, last line "${n.lines[n.lines.length - 1] ?? ''}", ` +
+          `exit ${exit ?? 'none'}${warnings.map((w) => `\n    ${w}`).join('')}${state ? `\n    state ${state}` : ''}`
+        );
+      }),
+    );
+    return nodes.join('\n');
+  }
+
+  /**
+   * Runs `body`, failing it after `ms` (generous: a bound, not a timing assumption) with
+   * the step it was at and what every node was doing. `step(text)` names the next step.
+   */
+  async within<T>(ms: number, body: (step: (what: string) => void) => Promise<T>): Promise<T> {
+    let at = 'starting';
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(async () => reject(new Error(`stuck for ${ms} ms while ${at}:\n${await this.diagnose()}`)), ms);
+    });
+    try {
+      return await Promise.race([body((what) => (at = what)), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async close(): Promise<void> {

@@ -43,12 +43,16 @@ describe('a 5-second stall of one node process', () => {
   const h = new Harness();
   afterEach(() => h.close());
 
-  async function scenario(victimIndex: number, victimHoldsToken: boolean): Promise<void> {
+  const scenario = (victimIndex: number, victimHoldsToken: boolean) => h.within(100_000, (step) => run(victimIndex, victimHoldsToken, step));
+
+  async function run(victimIndex: number, victimHoldsToken: boolean, step: (what: string) => void): Promise<void> {
+    step('starting three nodes');
     const nodes = await h.cluster(3, FAST);
     const ptr = await nodes[0].run<number>('return await dsm.transaction((tx) => { const p = tx.alloc(4 * dsm.pageSize); tx.setRoot("stall", p); return p; });');
     const victim = nodes[victimIndex];
     const majority = nodes.filter((n) => n !== victim);
     const oldId = victim.nodeId;
+    step('committing before the stall');
     for (let r = 0; r < 3; r++) for (let k = 0; k < 3; k++) await increment(nodes[k], ptr, k);
     if (victimHoldsToken) {
       await increment(victim, ptr, victimIndex);
@@ -56,16 +60,19 @@ describe('a 5-second stall of one node process', () => {
     } else {
       await increment(majority[0], ptr, nodes.indexOf(majority[0]));
     }
+    step('settling before the stall');
     await settle(nodes);
     // Every page's latest version is on every node, so none is lost with the stalled one.
     for (const n of nodes) await n.run(READ_ALL, { ptr });
 
+    step('waiting for the others to remove the stopped node');
     victim.kill('SIGSTOP');
     const stopped = Date.now();
     let resumed = false;
     try {
       // The others remove it and commit meanwhile.
       await Promise.all(majority.map((n) => n.waitForLine((l) => l === `peer-leave ${oldId}`)));
+      step('committing on the others during the stall');
       let during = 0;
       while (Date.now() - stopped < STALL_MS || during < 10) {
         for (const n of majority) await increment(n, ptr, nodes.indexOf(n));
@@ -77,6 +84,7 @@ describe('a 5-second stall of one node process', () => {
       if (!resumed) victim.kill('SIGCONT');
     }
 
+    step('committing on the resumed node until it has joined again');
     const out = await victim.run<Array<{ r: string; id: number }>>(ATTEMPTS, { ptr, slot: victimIndex, mark: MARK, oldId });
     const tally = new Map<string, number>();
     for (const o of out) tally.set(`${o.r} as node ${o.id}`, (tally.get(`${o.r} as node ${o.id}`) ?? 0) + 1);
@@ -87,10 +95,12 @@ describe('a 5-second stall of one node process', () => {
     expect(out.at(-1)!.id).not.toBe(oldId);
 
     // It caught up: it reads what the others read, and its refused writes are nowhere.
+    step('settling after the rejoin');
     await settle(nodes);
     const expected = await majority[0].run<number[][]>(READ_ALL, { ptr });
     expect(await victim.run<number[][]>(READ_ALL, { ptr })).toEqual(expected);
     expect(expected[victimIndex][1]).toBe(MARK + out.length - 1);
+    step('committing on the others after the rejoin');
     for (const n of majority) expect(await increment(n, ptr, nodes.indexOf(n))).toBeGreaterThan(3);
   }
 

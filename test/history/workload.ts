@@ -6,8 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { type Harness, type RemoteNode, SECRET, settle } from '../cluster/harness';
-import { fetchStats } from '../../lib/service/stats_client';
+import { type Harness, type RemoteNode, settle } from '../cluster/harness';
 import { type CheckResult, check, describe as explain, type FinalRead, type History, type Op, type Txn } from './checker';
 
 const FIXTURE = path.join(__dirname, 'fixtures/list_append.js');
@@ -132,19 +131,8 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions & { deadl
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(async () => {
-      const nodes = await Promise.all(
-        h.nodes.map(async (n, i) => {
-          const warnings = n.stderr.split('\n').filter((l) => l.includes('DSM_SERVICE')).slice(-6);
-          // A stuck cluster is diagnosed from each live node's protocol state (token, recovery, suspects).
-          const exit = n.proc.exitCode ?? n.proc.signalCode;
-          const state = exit === null && n.address ? await fetchStats(n.address, SECRET, 3000).then((s) => JSON.stringify(s.protocol), (e: Error) => `(no state: ${e.message})`) : '';
-          return (
-            `  process ${i} (node ${n.nodeId}): ${n.lines.filter((l) => l.startsWith('H C ')).length} completed, last line "${n.lines[n.lines.length - 1] ?? ''}", ` +
-            `exit ${exit ?? 'none'}${warnings.map((w) => `\n    ${w}`).join('')}${state ? `\n    state ${state}` : ''}`
-          );
-        }),
-      );
-      reject(new Error(`no result after ${opts.deadlineMs ?? 100_000} ms while ${state.phase}:\n${nodes.join('\n')}`));
+      const nodes = await h.diagnose();
+      reject(new Error(`no result after ${opts.deadlineMs ?? 100_000} ms while ${state.phase}:\n${nodes}`));
     }, opts.deadlineMs ?? 100_000);
   });
   try {

@@ -197,6 +197,32 @@ export class DsmNode extends EventEmitter {
   }
 
   /**
+   * Starts bringing the pages of bytes [ptr, ptr + byteLength) to this node, so that the
+   * program's later touches find them here instead of each waiting for a network round trip;
+   * resolves once they are all here. Work on something else meanwhile: an SPMD program asks
+   * for its neighbours' rows, sweeps its own interior, then its edges. With `write`, pages
+   * of 'sequential' and 'migratory' blocks come owned (other copies invalidated), so the
+   * first write needs no message; transactional pages get a current read copy. It changes
+   * only when data moves, never what a read returns: a touch before it resolves simply waits
+   * for the same transfer. Another node's 'local' pages are left alone.
+   * @example const edges = dsm.prefetch(haloPtr, rowBytes); sweepInterior(); await edges; sweepEdges();
+   */
+  prefetch(ptr: number, byteLength: number, options: { write?: boolean } = {}): Promise<void> {
+    try {
+      this.checkOpen();
+      if (!Number.isSafeInteger(ptr) || ptr < 0 || !Number.isSafeInteger(byteLength) || byteLength < 0 || ptr + byteLength > this.regionSize) {
+        throw new InvalidOptionError(`dsm.prefetch: bytes [${String(ptr)}, ${String(ptr)} + ${String(byteLength)}) are not whole byte offsets inside the region's ${this.regionSize} bytes`);
+      }
+      if (byteLength === 0) return Promise.resolve();
+      const first = Math.floor(ptr / this.pageSize);
+      const count = Math.floor((ptr + byteLength - 1) / this.pageSize) - first + 1;
+      return this.service.request({ type: 'prefetch', first, count, write: options.write === true }).then(() => undefined);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
    * Takes the cluster-wide lock `name`, waiting (without polling) while another caller
    * holds it; resolves with the function that releases it. Nodes are served in the order
    * they asked. A holder removed from the cluster (dead, cut off) loses the lock to the

@@ -300,6 +300,34 @@ export class Cluster {
     else this.pager.fetch(slot, page);
   }
 
+  /**
+   * dsm.prefetch: brings pages [first, first + count) here ahead of the app's touches (owned,
+   * for `write` on sequential pages), then calls `done`. Transactional pages get a valid copy.
+   */
+  prefetch(first: number, count: number, write: boolean, done: () => void): void {
+    let left = 1;
+    const one = () => {
+      if (--left === 0) done();
+    };
+    // Runs of one kind: sequential pages travel by their model's protocol, the others by the pager.
+    for (let p = first; p < first + count; ) {
+      const seq = this.sequential.handles(p);
+      let end = p + 1;
+      while (end < first + count && this.sequential.handles(end) === seq) end++;
+      if (seq) {
+        left++;
+        this.sequential.prefetch(p, end - p, write, one);
+      } else {
+        for (let q = p; q < end; q++) {
+          left++;
+          this.pager.fetchFor(q, one);
+        }
+      }
+      p = end;
+    }
+    one();
+  }
+
   dataReceived(done: Float64Array): void {
     this.data.received(done);
   }

@@ -48,6 +48,8 @@ export type AppRequest =
   /** Answered once a page's version passes `since` (same order), or the epoch is not `epoch` (watches.ts). */
   | { id: number; type: 'watch'; pages: number[]; since: number[]; epoch: number }
   | { id: number; type: 'wait-time'; time: number; timeoutMs: number }
+  /** dsm.prefetch: pages [first, first + count) here (owned for `write`); answered once they are. */
+  | { id: number; type: 'prefetch'; first: number; count: number; write: boolean }
   /** Waits at barrier `name` (barriers.ts); `time`: the global time the app has applied or committed. Answered with `barrier`. */
   | { id: number; type: 'barrier'; name: string; parties: number; time: number }
   /** Test hooks: what this node knows of barrier `name`; a raw message of type `msg` to member `to`. */

@@ -78,6 +78,9 @@ const READ_AHEAD = 4;
 /** A request forwarded more often than this is a bug in the hints: logged and dropped. */
 const MAX_HOPS = 64;
 
+/** Who waits for a page: a faulting thread's request slot, or a prefetch's callback. */
+type Waiter = number | (() => void);
+
 export class Sequential {
   private readonly models: Uint8Array;
   private readonly page: Uint8Array;
@@ -85,12 +88,12 @@ export class Sequential {
   private readonly copies = new Map<number, Set<number>>();
   /** Pages this node is taking or handing on: requests for them wait here. */
   private readonly busy = new Map<number, SeqRequest[]>();
-  /** Faulting slots waiting for a page. */
-  private readonly faults = new Map<number, number[]>();
+  /** Faulting slots (and prefetches) waiting for a page. */
+  private readonly faults = new Map<number, Waiter[]>();
   /** Searches under way (the hints led to a node that is gone): the members yet to answer. */
   private readonly searching = new Map<number, { waiting: Set<number>; round: number; write: boolean }>();
-  /** Faulting slots waiting for this node to finish handing a page on (then they look again). */
-  private readonly afterBusy = new Map<number, number[]>();
+  /** Faulting slots (and prefetches) waiting for this node to finish handing a page on (then they look again). */
+  private readonly afterBusy = new Map<number, Waiter[]>();
   /** When each migratory page owned here arrived (its hold time runs from then). */
   private readonly arrived = new Map<number, number>();
   /** The node each waiting fault's request went to. */
@@ -111,8 +114,53 @@ export class Sequential {
     return (this.models[page] & MODEL_MASK) !== Model.transactional;
   }
 
-  /** A fault the native handler could not resolve alone. */
-  fault(slot: number, page: number, write: boolean): void {
+  /**
+   * Brings pages [first, first + count) here (owned, for a write or a migratory page) ahead
+   * of the app's touches, then calls `done`: the same protocol as faults, so a touch
+   * meanwhile joins it. Reads ask for runs of up to READ_AHEAD pages within the range, one
+   * request per run; another node's local page is left alone (the touch itself is refused).
+   */
+  prefetch(first: number, count: number, write: boolean, done: () => void): void {
+    const end = first + count;
+    let left = 1;
+    const one = () => {
+      if (--left === 0) done();
+    };
+    for (let p = first; p < end; ) {
+      const run = write ? 1 : Math.min(READ_AHEAD, end - p);
+      left++;
+      const q = p;
+      // The run's other pages came with its first (or are asked for one by one if not).
+      this.prefetchPage(q, write, run, () => {
+        left += run - 1;
+        for (let r = q + 1; r < q + run; r++) this.prefetchPage(r, write, 1, one);
+        one();
+      });
+      p += run;
+    }
+    one();
+  }
+
+  private prefetchPage(page: number, write: boolean, run: number, done: () => void): void {
+    const m = this.models[page];
+    const model = m & MODEL_MASK;
+    const own = write || model === Model.migratory;
+    if (model === Model.local || model === Model.transactional || (this.n.table.states[page] !== 0 && (!own || m & HERE))) return done();
+    // Woken like a faulting thread: it looks again (a write joining a read fetch asks again).
+    this.fault(() => this.prefetchPage(page, write, run, done), page, own, run);
+  }
+
+  /** Wakes a faulting thread (it looks at the page again) or a prefetch. */
+  private wake(w: Waiter): void {
+    if (typeof w === 'number') this.n.native.completeRequest(w);
+    else w();
+  }
+
+  /**
+   * A fault the native handler could not resolve alone (`slot`: the thread's request, or a
+   * prefetch); a read asks for up to `readAhead` pages from this one.
+   */
+  fault(slot: Waiter, page: number, write: boolean, readAhead = READ_AHEAD): void {
     const n = this.n;
     const m = this.models[page];
     if ((m & MODEL_MASK) === Model.local) {
@@ -120,7 +168,7 @@ export class Sequential {
         this.counts.localRefused++;
         n.native.refuseLocal(page);
       }
-      n.native.completeRequest(slot);
+      this.wake(slot);
       return;
     }
     const waiting = this.faults.get(page);
@@ -141,14 +189,14 @@ export class Sequential {
       return;
     }
     if (n.table.states[page] !== 0 && (!write || m & HERE)) {
-      n.native.completeRequest(slot);
+      this.wake(slot);
       return;
     }
     const owner = n.table.owners[page];
     if ((owner === n.id && n.table.states[page] === 0) || owner === LOST_OWNER) {
       // Made owner by a recovery without a copy, or decided lost: the data died with its owner.
       this.lose(page);
-      n.native.completeRequest(slot);
+      this.wake(slot);
       return;
     }
     this.faults.set(page, [slot]);
@@ -179,7 +227,7 @@ export class Sequential {
     // probable owner (a reader moving through an array reads them next).
     let count = 1;
     if (!write) {
-      while (count < READ_AHEAD && page + count < n.config.numPages && (this.models[page + count] & MODEL_MASK) === Model.sequential &&
+      while (count < readAhead && page + count < n.config.numPages && (this.models[page + count] & MODEL_MASK) === Model.sequential &&
         n.table.states[page + count] === 0 && n.table.owners[page + count] === owner && !this.faults.has(page + count)) count++;
     }
     this.asked.set(page, { to: owner, write });
@@ -457,7 +505,7 @@ export class Sequential {
     this.faults.delete(page);
     this.asked.delete(page);
     this.searching.delete(page);
-    for (const s of slots) this.n.native.completeRequest(s);
+    for (const s of slots) this.wake(s);
     this.release(page);
   }
 
@@ -470,7 +518,7 @@ export class Sequential {
     const slots = this.afterBusy.get(page);
     if (slots) {
       this.afterBusy.delete(page);
-      for (const s of slots) this.n.native.completeRequest(s);
+      for (const s of slots) this.wake(s);
     }
   }
 

@@ -199,6 +199,11 @@ export class Service {
         void log.waitUntil(req.time, req.timeoutMs).then(() => this.reply?.({ id: req.id, ok: true, time: log.applied }));
         return undefined;
       }
+      case 'prefetch':
+        // One node: every page is here already.
+        if (!this.cluster) return { id: req.id, ok: true };
+        this.cluster.prefetch(req.first, req.count, req.write, () => this.reply?.({ id: req.id, ok: true }));
+        return undefined;
       case 'barrier': {
         const answer = (barrier: BarrierOutcome) => this.reply?.({ id: req.id, ok: true, barrier });
         // One node: the only member, so the only possible party.

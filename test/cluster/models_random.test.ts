@@ -72,6 +72,13 @@ describe('consistency models under random work', () => {
         await n.run(inTx ? 'await dsm.transaction(() => { dsm.u32[args.at] = args.v; });' : 'dsm.u32[args.at] = args.v;', { at: where(b, w), v });
         b.words.set(w, v);
         log.push(`${step}: node ${n.nodeId} write ${b.ptr}+${w} = ${v}${inTx ? ' (in a transaction)' : ''}`);
+      } else if (x < 0.62) {
+        // A prefetch (for reading or owned, awaited or not) moves pages, never values.
+        const b = pick(blocks);
+        const write = r() < 0.5;
+        const wait = r() < 0.5;
+        await n.run(`${wait ? 'await ' : 'void '}dsm.prefetch(args.ptr, args.bytes, { write: args.write });`, { ptr: b.ptr, bytes: b.pages * 4096, write });
+        log.push(`${step}: node ${n.nodeId} prefetch ${b.ptr}${write ? ' to write' : ''}${wait ? ' (awaited)' : ''}`);
       } else {
         const b = pick(blocks);
         // A word written before when there is one, else any.
@@ -109,6 +116,8 @@ describe('consistency models under random work', () => {
         dsm.u32[args.at + p * 1024 + args.k] = i;
         last[p] = i;
         for (let r = 0; r < 3; r++) dsm.u32[args.at + rnd(8) * 1024 + rnd(3)];
+        // Prefetches race the faults and hand-overs: they move pages, never values.
+        if (rnd(4) === 0) void dsm.prefetch(args.at * 4 + rnd(8) * 4096, 4096 * (1 + rnd(2)), { write: rnd(2) === 1 });
         if (i % 10 === 0) await new Promise((res) => setTimeout(res, 1));
       }
       return last;`;

@@ -1,0 +1,40 @@
+// The Jacobi example as a user runs it: real node processes, the result checked against
+// the same sweeps over a local Float64Array bit for bit (the example exits 1 otherwise).
+// Small grids, so rows per node go down to one (no interior) and the halo prefetch meets
+// its edge cases; both synchronisations, with and without the prefetch.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const RUN = path.join(__dirname, '../../examples/jacobi/run.mjs');
+
+function run(args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [RUN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    p.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+describe('examples/jacobi', () => {
+  for (const args of [
+    ['--nodes', '2', '--size', '96', '--sweeps', '12'],
+    ['--nodes', '2', '--size', '96', '--sweeps', '12', '--prefetch', 'off'],
+    ['--nodes', '3', '--size', '5', '--sweeps', '6'],
+    ['--nodes', '4', '--size', '40', '--sweeps', '8', '--sync', 'flags'],
+  ]) {
+    it(`run.mjs ${args.join(' ')}: identical to the local sweep`, async () => {
+      const r = await run(args);
+      expect(r.out).toContain('identical to the local sweep');
+      expect(r.code, r.out).toBe(0);
+    });
+  }
+
+  it('refuses a bad --prefetch', async () => {
+    const r = await run(['--prefetch', 'maybe']);
+    expect(r.code).toBe(2);
+    expect(r.out).toContain('--prefetch');
+  });
+});

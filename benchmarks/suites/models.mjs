@@ -194,20 +194,21 @@ localJacobi(256, 5);
 const runs = [
   { nodes: 1, sync: 'barrier' },
   { nodes: 2, sync: 'barrier', target: '>= 1.6' },
+  { nodes: 2, sync: 'barrier', prefetch: false },
   { nodes: 4, sync: 'barrier' },
   { nodes: 2, sync: 'flags' },
 ];
-for (const { nodes, sync, target } of runs) {
+for (const { nodes, sync, target, prefetch = true } of runs) {
   // The local baseline right before each DSM run: the machine's load drifts.
   const local = localJacobi(N, SWEEPS);
-  const r = await dsmJacobi({ nodes, n: N, sweeps: SWEEPS, reference: local.grid, sync });
+  const r = await dsmJacobi({ nodes, n: N, sweeps: SWEEPS, reference: local.grid, sync, prefetch });
   if (!r.same) {
     console.error(`Jacobi on ${nodes} nodes (${sync}) differs from the local sweep`);
     process.exit(1);
   }
-  const label = `Jacobi ${N}x${N}, ${SWEEPS} sweeps, ${nodes} node${nodes > 1 ? 's' : ''}, ${sync === 'flags' ? 'neighbour flags' : 'dsm.barrier'}`;
+  const label = `Jacobi ${N}x${N}, ${SWEEPS} sweeps, ${nodes} node${nodes > 1 ? 's' : ''}, ${sync === 'flags' ? 'neighbour flags' : 'dsm.barrier'}${prefetch ? '' : ', no halo prefetch'}`;
   row(`${label}: sweeps per second`, SWEEPS / (r.ms / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3), target ?? null);
-  if (nodes > 1 && sync === 'barrier') {
+  if (nodes > 1 && sync === 'barrier' && prefetch) {
     row(`machine ceiling: ${nodes} processes sweeping their shares of local grids at once, no communication: sweeps per second`, SWEEPS / ((await ceiling(N, SWEEPS, nodes)) / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3));
   }
   if (nodes > 1) {

@@ -123,7 +123,10 @@ export class Replication {
     }
     this.acksOut.set(to, [time]);
     if (this.acksOut.size === 1) {
-      setImmediate(() => {
+      // Sent as soon as the frames being handled now are: the acknowledgements of every commit
+      // that arrived together go in one message, and none waits behind the rest of the event
+      // loop's turn (a committer awaiting each commit waits for exactly this).
+      queueMicrotask(() => {
         for (const [id, times] of this.acksOut) this.n.links.send(id, Msg.CommitAck, encode.commitAck(times));
         this.acksOut.clear();
       });

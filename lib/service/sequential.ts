@@ -24,6 +24,7 @@
 // received for at least MIGRATORY_HOLD_MS before handing it on.
 import { LOST_OWNER, type ModelRun, Msg } from './protocol';
 import { WireError } from './wire';
+import { decodeInvalidate, decodeInvalidateAck, decodeModelSet, decodeReply, decodeRequest, encodeInvalidate, encodeReply, encodeRequest, READ_AHEAD, type SeqRequest } from './sequential_wire';
 import type { Cluster } from './cluster';
 
 /** The native page table's models (native/page_table.h PageModel). */
@@ -40,17 +41,6 @@ const enum ReplyStatus {
   lost = 3,
   /** Not the owner: the answer to a search, or to a request whose hints led to a node that is gone (search then). */
   notOwner = 4,
-}
-
-interface SeqRequest {
-  page: number;
-  requester: number;
-  write: boolean;
-  hops: number;
-  /** Read copies wanted from `page` on (read-ahead; 1 for writes). */
-  count: number;
-  /** Asked of every member at once: only the owner serves it, the others answer notOwner. */
-  search?: boolean;
 }
 
 /**
@@ -73,8 +63,6 @@ const INVALIDATE_RUN = 16;
  * waits for the rest): measured with two nodes taking turns on one page (README).
  */
 export const MIGRATORY_HOLD_MS = 1;
-/** Read faults ask for up to this many pages from the faulting one (read-ahead). */
-const READ_AHEAD = 4;
 /** A request forwarded more often than this is a bug in the hints: logged and dropped. */
 const MAX_HOPS = 64;
 
@@ -245,25 +233,12 @@ export class Sequential {
   }
 
   private send(to: number, r: SeqRequest): void {
-    const b = Buffer.allocUnsafe(11);
-    b.writeUInt32LE(r.page, 0);
-    b.writeUInt16LE(r.requester, 4);
-    b.writeUInt8((r.write ? 1 : 0) | (r.search ? 2 : 0), 6);
-    b.writeUInt16LE(r.hops, 7);
-    b.writeUInt16LE(r.count, 9);
-    this.n.links.send(to, Msg.SeqRequest, b);
+    this.n.links.send(to, Msg.SeqRequest, encodeRequest(r));
   }
 
   /** SeqRequest. */
   onRequest(from: number, p: Buffer): void {
-    if (p.length !== 11) throw new WireError('a sequential page request has the wrong size');
-    if (p[6] > 3) throw new WireError('a sequential page request has unknown flags');
-    const r: SeqRequest = { page: p.readUInt32LE(0), requester: p.readUInt16LE(4), write: (p[6] & 1) !== 0, search: (p[6] & 2) !== 0, hops: p.readUInt16LE(7), count: p.readUInt16LE(9) };
-    if (r.search && (r.hops !== 0 || r.count !== 1)) throw new WireError('a sequential page search must come from its requester for one page');
-    if (r.page >= this.n.config.numPages) throw new WireError('a sequential page request names a page outside the region');
-    if (r.count < 1 || r.count > READ_AHEAD || (r.write && r.count !== 1)) throw new WireError('a sequential page request asks for a bad number of pages');
-    if (r.hops === 0 && r.requester !== from) throw new WireError(`a sequential page request naming node ${r.requester} came from node ${from}`);
-    this.serve(r);
+    this.serve(decodeRequest(from, p, this.n.config.numPages));
   }
 
   private serve(r: SeqRequest): void {
@@ -354,11 +329,7 @@ export class Sequential {
     const token = this.nextToken;
     this.nextToken = (this.nextToken + 1) >>> 0 || 1;
     this.acks.set(token, { waiting, then });
-    const b = Buffer.allocUnsafe(12);
-    b.writeUInt32LE(page, 0);
-    b.writeUInt16LE(newOwner, 4);
-    b.writeUInt32LE(token, 6);
-    b.writeUInt16LE(count, 10);
+    const b = encodeInvalidate(page, count, newOwner, token);
     for (const id of waiting) {
       this.counts.invalidationsSent++;
       this.n.links.send(id, Msg.SeqInvalidate, b);
@@ -367,21 +338,14 @@ export class Sequential {
 
   /** SeqInvalidate: drop the copy, acknowledge at once. */
   onInvalidate(from: number, p: Buffer): void {
-    if (p.length !== 12) throw new WireError('a sequential invalidation has the wrong size');
-    const page = p.readUInt32LE(0);
-    const count = p.readUInt16LE(10);
-    if (count === 0 || page >= this.n.config.numPages || count > this.n.config.numPages - page) {
-      throw new WireError('a sequential invalidation names pages outside the region');
-    }
-    const owner = p.readUInt16LE(4);
+    const { page, count, owner, ack } = decodeInvalidate(p, this.n.config.numPages);
     for (let q = page; q < page + count; q++) if ((this.models[q] & MODEL_MASK) === Model.sequential) this.n.native.dropSequential(q, owner);
-    this.n.links.send(from, Msg.SeqInvalidateAck, p.subarray(6, 10));
+    this.n.links.send(from, Msg.SeqInvalidateAck, ack);
   }
 
   /** SeqInvalidateAck. */
   onAck(from: number, p: Buffer): void {
-    if (p.length !== 4) throw new WireError('a sequential invalidation acknowledgement has the wrong size');
-    this.acknowledged(p.readUInt32LE(0), from);
+    this.acknowledged(decodeInvalidateAck(p), from);
   }
 
   private acknowledged(token: number, from: number): void {
@@ -449,20 +413,13 @@ export class Sequential {
   }
 
   private reply(to: number, page: number, status: ReplyStatus, data: Uint8Array | undefined): void {
-    const b = Buffer.allocUnsafe(5 + (data ? data.length : 0));
-    b.writeUInt32LE(page, 0);
-    b[4] = status;
-    if (data) b.set(data, 5);
-    this.n.links.send(to, Msg.SeqReply, b);
+    this.n.links.send(to, Msg.SeqReply, encodeReply(page, status, data));
   }
 
   /** SeqReply. */
   onReply(from: number, p: Buffer): void {
     const n = this.n;
-    if (p.length < 5) throw new WireError('a sequential page reply is too short');
-    const page = p.readUInt32LE(0);
-    if (page >= n.config.numPages) throw new WireError('a sequential page reply names a page outside the region');
-    const status = p[4];
+    const { page, status, data } = decodeReply(p, n.config.numPages);
     // Ownership is taken even when no fault waits for it any more (a re-sent request's
     // second answer): the sender has dropped its copy, so refusing would lose the page.
     if (!this.faults.has(page) && status !== ReplyStatus.owner) return;
@@ -481,18 +438,18 @@ export class Sequential {
       n.native.refuseLocal(page);
     } else {
       const ps = n.config.pageSize;
-      const count = (p.length - 5) / ps;
+      const count = data.length / ps;
       const own = status === ReplyStatus.owner;
       if (own) this.arrived.set(page, performance.now());
       if (!Number.isInteger(count) || count < 1 || (own && count !== 1) || page + count > n.config.numPages) {
         throw new WireError('a sequential page reply has the wrong size');
       }
-      n.native.installSequential(page, p.subarray(5, 5 + ps), own, own ? n.id : from);
+      n.native.installSequential(page, data.subarray(0, ps), own, own ? n.id : from);
       // Read-ahead copies: installed unless this node holds the page already (or is taking it).
       for (let i = 1; i < count; i++) {
         const q = page + i;
         if (n.table.states[q] === 0 && !this.busy.has(q) && (this.models[q] & MODEL_MASK) === Model.sequential) {
-          n.native.installSequential(q, p.subarray(5 + i * ps, 5 + (i + 1) * ps), false, from);
+          n.native.installSequential(q, data.subarray(i * ps, (i + 1) * ps), false, from);
         }
       }
     }
@@ -601,15 +558,8 @@ export class Sequential {
 
   /** ModelSet: (first, count, model) triples, allocated or freed by the sender. */
   onModelSet(from: number, p: Buffer): void {
-    if (p.length % 12 !== 0) throw new WireError('a model change has the wrong size');
     const n = this.n;
-    for (let i = 0; i < p.length; i += 12) {
-      const first = p.readUInt32LE(i);
-      const count = p.readUInt32LE(i + 4);
-      const model = p.readUInt32LE(i + 8);
-      if (first >= n.config.numPages || count > n.config.numPages - first || model > Model.migratory) {
-        throw new WireError('a model change names pages outside the region or an unknown model');
-      }
+    for (const { first, count, model } of decodeModelSet(p, n.config.numPages, Model.migratory)) {
       n.native.setModel(first, count, model, from);
       if (model === Model.transactional) for (let q = first; q < first + count; q++) this.copies.delete(q);
       for (let q = first; q < first + count; q++) this.arrived.delete(q);

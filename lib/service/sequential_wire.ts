@@ -1,0 +1,100 @@
+// The wire layout of the sequential and migratory pages' messages (protocol.ts Msg.SeqRequest,
+// SeqReply, SeqInvalidate, SeqInvalidateAck, ModelSet; the protocol in sequential.ts). Their
+// numbers are in protocol.ts with every other message's. Decoders check sizes and ranges and
+// throw WireError: the sender is logged and its connection dropped, never trusted.
+import { WireError } from './wire';
+
+/** Read copies a request may ask for from its page on (read-ahead; 1 for writes). */
+export const READ_AHEAD = 4;
+
+/**
+ * SeqRequest: u32 page | u16 requester | u8 flags (1: write, 2: search) | u16 hops (forwards
+ * so far) | u16 count (pages wanted from `page` on).
+ */
+export interface SeqRequest {
+  page: number;
+  requester: number;
+  write: boolean;
+  hops: number;
+  count: number;
+  /** Asked of every member at once: only the owner serves it, the others answer notOwner. */
+  search?: boolean;
+}
+
+export function encodeRequest(r: SeqRequest): Buffer {
+  const b = Buffer.allocUnsafe(11);
+  b.writeUInt32LE(r.page, 0);
+  b.writeUInt16LE(r.requester, 4);
+  b.writeUInt8((r.write ? 1 : 0) | (r.search ? 2 : 0), 6);
+  b.writeUInt16LE(r.hops, 7);
+  b.writeUInt16LE(r.count, 9);
+  return b;
+}
+
+/** A request from member `from` in a region of `numPages` pages. */
+export function decodeRequest(from: number, p: Buffer, numPages: number): SeqRequest {
+  if (p.length !== 11) throw new WireError('a sequential page request has the wrong size');
+  if (p[6] > 3) throw new WireError('a sequential page request has unknown flags');
+  const r: SeqRequest = { page: p.readUInt32LE(0), requester: p.readUInt16LE(4), write: (p[6] & 1) !== 0, search: (p[6] & 2) !== 0, hops: p.readUInt16LE(7), count: p.readUInt16LE(9) };
+  if (r.search && (r.hops !== 0 || r.count !== 1)) throw new WireError('a sequential page search must come from its requester for one page');
+  if (r.page >= numPages) throw new WireError('a sequential page request names a page outside the region');
+  if (r.count < 1 || r.count > READ_AHEAD || (r.write && r.count !== 1)) throw new WireError('a sequential page request asks for a bad number of pages');
+  if (r.hops === 0 && r.requester !== from) throw new WireError(`a sequential page request naming node ${r.requester} came from node ${from}`);
+  return r;
+}
+
+/** SeqReply: u32 page | u8 status (sequential.ts ReplyStatus) | the pages' contents, if any. */
+export function encodeReply(page: number, status: number, data: Uint8Array | undefined): Buffer {
+  const b = Buffer.allocUnsafe(5 + (data ? data.length : 0));
+  b.writeUInt32LE(page, 0);
+  b[4] = status;
+  if (data) b.set(data, 5);
+  return b;
+}
+
+export function decodeReply(p: Buffer, numPages: number): { page: number; status: number; data: Buffer } {
+  if (p.length < 5) throw new WireError('a sequential page reply is too short');
+  const page = p.readUInt32LE(0);
+  if (page >= numPages) throw new WireError('a sequential page reply names a page outside the region');
+  return { page, status: p[4], data: p.subarray(5) };
+}
+
+/**
+ * SeqInvalidate: u32 page | u16 new owner | u32 token (echoed by the acknowledgement) |
+ * u16 count (pages from `page` on). SeqInvalidateAck: u32 token.
+ */
+export function encodeInvalidate(page: number, count: number, newOwner: number, token: number): Buffer {
+  const b = Buffer.allocUnsafe(12);
+  b.writeUInt32LE(page, 0);
+  b.writeUInt16LE(newOwner, 4);
+  b.writeUInt32LE(token, 6);
+  b.writeUInt16LE(count, 10);
+  return b;
+}
+
+export function decodeInvalidate(p: Buffer, numPages: number): { page: number; count: number; owner: number; ack: Buffer } {
+  if (p.length !== 12) throw new WireError('a sequential invalidation has the wrong size');
+  const page = p.readUInt32LE(0);
+  const count = p.readUInt16LE(10);
+  if (count === 0 || page >= numPages || count > numPages - page) throw new WireError('a sequential invalidation names pages outside the region');
+  return { page, count, owner: p.readUInt16LE(4), ack: p.subarray(6, 10) };
+}
+
+export function decodeInvalidateAck(p: Buffer): number {
+  if (p.length !== 4) throw new WireError('a sequential invalidation acknowledgement has the wrong size');
+  return p.readUInt32LE(0);
+}
+
+/** ModelSet: (u32 first page, u32 count, u32 model) triples, allocated or freed by the sender. */
+export function decodeModelSet(p: Buffer, numPages: number, maxModel: number): Array<{ first: number; count: number; model: number }> {
+  if (p.length % 12 !== 0) throw new WireError('a model change has the wrong size');
+  const out = [];
+  for (let i = 0; i < p.length; i += 12) {
+    const first = p.readUInt32LE(i);
+    const count = p.readUInt32LE(i + 4);
+    const model = p.readUInt32LE(i + 8);
+    if (first >= numPages || count > numPages - first || model > maxModel) throw new WireError('a model change names pages outside the region or an unknown model');
+    out.push({ first, count, model });
+  }
+  return out;
+}

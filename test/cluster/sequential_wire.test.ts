@@ -1,0 +1,83 @@
+// The sequential pages' messages (lib/service/sequential_wire.ts): every well-formed message
+// decodes to what was encoded, and what a peer could send malformed is refused with a
+// WireError (its connection is then dropped), never half trusted.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  decodeInvalidate,
+  decodeInvalidateAck,
+  decodeModelSet,
+  decodeReply,
+  decodeRequest,
+  encodeInvalidate,
+  encodeReply,
+  encodeRequest,
+  READ_AHEAD,
+} from '../../lib/service/sequential_wire';
+import { WireError } from '../../lib/service/wire';
+
+const PAGES = 4096;
+
+describe('sequential page messages', () => {
+  it('round-trip', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ page: fc.nat(PAGES - 1), requester: fc.nat(0xffff), write: fc.boolean(), hops: fc.nat(64), count: fc.integer({ min: 1, max: READ_AHEAD }) }),
+        (r) => {
+          const req = { ...r, count: r.write ? 1 : r.count, search: false };
+          // A first hop comes from its requester.
+          expect(decodeRequest(req.hops === 0 ? req.requester : 7, encodeRequest(req), PAGES)).toEqual(req);
+        },
+      ),
+    );
+    fc.assert(
+      fc.property(fc.nat(PAGES - 1), fc.nat(4), fc.uint8Array({ maxLength: 64 }), (page, status, data) => {
+        const d = decodeReply(encodeReply(page, status, data), PAGES);
+        expect([d.page, d.status, [...d.data]]).toEqual([page, status, [...data]]);
+      }),
+    );
+    fc.assert(
+      fc.property(fc.nat(PAGES - 1), fc.nat(0xffff), fc.nat(0xffffffff), (page, owner, token) => {
+        const count = 1 + ((owner + page) % (PAGES - page));
+        const d = decodeInvalidate(encodeInvalidate(page, count, owner, token), PAGES);
+        expect([d.page, d.count, d.owner, decodeInvalidateAck(d.ack)]).toEqual([page, count, owner, token]);
+      }),
+    );
+  });
+
+  it('refuse what a peer could send malformed', () => {
+    const req = (page: number, requester: number, flags: number, hops: number, count: number) => {
+      const b = Buffer.alloc(11);
+      b.writeUInt32LE(page, 0);
+      b.writeUInt16LE(requester, 4);
+      b[6] = flags;
+      b.writeUInt16LE(hops, 7);
+      b.writeUInt16LE(count, 9);
+      return b;
+    };
+    const bad: Array<() => unknown> = [
+      () => decodeRequest(1, Buffer.alloc(10), PAGES), // short
+      () => decodeRequest(1, req(0, 1, 4, 0, 1), PAGES), // unknown flag
+      () => decodeRequest(1, req(PAGES, 1, 0, 0, 1), PAGES), // outside the region
+      () => decodeRequest(1, req(0, 1, 0, 0, 0), PAGES), // no pages
+      () => decodeRequest(1, req(0, 1, 0, 0, READ_AHEAD + 1), PAGES), // too many
+      () => decodeRequest(1, req(0, 1, 1, 0, 2), PAGES), // a write for two pages
+      () => decodeRequest(1, req(0, 1, 2, 1, 1), PAGES), // a forwarded search
+      () => decodeRequest(1, req(0, 2, 0, 0, 1), PAGES), // a first hop naming another requester
+      () => decodeReply(Buffer.alloc(4), PAGES),
+      () => decodeReply(encodeReply(PAGES, 0, undefined), PAGES),
+      () => decodeInvalidate(Buffer.alloc(11), PAGES),
+      () => decodeInvalidate(encodeInvalidate(0, 0, 1, 1), PAGES),
+      () => decodeInvalidate(encodeInvalidate(PAGES - 1, 2, 1, 1), PAGES),
+      () => decodeInvalidateAck(Buffer.alloc(5)),
+      () => decodeModelSet(Buffer.alloc(13), PAGES, 3),
+      () => decodeModelSet(Buffer.from(new Uint32Array([PAGES - 1, 2, 2]).buffer), PAGES, 3),
+      () => decodeModelSet(Buffer.from(new Uint32Array([0, 1, 4]).buffer), PAGES, 3),
+    ];
+    for (const f of bad) expect(f).toThrow(WireError);
+    expect(decodeModelSet(Buffer.from(new Uint32Array([5, 3, 2, 9, 1, 0]).buffer), PAGES, 3)).toEqual([
+      { first: 5, count: 3, model: 2 },
+      { first: 9, count: 1, model: 0 },
+    ]);
+  });
+});

@@ -160,6 +160,22 @@ export class CommitLog {
    * The recovery is decided. `droppedAbove`: the token was regenerated at that time, so
    * commits beyond it (the dead holder's, which no survivor had applied) are void.
    */
+  /**
+   * The commits this node applied after `time` are void: a recovery regenerated the token at
+   * `time` while they had reached none of the members that decided (they were this node's
+   * own, made with the old token while it was stalled or cut off; recovery.ts voidAbove
+   * invalidated the pages they wrote). The cluster's commits at those times are applied in
+   * their place, so the log goes back to `time`.
+   */
+  rollBack(time: number): void {
+    if (this.applied <= time) return;
+    for (let t = Math.max(time + 1, this.applied - this.limits.keep + 1); t <= this.applied; t++) {
+      if (this.recent[t % this.limits.keep]?.time === t) this.recent[t % this.limits.keep] = undefined;
+    }
+    this.applied = time;
+    this.links.publish(this.applied, this.seen);
+  }
+
   thaw(droppedAbove?: number): void {
     this.frozen = false;
     if (droppedAbove !== undefined) {

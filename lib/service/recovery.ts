@@ -401,6 +401,11 @@ export class Recovery {
    */
   private voidAbove(time: number): void {
     const n = this.n;
+    // This node may be that holder, back from a stall before anyone removed it: its commits
+    // after `time` are void. Never acknowledged (a member that applied another commit at
+    // the same time would otherwise answer for it), never applied in the log.
+    n.replication.voidAbove(time);
+    n.log.rollBack(time);
     n.log.thaw(time);
     const { versions, owners } = n.table;
     let voided = 0;

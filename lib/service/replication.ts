@@ -188,9 +188,18 @@ export class Replication {
     const r = decode.backupRequest(payload);
     if (r.pages.some((p) => p >= this.n.config.numPages)) throw new Error('a backup request names a page outside the region');
     const store = this.n.store;
-    void this.n.log.waitApplied(r.time).then(() =>
-      store ? this.ensureHeld(r.time, r.pages, () => store.ackWhenDurable(from, r.time)) : this.hold(from, r.time, r.pages),
-    );
+    void this.n.log.waitApplied(r.time).then(() => {
+      // The commit at that time is another node's: the asker's was voided by a recovery
+      // (recovery.ts voidAbove) and it has not heard yet. Holding pages at that time or
+      // newer says nothing about its commit.
+      const rec = r.time > 0 ? this.n.log.since(r.time - 1, r.time)[0] : undefined;
+      if (rec && rec.node !== from) {
+        this.n.ev.log('warn', `node ${from} asked to back up its commit ${r.time}, but commit ${r.time} is node ${rec.node}'s; not acknowledged`);
+        return;
+      }
+      if (store) this.ensureHeld(r.time, r.pages, () => store.ackWhenDurable(from, r.time));
+      else this.hold(from, r.time, r.pages);
+    });
   }
 
   /** Fetches what is missing of `pages` at `time` or newer, then acknowledges to `to`. */
@@ -315,6 +324,25 @@ export class Replication {
     this.durable = 0;
     this.n.ev.durable(0); // its times start over from the cluster's
     this.n.ev.uncertain(true);
+  }
+
+  /**
+   * A recovery regenerated the token at `time` without this node's commits after it (this
+   * node held the old token and was stalled or cut off while the others decided): they are
+   * void, never in the cluster's history. Their waiters are told so (as uncertain: the app
+   * cannot tell them from commits that may have survived), and no acknowledgement counts
+   * for them any more: the member that commits at the same time next would answer a
+   * re-sent BackupRequest for its own commit.
+   */
+  voidAbove(time: number): void {
+    const mine = this.unacked.filter((u) => u.time > time);
+    if (mine.length === 0 && this.lastOwn <= time) return;
+    for (const u of mine) this.byTime.delete(u.time);
+    this.unacked.splice(0, this.unacked.length, ...this.unacked.filter((u) => u.time <= time));
+    this.lastOwn = Math.min(this.lastOwn, time);
+    this.n.ev.log('warn', `this node's commits after time ${time} were made with a token the cluster replaced while it was away: they are void`);
+    this.n.ev.uncertain(true);
+    this.advance();
   }
 
   /**

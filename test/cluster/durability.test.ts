@@ -4,6 +4,7 @@
 // being thrown away, and losing more nodes than there are backups is reported, never silent.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness, type RemoteNode, settle, until } from './harness';
+import { encode, Msg } from '../../lib/service/protocol';
 
 const PAGE_WORDS = 1024;
 const FIRST = 3000; // data pages, clear of the heap's own
@@ -77,6 +78,21 @@ describe('durability and the update protocol', () => {
     // b read it without asking anyone; c had to fetch it.
     expect((await stats(b)).f - b1.f).toBe(0);
     expect((await stats(c)).f - c1.f).toBe(1);
+  });
+
+  it('a member asked to back up a commit time that is another node’s commit does not acknowledge it', async () => {
+    // How a node stalled with the token learns nothing false: its commits after the time a
+    // recovery regenerated the token at are void, and the member that committed at that time
+    // next must not answer its re-sent BackupRequest as if it held them.
+    const [a, b, c] = await h.cluster(3);
+    const w = (FIRST + 2) * PAGE_WORDS;
+    const t = await a.run<number>('await dsm.transaction(() => { dsm.u32[args.w] = 1; }); return dsm.globalTime;', { w });
+    await settle([a, b, c]);
+    const forged = encode.backupRequest(t, Uint32Array.of(FIRST + 2));
+    await b.run('await dsm._testSend(args.to, args.msg, new Uint8Array(args.bytes));', { to: c.nodeId, msg: Msg.BackupRequest, bytes: [...forged] });
+    await until('the refusal', 30_000, async () => (c.stderr.includes(`node ${b.nodeId} asked to back up its commit ${t}, but commit ${t} is node ${a.nodeId}'s`) ? true : undefined));
+    // Nobody was thrown out for it: the cluster goes on committing.
+    expect(await a.run<number>('await dsm.transaction(() => { dsm.u32[args.w] = 2; }); return dsm.u32[args.w];', { w })).toBe(2);
   });
 
   it('more nodes failing at once than there are backups: what only they held is reported lost, never silent', async () => {

@@ -272,6 +272,7 @@ void Dsm::Commit(uint64_t time, uint16_t owner, std::vector<uint32_t>* pages, st
     std::sort(pages->begin(), pages->end());
     pages->erase(std::unique(pages->begin(), pages->end()), pages->end());
     changes->reserve(pages->size() * 64);
+    std::vector<uint8_t> diff;
     for (uint32_t p : *pages) {
       const size_t at = changes->size();
       changes->resize(at + 12 + ps);
@@ -284,16 +285,32 @@ void Dsm::Commit(uint64_t time, uint16_t owner, std::vector<uint32_t>* pages, st
       // Never-written pages are zeros everywhere.
       if (prev == 0) backupsHold = true;
       uint32_t len;
+      size_t body;
       if (backupsHold) {
         len = uint32_t(EncodeDiff(txShadows_.Slot(p), after, ps, changes->data() + at + 12));
+        body = len;
       } else {
         memcpy(changes->data() + at + 12, after, ps);
         len = uint32_t(ps);
+        body = ps;
+        // The other members hold the previous version as often as not (they took its diff):
+        // the diff beside the whole page keeps their copies current. Invalidated instead,
+        // a copy had to be fetched again, and a committer dying before its backups got the
+        // commit left the page's new version nowhere: lost, with only one node failed.
+        diff.resize(ps);
+        const uint32_t dlen = uint32_t(EncodeDiff(txShadows_.Slot(p), after, ps, diff.data()));
+        if (dlen < ps / 2) {
+          changes->resize(at + 12 + ps + 4 + dlen);
+          memcpy(changes->data() + at + 12 + ps, &dlen, 4);
+          memcpy(changes->data() + at + 16 + ps, diff.data(), dlen);
+          len = kWholeAndDiff;
+          body = ps + 4 + dlen;
+        }
       }
       if (backupCount_) backed_[p] = time;
       memcpy(changes->data() + at, &prev, 8);
       memcpy(changes->data() + at + 8, &len, 4);
-      changes->resize(at + 12 + len);
+      changes->resize(at + 12 + body);
     }
   }
   txShadows_.pages().ForEach([&](uint32_t p) {

@@ -62,7 +62,11 @@ class Dsm {
   // `pages` and `changes`, also says what changed, for the commit record: the written pages
   // in increasing order, and per page (same order) u64 the version it replaces | u32 length
   // | a diff against that version (page_diff.h), or the whole page when a backup (see
-  // SetBackups) may not hold that version.
+  // SetBackups) may not hold that version. A page going whole whose diff is small carries
+  // both: the length kWholeAndDiff, then the whole page, u32 the diff's length, the diff.
+  // That form never leaves this node (lib/service/changes.ts gives the backups the whole
+  // page and every other member the diff, so copies elsewhere are updated, not invalidated).
+  static constexpr uint32_t kWholeAndDiff = 0xfffffffe;
   void Commit(uint64_t time, uint16_t owner, std::vector<uint32_t>* pages = nullptr,
               std::vector<uint8_t>* changes = nullptr);
   // The nodes that back this node's commits up (durability 'replicated'). A backup holds a

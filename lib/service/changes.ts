@@ -8,9 +8,14 @@
 // member, since applying one costs less than the page fetch it saves; whole pages go only
 // to the committer's backups, which must hold them, while other members invalidate and
 // fetch the page if they ever read it again (a whole page sent to a node that never reads
-// it again costs as much as a fetch, for nothing).
+// it again costs as much as a fetch, for nothing). A page that goes whole to the backups
+// (they may lack the version it replaces) comes from the native commit with its diff
+// beside it when the diff is small (WHOLE_AND_DIFF): the backups get the whole page, the
+// others the diff.
 
 export const NOT_CARRIED = 0xffffffff;
+/** Length of a change made here only: the whole page, u32 a diff's length, the diff (native/dsm.h kWholeAndDiff). */
+export const WHOLE_AND_DIFF = 0xfffffffe;
 
 /**
  * What a commit's changes look like on the wire, for its backups and for every other member:
@@ -19,9 +24,65 @@ export const NOT_CARRIED = 0xffffffff;
  * transaction never makes a frame larger than the transport takes.
  */
 export function carried(changes: Uint8Array, pageSize: number, limit: number): { backups: Uint8Array; others: Uint8Array } {
-  const backups = changes.length <= limit ? changes : noneCarried(changes);
-  let others = withoutWholePages(backups, pageSize) ?? backups;
+  const split = splitWholeAndDiff(changes, pageSize);
+  const full = split?.backups ?? changes;
+  const backups = full.length <= limit ? full : noneCarried(full);
+  const diffs = split?.others ?? backups;
+  let others = withoutWholePages(diffs, pageSize) ?? diffs;
   if (others.length > limit) others = noneCarried(others);
+  return { backups, others };
+}
+
+/**
+ * The native commit's changes (with WHOLE_AND_DIFF entries) as the backups get them (the
+ * whole pages) and as the others do (the diffs); undefined when there is no such entry.
+ */
+export function splitWholeAndDiff(changes: Uint8Array, pageSize: number): { backups: Uint8Array; others: Uint8Array } | undefined {
+  const dv = new DataView(changes.buffer, changes.byteOffset, changes.byteLength);
+  const list: Array<{ at: number; len: number; diff: number }> = [];
+  let backupBytes = 0;
+  let otherBytes = 0;
+  for (let at = 0; at + 12 <= changes.length; ) {
+    const len = dv.getUint32(at + 8, true);
+    if (len === WHOLE_AND_DIFF) {
+      const diff = dv.getUint32(at + 12 + pageSize, true);
+      list.push({ at, len, diff });
+      backupBytes += 12 + pageSize;
+      otherBytes += 12 + diff;
+      at += 16 + pageSize + diff;
+    } else {
+      const body = len === NOT_CARRIED ? 0 : len;
+      list.push({ at, len, diff: 0 });
+      backupBytes += 12 + body;
+      otherBytes += 12 + body;
+      at += 12 + body;
+    }
+  }
+  if (!list.some((e) => e.len === WHOLE_AND_DIFF)) return undefined;
+  const backups = new Uint8Array(backupBytes);
+  const others = new Uint8Array(otherBytes);
+  const bv = new DataView(backups.buffer);
+  const ov = new DataView(others.buffer);
+  let b = 0;
+  let o = 0;
+  for (const { at, len, diff } of list) {
+    if (len === WHOLE_AND_DIFF) {
+      backups.set(changes.subarray(at, at + 8), b);
+      bv.setUint32(b + 8, pageSize, true);
+      backups.set(changes.subarray(at + 12, at + 12 + pageSize), b + 12);
+      b += 12 + pageSize;
+      others.set(changes.subarray(at, at + 8), o);
+      ov.setUint32(o + 8, diff, true);
+      others.set(changes.subarray(at + 16 + pageSize, at + 16 + pageSize + diff), o + 12);
+      o += 12 + diff;
+    } else {
+      const end = at + 12 + (len === NOT_CARRIED ? 0 : len);
+      backups.set(changes.subarray(at, end), b);
+      others.set(changes.subarray(at, end), o);
+      b += end - at;
+      o += end - at;
+    }
+  }
   return { backups, others };
 }
 

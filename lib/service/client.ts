@@ -136,9 +136,10 @@ export class ServiceClient {
         time += 1;
         native.commit(time, nodeId);
       } else {
-        // The changes are not encoded yet: room for every written page whole, at worst.
+        // The changes are not encoded yet: room for every written page whole with half a
+        // page of diff beside it (native/dsm.h kWholeAndDiff), at worst.
         const n = written?.length ?? native.writeSet().length;
-        if (!this.ring.fits(n, n * (12 + this.pageSize))) return undefined; // the service catches up first
+        if (!this.ring.fits(n, n * (16 + 2 * this.pageSize))) return undefined; // the service catches up first
         time += 1;
         const [pages, changes] = native.commit(time, nodeId, true);
         if (this.ring.push(time, pages, changes)) this.localCommits!.postMessage(null);

@@ -95,6 +95,27 @@ describe('durability and the update protocol', () => {
     expect(await a.run<number>('await dsm.transaction(() => { dsm.u32[args.w] = 2; }); return dsm.u32[args.w];', { w })).toBe(2);
   });
 
+  it("a page its committer's backup may lack goes whole to the backup, and as a diff to the members holding it", async () => {
+    // Ids in order: a's backup is b, c's is a. c writes the page last, so b may lack that
+    // version: a's commit sends b the whole page. c made that version: it must take a's
+    // diff, not throw its copy away (a's death before b heard of the commit would then
+    // have left the new version nowhere).
+    const [a, b, c] = await h.cluster(3, { durability: 'replicated' });
+    const w = (FIRST + 1) * PAGE_WORDS;
+    await c.run('await dsm.transaction(() => { dsm.u32.fill(5, args.w, args.w + 1024); });', { w });
+    await settle([a, b, c]);
+    expect(await a.run('return dsm.transaction(() => dsm.u32[args.w + 9]);', { w })).toBe(5);
+    const stats = (n: RemoteNode) => n.run<{ u: number; i: number; f: number }>('const s = dsm.stats(); const c = await dsm.clusterStats(); return { u: s.updates, i: s.invalidations, f: c.remoteFetches };');
+    const c0 = await stats(c);
+    await a.run('await dsm.transaction(() => { dsm.u32[args.w + 9] = 6; });', { w });
+    await settle([a, b, c]);
+    const c1 = await stats(c);
+    expect(c1.u - c0.u).toBe(1);
+    expect(c1.i - c0.i).toBe(0);
+    for (const n of [a, b, c]) expect(await n.run('return dsm.transaction(() => [dsm.u32[args.w + 9], dsm.u32[args.w + 10]]);', { w })).toEqual([6, 5]);
+    expect((await stats(c)).f - c1.f).toBe(0);
+  });
+
   it('more nodes failing at once than there are backups: what only they held is reported lost, never silent', async () => {
     const [a, b, c, d] = await h.cluster(4, { heartbeatMs: 100, deadAfterMs: 1000, replicas: 1 });
     // c (id 2) commits whole pages; its only backup is d (id 3). Both die at once.

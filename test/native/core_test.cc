@@ -395,7 +395,31 @@ TEST(commits_send_whole_pages_to_backups_that_may_lack_the_previous_version) {
   auto c3 = Change(2, v2, v3);
   const uint32_t p20 = 20;
   CHECK(d->ApplyCommit(3, 5, &p20, 1, c3.data(), c3.size()) == 0);
-  CHECK(commit(20, 4) == 4096);  // whole
+  // Whole for the backup, with the diff beside it for everyone else.
+  {
+    d->Begin();
+    app[20 * 4096 + 4] = 4;
+    d->End();
+    std::vector<uint32_t> pages;
+    std::vector<uint8_t> changes;
+    d->Commit(4, 1, &pages, &changes);
+    uint32_t len, dlen;
+    memcpy(&len, changes.data() + 8, 4);
+    CHECK(len == Dsm::kWholeAndDiff);
+    CHECK(changes.size() >= 16 + 4096);
+    memcpy(&dlen, changes.data() + 12 + 4096, 4);
+    CHECK(dlen == 8 && changes.size() == 16 + 4096 + dlen);
+    CHECK(changes[12 + 4] == 4 && changes[12 + 500] == 1);  // the whole page, as committed
+    // The diff takes a copy at version 3 to version 4, as the whole page does.
+    std::vector<uint8_t> at3 = v3, at4 = v3;
+    at4[4] = 4;
+    CHECK(ValidDiff(changes.data() + 16 + 4096, dlen, 4096));
+    ApplyDiff(at3.data(), 4096, changes.data() + 16 + 4096, dlen);
+    CHECK(at3 == at4);
+    // Never accepted from the network: refused whole, nothing applied.
+    CHECK(d->ApplyCommit(9, 5, &p20, 1, changes.data(), changes.size()) == -1);
+    CHECK(d->pages().version(20) == 4);
+  }
   CHECK(commit(20, 5) == 8);     // and a diff again
   // The backup itself commits it: it holds what it made.
   v3[500] = 2;
@@ -409,7 +433,7 @@ TEST(commits_send_whole_pages_to_backups_that_may_lack_the_previous_version) {
   // New backups hold nothing of ours.
   const uint16_t other = 4;
   d->SetBackups(&other, 1);
-  CHECK(commit(20, 8) == 4096);
+  CHECK(commit(20, 8) == Dsm::kWholeAndDiff);
   CloseDsm(d);
 }
 

@@ -335,10 +335,9 @@ export class Replication {
    * re-sent BackupRequest for its own commit.
    */
   voidAbove(time: number): void {
-    const mine = this.unacked.filter((u) => u.time > time);
-    if (mine.length === 0 && this.lastOwn <= time) return;
-    for (const u of mine) this.byTime.delete(u.time);
-    this.unacked.splice(0, this.unacked.length, ...this.unacked.filter((u) => u.time <= time));
+    if (this.lastOwn <= time) return; // every unacknowledged commit is one of ours, at most lastOwn
+    for (const u of this.unacked) if (u.time > time) this.byTime.delete(u.time);
+    while (this.unacked.length && this.unacked[this.unacked.length - 1].time > time) this.unacked.pop();
     this.lastOwn = Math.min(this.lastOwn, time);
     this.n.ev.log('warn', `this node's commits after time ${time} were made with a token the cluster replaced while it was away: they are void`);
     this.n.ev.uncertain(true);

@@ -34,6 +34,13 @@ export interface NodeOptions {
   durability?: 'none' | 'replicated' | 'disk';
   /** Backups of each commit with durability 'replicated' (default 1). */
   replicas?: number;
+  /**
+   * With durability 'none': how long a node whose app is committing may keep the commit
+   * token after another node asks for it, so that its next commits go out in one batch
+   * instead of moving the token for each (default 1 ms; 0 passes it at once). A node
+   * waiting for the token waits at most this much longer.
+   */
+  tokenBatchMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -50,6 +57,7 @@ export interface ResolvedOptions {
     deadAfterMs?: number;
     durability: 'none' | 'replicated' | 'disk';
     replicas: number;
+    tokenBatchMs: number;
     /** Set by startPageServer only: this node stores every commit in `dir`. */
     pageServer?: { dir: string };
   };
@@ -80,7 +88,7 @@ export const DEFAULT_REGION_SIZE = 1 << 30;
 /** Node 20 refuses ArrayBuffers above 4 GiB, and the typed views cover the whole region. */
 export const MAX_REGION_SIZE = 4 * 1024 ** 3;
 const OS_PAGE_SIZE = 4096;
-const KNOWN = new Set(['regionSize', 'base', 'pageSize', 'maxRetries', 'consistency', 'listen', 'peers', 'secret', 'joinTimeoutMs', 'heartbeatMs', 'deadAfterMs', 'durability', 'replicas']);
+const KNOWN = new Set(['regionSize', 'base', 'pageSize', 'maxRetries', 'consistency', 'listen', 'peers', 'secret', 'joinTimeoutMs', 'heartbeatMs', 'deadAfterMs', 'durability', 'replicas', 'tokenBatchMs']);
 
 /** Refuses an options object with keys `what` does not take, naming the ones it does. */
 export function checkKeys(what: string, o: unknown, known: readonly string[]): void {
@@ -130,6 +138,10 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
   if (!Number.isSafeInteger(replicas) || replicas < 1 || replicas > 16) {
     throw new InvalidOptionError(`replicas must be a whole number of backups from 1 to 16, got ${String(o.replicas)}`);
   }
+  const tokenBatchMs = o.tokenBatchMs ?? 1;
+  if (typeof tokenBatchMs !== 'number' || !Number.isFinite(tokenBatchMs) || tokenBatchMs < 0 || tokenBatchMs > 100) {
+    throw new InvalidOptionError(`tokenBatchMs must be a number of milliseconds from 0 (pass the token at once) to 100, got ${String(o.tokenBatchMs)}`);
+  }
   let cluster: ResolvedOptions['cluster'];
   if (o.listen !== undefined || (o.peers !== undefined && o.peers.length > 0)) {
     if (o.peers !== undefined && !Array.isArray(o.peers)) throw new InvalidOptionError('peers must be an array of "host:port" strings');
@@ -147,6 +159,7 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
       deadAfterMs: checkMs('deadAfterMs', o.deadAfterMs),
       durability: o.durability ?? 'replicated',
       replicas,
+      tokenBatchMs,
     };
   } else if (o.secret !== undefined && typeof o.secret !== 'string') {
     throw new InvalidOptionError('secret must be a string');

@@ -49,6 +49,8 @@ export interface ClusterConfig {
   durability: Durability;
   /** Backups of each commit (durability 'replicated'). */
   replicas: number;
+  /** How long a committing node keeps the token after a request (durability 'none'; 0: not at all). */
+  tokenBatchMs: number;
   /** This node is a page server storing every commit in this directory (lib/pageserver). */
   pageServer?: { dir: string };
 }
@@ -178,6 +180,7 @@ export class Cluster {
       reclaim: (t) => this.commits.reclaim(t),
       idle: () => this.commits.maybeLend(),
       reachable: (id) => this.members.has(id) && !this.membership.suspects.has(id),
+      requested: (pass) => this.commits.passSoon(pass),
     });
     this.log = new CommitLog({
       apply: (rec) => this.commits.applyRemote(rec),

@@ -1,6 +1,7 @@
 // The commit path: commits made under the token (by the service, or by the app thread with
 // the lent token and broadcast from the commit ring), commits received and applied in
 // global-time order, and re-sending commits a member missed.
+import { performance } from 'node:perf_hooks';
 import { CommitStatus } from '../native';
 import { type CommitRecord, type ConfigChange, decode, encode, LOST_OWNER, type Member, Msg, type TokenState } from './protocol';
 import { carried } from './changes';
@@ -41,6 +42,9 @@ export class Commits {
         const t = n.token.token;
         if (n.links.backlogged && t && n.gate.lent) this.reclaim(t);
         else this.drainLocal();
+        const pass = this.passAfterDrain;
+        this.passAfterDrain = undefined;
+        pass?.();
       };
       if (n.replication.backups > 0) {
         const h = setImmediate(drain);
@@ -167,6 +171,7 @@ export class Commits {
       const time = t.time + 1;
       t.time = time;
       const [pages, changes] = n.native.commit(time, n.id, true);
+      this.lastAppCommit = performance.now();
       this.made({ time, node: n.id, pages, changes, backups: n.replication.backups }, t.members);
       return [CommitStatus.committed, time];
     } finally {
@@ -224,6 +229,45 @@ export class Commits {
     if (lost.size === 0) return;
     for (const p of pages) this.n.membership.discarded(p);
   }
+
+  /**
+   * Another node asked for the token (or waits in its queue as we release it). Handing it
+   * over at once makes two nodes that commit back to back move it for every commit, a round
+   * trip each, and lets each one's next transaction collide with the other's commit. So
+   * while our app is committing (a lent-token commit not yet drained, or a commit the
+   * service made for it within tokenBatchMs), it keeps the token, lent, until the next drain of
+   * its commits or tokenBatchMs (1 ms) at most, and the batch it commits meanwhile goes out together.
+   * A requester waits at most that much longer, and Suzuki-Kasami's queue still serves every
+   * node in turn; an idle holder passes at once. Two nodes running bank transfers back to
+   * back (durability 'none', 3 runs each, alternating): one account per page 10.0k -> 11.5k
+   * transfers/s, all accounts on one page 14.9k -> 19.8k.
+   *
+   * Only for durability 'none': a node whose app waits for its backups commits once per
+   * acknowledgement round trip, so keeping the token only makes the other node wait
+   * (replicated, one account per page: 3.7k without, 2.3k-3.2k with).
+   */
+  passSoon(pass: () => void): void {
+    const n = this.n;
+    const batchMs = n.config.tokenBatchMs;
+    const active = this.cancelDrain !== undefined || performance.now() - this.lastAppCommit < batchMs;
+    if (!active || batchMs === 0 || n.closing || n.replication.backups > 0 || this.passAfterDrain) {
+      if (!this.passAfterDrain) pass();
+      return;
+    }
+    this.passAfterDrain = pass;
+    this.maybeLend();
+    // The drain passes it earlier if the app commits meanwhile.
+    setTimeout(() => {
+      const p = this.passAfterDrain;
+      this.passAfterDrain = undefined;
+      p?.();
+    }, batchMs);
+  }
+
+  /** When the service last committed for the app (performance.now()). */
+  private lastAppCommit = -Infinity;
+
+  private passAfterDrain?: () => void;
 
   /** Lends the token to the app thread when nothing can doom its commits (local_token.ts). */
   maybeLend(): void {

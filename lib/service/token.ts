@@ -15,6 +15,8 @@ export interface TokenLinks {
   idle(t: TokenState): void;
   /** Whether `id` can be given the token (a member we lost contact with cannot). */
   reachable(id: number): boolean;
+  /** Another node asked for the idle token: `pass` hands it on, now or a little later (commits.ts). */
+  requested(pass: () => void): void;
 }
 
 export class CommitToken {
@@ -123,7 +125,8 @@ export class CommitToken {
     }
     // Nodes that asked first are served first; our own waiters ask again behind them.
     if (t.queue.length > 0) {
-      this.passIfQueued();
+      if (this.waiters.length === 0) this.links.requested(() => this.passIfQueued());
+      else this.passIfQueued();
       if (this.waiters.length > 0) {
         this.waitingSince = now();
         this.request();
@@ -145,7 +148,7 @@ export class CommitToken {
     const t = this.token;
     if (t && !this.inUse && this.waiters.length === 0 && (this.rn.get(id) ?? 0) > (t.ln.get(id) ?? 0)) {
       if (!t.queue.includes(id)) t.queue.push(id);
-      this.passIfQueued();
+      this.links.requested(() => this.passIfQueued());
     }
   }
 

@@ -48,6 +48,7 @@ async function start(): Promise<void> {
         joinTimeoutMs: cc.joinTimeoutMs,
         durability: cc.durability,
         replicas: cc.replicas,
+        tokenBatchMs: cc.tokenBatchMs,
         pageServer: cc.pageServer,
       },
       {

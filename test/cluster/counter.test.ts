@@ -1,7 +1,8 @@
 // Many nodes committing to the same data: every increment lands exactly once, conflicts
 // abort and retry (and the statistics show it), and late joiners see everything.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, settle } from './harness';
+import { fetchStats } from '../../lib/service/stats_client';
+import { Harness, SECRET, settle } from './harness';
 
 const PAGE = 3000; // far from the heap's own pages at the start of the region
 const AT = PAGE * 1024; // u32 index of the counter
@@ -28,6 +29,36 @@ describe('one counter, many nodes', () => {
     // One global time step per write commit, the same everywhere once all are applied.
     expect(new Set(times).size).toBe(1);
     expect(times[0]).toBeGreaterThanOrEqual(n * per);
+  });
+
+  it("two nodes committing back to back keep the token for a batch instead of moving it per commit (durability 'none')", async () => {
+    // Without batching a node asks for the token again and again, since the other one
+    // committed meanwhile; with it a holder whose app is committing keeps the token until its
+    // next drain (tokenBatchMs at most), so each request brings a run of commits. The same
+    // workload with batching off (tokenBatchMs 0), in the same run, is the yardstick.
+    const requestsPerCommit = async (tokenBatchMs: number): Promise<number> => {
+      const nodes = await h.cluster(2, { durability: 'none', tokenBatchMs });
+      const per = 1500;
+      await Promise.all(
+        nodes.map((node) =>
+          node.run(
+            `for (let i = 0; i < args.per; i++) await dsm.transaction(() => { dsm.u32[args.at] += 1; dsm.u32[args.at + 1024 * (1 + Math.floor(Math.random() * 200))] += 1; });`,
+            { per, at: AT },
+          ),
+        ),
+      );
+      await settle(nodes);
+      const seen = await Promise.all(nodes.map((node) => node.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })));
+      expect(seen).toEqual([2 * per, 2 * per]);
+      // The requests each node made, as the other node counted them.
+      const rn = await Promise.all(nodes.map(async (node) => ((await fetchStats(node.address, SECRET, 10_000)).protocol as { rn: Record<string, number> }).rn));
+      await h.close();
+      return (Number(rn[1]['0'] ?? 0) + Number(rn[0]['1'] ?? 0)) / (2 * per);
+    };
+    const off = await requestsPerCommit(0);
+    const on = await requestsPerCommit(1);
+    console.log(`token requests per commit: ${on.toFixed(3)} batched, ${off.toFixed(3)} passed at once`);
+    expect(on).toBeLessThan(off);
   });
 
   it('a node joins while others commit and ends with the same data', async () => {

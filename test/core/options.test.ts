@@ -42,4 +42,12 @@ describe('option keys', () => {
     expect(err).toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
     expect(err.message).toMatch(/unknown option "colour"; known options: regionSize, .*secret/);
   });
+
+  it('createNode refuses a tokenBatchMs that is not 0..100 ms, saying what it takes', async () => {
+    for (const bad of [-1, 101, Number.NaN, '1']) {
+      const err = await createNode({ regionSize: 16 << 20, tokenBatchMs: bad }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
+      expect(err.message).toMatch(/tokenBatchMs must be a number of milliseconds from 0 .* to 100/);
+    }
+  });
 });

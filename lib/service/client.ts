@@ -177,13 +177,18 @@ export class ServiceClient {
   private flushDurable(): void {
     const ws = this.durableWaiters;
     for (;;) {
-      const d = this.time[Status.durable];
+      const d = Atomics.load(this.time, Status.durable);
       let k = 0;
       while (k < ws.length && BigInt(ws[k].time) <= d) ws[k++].resolve();
       if (k) ws.splice(0, k);
-      this.time[Status.durableWanted] = ws.length ? BigInt(ws[0].time) : 0n;
+      // Stored, then the durable time loaded, both sequentially consistent: the service
+      // stores the durable time, then loads what we want (service.ts publishDurable). With
+      // plain accesses each thread could read the other's old value (a store may wait in
+      // the store buffer while a later load goes ahead), and a commit already durable was
+      // never woken: two nodes awaiting replicated transfers hung about once in 30 runs.
+      Atomics.store(this.time, Status.durableWanted, ws.length ? BigInt(ws[0].time) : 0n);
       // The service may have moved the time on before it saw what we want: look again.
-      if (!ws.length || this.time[Status.durable] < BigInt(ws[0].time)) return;
+      if (!ws.length || Atomics.load(this.time, Status.durable) < BigInt(ws[0].time)) return;
     }
   }
 

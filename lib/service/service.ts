@@ -71,8 +71,11 @@ export class Service {
 
   /** Every commit of this node up to `time` is held by its backups: wake the app if it waits for that. */
   publishDurable(time: number): boolean {
-    this.time[Status.durable] = BigInt(time);
-    const wanted = this.time[Status.durableWanted];
+    // A store then a load on each side (client.ts flushDurable): only sequentially consistent
+    // accesses keep both threads from reading the other's old value (x86 lets a load pass an
+    // earlier store), which left the app waiting forever for a commit already durable.
+    Atomics.store(this.time, Status.durable, BigInt(time));
+    const wanted = Atomics.load(this.time, Status.durableWanted);
     return wanted !== 0n && wanted <= BigInt(time);
   }
 

@@ -5,7 +5,7 @@ import { CommitUncertainError, DsmError, SystemError } from '../errors';
 import type { NativeAddon } from '../native';
 import { LocalTokenGate } from './local_token';
 import { CommitRing } from './commit_ring';
-import { type AppRequest, type ServiceConfig, type ServiceEvent, type ServiceReply, Status } from './messages';
+import { type AppRequest, type ServiceConfig, type ServiceEvent, type ServiceReply, raiseTo, Status } from './messages';
 
 type Pending = { resolve: (r: ServiceReply) => void; reject: (e: Error) => void };
 // Distributes Omit over the union so each request keeps its own fields.
@@ -144,8 +144,8 @@ export class ServiceClient {
         const [pages, changes] = native.commit(time, nodeId, true);
         if (this.ring.push(time, pages, changes)) this.localCommits!.postMessage(null);
       }
-      if (time > this.time[0]) this.time[0] = BigInt(time);
-      if (time > this.time[1]) this.time[1] = BigInt(time);
+      raiseTo(this.time, Status.applied, BigInt(time));
+      raiseTo(this.time, Status.seen, BigInt(time));
       return time;
     } finally {
       this.gate.leave(time);

@@ -37,6 +37,21 @@ export interface ServiceConfig {
 export const STATUS_WORDS = 9;
 export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5, durable: 6, durableWanted: 7, durableEpoch: 8 } as const;
 
+/**
+ * Raises status word `i` to `v` unless it is already there. Both threads raise the applied
+ * and seen times (the app when it commits with the lent token, the service as it applies),
+ * and a plain read-then-write from each could lower one again (each reads 5, the app
+ * writes 7, the service writes 6): dsm.globalTime would go back.
+ */
+export function raiseTo(times: BigUint64Array, i: number, v: bigint): void {
+  let cur = Atomics.load(times, i);
+  while (v > cur) {
+    const was = Atomics.compareExchange(times, i, cur, v);
+    if (was === cur) return;
+    cur = was;
+  }
+}
+
 export type AppRequest =
   | { id: number; type: 'test-invalidate'; page: number; fill: number }
   | { id: number; type: 'test-unhandled-rejection' }

@@ -7,7 +7,7 @@ import type { Cluster } from './cluster';
 import { type MembershipView, PageWatches } from './watches';
 import type { BarrierOutcome } from './barriers';
 import { LocalTokenGate } from './local_token';
-import { type AppRequest, type ServiceConfig, type ServiceReply, type ServiceStats, Status } from './messages';
+import { type AppRequest, type ServiceConfig, type ServiceReply, type ServiceStats, raiseTo, Status } from './messages';
 
 export class Service {
   private readonly time: BigUint64Array;
@@ -94,8 +94,8 @@ export class Service {
   publish(applied: number, seen: number): void {
     // Never backwards: the app thread advances these itself when it commits with the
     // lent token, ahead of what the service has processed.
-    if (BigInt(applied) > this.time[0]) this.time[0] = BigInt(applied);
-    if (BigInt(seen) > this.time[1]) this.time[1] = BigInt(seen);
+    raiseTo(this.time, Status.applied, BigInt(applied));
+    raiseTo(this.time, Status.seen, BigInt(seen));
     this.watches.check();
   }
 

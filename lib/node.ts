@@ -31,7 +31,11 @@ export interface DsmStats {
     /** Writes outside a transaction (rolled back). */
     violations: number;
   };
-  transactions: { begun: number; committed: number; aborted: number; retried: number };
+  /**
+   * `heldFromStart`: transactions that ran holding the commit token from their first run,
+   * because one page kept dooming runs here (durability 'replicated' or 'disk').
+   */
+  transactions: { begun: number; committed: number; aborted: number; retried: number; heldFromStart: number };
   pages: { invalid: number; validUnmapped: number; read: number; write: number };
   /**
    * Pages of the region by consistency model (`tx.alloc(size, { model })`), as this node's
@@ -152,6 +156,7 @@ export class DsmNode extends EventEmitter {
       needsSync: () => this.service.needsSync,
       partitioned: () => this.service.status[Status.partitioned] !== 0n,
       networked: () => this.address !== '',
+      holdWhenContended: () => opts.replicated,
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
       onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
       conflict: (page, node) => this.onConflict(page, node),
@@ -368,7 +373,7 @@ export class DsmNode extends EventEmitter {
       nodeId: this.nodeId,
       globalTime: this.globalTime,
       faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations') },
-      transactions: { begun: n('begins'), committed: n('commits'), aborted: n('aborts'), retried: this.runner.retries },
+      transactions: { begun: n('begins'), committed: n('commits'), aborted: n('aborts'), retried: this.runner.retries, heldFromStart: this.runner.heldFromStart },
       pages,
       models: { transactional: byModel[0], local: byModel[1], sequential: byModel[2], migratory: byModel[3] },
       protectionResets: n('protectionResets'),

@@ -391,7 +391,6 @@ export class TransactionRunner {
   }
 }
 
-/** Randomised exponential back-off so that colliding nodes do not collide again in step. */
 /**
  * How many transactions after a conflict start holding the token (durability with backups).
  * Two nodes running replicated bank transfers, 3 runs each: all accounts on one page
@@ -408,6 +407,7 @@ const CONTENDED_RUNS = 32;
  */
 const SHORT_RUN_MS = 1;
 
+/** Randomised exponential back-off so that colliding nodes do not collide again in step. */
 function backoff(attempt: number): Promise<void> {
   if (attempt < 2) return new Promise((r) => setImmediate(r));
   const capMs = Math.min(50, 0.25 * 2 ** attempt);

@@ -31,34 +31,31 @@ describe('one counter, many nodes', () => {
     expect(times[0]).toBeGreaterThanOrEqual(n * per);
   });
 
-  it("two nodes committing back to back keep the token for a batch instead of moving it per commit (durability 'none')", async () => {
-    // Without batching a node asks for the token again and again, since the other one
-    // committed meanwhile; with it a holder whose app is committing keeps the token until its
-    // next drain (tokenBatchMs at most), so each request brings a run of commits. The same
-    // workload with batching off (tokenBatchMs 0), in the same run, is the yardstick.
-    const requestsPerCommit = async (tokenBatchMs: number): Promise<number> => {
-      const nodes = await h.cluster(2, { durability: 'none', tokenBatchMs });
-      const per = 1500;
-      await Promise.all(
-        nodes.map((node) =>
-          node.run(
-            `for (let i = 0; i < args.per; i++) await dsm.transaction(() => { dsm.u32[args.at] += 1; dsm.u32[args.at + 1024 * (1 + Math.floor(Math.random() * 200))] += 1; });`,
-            { per, at: AT },
-          ),
+  it.each([0, 1, 20])("two nodes committing back to back with tokenBatchMs %i (durability 'none') lose no increment", async (tokenBatchMs) => {
+    // Token batching: a holder whose app is committing keeps the token until its next drain
+    // (tokenBatchMs at most) when the other asks. Whatever the setting, every commit lands
+    // once and both nodes end with the same value; how much batching saves is measured in
+    // the benchmarks (the peers suite's bank rows), not here.
+    const nodes = await h.cluster(2, { durability: 'none', tokenBatchMs });
+    const per = 1000;
+    await Promise.all(
+      nodes.map((node) =>
+        node.run(
+          `for (let i = 0; i < args.per; i++) await dsm.transaction(() => { dsm.u32[args.at] += 1; dsm.u32[args.at + 1024 * (1 + Math.floor(Math.random() * 200))] += 1; });`,
+          { per, at: AT },
         ),
-      );
-      await settle(nodes);
-      const seen = await Promise.all(nodes.map((node) => node.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })));
-      expect(seen).toEqual([2 * per, 2 * per]);
-      // The requests each node made, as the other node counted them.
-      const rn = await Promise.all(nodes.map(async (node) => ((await fetchStats(node.address, SECRET, 10_000)).protocol as { rn: Record<string, number> }).rn));
-      await h.close();
-      return (Number(rn[1]['0'] ?? 0) + Number(rn[0]['1'] ?? 0)) / (2 * per);
-    };
-    const off = await requestsPerCommit(0);
-    const on = await requestsPerCommit(1);
-    console.log(`token requests per commit: ${on.toFixed(3)} batched, ${off.toFixed(3)} passed at once`);
-    expect(on).toBeLessThan(off);
+      ),
+    );
+    await settle(nodes);
+    const seen = await Promise.all(nodes.map((node) => node.run<number>('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })));
+    expect(seen).toEqual([2 * per, 2 * per]);
+    // The other counters: every increment of either node is in the sum, on both nodes.
+    const sums = await Promise.all(
+      nodes.map((node) => node.run<number>('return dsm.transaction(() => { let s = 0; for (let k = 1; k <= 200; k++) s += dsm.u32[args.at + 1024 * k]; return s; });', { at: AT })),
+    );
+    expect(sums).toEqual([2 * per, 2 * per]);
+    const rn = await Promise.all(nodes.map(async (node) => ((await fetchStats(node.address, SECRET, 10_000)).protocol as { rn: Record<string, number> }).rn));
+    console.log(`tokenBatchMs ${tokenBatchMs}: token requests per commit ${((Number(rn[1]['0'] ?? 0) + Number(rn[0]['1'] ?? 0)) / (2 * per)).toFixed(3)}`);
   });
 
   it("with durability 'replicated', a page that keeps dooming runs makes the next transactions start holding the token, and those are never doomed", async () => {

@@ -42,11 +42,11 @@ const schedules: Schedule[] = [
   { name: 'SIGKILL of the token holder, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['kill-token-holder'] }, reliable: true },
   // Durability 'none': a dead node's last acknowledged commits may die with it (excused).
   { name: "SIGKILL of a random node, 3 nodes, durability 'none'", plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['kill'] }, reliable: true, cluster: { durability: 'none' } },
-  // Durability 'none' is where a committing node keeps the token for a batch (tokenBatchMs).
-  // Failed its history check once in about 150 runs (inside a full npm test run, whose
-  // random seed was not kept; not reproduced in 147 runs since, 80 of them beside a CPU
-  // hog), so it runs with DSM_FAULT_TESTS=all until that failure is understood.
-  { name: "one fault of any kind, 3 nodes, durability 'none'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: false, cluster: { durability: 'none' } },
+  // Durability 'none' with token batching on (tokenBatchMs, off by default). Lost acknowledged
+  // writes of the surviving nodes after a 2.8 s stall of node 0 (seed 1700018, beside three
+  // other test files; about 2 failures in 190 runs), so it runs with DSM_FAULT_TESTS=all
+  // until that is understood (README, token batching).
+  { name: "one fault of any kind, 3 nodes, durability 'none', token batching", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: false, cluster: { durability: 'none', tokenBatchMs: 1 } },
   { name: "SIGKILL of a random node, 3 nodes and a page server, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 200, faults: ['kill'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: "one fault of any kind, 3 nodes and a page server, durability 'disk', two keys per page", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: 'SIGKILL of a random node, 4 nodes, two keys per page', plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['kill'] }, reliable: true },

@@ -116,6 +116,8 @@ export class Commits {
         throw e;
       }
       await this.n.log.waitApplied(t.time);
+      // Joined again meanwhile (rejoin reset the token): this one is the old configuration's.
+      if (this.n.token.token !== t) return [CommitStatus.partitioned, 0];
       this.heldForApp = t;
     }
     return [CommitStatus.committed, this.heldForApp.time];
@@ -163,9 +165,18 @@ export class Commits {
       if (e instanceof Partitioned) return [CommitStatus.partitioned, 0];
       throw e;
     }
+    let stale = false;
     try {
       await n.log.waitApplied(t.time);
       if (!(await this.leaseValid())) return [CommitStatus.partitioned, 0];
+      // A token held for the app across a rejoin belongs to the old configuration: a
+      // commit made with it would reuse a time the cluster gave another commit, and wait
+      // for backups that refuse it (the app hung on it). Refused like any commit then
+      // (and not released: the token this node may hold by now is not this one).
+      if (n.token.token !== t) {
+        stale = true;
+        return [CommitStatus.partitioned, 0];
+      }
       if (n.native.doomed()) return [CommitStatus.doomed, 0];
       if (!n.lease.valid()) return [CommitStatus.partitioned, 0];
       const time = t.time + 1;
@@ -175,7 +186,7 @@ export class Commits {
       this.made({ time, node: n.id, pages, changes, backups: n.replication.backups }, t.members);
       return [CommitStatus.committed, time];
     } finally {
-      n.token.release();
+      if (!stale) n.token.release();
     }
   }
 

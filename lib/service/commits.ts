@@ -244,24 +244,25 @@ export class Commits {
   /**
    * Another node asked for the token (or waits in its queue as we release it). Handing it
    * over at once makes two nodes that commit back to back move it for every commit, a round
-   * trip each, and lets each one's next transaction collide with the other's commit. So
-   * while our app is committing (a lent-token commit not yet drained, or a commit the
-   * service made for it within tokenBatchMs), it keeps the token, lent, until the next drain of
-   * its commits or tokenBatchMs (1 ms) at most, and the batch it commits meanwhile goes out together.
-   * A requester waits at most that much longer, and Suzuki-Kasami's queue still serves every
-   * node in turn; an idle holder passes at once. Two nodes running bank transfers back to
-   * back (durability 'none', 3 runs each, alternating): one account per page 10.0k -> 11.5k
-   * transfers/s, all accounts on one page 14.9k -> 19.8k.
+   * trip each, and lets each one's next transaction collide with the other's commit. With
+   * tokenBatchMs set (durability 'none'; off by default, see options.ts), while our app is
+   * committing (a lent-token commit not yet drained, or a commit the service made for it
+   * within tokenBatchMs) it keeps the token, lent, until the next drain of its commits or
+   * tokenBatchMs at most, and the batch it commits meanwhile goes out together. A requester
+   * waits at most that much longer, and Suzuki-Kasami's queue still serves every node in
+   * turn; an idle holder passes at once. Two nodes running bank transfers back to back
+   * (1 ms, 3 runs each, alternating): one account per page 10.0k -> 11.5k transfers/s, all
+   * accounts on one page 14.9k -> 19.8k.
    *
-   * Only for durability 'none': a node whose app waits for its backups commits once per
-   * acknowledgement round trip, so keeping the token only makes the other node wait
-   * (replicated, one account per page: 3.7k without, 2.3k-3.2k with).
+   * Never with backups: a node whose app waits for them commits once per acknowledgement
+   * round trip, so keeping the token only makes the other node wait (replicated, one
+   * account per page: 3.7k without, 2.3k-3.2k with).
    */
   passSoon(pass: () => void): void {
     const n = this.n;
     const batchMs = n.config.tokenBatchMs;
-    const active = this.cancelDrain !== undefined || performance.now() - this.lastAppCommit < batchMs;
-    if (!active || batchMs === 0 || n.closing || n.replication.backups > 0 || this.passAfterDrain) {
+    const active = batchMs > 0 && (this.cancelDrain !== undefined || performance.now() - this.lastAppCommit < batchMs);
+    if (!active || n.closing || n.replication.backups > 0 || this.passAfterDrain) {
       if (!this.passAfterDrain) pass();
       return;
     }

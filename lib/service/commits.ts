@@ -74,11 +74,11 @@ export class Commits {
     });
     const got = n.token.acquire();
     const t = await Promise.race([got, n.partitionedSignal()]).catch((e) => {
-      void got.then(() => n.token.release());
+      void got.then((t) => n.token.release(t));
       throw e;
     });
     if (!(await this.leaseValid())) {
-      n.token.release();
+      n.token.release(t);
       throw new Partitioned();
     }
     return t;
@@ -128,16 +128,18 @@ export class Commits {
    * it up (the run then commits the usual way, and may be doomed like any other).
    */
   yieldHeldToken(): void {
-    if (!this.heldForApp) return;
+    const t = this.heldForApp;
+    if (!t) return;
     this.heldForApp = undefined;
-    this.n.token.release();
+    this.n.token.release(t);
   }
 
   /** The held run committed nothing: give the token back. */
   async releaseForApp(): Promise<[number, number]> {
-    if (this.heldForApp) {
+    const t = this.heldForApp;
+    if (t) {
       this.heldForApp = undefined;
-      this.n.token.release();
+      this.n.token.release(t);
     }
     return [CommitStatus.committed, this.n.log.applied];
   }
@@ -165,18 +167,15 @@ export class Commits {
       if (e instanceof Partitioned) return [CommitStatus.partitioned, 0];
       throw e;
     }
-    let stale = false;
     try {
       await n.log.waitApplied(t.time);
       if (!(await this.leaseValid())) return [CommitStatus.partitioned, 0];
-      // A token held for the app across a rejoin belongs to the old configuration: a
-      // commit made with it would reuse a time the cluster gave another commit, and wait
-      // for backups that refuse it (the app hung on it). Refused like any commit then
-      // (and not released: the token this node may hold by now is not this one).
-      if (n.token.token !== t) {
-        stale = true;
-        return [CommitStatus.partitioned, 0];
-      }
+      // A token held for the app across a rejoin belongs to the old configuration, and one
+      // a recovery replaced is void (token.dropVoid): a commit made with it would reuse a
+      // time the cluster gave another commit, and wait for backups that refuse it (the app
+      // hung on it). Refused like any commit then (release(t) leaves the token this node
+      // may hold by now alone).
+      if (n.token.token !== t) return [CommitStatus.partitioned, 0];
       if (n.native.doomed()) return [CommitStatus.doomed, 0];
       if (!n.lease.valid()) return [CommitStatus.partitioned, 0];
       const time = t.time + 1;
@@ -186,7 +185,7 @@ export class Commits {
       this.made({ time, node: n.id, pages, changes, backups: n.replication.backups }, t.members);
       return [CommitStatus.committed, time];
     } finally {
-      if (!stale) n.token.release();
+      n.token.release(t);
     }
   }
 
@@ -204,13 +203,14 @@ export class Commits {
     const t = await this.acquire(opts.recovery);
     try {
       await n.log.waitApplied(t.time);
+      if (n.token.token !== t) throw new Partitioned(); // found void meanwhile (token.dropVoid)
       const change = make(n.membership.epoch + 1, n.membership.nextId);
       if (!change) return undefined;
       this.commitConfigHeld(t, change);
       then?.(t);
       return change;
     } finally {
-      n.token.release();
+      n.token.release(t);
     }
   }
 
@@ -304,6 +304,20 @@ export class Commits {
     } finally {
       this.reclaiming = false;
     }
+  }
+
+  /**
+   * The token this node held was void (token.dropVoid): take it back from the app thread
+   * and drop what the app committed with it since the last drain, telling nobody. Those
+   * commits are void like the token; with durability 'none' the app saw them acknowledged
+   * (the loss 'none' accepts for a stalled or cut-off holder). Returns how many.
+   */
+  discardLent(): number {
+    const n = this.n;
+    if (n.gate.lent) n.gate.reclaim();
+    let dropped = 0;
+    n.ring.drain(() => dropped++);
+    return dropped;
   }
 
   /** Commits the app thread made with the lent token: tell everyone. */

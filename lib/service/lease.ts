@@ -62,13 +62,19 @@ export class Lease {
   /** LeasePing. */
   onPing(from: number, payload: Buffer): void {
     const t = decode.time(payload);
-    if (!this.ignoring?.has(from)) this.n.links.send(from, Msg.LeaseEcho, encode.time(Math.floor(t)));
+    const { generation, time } = this.n.recovery.regenerated;
+    if (!this.ignoring?.has(from)) this.n.links.send(from, Msg.LeaseEcho, encode.leaseEcho({ sent: Math.floor(t), generation, time }));
   }
 
-  /** LeaseEcho. */
+  /**
+   * LeaseEcho. An echo from a member that knows of a newer regeneration of the token than
+   * this node does renews nothing until this node has taken that regeneration in: it may
+   * hold the token the regeneration replaced (recovery.ts lateRegeneration).
+   */
   onEcho(from: number, payload: Buffer): void {
-    const t = decode.time(payload);
-    if (t > (this.echoed.get(from) ?? 0)) this.echoed.set(from, t);
+    const e = decode.leaseEcho(payload);
+    if (e.generation > this.n.recovery.regenerated.generation && !this.n.recovery.lateRegeneration(from, e.generation, e.time)) return;
+    if (e.sent > (this.echoed.get(from) ?? 0)) this.echoed.set(from, e.sent);
     this.changed();
   }
 

@@ -73,7 +73,7 @@ export class Leaving {
       t.members = t.members.filter((m) => m.id !== n.id);
       t.queue = [successor, ...t.queue.filter((q) => q !== successor && q !== n.id)];
     } finally {
-      n.token.release();
+      n.token.release(t);
     }
   }
 

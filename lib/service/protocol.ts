@@ -39,8 +39,12 @@ export const Msg = {
   HandoverAck: 34,
   /** Owner -> requester on a new data channel: replies may come this way now (no payload). */
   DataReady: 35,
-  /** Lease ping: u64 the sender's clock (ms) when sent. Answered by LeaseEcho with the same value. */
+  /** Lease ping: u64 the sender's clock (ms) when sent. Answered by LeaseEcho. */
   LeasePing: 36,
+  /**
+   * Lease echo: u64 the ping's value | u32 the ballot of the latest regeneration of the token
+   * the answering member knows of | u64 the time it was regenerated at (0, 0: none).
+   */
   LeaseEcho: 37,
   /** To a node that speaks under an id the configuration no longer has: u32 the configuration's epoch. */
   Removed: 38,
@@ -220,6 +224,13 @@ export function pageReplySize(count: number, pageSize: number): number {
  * that applied it) | u8 regenerated (Recovered only: 1 if a new token was made) | u32 count,
  * then u16 suspects (RecoverQuery: the members the coordinator lost).
  */
+/** LeaseEcho (see Msg.LeaseEcho). */
+export interface LeaseEcho {
+  sent: number;
+  generation: number;
+  time: number;
+}
+
 export interface Recover {
   generation: number;
   time: number;
@@ -346,6 +357,7 @@ export const encode = {
     return w.done();
   },
   time: (t: number) => new WireWriter().u64(t).done(),
+  leaseEcho: (e: LeaseEcho) => new WireWriter().u64(e.sent).u32(e.generation).u64(e.time).done(),
   epoch: (e: number) => new WireWriter().u32(e).done(),
   commitAck(times: number[]): Buffer {
     const w = new WireWriter(4 + times.length * 8).u32(times.length);
@@ -518,6 +530,12 @@ export const decode = {
     const t = r.u64();
     r.end();
     return t;
+  },
+  leaseEcho(b: Buffer): LeaseEcho {
+    const r = new WireReader(b);
+    const e = { sent: r.u64(), generation: r.u32(), time: r.u64() };
+    r.end();
+    return e;
   },
   commitAck(b: Buffer): number[] {
     const r = new WireReader(b);

@@ -13,7 +13,7 @@
 //   latest version, or is decided lost, once, for every node (membership.ts).
 // A side without a quorum never gets this far: its coordinator keeps asking, and its nodes
 // stop committing when their leases run out (ERR_DSM_PARTITIONED).
-import { type ConfigChange, decode, encode, Msg, NO_NODE, type RecoverState } from './protocol';
+import { type ConfigChange, decode, encode, Msg, NO_NODE, type Recover, type RecoverState } from './protocol';
 import { isQuorum } from './membership';
 import { LEASE_MS, now } from './lease';
 import type { Cluster } from './cluster';
@@ -54,6 +54,12 @@ export class Recovery {
   private pending = false;
   /** The recovery this node answered and holds for: told again when a token arrives meanwhile. */
   private answered?: { to: number; generation: number; suspects: Set<number> };
+  /**
+   * The latest regeneration of the token this node knows of: its ballot and the time the
+   * token was regenerated at. Lease echoes carry it (lease.ts), so a node that holds a token
+   * from before it learns that its token is void even before the outcome reaches it.
+   */
+  regenerated = { generation: 0, time: 0 };
 
   constructor(private readonly n: Cluster) {}
 
@@ -286,6 +292,7 @@ export class Recovery {
           if (s.waiting && id !== n.id) queue.push(id);
         }
         n.ev.log('warn', `regenerated the commit token at time ${time} (ballot ${r.generation})`);
+        this.regenerated = { generation: r.generation, time };
         this.voidAbove(time);
         // Catch up first if another survivor applied more.
         if (time > n.log.applied) n.links.send(best, Msg.ResendRequest, encode.resendRequest(n.log.applied, time));
@@ -373,8 +380,26 @@ export class Recovery {
 
   /** Recovered: the outcome, from the coordinator. */
   onRecovered(_from: number, payload: Buffer): void {
+    this.outcome(decode.recover(payload));
+  }
+
+  /**
+   * A lease echo from `from` tells of a regeneration this node has not heard of: its
+   * outcome was sent to this node, which was stalled or cut off meanwhile, and may still be
+   * on its way (or lost with a connection). Taken as that outcome, so a token this node
+   * holds from before is dropped before the echo can renew its lease. False when it cannot
+   * be taken (this node promised a newer ballot): the echo must not count then.
+   */
+  lateRegeneration(from: number, generation: number, time: number): boolean {
+    if (generation <= this.regenerated.generation) return true;
+    if (generation < this.promised) return false;
+    this.n.ev.log('warn', `node ${from} knows of a token regenerated at time ${time} (ballot ${generation}) that this node missed`);
+    this.outcome({ generation, time, source: from, regenerated: true, suspects: [] });
+    return this.regenerated.generation >= generation;
+  }
+
+  private outcome(r: Recover): void {
     const n = this.n;
-    const r = decode.recover(payload);
     if (r.generation < this.promised) return; // a newer recovery is under way
     // A higher ballot decided while this node was coordinating a lower one: that run is moot.
     if (this.run && this.run.generation < r.generation) this.abandon();
@@ -383,8 +408,17 @@ export class Recovery {
     this.answered = undefined;
     n.token.endHold(r.regenerated ? r.generation : undefined);
     n.lease.hold(undefined);
-    if (r.regenerated) this.voidAbove(r.time);
-    else n.log.thaw();
+    // Learned twice (a lease echo, then the outcome itself): once is enough.
+    if (r.regenerated && r.generation > this.regenerated.generation) {
+      this.regenerated = { generation: r.generation, time: r.time };
+      // This node may hold the token the recovery replaced, back from a stall before anyone
+      // removed it: that token, and what the app committed with it, are void.
+      if (n.token.dropVoid(r.generation)) {
+        const dropped = n.commits.discardLent();
+        n.ev.log('warn', `the commit token this node held was replaced while it was stalled or cut off (ballot ${r.generation})${dropped ? `; ${dropped} commit(s) its app made with it are void` : ''}`);
+      }
+      this.voidAbove(r.time);
+    } else n.log.thaw();
     if (r.time > n.log.applied) {
       n.log.hear(r.time);
       n.links.send(r.source, Msg.ResendRequest, encode.resendRequest(n.log.applied, r.time));

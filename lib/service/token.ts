@@ -112,9 +112,12 @@ export class CommitToken {
     this.links.broadcastRequest(seq);
   }
 
-  release(): void {
-    const t = this.token;
-    if (!t) return;
+  /**
+   * Gives the token back (`t`: the one acquired; nothing happens if this node no longer
+   * holds that one: it was found void meanwhile, or this node joined again).
+   */
+  release(t = this.token): void {
+    if (!t || t !== this.token) return;
     this.inUse = false;
     const me = this.links.me();
     t.ln.set(me, this.rn.get(me) ?? 0);
@@ -185,6 +188,28 @@ export class CommitToken {
       this.release();
     }
     return true;
+  }
+
+  /**
+   * A recovery regenerated the token under `generation`: a token this node still holds from
+   * before is void (it was stalled or cut off while holding it, and came back before the
+   * others removed it). Committing with it would give a global time the new token gives
+   * too, and one of the two commits would be lost. Drops it and returns it (undefined: this
+   * node holds no older token); a commit using it finds it gone and is refused.
+   */
+  dropVoid(generation: number): TokenState | undefined {
+    const t = this.token;
+    if (!t || t.generation >= generation) return undefined;
+    this.token = undefined;
+    this.inUse = false;
+    this.generation = Math.max(this.generation, generation);
+    if (this.waiters.length > 0) {
+      // Its requests count as served in the new token (nobody heard them): ask anew.
+      this.waitingSince = now();
+      this.request();
+      this.armRetry();
+    }
+    return t;
   }
 
   /** A member we lost contact with: never pass the token to it (it asks again if it comes back). */

@@ -139,7 +139,9 @@ export class ServiceClient {
         // The changes are not encoded yet: room for every written page whole with half a
         // page of diff beside it (native/dsm.h kWholeAndDiff), at worst.
         const n = written?.length ?? native.writeSet().length;
-        if (!this.ring.fits(n, n * (16 + 2 * this.pageSize))) return undefined; // the service catches up first
+        // The service catches up first: the ring is full, or it has not broadcast a commit
+        // for longer than a node may hold acknowledged commits alone (commit_ring.ts).
+        if (!this.ring.fits(n, n * (16 + 2 * this.pageSize)) || this.ring.behind()) return undefined;
         time += 1;
         const [pages, changes] = native.commit(time, nodeId, true);
         if (this.ring.push(time, pages, changes)) this.localCommits!.postMessage(null);

@@ -3,19 +3,36 @@
 // app gives the token back, so the service always finds every commit when it reclaims the
 // token; the service is woken once per batch rather than once per commit.
 //
+// How far the app may run ahead of the broadcast is bounded in time, not only in bytes: a
+// commit acknowledged with durability 'none' is held by this node alone until the service
+// drains it, so a node killed or stalled then takes it along. The service drains a
+// millisecond after the first commit of a batch; on a loaded machine its thread can be
+// kept off the CPU far longer, and the app went on committing meanwhile: a node stalled in
+// a fault run took 40 acknowledged commits along. Past AHEAD_MS the app commits through
+// the service instead (client.ts), which drains first, so what a node can take along is
+// what it committed in the last AHEAD_MS.
+//
 // Layout: Int32 header [0] write counter, [1] read counter (u32 words, wrapping), [2] wake
-// requested; then CAPACITY u32 words of records: time low, time high, page count, pages,
-// byte length of the changes, the changes (protocol.ts CommitRecord) padded to whole words.
+// requested, [3] unused; Float64 at byte 16: when the app pushed onto an empty ring last
+// (performance.timeOrigin + performance.now()); then CAPACITY u32 words of records: time
+// low, time high, page count, pages, byte length of the changes, the changes (protocol.ts
+// CommitRecord) padded to whole words.
+import { performance } from 'node:perf_hooks';
 
 const CAPACITY = 1 << 22; // words (16 MiB); a power of two
-const HEAD = 4;
+const HEAD = 6; // words: 4 Int32 and one Float64
+
+/** The oldest commit waiting in the ring may be this old before the app stops adding to it. */
+export const AHEAD_MS = 2;
 
 export class CommitRing {
   private readonly head: Int32Array;
   private readonly data: Uint32Array;
+  private readonly since: Float64Array;
 
   constructor(readonly buffer: SharedArrayBuffer) {
-    this.head = new Int32Array(buffer, 0, HEAD);
+    this.head = new Int32Array(buffer, 0, 4);
+    this.since = new Float64Array(buffer, 16, 1);
     this.data = new Uint32Array(buffer, HEAD * 4, CAPACITY);
   }
 
@@ -29,9 +46,19 @@ export class CommitRing {
     return used + 4 + pages + Math.ceil(changeBytes / 4) <= CAPACITY;
   }
 
+  /**
+   * App thread: has the oldest commit waiting here been waiting longer than AHEAD_MS? The
+   * stamp is only written by the app, when it pushes onto an empty ring; a drain that
+   * crosses a push leaves an older stamp, which errs towards draining.
+   */
+  behind(at = performance.timeOrigin + performance.now()): boolean {
+    return Atomics.load(this.head, 0) !== Atomics.load(this.head, 1) && at - this.since[0] > AHEAD_MS;
+  }
+
   /** App thread: appends a commit; returns true when the service must be woken. */
   push(time: number, pages: Uint32Array, changes: Uint8Array): boolean {
     let w = Atomics.load(this.head, 0) >>> 0;
+    if (w === Atomics.load(this.head, 1) >>> 0) this.since[0] = performance.timeOrigin + performance.now();
     const put = (v: number) => {
       this.data[w & (CAPACITY - 1)] = v;
       w = (w + 1) >>> 0;

@@ -197,6 +197,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   const victimDone = () => runs[fault.victim].then(() => undefined, () => undefined);
   const reached = () => Promise.race([victim.waitForLine((l) => l.startsWith(`H C ${fault.after - 1} `)).catch(() => undefined), victimDone()]);
 
+  /** For a stall: how many transactions the victim had completed when it stopped. */
+  let stoppedAt: number | undefined;
   const faultDone = (async () => {
     switch (fault.kind) {
       case 'none':
@@ -238,6 +240,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         victim.kill('SIGSTOP');
         faultLog.push(`SIGSTOP node ${victim.nodeId} (process ${fault.victim}) for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
         await new Promise((r) => setTimeout(r, fault.stallMs));
+        // Every line it wrote before it stopped has been read by now: this is where it stopped.
+        stoppedAt = completed(victim);
         victim.kill('SIGCONT');
         return;
       }
@@ -276,11 +280,11 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   }
 
   const history: History = { txns: procs.flatMap((p, i) => txnsOf(p, i, plan.txns[i])), finals };
-  // A killed node, and a stalled one the others removed meanwhile (it came back under a new
-  // id), lose what they committed in their last moments: see excuseCrashedTail.
-  const cutOff = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || (fault.kind === 'stall' && ids0[fault.victim] !== procs[fault.victim].nodeId) ? [fault.victim] : [];
+  // A killed node, and a stalled one (whether the others removed it meanwhile or only took
+  // the token it held), lose what they committed in their last moments: see excuseCrashedTail.
+  const cutOff = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || fault.kind === 'stall' ? [fault.victim] : [];
   // Only durability 'none' acknowledges commits no other node holds yet.
-  const excused = clusterOpts.durability === 'none' ? excuseCrashedTail(history, cutOff, fault.kind !== 'stall') : 0;
+  const excused = clusterOpts.durability === 'none' ? excuseCrashedTail(history, cutOff, fault.kind !== 'stall', stoppedAt) : 0;
   if (excused) faultLog.push(`${excused} transaction(s) of node ${ids0[fault.victim]} acknowledged before it was cut off count as unknown (durability 'none': the commits it made in its last moments in the old configuration are void)`);
   const counts = { ok: 0, failed: 0, unknown: 0 };
   for (const t of history.txns) counts[t.outcome]++;
@@ -383,7 +387,10 @@ export function assertValid(r: RunResult): void {
  * them with it (durability 'none', documented): its own app saw them acknowledged, and
  * nobody alive did. A node stalled or cut off past the failure detector likewise: what it
  * committed with the lent token that had not gone out when it stopped, or until its lease
- * ran out, is void once the others removed it. So, for such a node, the transactions from
+ * ran out, is void once the others regenerated the token (whether or not they removed it).
+ * A stalled node is bounded tighter: the excused stretch must end where it stopped
+ * (`stoppedAt`, its completed transactions then), since it commits nothing it could lose
+ * after it runs again. So, for such a node, the transactions from
  * its first acknowledged append missing from the final state (in a key nobody reported
  * lost) up to its first refused transaction (ERR_DSM_PARTITIONED: it noticed) or its first
  * transaction whose appends survive (it joined again and went on), count as unknown, as a crashed client's operations do in Jepsen, as long as that
@@ -391,7 +398,7 @@ export function assertValid(r: RunResult): void {
  * write and stays one). Everything it did after that stretch, and every other node's
  * transactions, are checked in full. Returns how many were excused.
  */
-export function excuseCrashedTail(h: History, killed: number[], died = true): number {
+export function excuseCrashedTail(h: History, killed: number[], died = true, stoppedAt?: number): number {
   const CRASH_TAIL = 200;
   let excused = 0;
   const final = h.finals[0];
@@ -402,18 +409,24 @@ export function excuseCrashedTail(h: History, killed: number[], died = true): nu
     const lostIn = (t: Txn) => t.ops.some((o) => o.f === 'append' && !present(o.key, o.value));
     const firstLost = mine.findIndex((t) => t.outcome === 'ok' && lostIn(t));
     if (firstLost < 0) continue;
+    if (stoppedAt !== undefined && mine[firstLost].seq >= stoppedAt) continue; // lost after it ran again: a real loss
     // The stretch ends where the node noticed (a refused transaction) or where its appends
     // survive again (it joined again under a new id and went on).
     const stretch: Txn[] = [];
+    let endsAtStop = true;
     for (const t of mine.slice(firstLost)) {
+      if (stoppedAt !== undefined && t.seq >= stoppedAt) break;
+      endsAtStop = stoppedAt === undefined;
       if (t.outcome === 'failed') break;
       if (t.outcome !== 'ok') continue;
       // A killed node never came back: all it did from there on died with it (its later
       // commits can survive where its earlier ones did not: they share pages).
       if (!died && !lostIn(t) && t.ops.some((o) => o.f === 'append')) break;
       stretch.push(t);
+      endsAtStop = true;
     }
-    if (stretch.length > CRASH_TAIL) continue;
+    // A stalled node's loss further back than its last moments is a real lost write.
+    if (stretch.length > CRASH_TAIL || !endsAtStop) continue;
     for (const t of stretch) t.outcome = 'unknown';
     excused += stretch.length;
   }

@@ -27,8 +27,8 @@ export interface NodeOptions {
   /**
    * When a transaction's promise resolves (networked nodes). 'replicated' (the default):
    * once `replicas` other members hold its commit, so it survives that many nodes failing at
-   * once. 'none': as soon as it is ordered here (broadcast within a millisecond; a node that
-   * dies inside that window takes it along). 'disk': once a page server of the cluster has
+   * once. 'none': as soon as it is ordered here (broadcast within a millisecond, 2 ms at
+   * most; a node that dies or stalls inside that window takes it along). 'disk': once a page server of the cluster has
    * it on disk (see startPageServer); commits wait while no page server is a member.
    */
   durability?: 'none' | 'replicated' | 'disk';

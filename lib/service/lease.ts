@@ -68,12 +68,12 @@ export class Lease {
 
   /**
    * LeaseEcho. An echo from a member that knows of a newer regeneration of the token than
-   * this node does renews nothing until this node has taken that regeneration in: it may
+   * this node does renews nothing before this node has taken that regeneration in: it may
    * hold the token the regeneration replaced (recovery.ts lateRegeneration).
    */
   onEcho(from: number, payload: Buffer): void {
     const e = decode.leaseEcho(payload);
-    if (e.generation > this.n.recovery.regenerated.generation && !this.n.recovery.lateRegeneration(from, e.generation, e.time)) return;
+    if (e.generation > this.n.recovery.regenerated.generation) this.n.recovery.lateRegeneration(from, e.generation, e.time);
     if (e.sent > (this.echoed.get(from) ?? 0)) this.echoed.set(from, e.sent);
     this.changed();
   }

@@ -387,15 +387,44 @@ export class Recovery {
    * A lease echo from `from` tells of a regeneration this node has not heard of: its
    * outcome was sent to this node, which was stalled or cut off meanwhile, and may still be
    * on its way (or lost with a connection). Taken as that outcome, so a token this node
-   * holds from before is dropped before the echo can renew its lease. False when it cannot
-   * be taken (this node promised a newer ballot): the echo must not count then.
+   * holds from before is dropped before the echo renews its lease.
    */
-  lateRegeneration(from: number, generation: number, time: number): boolean {
-    if (generation <= this.regenerated.generation) return true;
-    if (generation < this.promised) return false;
+  lateRegeneration(from: number, generation: number, time: number): void {
+    if (generation <= this.regenerated.generation) return;
+    const held = this.n.token.token;
+    if (!held || held.generation >= generation) {
+      // Nothing here that it replaced (a node that joined, or joined again, since; or one
+      // that holds the new token already): only remember it.
+      this.regenerated = { generation, time };
+      this.n.token.generation = Math.max(this.n.token.generation, generation);
+      return;
+    }
     this.n.ev.log('warn', `node ${from} knows of a token regenerated at time ${time} (ballot ${generation}) that this node missed`);
-    this.outcome({ generation, time, source: from, regenerated: true, suspects: [] });
-    return this.regenerated.generation >= generation;
+    if (generation >= this.promised) {
+      this.outcome({ generation, time, source: from, regenerated: true, suspects: [] });
+    } else {
+      // A newer recovery is under way here. The token is void whatever that one decides
+      // (a member holding the new one answers it): drop it, and keep the log frozen for it.
+      this.takeRegeneration(generation, time);
+      this.n.log.freeze();
+    }
+  }
+
+  /**
+   * The token was regenerated under `generation` at `time`: an older token this node still
+   * holds is void, with what its app committed with it, and so is every commit after `time`
+   * this node applied (voidAbove).
+   */
+  private takeRegeneration(generation: number, time: number): void {
+    const n = this.n;
+    this.regenerated = { generation, time };
+    // This node may hold the token the recovery replaced, back from a stall before anyone
+    // removed it: that token, and what the app committed with it, are void.
+    if (n.token.dropVoid(generation)) {
+      const dropped = n.commits.discardLent();
+      n.ev.log('warn', `the commit token this node held was replaced while it was stalled or cut off (ballot ${generation})${dropped ? `; ${dropped} commit(s) its app made with it are void` : ''}`);
+    }
+    this.voidAbove(time);
   }
 
   private outcome(r: Recover): void {
@@ -409,16 +438,8 @@ export class Recovery {
     n.token.endHold(r.regenerated ? r.generation : undefined);
     n.lease.hold(undefined);
     // Learned twice (a lease echo, then the outcome itself): once is enough.
-    if (r.regenerated && r.generation > this.regenerated.generation) {
-      this.regenerated = { generation: r.generation, time: r.time };
-      // This node may hold the token the recovery replaced, back from a stall before anyone
-      // removed it: that token, and what the app committed with it, are void.
-      if (n.token.dropVoid(r.generation)) {
-        const dropped = n.commits.discardLent();
-        n.ev.log('warn', `the commit token this node held was replaced while it was stalled or cut off (ballot ${r.generation})${dropped ? `; ${dropped} commit(s) its app made with it are void` : ''}`);
-      }
-      this.voidAbove(r.time);
-    } else n.log.thaw();
+    if (r.regenerated && r.generation > this.regenerated.generation) this.takeRegeneration(r.generation, r.time);
+    else n.log.thaw();
     if (r.time > n.log.applied) {
       n.log.hear(r.time);
       n.links.send(r.source, Msg.ResendRequest, encode.resendRequest(n.log.applied, r.time));

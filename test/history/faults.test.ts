@@ -68,7 +68,14 @@ describe(`list-append histories under faults (${replayHint(seed)})`, () => {
       it(RUNS > 1 ? `${s.name} (seed=${seed + run})` : s.name, async () => {
         const r = await runPlan(h, drawPlan(seed + run, s.plan), { ...(s.cluster ? { cluster: s.cluster } : {}), pageServer: s.pageServer });
         console.log(summary(r));
-        assertValid(r);
+        try {
+          assertValid(r);
+        } catch (e) {
+          // What each node's service said (recoveries, regenerations, removals) places the loss.
+          const warnings = h.nodes.flatMap((n, i) => n.stderr.split('\n').filter((l) => l.includes('DSM_')).map((l) => `  process ${i} (node ${n.nodeId}): ${l}`));
+          (e as Error).message += `\nservice warnings:\n${warnings.join('\n')}`;
+          throw e;
+        }
         // With durability 'replicated' (the default) and one failure, every page's latest
         // version survives on a backup: nothing may be reported lost.
         if (s.cluster?.durability !== 'none') {

@@ -44,6 +44,11 @@ export class Links {
     return this.conns.has(id);
   }
 
+  /** Whether member `id` was heard from lately (transport.ts Connection.lively). */
+  lively(id: number): boolean {
+    return this.conns.get(id)?.lively ?? false;
+  }
+
   /** Makes `c` the connection to member `id`, replacing any other, and sends what waited. */
   bind(id: number, c: Connection): void {
     const old = this.conns.get(id);

@@ -218,12 +218,6 @@ export function pageReplySize(count: number, pageSize: number): number {
   return 13 + count * (14 + pageSize);
 }
 
-/**
- * RecoverQuery / Recovered: u32 generation (the recovery's ballot: proposed; adopted only if
- * regenerated) | u64 time (Recovered: the cluster's time after recovery) | u16 source (a node
- * that applied it) | u8 regenerated (Recovered only: 1 if a new token was made) | u32 count,
- * then u16 suspects (RecoverQuery: the members the coordinator lost).
- */
 /** LeaseEcho (see Msg.LeaseEcho). */
 export interface LeaseEcho {
   sent: number;
@@ -231,17 +225,32 @@ export interface LeaseEcho {
   time: number;
 }
 
+/** The latest regeneration of the token a node knows of: its ballot and time (0, 0: none). */
+export interface Regeneration {
+  generation: number;
+  time: number;
+}
+
+/**
+ * RecoverQuery / Recovered: u32 generation (the recovery's ballot: proposed; adopted only if
+ * regenerated) | u64 time (Recovered: the cluster's time after recovery) | u16 source (a node
+ * that applied it) | u8 regenerated (Recovered only: 1 if a new token was made) | u32 count,
+ * then u16 suspects (RecoverQuery: the members the coordinator lost) | u32 ballot and u64 time
+ * of the latest regeneration the sender knows of (a decided outcome later ballots carry forward).
+ */
 export interface Recover {
   generation: number;
   time: number;
   source: number;
   regenerated: boolean;
   suspects: number[];
+  known: Regeneration;
 }
 /**
  * RecoverState: u32 generation | u64 applied | u8 has token | u8 waiting for token | u32 rn seq
  * of the sender | u16 the node it last sent the token to (NO_NODE: never) | u32 hops of that send |
- * u32s pages owned by a suspect that the sender holds, then u32 count and u64 their versions.
+ * u32s pages owned by a suspect that the sender holds, then u32 count and u64 their versions |
+ * u32 ballot and u64 time of the latest regeneration the sender knows of.
  */
 export interface RecoverState {
   generation: number;
@@ -253,6 +262,7 @@ export interface RecoverState {
   sentHops: number;
   heldPages: Uint32Array;
   heldVersions: Float64Array;
+  known: Regeneration;
 }
 
 function members(w: WireWriter, m: Member[]): void {
@@ -340,7 +350,7 @@ export const encode = {
   recover(r: Recover): Buffer {
     const w = new WireWriter().u32(r.generation).u64(r.time).u16(r.source).u8(r.regenerated ? 1 : 0).u32(r.suspects.length);
     for (const id of r.suspects) w.u16(id);
-    return w.done();
+    return w.u32(r.known.generation).u64(r.known.time).done();
   },
   recoverState(s: RecoverState): Buffer {
     const w = new WireWriter(64 + s.heldPages.length * 12)
@@ -354,7 +364,7 @@ export const encode = {
       .u32s(s.heldPages)
       .u32(s.heldVersions.length);
     for (const v of s.heldVersions) w.u64(v);
-    return w.done();
+    return w.u32(s.known.generation).u64(s.known.time).done();
   },
   time: (t: number) => new WireWriter().u64(t).done(),
   leaseEcho: (e: LeaseEcho) => new WireWriter().u64(e.sent).u32(e.generation).u64(e.time).done(),
@@ -492,10 +502,11 @@ export const decode = {
   },
   recover(b: Buffer): Recover {
     const r = new WireReader(b);
-    const v: Recover = { generation: r.u32(), time: r.u64(), source: r.u16(), regenerated: r.u8() !== 0, suspects: [] };
+    const v: Recover = { generation: r.u32(), time: r.u64(), source: r.u16(), regenerated: r.u8() !== 0, suspects: [], known: { generation: 0, time: 0 } };
     const n = r.u32();
     if (n > 65535) throw new WireError('too many suspects');
     for (let i = 0; i < n; i++) v.suspects.push(r.u16());
+    v.known = { generation: r.u32(), time: r.u64() };
     r.end();
     return v;
   },
@@ -516,8 +527,9 @@ export const decode = {
     if (n !== v.heldPages.length) throw new WireError('held pages and versions differ in number');
     v.heldVersions = new Float64Array(n);
     for (let i = 0; i < n; i++) v.heldVersions[i] = r.u64();
+    const known = { generation: r.u32(), time: r.u64() };
     r.end();
-    return v;
+    return { ...v, known };
   },
   nodeId(b: Buffer): number {
     const r = new WireReader(b);

@@ -134,7 +134,7 @@ export class Recovery {
 
   private ask(r: Run, ids: number[]): void {
     const n = this.n;
-    const q = encode.recover({ generation: r.generation, time: n.log.applied, source: n.id, regenerated: false, suspects: [...r.suspects] });
+    const q = encode.recover({ generation: r.generation, time: n.log.applied, source: n.id, regenerated: false, suspects: [...r.suspects], known: this.regenerated });
     for (const id of ids) n.links.send(id, Msg.RecoverQuery, q);
   }
 
@@ -167,6 +167,7 @@ export class Recovery {
       sentHops: token.lastSent.hops,
       heldPages: Uint32Array.from(held),
       heldVersions: Float64Array.from(versions),
+      known: this.regenerated,
     };
   }
 
@@ -175,7 +176,19 @@ export class Recovery {
     const n = this.n;
     const q = decode.recover(payload);
     if (q.generation <= this.promised || q.generation <= n.token.generation) return; // an older ballot
+    // A recovery that would replace a member this node hears from is not answered: its
+    // coordinator lost contact with that member, this node did not. Typically it is a node
+    // back from a stall whose connections broke meanwhile; answered, it would take the token
+    // from a healthy holder (whose commits since this node froze its log would be dropped)
+    // on the strength of its own stale view. A member that really died falls silent here
+    // too within half the failure detector's time, and the repeated query is answered then.
+    for (const id of q.suspects) {
+      if (id !== n.id && n.members.has(id) && !n.membership.suspects.has(id) && n.links.lively(id)) return;
+    }
     this.promised = q.generation;
+    // The coordinator knows of a regeneration this node missed: take it in before reporting
+    // (a token held from before it is void, and so is what was applied after its time).
+    if (q.known.generation > this.regenerated.generation) this.lateRegeneration(from, q.known.generation, q.known.time);
     if (this.run && this.run.generation < q.generation && !this.run.deciding) this.abandon();
     n.token.holdArrivals();
     n.lease.hold(q.suspects);
@@ -219,6 +232,39 @@ export class Recovery {
     this.maybeFinish();
   }
 
+  /**
+   * Every report of a run must be made knowing the latest regeneration of the token any of
+   * them knows of: a decision is carried forward from an earlier ballot, never decided over.
+   * A node that missed one reports what it applied after it (its own void commits, if it
+   * held the replaced token), and a decision on that report makes the others fetch those
+   * void commits: a node back from a stall, its connections broken, ran such a recovery,
+   * and the others read lists holding zeros. So a run whose reports disagree takes the
+   * newest one in and asks again under a new ballot whose query carries it. False when it
+   * did (the run is over).
+   */
+  private reportsAgree(r: Run): boolean {
+    let newest = this.regenerated;
+    let from = this.n.id;
+    for (const [id, s] of r.states) {
+      if (s.known.generation > newest.generation) {
+        newest = s.known;
+        from = id;
+      }
+    }
+    if (newest.generation === this.regenerated.generation && [...r.states.values()].every((s) => s.known.generation === newest.generation)) return true;
+    const n = this.n;
+    if (newest.generation > this.regenerated.generation) this.lateRegeneration(from, newest.generation, newest.time);
+    this.abandon();
+    this.maybeStart(r.suspects.size === 0);
+    if (!this.run) {
+      // Nothing left to recover from: stop holding.
+      n.token.endHold(undefined);
+      n.lease.hold(undefined);
+      n.log.thaw();
+    }
+    return false;
+  }
+
   private abandon(): void {
     const r = this.run;
     if (!r) return;
@@ -245,6 +291,7 @@ export class Recovery {
       return;
     }
     if (!quorum) return; // a minority: keep asking (reask) until the network heals or we are removed
+    if (!this.reportsAgree(r)) return;
     let best = n.id;
     let time = n.log.applied;
     let held = false;
@@ -303,7 +350,7 @@ export class Recovery {
         n.log.thaw();
       }
       n.lease.hold(undefined);
-      n.links.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best, regenerated: regenerate, suspects: [] }), n.members.values());
+      n.links.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best, regenerated: regenerate, suspects: [], known: this.regenerated }), n.members.values());
       const removed = [...r.suspects].filter((id) => n.members.has(id));
       if (removed.length > 0) void this.remove(removed, r.states);
     };
@@ -379,8 +426,11 @@ export class Recovery {
   }
 
   /** Recovered: the outcome, from the coordinator. */
-  onRecovered(_from: number, payload: Buffer): void {
-    this.outcome(decode.recover(payload));
+  onRecovered(from: number, payload: Buffer): void {
+    const r = decode.recover(payload);
+    // An outcome that left the token alone can still tell of an earlier regeneration missed here.
+    if (!r.regenerated && r.known.generation > this.regenerated.generation) this.lateRegeneration(from, r.known.generation, r.known.time);
+    this.outcome(r);
   }
 
   /**
@@ -401,7 +451,7 @@ export class Recovery {
     }
     this.n.ev.log('warn', `node ${from} knows of a token regenerated at time ${time} (ballot ${generation}) that this node missed`);
     if (generation >= this.promised) {
-      this.outcome({ generation, time, source: from, regenerated: true, suspects: [] });
+      this.outcome({ generation, time, source: from, regenerated: true, suspects: [], known: { generation, time } });
     } else {
       // A newer recovery is under way here. The token is void whatever that one decides
       // (a member holding the new one answers it): drop it, and keep the log frozen for it.

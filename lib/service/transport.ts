@@ -203,6 +203,11 @@ export class Connection extends EventEmitter {
     process.nextTick(() => this.emit('close', 'backpressure'));
   }
 
+  /** Whether the peer was heard from (any frame, heartbeats included) within half the time that declares it dead. */
+  get lively(): boolean {
+    return !this.closed && Date.now() - this.lastIn < this.opts.deadAfterMs / 2;
+  }
+
   private tick(): void {
     const now = Date.now();
     if (now - this.lastIn > this.opts.deadAfterMs) {

@@ -16,7 +16,10 @@
 //   DSM_FAULT_TESTS=all npx vitest run test/history/faults.test.ts
 //
 // DSM_FAULT_RUNS=<n> runs each schedule n times (seeds seed, seed+1, ...); a failure
-// prints its seed, and DSM_SEED=<that seed> replays its transactions and fault.
+// prints its seed and every node's service warnings, and DSM_SEED=<that seed> replays its
+// transactions and fault (DSM_KEEP_STDERR=<dir> keeps each node's whole stderr then).
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, it } from 'vitest';
 import { Harness } from '../cluster/harness';
 import { assertValid, drawPlan, type PlanOptions, replayHint, runPlan, seedFromEnv, summary } from './workload';
@@ -74,6 +77,13 @@ describe(`list-append histories under faults (${replayHint(seed)})`, () => {
           // What each node's service said (recoveries, regenerations, removals) places the loss.
           const warnings = h.nodes.flatMap((n, i) => n.stderr.split('\n').filter((l) => l.includes('DSM_')).map((l) => `  process ${i} (node ${n.nodeId}): ${l}`));
           (e as Error).message += `\nservice warnings:\n${warnings.join('\n')}`;
+          // DSM_KEEP_STDERR=<dir> keeps each node's whole stderr (with NODE_DEBUG=dsm: every message).
+          const dir = process.env.DSM_KEEP_STDERR;
+          if (dir) {
+            fs.mkdirSync(dir, { recursive: true });
+            h.nodes.forEach((n, i) => fs.writeFileSync(path.join(dir, `seed-${seed + run}-process-${i}.log`), n.stderr));
+            (e as Error).message += `\nstderr of every node in ${dir}`;
+          }
           throw e;
         }
         // With durability 'replicated' (the default) and one failure, every page's latest

@@ -194,9 +194,15 @@ export class ServiceClient {
     }
   }
 
-  /** Commits were heard of that are not applied yet. */
+  /**
+   * A read-only transaction must ask the service before it ends: commits were heard of that
+   * are not applied yet, or this node's lease has run out. Without a lease a node may have
+   * been stalled or cut off while the others replaced its token, and read what it committed
+   * with that token, which the cluster never had: the service answers once the lease is
+   * back (and such commits are void) or refuses as partitioned.
+   */
   get needsSync(): boolean {
-    return this.time[1] > this.time[0];
+    return this.time[1] > this.time[0] || !this.gate.leaseValid();
   }
 
   /** Sends a request; rejects with the service's DsmError when it answers ok: false. */

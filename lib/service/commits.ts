@@ -226,10 +226,13 @@ export class Commits {
     n.log.receive(rec);
   }
 
-  /** Waits until every commit this node has heard of is applied (read-only commits). */
+  /**
+   * Waits until every commit this node has heard of is applied, with a valid lease (read-only
+   * commits; see client.ts needsSync).
+   */
   async sync(): Promise<[number, number]> {
     const n = this.n;
-    if (n.lease.partitioned) return [CommitStatus.partitioned, 0];
+    if (!(await this.leaseValid())) return [CommitStatus.partitioned, 0];
     await n.log.waitApplied(n.log.seen);
     return [n.native.doomed() ? CommitStatus.doomed : CommitStatus.committed, n.log.applied];
   }

@@ -42,6 +42,11 @@ export class LocalTokenGate {
     return false;
   }
 
+  /** Whether this node's lease lets it commit now (any thread). */
+  leaseValid(): boolean {
+    return performance.timeOrigin + performance.now() < this.lease[0];
+  }
+
   /** Service thread: until when this node may commit. */
   setLease(until: number): void {
     this.lease[0] = until;

@@ -176,6 +176,11 @@ export class Recovery {
     const n = this.n;
     const q = decode.recover(payload);
     if (q.generation <= this.promised || q.generation <= n.token.generation) return; // an older ballot
+    // This node is deciding a recovery of its own (waiting out a lease before it regenerates
+    // the token): it acts on that decision, so it answers no newer ballot until the outcome
+    // is out (the asker asks again, and learns the outcome from the answer then). Answering
+    // first let the newer ballot decide without it: two tokens.
+    if (this.run?.deciding) return;
     // A recovery that would replace a member this node hears from is not answered: its
     // coordinator lost contact with that member, this node did not. Typically it is a node
     // back from a stall whose connections broke meanwhile; answered, it would take the token
@@ -318,7 +323,7 @@ export class Recovery {
     const finish = () => {
       if (this.run !== r) return;
       this.run = undefined;
-      if (regenerate && now() - r.started > HOLD_MS - LEASE_MS) {
+      if (regenerate && (now() - r.started > HOLD_MS - LEASE_MS || this.promised > r.generation)) {
         // This node was stalled past the time members hold for this ballot: some may have
         // delivered the old token already. Start over rather than make a second one.
         n.ev.log('warn', `recovery ballot ${r.generation} took too long to decide; starting again`);
@@ -441,12 +446,21 @@ export class Recovery {
    */
   lateRegeneration(from: number, generation: number, time: number): void {
     if (generation <= this.regenerated.generation) return;
-    const held = this.n.token.token;
+    const n = this.n;
+    const held = n.token.token;
     if (!held || held.generation >= generation) {
-      // Nothing here that it replaced (a node that joined, or joined again, since; or one
-      // that holds the new token already): only remember it.
-      this.regenerated = { generation, time };
-      this.n.token.generation = Math.max(this.n.token.generation, generation);
+      // No token here that it replaced. If this node never had a token of that generation
+      // and applied past its time, what it applied there came from the replaced token (its
+      // own commits, made before it passed that token on): void, like the token. Otherwise
+      // (a node that joined, or joined again, since; or one that had the new token) only
+      // remember it.
+      const stale = n.token.generation < generation && n.log.applied > time;
+      n.token.generation = Math.max(n.token.generation, generation);
+      if (stale) {
+        this.n.ev.log('warn', `node ${from} knows of a token regenerated at time ${time} (ballot ${generation}) that this node missed`);
+        this.takeRegeneration(generation, time);
+        if (this.run || this.holdTimer) n.log.freeze();
+      } else this.regenerated = { generation, time };
       return;
     }
     this.n.ev.log('warn', `node ${from} knows of a token regenerated at time ${time} (ballot ${generation}) that this node missed`);
@@ -479,7 +493,12 @@ export class Recovery {
 
   private outcome(r: Recover): void {
     const n = this.n;
-    if (r.generation < this.promised) return; // a newer recovery is under way
+    if (r.generation < this.promised) {
+      // A newer recovery is under way here; a regeneration this one made happened all the
+      // same (its token exists): take it in, leaving the newer one's hold alone.
+      if (r.regenerated) this.lateRegeneration(r.source, r.generation, r.time);
+      return;
+    }
     // A higher ballot decided while this node was coordinating a lower one: that run is moot.
     if (this.run && this.run.generation < r.generation) this.abandon();
     if (this.holdTimer) clearTimeout(this.holdTimer);

@@ -197,7 +197,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   const victimDone = () => runs[fault.victim].then(() => undefined, () => undefined);
   const reached = () => Promise.race([victim.waitForLine((l) => l.startsWith(`H C ${fault.after - 1} `)).catch(() => undefined), victimDone()]);
 
-  /** For a stall: how many transactions the victim had completed when it stopped. */
+  /** For a stall: how many transactions the victim had begun when it stopped. */
   let stoppedAt: number | undefined;
   const faultDone = (async () => {
     switch (fault.kind) {
@@ -240,8 +240,9 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         victim.kill('SIGSTOP');
         faultLog.push(`SIGSTOP node ${victim.nodeId} (process ${fault.victim}) for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
         await new Promise((r) => setTimeout(r, fault.stallMs));
-        // Every line it wrote before it stopped has been read by now: this is where it stopped.
-        stoppedAt = completed(victim);
+        // Every line it wrote before it stopped has been read by now: the transactions it had
+        // begun (one may have committed without printing its completion yet).
+        stoppedAt = victim.lines.filter((l) => l.startsWith('H I ')).length;
         victim.kill('SIGCONT');
         return;
       }
@@ -389,7 +390,7 @@ export function assertValid(r: RunResult): void {
  * committed with the lent token that had not gone out when it stopped, or until its lease
  * ran out, is void once the others regenerated the token (whether or not they removed it).
  * A stalled node is bounded tighter: the excused stretch must end where it stopped
- * (`stoppedAt`, its completed transactions then), since it commits nothing it could lose
+ * (`stoppedAt`, the transactions it had begun then), since it commits nothing it could lose
  * after it runs again. So, for such a node, the transactions from
  * its first acknowledged append missing from the final state (in a key nobody reported
  * lost) up to its first refused transaction (ERR_DSM_PARTITIONED: it noticed) or its first

@@ -182,7 +182,7 @@ export class Commits {
       t.time = time;
       const [pages, changes] = n.native.commit(time, n.id, true);
       this.lastAppCommit = performance.now();
-      this.made({ time, node: n.id, pages, changes, backups: n.replication.backups }, t.members);
+      this.made({ time, node: n.id, pages, changes, backups: n.replication.backups, generation: t.generation }, t.members);
       return [CommitStatus.committed, time];
     } finally {
       n.token.release(t);
@@ -219,7 +219,7 @@ export class Commits {
     const n = this.n;
     const time = t.time + 1;
     t.time = time;
-    const rec: CommitRecord = { time, node: n.id, pages: new Uint32Array(0), config: change };
+    const rec: CommitRecord = { time, node: n.id, pages: new Uint32Array(0), config: change, generation: t.generation };
     const removed = new Set(change.removed);
     n.links.broadcast(Msg.Commit, encode.commit(rec), t.members.filter((m) => !removed.has(m.id)));
     t.members = change.members.slice();
@@ -333,7 +333,7 @@ export class Commits {
     if (time <= n.log.applied) return;
     const t = n.token.token;
     if (t) t.time = Math.max(t.time, time);
-    this.made({ time, node: n.id, pages, changes, backups: n.replication.backups }, t?.members ?? n.members.values());
+    this.made({ time, node: n.id, pages, changes, backups: n.replication.backups, generation: t?.generation ?? n.token.generation }, t?.members ?? n.members.values());
   }
 
   /** A commit made here (natively committed already): tell everyone, and wait for its backups. */
@@ -386,8 +386,17 @@ export class Commits {
   }
 
   /** Commit. */
-  onCommit(_from: number, payload: Buffer): void {
-    this.n.log.receive(decode.commit(payload));
+  onCommit(from: number, payload: Buffer): void {
+    const rec = decode.commit(payload);
+    // Made with a token a recovery replaced, after the time it was replaced at: void. Such a
+    // commit can arrive after the recovery, from a holder that was stalled or cut off (its
+    // queued frames go out when its connection is back), and land in a gap before the
+    // cluster's own commit at that time: a member applied one and read garbage after it.
+    if (this.n.recovery.isVoid(rec)) {
+      this.n.ev.log('warn', `dropped commit ${rec.time} from node ${from}: made with a token replaced before that time`);
+      return;
+    }
+    this.n.log.receive(rec);
   }
 
   /**

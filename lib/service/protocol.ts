@@ -145,7 +145,7 @@ export interface TokenState {
 
 /**
  * Commit: u64 time | u16 committer | u8 backups the committer waits for (replication.ts; 0:
- * durability 'none') | u32s pages | bytes changes (per page, in order: u64 the version it replaces |
+ * durability 'none') | u32 generation of the token it was made with | u32s pages | bytes changes (per page, in order: u64 the version it replaces |
  * u32 length | a diff, native/page_diff.h; empty: no changes carried, receivers invalidate)
  * | then, for a configuration change only:
  * u32 epoch | u16 next id | members as in JoinAccept | u32 count, then u16 removed ids | u32s pages decided
@@ -159,6 +159,11 @@ export interface CommitRecord {
   changes?: Uint8Array;
   /** How many backups the committer waits for (durability 'replicated'; 0: none). */
   backups?: number;
+  /**
+   * The generation of the token it was made with: past the time a later generation was
+   * regenerated at, it is void (recovery.ts isVoid), however late it arrives.
+   */
+  generation?: number;
   /** A new configuration, made under the token at this time. */
   config?: ConfigChange;
 }
@@ -316,7 +321,7 @@ export const encode = {
   },
   commit(c: CommitRecord): Buffer {
     const changes = c.changes ?? EMPTY;
-    const w = new WireWriter(24 + c.pages.length * 4 + changes.length).u64(c.time).u16(c.node).u8(c.backups ?? 0).u32s(c.pages).bytes(changes);
+    const w = new WireWriter(24 + c.pages.length * 4 + changes.length).u64(c.time).u16(c.node).u8(c.backups ?? 0).u32(c.generation ?? 0).u32s(c.pages).bytes(changes);
     const k = c.config;
     if (k) {
       w.u32(k.epoch).u16(k.nextId);
@@ -433,6 +438,7 @@ export const decode = {
     const r = new WireReader(b);
     const c: CommitRecord = { time: r.u64(), node: r.u16(), pages: new Uint32Array(0) };
     c.backups = r.u8();
+    c.generation = r.u32();
     c.pages = r.u32s();
     const changes = r.bytes();
     // Copied: the log keeps records, and a view would keep the whole socket chunk alive.

@@ -13,7 +13,7 @@
 //   latest version, or is decided lost, once, for every node (membership.ts).
 // A side without a quorum never gets this far: its coordinator keeps asking, and its nodes
 // stop committing when their leases run out (ERR_DSM_PARTITIONED).
-import { type ConfigChange, decode, encode, Msg, NO_NODE, type Recover, type RecoverState } from './protocol';
+import { type CommitRecord, type ConfigChange, decode, encode, Msg, NO_NODE, type Recover, type RecoverState } from './protocol';
 import { isQuorum } from './membership';
 import { LEASE_MS, now } from './lease';
 import type { Cluster } from './cluster';
@@ -34,6 +34,16 @@ const IN_FLIGHT_MS = ANSWER_MS;
  * where no member was ever declared dead.
  */
 const TOKEN_OVERDUE_MS = 4 * ANSWER_MS;
+
+/**
+ * Whether a commit at `time` made with a token of `generation` is void, given the
+ * regenerations of the token (oldest first): the first one of a later generation replaced
+ * that token at its time, and gave every time after it to other commits.
+ */
+export function madeVoid(regenerations: ReadonlyArray<{ generation: number; time: number }>, generation: number, time: number): boolean {
+  for (const r of regenerations) if (r.generation > generation) return time > r.time;
+  return false;
+}
 
 interface Run {
   generation: number;
@@ -60,6 +70,23 @@ export class Recovery {
    * from before it learns that its token is void even before the outcome reaches it.
    */
   regenerated = { generation: 0, time: 0 };
+  /** Every regeneration this node knows of, oldest first (the most recent 64). */
+  private readonly regenerations: Array<{ generation: number; time: number }> = [];
+
+  private remember(generation: number, time: number): void {
+    this.regenerated = { generation, time };
+    this.regenerations.push(this.regenerated);
+    if (this.regenerations.length > 64) this.regenerations.shift();
+  }
+
+  /**
+   * Whether a commit was made with a token that a regeneration this node knows of replaced
+   * before the commit's time: the first regeneration of a later generation than its token's
+   * gave that time to another commit.
+   */
+  isVoid(rec: CommitRecord): boolean {
+    return madeVoid(this.regenerations, rec.generation ?? 0, rec.time);
+  }
 
   constructor(private readonly n: Cluster) {}
 
@@ -344,7 +371,7 @@ export class Recovery {
           if (s.waiting && id !== n.id) queue.push(id);
         }
         n.ev.log('warn', `regenerated the commit token at time ${time} (ballot ${r.generation})`);
-        this.regenerated = { generation: r.generation, time };
+        this.remember(r.generation, time);
         this.voidAbove(time);
         // Catch up first if another survivor applied more.
         if (time > n.log.applied) n.links.send(best, Msg.ResendRequest, encode.resendRequest(n.log.applied, time));
@@ -458,9 +485,9 @@ export class Recovery {
       n.token.generation = Math.max(n.token.generation, generation);
       if (stale) {
         this.n.ev.log('warn', `node ${from} knows of a token regenerated at time ${time} (ballot ${generation}) that this node missed`);
-        this.takeRegeneration(generation, time);
+        this.takeRegeneration(generation, time, from);
         if (this.run || this.holdTimer) n.log.freeze();
-      } else this.regenerated = { generation, time };
+      } else this.remember(generation, time);
       return;
     }
     this.n.ev.log('warn', `node ${from} knows of a token regenerated at time ${time} (ballot ${generation}) that this node missed`);
@@ -469,7 +496,7 @@ export class Recovery {
     } else {
       // A newer recovery is under way here. The token is void whatever that one decides
       // (a member holding the new one answers it): drop it, and keep the log frozen for it.
-      this.takeRegeneration(generation, time);
+      this.takeRegeneration(generation, time, from);
       this.n.log.freeze();
     }
   }
@@ -479,16 +506,16 @@ export class Recovery {
    * holds is void, with what its app committed with it, and so is every commit after `time`
    * this node applied (voidAbove).
    */
-  private takeRegeneration(generation: number, time: number): void {
+  private takeRegeneration(generation: number, time: number, source: number): void {
     const n = this.n;
-    this.regenerated = { generation, time };
+    this.remember(generation, time);
     // This node may hold the token the recovery replaced, back from a stall before anyone
     // removed it: that token, and what the app committed with it, are void.
     if (n.token.dropVoid(generation)) {
       const dropped = n.commits.discardLent();
       n.ev.log('warn', `the commit token this node held was replaced while it was stalled or cut off (ballot ${generation})${dropped ? `; ${dropped} commit(s) its app made with it are void` : ''}`);
     }
-    this.voidAbove(time);
+    this.voidAbove(time, source);
   }
 
   private outcome(r: Recover): void {
@@ -507,7 +534,7 @@ export class Recovery {
     n.token.endHold(r.regenerated ? r.generation : undefined);
     n.lease.hold(undefined);
     // Learned twice (a lease echo, then the outcome itself): once is enough.
-    if (r.regenerated && r.generation > this.regenerated.generation) this.takeRegeneration(r.generation, r.time);
+    if (r.regenerated && r.generation > this.regenerated.generation) this.takeRegeneration(r.generation, r.time, r.source);
     else n.log.thaw();
     if (r.time > n.log.applied) {
       n.log.hear(r.time);
@@ -523,7 +550,7 @@ export class Recovery {
    * versions hold void data: they become invalid (the configuration that follows says who
    * holds their real latest version, or that they are lost).
    */
-  private voidAbove(time: number): void {
+  private voidAbove(time: number, source = NO_NODE): void {
     const n = this.n;
     // This node may be that holder, back from a stall before anyone removed it: its commits
     // after `time` are void. Never acknowledged (a member that applied another commit at
@@ -536,7 +563,11 @@ export class Recovery {
     const t = BigInt(time);
     for (let p = 0; p < versions.length; p++) {
       if (versions[p] <= t) continue;
-      const owner = owners[p];
+      // A page this node's own void commit wrote names this node as its owner, and a fetch
+      // would be answered from its own copy: the void data again (a node back from a stall
+      // read its void appends after it had dropped them). Ask the node the outcome came
+      // from instead; it holds the page's real latest version or knows who does.
+      const owner = owners[p] === n.id && source !== NO_NODE && source !== n.id ? source : owners[p];
       // Version 0 first: invalidate refuses to lower the version of a valid copy.
       n.native.invalidate(p, 0, owner);
       n.native.invalidate(p, time, owner);

@@ -285,7 +285,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   // the token it held), lose what they committed in their last moments: see excuseCrashedTail.
   const cutOff = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || fault.kind === 'stall' ? [fault.victim] : [];
   // Only durability 'none' acknowledges commits no other node holds yet.
-  const excused = clusterOpts.durability === 'none' ? excuseCrashedTail(history, cutOff, fault.kind !== 'stall', stoppedAt) : 0;
+  const excused = clusterOpts.durability === 'none' ? excuseCrashedTail(history, cutOff, fault.kind !== 'stall', stoppedAt, faultLog) : 0;
   if (excused) faultLog.push(`${excused} transaction(s) of node ${ids0[fault.victim]} acknowledged before it was cut off count as unknown (durability 'none': the commits it made in its last moments in the old configuration are void)`);
   const counts = { ok: 0, failed: 0, unknown: 0 };
   for (const t of history.txns) counts[t.outcome]++;
@@ -399,7 +399,7 @@ export function assertValid(r: RunResult): void {
  * write and stays one). Everything it did after that stretch, and every other node's
  * transactions, are checked in full. Returns how many were excused.
  */
-export function excuseCrashedTail(h: History, killed: number[], died = true, stoppedAt?: number): number {
+export function excuseCrashedTail(h: History, killed: number[], died = true, stoppedAt?: number, why: string[] = []): number {
   const CRASH_TAIL = 200;
   let excused = 0;
   const final = h.finals[0];
@@ -415,6 +415,7 @@ export function excuseCrashedTail(h: History, killed: number[], died = true, sto
     // survive again (it joined again under a new id and went on).
     const stretch: Txn[] = [];
     let endsAtStop = true;
+    let brokenBy: Txn | undefined;
     for (const t of mine.slice(firstLost)) {
       if (stoppedAt !== undefined && t.seq >= stoppedAt) break;
       endsAtStop = stoppedAt === undefined;
@@ -422,12 +423,26 @@ export function excuseCrashedTail(h: History, killed: number[], died = true, sto
       if (t.outcome !== 'ok') continue;
       // A killed node never came back: all it did from there on died with it (its later
       // commits can survive where its earlier ones did not: they share pages).
-      if (!died && !lostIn(t) && t.ops.some((o) => o.f === 'append')) break;
+      if (!died && !lostIn(t) && t.ops.some((o) => o.f === 'append')) {
+        // The transaction in flight when a stalled node stopped may have committed only
+        // after it ran again, in the cluster's new state: the stretch ended at the stop.
+        if (stoppedAt !== undefined && t.seq === stoppedAt - 1) endsAtStop = true;
+        else brokenBy = t;
+        break;
+      }
       stretch.push(t);
       endsAtStop = true;
     }
     // A stalled node's loss further back than its last moments is a real lost write.
-    if (stretch.length > CRASH_TAIL || !endsAtStop) continue;
+    if (stretch.length > CRASH_TAIL || !endsAtStop) {
+      const first = mine[firstLost];
+      why.push(
+        `not excused: node ${node}'s lost stretch from #${first.seq}` +
+          (brokenBy ? ` ends at #${brokenBy.seq}, whose appends (${brokenBy.ops.filter((o) => o.f === 'append').map((o) => `${o.value} to key ${o.key}`).join(', ')}) are in the final lists,` : '') +
+          ` ${stretch.length} transaction(s) long, before it stopped at #${stoppedAt ?? '?'}`,
+      );
+      continue;
+    }
     for (const t of stretch) t.outcome = 'unknown';
     excused += stretch.length;
   }

@@ -1,0 +1,25 @@
+// Which commits a regeneration of the token makes void (recovery.ts madeVoid): those made
+// with an older token after the time the newer one was regenerated at, never those before.
+import { describe, expect, it } from 'vitest';
+import { madeVoid } from '../../lib/service/recovery';
+
+describe('commits made with a replaced token', () => {
+  const regenerations = [
+    { generation: 65536, time: 100 },
+    { generation: 131073, time: 250 },
+  ];
+
+  it('are void after the time the token was replaced at, and only then', () => {
+    expect(madeVoid(regenerations, 0, 100)).toBe(false);
+    expect(madeVoid(regenerations, 0, 101)).toBe(true);
+    // Replaced at 100, so void past 100 even though a later regeneration is at 250.
+    expect(madeVoid(regenerations, 0, 200)).toBe(true);
+    expect(madeVoid(regenerations, 65536, 250)).toBe(false);
+    expect(madeVoid(regenerations, 65536, 251)).toBe(true);
+  });
+
+  it('made with the newest token, or with none replaced, are never void', () => {
+    expect(madeVoid(regenerations, 131073, 10_000)).toBe(false);
+    expect(madeVoid([], 0, 10_000)).toBe(false);
+  });
+});

@@ -12,7 +12,9 @@
 // limit can change between frames: before the handshake completes it is a few KiB.
 import { ProtocolError } from './transport_errors';
 
-export const PROTOCOL_VERSION = 6;
+// 7: lease echoes, recovery queries and reports carry the latest regeneration of the token,
+// and commits the generation of the token they were made with.
+export const PROTOCOL_VERSION = 7;
 export const HEADER = 10;
 export const FrameType = {
   heartbeat: 0,

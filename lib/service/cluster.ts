@@ -425,6 +425,7 @@ export class Cluster {
       heldPageRequests: this.serving.heldCount,
       heldPageRequestsTotal: this.serving.heldTotal,
       droppedPageRequests: this.serving.heldDropped,
+      pageRequestsWithoutLease: this.serving.withoutLease,
       dataChannels: this.data.owners(),
       dataConnections: this.data.requesters(),
       sequential: this.sequential.debugState(),

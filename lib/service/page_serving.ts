@@ -29,6 +29,8 @@ export class PageServing {
   /** Requests ever held, and dropped for a full hold (dsm stats). */
   heldTotal = 0;
   heldDropped = 0;
+  /** Requests left unanswered while this node's lease had run out (see serve). */
+  withoutLease = 0;
 
   /** Requests held now, for every requester. */
   get heldCount(): number {
@@ -54,6 +56,15 @@ export class PageServing {
     const n = this.n;
     const { table, config } = n;
     if (!n.members.has(req.requester)) return; // relayed for a node no longer in the configuration
+    // Without a lease this node may have been stalled or cut off while a recovery replaced
+    // its token, and its latest copies may be void commits it has not heard are void yet: a
+    // member that fetched one built on it. Unanswered, the requester asks again, and every
+    // member once it searches; by then this node has its lease back, which it only gets
+    // once it has taken in any such recovery (lease.ts).
+    if (!n.lease.valid()) {
+      this.withoutLease++;
+      return;
+    }
     if (debug.enabled) debug(`node ${n.id} serve page ${req.page} to ${req.requester}: owner ${table.owners[req.page]} state ${table.states[req.page]} version ${table.versions[req.page]}`);
     if (req.page >= config.numPages) throw new Error(`page ${req.page} is outside the region`);
     // Broadcast the app's lent-token commits first, so the commit reaches the requester

@@ -63,7 +63,7 @@ export class Recovery {
   private holdTimer?: NodeJS.Timeout;
   private pending = false;
   /** The recovery this node answered and holds for: told again when a token arrives meanwhile. */
-  private answered?: { to: number; generation: number; suspects: Set<number> };
+  private answered?: { to: number; generation: number; suspects: Set<number>; ignored: Set<number> };
   /**
    * The latest regeneration of the token this node knows of: its ballot and the time the
    * token was regenerated at. Lease echoes carry it (lease.ts), so a node that holds a token
@@ -223,7 +223,13 @@ export class Recovery {
     if (q.known.generation > this.regenerated.generation) this.lateRegeneration(from, q.known.generation, q.known.time);
     if (this.run && this.run.generation < q.generation && !this.run.deciding) this.abandon();
     n.token.holdArrivals();
-    n.lease.hold(q.suspects);
+    // Members an earlier ballot this node answered is still deciding about stay ignored: that
+    // recovery may regenerate the token once their leases have run out, and answering their
+    // pings again because a newer ballot names others would give the old holder its lease
+    // back (a stalled holder committed with its replaced token through such a member).
+    const earlier = this.answered && this.holdTimer ? [...this.answered.ignored] : [];
+    const ignored = new Set([...earlier, ...q.suspects]);
+    n.lease.hold(ignored);
     n.log.freeze();
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = setTimeout(() => {
@@ -236,7 +242,7 @@ export class Recovery {
       this.suspect();
     }, HOLD_MS);
     this.holdTimer.unref();
-    this.answered = { to: from, generation: q.generation, suspects: new Set(q.suspects) };
+    this.answered = { to: from, generation: q.generation, suspects: new Set(q.suspects), ignored };
     n.links.send(from, Msg.RecoverState, encode.recoverState({ generation: q.generation, ...this.report(this.answered.suspects) }));
   }
 

@@ -11,6 +11,7 @@
 //   page_serving.ts   answering page requests
 //   data_channels.ts  native page streams for scans
 //   recovery.ts       after a loss: the token (regenerated if it died) and a configuration without the lost
+//   regenerations.ts  the token's regenerations a node knows of, and which commits they made void
 //   leaving.ts        graceful leave (hand-over of pages and token)
 //   barriers.ts       dsm.barrier: arrivals, releases, the coordinator
 // Runs in the service worker; touches the region only through the native system view.

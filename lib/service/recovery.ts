@@ -13,7 +13,8 @@
 //   latest version, or is decided lost, once, for every node (membership.ts).
 // A side without a quorum never gets this far: its coordinator keeps asking, and its nodes
 // stop committing when their leases run out (ERR_DSM_PARTITIONED).
-import { type CommitRecord, type ConfigChange, decode, encode, Msg, NO_NODE, type Recover, type RecoverState } from './protocol';
+import { type CommitRecord, type ConfigChange, decode, encode, Msg, NO_NODE, type Recover, type RecoverState, type Regeneration } from './protocol';
+import { Regenerations } from './regenerations';
 import { isQuorum } from './membership';
 import { LEASE_MS, now } from './lease';
 import type { Cluster } from './cluster';
@@ -35,16 +36,6 @@ const IN_FLIGHT_MS = ANSWER_MS;
  */
 const TOKEN_OVERDUE_MS = 4 * ANSWER_MS;
 
-/**
- * Whether a commit at `time` made with a token of `generation` is void, given the
- * regenerations of the token (oldest first): the first one of a later generation replaced
- * that token at its time, and gave every time after it to other commits.
- */
-export function madeVoid(regenerations: ReadonlyArray<{ generation: number; time: number }>, generation: number, time: number): boolean {
-  for (const r of regenerations) if (r.generation > generation) return time > r.time;
-  return false;
-}
-
 interface Run {
   generation: number;
   suspects: Set<number>;
@@ -64,28 +55,21 @@ export class Recovery {
   private pending = false;
   /** The recovery this node answered and holds for: told again when a token arrives meanwhile. */
   private answered?: { to: number; generation: number; suspects: Set<number>; ignored: Set<number> };
+  /** The regenerations of the token this node knows of (regenerations.ts). */
+  private readonly regenerations = new Regenerations();
+
   /**
    * The latest regeneration of the token this node knows of: its ballot and the time the
    * token was regenerated at. Lease echoes carry it (lease.ts), so a node that holds a token
    * from before it learns that its token is void even before the outcome reaches it.
    */
-  regenerated = { generation: 0, time: 0 };
-  /** Every regeneration this node knows of, oldest first (the most recent 64). */
-  private readonly regenerations: Array<{ generation: number; time: number }> = [];
-
-  private remember(generation: number, time: number): void {
-    this.regenerated = { generation, time };
-    this.regenerations.push(this.regenerated);
-    if (this.regenerations.length > 64) this.regenerations.shift();
+  get regenerated(): Regeneration {
+    return this.regenerations.latest;
   }
 
-  /**
-   * Whether a commit was made with a token that a regeneration this node knows of replaced
-   * before the commit's time: the first regeneration of a later generation than its token's
-   * gave that time to another commit.
-   */
+  /** Whether a commit was made with a token a regeneration this node knows of replaced before its time. */
   isVoid(rec: CommitRecord): boolean {
-    return madeVoid(this.regenerations, rec.generation ?? 0, rec.time);
+    return this.regenerations.isVoid(rec);
   }
 
   constructor(private readonly n: Cluster) {}
@@ -377,7 +361,7 @@ export class Recovery {
           if (s.waiting && id !== n.id) queue.push(id);
         }
         n.ev.log('warn', `regenerated the commit token at time ${time} (ballot ${r.generation})`);
-        this.remember(r.generation, time);
+        this.regenerations.remember(r.generation, time);
         this.voidAbove(time);
         // Catch up first if another survivor applied more.
         if (time > n.log.applied) n.links.send(best, Msg.ResendRequest, encode.resendRequest(n.log.applied, time));
@@ -493,7 +477,7 @@ export class Recovery {
         this.n.ev.log('warn', `node ${from} knows of a token regenerated at time ${time} (ballot ${generation}) that this node missed`);
         this.takeRegeneration(generation, time, from);
         if (this.run || this.holdTimer) n.log.freeze();
-      } else this.remember(generation, time);
+      } else this.regenerations.remember(generation, time);
       return;
     }
     this.n.ev.log('warn', `node ${from} knows of a token regenerated at time ${time} (ballot ${generation}) that this node missed`);
@@ -514,7 +498,7 @@ export class Recovery {
    */
   private takeRegeneration(generation: number, time: number, source: number): void {
     const n = this.n;
-    this.remember(generation, time);
+    this.regenerations.remember(generation, time);
     // This node may hold the token the recovery replaced, back from a stall before anyone
     // removed it: that token, and what the app committed with it, are void.
     if (n.token.dropVoid(generation)) {

@@ -1,7 +1,7 @@
-// Which commits a regeneration of the token makes void (recovery.ts madeVoid): those made
+// Which commits a regeneration of the token makes void (regenerations.ts madeVoid): those made
 // with an older token after the time the newer one was regenerated at, never those before.
 import { describe, expect, it } from 'vitest';
-import { madeVoid } from '../../lib/service/recovery';
+import { madeVoid } from '../../lib/service/regenerations';
 
 describe('commits made with a replaced token', () => {
   const regenerations = [

@@ -118,8 +118,15 @@ export class Barriers {
   /** As coordinator, per name: the round being collected. */
   private readonly open = new Map<string, OpenRound>();
   private coordinatorId = -1;
+  /** Per name: the latest round this node has sent an arrival for (-1: none). */
+  private readonly arrivedGen = new Map<string, number>();
 
   constructor(private readonly n: Cluster) {}
+
+  /** The latest round of barrier `name` this node has arrived at (-1: none): copies pushed at earlier ones are dropped (sequential.ts). */
+  arrivedAt(name: string): number {
+    return this.arrivedGen.get(name) ?? -1;
+  }
 
   /** The app waits at barrier `name`; `time`: the global time the app has applied or committed. */
   wait(name: string, parties: number, time: number, answer: (o: BarrierOutcome) => void): void {
@@ -128,6 +135,9 @@ export class Barriers {
     if (live < parties) return answer({ outcome: 'broken', why: `it has ${parties} parties but the cluster has ${live} member(s)` });
     const w: Waiting = { gen: this.next.get(name) ?? 0, parties, time: Math.max(time, this.n.log.applied), sentTo: -1, known: [], settling: false, answer };
     this.waiting.set(name, w);
+    // Read copies go to the neighbours that will read them after the barrier, ahead of the
+    // arrival on the same connections (pushed_copies.ts).
+    this.n.sequential.pushes.push(name, w.gen);
     this.arriveAt(name, w);
   }
 
@@ -206,6 +216,10 @@ export class Barriers {
   // ---- party ----
 
   private arriveAt(name: string, w: Waiting): void {
+    // Copies pushed here at earlier rounds go before the arrival does (sequential.ts): once
+    // their owner is released from this round with us among the parties, it counts on that.
+    this.arrivedGen.set(name, Math.max(this.arrivedGen.get(name) ?? -1, w.gen));
+    this.n.sequential.pushes.arriving(name, w.gen);
     const c = this.coordinator();
     w.sentTo = c;
     w.known = [];
@@ -233,6 +247,7 @@ export class Barriers {
       case BarrierKind.released:
         if (a.round.gen === w.gen && a.round.ids.includes(me)) {
           this.next.set(a.name, w.gen + 1);
+          this.n.sequential.pushes.expired(a.name, a.round.gen, a.round.ids);
           w.settling = true;
           void this.settle(a.round).then(() => this.finish(a.name, w, { outcome: 'released' }, w.gen + 1));
           return;

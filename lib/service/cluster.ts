@@ -104,6 +104,7 @@ const handlers: Record<number, Handler> = {
   [Msg.SeqReply]: (n, from, p) => n.sequential.onReply(from, p),
   [Msg.SeqInvalidate]: (n, from, p) => n.sequential.onInvalidate(from, p),
   [Msg.SeqInvalidateAck]: (n, from, p) => n.sequential.onAck(from, p),
+  [Msg.SeqPush]: (n, from, p) => n.sequential.pushes.onPush(from, p),
   [Msg.LeasePing]: (n, from, p) => n.lease.onPing(from, p),
   [Msg.LeaseEcho]: (n, from, p) => n.lease.onEcho(from, p),
   [Msg.Removed]: (n, from, p) => n.membership.onRemoved(from, p),

@@ -103,5 +103,5 @@ export interface ServiceStats {
    * Non-transactional pages served here: read copies sent, ownership handed on,
    * invalidations sent, requests forwarded along owner hints, local pages refused.
    */
-  sequential: { readFetches: number; ownershipMoves: number; invalidationsSent: number; forwarded: number; localRefused: number; searches: number };
+  sequential: { readFetches: number; ownershipMoves: number; invalidationsSent: number; forwarded: number; localRefused: number; searches: number; pushed: number };
 }

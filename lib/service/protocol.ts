@@ -77,6 +77,8 @@ export const Msg = {
   BarrierArrive: 49,
   /** Coordinator -> party: released, broken, moved to a later round, refused, or who arrived so far (BarrierAnswer). */
   BarrierAnswer: 50,
+  /** Owner -> a former reader, at the owner's barrier arrival (pushed_copies.ts; layout in sequential_wire.ts): read copies nobody asked for, dropped at the reader's next arrival there. */
+  SeqPush: 51,
 } as const;
 
 export const NO_NODE = 0xffff;

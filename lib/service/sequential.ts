@@ -26,6 +26,7 @@ import { LOST_OWNER, type ModelRun, Msg } from './protocol';
 import { WireError } from './wire';
 import { decodeInvalidate, decodeInvalidateAck, decodeModelSet, decodeReply, decodeRequest, encodeInvalidate, encodeReply, encodeRequest, READ_AHEAD, type SeqRequest } from './sequential_wire';
 import type { Cluster } from './cluster';
+import { PushedCopies } from './pushed_copies';
 
 /** The native page table's models (native/page_table.h PageModel). */
 const MODEL_MASK = 0x7f;
@@ -88,13 +89,21 @@ export class Sequential {
   private readonly asked = new Map<number, { to: number; write: boolean }>();
   /** Invalidations waiting for acknowledgements, by token. */
   private readonly acks = new Map<number, { waiting: Set<number>; then: () => void }>();
+  /** Read copies pushed to former readers at barrier arrivals, and dropped at the readers' next ones. */
+  readonly pushes: PushedCopies;
   private nextToken = 1;
   /** Figures for dsm.clusterStats(). */
-  readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0 };
+  readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0, pushed: 0 };
 
   constructor(private readonly n: Cluster) {
     this.models = n.native.pageModels();
     this.page = new Uint8Array(n.config.pageSize);
+    this.pushes = new PushedCopies(n, {
+      models: this.models,
+      copies: this.copies,
+      moving: (page) => this.busy.has(page) || this.faults.has(page),
+      counts: this.counts,
+    });
   }
 
   /** True when `page` is not transactional (its faults come here). */
@@ -204,6 +213,7 @@ export class Sequential {
         this.busy.set(end, []);
         end++;
       }
+      this.pushes.rememberReaders(page, end);
       this.invalidateCopies(page, end - page, n.id, undefined, () => {
         for (let q = page; q < end; q++) n.native.ownSequential(q);
         for (let q = page + 1; q < end; q++) this.release(q);
@@ -228,6 +238,7 @@ export class Sequential {
    */
   private lose(page: number): void {
     this.n.ev.log('warn', `sequential page ${page} was lost with the node that owned it`);
+    this.pushes.dropped(page);
     this.n.native.markLost(page);
     this.n.native.installSequential(page, null, true, this.n.id);
   }
@@ -303,6 +314,7 @@ export class Sequential {
         let c = this.copies.get(q);
         if (!c) this.copies.set(q, (c = new Set()));
         c.add(r.requester);
+        this.pushes.served(q, r.requester);
       }
       this.reply(r.requester, r.page, ReplyStatus.read, data);
       return;
@@ -321,6 +333,7 @@ export class Sequential {
     const waiting = new Set<number>();
     for (let q = page; q < page + count; q++) {
       const c = this.copies.get(q);
+      this.pushes.invalidated(q);
       if (!c) continue;
       this.copies.delete(q);
       for (const id of c) if (id !== except && this.n.members.has(id)) waiting.add(id);
@@ -339,7 +352,10 @@ export class Sequential {
   /** SeqInvalidate: drop the copy, acknowledge at once. */
   onInvalidate(from: number, p: Buffer): void {
     const { page, count, owner, ack } = decodeInvalidate(p, this.n.config.numPages);
-    for (let q = page; q < page + count; q++) if ((this.models[q] & MODEL_MASK) === Model.sequential) this.n.native.dropSequential(q, owner);
+    for (let q = page; q < page + count; q++) {
+      this.pushes.dropped(q);
+      if ((this.models[q] & MODEL_MASK) === Model.sequential) this.n.native.dropSequential(q, owner);
+    }
     this.n.links.send(from, Msg.SeqInvalidateAck, ack);
   }
 
@@ -363,6 +379,7 @@ export class Sequential {
   memberGone(id: number): void {
     for (const [token, a] of [...this.acks]) if (a.waiting.has(id)) this.acknowledged(token, id);
     for (const c of this.copies.values()) c.delete(id);
+    this.pushes.memberGone(id);
     for (const [page, s] of [...this.searching]) {
       if (s.waiting.delete(id) && s.waiting.size === 0) this.nobodyOwns(page);
     }
@@ -420,6 +437,7 @@ export class Sequential {
   onReply(from: number, p: Buffer): void {
     const n = this.n;
     const { page, status, data } = decodeReply(p, n.config.numPages);
+    if (status > ReplyStatus.notOwner) throw new WireError(`a sequential page reply has an unknown status ${status}`);
     // Ownership is taken even when no fault waits for it any more (a re-sent request's
     // second answer): the sender has dropped its copy, so refusing would lose the page.
     if (!this.faults.has(page) && status !== ReplyStatus.owner) return;
@@ -444,6 +462,7 @@ export class Sequential {
       if (!Number.isInteger(count) || count < 1 || (own && count !== 1) || page + count > n.config.numPages) {
         throw new WireError('a sequential page reply has the wrong size');
       }
+      this.pushes.dropped(page);
       n.native.installSequential(page, data.subarray(0, ps), own, own ? n.id : from);
       // Read-ahead copies: installed unless this node holds the page already (or is taking it).
       for (let i = 1; i < count; i++) {
@@ -488,6 +507,7 @@ export class Sequential {
       busy: [...this.busy.keys()].map((p) => ({ ...page(p), held: this.busy.get(p)!.map((r) => `${r.requester}${r.write ? 'w' : 'r'}`), faults: this.afterBusy.get(p)?.length ?? 0 })),
       copies: [...this.copies].slice(0, 32).map(([p, c]) => ({ page: p, holders: [...c] })),
       acks: [...this.acks.values()].map((a) => [...a.waiting]),
+      pushes: this.pushes.debugState(),
     };
   }
 
@@ -529,6 +549,7 @@ export class Sequential {
       if ((this.models[p] & MODEL_MASK) !== Model.transactional) n.native.setModel(p, 1, Model.transactional, n.id);
     }
     this.copies.clear();
+    this.pushes.clear();
     this.arrived.clear();
   }
 
@@ -553,7 +574,15 @@ export class Sequential {
     const b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
     for (const m of to) if (m.id !== n.id) n.links.send(m.id, Msg.ModelSet, b);
     // Pages freed here: any copy sets and waits for them are over.
-    for (let i = 0; i < c.length; i += 3) if (c[i + 2] === Model.transactional) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.copies.delete(p);
+    for (let i = 0; i < c.length; i += 3) {
+      if (c[i + 2] === Model.transactional) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.forget(p);
+    }
+  }
+
+  /** A page freed here: its copy set and pushes are over. */
+  private forget(page: number): void {
+    this.copies.delete(page);
+    this.pushes.freed(page);
   }
 
   /** ModelSet: (first, count, model) triples, allocated or freed by the sender. */
@@ -561,8 +590,11 @@ export class Sequential {
     const n = this.n;
     for (const { first, count, model } of decodeModelSet(p, n.config.numPages, Model.migratory)) {
       n.native.setModel(first, count, model, from);
-      if (model === Model.transactional) for (let q = first; q < first + count; q++) this.copies.delete(q);
-      for (let q = first; q < first + count; q++) this.arrived.delete(q);
+      for (let q = first; q < first + count; q++) {
+        if (model === Model.transactional) this.copies.delete(q);
+        this.arrived.delete(q);
+        this.pushes.freed(q);
+      }
     }
   }
 }

@@ -7,9 +7,11 @@ import {
   decodeInvalidate,
   decodeInvalidateAck,
   decodeModelSet,
+  decodePush,
   decodeReply,
   decodeRequest,
   encodeInvalidate,
+  encodePush,
   encodeReply,
   encodeRequest,
   READ_AHEAD,
@@ -43,6 +45,14 @@ describe('sequential page messages', () => {
         expect([d.page, d.count, d.owner, decodeInvalidateAck(d.ack)]).toEqual([page, count, owner, token]);
       }),
     );
+    // Pushed copies: a barrier name up to its limit, whole pages (16-byte pages here).
+    fc.assert(
+      fc.property(fc.nat(PAGES - 8), fc.string({ minLength: 1, maxLength: 54 }).filter((s) => Buffer.byteLength(s) <= 54), fc.nat(0xffffffff), fc.integer({ min: 1, max: 8 }), (page, name, gen, k) => {
+        const data = Buffer.alloc(16 * k, k);
+        const d = decodePush(encodePush(page, name, gen, data), PAGES, 16, 8);
+        expect([d.page, d.name, d.gen, [...d.data]]).toEqual([page, name, gen, [...data]]);
+      }),
+    );
   });
 
   it('refuse what a peer could send malformed', () => {
@@ -70,6 +80,12 @@ describe('sequential page messages', () => {
       () => decodeInvalidate(encodeInvalidate(0, 0, 1, 1), PAGES),
       () => decodeInvalidate(encodeInvalidate(PAGES - 1, 2, 1, 1), PAGES),
       () => decodeInvalidateAck(Buffer.alloc(5)),
+      () => decodePush(Buffer.alloc(8), PAGES, 16, 8), // short
+      () => decodePush(encodePush(0, 'b', 1, Buffer.alloc(16)).subarray(0, 9), PAGES, 16, 8), // name cut off
+      () => decodePush(encodePush(0, 'b', 1, Buffer.alloc(0)), PAGES, 16, 8), // no page
+      () => decodePush(encodePush(0, 'b', 1, Buffer.alloc(17)), PAGES, 16, 8), // not whole pages
+      () => decodePush(encodePush(0, 'b', 1, Buffer.alloc(16 * 9)), PAGES, 16, 8), // too many
+      () => decodePush(encodePush(PAGES - 1, 'b', 1, Buffer.alloc(32)), PAGES, 16, 8), // past the region
       () => decodeModelSet(Buffer.alloc(13), PAGES, 3),
       () => decodeModelSet(Buffer.from(new Uint32Array([PAGES - 1, 2, 2]).buffer), PAGES, 3),
       () => decodeModelSet(Buffer.from(new Uint32Array([0, 1, 4]).buffer), PAGES, 3),

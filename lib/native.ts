@@ -38,6 +38,11 @@ export const Counter = {
 /** Order of native/page_table.h. */
 export const PageState = { invalid: 0, validUnmapped: 1, read: 2, write: 3 } as const;
 
+/** The page table's model byte (native/page_table.h PageModel): the model in the low bits, | MODEL_HERE when owned here. */
+export const PageModel = { transactional: 0, local: 1, sequential: 2, migratory: 3 } as const;
+export const MODEL_MASK = 0x7f;
+export const MODEL_HERE = 0x80;
+
 /**
  * Requests the app posts to the service. `hold` takes the token for the app's next run (so
  * it cannot be doomed: anti-starvation after repeated conflicts); `release` gives it back

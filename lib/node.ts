@@ -12,7 +12,7 @@ import { Locks } from './sync/lock';
 import type { SyncNode } from './sync/sync_host';
 import { STATUS_WORDS, Status } from './service/messages';
 import { TimeoutError } from './errors';
-import { Counter, loadNative, type NativeAddon, type NativeRegion, PageState } from './native';
+import { Counter, loadNative, MODEL_HERE, MODEL_MASK, type NativeAddon, type NativeRegion, PageModel, PageState } from './native';
 import { type NodeOptions, resolveOptions } from './options';
 import { ServiceClient } from './service/client';
 import { type Transaction, type TransactionOptions, TransactionRunner } from './transaction';
@@ -221,10 +221,30 @@ export class DsmNode extends EventEmitter {
       if (byteLength === 0) return Promise.resolve();
       const first = Math.floor(ptr / this.pageSize);
       const count = Math.floor((ptr + byteLength - 1) / this.pageSize) - first + 1;
-      return this.service.request({ type: 'prefetch', first, count, write: options.write === true }).then(() => undefined);
+      const write = options.write === true;
+      // Already here as wanted (an SPMD halo pushed at the barrier): no service round trip.
+      if (this.here(first, count, write)) return Promise.resolve();
+      return this.service.request({ type: 'prefetch', first, count, write }).then(() => undefined);
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /**
+   * Whether pages [first, first + count) are here as a prefetch would bring them: a valid
+   * copy, and owned where the model needs it (a sequential write, any migratory access).
+   * The service looks the same way before it asks anyone (sequential.ts prefetchPage).
+   */
+  private here(first: number, count: number, write: boolean): boolean {
+    const states = this.region.states;
+    const models = (this.pageModels ??= this.native.pageModels());
+    for (let p = first; p < first + count; p++) {
+      const model = models[p] & MODEL_MASK;
+      if (model === PageModel.local) continue;
+      if (states[p] === PageState.invalid) return false;
+      if ((model === PageModel.migratory || (write && model === PageModel.sequential)) && !(models[p] & MODEL_HERE)) return false;
+    }
+    return true;
   }
 
   /**
@@ -368,7 +388,7 @@ export class DsmNode extends EventEmitter {
     // The native page table's model byte (native/page_table.h PageModel, | 0x80 when owned here).
     const byModel = [0, 0, 0, 0];
     const models = (this.pageModels ??= this.native.pageModels());
-    for (let i = 0; i < models.length; i++) byModel[models[i] & 0x7f]++;
+    for (let i = 0; i < models.length; i++) byModel[models[i] & MODEL_MASK]++;
     return {
       nodeId: this.nodeId,
       globalTime: this.globalTime,

@@ -27,13 +27,11 @@
 import { Msg } from './protocol';
 import { decodePush, encodePush } from './sequential_wire';
 import type { Cluster } from './cluster';
+import { MODEL_HERE, MODEL_MASK, PageModel, PageState } from '../native';
 
-/** The native page table's models (native/page_table.h PageModel) and the owner bit. */
-const MODEL_MASK = 0x7f;
-const HERE = 0x80;
-const SEQUENTIAL = 2;
-/** The native page table's state of a page written here since its last copy went out (native/page_table.h kWrite). */
-const WRITTEN = 3;
+const SEQUENTIAL = PageModel.sequential;
+/** A page written here since its last copy went out (handler-granted writes leave no other trace). */
+const WRITTEN = PageState.write;
 /**
  * At a barrier arrival an owner pushes read copies of at most this many pages (those its
  * readers lost); more are left to faults.
@@ -213,7 +211,7 @@ export class PushedCopies {
     for (const [q, r] of this.pushedHere) {
       if (r.name !== name || r.gen >= gen) continue;
       this.pushedHere.delete(q);
-      if (this.sequential(q) && n.table.states[q] !== 0 && !(this.host.models[q] & HERE)) n.native.dropSequential(q, n.table.owners[q]);
+      if (this.sequential(q) && n.table.states[q] !== 0 && !(this.host.models[q] & MODEL_HERE)) n.native.dropSequential(q, n.table.owners[q]);
     }
   }
 

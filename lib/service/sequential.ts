@@ -26,12 +26,11 @@ import { LOST_OWNER, type ModelRun, Msg } from './protocol';
 import { WireError } from './wire';
 import { decodeInvalidate, decodeInvalidateAck, decodeModelSet, decodeReply, decodeRequest, encodeInvalidate, encodeReply, encodeRequest, READ_AHEAD, type SeqRequest } from './sequential_wire';
 import type { Cluster } from './cluster';
+import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
 import { PushedCopies } from './pushed_copies';
 
-/** The native page table's models (native/page_table.h PageModel). */
-const MODEL_MASK = 0x7f;
-const HERE = 0x80;
-export const Model = { transactional: 0, local: 1, sequential: 2, migratory: 3 } as const;
+const HERE = MODEL_HERE;
+const Model = PageModel;
 
 const enum ReplyStatus {
   read = 0,

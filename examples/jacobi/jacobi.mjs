@@ -76,55 +76,75 @@ async function waitNeighbours(u32, flags, pageWords, k, nodes, s) {
 }
 
 /** One node's part: waits for the grids, initialises its rows (taking their pages), sweeps. */
-async function party(dsm, k, nodes, n, sweeps, sync, prefetch) {
+async function party(dsm, k, nodes, n, sweeps, sync, prefetch, warmup) {
   await dsm.barrier('jacobi-alloc', nodes);
   const [ga, gb, flags] = await dsm.transaction(() => [dsm.root('jacobi-a'), dsm.root('jacobi-b'), dsm.root('jacobi-flags')]);
-  const grids = [ga, gb];
   const pageWords = dsm.pageSize / 4;
   const [r0, r1] = rowsOf(n, nodes, k);
   const a = dsm.f64;
-  let src = grids[0] / 8;
-  let dst = grids[1] / 8;
-  initRows(a, src, n, r0, r1);
-  initRows(a, dst, n, r0, r1);
+  const rowBytes = n * 8;
+  let src;
+  let dst;
+  const init = () => {
+    src = ga / 8;
+    dst = gb / 8;
+    initRows(a, src, n, r0, r1);
+    initRows(a, dst, n, r0, r1);
+  };
+  // Sweeps so far, warm-up included: the flags count on.
+  let step = 0;
+  let computeMs = 0;
+  const run = async (count) => {
+    for (let s = 0; s < count; s++) {
+      const c0 = now();
+      if (prefetch && r1 - r0 >= 2) {
+        // The halo moves while the interior is swept: the neighbours' edge rows (they wrote
+        // them last sweep) come here, and this node's own edge rows (they read them last
+        // sweep) come back owned. By the time the edges are swept, their pages are here; a
+        // touch before that waits for the same transfer. Not awaited: nothing waits for it.
+        // (The neighbours push their edge rows at the barrier, so mostly they are here
+        // already and the prefetch answers at once.)
+        if (r0 > 0) {
+          void dsm.prefetch((src + (r0 - 1) * n) * 8, rowBytes);
+          void dsm.prefetch((dst + r0 * n) * 8, rowBytes, { write: true });
+        }
+        if (r1 < n) {
+          void dsm.prefetch((src + r1 * n) * 8, rowBytes);
+          void dsm.prefetch((dst + (r1 - 1) * n) * 8, rowBytes, { write: true });
+        }
+        sweepRows(a, src, dst, n, r0 + 1, r1 - 1);
+        sweepRows(a, src, dst, n, r0, r0 + 1);
+        sweepRows(a, src, dst, n, r1 - 1, r1);
+      } else {
+        sweepRows(a, src, dst, n, r0, r1);
+      }
+      computeMs += now() - c0;
+      step++;
+      if (sync === 'flags') {
+        dsm.u32[flags / 4 + k * pageWords] = step;
+        await waitNeighbours(dsm.u32, flags, pageWords, k, nodes, step);
+      } else {
+        await dsm.barrier('jacobi-sweep', nodes);
+      }
+      [src, dst] = [dst, src];
+    }
+  };
+  init();
   // The kernel is compiled before the clock starts, as for the local reference (the
   // benchmark warms it there too): a few sweeps of a small local grid.
   localJacobi(256, 5);
+  if (warmup > 0) {
+    // Untimed sweeps over the real grids first (both threads' code compiled, the pages'
+    // first moves made), then the grids start over.
+    await dsm.barrier('jacobi-warm', nodes);
+    await run(warmup);
+    init();
+  }
   await dsm.barrier('jacobi-init', nodes);
   const before = { stats: dsm.stats(), cluster: await dsm.clusterStats() };
   const t0 = now();
-  let computeMs = 0;
-  const rowBytes = n * 8;
-  for (let s = 0; s < sweeps; s++) {
-    const c0 = now();
-    if (prefetch && r1 - r0 >= 2) {
-      // The halo moves while the interior is swept: the neighbours' edge rows (they wrote
-      // them last sweep) come here, and this node's own edge rows (they read them last
-      // sweep) come back owned. By the time the edges are swept, their pages are here; a
-      // touch before that waits for the same transfer. Not awaited: nothing waits for it.
-      if (r0 > 0) {
-        void dsm.prefetch((src + (r0 - 1) * n) * 8, rowBytes);
-        void dsm.prefetch((dst + r0 * n) * 8, rowBytes, { write: true });
-      }
-      if (r1 < n) {
-        void dsm.prefetch((src + r1 * n) * 8, rowBytes);
-        void dsm.prefetch((dst + (r1 - 1) * n) * 8, rowBytes, { write: true });
-      }
-      sweepRows(a, src, dst, n, r0 + 1, r1 - 1);
-      sweepRows(a, src, dst, n, r0, r0 + 1);
-      sweepRows(a, src, dst, n, r1 - 1, r1);
-    } else {
-      sweepRows(a, src, dst, n, r0, r1);
-    }
-    computeMs += now() - c0;
-    if (sync === 'flags') {
-      dsm.u32[flags / 4 + k * pageWords] = s + 1;
-      await waitNeighbours(dsm.u32, flags, pageWords, k, nodes, s + 1);
-    } else {
-      await dsm.barrier('jacobi-sweep', nodes);
-    }
-    [src, dst] = [dst, src];
-  }
+  computeMs = 0;
+  await run(sweeps);
   const ms = now() - t0;
   const after = { stats: dsm.stats(), cluster: await dsm.clusterStats() };
   const d = (f) => f(after) - f(before);
@@ -144,15 +164,15 @@ async function party(dsm, k, nodes, n, sweeps, sync, prefetch) {
  * Runs the stencil on `nodes` DSM nodes on this host (this process and nodes - 1 child
  * processes on loopback) and checks the result against localJacobi bit for bit. With
  * `prefetch` (the default) each node asks for its halo with dsm.prefetch and sweeps its
- * interior while the halo moves.
+ * interior while the halo moves. `warmup` sweeps run untimed first (then the grids start over).
  */
-export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier', prefetch = true }) {
+export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier', prefetch = true, warmup = 0 }) {
   const regionSize = Math.max(64 << 20, 2 ** Math.ceil(Math.log2(4 * n * n * 8)));
   const dsm = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize, durability: 'none' });
   const children = [];
   try {
     for (let k = 1; k < nodes; k++) {
-      const c = fork(fileURLToPath(import.meta.url), ['worker', dsm.address, String(k), String(nodes), String(n), String(sweeps), String(regionSize), sync, String(prefetch)]);
+      const c = fork(fileURLToPath(import.meta.url), ['worker', dsm.address, String(k), String(nodes), String(n), String(sweeps), String(regionSize), sync, String(prefetch), String(warmup)]);
       children.push(c);
       await new Promise((resolve, reject) => {
         c.once('message', resolve);
@@ -167,7 +187,7 @@ export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier',
     // Every node has joined: all can wait for all at a barrier now.
     const results = children.map((c) => new Promise((resolve) => c.once('message', resolve)));
     for (const c of children) c.send('go');
-    const mine = await party(dsm, 0, nodes, n, sweeps, sync, prefetch);
+    const mine = await party(dsm, 0, nodes, n, sweeps, sync, prefetch, warmup);
     const theirs = await Promise.all(results);
     const all = [mine, ...theirs];
     // Bit for bit: compare the doubles' bytes.
@@ -196,11 +216,11 @@ export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier',
 }
 
 if (process.argv[2] === 'worker') {
-  const [address, k, nodes, n, sweeps, regionSize, sync, prefetch] = process.argv.slice(3);
+  const [address, k, nodes, n, sweeps, regionSize, sync, prefetch, warmup] = process.argv.slice(3);
   const dsm = await createNode({ peers: [address], secret: SECRET, regionSize: Number(regionSize), durability: 'none' });
   process.on('message', async (m) => {
     if (m === 'go') {
-      process.send(await party(dsm, Number(k), Number(nodes), Number(n), Number(sweeps), sync, prefetch === 'true'));
+      process.send(await party(dsm, Number(k), Number(nodes), Number(n), Number(sweeps), sync, prefetch === 'true', Number(warmup)));
     } else if (m === 'close') {
       await dsm.close();
       process.exit(0);

@@ -1,7 +1,8 @@
 // The Jacobi example as a user runs it: real node processes, the result checked against
 // the same sweeps over a local Float64Array bit for bit (the example exits 1 otherwise).
 // Small grids, so rows per node go down to one (no interior) and the halo prefetch meets
-// its edge cases; both synchronisations, with and without the prefetch.
+// its edge cases; both synchronisations, with and without the prefetch, and with untimed
+// warm-up sweeps.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -24,6 +25,9 @@ describe('examples/jacobi', () => {
     ['--nodes', '2', '--size', '96', '--sweeps', '12', '--prefetch', 'off'],
     ['--nodes', '3', '--size', '5', '--sweeps', '6'],
     ['--nodes', '4', '--size', '40', '--sweeps', '8', '--sync', 'flags'],
+    // Untimed sweeps first, then the grids start over: the flags count on across both.
+    ['--nodes', '2', '--size', '96', '--sweeps', '12', '--warmup', '3'],
+    ['--nodes', '3', '--size', '40', '--sweeps', '8', '--sync', 'flags', '--warmup', '2'],
   ]) {
     it(`run.mjs ${args.join(' ')}: identical to the local sweep`, async () => {
       const r = await run(args);
@@ -36,5 +40,11 @@ describe('examples/jacobi', () => {
     const r = await run(['--prefetch', 'maybe']);
     expect(r.code).toBe(2);
     expect(r.out).toContain('--prefetch');
+  });
+
+  it('refuses a bad --warmup', async () => {
+    const r = await run(['--warmup=-1']);
+    expect(r.code).toBe(2);
+    expect(r.out).toContain('--warmup');
   });
 });

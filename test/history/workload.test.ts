@@ -2,7 +2,8 @@
 // leave: every history must check out. Each run prints its seed; DSM_SEED=<seed> replays it.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness } from '../cluster/harness';
-import { assertValid, drawPlan, replayHint, runPlan, seedFromEnv, summary } from './workload';
+import { assertValid, drawPlan, excuseCrashedTail, replayHint, runPlan, seedFromEnv, summary } from './workload';
+import type { History, Outcome, Txn } from './checker';
 
 const seed = seedFromEnv();
 console.log(`list-append workload: ${replayHint(seed)}`);
@@ -67,5 +68,33 @@ describe('plans', () => {
     const values = a.txns.flat().flatMap((t) => t.ops.flatMap((op) => (op.f === 'append' ? [op.value] : [])));
     expect(new Set(values).size).toBe(values.length);
     expect(a.fault.victim).toBeLessThan(4);
+  });
+});
+
+describe("a stalled node's lost tail (durability 'none')", () => {
+  // Node 1 appends value 100 + seq to key 0 in each transaction; the final list holds
+  // `kept` of them. It stopped with transactions 0..5 begun (stoppedAt 6).
+  const history = (kept: number[], outcomes: Record<number, Outcome> = {}): History => {
+    const txns: Txn[] = [0, 1, 2, 3, 4, 5, 6].map((seq) => ({ node: 1, seq, ops: [{ f: 'append', key: 0, value: 100 + seq }], outcome: outcomes[seq] ?? 'ok' }));
+    return { txns, finals: [{ node: 0, lists: new Map([[0, kept.map((k) => 100 + k)]]), lost: new Set() }] };
+  };
+
+  it('excuses the acknowledged transactions lost just before the stop, the one in flight then failing after it', () => {
+    const h = history([0, 1, 6], { 5: 'failed' });
+    const why: string[] = [];
+    expect(excuseCrashedTail(h, [1], false, 6, why)).toBe(3);
+    expect(why).toEqual([]);
+    expect(h.txns.filter((t) => t.outcome === 'unknown').map((t) => t.seq)).toEqual([2, 3, 4]);
+  });
+
+  it('excuses them when the one in flight committed after the stop', () => {
+    expect(excuseCrashedTail(history([0, 1, 5, 6]), [1], false, 6)).toBe(3);
+  });
+
+  it('does not excuse a loss followed by a failure before the stop, nor one followed by a survivor', () => {
+    const why: string[] = [];
+    expect(excuseCrashedTail(history([0, 1, 6], { 4: 'failed' }), [1], false, 6, why)).toBe(0);
+    expect(excuseCrashedTail(history([0, 1, 4, 6]), [1], false, 6, why)).toBe(0);
+    expect(why).toHaveLength(2);
   });
 });

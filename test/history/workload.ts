@@ -419,7 +419,12 @@ export function excuseCrashedTail(h: History, killed: number[], died = true, sto
     for (const t of mine.slice(firstLost)) {
       if (stoppedAt !== undefined && t.seq >= stoppedAt) break;
       endsAtStop = stoppedAt === undefined;
-      if (t.outcome === 'failed') break;
+      if (t.outcome === 'failed') {
+        // The transaction in flight when a stalled node stopped failed once it ran again
+        // (its commit was void, or the node found itself cut off): the stretch ended at the stop.
+        if (stoppedAt !== undefined && t.seq === stoppedAt - 1) endsAtStop = true;
+        break;
+      }
       if (t.outcome !== 'ok') continue;
       // A killed node never came back: all it did from there on died with it (its later
       // commits can survive where its earlier ones did not: they share pages).

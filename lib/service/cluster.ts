@@ -186,6 +186,8 @@ export class Cluster {
     });
     this.log = new CommitLog({
       apply: (rec) => this.commits.applyRemote(rec),
+      isVoid: (rec) => this.recovery.isVoid(rec),
+      droppedVoid: (rec) => ev.log('warn', `dropped commit ${rec.time} of node ${rec.node} waiting to be applied: made with a token a recovery replaced before that time`),
       requestResend: (from, after, upTo) => {
         const payload = encode.resendRequest(after, upTo);
         if (from >= 0 && from !== this.id && this.members.has(from)) this.links.send(from, Msg.ResendRequest, payload);

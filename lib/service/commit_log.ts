@@ -8,6 +8,15 @@ import type { CommitRecord } from './protocol';
 
 export interface CommitLogLinks {
   apply(rec: CommitRecord): void;
+  /**
+   * Made with a token a recovery replaced, after the time it was replaced at (recovery.ts
+   * isVoid). Checked again as each commit is applied, not only on arrival: one buffered
+   * behind a gap while this node had not heard of the regeneration yet must not be applied
+   * once it has.
+   */
+  isVoid?(rec: CommitRecord): boolean;
+  /** A buffered commit was found void and dropped (`isVoid`). */
+  droppedVoid?(rec: CommitRecord): void;
   /** Asks `from` (-1: everyone) for the commits after `after` up to `upTo`. */
   requestResend(from: number, after: number, upTo: number): void;
   /** Publishes applied/seen to the app thread. */
@@ -77,7 +86,10 @@ export class CommitLog {
 
   /** A commit from the network (or made here). Old and duplicate ones are ignored. */
   receive(rec: CommitRecord): void {
-    if (rec.time <= this.applied || this.pending.has(rec.time)) return;
+    if (rec.time <= this.applied) return;
+    // A void commit waiting at that time gives way to the cluster's own (isVoid).
+    const waiting = this.pending.get(rec.time);
+    if (waiting && !this.links.isVoid?.(waiting)) return;
     // Too far ahead to buffer: it is dropped, but heard of, so the gap timer asks for it
     // again once the commits before it are in.
     if (rec.time <= this.applied + this.limits.ahead) this.pending.set(rec.time, rec);
@@ -191,6 +203,11 @@ export class CommitLog {
       const next = this.pending.get(this.applied + 1);
       if (!next) break;
       this.pending.delete(next.time);
+      if (this.links.isVoid?.(next)) {
+        // The cluster's own commit at that time comes from the new token's holders.
+        this.links.droppedVoid?.(next);
+        continue;
+      }
       this.links.apply(next);
       this.applied = next.time;
       this.recent[next.time % this.limits.keep] = next;

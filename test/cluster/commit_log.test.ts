@@ -114,3 +114,34 @@ describe('commit log', () => {
     log.close();
   });
 });
+
+describe('the commit log and a regeneration it learns of late', () => {
+  it('drops a buffered commit found void when its turn comes, and applies the cluster\'s own commit at that time', () => {
+    // Commits 2 and 3 of node 1 wait behind a gap at 1 while the log is frozen for a
+    // recovery; the recovery regenerated the token at 1, so node 1's commits after 1 are void.
+    const applied: Array<[number, number]> = [];
+    const dropped: number[] = [];
+    let regeneratedAt = Infinity;
+    const log = new CommitLog({
+      apply: (r: Rec) => applied.push([r.time, r.node]),
+      requestResend: () => undefined,
+      publish: () => undefined,
+      isVoid: (r: Rec) => r.node === 1 && r.time > regeneratedAt,
+      droppedVoid: (r: Rec) => dropped.push(r.time),
+    });
+    log.freeze();
+    log.receive(rec(2, 1));
+    log.receive(rec(3, 1));
+    log.receive(rec(1, 0));
+    expect(applied).toEqual([]);
+    regeneratedAt = 1;
+    log.thaw();
+    expect(applied).toEqual([[1, 0]]);
+    expect(dropped).toEqual([2]);
+    // The new token's holder commits at 3, then 2: the void 3 waiting gives way to it.
+    log.receive(rec(3, 0));
+    log.receive(rec(2, 0));
+    expect(applied).toEqual([[1, 0], [2, 0], [3, 0]]);
+    expect(dropped).toEqual([2]);
+  });
+});

@@ -5,6 +5,7 @@
 // for a gap (a window ahead of the last applied; later ones are dropped and asked for
 // again once the window has moved on), and what one resend answers.
 import type { CommitRecord } from './protocol';
+import { NOT_CARRIED, WHOLE_AND_DIFF } from './changes';
 
 export interface CommitLogLinks {
   apply(rec: CommitRecord): void;
@@ -179,6 +180,29 @@ export class CommitLog {
    * invalidated the pages they wrote). The cluster's commits at those times are applied in
    * their place, so the log goes back to `time`.
    */
+  /**
+   * For each page the commits applied here after `time` wrote, the version the first of
+   * them replaced: the page's latest version at `time` (this node had applied every commit
+   * before it). Pages of commits kept without their changes are left out.
+   */
+  versionsBefore(time: number, pageSize: number): Map<number, number> {
+    const out = new Map<number, number>();
+    for (let t = Math.max(time + 1, this.applied - this.limits.keep + 1); t <= this.applied; t++) {
+      const rec = this.recent[t % this.limits.keep];
+      if (rec?.time !== t || !rec.changes) continue;
+      const c = rec.changes;
+      const dv = new DataView(c.buffer, c.byteOffset, c.byteLength);
+      let at = 0;
+      for (const page of rec.pages) {
+        if (at + 12 > c.length) break;
+        if (!out.has(page)) out.set(page, dv.getUint32(at, true) + dv.getUint32(at + 4, true) * 2 ** 32);
+        const len = dv.getUint32(at + 8, true);
+        at += len === WHOLE_AND_DIFF ? 16 + pageSize + dv.getUint32(at + 12 + pageSize, true) : 12 + (len === NOT_CARRIED ? 0 : len);
+      }
+    }
+    return out;
+  }
+
   rollBack(time: number): void {
     if (this.applied <= time) return;
     for (let t = Math.max(time + 1, this.applied - this.limits.keep + 1); t <= this.applied; t++) {

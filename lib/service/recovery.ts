@@ -546,6 +546,10 @@ export class Recovery {
     // after `time` are void. Never acknowledged (a member that applied another commit at
     // the same time would otherwise answer for it), never applied in the log.
     n.replication.voidAbove(time);
+    // What the void commits here replaced is the pages' latest version at `time`: asked for
+    // at `time` itself, a page last written before it would never come (a copy older than
+    // the version asked for is refused), and the node hung on it.
+    const before = n.log.versionsBefore(time, n.config.pageSize);
     n.log.rollBack(time);
     n.log.thaw(time);
     const { versions, owners } = n.table;
@@ -560,7 +564,7 @@ export class Recovery {
       const owner = owners[p] === n.id && source !== NO_NODE && source !== n.id ? source : owners[p];
       // Version 0 first: invalidate refuses to lower the version of a valid copy.
       n.native.invalidate(p, 0, owner);
-      n.native.invalidate(p, time, owner);
+      n.native.invalidate(p, Math.min(before.get(p) ?? time, time), owner);
       voided++;
     }
     if (voided) n.ev.log('warn', `${voided} page(s) held data of commits after time ${time}, which died with their committer`);

@@ -145,3 +145,37 @@ describe('the commit log and a regeneration it learns of late', () => {
     expect(dropped).toEqual([2]);
   });
 });
+
+describe('the versions void commits replaced', () => {
+  /** Changes: per page u64 replaces | u32 length | body (WHOLE_AND_DIFF: page | u32 length | diff). */
+  function changes(entries: Array<{ replaces: number; kind: 'diff' | 'whole+diff' | 'none' }>, pageSize: number): Uint8Array {
+    const parts: number[] = [];
+    const u32 = (v: number) => parts.push(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff);
+    for (const e of entries) {
+      u32(e.replaces % 2 ** 32);
+      u32(Math.floor(e.replaces / 2 ** 32));
+      if (e.kind === 'none') u32(0xffffffff);
+      else if (e.kind === 'diff') {
+        u32(8);
+        for (let i = 0; i < 8; i++) parts.push(i);
+      } else {
+        u32(0xfffffffe);
+        for (let i = 0; i < pageSize; i++) parts.push(7);
+        u32(4);
+        for (let i = 0; i < 4; i++) parts.push(i);
+      }
+    }
+    return Uint8Array.from(parts);
+  }
+
+  it('reads, per page, what the first commit after the time replaced, through every kind of change', () => {
+    const PS = 64;
+    const { log } = makeLog();
+    log.receive({ time: 1, node: 0, pages: Uint32Array.of(5), changes: changes([{ replaces: 0, kind: 'diff' }], PS) });
+    log.receive({ time: 2, node: 0, pages: Uint32Array.of(5, 9, 12), changes: changes([{ replaces: 1, kind: 'whole+diff' }, { replaces: 2 ** 33 + 3, kind: 'none' }, { replaces: 0, kind: 'diff' }], PS) });
+    log.receive({ time: 3, node: 0, pages: Uint32Array.of(5, 13), changes: changes([{ replaces: 2, kind: 'diff' }, { replaces: 1, kind: 'diff' }], PS) });
+    expect(Object.fromEntries(log.versionsBefore(1, PS))).toEqual({ 5: 1, 9: 2 ** 33 + 3, 12: 0, 13: 1 });
+    expect(Object.fromEntries(log.versionsBefore(2, PS))).toEqual({ 5: 2, 13: 1 });
+    expect(log.versionsBefore(3, PS).size).toBe(0);
+  });
+});

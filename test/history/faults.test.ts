@@ -6,8 +6,9 @@
 //
 // With durability 'replicated' (the default) a killed node's acknowledged commits are held
 // by its backup, so the checker excuses nothing, and a key reported lost fails a run; one
-// kill schedule and one mixed schedule run with durability 'none', where a dead node's last acknowledged commits may
-// die with it (counted as unknown, as a crashed client's operations in Jepsen).
+// kill schedule and two mixed schedules (one with token batching) run with durability
+// 'none', where a dead or stalled node's last acknowledged commits may die with it
+// (counted as unknown, as a crashed client's operations in Jepsen).
 // Long stalls and the mixed schedule hung about once in 30 runs until recovery learned to
 // find a token lost in flight and a node counted as served asks again (README, "The
 // long-stall hang"); they are in the default run now.
@@ -45,11 +46,13 @@ const schedules: Schedule[] = [
   { name: 'SIGKILL of the token holder, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['kill-token-holder'] }, reliable: true },
   // Durability 'none': a dead node's last acknowledged commits may die with it (excused).
   { name: "SIGKILL of a random node, 3 nodes, durability 'none'", plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['kill'] }, reliable: true, cluster: { durability: 'none' } },
-  // Durability 'none' with token batching on (tokenBatchMs, off by default). Lost acknowledged
-  // writes of the surviving nodes after a 2.8 s stall of node 0 (seed 1700018, beside three
-  // other test files; about 2 failures in 190 runs), so it runs with DSM_FAULT_TESTS=all
-  // until that is understood (README, token batching).
-  { name: "one fault of any kind, 3 nodes, durability 'none', token batching", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: false, cluster: { durability: 'none', tokenBatchMs: 1 } },
+  // Durability 'none', any fault; and the same with token batching on (tokenBatchMs, off by
+  // default). Beside two CPU hogs the stall plan of seed 1900005 failed 3 runs in 10 without
+  // batching and about 2 in 10 with it (void commits buffered before the regeneration was
+  // known, then applied); one run in 20 of seed 2600001 hung (a voided page asked for at too
+  // new a version). Both fixed; 0 failures in 60 runs since, under the same load.
+  { name: "one fault of any kind, 3 nodes, durability 'none'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true, cluster: { durability: 'none' } },
+  { name: "one fault of any kind, 3 nodes, durability 'none', token batching", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true, cluster: { durability: 'none', tokenBatchMs: 1 } },
   { name: "SIGKILL of a random node, 3 nodes and a page server, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 200, faults: ['kill'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: "one fault of any kind, 3 nodes and a page server, durability 'disk', two keys per page", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: 'SIGKILL of a random node, 4 nodes, two keys per page', plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['kill'] }, reliable: true },

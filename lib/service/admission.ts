@@ -88,6 +88,13 @@ export class Admission {
     n.id = ja.id;
     n.membership.adopt(ja.epoch, ja.nextId, ja.members);
     for (const [k, v] of ja.rn) n.token.rn.set(k, v);
+    // The cluster's token generation and its latest regeneration: joining again after the
+    // others replaced the token this node once held, it learns of that here, and a late
+    // word of the same regeneration must not void what it does as the new member (recovery.ts
+    // lateRegeneration takes a node with an older generation that applied past the
+    // regenerated time for the old holder, and rolled it back to that time).
+    n.token.generation = Math.max(n.token.generation, ja.generation);
+    n.recovery.learnAtJoin(ja.known);
     // Every page written before we joined is elsewhere; never-written pages stay valid zeros.
     // Joining again, anything this node committed that the cluster never applied is void:
     // the cluster's table is the truth. Such a copy can carry a version as new as the
@@ -205,7 +212,7 @@ export class Admission {
         for (let p = 0; p < versions.length; p++) {
           if (versions[p] !== 0n) pages.push({ page: p, version: Number(versions[p]), owner: owners[p] });
         }
-        c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, epoch: n.membership.epoch, nextId: n.membership.nextId, members: t.members, pages, rn: n.token.rn, models: n.sequential.runs() }));
+        c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, epoch: n.membership.epoch, nextId: n.membership.nextId, members: t.members, pages, rn: n.token.rn, models: n.sequential.runs(), generation: t.generation, known: n.recovery.regenerated }));
         n.links.bind(id, c);
       });
       if (!change) c.close('not admitted');

@@ -112,7 +112,8 @@ export interface Hello {
  * JoinAccept: u16 assigned id | u16 admitter's id | u64 time | u32 configuration epoch | u16 next id | u32 member count, then per member
  * u16 id, str address, u8 flags (1: a page server) | u32 written page count, then per page u32 page, u64 version, u16 owner (LOST_OWNER: lost) |
  * u32 rn count, then per entry u16 id, u32 seq | u32 model run count, then per run u32 first page, u32 pages,
- * u8 model (sequential.ts Model), u16 owner hint: the admitter's pages outside transactional consistency.
+ * u8 model (sequential.ts Model), u16 owner hint: the admitter's pages outside transactional consistency |
+ * u32 the token's generation | u32 ballot, u64 time: the latest regeneration of the token the admitter knows of.
  */
 export interface JoinAccept {
   id: number;
@@ -125,6 +126,13 @@ export interface JoinAccept {
   rn: Map<number, number>;
   /** Runs of pages outside transactional consistency, with the admitter's owner hint for each run. */
   models: ModelRun[];
+  /**
+   * The generation of the token the admission was made under, and the latest regeneration
+   * the admitter knows of: a node joining again holds no older token's view any more, and a
+   * regeneration it hears of later that happened before it joined voids nothing of its own.
+   */
+  generation: number;
+  known: Regeneration;
 }
 
 /** Pages `first` .. `first + count - 1`, all of `model`, whose probable owner is `owner`. */
@@ -310,6 +318,7 @@ export const encode = {
     seqMap(w, j.rn);
     w.u32(j.models.length);
     for (const m of j.models) w.u32(m.first).u32(m.count).u8(m.model).u16(m.owner);
+    w.u32(j.generation).u32(j.known.generation).u64(j.known.time);
     return w.done();
   },
   tokenRequest: (id: number, seq: number) => new WireWriter().u16(id).u32(seq).done(),
@@ -413,8 +422,10 @@ export const decode = {
     if (k > 1 << 26) throw new WireError('model table too large');
     const models: ModelRun[] = [];
     for (let i = 0; i < k; i++) models.push({ first: r.u32(), count: r.u32(), model: r.u8(), owner: r.u16() });
+    const generation = r.u32();
+    const known = { generation: r.u32(), time: r.u64() };
     r.end();
-    return { id, admitter, time, epoch, nextId, members: ms, pages, rn, models };
+    return { id, admitter, time, epoch, nextId, members: ms, pages, rn, models, generation, known };
   },
   tokenRequest(b: Buffer): { id: number; seq: number } {
     const r = new WireReader(b);

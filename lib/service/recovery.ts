@@ -67,6 +67,11 @@ export class Recovery {
     return this.regenerations.latest;
   }
 
+  /** Joined (again) through an admitter that knew of regeneration `known`: nothing here predates it. */
+  learnAtJoin(known: Regeneration): void {
+    if (known.generation > this.regenerated.generation) this.regenerations.remember(known.generation, known.time);
+  }
+
   /** Whether a commit was made with a token a regeneration this node knows of replaced before its time. */
   isVoid(rec: CommitRecord): boolean {
     return this.regenerations.isVoid(rec);

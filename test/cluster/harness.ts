@@ -107,7 +107,7 @@ export class Harness {
   constructor(private readonly defaults: Record<string, unknown> = {}) {}
 
   /** A fresh node process, ready for its first command. */
-  private async spawn(): Promise<RemoteNode> {
+  protected async spawn(): Promise<RemoteNode> {
     const proc = fork(path.join(__dirname, 'fixtures/remote_node.js'), [], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     const n = new RemoteNode(proc);
     this.nodes.push(n);

@@ -7,7 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { RemoteNode, SECRET } from './harness';
+import { Harness, RemoteNode, SECRET } from './harness';
 
 /** Why namespaces cannot be used here, or undefined when they can. */
 export function netnsUnavailable(): string | undefined {
@@ -92,5 +92,63 @@ export class NetnsCluster {
     this.nodes.length = 0;
     for (const ns of [...this.namespaces, this.hub]) spawnSync('ip', ['netns', 'del', ns]);
     this.namespaces.length = 0;
+  }
+}
+
+/**
+ * A Harness whose node processes each live in a network namespace of their own (process
+ * i in namespace i, listening on its address), so the list-append workload can cut one off
+ * (test/history/workload.ts, fault 'partition'). Namespaces are made on first use and
+ * removed by close().
+ */
+export class NetnsHarness extends Harness {
+  private net?: NetnsCluster;
+
+  constructor(private readonly size: number) {
+    super();
+  }
+
+  protected override async spawn(): Promise<RemoteNode> {
+    if (!this.net) {
+      this.net = new NetnsCluster(this.size);
+      this.net.create();
+    }
+    const i = this.nodes.length;
+    if (i >= this.size) throw new Error(`this harness has ${this.size} namespaces`);
+    const fixture = path.join(__dirname, 'fixtures/remote_node.js');
+    const proc = spawn('ip', ['netns', 'exec', this.net.namespaces[i], process.execPath, fixture], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const n = new RemoteNode(proc);
+    this.nodes.push(n);
+    await n.waitForLine((l) => l === 'ready');
+    return n;
+  }
+
+  override async start(options: Record<string, unknown> = {}): Promise<RemoteNode> {
+    const i = this.nodes.length;
+    return (await this.spawn()).create({ regionSize: 16 << 20, secret: SECRET, ...options, listen: `${this.host(i)}:7000` });
+  }
+
+  override pageServer(): Promise<RemoteNode> {
+    throw new Error('NetnsHarness starts no page server');
+  }
+
+  private host(i: number): string {
+    return `10.213.0.${i + 1}`;
+  }
+
+  /** Unplugs node process `i` from the bridge. */
+  cut(i: number): void {
+    this.net!.cut(i);
+  }
+
+  /** Plugs node process `i` in again. */
+  heal(i: number): void {
+    this.net!.heal(i);
+  }
+
+  override async close(): Promise<void> {
+    await super.close();
+    await this.net?.destroy();
+    this.net = undefined;
   }
 }

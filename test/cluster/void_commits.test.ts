@@ -23,3 +23,29 @@ describe('commits made with a replaced token', () => {
     expect(madeVoid([], 0, 10_000)).toBe(false);
   });
 });
+
+describe('a node admitted after a regeneration', () => {
+  it("learns the token's generation and the latest regeneration from its JoinAccept", async () => {
+    const { encode, decode } = await import('../../lib/service/protocol');
+    const ja = {
+      id: 4,
+      admitter: 1,
+      time: 612,
+      epoch: 5,
+      nextId: 5,
+      members: [{ id: 1, address: '127.0.0.1:7001' }],
+      pages: [{ page: 3, version: 600, owner: 1 }],
+      rn: new Map([[1, 7]]),
+      models: [],
+      generation: 131073,
+      known: { generation: 131073, time: 412 },
+    };
+    const back = decode.joinAccept(encode.joinAccept(ja));
+    expect(back.generation).toBe(131073);
+    expect(back.known).toEqual({ generation: 131073, time: 412 });
+    expect(back.pages).toEqual(ja.pages);
+    // Truncated: the fields are required (protocol version 9), never read half.
+    const full = encode.joinAccept(ja);
+    expect(() => decode.joinAccept(full.subarray(0, full.length - 12))).toThrow();
+  });
+});

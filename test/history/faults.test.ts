@@ -1,6 +1,7 @@
 // The list-append workload under fault schedules drawn from a logged seed: SIGKILL of a
-// node (any, or the one holding the commit token), SIGSTOP/SIGCONT stalls, and a killed
-// node replaced by a new one. Every history must check out: each acknowledged append
+// node (any, or the one holding the commit token), SIGSTOP/SIGCONT stalls, a killed node
+// replaced by a new one, and (as root) a node cut off the network and plugged in again,
+// each node in a network namespace of its own. Every history must check out: each acknowledged append
 // present in the final lists or its key reported lost (ERR_DSM_PAGE_LOST) to every
 // survivor, and no dependency cycle.
 //
@@ -23,6 +24,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, it } from 'vitest';
 import { Harness } from '../cluster/harness';
+import { NetnsHarness, netnsUnavailable } from '../cluster/netns';
 import { assertValid, drawPlan, type PlanOptions, replayHint, runPlan, seedFromEnv, summary } from './workload';
 
 const ALL = process.env.DSM_FAULT_TESTS === 'all';
@@ -39,6 +41,8 @@ interface Schedule {
   cluster?: Record<string, unknown>;
   /** The nodes join through a page server. */
   pageServer?: boolean;
+  /** Each node in a network namespace of its own (fault 'partition' cuts one off; needs root). */
+  netns?: boolean;
 }
 
 const schedules: Schedule[] = [
@@ -59,20 +63,34 @@ const schedules: Schedule[] = [
   { name: 'SIGSTOP for less than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [300, 1000] }, reliable: true },
   { name: 'SIGSTOP for longer than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true },
   { name: 'SIGKILL, then a new node joins in its place', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['restart'] }, reliable: true },
+  // A node unplugged from the network (each node in a namespace of its own), long enough for
+  // the others to remove it, or not; it runs on meanwhile, and rejoins once plugged in.
+  { name: 'network partition of a random node past the failure detector, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['partition'], stallMs: [2500, 4000] }, reliable: true, netns: true },
+  { name: "network partition of a random node past the failure detector, 3 nodes, durability 'none'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['partition'], stallMs: [2500, 4000] }, reliable: true, netns: true, cluster: { durability: 'none' } },
+  { name: 'network partition shorter than the failure detector allows, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['partition'], stallMs: [300, 1000] }, reliable: true, netns: true },
   { name: 'one fault of any kind, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true },
 ];
 
 // Every schedule draws from the same seed (their options differ), so the seed a failure
 // prints replays it: DSM_SEED=<seed> DSM_FAULT_TESTS=all npx vitest run <this file> -t '<name>'.
+const noNetns = netnsUnavailable();
+if (noNetns) console.log(`partition schedules skipped: ${noNetns}`);
+
 describe(`list-append histories under faults (${replayHint(seed)})`, () => {
-  const h = new Harness();
-  afterEach(() => h.close());
+  const loopback = new Harness();
+  const namespaces = new NetnsHarness(3);
+  afterEach(async () => {
+    await loopback.close();
+    await namespaces.close();
+  });
 
   for (const s of schedules) {
     if (!s.reliable && !ALL) continue;
+    if (s.netns && noNetns) continue;
+    const h = s.netns ? namespaces : loopback;
     for (let run = 0; run < RUNS; run++) {
       it(RUNS > 1 ? `${s.name} (seed=${seed + run})` : s.name, async () => {
-        const r = await runPlan(h, drawPlan(seed + run, s.plan), { ...(s.cluster ? { cluster: s.cluster } : {}), pageServer: s.pageServer });
+        const r = await runPlan(h, drawPlan(seed + run, s.plan), { ...(s.cluster ? { cluster: s.cluster } : {}), pageServer: s.pageServer, net: s.netns ? namespaces : undefined });
         console.log(summary(r));
         try {
           assertValid(r);

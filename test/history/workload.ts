@@ -11,7 +11,7 @@ import { type CheckResult, check, describe as explain, type FinalRead, type Hist
 
 const FIXTURE = path.join(__dirname, 'fixtures/list_append.js');
 
-export type FaultKind = 'none' | 'kill' | 'kill-token-holder' | 'stall' | 'leave' | 'restart';
+export type FaultKind = 'none' | 'kill' | 'kill-token-holder' | 'stall' | 'leave' | 'restart' | 'partition';
 
 export interface Fault {
   kind: FaultKind;
@@ -19,7 +19,7 @@ export interface Fault {
   victim: number;
   /** The fault strikes once the victim has completed this many transactions. */
   after: number;
-  /** For stalls: how long the victim stays stopped. */
+  /** For stalls: how long the victim stays stopped; for a partition: how long it is cut off. */
   stallMs: number;
 }
 
@@ -119,6 +119,8 @@ export interface RunOptions {
   cluster?: Record<string, unknown>;
   /** Every node joins through a page server started first (store in a fresh directory). */
   pageServer?: boolean;
+  /** Cuts node process i off the network and plugs it in again (fault 'partition'; test/cluster/netns.ts NetnsHarness). */
+  net?: { cut(i: number): void; heal(i: number): void };
 }
 
 /**
@@ -246,6 +248,15 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         victim.kill('SIGCONT');
         return;
       }
+      case 'partition': {
+        if (!opts.net) throw new Error("fault 'partition' needs a harness that can cut a node off (NetnsHarness)");
+        await reached();
+        opts.net.cut(fault.victim);
+        faultLog.push(`cut node ${victim.nodeId} (process ${fault.victim}) off the network for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
+        await new Promise((r) => setTimeout(r, fault.stallMs));
+        opts.net.heal(fault.victim);
+        return;
+      }
       case 'leave':
         await Promise.race([victim.waitForLine((l) => l === 'H left'), victimDone()]);
         if (!victim.lines.includes('H left')) return; // its run failed: reported below
@@ -283,9 +294,10 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   const history: History = { txns: procs.flatMap((p, i) => txnsOf(p, i, plan.txns[i])), finals };
   // A killed node, and a stalled one (whether the others removed it meanwhile or only took
   // the token it held), lose what they committed in their last moments: see excuseCrashedTail.
-  const cutOff = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || fault.kind === 'stall' ? [fault.victim] : [];
+  // A node cut off the network likewise, up to its first refused transaction (it runs on).
+  const cutOff = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || fault.kind === 'stall' || fault.kind === 'partition' ? [fault.victim] : [];
   // Only durability 'none' acknowledges commits no other node holds yet.
-  const excused = clusterOpts.durability === 'none' ? excuseCrashedTail(history, cutOff, fault.kind !== 'stall', stoppedAt, faultLog) : 0;
+  const excused = clusterOpts.durability === 'none' ? excuseCrashedTail(history, cutOff, fault.kind !== 'stall' && fault.kind !== 'partition', stoppedAt, faultLog) : 0;
   if (excused) faultLog.push(`${excused} transaction(s) of node ${ids0[fault.victim]} acknowledged before it was cut off count as unknown (durability 'none': the commits it made in its last moments in the old configuration are void)`);
   const counts = { ok: 0, failed: 0, unknown: 0 };
   for (const t of history.txns) counts[t.outcome]++;

@@ -128,22 +128,23 @@ export class NetnsHarness extends Harness {
     return (await this.spawn()).create({ regionSize: 16 << 20, secret: SECRET, ...options, listen: `${this.host(i)}:7000` });
   }
 
-  override pageServer(): Promise<RemoteNode> {
-    throw new Error('NetnsHarness starts no page server');
+  override async pageServer(options: Record<string, unknown> & { dir: string }): Promise<RemoteNode> {
+    const i = this.nodes.length;
+    return (await this.spawn()).startPageServer({ regionSize: 16 << 20, secret: SECRET, ...options, listen: `${this.host(i)}:7000` });
   }
 
   private host(i: number): string {
     return `10.213.0.${i + 1}`;
   }
 
-  /** Unplugs node process `i` from the bridge. */
-  cut(i: number): void {
-    this.net!.cut(i);
+  /** Unplugs node process `n` from the bridge. */
+  cut(n: RemoteNode): void {
+    this.net!.cut(this.nodes.indexOf(n));
   }
 
-  /** Plugs node process `i` in again. */
-  heal(i: number): void {
-    this.net!.heal(i);
+  /** Plugs node process `n` in again. */
+  heal(n: RemoteNode): void {
+    this.net!.heal(this.nodes.indexOf(n));
   }
 
   override async close(): Promise<void> {

@@ -67,6 +67,7 @@ const schedules: Schedule[] = [
   // the others to remove it, or not; it runs on meanwhile, and rejoins once plugged in.
   { name: 'network partition of a random node past the failure detector, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['partition'], stallMs: [2500, 4000] }, reliable: true, netns: true },
   { name: "network partition of a random node past the failure detector, 3 nodes, durability 'none'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['partition'], stallMs: [2500, 4000] }, reliable: true, netns: true, cluster: { durability: 'none' } },
+  { name: "network partition of a random node past the failure detector, 3 nodes and a page server, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['partition'], stallMs: [2500, 4000] }, reliable: true, netns: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: 'network partition shorter than the failure detector allows, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['partition'], stallMs: [300, 1000] }, reliable: true, netns: true },
   { name: 'one fault of any kind, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true },
 ];
@@ -78,7 +79,7 @@ if (noNetns) console.log(`partition schedules skipped: ${noNetns}`);
 
 describe(`list-append histories under faults (${replayHint(seed)})`, () => {
   const loopback = new Harness();
-  const namespaces = new NetnsHarness(3);
+  const namespaces = new NetnsHarness(4);
   afterEach(async () => {
     await loopback.close();
     await namespaces.close();

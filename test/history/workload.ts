@@ -119,8 +119,8 @@ export interface RunOptions {
   cluster?: Record<string, unknown>;
   /** Every node joins through a page server started first (store in a fresh directory). */
   pageServer?: boolean;
-  /** Cuts node process i off the network and plugs it in again (fault 'partition'; test/cluster/netns.ts NetnsHarness). */
-  net?: { cut(i: number): void; heal(i: number): void };
+  /** Cuts a node process off the network and plugs it in again (fault 'partition'; test/cluster/netns.ts NetnsHarness). */
+  net?: { cut(n: RemoteNode): void; heal(n: RemoteNode): void };
 }
 
 /**
@@ -251,10 +251,10 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
       case 'partition': {
         if (!opts.net) throw new Error("fault 'partition' needs a harness that can cut a node off (NetnsHarness)");
         await reached();
-        opts.net.cut(fault.victim);
+        opts.net.cut(victim);
         faultLog.push(`cut node ${victim.nodeId} (process ${fault.victim}) off the network for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
         await new Promise((r) => setTimeout(r, fault.stallMs));
-        opts.net.heal(fault.victim);
+        opts.net.heal(victim);
         return;
       }
       case 'leave':

@@ -123,7 +123,7 @@ export class Barriers {
 
   constructor(private readonly n: Cluster) {}
 
-  /** The latest round of barrier `name` this node has arrived at (-1: none): copies pushed at earlier ones are dropped (sequential.ts). */
+  /** The latest round of barrier `name` this node has arrived at (-1: none): copies pushed at earlier ones are dropped (pushed_copies.ts). */
   arrivedAt(name: string): number {
     return this.arrivedGen.get(name) ?? -1;
   }
@@ -216,7 +216,7 @@ export class Barriers {
   // ---- party ----
 
   private arriveAt(name: string, w: Waiting): void {
-    // Copies pushed here at earlier rounds go before the arrival does (sequential.ts): once
+    // Copies pushed here at earlier rounds go before the arrival does (pushed_copies.ts): once
     // their owner is released from this round with us among the parties, it counts on that.
     this.arrivedGen.set(name, Math.max(this.arrivedGen.get(name) ?? -1, w.gen));
     this.n.sequential.pushes.arriving(name, w.gen);

@@ -170,17 +170,6 @@ export class CommitLog {
   }
 
   /**
-   * The recovery is decided. `droppedAbove`: the token was regenerated at that time, so
-   * commits beyond it (the dead holder's, which no survivor had applied) are void.
-   */
-  /**
-   * The commits this node applied after `time` are void: a recovery regenerated the token at
-   * `time` while they had reached none of the members that decided (they were this node's
-   * own, made with the old token while it was stalled or cut off; recovery.ts voidAbove
-   * invalidated the pages they wrote). The cluster's commits at those times are applied in
-   * their place, so the log goes back to `time`.
-   */
-  /**
    * For each page the commits applied here after `time` wrote, the version the first of
    * them replaced: the page's latest version at `time` (this node had applied every commit
    * before it). Pages of commits kept without their changes are left out.
@@ -203,6 +192,13 @@ export class CommitLog {
     return out;
   }
 
+  /**
+   * The commits this node applied after `time` are void: a recovery regenerated the token at
+   * `time` while they had reached none of the members that decided (they were this node's
+   * own, made with the old token while it was stalled or cut off; recovery.ts voidAbove
+   * invalidated the pages they wrote). The cluster's commits at those times are applied in
+   * their place, so the log goes back to `time`.
+   */
   rollBack(time: number): void {
     if (this.applied <= time) return;
     for (let t = Math.max(time + 1, this.applied - this.limits.keep + 1); t <= this.applied; t++) {
@@ -212,6 +208,10 @@ export class CommitLog {
     this.links.publish(this.applied, this.seen);
   }
 
+  /**
+   * The recovery is decided. `droppedAbove`: the token was regenerated at that time, so
+   * commits beyond it (the dead holder's, which no survivor had applied) are void.
+   */
   thaw(droppedAbove?: number): void {
     this.frozen = false;
     if (droppedAbove !== undefined) {

@@ -22,6 +22,16 @@ function ip(...args: string[]): void {
   if (r.status !== 0) throw new Error(`ip ${args.join(' ')} failed: ${(r.stderr || r.error?.message || '').trim()}`);
 }
 
+/** A fresh node process in `namespace`, added to `nodes`, ready for its first command. */
+async function spawnIn(namespace: string, nodes: RemoteNode[]): Promise<RemoteNode> {
+  const fixture = path.join(__dirname, 'fixtures/remote_node.js');
+  const proc = spawn('ip', ['netns', 'exec', namespace, process.execPath, fixture], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const n = new RemoteNode(proc);
+  nodes.push(n);
+  await n.waitForLine((l) => l === 'ready');
+  return n;
+}
+
 export class NetnsCluster {
   /** Unique per run, so parallel or leftover runs never collide. */
   readonly tag = `${process.pid.toString(36)}${randomBytes(2).toString('hex')}`;
@@ -66,13 +76,8 @@ export class NetnsCluster {
   }
 
   /** A fresh node process in namespace `i`, ready for its first command. */
-  private async spawn(i: number): Promise<RemoteNode> {
-    const fixture = path.join(__dirname, 'fixtures/remote_node.js');
-    const proc = spawn('ip', ['netns', 'exec', this.namespaces[i], process.execPath, fixture], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    const n = new RemoteNode(proc);
-    this.nodes.push(n);
-    await n.waitForLine((l) => l === 'ready');
-    return n;
+  private spawn(i: number): Promise<RemoteNode> {
+    return spawnIn(this.namespaces[i], this.nodes);
   }
 
   /** Starts a node process in namespace `i` and creates a DSM node there. */
@@ -108,19 +113,14 @@ export class NetnsHarness extends Harness {
     super();
   }
 
-  protected override async spawn(): Promise<RemoteNode> {
+  protected override spawn(): Promise<RemoteNode> {
     if (!this.net) {
       this.net = new NetnsCluster(this.size);
       this.net.create();
     }
     const i = this.nodes.length;
     if (i >= this.size) throw new Error(`this harness has ${this.size} namespaces`);
-    const fixture = path.join(__dirname, 'fixtures/remote_node.js');
-    const proc = spawn('ip', ['netns', 'exec', this.net.namespaces[i], process.execPath, fixture], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    const n = new RemoteNode(proc);
-    this.nodes.push(n);
-    await n.waitForLine((l) => l === 'ready');
-    return n;
+    return spawnIn(this.net.namespaces[i], this.nodes);
   }
 
   override async start(options: Record<string, unknown> = {}): Promise<RemoteNode> {

@@ -98,3 +98,20 @@ describe("a stalled node's lost tail (durability 'none')", () => {
     expect(why).toHaveLength(2);
   });
 });
+
+describe("a cut-off node's lost stretch (durability 'none')", () => {
+  // Node 1 appends 100 + seq to key 0; it was cut off after completing 250 transactions and
+  // ran 300 in all before its lease ran out, none of them refused.
+  const history = (firstLost: number): History => {
+    const txns: Txn[] = Array.from({ length: 300 }, (_, seq) => ({ node: 1, seq, ops: [{ f: 'append', key: 0, value: 100 + seq }], outcome: 'ok' }));
+    const kept = txns.filter((t) => t.seq < firstLost).map((t) => 100 + t.seq);
+    return { txns, finals: [{ node: 0, lists: new Map([[0, kept]]), lost: new Set() }] };
+  };
+
+  it('excuses what it committed from the cut on, however many, and not what it committed well before', () => {
+    expect(excuseCrashedTail(history(246), [1], false, undefined, [], 250)).toBe(54);
+    const why: string[] = [];
+    expect(excuseCrashedTail(history(200), [1], false, undefined, why, 250)).toBe(0);
+    expect(why[0]).toContain('cut off after #250');
+  });
+});

@@ -201,6 +201,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
 
   /** For a stall: how many transactions the victim had begun when it stopped. */
   let stoppedAt: number | undefined;
+  /** For a partition: how many transactions the victim had completed when it was cut off (as read then: at least). */
+  let cutAt: number | undefined;
   const faultDone = (async () => {
     switch (fault.kind) {
       case 'none':
@@ -251,6 +253,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
       case 'partition': {
         if (!opts.net) throw new Error("fault 'partition' needs a harness that can cut a node off (NetnsHarness)");
         await reached();
+        cutAt = completed(victim);
         opts.net.cut(victim);
         faultLog.push(`cut node ${victim.nodeId} (process ${fault.victim}) off the network for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
         await new Promise((r) => setTimeout(r, fault.stallMs));
@@ -297,7 +300,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   // A node cut off the network likewise, up to its first refused transaction (it runs on).
   const cutOff = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || fault.kind === 'stall' || fault.kind === 'partition' ? [fault.victim] : [];
   // Only durability 'none' acknowledges commits no other node holds yet.
-  const excused = clusterOpts.durability === 'none' ? excuseCrashedTail(history, cutOff, fault.kind !== 'stall' && fault.kind !== 'partition', stoppedAt, faultLog) : 0;
+  const excused = clusterOpts.durability === 'none' ? excuseCrashedTail(history, cutOff, fault.kind !== 'stall' && fault.kind !== 'partition', stoppedAt, faultLog, cutAt) : 0;
   if (excused) faultLog.push(`${excused} transaction(s) of node ${ids0[fault.victim]} acknowledged before it was cut off count as unknown (durability 'none': the commits it made in its last moments in the old configuration are void)`);
   const counts = { ok: 0, failed: 0, unknown: 0 };
   for (const t of history.txns) counts[t.outcome]++;
@@ -411,8 +414,12 @@ export function assertValid(r: RunResult): void {
  * write and stays one). Everything it did after that stretch, and every other node's
  * transactions, are checked in full. Returns how many were excused.
  */
-export function excuseCrashedTail(h: History, killed: number[], died = true, stoppedAt?: number, why: string[] = []): number {
+export function excuseCrashedTail(h: History, killed: number[], died = true, stoppedAt?: number, why: string[] = [], cutAt?: number): number {
   const CRASH_TAIL = 200;
+  // A node cut off the network commits on until its lease runs out (a time, not a count:
+  // a fast node makes hundreds of commits in it), so its stretch is bounded where it starts
+  // instead: at the cut, less the few commits still on the wire when the link went down.
+  const CUT_SLACK = 8;
   let excused = 0;
   const final = h.finals[0];
   if (!final) return 0;
@@ -451,12 +458,13 @@ export function excuseCrashedTail(h: History, killed: number[], died = true, sto
       endsAtStop = true;
     }
     // A stalled node's loss further back than its last moments is a real lost write.
-    if (stretch.length > CRASH_TAIL || !endsAtStop) {
+    const tooLong = cutAt === undefined ? stretch.length > CRASH_TAIL : mine[firstLost].seq < cutAt - CUT_SLACK;
+    if (tooLong || !endsAtStop) {
       const first = mine[firstLost];
       why.push(
         `not excused: node ${node}'s lost stretch from #${first.seq}` +
           (brokenBy ? ` ends at #${brokenBy.seq}, whose appends (${brokenBy.ops.filter((o) => o.f === 'append').map((o) => `${o.value} to key ${o.key}`).join(', ')}) are in the final lists,` : '') +
-          ` ${stretch.length} transaction(s) long, before it stopped at #${stoppedAt ?? '?'}`,
+          ` ${stretch.length} transaction(s) long, ${cutAt !== undefined ? `cut off after #${cutAt}` : `before it stopped at #${stoppedAt ?? '?'}`}`,
       );
       continue;
     }

@@ -38,25 +38,13 @@ export function carried(changes: Uint8Array, pageSize: number, limit: number): {
  * whole pages) and as the others do (the diffs); undefined when there is no such entry.
  */
 export function splitWholeAndDiff(changes: Uint8Array, pageSize: number): { backups: Uint8Array; others: Uint8Array } | undefined {
-  const dv = new DataView(changes.buffer, changes.byteOffset, changes.byteLength);
-  const list: Array<{ at: number; len: number; diff: number }> = [];
+  const list = entries(changes, pageSize);
   let backupBytes = 0;
   let otherBytes = 0;
-  for (let at = 0; at + 12 <= changes.length; ) {
-    const len = dv.getUint32(at + 8, true);
-    if (len === WHOLE_AND_DIFF) {
-      const diff = dv.getUint32(at + 12 + pageSize, true);
-      list.push({ at, len, diff });
-      backupBytes += 12 + pageSize;
-      otherBytes += 12 + diff;
-      at += 16 + pageSize + diff;
-    } else {
-      const body = len === NOT_CARRIED ? 0 : len;
-      list.push({ at, len, diff: 0 });
-      backupBytes += 12 + body;
-      otherBytes += 12 + body;
-      at += 12 + body;
-    }
+  for (const { len, diff } of list) {
+    const body = len === WHOLE_AND_DIFF ? pageSize : len === NOT_CARRIED ? 0 : len;
+    backupBytes += 12 + body;
+    otherBytes += 12 + (len === WHOLE_AND_DIFF ? diff : body);
   }
   if (!list.some((e) => e.len === WHOLE_AND_DIFF)) return undefined;
   const backups = new Uint8Array(backupBytes);
@@ -86,16 +74,32 @@ export function splitWholeAndDiff(changes: Uint8Array, pageSize: number): { back
   return { backups, others };
 }
 
-/** Each change's offset and length (NOT_CARRIED: no bytes follow). */
-function entries(changes: Uint8Array): Array<{ at: number; len: number }> {
+/**
+ * Each change's offset and length (NOT_CARRIED: no bytes follow). With `pageSize`, a native
+ * commit's WHOLE_AND_DIFF entries too (the page, u32 the diff's length, the diff), with
+ * their diff's length.
+ */
+function entries(changes: Uint8Array, pageSize = 0): Array<{ at: number; len: number; diff: number }> {
   const dv = new DataView(changes.buffer, changes.byteOffset, changes.byteLength);
-  const out: Array<{ at: number; len: number }> = [];
+  const out: Array<{ at: number; len: number; diff: number }> = [];
   for (let at = 0; at + 12 <= changes.length; ) {
     const len = dv.getUint32(at + 8, true);
-    out.push({ at, len });
-    at += 12 + (len === NOT_CARRIED ? 0 : len);
+    if (pageSize > 0 && len === WHOLE_AND_DIFF) {
+      const diff = dv.getUint32(at + 12 + pageSize, true);
+      out.push({ at, len, diff });
+      at += 16 + pageSize + diff;
+    } else {
+      out.push({ at, len, diff: 0 });
+      at += 12 + (len === NOT_CARRIED ? 0 : len);
+    }
   }
   return out;
+}
+
+/** The version each change replaces, in the commit's page order (native commits included). */
+export function replacedVersions(changes: Uint8Array, pageSize: number): number[] {
+  const dv = new DataView(changes.buffer, changes.byteOffset, changes.byteLength);
+  return entries(changes, pageSize).map(({ at }) => dv.getUint32(at, true) + dv.getUint32(at + 4, true) * 2 ** 32);
 }
 
 /** `changes` with the changes `drop` picks left out (the versions they replace kept). */

@@ -5,7 +5,7 @@
 // for a gap (a window ahead of the last applied; later ones are dropped and asked for
 // again once the window has moved on), and what one resend answers.
 import type { CommitRecord } from './protocol';
-import { NOT_CARRIED, WHOLE_AND_DIFF } from './changes';
+import { replacedVersions } from './changes';
 
 export interface CommitLogLinks {
   apply(rec: CommitRecord): void;
@@ -179,15 +179,10 @@ export class CommitLog {
     for (let t = Math.max(time + 1, this.applied - this.limits.keep + 1); t <= this.applied; t++) {
       const rec = this.recent[t % this.limits.keep];
       if (rec?.time !== t || !rec.changes) continue;
-      const c = rec.changes;
-      const dv = new DataView(c.buffer, c.byteOffset, c.byteLength);
-      let at = 0;
-      for (const page of rec.pages) {
-        if (at + 12 > c.length) break;
-        if (!out.has(page)) out.set(page, dv.getUint32(at, true) + dv.getUint32(at + 4, true) * 2 ** 32);
-        const len = dv.getUint32(at + 8, true);
-        at += len === WHOLE_AND_DIFF ? 16 + pageSize + dv.getUint32(at + 12 + pageSize, true) : 12 + (len === NOT_CARRIED ? 0 : len);
-      }
+      const replaced = replacedVersions(rec.changes, pageSize);
+      rec.pages.forEach((page, i) => {
+        if (i < replaced.length && !out.has(page)) out.set(page, replaced[i]);
+      });
     }
     return out;
   }

@@ -29,8 +29,6 @@ import type { Cluster } from './cluster';
 import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
 import { PushedCopies } from './pushed_copies';
 
-const HERE = MODEL_HERE;
-const Model = PageModel;
 
 const enum ReplyStatus {
   read = 0,
@@ -107,7 +105,7 @@ export class Sequential {
 
   /** True when `page` is not transactional (its faults come here). */
   handles(page: number): boolean {
-    return (this.models[page] & MODEL_MASK) !== Model.transactional;
+    return (this.models[page] & MODEL_MASK) !== PageModel.transactional;
   }
 
   /**
@@ -140,8 +138,8 @@ export class Sequential {
   private prefetchPage(page: number, write: boolean, run: number, done: () => void): void {
     const m = this.models[page];
     const model = m & MODEL_MASK;
-    const own = write || model === Model.migratory;
-    if (model === Model.local || model === Model.transactional || (this.n.table.states[page] !== 0 && (!own || m & HERE))) return done();
+    const own = write || model === PageModel.migratory;
+    if (model === PageModel.local || model === PageModel.transactional || (this.n.table.states[page] !== 0 && (!own || m & MODEL_HERE))) return done();
     // Woken like a faulting thread: it looks again (a write joining a read fetch asks again).
     this.fault(() => this.prefetchPage(page, write, run, done), page, own, run);
   }
@@ -159,8 +157,8 @@ export class Sequential {
   fault(slot: Waiter, page: number, write: boolean, readAhead = READ_AHEAD): void {
     const n = this.n;
     const m = this.models[page];
-    if ((m & MODEL_MASK) === Model.local) {
-      if (!(m & HERE)) {
+    if ((m & MODEL_MASK) === PageModel.local) {
+      if (!(m & MODEL_HERE)) {
         this.counts.localRefused++;
         n.native.refuseLocal(page);
       }
@@ -184,7 +182,7 @@ export class Sequential {
       q.push(slot);
       return;
     }
-    if (n.table.states[page] !== 0 && (!write || m & HERE)) {
+    if (n.table.states[page] !== 0 && (!write || m & MODEL_HERE)) {
       this.wake(slot);
       return;
     }
@@ -207,7 +205,7 @@ export class Sequential {
       // that it owns (a writer moving through an array writes them next: one round trip
       // instead of one per page).
       let end = page + 1;
-      while (end < page + INVALIDATE_RUN && end < n.config.numPages && (this.models[end] & MODEL_MASK) === Model.sequential &&
+      while (end < page + INVALIDATE_RUN && end < n.config.numPages && (this.models[end] & MODEL_MASK) === PageModel.sequential &&
         n.table.owners[end] === n.id && n.table.states[end] !== 0 && !this.busy.has(end) && !this.faults.has(end)) {
         this.busy.set(end, []);
         end++;
@@ -224,7 +222,7 @@ export class Sequential {
     // probable owner (a reader moving through an array reads them next).
     let count = 1;
     if (!write) {
-      while (count < readAhead && page + count < n.config.numPages && (this.models[page + count] & MODEL_MASK) === Model.sequential &&
+      while (count < readAhead && page + count < n.config.numPages && (this.models[page + count] & MODEL_MASK) === PageModel.sequential &&
         n.table.states[page + count] === 0 && n.table.owners[page + count] === owner && !this.faults.has(page + count)) count++;
     }
     this.asked.set(page, { to: owner, write });
@@ -257,7 +255,7 @@ export class Sequential {
     // after a member died): nothing to do.
     if (!n.members.has(r.requester) || r.requester === n.id) return;
     const m = this.models[r.page] & MODEL_MASK;
-    if (m === Model.local) return this.reply(r.requester, r.page, ReplyStatus.local, undefined);
+    if (m === PageModel.local) return this.reply(r.requester, r.page, ReplyStatus.local, undefined);
     const held = this.busy.get(r.page);
     if (held) {
       held.push(r);
@@ -274,7 +272,7 @@ export class Sequential {
       this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
       return;
     }
-    if (owner !== n.id || (m !== Model.sequential && m !== Model.migratory)) {
+    if (owner !== n.id || (m !== PageModel.sequential && m !== PageModel.migratory)) {
       if (r.hops >= MAX_HOPS || owner === r.requester) {
         n.ev.log('warn', `a sequential page request for page ${r.page} from node ${r.requester} found no owner (hint ${owner}); dropped`);
         return;
@@ -288,7 +286,7 @@ export class Sequential {
       this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
       return;
     }
-    if (m === Model.migratory) {
+    if (m === PageModel.migratory) {
       // Any access moves a migratory page, but not before it has been here MIGRATORY_HOLD_MS:
       // two nodes taking turns on it would otherwise move it on every access (thrashing).
       const held = performance.now() - (this.arrived.get(r.page) ?? -Infinity);
@@ -302,7 +300,7 @@ export class Sequential {
     if (!r.write) {
       // The pages asked for after the first: those owned here, in a row, not being moved.
       let count = 1;
-      while (count < r.count && r.page + count < n.config.numPages && (this.models[r.page + count] & MODEL_MASK) === Model.sequential &&
+      while (count < r.count && r.page + count < n.config.numPages && (this.models[r.page + count] & MODEL_MASK) === PageModel.sequential &&
         n.table.owners[r.page + count] === n.id && n.table.states[r.page + count] !== 0 && !this.busy.has(r.page + count)) count++;
       const data = new Uint8Array(count * n.config.pageSize);
       for (let i = 0; i < count; i++) {
@@ -353,7 +351,7 @@ export class Sequential {
     const { page, count, owner, ack } = decodeInvalidate(p, this.n.config.numPages);
     for (let q = page; q < page + count; q++) {
       this.pushes.dropped(q);
-      if ((this.models[q] & MODEL_MASK) === Model.sequential) this.n.native.dropSequential(q, owner);
+      if ((this.models[q] & MODEL_MASK) === PageModel.sequential) this.n.native.dropSequential(q, owner);
     }
     this.n.links.send(from, Msg.SeqInvalidateAck, ack);
   }
@@ -466,7 +464,7 @@ export class Sequential {
       // Read-ahead copies: installed unless this node holds the page already (or is taking it).
       for (let i = 1; i < count; i++) {
         const q = page + i;
-        if (n.table.states[q] === 0 && !this.busy.has(q) && (this.models[q] & MODEL_MASK) === Model.sequential) {
+        if (n.table.states[q] === 0 && !this.busy.has(q) && (this.models[q] & MODEL_MASK) === PageModel.sequential) {
           n.native.installSequential(q, data.subarray(i * ps, (i + 1) * ps), false, from);
         }
       }
@@ -526,11 +524,11 @@ export class Sequential {
     for (let p = 0; p < this.models.length; p++) {
       const m = this.models[p];
       const model = m & MODEL_MASK;
-      if (model === Model.transactional) {
+      if (model === PageModel.transactional) {
         last = undefined;
         continue;
       }
-      const owner = m & HERE ? n.id : owners[p];
+      const owner = m & MODEL_HERE ? n.id : owners[p];
       if (last && last.model === model && last.owner === owner && last.first + last.count === p) last.count++;
       else out.push((last = { first: p, count: 1, model, owner }));
     }
@@ -545,7 +543,7 @@ export class Sequential {
   forgetModels(): void {
     const n = this.n;
     for (let p = 0; p < this.models.length; p++) {
-      if ((this.models[p] & MODEL_MASK) !== Model.transactional) n.native.setModel(p, 1, Model.transactional, n.id);
+      if ((this.models[p] & MODEL_MASK) !== PageModel.transactional) n.native.setModel(p, 1, PageModel.transactional, n.id);
     }
     this.copies.clear();
     this.pushes.clear();
@@ -556,7 +554,7 @@ export class Sequential {
   adopt(runs: ModelRun[]): void {
     const n = this.n;
     for (const r of runs) {
-      if (r.first >= n.config.numPages || r.count > n.config.numPages - r.first || r.model === Model.transactional || r.model > Model.migratory) {
+      if (r.first >= n.config.numPages || r.count > n.config.numPages - r.first || r.model === PageModel.transactional || r.model > PageModel.migratory) {
         throw new WireError('a join names model pages outside the region or an unknown model');
       }
       n.native.setModel(r.first, r.count, r.model, r.owner);
@@ -574,7 +572,7 @@ export class Sequential {
     for (const m of to) if (m.id !== n.id) n.links.send(m.id, Msg.ModelSet, b);
     // Pages freed here: any copy sets and waits for them are over.
     for (let i = 0; i < c.length; i += 3) {
-      if (c[i + 2] === Model.transactional) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.forget(p);
+      if (c[i + 2] === PageModel.transactional) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.forget(p);
     }
   }
 
@@ -587,10 +585,10 @@ export class Sequential {
   /** ModelSet: (first, count, model) triples, allocated or freed by the sender. */
   onModelSet(from: number, p: Buffer): void {
     const n = this.n;
-    for (const { first, count, model } of decodeModelSet(p, n.config.numPages, Model.migratory)) {
+    for (const { first, count, model } of decodeModelSet(p, n.config.numPages, PageModel.migratory)) {
       n.native.setModel(first, count, model, from);
       for (let q = first; q < first + count; q++) {
-        if (model === Model.transactional) this.copies.delete(q);
+        if (model === PageModel.transactional) this.copies.delete(q);
         this.arrived.delete(q);
         this.pushes.freed(q);
       }

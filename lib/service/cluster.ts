@@ -59,8 +59,8 @@ export interface ClusterConfig {
 export interface ClusterEvents {
   log(level: 'warn' | 'error', message: string): void;
   event(type: 'peer-join' | 'peer-leave', id: number): void;
-  /** The app-visible times. */
-  publish(applied: number, seen: number): void;
+  /** The app-visible times (commit_log.ts CommitLogLinks.publish: only raised unless `lowered`). */
+  publish(applied: number, seen: number, lowered?: boolean): void;
   /** The app-visible state of the cluster: pages decided lost, and whether this node has no quorum. */
   status(lostPages: number, partitioned: boolean): void;
   /** Whether the app is discarding `page` (tx.discardLost): its fault gets a zero page, not an error. */
@@ -193,8 +193,8 @@ export class Cluster {
         if (from >= 0 && from !== this.id && this.members.has(from)) this.links.send(from, Msg.ResendRequest, payload);
         else this.links.broadcast(Msg.ResendRequest, payload, this.members.values());
       },
-      publish: (a, s) => {
-        ev.publish(a, s);
+      publish: (a, s, lowered) => {
+        ev.publish(a, s, lowered);
         this.commits.maybeLend();
       },
     });

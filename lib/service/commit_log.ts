@@ -20,8 +20,14 @@ export interface CommitLogLinks {
   droppedVoid?(rec: CommitRecord): void;
   /** Asks `from` (-1: everyone) for the commits after `after` up to `upTo`. */
   requestResend(from: number, after: number, upTo: number): void;
-  /** Publishes applied/seen to the app thread. */
-  publish(applied: number, seen: number): void;
+  /**
+   * Publishes applied/seen to the app thread. Only ever raised there, since the app thread
+   * raises them itself as it commits with the lent token, except when `lowered`: this node's
+   * own commits past `applied` were void (rollBack), or times heard of only from void
+   * commits are forgotten (thaw). Left high, a program that waits for this node's
+   * `globalTime` elsewhere would wait for a time the cluster never reaches.
+   */
+  publish(applied: number, seen: number, lowered?: boolean): void;
 }
 
 export interface CommitLogLimits {
@@ -195,12 +201,14 @@ export class CommitLog {
    * their place, so the log goes back to `time`.
    */
   rollBack(time: number): void {
-    if (this.applied <= time) return;
-    for (let t = Math.max(time + 1, this.applied - this.limits.keep + 1); t <= this.applied; t++) {
-      if (this.recent[t % this.limits.keep]?.time === t) this.recent[t % this.limits.keep] = undefined;
+    if (this.applied > time) {
+      for (let t = Math.max(time + 1, this.applied - this.limits.keep + 1); t <= this.applied; t++) {
+        if (this.recent[t % this.limits.keep]?.time === t) this.recent[t % this.limits.keep] = undefined;
+      }
+      this.applied = time;
     }
-    this.applied = time;
-    this.links.publish(this.applied, this.seen);
+    // Also when the log never took them in: the app thread raised its own times as it made them.
+    this.links.publish(this.applied, this.seen, true);
   }
 
   /**
@@ -211,7 +219,10 @@ export class CommitLog {
     this.frozen = false;
     if (droppedAbove !== undefined) {
       for (const t of this.pending.keys()) if (t > droppedAbove) this.pending.delete(t);
-      if (this.seen > droppedAbove) this.seen = Math.max(this.applied, droppedAbove);
+      if (this.seen > droppedAbove) {
+        this.seen = Math.max(this.applied, droppedAbove);
+        this.links.publish(this.applied, this.seen, true);
+      }
     }
     this.drain();
   }

@@ -90,12 +90,20 @@ export class Service {
     this.time[Status.seen] = BigInt(time);
   }
 
-  /** Makes applied/seen times visible to the app thread. */
-  publish(applied: number, seen: number): void {
-    // Never backwards: the app thread advances these itself when it commits with the
-    // lent token, ahead of what the service has processed.
-    raiseTo(this.time, Status.applied, BigInt(applied));
-    raiseTo(this.time, Status.seen, BigInt(seen));
+  /**
+   * Makes applied/seen times visible to the app thread. Never backwards, since the app thread
+   * advances these itself when it commits with the lent token, ahead of what the service has
+   * processed; except when `lowered` (this node's own commits were void: it holds no valid
+   * token then, so the app is not committing past them).
+   */
+  publish(applied: number, seen: number, lowered = false): void {
+    if (lowered) {
+      Atomics.store(this.time, Status.applied, BigInt(applied));
+      Atomics.store(this.time, Status.seen, BigInt(seen));
+    } else {
+      raiseTo(this.time, Status.applied, BigInt(applied));
+      raiseTo(this.time, Status.seen, BigInt(seen));
+    }
     this.watches.check();
   }
 

@@ -57,7 +57,7 @@ async function start(): Promise<void> {
           emit({ type, id });
           service.watches.check();
         },
-        publish: (a, s) => service.publish(a, s),
+        publish: (a, s, lowered) => service.publish(a, s, lowered),
         status: (lost, partitioned) => service.publishStatus(lost, partitioned),
         discarding: (page) => service.discarding(page),
         rejoined: (id, time) => {

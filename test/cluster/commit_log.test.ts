@@ -23,7 +23,7 @@ function makeLog(limits?: { keep?: number; ahead?: number; keepChangeBytes?: num
   const applied: number[] = [];
   const resends: Array<{ from: number; after: number; upTo: number }> = [];
   let onResend: (() => void) | undefined;
-  const published: Array<[number, number]> = [];
+  const published: Array<[number, number, boolean?]> = [];
   const log = new CommitLog(
     {
       apply: (r: Rec) => applied.push(r.time),
@@ -31,7 +31,7 @@ function makeLog(limits?: { keep?: number; ahead?: number; keepChangeBytes?: num
         resends.push({ from, after, upTo });
         onResend?.();
       },
-      publish: (a: number, s: number) => published.push([a, s]),
+      publish: (a: number, s: number, lowered?: boolean) => published.push(lowered ? [a, s, true] : [a, s]),
     },
     limits,
   );
@@ -177,5 +177,24 @@ describe('the versions void commits replaced', () => {
     expect(Object.fromEntries(log.versionsBefore(1, PS))).toEqual({ 5: 1, 9: 2 ** 33 + 3, 12: 0, 13: 1 });
     expect(Object.fromEntries(log.versionsBefore(2, PS))).toEqual({ 5: 2, 13: 1 });
     expect(log.versionsBefore(3, PS).size).toBe(0);
+  });
+  it("lowers the app-visible times when this node's own commits are void, which a raise-only publish left high", () => {
+    const { log, published } = makeLog();
+    for (let t = 1; t <= 10; t++) log.receive(rec(t, 0));
+    // A cluster commit at 14 heard of (buffered behind the gap), then the recovery decides:
+    // the token was regenerated at 6, so 7..10 (this node's) and 14 (from the void token) are void.
+    log.receive(rec(14, 0));
+    published.length = 0;
+    log.freeze();
+    log.rollBack(6);
+    log.thaw(6);
+    expect(log.applied).toBe(6);
+    expect(log.seen).toBe(6);
+    expect(published[0]).toEqual([6, 14, true]);
+    expect(published.some((p) => p[0] === 6 && p[1] === 6 && p[2] === true)).toBe(true);
+    // The commits the app thread made past the log (never drained) are void too: still lowered.
+    published.length = 0;
+    log.rollBack(6);
+    expect(published).toEqual([[6, 6, true]]);
   });
 });

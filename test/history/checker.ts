@@ -22,6 +22,9 @@ export interface Txn {
   seq: number;
   ops: Op[];
   outcome: Outcome;
+  /** When it began and when it completed, in ms on the node's commit-ring clock (where recorded). */
+  invokedAt?: number;
+  completedAt?: number;
 }
 
 /** What one survivor read at the end, every key in one transaction. */

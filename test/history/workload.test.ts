@@ -100,18 +100,33 @@ describe("a stalled node's lost tail (durability 'none')", () => {
 });
 
 describe("a cut-off node's lost stretch (durability 'none')", () => {
-  // Node 1 appends 100 + seq to key 0; it was cut off after completing 250 transactions and
-  // ran 300 in all before its lease ran out, none of them refused.
-  const history = (firstLost: number): History => {
-    const txns: Txn[] = Array.from({ length: 300 }, (_, seq) => ({ node: 1, seq, ops: [{ f: 'append', key: 0, value: 100 + seq }], outcome: 'ok' }));
+  // Node 1 appends 100 + seq to key 0, one transaction every `every` ms (completed 0.8 of it
+  // after it began); it was cut off as #250 began and ran 300 in all before its lease ran
+  // out, none of them refused.
+  const history = (firstLost: number, every = 0.1): History => {
+    const txns: Txn[] = Array.from({ length: 300 }, (_, seq) => ({
+      node: 1,
+      seq,
+      ops: [{ f: 'append', key: 0, value: 100 + seq }],
+      outcome: 'ok',
+      invokedAt: 1000 + seq * every,
+      completedAt: 1000 + (seq + 0.8) * every,
+    }));
     const kept = txns.filter((t) => t.seq < firstLost).map((t) => 100 + t.seq);
     return { txns, finals: [{ node: 0, lists: new Map([[0, kept]]), lost: new Set() }] };
   };
+  const cut = (every = 0.1) => ({ after: 250, atMs: 1000 + 250 * every });
 
-  it('excuses what it committed from the cut on, however many, and not what it committed well before', () => {
-    expect(excuseCrashedTail(history(246), [1], false, undefined, [], 250)).toBe(54);
+  it('excuses what it committed from the cut on, however many, and what its commit ring held then', () => {
+    expect(excuseCrashedTail(history(246), [1], false, undefined, [], cut())).toBe(54);
+    // 40 commits acknowledged before the cut, all within 2 ms (a service thread kept off the CPU).
+    expect(excuseCrashedTail(history(210, 0.05), [1], false, undefined, [], cut(0.05))).toBe(90);
+  });
+
+  it('does not excuse what it acknowledged longer before the cut than its commit ring holds', () => {
     const why: string[] = [];
-    expect(excuseCrashedTail(history(200), [1], false, undefined, why, 250)).toBe(0);
+    expect(excuseCrashedTail(history(200), [1], false, undefined, why, cut())).toBe(0);
     expect(why[0]).toContain('cut off after #250');
+    expect(why[0]).toContain('50 acknowledged before the cut, within 4.82 ms');
   });
 });

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { type Harness, type RemoteNode, settle } from '../cluster/harness';
+import { AHEAD_MS } from '../../lib/service/commit_ring';
 import { type CheckResult, check, describe as explain, type FinalRead, type History, type Op, type Txn } from './checker';
 
 const FIXTURE = path.join(__dirname, 'fixtures/list_append.js');
@@ -201,8 +202,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
 
   /** For a stall: how many transactions the victim had begun when it stopped. */
   let stoppedAt: number | undefined;
-  /** For a partition: how many transactions the victim had completed when it was cut off (as read then: at least). */
-  let cutAt: number | undefined;
+  /** For a partition: when the victim was cut off (excuseCrashedTail). */
+  let cutAt: CutOff | undefined;
   const faultDone = (async () => {
     switch (fault.kind) {
       case 'none':
@@ -253,7 +254,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
       case 'partition': {
         if (!opts.net) throw new Error("fault 'partition' needs a harness that can cut a node off (NetnsHarness)");
         await reached();
-        cutAt = completed(victim);
+        // Stamped on the clock the victim's lines use (the same host), before the cut begins.
+        cutAt = { after: completed(victim), atMs: performance.timeOrigin + performance.now() };
         opts.net.cut(victim);
         faultLog.push(`cut node ${victim.nodeId} (process ${fault.victim}) off the network for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
         await new Promise((r) => setTimeout(r, fault.stallMs));
@@ -353,27 +355,26 @@ const completed = (p: RemoteNode): number => p.lines.filter((l) => l.startsWith(
 /** The transactions a node process recorded: invoked ones without completion are unknown. */
 function txnsOf(p: RemoteNode, node: number, planned: PlannedTxn[]): Txn[] {
   const out: Txn[] = [];
-  const invoked = new Set<number>();
-  const done = new Map<number, string>();
+  // `H I <seq> <ms>` and `H C <seq> <ms> <result>` (fixtures/list_append.js).
+  const invoked = new Map<number, number>();
+  const done = new Map<number, { at: number; result: string }>();
   for (const l of p.lines) {
-    if (l.startsWith('H I ')) invoked.add(Number(l.slice(4)));
-    else if (l.startsWith('H C ')) {
-      const rest = l.slice(4);
-      done.set(Number(rest.slice(0, rest.indexOf(' '))), rest.slice(rest.indexOf(' ') + 1));
-    }
+    const [, , seq, at] = l.split(' ', 4);
+    if (l.startsWith('H I ')) invoked.set(Number(seq), Number(at));
+    else if (l.startsWith('H C ')) done.set(Number(seq), { at: Number(at), result: l.slice(4 + seq.length + 1 + at.length + 1) });
   }
-  for (const seq of invoked) {
+  for (const [seq, invokedAt] of invoked) {
     const t = planned[seq];
     const d = done.get(seq);
-    if (d === undefined || !d.startsWith('ok ')) {
+    if (d === undefined || !d.result.startsWith('ok ')) {
       // Committed but not replicated when the node lost the cluster: it may or may not have survived.
-      const outcome = d === undefined || d === 'fail ERR_DSM_COMMIT_UNCERTAIN' ? 'unknown' : 'failed';
-      out.push({ node, seq, outcome, ops: t.ops.map((o) => (o.f === 'read' ? { ...o, value: null } : o)) });
+      const outcome = d === undefined || d.result === 'fail ERR_DSM_COMMIT_UNCERTAIN' ? 'unknown' : 'failed';
+      out.push({ node, seq, outcome, ops: t.ops.map((o) => (o.f === 'read' ? { ...o, value: null } : o)), invokedAt, completedAt: d?.at });
       continue;
     }
-    const reads: number[][] = JSON.parse(d.slice(3));
+    const reads: number[][] = JSON.parse(d.result.slice(3));
     let r = 0;
-    out.push({ node, seq, outcome: 'ok', ops: t.ops.map((o): Op => (o.f === 'read' ? { ...o, value: reads[r++] } : o)) });
+    out.push({ node, seq, outcome: 'ok', ops: t.ops.map((o): Op => (o.f === 'read' ? { ...o, value: reads[r++] } : o)), invokedAt, completedAt: d.at });
   }
   return out;
 }
@@ -398,6 +399,38 @@ export function assertValid(r: RunResult): void {
   throw new Error(`history check failed, ${summary(r)}\n${r.result.anomalies.length} anomalies:\n${shown.join('\n')}`);
 }
 
+/** When a partition cut its victim off: its completed count as read then (at least), and the moment (ms, the victim's clock). */
+export interface CutOff {
+  after: number;
+  atMs: number;
+}
+
+/** Clock granularity and the instructions between the ring's age check and a transaction's stamps. */
+const RING_SLACK_MS = 0.5;
+
+/**
+ * Whether a cut-off node's lost transactions acknowledged before the cut are what its commit
+ * ring can hold (lib/service/commit_ring.ts): lent-token commits its service had not
+ * broadcast yet. The app adds to the ring only while the oldest commit waiting there is at
+ * most AHEAD_MS old, so all of them were made in one such window: each began (invokedAt) at
+ * most AHEAD_MS after the earliest of them completed. Bounded in time, not in count: a
+ * service thread kept off the CPU leaves a fast app 30-50 acknowledged commits in its ring.
+ * Without stamps, the count bound: at most CUT_SLACK before the count read at the cut.
+ */
+function cutRingWindow(stretch: Txn[], cut: CutOff): { fits: boolean; note: string } {
+  const CUT_SLACK = 8;
+  const before = stretch.filter((t) => t.ops.some((o) => o.f === 'append') && (t.completedAt === undefined ? t.seq < cut.after : t.completedAt < cut.atMs));
+  if (before.length === 0) return { fits: true, note: 'none of it acknowledged before the cut' };
+  if (before.some((t) => t.invokedAt === undefined || t.completedAt === undefined)) {
+    return { fits: before[0].seq >= cut.after - CUT_SLACK, note: `${before.length} acknowledged before the cut (no stamps: at most ${CUT_SLACK})` };
+  }
+  const span = Math.max(...before.map((t) => t.invokedAt!)) - Math.min(...before.map((t) => t.completedAt!));
+  return {
+    fits: span <= AHEAD_MS + RING_SLACK_MS,
+    note: `${before.length} acknowledged before the cut, within ${span.toFixed(2)} ms of each other (the commit ring holds ${AHEAD_MS} ms)`,
+  };
+}
+
 /**
  * A node killed within the millisecond before its lent-token commits are broadcast takes
  * them with it (durability 'none', documented): its own app saw them acknowledged, and
@@ -411,15 +444,12 @@ export function assertValid(r: RunResult): void {
  * lost) up to its first refused transaction (ERR_DSM_PARTITIONED: it noticed) or its first
  * transaction whose appends survive (it joined again and went on), count as unknown, as a crashed client's operations do in Jepsen, as long as that
  * stretch is short (CRASH_TAIL transactions at most: a loss further back is a real lost
- * write and stays one). Everything it did after that stretch, and every other node's
+ * write and stays one; for a cut-off node, what it lost of what it acknowledged before the
+ * cut must fit its commit ring, cutRingWindow, and all it acknowledged after is void). Everything it did after that stretch, and every other node's
  * transactions, are checked in full. Returns how many were excused.
  */
-export function excuseCrashedTail(h: History, killed: number[], died = true, stoppedAt?: number, why: string[] = [], cutAt?: number): number {
+export function excuseCrashedTail(h: History, killed: number[], died = true, stoppedAt?: number, why: string[] = [], cut?: CutOff): number {
   const CRASH_TAIL = 200;
-  // A node cut off the network commits on until its lease runs out (a time, not a count:
-  // a fast node makes hundreds of commits in it), so its stretch is bounded where it starts
-  // instead: at the cut, less the few commits still on the wire when the link went down.
-  const CUT_SLACK = 8;
   let excused = 0;
   const final = h.finals[0];
   if (!final) return 0;
@@ -458,13 +488,14 @@ export function excuseCrashedTail(h: History, killed: number[], died = true, sto
       endsAtStop = true;
     }
     // A stalled node's loss further back than its last moments is a real lost write.
-    const tooLong = cutAt === undefined ? stretch.length > CRASH_TAIL : mine[firstLost].seq < cutAt - CUT_SLACK;
+    const beforeCut = cut ? cutRingWindow(stretch, cut) : undefined;
+    const tooLong = beforeCut ? !beforeCut.fits : stretch.length > CRASH_TAIL;
     if (tooLong || !endsAtStop) {
       const first = mine[firstLost];
       why.push(
         `not excused: node ${node}'s lost stretch from #${first.seq}` +
           (brokenBy ? ` ends at #${brokenBy.seq}, whose appends (${brokenBy.ops.filter((o) => o.f === 'append').map((o) => `${o.value} to key ${o.key}`).join(', ')}) are in the final lists,` : '') +
-          ` ${stretch.length} transaction(s) long, ${cutAt !== undefined ? `cut off after #${cutAt}` : `before it stopped at #${stoppedAt ?? '?'}`}`,
+          ` ${stretch.length} transaction(s) long, ${cut ? `cut off after #${cut.after}; ${beforeCut!.note}` : `before it stopped at #${stoppedAt ?? '?'}`}`,
       );
       continue;
     }

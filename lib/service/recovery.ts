@@ -41,6 +41,8 @@ interface Run {
   suspects: Set<number>;
   states: Map<number, Report>;
   started: number;
+  /** When the query last changed (a suspect came back): members have ANSWER_MS from then. */
+  askedAt: number;
   timer: NodeJS.Timeout;
   deciding: boolean;
   /** When the coordinator first saw the token in flight to a member that had not received it. */
@@ -89,10 +91,19 @@ export class Recovery {
     }, 20).unref();
   }
 
-  /** A lost member is connected again. */
+  /**
+   * A lost member is connected again. The run's query named it, and a member that hears from
+   * it refuses such a query (onQuery): ask those that have not answered again, the query now
+   * without it, and give them the full time to answer. (After a partition in which the third
+   * node heard both sides, it had refused; counted as lost for that the moment the other
+   * side answered, it was then refused in turn, and the cluster stalled for good.)
+   */
   memberBack(id: number): void {
     const r = this.run;
-    if (r && r.suspects.delete(id)) this.ask(r, [id]);
+    if (!r || r.deciding || !r.suspects.delete(id)) return;
+    r.askedAt = now();
+    const n = this.n;
+    this.ask(r, [...n.members.keys()].filter((m) => m !== n.id && !r.suspects.has(m) && !r.states.has(m)));
   }
 
   private coordinator(): number {
@@ -137,6 +148,7 @@ export class Recovery {
       suspects: new Set(n.membership.suspects),
       states: new Map(),
       started: now(),
+      askedAt: now(),
       timer: setInterval(() => this.reask(), REASK_MS),
       deciding: false,
     };
@@ -308,11 +320,15 @@ export class Recovery {
     const quorum = isQuorum(voters, (id) => r.states.has(id));
     const awaited = voters.filter((id) => !r.suspects.has(id) && !r.states.has(id));
     if (awaited.length > 0) {
-      if (!quorum || now() - r.started < ANSWER_MS) return;
+      if (!quorum || now() - r.askedAt < ANSWER_MS) return;
       // Members that do not answer are lost too: ask again under a new ballot naming them,
-      // so every member that answers also stops keeping their leases alive.
-      n.ev.log('warn', `node(s) ${awaited.join(', ')} did not answer the recovery; counting them as lost`);
-      for (const id of awaited) n.membership.suspects.add(id);
+      // so every member that answers also stops keeping their leases alive. Not one this node
+      // still hears from: that one is refusing the query (it hears a suspect, or holds for a
+      // newer ballot), and is asked again until it answers.
+      const silent = awaited.filter((id) => !n.links.lively(id));
+      if (silent.length === 0) return;
+      n.ev.log('warn', `node(s) ${silent.join(', ')} did not answer the recovery; counting them as lost`);
+      for (const id of silent) n.membership.suspects.add(id);
       this.abandon();
       this.maybeStart();
       return;

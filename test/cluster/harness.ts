@@ -2,7 +2,9 @@
 // Every node started through a Harness is killed by close(), also when a test fails.
 import { type ChildProcess, fork } from 'node:child_process';
 import path from 'node:path';
-import { fetchStats } from '../../lib/service/stats_client';
+
+/** The compiled stats client, for node processes to load (diagnose). */
+const STATS_CLIENT = path.join(__dirname, '../../dist/service/stats_client.js');
 
 export interface RemoteError extends Error {
   code?: string;
@@ -141,7 +143,11 @@ export class Harness {
       this.nodes.map(async (n, i) => {
         const warnings = n.stderr.split('\n').filter((l) => l.includes('DSM_')).slice(-6);
         const exit = n.proc.exitCode ?? n.proc.signalCode;
-        const state = exit === null && n.address ? await fetchStats(n.address, SECRET, 3000).then((s) => JSON.stringify(s.protocol), (e: Error) => `(no state: ${e.message})`) : '';
+        // Asked from inside the node's process: a node in a network namespace of its own
+        // (netns.ts) is not reachable from this one.
+        const ask = () => n.run<unknown>('return (await require(args.client).fetchStats(dsm.address, args.secret, 3000)).protocol;', { client: STATS_CLIENT, secret: SECRET });
+        const late = () => new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the process did not answer within 4 s')), 4000).unref());
+        const state = exit === null && n.address ? await Promise.race([ask(), late()]).then((p) => JSON.stringify(p), (e: Error) => `(no state: ${e.message})`) : '';
         return (
           `  process ${i} (node ${n.nodeId}): ${n.lines.filter((l) => l.startsWith('H C ')).length} completed, last line "${n.lines[n.lines.length - 1] ?? ''}", ` +
           `exit ${exit ?? 'none'}${warnings.map((w) => `\n    ${w}`).join('')}${state ? `\n    state ${state}` : ''}`

@@ -75,6 +75,36 @@ export class NetnsCluster {
     ip('-n', this.hub, 'link', 'set', `port${i}`, 'up');
   }
 
+  /**
+   * Nodes `i` and `j` no longer reach each other, while both still reach everyone else (a
+   * non-transitive partition: each sees a majority, and a different one). Bridge port
+   * isolation: isolated ports forward only to ports that are not.
+   */
+  isolate(i: number, j: number): void {
+    for (const k of [i, j]) ip('-n', this.hub, 'link', 'set', 'dev', `port${k}`, 'type', 'bridge_slave', 'isolated', 'on');
+  }
+
+  /** Undoes isolate(). */
+  unisolate(i: number, j: number): void {
+    for (const k of [i, j]) ip('-n', this.hub, 'link', 'set', 'dev', `port${k}`, 'type', 'bridge_slave', 'isolated', 'off');
+  }
+
+  /**
+   * Node `i` hears nothing while everyone still hears it (a one-way partition; TCP then stalls
+   * both ways once its acknowledgements are missed, with the victim's last segments still
+   * arriving). The bridge forgets where the node is and no longer floods frames to its port,
+   * so no frame for it leaves the bridge, while its own frames are forwarded as before.
+   */
+  deafen(i: number): void {
+    ip('-n', this.hub, 'link', 'set', 'dev', `port${i}`, 'type', 'bridge_slave', 'learning', 'off', 'flood', 'off', 'mcast_flood', 'off', 'bcast_flood', 'off');
+    ip('-n', this.hub, 'link', 'set', 'dev', `port${i}`, 'type', 'bridge_slave', 'fdb_flush');
+  }
+
+  /** Undoes deafen(). */
+  undeafen(i: number): void {
+    ip('-n', this.hub, 'link', 'set', 'dev', `port${i}`, 'type', 'bridge_slave', 'learning', 'on', 'flood', 'on', 'mcast_flood', 'on', 'bcast_flood', 'on');
+  }
+
   /** A fresh node process in namespace `i`, ready for its first command. */
   private spawn(i: number): Promise<RemoteNode> {
     return spawnIn(this.namespaces[i], this.nodes);
@@ -145,6 +175,24 @@ export class NetnsHarness extends Harness {
   /** Plugs node process `n` in again. */
   heal(n: RemoteNode): void {
     this.net!.heal(this.nodes.indexOf(n));
+  }
+
+  /** Node processes `a` and `b` stop reaching each other; both reach the rest (NetnsCluster.isolate). */
+  isolate(a: RemoteNode, b: RemoteNode): void {
+    this.net!.isolate(this.nodes.indexOf(a), this.nodes.indexOf(b));
+  }
+
+  unisolate(a: RemoteNode, b: RemoteNode): void {
+    this.net!.unisolate(this.nodes.indexOf(a), this.nodes.indexOf(b));
+  }
+
+  /** Node process `n` hears nothing; the others still hear it (NetnsCluster.deafen). */
+  deafen(n: RemoteNode): void {
+    this.net!.deafen(this.nodes.indexOf(n));
+  }
+
+  undeafen(n: RemoteNode): void {
+    this.net!.undeafen(this.nodes.indexOf(n));
   }
 
   override async close(): Promise<void> {

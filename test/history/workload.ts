@@ -12,7 +12,11 @@ import { type CheckResult, check, describe as explain, type FinalRead, type Hist
 
 const FIXTURE = path.join(__dirname, 'fixtures/list_append.js');
 
-export type FaultKind = 'none' | 'kill' | 'kill-token-holder' | 'stall' | 'leave' | 'restart' | 'partition';
+/**
+ * 'partition': the victim unplugged; 'bridge': the victim and the next process stop reaching
+ * each other, both still reach the rest; 'deaf': the victim hears nothing, the rest hear it.
+ */
+export type FaultKind = 'none' | 'kill' | 'kill-token-holder' | 'stall' | 'leave' | 'restart' | 'partition' | 'bridge' | 'deaf';
 
 export interface Fault {
   kind: FaultKind;
@@ -20,7 +24,7 @@ export interface Fault {
   victim: number;
   /** The fault strikes once the victim has completed this many transactions. */
   after: number;
-  /** For stalls: how long the victim stays stopped; for a partition: how long it is cut off. */
+  /** For stalls: how long the victim stays stopped; for partitions: how long they last. */
   stallMs: number;
 }
 
@@ -120,8 +124,15 @@ export interface RunOptions {
   cluster?: Record<string, unknown>;
   /** Every node joins through a page server started first (store in a fresh directory). */
   pageServer?: boolean;
-  /** Cuts a node process off the network and plugs it in again (fault 'partition'; test/cluster/netns.ts NetnsHarness). */
-  net?: { cut(n: RemoteNode): void; heal(n: RemoteNode): void };
+  /** Partitions node processes and heals them (faults 'partition', 'bridge', 'deaf'; test/cluster/netns.ts NetnsHarness). */
+  net?: {
+    cut(n: RemoteNode): void;
+    heal(n: RemoteNode): void;
+    isolate(a: RemoteNode, b: RemoteNode): void;
+    unisolate(a: RemoteNode, b: RemoteNode): void;
+    deafen(n: RemoteNode): void;
+    undeafen(n: RemoteNode): void;
+  };
 }
 
 /**
@@ -260,6 +271,25 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         faultLog.push(`cut node ${victim.nodeId} (process ${fault.victim}) off the network for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
         await new Promise((r) => setTimeout(r, fault.stallMs));
         opts.net.heal(victim);
+        return;
+      }
+      case 'bridge': {
+        if (!opts.net) throw new Error("fault 'bridge' needs a harness that can partition nodes (NetnsHarness)");
+        const partner = procs[(fault.victim + 1) % plan.nodes];
+        await reached();
+        opts.net.isolate(victim, partner);
+        faultLog.push(`node ${victim.nodeId} (process ${fault.victim}) and node ${partner.nodeId} cut off from each other (both still reach the rest) for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
+        await new Promise((r) => setTimeout(r, fault.stallMs));
+        opts.net.unisolate(victim, partner);
+        return;
+      }
+      case 'deaf': {
+        if (!opts.net) throw new Error("fault 'deaf' needs a harness that can partition nodes (NetnsHarness)");
+        await reached();
+        opts.net.deafen(victim);
+        faultLog.push(`node ${victim.nodeId} (process ${fault.victim}) hears nothing (the others still hear it) for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
+        await new Promise((r) => setTimeout(r, fault.stallMs));
+        opts.net.undeafen(victim);
         return;
       }
       case 'leave':

@@ -44,9 +44,9 @@ program
   .option('--script <file>', 'a module exporting async function (dsm) to run on the node')
   .option('--durability <mode>', "'replicated' (a commit resolves once its backups hold it), 'disk' (once a page server has it on disk) or 'none'", 'replicated')
   .option('--replicas <n>', 'backups of each commit with --durability replicated', (v: string) => Number(v), 1)
-  .option('--token-batch-ms <ms>', "with --durability none: how long a committing node may keep the token after another asks (default 0: pass at once; see the README before raising it)", (v: string) => Number(v), 0)
+  .option('--token-batch-ms <ms>', 'with --durability none: how long a committing node may keep the token after another asks (default 1; 0: pass at once)', (v: string) => Number(v))
   .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) on this address')
-  .action(async (o: { listen: string; peers: string; secret?: string; regionSize: number; script?: string; durability: string; replicas: number; tokenBatchMs: number; metrics?: string }) => {
+  .action(async (o: { listen: string; peers: string; secret?: string; regionSize: number; script?: string; durability: string; replicas: number; tokenBatchMs?: number; metrics?: string }) => {
     const dsm = await createNode({
       listen: o.listen,
       peers: o.peers ? o.peers.split(',').filter(Boolean) : [],

@@ -38,9 +38,8 @@ export interface NodeOptions {
    * With durability 'none': how long a node whose app is committing may keep the commit
    * token after another node asks for it, so that its next commits go out in one batch
    * instead of moving the token for each. A node waiting for the token waits at most this
-   * much longer. Default 0 (off, pass at once): with 1 ms, a fault run lost acknowledged
-   * writes of surviving nodes after a 2.8 s stall of another (README, token batching);
-   * until that is understood, turn it on only where a stall may lose data.
+   * much longer. Default 1 with durability 'none' (0: pass at once); with backups it has no
+   * effect (README, "A committing node keeps the token for a batch").
    */
   tokenBatchMs?: number;
 }
@@ -140,7 +139,7 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
   if (!Number.isSafeInteger(replicas) || replicas < 1 || replicas > 16) {
     throw new InvalidOptionError(`replicas must be a whole number of backups from 1 to 16, got ${String(o.replicas)}`);
   }
-  const tokenBatchMs = o.tokenBatchMs ?? 0;
+  const tokenBatchMs = o.tokenBatchMs ?? (o.durability === 'none' ? 1 : 0);
   if (typeof tokenBatchMs !== 'number' || !Number.isFinite(tokenBatchMs) || tokenBatchMs < 0 || tokenBatchMs > 100) {
     throw new InvalidOptionError(`tokenBatchMs must be a number of milliseconds from 0 (pass the token at once) to 100, got ${String(o.tokenBatchMs)}`);
   }

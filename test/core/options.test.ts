@@ -50,4 +50,13 @@ describe('option keys', () => {
       expect(err.message).toMatch(/tokenBatchMs must be a number of milliseconds from 0 .* to 100/);
     }
   });
+
+  it("tokenBatchMs defaults to 1 ms with durability 'none' and to 0 (pass at once) otherwise", () => {
+    const { resolveOptions } = load('../../dist/options.js');
+    const net = { listen: '127.0.0.1:0', secret: 's' };
+    expect(resolveOptions({ ...net, durability: 'none' }).cluster.tokenBatchMs).toBe(1);
+    expect(resolveOptions({ ...net, durability: 'none', tokenBatchMs: 0 }).cluster.tokenBatchMs).toBe(0);
+    expect(resolveOptions({ ...net }).cluster.tokenBatchMs).toBe(0);
+    expect(resolveOptions({ ...net, durability: 'disk' }).cluster.tokenBatchMs).toBe(0);
+  });
 });

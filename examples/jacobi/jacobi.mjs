@@ -166,13 +166,17 @@ async function party(dsm, k, nodes, n, sweeps, sync, prefetch, warmup) {
  * `prefetch` (the default) each node asks for its halo with dsm.prefetch and sweeps its
  * interior while the halo moves. `warmup` sweeps run untimed first (then the grids start over).
  */
+import { spawnSync } from 'node:child_process';
 export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier', prefetch = true, warmup = 0 }) {
   const regionSize = Math.max(64 << 20, 2 ** Math.ceil(Math.log2(4 * n * n * 8)));
+  if (process.env.JACOBI_PIN) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)]);
   const dsm = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize, durability: 'none' });
+  if (process.env.JACOBI_PIN) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)]);
   const children = [];
   try {
     for (let k = 1; k < nodes; k++) {
-      const c = fork(fileURLToPath(import.meta.url), ['worker', dsm.address, String(k), String(nodes), String(n), String(sweeps), String(regionSize), sync, String(prefetch), String(warmup)]);
+      const pin = process.env.JACOBI_PIN ? { execPath: 'taskset', execArgv: ['-c', String(k % 2), process.execPath] } : {};
+      const c = fork(fileURLToPath(import.meta.url), ['worker', dsm.address, String(k), String(nodes), String(n), String(sweeps), String(regionSize), sync, String(prefetch), String(warmup)], pin);
       children.push(c);
       await new Promise((resolve, reject) => {
         c.once('message', resolve);

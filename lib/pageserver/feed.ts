@@ -143,6 +143,20 @@ export class StoreFeed {
   private oldestUnflushedAt = 0;
 
   /** Acknowledges commit `time` to `to` once it is on disk. */
+  /** Where the store stands (the debug state of a stuck cluster). */
+  debugState(): Record<string, unknown> {
+    return {
+      applied: this.store.appliedTime,
+      durable: this.durableTime,
+      waiting: this.waiting.slice(0, 4),
+      fetching: this.fetching,
+      missing: this.store.missing().length,
+      flushing: this.flushing,
+      unflushed: this.unflushed,
+      failed: this.failed?.message,
+    };
+  }
+
   ackWhenDurable(to: number, time: number): void {
     if (this.durableTime >= time && !this.failed) this.n.replication.ack(to, time);
     else this.waiting.push({ to, time });

@@ -10,14 +10,15 @@
 //   the outcome, and the regenerated token's generation is higher;
 // - the configuration: under the token, the coordinator commits a new one without the lost
 //   members. Each page a removed member owned moves to a survivor that reported holding its
-//   latest version, or is decided lost, once, for every node (membership.ts).
+//   latest version, or is decided lost, once, for every node (removal.ts, membership.ts).
 // A side without a quorum never gets this far: its coordinator keeps asking, and its nodes
 // stop committing when their leases run out (ERR_DSM_PARTITIONED).
-import { type CommitRecord, type ConfigChange, decode, encode, Msg, NO_NODE, type Recover, type RecoverState, type Regeneration } from './protocol';
+import { type CommitRecord, decode, encode, Msg, NO_NODE, type Recover, type RecoverState, type Regeneration } from './protocol';
 import { Regenerations } from './regenerations';
 import { isQuorum } from './membership';
 import { LEASE_MS, now } from './lease';
 import type { Cluster } from './cluster';
+import { removeMembers } from './removal';
 
 type Report = Omit<RecoverState, 'generation'>;
 
@@ -395,77 +396,13 @@ export class Recovery {
       n.lease.hold(undefined);
       n.links.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best, regenerated: regenerate, suspects: [], known: this.regenerated }), n.members.values());
       const removed = [...r.suspects].filter((id) => n.members.has(id));
-      if (removed.length > 0) void this.remove(removed, r.states);
+      if (removed.length > 0) void removeMembers(n, removed, r.states, () => this.suspect());
     };
     // A regenerated token must not overlap the old holder's last lease, measured on the old
     // holder's clock: wait it out with a margin for clocks that run at slightly different
     // rates on different machines (and for the timer's own lateness).
     if (regenerate) setTimeout(finish, LEASE_MS * 1.1 + 50).unref();
     else finish();
-  }
-
-  /** Commits the configuration without `removed`, deciding where their pages went. */
-  private async remove(removed: number[], states: Map<number, Report>): Promise<void> {
-    const n = this.n;
-    // Who holds which version of the removed members' pages (as reported; this node's own copies are read at decision time).
-    const holders = new Map<number, Array<[number, number]>>();
-    for (const [id, s] of states) {
-      if (id === n.id) continue;
-      for (let i = 0; i < s.heldPages.length; i++) {
-        let h = holders.get(s.heldPages[i]);
-        if (!h) holders.set(s.heldPages[i], (h = []));
-        h.push([id, s.heldVersions[i]]);
-      }
-    }
-    try {
-      // The recovery's quorum is its authority: it must not wait for a lease it stopped.
-      await n.commits.commitConfig((epoch, nextId) => this.configWithout(removed, holders, epoch, nextId), undefined, { recovery: true });
-    } catch (e) {
-      n.ev.log('warn', `removing node(s) ${removed.join(', ')} failed (${(e as Error).message}); trying again`);
-      this.suspect();
-    }
-  }
-
-  /** The configuration without `removed`, at the token's time: each of their pages moves to a holder of its latest version, or is lost. */
-  private configWithout(removed: number[], holders: Map<number, Array<[number, number]>>, epoch: number, nextId: number): ConfigChange | undefined {
-    const n = this.n;
-    const gone = new Set(removed);
-    const stillThere = removed.filter((id) => n.members.has(id));
-    if (stillThere.length === 0) return undefined;
-    const { states: st, owners, versions } = n.table;
-    const lost: number[] = [];
-    const moved: number[] = [];
-    const movedTo: number[] = [];
-    for (let p = 0; p < owners.length; p++) {
-      if (!gone.has(owners[p]) || versions[p] === 0n) continue;
-      const v = Number(versions[p]);
-      let to = st[p] !== 0 ? n.id : NO_NODE;
-      if (to === NO_NODE) for (const [id, hv] of holders.get(p) ?? []) if (hv === v && n.members.has(id) && !gone.has(id)) to = id;
-      if (to === NO_NODE) lost.push(p);
-      else {
-        moved.push(p);
-        movedTo.push(to);
-      }
-    }
-    if (lost.length) {
-      // What the decision rested on, for the first few: the version this coordinator knows
-      // of, and the versions the survivors reported holding.
-      const why = lost
-        .slice(0, 4)
-        .map((p) => `page ${p} at ${versions[p]} (held: ${(holders.get(p) ?? []).map(([id, hv]) => `node ${id} at ${hv}`).join(', ') || 'nowhere'})`)
-        .join('; ');
-      n.ev.log('error', `${lost.length} page(s) lost with node(s) ${stillThere.join(', ')}: no survivor holds their latest version; ${why}`);
-    }
-    return {
-      epoch,
-      nextId,
-      members: [...n.members.values()].filter((m) => !gone.has(m.id)),
-      removed: stillThere,
-      lost: Uint32Array.from(lost),
-      moved: Uint32Array.from(moved),
-      movedTo: Uint16Array.from(movedTo),
-      movedVersions: Float64Array.from(moved, (p) => Number(versions[p])),
-    };
   }
 
   /** Recovered: the outcome, from the coordinator. */

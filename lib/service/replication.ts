@@ -362,4 +362,9 @@ export class Replication {
   get waiting(): number {
     return this.unacked.length;
   }
+
+  /** The oldest commits waiting, whom they wait for and who answered (the debug state of a stuck cluster). */
+  debugState(): Array<{ time: number; want: number; backups: number[]; acks: number[] }> {
+    return this.unacked.slice(0, 4).map((u) => ({ time: u.time, want: u.want, backups: this.backupsOf(this.n.id, u.want), acks: [...u.acks] }));
+  }
 }

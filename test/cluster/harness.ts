@@ -145,7 +145,7 @@ export class Harness {
         const exit = n.proc.exitCode ?? n.proc.signalCode;
         // Asked from inside the node's process: a node in a network namespace of its own
         // (netns.ts) is not reachable from this one.
-        const ask = () => n.run<unknown>('return (await require(args.client).fetchStats(dsm.address, args.secret, 3000)).protocol;', { client: STATS_CLIENT, secret: SECRET });
+        const ask = () => n.run<unknown>('return (await require(args.client).fetchStats((dsm ?? ps).address, args.secret, 3000)).protocol;', { client: STATS_CLIENT, secret: SECRET });
         const late = () => new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the process did not answer within 4 s')), 4000).unref());
         const state = exit === null && n.address ? await Promise.race([ask(), late()]).then((p) => JSON.stringify(p), (e: Error) => `(no state: ${e.message})`) : '';
         return (

@@ -124,6 +124,8 @@ export interface RunOptions {
   cluster?: Record<string, unknown>;
   /** Every node joins through a page server started first (store in a fresh directory). */
   pageServer?: boolean;
+  /** Fault 'partition' cuts the page server off instead (the victim's progress still times it). */
+  hitPageServer?: boolean;
   /** Partitions node processes and heals them (faults 'partition', 'bridge', 'deaf'; test/cluster/netns.ts NetnsHarness). */
   net?: {
     cut(n: RemoteNode): void;
@@ -165,12 +167,12 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   const faultLog: string[] = [];
   let clusterOpts: Record<string, unknown> = { heartbeatMs: 200, deadAfterMs: 2000, ...opts.cluster };
   let procs: RemoteNode[];
-  const pageServers: number[] = [];
+  let pageServer: RemoteNode | undefined;
   if (opts.pageServer) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-history-store-'));
     process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
     const ps = await h.pageServer({ dir: path.join(dir, 'store'), heartbeatMs: clusterOpts.heartbeatMs, deadAfterMs: clusterOpts.deadAfterMs });
-    pageServers.push(ps.nodeId);
+    pageServer = ps;
     clusterOpts = { ...clusterOpts, peers: [ps.address] };
     procs = [];
     for (let i = 0; i < plan.nodes; i++) procs.push(await h.start(clusterOpts));
@@ -265,6 +267,13 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
       case 'partition': {
         if (!opts.net) throw new Error("fault 'partition' needs a harness that can cut a node off (NetnsHarness)");
         await reached();
+        if (opts.hitPageServer) {
+          opts.net.cut(pageServer!);
+          faultLog.push(`cut the page server (node ${pageServer!.nodeId}) off the network for ${fault.stallMs} ms after ${completed(victim)} completed transactions of node ${victim.nodeId}`);
+          await new Promise((r) => setTimeout(r, fault.stallMs));
+          opts.net.heal(pageServer!);
+          return;
+        }
         // Stamped on the clock the victim's lines use (the same host), before the cut begins.
         cutAt = { after: completed(victim), atMs: performance.timeOrigin + performance.now() };
         opts.net.cut(victim);
@@ -311,7 +320,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
 
   const survivors = procs.filter((_, i) => !gone.has(i));
   state.phase = 'waiting for the survivors to agree on the members (a stalled node joins again)';
-  await converge(survivors, pageServers);
+  // A page server removed while cut off joins again under a new id.
+  await converge(survivors, async () => (pageServer ? [await pageServer.run<number>('return ps.nodeId;')] : []));
   state.phase = 'waiting for the survivors to apply every commit';
   await settle(survivors);
   state.phase = 'reading the final lists';
@@ -345,7 +355,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
  * detector's limit was removed while it was stopped, and joins again under a new id once it
  * runs (until then its transactions fail with ERR_DSM_PARTITIONED); the final reads wait for that.
  */
-async function converge(survivors: RemoteNode[], others: number[]): Promise<void> {
+async function converge(survivors: RemoteNode[], othersNow: () => Promise<number[]>): Promise<void> {
   for (;;) {
     const views = await Promise.all(
       survivors.map((s) =>
@@ -357,7 +367,7 @@ async function converge(survivors: RemoteNode[], others: number[]): Promise<void
         ),
       ),
     );
-    const ids = [...views.map((v) => v.id), ...others].sort((a, b) => a - b);
+    const ids = [...views.map((v) => v.id), ...(await othersNow())].sort((a, b) => a - b);
     if (views.every((v) => v.ready && v.members.join() === ids.join())) {
       survivors.forEach((s, i) => (s.nodeId = views[i].id));
       return;

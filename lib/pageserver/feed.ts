@@ -142,7 +142,6 @@ export class StoreFeed {
   /** When the oldest commit not yet on disk arrived (0: none). */
   private oldestUnflushedAt = 0;
 
-  /** Acknowledges commit `time` to `to` once it is on disk. */
   /** Where the store stands (the debug state of a stuck cluster). */
   debugState(): Record<string, unknown> {
     return {
@@ -157,6 +156,7 @@ export class StoreFeed {
     };
   }
 
+  /** Acknowledges commit `time` to `to` once it is on disk. */
   ackWhenDurable(to: number, time: number): void {
     if (this.durableTime >= time && !this.failed) this.n.replication.ack(to, time);
     else this.waiting.push({ to, time });

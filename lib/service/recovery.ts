@@ -103,8 +103,12 @@ export class Recovery {
     const r = this.run;
     if (!r || r.deciding || !r.suspects.delete(id)) return;
     r.askedAt = now();
-    const n = this.n;
-    this.ask(r, [...n.members.keys()].filter((m) => m !== n.id && !r.suspects.has(m) && !r.states.has(m)));
+    this.ask(r, this.unanswered(r));
+  }
+
+  /** The members run `r` still waits for: neither suspected nor answered (this node answers itself). */
+  private unanswered(r: Run): number[] {
+    return [...this.n.members.keys()].filter((id) => !r.suspects.has(id) && !r.states.has(id));
   }
 
   private coordinator(): number {
@@ -170,8 +174,7 @@ export class Recovery {
   private reask(): void {
     const r = this.run;
     if (!r || r.deciding) return;
-    const n = this.n;
-    this.ask(r, [...n.members.keys()].filter((id) => id !== n.id && !r.suspects.has(id) && !r.states.has(id)));
+    this.ask(r, this.unanswered(r));
     this.maybeFinish();
   }
 
@@ -319,7 +322,7 @@ export class Recovery {
     if (!r || r.deciding) return;
     const voters = [...n.members.keys()];
     const quorum = isQuorum(voters, (id) => r.states.has(id));
-    const awaited = voters.filter((id) => !r.suspects.has(id) && !r.states.has(id));
+    const awaited = this.unanswered(r);
     if (awaited.length > 0) {
       if (!quorum || now() - r.askedAt < ANSWER_MS) return;
       // Members that do not answer are lost too: ask again under a new ballot naming them,

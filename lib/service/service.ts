@@ -86,8 +86,7 @@ export class Service {
 
   /** Joined again at `time`: the times start over from the cluster's. */
   restartTimes(time: number): void {
-    this.time[Status.applied] = BigInt(time);
-    this.time[Status.seen] = BigInt(time);
+    this.publish(time, time, true);
   }
 
   /**

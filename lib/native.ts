@@ -33,6 +33,8 @@ export const Counter = {
   installs: 9,
   invalidations: 10,
   updates: 11,
+  writeAhead: 12,
+  writeAheadUnused: 13,
 } as const;
 
 /** Order of native/page_table.h. */

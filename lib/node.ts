@@ -30,6 +30,13 @@ export interface DsmStats {
     service: number;
     /** Writes outside a transaction (rolled back). */
     violations: number;
+    /**
+     * Read faults inside a transaction on a page this node wrote last time: granted write
+     * access at once (one fault instead of a read and a write fault), and of those, pages
+     * the transaction only read after all (`writeAheadUnused`; they count as reads).
+     */
+    writeAhead: number;
+    writeAheadUnused: number;
   };
   /**
    * `heldFromStart`: transactions that ran holding the commit token from their first run,
@@ -392,7 +399,7 @@ export class DsmNode extends EventEmitter {
     return {
       nodeId: this.nodeId,
       globalTime: this.globalTime,
-      faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations') },
+      faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations'), writeAhead: n('writeAhead'), writeAheadUnused: n('writeAheadUnused') },
       transactions: { begun: n('begins'), committed: n('commits'), aborted: n('aborts'), retried: this.runner.retries, heldFromStart: this.runner.heldFromStart },
       pages,
       models: { transactional: byModel[0], local: byModel[1], sequential: byModel[2], migratory: byModel[3] },

@@ -20,7 +20,7 @@ bool Dsm::Open(const Options& o, RegionError* err) {
   const uint32_t n = region_.numPages();
   if (!pt_.Allocate(n) || !prot_.Allocate(region_, &pt_, &stats_) || !txShadows_.Allocate(region_) ||
       !violShadows_.Allocate(region_) || !readSet_.Allocate(n) || !claimed_.Allocate(n) ||
-      !backed_.Allocate(n)) {
+      !backed_.Allocate(n) || !writtenLast_.Allocate(n) || !writeAhead_.Allocate(n)) {
     *err = {RegionError::kSystem, "allocating the page table and shadow areas failed"};
     region_.Unmap();
     return false;
@@ -148,9 +148,17 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
     uint8_t next;
     if (!write) {
       if (s == kRead || s == kWrite) break;  // another thread granted it meanwhile
-      if (active_.load(std::memory_order_relaxed)) readSet_.Add(page);
+      const bool tx = active_.load(std::memory_order_relaxed);
+      if (tx) readSet_.Add(page);
       // A page this transaction already wrote (re-protected by a revoke) needs no second fault.
-      const bool written = active_.load(std::memory_order_relaxed) && txShadows_.Has(page);
+      bool written = tx && txShadows_.Has(page);
+      if (tx && !written && writtenLast_[page]) {
+        // Most likely read to be written (see writtenLast_): shadowed now, one fault.
+        txShadows_.Take(page);
+        writeAhead_.Add(page);
+        written = true;
+        stats_.Inc(kWriteAhead);
+      }
       prot = written ? PROT_READ | PROT_WRITE : PROT_READ;
       next = written ? kWrite : kRead;
       lastReadFault_.store(page, std::memory_order_relaxed);
@@ -184,6 +192,7 @@ void Dsm::Begin() {
   if (!prot_.RevokeGranted()) Fatal("revoking page access failed", 0, errno);
   readSet_.Clear();
   txShadows_.Clear();
+  writeAhead_.Clear();
   {
     std::lock_guard<std::mutex> g(modelsMu_);
     declared_.clear();
@@ -199,28 +208,42 @@ void Dsm::Begin() {
 uint32_t Dsm::End() {
   Lock();
   active_.store(false, std::memory_order_release);
-  // Written pages go back to read-only: a write after the function returned is a violation,
-  // not part of the transaction.
-  const PageSet& w = txShadows_.pages();
+  const size_t ps = region_.pageSize();
+  // Written pages lose access: a write after the function returned is a violation, not part
+  // of the transaction. To no access rather than read-only: the next Begin() then has
+  // nothing to revoke for them (one mprotect per page and transaction instead of two; a
+  // read before then faults once and is granted outside the transaction).
   uint32_t count = 0;
   uint32_t run[Protections::kBatchRevoke];
   uint32_t k = 0;
   auto flush = [&] {
-    if (k && !prot_.SetRuns(run, k, PROT_READ)) {
+    if (k && !prot_.SetRuns(run, k, PROT_NONE)) {
       if (errno != ENOMEM || !prot_.RevokeAll()) Fatal("mprotect of the app view failed", run[0], errno);
       k = 0;
       return;
     }
     for (uint32_t i = 0; i < k; i++)
-      if (pt_.state(run[i]) == kWrite) pt_.set_state(run[i], kRead);
+      if (IsAccessible(pt_.state(run[i]))) pt_.set_state(run[i], kValidUnmapped);
     k = 0;
   };
-  w.ForEach([&](uint32_t p) {
-    count++;
-    if (pt_.state(p) != kWrite) return;
+  auto revoke = [&](uint32_t p) {
+    if (!IsAccessible(pt_.state(p))) return;
     run[k++] = p;
     if (k == Protections::kBatchRevoke) flush();
+  };
+  txShadows_.pages().ForEach([&](uint32_t p) {
+    // Granted write access ahead and left as it was: a read. (A remote commit that changed
+    // the page meanwhile went into the shadow and doomed the run, so it compares unequal.)
+    if (writeAhead_.Contains(p) && memcmp(txShadows_.Slot(p), region_.SysPage(p), ps) == 0) {
+      txShadows_.Forget(p);
+      writtenLast_[p] = 0;
+      stats_.Inc(kWriteAheadUnused);
+    } else {
+      count++;
+    }
+    revoke(p);
   });
+  writeAhead_.Clear();
   flush();
   lock_.Unlock();
   return count;
@@ -251,6 +274,7 @@ void Dsm::Abort() {
   });
   RestoreShadows(txShadows_);
   readSet_.Clear();
+  writeAhead_.Clear();
   {
     // The run's allocations vanish with it, and so do their models.
     std::lock_guard<std::mutex> g(modelsMu_);
@@ -316,6 +340,7 @@ void Dsm::Commit(uint64_t time, uint16_t owner, std::vector<uint32_t>* pages, st
   txShadows_.pages().ForEach([&](uint32_t p) {
     pt_.set_version(p, time);
     pt_.set_owner(p, owner);
+    writtenLast_[p] = 1;
   });
   txShadows_.Clear();
   readSet_.Clear();

@@ -54,7 +54,11 @@ class Dsm {
 
   // ---- transactions (app thread) ----
   void Begin();
-  // Ends the running function: written pages go back to read-only. Returns the write count.
+  // Ends the running function: the pages it touched lose access (a write after it returned
+  // is a violation; a read faults and is granted outside the transaction), so the next
+  // Begin() has only the pages read outside a transaction to revoke. Pages granted write
+  // access ahead (see ResolveFault) that were not changed count as read. Returns the write
+  // count.
   uint32_t End();
   // Rolls back every page written since Begin() and forgets both sets.
   void Abort();
@@ -214,6 +218,13 @@ class Dsm {
   ShadowPages txShadows_;    // first-write copies of the running transaction
   ShadowPages violShadows_;  // first-write copies of writes outside a transaction
   PageSet readSet_;
+  // Write ahead. A transaction that reads a page this node wrote the last time it committed
+  // it gets write access on the read fault (shadow taken), saving the write fault that
+  // read-modify-write code takes next; End() compares such pages with their shadows and
+  // turns the unchanged ones back into reads. Per page: written last (app thread, under
+  // lock_); and the pages granted so in the live transaction.
+  MappedArray<uint8_t> writtenLast_;
+  PageSet writeAhead_;
   RequestRing ring_;
   CommitChannel channel_;
   std::atomic<int64_t> lost_{-1};

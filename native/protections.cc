@@ -91,21 +91,23 @@ bool Protections::GrantRuns(const uint32_t* pages, uint32_t count, int prot) {
 }
 
 bool Protections::RevokeGranted() {
-  const uint32_t n = granted_.count();
-  if (n == 0) return true;
-  if (n > kBatchRevoke) {
-    return RevokeAll();
-  }
+  if (granted_.count() == 0) return true;
+  // Pages revoked since they were granted (Dsm::End revokes written pages itself) need no
+  // second mprotect.
   uint32_t pages[kBatchRevoke];
   uint32_t k = 0;
-  granted_.ForEach([&](uint32_t p) { pages[k++] = p; });
+  bool many = false;
+  granted_.ForEach([&](uint32_t p) {
+    if (!IsAccessible(pt_->state(p))) return;
+    if (k == kBatchRevoke) many = true;
+    else pages[k++] = p;
+  });
+  if (many) return RevokeAll();
   if (!SetRuns(pages, k, PROT_NONE)) {
     if (errno != ENOMEM) return false;
     return RevokeAll();
   }
-  for (uint32_t i = 0; i < k; i++) {
-    if (IsAccessible(pt_->state(pages[i]))) pt_->set_state(pages[i], kValidUnmapped);
-  }
+  for (uint32_t i = 0; i < k; i++) pt_->set_state(pages[i], kValidUnmapped);
   granted_.Clear();
   return true;
 }

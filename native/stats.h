@@ -19,6 +19,8 @@ enum Counter : unsigned {
   kInstalls,            // pages installed by the service thread
   kInvalidations,       // pages invalidated by the service thread
   kUpdates,             // pages brought to a remote commit's version by applying its diff
+  kWriteAhead,          // read faults in a transaction granted write access at once (the page is usually written)
+  kWriteAheadUnused,    // of those, pages the transaction only read
   kCounterCount
 };
 
@@ -27,6 +29,7 @@ enum Counter : unsigned {
 inline constexpr const char* kCounterNames[] = {
     "readFaults", "writeFaults", "serviceFaults", "violations", "protectionResets", "shadowRestores",
     "begins",     "commits",     "aborts",        "installs",   "invalidations", "updates",
+    "writeAhead", "writeAheadUnused",
 };
 static_assert(sizeof(kCounterNames) / sizeof(kCounterNames[0]) == kCounterCount, "a name for every counter");
 

@@ -70,8 +70,9 @@ export class HeapGuard {
         if (k !== kp) {
           kp = k;
           const state = this.table.states[kp];
-          // Written by this run (the heap made a chunk) or read lately: read the kinds there.
-          mapped = state >= PageState.read;
+          // Written by this run (the heap made a chunk; its written pages lost access as it
+          // ended, so a read faults once) or read lately: read the kinds there.
+          mapped = state >= PageState.read || includesSorted(written, kp);
           // A current copy here: reading it costs a fault in the handler at most.
           if (state === PageState.validUnmapped) this.refresh(g, kp);
         }
@@ -175,4 +176,16 @@ export class HeapGuard {
 
 function isHeaderKind(k: number): boolean {
   return k === PageKind.chunk || k === PageKind.nodeHeader;
+}
+
+/** Whether sorted `a` holds `v` (write sets come sorted from the native layer). */
+function includesSorted(a: Uint32Array, v: number): boolean {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (a[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < a.length && a[lo] === v;
 }

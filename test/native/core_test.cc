@@ -216,6 +216,88 @@ TEST(transaction_tracks_rolls_back_and_commits) {
   CloseDsm(d);
 }
 
+// Write ahead: a page this node wrote last time it committed is granted write access on
+// the transaction's read fault (one fault for read-modify-write); left unchanged, it is a
+// read (no write set entry, no new version) and the next read of it is a plain read again.
+// A remote commit to it dooms the run, and the rollback keeps the remote change.
+TEST(pages_written_last_take_one_fault_and_count_as_reads_when_unchanged) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  volatile uint32_t* app = reinterpret_cast<volatile uint32_t*>(d->region().app());
+  const uint32_t page = 7, w = page * 1024;
+  d->Begin();
+  app[w] += 1;  // never written here: a read fault, then a write fault
+  CHECK(d->End() == 1);
+  d->Commit(1, 1);
+  CHECK(d->stats().Get(kWriteAhead) == 0);
+  const uint64_t reads = d->stats().Get(kReadFaults), writes = d->stats().Get(kWriteFaults);
+  d->Begin();
+  app[w] += 1;  // written last time: one read fault that grants write access
+  CHECK(d->End() == 1);
+  CHECK(d->WriteSet() == std::vector<uint32_t>{page});
+  d->Commit(2, 1);
+  CHECK(d->stats().Get(kReadFaults) == reads + 1);
+  CHECK(d->stats().Get(kWriteFaults) == writes);
+  CHECK(d->stats().Get(kWriteAhead) == 1);
+  CHECK(d->pages().version(page) == 2);
+  CHECK(app[w] == 2);
+  // Only read: a read after all, the version stays, and the hint goes.
+  d->Begin();
+  uint32_t v = app[w];
+  CHECK(v == 2);
+  CHECK(d->End() == 0);
+  CHECK(d->WriteSet().empty());
+  CHECK(d->ReadSet() == std::vector<uint32_t>{page});
+  CHECK(d->stats().Get(kWriteAheadUnused) == 1);
+  d->Commit(3, 1);
+  CHECK(d->pages().version(page) == 2);
+  d->Begin();
+  v = app[w];
+  CHECK(d->End() == 0);
+  CHECK(d->stats().Get(kWriteAhead) == 2);  // no write access ahead the second time
+  d->Abort();
+  // Written since the hint was dropped: ahead again. A write after End() is a violation.
+  d->Begin();
+  app[w] = 5;
+  d->End();
+  d->Commit(4, 1);
+  d->Begin();
+  v = app[w];
+  CHECK(d->stats().Get(kWriteAhead) == 3);
+  d->End();
+  app[w] = 6;
+  CHECK(d->violation());
+  d->Abort();
+  CHECK(d->TakeViolations() == 1);
+  CHECK(app[w] == 5);
+  // A remote commit to a page granted ahead and not yet written dooms the run; its change
+  // survives the rollback.
+  d->Begin();
+  app[w] = 7;  // (the read above left it unchanged: the hint went)
+  d->End();
+  d->Commit(5, 1);
+  d->Begin();
+  v = app[w];
+  CHECK(d->stats().Get(kWriteAhead) == 4);
+  std::vector<uint8_t> before(4096), after(4096);
+  d->CopyCommitted(page, before.data());
+  after = before;
+  after[4] = 0x5a;
+  std::vector<uint8_t> c(12 + 4096);
+  const uint64_t prev = 5;
+  const uint32_t len = uint32_t(EncodeDiff(before.data(), after.data(), 4096, c.data() + 12));
+  memcpy(c.data(), &prev, 8);
+  memcpy(c.data() + 8, &len, 4);
+  c.resize(12 + len);
+  CHECK(d->ApplyCommit(6, 2, &page, 1, c.data(), c.size()) == 1);
+  CHECK(d->doomed());
+  CHECK(d->End() == 1);  // the shadow took the change: no longer equal
+  d->Abort();
+  CHECK(app[w] == 7 && reinterpret_cast<volatile uint8_t*>(app)[page * 4096 + 4] == 0x5a);
+  CHECK(d->pages().version(page) == 6);
+  CloseDsm(d);
+}
+
 // A write outside any transaction while a transaction's commit is pending (after End(),
 // before the commit is decided): when that transaction aborts, undoing the violation must
 // restore the last committed contents, never the aborted transaction's writes.

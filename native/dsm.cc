@@ -464,6 +464,16 @@ std::vector<uint32_t> Dsm::ReadSet() {
 std::vector<uint32_t> Dsm::WriteSet() {
   Lock();
   auto v = Sorted(txShadows_.pages());
+  // Inside the running function, pages granted write access ahead are written only once
+  // they differ from their shadows (End() settles them for good).
+  if (writeAhead_.count() != 0) {
+    const size_t ps = region_.pageSize();
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [&](uint32_t p) {
+                             return writeAhead_.Contains(p) && memcmp(txShadows_.Slot(p), region_.SysPage(p), ps) == 0;
+                           }),
+            v.end());
+  }
   lock_.Unlock();
   return v;
 }

@@ -61,6 +61,35 @@ describe('transactions', () => {
     expect(sets.write).toEqual([3005, 3010, 3011]);
   });
 
+  it('a page written last time and only read now is a read: not in the write set, no commit', async () => {
+    const p = 3100;
+    await dsm.transaction(() => {
+      dsm.u32[(p * PAGE) / 4] += 1;
+    });
+    const before = dsm.stats().faults;
+    const time = dsm.globalTime;
+    const sets = await dsm.transaction((tx: any) => {
+      const v = dsm.u32[(p * PAGE) / 4]; // granted write access ahead: this node wrote it last
+      return { read: tx.readSet(), write: tx.writeSet(), v };
+    });
+    expect(sets).toEqual({ read: [p], write: [], v: 1 });
+    expect(dsm.globalTime).toBe(time); // read-only: nothing committed
+    const after = dsm.stats().faults;
+    expect(after.writeAhead - before.writeAhead).toBe(1);
+    expect(after.writeAheadUnused - before.writeAheadUnused).toBe(1);
+    // Read, then written: one fault, and the write counts.
+    await dsm.transaction(() => {
+      dsm.u32[(p * PAGE) / 4] += 1;
+    });
+    const w = await dsm.transaction((tx: any) => {
+      dsm.u32[(p * PAGE) / 4] += 1;
+      return tx.writeSet();
+    });
+    expect(w).toEqual([p]);
+    expect(dsm.u32[(p * PAGE) / 4]).toBe(3);
+    expect(dsm.globalTime).toBe(time + 2);
+  });
+
   it('a write outside a transaction makes the next DSM call throw and is rolled back', async () => {
     const i = (4000 * PAGE) / 4;
     await dsm.transaction(() => {

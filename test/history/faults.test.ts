@@ -41,7 +41,7 @@ interface Schedule {
   cluster?: Record<string, unknown>;
   /** The nodes join through a page server. */
   pageServer?: boolean;
-  /** Partitions hit the page server instead of a node. */
+  /** Partitions and stalls hit the page server instead of a node. */
   hitPageServer?: boolean;
   /** Each node in a network namespace of its own (fault 'partition' cuts one off; needs root). */
   netns?: boolean;
@@ -61,6 +61,12 @@ const schedules: Schedule[] = [
   { name: "one fault of any kind, 3 nodes, durability 'none', no token batching", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true, cluster: { durability: 'none', tokenBatchMs: 0 } },
   { name: "SIGKILL of a random node, 3 nodes and a page server, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 200, faults: ['kill'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: "one fault of any kind, 3 nodes and a page server, durability 'disk', two keys per page", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
+  // Five members: a recovery's quorum (three) can leave the page server out, which then
+  // hears of a regeneration late, if at all.
+  { name: "SIGSTOP past the failure detector, 4 nodes and a page server, durability 'disk'", plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
+  { name: "the page server stalled past the failure detector, 3 nodes, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true, hitPageServer: true },
+  { name: "the page server stalled past the failure detector, 4 nodes, durability 'disk'", plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true, hitPageServer: true },
+  { name: "one fault of any kind, 4 nodes and a page server, durability 'disk'", plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: 'SIGKILL of a random node, 4 nodes, two keys per page', plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['kill'] }, reliable: true },
   { name: 'SIGSTOP for less than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [300, 1000] }, reliable: true },
   { name: 'SIGSTOP for longer than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true },

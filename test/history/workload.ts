@@ -124,7 +124,7 @@ export interface RunOptions {
   cluster?: Record<string, unknown>;
   /** Every node joins through a page server started first (store in a fresh directory). */
   pageServer?: boolean;
-  /** Fault 'partition' cuts the page server off instead (the victim's progress still times it). */
+  /** Faults 'partition' and 'stall' hit the page server instead (the victim's progress still times them). */
   hitPageServer?: boolean;
   /** Partitions node processes and heals them (faults 'partition', 'bridge', 'deaf'; test/cluster/netns.ts NetnsHarness). */
   net?: {
@@ -162,6 +162,16 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions & { deadl
   }
 }
 
+/** Page-store directories of this test process's runs, removed as it exits (one listener for all). */
+const storeDirs: string[] = [];
+
+function storeDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-history-store-'));
+  if (storeDirs.length === 0) process.once('exit', () => storeDirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  storeDirs.push(dir);
+  return dir;
+}
+
 async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase: string }): Promise<RunResult> {
   const t0 = Date.now();
   const faultLog: string[] = [];
@@ -169,8 +179,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   let procs: RemoteNode[];
   let pageServer: RemoteNode | undefined;
   if (opts.pageServer) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-history-store-'));
-    process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    const dir = storeDir();
     const ps = await h.pageServer({ dir: path.join(dir, 'store'), heartbeatMs: clusterOpts.heartbeatMs, deadAfterMs: clusterOpts.deadAfterMs });
     pageServer = ps;
     clusterOpts = { ...clusterOpts, peers: [ps.address] };
@@ -255,6 +264,13 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
       }
       case 'stall': {
         await reached();
+        if (opts.hitPageServer) {
+          pageServer!.kill('SIGSTOP');
+          faultLog.push(`SIGSTOP the page server (node ${pageServer!.nodeId}) for ${fault.stallMs} ms after ${completed(victim)} completed transactions of node ${victim.nodeId}`);
+          await new Promise((r) => setTimeout(r, fault.stallMs));
+          pageServer!.kill('SIGCONT');
+          return;
+        }
         victim.kill('SIGSTOP');
         faultLog.push(`SIGSTOP node ${victim.nodeId} (process ${fault.victim}) for ${fault.stallMs} ms after ${completed(victim)} completed transactions`);
         await new Promise((r) => setTimeout(r, fault.stallMs));

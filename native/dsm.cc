@@ -212,24 +212,34 @@ uint32_t Dsm::End() {
   // Written pages lose access: a write after the function returned is a violation, not part
   // of the transaction. To no access rather than read-only: the next Begin() then has
   // nothing to revoke for them (one mprotect per page and transaction instead of two; a
-  // read before then faults once and is granted outside the transaction).
+  // read before then faults once and is granted outside the transaction). Pages granted
+  // write access ahead and left unchanged become what they are, read pages: read-only
+  // until the next Begin(), like every page the function read (the heap guard reads the
+  // page kinds where this node has them mapped).
   uint32_t count = 0;
-  uint32_t run[Protections::kBatchRevoke];
-  uint32_t k = 0;
-  auto flush = [&] {
-    if (k && !prot_.SetRuns(run, k, PROT_NONE)) {
-      if (errno != ENOMEM || !prot_.RevokeAll()) Fatal("mprotect of the app view failed", run[0], errno);
-      k = 0;
+  struct Runs {
+    uint32_t page[Protections::kBatchRevoke];
+    uint32_t k = 0;
+  } none, read;
+  // Once every granted page was revoked (mprotect ENOMEM), no page is made readable again:
+  // it would be accessible without being remembered for the next revoke.
+  bool revokedAll = false;
+  auto flush = [&](Runs& r, int prot, uint8_t state) {
+    if (revokedAll && prot != PROT_NONE) r.k = 0;
+    if (r.k && !prot_.SetRuns(r.page, r.k, prot)) {
+      if (errno != ENOMEM || !prot_.RevokeAll()) Fatal("mprotect of the app view failed", r.page[0], errno);
+      revokedAll = true;
+      r.k = 0;
       return;
     }
-    for (uint32_t i = 0; i < k; i++)
-      if (IsAccessible(pt_.state(run[i]))) pt_.set_state(run[i], kValidUnmapped);
-    k = 0;
+    for (uint32_t i = 0; i < r.k; i++)
+      if (IsAccessible(pt_.state(r.page[i]))) pt_.set_state(r.page[i], state);
+    r.k = 0;
   };
-  auto revoke = [&](uint32_t p) {
+  auto add = [&](Runs& r, uint32_t p, int prot, uint8_t state) {
     if (!IsAccessible(pt_.state(p))) return;
-    run[k++] = p;
-    if (k == Protections::kBatchRevoke) flush();
+    r.page[r.k++] = p;
+    if (r.k == Protections::kBatchRevoke) flush(r, prot, state);
   };
   txShadows_.pages().ForEach([&](uint32_t p) {
     // Granted write access ahead and left as it was: a read. (A remote commit that changed
@@ -238,13 +248,15 @@ uint32_t Dsm::End() {
       txShadows_.Forget(p);
       writtenLast_[p] = 0;
       stats_.Inc(kWriteAheadUnused);
+      add(read, p, PROT_READ, kRead);
     } else {
       count++;
+      add(none, p, PROT_NONE, kValidUnmapped);
     }
-    revoke(p);
   });
   writeAhead_.Clear();
-  flush();
+  flush(none, PROT_NONE, kValidUnmapped);
+  flush(read, PROT_READ, kRead);
   lock_.Unlock();
   return count;
 }

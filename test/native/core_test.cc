@@ -235,6 +235,7 @@ TEST(pages_written_last_take_one_fault_and_count_as_reads_when_unchanged) {
   app[w] += 1;  // written last time: one read fault that grants write access
   CHECK(d->End() == 1);
   CHECK(d->WriteSet() == std::vector<uint32_t>{page});
+  CHECK(d->pages().state(page) == kValidUnmapped);  // written: no access until the next fault
   d->Commit(2, 1);
   CHECK(d->stats().Get(kReadFaults) == reads + 1);
   CHECK(d->stats().Get(kWriteFaults) == writes);
@@ -248,6 +249,7 @@ TEST(pages_written_last_take_one_fault_and_count_as_reads_when_unchanged) {
   CHECK(d->End() == 0);
   CHECK(d->WriteSet().empty());
   CHECK(d->ReadSet() == std::vector<uint32_t>{page});
+  CHECK(d->pages().state(page) == kRead);  // read-only until the next Begin, like any page read
   CHECK(d->stats().Get(kWriteAheadUnused) == 1);
   d->Commit(3, 1);
   CHECK(d->pages().version(page) == 2);

@@ -327,7 +327,7 @@ export class Cluster {
       } else {
         for (let q = p; q < end; q++) {
           left++;
-          this.pager.fetchFor(q, one);
+          this.pager.fetchFor(q, one, true);
         }
       }
       p = end;

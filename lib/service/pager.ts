@@ -22,6 +22,8 @@ interface PendingFetch {
   parked?: boolean;
   /** Run when the fetch ends (fetchFor). */
   done?: Array<() => void>;
+  /** The program asked for it (dsm.prefetch): a loss is reported to it as a fault's is. */
+  report?: boolean;
 }
 
 /** A page request unanswered this long is asked of every member instead. */
@@ -86,15 +88,18 @@ export class Pager {
   }
 
   /**
-   * Fetches `page` for the service itself (a backup taking a page it lacks, replication.ts);
-   * `done` runs once the fetch has ended, whether it installed the page or not.
+   * Fetches `page` for the service itself (a backup taking a page it lacks, replication.ts),
+   * or for dsm.prefetch (`report`: a loss is the program's to hear of); `done` runs once the
+   * fetch has ended, whether it installed the page or not.
    */
-  fetchFor(page: number, done: () => void): void {
+  fetchFor(page: number, done: () => void, report = false): void {
     const { native, table } = this.n;
     if (table.states[page] !== 0 || table.owners[page] === LOST_OWNER) return done();
     const existing = this.fetchByPage[page];
     if (existing !== 0) {
-      (this.fetches.get(existing)!.done ??= []).push(done);
+      const f = this.fetches.get(existing)!;
+      (f.done ??= []).push(done);
+      if (report) f.report = true;
       return;
     }
     if (table.versions[page] === 0n) {
@@ -102,7 +107,7 @@ export class Pager {
       return done();
     }
     // With read-ahead: a backup lacking many pages of one commit asks for runs of them.
-    this.request(page, [], READ_AHEAD_MAX, done);
+    this.request(page, [], READ_AHEAD_MAX, done, report);
   }
 
   /**
@@ -124,7 +129,7 @@ export class Pager {
   }
 
   /** Sends one page request for up to `window` pages from `page`; returns how many it covers. */
-  private request(page: number, slots: number[], window: number, done?: () => void): number {
+  private request(page: number, slots: number[], window: number, done?: () => void, report = false): number {
     const n = this.n;
     const { table } = n;
     const owner = table.owners[page];
@@ -135,7 +140,7 @@ export class Pager {
       table.owners[page + count] === owner && this.fetchByPage[page + count] === 0) count++;
     const reqId = this.nextReq;
     this.nextReq = (this.nextReq + 1) >>> 0 || 1; // u32 on the wire; 0 means none
-    this.fetches.set(reqId, { page, slots, count, done: done && [done] });
+    this.fetches.set(reqId, { page, slots, count, done: done && [done], report });
     this.fetchByPage.fill(reqId, page, page + count);
     this.remoteFetches++;
     if (owner === LOST_OWNER) {
@@ -171,7 +176,7 @@ export class Pager {
   }
 
   /**
-   * Nobody we reach has the page: if a configuration decided it lost, fail the fault;
+   * Nobody we reach has the page: if a configuration decided it lost, fail the fault (if one waits);
    * otherwise wait for the owner to answer or a configuration to decide (asking again now
    * and then: an answer can be lost with a connection).
    */
@@ -179,7 +184,13 @@ export class Pager {
     const n = this.n;
     const f = this.fetches.get(reqId)!;
     if (n.isLost(f.page)) {
-      this.failLost(f.page);
+      // Reported to the program only when a fault waits: a read-ahead nobody waited on set
+      // its sticky lost-page error for a page it never touched, and its next transaction
+      // threw (a scan's read-ahead in flight as the owner died). A read-ahead ends with the
+      // page still invalid (a fault on it later reports it); the service's own fetch (a
+      // backup, the page store) gets the zero page, as it did.
+      if (f.slots.length > 0 || f.report) this.failLost(f.page);
+      else if (f.done) this.failLost(f.page, false);
       this.finish(reqId);
       return;
     }
@@ -191,14 +202,15 @@ export class Pager {
   }
 
   /**
-   * A fault on a page a configuration decided lost. The faulting thread must be able to go
+   * A fault on a page a configuration decided lost (`report`; otherwise the service's own
+   * fetch of it, which the program is not told of). The faulting thread must be able to go
    * on: it gets a zero page that stays lost (served to nobody, owner LOST_OWNER), the running
    * transaction is doomed and rejects with ERR_DSM_PAGE_LOST, and outside a transaction the
    * next DSM call raises it. A page the app is discarding (tx.discardLost) just starts from zero.
    */
-  private failLost(page: number): void {
+  private failLost(page: number, report = true): void {
     const { native, table, ev } = this.n;
-    if (!ev.discarding(page)) {
+    if (report && !ev.discarding(page)) {
       ev.log('warn', `page ${page} was lost with the nodes that held it (version ${table.versions[page]})`);
       native.markLost(page);
     }

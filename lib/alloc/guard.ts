@@ -6,8 +6,8 @@
 // without touching them, and without ever fetching a page: a transaction must not wait
 // for, or fail on, a page it did not use (its only holder may have died). The kinds of the
 // data pages are read where this node has the current kinds page; otherwise what it saw
-// last stands (header pages are never freed, so a page once seen as one stays one), and a
-// header another node made since is recognised once this node has that kinds page again.
+// there last stands, and a header another node made (or gave back) since is known as such
+// once this node has that kinds page again.
 // Only when some written pages are metadata are their committed copies taken from
 // the native layer and the heap's journal replayed over them: the result must be exactly
 // what the pages hold now, and every write the heap replayed must find the value it
@@ -95,9 +95,11 @@ export class HeapGuard {
     const h = (this.headers ??= new Uint8Array(g.pages));
     const first = kp * g.pageSize - g.kindsAt;
     const end = Math.min(g.pages, first + g.pageSize);
+    // The kinds page is current here: what it says stands, a header given back (zones hand
+    // spare chunks back to the manager, and a large object may take their pages) included.
     for (let p = Math.max(first, 0); p < end; p++) {
       const k = this.u8[g.kindsAt + p];
-      if (isHeaderKind(k)) h[p] = k;
+      h[p] = isHeaderKind(k) ? k : 0;
     }
     // A newer version read meanwhile is only seen as stale next time: read again then.
     this.seenAt![kp - g.kindsAt / g.pageSize] = version;

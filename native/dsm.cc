@@ -208,7 +208,6 @@ void Dsm::Begin() {
 uint32_t Dsm::End() {
   Lock();
   active_.store(false, std::memory_order_release);
-  const size_t ps = region_.pageSize();
   // Written pages lose access: a write after the function returned is a violation, not part
   // of the transaction. To no access rather than read-only: the next Begin() then has
   // nothing to revoke for them (one mprotect per page and transaction instead of two; a
@@ -232,8 +231,7 @@ uint32_t Dsm::End() {
       r.k = 0;
       return;
     }
-    for (uint32_t i = 0; i < r.k; i++)
-      if (IsAccessible(pt_.state(r.page[i]))) pt_.set_state(r.page[i], state);
+    for (uint32_t i = 0; i < r.k; i++) pt_.set_state(r.page[i], state);  // accessible when added (add)
     r.k = 0;
   };
   auto add = [&](Runs& r, uint32_t p, int prot, uint8_t state) {
@@ -244,7 +242,7 @@ uint32_t Dsm::End() {
   txShadows_.pages().ForEach([&](uint32_t p) {
     // Granted write access ahead and left as it was: a read. (A remote commit that changed
     // the page meanwhile went into the shadow and doomed the run, so it compares unequal.)
-    if (writeAhead_.Contains(p) && memcmp(txShadows_.Slot(p), region_.SysPage(p), ps) == 0) {
+    if (AheadUnchanged(p)) {
       txShadows_.Forget(p);
       writtenLast_[p] = 0;
       stats_.Inc(kWriteAheadUnused);
@@ -259,6 +257,10 @@ uint32_t Dsm::End() {
   flush(read, PROT_READ, kRead);
   lock_.Unlock();
   return count;
+}
+
+bool Dsm::AheadUnchanged(uint32_t page) const {
+  return writeAhead_.Contains(page) && memcmp(txShadows_.Slot(page), region_.SysPage(page), region_.pageSize()) == 0;
 }
 
 void Dsm::RestoreShadows(ShadowPages& s) {
@@ -478,14 +480,7 @@ std::vector<uint32_t> Dsm::WriteSet() {
   auto v = Sorted(txShadows_.pages());
   // Inside the running function, pages granted write access ahead are written only once
   // they differ from their shadows (End() settles them for good).
-  if (writeAhead_.count() != 0) {
-    const size_t ps = region_.pageSize();
-    v.erase(std::remove_if(v.begin(), v.end(),
-                           [&](uint32_t p) {
-                             return writeAhead_.Contains(p) && memcmp(txShadows_.Slot(p), region_.SysPage(p), ps) == 0;
-                           }),
-            v.end());
-  }
+  if (writeAhead_.count() != 0) v.erase(std::remove_if(v.begin(), v.end(), [&](uint32_t p) { return AheadUnchanged(p); }), v.end());
   lock_.Unlock();
   return v;
 }

@@ -191,6 +191,8 @@ class Dsm {
   uint32_t Publish(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners,
                    const std::vector<uint32_t>& take);
   void RestoreShadows(ShadowPages& s);
+  // A page granted write access ahead (writeAhead_) that still equals its shadow: a read so far. Lock held.
+  bool AheadUnchanged(uint32_t page) const;
   bool Lock() { return lock_.Lock(); }
   // Invalidate() with the lock held.
   bool InvalidateLocked(uint32_t page, uint64_t version, uint16_t owner);

@@ -41,8 +41,11 @@ export interface ReplayInfo {
 export class CommitLog {
   private fd: number;
   private seq: number;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /** Records appended since the last sync, back to back as they go to the file. */
+  private staged = Buffer.allocUnsafe(1 << 16);
+  private used = 0;
+  private records = 0;
+  private lastLen = 0;
   private syncing?: Promise<void>;
   /** Bytes in the current file (checkpoints start a new one past a size). */
   bytes = 0;
@@ -86,48 +89,70 @@ export class CommitLog {
   }
 
   appendCommit(time: number, pages: Uint32Array, changes: Uint8Array): void {
-    const b = Buffer.allocUnsafe(1 + 8 + 4 + pages.length * 4 + changes.length);
-    b[0] = COMMIT;
-    b.writeUInt32LE(time >>> 0, 1);
-    b.writeUInt32LE(Math.floor(time / 2 ** 32), 5);
-    b.writeUInt32LE(pages.length, 9);
-    Buffer.from(pages.buffer, pages.byteOffset, pages.byteLength).copy(b, 13);
-    b.set(changes, 13 + pages.length * 4);
-    this.append(b);
+    const at = this.reserve(1 + 8 + 4 + pages.length * 4 + changes.length);
+    const b = this.staged;
+    b[at] = COMMIT;
+    b.writeUInt32LE(time >>> 0, at + 1);
+    b.writeUInt32LE(Math.floor(time / 2 ** 32), at + 5);
+    b.writeUInt32LE(pages.length, at + 9);
+    b.set(new Uint8Array(pages.buffer, pages.byteOffset, pages.byteLength), at + 13);
+    b.set(changes, at + 13 + pages.length * 4);
+    this.seal(at);
   }
 
   appendPage(page: number, version: number, data: Uint8Array): void {
-    const b = Buffer.allocUnsafe(1 + 4 + 8 + data.length);
-    b[0] = PAGE;
-    b.writeUInt32LE(page, 1);
-    b.writeUInt32LE(version >>> 0, 5);
-    b.writeUInt32LE(Math.floor(version / 2 ** 32), 9);
-    b.set(data, 13);
-    this.append(b);
+    const at = this.reserve(1 + 4 + 8 + data.length);
+    const b = this.staged;
+    b[at] = PAGE;
+    b.writeUInt32LE(page, at + 1);
+    b.writeUInt32LE(version >>> 0, at + 5);
+    b.writeUInt32LE(Math.floor(version / 2 ** 32), at + 9);
+    b.set(data, at + 13);
+    this.seal(at);
   }
 
   appendRebase(time: number, written: Array<{ page: number; version: number }>): void {
-    const b = Buffer.allocUnsafe(1 + 8 + 4 + written.length * 12);
-    b[0] = REBASE;
-    b.writeUInt32LE(time >>> 0, 1);
-    b.writeUInt32LE(Math.floor(time / 2 ** 32), 5);
-    b.writeUInt32LE(written.length, 9);
-    let o = 13;
+    const at = this.reserve(1 + 8 + 4 + written.length * 12);
+    const b = this.staged;
+    b[at] = REBASE;
+    b.writeUInt32LE(time >>> 0, at + 1);
+    b.writeUInt32LE(Math.floor(time / 2 ** 32), at + 5);
+    b.writeUInt32LE(written.length, at + 9);
+    let o = at + 13;
     for (const { page, version } of written) {
       b.writeUInt32LE(page, o);
       b.writeUInt32LE(version >>> 0, o + 4);
       b.writeUInt32LE(Math.floor(version / 2 ** 32), o + 8);
       o += 12;
     }
-    this.append(b);
+    this.seal(at);
   }
 
-  private append(payload: Buffer): void {
-    const h = Buffer.allocUnsafe(HEADER);
-    h.writeUInt32LE(payload.length, 0);
-    h.writeUInt32LE(zlib.crc32(payload), 4);
-    this.pending.push(h, payload);
-    this.pendingBytes += HEADER + payload.length;
+  /**
+   * Room for a record of `len` payload bytes after the staged ones; returns where its payload
+   * starts. Records are built in place in one buffer, so a sync is one write of one buffer:
+   * two allocations a record and a writev of 200 pieces per 100 one-page commits cost more
+   * than the fdatasync they shared (1.0 us a commit to append and 3-5 us to sync, against
+   * 2 us a commit for a raw write and fsync of the same bytes).
+   */
+  private reserve(len: number): number {
+    const need = this.used + HEADER + len;
+    if (need > this.staged.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.staged.length * 2));
+      this.staged.copy(grown, 0, 0, this.used);
+      this.staged = grown;
+    }
+    this.staged.writeUInt32LE(len, this.used);
+    this.lastLen = len;
+    return this.used + HEADER;
+  }
+
+  /** Ends the record whose payload starts at `at` (just reserved): its CRC, and it is staged. */
+  private seal(at: number): void {
+    const len = this.lastLen;
+    this.staged.writeUInt32LE(zlib.crc32(this.staged.subarray(at, at + len)), at - HEADER + 4);
+    this.used = at + len;
+    this.records++;
   }
 
   /**
@@ -149,14 +174,13 @@ export class CommitLog {
   }
 
   private async syncOnce(): Promise<void> {
-    if (this.pending.length === 0) return;
-    const bufs = this.pending;
-    const records = bufs.length / 2;
-    const bytes = this.pendingBytes;
-    this.pending = [];
-    this.pendingBytes = 0;
+    if (this.used === 0) return;
+    const records = this.records;
+    const bytes = this.used;
+    this.used = 0;
+    this.records = 0;
     const fd = this.fd;
-    fs.writevSync(fd, bufs);
+    writeAll(fd, this.staged, bytes);
     fs.fdatasyncSync(fd);
     this.bytes += bytes;
     this.syncs++;
@@ -191,10 +215,16 @@ export class CommitLog {
   }
 
   close(): void {
-    if (this.pending.length) fs.writevSync(this.fd, this.pending);
-    this.pending = [];
+    if (this.used) writeAll(this.fd, this.staged, this.used);
+    this.used = 0;
+    this.records = 0;
     fs.closeSync(this.fd);
   }
+}
+
+/** Writes the first `len` bytes of `b`: a write may take fewer bytes than asked (a disk filling up). */
+function writeAll(fd: number, b: Buffer, len: number): void {
+  for (let at = 0; at < len; ) at += fs.writeSync(fd, b, at, len - at);
 }
 
 /** Replays one file into the store; true when it ended in a torn or damaged record. */

@@ -156,6 +156,33 @@ describe('page store', () => {
     equalImage(again, c.image);
   });
 
+  it('pages changed by many commits between flushes read the same before, during and after the flush that takes them', async () => {
+    // Diffs wait to be applied until a page is read or flushed, and a page with many waiting
+    // is made at once: few pages and many commits cross both, with flushes on their way.
+    const dir = tmpDir();
+    const s = await openStore(dir);
+    const stream = commitStream(23, { numPages: 6, maxPages: 3 });
+    const model = (img: Map<number, { version: number; data: Uint8Array }>) => new Map([...img].map(([p, v]) => [p, { ...v, data: v.data.slice() }]));
+    let c = stream.next().value!;
+    s.apply(c.time, c.pages, c.changes);
+    for (let round = 0; round < 12; round++) {
+      for (let i = 0; i < 90; i++) s.apply((c = stream.next().value!).time, c.pages, c.changes);
+      const flushed = model(c.image);
+      const done = s.flush();
+      // Applied on top of the pages on their way to disk, read while they are.
+      for (let i = 0; i < 40; i++) s.apply((c = stream.next().value!).time, c.pages, c.changes);
+      if (round % 3 === 0) equalImage(s, c.image);
+      const after = model(c.image);
+      expect(await done).toBeGreaterThanOrEqual(Math.max(...[...flushed.values()].map((v) => v.version)));
+      equalImage(s, after);
+    }
+    expect(s.missing()).toHaveLength(0);
+    await s.close();
+    const again = await openStore(dir);
+    expect(again.appliedTime).toBe(c.time);
+    equalImage(again, c.image);
+  });
+
   it('many flushes asked for at once make one', async () => {
     const s = await openStore(tmpDir());
     const stream = commitStream(12);

@@ -5,17 +5,29 @@
 // meta page): 0.36 ms for a one-page commit here, against 0.12 ms for appending 64 bytes
 // and fdatasync; the log puts only the sequential write on the acknowledgement's path.
 //
-// Files: wal-<n>.log in the store's directory, replayed in order over the store's image at
+// Files: log-<n>.wal in the store's directory, replayed in order over the store's image at
 // open. A checkpoint starts a new file, flushes the store (one synced LMDB transaction of
-// everything applied so far) and then deletes the older files: the image then holds all
+// everything applied so far) and then retires the older files: the image then holds all
 // they held. Replay is exact because it repeats the same calls in the same order on the
 // same image; whatever the image already holds is skipped (older times, pages not missing).
 //
-// Record, little-endian: u32 payload length | u32 CRC-32 of the payload | payload, where the
-// payload is u8 kind | ...:
+// Retired files are kept (at most SPARES) and written over as later files. An fdatasync
+// that extends a file also commits the file system's journal (the new size and blocks);
+// one over blocks the file already has does not. Measured here, 300 appends of 4,900 bytes
+// each followed by fdatasync, medians of 5: 184 us a sync in a growing file, 123 us in one
+// written over. A file written over holds its earlier records after the new ones; each
+// record's CRC covers the file's number, so those fail their check and end the replay, as
+// a torn record does. A file is closed with an END record before the next one starts:
+// replay of any file but the last must reach its END, or the log is damaged. The first
+// format (wal-<n>.log: CRCs of the payload alone, no END, never written over) is still
+// replayed, and its files deleted at the first checkpoint.
+//
+// Record, little-endian: u32 payload length | u32 CRC-32 of (u64 file number | payload) |
+// payload, where the payload is u8 kind | ...:
 //   1 commit  u64 time | u32 page count | u32 pages | bytes changes (the rest)
 //   2 page    u32 page | u64 version | the page
 //   3 rebase  u64 time | u32 count | per page u32 page, u64 version
+//   4 end     (nothing: the file is complete)
 // A torn or damaged record (a crash during an append) ends the replay there: nothing after
 // it was acknowledged, since acknowledgements wait for the fdatasync that covers them.
 import fs from 'node:fs';
@@ -28,38 +40,75 @@ const HEADER = 8;
 const COMMIT = 1;
 const PAGE = 2;
 const REBASE = 3;
-const FILE = /^wal-(\d+)\.log$/;
+const END = 4;
+const FILE = /^log-(\d+)\.wal$/;
+/** The first format's files (see the top of this file). */
+const FIRST_FORMAT_FILE = /^wal-(\d+)\.log$/;
+const SPARE = /^spare-(\d+)\.wal$/;
+/** Retired files kept to be written over. */
+const SPARES = 2;
 
 /** What a replay did (for the log line at start). */
 export interface ReplayInfo {
   records: number;
   files: number;
-  /** A damaged record ended the last file early (its tail was never acknowledged). */
+  /** The last file ended in a torn or stale record (after its last synced one, never acknowledged). */
   tornTail: boolean;
+}
+
+/** The CRC every record of file `seq` starts from: its u64 number's. */
+function seedOf(seq: number): number {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(seq >>> 0, 0);
+  b.writeUInt32LE(Math.floor(seq / 2 ** 32), 4);
+  return zlib.crc32(b);
+}
+
+/** The log files in `dir`, oldest first; `seed` null for the first format. */
+function logFiles(dir: string): Array<{ seq: number; name: string; seed: number | null }> {
+  const out: Array<{ seq: number; name: string; seed: number | null }> = [];
+  for (const f of fs.readdirSync(dir)) {
+    let m = FILE.exec(f);
+    if (m) out.push({ seq: Number(m[1]), name: f, seed: seedOf(Number(m[1])) });
+    else if ((m = FIRST_FORMAT_FILE.exec(f))) out.push({ seq: Number(m[1]), name: f, seed: null });
+  }
+  return out.sort((a, b) => a.seq - b.seq);
+}
+
+/** Makes a rename or a new file in `dir` durable (fdatasync covers a file's data, not its name). */
+function syncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export class CommitLog {
   private fd: number;
   private seq: number;
-  /** Records appended since the last sync, back to back as they go to the file. */
+  private seed: number;
+  /** Records appended since the last sync, back to back as they go to the file (CRCs filled in as they are written). */
   private staged = Buffer.allocUnsafe(1 << 16);
   private used = 0;
   private records = 0;
   private lastLen = 0;
-  private syncing?: Promise<void>;
-  /** Bytes in the current file (checkpoints start a new one past a size). */
+  /** Bytes in the current file (checkpoints start a new one past a size); where the next write goes. */
   bytes = 0;
   /** fdatasyncs so far (dsm stats). */
   syncs = 0;
   /** Records made durable, divided by syncs (dsm stats). */
   private synced = 0;
+  private syncing?: Promise<void>;
 
   private constructor(
     private readonly dir: string,
     seq: number,
   ) {
     this.seq = seq;
-    this.fd = fs.openSync(this.file(seq), 'a');
+    this.seed = seedOf(seq);
+    this.fd = this.openFile(seq);
   }
 
   /**
@@ -67,25 +116,44 @@ export class CommitLog {
    * file. The caller checkpoints (the replayed records stay until then).
    */
   static open(dir: string, store: PageStore): { log: CommitLog; replay: ReplayInfo } {
-    const seqs = fs
-      .readdirSync(dir)
-      .map((f) => FILE.exec(f))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b);
-    const replay: ReplayInfo = { records: 0, files: seqs.length, tornTail: false };
-    for (const [i, seq] of seqs.entries()) {
-      const torn = replayFile(path.join(dir, `wal-${seq}.log`), store, replay);
-      if (torn && i < seqs.length - 1) {
-        throw new StoreError(`the commit log ${path.join(dir, `wal-${seq}.log`)} is damaged before its end; restore the store from a snapshot`);
-      }
-      replay.tornTail ||= torn;
+    const files = logFiles(dir);
+    const replay: ReplayInfo = { records: 0, files: files.length, tornTail: false };
+    for (const [i, f] of files.entries()) {
+      const file = path.join(dir, f.name);
+      const last = i === files.length - 1;
+      const { end, at } = replayFile(file, f.seed, store, replay);
+      // A file the log went on from is complete: its END (the first format had none).
+      if (!last && (f.seed === null ? end === 'torn' : end !== 'end')) throw new StoreError(`the commit log ${file} is damaged before its end; restore the store from a snapshot`);
+      if (end === 'torn') replay.tornTail = true;
+      // The log goes on in a new file: this one ends where its replay did, for good, or a
+      // crash before the next checkpoint would leave a file without its END before the new one.
+      if (last && end !== 'end') endFile(file, f.seq, f.seed, at);
     }
-    return { log: new CommitLog(dir, (seqs.at(-1) ?? 0) + 1), replay };
+    const spares = fs.readdirSync(dir).map((f) => SPARE.exec(f)).filter((m): m is RegExpExecArray => m !== null);
+    const top = Math.max(0, ...files.map((f) => f.seq), ...spares.map((m) => Number(m[1])));
+    return { log: new CommitLog(dir, top + 1), replay };
   }
 
   private file(seq: number): string {
-    return path.join(this.dir, `wal-${seq}.log`);
+    return path.join(this.dir, `log-${seq}.wal`);
+  }
+
+  /** Opens file `seq` for writing from its start: a spare renamed to it when there is one. */
+  private openFile(seq: number): number {
+    let largest: { name: string; size: number } | undefined;
+    for (const f of fs.readdirSync(this.dir)) {
+      if (!SPARE.test(f)) continue;
+      const size = fs.statSync(path.join(this.dir, f)).size;
+      if (!largest || size > largest.size) largest = { name: f, size };
+    }
+    let fd: number;
+    if (largest) {
+      fs.renameSync(path.join(this.dir, largest.name), this.file(seq));
+      fd = fs.openSync(this.file(seq), 'r+');
+    } else fd = fs.openSync(this.file(seq), 'w');
+    // Before any record in it is acknowledged, its name must survive a crash.
+    syncDir(this.dir);
+    return fd;
   }
 
   appendCommit(time: number, pages: Uint32Array, changes: Uint8Array): void {
@@ -147,11 +215,9 @@ export class CommitLog {
     return this.used + HEADER;
   }
 
-  /** Ends the record whose payload starts at `at` (just reserved): its CRC, and it is staged. */
+  /** Ends the record whose payload starts at `at` (just reserved): it is staged (its CRC is filled in as it is written, for the file it goes to). */
   private seal(at: number): void {
-    const len = this.lastLen;
-    this.staged.writeUInt32LE(zlib.crc32(this.staged.subarray(at, at + len)), at - HEADER + 4);
-    this.used = at + len;
+    this.used = at + this.lastLen;
     this.records++;
   }
 
@@ -180,11 +246,22 @@ export class CommitLog {
     this.used = 0;
     this.records = 0;
     const fd = this.fd;
-    writeAll(fd, this.staged, bytes);
+    this.fillCrcs(bytes);
+    writeAll(fd, this.staged, bytes, this.bytes);
     fs.fdatasyncSync(fd);
     this.bytes += bytes;
     this.syncs++;
     this.synced += records;
+  }
+
+  /** The CRCs of the first `bytes` staged bytes' records, for the current file. */
+  private fillCrcs(bytes: number): void {
+    const b = this.staged;
+    for (let at = 0; at < bytes; ) {
+      const len = b.readUInt32LE(at);
+      b.writeUInt32LE(zlib.crc32(b.subarray(at + HEADER, at + HEADER + len), this.seed), at + 4);
+      at += HEADER + len;
+    }
   }
 
   /** Records per fdatasync so far. */
@@ -193,52 +270,111 @@ export class CommitLog {
   }
 
   /**
-   * Starts a new file: records appended from now on (and any not yet written) go there.
-   * Call it when the store holds every change appended so far, then flush the store; the
-   * function returned deletes the older files once that flush is done (after any write to
-   * them still under way).
+   * Ends the current file (its END record, synced) and starts a new one: records appended
+   * from now on (and any not yet written) go there. Call it when the store holds every
+   * change appended so far, then flush the store; the function returned retires the older
+   * files once that flush is done (after any write to them still under way). Throws
+   * StoreError, with the current file still in use, when the END cannot be written.
    */
   rotate(): () => Promise<void> {
     const old = this.seq;
     const oldFd = this.fd;
+    // Synced before any record of the next file can be: replay takes a file without its END,
+    // other than the last, for a damaged one.
+    const end = endRecord(this.seed);
+    try {
+      writeAll(oldFd, end, end.length, this.bytes);
+      fs.fdatasyncSync(oldFd);
+    } catch (e) {
+      throw new StoreError(`ending the commit log file ${this.file(old)} failed: ${(e as Error).message}. Check the disk (space, permissions)`, { cause: e });
+    }
+    this.fd = this.openFile(old + 1);
     this.seq = old + 1;
-    this.fd = fs.openSync(this.file(this.seq), 'a');
+    this.seed = seedOf(this.seq);
     this.bytes = 0;
     return async () => {
       await this.syncing?.catch(() => undefined);
       fs.closeSync(oldFd);
-      for (const f of fs.readdirSync(this.dir)) {
-        const m = FILE.exec(f);
-        if (m && Number(m[1]) <= old) fs.rmSync(path.join(this.dir, f), { force: true });
+      for (const f of logFiles(this.dir)) {
+        if (f.seq > old) continue;
+        const file = path.join(this.dir, f.name);
+        // A retired file's name need not survive a crash: either way it holds only what the store does.
+        if (f.seed !== null) fs.renameSync(file, path.join(this.dir, `spare-${f.seq}.wal`));
+        else fs.rmSync(file, { force: true });
       }
+      // The largest are kept: a file written over saves its syncs the journal only as far as it reaches.
+      const spares = fs
+        .readdirSync(this.dir)
+        .filter((f) => SPARE.test(f))
+        .map((f) => ({ f, size: fs.statSync(path.join(this.dir, f)).size }))
+        .sort((a, b) => b.size - a.size);
+      for (const { f } of spares.slice(SPARES)) fs.rmSync(path.join(this.dir, f), { force: true });
     };
   }
 
+  /** Writes what is staged (not synced: nothing of it was acknowledged) and the file's END, and closes it. */
   close(): void {
-    if (this.used) writeAll(this.fd, this.staged, this.used);
+    this.appendEnd();
+    this.fillCrcs(this.used);
+    writeAll(this.fd, this.staged, this.used, this.bytes);
     this.used = 0;
     this.records = 0;
     fs.closeSync(this.fd);
   }
+
+  private appendEnd(): void {
+    const at = this.reserve(1);
+    this.staged[at] = END;
+    this.seal(at);
+  }
 }
 
-/** Writes the first `len` bytes of `b`: a write may take fewer bytes than asked (a disk filling up). */
-function writeAll(fd: number, b: Buffer, len: number): void {
-  for (let at = 0; at < len; ) at += fs.writeSync(fd, b, at, len - at);
+/** Makes a file end at `at` (after its last whole record), durably: an END record, or a cut for the first format. */
+function endFile(file: string, seq: number, seed: number | null, at: number): void {
+  try {
+    const fd = fs.openSync(file, 'r+');
+    try {
+      if (seed === null) fs.ftruncateSync(fd, at);
+      else writeAll(fd, endRecord(seed), HEADER + 1, at);
+      fs.fdatasyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (e) {
+    throw new StoreError(`ending the commit log file ${file} after its replay failed: ${(e as Error).message}. Check the disk (space, permissions)`, { cause: e });
+  }
 }
 
-/** Replays one file into the store; true when it ended in a torn or damaged record. */
-function replayFile(file: string, store: PageStore, info: ReplayInfo): boolean {
+/** An END record for a file whose CRC seed is `seed`. */
+function endRecord(seed: number): Buffer {
+  const end = Buffer.alloc(HEADER + 1);
+  end.writeUInt32LE(1, 0);
+  end[HEADER] = END;
+  end.writeUInt32LE(zlib.crc32(end.subarray(HEADER), seed), 4);
+  return end;
+}
+
+/** Writes the first `len` bytes of `b` at `position`: a write may take fewer bytes than asked (a disk filling up). */
+function writeAll(fd: number, b: Buffer, len: number, position: number): void {
+  for (let at = 0; at < len; ) at += fs.writeSync(fd, b, at, len - at, position + at);
+}
+
+/**
+ * Replays one file into the store (`seed`: its records' CRC seed, null for the first format).
+ * Returns how it ended (at its END record, at the end of the file, or at a torn, damaged or
+ * stale record) and where: the offset after its last whole record.
+ */
+function replayFile(file: string, seed: number | null, store: PageStore, info: ReplayInfo): { end: 'end' | 'eof' | 'torn'; at: number } {
   const b = fs.readFileSync(file);
   const ps = store.geometry.pageSize;
   let at = 0;
   while (at < b.length) {
-    if (at + HEADER > b.length) return true;
+    if (at + HEADER > b.length) return { end: 'torn', at };
     const len = b.readUInt32LE(at);
-    if (len === 0 || at + HEADER + len > b.length) return true;
+    if (len === 0 || at + HEADER + len > b.length) return { end: 'torn', at };
     const payload = b.subarray(at + HEADER, at + HEADER + len);
-    if (zlib.crc32(payload) !== b.readUInt32LE(at + 4)) return true;
-    at += HEADER + len;
+    const crc = seed === null ? zlib.crc32(payload) : zlib.crc32(payload, seed);
+    if (crc !== b.readUInt32LE(at + 4)) return { end: 'torn', at };
     const u64 = (o: number) => payload.readUInt32LE(o) + payload.readUInt32LE(o + 4) * 2 ** 32;
     const kind = payload[0];
     if (kind === COMMIT) {
@@ -248,7 +384,7 @@ function replayFile(file: string, store: PageStore, info: ReplayInfo): boolean {
       for (let i = 0; i < n; i++) pages[i] = payload.readUInt32LE(13 + i * 4);
       if (time > store.appliedTime) store.apply(time, pages, payload.subarray(13 + n * 4));
     } else if (kind === PAGE) {
-      if (payload.length !== 13 + ps) return true;
+      if (payload.length !== 13 + ps) return { end: 'torn', at };
       const page = payload.readUInt32LE(1);
       if (store.missingVersion(page) !== undefined) store.putPage(page, u64(5), payload.subarray(13));
     } else if (kind === REBASE) {
@@ -257,8 +393,11 @@ function replayFile(file: string, store: PageStore, info: ReplayInfo): boolean {
       const written: Array<{ page: number; version: number }> = [];
       for (let i = 0; i < n; i++) written.push({ page: payload.readUInt32LE(13 + i * 12), version: u64(17 + i * 12) });
       if (time > store.appliedTime) store.rebase(time, written);
-    } else return true;
+    } else if (kind === END && seed !== null && len === 1) {
+      return { end: 'end', at };
+    } else return { end: 'torn', at };
     info.records++;
+    at += HEADER + len;
   }
-  return false;
+  return { end: 'eof', at };
 }

@@ -1,9 +1,11 @@
 // The page server's commit log: changes logged and synced are replayed over the store's
-// image when it opens (the store took none of them in), and a torn last record (a crash
-// during an append, never acknowledged) ends the replay there.
+// image when it opens (the store took none of them in), a torn last record (a crash during
+// an append, never acknowledged) ends the replay there, files written over hold nothing of
+// their earlier use that replays, and a file the log went on from must be complete.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PageStore } from '../../lib/pageserver/store';
 import { CommitLog } from '../../lib/pageserver/wal';
@@ -23,41 +25,143 @@ function wholePage(replaces: number, fill: number): Uint8Array {
 
 describe('page server commit log', () => {
   const dirs: string[] = [];
-  afterEach(() => {
+  const stores: PageStore[] = [];
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close().catch(() => undefined);
     for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
   });
-
-  it('replays synced changes over the store, and stops at a torn last record', async () => {
+  const newRoot = () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-wal-'));
     dirs.push(root);
-    const dir = path.join(root, 'store');
-    let store = await PageStore.open(dir, geometry);
-    let { log } = CommitLog.open(store.dir, store);
-    await log.rotate()();
-    for (let t = 1; t <= 3; t++) {
+    return root;
+  };
+  const openStore = async (dir: string) => {
+    const s = await PageStore.open(dir, geometry);
+    stores.push(s);
+    return s;
+  };
+  /** What a crash leaves: a copy of the directory as the files are now (the store unflushed). */
+  const crashImage = (from: string, to: string) => {
+    fs.mkdirSync(to);
+    for (const f of fs.readdirSync(from)) if (f !== 'owner.pid') fs.copyFileSync(path.join(from, f), path.join(to, f));
+  };
+  /** Commits t = from..to, each the whole of page 5 filled with t. */
+  const commit = (store: PageStore, log: CommitLog, from: number, to: number) => {
+    for (let t = from; t <= to; t++) {
       const changes = wholePage(t === 1 ? 0 : t - 1, t);
       store.apply(t, Uint32Array.of(5), changes);
       log.appendCommit(t, Uint32Array.of(5), changes);
     }
+  };
+  const logFiles = (dir: string) => fs.readdirSync(dir).filter((f) => /^log-\d+\.wal$/.test(f));
+
+  it('replays synced changes over the store, and stops at a torn last record', async () => {
+    const root = newRoot();
+    const store = await openStore(path.join(root, 'store'));
+    const { log } = CommitLog.open(store.dir, store);
+    await log.rotate()();
+    commit(store, log, 1, 3);
     await log.sync();
+    crashImage(store.dir, path.join(root, 'crashed'));
     log.close();
     // A crash mid-append: half a record after the synced ones.
-    const file = fs.readdirSync(store.dir).find((f) => f.startsWith('wal-'))!;
-    fs.appendFileSync(path.join(store.dir, file), Buffer.from([200, 0, 0, 0, 1, 2, 3]));
-    // The store itself never flushed: a copy of the directory now is what a crash leaves.
-    const crashed = path.join(root, 'crashed');
-    fs.mkdirSync(crashed);
-    for (const f of fs.readdirSync(store.dir)) if (f !== 'owner.pid') fs.copyFileSync(path.join(store.dir, f), path.join(crashed, f));
-    await store.close();
-    store = await PageStore.open(crashed, geometry);
-    expect(store.appliedTime).toBeLessThan(3);
-    const opened = CommitLog.open(store.dir, store);
-    log = opened.log;
+    const file = logFiles(path.join(root, 'crashed'))[0];
+    fs.appendFileSync(path.join(root, 'crashed', file), Buffer.from([200, 0, 0, 0, 1, 2, 3]));
+    const again = await openStore(path.join(root, 'crashed'));
+    expect(again.appliedTime).toBeLessThan(3);
+    const opened = CommitLog.open(again.dir, again);
     expect(opened.replay.tornTail).toBe(true);
-    expect(store.appliedTime).toBe(3);
-    expect(store.readPage(5)).toMatchObject({ version: 3 });
-    expect(store.readPage(5)!.data!.every((b) => b === 3)).toBe(true);
+    expect(again.appliedTime).toBe(3);
+    expect(again.readPage(5)).toMatchObject({ version: 3 });
+    expect(again.readPage(5)!.data!.every((b) => b === 3)).toBe(true);
+    opened.log.close();
+  });
+
+  it('writes retired files over, and nothing of their earlier records replays', async () => {
+    const root = newRoot();
+    const store = await openStore(path.join(root, 'store'));
+    const { log } = CommitLog.open(store.dir, store);
+    // A long first file, retired by a checkpoint.
+    commit(store, log, 1, 40);
+    await log.sync();
+    const done = log.rotate();
+    await store.flush();
+    await done();
+    const spares = fs.readdirSync(store.dir).filter((f) => f.startsWith('spare-'));
+    expect(spares).toHaveLength(1);
+    const spareSize = fs.statSync(path.join(store.dir, spares[0])).size;
+    expect(spareSize).toBeGreaterThan(40 * PS);
+    // The next file is that one, written over from its start by fewer records.
+    const done2 = log.rotate();
+    await done2();
+    expect(fs.readdirSync(store.dir).filter((f) => f.startsWith('spare-'))).toHaveLength(1);
+    commit(store, log, 41, 43);
+    await log.sync();
+    const current = logFiles(store.dir);
+    expect(current).toHaveLength(1);
+    expect(fs.statSync(path.join(store.dir, current[0])).size).toBe(spareSize);
+    crashImage(store.dir, path.join(root, 'crashed'));
+    const again = await openStore(path.join(root, 'crashed'));
+    expect(again.appliedTime).toBe(40);
+    const opened = CommitLog.open(again.dir, again);
+    // Its earlier records (times 4..40 after the new ones end) are stale: they end the replay.
+    expect(opened.replay).toMatchObject({ records: 3, tornTail: true });
+    expect(again.appliedTime).toBe(43);
+    expect(again.readPage(5)!.data!.every((b) => b === 43)).toBe(true);
+    opened.log.close();
     log.close();
-    await store.close();
+  });
+
+  it('refuses a log whose earlier file lacks its end, and still replays the first format', async () => {
+    const root = newRoot();
+    const store = await openStore(path.join(root, 'store'));
+    const { log } = CommitLog.open(store.dir, store);
+    commit(store, log, 1, 2);
+    await log.sync();
+    // A checkpoint that never finished: the next file started, the older one not retired.
+    log.rotate();
+    commit(store, log, 3, 3);
+    await log.sync();
+    crashImage(store.dir, path.join(root, 'whole'));
+    crashImage(store.dir, path.join(root, 'cut'));
+    log.close();
+    const [first] = logFiles(path.join(root, 'cut')).sort((a, b) => parseInt(a.slice(4)) - parseInt(b.slice(4)));
+    const f = path.join(root, 'cut', first);
+    fs.truncateSync(f, fs.statSync(f).size - 9); // its END record
+    const whole = await openStore(path.join(root, 'whole'));
+    const opened = CommitLog.open(whole.dir, whole);
+    expect(opened.replay).toMatchObject({ records: 3, files: 2 });
+    expect(whole.appliedTime).toBe(3);
+    opened.log.close();
+    const cut = await openStore(path.join(root, 'cut'));
+    expect(() => CommitLog.open(cut.dir, cut)).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE', message: expect.stringContaining('damaged before its end') }));
+
+    // The first format: wal-<n>.log, CRCs of the payload alone, no END.
+    const old = path.join(root, 'old');
+    fs.mkdirSync(old);
+    const plain = await openStore(path.join(old, 'store'));
+    const records: Buffer[] = [];
+    for (let t = 1; t <= 2; t++) {
+      const changes = wholePage(t === 1 ? 0 : t - 1, t);
+      const payload = Buffer.alloc(1 + 8 + 4 + 4 + changes.length);
+      payload[0] = 1;
+      payload.writeUInt32LE(t, 1);
+      payload.writeUInt32LE(1, 9);
+      payload.writeUInt32LE(5, 13);
+      payload.set(changes, 17);
+      const h = Buffer.alloc(8);
+      h.writeUInt32LE(payload.length, 0);
+      h.writeUInt32LE(zlib.crc32(payload), 4);
+      records.push(h, payload);
+    }
+    fs.writeFileSync(path.join(plain.dir, 'wal-1.log'), Buffer.concat(records));
+    const o = CommitLog.open(plain.dir, plain);
+    expect(o.replay.records).toBe(2);
+    expect(plain.appliedTime).toBe(2);
+    const d = o.log.rotate();
+    await plain.flush();
+    await d();
+    expect(fs.existsSync(path.join(plain.dir, 'wal-1.log'))).toBe(false);
+    o.log.close();
   });
 });

@@ -14,6 +14,7 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { setImmediate as turn } from 'node:timers/promises';
 import { PageStore, type Geometry, type ViewPage } from './store';
 import { SnapshotError } from './errors';
+import { putU64, syncDir, u64 } from './store_dir';
 
 /** The snapshot format this code writes and reads; another one is refused. */
 export const SNAPSHOT_VERSION = 1;
@@ -39,21 +40,6 @@ export interface SnapshotInfo {
   pages: number;
   geometry: Geometry;
   bytes: number;
-}
-
-const u64 = (b: Buffer, at: number): number => b.readUInt32LE(at) + b.readUInt32LE(at + 4) * 2 ** 32;
-const putU64 = (b: Buffer, at: number, v: number): void => {
-  b.writeUInt32LE(v >>> 0, at);
-  b.writeUInt32LE(Math.floor(v / 2 ** 32), at + 4);
-};
-
-function syncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /**

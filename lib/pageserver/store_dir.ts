@@ -184,14 +184,19 @@ export async function createStore(dir: string, geometry: Geometry): Promise<void
     }
     // Over a missing or empty directory: rename(2) replaces an empty directory.
     fs.renameSync(tmp, dir);
-    const parent = fs.openSync(path.dirname(dir), 'r');
-    try {
-      fs.fsyncSync(parent);
-    } finally {
-      fs.closeSync(parent);
-    }
+    syncDir(path.dirname(dir));
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw new StoreError(`cannot create a page store in ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Makes a rename or a new file in `dir` durable (a file's fsync covers its data, not its name). */
+export function syncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }

@@ -34,6 +34,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { StoreError } from './errors';
+import { putU64, syncDir, u64 } from './store_dir';
 import type { PageStore } from './store';
 
 const HEADER = 8;
@@ -59,8 +60,7 @@ export interface ReplayInfo {
 /** The CRC every record of file `seq` starts from: its u64 number's. */
 function seedOf(seq: number): number {
   const b = Buffer.alloc(8);
-  b.writeUInt32LE(seq >>> 0, 0);
-  b.writeUInt32LE(Math.floor(seq / 2 ** 32), 4);
+  putU64(b, 0, seq);
   return zlib.crc32(b);
 }
 
@@ -75,15 +75,6 @@ function logFiles(dir: string): Array<{ seq: number; name: string; seed: number 
   return out.sort((a, b) => a.seq - b.seq);
 }
 
-/** Makes a rename or a new file in `dir` durable (fdatasync covers a file's data, not its name). */
-function syncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 export class CommitLog {
   private fd: number;
@@ -375,10 +366,9 @@ function replayFile(file: string, seed: number | null, store: PageStore, info: R
     const payload = b.subarray(at + HEADER, at + HEADER + len);
     const crc = seed === null ? zlib.crc32(payload) : zlib.crc32(payload, seed);
     if (crc !== b.readUInt32LE(at + 4)) return { end: 'torn', at };
-    const u64 = (o: number) => payload.readUInt32LE(o) + payload.readUInt32LE(o + 4) * 2 ** 32;
     const kind = payload[0];
     if (kind === COMMIT) {
-      const time = u64(1);
+      const time = u64(payload, 1);
       const n = payload.readUInt32LE(9);
       const pages = new Uint32Array(n);
       for (let i = 0; i < n; i++) pages[i] = payload.readUInt32LE(13 + i * 4);
@@ -386,12 +376,12 @@ function replayFile(file: string, seed: number | null, store: PageStore, info: R
     } else if (kind === PAGE) {
       if (payload.length !== 13 + ps) return { end: 'torn', at };
       const page = payload.readUInt32LE(1);
-      if (store.missingVersion(page) !== undefined) store.putPage(page, u64(5), payload.subarray(13));
+      if (store.missingVersion(page) !== undefined) store.putPage(page, u64(payload, 5), payload.subarray(13));
     } else if (kind === REBASE) {
-      const time = u64(1);
+      const time = u64(payload, 1);
       const n = payload.readUInt32LE(9);
       const written: Array<{ page: number; version: number }> = [];
-      for (let i = 0; i < n; i++) written.push({ page: payload.readUInt32LE(13 + i * 12), version: u64(17 + i * 12) });
+      for (let i = 0; i < n; i++) written.push({ page: payload.readUInt32LE(13 + i * 12), version: u64(payload, 17 + i * 12) });
       if (time > store.appliedTime) store.rebase(time, written);
     } else if (kind === END && seed !== null && len === 1) {
       return { end: 'end', at };

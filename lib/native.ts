@@ -35,6 +35,7 @@ export const Counter = {
   updates: 11,
   writeAhead: 12,
   writeAheadUnused: 13,
+  answeredByChannel: 14,
 } as const;
 
 /** Order of native/page_table.h. */

@@ -150,6 +150,8 @@ void DataChannel::Run() {
       Fail();  // truncated
       return;
     }
+    // The faulting threads go on now; the service hears of the reply after them.
+    if (n) dsm_->AnswerFaults(pages.data(), n);
     Push(DataDone{id_, reqId, newest});
   }
 }

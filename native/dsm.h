@@ -115,6 +115,12 @@ class Dsm {
   // published then) or the region is closed.
   int64_t InstallPagesFrom(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners, uint32_t count,
                            const std::function<bool(uint8_t* to, size_t len)>& read);
+  // Wakes the threads whose faults wait for one of `pages` (taken from the request ring by
+  // the service) where the page is no longer invalid: a data channel's reader, having
+  // installed a reply, answers them itself instead of through the service thread, which
+  // still completes the fetch (ownership, counters) when it hears of the reply. Returns how
+  // many it woke.
+  uint32_t AnswerFaults(const uint32_t* pages, uint32_t count);
   // Data channels (see data_channel.h): `fd` is owned from here on. Returns the id.
   uint32_t OpenDataChannel(int fd, const DataChannel::Config& c, DataChannel::Notifier fn, void* arg);
   void CloseDataChannel(uint32_t id);

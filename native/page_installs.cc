@@ -127,6 +127,25 @@ uint32_t Dsm::Publish(const uint32_t* pages, const uint64_t* versions, const uin
   return done;
 }
 
+uint32_t Dsm::AnswerFaults(const uint32_t* pages, uint32_t count) {
+  uint32_t woken = 0;
+  if (!Lock()) return 0;
+  ring_.CompleteTaken(
+      [&](uint32_t page) {
+        if (page >= region_.numPages() || pt_.state(page) == kInvalid || (pt_.model(page) & kModelMask) != kTransactional) return false;
+        for (uint32_t i = 0; i < count; i++)
+          if (pages[i] == page) return true;
+        return false;
+      },
+      [&](const uint32_t* tickets, uint32_t n) {
+        lock_.Unlock();
+        for (uint32_t i = 0; i < n; i++) ring_.Complete(tickets[i]);
+        woken = n;
+      });
+  stats_.Inc(kFaultsAnsweredByChannel, woken);
+  return woken;
+}
+
 void Dsm::CopyCommittedPages(const uint32_t* pages, uint32_t count, uint8_t* out) {
   const size_t ps = region_.pageSize();
   // Under the lock: a page the app thread has not shadowed yet cannot be written meanwhile.

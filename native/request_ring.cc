@@ -77,16 +77,21 @@ uint32_t RequestRing::Take(Request* out, uint32_t max) {
   for (uint32_t i = 0; i < kSlots && n < max; i++) {
     uint32_t expected = kPending;
     if (slots_[i].state.compare_exchange_strong(expected, kTaken, std::memory_order_acquire)) {
-      out[n++] = Request{i, slots_[i].page, slots_[i].flags};
+      const uint32_t turn = (slots_[i].turn.load(std::memory_order_relaxed) + 1) & (UINT32_MAX >> kSlotBits);
+      slots_[i].turn.store(turn, std::memory_order_release);
+      out[n++] = Request{Ticket(i, turn), slots_[i].page, slots_[i].flags};
     }
   }
   return n;
 }
 
-void RequestRing::Complete(uint32_t slot) {
-  if (slot >= kSlots) return;
-  Slot& s = slots_[slot];
-  if (s.state.load(std::memory_order_acquire) != kTaken) return;  // stale or foreign slot
+void RequestRing::Complete(uint32_t ticket) {
+  Slot& s = slots_[ticket & (kSlots - 1)];
+  // Stale (answered, or the slot taken again since) or foreign: nobody to wake. Between this
+  // check and the store the waiter may still be answered by another thread and its slot
+  // reused: the new request is then woken early, and its thread looks at the page again and
+  // asks again (Dsm::ResolveFault loops), so a stray wake-up costs a round, never an answer.
+  if (s.state.load(std::memory_order_acquire) != kTaken || s.turn.load(std::memory_order_acquire) != ticket >> kSlotBits) return;
   s.done.store(1, std::memory_order_release);
   Futex(&s.done, FUTEX_WAKE_PRIVATE, INT_MAX);
 }

@@ -12,9 +12,9 @@
 namespace dsm {
 
 struct Request {
-  uint32_t slot;
+  uint32_t ticket;  // the slot and the turn it was taken in (see Take)
   uint32_t page;
-  uint32_t flags;  // kRequestWrite
+  uint32_t flags;   // kRequestWrite
 };
 
 enum : uint32_t { kRequestWrite = 1 };
@@ -43,19 +43,40 @@ class RequestRing {
   // Blocks until the consumer answers the slot, then frees it: true completed, false failed.
   bool Wait(uint32_t slot);
 
-  // Consumer: copies up to `max` pending requests into `out`, returns how many.
+  // Consumer: copies up to `max` pending requests into `out`, returns how many. Each comes
+  // with a ticket naming its slot and the turn it was taken in, so a late answer for an
+  // earlier request in the same slot wakes nobody.
   uint32_t Take(Request* out, uint32_t max);
-  // Consumer: wakes the producer of `slot`.
-  void Complete(uint32_t slot);
+  // Wakes the producer of the request `ticket` names, if it still waits. Any thread: the
+  // service thread, or a data channel's reader answering a fault itself (CompleteTaken).
+  void Complete(uint32_t ticket);
+  // Wakes the producers of taken requests whose page `answered(page)` says is answered.
+  // Called with the caller's own lock held around `answered`; the wake-ups happen after it
+  // returns, through Complete (which `wake` is handed the tickets for).
+  template <class Answered, class Wake>
+  void CompleteTaken(Answered&& answered, Wake&& wake) {
+    uint32_t tickets[kSlots];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < kSlots; i++) {
+      Slot& s = slots_[i];
+      if (s.state.load(std::memory_order_acquire) != kTaken || s.done.load(std::memory_order_acquire) != 0) continue;
+      if (answered(s.page)) tickets[n++] = Ticket(i, s.turn.load(std::memory_order_acquire));
+    }
+    wake(tickets, n);
+  }
   // Consumer, on detach: removes the wake-up and wakes every waiting producer with "no
   // answer"; producers still filling a slot withdraw it when they publish.
   void FailAll();
 
  private:
   enum : uint32_t { kFree, kFilling, kPending, kTaken };
+  static constexpr uint32_t kSlotBits = 6;
+  static_assert(kSlots == 1u << kSlotBits, "a ticket keeps the slot in its low bits");
+  static uint32_t Ticket(uint32_t slot, uint32_t turn) { return turn << kSlotBits | slot; }
   struct alignas(64) Slot {
     std::atomic<uint32_t> state{kFree};
     std::atomic<uint32_t> done{0};  // futex word: 0 waiting, 1 completed, 2 failed
+    std::atomic<uint32_t> turn{0};  // counts the slot's takes (wrapping): a ticket's high bits
     uint32_t page = 0;
     uint32_t flags = 0;
   };

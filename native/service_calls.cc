@@ -28,7 +28,7 @@ Napi::Value TakeRequests(const Napi::CallbackInfo& info) {
   uint32_t n = AddonEnv::Need(info.Env())->ring().Take(reqs, RequestRing::kSlots);
   auto arr = Napi::Uint32Array::New(info.Env(), size_t(n) * 3);
   for (uint32_t i = 0; i < n; i++) {
-    arr[i * 3] = reqs[i].slot;
+    arr[i * 3] = reqs[i].ticket;
     arr[i * 3 + 1] = reqs[i].page;
     arr[i * 3 + 2] = reqs[i].flags;
   }

@@ -21,6 +21,7 @@ enum Counter : unsigned {
   kUpdates,             // pages brought to a remote commit's version by applying its diff
   kWriteAhead,          // read faults in a transaction granted write access at once (the page is usually written)
   kWriteAheadUnused,    // of those, pages the transaction only read
+  kFaultsAnsweredByChannel,  // faults a data channel's reader woke itself (AnswerFaults)
   kCounterCount
 };
 
@@ -29,7 +30,7 @@ enum Counter : unsigned {
 inline constexpr const char* kCounterNames[] = {
     "readFaults", "writeFaults", "serviceFaults", "violations", "protectionResets", "shadowRestores",
     "begins",     "commits",     "aborts",        "installs",   "invalidations", "updates",
-    "writeAhead", "writeAheadUnused",
+    "writeAhead", "writeAheadUnused", "answeredByChannel",
 };
 static_assert(sizeof(kCounterNames) / sizeof(kCounterNames[0]) == kCounterCount, "a name for every counter");
 

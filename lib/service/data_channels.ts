@@ -1,17 +1,23 @@
-// Data channels. A requester scanning another node's pages opens a second connection to
+// Data channels. A requester fetching another node's pages opens a second connection to
 // it, takes the socket over natively and asks for replies on it (see native/data_channel.h):
-// the pages then go from the socket straight into the region, off the service thread.
+// the pages then go from the socket straight into the region, off the service thread, and
+// the reader wakes the faulting thread itself (Dsm::AnswerFaults). Opened at the first
+// fetch from an owner (scans only, at first: a single fault then took two JavaScript hops
+// on the requester, the request out and the reply in; now only the first).
+import { performance } from 'node:perf_hooks';
 import { encode, Msg } from './protocol';
 import type { Connection } from './transport';
 import type { Cluster } from './cluster';
 
-/** Requests this large (a scan's) open a data channel to their owner. */
-export const DATA_CHANNEL_MIN = 64;
+/** After a data channel to a member could not be opened, fetches go the usual way this long before one is tried again. */
+const REOPEN_AFTER_MS = 1000;
 
 export class DataChannels {
   /** Requester side: native data channel ids by owner. */
   private readonly channels = new Map<number, number>();
   private readonly opening = new Set<number>();
+  /** When opening a channel to a member last failed. */
+  private readonly failedAt = new Map<number, number>();
   /** Owner side: members' data connections. */
   private readonly conns = new Map<number, Connection>();
 
@@ -47,6 +53,7 @@ export class DataChannels {
     const n = this.n;
     const m = n.members.get(owner);
     if (!m || this.channels.has(owner) || this.opening.has(owner) || n.closing) return;
+    if (performance.now() - (this.failedAt.get(owner) ?? -Infinity) < REOPEN_AFTER_MS) return;
     this.opening.add(owner);
     let c: Connection | undefined;
     try {
@@ -72,6 +79,7 @@ export class DataChannels {
       this.channels.set(owner, ch);
     } catch (e) {
       c?.close('local');
+      this.failedAt.set(owner, performance.now());
       n.ev.log('warn', `no data channel to node ${owner} (${(e as Error).message}); its pages come over the main connection`);
     } finally {
       this.opening.delete(owner);
@@ -116,6 +124,7 @@ export class DataChannels {
   drop(id: number): void {
     this.conns.get(id)?.close('removed');
     this.conns.delete(id);
+    this.failedAt.delete(id);
     const ch = this.channels.get(id);
     if (ch !== undefined) {
       this.channels.delete(id);

@@ -6,7 +6,6 @@
 import { decode, encode, LOST_OWNER, Msg, PageStatus } from './protocol';
 import { WireError } from './wire';
 import { debug } from './debug';
-import { DATA_CHANNEL_MIN } from './data_channels';
 import type { Cluster } from './cluster';
 
 interface PendingFetch {
@@ -153,7 +152,7 @@ export class Pager {
     }
     this.armRetry(reqId);
     const viaData = n.data.has(owner);
-    if (!viaData && count >= DATA_CHANNEL_MIN) void n.data.open(owner);
+    if (!viaData) void n.data.open(owner);
     n.links.send(owner, Msg.PageRequest, encode.pageRequest({ reqId, page, count, requester: n.id, time: n.log.applied, hops: 0, search: false, viaData }));
     return count;
   }

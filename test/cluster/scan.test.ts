@@ -113,6 +113,28 @@ describe('sequential scans of remote pages', () => {
     expect(b.stderr + a.stderr).not.toContain('data channel');
   });
 
+  it('single faults on another node\'s pages are answered by the data channel\'s reader, with the right contents', async () => {
+    const [a, b] = await h.cluster(2, { regionSize: 64 << 20, durability: 'none' });
+    await a.run(`await dsm.transaction(() => { ${fill} });`, { first: FIRST, count: COUNT, salt: 6 });
+    await settle([a, b]);
+    // Pages far apart, one at a time (no read-ahead): the first fetch opens the channel.
+    const touch = `let bad = 0;
+      for (let k = 0; k < args.n; k++) {
+        const p = args.first + ((k * 37) % args.count);
+        if (dsm.u32[p * 1024 + 5] !== ((p * 7919 + 5 + args.salt) >>> 0)) bad++;
+      }
+      return bad;`;
+    expect(await b.run<number>(touch, { first: FIRST, count: 1000, n: 20, salt: 6 })).toBe(0);
+    for (let i = 0; i < 100 && !(await b.run<{ dataChannels: number[] }>('return dsm.clusterStats();')).dataChannels.includes(a.nodeId); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const before = await b.run<{ faults: { service: number; answeredByChannel: number } }>('return dsm.stats();');
+    expect(await b.run<number>(touch, { first: FIRST + 1000, count: 1000, n: 50, salt: 6 })).toBe(0);
+    const after = await b.run<{ faults: { service: number; answeredByChannel: number } }>('return dsm.stats();');
+    expect(after.faults.service - before.faults.service).toBeGreaterThanOrEqual(50);
+    expect(after.faults.answeredByChannel - before.faults.answeredByChannel).toBeGreaterThanOrEqual(40);
+  });
+
   it('a scan whose owner is killed midway reports the lost pages and the node goes on', async () => {
     // Three nodes: after a dies, b and c are a majority and go on (two nodes alone could not:
     // of the two halves of a two-node cluster only the lower id's goes on).

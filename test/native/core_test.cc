@@ -76,7 +76,7 @@ TEST(request_ring_wakes_waiters_from_another_thread) {
   while (served < 80) {
     Request r[RequestRing::kSlots];
     uint32_t n = ring.Take(r, RequestRing::kSlots);
-    for (uint32_t k = 0; k < n; k++) ring.Complete(r[k].slot);
+    for (uint32_t k = 0; k < n; k++) ring.Complete(r[k].ticket);
     served += int(n);
   }
   for (auto& t : producers) t.join();
@@ -113,7 +113,7 @@ TEST(request_ring_fails_a_slot_being_filled_when_the_consumer_leaves) {
   while (!served) {
     Request r[RequestRing::kSlots];
     served = ring.Take(r, RequestRing::kSlots);
-    for (uint32_t k = 0; k < served; k++) ring.Complete(r[k].slot);
+    for (uint32_t k = 0; k < served; k++) ring.Complete(r[k].ticket);
     if (!served) sched_yield();
   }
   again.join();
@@ -130,9 +130,49 @@ TEST(request_ring_detach_keeps_answers_already_given) {
   CHECK(ring.Publish(slot, 3, 0));
   Request r[RequestRing::kSlots];
   CHECK(ring.Take(r, RequestRing::kSlots) == 1);
-  ring.Complete(r[0].slot);
+  ring.Complete(r[0].ticket);
   ring.FailAll();
   CHECK(ring.Wait(slot));
+}
+
+// A ticket names one request: an answer for an earlier request of the same slot (given late,
+// after its thread was answered another way and the slot taken again) wakes nobody, and
+// CompleteTaken answers only the requests whose page it is told is answered.
+TEST(request_ring_tickets_name_one_request) {
+  static RequestRing ring;
+  ring.SetNotifier([](void*) {}, nullptr);
+  Request r[RequestRing::kSlots];
+  auto post = [&](uint32_t page) {
+    const uint32_t slot = ring.Claim();
+    CHECK(slot != RequestRing::kNoSlot);
+    CHECK(ring.Publish(slot, page, 0));
+    CHECK(ring.Take(r, RequestRing::kSlots) == 1);
+    CHECK((r[0].ticket & (RequestRing::kSlots - 1)) == slot);
+    return std::make_pair(slot, r[0].ticket);
+  };
+  auto [slot, first] = post(5);
+  ring.CompleteTaken([](uint32_t page) { return page == 5; },
+                     [&](const uint32_t* t, uint32_t n) {
+                       CHECK(n == 1 && t[0] == first);
+                       ring.Complete(t[0]);
+                     });
+  CHECK(ring.Wait(slot));
+  auto [again, second] = post(6);
+  CHECK(again == slot);  // the free slot is taken again, in a new turn
+  CHECK(second != first);
+  ring.Complete(first);  // the late answer for page 5
+  std::atomic<bool> woke{false};
+  std::thread waiter([&] {
+    CHECK(ring.Wait(again));
+    woke = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // past the waiter's polling
+  CHECK(!woke.load());
+  ring.CompleteTaken([](uint32_t page) { return page == 5; }, [&](const uint32_t*, uint32_t n) { CHECK(n == 0); });
+  ring.Complete(second);
+  waiter.join();
+  CHECK(woke.load());
+  ring.SetNotifier(nullptr, nullptr);
 }
 
 // Detaching the consumer waits for a wake-up in progress: the caller frees what the
@@ -358,7 +398,7 @@ TEST(service_thread_installs_invalid_page) {
         uint8_t page[4096];
         memset(page, 0x5a, sizeof page);
         d->Install(r[k].page, page, 3, 2);
-        d->ring().Complete(r[k].slot);
+        d->ring().Complete(r[k].ticket);
       }
       if (!n) sched_yield();
     }

@@ -62,7 +62,7 @@ class Service {
         for (uint32_t k = 0; k < n; k++) {
           seen_.push_back(r[k]);
           answer(r[k]);
-          d_->ring().Complete(r[k].slot);
+          d_->ring().Complete(r[k].ticket);
         }
         if (!n) sched_yield();
       }

@@ -57,6 +57,25 @@ export interface ReplayInfo {
   tornTail: boolean;
 }
 
+/**
+ * Records up to this many bytes get their CRC from crc32Small: for a one-page commit's 40-odd
+ * bytes, zlib.crc32 and the view it needs took 137 ns here, the table loop 64 ns.
+ */
+const SMALL_RECORD = 128;
+const CRC_TABLE = new Int32Array(256);
+for (let n = 0; n < 256; n++) {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  CRC_TABLE[n] = c;
+}
+
+/** zlib.crc32(b.subarray(from, to), seed), without the view (the same CRC-32, for short runs). */
+function crc32Small(b: Uint8Array, from: number, to: number, seed: number): number {
+  let c = ~seed;
+  for (let i = from; i < to; i++) c = CRC_TABLE[(c ^ b[i]) & 0xff] ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
 /** The CRC every record of file `seq` starts from: its u64 number's. */
 function seedOf(seq: number): number {
   const b = Buffer.alloc(8);
@@ -154,7 +173,7 @@ export class CommitLog {
     b.writeUInt32LE(time >>> 0, at + 1);
     b.writeUInt32LE(Math.floor(time / 2 ** 32), at + 5);
     b.writeUInt32LE(pages.length, at + 9);
-    b.set(new Uint8Array(pages.buffer, pages.byteOffset, pages.byteLength), at + 13);
+    for (let i = 0; i < pages.length; i++) b.writeUInt32LE(pages[i], at + 13 + i * 4);
     b.set(changes, at + 13 + pages.length * 4);
     this.seal(at);
   }
@@ -250,7 +269,8 @@ export class CommitLog {
     const b = this.staged;
     for (let at = 0; at < bytes; ) {
       const len = b.readUInt32LE(at);
-      b.writeUInt32LE(zlib.crc32(b.subarray(at + HEADER, at + HEADER + len), this.seed), at + 4);
+      const from = at + HEADER;
+      b.writeUInt32LE(len <= SMALL_RECORD ? crc32Small(b, from, from + len, this.seed) : zlib.crc32(b.subarray(from, from + len), this.seed), at + 4);
       at += HEADER + len;
     }
   }

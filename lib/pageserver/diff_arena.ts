@@ -1,0 +1,53 @@
+// Diffs the page store keeps for pages it has not made yet (store.ts, "Pending diffs"), back
+// to back in one growing buffer: a typed array of its own per diff cost more than the rest of
+// a commit's apply (~400 ns of ~1 us per one-page commit here, with the objects around it).
+// Each kept diff is u32 (offset of the same page's previous diff + 1, 0 for its first) |
+// u32 length | the diff; a page's entry keeps the offset of its last one.
+import { applyDiff } from './diff';
+
+export class DiffArena {
+  private buf = new Uint8Array(1 << 16);
+  private view = new DataView(this.buf.buffer);
+  private used = 0;
+  private chain = new Int32Array(64);
+
+  /** Bytes kept now. */
+  get bytes(): number {
+    return this.used;
+  }
+
+  /** Keeps a copy of `diff` after the page's diff at `prev` (-1: its first); returns where it is. */
+  keep(diff: Uint8Array, prev: number): number {
+    const at = this.used;
+    const need = at + 8 + diff.length;
+    if (need > this.buf.length) {
+      const grown = new Uint8Array(Math.max(need, this.buf.length * 2));
+      grown.set(this.buf.subarray(0, at));
+      this.buf = grown;
+      this.view = new DataView(grown.buffer);
+    }
+    this.view.setUint32(at, prev + 1, true);
+    this.view.setUint32(at + 4, diff.length, true);
+    this.buf.set(diff, at + 8);
+    this.used = need;
+    return at;
+  }
+
+  /** Applies the `count` diffs whose last is at `last` to `page`, oldest first. */
+  applyTo(page: Uint8Array, last: number, count: number): void {
+    if (this.chain.length < count) this.chain = new Int32Array(count);
+    for (let i = count - 1, at = last; i >= 0; i--) {
+      this.chain[i] = at;
+      at = this.view.getUint32(at, true) - 1;
+    }
+    for (let i = 0; i < count; i++) {
+      const at = this.chain[i];
+      applyDiff(page, this.buf.subarray(at + 8, at + 8 + this.view.getUint32(at + 4, true)));
+    }
+  }
+
+  /** Forgets every diff kept (no entry refers to one any more). */
+  reset(): void {
+    this.used = 0;
+  }
+}

@@ -12,38 +12,45 @@ const MERGE_GAP = 1;
 
 const u16 = (b: Uint8Array, at: number): number => b[at] | (b[at + 1] << 8);
 
-/** True when `diff` is well formed for a page of `pageSize` bytes (checked before anything is applied). */
-export function validDiff(diff: Uint8Array, pageSize: number): boolean {
-  const len = diff.length;
+/**
+ * True when the diff in `bytes` (`len` bytes from `from`: all of it unless given) is well
+ * formed for a page of `pageSize` bytes (checked before anything is applied).
+ */
+export function validDiff(bytes: Uint8Array, pageSize: number, from = 0, len = bytes.length - from): boolean {
   if (len === pageSize) return true;
   if (len > pageSize) return false;
   const words = pageSize / 4;
-  let at = 0;
+  const end = from + len;
+  let at = from;
   let next = 0; // the first word a run may start at
-  while (at < len) {
-    if (len - at < RUN_HEADER) return false;
-    const first = u16(diff, at);
-    const count = u16(diff, at + 2);
+  while (at < end) {
+    if (end - at < RUN_HEADER) return false;
+    const first = u16(bytes, at);
+    const count = u16(bytes, at + 2);
     if (count === 0 || first < next || first + count > words) return false;
-    if (len - at - RUN_HEADER < count * 4) return false;
+    if (end - at - RUN_HEADER < count * 4) return false;
     at += RUN_HEADER + count * 4;
     next = first + count;
   }
   return true;
 }
 
-/** Applies a diff that `validDiff` accepted to `page` (pageSize bytes), in place. */
-export function applyDiff(page: Uint8Array, diff: Uint8Array): void {
-  const len = diff.length;
+/** Applies a diff that `validDiff` accepted (`len` bytes of `bytes` from `from`) to `page` (pageSize bytes), in place. */
+export function applyDiff(page: Uint8Array, bytes: Uint8Array, from = 0, len = bytes.length - from): void {
   if (len === page.length) {
-    page.set(diff);
+    page.set(from === 0 && len === bytes.length ? bytes : bytes.subarray(from, from + len));
     return;
   }
-  let at = 0;
-  while (at < len) {
-    const first = u16(diff, at);
-    const count = u16(diff, at + 2);
-    page.set(diff.subarray(at + RUN_HEADER, at + RUN_HEADER + count * 4), first * 4);
+  const end = from + len;
+  let at = from;
+  while (at < end) {
+    const first = u16(bytes, at);
+    const count = u16(bytes, at + 2);
+    const to = first * 4;
+    const src = at + RUN_HEADER;
+    // Short runs (a word or two, the usual) byte by byte: a view per run costs more.
+    if (count <= 4) for (let i = 0; i < count * 4; i++) page[to + i] = bytes[src + i];
+    else page.set(bytes.subarray(src, src + count * 4), to);
     at += RUN_HEADER + count * 4;
   }
 }

@@ -16,10 +16,10 @@ export class DiffArena {
     return this.used;
   }
 
-  /** Keeps a copy of `diff` after the page's diff at `prev` (-1: its first); returns where it is. */
-  keep(diff: Uint8Array, prev: number): number {
+  /** Keeps a copy of the diff of `len` bytes at `from` in `src` after the page's diff at `prev` (-1: its first); returns where it is. */
+  keep(src: Uint8Array, from: number, len: number, prev: number): number {
     const at = this.used;
-    const need = at + 8 + diff.length;
+    const need = at + 8 + len;
     if (need > this.buf.length) {
       const grown = new Uint8Array(Math.max(need, this.buf.length * 2));
       grown.set(this.buf.subarray(0, at));
@@ -27,8 +27,10 @@ export class DiffArena {
       this.view = new DataView(grown.buffer);
     }
     this.view.setUint32(at, prev + 1, true);
-    this.view.setUint32(at + 4, diff.length, true);
-    this.buf.set(diff, at + 8);
+    this.view.setUint32(at + 4, len, true);
+    // Short diffs (a run of a word or two, the usual) byte by byte: a view costs more.
+    if (len <= 32) for (let i = 0; i < len; i++) this.buf[at + 8 + i] = src[from + i];
+    else this.buf.set(src.subarray(from, from + len), at + 8);
     this.used = need;
     return at;
   }
@@ -42,7 +44,7 @@ export class DiffArena {
     }
     for (let i = 0; i < count; i++) {
       const at = this.chain[i];
-      applyDiff(page, this.buf.subarray(at + 8, at + 8 + this.view.getUint32(at + 4, true)));
+      applyDiff(page, this.buf, at + 8, this.view.getUint32(at + 4, true));
     }
   }
 

@@ -41,7 +41,7 @@ import path from 'node:path';
 import type { Transaction } from 'lmdb';
 import { applyDiff } from './diff';
 import { DiffArena } from './diff_arena';
-import { parseChanges } from './commit_changes';
+import { ParsedChanges, parseChanges } from './commit_changes';
 import { StoreError } from './errors';
 import { checkGeometry, claim, createStore, type Dbs, type Geometry, inspect, openDbs, putU64, readLayout, release, u64 } from './store_dir';
 
@@ -151,6 +151,7 @@ export class PageStore {
   private readonly diskVersions: Float64Array;
   /** The diffs of pages not made yet (Pending diffs); emptied when a flush has made them all. */
   private readonly arena = new DiffArena();
+  private readonly parsed = new ParsedChanges();
   /** Whole copies newer than the applied time, each for the commit that will make its version. */
   private readonly held = new Map<number, { version: number; data: Uint8Array }>();
   private storedPages: number;
@@ -258,12 +259,16 @@ export class PageStore {
     this.checkOpen();
     if (!Number.isSafeInteger(time) || time <= 0) throw new StoreError(`a commit's time must be a positive integer, got ${String(time)}`);
     if (time <= this.applied) return false;
-    const list = parseChanges(time, pages, changes, this.geometry.pageSize, this.numPages);
-    for (const { page, replaces, diff } of list) {
-      const held = this.held.get(page);
+    const parsed = parseChanges(time, pages, changes, this.geometry.pageSize, this.numPages, this.parsed);
+    for (let i = 0; i < parsed.count; i++) {
+      const page = pages[i];
+      const replaces = parsed.replaces[i];
+      const at = parsed.at[i];
+      const len = parsed.len[i];
+      const held = this.held.size ? this.held.get(page) : undefined;
       if (held && held.version <= time) this.held.delete(page);
-      if (diff && diff.length === this.geometry.pageSize) {
-        this.set(page, time, diff.slice());
+      if (len === this.geometry.pageSize) {
+        this.set(page, time, changes.slice(at, at + len));
         continue;
       }
       if (held?.version === time) {
@@ -271,21 +276,21 @@ export class PageStore {
         this.set(page, time, held.data);
         continue;
       }
-      if (!diff) {
+      if (len < 0) {
         this.set(page, time, null);
         continue;
       }
       const mine = this.dirty.get(page);
       if (mine) {
         if (isMissing(mine) || mine.version !== replaces) this.set(page, time, null);
-        else this.change(page, mine, time, diff);
+        else this.change(page, mine, time, changes, at, len);
         continue;
       }
       const under = this.flushing?.get(page);
       if (under) {
         // On its way to disk (made): this interval's own copy.
         if (under.data === null || under.version !== replaces) this.set(page, time, null);
-        else this.change(page, { version: under.version, data: under.data.slice() }, time, diff);
+        else this.change(page, { version: under.version, data: under.data.slice() }, time, changes, at, len);
         continue;
       }
       if (this.missingNow.has(page)) {
@@ -295,7 +300,7 @@ export class PageStore {
       // On disk or never written: only the version is looked at now; the page is made when it is read or flushed.
       const v = this.diskVersion(page);
       if (Math.max(v, 0) !== replaces) this.set(page, time, null);
-      else this.change(page, { version: replaces, data: null, base: v < 0 ? 'zero' : 'disk', last: -1, count: 0, bytes: 0 }, time, diff);
+      else this.change(page, { version: replaces, data: null, base: v < 0 ? 'zero' : 'disk', last: -1, count: 0, bytes: 0 }, time, changes, at, len);
     }
     this.applied = time;
     this.commitsUnflushed++;
@@ -623,16 +628,16 @@ export class PageStore {
     return new StoreError(`the page store in ${this.dir} is closed; open it again`);
   }
 
-  /** `d` (this page's entry, or a new one) moves to `time` with `diff` applied or queued. */
-  private change(page: number, d: Dirty, time: number, diff: Uint8Array): void {
-    if (d.base !== undefined && d.count! < PENDING_DIFFS && d.bytes! + diff.length <= this.geometry.pageSize) {
+  /** `d` (this page's entry, or a new one) moves to `time` with the diff (`len` bytes of `changes` at `at`) applied or kept. */
+  private change(page: number, d: Dirty, time: number, changes: Uint8Array, at: number, len: number): void {
+    if (d.base !== undefined && d.count! < PENDING_DIFFS && d.bytes! + len <= this.geometry.pageSize) {
       // A copy: the commit's bytes may be a window on a buffer that is reused.
-      d.last = this.arena.keep(diff, d.last!);
+      d.last = this.arena.keep(changes, at, len, d.last!);
       d.count!++;
-      d.bytes! += diff.length;
+      d.bytes! += len;
     } else {
       this.make(page, d);
-      applyDiff(d.data!, diff);
+      applyDiff(d.data!, changes, at, len);
     }
     d.version = time;
     this.dirty.set(page, d);

@@ -41,15 +41,19 @@ describe('page diffs', () => {
         }
         expect(addon.end()).toBeGreaterThanOrEqual(0);
         const [pages, changes] = addon.commit(t, 1, true) as [Uint32Array, Buffer];
-        for (const c of parseChanges(t, pages, changes, ps, numPages)) {
-          expect(c.replaces).toBe(versions[c.page]);
-          expect(c.diff).toBeDefined();
-          const committed = new Uint8Array(addon.copyCommitted(c.page));
-          expect(Buffer.from(encodeDiff(model[c.page], committed)).equals(Buffer.from(c.diff!))).toBe(true);
-          applyDiff(model[c.page], c.diff!);
-          expect(Buffer.from(model[c.page]).equals(Buffer.from(committed))).toBe(true);
-          versions[c.page] = t;
-          if (c.diff!.length === ps) whole++;
+        const parsed = parseChanges(t, pages, changes, ps, numPages);
+        for (let i = 0; i < parsed.count; i++) {
+          const page = pages[i];
+          expect(parsed.replaces[i]).toBe(versions[page]);
+          expect(parsed.len[i]).toBeGreaterThanOrEqual(0);
+          const diff = changes.subarray(parsed.at[i], parsed.at[i] + parsed.len[i]);
+          const committed = new Uint8Array(addon.copyCommitted(page));
+          expect(Buffer.from(encodeDiff(model[page], committed)).equals(Buffer.from(diff))).toBe(true);
+          // Applied from its place in the commit's changes, as the store does.
+          applyDiff(model[page], changes, parsed.at[i], parsed.len[i]);
+          expect(Buffer.from(model[page]).equals(Buffer.from(committed))).toBe(true);
+          versions[page] = t;
+          if (diff.length === ps) whole++;
           else diffs++;
         }
       }
@@ -85,9 +89,11 @@ describe('page diffs', () => {
     const cat = (...p: Uint8Array[]) => Uint8Array.from(p.flatMap((x) => [...x]));
     const one = Uint32Array.of(3);
     const ok = cat(head(0, 8), Uint8Array.of(1, 0, 1, 0, 5, 5, 5, 5));
-    expect(parseChanges(5, one, ok, 4096, 8)).toHaveLength(1);
-    expect(parseChanges(5, one, head(0, NOT_CARRIED), 4096, 8)[0].diff).toBeUndefined();
-    expect(parseChanges(5, Uint32Array.of(1, 2), new Uint8Array(0), 4096, 8).map((c) => c.diff)).toEqual([undefined, undefined]);
+    const parsed = parseChanges(5, one, ok, 4096, 8);
+    expect([parsed.count, parsed.at[0], parsed.len[0]]).toEqual([1, 12, 8]);
+    expect(parseChanges(5, one, head(0, NOT_CARRIED), 4096, 8).len[0]).toBe(-1); // left out
+    const none = parseChanges(5, Uint32Array.of(1, 2), new Uint8Array(0), 4096, 8);
+    expect([none.count, ...none.len.subarray(0, 2)]).toEqual([2, -1, -1]);
     const bad: Array<[Uint32Array, Uint8Array]> = [
       [Uint32Array.of(8), ok], // outside the region
       [Uint32Array.of(3, 3), cat(ok, ok)], // a page twice

@@ -46,8 +46,8 @@ void DataChannel::Push(DataDone d) {
   if (notifier_) notifier_(notifierArg_);
 }
 
-void DataChannel::Fail() {
-  if (!stop_.load()) Push(DataDone{id_, kChannelClosed, 0});
+void DataChannel::Fail(ChannelEnd why) {
+  if (!stop_.load()) Push(DataDone{id_, kChannelClosed, why});
 }
 
 void DataChannel::SendHeartbeat() {
@@ -75,7 +75,10 @@ bool DataChannel::ReadExactly(uint8_t* to, size_t len) {
       got += size_t(n);
       continue;
     }
-    if (n == 0) return false;  // closed by the peer
+    if (n == 0) {
+      eof_ = true;  // closed by the peer
+      return false;
+    }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
     pollfd p{fd_, POLLIN, 0};
@@ -95,39 +98,39 @@ void DataChannel::Run() {
   for (;;) {
     uint8_t h[10];
     if (!ReadExactly(h, sizeof h)) {
-      Fail();  // closed
+      Fail(ReadFailure());  // closed
       return;
     }
     const uint32_t len = U32(h);
     if (len < 6 || len - 6 > cfg_.maxFrame || h[4] != cfg_.protocolVersion || U32(h + 5) != cfg_.clusterId) {
-      Fail();  // bad frame header
+      Fail(kBadFrame);  // bad frame header
       return;
     }
     const uint32_t body = len - 6;
     if (h[9] == cfg_.heartbeatType) {
       if (body != 0) {
-        Fail();  // heartbeat with a body
+        Fail(kBadFrame);  // heartbeat with a body
         return;
       }
       continue;
     }
     if (h[9] != cfg_.replyType || body < 13) {
-      Fail();  // not a page reply
+      Fail(kBadFrame);  // not a page reply
       return;
     }
     uint8_t r[13];
     if (!ReadExactly(r, sizeof r)) {
-      Fail();  // truncated
+      Fail(ReadFailure());  // truncated
       return;
     }
     const uint32_t reqId = U32(r), n = U32(r + 9);
     if (n > 4096 || uint64_t(body) != 13 + uint64_t(n) * (14 + ps)) {
-      Fail();  // page reply of the wrong length
+      Fail(kBadFrame);  // page reply of the wrong length
       return;
     }
     meta.resize(size_t(n) * 14);
     if (n && !ReadExactly(meta.data(), meta.size())) {
-      Fail();  // truncated
+      Fail(ReadFailure());  // truncated
       return;
     }
     pages.resize(n);
@@ -140,14 +143,14 @@ void DataChannel::Run() {
       versions[i] = U64(m + 4);
       owners[i] = uint16_t(m[12] | m[13] << 8);
       if (pages[i] >= numPages) {
-        Fail();  // page outside the region
+        Fail(kBadFrame);  // page outside the region
         return;
       }
       if (versions[i] > newest) newest = versions[i];
     }
     if (n && dsm_->InstallPagesFrom(pages.data(), versions.data(), owners.data(), n,
                                     [this](uint8_t* to, size_t l) { return ReadExactly(to, l); }) < 0) {
-      Fail();  // truncated
+      Fail(ReadFailure());  // truncated
       return;
     }
     // The faulting threads go on now; the service hears of the reply after them.

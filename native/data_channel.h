@@ -22,10 +22,13 @@ class Dsm;
 
 struct DataDone {
   uint32_t channel;
-  uint32_t reqId;      // kChannelClosed: the channel is gone (see error())
-  uint64_t newest;     // the newest page version in the reply
+  uint32_t reqId;      // kChannelClosed: the channel is gone
+  uint64_t newest;     // the newest page version in the reply; for kChannelClosed, a ChannelEnd
 };
 constexpr uint32_t kChannelClosed = 0xffffffff;
+// Why a channel ended: the owner closed it (it left or stopped: its membership says the
+// rest), its connection failed, or it sent something that is not a well-formed reply.
+enum ChannelEnd : uint32_t { kClosedByPeer = 0, kConnectionLost = 1, kBadFrame = 2 };
 
 class DataChannel {
  public:
@@ -53,8 +56,10 @@ class DataChannel {
  private:
   void Run();
   bool ReadExactly(uint8_t* to, size_t len);
-  // Tells the service the channel is gone (unless it is being stopped).
-  void Fail();
+  // Tells the service the channel is gone, and why (unless it is being stopped).
+  void Fail(ChannelEnd why);
+  // Why the last ReadExactly failed.
+  ChannelEnd ReadFailure() const { return eof_ ? kClosedByPeer : kConnectionLost; }
   void Push(DataDone d);
   void SendHeartbeat();
   Dsm* dsm_;
@@ -63,6 +68,7 @@ class DataChannel {
   Config cfg_;
   std::atomic<bool> stop_{false};
   int64_t lastBeatMs_ = 0;  // reader thread only
+  bool eof_ = false;        // reader thread only: the peer closed the connection
   std::mutex mu_;
   std::vector<DataDone> done_;
   Notifier notifier_ = nullptr;

@@ -190,7 +190,7 @@ Napi::Value CloseDataChannel(const Napi::CallbackInfo& info) {
   AddonEnv::Need(info.Env())->CloseDataChannel(U32(info[0]));
   return info.Env().Undefined();
 }
-// takeData() -> Float64Array of [channel, request id (0xffffffff: channel closed), newest version] triples
+// takeData() -> Float64Array of [channel, request id (0xffffffff: channel closed), newest version (closed: why, ChannelEnd)] triples
 Napi::Value TakeData(const Napi::CallbackInfo& info) {
   std::vector<DataDone> done;
   AddonEnv::Need(info.Env())->TakeDataDone(&done);

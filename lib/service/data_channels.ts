@@ -103,10 +103,14 @@ export class DataChannels {
       const ch = done[i];
       const reqId = done[i + 1];
       if (reqId === 0xffffffff) {
+        // native/data_channel.h ChannelEnd. An owner that closes the channel is leaving or
+        // stopping (every fetch opens one, so every graceful exit of a node closes some):
+        // its membership says the rest, and fetches reopen a channel while it is a member.
+        const why = done[i + 2] === 2 ? 'it sent a malformed page reply' : done[i + 2] === 1 ? 'its connection failed' : undefined;
         for (const [owner, id] of this.channels) {
           if (id !== ch) continue;
           this.channels.delete(owner);
-          if (n.members.has(owner)) n.ev.log('warn', `the data channel to node ${owner} closed (a bad frame or a lost connection); its pages come over the main connection`);
+          if (why && n.members.has(owner)) n.ev.log('warn', `the data channel to node ${owner} closed (${why}); its pages come over the main connection`);
         }
         // Requests it was to answer are asked again by their retry timers.
         n.native.closeDataChannel(ch);

@@ -526,10 +526,17 @@ TEST(data_channel_receives_replies_into_the_region_and_closes_on_bad_frames) {
   d->Invalidate(303, 8, 1);
   PutFrame(sv[0], 0x1111, 24, body);
   done = WaitDone(d, 1);
-  CHECK(done.size() == 1 && done[0].reqId == kChannelClosed);
+  CHECK(done.size() == 1 && done[0].reqId == kChannelClosed && done[0].newest == kBadFrame);
   CHECK(d->pages().state(303) == kInvalid);
   d->CloseDataChannel(id);
   close(sv[0]);
+  // An owner that closes its end (it is leaving) is told apart from a bad frame.
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  id = d->OpenDataChannel(sv[1], c, nullptr, nullptr);
+  close(sv[0]);
+  done = WaitDone(d, 1);
+  CHECK(done.size() == 1 && done[0].channel == id && done[0].reqId == kChannelClosed && done[0].newest == kClosedByPeer);
+  d->CloseDataChannel(id);
   CloseDsm(d);
 }
 

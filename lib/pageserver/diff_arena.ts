@@ -5,8 +5,12 @@
 // u32 length | the diff; a page's entry keeps the offset of its last one.
 import { applyDiff } from './diff';
 
+/** The arena's size to start with, and to go back to after a burst grew it past KEEP_MAX. */
+const INITIAL = 1 << 16;
+const KEEP_MAX = 8 << 20;
+
 export class DiffArena {
-  private buf = new Uint8Array(1 << 16);
+  private buf = new Uint8Array(INITIAL);
   private view = new DataView(this.buf.buffer);
   private used = 0;
   private chain = new Int32Array(64);
@@ -51,5 +55,9 @@ export class DiffArena {
   /** Forgets every diff kept (no entry refers to one any more). */
   reset(): void {
     this.used = 0;
+    if (this.buf.length > KEEP_MAX) {
+      this.buf = new Uint8Array(INITIAL);
+      this.view = new DataView(this.buf.buffer);
+    }
   }
 }

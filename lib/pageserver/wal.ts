@@ -48,6 +48,8 @@ const FIRST_FORMAT_FILE = /^wal-(\d+)\.log$/;
 const SPARE = /^spare-(\d+)\.wal$/;
 /** Retired files kept to be written over. */
 const SPARES = 2;
+/** The staging buffer is given back after a sync once a burst grew it past this. */
+const STAGED_KEEP_MAX = 8 << 20;
 
 /** What a replay did (for the log line at start). */
 export interface ReplayInfo {
@@ -258,6 +260,8 @@ export class CommitLog {
     const fd = this.fd;
     this.fillCrcs(bytes);
     writeAll(fd, this.staged, bytes, this.bytes);
+    // A burst (a backup's whole pages, a rebase) may have grown the buffer: give it back.
+    if (this.staged.length > STAGED_KEEP_MAX) this.staged = Buffer.allocUnsafe(1 << 16);
     fs.fdatasyncSync(fd);
     this.bytes += bytes;
     this.syncs++;

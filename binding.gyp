@@ -18,6 +18,7 @@
         "native/app_calls.cc",
         "native/app_interrupt.cc",
         "native/data_channel.cc",
+        "native/fault_routes.cc",
         "native/dsm.cc",
         "native/page_installs.cc",
         "native/models.cc",

@@ -36,6 +36,7 @@ export const Counter = {
   writeAhead: 12,
   writeAheadUnused: 13,
   answeredByChannel: 14,
+  sentByFault: 15,
 } as const;
 
 /** Order of native/page_table.h. */
@@ -118,6 +119,10 @@ export interface NativeAddon {
   installPages(pages: Uint32Array, versions: Float64Array, owners: Uint16Array, data: Uint8Array | null): number;
   /** Reads page replies from this (authenticated) socket straight into the region; returns its id. */
   openDataChannel(fd: number, cfg: { clusterId: number; protocolVersion: number; replyType: number; heartbeatType: number; maxFrame: number; heartbeatMs: number }): number;
+  /** Faults on `owner`'s pages send their requests over data channel `channel` (native/fault_routes.h); false when it is gone. */
+  routeFaults(owner: number, channel: number, wire: { clusterId: number; protocolVersion: number; requestType: number; requester: number }): boolean;
+  /** While a scan is on, faults leave their requests to the service (its read-ahead). */
+  faultsScanning(on: boolean): void;
   closeDataChannel(id: number): void;
   /** Finished replies of data channels: [channel, request id (0xffffffff: closed), newest version] triples. */
   takeData(): Float64Array;

@@ -39,6 +39,8 @@ export interface DsmStats {
     writeAheadUnused: number;
     /** Of `service`, faults answered by the native reader of a data channel as it installed the page (no JavaScript between the reply and the faulting thread). */
     answeredByChannel: number;
+    /** Of `service`, faults whose page request the faulting thread sent itself, on the owner's data channel (no JavaScript before the request left). */
+    sentByFault: number;
   };
   /**
    * `heldFromStart`: transactions that ran holding the commit token from their first run,
@@ -401,7 +403,7 @@ export class DsmNode extends EventEmitter {
     return {
       nodeId: this.nodeId,
       globalTime: this.globalTime,
-      faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations'), writeAhead: n('writeAhead'), writeAheadUnused: n('writeAheadUnused'), answeredByChannel: n('answeredByChannel') },
+      faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations'), writeAhead: n('writeAhead'), writeAheadUnused: n('writeAheadUnused'), answeredByChannel: n('answeredByChannel'), sentByFault: n('sentByFault') },
       transactions: { begun: n('begins'), committed: n('commits'), aborted: n('aborts'), retried: this.runner.retries, heldFromStart: this.runner.heldFromStart },
       pages,
       models: { transactional: byModel[0], local: byModel[1], sequential: byModel[2], migratory: byModel[3] },

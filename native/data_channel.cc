@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -51,10 +52,37 @@ void DataChannel::Fail(ChannelEnd why) {
 }
 
 void DataChannel::SendHeartbeat() {
-  // The peer closes a connection it hears nothing from: this one only ever receives.
+  // The peer closes a connection it hears nothing from, and a faulting thread's requests
+  // may be rare. Skipped while a request is being written (that is traffic too).
+  if (sending_.test_and_set(std::memory_order_acquire)) return;
   uint8_t h[10] = {6, 0, 0, 0, cfg_.protocolVersion, 0, 0, 0, 0, cfg_.heartbeatType};
   for (int i = 0; i < 4; i++) h[5 + i] = uint8_t(cfg_.clusterId >> (8 * i));
   (void)!send(fd_, h, sizeof h, MSG_NOSIGNAL | MSG_DONTWAIT);
+  sending_.clear(std::memory_order_release);
+}
+
+bool DataChannel::SendFrame(const uint8_t* p, size_t n) {
+  while (sending_.test_and_set(std::memory_order_acquire)) sched_yield();
+  size_t off = 0;
+  bool ok = true;
+  while (off < n) {
+    ssize_t w = send(fd_, p + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) {
+      off += size_t(w);
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd q{fd_, POLLOUT, 0};
+      if (poll(&q, 1, 100) > 0) continue;
+    }
+    ok = false;
+    break;
+  }
+  // Half a frame is on the wire: nothing after it would parse. End the channel.
+  if (!ok && off > 0) shutdown(fd_, SHUT_RDWR);
+  sending_.clear(std::memory_order_release);
+  return ok;
 }
 
 bool DataChannel::ReadExactly(uint8_t* to, size_t len) {

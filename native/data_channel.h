@@ -52,6 +52,10 @@ class DataChannel {
   void Stop();
   void TakeDone(std::vector<DataDone>* out);
   uint32_t id() const { return id_; }
+  // Writes a whole frame to the owner (a faulting thread's page request, fault_routes.h):
+  // signal-safe, serialised with the reader's heartbeats. A frame only partly written
+  // leaves the stream broken: the channel is shut down then (the reader reports it closed).
+  bool SendFrame(const uint8_t* p, size_t n);
 
  private:
   void Run();
@@ -68,6 +72,7 @@ class DataChannel {
   Config cfg_;
   std::atomic<bool> stop_{false};
   int64_t lastBeatMs_ = 0;  // reader thread only
+  std::atomic_flag sending_ = ATOMIC_FLAG_INIT;  // one writer at a time
   bool eof_ = false;        // reader thread only: the peer closed the connection
   std::mutex mu_;
   std::vector<DataDone> done_;

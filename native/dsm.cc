@@ -61,7 +61,19 @@ void Dsm::CloseDataChannel(uint32_t id) {
       }
     }
   }
+  if (gone) routes_.Disable(gone.get());  // no faulting thread writes to it any more
   if (gone) gone->Stop();  // outside the lock: TakeDataDone may be waiting for it
+}
+
+bool Dsm::RouteFaults(uint32_t owner, uint32_t id, const FaultRoutes::Wire& w) {
+  std::lock_guard<std::mutex> lock(channelsMu_);
+  for (auto& c : channels_) {
+    if (c->id() != id) continue;
+    routes_.Configure(w);
+    routes_.Enable(owner, c.get());
+    return true;
+  }
+  return false;
 }
 
 void Dsm::CloseDataChannels() {
@@ -70,6 +82,7 @@ void Dsm::CloseDataChannels() {
     std::lock_guard<std::mutex> lock(channelsMu_);
     all.swap(channels_);
   }
+  for (auto& c : all) routes_.Disable(c.get());
   for (auto& c : all) c->Stop();
 }
 
@@ -98,6 +111,7 @@ void Dsm::Fatal(const char* what, uint32_t page, int err) {
 void Dsm::ResolveFault(uint32_t page, bool write) {
   if (!Lock()) Fatal("a fault on the DSM region interrupted the runtime's own page-table update", page, 0);
   bool waited = false;
+  bool asked = false;  // the service was asked for this page once already
   for (;;) {
     const uint8_t s = pt_.state(page);
     const uint8_t m = pt_.model(page);
@@ -134,9 +148,19 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       break;
     }
     if (s == kInvalid) {
+      // A page another node holds, not the next of a scan: ask its owner now, over the data
+      // channel, while the service wakes (fault_routes.h). Version 0 (never written: the
+      // service makes it here) and the first fault after a wait (the answer did not make
+      // the page valid: the service knows why) go through the service alone.
+      const uint32_t owner = pt_.owner(page);
+      const bool direct = !asked && pt_.version(page) != 0 && page != lastServiceFault_.load(std::memory_order_relaxed) + 1;
       lock_.Unlock();
+      lastServiceFault_.store(page, std::memory_order_relaxed);
       stats_.Inc(kServiceFaults);
-      if (!ring_.PostAndWait(page, write ? uint32_t(kRequestWrite) : 0u)) {
+      const uint32_t reqId = direct ? routes_.Send(owner, page) : 0;
+      if (reqId) stats_.Inc(kRequestsSentByFault);
+      asked = true;
+      if (!ring_.PostAndWait(page, (write ? uint32_t(kRequestWrite) : 0u) | (reqId ? uint32_t(kRequestSent) : 0u), reqId)) {
         Fatal("the page is not present on this node and the service thread is not running "
               "(was the node closed while a read was in progress?)",
               page, 0);

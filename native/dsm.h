@@ -17,6 +17,7 @@
 
 #include "commit_channel.h"
 #include "data_channel.h"
+#include "fault_routes.h"
 #include "page_table.h"
 #include "protections.h"
 #include "region.h"
@@ -124,6 +125,9 @@ class Dsm {
   // Data channels (see data_channel.h): `fd` is owned from here on. Returns the id.
   uint32_t OpenDataChannel(int fd, const DataChannel::Config& c, DataChannel::Notifier fn, void* arg);
   void CloseDataChannel(uint32_t id);
+  // Faults on `owner`'s pages send their requests over data channel `id` (fault_routes.h),
+  // until the channel closes. False when there is no such channel.
+  bool RouteFaults(uint32_t owner, uint32_t id, const FaultRoutes::Wire& w);
   void CloseDataChannels();
   void TakeDataDone(std::vector<DataDone>* out);
   // Applies another node's commit (`changes` as Commit() makes them): a page held valid at
@@ -185,6 +189,7 @@ class Dsm {
   CommitChannel& channel() { return channel_; }
   PageTable& pages() { return pt_; }
   RequestRing& ring() { return ring_; }
+  FaultRoutes& routes() { return routes_; }
   Stats& stats() { return stats_; }
   uint32_t grantedCount() const { return prot_.grantedCount(); }
 
@@ -234,6 +239,10 @@ class Dsm {
   MappedArray<uint8_t> writtenLast_;
   PageSet writeAhead_;
   RequestRing ring_;
+  FaultRoutes routes_;
+  // The page of the last fault that needed the service: the next page faulting after it is
+  // a scan, left to the service and its read-ahead (fault_routes.h).
+  std::atomic<uint32_t> lastServiceFault_{UINT32_MAX};
   CommitChannel channel_;
   std::atomic<int64_t> lost_{-1};
   std::atomic<int64_t> localTouched_{-1};

@@ -18,9 +18,9 @@ static long Futex(std::atomic<uint32_t>* word, int op, uint32_t val) {
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, val, nullptr, nullptr, 0);
 }
 
-bool RequestRing::PostAndWait(uint32_t page, uint32_t flags) {
+bool RequestRing::PostAndWait(uint32_t page, uint32_t flags, uint32_t reqId) {
   const uint32_t slot = Claim();
-  if (slot == kNoSlot || !Publish(slot, page, flags)) return false;
+  if (slot == kNoSlot || !Publish(slot, page, flags, reqId)) return false;
   return Wait(slot);
 }
 
@@ -35,10 +35,11 @@ uint32_t RequestRing::Claim() {
   }
 }
 
-bool RequestRing::Publish(uint32_t slot, uint32_t page, uint32_t flags) {
+bool RequestRing::Publish(uint32_t slot, uint32_t page, uint32_t flags, uint32_t reqId) {
   Slot* s = &slots_[slot];
   s->page = page;
   s->flags = flags;
+  s->reqId = reqId;
   s->done.store(0, std::memory_order_relaxed);
   s->state.store(kPending, std::memory_order_seq_cst);
   if (notifier_.Send()) return true;
@@ -77,9 +78,7 @@ uint32_t RequestRing::Take(Request* out, uint32_t max) {
   for (uint32_t i = 0; i < kSlots && n < max; i++) {
     uint32_t expected = kPending;
     if (slots_[i].state.compare_exchange_strong(expected, kTaken, std::memory_order_acquire)) {
-      const uint32_t turn = (slots_[i].turn.load(std::memory_order_relaxed) + 1) & (UINT32_MAX >> kSlotBits);
-      slots_[i].turn.store(turn, std::memory_order_release);
-      out[n++] = Request{Ticket(i, turn), slots_[i].page, slots_[i].flags};
+      out[n++] = Request{TakeTurn(i), slots_[i].page, slots_[i].flags, slots_[i].reqId};
     }
   }
   return n;

@@ -14,10 +14,12 @@ namespace dsm {
 struct Request {
   uint32_t ticket;  // the slot and the turn it was taken in (see Take)
   uint32_t page;
-  uint32_t flags;   // kRequestWrite
+  uint32_t flags;   // kRequestWrite, kRequestSent
+  uint32_t reqId;   // with kRequestSent: the id of the request the faulting thread sent
 };
 
-enum : uint32_t { kRequestWrite = 1 };
+// kRequestSent: the faulting thread sent the page request itself (fault_routes.h).
+enum : uint32_t { kRequestWrite = 1, kRequestSent = 2 };
 
 class RequestRing {
  public:
@@ -33,13 +35,13 @@ class RequestRing {
   // Producer (signal handler): posts a request and blocks until Complete(). Returns false
   // when no consumer is attached, so the caller can report instead of sleeping forever.
   // Runs Claim, Publish and Wait, which the native tests also run one by one.
-  bool PostAndWait(uint32_t page, uint32_t flags);
+  bool PostAndWait(uint32_t page, uint32_t flags, uint32_t reqId = 0);
   static constexpr uint32_t kNoSlot = UINT32_MAX;
   // Claims a free slot for filling; kNoSlot when no consumer is attached.
   uint32_t Claim();
   // Fills the claimed slot, makes it visible to the consumer and wakes it. Returns false
   // when the consumer is gone (the slot is given up then; do not Wait on it).
-  bool Publish(uint32_t slot, uint32_t page, uint32_t flags);
+  bool Publish(uint32_t slot, uint32_t page, uint32_t flags, uint32_t reqId = 0);
   // Blocks until the consumer answers the slot, then frees it: true completed, false failed.
   bool Wait(uint32_t slot);
 
@@ -50,15 +52,24 @@ class RequestRing {
   // Wakes the producer of the request `ticket` names, if it still waits. Any thread: the
   // service thread, or a data channel's reader answering a fault itself (CompleteTaken).
   void Complete(uint32_t ticket);
-  // Wakes the producers of taken requests whose page `answered(page)` says is answered.
-  // Called with the caller's own lock held around `answered`; the wake-ups happen after it
-  // returns, through Complete (which `wake` is handed the tickets for).
+  // Wakes the producers of requests whose page `answered(page)` says is answered: taken
+  // ones, and pending ones whose request the faulting thread sent itself (taken here, so the
+  // service never sees them: there is nothing left for it to do). Called with the caller's
+  // own lock held around `answered`; the wake-ups happen in `wake`, handed the tickets.
   template <class Answered, class Wake>
   void CompleteTaken(Answered&& answered, Wake&& wake) {
     uint32_t tickets[kSlots];
     uint32_t n = 0;
     for (uint32_t i = 0; i < kSlots; i++) {
       Slot& s = slots_[i];
+      const uint32_t st = s.state.load(std::memory_order_acquire);
+      if (st == kPending && (s.flags & kRequestSent) && answered(s.page)) {
+        uint32_t expected = kPending;
+        if (s.state.compare_exchange_strong(expected, kTaken, std::memory_order_acquire)) {
+          tickets[n++] = TakeTurn(i);
+          continue;
+        }
+      }
       if (s.state.load(std::memory_order_acquire) != kTaken || s.done.load(std::memory_order_acquire) != 0) continue;
       if (answered(s.page)) tickets[n++] = Ticket(i, s.turn.load(std::memory_order_acquire));
     }
@@ -73,12 +84,19 @@ class RequestRing {
   static constexpr uint32_t kSlotBits = 6;
   static_assert(kSlots == 1u << kSlotBits, "a ticket keeps the slot in its low bits");
   static uint32_t Ticket(uint32_t slot, uint32_t turn) { return turn << kSlotBits | slot; }
+  // A slot just taken: its next turn, and the ticket that names it.
+  uint32_t TakeTurn(uint32_t slot) {
+    const uint32_t turn = (slots_[slot].turn.load(std::memory_order_relaxed) + 1) & (UINT32_MAX >> kSlotBits);
+    slots_[slot].turn.store(turn, std::memory_order_release);
+    return Ticket(slot, turn);
+  }
   struct alignas(64) Slot {
     std::atomic<uint32_t> state{kFree};
     std::atomic<uint32_t> done{0};  // futex word: 0 waiting, 1 completed, 2 failed
     std::atomic<uint32_t> turn{0};  // counts the slot's takes (wrapping): a ticket's high bits
     uint32_t page = 0;
     uint32_t flags = 0;
+    uint32_t reqId = 0;
   };
   Slot slots_[kSlots];
   Wakeup notifier_;

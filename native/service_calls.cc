@@ -26,11 +26,12 @@ Napi::Value DetachService(const Napi::CallbackInfo& info) {
 Napi::Value TakeRequests(const Napi::CallbackInfo& info) {
   Request reqs[RequestRing::kSlots];
   uint32_t n = AddonEnv::Need(info.Env())->ring().Take(reqs, RequestRing::kSlots);
-  auto arr = Napi::Uint32Array::New(info.Env(), size_t(n) * 3);
+  auto arr = Napi::Uint32Array::New(info.Env(), size_t(n) * 4);
   for (uint32_t i = 0; i < n; i++) {
-    arr[i * 3] = reqs[i].ticket;
-    arr[i * 3 + 1] = reqs[i].page;
-    arr[i * 3 + 2] = reqs[i].flags;
+    arr[i * 4] = reqs[i].ticket;
+    arr[i * 4 + 1] = reqs[i].page;
+    arr[i * 4 + 2] = reqs[i].flags;
+    arr[i * 4 + 3] = reqs[i].reqId;
   }
   return arr;
 }
@@ -186,6 +187,21 @@ Napi::Value OpenDataChannel(const Napi::CallbackInfo& info) {
   c.heartbeatMs = U32(o.Get("heartbeatMs"));
   return Napi::Number::New(env, d->OpenDataChannel(fd, c, LoopWakeup::Send, w));
 }
+// routeFaults(owner, channel id, { clusterId, protocolVersion, requestType, requester }) -> bool
+Napi::Value RouteFaults(const Napi::CallbackInfo& info) {
+  Napi::Object o = info[2].As<Napi::Object>();
+  FaultRoutes::Wire w{};
+  w.clusterId = U32(o.Get("clusterId"));
+  w.protocolVersion = uint8_t(U32(o.Get("protocolVersion")));
+  w.requestType = uint8_t(U32(o.Get("requestType")));
+  w.requester = uint16_t(U32(o.Get("requester")));
+  return Napi::Boolean::New(info.Env(), AddonEnv::Need(info.Env())->RouteFaults(U32(info[0]), U32(info[1]), w));
+}
+// faultsScanning(on): a scan is on (its faults go to the service and its read-ahead).
+Napi::Value FaultsScanning(const Napi::CallbackInfo& info) {
+  AddonEnv::Need(info.Env())->routes().SetScanning(info[0].ToBoolean());
+  return info.Env().Undefined();
+}
 Napi::Value CloseDataChannel(const Napi::CallbackInfo& info) {
   AddonEnv::Need(info.Env())->CloseDataChannel(U32(info[0]));
   return info.Env().Undefined();
@@ -246,6 +262,8 @@ void DefineServiceCalls(Napi::Env env, Napi::Object exports) {
       {"counters", Counters},
       {"openDataChannel", OpenDataChannel},
       {"closeDataChannel", CloseDataChannel},
+      {"routeFaults", RouteFaults},
+      {"faultsScanning", FaultsScanning},
       {"takeData", TakeData},
       {"lastReadFault", LastReadFault},
       {"takeCommitRequest", TakeCommitRequest},

@@ -22,6 +22,7 @@ enum Counter : unsigned {
   kWriteAhead,          // read faults in a transaction granted write access at once (the page is usually written)
   kWriteAheadUnused,    // of those, pages the transaction only read
   kFaultsAnsweredByChannel,  // faults a data channel's reader woke itself (AnswerFaults)
+  kRequestsSentByFault,      // page requests the faulting thread sent itself (fault_routes.h)
   kCounterCount
 };
 
@@ -30,7 +31,7 @@ enum Counter : unsigned {
 inline constexpr const char* kCounterNames[] = {
     "readFaults", "writeFaults", "serviceFaults", "violations", "protectionResets", "shadowRestores",
     "begins",     "commits",     "aborts",        "installs",   "invalidations", "updates",
-    "writeAhead", "writeAheadUnused", "answeredByChannel",
+    "writeAhead", "writeAheadUnused", "answeredByChannel", "sentByFault",
 };
 static_assert(sizeof(kCounterNames) / sizeof(kCounterNames[0]) == kCounterCount, "a name for every counter");
 

@@ -9,7 +9,7 @@
 //   replication.ts    durability: backups of each commit, acknowledgements
 //   pager.ts          fetching pages (read-ahead, scans, searches)
 //   page_serving.ts   answering page requests
-//   data_channels.ts  native page streams for scans
+//   data_channels.ts  native page streams: replies installed, faults sent and answered off JavaScript
 //   recovery.ts       after a loss: the token (regenerated if it died) and a configuration without the lost
 //   regenerations.ts  the token's regenerations a node knows of, and which commits they made void
 //   leaving.ts        graceful leave (hand-over of pages and token)
@@ -17,7 +17,7 @@
 // Runs in the service worker; touches the region only through the native system view.
 import type { MessagePort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import type { NativeAddon } from '../native';
+import { Counter, type NativeAddon } from '../native';
 import { CommitLog } from './commit_log';
 import type { CommitRing } from './commit_ring';
 import { debug } from './debug';
@@ -302,9 +302,10 @@ export class Cluster {
 
   // ---- the app's requests (service.ts) ----
 
-  fetch(slot: number, page: number, write: boolean): void {
+  /** `sent`: the id of the request the faulting thread sent itself (0: none). */
+  fetch(slot: number, page: number, write: boolean, sent = 0): void {
     if (this.sequential.handles(page)) this.sequential.fault(slot, page, write);
-    else this.pager.fetch(slot, page);
+    else this.pager.fetch(slot, page, sent);
   }
 
   /**
@@ -383,8 +384,9 @@ export class Cluster {
     await this.transport.close();
   }
 
+  /** Page requests sent: by the service, and by faulting threads themselves (native/fault_routes.h). */
   get remoteFetches(): number {
-    return this.pager.remoteFetches;
+    return this.pager.remoteFetches + this.native.counters()[Counter.sentByFault];
   }
 
   get forwarded(): number {

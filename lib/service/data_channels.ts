@@ -31,6 +31,16 @@ export class DataChannels {
     }
     this.conns.get(id)?.close('replaced');
     this.conns.set(id, c);
+    // The requester's faulting threads write their page requests here (native/fault_routes.h).
+    c.on('message', (type: number, payload: Buffer) => {
+      if (type !== Msg.PageRequest) return;
+      try {
+        this.n.serving.onRequest(id, payload);
+      } catch (e) {
+        this.n.ev.log('warn', `node ${id} sent a malformed page request on its data channel (${(e as Error).message}); closing it`);
+        c.close('protocol');
+      }
+    });
     c.on('close', () => {
       if (this.conns.get(id) === c) this.conns.delete(id);
     });
@@ -77,6 +87,9 @@ export class DataChannels {
       const ch = n.native.openDataChannel(conn.fd, { ...n.transport.wire, replyType: Msg.PageReply });
       conn.release();
       this.channels.set(owner, ch);
+      // From now on faults on its pages send their requests on the channel themselves.
+      const { clusterId, protocolVersion } = n.transport.wire;
+      n.native.routeFaults(owner, ch, { clusterId, protocolVersion, requestType: Msg.PageRequest, requester: n.id });
     } catch (e) {
       c?.close('local');
       this.failedAt.set(owner, performance.now());

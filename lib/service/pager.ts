@@ -25,6 +25,11 @@ interface PendingFetch {
   report?: boolean;
 }
 
+/** Request ids from here up are the faulting thread's own (native/fault_routes.h); the service's stay below. */
+const FAULT_SENT_IDS = 0x80000000;
+/** Replies to the faulting thread's requests heard before their fault reached the service, kept this many at most. */
+const EARLY_MAX = 256;
+
 /** A page request unanswered this long is asked of every member instead. */
 const FETCH_RETRY_MS = 1000;
 /** Most pages one read-ahead request asks for (256 KiB with 4 KiB pages). */
@@ -37,6 +42,12 @@ export class Pager {
   /** Per page: the request fetching it, 0 for none (a typed array: a scan sets and clears 256 at a time). */
   private readonly fetchByPage: Uint32Array;
   private nextReq = 1;
+  /**
+   * Replies to requests the faulting thread sent itself, heard before the service took the
+   * fault from the ring: 'replied' (a page reply, installed or crossed by a newer commit),
+   * or the status of a reply that brought no page.
+   */
+  private readonly early = new Map<number, 'replied' | number>();
   /** The page a sequential scan faults on next, and the current read-ahead window. */
   private nextExpected = -1;
   private window = 1;
@@ -49,13 +60,32 @@ export class Pager {
     this.fetchByPage = new Uint32Array(n.table.states.length);
   }
 
-  /** A fault on a page that is not valid here: fetch it from its owner. */
-  fetch(slot: number, page: number): void {
+  /**
+   * A fault on a page that is not valid here: fetch it from its owner. `sent`: the faulting
+   * thread already sent the request, with this id (native/fault_routes.h).
+   */
+  fetch(slot: number, page: number, sent = 0): void {
     const { native, table } = this.n;
+    const early = sent ? this.early.get(sent) : undefined;
+    if (sent) this.early.delete(sent);
     if (table.states[page] !== 0) {
       // Installed while this request waited in the ring (a reply was handled first).
       native.completeRequest(slot);
       if (this.window === READ_AHEAD_MAX) this.keepAhead(page);
+      return;
+    }
+    if (sent && early !== 'replied' && this.fetchByPage[page] === 0) {
+      // Its request is on its way: keep the books (retries, a reply over the main
+      // connection, a loss) as if it had been sent here. A scan is not one: its next fault
+      // is the service's, with read-ahead.
+      // (Counted where it was sent: the native counter, see Cluster.remoteFetches.)
+      this.fetches.set(sent, { page, slots: [slot], count: 1 });
+      this.fetchByPage[page] = sent;
+      this.setWindow(1);
+      this.nextExpected = page + 1;
+      const owner = table.owners[page];
+      if (early !== undefined || !this.n.members.has(owner) || this.n.membership.suspects.has(owner)) this.search(sent);
+      else this.armRetry(sent);
       return;
     }
     const existing = this.fetchByPage[page];
@@ -78,12 +108,18 @@ export class Pager {
       return;
     }
     // Sequential faults double the read-ahead window; anything else resets it.
-    this.window = page === this.nextExpected ? Math.min(READ_AHEAD_MAX, this.window * 2) : 1;
+    this.setWindow(page === this.nextExpected ? Math.min(READ_AHEAD_MAX, this.window * 2) : 1);
     const count = this.request(page, [slot], this.window);
     this.nextExpected = page + count;
     this.aheadTo = page + count;
     this.scanAt = page;
     if (this.window === READ_AHEAD_MAX) this.keepAhead(page);
+  }
+
+  /** The read-ahead window; beyond one page a scan is on, and faults leave their requests to us (native/fault_routes.h). */
+  private setWindow(w: number): void {
+    if (w > 1 !== this.window > 1) this.n.native.faultsScanning(w > 1);
+    this.window = w;
   }
 
   /**
@@ -138,7 +174,7 @@ export class Pager {
     while (count < window && page + count < n.config.numPages && table.states[page + count] === 0 &&
       table.owners[page + count] === owner && this.fetchByPage[page + count] === 0) count++;
     const reqId = this.nextReq;
-    this.nextReq = (this.nextReq + 1) >>> 0 || 1; // u32 on the wire; 0 means none
+    this.nextReq = this.nextReq + 1 < FAULT_SENT_IDS ? this.nextReq + 1 : 1; // 0 means none
     this.fetches.set(reqId, { page, slots, count, done: done && [done], report });
     this.fetchByPage.fill(reqId, page, page + count);
     this.remoteFetches++;
@@ -230,7 +266,10 @@ export class Pager {
 
   finish(reqId: number): void {
     const f = this.fetches.get(reqId);
-    if (!f) return;
+    if (!f) {
+      if (reqId >= FAULT_SENT_IDS) this.heardEarly(reqId, 'replied');
+      return;
+    }
     if (f.timer) clearTimeout(f.timer);
     this.fetches.delete(reqId);
     for (let i = 0; i < f.count; i++) if (this.fetchByPage[f.page + i] === reqId) this.fetchByPage[f.page + i] = 0;
@@ -238,12 +277,27 @@ export class Pager {
     if (f.done) for (const d of f.done) d();
   }
 
+  private heardEarly(reqId: number, how: 'replied' | number): void {
+    if (this.early.size >= EARLY_MAX) this.early.delete(this.early.keys().next().value!);
+    this.early.set(reqId, how);
+  }
+
   /** PageReply. */
   onReply(from: number, payload: Buffer): void {
     const n = this.n;
     const r = decode.pageReply(payload, n.config.pageSize);
     const f = this.fetches.get(r.reqId);
-    if (!f) return;
+    if (!f) {
+      if (r.reqId < FAULT_SENT_IDS) return;
+      // A faulting thread's request, answered over the main connection (a forwarding owner's
+      // reply) before its fault reached the service: install what came, note how it ended.
+      if (r.status === PageStatus.ok && !r.pages.some((p) => p >= n.config.numPages)) {
+        n.native.installPages(r.pages, r.versions, r.owners, r.data);
+        n.log.hear(Math.max(0, ...r.versions));
+        this.heardEarly(r.reqId, 'replied');
+      } else this.heardEarly(r.reqId, r.status);
+      return;
+    }
     if (r.status === PageStatus.lost && n.isLost(f.page)) {
       this.parkOrFail(r.reqId);
       return;

@@ -540,6 +540,39 @@ TEST(data_channel_receives_replies_into_the_region_and_closes_on_bad_frames) {
   CloseDsm(d);
 }
 
+// A faulting thread's page request (fault_routes.h): the frame the owner's transport reads,
+// none while a scan is on, and none once the channel is closed (its route goes first).
+TEST(fault_routes_send_page_requests_on_the_owners_data_channel) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  DataChannel::Config c{0xabcd, 2, 24, 0, 64 << 20, 100000};
+  uint32_t id = d->OpenDataChannel(sv[1], c, nullptr, nullptr);
+  CHECK(d->routes().Send(1, 300) == 0);  // no route yet
+  CHECK(d->RouteFaults(1, id, FaultRoutes::Wire{0xabcd, 2, 23, 7}));
+  const uint32_t req = d->routes().Send(1, 300);
+  CHECK(req >= FaultRoutes::kFirstRequestId);
+  uint8_t f[32];
+  CHECK(recv(sv[0], f, sizeof f, MSG_WAITALL) == 32);
+  uint32_t len, cluster, got, page;
+  memcpy(&len, f, 4);
+  memcpy(&cluster, f + 5, 4);
+  memcpy(&got, f + 10, 4);
+  memcpy(&page, f + 14, 4);
+  CHECK(len == 28 && f[4] == 2 && cluster == 0xabcd && f[9] == 23);
+  CHECK(got == req && page == 300 && f[18] == 1 && f[19] == 0 && f[20] == 7 && f[21] == 0);
+  CHECK(f[30] == 0 && f[31] == 2);  // no hops; answer on the data channel
+  d->routes().SetScanning(true);
+  CHECK(d->routes().Send(1, 301) == 0);
+  d->routes().SetScanning(false);
+  CHECK(d->routes().Send(2, 301) == 0);  // another owner: no route
+  d->CloseDataChannel(id);
+  CHECK(d->routes().Send(1, 301) == 0);
+  close(sv[0]);
+  CloseDsm(d);
+}
+
 // Runs `body` in a forked child with stderr captured; returns the child's wait status.
 template <typename F>
 static int InChild(F body, std::string* err) {

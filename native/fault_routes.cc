@@ -1,0 +1,61 @@
+#include "fault_routes.h"
+
+#include <sched.h>
+
+#include "data_channel.h"
+
+namespace dsm {
+
+void FaultRoutes::Configure(const Wire& w) {
+  wire_ = w;
+  configured_.store(true, std::memory_order_release);
+}
+
+void FaultRoutes::Enable(uint32_t owner, DataChannel* ch) {
+  if (owner < kMaxOwners && configured_.load(std::memory_order_acquire)) routes_[owner].store(ch, std::memory_order_seq_cst);
+}
+
+void FaultRoutes::Disable(DataChannel* ch) {
+  for (auto& r : routes_) {
+    DataChannel* expected = ch;
+    r.compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst);
+  }
+  // A sender counted itself before it loaded its route: once the count is seen at zero
+  // after the routes were cleared, no send through `ch` is under way or can start.
+  while (sending_.load(std::memory_order_seq_cst) != 0) sched_yield();
+}
+
+static void PutU32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = uint8_t(v >> (8 * i));
+}
+
+uint32_t FaultRoutes::Send(uint32_t owner, uint32_t page) {
+  if (owner >= kMaxOwners || scanning_.load(std::memory_order_relaxed)) return 0;
+  sending_.fetch_add(1, std::memory_order_seq_cst);
+  DataChannel* ch = routes_[owner].load(std::memory_order_seq_cst);
+  uint32_t id = 0;
+  if (ch) {
+    id = kFirstRequestId | (nextId_.fetch_add(1, std::memory_order_relaxed) & ~kFirstRequestId);
+    // The transport's frame (u32 length | u8 protocol version | u32 cluster id | u8 type)
+    // around a PageRequest (lib/service/protocol.ts): u32 request id | u32 page | u16 count
+    // | u16 requester | u64 the requester's applied time (unused by the owner) | u8 hops |
+    // u8 flags (2: answer on the requester's data channel).
+    uint8_t f[10 + 22] = {};
+    PutU32(f, 6 + 22);
+    f[4] = wire_.protocolVersion;
+    PutU32(f + 5, wire_.clusterId);
+    f[9] = wire_.requestType;
+    uint8_t* b = f + 10;
+    PutU32(b, id);
+    PutU32(b + 4, page);
+    b[8] = 1;  // count
+    b[10] = uint8_t(wire_.requester);
+    b[11] = uint8_t(wire_.requester >> 8);
+    b[21] = 2;  // viaData
+    if (!ch->SendFrame(f, sizeof f)) id = 0;
+  }
+  sending_.fetch_sub(1, std::memory_order_seq_cst);
+  return id;
+}
+
+}  // namespace dsm

@@ -1,9 +1,10 @@
 // Data channels. A requester fetching another node's pages opens a second connection to
 // it, takes the socket over natively and asks for replies on it (see native/data_channel.h):
 // the pages then go from the socket straight into the region, off the service thread, and
-// the reader wakes the faulting thread itself (Dsm::AnswerFaults). Opened at the first
-// fetch from an owner (scans only, at first: a single fault then took two JavaScript hops
-// on the requester, the request out and the reply in; now only the first).
+// the reader wakes the faulting thread itself (Dsm::AnswerFaults). Faulting threads also
+// write their page requests onto it (native/fault_routes.h), so a single remote fault runs
+// no JavaScript on the requester. Opened at the first fetch from an owner (scans only, at
+// first: a single fault then took two JavaScript hops on the requester).
 import { performance } from 'node:perf_hooks';
 import { encode, Msg } from './protocol';
 import type { Connection } from './transport';

@@ -1,22 +1,7 @@
 // The page server's store: the region's pages on disk, in LMDB, always a consistent image of
 // the heap at one global time (every commit entirely in or entirely out).
 //
-// Layout (LAYOUT_VERSION 1), four named LMDB databases in the directory's data.mdb:
-//   body     u32 page -> the page minus its last TAIL (24) bytes
-//   head     u32 page -> u64 version | the page's last TAIL bytes
-//   missing  u32 page -> u64 the version the store needs a whole copy of (no body/head then)
-//   meta     'layout' -> magic | u32 layout version | u32 page size | u64 region size
-//            'time'   -> u64 the global time of the last commit in the image
-// Why split a page: LMDB keeps a value over ~2 KiB in overflow pages with a header, so a
-// 4,096-byte value takes two 4 KiB pages. Measured with lmdb 3.5 on this 2-vCPU machine (16,384
-// pages loaded, then 300 synced transactions of 64 updates of random pages; two runs each):
-//   whole 4,096-byte values:     8,258 bytes of data.mdb a page (8,380 after the updates), 9,700-14,500 pages/s
-//   4,072 bytes + 32-byte head:  4,187 bytes a page (4,280 after the updates),             13,500-20,400 pages/s
-// A value of up to 4,072 bytes takes one overflow page (4,076 takes two), and the heads pack
-// about 90 to a leaf page, so the split costs ~2% over the raw pages instead of ~100%, and
-// writes about half the pages. A larger page size (k x 4 KiB) takes k overflow pages the same way.
-// The file's high-water mark also follows the largest transaction (LMDB copies on write and
-// reuses freed pages later): flushing a backlog of N pages at once needs room for N more.
+// Layout: four LMDB databases, a page split into a body and a head record (store_dir.ts).
 //
 // Group commit: apply() changes pages in memory (the pages changed since the last flush),
 // synchronously, keeping a page's diffs until the page is read or flushed (Pending diffs);
@@ -35,52 +20,26 @@
 // (wal.ts: sequential appends on the commit path) and flushes this store at checkpoints: off
 // the commit path, not off the disk.
 //
-// The directory itself (layout record, owner lock, creating and opening LMDB) is store_dir.ts.
+// The directory itself (the layout, owner lock, creating and opening LMDB) is store_dir.ts;
+// consistent views of it, store_view.ts.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Transaction } from 'lmdb';
 import { applyDiff } from './diff';
 import { DiffArena } from './diff_arena';
 import { ParsedChanges, parseChanges } from './commit_changes';
 import { StoreError } from './errors';
-import { checkGeometry, claim, createStore, type Dbs, type Geometry, inspect, openDbs, putU64, readLayout, release, u64 } from './store_dir';
+import { checkGeometry, claim, createStore, type Dbs, type Geometry, headRecord, inspect, joinPage, openDbs, putU64, readLayout, release, TAIL, u64 } from './store_dir';
+import { openStoreView, type StoreView, type ViewPage } from './store_view';
 
 export { LAYOUT_VERSION, type Geometry } from './store_dir';
+export type { StoreView, ViewPage } from './store_view';
 
-const TAIL = 24;
 const EMPTY = new Uint8Array(0);
 
 /** A stored page: `data` is null while the store waits for a whole copy of this version (see `missing()`). */
 export interface StoredPage {
   version: number;
   data: Uint8Array | null;
-}
-
-/** One page of a consistent view. */
-export interface ViewPage extends StoredPage {
-  page: number;
-}
-
-/**
- * The store as it was on disk at one moment (an LMDB read transaction): stays the same while
- * the store goes on applying and flushing. Close it when done: an open view keeps LMDB from
- * reusing the pages it sees, so the file grows while it is open.
- */
-export interface StoreView {
-  /** The global time of the image. */
-  readonly time: number;
-  readonly geometry: Geometry;
-  /** How many pages `pages()` yields (stored and missing). */
-  readonly count: number;
-  /** Every page ever written, in page order; `data` is a fresh copy. */
-  pages(): Generator<ViewPage>;
-  /**
-   * The stored pages (not the missing ones) in page order, `batch` at a time, copied straight
-   * into one reused buffer (loading a large store without a copy per page); `fn` gets the
-   * batch's page numbers, versions and contents (count pages each), valid until it returns.
-   */
-  batches(batch: number, fn: (pages: Uint32Array, versions: Float64Array, data: Uint8Array, count: number) => void): void;
-  close(): void;
 }
 
 /** What `putPage` did with a whole page. */
@@ -457,10 +416,7 @@ export class PageStore {
           const had = head.doesExist(page);
           if (d.data) {
             body.putSync(page, d.data.subarray(0, ps - TAIL));
-            const h = Buffer.alloc(8 + TAIL);
-            putU64(h, 0, d.version);
-            h.set(d.data.subarray(ps - TAIL), 8);
-            head.putSync(page, h);
+            head.putSync(page, headRecord(d.version, d.data));
             if (!had) stored++;
             if (missingAfter.delete(page)) missing.removeSync(page);
           } else {
@@ -494,68 +450,7 @@ export class PageStore {
    */
   openView(): StoreView {
     this.checkOpen();
-    const { root, body, head, missing, meta } = this.dbs;
-    const txn = root.useReadTransaction();
-    // lmdb reads through a given read transaction (its typings omit the option).
-    const t = (meta.getBinary as (key: string, o: { transaction: Transaction }) => Buffer | undefined).call(meta, 'time', { transaction: txn });
-    const time = t ? u64(t, 0) : 0;
-    const count = head.getCount({ transaction: txn }) + missing.getCount({ transaction: txn });
-    const ps = this.geometry.pageSize;
-    const dir = this.dir;
-    let open = true;
-    return {
-      time,
-      count,
-      geometry: { ...this.geometry },
-      *pages(): Generator<ViewPage> {
-        if (!open) throw new StoreError('the store view is closed');
-        const gone = missing.getRange({ transaction: txn })[Symbol.iterator]();
-        let m = gone.next();
-        const bodies = body.getRange({ transaction: txn })[Symbol.iterator]();
-        for (const { key, value } of head.getRange({ transaction: txn })) {
-          while (!m.done && m.value.key < key) {
-            yield { page: m.value.key, version: u64(m.value.value, 0), data: null };
-            m = gone.next();
-          }
-          const b = bodies.next();
-          if (b.done || b.value.key !== key || b.value.value.length !== ps - TAIL) {
-            throw new StoreError(`the page store in ${dir} is damaged (page ${key} has no body); restore it from a snapshot`);
-          }
-          const data = new Uint8Array(ps);
-          data.set(b.value.value);
-          data.set(value.subarray(8), ps - TAIL);
-          yield { page: key, version: u64(value, 0), data };
-        }
-        for (; !m.done; m = gone.next()) yield { page: m.value.key, version: u64(m.value.value, 0), data: null };
-      },
-      batches(batch: number, fn: (pages: Uint32Array, versions: Float64Array, data: Uint8Array, count: number) => void): void {
-        if (!open) throw new StoreError('the store view is closed');
-        const pages = new Uint32Array(batch);
-        const versions = new Float64Array(batch);
-        const data = new Uint8Array(batch * ps);
-        let k = 0;
-        const bodies = body.getRange({ transaction: txn })[Symbol.iterator]();
-        for (const { key, value } of head.getRange({ transaction: txn })) {
-          const b = bodies.next();
-          if (b.done || b.value.key !== key || b.value.value.length !== ps - TAIL) {
-            throw new StoreError(`the page store in ${dir} is damaged (page ${key} has no body); restore it from a snapshot`);
-          }
-          data.set(b.value.value, k * ps);
-          data.set(value.subarray(8), k * ps + ps - TAIL);
-          pages[k] = key;
-          versions[k] = u64(value, 0);
-          if (++k === batch) {
-            fn(pages, versions, data, k);
-            k = 0;
-          }
-        }
-        if (k > 0) fn(pages, versions, data, k);
-      },
-      close(): void {
-        if (open) txn.done();
-        open = false;
-      },
-    };
+    return openStoreView(this.dbs, this.geometry, this.dir);
   }
 
   /**
@@ -669,12 +564,8 @@ export class PageStore {
   private readDisk(page: number, into: Uint8Array): number | undefined {
     const h = this.dbs.head.getBinary(page);
     if (!h) return undefined;
-    const b = this.dbs.body.getBinaryFast(page);
-    const ps = this.geometry.pageSize;
-    if (!b || b.length !== ps - TAIL) throw new StoreError(`the page store in ${this.dir} is damaged (page ${page} has no body); restore it from a snapshot`);
     // getBinaryFast's buffer is a window on a larger one: only its first `length` bytes are the value.
-    into.set(b.subarray(0, ps - TAIL));
-    into.set(h.subarray(8), ps - TAIL);
+    joinPage(this.dir, page, this.dbs.body.getBinaryFast(page), h, into);
     return u64(h, 0);
   }
 

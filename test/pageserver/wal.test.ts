@@ -53,12 +53,16 @@ describe('page server commit log', () => {
       log.appendCommit(t, Uint32Array.of(5), changes);
     }
   };
+  /** A new store in a directory of its own, and its log. */
+  const storeAndLog = async () => {
+    const root = newRoot();
+    const store = await openStore(path.join(root, 'store'));
+    return { root, store, log: CommitLog.open(store.dir, store).log };
+  };
   const logFiles = (dir: string) => fs.readdirSync(dir).filter((f) => /^log-\d+\.wal$/.test(f));
 
   it('replays synced changes over the store, and stops at a torn last record', async () => {
-    const root = newRoot();
-    const store = await openStore(path.join(root, 'store'));
-    const { log } = CommitLog.open(store.dir, store);
+    const { root, store, log } = await storeAndLog();
     await log.rotate()();
     commit(store, log, 1, 3);
     await log.sync();
@@ -78,9 +82,7 @@ describe('page server commit log', () => {
   });
 
   it('writes retired files over, and nothing of their earlier records replays', async () => {
-    const root = newRoot();
-    const store = await openStore(path.join(root, 'store'));
-    const { log } = CommitLog.open(store.dir, store);
+    const { root, store, log } = await storeAndLog();
     // A long first file, retired by a checkpoint.
     commit(store, log, 1, 40);
     await log.sync();
@@ -113,9 +115,7 @@ describe('page server commit log', () => {
   });
 
   it('refuses a log whose earlier file lacks its end, and still replays the first format', async () => {
-    const root = newRoot();
-    const store = await openStore(path.join(root, 'store'));
-    const { log } = CommitLog.open(store.dir, store);
+    const { root, store, log } = await storeAndLog();
     commit(store, log, 1, 2);
     await log.sync();
     // A checkpoint that never finished: the next file started, the older one not retired.

@@ -1,6 +1,8 @@
 // Starts DSM nodes as real child processes on loopback and drives them over IPC.
 // Every node started through a Harness is killed by close(), also when a test fails.
 import { type ChildProcess, fork } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 /** The compiled stats client, for node processes to load (diagnose). */
@@ -105,6 +107,8 @@ export const SECRET = 'test-cluster-secret';
 
 export class Harness {
   readonly nodes: RemoteNode[] = [];
+  /** Directories made for this harness's processes, removed by close() once they have exited. */
+  private readonly dirs: string[] = [];
   /** Distinct bases let several test files run side by side without sharing anything. */
   constructor(private readonly defaults: Record<string, unknown> = {}) {}
 
@@ -174,10 +178,18 @@ export class Harness {
     }
   }
 
+  /** A fresh directory (a page server's store), removed by close() after the processes. */
+  tempDir(prefix: string): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    this.dirs.push(dir);
+    return dir;
+  }
+
   async close(): Promise<void> {
     for (const n of this.nodes) n.kill('SIGKILL');
     await Promise.all(this.nodes.map((n) => n.exited));
     this.nodes.length = 0;
+    for (const d of this.dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
   }
 }
 

@@ -2,8 +2,6 @@
 // fault) drawn from a seed, run on a cluster started through the harness, turned into a
 // history and checked. Every run prints its seed; DSM_SEED replays one (the same
 // transactions and fault; the interleaving is up to the processes).
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { type Harness, type RemoteNode, settle } from '../cluster/harness';
@@ -162,16 +160,6 @@ export async function runPlan(h: Harness, plan: Plan, opts: RunOptions & { deadl
   }
 }
 
-/** Page-store directories of this test process's runs, removed as it exits (one listener for all). */
-const storeDirs: string[] = [];
-
-function storeDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-history-store-'));
-  if (storeDirs.length === 0) process.once('exit', () => storeDirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
-  storeDirs.push(dir);
-  return dir;
-}
-
 async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase: string }): Promise<RunResult> {
   const t0 = Date.now();
   const faultLog: string[] = [];
@@ -179,7 +167,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   let procs: RemoteNode[];
   let pageServer: RemoteNode | undefined;
   if (opts.pageServer) {
-    const dir = storeDir();
+    const dir = h.tempDir('dsm-history-store-');
     const ps = await h.pageServer({ dir: path.join(dir, 'store'), heartbeatMs: clusterOpts.heartbeatMs, deadAfterMs: clusterOpts.deadAfterMs });
     pageServer = ps;
     clusterOpts = { ...clusterOpts, peers: [ps.address] };

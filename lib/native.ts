@@ -37,6 +37,7 @@ export const Counter = {
   writeAheadUnused: 13,
   answeredByChannel: 14,
   sentByFault: 15,
+  servedByChannel: 16,
 } as const;
 
 /** Order of native/page_table.h. */
@@ -117,14 +118,27 @@ export interface NativeAddon {
   pageState(page: number): number;
   /** Installs fetched pages in one call (data: the pages back to back, null for zeros); returns how many. */
   installPages(pages: Uint32Array, versions: Float64Array, owners: Uint16Array, data: Uint8Array | null): number;
-  /** Reads page replies from this (authenticated) socket straight into the region; returns its id. */
-  openDataChannel(fd: number, cfg: { clusterId: number; protocolVersion: number; replyType: number; heartbeatType: number; maxFrame: number; heartbeatMs: number }): number;
+  /**
+   * Reads page replies from this (authenticated) socket straight into the region; returns
+   * its id. With `serve`, the owner's end: answers member `member`'s page requests from the
+   * committed copies where the native rules allow (setServing), hands the rest over (takeForwarded).
+   */
+  openDataChannel(
+    fd: number,
+    cfg: { clusterId: number; protocolVersion: number; replyType: number; heartbeatType: number; maxFrame: number; heartbeatMs: number; serve?: { requestType: number; me: number; member: number } },
+  ): number;
+  /** Writes a frame on a data channel (a page request, DataReady); false when it is gone or the write failed. */
+  sendOnChannel(id: number, type: number, payload: Uint8Array): boolean;
+  /** The page requests a channel's owner end handed over, 22-byte PageRequest payloads back to back. */
+  takeForwarded(id: number): Buffer;
+  /** What answering page requests natively needs: the commit lease (ms from now, Infinity) and the time up to which commits went out. */
+  setServing(rules: { leaseMs?: number; servable?: number }): void;
   /** Faults on `owner`'s pages send their requests over data channel `channel` (native/fault_routes.h); false when it is gone. */
   routeFaults(owner: number, channel: number, wire: { clusterId: number; protocolVersion: number; requestType: number; requester: number }): boolean;
   /** While a scan is on, faults leave their requests to the service (its read-ahead). */
   faultsScanning(on: boolean): void;
   closeDataChannel(id: number): void;
-  /** Finished replies of data channels: [channel, request id (0xffffffff: closed), newest version] triples. */
+  /** Finished replies of data channels: [channel, request id (0xffffffff: closed; 0xfffffffe: requests handed over), newest version] triples. */
   takeData(): Float64Array;
   /** The last page a read fault granted locally, or -1 (a scan's progress over fetched pages). */
   lastReadFault(): number;

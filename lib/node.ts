@@ -41,6 +41,8 @@ export interface DsmStats {
     answeredByChannel: number;
     /** Of `service`, faults whose page request the faulting thread sent itself, on the owner's data channel (no JavaScript before the request left). */
     sentByFault: number;
+    /** Other nodes' page requests this node answered natively, on their data channels (no JavaScript on this node). */
+    servedByChannel: number;
   };
   /**
    * `heldFromStart`: transactions that ran holding the commit token from their first run,
@@ -403,7 +405,7 @@ export class DsmNode extends EventEmitter {
     return {
       nodeId: this.nodeId,
       globalTime: this.globalTime,
-      faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations'), writeAhead: n('writeAhead'), writeAheadUnused: n('writeAheadUnused'), answeredByChannel: n('answeredByChannel'), sentByFault: n('sentByFault') },
+      faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations'), writeAhead: n('writeAhead'), writeAheadUnused: n('writeAheadUnused'), answeredByChannel: n('answeredByChannel'), sentByFault: n('sentByFault'), servedByChannel: n('servedByChannel') },
       transactions: { begun: n('begins'), committed: n('commits'), aborted: n('aborts'), retried: this.runner.retries, heldFromStart: this.runner.heldFromStart },
       pages,
       models: { transactional: byModel[0], local: byModel[1], sequential: byModel[2], migratory: byModel[3] },

@@ -4,17 +4,17 @@
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <ctime>
 
 #include "dsm.h"
+#include "wire_bytes.h"
 
 namespace dsm {
 
-static uint32_t U32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
-static uint64_t U64(const uint8_t* p) { return uint64_t(U32(p)) | uint64_t(U32(p + 4)) << 32; }
 
 DataChannel::DataChannel(Dsm* d, uint32_t id, int fd, const Config& c) : dsm_(d), id_(id), fd_(fd), cfg_(c) {}
 
@@ -40,6 +40,12 @@ void DataChannel::TakeDone(std::vector<DataDone>* out) {
   done_.clear();
 }
 
+void DataChannel::TakeForwarded(std::vector<uint8_t>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  out->insert(out->end(), forwarded_.begin(), forwarded_.end());
+  forwarded_.clear();
+}
+
 void DataChannel::Push(DataDone d) {
   // Notify under the lock: Stop() clears the notifier under it.
   std::lock_guard<std::mutex> lock(mu_);
@@ -55,8 +61,8 @@ void DataChannel::SendHeartbeat() {
   // The peer closes a connection it hears nothing from, and a faulting thread's requests
   // may be rare. Skipped while a request is being written (that is traffic too).
   if (sending_.test_and_set(std::memory_order_acquire)) return;
-  uint8_t h[10] = {6, 0, 0, 0, cfg_.protocolVersion, 0, 0, 0, 0, cfg_.heartbeatType};
-  for (int i = 0; i < 4; i++) h[5 + i] = uint8_t(cfg_.clusterId >> (8 * i));
+  uint8_t h[kFrameHeader];
+  PutFrameHeader(h, 0, cfg_.protocolVersion, cfg_.clusterId, cfg_.heartbeatType);
   (void)!send(fd_, h, sizeof h, MSG_NOSIGNAL | MSG_DONTWAIT);
   sending_.clear(std::memory_order_release);
 }
@@ -116,7 +122,27 @@ bool DataChannel::ReadExactly(uint8_t* to, size_t len) {
   return true;
 }
 
+bool DataChannel::NextFrame(uint8_t* type, uint32_t* body) {
+  uint8_t h[kFrameHeader];
+  if (!ReadExactly(h, sizeof h)) {
+    Fail(ReadFailure());  // closed
+    return false;
+  }
+  const uint32_t len = LoadLE32(h);
+  if (len < 6 || len - 6 > cfg_.maxFrame || h[4] != cfg_.protocolVersion || LoadLE32(h + 5) != cfg_.clusterId) {
+    Fail(kBadFrame);  // bad frame header
+    return false;
+  }
+  *type = h[9];
+  *body = len - 6;
+  return true;
+}
+
 void DataChannel::Run() {
+  if (cfg_.serve) {
+    Serve();
+    return;
+  }
   const size_t ps = dsm_->region().pageSize();
   const uint32_t numPages = dsm_->region().numPages();
   std::vector<uint32_t> pages;
@@ -124,25 +150,17 @@ void DataChannel::Run() {
   std::vector<uint16_t> owners;
   std::vector<uint8_t> meta;
   for (;;) {
-    uint8_t h[10];
-    if (!ReadExactly(h, sizeof h)) {
-      Fail(ReadFailure());  // closed
-      return;
-    }
-    const uint32_t len = U32(h);
-    if (len < 6 || len - 6 > cfg_.maxFrame || h[4] != cfg_.protocolVersion || U32(h + 5) != cfg_.clusterId) {
-      Fail(kBadFrame);  // bad frame header
-      return;
-    }
-    const uint32_t body = len - 6;
-    if (h[9] == cfg_.heartbeatType) {
+    uint8_t type;
+    uint32_t body;
+    if (!NextFrame(&type, &body)) return;
+    if (type == cfg_.heartbeatType) {
       if (body != 0) {
         Fail(kBadFrame);  // heartbeat with a body
         return;
       }
       continue;
     }
-    if (h[9] != cfg_.replyType || body < 13) {
+    if (type != cfg_.replyType || body < 13) {
       Fail(kBadFrame);  // not a page reply
       return;
     }
@@ -151,7 +169,7 @@ void DataChannel::Run() {
       Fail(ReadFailure());  // truncated
       return;
     }
-    const uint32_t reqId = U32(r), n = U32(r + 9);
+    const uint32_t reqId = LoadLE32(r), n = LoadLE32(r + 9);
     if (n > 4096 || uint64_t(body) != 13 + uint64_t(n) * (14 + ps)) {
       Fail(kBadFrame);  // page reply of the wrong length
       return;
@@ -167,8 +185,8 @@ void DataChannel::Run() {
     uint64_t newest = 0;
     for (uint32_t i = 0; i < n; i++) {
       const uint8_t* m = meta.data() + size_t(i) * 14;
-      pages[i] = U32(m);
-      versions[i] = U64(m + 4);
+      pages[i] = LoadLE32(m);
+      versions[i] = LoadLE64(m + 4);
       owners[i] = uint16_t(m[12] | m[13] << 8);
       if (pages[i] >= numPages) {
         Fail(kBadFrame);  // page outside the region
@@ -184,6 +202,93 @@ void DataChannel::Run() {
     // The faulting threads go on now; the service hears of the reply after them.
     if (n) dsm_->AnswerFaults(pages.data(), n);
     Push(DataDone{id_, reqId, newest});
+  }
+}
+
+bool DataChannel::SendAll(iovec* iov, int count) {
+  while (sending_.test_and_set(std::memory_order_acquire)) sched_yield();
+  bool ok = true;
+  while (count > 0) {
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = size_t(count);
+    ssize_t w = sendmsg(fd_, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if ((errno == EAGAIN || errno == EWOULDBLOCK) && !stop_.load()) {
+        pollfd q{fd_, POLLOUT, 0};
+        poll(&q, 1, int(cfg_.heartbeatMs));
+        continue;
+      }
+      ok = false;
+      break;
+    }
+    size_t done = size_t(w);
+    while (count > 0 && done >= iov->iov_len) {
+      done -= iov->iov_len;
+      iov++;
+      count--;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<uint8_t*>(iov->iov_base) + done;
+      iov->iov_len -= done;
+    }
+  }
+  sending_.clear(std::memory_order_release);
+  return ok;
+}
+
+void DataChannel::Serve() {
+  const size_t ps = dsm_->region().pageSize();
+  const uint32_t maxPages = Dsm::kServeMax;
+  std::vector<uint8_t> meta(size_t(maxPages) * 14);
+  std::vector<uint8_t> data(size_t(maxPages) * ps);
+  for (;;) {
+    uint8_t type;
+    uint32_t body;
+    if (!NextFrame(&type, &body)) return;
+    if (type == cfg_.heartbeatType && body == 0) continue;
+    // A PageRequest (lib/service/protocol.ts; see fault_routes.cc for its layout).
+    if (type != cfg_.requestType || body != 22) {
+      Fail(kBadFrame);  // not a page request
+      return;
+    }
+    uint8_t r[22];
+    if (!ReadExactly(r, sizeof r)) {
+      Fail(ReadFailure());  // truncated
+      return;
+    }
+    const uint32_t reqId = LoadLE32(r), page = LoadLE32(r + 4);
+    const uint32_t count = uint32_t(r[8] | r[9] << 8);
+    const uint16_t requester = uint16_t(r[10] | r[11] << 8);
+    const uint8_t hops = r[20], flags = r[21];
+    uint32_t n = 0;
+    // Relayed, searching, or naming another requester: the service's to judge.
+    if (hops == 0 && !(flags & 1) && requester == cfg_.member && count > 0) {
+      n = dsm_->ServeCommitted(cfg_.me, page, count < maxPages ? count : maxPages, meta.data(), data.data());
+    }
+    if (n == 0) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        forwarded_.insert(forwarded_.end(), r, r + sizeof r);
+      }
+      Push(DataDone{id_, kRequestsForwarded, 0});
+      continue;
+    }
+    // The transport's frame around a PageReply: u32 request id | u32 page | u8 status (0:
+    // ok) | u32 count | count x (u32 page | u64 version | u16 owner) | count pages.
+    const size_t payload = 13 + size_t(n) * (14 + ps);
+    uint8_t head[kFrameHeader + 13];
+    PutFrameHeader(head, payload, cfg_.protocolVersion, cfg_.clusterId, cfg_.replyType);
+    StoreLE32(head + 10, reqId);
+    StoreLE32(head + 14, page);
+    head[18] = 0;
+    StoreLE32(head + 19, n);
+    iovec iov[3] = {{head, sizeof head}, {meta.data(), size_t(n) * 14}, {data.data(), size_t(n) * ps}};
+    if (!SendAll(iov, 3)) {
+      Fail(kConnectionLost);
+      return;
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 #include "dsm.h"
+#include "wire_bytes.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -74,6 +75,26 @@ bool Dsm::RouteFaults(uint32_t owner, uint32_t id, const FaultRoutes::Wire& w) {
     return true;
   }
   return false;
+}
+
+bool Dsm::SendOnChannel(uint32_t id, uint8_t type, const uint8_t* payload, size_t len) {
+  std::vector<uint8_t> f(kFrameHeader + len);
+  std::lock_guard<std::mutex> lock(channelsMu_);
+  for (auto& c : channels_) {
+    if (c->id() != id) continue;
+    const DataChannel::Config& w = c->config();
+    PutFrameHeader(f.data(), len, w.protocolVersion, w.clusterId, type);
+    if (len) memcpy(f.data() + kFrameHeader, payload, len);
+    return c->SendFrame(f.data(), f.size());
+  }
+  return false;
+}
+
+void Dsm::TakeForwarded(uint32_t id, std::vector<uint8_t>* out) {
+  std::lock_guard<std::mutex> lock(channelsMu_);
+  for (auto& c : channels_) {
+    if (c->id() == id) c->TakeForwarded(out);
+  }
 }
 
 void Dsm::CloseDataChannels() {
@@ -160,11 +181,19 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       const uint32_t reqId = direct ? routes_.Send(owner, page) : 0;
       if (reqId) stats_.Inc(kRequestsSentByFault);
       asked = true;
-      if (!ring_.PostAndWait(page, (write ? uint32_t(kRequestWrite) : 0u) | (reqId ? uint32_t(kRequestSent) : 0u), reqId)) {
+      // A data channel may install the reply before the slot is even taken (the owner's end
+      // answers natively): the wait then sees the page valid and withdraws the slot.
+      const RequestRing::Arrived arrived = [](const void* self, uint32_t p) {
+        return static_cast<const Dsm*>(self)->pt_.state(p) != kInvalid;
+      };
+      bool early = false;
+      if (!ring_.PostAndWait(page, (write ? uint32_t(kRequestWrite) : 0u) | (reqId ? uint32_t(kRequestSent) : 0u), reqId,
+                             reqId ? arrived : nullptr, this, &early)) {
         Fatal("the page is not present on this node and the service thread is not running "
               "(was the node closed while a read was in progress?)",
               page, 0);
       }
+      if (early) stats_.Inc(kFaultsAnsweredByChannel);
       if (!Lock()) Fatal("re-entered page-table lock", page, 0);
       continue;  // the service thread installed it (or something newer): look again
     }

@@ -122,6 +122,22 @@ class Dsm {
   // still completes the fetch (ownership, counters) when it hears of the reply. Returns how
   // many it woke.
   uint32_t AnswerFaults(const uint32_t* pages, uint32_t count);
+  // Serving page requests without the service (a data channel's owner end, data_channel.h).
+  // The service sets what its own rules need (lib/service/page_serving.ts): how long this
+  // node's commit lease runs (ms from now; INT64_MAX: for good, <= 0: not) and the time up
+  // to which its commits have gone out (a page written by a later one is not served here).
+  void SetServingLease(int64_t msFromNow);
+  void SetServable(uint64_t time) { servable_.store(time, std::memory_order_release); }
+  // Up to `max` consecutive pages from `first` that node `me` may serve from here: for each,
+  // 14 bytes of meta (u32 page, u64 version, u16 owner) and its committed contents in
+  // `data`. 0: none (the request is the service's to answer).
+  static constexpr uint32_t kServeMax = 256;
+  uint32_t ServeCommitted(uint16_t me, uint32_t first, uint32_t max, uint8_t* meta, uint8_t* data);
+  // Writes a frame of `type` carrying `payload` on data channel `id` (its owner's end: a
+  // page request; the owner's: DataReady). False when there is no such channel or the write failed.
+  bool SendOnChannel(uint32_t id, uint8_t type, const uint8_t* payload, size_t len);
+  // The page requests data channel `id`'s owner end handed to the service (22 bytes each).
+  void TakeForwarded(uint32_t id, std::vector<uint8_t>* out);
   // Data channels (see data_channel.h): `fd` is owned from here on. Returns the id.
   uint32_t OpenDataChannel(int fd, const DataChannel::Config& c, DataChannel::Notifier fn, void* arg);
   void CloseDataChannel(uint32_t id);
@@ -202,6 +218,7 @@ class Dsm {
   uint32_t Publish(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners,
                    const std::vector<uint32_t>& take);
   void RestoreShadows(ShadowPages& s);
+  void CopyCommittedLocked(const uint32_t* pages, uint32_t count, uint8_t* out);
   // A page granted write access ahead (writeAhead_) that still equals its shadow: a read so far. Lock held.
   bool AheadUnchanged(uint32_t page) const;
   bool Lock() { return lock_.Lock(); }
@@ -226,6 +243,9 @@ class Dsm {
   std::mutex channelsMu_;
   std::vector<std::unique_ptr<DataChannel>> channels_;
   uint32_t nextChannel_ = 1;
+  // ServeCommitted's rules (see SetServingLease): CLOCK_MONOTONIC ms, and a global time.
+  std::atomic<int64_t> serveUntilMs_{0};
+  std::atomic<uint64_t> servable_{0};
   PageTable pt_;
   Protections prot_;
   ShadowPages txShadows_;    // first-write copies of the running transaction

@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include "data_channel.h"
+#include "wire_bytes.h"
 
 namespace dsm {
 
@@ -25,10 +26,6 @@ void FaultRoutes::Disable(DataChannel* ch) {
   while (sending_.load(std::memory_order_seq_cst) != 0) sched_yield();
 }
 
-static void PutU32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = uint8_t(v >> (8 * i));
-}
-
 uint32_t FaultRoutes::Send(uint32_t owner, uint32_t page) {
   if (owner >= kMaxOwners || scanning_.load(std::memory_order_relaxed)) return 0;
   sending_.fetch_add(1, std::memory_order_seq_cst);
@@ -40,14 +37,11 @@ uint32_t FaultRoutes::Send(uint32_t owner, uint32_t page) {
     // around a PageRequest (lib/service/protocol.ts): u32 request id | u32 page | u16 count
     // | u16 requester | u64 the requester's applied time (unused by the owner) | u8 hops |
     // u8 flags (2: answer on the requester's data channel).
-    uint8_t f[10 + 22] = {};
-    PutU32(f, 6 + 22);
-    f[4] = wire_.protocolVersion;
-    PutU32(f + 5, wire_.clusterId);
-    f[9] = wire_.requestType;
-    uint8_t* b = f + 10;
-    PutU32(b, id);
-    PutU32(b + 4, page);
+    uint8_t f[kFrameHeader + 22] = {};
+    PutFrameHeader(f, 22, wire_.protocolVersion, wire_.clusterId, wire_.requestType);
+    uint8_t* b = f + kFrameHeader;
+    StoreLE32(b, id);
+    StoreLE32(b + 4, page);
     b[8] = 1;  // count
     b[10] = uint8_t(wire_.requester);
     b[11] = uint8_t(wire_.requester >> 8);

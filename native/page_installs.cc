@@ -5,10 +5,12 @@
 // then published with its version and owner.
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include <vector>
 
 #include "dsm.h"
+#include "wire_bytes.h"
 
 namespace dsm {
 
@@ -147,9 +149,14 @@ uint32_t Dsm::AnswerFaults(const uint32_t* pages, uint32_t count) {
 }
 
 void Dsm::CopyCommittedPages(const uint32_t* pages, uint32_t count, uint8_t* out) {
-  const size_t ps = region_.pageSize();
   // Under the lock: a page the app thread has not shadowed yet cannot be written meanwhile.
   Lock();
+  CopyCommittedLocked(pages, count, out);
+  lock_.Unlock();
+}
+
+void Dsm::CopyCommittedLocked(const uint32_t* pages, uint32_t count, uint8_t* out) {
+  const size_t ps = region_.pageSize();
   for (uint32_t i = 0; i < count;) {
     const uint32_t page = pages[i];
     if (txShadows_.Has(page) || violShadows_.Has(page)) {
@@ -162,7 +169,54 @@ void Dsm::CopyCommittedPages(const uint32_t* pages, uint32_t count, uint8_t* out
     region_.ReadPages(page, n, out + i * ps);
     i += n;
   }
+}
+
+void Dsm::SetServingLease(int64_t msFromNow) {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const int64_t ms = int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+  int64_t until = 0;
+  if (msFromNow == INT64_MAX) until = INT64_MAX;
+  else if (msFromNow > 0) until = ms + msFromNow;
+  serveUntilMs_.store(until, std::memory_order_release);
+}
+
+uint32_t Dsm::ServeCommitted(uint16_t me, uint32_t first, uint32_t max, uint8_t* meta, uint8_t* data) {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  if (int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000 >= serveUntilMs_.load(std::memory_order_acquire)) return 0;
+  const uint32_t numPages = region_.numPages();
+  if (first >= numPages || max == 0) return 0;
+  if (max > numPages - first) max = numPages - first;
+  const uint64_t servable = servable_.load(std::memory_order_acquire);
+  if (!Lock()) return 0;
+  if (closed_) {
+    lock_.Unlock();
+    return 0;
+  }
+  uint32_t count = 0;
+  uint32_t pages[kServeMax];
+  if (max > kServeMax) max = kServeMax;
+  while (count < max) {
+    const uint32_t p = first + count;
+    // The rules of the service's own answer (lib/service/page_serving.ts), narrowed: a
+    // transactional page this node owns and holds, at a version whose commit has gone out
+    // (a lent-token commit not yet broadcast is the service's to send first). Read-ahead
+    // pages must have been written; anything else is the service's to decide.
+    if (pt_.state(p) == kInvalid || pt_.owner(p) != me || (pt_.model(p) & kModelMask) != kTransactional) break;
+    const uint64_t v = pt_.version(p);
+    if (v > servable || (count > 0 && v == 0)) break;
+    uint8_t* m = meta + size_t(count) * 14;
+    StoreLE32(m, p);
+    StoreLE64(m + 4, v);
+    m[12] = uint8_t(me);
+    m[13] = uint8_t(me >> 8);
+    pages[count++] = p;
+  }
+  if (count) CopyCommittedLocked(pages, count, data);
   lock_.Unlock();
+  if (count) stats_.Inc(kServedByChannel);
+  return count;
 }
 
 void Dsm::CopyCommitted(uint32_t page, uint8_t* out) { CopyCommittedPages(&page, 1, out); }

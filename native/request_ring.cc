@@ -18,10 +18,11 @@ static long Futex(std::atomic<uint32_t>* word, int op, uint32_t val) {
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, val, nullptr, nullptr, 0);
 }
 
-bool RequestRing::PostAndWait(uint32_t page, uint32_t flags, uint32_t reqId) {
+bool RequestRing::PostAndWait(uint32_t page, uint32_t flags, uint32_t reqId, Arrived arrived, const void* arg,
+                              bool* withdrawn) {
   const uint32_t slot = Claim();
   if (slot == kNoSlot || !Publish(slot, page, flags, reqId)) return false;
-  return Wait(slot);
+  return Wait(slot, arrived, arg, withdrawn);
 }
 
 uint32_t RequestRing::Claim() {
@@ -51,7 +52,7 @@ bool RequestRing::Publish(uint32_t slot, uint32_t page, uint32_t flags, uint32_t
   return true;
 }
 
-bool RequestRing::Wait(uint32_t slot) {
+bool RequestRing::Wait(uint32_t slot, Arrived arrived, const void* arg, bool* withdrawn) {
   Slot* s = &slots_[slot];
   uint32_t d = 0;
   // A remote fetch takes a network round trip, but waking a thread from a futex costs tens
@@ -61,6 +62,15 @@ bool RequestRing::Wait(uint32_t slot) {
   clock_gettime(CLOCK_MONOTONIC, &start);  // async-signal-safe (POSIX)
   for (;;) {
     if ((d = s->done.load(std::memory_order_acquire)) != 0) break;
+    if (arrived && arrived(arg, s->page)) {
+      // Answered before the consumer took the slot: withdraw it (nothing is left to do
+      // for the consumer). Taken meanwhile: its answer comes, as usual.
+      uint32_t expected = kPending;
+      if (s->state.compare_exchange_strong(expected, kFree, std::memory_order_acq_rel)) {
+        if (withdrawn) *withdrawn = true;
+        return true;
+      }
+    }
     clock_gettime(CLOCK_MONOTONIC, &now);
     if ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) > kPollNs) break;
     sched_yield();

@@ -35,7 +35,13 @@ class RequestRing {
   // Producer (signal handler): posts a request and blocks until Complete(). Returns false
   // when no consumer is attached, so the caller can report instead of sleeping forever.
   // Runs Claim, Publish and Wait, which the native tests also run one by one.
-  bool PostAndWait(uint32_t page, uint32_t flags, uint32_t reqId = 0);
+  // `arrived(arg, page)`, when given, says whether the page came meanwhile by another way
+  // (a data channel's reply to a request the faulting thread sent itself, installed before
+  // this slot was published): the slot is then withdrawn if the consumer has not taken it,
+  // and `*withdrawn` says so.
+  using Arrived = bool (*)(const void* arg, uint32_t page);
+  bool PostAndWait(uint32_t page, uint32_t flags, uint32_t reqId = 0, Arrived arrived = nullptr, const void* arg = nullptr,
+                   bool* withdrawn = nullptr);
   static constexpr uint32_t kNoSlot = UINT32_MAX;
   // Claims a free slot for filling; kNoSlot when no consumer is attached.
   uint32_t Claim();
@@ -43,7 +49,7 @@ class RequestRing {
   // when the consumer is gone (the slot is given up then; do not Wait on it).
   bool Publish(uint32_t slot, uint32_t page, uint32_t flags, uint32_t reqId = 0);
   // Blocks until the consumer answers the slot, then frees it: true completed, false failed.
-  bool Wait(uint32_t slot);
+  bool Wait(uint32_t slot, Arrived arrived = nullptr, const void* arg = nullptr, bool* withdrawn = nullptr);
 
   // Consumer: copies up to `max` pending requests into `out`, returns how many. Each comes
   // with a ticket naming its slot and the turn it was taken in, so a late answer for an

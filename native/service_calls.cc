@@ -169,7 +169,8 @@ Napi::Value Counters(const Napi::CallbackInfo& info) {
 }
 
 // openDataChannel(fd, { clusterId, protocolVersion, replyType, heartbeatType, maxFrame,
-// heartbeatMs }) -> id. The socket is duplicated: the caller closes its own handle.
+// heartbeatMs, serve?: { requestType, me, member } }) -> id. The socket is duplicated: the
+// caller closes its own handle. With `serve`, the owner's end (data_channel.h).
 Napi::Value OpenDataChannel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Dsm* d = AddonEnv::Need(env);
@@ -185,6 +186,13 @@ Napi::Value OpenDataChannel(const Napi::CallbackInfo& info) {
   c.heartbeatType = uint8_t(U32(o.Get("heartbeatType")));
   c.maxFrame = U32(o.Get("maxFrame"));
   c.heartbeatMs = U32(o.Get("heartbeatMs"));
+  if (o.Has("serve") && o.Get("serve").IsObject()) {
+    Napi::Object s = o.Get("serve").As<Napi::Object>();
+    c.serve = true;
+    c.requestType = uint8_t(U32(s.Get("requestType")));
+    c.me = uint16_t(U32(s.Get("me")));
+    c.member = uint16_t(U32(s.Get("member")));
+  }
   return Napi::Number::New(env, d->OpenDataChannel(fd, c, LoopWakeup::Send, w));
 }
 // routeFaults(owner, channel id, { clusterId, protocolVersion, requestType, requester }) -> bool
@@ -200,6 +208,30 @@ Napi::Value RouteFaults(const Napi::CallbackInfo& info) {
 // faultsScanning(on): a scan is on (its faults go to the service and its read-ahead).
 Napi::Value FaultsScanning(const Napi::CallbackInfo& info) {
   AddonEnv::Need(info.Env())->routes().SetScanning(info[0].ToBoolean());
+  return info.Env().Undefined();
+}
+// sendOnChannel(id, type, payload: Uint8Array) -> bool
+Napi::Value SendOnChannel(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array b = info[2].As<Napi::Uint8Array>();
+  const bool ok = AddonEnv::Need(info.Env())->SendOnChannel(U32(info[0]), uint8_t(U32(info[1])), b.Data(), b.ByteLength());
+  return Napi::Boolean::New(info.Env(), ok);
+}
+// takeForwarded(id) -> Buffer of the page requests the channel's owner end handed over (22 bytes each)
+Napi::Value TakeForwarded(const Napi::CallbackInfo& info) {
+  std::vector<uint8_t> out;
+  AddonEnv::Need(info.Env())->TakeForwarded(U32(info[0]), &out);
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), out.data(), out.size());
+}
+// setServing({ leaseMs, servable }): the rules of answering page requests natively (Dsm::ServeCommitted).
+// leaseMs: how long the commit lease runs from now (Infinity: for good); servable: the time up to which commits went out.
+Napi::Value SetServing(const Napi::CallbackInfo& info) {
+  Dsm* d = AddonEnv::Need(info.Env());
+  Napi::Object o = info[0].As<Napi::Object>();
+  if (o.Has("leaseMs")) {
+    const double ms = o.Get("leaseMs").As<Napi::Number>().DoubleValue();
+    d->SetServingLease(ms >= 9.2e18 ? INT64_MAX : ms > 0 ? int64_t(ms) : 0);
+  }
+  if (o.Has("servable")) d->SetServable(uint64_t(o.Get("servable").As<Napi::Number>().DoubleValue()));
   return info.Env().Undefined();
 }
 Napi::Value CloseDataChannel(const Napi::CallbackInfo& info) {
@@ -262,6 +294,9 @@ void DefineServiceCalls(Napi::Env env, Napi::Object exports) {
       {"counters", Counters},
       {"openDataChannel", OpenDataChannel},
       {"closeDataChannel", CloseDataChannel},
+      {"sendOnChannel", SendOnChannel},
+      {"takeForwarded", TakeForwarded},
+      {"setServing", SetServing},
       {"routeFaults", RouteFaults},
       {"faultsScanning", FaultsScanning},
       {"takeData", TakeData},

@@ -21,8 +21,9 @@ enum Counter : unsigned {
   kUpdates,             // pages brought to a remote commit's version by applying its diff
   kWriteAhead,          // read faults in a transaction granted write access at once (the page is usually written)
   kWriteAheadUnused,    // of those, pages the transaction only read
-  kFaultsAnsweredByChannel,  // faults a data channel's reader woke itself (AnswerFaults)
+  kFaultsAnsweredByChannel,  // faults a data channel answered without the service (its reader woke them, or they saw the page arrive)
   kRequestsSentByFault,      // page requests the faulting thread sent itself (fault_routes.h)
+  kServedByChannel,          // page requests a data channel's owner end answered itself (ServeCommitted)
   kCounterCount
 };
 
@@ -31,7 +32,7 @@ enum Counter : unsigned {
 inline constexpr const char* kCounterNames[] = {
     "readFaults", "writeFaults", "serviceFaults", "violations", "protectionResets", "shadowRestores",
     "begins",     "commits",     "aborts",        "installs",   "invalidations", "updates",
-    "writeAhead", "writeAheadUnused", "answeredByChannel", "sentByFault",
+    "writeAhead", "writeAheadUnused", "answeredByChannel", "sentByFault", "servedByChannel",
 };
 static_assert(sizeof(kCounterNames) / sizeof(kCounterNames[0]) == kCounterCount, "a name for every counter");
 

@@ -195,6 +195,8 @@ export class Cluster {
       },
       publish: (a, s, lowered) => {
         ev.publish(a, s, lowered);
+        // Pages of commits up to `a` have gone out: data channels may serve them natively.
+        native.setServing({ servable: a });
         this.commits.maybeLend();
       },
     });

@@ -1,10 +1,11 @@
 // Data channels. A requester fetching another node's pages opens a second connection to
-// it, takes the socket over natively and asks for replies on it (see native/data_channel.h):
-// the pages then go from the socket straight into the region, off the service thread, and
-// the reader wakes the faulting thread itself (Dsm::AnswerFaults). Faulting threads also
-// write their page requests onto it (native/fault_routes.h), so a single remote fault runs
-// no JavaScript on the requester. Opened at the first fetch from an owner (scans only, at
-// first: a single fault then took two JavaScript hops on the requester).
+// it, and both ends take the socket over natively (see native/data_channel.h). Requests
+// go out on it (the service's, and the faulting threads' own: native/fault_routes.h); the
+// owner's end answers those its rules allow from the committed copies, without waking its
+// service, and hands the rest to the service (answered over the main connection); the
+// pages go from the socket straight into the requester's region, off its service thread,
+// and its reader wakes the faulting thread itself (Dsm::AnswerFaults). So a single remote
+// fault runs no JavaScript on either node. Opened at the first fetch from an owner.
 import { performance } from 'node:perf_hooks';
 import { encode, Msg } from './protocol';
 import type { Connection } from './transport';
@@ -12,6 +13,12 @@ import type { Cluster } from './cluster';
 
 /** After a data channel to a member could not be opened, fetches go the usual way this long before one is tried again. */
 const REOPEN_AFTER_MS = 1000;
+/** native/data_channel.h kChannelClosed and kRequestsForwarded. */
+const CHANNEL_CLOSED = 0xffffffff;
+const REQUESTS_FORWARDED = 0xfffffffe;
+/** A PageRequest's payload (protocol.ts). */
+const PAGE_REQUEST_BYTES = 22;
+const EMPTY = new Uint8Array(0);
 
 export class DataChannels {
   /** Requester side: native data channel ids by owner. */
@@ -19,51 +26,70 @@ export class DataChannels {
   private readonly opening = new Set<number>();
   /** When opening a channel to a member last failed. */
   private readonly failedAt = new Map<number, number>();
-  /** Owner side: members' data connections. */
-  private readonly conns = new Map<number, Connection>();
+  /** Owner side: members' data channels (native ids), by member. */
+  private readonly conns = new Map<number, number>();
+
+  /** Test hook: no channels, so every page goes over the main connections (and its backpressure). */
+  private readonly disabled = process.env.DSM_TEST_NO_DATA_CHANNELS === '1';
 
   constructor(private readonly n: Cluster) {}
 
-  /** Owner side: a member's data channel. Replies go out on it; nothing comes in but heartbeats. */
+  /**
+   * Owner side: a member's data channel, taken over natively (it serves the member's page
+   * requests; see native/data_channel.h). Nothing can have come in on it yet: the member
+   * sends its first request only once it has DataReady, which goes out natively after.
+   */
   accept(c: Connection, id: number): void {
-    if (!this.n.members.has(id) || this.n.closing) {
+    const n = this.n;
+    if (!n.members.has(id) || n.closing || c.fd < 0) {
       c.close('protocol');
       return;
     }
-    this.conns.get(id)?.close('replaced');
-    this.conns.set(id, c);
-    // The requester's faulting threads write their page requests here (native/fault_routes.h).
-    c.on('message', (type: number, payload: Buffer) => {
-      if (type !== Msg.PageRequest) return;
+    const ch = n.native.openDataChannel(c.fd, { ...n.transport.wire, replyType: Msg.PageReply, serve: { requestType: Msg.PageRequest, me: n.id, member: id } });
+    c.release();
+    const old = this.conns.get(id);
+    if (old !== undefined) n.native.closeDataChannel(old);
+    this.conns.set(id, ch);
+    if (!n.native.sendOnChannel(ch, Msg.DataReady, EMPTY)) this.closeServing(id, ch);
+  }
+
+  /** Owner side: requests the channel's native end handed over (it may not answer them itself). */
+  private forwarded(ch: number): void {
+    const n = this.n;
+    const member = this.memberOf(ch);
+    const all = n.native.takeForwarded(ch);
+    if (member === undefined) return;
+    for (let at = 0; at + PAGE_REQUEST_BYTES <= all.length; at += PAGE_REQUEST_BYTES) {
       try {
-        this.n.serving.onRequest(id, payload);
+        n.serving.onRequest(member, all.subarray(at, at + PAGE_REQUEST_BYTES));
       } catch (e) {
-        this.n.ev.log('warn', `node ${id} sent a malformed page request on its data channel (${(e as Error).message}); closing it`);
-        c.close('protocol');
+        n.ev.log('warn', `node ${member} sent a malformed page request on its data channel (${(e as Error).message}); closing it`);
+        this.closeServing(member, ch);
+        return;
       }
-    });
-    c.on('close', () => {
-      if (this.conns.get(id) === c) this.conns.delete(id);
-    });
-    c.send(Msg.DataReady, Buffer.alloc(0));
+    }
   }
 
-  /** Owner side: the open data connection of `requester`, if any. */
-  connectionOf(requester: number): Connection | undefined {
-    const c = this.conns.get(requester);
-    return c && !c.isClosed ? c : undefined;
+  private memberOf(ch: number): number | undefined {
+    for (const [id, c] of this.conns) if (c === ch) return id;
+    return undefined;
   }
 
-  /** Requester side: replies from `owner` may come over a channel. */
-  has(owner: number): boolean {
-    return this.channels.has(owner);
+  private closeServing(member: number, ch: number): void {
+    if (this.conns.get(member) === ch) this.conns.delete(member);
+    this.n.native.closeDataChannel(ch);
+  }
+
+  /** Requester side: the data channel to `owner`, if one is open. */
+  channelTo(owner: number): number | undefined {
+    return this.channels.get(owner);
   }
 
   /** Requester side: opens a data channel to `owner` (in the background; requests go the usual way meanwhile). */
   async open(owner: number): Promise<void> {
     const n = this.n;
     const m = n.members.get(owner);
-    if (!m || this.channels.has(owner) || this.opening.has(owner) || n.closing) return;
+    if (!m || this.channels.has(owner) || this.opening.has(owner) || n.closing || this.disabled) return;
     if (performance.now() - (this.failedAt.get(owner) ?? -Infinity) < REOPEN_AFTER_MS) return;
     this.opening.add(owner);
     let c: Connection | undefined;
@@ -116,7 +142,17 @@ export class DataChannels {
     for (let i = 0; i < done.length; i += 3) {
       const ch = done[i];
       const reqId = done[i + 1];
-      if (reqId === 0xffffffff) {
+      if (reqId === REQUESTS_FORWARDED) {
+        this.forwarded(ch);
+        continue;
+      }
+      if (reqId === CHANNEL_CLOSED) {
+        const member = this.memberOf(ch);
+        if (member !== undefined) {
+          // The owner's end: the requester went, or its channel broke (it opens another).
+          this.closeServing(member, ch);
+          continue;
+        }
         // native/data_channel.h ChannelEnd. An owner that closes the channel is leaving or
         // stopping (every fetch opens one, so every graceful exit of a node closes some):
         // its membership says the rest, and fetches reopen a channel while it is a member.
@@ -140,8 +176,8 @@ export class DataChannels {
 
   /** `id` left the cluster: close both directions. */
   drop(id: number): void {
-    this.conns.get(id)?.close('removed');
-    this.conns.delete(id);
+    const served = this.conns.get(id);
+    if (served !== undefined) this.closeServing(id, served);
     this.failedAt.delete(id);
     const ch = this.channels.get(id);
     if (ch !== undefined) {

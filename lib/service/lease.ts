@@ -119,6 +119,8 @@ export class Lease {
     this.until = until;
     n.gate.setLease(until);
     const t = now();
+    // Data channels' native ends serve pages only while it runs (page_serving.ts serve).
+    n.native.setServing({ leaseMs: until - t });
     const valid = this.valid(t);
     if (valid) this.invalidSince = undefined;
     else this.invalidSince ??= t;

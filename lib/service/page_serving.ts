@@ -7,7 +7,6 @@ import { BufferPool } from './buffer_pool';
 import { debug } from './debug';
 import { READ_AHEAD_MAX, SCAN_AHEAD } from './pager';
 import type { Cluster } from './cluster';
-import type { Connection } from './transport';
 
 /** A request forwarded more often than this is answered "not here" (stale owner hints). */
 const MAX_HOPS = 8;
@@ -88,9 +87,10 @@ export class PageServing {
       n.links.send(req.requester, Msg.PageReply, encode.pageReply({ reqId: req.reqId, page: req.page, status: PageStatus.notHere, pages: NONE_U32, versions: NONE_F64, owners: NONE_U16 }, config.pageSize));
       return;
     }
-    const data = req.viaData ? n.data.connectionOf(req.requester) : undefined;
-    if (data ? data.backlogged : n.links.isBacklogged(req.requester)) {
-      this.hold(req, data);
+    // Over the main connection, also for a request that came on a data channel: its native
+    // end answers what it can itself, and hands over only what it may not.
+    if (n.links.isBacklogged(req.requester)) {
+      this.hold(req);
       return;
     }
     const max = Math.min(req.count, READ_AHEAD_MAX, config.numPages - req.page);
@@ -118,12 +118,11 @@ export class PageServing {
       pooled,
     );
     const done = pooled && (() => this.replyBuffers.give(pooled));
-    if (data) data.send(Msg.PageReply, reply, done);
-    else n.links.send(req.requester, Msg.PageReply, reply, done);
+    n.links.send(req.requester, Msg.PageReply, reply, done);
   }
 
-  /** Holds `req` until the requester's connection (`data`, or its main one) drains. */
-  private hold(req: PageRequest, data: Connection | undefined): void {
+  /** Holds `req` until the requester's connection drains. */
+  private hold(req: PageRequest): void {
     this.heldTotal++;
     let q = this.held.get(req.requester);
     if (q) {
@@ -132,7 +131,7 @@ export class PageServing {
       return;
     }
     this.held.set(req.requester, (q = [req]));
-    const drained = data ? data.whenDrained() : this.n.links.whenDrained(req.requester);
+    const drained = this.n.links.whenDrained(req.requester);
     void drained.then(() => {
       this.held.delete(req.requester);
       // Served in order; one that finds the connection backlogged again is held again.

@@ -187,9 +187,13 @@ export class Pager {
       return count;
     }
     this.armRetry(reqId);
-    const viaData = n.data.has(owner);
-    if (!viaData) void n.data.open(owner);
-    n.links.send(owner, Msg.PageRequest, encode.pageRequest({ reqId, page, count, requester: n.id, time: n.log.applied, hops: 0, search: false, viaData }));
+    // On the owner's data channel when there is one: its native end answers, and the reply
+    // comes back on it; else on the main connection (opening a channel for next time).
+    const ch = n.data.channelTo(owner);
+    const req = { reqId, page, count, requester: n.id, time: n.log.applied, hops: 0, search: false, viaData: ch !== undefined };
+    if (ch !== undefined && n.native.sendOnChannel(ch, Msg.PageRequest, encode.pageRequest(req))) return count;
+    if (ch === undefined) void n.data.open(owner);
+    n.links.send(owner, Msg.PageRequest, encode.pageRequest({ ...req, viaData: false }));
     return count;
   }
 

@@ -113,7 +113,7 @@ describe('sequential scans of remote pages', () => {
     expect(b.stderr + a.stderr).not.toContain('data channel');
   });
 
-  it('single faults on another node\'s pages are sent by the faulting thread and answered by the data channel\'s reader, with the right contents', async () => {
+  it('single faults on another node\'s pages are sent by the faulting thread, served by the owner\'s end of the data channel and answered by its reader, with the right contents', async () => {
     const [a, b] = await h.cluster(2, { regionSize: 64 << 20, durability: 'none' });
     await a.run(`await dsm.transaction(() => { ${fill} });`, { first: FIRST, count: COUNT, salt: 6 });
     await settle([a, b]);
@@ -128,10 +128,13 @@ describe('sequential scans of remote pages', () => {
     for (let i = 0; i < 100 && !(await b.run<{ dataChannels: number[] }>('return dsm.clusterStats();')).dataChannels.includes(a.nodeId); i++) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    type Faults = { faults: { service: number; answeredByChannel: number; sentByFault: number } };
+    type Faults = { faults: { service: number; answeredByChannel: number; sentByFault: number; servedByChannel: number } };
     const before = await b.run<Faults>('return dsm.stats();');
+    const servedBefore = (await a.run<Faults>('return dsm.stats();')).faults.servedByChannel;
     expect(await b.run<number>(touch, { first: FIRST + 1000, count: 1000, n: 50, salt: 6 })).toBe(0);
     const after = await b.run<Faults>('return dsm.stats();');
+    // The owner's end of the channel answered them natively, from its committed copies.
+    expect((await a.run<Faults>('return dsm.stats();')).faults.servedByChannel - servedBefore).toBeGreaterThanOrEqual(40);
     expect(after.faults.service - before.faults.service).toBeGreaterThanOrEqual(50);
     // The faulting thread sent each request itself, and the reader woke it with the page.
     expect(after.faults.sentByFault - before.faults.sentByFault).toBeGreaterThanOrEqual(40);

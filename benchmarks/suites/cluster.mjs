@@ -211,5 +211,16 @@ if (process.argv[2] === 'echo') {
   row('commits per second, 8 in flight, replicated', repl.eight, '1/s', 'the same with durability none', none.eight, '>= 0.7');
   row('commits per second, awaiting each, replicated', repl.awaited, '1/s', 'the same with durability none', none.awaited);
   await restart(undefined);
+  // The JavaScript round trip beside the native one: the same faults with no data channel
+  // (a test hook: requests and replies then go through both nodes' service threads).
+  process.env.DSM_TEST_NO_DATA_CHANNELS = '1';
+  a = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 256 << 20, durability: 'none' });
+  b = fork(self, ['node', a.address, 'none']);
+  delete process.env.DSM_TEST_NO_DATA_CHANNELS;
+  await new Promise((r) => b.once('message', r));
+  await a.transaction(() => { for (let p = 1000; p < 1000 + 2 * N; p++) a.u8.fill(3, p * PAGE, (p + 1) * PAGE); });
+  const js = await ask(b, { cmd: 'faults', first: 1000, n: N, time: a.globalTime });
+  row('remote read fault p50 through both service threads (no data channel)', pct(js.lat, 0.5), 'ns', 'remote read fault p50', p50);
+  await restart(undefined);
   console.log(JSON.stringify({ suite: 'cluster', rows }));
 }

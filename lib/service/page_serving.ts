@@ -1,7 +1,10 @@
 // Page serving: answers members' page requests from the committed copy of each page,
-// forwarding requests for pages this node no longer owns to their owner. A requester that
-// reads slower than we answer gets its requests held (a few, in order) until its connection
-// drains, instead of replies piling up in memory.
+// forwarding requests for pages this node no longer owns to their owner. These rules are
+// the reference: a data channel's native end (native/data_channel.h) answers the requests
+// they would answer with the page, under the two facts published to it (the lease, and the
+// applied time: see Dsm::ServeCommitted), and hands every other request here. Replies from
+// here go over the main connection; a requester that reads it slower than we answer gets
+// its requests held (a few, in order) until it drains, instead of replies piling up.
 import { decode, encode, Msg, pageReplySize, type PageRequest, PageStatus } from './protocol';
 import { BufferPool } from './buffer_pool';
 import { debug } from './debug';

@@ -37,7 +37,7 @@ export interface DsmStats {
      */
     writeAhead: number;
     writeAheadUnused: number;
-    /** Of `service`, faults answered by the native reader of a data channel as it installed the page (no JavaScript between the reply and the faulting thread). */
+    /** Of `service`, faults a data channel answered without the service: its native reader woke the thread as it installed the page, or the thread saw the page arrive before the service took its request (no JavaScript between the reply and the faulting thread). */
     answeredByChannel: number;
     /** Of `service`, faults whose page request the faulting thread sent itself, on the owner's data channel (no JavaScript before the request left). */
     sentByFault: number;

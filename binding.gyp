@@ -21,6 +21,7 @@
         "native/fault_routes.cc",
         "native/dsm.cc",
         "native/page_installs.cc",
+        "native/data_channels.cc",
         "native/models.cc",
         "native/page_diff.cc",
         "native/fault_handler.cc",

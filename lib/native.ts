@@ -134,7 +134,7 @@ export interface NativeAddon {
   /** What answering page requests natively needs: the commit lease (ms from now, Infinity) and the time up to which commits went out. */
   setServing(rules: { leaseMs?: number; servable?: number }): void;
   /** Faults on `owner`'s pages send their requests over data channel `channel` (native/fault_routes.h); false when it is gone. */
-  routeFaults(owner: number, channel: number, wire: { clusterId: number; protocolVersion: number; requestType: number; requester: number }): boolean;
+  routeFaults(owner: number, channel: number, wire: { requestType: number; requester: number }): boolean;
   /** While a scan is on, faults leave their requests to the service (its read-ahead). */
   faultsScanning(on: boolean): void;
   closeDataChannel(id: number): void;

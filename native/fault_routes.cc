@@ -38,7 +38,8 @@ uint32_t FaultRoutes::Send(uint32_t owner, uint32_t page) {
     // | u16 requester | u64 the requester's applied time (unused by the owner) | u8 hops |
     // u8 flags (2: answer on the requester's data channel).
     uint8_t f[kFrameHeader + 22] = {};
-    PutFrameHeader(f, 22, wire_.protocolVersion, wire_.clusterId, wire_.requestType);
+    const DataChannel::Config& c = ch->config();
+    PutFrameHeader(f, 22, c.protocolVersion, c.clusterId, wire_.requestType);
     uint8_t* b = f + kFrameHeader;
     StoreLE32(b, id);
     StoreLE32(b + 4, page);

@@ -24,9 +24,8 @@ class FaultRoutes {
   static constexpr uint32_t kMaxOwners = 256;
   // Request ids the faulting thread takes: the service's stay below (lib/service/pager.ts).
   static constexpr uint32_t kFirstRequestId = 0x80000000u;
+  // What a request carries beyond the channel's own frame fields (its Config).
   struct Wire {
-    uint32_t clusterId;
-    uint8_t protocolVersion;
     uint8_t requestType;  // the PageRequest message type
     uint16_t requester;   // this node's id
   };

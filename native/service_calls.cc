@@ -195,12 +195,10 @@ Napi::Value OpenDataChannel(const Napi::CallbackInfo& info) {
   }
   return Napi::Number::New(env, d->OpenDataChannel(fd, c, LoopWakeup::Send, w));
 }
-// routeFaults(owner, channel id, { clusterId, protocolVersion, requestType, requester }) -> bool
+// routeFaults(owner, channel id, { requestType, requester }) -> bool
 Napi::Value RouteFaults(const Napi::CallbackInfo& info) {
   Napi::Object o = info[2].As<Napi::Object>();
   FaultRoutes::Wire w{};
-  w.clusterId = U32(o.Get("clusterId"));
-  w.protocolVersion = uint8_t(U32(o.Get("protocolVersion")));
   w.requestType = uint8_t(U32(o.Get("requestType")));
   w.requester = uint16_t(U32(o.Get("requester")));
   return Napi::Boolean::New(info.Env(), AddonEnv::Need(info.Env())->RouteFaults(U32(info[0]), U32(info[1]), w));

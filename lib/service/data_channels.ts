@@ -115,8 +115,7 @@ export class DataChannels {
       conn.release();
       this.channels.set(owner, ch);
       // From now on faults on its pages send their requests on the channel themselves.
-      const { clusterId, protocolVersion } = n.transport.wire;
-      n.native.routeFaults(owner, ch, { clusterId, protocolVersion, requestType: Msg.PageRequest, requester: n.id });
+      n.native.routeFaults(owner, ch, { requestType: Msg.PageRequest, requester: n.id });
     } catch (e) {
       c?.close('local');
       this.failedAt.set(owner, performance.now());

@@ -93,7 +93,7 @@ TEST(fault_routes_send_page_requests_on_the_owners_data_channel) {
   DataChannel::Config c{0xabcd, 2, 24, 0, 64 << 20, 100000};
   uint32_t id = d->OpenDataChannel(sv[1], c, nullptr, nullptr);
   CHECK(d->routes().Send(1, 300) == 0);  // no route yet
-  CHECK(d->RouteFaults(1, id, FaultRoutes::Wire{0xabcd, 2, 23, 7}));
+  CHECK(d->RouteFaults(1, id, FaultRoutes::Wire{23, 7}));
   const uint32_t req = d->routes().Send(1, 300);
   CHECK(req >= FaultRoutes::kFirstRequestId);
   uint8_t f[32];

@@ -31,8 +31,8 @@ export class Commits {
     // Woken by the app's first lent-token commit after a drain: wait a millisecond so a run
     // of commits goes out as one batch (one wake-up instead of one per commit). Reclaiming
     // the token and serving a page drain at once, so nothing depends on this delay.
-    // With durability 'replicated' the app waits for each commit's backups: drain at once
-    // (commits the app makes meanwhile still go out together).
+    // With backups ('replicated', 'disk') the app waits for each commit's acknowledgement:
+    // drain at once (the app wakes us when its run of transactions ends, client.ts).
     n.localCommits.on('message', () => {
       if (this.cancelDrain) return;
       const drain = () => {
@@ -47,8 +47,8 @@ export class Commits {
         pass?.();
       };
       if (n.replication.backups > 0) {
-        const h = setImmediate(drain);
-        this.cancelDrain = () => clearImmediate(h);
+        // The app woke us once its run of transactions ended (client.ts wakeService).
+        drain();
       } else {
         const h = setTimeout(drain, 1);
         this.cancelDrain = () => clearTimeout(h);

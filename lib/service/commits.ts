@@ -325,7 +325,7 @@ export class Commits {
 
   /** Commits the app thread made with the lent token: tell everyone. */
   drainLocal(): void {
-    this.n.ring.drain((time, pages, changes) => this.applyLocal(time, pages, changes));
+    this.n.log.batch(() => this.n.ring.drain((time, pages, changes) => this.applyLocal(time, pages, changes)));
   }
 
   private applyLocal(time: number, pages: Uint32Array, changes: Uint8Array): void {

@@ -40,6 +40,40 @@ function makeLog(limits?: { keep?: number; ahead?: number; keepChangeBytes?: num
 }
 
 describe('commit log', () => {
+  it('publishes its times once at the end of a batch, not after every commit, and wakes waiters then', async () => {
+    const { log, applied, published } = makeLog();
+    log.receive(rec(1));
+    expect(published.at(-1)).toEqual([1, 1]);
+    published.length = 0;
+    let woken = false;
+    const waiting = log.waitApplied(3).then(() => (woken = true));
+    published.length = 0;
+    log.batch(() => {
+      for (let t = 2; t <= 5; t++) log.receive(rec(t));
+      // Applied in order meanwhile, told nobody yet.
+      expect(applied).toEqual([1, 2, 3, 4, 5]);
+      expect(log.applied).toBe(5);
+      expect(published).toEqual([]);
+    });
+    expect(published).toEqual([[5, 5]]);
+    await waiting;
+    expect(woken).toBe(true);
+    // A batch that throws still publishes what it applied.
+    expect(() =>
+      log.batch(() => {
+        log.receive(rec(6));
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(published.at(-1)).toEqual([6, 6]);
+    // Outside a batch, every commit publishes again.
+    published.length = 0;
+    log.receive(rec(7));
+    log.receive(rec(8));
+    expect(published.filter(([a]) => a === 7).length).toBeGreaterThan(0);
+    expect(published.at(-1)).toEqual([8, 8]);
+  });
+
   it('answers since() from a window of recent commits, in time proportional to the answer', () => {
     const { log } = makeLog({ keep: 100 });
     for (let t = 1; t <= 250; t++) log.receive(rec(t));

@@ -143,7 +143,8 @@ export class Replication {
   /** Moves the durable mark past every commit whose backups (and predecessors') hold it. */
   private advance(): void {
     const members = this.n.members;
-    const others = this.backupsOf(this.n.id, this.replicas).length;
+    // (Not computed for durability 'none', which never waits: it sorts the members, per commit.)
+    const others = this.unacked.length ? this.backupsOf(this.n.id, this.replicas).length : 0;
     while (this.unacked.length) {
       const u = this.unacked[0];
       let held = 0;

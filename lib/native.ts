@@ -97,6 +97,12 @@ export interface NativeAddon {
   /** Stamps the written pages; with `withChanges`, returns [written pages, their changes] for the commit record (native/dsm.h Commit). */
   commit(time: number, owner: number): void;
   commit(time: number, owner: number, withChanges: true): [Uint32Array, Buffer];
+  /**
+   * Commits like commit(time, owner, true) and writes its record into the commit ring's
+   * `words` at word `w` (lib/service/commit_ring.ts); returns the word after it. `room`: the
+   * words free there, checked for beforehand (the process aborts if the record is larger).
+   */
+  commitToRing(time: number, owner: number, words: Uint32Array, w: number, room: number): number;
   doomed(): boolean;
   /** [page, committing node] that doomed the live transaction first, or null (not doomed, or doomed by a lost page). */
   doomCause(): [number, number] | null;
@@ -198,6 +204,8 @@ export interface NativeHooks {
   measureMprotect(pages: number, rounds: number): number;
   /** Median ns of one malloc(size) over `count` live allocations. */
   measureMalloc(size: number, count: number, rounds: number): number;
+  /** The addon's commit-ring writer (native/commit_record.h) alone: writes a record at word `w` of `words`; returns the word after it. */
+  putCommitRecord(words: Uint32Array, w: number, time: number, pages: Uint32Array, changes: Uint8Array): number;
 }
 
 let cached: NativeAddon | undefined;

@@ -39,6 +39,12 @@ class AddonEnv {
   void DetachService();
   LoopWakeup* serviceWakeup() const { return serviceWakeup_; }
 
+  // commitToRing()'s encoding of a commit, kept between commits (up to kScratchKeepBytes)
+  // so that committing allocates nothing once warm.
+  std::vector<uint32_t> commitPages;
+  std::vector<uint8_t> commitChanges;
+  static constexpr size_t kScratchKeepBytes = 1 << 20;
+
  private:
   void CloseAppWakeup();
   // The teardown CloseRegion() and Cleanup() share once their buffers are dealt with.

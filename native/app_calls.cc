@@ -3,9 +3,13 @@
 //
 // commit(), doomed() and writeSet() are also called by the service thread when it commits
 // a transaction for the app (it holds the token then, and the app is waiting).
+#include <cstdio>
+#include <cstdlib>
+
 #include "addon_calls.h"
 #include "addon_env.h"
 #include "app_interrupt.h"
+#include "commit_record.h"
 #include "js_args.h"
 
 namespace dsm {
@@ -72,6 +76,34 @@ Napi::Value Commit(const Napi::CallbackInfo& info) {
   out.Set(0u, PagesArray(env, pages));
   out.Set(1u, Napi::Buffer<uint8_t>::Copy(env, changes.data(), changes.size()));
   return out;
+}
+// commitToRing(time, owner, words, w, room): commits like commit(time, owner, true) and
+// writes the record into the commit ring's `words` at word `w` (native/commit_record.h);
+// returns the word after it. The caller has made sure `room` words are free there
+// (CommitRing.fits, with room for every written page whole and half a page of diff).
+Napi::Value CommitToRing(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  Napi::Uint32Array words = info[2].As<Napi::Uint32Array>();
+  const size_t count = words.ElementLength();
+  if (count == 0 || (count & (count - 1)) != 0) throw Napi::RangeError::New(env, "commitToRing: the ring's length must be a power of two");
+  const uint64_t time = U64(info[0]);
+  AddonEnv& e = AddonEnv::Of(env);
+  e.commitPages.clear();
+  e.commitChanges.clear();
+  d->Commit(time, uint16_t(U32(info[1])), &e.commitPages, &e.commitChanges);
+  // Committed already: a record that does not fit is a bug in the caller's estimate, and
+  // writing it would overwrite commits the service has not read.
+  if (CommitRecordWords(e.commitPages.size(), e.commitChanges.size()) > U32(info[4])) {
+    std::fprintf(stderr, "node-dsm: fatal: a commit's record is larger than the room the commit ring was checked for\n");
+    std::abort();
+  }
+  const uint32_t end = PutCommitRecord(words.Data(), uint32_t(count - 1), U32(info[3]), time, e.commitPages.data(),
+                                       e.commitPages.size(), e.commitChanges.data(), e.commitChanges.size());
+  // Kept for the next commit, unless a large one left them large.
+  if (e.commitChanges.capacity() > AddonEnv::kScratchKeepBytes) std::vector<uint8_t>().swap(e.commitChanges);
+  if (e.commitPages.capacity() * sizeof(uint32_t) > AddonEnv::kScratchKeepBytes) std::vector<uint32_t>().swap(e.commitPages);
+  return Napi::Number::New(env, end);
 }
 Napi::Value Doomed(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), AddonEnv::Need(info.Env())->doomed());
@@ -142,6 +174,7 @@ void DefineAppCalls(Napi::Env env, Napi::Object exports) {
       {"end", End},
       {"abort", Abort},
       {"commit", Commit},
+      {"commitToRing", CommitToRing},
       {"doomed", Doomed},
       {"doomCause", DoomCause},
       {"readSet", ReadSet},

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "commit_record.h"
 #include "fault_floor.h"
 
 namespace {
@@ -32,7 +33,20 @@ Napi::Value MeasureMalloc(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), dsm::MeasureMallocNs(U32(info[0]), U32(info[1]), U32(info[2])));
 }
 
+// putCommitRecord(words, w, time, pages, changes): the production addon's commit-ring
+// writer (native/commit_record.h) on its own, so a test can read its records back with
+// the service's JavaScript drain. Returns the word after the record.
+Napi::Value PutCommitRecord(const Napi::CallbackInfo& info) {
+  Napi::Uint32Array words = info[0].As<Napi::Uint32Array>();
+  Napi::Uint32Array pages = info[3].As<Napi::Uint32Array>();
+  Napi::Uint8Array changes = info[4].As<Napi::Uint8Array>();
+  const uint64_t time = uint64_t(info[2].As<Napi::Number>().Int64Value());
+  return Napi::Number::New(info.Env(), dsm::PutCommitRecord(words.Data(), uint32_t(words.ElementLength() - 1), U32(info[1]), time,
+                                                            pages.Data(), pages.ElementLength(), changes.Data(), changes.ElementLength()));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("putCommitRecord", Napi::Function::New(env, PutCommitRecord, "putCommitRecord"));
   exports.Set("readByte", Napi::Function::New(env, ReadByte, "readByte"));
   exports.Set("measureFaultFloor", Napi::Function::New(env, MeasureFaultFloor, "measureFaultFloor"));
   exports.Set("measureMprotect", Napi::Function::New(env, MeasureMprotect, "measureMprotect"));

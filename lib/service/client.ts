@@ -146,8 +146,8 @@ export class ServiceClient {
         // for longer than a node may hold acknowledged commits alone (commit_ring.ts).
         if (!this.ring.fits(n, n * (16 + 2 * this.pageSize)) || this.ring.behind()) return undefined;
         time += 1;
-        const [pages, changes] = native.commit(time, nodeId, true);
-        if (this.ring.push(time, pages, changes)) this.wakeService();
+        const ring = this.ring;
+        if (ring.push((words, w) => native.commitToRing(time, nodeId, words, w, ring.room()))) this.wakeService();
       }
       raiseTo(this.time, Status.applied, BigInt(time));
       raiseTo(this.time, Status.seen, BigInt(time));

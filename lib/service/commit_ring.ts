@@ -16,7 +16,8 @@
 // requested, [3] unused; Float64 at byte 16: when the app pushed onto an empty ring last
 // (performance.timeOrigin + performance.now()); then CAPACITY u32 words of records: time
 // low, time high, page count, pages, byte length of the changes, the changes (protocol.ts
-// CommitRecord) padded to whole words.
+// CommitRecord) padded to whole words. The app's records are written by the addon
+// (native/commit_record.h, commitToRing), straight from the commit's encoding.
 import { performance } from 'node:perf_hooks';
 
 const CAPACITY = 1 << 22; // words (16 MiB); a power of two
@@ -55,29 +56,22 @@ export class CommitRing {
     return Atomics.load(this.head, 0) !== Atomics.load(this.head, 1) && at - this.since[0] > AHEAD_MS;
   }
 
-  /** App thread: appends a commit; returns true when the service must be woken. */
-  push(time: number, pages: Uint32Array, changes: Uint8Array): boolean {
-    let w = Atomics.load(this.head, 0) >>> 0;
+  /**
+   * App thread: appends the commit record `write` puts into the ring's words at word `w`,
+   * returning the word after it (the addon's commitToRing, native/commit_record.h, after
+   * fits()); returns true when the service must be woken.
+   */
+  push(write: (words: Uint32Array, w: number) => number): boolean {
+    const w = Atomics.load(this.head, 0) >>> 0;
     if (w === Atomics.load(this.head, 1) >>> 0) this.since[0] = performance.timeOrigin + performance.now();
-    const put = (v: number) => {
-      this.data[w & (CAPACITY - 1)] = v;
-      w = (w + 1) >>> 0;
-    };
-    put(time % 0x1_0000_0000);
-    put(Math.floor(time / 0x1_0000_0000));
-    put(pages.length);
-    for (let i = 0; i < pages.length; i++) put(pages[i]);
-    put(changes.length);
-    const whole = changes.length >> 2;
-    const dv = new DataView(changes.buffer, changes.byteOffset, changes.byteLength);
-    for (let i = 0; i < whole; i++) put(dv.getUint32(i * 4, true));
-    if (changes.length & 3) {
-      let last = 0;
-      for (let k = whole * 4; k < changes.length; k++) last |= changes[k] << (8 * (k - whole * 4));
-      put(last >>> 0);
-    }
-    Atomics.store(this.head, 0, w | 0);
+    const end = write(this.data, w);
+    Atomics.store(this.head, 0, end | 0);
     return Atomics.exchange(this.head, 2, 1) === 0;
+  }
+
+  /** Words free for the next record (see push). */
+  room(): number {
+    return CAPACITY - ((Atomics.load(this.head, 0) - Atomics.load(this.head, 1)) >>> 0);
   }
 
   /** Service thread: hands every queued commit to `fn`, oldest first. */

@@ -10,11 +10,11 @@ const native = load('../../dist/native.js');
 describe('native surface', () => {
   it('the production addon exports no test or benchmark hooks; the hooks addon does', () => {
     const addon = load(path.join(PKG, 'build/Release/node_dsm.node'));
-    for (const hook of ['faultOutsideRegion', 'touchAppView', 'measureFaultFloor', 'measureMprotect', 'measureMalloc', 'readByte']) {
+    for (const hook of ['faultOutsideRegion', 'touchAppView', 'measureFaultFloor', 'measureMprotect', 'measureMalloc', 'readByte', 'putCommitRecord']) {
       expect(addon[hook], hook).toBeUndefined();
     }
     const hooks = native.loadNativeHooks();
-    expect(Object.keys(hooks).sort()).toEqual(['measureFaultFloor', 'measureMalloc', 'measureMprotect', 'readByte']);
+    expect(Object.keys(hooks).sort()).toEqual(['measureFaultFloor', 'measureMalloc', 'measureMprotect', 'putCommitRecord', 'readByte']);
     expect(hooks.measureMalloc(16, 1000, 1)).toBeGreaterThan(0);
   });
 

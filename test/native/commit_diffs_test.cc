@@ -1,10 +1,12 @@
 // Native tests of commits that carry their changes: page diffs round-trip, a commit
 // updates current copies and invalidates stale ones, whole pages go to backups that may
-// lack the previous version, and a doomed transaction's rollback keeps an update.
+// lack the previous version, a doomed transaction's rollback keeps an update, and commit
+// records go into the commit ring whole.
 #include <cstring>
 #include <random>
 #include <vector>
 
+#include "../../native/commit_record.h"
 #include "../../native/dsm.h"
 #include "../../native/page_diff.h"
 #include "check.h"
@@ -244,4 +246,35 @@ TEST(the_first_commit_that_dooms_a_transaction_is_its_cause) {
   d->End();
   d->Abort();
   CloseDsm(d);
+}
+
+// The commit ring's record, written natively for the service to read in JavaScript
+// (lib/service/commit_ring.ts drain): wrapping round the ring's end, a time above 2^32,
+// changes whose length is not a whole number of words.
+TEST(commit_records_wrap_round_the_ring_and_pad_their_changes) {
+  uint32_t ring[16];
+  for (uint32_t& w : ring) w = 0xdeadbeef;
+  const uint32_t pages[] = {7, 4096};
+  const uint8_t changes[] = {1, 2, 3, 4, 5, 6, 7};
+  const uint64_t time = (uint64_t(3) << 32) | 9;
+  CHECK(dsm::CommitRecordWords(2, sizeof changes) == 8);
+  // Starts four words before the end, and the counters themselves wrap at 2^32.
+  const uint32_t start = 0xfffffffcu;
+  const uint32_t end = dsm::PutCommitRecord(ring, 15, start, time, pages, 2, changes, sizeof changes);
+  CHECK(end == 4);  // 0xfffffffc + 8, mod 2^32
+  uint32_t r = start;
+  auto get = [&]() { return ring[r++ & 15]; };
+  CHECK(get() == 9);
+  CHECK(get() == 3);
+  CHECK(get() == 2);
+  CHECK(get() == 7);
+  CHECK(get() == 4096);
+  CHECK(get() == 7);                          // bytes of changes
+  CHECK(get() == 0x04030201u);                // little-endian
+  CHECK(get() == 0x00070605u);                // the last word padded with zeros
+  CHECK(r == end);
+  CHECK(ring[4] == 0xdeadbeef && ring[11] == 0xdeadbeef);  // nothing outside the record
+  // No changes at all (a commit whose pages went whole to nobody): four words and the pages.
+  CHECK(dsm::PutCommitRecord(ring, 15, 0, 1, pages, 1, nullptr, 0) == 5);
+  CHECK(ring[3] == 7 && ring[4] == 0);
 }

@@ -43,8 +43,7 @@ export class CommitRing {
 
   /** App thread: room for a commit of `pages` pages whose changes take at most `changeBytes`? */
   fits(pages: number, changeBytes: number): boolean {
-    const used = (Atomics.load(this.head, 0) - Atomics.load(this.head, 1)) >>> 0;
-    return used + 4 + pages + Math.ceil(changeBytes / 4) <= CAPACITY;
+    return 4 + pages + Math.ceil(changeBytes / 4) <= this.room();
   }
 
   /**
@@ -69,7 +68,7 @@ export class CommitRing {
     return Atomics.exchange(this.head, 2, 1) === 0;
   }
 
-  /** Words free for the next record (see push). */
+  /** Words free for the next records (see push). */
   room(): number {
     return CAPACITY - ((Atomics.load(this.head, 0) - Atomics.load(this.head, 1)) >>> 0);
   }

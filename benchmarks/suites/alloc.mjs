@@ -5,6 +5,7 @@
 // 0.5 us per pointer assignment as references. Then two nodes (child processes) allocating
 // small objects at once: conflicts per 1,000 allocations with allocator zones, against the
 // same without them and against one node alone. Prints one JSON line (see run.mjs).
+import { ask, nextMessage } from '../child_messages.mjs';
 import { fork } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -93,13 +94,12 @@ await dsm.close();
 /** Conflicts per 1,000 allocations of `nodes` nodes allocating at once, zones on or off (a fresh cluster each time). */
 async function race(nodes, zoned) {
   const self = fileURLToPath(import.meta.url);
-  const ask = (child, msg) => new Promise((r) => { child.once('message', r); child.send(msg); });
   const first = fork(self, ['zone-node', '', zoned ? '1' : '0']);
-  const { address } = await new Promise((r) => first.once('message', r));
+  const { address } = await nextMessage(first);
   const children = [first];
   for (let i = 1; i < nodes; i++) {
     const c = fork(self, ['zone-node', address, zoned ? '1' : '0']);
-    await new Promise((r) => c.once('message', r));
+    await nextMessage(c);
     children.push(c);
   }
   // Each node's first allocation makes its allocator header (once in its life): one at a time.

@@ -3,6 +3,7 @@
 // against raw TCP throughput (and a first scan, into memory never used, against a raw
 // stream kept in memory never used); commits per second with the token moving and with two nodes
 // fighting over one page. Prints one JSON line (see run.mjs).
+import { ask, nextMessage } from '../child_messages.mjs';
 import { fork } from 'node:child_process';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -85,11 +86,10 @@ if (process.argv[2] === 'echo') {
   const rows = [];
   const row = (name, value, unit, baseline, baselineValue, target = null) =>
     rows.push({ name, value, unit, baseline, baselineValue, ratio: baselineValue ? value / baselineValue : null, target });
-  const ask = (child, msg) => new Promise((r) => { child.once('message', r); child.send(msg); });
 
   // Raw TCP between two Node processes.
   const echo = fork(self, ['echo']);
-  const port = await new Promise((r) => echo.once('message', r));
+  const port = await nextMessage(echo);
   const sock = net.connect(port, '127.0.0.1');
   sock.setNoDelay(true);
   await new Promise((r) => sock.once('connect', r));
@@ -135,7 +135,7 @@ if (process.argv[2] === 'echo') {
   let a = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 256 << 20, durability: 'none' });
   const floorNs = hooks.measureFaultFloor(2000, 5);
   let b = fork(self, ['node', a.address, 'none']);
-  await new Promise((r) => b.once('message', r));
+  await nextMessage(b);
   const N = 2000;
   // Whole pages: the other node's copies are invalidated, so each read fetches (a one-word
   // change would travel as a diff and update them in place: the row after).
@@ -203,7 +203,7 @@ if (process.argv[2] === 'echo') {
     if (!durability) return;
     a = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 256 << 20, durability });
     b = fork(self, ['node', a.address, durability]);
-    await new Promise((r) => b.once('message', r));
+    await nextMessage(b);
   };
   await restart('replicated');
   const repl = await measure();
@@ -217,7 +217,7 @@ if (process.argv[2] === 'echo') {
   a = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 256 << 20, durability: 'none' });
   b = fork(self, ['node', a.address, 'none']);
   delete process.env.DSM_TEST_NO_DATA_CHANNELS;
-  await new Promise((r) => b.once('message', r));
+  await nextMessage(b);
   await a.transaction(() => { for (let p = 1000; p < 1000 + 2 * N; p++) a.u8.fill(3, p * PAGE, (p + 1) * PAGE); });
   const js = await ask(b, { cmd: 'faults', first: 1000, n: N, time: a.globalTime });
   row('remote read fault p50 through both service threads (no data channel)', pct(js.lat, 0.5), 'ns', 'remote read fault p50', p50);

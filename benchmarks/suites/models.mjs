@@ -14,6 +14,7 @@
 // over its own local Float64Array at once, with no communication and no synchronisation at
 // all. No DSM can beat that; on a 2-vCPU machine shared with other work it is the figure
 // that says what a speedup target can mean.
+import { nextMessage } from '../child_messages.mjs';
 import { fork } from 'node:child_process';
 import net from 'node:net';
 import { createRequire } from 'node:module';
@@ -79,12 +80,12 @@ async function turns() {
   const { createNode } = require('../..');
   const dsm = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 64 << 20, durability: 'none' });
   const c = fork(fileURLToPath(import.meta.url), ['turns', dsm.address]);
-  await new Promise((r) => c.once('message', r));
+  await nextMessage(c);
   const out = {};
   for (const model of ['migratory', 'sequential']) {
     await dsm.transaction((tx) => tx.setRoot(model, tx.alloc(4096, { model })));
     const ptr = dsm.root(model);
-    const theirs = new Promise((r) => c.once('message', r));
+    const theirs = nextMessage(c);
     c.send({ cmd: 'go', root: model, ms: 1500 });
     const mine = await incrementFor(dsm, ptr / 4, 1500);
     out[model] = (mine + (await theirs)) / 2 / 1.5;
@@ -130,8 +131,8 @@ async function bareBarrier() {
   const { createNode } = require('../..');
   const dsm = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 64 << 20, durability: 'none' });
   const c = fork(fileURLToPath(import.meta.url), ['barrier', dsm.address]);
-  await new Promise((r) => c.once('message', r));
-  const done = new Promise((r) => c.once('message', r));
+  await nextMessage(c);
+  const done = nextMessage(c);
   c.send({ rounds: BARRIER_WARMUP + BARRIER_ROUNDS });
   for (let i = 0; i < BARRIER_WARMUP; i++) await dsm.barrier('bare', 2);
   const t0 = now();
@@ -145,7 +146,7 @@ async function bareBarrier() {
 /** Milliseconds of BARRIER_ROUNDS one-byte round trips over TCP to a child process that echoes them. */
 async function bareTcp() {
   const c = fork(fileURLToPath(import.meta.url), ['echo']);
-  const port = await new Promise((r) => c.once('message', r));
+  const port = await nextMessage(c);
   const s = net.connect(port, '127.0.0.1');
   s.setNoDelay(true);
   await new Promise((r) => s.once('connect', r));
@@ -175,10 +176,10 @@ async function ceiling(n, sweeps, nodes) {
   const children = [];
   for (let k = 0; k < nodes; k++) {
     const c = fork(fileURLToPath(import.meta.url), ['share', String(n), String(sweeps), String(k), String(nodes)]);
-    await new Promise((r) => c.once('message', r));
+    await nextMessage(c);
     children.push(c);
   }
-  const done = children.map((c) => new Promise((r) => c.once('message', r)));
+  const done = children.map((c) => nextMessage(c));
   for (const c of children) c.send('go');
   return Math.max(...(await Promise.all(done)));
 }

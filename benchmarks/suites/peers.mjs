@@ -16,6 +16,7 @@
 // is `redis-server` on PATH or $DSM_REDIS_SERVER. Without one, prints a skip note and an
 // empty row list. Money is counted after every bank run; a mismatch exits non-zero.
 // Prints one JSON line (see run.mjs).
+import { ask as askChild, nextMessage } from '../child_messages.mjs';
 import { fork, spawn } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -247,16 +248,15 @@ async function main() {
   const r1 = primary.r;
 
   let child = null;
-  const ask = (msg) => new Promise((resolve, reject) => {
-    const onExit = (code) => reject(new Error(`the second node exited (${code}) during ${msg.cmd}`));
-    child.once('exit', onExit);
-    child.once('message', (m) => { child.off('exit', onExit); m?.error ? reject(new Error(`second node: ${m.error}`)) : resolve(m); });
-    child.send(msg);
-  });
+  const ask = async (msg) => {
+    const m = await askChild(child, msg);
+    if (m?.error) throw new Error(`second node: ${m.error}`);
+    return m;
+  };
   async function startChild(options) {
     child = fork(self, ['node', a.address, JSON.stringify(options)]);
     started.push(child);
-    await new Promise((resolve, reject) => { child.once('message', resolve); child.once('exit', (c) => reject(new Error(`the second node exited (${c}) while joining`))); });
+    await nextMessage(child, 'that it joined');
   }
   async function stopChild() {
     const exited = new Promise((r) => child.once('exit', r));

@@ -4,10 +4,13 @@
 // token to the successor, and the successor commits the configuration without it, moving
 // those pages to itself. (The leaver cannot commit that configuration itself: members apply
 // it by closing their connections to it, which would drop the token following it.)
-import { decode, encode, Msg, NO_NODE, PageStatus } from './protocol';
+import { decode, encode, Msg, PageStatus, type TokenState } from './protocol';
 import { WireError } from './wire';
 import { READ_AHEAD_MAX } from './pager';
 import type { Cluster } from './cluster';
+
+/** How long a graceful leave may take to hand its pages over before the node closes anyway. */
+const HANDOVER_MS = 30_000;
 
 export class Leaving {
   private handoverAcked?: () => void;
@@ -23,58 +26,112 @@ export class Leaving {
   /** Hands this node's pages and the token over, then tells everyone it left. */
   async leave(): Promise<void> {
     const n = this.n;
-    const others = [...n.members.keys()].filter((id) => id !== n.id);
-    let successor = NO_NODE;
+    // Only a member connected to us can take the pages over now. One whose connection
+    // closed (it died, or every node is shutting down at once) would leave this node
+    // waiting for an acknowledgement that never comes: closing a node whose only peer had
+    // just been killed took 30 s. Nor one that said it leaves too.
+    const others = [...n.members.keys()].filter((id) => id !== n.id && !this.leavers.has(id));
+    const reachable = others.filter((id) => n.links.has(id));
     this.active = true;
-    if (others.length > 0 && !n.closing) {
+    if (reachable.length > 0 && !n.closing) {
+      const successor = Math.min(...reachable);
       try {
-        successor = Math.min(...others);
         await this.handOver(successor);
       } catch (e) {
-        n.ev.log('warn', `handing this node's pages over to node ${successor} failed: ${(e as Error).message}; they may be lost`);
-        successor = NO_NODE;
+        n.ev.log('warn', `handing this node's pages over to node ${successor} failed: ${(e as Error).message}; pages only this node held may be lost`);
       }
+    } else if (others.length > 0 && !n.closing && this.ownedPages().length > 0) {
+      n.ev.log('warn', `no member is connected to take this node's pages over (nodes ${others.join(', ')}); pages only this node held are lost`);
     }
     n.closing = true;
+    this.handingTo = undefined;
     n.commits.stop();
     if (n.token.token) n.commits.reclaim(n.token.token);
     n.localCommits.close();
   }
 
+  /** The member this node hands its pages to, and how to give up on it. */
+  private handingTo?: { id: number; fail: (e: Error) => void };
+
+  /** The connection to member `id` closed (membership.ts): a hand-over to it cannot finish. */
+  lost(id: number): void {
+    if (this.handingTo?.id === id) this.handingTo.fail(new Error(`the connection to node ${id} closed during the hand-over`));
+  }
+
+  /**
+   * Resolves with `p`, or rejects once the successor is lost or after HANDOVER_MS, whichever
+   * comes first (a token that is away may not come back while this node is cut off).
+   */
+  private bounded<T>(successor: number, p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not done within ${HANDOVER_MS / 1000} s`)), HANDOVER_MS);
+      this.handingTo = {
+        id: successor,
+        fail: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      p.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  }
+
   private async handOver(successor: number): Promise<void> {
     const n = this.n;
-    const t = await n.token.acquire();
-    await n.log.waitApplied(t.time);
-    const mine: number[] = [];
-    const { owners, versions } = n.table;
-    // Non-transactional pages are not handed over: a leaving node takes its local and
-    // sequential pages with it (README "Consistency models").
-    for (let p = 0; p < owners.length; p++) if (owners[p] === n.id && versions[p] !== 0n && !n.sequential.handles(p)) mine.push(p);
-    for (let i = 0; i < mine.length; i += READ_AHEAD_MAX) {
-      const pages = Uint32Array.from(mine.slice(i, i + READ_AHEAD_MAX));
-      const batch = { reqId: 0, page: pages[0], status: PageStatus.ok, pages, versions: Float64Array.from(pages, (p) => Number(versions[p])), owners: new Uint16Array(pages.length).fill(successor) };
-      n.links.send(successor, Msg.Handover, encode.pageReply(batch, n.config.pageSize, (data) => n.native.copyCommittedPages(pages, data)));
-      // One batch at a time as the successor reads: every page at once would sit in memory
-      // here, past the transport's hard limit for a large region.
-      if (!(await n.links.whenDrained(successor))) throw new Error(`the connection to node ${successor} closed during the hand-over`);
-    }
-    const acked = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no acknowledgement within 30 s')), 30_000);
-      this.handoverAcked = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    n.links.send(successor, Msg.HandoverDone, Buffer.alloc(0));
+    const acquiring = n.token.acquire();
+    let t: TokenState;
     try {
-      await acked;
+      t = await this.bounded(successor, acquiring);
+    } catch (e) {
+      // Given up before the token came: give it back when it does.
+      void acquiring.then((late) => n.token.release(late));
+      throw e;
+    }
+    try {
+      await this.bounded(successor, n.log.waitApplied(t.time));
+      const mine = this.ownedPages();
+      const { versions } = n.table;
+      for (let i = 0; i < mine.length; i += READ_AHEAD_MAX) {
+        const pages = Uint32Array.from(mine.slice(i, i + READ_AHEAD_MAX));
+        const batch = { reqId: 0, page: pages[0], status: PageStatus.ok, pages, versions: Float64Array.from(pages, (p) => Number(versions[p])), owners: new Uint16Array(pages.length).fill(successor) };
+        n.links.send(successor, Msg.Handover, encode.pageReply(batch, n.config.pageSize, (data) => n.native.copyCommittedPages(pages, data)));
+        // One batch at a time as the successor reads: every page at once would sit in memory
+        // here, past the transport's hard limit for a large region.
+        if (!(await this.bounded(successor, n.links.whenDrained(successor)))) throw new Error(`the connection to node ${successor} closed during the hand-over`);
+      }
+      const acked = new Promise<void>((resolve) => (this.handoverAcked = resolve));
+      n.links.send(successor, Msg.HandoverDone, Buffer.alloc(0));
+      await this.bounded(successor, acked);
       n.links.broadcast(Msg.Leave, encode.nodeId(successor), n.members.values());
       // The token goes to the successor first, without us in it.
       t.members = t.members.filter((m) => m.id !== n.id);
       t.queue = [successor, ...t.queue.filter((q) => q !== successor && q !== n.id)];
     } finally {
+      this.handoverAcked = undefined;
       n.token.release(t);
     }
+  }
+
+  /**
+   * The committed pages this node owns, which it hands over. Non-transactional pages are
+   * not: a leaving node takes its local and sequential pages with it (README "Consistency
+   * models").
+   */
+  private ownedPages(): number[] {
+    const n = this.n;
+    const mine: number[] = [];
+    const { owners, versions } = n.table;
+    for (let p = 0; p < owners.length; p++) if (owners[p] === n.id && versions[p] !== 0n && !n.sequential.handles(p)) mine.push(p);
+    return mine;
   }
 
   /** Leave: `from` leaves; if we are its successor, remove it from the configuration. */

@@ -104,6 +104,7 @@ export class Membership {
   lost(id: number, reason: string): void {
     const n = this.n;
     if (n.closing || !this.members.has(id) || id === n.id) return;
+    n.leaving.lost(id);
     if (n.leaving.leavers.has(id)) {
       // It left: its successor removes it from the configuration.
       n.links.drop(id, 'left');

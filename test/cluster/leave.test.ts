@@ -1,7 +1,7 @@
 // A node that closes hands its pages and the token to a successor: nothing is lost and
 // the others go on committing.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, settle } from './harness';
+import { Harness, settle, until } from './harness';
 
 const AT = 3000 * 1024;
 
@@ -27,5 +27,31 @@ describe('leaving', () => {
     await Promise.all([a.run(loop, { at: AT }), b.run(loop, { at: AT })]);
     await settle([a, b]);
     expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(101);
+  });
+
+  // Closing waits for nobody who cannot answer: before, a node whose only peer had been
+  // killed handed its pages to that peer and waited 30 s for its acknowledgement.
+  it('a node whose only peer was killed closes without handing its pages to it', async () => {
+    const [a, b] = await h.cluster(2);
+    // b commits last, so the token may be there when it dies.
+    await b.run('await dsm.transaction((tx) => { dsm.u32[tx.alloc(4) >> 2] = 7; });');
+    b.kill('SIGKILL');
+    await b.exited;
+    await until('a notices that b is gone', 60_000, async () => (a.stderr.includes(`lost node ${b.nodeId}`) ? true : undefined));
+    // 20 s: a generous bound for what takes milliseconds, short of the old 30 s wait.
+    await h.within(20_000, async (step) => {
+      step('closing a');
+      await a.close();
+    });
+    expect(a.stderr).not.toContain('handing this node');
+  });
+
+  it('every node of a cluster closing at once closes', async () => {
+    const nodes = await h.cluster(3);
+    await Promise.all(nodes.map((n) => n.run('await dsm.transaction((tx) => { dsm.u32[tx.alloc(4) >> 2] = 1; });')));
+    await h.within(20_000, async (step) => {
+      step('closing every node at once');
+      await Promise.all(nodes.map((n) => n.close()));
+    });
   });
 });

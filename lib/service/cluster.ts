@@ -409,6 +409,8 @@ export class Cluster {
     return {
       token: t ? { time: t.time, busy: this.token.busy, lent: this.gate.lent, queue: t.queue, ln: Object.fromEntries(t.ln) } : 'away',
       tokenWaiters: this.token.waiting,
+      tokenRequestsSent: this.token.requestsSent,
+      tokenPushes: this.commits.tokenPushes,
       rn: Object.fromEntries(this.token.rn),
       applied: this.log.applied,
       seen: this.log.seen,

@@ -104,8 +104,12 @@ export class CommitToken {
   /** Milliseconds between repeats of an unanswered token request. */
   retryMs = 1000;
 
+  /** Requests for the token this node broadcast (dsm stats). */
+  requestsSent = 0;
+
   /** Asks for the token (again, after a recovery, with the same sequence number). */
   request(again = false): void {
+    this.requestsSent++;
     const me = this.links.me();
     const seq = again ? this.rn.get(me) ?? 0 : (this.rn.get(me) ?? 0) + 1;
     this.rn.set(me, seq);
@@ -153,6 +157,19 @@ export class CommitToken {
       if (!t.queue.includes(id)) t.queue.push(id);
       this.links.requested(() => this.passIfQueued());
     }
+  }
+
+  /**
+   * Hands the idle token to `to`, unasked: this node has no use for it now and `to` is
+   * about to ask (commits.ts pushToken). Nothing happens while it is in use, wanted here,
+   * or owed to a node that asked. Returns whether it went.
+   */
+  push(to: number): boolean {
+    const t = this.token;
+    if (!t || this.inUse || this.waiters.length > 0 || t.queue.length > 0) return false;
+    t.queue.push(to);
+    this.passIfQueued();
+    return this.token === undefined;
   }
 
   /** A recovery asked about the token: hold tokens that arrive until it is decided. */

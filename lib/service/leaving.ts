@@ -9,7 +9,10 @@ import { WireError } from './wire';
 import { READ_AHEAD_MAX } from './pager';
 import type { Cluster } from './cluster';
 
-/** How long a graceful leave may take to hand its pages over before the node closes anyway. */
+/**
+ * How long each step of a graceful leave's hand-over (the token, a batch of pages read by
+ * the successor, its acknowledgement) may take before the node closes anyway.
+ */
 const HANDOVER_MS = 30_000;
 
 export class Leaving {
@@ -60,7 +63,8 @@ export class Leaving {
 
   /**
    * Resolves with `p`, or rejects once the successor is lost or after HANDOVER_MS, whichever
-   * comes first (a token that is away may not come back while this node is cut off).
+   * comes first (a token that is away may not come back while this node is cut off; a
+   * stalled successor reads nothing).
    */
   private bounded<T>(successor: number, p: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {

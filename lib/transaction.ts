@@ -181,7 +181,8 @@ export class TransactionRunner {
     // The next transaction runs as soon as this one is committed here; its promise waits
     // for the commit's acknowledgement (pipelined: acknowledgements come in commit order).
     this.queue = p.catch(() => undefined);
-    return p.then((done) => this.acknowledged(done));
+    this.service.inFlight(1);
+    return p.then((done) => this.acknowledged(done)).finally(() => this.service.inFlight(-1));
   }
 
   /** Commits waiting for their acknowledgement. */

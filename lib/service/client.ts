@@ -188,6 +188,18 @@ export class ServiceClient {
     });
   }
 
+  private transactions = 0;
+
+  /**
+   * The app issued a transaction (+1) or saw one settle (-1): the count, issued and not yet
+   * acknowledged, is the service's hint that the app keeps several in flight (commits.ts
+   * pushToken).
+   */
+  inFlight(delta: 1 | -1): void {
+    this.transactions += delta;
+    Atomics.store(this.time, Status.inFlight, BigInt(this.transactions));
+  }
+
   /** Changes when the node is removed from the cluster (see waitDurable). */
   get durableEpoch(): number {
     return Number(this.time[Status.durableEpoch]);

@@ -69,6 +69,8 @@ export interface ClusterEvents {
   rejoined(id: number, time: number): void;
   /** Every commit of this node up to `time` is held by its backups. */
   durable(time: number): void;
+  /** How many transactions the app has issued and not yet seen settle (client.ts inFlight). */
+  appInFlight(): number;
   /**
    * This node's commits not yet held by backups may or may not be in the cluster's history;
    * `removed`: the node left the configuration (its times start over).

@@ -34,8 +34,8 @@ export interface ServiceConfig {
   cluster?: ResolvedOptions['cluster'];
 }
 
-export const STATUS_WORDS = 9;
-export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5, durable: 6, durableWanted: 7, durableEpoch: 8 } as const;
+export const STATUS_WORDS = 10;
+export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5, durable: 6, durableWanted: 7, durableEpoch: 8, inFlight: 9 } as const;
 
 /**
  * Raises status word `i` to `v` unless it is already there. Both threads raise the applied

@@ -79,6 +79,11 @@ export class Service {
     return wanted !== 0n && wanted <= BigInt(time);
   }
 
+  /** How many transactions the app has issued and not yet seen settle (client.ts inFlight). */
+  appInFlight(): number {
+    return Number(Atomics.load(this.time, Status.inFlight));
+  }
+
   /** The node left the configuration: commits made before may or may not have survived. */
   removedFromCluster(): void {
     this.time[Status.durableEpoch] += 1n;

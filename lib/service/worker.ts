@@ -68,6 +68,7 @@ async function start(): Promise<void> {
         durable: (time) => {
           if (service.publishDurable(time)) emit({ type: 'durable' });
         },
+        appInFlight: () => service.appInFlight(),
         progress: (phase, done, total) => emit({ type: 'progress', phase, done, total }),
         uncertain: (removed) => {
           if (removed) service.removedFromCluster();

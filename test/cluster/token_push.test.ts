@@ -42,6 +42,20 @@ describe('token push', () => {
     expect(pa.tokenPushes + pb.tokenPushes).toBeGreaterThan(0);
   });
 
+  it('nodes with several transactions in flight keep the token for their next commits', async () => {
+    const [a, b] = await h.cluster(2);
+    const count = 400;
+    // Eight loops per node, each awaiting its own transactions: eight in flight.
+    const loops = `await Promise.all(Array.from({ length: 8 }, async (_, k) => {
+      for (let i = 0; i < args.count / 8; i++) await dsm.transaction(() => { dsm.u32[(args.at + (dsm.nodeId * 8 + k) * args.page) / 4] += 1; });
+    }));`;
+    await Promise.all([a, b].map((n) => n.run(loops, { count, at: AT, page: PAGE })));
+    const [pa, pb] = await Promise.all([protocol(a), protocol(b)]);
+    // Only the last transactions of a node (fewer than two left in flight) may push: pushing
+    // after every commit here halved the throughput.
+    expect(pa.tokenPushes + pb.tokenPushes).toBeLessThan((2 * count) / 10);
+  });
+
   it('a node committing alone keeps the token: no pushes, no requests', async () => {
     const [a, b] = await h.cluster(2);
     // b commits once (its allocator and the token's first trip), then stays idle.

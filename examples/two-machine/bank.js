@@ -136,7 +136,8 @@ async function waitFor(dsm, cond) {
 }
 
 process.on('unhandledRejection', (e) => {
-  console.error(`[${a.role}]`, e);
+  // A node-dsm error says what to do; anything else is a bug worth its stack.
+  console.error(`[${a.role}]`, e?.code?.startsWith('ERR_DSM_') ? `${e.code}: ${e.message}` : e);
   process.exit(1);
 });
 main();

@@ -5,19 +5,36 @@
 // --accounts N, --no-netns.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { values: o } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '10' },
-    accounts: { type: 'string', default: '1000' },
-    'no-netns': { type: 'boolean', default: false },
-    durability: { type: 'string', default: 'replicated' },
-  },
-});
+const USAGE = 'usage: npm run demo -- [--duration SECONDS] [--accounts N] [--durability replicated|none] [--no-netns]';
+/** Bad options end the demo before anything starts, with what to pass instead. */
+function refuse(why) {
+  console.error(`demo: ${why}\n${USAGE}`);
+  process.exit(2);
+}
+let o;
+try {
+  ({ values: o } = parseArgs({
+    options: {
+      duration: { type: 'string', default: '10' },
+      accounts: { type: 'string', default: '1000' },
+      'no-netns': { type: 'boolean', default: false },
+      durability: { type: 'string', default: 'replicated' },
+    },
+  }));
+} catch (e) {
+  refuse(e.message);
+}
+if (!(Number(o.duration) > 0)) refuse(`--duration must be a positive number of seconds, got "${o.duration}"`);
+if (!(Number.isInteger(Number(o.accounts)) && Number(o.accounts) >= 2)) refuse(`--accounts must be a whole number of at least 2, got "${o.accounts}"`);
+// 'disk' needs a page server, which the demo does not start: its commits would wait for one.
+if (o.durability === 'disk') refuse("--durability disk needs a page server; see the README's \"A durable cluster\" to run one");
+if (o.durability !== 'replicated' && o.durability !== 'none') refuse(`--durability must be replicated or none, got "${o.durability}"`);
 const secret = randomBytes(16).toString('hex');
 const bank = path.join(here, 'bank.js');
 
@@ -61,7 +78,15 @@ function removeNamespaces(ns) {
 const ns = makeNamespaces();
 const masterHost = ns ? '10.77.0.1' : '127.0.0.1';
 const slaveHost = ns ? '10.77.0.2' : '127.0.0.1';
-const port = 7400 + Math.floor(Math.random() * 500);
+// In namespaces of their own any port is free; on loopback, ask the kernel for one that is.
+const port = ns ? 7400 : await new Promise((resolve, reject) => {
+  const s = net.createServer();
+  s.once('error', reject);
+  s.listen(0, masterHost, () => {
+    const { port: p } = s.address();
+    s.close(() => resolve(p));
+  });
+});
 console.log(
   ns
     ? `master in namespace ${ns[0]} (${masterHost}), slave in ${ns[1]} (${slaveHost}), joined by a veth pair`

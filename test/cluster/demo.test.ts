@@ -1,0 +1,40 @@
+// `npm run demo` as a user runs it: the two-machine bank (both machines on loopback here)
+// ends with the money conserved and the counter exact, and bad options are refused before
+// anything starts, with the usage line.
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const LAUNCH = path.resolve(__dirname, '../../examples/two-machine/launch.mjs');
+
+function demo(args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [LAUNCH, ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr });
+    });
+  });
+}
+
+describe('the two-machine demo', () => {
+  it('runs both machines and checks the bank', async () => {
+    const { code, out } = await demo(['--no-netns', '--duration', '1', '--durability', 'none']);
+    expect(out).toContain('demo OK');
+    expect(out).toMatch(/\[master\] total 1000000 \(expected 1000000\).*OK/);
+    expect(out).toMatch(/\[slave\] total 1000000 \(expected 1000000\).*OK/);
+    expect(code).toBe(0);
+  });
+
+  it.each([
+    [['--bogus'], "Unknown option '--bogus'"],
+    [['--durability', 'sometimes'], '--durability must be replicated or none'],
+    [['--durability', 'disk'], 'needs a page server'],
+    [['--duration', 'abc'], '--duration must be a positive number'],
+    [['--accounts', '1'], '--accounts must be a whole number of at least 2'],
+  ])('refuses %j with the usage line', async (args, why) => {
+    const { code, out } = await demo(args);
+    expect(code).toBe(2);
+    expect(out).toContain(why);
+    expect(out).toContain('usage: npm run demo --');
+    expect(out).not.toContain('    at '); // no stack trace
+  });
+});

@@ -9,21 +9,34 @@
 const { parseArgs } = require('node:util');
 const { createNode } = require('../..'); // in your own project: require('node-dsm')
 
-const { values: a } = parseArgs({
-  options: {
-    role: { type: 'string', default: 'master' },
-    listen: { type: 'string', default: '127.0.0.1:0' },
-    connect: { type: 'string' },
-    secret: { type: 'string', default: process.env.DSM_SECRET },
-    duration: { type: 'string', default: '10' },
-    accounts: { type: 'string', default: '1000' },
-    'region-size': { type: 'string', default: String(64 << 20) },
-    // 'replicated' (the default): a transfer is acknowledged once the other machine holds it.
-    durability: { type: 'string', default: 'replicated' },
-  },
-});
-if (!a.secret) throw new Error('pass --secret S (the same on both machines) or set DSM_SECRET');
-if (a.role === 'slave' && !a.connect) throw new Error('the slave needs --connect MASTER_HOST:PORT');
+const OPTIONS = {
+  role: { type: 'string', default: 'master' },
+  listen: { type: 'string', default: '127.0.0.1:0' },
+  connect: { type: 'string' },
+  secret: { type: 'string', default: process.env.DSM_SECRET },
+  duration: { type: 'string', default: '10' },
+  accounts: { type: 'string', default: '1000' },
+  'region-size': { type: 'string', default: String(64 << 20) },
+  // 'replicated' (the default): a transfer is acknowledged once the other machine holds it.
+  durability: { type: 'string', default: 'replicated' },
+};
+const USAGE = 'usage: node bank.js --role master|slave --secret S [--listen HOST:PORT] [--connect MASTER:PORT] [--duration S] [--accounts N] [--region-size BYTES] [--durability replicated|none]';
+/** Bad options end the program before it starts, with what to pass instead. */
+function refuse(why) {
+  console.error(`bank: ${why}\n${USAGE}`);
+  process.exit(2);
+}
+const parsed = (() => {
+  try {
+    return parseArgs({ options: OPTIONS });
+  } catch (e) {
+    return refuse(e.message);
+  }
+})();
+const a = parsed.values;
+if (!a.secret) refuse('pass --secret S (the same on both machines) or set DSM_SECRET');
+if (a.role !== 'master' && a.role !== 'slave') refuse(`--role must be master or slave, got "${a.role}"`);
+if (a.role === 'slave' && !a.connect) refuse('the slave needs --connect MASTER_HOST:PORT');
 
 // The bank is one object in the shared heap, named by the root "bank" (the same address on
 // every machine), in f64 slots: integer amounts stay exact up to 2^53.

@@ -6,10 +6,11 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const LAUNCH = path.resolve(__dirname, '../../examples/two-machine/launch.mjs');
+const BANK = path.resolve(__dirname, '../../examples/two-machine/bank.js');
 
-function demo(args: string[]): Promise<{ code: number | null; out: string }> {
+function demo(args: string[], script = LAUNCH): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [LAUNCH, ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [script, ...args], { timeout: 120_000, env: { ...process.env, DSM_SECRET: '' } }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr });
     });
   });
@@ -36,5 +37,17 @@ describe('the two-machine demo', () => {
     expect(out).toContain(why);
     expect(out).toContain('usage: npm run demo --');
     expect(out).not.toContain('    at '); // no stack trace
+  });
+
+  it.each([
+    [['--role', 'boss', '--secret', 's'], '--role must be master or slave'],
+    [['--role', 'slave', '--secret', 's'], 'the slave needs --connect'],
+    [['--role', 'master'], 'pass --secret S'],
+  ])('one machine of it refuses %j with its usage line', async (args, why) => {
+    const { code, out } = await demo(args, BANK);
+    expect(code).toBe(2);
+    expect(out).toContain(why);
+    expect(out).toContain('usage: node bank.js');
+    expect(out).not.toContain('    at ');
   });
 });

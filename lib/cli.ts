@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `dsm` command: run a node, ask a node for its figures, run the demo or the benchmarks.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { HotPage } from './conflict_monitor';
@@ -47,6 +48,16 @@ program
   .option('--token-batch-ms <ms>', 'with --durability none: how long a committing node may keep the token after another asks (default 1; 0: pass at once)', (v: string) => Number(v))
   .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) on this address')
   .action(async (o: { listen: string; peers: string; secret?: string; regionSize: number; script?: string; durability: string; replicas: number; tokenBatchMs?: number; metrics?: string }) => {
+    // Loaded before the node joins: a missing or malformed script must not cost the
+    // cluster a member that joins and vanishes.
+    let script: ((dsm: Awaited<ReturnType<typeof createNode>>) => unknown) | undefined;
+    if (o.script) {
+      const file = path.resolve(o.script);
+      if (!fs.existsSync(file)) throw new InvalidArgumentError(`the script ${file} does not exist`);
+      const mod = require(file);
+      script = typeof mod === 'function' ? mod : mod?.default;
+      if (typeof script !== 'function') throw new InvalidArgumentError(`${o.script} must export a function (dsm) => ...`);
+    }
     const dsm = await createNode({
       listen: o.listen,
       peers: o.peers ? o.peers.split(',').filter(Boolean) : [],
@@ -66,11 +77,15 @@ program
       process.exit(0);
     };
     process.once('SIGINT', stop).once('SIGTERM', stop);
-    if (o.script) {
-      const mod = require(path.resolve(o.script));
-      const fn = typeof mod === 'function' ? mod : mod.default;
-      if (typeof fn !== 'function') throw new InvalidArgumentError(`${o.script} must export a function (dsm) => ...`);
-      await fn(dsm);
+    if (script) {
+      try {
+        await script(dsm);
+      } catch (e) {
+        // Leave the cluster properly (its pages handed over) before saying why.
+        await metrics?.close();
+        await dsm.close().catch(() => undefined);
+        throw e;
+      }
     }
   });
 
@@ -204,6 +219,7 @@ function formatStats(s: Record<string, unknown>): string {
 }
 
 program.parseAsync().catch((e: Error & { code?: string }) => {
-  console.error(`dsm: ${e.code ? `${e.code}: ` : ''}${e.message}`);
+  // node-dsm's stable codes help a user search the docs; commander's and Node's do not.
+  console.error(`dsm: ${e.code?.startsWith('ERR_DSM_') ? `${e.code}: ` : ''}${e.message}`);
   process.exit(1);
 });

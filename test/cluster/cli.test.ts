@@ -135,4 +135,25 @@ describe('the dsm command', () => {
     ps.proc.kill('SIGINT');
     expect(await ps.exited()).toBe(0);
   });
+
+  it('refuses a missing script before joining, and leaves the cluster properly when a script throws', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dsm-cli-'));
+    dirs.push(dir);
+    const a = new CliNode(['--listen', '127.0.0.1:0', '--secret', 'cli-secret', '--region-size', '16M']);
+    nodes.push(a);
+    const [, addr] = await a.match(/listening on (\S+)/);
+    const missing = await run(['node', '--peers', addr, '--secret', 'cli-secret', '--region-size', '16M', '--script', path.join(dir, 'nope.js')]);
+    expect(missing.code).toBe(1);
+    expect(missing.out).toContain('nope.js does not exist');
+    expect(missing.out).not.toContain('listening on'); // it never joined
+    const bad = path.join(dir, 'bad.js');
+    writeFileSync(bad, `module.exports = async (dsm) => { await dsm.transaction((tx) => { dsm.u32[tx.alloc(4) >> 2] = 5; }); throw new Error('boom in the script'); };`);
+    const thrown = await run(['node', '--peers', addr, '--secret', 'cli-secret', '--region-size', '16M', '--script', bad]);
+    expect(thrown.code).toBe(1);
+    expect(thrown.out).toContain('dsm: boom in the script');
+    // A graceful leave, not a member that vanished: the founder says it left.
+    const [, id] = thrown.out.match(/node (\d+) listening/)!;
+    await a.match(new RegExp(`node ${id} left`));
+    expect(a.output).not.toContain('lost node');
+  });
 });

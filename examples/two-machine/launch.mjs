@@ -93,12 +93,24 @@ console.log(
     : `master and slave on loopback (${masterHost})`,
 );
 
+const children = [];
 function start(role, args, namespace) {
   const cmd = namespace ? 'ip' : process.execPath;
   const argv = [bank, '--role', role, '--secret', secret, '--duration', o.duration, '--accounts', o.accounts, '--durability', o.durability, ...args];
   const full = namespace ? ['netns', 'exec', namespace, process.execPath, ...argv] : argv;
   const child = spawn(cmd, full, { stdio: ['ignore', 'inherit', 'inherit'] });
+  children.push(child);
   return new Promise((resolve) => child.on('exit', (code, sig) => resolve({ role, code, sig })));
+}
+
+// Stopped from outside (a terminal's Ctrl-C reaches the machines too, a kill of this
+// process alone does not): stop both machines and remove the namespaces, leave nothing.
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    if (ns) removeNamespaces(ns);
+    process.exit(1);
+  });
 }
 
 const master = start('master', ['--listen', `${masterHost}:${port}`], ns?.[0]);

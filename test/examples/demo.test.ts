@@ -1,7 +1,7 @@
 // `npm run demo` as a user runs it: the two-machine bank (both machines on loopback here)
 // ends with the money conserved and the counter exact, and bad options are refused before
 // anything starts, with the usage line.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -23,6 +23,34 @@ describe('the two-machine demo', () => {
     expect(out).toMatch(/\[master\] total 1000000 \(expected 1000000\).*OK/);
     expect(out).toMatch(/\[slave\] total 1000000 \(expected 1000000\).*OK/);
     expect(code).toBe(0);
+  });
+
+  it('stopped from outside, stops both machines and leaves nothing behind', async () => {
+    const launcher = spawn(process.execPath, [LAUNCH, '--no-netns', '--duration', '60'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const started = new Promise<void>((resolve) => {
+      const take = (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('transfers')) resolve();
+      };
+      launcher.stdout!.on('data', take);
+      launcher.stderr!.on('data', take);
+    });
+    await started;
+    const exited = new Promise((r) => launcher.once('exit', r));
+    launcher.kill('SIGTERM'); // this process alone: the machines are its children
+    await exited;
+    // Both machines go at once; before, they ran on for the rest of their 60 s.
+    const banks = () => {
+      try {
+        return execFileSync('pgrep', ['-f', 'two-machine/bank.js'], { encoding: 'utf8' }).trim();
+      } catch {
+        return ''; // pgrep exits 1 when nothing matches
+      }
+    };
+    const end = Date.now() + 20_000;
+    while (banks() !== '' && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    expect(banks()).toBe('');
   });
 
   it.each([

@@ -20,6 +20,8 @@ export class ServiceClient {
   private readonly time: BigUint64Array;
   private readonly pageSize: number;
   private durableWaiters: Array<{ time: number; resolve: () => void; reject: (e: Error) => void }> = [];
+  /** Transactions issued and not yet settled (inFlight). */
+  private transactions = 0;
   /** The status words shared with the service (messages.ts `Status`). */
   get status(): BigUint64Array {
     return this.time;
@@ -187,8 +189,6 @@ export class ServiceClient {
       if (this.durableWaiters.length === 1) this.flushDurable();
     });
   }
-
-  private transactions = 0;
 
   /**
    * The app issued a transaction (+1) or saw one settle (-1): the count, issued and not yet

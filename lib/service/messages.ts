@@ -21,7 +21,9 @@ export interface ServiceConfig {
    * else 0, 0; [7] the earliest commit time the app waits to be durable, else 0 (the service
    * posts a 'durable' event once [6] reaches it). Written by the service: [8] counts the
    * times this node lost its place in the cluster (removed, joined again): a commit made
-   * under an earlier count may or may not have survived.
+   * under an earlier count may or may not have survived. Written by the app: [9] how many
+   * transactions it has issued and not yet seen settle (the service pushes the token only
+   * when that is at most one, commits.ts pushToken).
    */
   timeBuffer: SharedArrayBuffer;
   /** The commit token lent to the app thread (local_token.ts). */

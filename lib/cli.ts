@@ -47,7 +47,8 @@ program
   .option('--replicas <n>', 'backups of each commit with --durability replicated', (v: string) => Number(v), 1)
   .option('--token-batch-ms <ms>', 'with --durability none: how long a committing node may keep the token after another asks (default 1; 0: pass at once)', (v: string) => Number(v))
   .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) on this address')
-  .action(async (o: { listen: string; peers: string; secret?: string; regionSize: number; script?: string; durability: string; replicas: number; tokenBatchMs?: number; metrics?: string }) => {
+  .option('--join-timeout <ms>', 'how long to keep trying --peers before giving up (default 30000)', (v: string) => Number(v))
+  .action(async (o: { listen: string; peers: string; secret?: string; regionSize: number; script?: string; durability: string; replicas: number; tokenBatchMs?: number; metrics?: string; joinTimeout?: number }) => {
     // Loaded before the node joins: a missing or malformed script must not cost the
     // cluster a member that joins and vanishes.
     let script: ((dsm: Awaited<ReturnType<typeof createNode>>) => unknown) | undefined;
@@ -66,6 +67,7 @@ program
       durability: o.durability as 'none' | 'replicated' | 'disk',
       replicas: o.replicas,
       tokenBatchMs: o.tokenBatchMs,
+      joinTimeoutMs: o.joinTimeout,
     });
     console.log(`dsm: node ${dsm.nodeId} listening on ${dsm.address}`);
     const metrics = o.metrics ? await serveMetrics(o.metrics, dsm.address, secretFrom(o.secret)) : undefined;

@@ -4,6 +4,7 @@
 // honouring the connection's backpressure. The client writes the bytes under a temporary
 // name, checks the whole file (SHA-256 trailer) and only then renames it into place.
 import fs from 'node:fs';
+import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { SnapshotError } from './errors';
 import { checkSnapshot, type SnapshotInfo, snapshotChunks } from './snapshot';
@@ -49,8 +50,14 @@ export async function fetchSnapshot(
 ): Promise<SnapshotInfo> {
   if (fs.existsSync(out)) throw new SnapshotError(`${out} exists already; give dsm snapshot a new file name`);
   const tmp = `${out}.part-${process.pid}-${randomBytes(4).toString('hex')}`;
+  let fd: number;
+  try {
+    fd = fs.openSync(tmp, 'w');
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? `its directory ${path.dirname(path.resolve(out))} does not exist` : (e as Error).message;
+    throw new SnapshotError(`cannot write the snapshot to ${out}: ${why}; give dsm snapshot a file in a directory you can write to`);
+  }
   const t = new Transport({ listen: '127.0.0.1:0', secret });
-  const fd = fs.openSync(tmp, 'w');
   let received = 0;
   try {
     const c = await t.connect(address);

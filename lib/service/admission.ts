@@ -47,6 +47,8 @@ export class Admission {
         } catch (e) {
           lastError = e;
           if ((e as { code?: string }).code === 'ERR_DSM_AUTH_FAILED') throw e;
+          // Peers may still be starting: say so once, with how long this node keeps trying.
+          if (attempt === 0) n.ev.log('warn', `${(e as Error).message}; trying again for up to ${Math.round(n.config.joinTimeoutMs / 1000)} s (joinTimeoutMs)`);
           continue;
         }
         const accepted = new Promise<void>((resolve, reject) => {

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { encodeHeader, FrameDecoder, FrameType, HEADER, PRE_AUTH_MAX_FRAME, PROTOCOL_VERSION } from './frame';
 import { DEFAULT_CLUSTER_ID, newNonce, proof, Role, verify } from './handshake';
-import { AuthFailedError, ProtocolError } from './transport_errors';
+import { AuthFailedError, ProtocolError, UnreachableError } from './transport_errors';
 
 export interface TransportLogger {
   warn(message: string): void;
@@ -371,9 +371,10 @@ export class Transport extends EventEmitter {
     const { host, port } = splitAddress(address);
     return new Promise((resolve, reject) => {
       const s = net.connect({ host, port });
-      s.once('error', reject);
+      const unreachable = (e: Error): void => reject(new UnreachableError(address, e));
+      s.once('error', unreachable);
       s.once('connect', () => {
-        s.off('error', reject);
+        s.off('error', unreachable);
         this.handshake(s, Role.initiator).then(resolve, reject);
       });
     });

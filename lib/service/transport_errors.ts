@@ -17,3 +17,19 @@ export class ProtocolError extends DsmError {
     super('ERR_DSM_PROTOCOL', message);
   }
 }
+
+/** Nothing answered at a peer's address: refused, unreachable, or a name that does not resolve. */
+export class UnreachableError extends DsmError {
+  constructor(address: string, cause: Error) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ECONNREFUSED'
+        ? 'connection refused: nothing listens there'
+        : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+          ? 'the host name does not resolve'
+          : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ETIMEDOUT'
+            ? 'the host is unreachable'
+            : cause.message;
+    super('ERR_DSM_UNREACHABLE', `cannot reach ${address} (${why}); check the address and that a node or page server runs there`, { cause });
+  }
+}

@@ -2,7 +2,8 @@
 // script that allocates and names an object), `dsm stats` reads a node's figures, a node
 // with the wrong secret is refused and exits non-zero, and SIGINT stops a node cleanly.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -155,5 +156,30 @@ describe('the dsm command', () => {
     const [, id] = thrown.out.match(/node (\d+) listening/)!;
     await a.match(new RegExp(`node ${id} left`));
     expect(a.output).not.toContain('lost node');
+  });
+
+  it('says what to do when nothing listens at an address or a snapshot file cannot be written', async () => {
+    // A port that was free a moment ago: nothing listens there.
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const addr = `127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
+    await new Promise((r) => srv.close(r));
+    for (const args of [
+      ['stats', '--connect', addr, '--secret', 's'],
+      ['node', '--peers', addr, '--secret', 's', '--region-size', '16M', '--join-timeout', '2000'],
+    ]) {
+      const r = await run(args);
+      expect(r.code).toBe(1);
+      expect(r.out).toContain(`cannot reach ${addr} (connection refused: nothing listens there)`);
+      expect(r.out).not.toMatch(/^\s+at /m); // a message, not a stack trace
+    }
+    expect((await run(['stats', '--connect', addr, '--secret', 's'])).out).toContain('ERR_DSM_UNREACHABLE');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dsm-cli-'));
+    dirs.push(dir);
+    const out = path.join(dir, 'no-such-dir', 'heap.snapshot');
+    const snap = await run(['snapshot', '--connect', addr, '--secret', 's', '--out', out]);
+    expect(snap.code).toBe(1);
+    expect(snap.out).toContain(`ERR_DSM_SNAPSHOT: cannot write the snapshot to ${out}: its directory ${path.dirname(out)} does not exist`);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });

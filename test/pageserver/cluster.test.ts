@@ -3,6 +3,7 @@
 // the store at its time with nothing half-applied, and a dead node's pages are taken over
 // from the page server instead of being lost.
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -303,6 +304,25 @@ describe('page server', () => {
       }),
     );
     expect(got).toEqual({ bad: [], lost: [] });
+  });
+
+  it("a founder with durability 'disk' and no page server says what it waits for, and goes on once a page server joins it", async () => {
+    // A port free a moment ago, so the page server can be told where to join before the
+    // founder's createNode (which waits for its first durable commit) has returned.
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const address = `127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
+    await new Promise((r) => srv.close(r));
+    const starting = h.start({ listen: address, durability: 'disk' });
+    const said = await until('the founder says it waits for a page server', 60_000, async () =>
+      h.nodes[0]?.stderr.match(/durability 'disk': commit \d+ waits for a page server, and none is in the cluster; start one \(dsm pageserver --dir DIR --peers (\S+)/)?.[1],
+    );
+    expect(said).toBe(address);
+    await h.pageServer({ dir: newDir(), peers: [address] });
+    const a = await starting;
+    const p = await a.run<number>('return await dsm.transaction((tx) => { const p = tx.alloc(8); dsm.u32[p >> 2] = 42; return p; });');
+    expect(await a.run<number>('return dsm.u32[args.p >> 2];', { p })).toBe(42);
+    expect(a.stderr.match(/waits for a page server/g)).toHaveLength(1);
   });
 
   it('refuses bad options clearly', async () => {

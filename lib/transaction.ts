@@ -176,6 +176,7 @@ export class TransactionRunner {
 
   run<T>(fn: (tx: Transaction) => T, opts?: TransactionOptions): Promise<T> {
     if (this.running) throw new NestedTransactionError();
+    if (typeof fn !== 'function') throw new InvalidOptionError(`dsm.transaction: the argument must be a function (tx) => ..., got ${fn === null ? 'null' : typeof fn}`);
     if (opts !== undefined) checkTransactionOptions(opts);
     const p = this.queue.then(() => this.attempts(fn, opts?.maxRetries ?? this.maxRetries));
     // The next transaction runs as soon as this one is committed here; its promise waits

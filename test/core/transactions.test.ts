@@ -141,6 +141,9 @@ describe('transactions', () => {
     ).rejects.toMatchObject({ code: 'ERR_DSM_ASYNC_TRANSACTION' });
     expect(dsm.u32[i]).toBe(0);
     await expect(dsm.transaction(() => dsm.transaction(() => 1))).rejects.toMatchObject({ code: 'ERR_DSM_NESTED_TRANSACTION' });
+    // Not a function at all: a clear error, and the node goes on.
+    await expect(dsm.transaction(42 as any)).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: expect.stringContaining('must be a function (tx) => ..., got number') });
+    expect(await dsm.transaction(() => 7)).toBe(7);
   });
 
   it('the service bridge installs an invalidated page on the next touch (read, write, in a transaction)', async () => {

@@ -20,7 +20,19 @@ $.verbose = false;
 const here = path.dirname(new URL(import.meta.url).pathname);
 const runs = Number(argv.runs ?? 5);
 const filter = argv._.join(' ');
-const suites = readdirSync(path.join(here, 'suites')).filter((f) => f.endsWith('.mjs') && f.includes(filter));
+const all = readdirSync(path.join(here, 'suites')).filter((f) => f.endsWith('.mjs'));
+const suites = all.filter((f) => f.includes(filter));
+// Refused before anything runs or is written: a typo must not print an empty table and
+// rewrite the results files with nothing.
+const usage = `usage: dsm bench [suite] [--runs N]; suites: ${all.map((f) => f.replace(/\.mjs$/, '')).join(', ')}`;
+if (!Number.isInteger(runs) || runs < 1) {
+  console.error(`--runs must be a whole number of runs, 1 or more, got ${argv.runs}\n${usage}`);
+  process.exit(2);
+}
+if (suites.length === 0) {
+  console.error(`no benchmark suite matches "${filter}"\n${usage}`);
+  process.exit(2);
+}
 const median = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 
 const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? os.cpus()[0]?.model;
@@ -72,6 +84,8 @@ for (const row of table) console.log(row.map((c, i) => String(c).padEnd(widths[i
 
 // A run of some suites replaces their rows in the files and keeps the other suites' rows
 // (each row says how many runs its median is of, and when: the machine line of its run).
+// A run that measured nothing (every suite failed or skipped) leaves them as they were.
+if (results.length === 0) process.exit(process.exitCode ?? 0);
 mkdirSync(path.join(here, 'results'), { recursive: true });
 const ran = new Set(results.map((r) => r.suite));
 for (const file of ['latest.json', `${machine.date.slice(0, 10)}.json`]) {

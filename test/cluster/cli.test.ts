@@ -2,7 +2,7 @@
 // script that allocates and names an object), `dsm stats` reads a node's figures, a node
 // with the wrong secret is refused and exits non-zero, and SIGINT stops a node cleanly.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -181,5 +181,20 @@ describe('the dsm command', () => {
     expect(snap.code).toBe(1);
     expect(snap.out).toContain(`ERR_DSM_SNAPSHOT: cannot write the snapshot to ${out}: its directory ${path.dirname(out)} does not exist`);
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('refuses a benchmark suite that does not exist, or a bad run count, without touching the results', async () => {
+    const results = path.resolve(__dirname, '../../benchmarks/results');
+    const before = readdirSync(results).map((f) => [f, statSync(path.join(results, f)).mtimeMs]);
+    for (const [args, says] of [
+      [['bench', 'no-such-suite'], 'no benchmark suite matches "no-such-suite"'],
+      [['bench', 'core', '--runs', '0'], '--runs must be a whole number of runs, 1 or more, got 0'],
+    ] as const) {
+      const r = await run([...args]);
+      expect(r.code).toBe(2);
+      expect(r.out).toContain(says);
+      expect(r.out).toMatch(/suites: .*core.*peers/);
+    }
+    expect(readdirSync(results).map((f) => [f, statSync(path.join(results, f)).mtimeMs])).toEqual(before);
   });
 });

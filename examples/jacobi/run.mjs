@@ -5,28 +5,34 @@
 import { parseArgs } from 'node:util';
 import { dsmJacobi, localJacobi } from './jacobi.mjs';
 
-const { values: o } = parseArgs({
-  options: { nodes: { type: 'string', default: '2' }, size: { type: 'string', default: '1024' }, sweeps: { type: 'string', default: '40' }, sync: { type: 'string', default: 'barrier' }, prefetch: { type: 'string', default: 'on' }, warmup: { type: 'string', default: '0' } },
-});
+const USAGE = 'usage: run.mjs --nodes N (1..64) --size N (>= 3) --sweeps N (>= 1) --warmup N (untimed sweeps first, >= 0) --sync barrier|flags --prefetch on|off';
+let o;
+try {
+  ({ values: o } = parseArgs({
+    options: { nodes: { type: 'string', default: '2' }, size: { type: 'string', default: '1024' }, sweeps: { type: 'string', default: '40' }, sync: { type: 'string', default: 'barrier' }, prefetch: { type: 'string', default: 'on' }, warmup: { type: 'string', default: '0' } },
+  }));
+} catch (e) {
+  console.error(`${e.message}\n${USAGE}`);
+  process.exit(2);
+}
 const nodes = Number(o.nodes);
 const n = Number(o.size);
 const sweeps = Number(o.sweeps);
 const warmup = Number(o.warmup);
-if (!(nodes >= 1 && nodes <= 64 && n >= 3 && sweeps >= 1 && Number.isInteger(warmup) && warmup >= 0)) {
-  console.error('usage: run.mjs --nodes N (1..64) --size N (>= 3) --sweeps N (>= 1) --warmup N (untimed sweeps first, >= 0)');
+const whole = (v, min, max = Infinity) => Number.isInteger(v) && v >= min && v <= max;
+if (!(whole(nodes, 1, 64) && whole(n, 3) && whole(sweeps, 1) && whole(warmup, 0))) {
+  console.error(USAGE);
+  process.exit(2);
+}
+// --sync: 'barrier' (dsm.barrier after every sweep) or 'flags' (wait for the neighbours only);
+// --prefetch: 'on' (each node asks for its halo rows while it sweeps its interior) or 'off'.
+if ((o.sync !== 'barrier' && o.sync !== 'flags') || (o.prefetch !== 'on' && o.prefetch !== 'off')) {
+  console.error(USAGE);
   process.exit(2);
 }
 localJacobi(256, 5); // compile the kernel first, as every DSM node does before its clock starts
 const local = localJacobi(n, sweeps);
 console.log(`local Float64Array: ${n}x${n}, ${sweeps} sweeps in ${local.ms.toFixed(1)} ms`);
-if (o.sync !== 'barrier' && o.sync !== 'flags') {
-  console.error("--sync is 'barrier' (dsm.barrier after every sweep) or 'flags' (wait for the neighbours only)");
-  process.exit(2);
-}
-if (o.prefetch !== 'on' && o.prefetch !== 'off') {
-  console.error("--prefetch is 'on' (each node asks for its halo rows while it sweeps its interior) or 'off'");
-  process.exit(2);
-}
 const r = await dsmJacobi({ nodes, n, sweeps, reference: local.grid, sync: o.sync, prefetch: o.prefetch === 'on', warmup });
 console.log(`DSM, ${nodes} node(s), 'sequential' grids, sync ${o.sync}, prefetch ${o.prefetch}${warmup ? `, after ${warmup} untimed sweeps` : ''}: ${r.ms.toFixed(1)} ms, speedup ${(local.ms / r.ms).toFixed(2)}x`);
 console.log(`per sweep (all nodes): ${r.perSweep.serviceFaults.toFixed(1)} faults through the service, ${r.perSweep.localFaults.toFixed(1)} resolved in the handler, ` +

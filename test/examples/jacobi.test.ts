@@ -36,15 +36,14 @@ describe('examples/jacobi', () => {
     });
   }
 
-  it('refuses a bad --prefetch', async () => {
-    const r = await run(['--prefetch', 'maybe']);
-    expect(r.code).toBe(2);
-    expect(r.out).toContain('--prefetch');
-  });
-
-  it('refuses a bad --warmup', async () => {
-    const r = await run(['--warmup=-1']);
-    expect(r.code).toBe(2);
-    expect(r.out).toContain('--warmup');
-  });
+  // Each refused with the usage line and exit 2, before any sweep: no stack trace.
+  for (const args of [['--prefetch', 'maybe'], ['--warmup=-1'], ['--nodes', '2.5'], ['--sweeps', '-1'], ['--bogus', '1']]) {
+    it(`refuses ${args.join(' ')}`, async () => {
+      const r = await run(args);
+      expect(r.code).toBe(2);
+      expect(r.out).toMatch(/^usage: run\.mjs --nodes N/m);
+      expect(r.out).not.toContain('local Float64Array');
+      expect(r.out).not.toMatch(/^\s+at /m);
+    });
+  }
 });

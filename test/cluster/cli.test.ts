@@ -3,10 +3,10 @@
 // with the wrong secret is refused and exits non-zero, and SIGINT stops a node cleanly.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { freeAddress } from './harness';
 
 const CLI = path.resolve(__dirname, '../../dist/cli.js');
 
@@ -159,11 +159,7 @@ describe('the dsm command', () => {
   });
 
   it('says what to do when nothing listens at an address or a snapshot file cannot be written', async () => {
-    // A port that was free a moment ago: nothing listens there.
-    const srv = net.createServer();
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    const addr = `127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
-    await new Promise((r) => srv.close(r));
+    const addr = await freeAddress();
     for (const args of [
       ['stats', '--connect', addr, '--secret', 's'],
       ['node', '--peers', addr, '--secret', 's', '--region-size', '16M', '--join-timeout', '2000'],

@@ -2,6 +2,7 @@
 // Every node started through a Harness is killed by close(), also when a test fails.
 import { type ChildProcess, fork } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -213,4 +214,13 @@ export async function until<T>(what: string, ms: number, probe: () => Promise<T 
     if (Date.now() > end) throw new Error(`${what}: not after ${ms} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** A loopback address nothing listens on (its port was free a moment ago): to refuse, or to listen on later. */
+export async function freeAddress(): Promise<string> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return `127.0.0.1:${port}`;
 }

@@ -3,13 +3,12 @@
 // the store at its time with nothing half-applied, and a dead node's pages are taken over
 // from the page server instead of being lost.
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, SECRET, until } from '../cluster/harness';
+import { freeAddress, Harness, type RemoteNode, SECRET, until } from '../cluster/harness';
 
 const CLI = path.join(__dirname, '../../dist/cli.js');
 const dsmCli = (...args: string[]) => promisify(execFile)(process.execPath, [CLI, ...args], { timeout: 120_000 });
@@ -307,12 +306,9 @@ describe('page server', () => {
   });
 
   it("a founder with durability 'disk' and no page server says what it waits for, and goes on once a page server joins it", async () => {
-    // A port free a moment ago, so the page server can be told where to join before the
-    // founder's createNode (which waits for its first durable commit) has returned.
-    const srv = net.createServer();
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    const address = `127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
-    await new Promise((r) => srv.close(r));
+    // Chosen first, so the page server can be told where to join before the founder's
+    // createNode (which waits for its first durable commit) has returned.
+    const address = await freeAddress();
     const starting = h.start({ listen: address, durability: 'disk' });
     const said = await until('the founder says it waits for a page server', 60_000, async () =>
       h.nodes[0]?.stderr.match(/durability 'disk': commit \d+ waits for a page server, and none is in the cluster; start one \(dsm pageserver --dir DIR --peers (\S+)/)?.[1],

@@ -132,6 +132,29 @@ describe('durability and the update protocol', () => {
     }
   });
 
+  it('pages a recovery moved to a survivor get a backup again: two failures one after the other lose nothing', async () => {
+    const [a, b, c, d] = await h.cluster(4, { heartbeatMs: 100, deadAfterMs: 1000, replicas: 1 });
+    // b (id 1) writes 40 pages whole, three times each: only its backup c (id 2) holds them.
+    const w = FIRST * PAGE_WORDS;
+    await b.run('for (let r = 0; r < 3; r++) for (let p = 0; p < 40; p++) await dsm.transaction(() => { dsm.u32.fill(1000 * r + p + 1, args.w + p * 1024, args.w + (p + 1) * 1024); });', { w });
+    await settle([a, b, c, d]);
+    const pages = Array.from({ length: 40 }, (_, i) => FIRST + i);
+    const held = (n: RemoteNode) => n.run<number>('return args.pages.filter((p) => dsm.region.states[p] !== 0).length;', { pages });
+    expect(await held(a)).toBe(0); // nobody else has them: the second failure would take them along
+    b.kill('SIGKILL');
+    for (const n of [a, c, d]) await n.waitForLine((l) => l === `peer-leave ${b.nodeId}`);
+    // The recovery moved them to c, which asks its backup (d) to hold what it owns now.
+    expect(await c.run<number[]>('return args.pages.filter((p) => dsm.region.owners[p] !== dsm.nodeId);', { pages })).toEqual([]);
+    await until("c's backup to hold the pages c took over", 30_000, async () => ((await held(d)) === 40 ? true : undefined));
+    c.kill('SIGKILL');
+    for (const n of [a, d]) await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    for (const n of [a, d]) {
+      expect(await n.run('return dsm.lostPages();')).toEqual([]);
+      const bad = await n.run<number[]>('return dsm.transaction(() => args.pages.filter((p, i) => dsm.u32[p * 1024 + 513] !== 2000 + i + 1));', { pages });
+      expect(bad).toEqual([]);
+    }
+  });
+
   it('pages a node wrote before it had backups (the heap it formatted alone) survive its death once others join', async () => {
     const fast = { heartbeatMs: 100, deadAfterMs: 1000 };
     const a = await h.start(fast);

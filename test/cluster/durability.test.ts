@@ -132,6 +132,28 @@ describe('durability and the update protocol', () => {
     }
   });
 
+  it('with replicas 2, two nodes failing at once lose nothing: the third holder takes the pages over', async () => {
+    const ns = await h.cluster(5, { heartbeatMs: 100, deadAfterMs: 1000, replicas: 2 });
+    const [a, b, c, d, e] = ns;
+    // c (id 2) writes whole pages: its backups d and e (ids 3, 4) alone hold them.
+    const w = FIRST * PAGE_WORDS;
+    const pages = [FIRST, FIRST + 1];
+    await c.run('await dsm.transaction(() => { dsm.u32.fill(9, args.w, args.w + 2048); });', { w });
+    await settle(ns);
+    const held = (n: RemoteNode) => n.run<number>('return args.pages.filter((p) => dsm.region.states[p] !== 0 && dsm.region.versions[p] !== 0n).length;', { pages });
+    expect([await held(a), await held(b), await held(d), await held(e)]).toEqual([0, 0, 2, 2]);
+    c.kill('SIGKILL');
+    d.kill('SIGKILL');
+    for (const n of [a, b, e]) {
+      await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+      await n.waitForLine((l) => l === `peer-leave ${d.nodeId}`);
+    }
+    for (const n of [a, b, e]) {
+      expect(await n.run('return dsm.lostPages();')).toEqual([]);
+      expect(await n.run('return dsm.transaction(() => [dsm.u32[args.w], dsm.u32[args.w + 2047]]);', { w })).toEqual([9, 9]);
+    }
+  });
+
   it('pages a recovery moved to a survivor get a backup again: two failures one after the other lose nothing', async () => {
     const [a, b, c, d] = await h.cluster(4, { heartbeatMs: 100, deadAfterMs: 1000, replicas: 1 });
     // b (id 1) writes 40 pages whole, three times each: only its backup c (id 2) holds them.

@@ -14,7 +14,7 @@ const FIXTURE = path.join(__dirname, 'fixtures/list_append.js');
  * 'partition': the victim unplugged; 'bridge': the victim and the next process stop reaching
  * each other, both still reach the rest; 'deaf': the victim hears nothing, the rest hear it.
  */
-export type FaultKind = 'none' | 'kill' | 'kill-token-holder' | 'stall' | 'leave' | 'restart' | 'partition' | 'bridge' | 'deaf';
+export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-token-holder' | 'stall' | 'leave' | 'restart' | 'partition' | 'bridge' | 'deaf';
 
 export interface Fault {
   kind: FaultKind;
@@ -24,6 +24,8 @@ export interface Fault {
   after: number;
   /** For stalls: how long the victim stays stopped; for partitions: how long they last. */
   stallMs: number;
+  /** For 'kill-two': the other node process killed at the same moment. */
+  second: number;
 }
 
 export interface PlannedTxn {
@@ -93,7 +95,9 @@ export function drawPlan(seed: number, o: PlanOptions = {}): Plan {
       ops: ops.map((x) => (x.f === 'append' ? { f: 'append' as const, key: x.key, value: value++ } : { f: 'read' as const, key: x.key })),
     })),
   );
-  return { seed, nodes, keys, keysPerPage, txns, fault: { kind: d.kind, victim: d.victim, after: d.after, stallMs: d.stallMs } };
+  // Derived from what was drawn, not drawn itself, so every earlier seed still replays the same plan.
+  const second = (d.victim + 1 + (d.after % (nodes - 1))) % nodes;
+  return { seed, nodes, keys, keysPerPage, txns, fault: { kind: d.kind, victim: d.victim, after: d.after, stallMs: d.stallMs, second } };
 }
 
 export interface RunResult {
@@ -238,6 +242,17 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         }
         return;
       }
+      case 'kill-two': {
+        // Two nodes at once: with `replicas: 2` every page's latest version survives on a third.
+        await reached();
+        const other = procs[fault.second];
+        gone.add(fault.victim).add(fault.second);
+        victim.kill('SIGKILL');
+        other.kill('SIGKILL');
+        faultLog.push(`SIGKILL nodes ${victim.nodeId} and ${other.nodeId} (processes ${fault.victim} and ${fault.second}) at once, after ${completed(victim)} completed transactions of the first`);
+        await Promise.all([victim.exited, other.exited]);
+        return;
+      }
       case 'kill-token-holder': {
         gone.add(fault.victim);
         await Promise.race([victim.exited, runs[fault.victim]]);
@@ -344,7 +359,12 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   // A killed node, and a stalled one (whether the others removed it meanwhile or only took
   // the token it held), lose what they committed in their last moments: see excuseCrashedTail.
   // A node cut off the network likewise, up to its first refused transaction (it runs on).
-  const cutOff = fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || fault.kind === 'stall' || fault.kind === 'partition' ? [fault.victim] : [];
+  const cutOff =
+    fault.kind === 'kill-two'
+      ? [fault.victim, fault.second]
+      : fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || fault.kind === 'stall' || fault.kind === 'partition'
+        ? [fault.victim]
+        : [];
   // Only durability 'none' acknowledges commits no other node holds yet.
   const excused = clusterOpts.durability === 'none' ? excuseCrashedTail(history, cutOff, fault.kind !== 'stall' && fault.kind !== 'partition', stoppedAt, faultLog, cutAt) : 0;
   if (excused) faultLog.push(`${excused} transaction(s) of node ${ids0[fault.victim]} acknowledged before it was cut off count as unknown (durability 'none': the commits it made in its last moments in the old configuration are void)`);

@@ -14,7 +14,7 @@ const FIXTURE = path.join(__dirname, 'fixtures/list_append.js');
  * 'partition': the victim unplugged; 'bridge': the victim and the next process stop reaching
  * each other, both still reach the rest; 'deaf': the victim hears nothing, the rest hear it.
  */
-export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-token-holder' | 'stall' | 'leave' | 'restart' | 'partition' | 'bridge' | 'deaf';
+export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-token-holder' | 'stall' | 'stall-two' | 'leave' | 'restart' | 'partition' | 'bridge' | 'deaf';
 
 export interface Fault {
   kind: FaultKind;
@@ -24,7 +24,7 @@ export interface Fault {
   after: number;
   /** For stalls: how long the victim stays stopped; for partitions: how long they last. */
   stallMs: number;
-  /** For 'kill-two': the other node process killed at the same moment. */
+  /** For 'kill-two' and 'stall-two': the other node process hit at the same moment. */
   second: number;
 }
 
@@ -281,6 +281,19 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         // begun (one may have committed without printing its completion yet).
         stoppedAt = victim.lines.filter((l) => l.startsWith('H I ')).length;
         victim.kill('SIGCONT');
+        return;
+      }
+      case 'stall-two': {
+        // Two nodes stopped together (replicated durability: nothing of theirs is excused);
+        // past the failure detector the others remove both, and both join again.
+        await reached();
+        const other = procs[fault.second];
+        victim.kill('SIGSTOP');
+        other.kill('SIGSTOP');
+        faultLog.push(`SIGSTOP nodes ${victim.nodeId} and ${other.nodeId} (processes ${fault.victim} and ${fault.second}) together for ${fault.stallMs} ms after ${completed(victim)} completed transactions of the first`);
+        await new Promise((r) => setTimeout(r, fault.stallMs));
+        victim.kill('SIGCONT');
+        other.kill('SIGCONT');
         return;
       }
       case 'partition': {

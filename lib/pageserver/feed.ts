@@ -335,26 +335,51 @@ export class StoreFeed {
     if (need.length === 0) return this.schedule();
     n.ev.log('warn', `page store at time ${time}: fetching ${need.length} page(s) the cluster changed since it was written`);
     this.fetching++;
+    // A fetch can end without its page: a read-ahead reply leaves out pages the owner
+    // cannot serve, and a newer commit can cross a reply. Those go round again (as a
+    // backup's fetches do, replication.ts ensureHeld): one left missing would keep every
+    // later sync, and so every 'disk' acknowledgement, waiting for good. A page decided
+    // lost is not asked for again.
+    const queue = Array.from(need);
     let next = 0;
     let inFlight = 0;
     let done = 0;
+    let pumping = false;
+    const fetched = (p: number): boolean => {
+      const { states, versions, owners } = n.table;
+      if (this.store.missingVersion(p) === undefined) return true;
+      if (states[p] !== 0) {
+        this.putPage(p, Number(versions[p]), this.committedCopy(p));
+        return true;
+      }
+      return owners[p] === LOST_OWNER || n.closing;
+    };
     const WINDOW = 256;
     const pump = (): void => {
-      while (inFlight < WINDOW && next < need.length) {
-        const p = need[next++];
-        inFlight++;
-        n.pager.fetchFor(p, () => {
-          inFlight--;
-          done++;
-          if (done % 1024 === 0 || done === need.length) n.ev.progress('catching-up', done, need.length);
-          const { states, versions } = n.table;
-          if (states[p] !== 0 && this.store.missingVersion(p) !== undefined) this.putPage(p, Number(versions[p]), this.committedCopy(p));
-          if (done === need.length) {
-            this.fetching--;
-            n.ev.log('warn', `page store caught up: ${need.length} page(s) fetched`);
-            this.schedule();
-          } else pump();
-        });
+      // Fetches that end at once (the page is here already) would otherwise recurse a page deep each.
+      if (pumping) return;
+      pumping = true;
+      try {
+        while (inFlight < WINDOW && next < queue.length) {
+          const p = queue[next++];
+          inFlight++;
+          n.pager.fetchFor(p, () => {
+            inFlight--;
+            if (!fetched(p)) {
+              queue.push(p);
+              return pump();
+            }
+            done++;
+            if (done % 1024 === 0 || done === need.length) n.ev.progress('catching-up', done, need.length);
+            if (done === need.length) {
+              this.fetching--;
+              n.ev.log('warn', `page store caught up: ${need.length} page(s) fetched${queue.length > need.length ? ` (${queue.length - need.length} asked for again)` : ''}`);
+              this.schedule();
+            } else pump();
+          });
+        }
+      } finally {
+        pumping = false;
       }
     };
     pump();

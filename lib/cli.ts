@@ -59,6 +59,9 @@ program
       script = typeof mod === 'function' ? mod : mod?.default;
       if (typeof script !== 'function') throw new InvalidArgumentError(`${o.script} must export a function (dsm) => ...`);
     }
+    // The metrics endpoint is bound first: an address it cannot have must not cost the
+    // cluster a member that joins and vanishes.
+    const metrics = o.metrics ? await serveMetrics(o.metrics, secretFrom(o.secret)) : undefined;
     const dsm = await createNode({
       listen: o.listen,
       peers: o.peers ? o.peers.split(',').filter(Boolean) : [],
@@ -70,7 +73,7 @@ program
       joinTimeoutMs: o.joinTimeout,
     });
     console.log(`dsm: node ${dsm.nodeId} listening on ${dsm.address}`);
-    const metrics = o.metrics ? await serveMetrics(o.metrics, dsm.address, secretFrom(o.secret)) : undefined;
+    metrics?.serve(dsm.address);
     dsm.on('peer-join', ({ id }: { id: number }) => console.log(`dsm: node ${id} joined`));
     dsm.on('peer-leave', ({ id }: { id: number }) => console.log(`dsm: node ${id} left`));
     const stop = async () => {
@@ -102,6 +105,7 @@ program
   .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) on this address')
   .action(async (o: { dir: string; listen: string; peers: string; secret?: string; regionSize?: number; metrics?: string }) => {
     const { startPageServer } = require('./pageserver/server') as typeof import('./pageserver/server');
+    const metrics = o.metrics ? await serveMetrics(o.metrics, secretFrom(o.secret)) : undefined;
     const ps = await startPageServer({
       dir: o.dir,
       listen: o.listen,
@@ -113,7 +117,7 @@ program
       },
     });
     console.log(`dsm: page server (node ${ps.nodeId}) listening on ${ps.address}, store at time ${ps.durableTime}`);
-    const metrics = o.metrics ? await serveMetrics(o.metrics, ps.address, secretFrom(o.secret)) : undefined;
+    metrics?.serve(ps.address);
     const stop = async () => {
       await metrics?.close();
       await ps.close();
@@ -182,13 +186,22 @@ program
   .helpOption(false)
   .action((_o, cmd: Command) => run(process.execPath, [path.join(root, 'node_modules/zx/build/cli.js'), path.join(root, 'benchmarks/run.mjs'), ...cmd.args]));
 
-/** The metrics endpoint for a node of this process: each scrape asks it as `dsm stats` does. */
-async function serveMetrics(listen: string, address: string, secret: string): Promise<{ close(): Promise<void> }> {
+/**
+ * The metrics endpoint for a node of this process, bound before the node starts; each scrape
+ * asks the node (once `serve` has named it) as `dsm stats` does.
+ */
+async function serveMetrics(listen: string, secret: string): Promise<{ serve(address: string): void; close(): Promise<void> }> {
   const { startMetricsServer } = require('./metrics') as typeof import('./metrics');
   const { fetchStats } = require('./service/stats_client') as typeof import('./service/stats_client');
-  const m = await startMetricsServer(listen, () => fetchStats(address, secret, 5000));
-  console.log(`dsm: metrics on http://${m.address}/metrics`);
-  return m;
+  let node = '';
+  const m = await startMetricsServer(listen, () => (node ? fetchStats(node, secret, 5000) : Promise.reject(new Error('the node is still starting'))));
+  return {
+    serve(address: string) {
+      node = address;
+      console.log(`dsm: metrics on http://${m.address}/metrics`);
+    },
+    close: () => m.close(),
+  };
 }
 
 /** The hot-page table: one line a page, hottest first. */

@@ -5,6 +5,9 @@
 // its path (protocol.durableTime -> dsm_protocol_durable_time), labelled with the node id.
 import http from 'node:http';
 import { Gauge, Registry } from 'prom-client';
+import { checkAddress } from './options';
+import { splitAddress } from './service/transport';
+import { ListenError } from './service/transport_errors';
 
 /** Numeric figures of a stats object, flattened to metric names. */
 export function flatten(stats: Record<string, unknown>, prefix = 'dsm', out = new Map<string, number>()): Map<string, number> {
@@ -53,11 +56,10 @@ export async function startMetricsServer(listen: string, source: () => Promise<R
       })
       .catch((e: Error) => res.writeHead(503, { 'content-type': 'text/plain' }).end(`the node did not answer: ${e.message}\n`));
   });
-  const i = listen.lastIndexOf(':');
-  const host = listen.slice(0, i).replace(/^\[|\]$/g, '');
+  const { host, port } = splitAddress(checkAddress('the metrics address', listen));
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(Number(listen.slice(i + 1)), host, () => resolve());
+    server.once('error', (e) => reject(new ListenError(listen, e)));
+    server.listen(port, host, () => resolve());
   });
   const a = server.address() as { address: string; port: number };
   return {

@@ -66,7 +66,8 @@ export interface ResolvedOptions {
 
 const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
-function checkAddress(what: string, a: unknown): string {
+/** `a` as a "host:port" string, or InvalidOptionError naming `what`. */
+export function checkAddress(what: string, a: unknown): string {
   if (typeof a !== 'string' || !ADDRESS.test(a) || Number(a.slice(a.lastIndexOf(':') + 1)) > 65535) {
     throw new InvalidOptionError(`${what} must be "host:port" (e.g. "127.0.0.1:7400"), got ${JSON.stringify(a)}`);
   }

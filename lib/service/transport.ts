@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { encodeHeader, FrameDecoder, FrameType, HEADER, PRE_AUTH_MAX_FRAME, PROTOCOL_VERSION } from './frame';
 import { DEFAULT_CLUSTER_ID, newNonce, proof, Role, verify } from './handshake';
-import { AuthFailedError, ProtocolError, UnreachableError } from './transport_errors';
+import { AuthFailedError, ListenError, ProtocolError, UnreachableError } from './transport_errors';
 
 export interface TransportLogger {
   warn(message: string): void;
@@ -338,9 +338,10 @@ export class Transport extends EventEmitter {
     });
     this.server = server;
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      const failed = (e: Error): void => reject(new ListenError(this.opts.listen, e));
+      server.once('error', failed);
       server.listen(port, host, () => {
-        server.off('error', reject);
+        server.off('error', failed);
         server.on('error', (e) => this.logger.error(`listener error: ${e.message}`));
         const a = server.address() as net.AddressInfo;
         resolve(`${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);

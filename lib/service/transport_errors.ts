@@ -33,3 +33,19 @@ export class UnreachableError extends DsmError {
     super('ERR_DSM_UNREACHABLE', `cannot reach ${address} (${why}); check the address and that a node or page server runs there`, { cause });
   }
 }
+
+/** This node cannot listen where it was told to (the address is taken, not this machine's, or privileged). */
+export class ListenError extends DsmError {
+  constructor(address: string, cause: Error) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const why =
+      code === 'EADDRINUSE'
+        ? 'the address is in use: another node or program listens there; choose another port, or port 0 for any free one'
+        : code === 'EADDRNOTAVAIL'
+          ? 'no network interface of this machine has that address'
+          : code === 'EACCES'
+            ? 'ports below 1024 need privileges; choose a higher one'
+            : cause.message;
+    super('ERR_DSM_LISTEN', `cannot listen on ${address}: ${why}`, { cause });
+  }
+}

@@ -3,6 +3,7 @@
 // with the wrong secret is refused and exits non-zero, and SIGINT stops a node cleanly.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -177,6 +178,32 @@ describe('the dsm command', () => {
     expect(snap.code).toBe(1);
     expect(snap.out).toContain(`ERR_DSM_SNAPSHOT: cannot write the snapshot to ${out}: its directory ${path.dirname(out)} does not exist`);
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('refuses a listen or metrics address it cannot have before joining, so no member joins and vanishes', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const busy = `127.0.0.1:${(taken.address() as net.AddressInfo).port}`;
+    try {
+      const a = new CliNode(['--listen', '127.0.0.1:0', '--secret', 'cli-secret', '--region-size', '16M']);
+      nodes.push(a);
+      const [, addr] = await a.match(/listening on (\S+)/);
+      const inUse = `ERR_DSM_LISTEN: cannot listen on ${busy}: the address is in use`;
+      const listen = await run(['node', '--listen', busy, '--secret', 'cli-secret', '--region-size', '16M']);
+      expect(listen.code).toBe(1);
+      expect(listen.out).toContain(inUse);
+      const metrics = await run(['node', '--peers', addr, '--secret', 'cli-secret', '--region-size', '16M', '--metrics', busy]);
+      expect(metrics.code).toBe(1);
+      expect(metrics.out).toContain(inUse);
+      expect(metrics.out).not.toContain('listening on'); // refused before the node started
+      const bad = await run(['node', '--secret', 'cli-secret', '--region-size', '16M', '--metrics', 'nonsense']);
+      expect(bad.out).toContain('ERR_DSM_INVALID_OPTION: the metrics address must be "host:port"');
+      // The founder saw nobody join (or vanish).
+      expect(await run(['stats', '--connect', addr, '--secret', 'cli-secret', '--json']).then((r) => JSON.parse(r.out).members)).toEqual([0]);
+      expect(a.output).not.toMatch(/joined|lost node/);
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
   });
 
   it('refuses a benchmark suite that does not exist, or a bad run count, without touching the results', async () => {

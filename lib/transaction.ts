@@ -68,6 +68,8 @@ export class Transaction {
    * @example tx.afterCommit(() => console.log('transferred'));
    */
   afterCommit(fn: () => void): void {
+    // Refused here: called after the commit, it would reject the promise of a transaction that committed.
+    if (typeof fn !== 'function') throw new InvalidOptionError(`tx.afterCommit: the argument must be a function, got ${fn === null ? 'null' : typeof fn}`);
     this.afterCommitFns.push(fn);
   }
 

@@ -285,8 +285,7 @@ export class Heap {
 
   /** Inside a transaction: names a pointer so other nodes can find it; 0 removes the name. */
   setRoot(name: string, ptr: number): void {
-    const bytes = encoder.encode(name);
-    if (bytes.length === 0 || bytes.length > ROOT_NAME_MAX) throw new RootError(`a root name is 1 to ${ROOT_NAME_MAX} UTF-8 bytes, got ${bytes.length}`);
+    const bytes = rootName(name);
     if (!Number.isSafeInteger(ptr) || ptr < 0 || ptr >= this.view.regionSize) throw new RootError(`root "${name}": ${ptr} is not a pointer into the region`);
     let slot = this.findRoot(bytes);
     if (slot < 0) {
@@ -307,8 +306,9 @@ export class Heap {
 
   /** Anywhere: the pointer named `name`, or undefined. */
   root(name: string): number | undefined {
+    const bytes = rootName(name);
     if (!this.opened) return undefined;
-    const slot = this.findRoot(encoder.encode(name));
+    const slot = this.findRoot(bytes);
     return slot < 0 ? undefined : this.view.u32[this.rootWord(slot) + 15];
   }
 
@@ -360,4 +360,12 @@ export class Heap {
   get manager(): Buddy {
     return this.buddy;
   }
+}
+
+/** A root's name as stored: 1 to ROOT_NAME_MAX bytes of UTF-8 (a number or other value is refused, not turned into text). */
+function rootName(name: unknown): Uint8Array {
+  if (typeof name !== 'string') throw new RootError(`a root name is a string, got ${name === null ? 'null' : typeof name}`);
+  const bytes = encoder.encode(name);
+  if (bytes.length === 0 || bytes.length > ROOT_NAME_MAX) throw new RootError(`a root name is 1 to ${ROOT_NAME_MAX} UTF-8 bytes, got ${bytes.length}`);
+  return bytes;
 }

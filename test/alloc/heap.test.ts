@@ -83,6 +83,11 @@ describe('heap', () => {
     await dsm.transaction((tx: any) => tx.setRoot('accounts', 0));
     expect(dsm.root('accounts')).toBeUndefined();
     await expect(dsm.transaction((tx: any) => tx.setRoot('x'.repeat(57), p))).rejects.toMatchObject({ code: 'ERR_DSM_ROOT' });
+    // A name is a string: a number is refused, not looked up as its text.
+    await dsm.transaction((tx: any) => tx.setRoot('123', p));
+    expect(() => dsm.root(123 as any)).toThrow(expect.objectContaining({ code: 'ERR_DSM_ROOT', message: 'a root name is a string, got number' }));
+    expect(() => dsm.root('x'.repeat(57))).toThrow(expect.objectContaining({ code: 'ERR_DSM_ROOT' }));
+    expect(dsm.root('123')).toBe(p);
   });
 
   it('a random allocate/free/abort workload keeps the heap consistent', async () => {

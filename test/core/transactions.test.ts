@@ -144,6 +144,15 @@ describe('transactions', () => {
     // Not a function at all: a clear error, and the node goes on.
     await expect(dsm.transaction(42 as any)).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: expect.stringContaining('must be a function (tx) => ..., got number') });
     expect(await dsm.transaction(() => 7)).toBe(7);
+    // afterCommit takes a function, checked when it is called: the transaction aborts, so a
+    // committed transaction never rejects because its callback could not run.
+    await expect(
+      dsm.transaction((tx: any) => {
+        dsm.u32[i] = 4;
+        tx.afterCommit(5);
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: 'tx.afterCommit: the argument must be a function, got number' });
+    expect(dsm.u32[i]).toBe(0);
   });
 
   it('the service bridge installs an invalidated page on the next touch (read, write, in a transaction)', async () => {

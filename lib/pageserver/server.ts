@@ -6,7 +6,7 @@
 // founds the cluster again at the store's time.
 import { fromNative, InvalidOptionError } from '../errors';
 import { loadNative } from '../native';
-import { resolveOptions } from '../options';
+import { checkKeys, resolveOptions } from '../options';
 import { ServiceClient } from '../service/client';
 import { Status, STATUS_WORDS } from '../service/messages';
 
@@ -31,6 +31,8 @@ export interface PageServerOptions {
   onProgress?: (p: { phase: 'loading' | 'catching-up'; done: number; total: number }) => void;
 }
 
+const PAGE_SERVER_OPTIONS = ['dir', 'listen', 'secret', 'peers', 'regionSize', 'pageSize', 'heartbeatMs', 'deadAfterMs', 'joinTimeoutMs', 'onProgress'] as const;
+
 /** A running page server. */
 export interface PageServer {
   /** host:port nodes join through (`peers: [ps.address]`). */
@@ -52,6 +54,7 @@ export interface PageServer {
  * const dsm = await createNode({ peers: [ps.address], secret, durability: 'disk' });
  */
 export async function startPageServer(options: PageServerOptions): Promise<PageServer> {
+  checkKeys('startPageServer', options, PAGE_SERVER_OPTIONS);
   if (!options || typeof options.dir !== 'string' || options.dir.length === 0) {
     throw new InvalidOptionError('startPageServer needs dir: the directory of its store');
   }

@@ -210,7 +210,11 @@ export function readLayout(dbs: Dbs, dir: string): Geometry | StoreError {
 export async function createStore(dir: string, geometry: Geometry): Promise<void> {
   const tmp = `${dir}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    fs.mkdirSync(tmp, { recursive: true });
+    // Only missing parents recursively: Node's recursive mkdir retries forever where mkdir(2)
+    // says ENOENT under an existing parent (a directory in /proc), and the caller hung.
+    const parent = path.dirname(tmp);
+    if (!fs.existsSync(parent)) fs.mkdirSync(parent, { recursive: true });
+    fs.mkdirSync(tmp);
     const dbs = openEnv(tmp, true);
     try {
       await dbs.root.transaction(() => {

@@ -330,5 +330,11 @@ describe('page server', () => {
     const other = await h.start({});
     await expect(other.run('return pkg.startPageServer({ dir: args.dir, secret: "s" });', { dir })).rejects.toMatchObject({ code: 'ERR_DSM_STORE' });
     await expect(other.run('return pkg.startPageServer({ secret: "s" });')).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
+    await expect(other.run('return pkg.startPageServer({ dir: args.dir, secret: "s", replicas: 2 });', { dir: newDir() })).rejects.toMatchObject({
+      code: 'ERR_DSM_INVALID_OPTION',
+      message: expect.stringContaining('unknown option "replicas"'),
+    });
+    // A directory that cannot be made is refused (in /proc, Node's recursive mkdir never returned).
+    await expect(h.pageServer({ dir: '/proc/no-such-store' })).rejects.toMatchObject({ code: 'ERR_DSM_STORE' });
   });
 });

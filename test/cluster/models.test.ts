@@ -55,6 +55,35 @@ describe('consistency models', () => {
     ]);
   });
 
+  for (const model of ['sequential', 'migratory']) {
+    it(`four nodes writing interleaved elements of one ${model} array (every page written by all four) read every element after each barrier`, async () => {
+      // A stencil or reduction whose partition ignores page boundaries: each page's single
+      // writer changes thousands of times a round, and after the barrier every write of
+      // every node must be seen by every node.
+      const nodes = await h.cluster(4, { regionSize: 64 << 20 });
+      const N = 16384; // 128 KiB of doubles: 32 pages
+      await nodes[0].run(allocRoot(model, 8 * N, 'v'));
+      await Promise.all(nodes.map((n) => n.run(`await dsm.transaction(() => 0); await dsm.barrier('setup', 4);`)));
+      const bad = await Promise.all(
+        nodes.map((n, i) =>
+          n.run<string[]>(
+            `const v = dsm.view(Float64Array, dsm.root('v'), args.N);
+             const bad = [];
+             for (let r = 0; r < 5; r++) {
+               for (let j = args.i; j < args.N; j += 4) v[j] = j * 10 + r;
+               await dsm.barrier('written ' + r, 4);
+               for (let j = 0; j < args.N; j++) if (v[j] !== j * 10 + r) { bad.push('round ' + r + ': v[' + j + '] = ' + v[j]); break; }
+               await dsm.barrier('read ' + r, 4);
+             }
+             return bad;`,
+            { i, N },
+          ),
+        ),
+      );
+      expect(bad).toEqual([[], [], [], []]);
+    });
+  }
+
   it("a local page never leaves its node: another node's touch raises ERR_DSM_LOCAL_PAGE and reads no data", async () => {
     const [a, b] = await h.cluster(2);
     const ptr = await a.run<number>(allocRoot('local', 4096, 'mine'));

@@ -229,6 +229,27 @@ describe('locks', () => {
     expect(await nodes[1].run(`return dsm.transaction(() => dsm.u32[dsm.root('counter') >> 2]);`)).toBe(3 * PER);
   });
 
+  it('protect a read-modify-write of sequential data (outside transactions) across three nodes', async () => {
+    // The next holder must read what the last one wrote: a sequential write has returned
+    // only once no other node can read the old value, and the unlock comes after it.
+    const nodes = await h.cluster(3);
+    await nodes[0].run(`await dsm.transaction((tx) => { tx.setRoot('c', tx.alloc(8, { model: 'sequential' })); });`);
+    await Promise.all(nodes.map((n) => n.run(`await dsm.transaction(() => 0); await dsm.barrier('setup', 3);`)));
+    const PER = 100;
+    const inc = `
+      const c = dsm.root('c') >> 2;
+      for (let i = 0; i < args.per; i++) {
+        const unlock = await dsm.lock('m');
+        const x = dsm.u32[c];
+        await new Promise((r) => setImmediate(r)); // the others run meanwhile, waiting for the lock
+        dsm.u32[c] = x + 1;
+        unlock();
+      }`;
+    await Promise.all(nodes.map((n) => n.run(inc, { per: PER })));
+    await Promise.all(nodes.map((n) => n.run(`await dsm.barrier('end', 3);`)));
+    expect(await Promise.all(nodes.map((n) => n.run<number>(`return dsm.u32[dsm.root('c') >> 2];`)))).toEqual([3 * PER, 3 * PER, 3 * PER]);
+  });
+
   it('serves waiting nodes in the order they asked', async () => {
     const [a, b, c] = await h.cluster(3);
     await a.run(`await dsm.transaction((tx) => tx.setRoot('order', tx.alloc(64)));`);

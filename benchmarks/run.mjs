@@ -25,6 +25,10 @@ const suites = all.filter((f) => f.includes(filter));
 // Refused before anything runs or is written: a typo must not print an empty table and
 // rewrite the results files with nothing.
 const usage = `usage: dsm bench [suite] [--runs N]; suites: ${all.map((f) => f.replace(/\.mjs$/, '')).join(', ')}`;
+if (argv.help || argv.h) {
+  console.log(usage);
+  process.exit(0);
+}
 if (!Number.isInteger(runs) || runs < 1) {
   console.error(`--runs must be a whole number of runs, 1 or more, got ${argv.runs}\n${usage}`);
   process.exit(2);

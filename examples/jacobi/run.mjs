@@ -9,11 +9,15 @@ const USAGE = 'usage: run.mjs --nodes N (1..64) --size N (>= 3) --sweeps N (>= 1
 let o;
 try {
   ({ values: o } = parseArgs({
-    options: { nodes: { type: 'string', default: '2' }, size: { type: 'string', default: '1024' }, sweeps: { type: 'string', default: '40' }, sync: { type: 'string', default: 'barrier' }, prefetch: { type: 'string', default: 'on' }, warmup: { type: 'string', default: '0' } },
+    options: { nodes: { type: 'string', default: '2' }, size: { type: 'string', default: '1024' }, sweeps: { type: 'string', default: '40' }, sync: { type: 'string', default: 'barrier' }, prefetch: { type: 'string', default: 'on' }, warmup: { type: 'string', default: '0' }, help: { type: 'boolean', short: 'h', default: false } },
   }));
 } catch (e) {
   console.error(`${e.message}\n${USAGE}`);
   process.exit(2);
+}
+if (o.help) {
+  console.log(USAGE);
+  process.exit(0);
 }
 const nodes = Number(o.nodes);
 const n = Number(o.size);

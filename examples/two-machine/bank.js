@@ -19,6 +19,7 @@ const OPTIONS = {
   'region-size': { type: 'string', default: String(64 << 20) },
   // 'replicated' (the default): a transfer is acknowledged once the other machine holds it.
   durability: { type: 'string', default: 'replicated' },
+  help: { type: 'boolean', short: 'h', default: false },
 };
 const USAGE = 'usage: node bank.js --role master|slave --secret S [--listen HOST:PORT] [--connect MASTER:PORT] [--duration S] [--accounts N] [--region-size BYTES] [--durability replicated|none]';
 /** Bad options end the program before it starts, with what to pass instead. */
@@ -34,6 +35,10 @@ const parsed = (() => {
   }
 })();
 const a = parsed.values;
+if (a.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 if (!a.secret) refuse('pass --secret S (the same on both machines) or set DSM_SECRET');
 if (a.role !== 'master' && a.role !== 'slave') refuse(`--role must be master or slave, got "${a.role}"`);
 if (a.role === 'slave' && !a.connect) refuse('the slave needs --connect MASTER_HOST:PORT');

@@ -25,10 +25,15 @@ try {
       accounts: { type: 'string', default: '1000' },
       'no-netns': { type: 'boolean', default: false },
       durability: { type: 'string', default: 'replicated' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   }));
 } catch (e) {
   refuse(e.message);
+}
+if (o.help) {
+  console.log(USAGE);
+  process.exit(0);
 }
 if (!(Number(o.duration) > 0)) refuse(`--duration must be a positive number of seconds, got "${o.duration}"`);
 if (!(Number.isInteger(Number(o.accounts)) && Number(o.accounts) >= 2)) refuse(`--accounts must be a whole number of at least 2, got "${o.accounts}"`);

@@ -218,6 +218,10 @@ describe('the dsm command', () => {
       expect(r.out).toContain(says);
       expect(r.out).toMatch(/suites: .*core.*peers/);
     }
+    // --help prints the same usage and runs nothing.
+    const help = await run(['bench', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.out).toMatch(/^usage: dsm bench \[suite\] \[--runs N\]; suites: .*core/);
     expect(readdirSync(results).map((f) => [f, statSync(path.join(results, f)).mtimeMs])).toEqual(before);
   });
 });

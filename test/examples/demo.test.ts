@@ -78,4 +78,16 @@ describe('the two-machine demo', () => {
     expect(out).toContain('usage: node bank.js');
     expect(out).not.toContain('    at ');
   });
+
+  it('prints its usage for --help and -h, and starts nothing', async () => {
+    for (const [args, script, usage] of [
+      [['--help'], undefined, 'usage: npm run demo --'],
+      [['-h'], BANK, 'usage: node bank.js'],
+    ] as const) {
+      const { code, out } = await demo([...args], script);
+      expect(code).toBe(0);
+      expect(out.trim().startsWith(usage)).toBe(true);
+      expect(out).not.toContain('up at');
+    }
+  });
 });

@@ -46,4 +46,11 @@ describe('examples/jacobi', () => {
       expect(r.out).not.toMatch(/^\s+at /m);
     });
   }
+
+  it('prints its usage for --help, and sweeps nothing', async () => {
+    const r = await run(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^usage: run\.mjs --nodes N/);
+    expect(r.out).not.toContain('local Float64Array');
+  });
 });

@@ -64,6 +64,7 @@ const schedules: Schedule[] = [
   // Five members: a recovery's quorum (three) can leave the page server out, which then
   // hears of a regeneration late, if at all.
   { name: "SIGSTOP past the failure detector, 4 nodes and a page server, durability 'disk'", plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
+  { name: "the page server killed and started again on its store while nodes commit, 3 nodes, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['restart'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true, hitPageServer: true },
   { name: "the page server stalled past the failure detector, 3 nodes, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true, hitPageServer: true },
   { name: "the page server stalled past the failure detector, 4 nodes, durability 'disk'", plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true, hitPageServer: true },
   { name: "one fault of any kind, 4 nodes and a page server, durability 'disk'", plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },

@@ -126,7 +126,7 @@ export interface RunOptions {
   cluster?: Record<string, unknown>;
   /** Every node joins through a page server started first (store in a fresh directory). */
   pageServer?: boolean;
-  /** Faults 'partition' and 'stall' hit the page server instead (the victim's progress still times them). */
+  /** Faults 'partition', 'stall' and 'restart' hit the page server instead (the victim's progress still times them). */
   hitPageServer?: boolean;
   /** Partitions node processes and heals them (faults 'partition', 'bridge', 'deaf'; test/cluster/netns.ts NetnsHarness). */
   net?: {
@@ -170,9 +170,10 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   let clusterOpts: Record<string, unknown> = { heartbeatMs: 200, deadAfterMs: 2000, ...opts.cluster };
   let procs: RemoteNode[];
   let pageServer: RemoteNode | undefined;
+  let storeDir = '';
   if (opts.pageServer) {
-    const dir = h.tempDir('dsm-history-store-');
-    const ps = await h.pageServer({ dir: path.join(dir, 'store'), heartbeatMs: clusterOpts.heartbeatMs, deadAfterMs: clusterOpts.deadAfterMs });
+    storeDir = path.join(h.tempDir('dsm-history-store-'), 'store');
+    const ps = await h.pageServer({ dir: storeDir, heartbeatMs: clusterOpts.heartbeatMs, deadAfterMs: clusterOpts.deadAfterMs });
     pageServer = ps;
     clusterOpts = { ...clusterOpts, peers: [ps.address] };
     procs = [];
@@ -225,6 +226,19 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
       case 'kill':
       case 'restart': {
         await reached();
+        if (opts.hitPageServer && fault.kind === 'restart') {
+          // The page server killed, and started again on its store while the nodes commit
+          // ('disk' commits wait meanwhile): it joins again and catches up.
+          const old = pageServer!;
+          old.kill('SIGKILL');
+          faultLog.push(`SIGKILL the page server (node ${old.nodeId}) after ${completed(victim)} completed transactions of node ${victim.nodeId}`);
+          await old.exited;
+          const survivor = procs[0];
+          await survivor.waitForLine((l) => l === `peer-leave ${old.nodeId}`);
+          pageServer = await h.pageServer({ dir: storeDir, heartbeatMs: clusterOpts.heartbeatMs, deadAfterMs: clusterOpts.deadAfterMs, peers: [survivor.address] });
+          faultLog.push(`the page server started again on its store, joined as node ${pageServer.nodeId}`);
+          return;
+        }
         gone.add(fault.victim);
         victim.kill('SIGKILL');
         faultLog.push(`SIGKILL node ${victim.nodeId} (process ${fault.victim}) after ${completed(victim)} completed transactions`);

@@ -9,6 +9,16 @@ import { createNode } from './node';
 
 const root = path.join(__dirname, '..');
 
+// What a node's service reports (process warnings with codes DSM_SERVICE_WARN and
+// DSM_SERVICE_ERROR) as plain lines of this command; Node's own printer adds a process id
+// and a hint about --trace-warnings to each. Other warnings print as Node would.
+process.removeAllListeners('warning');
+process.on('warning', (w: Error & { code?: string }) => {
+  if (w.code === 'DSM_SERVICE_WARN') console.error(`dsm: warning: ${w.message}`);
+  else if (w.code === 'DSM_SERVICE_ERROR') console.error(`dsm: error: ${w.message}`);
+  else console.error(`(node) ${w.name}: ${w.message}`);
+});
+
 function size(v: string): number {
   const m = /^(\d+)([kKmMgG]?)i?[bB]?$/.exec(v);
   if (!m) throw new InvalidArgumentError(`"${v}" is not a size (e.g. 256M, 1G)`);

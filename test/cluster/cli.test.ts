@@ -171,6 +171,10 @@ describe('the dsm command', () => {
       expect(r.out).not.toMatch(/^\s+at /m); // a message, not a stack trace
     }
     expect((await run(['stats', '--connect', addr, '--secret', 's'])).out).toContain('ERR_DSM_UNREACHABLE');
+    // The node's service says at once that it keeps trying, as a plain line of the command.
+    const joining = await run(['node', '--peers', addr, '--secret', 's', '--region-size', '16M', '--join-timeout', '1000']);
+    expect(joining.out).toMatch(new RegExp(`^dsm: warning: cannot reach ${addr.replace(/\./g, '\\.')} .*trying again for up to 1 s`, 'm'));
+    expect(joining.out).not.toContain('--trace-warnings');
     const dir = mkdtempSync(path.join(os.tmpdir(), 'dsm-cli-'));
     dirs.push(dir);
     const out = path.join(dir, 'no-such-dir', 'heap.snapshot');

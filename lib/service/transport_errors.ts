@@ -18,34 +18,36 @@ export class ProtocolError extends DsmError {
   }
 }
 
+/** What a socket error means for the user, from its errno code; the system's message otherwise. */
+function reason(cause: Error, byCode: Record<string, string>): string {
+  return byCode[(cause as NodeJS.ErrnoException).code ?? ''] ?? cause.message;
+}
+
+const UNREACHABLE: Record<string, string> = {
+  ECONNREFUSED: 'connection refused: nothing listens there',
+  ENOTFOUND: 'the host name does not resolve',
+  EAI_AGAIN: 'the host name does not resolve',
+  EHOSTUNREACH: 'the host is unreachable',
+  ENETUNREACH: 'the host is unreachable',
+  ETIMEDOUT: 'the host is unreachable',
+};
+
 /** Nothing answered at a peer's address: refused, unreachable, or a name that does not resolve. */
 export class UnreachableError extends DsmError {
   constructor(address: string, cause: Error) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ECONNREFUSED'
-        ? 'connection refused: nothing listens there'
-        : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
-          ? 'the host name does not resolve'
-          : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ETIMEDOUT'
-            ? 'the host is unreachable'
-            : cause.message;
-    super('ERR_DSM_UNREACHABLE', `cannot reach ${address} (${why}); check the address and that a node or page server runs there`, { cause });
+    super('ERR_DSM_UNREACHABLE', `cannot reach ${address} (${reason(cause, UNREACHABLE)}); check the address and that a node or page server runs there`, { cause });
   }
 }
+
+const CANNOT_LISTEN: Record<string, string> = {
+  EADDRINUSE: 'the address is in use: another node or program listens there; choose another port, or port 0 for any free one',
+  EADDRNOTAVAIL: 'no network interface of this machine has that address',
+  EACCES: 'ports below 1024 need privileges; choose a higher one',
+};
 
 /** This node cannot listen where it was told to (the address is taken, not this machine's, or privileged). */
 export class ListenError extends DsmError {
   constructor(address: string, cause: Error) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    const why =
-      code === 'EADDRINUSE'
-        ? 'the address is in use: another node or program listens there; choose another port, or port 0 for any free one'
-        : code === 'EADDRNOTAVAIL'
-          ? 'no network interface of this machine has that address'
-          : code === 'EACCES'
-            ? 'ports below 1024 need privileges; choose a higher one'
-            : cause.message;
-    super('ERR_DSM_LISTEN', `cannot listen on ${address}: ${why}`, { cause });
+    super('ERR_DSM_LISTEN', `cannot listen on ${address}: ${reason(cause, CANNOT_LISTEN)}`, { cause });
   }
 }

@@ -170,10 +170,11 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   let clusterOpts: Record<string, unknown> = { heartbeatMs: 200, deadAfterMs: 2000, ...opts.cluster };
   let procs: RemoteNode[];
   let pageServer: RemoteNode | undefined;
-  let storeDir = '';
+  // The page server's process options (a restart starts it again on the same store).
+  let pageServerOpts: { dir: string; heartbeatMs: unknown; deadAfterMs: unknown } | undefined;
   if (opts.pageServer) {
-    storeDir = path.join(h.tempDir('dsm-history-store-'), 'store');
-    const ps = await h.pageServer({ dir: storeDir, heartbeatMs: clusterOpts.heartbeatMs, deadAfterMs: clusterOpts.deadAfterMs });
+    pageServerOpts = { dir: path.join(h.tempDir('dsm-history-store-'), 'store'), heartbeatMs: clusterOpts.heartbeatMs, deadAfterMs: clusterOpts.deadAfterMs };
+    const ps = await h.pageServer(pageServerOpts);
     pageServer = ps;
     clusterOpts = { ...clusterOpts, peers: [ps.address] };
     procs = [];
@@ -235,7 +236,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
           await old.exited;
           const survivor = procs[0];
           await survivor.waitForLine((l) => l === `peer-leave ${old.nodeId}`);
-          pageServer = await h.pageServer({ dir: storeDir, heartbeatMs: clusterOpts.heartbeatMs, deadAfterMs: clusterOpts.deadAfterMs, peers: [survivor.address] });
+          pageServer = await h.pageServer({ ...pageServerOpts!, peers: [survivor.address] });
           faultLog.push(`the page server started again on its store, joined as node ${pageServer.nodeId}`);
           return;
         }

@@ -19,6 +19,8 @@
         "native/app_interrupt.cc",
         "native/data_channel.cc",
         "native/fault_routes.cc",
+        "native/file_lock.cc",
+        "native/file_calls.cc",
         "native/dsm.cc",
         "native/page_installs.cc",
         "native/data_channels.cc",

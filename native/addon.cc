@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   dsm::addon::DefineAppCalls(env, exports);
   dsm::addon::DefineServiceCalls(env, exports);
   dsm::addon::DefineModelCalls(env, exports);
+  dsm::addon::DefineFileCalls(env, exports);
   exports.Set("constants", dsm::addon::SharedConstants(env));
   return exports;
 }

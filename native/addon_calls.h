@@ -12,6 +12,8 @@ void DefineAppCalls(Napi::Env env, Napi::Object exports);
 void DefineServiceCalls(Napi::Env env, Napi::Object exports);
 // model_calls.cc: consistency models (both threads).
 void DefineModelCalls(Napi::Env env, Napi::Object exports);
+// file_calls.cc: file locks (the page store's single owner).
+void DefineFileCalls(Napi::Env env, Napi::Object exports);
 // shared_constants.cc: the `constants` export.
 Napi::Object SharedConstants(Napi::Env env);
 

@@ -153,7 +153,7 @@ export class PageStore {
       await createStore(dir, geometry);
       inspect(dir);
     }
-    claim(dir);
+    await claim(dir);
     let dbs: Dbs;
     try {
       dbs = openDbs(dir);

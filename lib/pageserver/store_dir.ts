@@ -3,13 +3,16 @@
 // an LMDB environment (LMDB trusts its file: anything else crashes the process). store.ts
 // keeps the pages; this file decides whether a directory is a store it may open.
 //
-// One owner at a time: two writers would each apply commits over a stale image. The owner's
-// pid is in owner.pid while it has the store open; a live other owner is refused (a dead one's
-// file, left by a crash, is taken over).
+// One owner at a time: two writers would each apply commits over a stale image. The owner
+// holds an exclusive lock on owner.pid (flock: the kernel drops it when the process dies,
+// however it dies) and writes its pid there for the message another claimant shows. A pid
+// alone went stale: a killed owner not yet reaped (a zombie) still looked alive, and after a
+// reboot its pid could belong to any process.
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { loadNative } from '../native';
 import { StoreError } from './errors';
 
 /** The on-disk layout this code reads and writes; another one is refused. */
@@ -109,38 +112,61 @@ function looksLikeLmdb(file: string): boolean {
 }
 
 const OWNER = 'owner.pid';
-// The directories this process has open (its own pid in owner.pid says nothing about which of
-// its stores holds them).
-const openHere = new Set<string>();
+// A claimant waits this long for a holder to let go: a page server killed a moment ago
+// releases its lock only once the kernel has torn its memory down.
+const CLAIM_WAIT_MS = 3000;
+// The directories this process has open, and the descriptor holding each one's lock.
+const openHere = new Map<string, number>();
 
-const alive = (pid: number): boolean => {
+const pidIn = (file: string): number => {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    return Number.parseInt(fs.readFileSync(file, 'utf8'), 10) || 0;
+  } catch {
+    return 0;
   }
 };
 
-export function claim(dir: string): void {
-  if (openHere.has(dir)) throw new StoreError(`the page store in ${dir} is already open in this process; use that instance, or close it first`);
+export async function claim(dir: string): Promise<void> {
   const file = path.join(dir, OWNER);
-  let pid = 0;
-  try {
-    pid = Number(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`cannot read ${file}: ${(e as Error).message}`, { cause: e });
+  const deadline = Date.now() + CLAIM_WAIT_MS;
+  for (;;) {
+    if (openHere.has(dir)) throw new StoreError(`the page store in ${dir} is already open in this process; use that instance, or close it first`);
+    let fd: number;
+    try {
+      fd = loadNative().lockFile(file);
+    } catch (e) {
+      throw new StoreError(`cannot lock the page store in ${dir}: ${(e as Error).message}`, { cause: e });
+    }
+    if (fd >= 0) {
+      try {
+        fs.ftruncateSync(fd, 0);
+        fs.writeSync(fd, String(process.pid), 0);
+      } catch (e) {
+        fs.closeSync(fd);
+        throw new StoreError(`cannot write ${file}: ${(e as Error).message}`, { cause: e });
+      }
+      openHere.set(dir, fd);
+      return;
+    }
+    if (Date.now() >= deadline) {
+      const pid = pidIn(file);
+      throw new StoreError(`the page store in ${dir} is in use by ${pid ? `process ${pid}` : 'another process'}; stop that process first, or give this one another directory`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
   }
-  if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-    throw new StoreError(`the page store in ${dir} is in use by process ${pid}; stop that process first (if it is not a page server, delete ${file})`);
-  }
-  fs.writeFileSync(file, String(process.pid));
-  openHere.add(dir);
 }
 
 export function release(dir: string): void {
+  const fd = openHere.get(dir);
+  if (fd === undefined) return;
   openHere.delete(dir);
-  fs.rmSync(path.join(dir, OWNER), { force: true });
+  // The file stays (unlinking a lock file lets a waiter lock the old file while a newcomer
+  // locks a new one); emptied, it names no owner.
+  try {
+    fs.ftruncateSync(fd, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export interface Dbs {

@@ -20,6 +20,23 @@ function tmpDir(): string {
   dirs.push(d);
   return path.join(d, 'store');
 }
+// A child that opens the store named by its argument, prints its pid once it holds it, and
+// stays until killed.
+const holdStore = `require(${JSON.stringify(path.join(__dirname, '../../dist/pageserver/store.js'))}).PageStore.open(process.argv[1]).then(() => { console.log('open ' + process.pid); setInterval(() => {}, 1 << 30); })`;
+
+/** Resolves with the pid a holdStore child prints. */
+function opened(out: NodeJS.ReadableStream): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    out.on('data', (d) => {
+      text += String(d);
+      const m = /open (\d+)/.exec(text);
+      if (m) resolve(Number(m[1]));
+    });
+    out.on('end', () => reject(new Error(`the child ended before opening the store: ${text}`)));
+  });
+}
+
 async function openStore(dir: string, geo = GEO): Promise<PageStore> {
   const s = await PageStore.open(dir, geo);
   stores.push(s);
@@ -291,13 +308,9 @@ describe('page store', () => {
     const mine = await openStore(dir);
     await expect(PageStore.open(dir, GEO)).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining('already open in this process') });
     await mine.close();
-    const script = `require(${JSON.stringify(path.join(__dirname, '../../dist/pageserver/store.js'))}).PageStore.open(process.argv[1]).then(() => console.log('open'))`;
-    const child = spawn(process.execPath, ['-e', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['-e', holdStore, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (d) => String(d).includes('open') && resolve());
-        child.on('exit', (code) => reject(new Error(`the child exited (${code}) before opening the store`)));
-      });
+      await opened(child.stdout);
       await expect(PageStore.open(dir, GEO)).rejects.toMatchObject({ code: 'ERR_DSM_STORE', message: expect.stringContaining(`in use by process ${child.pid}`) });
     } finally {
       child.kill('SIGKILL');
@@ -307,6 +320,31 @@ describe('page store', () => {
     expect(fs.readFileSync(path.join(dir, 'owner.pid'), 'utf8')).toBe(String(child.pid));
     const after = await openStore(dir, GEO);
     expect(after.appliedTime).toBe(0);
+    await after.close();
+    // A pid left in the file names nobody once its lock is gone, even a live process's (a
+    // pid reused after a reboot): the store opens.
+    fs.writeFileSync(path.join(dir, 'owner.pid'), String(process.ppid));
+    await (await openStore(dir, GEO)).close();
+  });
+
+  it('is taken over from an owner killed and never reaped (a zombie keeps its pid)', async () => {
+    const dir = tmpDir();
+    await (await PageStore.open(dir, GEO)).close();
+    // The owner's parent never waits for it: `exec sleep` replaces the shell that started it.
+    const shell = spawn('sh', ['-c', `"$0" -e "$1" "$2" & exec sleep 600`, process.execPath, holdStore, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const pid = await opened(shell.stdout);
+      process.kill(pid, 'SIGKILL');
+      // Wait for the zombie: still a process (kill(pid, 0) succeeds), no longer running.
+      for (let i = 0; i < 400 && !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')).toMatch(/^\d+ \(.*\) Z/);
+      expect(() => process.kill(pid, 0)).not.toThrow();
+      const after = await openStore(dir, GEO);
+      expect(after.appliedTime).toBe(0);
+      await after.close();
+    } finally {
+      shell.kill('SIGKILL');
+    }
   });
 
   it('refuses a directory of other files, an LMDB database that is not a store, another geometry, another layout version', async () => {

@@ -1,0 +1,68 @@
+// Native tests of the page store's owner lock (native/file_lock.cc): one holder at a time,
+// and a holder killed with SIGKILL gives it up (the kernel closes its descriptors) without
+// anyone cleaning up. Real processes, real signals.
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "../../native/file_lock.h"
+#include "check.h"
+
+using namespace dsm;
+
+namespace {
+
+std::string TempPath() {
+  char dir[] = "/tmp/dsm-lock-XXXXXX";
+  if (!mkdtemp(dir)) return "";
+  return std::string(dir) + "/owner.pid";
+}
+
+}  // namespace
+
+TEST(file_lock_has_one_holder_and_is_released_on_close) {
+  const std::string p = TempPath();
+  FileLockResult a = TryLockFile(p.c_str());
+  CHECK(a.fd >= 0 && !a.held && a.error == 0);
+  // A second open of the same file is another holder, even in this process.
+  FileLockResult b = TryLockFile(p.c_str());
+  CHECK(b.fd == -1 && b.held && b.error == 0);
+  close(a.fd);
+  FileLockResult c = TryLockFile(p.c_str());
+  CHECK(c.fd >= 0 && !c.held);
+  close(c.fd);
+}
+
+TEST(file_lock_of_a_process_killed_with_sigkill_is_free) {
+  const std::string p = TempPath();
+  int ready[2];
+  CHECK(pipe(ready) == 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    FileLockResult r = TryLockFile(p.c_str());
+    const char ok = r.fd >= 0 ? 'y' : 'n';
+    if (write(ready[1], &ok, 1) != 1) _exit(2);
+    for (;;) pause();
+  }
+  char got = 0;
+  CHECK(read(ready[0], &got, 1) == 1 && got == 'y');
+  FileLockResult while_alive = TryLockFile(p.c_str());
+  CHECK(while_alive.held && while_alive.fd == -1);
+  kill(child, SIGKILL);
+  int status = 0;
+  CHECK(waitpid(child, &status, 0) == child && WIFSIGNALED(status));
+  FileLockResult after = TryLockFile(p.c_str());
+  CHECK(after.fd >= 0 && !after.held);
+  close(after.fd);
+  close(ready[0]);
+  close(ready[1]);
+}
+
+TEST(file_lock_reports_other_failures) {
+  FileLockResult r = TryLockFile("/nonexistent-dsm-dir/owner.pid");
+  CHECK(r.fd == -1 && !r.held && r.error == ENOENT && r.what == "open");
+}

@@ -539,7 +539,7 @@ export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
   let service: ServiceClient;
   try {
     service = await ServiceClient.start(
-      { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer: new SharedArrayBuffer(STATUS_WORDS * 8), cluster: o.cluster },
+      { nodeId: 0, base: o.base, numPages: region.numPages, pageSize: region.pageSize, timeBuffer: new SharedArrayBuffer(STATUS_WORDS * 8), cluster: o.cluster },
       (level, message) => process.emitWarning(message, { code: `DSM_SERVICE_${level.toUpperCase()}` }),
     );
   } catch (e) {

@@ -92,7 +92,7 @@ export async function startPageServer(options: PageServerOptions): Promise<PageS
   let service: ServiceClient;
   try {
     service = await ServiceClient.start(
-      { nodeId: 0, numPages: region.numPages, pageSize: region.pageSize, timeBuffer, cluster },
+      { nodeId: 0, base: o.base, numPages: region.numPages, pageSize: region.pageSize, timeBuffer, cluster },
       (level, message) => process.emitWarning(message, { code: `DSM_SERVICE_${level.toUpperCase()}` }),
       options.onProgress,
     );

@@ -1,7 +1,7 @@
 // Admission: who gets in. Every authenticated connection says Hello first and is routed by
 // it (a member, a joiner, a member's data channel, a stats client); joiners are admitted
 // under the token, so a join is ordered with commits; a new node joins through any member.
-import { decode, encode, type Hello, type JoinAccept, LOST_OWNER, type Member, Msg, NO_NODE } from './protocol';
+import { decode, encode, type Hello, type JoinAccept, LOST_OWNER, type Member, Msg, NO_NODE, type RegionGeometry } from './protocol';
 import type { Connection } from './transport';
 import type { Cluster } from './cluster';
 
@@ -53,6 +53,18 @@ export class Admission {
         }
         const accepted = new Promise<void>((resolve, reject) => {
           const onMsg = (type: number, payload: Buffer) => {
+            if (type === Msg.JoinRefused) {
+              c.off('message', onMsg);
+              c.off('close', onClose);
+              let why = 'no reason given';
+              try {
+                why = decode.joinRefused(payload);
+              } catch {
+                // A malformed refusal is still a refusal.
+              }
+              reject(Object.assign(new Error(`${peer} refused this node: ${why}`), { code: 'ERR_DSM_INVALID_OPTION', final: true }));
+              return;
+            }
             if (type !== Msg.JoinAccept) return;
             c.off('message', onMsg);
             c.off('close', onClose);
@@ -69,13 +81,15 @@ export class Admission {
           c.on('message', onMsg);
           c.on('close', onClose);
         });
-        c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: n.address, joining: true, client: false, pageServer: n.config.pageServer !== undefined }));
+        c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: n.address, joining: true, client: false, pageServer: n.config.pageServer !== undefined, region: this.region }));
         try {
           await accepted;
           return;
         } catch (e) {
           lastError = e;
           c.close('join failed');
+          // Every member maps the same region: asking another one, or again, cannot help.
+          if ((e as { final?: boolean }).final) throw e;
         }
       }
       await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
@@ -83,6 +97,25 @@ export class Admission {
     throw Object.assign(new Error(`could not join the cluster through ${peers.join(', ')}: ${(lastError as Error)?.message ?? 'no answer'}`), {
       code: 'ERR_DSM_JOIN_FAILED',
     });
+  }
+
+  /** This node's region, as a joining Hello carries it. */
+  private get region(): RegionGeometry {
+    const { base, numPages, pageSize } = this.n.config;
+    return { base, size: numPages * pageSize, pageSize };
+  }
+
+  /** Why a joiner whose region is `r` cannot be a member (undefined: it can). */
+  private mismatch(r: RegionGeometry | undefined): string | undefined {
+    const mine = this.region;
+    if (!r) return 'its Hello carried no region';
+    if (r.base === mine.base && r.size === mine.size && r.pageSize === mine.pageSize) return undefined;
+    const show = (g: RegionGeometry) => `${g.size} bytes (${mib(g.size)}) at 0x${g.base.toString(16)} in pages of ${g.pageSize} bytes`;
+    return (
+      `this cluster's region is ${show(mine)}; the joiner's is ${show(r)}. Every node maps the same region: ` +
+      `start it with regionSize ${mine.size}${mine.pageSize !== r.pageSize ? `, pageSize ${mine.pageSize}` : ''}${mine.base !== r.base ? `, base 0x${mine.base.toString(16)}` : ''} ` +
+      `(dsm node --region-size ${mib(mine.size).replace(/ ([GM])iB$/, '$1')})`
+    );
   }
 
   private admitted(ja: JoinAccept, via: Connection): void {
@@ -198,6 +231,15 @@ export class Admission {
    */
   private async admit(c: Connection, h: Hello): Promise<void> {
     const n = this.n;
+    const why = this.mismatch(h.region);
+    if (why) {
+      // Refused before it takes an id: a joiner that fails after admission costs the
+      // cluster a recovery, and it would try again and again.
+      n.ev.log('warn', `refused a node from ${c.remoteAddress} (${h.address}): ${why}`);
+      c.send(Msg.JoinRefused, encode.joinRefused(why));
+      c.close('refused');
+      return;
+    }
     let closed = false;
     c.once('close', () => (closed = true));
     let id = NO_NODE;
@@ -223,4 +265,11 @@ export class Admission {
       c.close('not admitted');
     }
   }
+}
+
+/** `bytes` in the unit a user would write: "512 MiB", "1 GiB", "4096 bytes". */
+function mib(bytes: number): string {
+  if (bytes % 2 ** 30 === 0) return `${bytes / 2 ** 30} GiB`;
+  if (bytes % 2 ** 20 === 0) return `${bytes / 2 ** 20} MiB`;
+  return `${bytes} bytes`;
 }

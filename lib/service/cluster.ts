@@ -42,6 +42,8 @@ import { decode } from './protocol';
 import type { StoreFeed } from '../pageserver/feed';
 
 export interface ClusterConfig {
+  /** The region's address: a joiner whose region differs in address, size or page size is refused. */
+  base: number;
   pageSize: number;
   numPages: number;
   peers: string[];

@@ -9,6 +9,8 @@ import type { BarrierOutcome, BarrierState } from './barriers';
 /** Sent once, as workerData, when the service starts. */
 export interface ServiceConfig {
   nodeId: number;
+  /** The region's address (the same on every node). */
+  base: number;
   numPages: number;
   pageSize: number;
   /**

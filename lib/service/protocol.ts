@@ -79,6 +79,8 @@ export const Msg = {
   BarrierAnswer: 50,
   /** Owner -> a former reader, at the owner's barrier arrival (pushed_copies.ts; layout in sequential_wire.ts): read copies nobody asked for, dropped at the reader's next arrival there. */
   SeqPush: 51,
+  /** Member -> joiner, instead of JoinAccept: str why the joiner cannot be a member (its region differs from the cluster's). The joiner gives up at once. */
+  JoinRefused: 52,
 } as const;
 
 export const NO_NODE = 0xffff;
@@ -97,7 +99,8 @@ export interface Member {
 /**
  * Hello: u16 id (NO_NODE when joining) | str listen address | u8 flags (1: joining, 2: client
  * only, 4: a data channel: a member's second connection, on which it only receives page
- * replies, read natively; 8: a page server joining).
+ * replies, read natively; 8: a page server joining), then, when joining, the joiner's region:
+ * u64 base address | u64 size in bytes | u32 page size.
  */
 export interface Hello {
   id: number;
@@ -106,6 +109,15 @@ export interface Hello {
   client: boolean;
   data?: boolean;
   pageServer?: boolean;
+  /** The joiner's region (joining only): every member maps the same one. */
+  region?: RegionGeometry;
+}
+
+/** Where a node maps the shared region, how large it is, and its page size. */
+export interface RegionGeometry {
+  base: number;
+  size: number;
+  pageSize: number;
 }
 
 /**
@@ -308,8 +320,15 @@ function readSeqMap(r: WireReader): Map<number, number> {
 }
 
 export const encode = {
-  hello: (h: Hello) =>
-    new WireWriter().u16(h.id).str(h.address).u8((h.joining ? 1 : 0) | (h.client ? 2 : 0) | (h.data ? 4 : 0) | (h.pageServer ? 8 : 0)).done(),
+  hello(h: Hello): Buffer {
+    const w = new WireWriter().u16(h.id).str(h.address).u8((h.joining ? 1 : 0) | (h.client ? 2 : 0) | (h.data ? 4 : 0) | (h.pageServer ? 8 : 0));
+    if (h.joining) {
+      if (!h.region) throw new Error('a joining Hello carries the joiner\'s region');
+      w.u64(h.region.base).u64(h.region.size).u32(h.region.pageSize);
+    }
+    return w.done();
+  },
+  joinRefused: (why: string) => new WireWriter().str(why).done(),
   joinAccept(j: JoinAccept): Buffer {
     const w = new WireWriter(64 + j.pages.length * 14).u16(j.id).u16(j.admitter).u64(j.time).u32(j.epoch).u16(j.nextId);
     members(w, j.members);
@@ -402,8 +421,16 @@ export const decode = {
     const id = r.u16();
     const address = r.str(300);
     const flags = r.u8();
+    const joining = (flags & 1) !== 0;
+    const region = joining ? { base: r.u64(), size: r.u64(), pageSize: r.u32() } : undefined;
     r.end();
-    return { id, address, joining: (flags & 1) !== 0, client: (flags & 2) !== 0, data: (flags & 4) !== 0, pageServer: (flags & 8) !== 0 };
+    return { id, address, joining, client: (flags & 2) !== 0, data: (flags & 4) !== 0, pageServer: (flags & 8) !== 0, region };
+  },
+  joinRefused(b: Buffer): string {
+    const r = new WireReader(b);
+    const why = r.str(2000);
+    r.end();
+    return why;
   },
   joinAccept(b: Buffer): JoinAccept {
     const r = new WireReader(b);

@@ -42,6 +42,7 @@ async function start(): Promise<void> {
       native,
       transport,
       {
+        base: config.base,
         pageSize: config.pageSize,
         numPages: config.numPages,
         peers: cc.peers,

@@ -48,6 +48,19 @@ describe('failures', () => {
     expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(5);
   });
 
+  it('a node whose region differs from the cluster\'s is refused before it takes an id, with what to start it with', async () => {
+    const a = await h.start();
+    const regionSize = (await a.run('return dsm.u8.length;')) as number;
+    const odd = h.start({ peers: [a.address], regionSize: regionSize / 2 });
+    await expect(odd).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: expect.stringContaining(`start it with regionSize ${regionSize}`) });
+    // Nothing changed in the cluster: the next node takes the id the refused one would have.
+    const b = await h.start({ peers: [a.address] });
+    expect(await b.run('return dsm.nodeId;')).toBe(1);
+    await b.run('await dsm.transaction(() => { dsm.u32[args.at] = 6; });', { at: AT });
+    await settle([a, b]);
+    expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(6);
+  });
+
   it('random bytes, truncated frames, oversized lengths and a wrong protocol version are rejected; the node keeps serving', async () => {
     const a = await h.start();
     const garbage = [

@@ -126,7 +126,10 @@ program
         if (process.stderr.isTTY) process.stderr.write(`\rdsm: ${phase} ${done}/${total} pages (${total ? Math.floor((100 * done) / total) : 100}%)\x1b[K${done === total ? '\n' : ''}`);
       },
     });
-    console.log(`dsm: page server (node ${ps.nodeId}) listening on ${ps.address}, store at time ${ps.durableTime}`);
+    // Joining a running cluster, the store is made current from the cluster (nothing of it is
+    // on disk yet): the time it joined at says more than its durable time.
+    const at = o.peers ? `joined the cluster at time ${ps.appliedTime}` : `store at time ${ps.durableTime}`;
+    console.log(`dsm: page server (node ${ps.nodeId}) listening on ${ps.address}, ${at}`);
     metrics?.serve(ps.address);
     const stop = async () => {
       await metrics?.close();

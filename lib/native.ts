@@ -190,8 +190,10 @@ export interface NativeAddon {
   pageTable(): { states: Uint8Array; owners: Uint16Array; versions: BigUint64Array };
   /** A copy of the counters, in the order of `Counter`. */
   counters(): Float64Array;
-  /** Any thread: the descriptor holding an exclusive lock (flock) on `path`, created if missing; -1 while another holds it. Close the descriptor to release. */
+  /** Any thread: the descriptor holding an exclusive lock (flock) on `path`, created if missing; -1 while another holds it. */
   lockFile(path: string): number;
+  /** Empties the file `lockFile` locked and closes its descriptor, releasing the lock. */
+  unlockFile(fd: number): void;
   /** The numbers shared with TypeScript (checked on load against the tables above). */
   constants: SharedConstants;
 }

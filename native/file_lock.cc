@@ -31,4 +31,13 @@ FileLockResult TryLockFile(const char* path) {
   return r;
 }
 
+int UnlockFile(int fd) {
+  int err = 0;
+  if (ftruncate(fd, 0) != 0) err = errno;
+  // close() releases the lock even when it reports an error; retrying it could close a
+  // descriptor another thread has just been given.
+  if (close(fd) != 0 && err == 0) err = errno;
+  return err;
+}
+
 }  // namespace dsm

@@ -21,4 +21,8 @@ struct FileLockResult {
 // Opens (creating it, mode 0644, close-on-exec) and flock(LOCK_EX | LOCK_NB)s `path`.
 FileLockResult TryLockFile(const char* path);
 
+// Empties the locked file (it names no owner then) and closes `fd`, which releases the lock.
+// Returns 0 or an errno.
+int UnlockFile(int fd);
+
 }  // namespace dsm

@@ -142,7 +142,7 @@ export async function claim(dir: string): Promise<void> {
         fs.ftruncateSync(fd, 0);
         fs.writeSync(fd, String(process.pid), 0);
       } catch (e) {
-        fs.closeSync(fd);
+        loadNative().unlockFile(fd);
         throw new StoreError(`cannot write ${file}: ${(e as Error).message}`, { cause: e });
       }
       openHere.set(dir, fd);
@@ -160,12 +160,12 @@ export function release(dir: string): void {
   const fd = openHere.get(dir);
   if (fd === undefined) return;
   openHere.delete(dir);
-  // The file stays (unlinking a lock file lets a waiter lock the old file while a newcomer
-  // locks a new one); emptied, it names no owner.
+  // The file stays, emptied (unlinking a lock file lets a waiter lock the old file while a
+  // newcomer locks a new one).
   try {
-    fs.ftruncateSync(fd, 0);
-  } finally {
-    fs.closeSync(fd);
+    loadNative().unlockFile(fd);
+  } catch (e) {
+    throw new StoreError(`cannot release the page store in ${dir}: ${(e as Error).message}`, { cause: e });
   }
 }
 

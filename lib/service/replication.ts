@@ -90,18 +90,22 @@ export class Replication {
   /** A 'disk' commit found no page server in the cluster: said once, until one joins. */
   private toldNoPageServer = false;
 
+  /** Says (once until a page server joins) that 'disk' commit `time` waits for a page server, if none is a member. */
+  private sayNoPageServer(time: number): void {
+    if (this.toldNoPageServer || this.pageServers().length > 0) return;
+    // Not an error: a page server may join later (dsm pageserver --peers), and then the
+    // commits waiting for it are acknowledged. But a program must not hang unexplained.
+    this.toldNoPageServer = true;
+    this.n.ev.log(
+      'warn',
+      `durability 'disk': commit ${time} waits for a page server, and none is in the cluster; start one (dsm pageserver --dir DIR --peers ${this.n.address} --secret ...) or use durability 'replicated'`,
+    );
+  }
+
   /** This node made commit `time` (broadcast already): wait for its backups if it asked for any. */
   committed(time: number, pages: Uint32Array, want: number): void {
     this.lastOwn = Math.max(this.lastOwn, time);
-    if (want === DISK && !this.toldNoPageServer && this.pageServers().length === 0) {
-      // Not an error: a page server may join later (dsm pageserver --peers), and then the
-      // commits waiting for it are acknowledged. But a program must not hang unexplained.
-      this.toldNoPageServer = true;
-      this.n.ev.log(
-        'warn',
-        `durability 'disk': commit ${time} waits for a page server, and none is in the cluster; start one (dsm pageserver --dir DIR --peers ${this.n.address} --secret ...) or use durability 'replicated'`,
-      );
-    }
+    if (want === DISK) this.sayNoPageServer(time);
     if (want > 0) {
       const u: Unacked = { time, pages, want, acks: new Set() };
       this.unacked.push(u);
@@ -260,6 +264,9 @@ export class Replication {
   /** The configuration changed: commits waiting on members that left ask their new backups. */
   configurationChanged(): void {
     if (this.pageServers().length > 0) this.toldNoPageServer = false;
+    // The last page server left or died while commits wait for it.
+    const waiting = this.unacked.find((u) => u.want === DISK);
+    if (waiting) this.sayNoPageServer(waiting.time);
     this.tellNative();
     this.advance();
     this.askAgain();

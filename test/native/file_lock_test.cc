@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,17 +25,20 @@ std::string TempPath() {
 
 }  // namespace
 
-TEST(file_lock_has_one_holder_and_is_released_on_close) {
+TEST(file_lock_has_one_holder_and_is_released_emptied_by_unlock) {
   const std::string p = TempPath();
   FileLockResult a = TryLockFile(p.c_str());
   CHECK(a.fd >= 0 && !a.held && a.error == 0);
+  CHECK(write(a.fd, "1234", 4) == 4);
   // A second open of the same file is another holder, even in this process.
   FileLockResult b = TryLockFile(p.c_str());
   CHECK(b.fd == -1 && b.held && b.error == 0);
-  close(a.fd);
+  CHECK(UnlockFile(a.fd) == 0);
+  struct stat st;
+  CHECK(stat(p.c_str(), &st) == 0 && st.st_size == 0);
   FileLockResult c = TryLockFile(p.c_str());
   CHECK(c.fd >= 0 && !c.held);
-  close(c.fd);
+  CHECK(UnlockFile(c.fd) == 0);
 }
 
 TEST(file_lock_of_a_process_killed_with_sigkill_is_free) {

@@ -130,6 +130,8 @@ describe('page server', () => {
     await Promise.all([a.waitForLine((l) => l === 'ACK a 20'), b.waitForLine((l) => l === 'ACK b 20')]);
     ps.kill('SIGKILL');
     await a.waitForLine((l) => l === `peer-leave ${ps.nodeId}`);
+    // Each node's commit in flight waits for a page server now, and the node says so.
+    for (const n of [a, b]) await until('a node says its commit waits for a page server', 60_000, async () => /commit \d+ waits for a page server, and none is in the cluster/.test(n.stderr) || undefined);
     // A new page server process on the same store joins the running cluster and catches up.
     const ps2 = await h.pageServer({ dir, peers: [a.address], ...fast });
     const goOn = { a: lastAck(a, 'a') + 20, b: lastAck(b, 'b') + 20 };

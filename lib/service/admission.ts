@@ -3,6 +3,7 @@
 // under the token, so a join is ordered with commits; a new node joins through any member.
 import { decode, encode, type Hello, type JoinAccept, LOST_OWNER, type Member, Msg, NO_NODE, type RegionGeometry } from './protocol';
 import type { Connection } from './transport';
+import { ProtocolVersionError } from './transport_errors';
 import type { Cluster } from './cluster';
 
 export class Admission {
@@ -46,7 +47,8 @@ export class Admission {
           c = await n.transport.connect(peer);
         } catch (e) {
           lastError = e;
-          if ((e as { code?: string }).code === 'ERR_DSM_AUTH_FAILED') throw e;
+          // Neither a wrong secret nor another node-dsm version mends itself by waiting.
+          if ((e as { code?: string }).code === 'ERR_DSM_AUTH_FAILED' || e instanceof ProtocolVersionError) throw e;
           // Peers may still be starting: say so once, with how long this node keeps trying.
           if (attempt === 0) n.ev.log('warn', `${(e as Error).message}; trying again for up to ${Math.round(n.config.joinTimeoutMs / 1000)} s (joinTimeoutMs)`);
           continue;

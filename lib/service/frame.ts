@@ -10,7 +10,7 @@
 // The decoder checks the length before buffering the body, so a peer cannot make a node
 // allocate more than its current limit, and it never copies a chunk more than once. The
 // limit can change between frames: before the handshake completes it is a few KiB.
-import { ProtocolError } from './transport_errors';
+import { ProtocolError, ProtocolVersionError } from './transport_errors';
 
 // 7: lease echoes, recovery queries and reports carry the latest regeneration of the token,
 // and commits the generation of the token they were made with.
@@ -81,7 +81,7 @@ export class FrameDecoder {
     const len = head.readUInt32LE(0);
     if (len < 6) throw new ProtocolError(`frame length ${len} is too small to hold a header`);
     if (len - 6 > this.maxFrame) throw new ProtocolError(`frame length ${len} exceeds the limit of ${this.maxFrame} bytes`);
-    if (head[4] !== PROTOCOL_VERSION) throw new ProtocolError(`protocol version ${head[4]}, this node speaks ${PROTOCOL_VERSION}`);
+    if (head[4] !== PROTOCOL_VERSION) throw new ProtocolVersionError(head[4], PROTOCOL_VERSION);
     const cid = head.readUInt32LE(5);
     if (cid !== this.clusterId) throw new ProtocolError(`cluster id ${cid.toString(16)} is not this cluster's (${this.clusterId.toString(16)})`);
     if (this.buffered < 4 + len) return undefined;

@@ -18,6 +18,13 @@ export class ProtocolError extends DsmError {
   }
 }
 
+/** A peer speaks another version of the protocol: it runs another node-dsm version. */
+export class ProtocolVersionError extends ProtocolError {
+  constructor(theirs: number, ours: number) {
+    super(`the peer speaks node-dsm protocol version ${theirs}, this node ${ours}: every node of a cluster must run the same node-dsm version`);
+  }
+}
+
 /** What a socket error means for the user, from its errno code; the system's message otherwise. */
 function reason(cause: Error, byCode: Record<string, string>): string {
   return byCode[(cause as NodeJS.ErrnoException).code ?? ''] ?? cause.message;

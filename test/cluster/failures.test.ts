@@ -61,6 +61,23 @@ describe('failures', () => {
     expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(6);
   });
 
+  it('a node joining through a peer of another protocol version stops at once, saying the versions differ', async () => {
+    // A peer that answers every connection with a frame of version 99.
+    const server = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.write(frame(6 + 32, 99, Buffer.alloc(32, 1)));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const { port } = server.address() as net.AddressInfo;
+      const joining = h.start({ peers: [`127.0.0.1:${port}`] });
+      await expect(joining).rejects.toMatchObject({ code: 'ERR_DSM_PROTOCOL', message: expect.stringContaining('protocol version 99') });
+      await expect(joining).rejects.toMatchObject({ message: expect.stringContaining('same node-dsm version') });
+    } finally {
+      server.close();
+    }
+  });
+
   it('random bytes, truncated frames, oversized lengths and a wrong protocol version are rejected; the node keeps serving', async () => {
     const a = await h.start();
     const garbage = [

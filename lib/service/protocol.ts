@@ -8,6 +8,8 @@
 import { WireError, WireReader, WireWriter } from './wire';
 import { decodeBarrierAnswer, decodeBarrierArrive, encodeBarrierAnswer, encodeBarrierArrive } from './barrier_wire';
 export { BarrierKind, type BarrierAnswer, type BarrierArrival, type BarrierRound } from './barrier_wire';
+import { decodeHello, decodeJoinRefused, encodeHello, encodeJoinRefused } from './hello_wire';
+export type { Hello, RegionGeometry } from './hello_wire';
 
 export const Msg = {
   /** First message on every connection: who I am. */
@@ -94,30 +96,6 @@ export interface Member {
   address: string;
   /** A page server (lib/pageserver): stores every commit, never runs transactions. */
   pageServer?: boolean;
-}
-
-/**
- * Hello: u16 id (NO_NODE when joining) | str listen address | u8 flags (1: joining, 2: client
- * only, 4: a data channel: a member's second connection, on which it only receives page
- * replies, read natively; 8: a page server joining), then, when joining, the joiner's region:
- * u64 base address | u64 size in bytes | u32 page size.
- */
-export interface Hello {
-  id: number;
-  address: string;
-  joining: boolean;
-  client: boolean;
-  data?: boolean;
-  pageServer?: boolean;
-  /** The joiner's region (joining only): every member maps the same one. */
-  region?: RegionGeometry;
-}
-
-/** Where a node maps the shared region, how large it is, and its page size. */
-export interface RegionGeometry {
-  base: number;
-  size: number;
-  pageSize: number;
 }
 
 /**
@@ -320,15 +298,8 @@ function readSeqMap(r: WireReader): Map<number, number> {
 }
 
 export const encode = {
-  hello(h: Hello): Buffer {
-    const w = new WireWriter().u16(h.id).str(h.address).u8((h.joining ? 1 : 0) | (h.client ? 2 : 0) | (h.data ? 4 : 0) | (h.pageServer ? 8 : 0));
-    if (h.joining) {
-      if (!h.region) throw new Error('a joining Hello carries the joiner\'s region');
-      w.u64(h.region.base).u64(h.region.size).u32(h.region.pageSize);
-    }
-    return w.done();
-  },
-  joinRefused: (why: string) => new WireWriter().str(why).done(),
+  hello: encodeHello,
+  joinRefused: encodeJoinRefused,
   joinAccept(j: JoinAccept): Buffer {
     const w = new WireWriter(64 + j.pages.length * 14).u16(j.id).u16(j.admitter).u64(j.time).u32(j.epoch).u16(j.nextId);
     members(w, j.members);
@@ -416,22 +387,8 @@ export const encode = {
 
 /** Decoders: each reads the whole payload and rejects trailing bytes. */
 export const decode = {
-  hello(b: Buffer): Hello {
-    const r = new WireReader(b);
-    const id = r.u16();
-    const address = r.str(300);
-    const flags = r.u8();
-    const joining = (flags & 1) !== 0;
-    const region = joining ? { base: r.u64(), size: r.u64(), pageSize: r.u32() } : undefined;
-    r.end();
-    return { id, address, joining, client: (flags & 2) !== 0, data: (flags & 4) !== 0, pageServer: (flags & 8) !== 0, region };
-  },
-  joinRefused(b: Buffer): string {
-    const r = new WireReader(b);
-    const why = r.str(2000);
-    r.end();
-    return why;
-  },
+  hello: decodeHello,
+  joinRefused: decodeJoinRefused,
   joinAccept(b: Buffer): JoinAccept {
     const r = new WireReader(b);
     const id = r.u16();

@@ -1,0 +1,58 @@
+// The wire layout of the first message on every connection (protocol.ts Msg.Hello) and of a
+// joiner's refusal (Msg.JoinRefused; admission.ts decides). Their numbers are in protocol.ts
+// with every other message's; encode and decode there call these.
+import { WireReader, WireWriter } from './wire';
+
+/**
+ * Hello: u16 id (NO_NODE when joining) | str listen address | u8 flags (1: joining, 2: client
+ * only, 4: a data channel: a member's second connection, on which it only receives page
+ * replies, read natively; 8: a page server joining), then, when joining, the joiner's region:
+ * u64 base address | u64 size in bytes | u32 page size.
+ */
+export interface Hello {
+  id: number;
+  address: string;
+  joining: boolean;
+  client: boolean;
+  data?: boolean;
+  pageServer?: boolean;
+  /** The joiner's region (joining only): every member maps the same one. */
+  region?: RegionGeometry;
+}
+
+/** Where a node maps the shared region, how large it is, and its page size. */
+export interface RegionGeometry {
+  base: number;
+  size: number;
+  pageSize: number;
+}
+
+export function encodeHello(h: Hello): Buffer {
+  const w = new WireWriter().u16(h.id).str(h.address).u8((h.joining ? 1 : 0) | (h.client ? 2 : 0) | (h.data ? 4 : 0) | (h.pageServer ? 8 : 0));
+  if (h.joining) {
+    if (!h.region) throw new Error("a joining Hello carries the joiner's region");
+    w.u64(h.region.base).u64(h.region.size).u32(h.region.pageSize);
+  }
+  return w.done();
+}
+
+export function decodeHello(b: Buffer): Hello {
+  const r = new WireReader(b);
+  const id = r.u16();
+  const address = r.str(300);
+  const flags = r.u8();
+  const joining = (flags & 1) !== 0;
+  const region = joining ? { base: r.u64(), size: r.u64(), pageSize: r.u32() } : undefined;
+  r.end();
+  return { id, address, joining, client: (flags & 2) !== 0, data: (flags & 4) !== 0, pageServer: (flags & 8) !== 0, region };
+}
+
+/** JoinRefused: str why the joiner cannot be a member. */
+export const encodeJoinRefused = (why: string): Buffer => new WireWriter().str(why).done();
+
+export function decodeJoinRefused(b: Buffer): string {
+  const r = new WireReader(b);
+  const why = r.str(2000);
+  r.end();
+  return why;
+}

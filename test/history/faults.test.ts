@@ -91,7 +91,7 @@ const schedules: Schedule[] = [
   { name: 'a node that hears nothing while the others hear it, past the failure detector, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['deaf'], stallMs: [2500, 4000] }, reliable: true, netns: true },
   // The page server cut off: 'disk' commits cannot be acknowledged meanwhile; it is
   // removed (the nodes are a majority of the voters) and must join again and catch up.
-  { name: "the page server cut off past the failure detector, 3 nodes, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['partition'], stallMs: [2500, 4000] }, reliable: false, netns: true, cluster: { durability: 'disk' }, pageServer: true, hitPageServer: true },
+  { name: "the page server cut off past the failure detector, 3 nodes, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['partition'], stallMs: [2500, 4000] }, reliable: true, netns: true, cluster: { durability: 'disk' }, pageServer: true, hitPageServer: true },
   { name: 'network partition shorter than the failure detector allows, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['partition'], stallMs: [300, 1000] }, reliable: true, netns: true },
   { name: 'one fault of any kind, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true },
 ];

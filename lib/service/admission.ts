@@ -1,7 +1,7 @@
 // Admission: who gets in. Every authenticated connection says Hello first and is routed by
 // it (a member, a joiner, a member's data channel, a stats client); joiners are admitted
 // under the token, so a join is ordered with commits; a new node joins through any member.
-import { decode, encode, type Hello, type JoinAccept, LOST_OWNER, type Member, Msg, NO_NODE, type RegionGeometry } from './protocol';
+import { decode, encode, type Hello, type JoinAccept, type JoinRefusal, LOST_OWNER, type Member, Msg, NO_NODE, type RegionGeometry } from './protocol';
 import type { Connection } from './transport';
 import { ProtocolVersionError } from './transport_errors';
 import type { Cluster } from './cluster';
@@ -38,10 +38,15 @@ export class Admission {
   /** Joins the cluster through the first of `peers` that admits us. */
   async join(peers: string[]): Promise<void> {
     const n = this.n;
+    if (peers.length > 0 && peers.every((p) => p === n.address)) {
+      throw Object.assign(new Error(`the peers list only this node's own address (${n.address}); leave peers out to found a cluster, or name a member of one`), { code: 'ERR_DSM_INVALID_OPTION' });
+    }
     const deadline = Date.now() + n.config.joinTimeoutMs;
     let lastError: unknown;
     for (let attempt = 0; Date.now() < deadline && !n.closing; attempt++) {
       for (const peer of peers) {
+        // The same peer list is often given to every node: this node's own entry is not a way in.
+        if (peer === n.address) continue;
         let c: Connection;
         try {
           c = await n.transport.connect(peer);
@@ -58,13 +63,14 @@ export class Admission {
             if (type === Msg.JoinRefused) {
               c.off('message', onMsg);
               c.off('close', onClose);
-              let why = 'no reason given';
+              let r: JoinRefusal = { final: false, why: 'no reason given' };
               try {
-                why = decode.joinRefused(payload);
+                r = decode.joinRefused(payload);
               } catch {
-                // A malformed refusal is still a refusal.
+                // A malformed refusal is still a refusal (of this peer only).
               }
-              reject(Object.assign(new Error(`${peer} refused this node: ${why}`), { code: 'ERR_DSM_INVALID_OPTION', final: true }));
+              const e = new Error(`${peer} refused this node: ${r.why}`);
+              reject(r.final ? Object.assign(e, { code: 'ERR_DSM_INVALID_OPTION', final: true }) : e);
               return;
             }
             if (type !== Msg.JoinAccept) return;
@@ -84,14 +90,22 @@ export class Admission {
           c.on('close', onClose);
         });
         c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: n.address, joining: true, client: false, pageServer: n.config.pageServer !== undefined, region: this.region }));
+        // A peer that took the connection and never answers (stopped, say) must not hold
+        // the join past its time-out.
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`${peer} did not admit this node within ${n.config.joinTimeoutMs} ms (joinTimeoutMs)`)), Math.max(0, deadline - Date.now()));
+        });
         try {
-          await accepted;
+          await Promise.race([accepted, late]);
           return;
         } catch (e) {
           lastError = e;
           c.close('join failed');
           // Every member maps the same region: asking another one, or again, cannot help.
           if ((e as { final?: boolean }).final) throw e;
+        } finally {
+          clearTimeout(timer);
         }
       }
       await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
@@ -233,12 +247,20 @@ export class Admission {
    */
   private async admit(c: Connection, h: Hello): Promise<void> {
     const n = this.n;
+    if (!n.members.has(n.id)) {
+      // Joining (or joining again) itself: only a member can admit, under the token. Without
+      // this, a node given its own address among its peers asked itself and waited for ever.
+      const self = h.address === n.address ? ' (it is the joiner itself: leave its own address out of its peers)' : '';
+      c.send(Msg.JoinRefused, encode.joinRefused({ final: false, why: `${n.address} is not a member of a cluster yet${self}; one node must be started without peers to found the cluster` }));
+      c.close('refused');
+      return;
+    }
     const why = this.mismatch(h.region);
     if (why) {
       // Refused before it takes an id: a joiner that fails after admission costs the
       // cluster a recovery, and it would try again and again.
       n.ev.log('warn', `refused a node from ${c.remoteAddress} (${h.address}): ${why}`);
-      c.send(Msg.JoinRefused, encode.joinRefused(why));
+      c.send(Msg.JoinRefused, encode.joinRefused({ final: true, why }));
       c.close('refused');
       return;
     }

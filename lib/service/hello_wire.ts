@@ -47,12 +47,21 @@ export function decodeHello(b: Buffer): Hello {
   return { id, address, joining, client: (flags & 2) !== 0, data: (flags & 4) !== 0, pageServer: (flags & 8) !== 0, region };
 }
 
-/** JoinRefused: str why the joiner cannot be a member. */
-export const encodeJoinRefused = (why: string): Buffer => new WireWriter().str(why).done();
+/**
+ * JoinRefused: u8 final (1: no member can admit this joiner, e.g. its region differs; 0: this
+ * peer cannot, e.g. it is not a member yet: ask another) | str why.
+ */
+export interface JoinRefusal {
+  final: boolean;
+  why: string;
+}
 
-export function decodeJoinRefused(b: Buffer): string {
+export const encodeJoinRefused = (r: JoinRefusal): Buffer => new WireWriter().u8(r.final ? 1 : 0).str(r.why).done();
+
+export function decodeJoinRefused(b: Buffer): JoinRefusal {
   const r = new WireReader(b);
+  const final = r.u8() !== 0;
   const why = r.str(2000);
   r.end();
-  return why;
+  return { final, why };
 }

@@ -9,7 +9,7 @@ import { WireError, WireReader, WireWriter } from './wire';
 import { decodeBarrierAnswer, decodeBarrierArrive, encodeBarrierAnswer, encodeBarrierArrive } from './barrier_wire';
 export { BarrierKind, type BarrierAnswer, type BarrierArrival, type BarrierRound } from './barrier_wire';
 import { decodeHello, decodeJoinRefused, encodeHello, encodeJoinRefused } from './hello_wire';
-export type { Hello, RegionGeometry } from './hello_wire';
+export type { Hello, JoinRefusal, RegionGeometry } from './hello_wire';
 
 export const Msg = {
   /** First message on every connection: who I am. */
@@ -81,7 +81,7 @@ export const Msg = {
   BarrierAnswer: 50,
   /** Owner -> a former reader, at the owner's barrier arrival (pushed_copies.ts; layout in sequential_wire.ts): read copies nobody asked for, dropped at the reader's next arrival there. */
   SeqPush: 51,
-  /** Member -> joiner, instead of JoinAccept: str why the joiner cannot be a member (its region differs from the cluster's). The joiner gives up at once. */
+  /** Member -> joiner, instead of JoinAccept: why this peer cannot admit it (layout in hello_wire.ts): its region differs from the cluster's (final: the joiner gives up at once), or the peer is no member itself (the joiner asks another). */
   JoinRefused: 52,
 } as const;
 

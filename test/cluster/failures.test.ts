@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, SECRET, settle } from './harness';
+import { freeAddress, Harness, SECRET, settle } from './harness';
 
 const AT = 3000 * 1024;
 const dist = path.join(__dirname, '../../dist');
@@ -75,6 +75,33 @@ describe('failures', () => {
       await expect(joining).rejects.toMatchObject({ message: expect.stringContaining('same node-dsm version') });
     } finally {
       server.close();
+    }
+  });
+
+  it('a node given its own address among its peers skips it, and one given only its own is told to found instead', async () => {
+    const a = await h.start();
+    const own = await freeAddress();
+    // The same peer list on every node: b's own entry is skipped, a admits it.
+    const b = await h.start({ listen: own, peers: [own, a.address] });
+    expect(await b.run('return dsm.nodeId;')).toBe(1);
+    const alone = await freeAddress();
+    await expect(h.start({ listen: alone, peers: [alone] })).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: expect.stringContaining('leave peers out to found a cluster') });
+    // Its own address under another name: it asks itself, is refused as no member, and stops at the time-out.
+    const port = alone.slice(alone.lastIndexOf(':') + 1);
+    await expect(h.start({ listen: alone, peers: [`localhost:${port}`], joinTimeoutMs: 1500 })).rejects.toMatchObject({
+      code: 'ERR_DSM_JOIN_FAILED',
+      message: expect.stringContaining('not a member of a cluster yet (it is the joiner itself'),
+    });
+  });
+
+  it('a peer that authenticates and never admits does not hold a join past joinTimeoutMs', async () => {
+    const { Transport } = load(path.join(dist, 'service/transport.js'));
+    const silent = new Transport({ secret: SECRET, listen: '127.0.0.1:0' });
+    const address = await silent.listen();
+    try {
+      await expect(h.start({ peers: [address], joinTimeoutMs: 1500 })).rejects.toMatchObject({ code: 'ERR_DSM_JOIN_FAILED', message: expect.stringContaining('did not admit this node within 1500 ms') });
+    } finally {
+      await silent.close();
     }
   });
 

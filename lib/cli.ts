@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { HotPage } from './conflict_monitor';
 import { createNode } from './node';
+import { checkAddress } from './options';
 
 const root = path.join(__dirname, '..');
 
@@ -24,6 +25,15 @@ function size(v: string): number {
   if (!m) throw new InvalidArgumentError(`"${v}" is not a size (e.g. 256M, 1G)`);
   const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
   return Number(m[1]) * mult;
+}
+
+/** A --connect address: host:port, checked before anything is opened. */
+function hostPort(v: string): string {
+  try {
+    return checkAddress('--connect', v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 function secretFrom(opt?: string): string {
@@ -142,7 +152,7 @@ program
 program
   .command('snapshot')
   .description("write a consistent image of a running cluster's heap (taken by its page server, without stopping it) to one file")
-  .requiredOption('--connect <host:port>', 'the page server')
+  .requiredOption('--connect <host:port>', 'the page server', hostPort)
   .requiredOption('--out <file>', 'the snapshot file to write (must not exist)')
   .option('--secret <secret>', 'cluster secret (or DSM_SECRET)')
   .action(async (o: { connect: string; out: string; secret?: string }) => {
@@ -158,7 +168,7 @@ program
 program
   .command('stats')
   .description("print a running node's figures")
-  .requiredOption('--connect <host:port>', 'the node to ask')
+  .requiredOption('--connect <host:port>', 'the node to ask', hostPort)
   .option('--secret <secret>', 'cluster secret (or DSM_SECRET)')
   .option('--json', 'print JSON')
   .option('--hot', 'print only the pages that caused the most aborts on that node (false sharing), and what they hold')

@@ -171,6 +171,12 @@ describe('the dsm command', () => {
       expect(r.out).not.toMatch(/^\s+at /m); // a message, not a stack trace
     }
     expect((await run(['stats', '--connect', addr, '--secret', 's'])).out).toContain('ERR_DSM_UNREACHABLE');
+    // An address without a port is refused as such (it was Node's "Port should be >= 0 and < 65536 ... NaN").
+    for (const cmd of [['stats'], ['snapshot', '--out', path.join(os.tmpdir(), 'never.snap')]]) {
+      const bad = await run([...cmd, '--connect', '127.0.0.1', '--secret', 's']);
+      expect(bad.code).toBe(1);
+      expect(bad.out).toContain('--connect must be "host:port"');
+    }
     // The node's service says at once that it keeps trying, as a plain line of the command.
     const joining = await run(['node', '--peers', addr, '--secret', 's', '--region-size', '16M', '--join-timeout', '1000']);
     expect(joining.out).toMatch(new RegExp(`^dsm: warning: cannot reach ${addr.replace(/\./g, '\\.')} .*trying again for up to 1 s`, 'm'));

@@ -165,6 +165,13 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
     };
   } else if (o.secret !== undefined && typeof o.secret !== 'string') {
     throw new InvalidOptionError('secret must be a string');
+  } else if (o.durability === 'disk') {
+    // A one-node cluster has no network, so no page server ever joins it: its commits would
+    // be acknowledged as nothing more than local ones while the caller asked for disk.
+    throw new InvalidOptionError(
+      "durability 'disk' waits for a page server, and a node without listen or peers has no network for one to join: " +
+        'give it listen (then start dsm pageserver --peers <its address>), or join through a page server with peers',
+    );
   }
   return { regionSize, base, pageShift: Math.log2(pageSize), maxRetries, cluster };
 }

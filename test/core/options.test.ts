@@ -51,6 +51,11 @@ describe('option keys', () => {
     }
   });
 
+  it("refuses durability 'disk' on a node without a network, where no page server could ever join", async () => {
+    const err = await createNode({ regionSize: 16 << 20, durability: 'disk' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: expect.stringContaining("durability 'disk' waits for a page server") });
+  });
+
   it("tokenBatchMs defaults to 1 ms with durability 'none' and to 0 (pass at once) otherwise", () => {
     const { resolveOptions } = load('../../dist/options.js');
     const net = { listen: '127.0.0.1:0', secret: 's' };

@@ -53,7 +53,10 @@ function run(cmd: string, args: string[]): void {
   c.on('exit', (code, sig) => process.exit(code ?? (sig ? 1 : 0)));
 }
 
-const program = new Command('dsm').description('node-dsm: transactional distributed shared memory for Node.js');
+// Every node of a cluster must run the same version (the protocol and the region's layout
+// are checked against it): --version says which one this is.
+const { version } = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string };
+const program = new Command('dsm').description('node-dsm: transactional distributed shared memory for Node.js').version(version);
 
 program
   .command('node')

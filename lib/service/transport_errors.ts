@@ -21,7 +21,7 @@ export class ProtocolError extends DsmError {
 /** A peer speaks another version of the protocol: it runs another node-dsm version. */
 export class ProtocolVersionError extends ProtocolError {
   constructor(theirs: number, ours: number) {
-    super(`the peer speaks node-dsm protocol version ${theirs}, this node ${ours}: every node of a cluster must run the same node-dsm version`);
+    super(`the peer speaks node-dsm protocol version ${theirs}, this node ${ours}: every node of a cluster must run the same node-dsm version (dsm --version prints it)`);
   }
 }
 

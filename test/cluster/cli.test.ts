@@ -2,7 +2,7 @@
 // script that allocates and names an object), `dsm stats` reads a node's figures, a node
 // with the wrong secret is refused and exits non-zero, and SIGINT stops a node cleanly.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -214,6 +214,12 @@ describe('the dsm command', () => {
     } finally {
       await new Promise((r) => taken.close(r));
     }
+  });
+
+  it('prints its version, the one every node of a cluster must share', async () => {
+    const r = await run(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.out.trim()).toBe(JSON.parse(readFileSync(path.join(__dirname, '../../package.json'), 'utf8')).version);
   });
 
   it('refuses a benchmark suite that does not exist, or a bad run count, without touching the results', async () => {

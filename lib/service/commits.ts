@@ -77,7 +77,7 @@ export class Commits {
       throw new Partitioned();
     });
     const got = n.token.acquire();
-    const t = await Promise.race([got, n.partitionedSignal()]).catch((e) => {
+    const t = await n.unlessPartitioned(got).catch((e) => {
       void got.then((t) => n.token.release(t));
       throw e;
     });

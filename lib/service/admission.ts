@@ -3,7 +3,11 @@
 // under the token, so a join is ordered with commits; a new node joins through any member.
 import { decode, encode, type Hello, type JoinAccept, type JoinRefusal, LOST_OWNER, type Member, Msg, NO_NODE, type RegionGeometry } from './protocol';
 import type { Connection } from './transport';
-import { ProtocolVersionError } from './transport_errors';
+import { InvalidOptionError } from '../errors';
+import { AuthFailedError, ProtocolVersionError } from './transport_errors';
+
+/** Failures that neither another peer nor waiting can mend: the join stops at once. */
+const hopeless = (e: unknown): boolean => e instanceof AuthFailedError || e instanceof ProtocolVersionError || e instanceof InvalidOptionError;
 import type { Cluster } from './cluster';
 
 export class Admission {
@@ -39,7 +43,7 @@ export class Admission {
   async join(peers: string[]): Promise<void> {
     const n = this.n;
     if (peers.length > 0 && peers.every((p) => p === n.address)) {
-      throw Object.assign(new Error(`the peers list only this node's own address (${n.address}); leave peers out to found a cluster, or name a member of one`), { code: 'ERR_DSM_INVALID_OPTION' });
+      throw new InvalidOptionError(`the peers list only this node's own address (${n.address}); leave peers out to found a cluster, or name a member of one`);
     }
     const deadline = Date.now() + n.config.joinTimeoutMs;
     let lastError: unknown;
@@ -53,7 +57,7 @@ export class Admission {
         } catch (e) {
           lastError = e;
           // Neither a wrong secret nor another node-dsm version mends itself by waiting.
-          if ((e as { code?: string }).code === 'ERR_DSM_AUTH_FAILED' || e instanceof ProtocolVersionError) throw e;
+          if (hopeless(e)) throw e;
           // Peers may still be starting: say so once, with how long this node keeps trying.
           if (attempt === 0) n.ev.log('warn', `${(e as Error).message}; trying again for up to ${Math.round(n.config.joinTimeoutMs / 1000)} s (joinTimeoutMs)`);
           continue;
@@ -69,8 +73,8 @@ export class Admission {
               } catch {
                 // A malformed refusal is still a refusal (of this peer only).
               }
-              const e = new Error(`${peer} refused this node: ${r.why}`);
-              reject(r.final ? Object.assign(e, { code: 'ERR_DSM_INVALID_OPTION', final: true }) : e);
+              const why = `${peer} refused this node: ${r.why}`;
+              reject(r.final ? new InvalidOptionError(why) : new Error(why));
               return;
             }
             if (type !== Msg.JoinAccept) return;
@@ -103,7 +107,7 @@ export class Admission {
           lastError = e;
           c.close('join failed');
           // Every member maps the same region: asking another one, or again, cannot help.
-          if ((e as { final?: boolean }).final) throw e;
+          if (hopeless(e)) throw e;
         } finally {
           clearTimeout(timer);
         }
@@ -126,11 +130,11 @@ export class Admission {
     const mine = this.region;
     if (!r) return 'its Hello carried no region';
     if (r.base === mine.base && r.size === mine.size && r.pageSize === mine.pageSize) return undefined;
-    const show = (g: RegionGeometry) => `${g.size} bytes (${mib(g.size)}) at 0x${g.base.toString(16)} in pages of ${g.pageSize} bytes`;
+    const show = (g: RegionGeometry) => `${g.size} bytes (${size(g.size).join(' ')}iB) at 0x${g.base.toString(16)} in pages of ${g.pageSize} bytes`;
     return (
       `this cluster's region is ${show(mine)}; the joiner's is ${show(r)}. Every node maps the same region: ` +
       `start it with regionSize ${mine.size}${mine.pageSize !== r.pageSize ? `, pageSize ${mine.pageSize}` : ''}${mine.base !== r.base ? `, base 0x${mine.base.toString(16)}` : ''} ` +
-      `(dsm node --region-size ${mib(mine.size).replace(/ ([GM])iB$/, '$1')})`
+      `(dsm node --region-size ${size(mine.size).join('')})`
     );
   }
 
@@ -291,9 +295,8 @@ export class Admission {
   }
 }
 
-/** `bytes` in the unit a user would write: "512 MiB", "1 GiB", "4096 bytes". */
-function mib(bytes: number): string {
-  if (bytes % 2 ** 30 === 0) return `${bytes / 2 ** 30} GiB`;
-  if (bytes % 2 ** 20 === 0) return `${bytes / 2 ** 20} MiB`;
-  return `${bytes} bytes`;
+/** `bytes` as a count and the largest unit that divides it: [512, 'M'], [1, 'G'], [4, 'K'] (the CLI's --region-size units). */
+function size(bytes: number): [number, string] {
+  for (const [unit, b] of [['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) if (bytes % b === 0) return [bytes / b, unit];
+  return [bytes, ''];
 }

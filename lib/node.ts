@@ -201,7 +201,9 @@ export class DsmNode extends EventEmitter {
    * (no transaction): each party tells a coordinator, which releases them all once the last
    * arrives. Rejects with ERR_DSM_BARRIER_BROKEN on every waiting party
    * when a node that arrived is removed from the cluster (it died, stalled or was cut off),
-   * or when fewer members remain than `parties`; a later call starts a new round.
+   * or when a member is removed and fewer remain than `parties`; a later call starts a new
+   * round. With fewer members than `parties` and none removed, it waits for the nodes still
+   * joining, so every process of an SPMD program may call it as soon as it has started.
    * @example for (let sweep = 0; sweep < 40; sweep++) { await step(); await dsm.barrier('sweep', 2); }
    */
   barrier(name: string, parties: number): Promise<void> {

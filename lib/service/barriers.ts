@@ -32,8 +32,12 @@
 // ('arrived'): what a party needs to decide alone if the coordinator dies.
 //
 // Failure rule: a round breaks when a node that arrived is removed from the configuration,
-// or when fewer members remain than its parties. The coordinator decides it while it lives
-// (on each configuration it applies); its parties then get 'broken'.
+// or when a configuration removes a member and fewer members remain than its parties. The
+// coordinator decides it while it lives (on each configuration it applies); its parties then
+// get 'broken'. A round with fewer members than parties and nobody removed waits: the nodes
+// still to come may be joining (every process of an SPMD program starts, then waits at a
+// first barrier; the founder gets there before the others are members). Before, such an
+// arrival broke at once, and a program had to wait for the joins some other way.
 //
 // The coordinator can die (it is removed; ids are never reused, and a joiner gets a higher
 // id, so the coordinator changes only when the lowest member is removed). Every state it
@@ -41,7 +45,8 @@
 //  - Before any arrival reached it, or with some arrived, before it ended the round: each
 //    waiting party, on the configuration without it, checks what it was told: if a node
 //    it knows arrived (the dead coordinator among them, when it was a party) is gone, or
-//    fewer members remain than parties, it breaks the round itself; otherwise it sends its
+//    fewer members remain than parties (a member was removed: the coordinator), it breaks
+//    the round itself; otherwise it sends its
 //    arrival again to the new coordinator, which has no state and collects the round anew.
 //    The parties' knowledge is the same but for 'arrived' answers in flight, so they break
 //    alike; one that did not know re-arrives, and learns the break from the next arrival of
@@ -118,6 +123,8 @@ export class Barriers {
   /** As coordinator, per name: the round being collected. */
   private readonly open = new Map<string, OpenRound>();
   private coordinatorId = -1;
+  /** The members that run transactions as of the last configuration applied here: a new one that lacks one of them removed it. */
+  private lastMembers = new Set<number>();
   /** Per name: the latest round this node has sent an arrival for (-1: none). */
   private readonly arrivedGen = new Map<string, number>();
 
@@ -131,8 +138,6 @@ export class Barriers {
   /** The app waits at barrier `name`; `time`: the global time the app has applied or committed. */
   wait(name: string, parties: number, time: number, answer: (o: BarrierOutcome) => void): void {
     if (this.waiting.has(name)) throw new Error(`this node already waits at barrier "${name}"`);
-    const live = this.memberCount();
-    if (live < parties) return answer({ outcome: 'broken', why: `it has ${parties} parties but the cluster has ${live} member(s)` });
     const w: Waiting = { gen: this.next.get(name) ?? 0, parties, time: Math.max(time, this.n.log.applied), sentTo: -1, known: [], settling: false, answer };
     this.waiting.set(name, w);
     // Read copies go to the neighbours that will read them after the barrier, ahead of the
@@ -177,15 +182,18 @@ export class Barriers {
     const c = this.coordinator();
     const old = this.coordinatorId;
     this.coordinatorId = c;
-    // As coordinator: rounds with a removed arrival, or with too few members left, break.
-    for (const [name, o] of [...this.open]) this.decide(name, o, false);
+    const before = this.lastMembers;
+    this.lastMembers = this.transactingMembers();
+    const shrank = [...before].some((id) => !this.lastMembers.has(id));
+    // As coordinator: rounds with a removed arrival, or with too few members left after a removal, break.
+    for (const [name, o] of [...this.open]) this.decide(name, o, false, shrank);
     // As party: the coordinator lives on and decides; if it is gone, decide from what it said.
     const brokenHere: string[] = [];
     for (const [name, w] of [...this.waiting]) {
       if (w.settling || w.sentTo === c) continue;
       const live = this.memberCount();
       const gone = w.known.find((id) => this.gone(id));
-      if (gone !== undefined || live < w.parties) {
+      if (gone !== undefined || (shrank && live < w.parties)) {
         const why = gone !== undefined ? `node ${gone}, which had arrived, was removed from the cluster` : `it has ${w.parties} parties but ${live} member(s) remain`;
         this.learn(name, { gen: w.gen, broken: true, time: 0, reporter: n.id, decider: n.id, ids: w.known.length ? w.known : [n.id], why });
         this.finish(name, w, { outcome: 'broken', why }, w.gen + 1);
@@ -207,6 +215,7 @@ export class Barriers {
   removed(): void {
     this.open.clear();
     this.coordinatorId = -1;
+    this.lastMembers = new Set();
     for (const [name, w] of [...this.waiting]) {
       this.waiting.delete(name);
       if (!w.settling) w.answer({ outcome: 'broken', why: 'this node was removed from the cluster while it waited (it joins again as a new member)' });
@@ -296,15 +305,18 @@ export class Barriers {
       return;
     }
     o.arrivals.set(from, Math.max(a.time, o.arrivals.get(from) ?? 0));
-    this.decide(a.name, o, true);
+    this.decide(a.name, o, true, false);
   }
 
-  /** Ends the round if it is complete or broken; else (`notify`) tells the arrived who they are. */
-  private decide(name: string, o: OpenRound, notify: boolean): void {
+  /**
+   * Ends the round if it is complete or broken; else (`notify`) tells the arrived who they
+   * are. `shrank`: a configuration that removed a member was just applied.
+   */
+  private decide(name: string, o: OpenRound, notify: boolean, shrank: boolean): void {
     const gone = [...o.arrivals.keys()].find((id) => this.gone(id));
     const live = this.memberCount();
     if (gone !== undefined) return this.end(name, o, `node ${gone}, which had arrived, was removed from the cluster`);
-    if (live < o.parties) return this.end(name, o, `it has ${o.parties} parties but ${live} member(s) remain`);
+    if (shrank && live < o.parties) return this.end(name, o, `it has ${o.parties} parties but ${live} member(s) remain`);
     if (o.arrivals.size >= o.parties) return this.end(name, o, undefined);
     if (!notify || o.arrivals.size < 2) return;
     const ids = [...o.arrivals.keys()];
@@ -358,9 +370,13 @@ export class Barriers {
   }
 
   private memberCount(): number {
-    let k = 0;
-    for (const m of this.n.members.values()) if (!m.pageServer) k++;
-    return k;
+    return this.transactingMembers().size;
+  }
+
+  private transactingMembers(): Set<number> {
+    const ids = new Set<number>();
+    for (const m of this.n.members.values()) if (!m.pageServer) ids.add(m.id);
+    return ids;
   }
 
   /** An id given out that is no longer a member: removed, never to come back. An id newer than this configuration is not gone. */

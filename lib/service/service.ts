@@ -224,7 +224,7 @@ export class Service {
       case 'barrier': {
         const answer = (barrier: BarrierOutcome) => this.reply?.({ id: req.id, ok: true, barrier });
         // One node: the only member, so the only possible party.
-        if (!this.cluster) return { id: req.id, ok: true, barrier: req.parties === 1 ? { outcome: 'released' } : { outcome: 'broken', why: `it has ${req.parties} parties but the cluster has 1 member` } };
+        if (!this.cluster) return { id: req.id, ok: true, barrier: req.parties === 1 ? { outcome: 'released' } : { outcome: 'broken', why: `it has ${req.parties} parties but this node runs alone (no listen or peers), so no other node can ever join it` } };
         this.cluster.barriers.wait(req.name, req.parties, req.time, answer);
         return undefined;
       }

@@ -3,7 +3,7 @@ import { DsmError } from '../errors';
 
 /**
  * A barrier cannot complete: a party that had arrived was removed from the cluster, or
- * fewer members remain than the barrier's parties. Every party waiting on that
+ * a member was removed and fewer remain than the barrier's parties. Every party waiting on that
  * generation gets it; the next call with the same name starts a new generation.
  */
 export class BarrierBrokenError extends DsmError {

@@ -59,11 +59,28 @@ describe('barriers', () => {
     c.kill('SIGKILL');
     expect(await waitC).toBe('killed');
     for (const r of await Promise.all([waitA, waitB])) expect(r).toMatch(/^ERR_DSM_BARRIER_BROKEN: barrier "k" is broken/);
-    // d comes late: fewer members than parties.
-    const late = await d.run(`try { await dsm.barrier('k', 4); return 'passed'; } catch (e) { return e.code; }`);
-    expect(late).toBe('ERR_DSM_BARRIER_BROKEN');
     // The survivors go on with a barrier of three.
     await Promise.all([a, b, d].map((n) => n.run(`await dsm.barrier('k', 3);`)));
+  });
+
+  it('a round with fewer members than parties waits for the nodes still joining, and breaks only when a member is removed', async () => {
+    // Every process of an SPMD program calls the first barrier as soon as it has started:
+    // the founder is there before the others are members.
+    const a = await h.start(FAST);
+    const waitA = a.run(`await dsm.barrier('start', 3); return (await dsm.clusterStats()).members.length;`);
+    await until('a arrived', 30_000, async () => ((await arrived(a, 'start')) === 1 ? true : undefined));
+    const b = await h.start({ ...FAST, peers: [a.address] });
+    const waitB = b.run(`await dsm.barrier('start', 3); return 'passed';`);
+    await until('b arrived', 30_000, async () => ((await arrived(a, 'start')) === 2 ? true : undefined));
+    const c = await h.start({ ...FAST, peers: [a.address] });
+    expect(await c.run(`await dsm.barrier('start', 3); return 'passed';`)).toBe('passed');
+    expect(await waitB).toBe('passed');
+    expect(await waitA).toBe(3);
+    // Still short of parties when a member is removed: the round breaks on every waiting party.
+    const w = [a, b].map((n) => n.run(`try { await dsm.barrier('five', 5); return 'passed'; } catch (e) { return e.code; }`));
+    await until('a and b arrived', 30_000, async () => ((await arrived(a, 'five')) === 2 ? true : undefined));
+    c.kill('SIGKILL');
+    expect(await Promise.all(w)).toEqual(['ERR_DSM_BARRIER_BROKEN', 'ERR_DSM_BARRIER_BROKEN']);
   });
 
   it('a waiting party fails when a member that has not arrived dies and too few remain', async () => {

@@ -33,18 +33,24 @@ export class Leaving {
     // closed (it died, or every node is shutting down at once) would leave this node
     // waiting for an acknowledgement that never comes: closing a node whose only peer had
     // just been killed took 30 s. Nor one that said it leaves too.
-    const others = [...n.members.keys()].filter((id) => id !== n.id && !this.leavers.has(id));
-    const reachable = others.filter((id) => n.links.has(id));
     this.active = true;
-    if (reachable.length > 0 && !n.closing) {
-      const successor = Math.min(...reachable);
-      try {
-        await this.handOver(successor);
-      } catch (e) {
-        n.ev.log('warn', `handing this node's pages over to node ${successor} failed: ${(e as Error).message}; pages only this node held may be lost`);
+    for (;;) {
+      const others = [...n.members.keys()].filter((id) => id !== n.id && !this.leavers.has(id));
+      const reachable = others.filter((id) => n.links.has(id));
+      if (reachable.length > 0 && !n.closing) {
+        const successor = Math.min(...reachable);
+        try {
+          await this.handOver(successor);
+        } catch (e) {
+          // The successor left first (nodes closing at once): the next member that stays
+          // takes the pages; with none, the cluster is ending, as when its last node closes.
+          if (this.leavers.has(successor)) continue;
+          n.ev.log('warn', `handing this node's pages over to node ${successor} failed: ${(e as Error).message}; pages only this node held may be lost`);
+        }
+      } else if (others.length > 0 && !n.closing && this.ownedPages().length > 0) {
+        n.ev.log('warn', `no member is connected to take this node's pages over (nodes ${others.join(', ')}); pages only this node held are lost`);
       }
-    } else if (others.length > 0 && !n.closing && this.ownedPages().length > 0) {
-      n.ev.log('warn', `no member is connected to take this node's pages over (nodes ${others.join(', ')}); pages only this node held are lost`);
+      break;
     }
     n.closing = true;
     this.handingTo = undefined;

@@ -119,7 +119,10 @@ export class DataChannels {
     } catch (e) {
       c?.close('local');
       this.failedAt.set(owner, performance.now());
-      n.ev.log('warn', `no data channel to node ${owner} (${(e as Error).message}); its pages come over the main connection`);
+      // Not worth a warning when either end is on its way out (a cluster closing at once).
+      if (!n.closing && n.members.has(owner) && !n.leaving.leavers.has(owner) && !n.leaving.active) {
+        n.ev.log('warn', `no data channel to node ${owner} (${(e as Error).message}); its pages come over the main connection`);
+      }
     } finally {
       this.opening.delete(owner);
     }

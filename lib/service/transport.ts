@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { encodeHeader, FrameDecoder, FrameType, HEADER, PRE_AUTH_MAX_FRAME, PROTOCOL_VERSION } from './frame';
 import { DEFAULT_CLUSTER_ID, newNonce, proof, Role, verify } from './handshake';
-import { AuthFailedError, ListenError, ProtocolError, UnreachableError } from './transport_errors';
+import { AuthFailedError, HandshakeClosedError, ListenError, ProtocolError, UnreachableError } from './transport_errors';
 
 export interface TransportLogger {
   warn(message: string): void;
@@ -331,7 +331,7 @@ export class Transport extends EventEmitter {
         },
         (e: Error) => {
           this.handshaking--;
-          this.logger.warn(`refused a connection from ${remote}: ${e.message}`);
+          if (!(e instanceof HandshakeClosedError)) this.logger.warn(`refused a connection from ${remote}: ${e.message}`);
           this.emit('rejected', { remote, reason: e.message });
         },
       );
@@ -480,7 +480,7 @@ export class Transport extends EventEmitter {
         else conn.lost(`error: ${e.message}`);
       });
       const closedEarly = () => {
-        if (!done) fail(new ProtocolError(`${remote} closed the connection during the handshake`), false);
+        if (!done) fail(new HandshakeClosedError(remote), false);
       };
       s.on('end', closedEarly);
       s.on('close', () => {

@@ -18,6 +18,17 @@ export class ProtocolError extends DsmError {
   }
 }
 
+/**
+ * The other end closed the connection before the handshake was done: nothing was accepted
+ * from it. Its own node closing while it connected, or a port check; no warning on the
+ * accepting side.
+ */
+export class HandshakeClosedError extends ProtocolError {
+  constructor(remote: string) {
+    super(`${remote} closed the connection during the handshake`);
+  }
+}
+
 /** A peer speaks another version of the protocol: it runs another node-dsm version. */
 export class ProtocolVersionError extends ProtocolError {
   constructor(theirs: number, ours: number) {

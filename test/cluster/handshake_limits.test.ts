@@ -113,6 +113,29 @@ describe('frame size before authentication', () => {
 });
 
 describe('connections in their handshake', () => {
+  it('a connection closed before its handshake ends (a port check, a peer closing as it connects) is no warning; bad bytes still are', async () => {
+    const warnings: string[] = [];
+    const rejected: string[] = [];
+    const t = new Transport({ secret: SECRET, logger: { warn: (m: string) => warnings.push(m), error: () => undefined } });
+    t.on('rejected', (r: { reason: string }) => rejected.push(r.reason));
+    const address = await t.listen();
+    try {
+      const check = new RawPeer(address);
+      await check.connected;
+      check.socket.end();
+      await until(() => rejected.length === 1, 'the port check counted as refused');
+      const stranger = new RawPeer(address);
+      await stranger.connected;
+      stranger.socket.write(Buffer.alloc(64, 0xee));
+      await stranger.gone;
+      await until(() => rejected.length === 2, 'the stranger refused');
+      expect(warnings.filter((w) => w.includes('closed the connection during the handshake'))).toEqual([]);
+      expect(warnings.filter((w) => w.startsWith('refused a connection from'))).toHaveLength(1);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('only maxHandshakes strangers are kept; the rest are closed unread, and one log line says so', async () => {
     const warnings: string[] = [];
     const t = new Transport({ secret: SECRET, handshakeTimeoutMs: 600_000, maxHandshakes: 4, logger: { warn: (m: string) => warnings.push(m), error: () => undefined } });

@@ -73,5 +73,8 @@ describe('leaving', () => {
     // The cluster ends: a node whose successor left first has nobody to hand its pages to,
     // as the last node of a cluster has not; that is no failure to warn of.
     for (const n of nodes) expect(n.stderr).not.toContain('handing this node');
+    // Nor does anything else the nodes do on their way out (data channels being opened,
+    // connections in their handshake) warn.
+    for (const n of nodes) expect(n.stderr).not.toContain('DSM_SERVICE_WARN');
   });
 });

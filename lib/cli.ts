@@ -112,7 +112,11 @@ program
         // Leave the cluster properly (its pages handed over) before saying why.
         await metrics?.close();
         await dsm.close().catch(() => undefined);
-        throw e;
+        // The script's own error: where it was thrown is what its author needs.
+        const err = e as Error & { code?: string };
+        const what = err instanceof Error ? `${err.code?.startsWith('ERR_DSM_') ? `${err.code}: ` : ''}${err.stack ?? err.message}` : String(e);
+        console.error(`dsm: the script ${o.script} failed: ${what}`);
+        process.exit(1);
       }
     }
   });

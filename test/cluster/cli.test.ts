@@ -152,7 +152,9 @@ describe('the dsm command', () => {
     writeFileSync(bad, `module.exports = async (dsm) => { await dsm.transaction((tx) => { dsm.u32[tx.alloc(4) >> 2] = 5; }); throw new Error('boom in the script'); };`);
     const thrown = await run(['node', '--peers', addr, '--secret', 'cli-secret', '--region-size', '16M', '--script', bad]);
     expect(thrown.code).toBe(1);
-    expect(thrown.out).toContain('dsm: boom in the script');
+    // Named as the script's failure, with where it was thrown (its author's file and line).
+    expect(thrown.out).toContain(`dsm: the script ${bad} failed: Error: boom in the script`);
+    expect(thrown.out.split('\n').some((l) => l.trimStart().startsWith('at ') && l.includes(`${bad}:1:`))).toBe(true);
     // A graceful leave, not a member that vanished: the founder says it left.
     const [, id] = thrown.out.match(/node (\d+) listening/)!;
     await a.match(new RegExp(`node ${id} left`));

@@ -3,21 +3,10 @@
 // Small grids, so rows per node go down to one (no interior) and the halo prefetch meets
 // its edge cases; both synchronisations, with and without the prefetch, and with untimed
 // warm-up sweeps.
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runExample } from './run_example';
 
-const RUN = path.join(__dirname, '../../examples/jacobi/run.mjs');
-
-function run(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [RUN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (out += d));
-    p.on('close', (code) => resolve({ code, out }));
-  });
-}
+const run = (args: string[]) => runExample('jacobi', args);
 
 describe('examples/jacobi', () => {
   for (const args of [

@@ -45,9 +45,9 @@
 //  - Before any arrival reached it, or with some arrived, before it ended the round: each
 //    waiting party, on the configuration without it, checks what it was told: if a node
 //    it knows arrived (the dead coordinator among them, when it was a party) is gone, or
-//    fewer members remain than parties (a member was removed: the coordinator), it breaks
-//    the round itself; otherwise it sends its
-//    arrival again to the new coordinator, which has no state and collects the round anew.
+//    fewer members remain than parties (the coordinator, at least, was removed), it
+//    breaks the round itself; otherwise it sends its arrival again to the new
+//    coordinator, which has no state and collects the round anew.
 //    The parties' knowledge is the same but for 'arrived' answers in flight, so they break
 //    alike; one that did not know re-arrives, and learns the break from the next arrival of
 //    a party that broke (its last round), or from the round it sends the new coordinator

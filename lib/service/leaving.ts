@@ -37,20 +37,26 @@ export class Leaving {
     for (;;) {
       const others = [...n.members.keys()].filter((id) => id !== n.id && !this.leavers.has(id));
       const reachable = others.filter((id) => n.links.has(id));
-      if (reachable.length > 0 && !n.closing) {
-        const successor = Math.min(...reachable);
-        try {
-          await this.handOver(successor);
-        } catch (e) {
-          // The successor left first (nodes closing at once): the next member that stays
-          // takes the pages; with none, the cluster is ending, as when its last node closes.
-          if (this.leavers.has(successor)) continue;
-          n.ev.log('warn', `handing this node's pages over to node ${successor} failed: ${(e as Error).message}; pages only this node held may be lost`);
+      if (n.closing) break;
+      if (reachable.length === 0) {
+        if (others.length > 0 && this.ownedPages().length > 0) {
+          n.ev.log('warn', `no member is connected to take this node's pages over (nodes ${others.join(', ')}); pages only this node held are lost`);
         }
-      } else if (others.length > 0 && !n.closing && this.ownedPages().length > 0) {
-        n.ev.log('warn', `no member is connected to take this node's pages over (nodes ${others.join(', ')}); pages only this node held are lost`);
+        break;
       }
-      break;
+      const successor = Math.min(...reachable);
+      try {
+        await this.handOver(successor);
+        break;
+      } catch (e) {
+        // A successor that left first (nodes closing at once) is no failure: the next member
+        // that stays takes the pages; with none, the cluster is ending, as when its last
+        // node closes.
+        if (!this.leavers.has(successor)) {
+          n.ev.log('warn', `handing this node's pages over to node ${successor} failed: ${(e as Error).message}; pages only this node held may be lost`);
+          break;
+        }
+      }
     }
     n.closing = true;
     this.handingTo = undefined;

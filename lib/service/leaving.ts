@@ -3,10 +3,14 @@
 // leaver tells everyone it leaves (so its closing connections are no failure), passes the
 // token to the successor, and the successor commits the configuration without it, moving
 // those pages to itself. (The leaver cannot commit that configuration itself: members apply
-// it by closing their connections to it, which would drop the token following it.)
+// it by closing their connections to it, which would drop the token following it.) Before
+// that, the successor takes the leaver's sequential and migratory pages through their own
+// protocol (SeqTakeOver), as a writer would.
 import { decode, encode, Msg, PageStatus, type TokenState } from './protocol';
 import { WireError } from './wire';
 import { READ_AHEAD_MAX } from './pager';
+import { decodeTakeOver, encodeTakeOver } from './sequential_wire';
+import { MODEL_MASK, PageModel } from '../native';
 import type { Cluster } from './cluster';
 
 /**
@@ -103,6 +107,22 @@ export class Leaving {
 
   private async handOver(successor: number): Promise<void> {
     const n = this.n;
+    // Sequential and migratory pages first: the successor takes them as a writer would, so
+    // their copies are invalidated and requests find their owner the usual way (no token).
+    // Before, a leaving node took them along: workers that wrote their share of a result
+    // and closed left the program reading zeros.
+    const seq = this.ownedSequential();
+    if (seq.length > 0) {
+      const taken = new Promise<void>((resolve) => (this.seqTakenOver = resolve));
+      n.links.send(successor, Msg.SeqTakeOver, encodeTakeOver(seq));
+      try {
+        await this.bounded(successor, taken);
+      } finally {
+        this.seqTakenOver = undefined;
+      }
+      const left = this.ownedSequential().length;
+      if (left > 0) n.ev.log('warn', `node ${successor} did not take ${left} of this node's ${seq.length} sequential or migratory pages; they are lost`);
+    }
     const acquiring = n.token.acquire();
     let t: TokenState;
     try {
@@ -138,9 +158,8 @@ export class Leaving {
   }
 
   /**
-   * The committed pages this node owns, which it hands over. Non-transactional pages are
-   * not: a leaving node takes its local and sequential pages with it (README "Consistency
-   * models").
+   * The committed pages this node owns, which it hands over with the token. Non-transactional
+   * pages go before (ownedSequential), or stay (local ones).
    */
   private ownedPages(): number[] {
     const n = this.n;
@@ -148,6 +167,39 @@ export class Leaving {
     const { owners, versions } = n.table;
     for (let p = 0; p < owners.length; p++) if (owners[p] === n.id && versions[p] !== 0n && !n.sequential.handles(p)) mine.push(p);
     return mine;
+  }
+
+  /** The sequential and migratory pages this node owns with their contents (local ones stay: they are never shared). */
+  private ownedSequential(): Uint32Array {
+    const n = this.n;
+    const models = (this.models ??= n.native.pageModels());
+    const { owners, states } = n.table;
+    const mine: number[] = [];
+    for (let p = 0; p < owners.length; p++) {
+      const m = models[p] & MODEL_MASK;
+      if ((m === PageModel.sequential || m === PageModel.migratory) && owners[p] === n.id && states[p] !== 0) mine.push(p);
+    }
+    return Uint32Array.from(mine);
+  }
+
+  private models?: Uint8Array;
+  private seqTakenOver?: () => void;
+
+  /** SeqTakeOver: a leaving node's sequential and migratory pages; take each as a writer does, then say so. */
+  onSeqTakeOver(from: number, payload: Buffer): void {
+    const n = this.n;
+    const pages = decodeTakeOver(payload, n.config.numPages);
+    let left = pages.length + 1;
+    const one = () => {
+      if (--left === 0) n.links.send(from, Msg.SeqTakenOver, Buffer.alloc(0));
+    };
+    for (const p of pages) n.sequential.prefetch(p, 1, true, one);
+    one();
+  }
+
+  /** SeqTakenOver. */
+  onSeqTakenOver(): void {
+    this.seqTakenOver?.();
   }
 
   /** Leave: `from` leaves; if we are its successor, remove it from the configuration. */

@@ -83,6 +83,13 @@ export const Msg = {
   SeqPush: 51,
   /** Member -> joiner, instead of JoinAccept: why this peer cannot admit it (layout in hello_wire.ts): its region differs from the cluster's (final: the joiner gives up at once), or the peer is no member itself (the joiner asks another). */
   JoinRefused: 52,
+  /**
+   * Leaving node -> its successor, before the transactional hand-over (leaving.ts; layout in
+   * sequential_wire.ts): the sequential and migratory pages it owns. The successor takes each
+   * through the usual ownership request, then answers SeqTakenOver (no payload).
+   */
+  SeqTakeOver: 53,
+  SeqTakenOver: 54,
 } as const;
 
 export const NO_NODE = 0xffff;

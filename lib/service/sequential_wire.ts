@@ -1,5 +1,5 @@
 // The wire layout of the sequential and migratory pages' messages (protocol.ts Msg.SeqRequest,
-// SeqReply, SeqInvalidate, SeqInvalidateAck, ModelSet; the protocol in sequential.ts). Their
+// SeqReply, SeqInvalidate, SeqInvalidateAck, ModelSet, SeqPush, SeqTakeOver; the protocol in sequential.ts). Their
 // numbers are in protocol.ts with every other message's. Decoders check sizes and ranges and
 // throw WireError: the sender is logged and its connection dropped, never trusted.
 import { WireError } from './wire';
@@ -133,4 +133,22 @@ export function decodePush(p: Buffer, numPages: number, pageSize: number, maxPag
     throw new WireError('a pushed sequential copy names pages outside the region or has the wrong size');
   }
   return { page, name, gen, data };
+}
+
+/** SeqTakeOver: u32 count, then u32 pages (each inside the region, ascending). */
+export function encodeTakeOver(pages: Uint32Array): Buffer {
+  const b = Buffer.allocUnsafe(4 + pages.length * 4);
+  b.writeUInt32LE(pages.length, 0);
+  for (let i = 0; i < pages.length; i++) b.writeUInt32LE(pages[i], 4 + i * 4);
+  return b;
+}
+
+export function decodeTakeOver(p: Buffer, numPages: number): Uint32Array {
+  if (p.length < 4 || p.length !== 4 + p.readUInt32LE(0) * 4) throw new WireError('a sequential take-over has the wrong size');
+  const pages = new Uint32Array(p.readUInt32LE(0));
+  for (let i = 0; i < pages.length; i++) {
+    pages[i] = p.readUInt32LE(4 + i * 4);
+    if (pages[i] >= numPages || (i > 0 && pages[i] <= pages[i - 1])) throw new WireError('a sequential take-over names pages outside the region or out of order');
+  }
+  return pages;
 }

@@ -46,6 +46,29 @@ describe('leaving', () => {
     expect(a.stderr).not.toContain('handing this node');
   });
 
+  it("sequential and migratory pages a closing node owns go to a member that stays: workers write their shares, close, and the others read them", async () => {
+    const [a, b, c, d] = await h.cluster(4);
+    await a.run(`await dsm.transaction((tx) => { tx.setRoot('seq', tx.alloc(3 * 8 * 4096, { model: 'sequential' })); tx.setRoot('mig', tx.alloc(3 * 4096, { model: 'migratory' })); });`);
+    const write = (v: number) => `const s = dsm.root('seq') >> 2; const m = dsm.root('mig') >> 2;
+      for (let i = 0; i < 8 * 1024; i++) dsm.u32[s + args.k * 8 * 1024 + i] = ${v} * 1000000 + args.k * 100000 + i;
+      dsm.u32[m + args.k * 1024] = ${v} * 10 + args.k;`;
+    await Promise.all([b, c].map((n, i) => n.run(write(1), { k: i + 1 })));
+    // d holds read copies of b's and c's first writes: their second writes must invalidate them.
+    const sum = `const s = dsm.root('seq') >> 2; let bad = 0; for (let k = 1; k <= 2; k++) for (let i = 0; i < 8 * 1024; i++) if (dsm.u32[s + k * 8 * 1024 + i] !== args.v * 1000000 + k * 100000 + i) bad++; return bad;`;
+    expect(await d.run(sum, { v: 1 })).toBe(0);
+    await Promise.all([b, c].map((n, i) => n.run(write(2), { k: i + 1 })));
+    await h.within(60_000, async (step) => {
+      step('closing b and c');
+      await Promise.all([b.close(), c.close()]);
+    });
+    for (const n of [b, c]) expect(n.stderr).not.toContain('DSM_SERVICE_WARN');
+    for (const n of [a, d]) {
+      expect(await n.run(sum, { v: 2 })).toBe(0);
+      expect(await n.run(`const m = dsm.root('mig') >> 2; return [dsm.u32[m + 1024], dsm.u32[m + 2048]];`)).toEqual([21, 22]);
+      expect(n.stderr).not.toContain('was lost');
+    }
+  });
+
   it('three of four nodes closing at once: the fourth keeps every page they alone held, and none warns', async () => {
     const nodes = await h.cluster(4);
     const [d] = nodes.slice(3);

@@ -10,10 +10,12 @@ import {
   decodePush,
   decodeReply,
   decodeRequest,
+  decodeTakeOver,
   encodeInvalidate,
   encodePush,
   encodeReply,
   encodeRequest,
+  encodeTakeOver,
   READ_AHEAD,
 } from '../../lib/service/sequential_wire';
 import { WireError } from '../../lib/service/wire';
@@ -89,7 +91,14 @@ describe('sequential page messages', () => {
       () => decodeModelSet(Buffer.alloc(13), PAGES, 3),
       () => decodeModelSet(Buffer.from(new Uint32Array([PAGES - 1, 2, 2]).buffer), PAGES, 3),
       () => decodeModelSet(Buffer.from(new Uint32Array([0, 1, 4]).buffer), PAGES, 3),
+      () => decodeTakeOver(Buffer.alloc(3), PAGES), // short
+      () => decodeTakeOver(Buffer.from(new Uint32Array([2, 7]).buffer), PAGES), // count past the payload
+      () => decodeTakeOver(encodeTakeOver(new Uint32Array([1, PAGES])), PAGES), // outside the region
+      () => decodeTakeOver(encodeTakeOver(new Uint32Array([5, 5])), PAGES), // repeated
+      () => decodeTakeOver(encodeTakeOver(new Uint32Array([6, 5])), PAGES), // out of order
     ];
+    expect(decodeTakeOver(encodeTakeOver(new Uint32Array([0, 5, PAGES - 1])), PAGES)).toEqual(new Uint32Array([0, 5, PAGES - 1]));
+    expect(decodeTakeOver(encodeTakeOver(new Uint32Array(0)), PAGES)).toEqual(new Uint32Array(0));
     for (const f of bad) expect(f).toThrow(WireError);
     expect(decodeModelSet(Buffer.from(new Uint32Array([5, 3, 2, 9, 1, 0]).buffer), PAGES, 3)).toEqual([
       { first: 5, count: 3, model: 2 },

@@ -11,7 +11,8 @@
 //  4. a histogram in 'sequential' memory, each update under dsm.lock;
 //  5. a value passed round the nodes on a 'migratory' page;
 //  6. partial sums of interleaved 'sequential' writes added into a transactional total;
-//  7. one block freed and allocated again under each model in turn.
+//  7. one block freed and allocated again under each model in turn;
+//  8. workers write their share of a result and close; node 0 reads it afterwards.
 // Exits 0 when every node found every result right, 1 otherwise (the node and kernel named).
 import { fork } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -242,6 +243,11 @@ const t0 = Date.now();
   }
 }
 
+// 8. Workers write their share of a result and close; node 0 reads it after they have gone
+// (a closing node hands its sequential pages to a member that stays).
+const share = 4 * dsm.pageSize;
+const result = (await shared('result', nodes * share, 'sequential')) / 4;
+for (let i = 0; i < share / 4; i++) u32[result + (k * share) / 4 + i] = k * 1_000_000 + i;
 await barrier('end');
 if (k === 0) {
   const codes = await Promise.all(exited);
@@ -249,6 +255,12 @@ if (k === 0) {
   if (bad >= 0) {
     console.error(`node ${bad + 1} exited with ${codes[bad]}`);
     process.exit(1);
+  }
+  for (let j = 0; j < nodes; j++) {
+    for (let i = 0; i < share / 4; i++) {
+      const v = u32[result + (j * share) / 4 + i];
+      if (v !== j * 1_000_000 + i) fail('results of closed workers', `node ${j}'s word ${i} is ${v} after it closed`);
+    }
   }
   console.log(`every kernel right on every node (${Date.now() - t0} ms)`);
 }

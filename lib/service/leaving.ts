@@ -38,6 +38,8 @@ export class Leaving {
     // waiting for an acknowledgement that never comes: closing a node whose only peer had
     // just been killed took 30 s. Nor one that said it leaves too.
     this.active = true;
+    // Pages this node is taking over from another leaver are its own to hand on once taken.
+    while (this.takingOver > 0) await new Promise<void>((resolve) => this.takenOver.push(resolve));
     for (;;) {
       const others = [...n.members.keys()].filter((id) => id !== n.id && !this.leavers.has(id));
       const reachable = others.filter((id) => n.links.has(id));
@@ -113,12 +115,18 @@ export class Leaving {
     // and closed left the program reading zeros.
     const seq = this.ownedSequential();
     if (seq.length > 0) {
-      const taken = new Promise<void>((resolve) => (this.seqTakenOver = resolve));
+      const answer = new Promise<boolean>((resolve) => (this.seqTakenOver = resolve));
       n.links.send(successor, Msg.SeqTakeOver, encodeTakeOver(seq));
+      let took: boolean;
       try {
-        await this.bounded(successor, taken);
+        took = await this.bounded(successor, answer);
       } finally {
         this.seqTakenOver = undefined;
+      }
+      if (!took) {
+        // It is leaving too (nodes closing at once): on to a member that stays.
+        this.leavers.add(successor);
+        throw new Error(`node ${successor} is leaving too`);
       }
       const left = this.ownedSequential().length;
       if (left > 0) n.ev.log('warn', `node ${successor} did not take ${left} of this node's ${seq.length} sequential or migratory pages; they are lost`);
@@ -183,23 +191,38 @@ export class Leaving {
   }
 
   private models?: Uint8Array;
-  private seqTakenOver?: () => void;
+  /** Leaver side: the answer to its SeqTakeOver (true: taken; false: the successor leaves too). */
+  private seqTakenOver?: (took: boolean) => void;
+  /** Successor side: take-overs under way, and who waits for them to end (this node's own leave). */
+  private takingOver = 0;
+  private takenOver: Array<() => void> = [];
 
-  /** SeqTakeOver: a leaving node's sequential and migratory pages; take each as a writer does, then say so. */
+  /**
+   * SeqTakeOver: a leaving node's sequential and migratory pages; take each as a writer does,
+   * then say so, or refuse at once when leaving ourselves (the leaver asks a member that stays).
+   */
   onSeqTakeOver(from: number, payload: Buffer): void {
     const n = this.n;
     const pages = decodeTakeOver(payload, n.config.numPages);
+    if (this.active) {
+      n.links.send(from, Msg.SeqTakenOver, Buffer.of(0));
+      return;
+    }
+    this.takingOver++;
     let left = pages.length + 1;
     const one = () => {
-      if (--left === 0) n.links.send(from, Msg.SeqTakenOver, Buffer.alloc(0));
+      if (--left > 0) return;
+      n.links.send(from, Msg.SeqTakenOver, Buffer.of(1));
+      if (--this.takingOver === 0) for (const w of this.takenOver.splice(0)) w();
     };
     for (const p of pages) n.sequential.prefetch(p, 1, true, one);
     one();
   }
 
-  /** SeqTakenOver. */
-  onSeqTakenOver(): void {
-    this.seqTakenOver?.();
+  /** SeqTakenOver: u8 1 taken, 0 refused (the successor leaves too). */
+  onSeqTakenOver(payload: Buffer): void {
+    if (payload.length !== 1 || payload[0] > 1) throw new WireError('a sequential take-over answer has the wrong size or value');
+    this.seqTakenOver?.(payload[0] === 1);
   }
 
   /** Leave: `from` leaves; if we are its successor, remove it from the configuration. */

@@ -86,7 +86,8 @@ export const Msg = {
   /**
    * Leaving node -> its successor, before the transactional hand-over (leaving.ts; layout in
    * sequential_wire.ts): the sequential and migratory pages it owns. The successor takes each
-   * through the usual ownership request, then answers SeqTakenOver (no payload).
+   * through the usual ownership request, then answers SeqTakenOver: u8 1; or at once u8 0
+   * when it is leaving too (the leaver asks a member that stays).
    */
   SeqTakeOver: 53,
   SeqTakenOver: 54,

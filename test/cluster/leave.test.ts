@@ -86,6 +86,20 @@ describe('leaving', () => {
     expect(sums).toEqual([5050, 5050, 5050]);
   });
 
+  it('three of four nodes closing at once: the fourth keeps the sequential pages they owned', async () => {
+    const nodes = await h.cluster(4);
+    const [d] = nodes.slice(3);
+    await nodes[0].run(`await dsm.transaction((tx) => tx.setRoot('seq', tx.alloc(3 * 4 * 4096, { model: 'sequential' })));`);
+    await settle(nodes);
+    await Promise.all(nodes.slice(0, 3).map((n, k) => n.run(`const s = dsm.root('seq') >> 2; for (let i = 0; i < 4096; i++) dsm.u32[s + args.k * 4096 + i] = args.k * 100000 + i + 1;`, { k })));
+    await h.within(60_000, async (step) => {
+      step('closing three nodes at once');
+      await Promise.all(nodes.slice(0, 3).map((n) => n.close()));
+    });
+    const bad = await d.run<number>(`const s = dsm.root('seq') >> 2; let bad = 0; for (let k = 0; k < 3; k++) for (let i = 0; i < 4096; i++) if (dsm.u32[s + k * 4096 + i] !== k * 100000 + i + 1) bad++; return bad;`);
+    expect(bad).toBe(0);
+  });
+
   it('every node of a cluster closing at once closes', async () => {
     const nodes = await h.cluster(3);
     await Promise.all(nodes.map((n) => n.run('await dsm.transaction((tx) => { dsm.u32[tx.alloc(4) >> 2] = 1; });')));

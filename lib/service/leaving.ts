@@ -38,8 +38,13 @@ export class Leaving {
     // waiting for an acknowledgement that never comes: closing a node whose only peer had
     // just been killed took 30 s. Nor one that said it leaves too.
     this.active = true;
-    // Pages this node is taking over from another leaver are its own to hand on once taken.
-    while (this.takingOver > 0) await new Promise<void>((resolve) => this.takenOver.push(resolve));
+    // Pages this node is taking over from another leaver are its own to hand on once taken
+    // (each page comes or is found lost; HANDOVER_MS bounds the wait all the same).
+    if (this.takingOver > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise<void>((resolve) => this.takenOver.push(resolve)), new Promise<void>((resolve) => (timer = setTimeout(resolve, HANDOVER_MS)))]);
+      clearTimeout(timer);
+    }
     for (;;) {
       const others = [...n.members.keys()].filter((id) => id !== n.id && !this.leavers.has(id));
       const reachable = others.filter((id) => n.links.has(id));

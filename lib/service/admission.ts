@@ -2,7 +2,7 @@
 // it (a member, a joiner, a member's data channel, a stats client); joiners are admitted
 // under the token, so a join is ordered with commits; a new node joins through any member.
 import { decode, encode, type Hello, type JoinAccept, type JoinRefusal, LOST_OWNER, type Member, Msg, NO_NODE, type RegionGeometry } from './protocol';
-import type { Connection } from './transport';
+import { type Connection, dialable } from './transport';
 import { InvalidOptionError } from '../errors';
 import { AuthFailedError, ProtocolVersionError } from './transport_errors';
 
@@ -141,6 +141,8 @@ export class Admission {
   private admitted(ja: JoinAccept, via: Connection): void {
     const n = this.n;
     n.id = ja.id;
+    // The address the admitter recorded for us (dialable from the others; see admit).
+    n.address = ja.members.find((m) => m.id === ja.id)?.address ?? n.address;
     n.membership.adopt(ja.epoch, ja.nextId, ja.members);
     for (const [k, v] of ja.rn) n.token.rn.set(k, v);
     // The cluster's token generation and its latest regeneration: joining again after the
@@ -270,12 +272,19 @@ export class Admission {
     }
     let closed = false;
     c.once('close', () => (closed = true));
+    // Nodes listening on every interface are recorded under an address the others can dial:
+    // the joiner's IP as it reached us, and ours as it dialed us (a founder learns it from
+    // its first joiner, before anyone else holds its record). Before, the members' records
+    // said 0.0.0.0, and on other machines every connection to them went to the dialer itself.
+    const joinerAddress = dialable(h.address, c.remoteIp);
+    const self = n.members.get(n.id);
+    if (self && dialable(self.address, c.localIp) !== self.address) self.address = n.address = dialable(self.address, c.localIp);
     let id = NO_NODE;
     try {
       const change = await n.commits.commitConfig((epoch, nextId) => {
         if (closed) return undefined;
         id = nextId;
-        const m: Member = h.pageServer ? { id, address: h.address, pageServer: true } : { id, address: h.address };
+        const m: Member = h.pageServer ? { id, address: joinerAddress, pageServer: true } : { id, address: joinerAddress };
         return { epoch, nextId: nextId + 1, members: [...n.members.values(), m], removed: [], lost: new Uint32Array(0), moved: new Uint32Array(0), movedTo: new Uint16Array(0), movedVersions: new Float64Array(0) };
       }, (t) => {
         // Still under the token, at the configuration's time: the joiner's starting state.

@@ -52,6 +52,19 @@ export function splitAddress(a: string): { host: string; port: number } {
 }
 
 /**
+ * `address` as others can dial it: a node listening on every interface (0.0.0.0, ::)
+ * advertises the unspecified host, which on any other machine means that machine itself;
+ * it is replaced by `ip`, an address of the node as one of its peers sees it.
+ */
+export function dialable(address: string, ip: string | undefined): string {
+  const { host, port } = splitAddress(address);
+  const unspecified = host === '' || host === '0.0.0.0' || host === '::';
+  if (!unspecified || !ip) return address;
+  const h = ip.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+  return h.includes(':') ? `[${h}]:${port}` : `${h}:${port}`;
+}
+
+/**
  * One authenticated connection. Events: 'message' (type, payload), 'close' (reason),
  * 'backlogged' (more than backlogBytes queued for the peer), 'drain' (backlog written out).
  *
@@ -62,6 +75,9 @@ export function splitAddress(a: string): { host: string; port: number } {
  */
 export class Connection extends EventEmitter {
   readonly remoteAddress: string;
+  /** The peer's IP, and ours, on this connection. */
+  readonly remoteIp: string | undefined;
+  readonly localIp: string | undefined;
   private closed = false;
   private isBacklogged = false;
   private drainWaiters: Array<() => void> = [];
@@ -81,6 +97,8 @@ export class Connection extends EventEmitter {
   ) {
     super();
     this.remoteAddress = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.remoteIp = socket.remoteAddress;
+    this.localIp = socket.localAddress;
     // The socket asks for 'drain' whenever a write finds more than its (small) high-water
     // mark queued, which every backlogged state does; it fires once everything queued has
     // gone to the kernel.

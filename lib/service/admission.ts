@@ -274,7 +274,7 @@ export class Admission {
     c.once('close', () => (closed = true));
     // Nodes listening on every interface are recorded under an address the others can dial:
     // the joiner's IP as it reached us, and ours as it dialed us (a founder learns it from
-    // its first joiner, before anyone else holds its record). Before, the members' records
+    // its first joiner from another machine; the configuration carries it to everyone). Before, the members' records
     // said 0.0.0.0, and on other machines every connection to them went to the dialer itself.
     const joinerAddress = dialable(h.address, c.remoteIp);
     const self = n.members.get(n.id);

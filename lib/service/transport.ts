@@ -54,13 +54,16 @@ export function splitAddress(a: string): { host: string; port: number } {
 /**
  * `address` as others can dial it: a node listening on every interface (0.0.0.0, ::)
  * advertises the unspecified host, which on any other machine means that machine itself;
- * it is replaced by `ip`, an address of the node as one of its peers sees it.
+ * it is replaced by `ip`, an address of the node as one of its peers sees it. A loopback
+ * `ip` (a peer on the same machine) is no better for the others and is not taken: the
+ * unspecified host still reaches the node from its own machine.
  */
 export function dialable(address: string, ip: string | undefined): string {
   const { host, port } = splitAddress(address);
   const unspecified = host === '' || host === '0.0.0.0' || host === '::';
   if (!unspecified || !ip) return address;
   const h = ip.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+  if (h === '::1' || h.startsWith('127.')) return address;
   return h.includes(':') ? `[${h}]:${port}` : `${h}:${port}`;
 }
 

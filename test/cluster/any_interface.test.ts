@@ -18,6 +18,10 @@ describe('the address a member is recorded under', () => {
     expect(dialable('host-a:7400', '10.1.2.3')).toBe('host-a:7400');
     expect(dialable('127.0.0.1:7400', '10.1.2.3')).toBe('127.0.0.1:7400');
     expect(dialable('0.0.0.0:7400', undefined)).toBe('0.0.0.0:7400');
+    // A peer on the same machine: loopback would be no better for the others.
+    expect(dialable('0.0.0.0:7400', '127.0.0.1')).toBe('0.0.0.0:7400');
+    expect(dialable('[::]:7400', '::ffff:127.0.0.1')).toBe('[::]:7400');
+    expect(dialable('[::]:7400', '::1')).toBe('[::]:7400');
   });
 });
 

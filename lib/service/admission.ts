@@ -274,11 +274,13 @@ export class Admission {
     c.once('close', () => (closed = true));
     // Nodes listening on every interface are recorded under an address the others can dial:
     // the joiner's IP as it reached us, and ours as it dialed us (a founder learns it from
-    // its first joiner from another machine; the configuration carries it to everyone). Before, the members' records
-    // said 0.0.0.0, and on other machines every connection to them went to the dialer itself.
+    // its first joiner from another machine; the configuration carries it to everyone).
+    // Before, the members' records said 0.0.0.0, and on other machines every connection to
+    // them went to the dialer itself.
     const joinerAddress = dialable(h.address, c.remoteIp);
     const self = n.members.get(n.id);
-    if (self && dialable(self.address, c.localIp) !== self.address) self.address = n.address = dialable(self.address, c.localIp);
+    const mine = self && dialable(self.address, c.localIp);
+    if (self && mine !== undefined && mine !== self.address) self.address = n.address = mine;
     let id = NO_NODE;
     try {
       const change = await n.commits.commitConfig((epoch, nextId) => {

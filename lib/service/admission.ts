@@ -2,7 +2,7 @@
 // it (a member, a joiner, a member's data channel, a stats client); joiners are admitted
 // under the token, so a join is ordered with commits; a new node joins through any member.
 import { decode, encode, type Hello, type JoinAccept, type JoinRefusal, LOST_OWNER, type Member, Msg, NO_NODE, type RegionGeometry } from './protocol';
-import { type Connection, dialable } from './transport';
+import { type Connection, dialable, splitAddress } from './transport';
 import { InvalidOptionError } from '../errors';
 import { AuthFailedError, ProtocolVersionError } from './transport_errors';
 
@@ -277,10 +277,17 @@ export class Admission {
     // its first joiner from another machine; the configuration carries it to everyone).
     // Before, the members' records said 0.0.0.0, and on other machines every connection to
     // them went to the dialer itself.
-    const joinerAddress = dialable(h.address, c.remoteIp);
     const self = n.members.get(n.id);
     const mine = self && dialable(self.address, c.localIp);
-    if (self && mine !== undefined && mine !== self.address) self.address = n.address = mine;
+    if (self && mine !== undefined && mine !== self.address) {
+      // A member still recorded under an unspecified host joined over loopback from an
+      // admitter recorded so too, and so on back to the founder: all of them run on the
+      // founder's machine, and ours is that machine whenever our record was unspecified.
+      for (const m of n.members.values()) if (m !== self) m.address = dialable(m.address, splitAddress(mine).host);
+      self.address = n.address = mine;
+    }
+    // A joiner that came over loopback runs on our machine: it is dialable where we are.
+    const joinerAddress = dialable(dialable(h.address, c.remoteIp), self && splitAddress(self.address).host);
     let id = NO_NODE;
     try {
       const change = await n.commits.commitConfig((epoch, nextId) => {

@@ -35,6 +35,37 @@ describe.skipIf(unavailable !== undefined)('nodes listening on every interface (
     net = undefined;
   });
 
+  it('record a member that joined over loopback under its machine address once that is known', async () => {
+    // Two nodes on the first machine (the second joins over loopback, which tells nothing of
+    // an address the other machines can dial), then one on another machine. The second
+    // used to stay recorded as 0.0.0.0:7001, and the third dialed itself for it.
+    net = new NetnsCluster(2);
+    net.create();
+    const nodes: RemoteNode[] = [await net.start(0, { listen: '0.0.0.0:7000' })];
+    nodes.push(await net.start(0, { listen: '0.0.0.0:7001', peers: ['127.0.0.1:7000'] }));
+    nodes.push(await net.start(1, { listen: '0.0.0.0:7000', peers: [`${net.host(0)}:7000`] }));
+    // And one more on the first machine over loopback, once its address is known.
+    nodes.push(await net.start(0, { listen: '0.0.0.0:7002', peers: ['127.0.0.1:7001'] }));
+    await nodes[0].run(`await dsm.transaction((tx) => { tx.setRoot('pages', tx.alloc(4 * dsm.pageSize)); });`);
+    await settle(nodes);
+    await Promise.all(
+      nodes.map((n, k) =>
+        n.run(`const p = dsm.root('pages') >> 2; await dsm.transaction(() => { dsm.u32[p + args.k * (dsm.pageSize >> 2)] = 100 + args.k; });`, { k }),
+      ),
+    );
+    await settle(nodes);
+    for (const n of nodes) {
+      const s = await n.run<{ members: number[]; seen: number[] }>(
+        `const p = dsm.root('pages') >> 2; const c = await dsm.clusterStats();
+         return { members: c.members,
+           seen: await dsm.transaction(() => [0, 1, 2, 3].map((k) => dsm.u32[p + k * (dsm.pageSize >> 2)])) };`,
+      );
+      expect(s.members).toEqual([0, 1, 2, 3]);
+      expect(s.seen).toEqual([100, 101, 102, 103]);
+      expect(n.stderr).not.toContain('lost node');
+    }
+  });
+
   it('form a cluster on three machines: every member dialable, commits and page fetches between all', async () => {
     net = new NetnsCluster(3);
     net.create();

@@ -374,6 +374,8 @@ export class DsmNode extends EventEmitter {
     if (!this.address) throw new TimeoutError(`global time ${time} is ahead of this node's ${this.globalTime}, and a node without peers reaches it only by its own commits`);
     const reached = (await this.service.request({ type: 'wait-time', time, timeoutMs })).time ?? 0;
     if (reached >= time || this.globalTime >= time) return;
+    // The wait ended early because this node closed meanwhile.
+    if (this.closed) throw new ClosedError();
     throw new TimeoutError(
       `global time ${time} was not reached within ${timeoutMs} ms (this node has applied ${reached}); ` +
         'pass a time read from dsm.globalTime on a node of this cluster, or raise timeoutMs if the cluster is slow',

@@ -1,7 +1,7 @@
 // The app thread's handle on the service worker: starts it, sends requests, matches replies.
 import path from 'node:path';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
-import { CommitUncertainError, DsmError, SystemError } from '../errors';
+import { ClosedError, CommitUncertainError, DsmError, SystemError } from '../errors';
 import type { NativeAddon } from '../native';
 import { LocalTokenGate } from './local_token';
 import { CommitRing } from './commit_ring';
@@ -16,6 +16,8 @@ export class ServiceClient {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private exited = false;
+  /** stop() was called: requests failing from now on fail because the node closed. */
+  stopping = false;
   private readonly networked: boolean;
   private readonly time: BigUint64Array;
   private readonly pageSize: number;
@@ -87,7 +89,9 @@ export class ServiceClient {
     this.worker.on('error', (e) => this.failAll(new SystemError(`the service thread failed: ${e.message}`, { cause: e })));
     this.worker.on('exit', () => {
       this.exited = true;
-      this.failAll(new SystemError('the service thread exited'));
+      // Requests still waiting when the node closes (a barrier, a lock's watch, a wait for a
+      // global time) end because of the close, not because the service failed.
+      this.failAll(this.stopping ? new ClosedError() : new SystemError('the service thread exited'));
     });
   }
 
@@ -250,6 +254,7 @@ export class ServiceClient {
 
   async stop(): Promise<void> {
     if (this.exited) return;
+    this.stopping = true;
     await this.request({ type: 'close' }).catch(() => undefined);
     await this.worker.terminate();
   }

@@ -10,6 +10,7 @@
 // A holder or waiter removed from the configuration is gone for good (its id never comes
 // back): the next transaction that sees the lock clears it, so a dead holder's lock passes
 // to the next waiter once the configuration removing it is applied.
+import { ClosedError } from '../errors';
 import { LockNotHeldError } from './errors';
 import { SyncDirectory } from './directory';
 import { MembershipCache, type SyncNode } from './sync_host';
@@ -64,6 +65,8 @@ export class Locks {
     };
     this.held.set(name, release);
     return () => {
+      // close() released it: say so, not that the caller unlocked twice.
+      if (released && this.node.closed()) throw new ClosedError();
       if (released) throw new LockNotHeldError(name, 'unlock() was already called for this acquisition; each lock() returns one unlock');
       return release();
     };

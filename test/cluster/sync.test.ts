@@ -330,4 +330,23 @@ describe('locks', () => {
     // Released by a's own commit: nobody else touched the lock, so only that can have freed it.
     expect(await word()).toBe(0);
   });
+
+  it('close() ends what waits on the closing node with ERR_DSM_CLOSED, and an unlock after it says so', async () => {
+    const [a, b] = await h.cluster(2);
+    await b.run(`globalThis.unlock = await dsm.lock('held');`);
+    // Each used to fail another way: the barrier with ERR_DSM_SYSTEM (the service thread
+    // exited), the wait with ERR_DSM_TIMEOUT long before its time-out, and the unlock with
+    // ERR_DSM_LOCK_NOT_HELD (unlock already called).
+    const codes = await a.run<string[]>(
+      `const unlock = await dsm.lock('mine');
+       const code = (p) => p.then(() => 'resolved', (e) => e.code);
+       const pending = [code(dsm.barrier('b', 3)), code(dsm.waitForGlobalTime(dsm.globalTime + 1000, { timeoutMs: 600000 })), code(dsm.lock('held'))];
+       await dsm._barrierState('b');
+       await dsm.close();
+       const ended = await Promise.all(pending);
+       try { await unlock(); ended.push('resolved'); } catch (e) { ended.push(e.code); }
+       return ended;`,
+    );
+    expect(codes).toEqual(['ERR_DSM_CLOSED', 'ERR_DSM_CLOSED', 'ERR_DSM_CLOSED', 'ERR_DSM_CLOSED']);
+  });
 });

@@ -19,6 +19,7 @@
 // this node are.
 import { decode, encode, LOST_OWNER, Msg, NO_NODE } from './protocol';
 import type { Cluster } from './cluster';
+import { splitAddress, unspecifiedHost } from './transport';
 
 export type Durability = 'none' | 'replicated' | 'disk';
 
@@ -96,9 +97,12 @@ export class Replication {
     // Not an error: a page server may join later (dsm pageserver --peers), and then the
     // commits waiting for it are acknowledged. But a program must not hang unexplained.
     this.toldNoPageServer = true;
+    // Listening on every interface, this node's address is not one to dial from elsewhere.
+    const { host, port } = splitAddress(this.n.address);
+    const peer = unspecifiedHost(host) ? `THIS-HOST:${port}` : this.n.address;
     this.n.ev.log(
       'warn',
-      `durability 'disk': commit ${time} waits for a page server, and none is in the cluster; start one (dsm pageserver --dir DIR --peers ${this.n.address} --secret ...) or use durability 'replicated'`,
+      `durability 'disk': commit ${time} waits for a page server, and none is in the cluster; start one (dsm pageserver --dir DIR --peers ${peer} --secret ...${peer === this.n.address ? '' : ', THIS-HOST being this machine\'s name or IP'}) or use durability 'replicated'`,
     );
   }
 

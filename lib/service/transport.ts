@@ -51,6 +51,11 @@ export function splitAddress(a: string): { host: string; port: number } {
   return { host, port: Number(a.slice(i + 1)) };
 }
 
+/** Whether `host` means every interface (0.0.0.0, ::): an address to listen on, never to dial. */
+export function unspecifiedHost(host: string): boolean {
+  return host === '' || host === '0.0.0.0' || host === '::';
+}
+
 /**
  * `address` as others can dial it: a node listening on every interface (0.0.0.0, ::)
  * advertises the unspecified host, which on any other machine means that machine itself;
@@ -60,8 +65,7 @@ export function splitAddress(a: string): { host: string; port: number } {
  */
 export function dialable(address: string, ip: string | undefined): string {
   const { host, port } = splitAddress(address);
-  const unspecified = host === '' || host === '0.0.0.0' || host === '::';
-  if (!unspecified || !ip) return address;
+  if (!unspecifiedHost(host) || !ip) return address;
   const h = ip.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
   if (h === '::1' || h.startsWith('127.')) return address;
   return h.includes(':') ? `[${h}]:${port}` : `${h}:${port}`;

@@ -204,6 +204,7 @@ export class DsmNode extends EventEmitter {
    * or when a member is removed and fewer remain than `parties`; a later call starts a new
    * round. With fewer members than `parties` and none removed, it waits for the nodes still
    * joining, so every process of an SPMD program may call it as soon as it has started.
+   * Rejects with ERR_DSM_PARTITIONED when this node has no quorum (then retry after the heal).
    * @example for (let sweep = 0; sweep < 40; sweep++) { await step(); await dsm.barrier('sweep', 2); }
    */
   barrier(name: string, parties: number): Promise<void> {

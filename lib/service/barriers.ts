@@ -77,7 +77,7 @@ import { BarrierKind, type BarrierAnswer, type BarrierArrival, type BarrierRound
 import type { Cluster } from './cluster';
 
 /** How a barrier wait ended, as the app learns it (lib/sync/barrier.ts). */
-export type BarrierOutcome = { outcome: 'released' } | { outcome: 'broken'; why: string } | { outcome: 'mismatch'; parties: number };
+export type BarrierOutcome = { outcome: 'released' } | { outcome: 'broken'; why: string } | { outcome: 'mismatch'; parties: number } | { outcome: 'partitioned' };
 
 /** What a test sees of one barrier name on this node. */
 export interface BarrierState {
@@ -138,6 +138,7 @@ export class Barriers {
   /** The app waits at barrier `name`; `time`: the global time the app has applied or committed. */
   wait(name: string, parties: number, time: number, answer: (o: BarrierOutcome) => void): void {
     if (this.waiting.has(name)) throw new Error(`this node already waits at barrier "${name}"`);
+    if (this.n.lease.partitioned) return answer({ outcome: 'partitioned' });
     const w: Waiting = { gen: this.next.get(name) ?? 0, parties, time: Math.max(time, this.n.log.applied), sentTo: -1, known: [], settling: false, answer };
     this.waiting.set(name, w);
     // Read copies go to the neighbours that will read them after the barrier, ahead of the
@@ -220,6 +221,16 @@ export class Barriers {
       this.waiting.delete(name);
       if (!w.settling) w.answer({ outcome: 'broken', why: 'this node was removed from the cluster while it waited (it joins again as a new member)' });
     }
+  }
+
+  /**
+   * This node lost its quorum: its waits fail as its transactions do (ERR_DSM_PARTITIONED),
+   * rather than hang while nobody it can reach may end or break them (with the others dead,
+   * never). Its generation stays: called again after the heal, it arrives at the same round,
+   * and is released at once if the others ended it with it among the parties.
+   */
+  partitioned(): void {
+    for (const [name, w] of [...this.waiting]) if (!w.settling) this.finish(name, w, { outcome: 'partitioned' }, w.gen);
   }
 
   // ---- party ----

@@ -234,6 +234,7 @@ export class Cluster {
     this.publishStatus();
     if (!on) return;
     this.replication.partitioned();
+    this.barriers.partitioned();
     this.failPartitionWaiters();
   }
 

@@ -1,7 +1,7 @@
 // Barriers for SPMD programs (DESIGN.md "Consistency models"), the app's side: checks the
 // call and asks the service, which runs the barrier as one message round between service
 // threads (lib/service/barriers.ts: the protocol, the coordinator, and the failure rule).
-import { InvalidOptionError } from '../errors';
+import { InvalidOptionError, PartitionedError } from '../errors';
 import { MAX_NODES } from '../alloc/layout';
 import type { BarrierOutcome } from '../service/barriers';
 import { BarrierBrokenError } from './errors';
@@ -34,6 +34,7 @@ export class Barriers {
       this.waiting.delete(name);
     }
     if (r.outcome === 'broken') throw new BarrierBrokenError(name, r.why);
+    if (r.outcome === 'partitioned') throw new PartitionedError();
     if (r.outcome === 'mismatch') {
       throw new InvalidOptionError(`dsm.barrier("${name}", ${parties}): the parties already waiting passed ${r.parties} parties; every party must pass the same number`);
     }

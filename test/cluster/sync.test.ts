@@ -92,6 +92,19 @@ describe('barriers', () => {
     expect(await waitA).toBe('ERR_DSM_BARRIER_BROKEN');
   });
 
+  it('a waiting party that loses its quorum fails with ERR_DSM_PARTITIONED, as its transactions do', async () => {
+    // With two of three dead nobody can remove them, so nothing would ever end the round:
+    // the wait hung for good while transactions and locks were refused at once.
+    const [a, b, c] = await h.cluster(3, FAST);
+    const waitA = a.run(`try { await dsm.barrier('q', 3); return 'passed'; } catch (e) { return e.code; }`);
+    await until('a arrived', 30_000, async () => ((await arrived(a, 'q')) === 1 ? true : undefined));
+    b.kill('SIGKILL');
+    c.kill('SIGKILL');
+    expect(await waitA).toBe('ERR_DSM_PARTITIONED');
+    // And a call made while cut off fails at once.
+    expect(await a.run(`try { await dsm.barrier('q2', 2); return 'passed'; } catch (e) { return e.code; }`)).toBe('ERR_DSM_PARTITIONED');
+  });
+
   it('200 rounds by three nodes: each sees every party\'s sequential and transactional writes made before the round', async () => {
     // Durability 'none': a transaction returns once committed here, before any other node
     // has it; the barrier's release must still wait for it.

@@ -96,16 +96,30 @@ function layoutRecord(g: Geometry): Buffer {
   return b;
 }
 
-// LMDB trusts its file: opening something else crashes the process. Both meta pages must carry
-// LMDB's magic before the file is handed to it.
-function looksLikeLmdb(file: string): boolean {
+// LMDB trusts its file: opening something else crashes the process, and so does a file cut
+// short (its map reaches past the end: SIGBUS on the first read there). Both meta pages must
+// carry LMDB's magic, and the file must hold every page they name, before it is handed over.
+// Meta page: LMDB's 24-byte page header, then magic u32 @24, version u32, address, map size,
+// two 48-byte database records @48, last page number u64 @144, transaction id u64 @152.
+const META_LAST_PAGE = 144;
+
+/** Why `file` is not a whole LMDB data file: 'foreign' (not LMDB at all) or what is damaged; undefined when whole. */
+function lmdbDamage(file: string): string | undefined {
   const fd = fs.openSync(file, 'r');
   try {
-    const b = Buffer.alloc(32);
+    const size = fs.fstatSync(fd).size;
+    const b = Buffer.alloc(META_LAST_PAGE + 8);
+    let metas = 0;
+    let last = 0;
     for (const at of [0, LMDB_PAGE]) {
-      if (fs.readSync(fd, b, 0, 32, at) !== 32 || b.readUInt32LE(24) !== LMDB_MAGIC) return false;
+      if (fs.readSync(fd, b, 0, b.length, at) !== b.length || b.readUInt32LE(24) !== LMDB_MAGIC) continue;
+      metas++;
+      last = Math.max(last, u64(b, META_LAST_PAGE));
     }
-    return true;
+    if (metas === 0) return 'foreign';
+    if (metas < 2) return `one of its two meta pages is missing or damaged (${size} bytes)`;
+    if ((last + 1) * LMDB_PAGE > size) return `it is cut short: ${size} bytes, where its last page ends at ${(last + 1) * LMDB_PAGE}`;
+    return undefined;
   } finally {
     fs.closeSync(fd);
   }
@@ -198,9 +212,11 @@ export function inspect(dir: string): 'new' | 'lmdb' {
   }
   if (entries.length === 0) return 'new';
   const data = path.join(dir, 'data.mdb');
-  if (!fs.existsSync(data) || !looksLikeLmdb(data)) {
+  const damage = fs.existsSync(data) ? lmdbDamage(data) : 'foreign';
+  if (damage === 'foreign') {
     throw new StoreError(`${dir} is not a page store (it holds other files); give the page server an empty or new directory, or the directory of an existing store`);
   }
+  if (damage) throw new StoreError(`the page store in ${dir} is damaged: ${data}: ${damage}. Restore it from a snapshot (dsm restore --from FILE --dir DIR)`);
   return 'lmdb';
 }
 

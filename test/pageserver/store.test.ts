@@ -2,7 +2,7 @@
 // pages it cannot make recorded as missing, bad input refused whole, and stores of another
 // layout or geometry refused.
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +23,9 @@ function tmpDir(): string {
 // A child that opens the store named by its argument, prints its pid once it holds it, and
 // stays until killed.
 const holdStore = `require(${JSON.stringify(path.join(__dirname, '../../dist/pageserver/store.js'))}).PageStore.open(process.argv[1]).then(() => { console.log('open ' + process.pid); setInterval(() => {}, 1 << 30); })`;
+
+// A child's expression that opens the store named by its argument.
+const openStoreJs = `require(${JSON.stringify(path.join(__dirname, '../../dist/pageserver/store.js'))}).PageStore.open(process.argv[1])`;
 
 /** Resolves with the pid a holdStore child prints. */
 function opened(out: NodeJS.ReadableStream): Promise<number> {
@@ -344,6 +347,27 @@ describe('page store', () => {
       await after.close();
     } finally {
       shell.kill('SIGKILL');
+    }
+  });
+
+  it('refuses a data file cut short or missing a meta page as damaged (LMDB itself died of SIGBUS on it)', async () => {
+    const dir = tmpDir();
+    const s = await PageStore.open(dir, GEO);
+    for (let p = 0; p < 64; p++) s.apply(p + 1, Uint32Array.of(p), change(0, wholePage(p + 1)));
+    await s.close();
+    const data = path.join(dir, 'data.mdb');
+    const whole = fs.readFileSync(data);
+    // Opened in a child: without the check, the process dies on the first read past the end.
+    const openIn = () => {
+      const r = spawnSync(process.execPath, ['-e', `${openStoreJs}.then(() => console.log('opened'), (e) => console.log(e.code, e.message))`, dir], { encoding: 'utf8' });
+      return { out: r.stdout.trim(), signal: r.signal };
+    };
+    expect(openIn().out).toBe('opened');
+    for (const size of [whole.length >> 1, whole.length - 4096, 4096]) {
+      fs.writeFileSync(data, whole.subarray(0, size));
+      const got = openIn();
+      expect(got.signal, `cut to ${size} bytes`).toBeNull();
+      expect(got.out, `cut to ${size} bytes`).toMatch(/^ERR_DSM_STORE .*is damaged.*Restore it from a snapshot/);
     }
   });
 

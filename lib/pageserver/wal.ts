@@ -28,8 +28,13 @@
 //   2 page    u32 page | u64 version | the page
 //   3 rebase  u64 time | u32 count | per page u32 page, u64 version
 //   4 end     (nothing: the file is complete)
+//   5 group   u32 bytes: the records of one write and fdatasync, this one first
 // A torn or damaged record (a crash during an append) ends the replay there: nothing after
-// it was acknowledged, since acknowledgements wait for the fdatasync that covers them.
+// it was acknowledged, since acknowledgements wait for the fdatasync that covers them. But
+// a group is written only once the one before it is synced, so a whole group record after
+// a bad one means the bad one was synced, and acknowledged: the log is damaged (a disk
+// fault, a stray write), not torn, and the store is refused rather than opened without
+// the commits after it. (A file written before group records has none to tell by.)
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -42,6 +47,9 @@ const COMMIT = 1;
 const PAGE = 2;
 const REBASE = 3;
 const END = 4;
+const GROUP = 5;
+/** A group record's bytes: header, kind, u32 length of the group. */
+const GROUP_BYTES = HEADER + 5;
 const FILE = /^log-(\d+)\.wal$/;
 /** The first format's files (see the top of this file). */
 const FIRST_FORMAT_FILE = /^wal-(\d+)\.log$/;
@@ -103,7 +111,8 @@ export class CommitLog {
   private seed: number;
   /** Records appended since the last sync, back to back as they go to the file (CRCs filled in as they are written). */
   private staged = Buffer.allocUnsafe(1 << 16);
-  private used = 0;
+  /** Bytes staged: the next group's record goes first (filled in as it is written). */
+  private used = GROUP_BYTES;
   private records = 0;
   private lastLen = 0;
   /** Bytes in the current file (checkpoints start a new one past a size); where the next write goes. */
@@ -252,12 +261,13 @@ export class CommitLog {
   }
 
   private async syncOnce(): Promise<void> {
-    if (this.used === 0) return;
+    if (this.used === GROUP_BYTES) return;
     const records = this.records;
     const bytes = this.used;
-    this.used = 0;
+    this.used = GROUP_BYTES;
     this.records = 0;
     const fd = this.fd;
+    this.sealGroup(bytes);
     this.fillCrcs(bytes);
     writeAll(fd, this.staged, bytes, this.bytes);
     // A burst (a backup's whole pages, a rebase) may have grown the buffer: give it back.
@@ -266,6 +276,13 @@ export class CommitLog {
     this.bytes += bytes;
     this.syncs++;
     this.synced += records;
+  }
+
+  /** Fills in the group record in front of the first `bytes` staged bytes. */
+  private sealGroup(bytes: number): void {
+    this.staged.writeUInt32LE(GROUP_BYTES - HEADER, 0);
+    this.staged[HEADER] = GROUP;
+    this.staged.writeUInt32LE(bytes, HEADER + 1);
   }
 
   /** The CRCs of the first `bytes` staged bytes' records, for the current file. */
@@ -330,9 +347,10 @@ export class CommitLog {
   /** Writes what is staged (not synced: nothing of it was acknowledged) and the file's END, and closes it. */
   close(): void {
     this.appendEnd();
+    this.sealGroup(this.used);
     this.fillCrcs(this.used);
     writeAll(this.fd, this.staged, this.used, this.bytes);
-    this.used = 0;
+    this.used = GROUP_BYTES;
     this.records = 0;
     fs.closeSync(this.fd);
   }
@@ -384,13 +402,17 @@ function replayFile(file: string, seed: number | null, store: PageStore, info: R
   const ps = store.geometry.pageSize;
   let at = 0;
   while (at < b.length) {
-    if (at + HEADER > b.length) return { end: 'torn', at };
+    if (at + HEADER > b.length) return torn(file, b, seed, at);
     const len = b.readUInt32LE(at);
-    if (len === 0 || at + HEADER + len > b.length) return { end: 'torn', at };
+    if (len === 0 || at + HEADER + len > b.length) return torn(file, b, seed, at);
     const payload = b.subarray(at + HEADER, at + HEADER + len);
     const crc = seed === null ? zlib.crc32(payload) : zlib.crc32(payload, seed);
-    if (crc !== b.readUInt32LE(at + 4)) return { end: 'torn', at };
+    if (crc !== b.readUInt32LE(at + 4)) return torn(file, b, seed, at);
     const kind = payload[0];
+    if (kind === GROUP && seed !== null && len === GROUP_BYTES - HEADER) {
+      at += GROUP_BYTES;
+      continue;
+    }
     if (kind === COMMIT) {
       const time = u64(payload, 1);
       const n = payload.readUInt32LE(9);
@@ -398,7 +420,7 @@ function replayFile(file: string, seed: number | null, store: PageStore, info: R
       for (let i = 0; i < n; i++) pages[i] = payload.readUInt32LE(13 + i * 4);
       if (time > store.appliedTime) store.apply(time, pages, payload.subarray(13 + n * 4));
     } else if (kind === PAGE) {
-      if (payload.length !== 13 + ps) return { end: 'torn', at };
+      if (payload.length !== 13 + ps) return torn(file, b, seed, at);
       const page = payload.readUInt32LE(1);
       if (store.missingVersion(page) !== undefined) store.putPage(page, u64(payload, 5), payload.subarray(13));
     } else if (kind === REBASE) {
@@ -409,9 +431,27 @@ function replayFile(file: string, seed: number | null, store: PageStore, info: R
       if (time > store.appliedTime) store.rebase(time, written);
     } else if (kind === END && seed !== null && len === 1) {
       return { end: 'end', at };
-    } else return { end: 'torn', at };
+    } else return torn(file, b, seed, at);
     info.records++;
     at += HEADER + len;
   }
   return { end: 'eof', at };
+}
+
+/**
+ * The replay of `file` (contents `b`) stops at a record at `at` that is not whole: a torn
+ * last write, unless a whole group record of this file follows it (the top of this file).
+ */
+function torn(file: string, b: Buffer, seed: number | null, at: number): { end: 'torn'; at: number } {
+  if (seed !== null) {
+    for (let y = at + 1; y + GROUP_BYTES <= b.length; y++) {
+      if (b.readUInt32LE(y) !== GROUP_BYTES - HEADER || b[y + HEADER] !== GROUP) continue;
+      if (zlib.crc32(b.subarray(y + HEADER, y + GROUP_BYTES), seed) !== b.readUInt32LE(y + 4)) continue;
+      throw new StoreError(
+        `the commit log ${file} is damaged at byte ${at}: records written and synced after it follow, so commits acknowledged as durable are in and after the damage. ` +
+          'Restore the store from a snapshot (dsm restore --from FILE --dir DIR)',
+      );
+    }
+  }
+  return { end: 'torn', at };
 }

@@ -81,6 +81,40 @@ describe('page server commit log', () => {
     opened.log.close();
   });
 
+  it('refuses a log damaged before records synced after it; a damaged last write is a torn one', async () => {
+    const { root, store, log } = await storeAndLog();
+    await log.rotate()();
+    // Three writes, each synced: the first two were acknowledged once the next was written.
+    for (const t of [1, 4, 7]) {
+      commit(store, log, t, t + 2);
+      await log.sync();
+    }
+    crashImage(store.dir, path.join(root, 'image'));
+    log.close();
+    const file = logFiles(path.join(root, 'image'))[0];
+    // Each write: its group record, then three records of a whole-page commit.
+    const record = 8 + 1 + 8 + 4 + 4 + 12 + PS;
+    const group = 13 + 3 * record;
+    const damaged = async (name: string, at: number) => {
+      const dir = path.join(root, name);
+      crashImage(path.join(root, 'image'), dir);
+      const b = fs.readFileSync(path.join(dir, file));
+      b[at] ^= 0x40;
+      fs.writeFileSync(path.join(dir, file), b);
+      return openStore(dir);
+    };
+    // A byte of commit 5 (the second write): commits 6 to 9 were acknowledged after it.
+    // The replay used to stop there and open the store at time 4, calling it a torn tail.
+    const mid = await damaged('mid', group + 13 + record + 100);
+    expect(() => CommitLog.open(mid.dir, mid)).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE', message: expect.stringMatching(/damaged at byte .*Restore the store from a snapshot/) }));
+    // A byte of commit 7, in the last write (a crash before its sync): never acknowledged.
+    const last = await damaged('last', 2 * group + 13 + 100);
+    const opened = CommitLog.open(last.dir, last);
+    expect(opened.replay.tornTail).toBe(true);
+    expect(last.appliedTime).toBe(6);
+    opened.log.close();
+  });
+
   it('writes retired files over, and nothing of their earlier records replays', async () => {
     const { root, store, log } = await storeAndLog();
     // A long first file, retired by a checkpoint.

@@ -23,6 +23,8 @@ import { geometry, MODELS } from '../alloc/layout';
 /** The store takes the log in a checkpoint once this many bytes were logged, or this long after the last. */
 const CHECKPOINT_BYTES = 64 << 20;
 const CHECKPOINT_MS = 2000;
+/** A failed write of the log or the store is tried again after this long (the disk may get room). */
+const RETRY_MS = 1000;
 
 export class StoreFeed {
   /** Commits whose pages are still being fetched into the region. */
@@ -32,7 +34,10 @@ export class StoreFeed {
   private unflushed = false;
   /** Committers waiting for the disk: acknowledged once `durableTime` reaches their time. */
   private readonly waiting: Array<{ to: number; time: number }> = [];
-  /** Flushes that failed (the disk is full or gone): the page server stops acknowledging. */
+  /**
+   * The last write of the log that failed (the disk is full or gone), until one succeeds:
+   * nothing is acknowledged meanwhile, and the write is tried again every RETRY_MS.
+   */
   failed?: Error;
 
   /** Every commit up to this time is on disk (in the log or the store). */
@@ -174,7 +179,7 @@ export class StoreFeed {
 
   private async flush(): Promise<void> {
     const store = this.store;
-    if (this.flushing || !this.unflushed || this.fetching > 0 || this.failed || this.n.closing) return;
+    if (this.flushing || !this.unflushed || this.fetching > 0 || this.retrying || this.n.closing) return;
     if (store.missing().length > 0) return; // taken whole when their fetches end (held)
     this.flushing = true;
     this.unflushed = false;
@@ -184,6 +189,8 @@ export class StoreFeed {
       // Everything applied so far is in the log once this sync completes.
       const durable = store.appliedTime;
       await this.wal.sync();
+      if (this.failed) this.n.ev.log('warn', `the page store is written again (${this.failed.message} is over); commits are acknowledged as durable`);
+      this.failed = undefined;
       this.durableTime = durable;
       this.n.ev.durable(durable);
       const keep: Array<{ to: number; time: number }> = [];
@@ -195,13 +202,32 @@ export class StoreFeed {
       this.waiting.push(...keep);
     } catch (e) {
       this.oldestUnflushedAt ||= since;
-      this.failed = e as Error;
-      this.n.ev.log('error', `the page store could not be written (${(e as Error).message}); commits are no longer acknowledged as durable`);
+      this.unflushed = true;
+      this.writeFailed(e as Error);
     } finally {
       this.flushing = false;
     }
+    if (this.retrying) return;
     if (this.unflushed) this.schedule();
     else this.maybeCheckpoint();
+  }
+
+  /** The last checkpoint failed (said once until one succeeds). */
+  private checkpointFailed = false;
+  /** A retry of a failed write is due: flushes wait for it. */
+  private retrying = false;
+
+  /** The log or the store could not be written: say so (once until it works again) and try again in a while. */
+  private writeFailed(e: Error): void {
+    if (!this.failed) this.n.ev.log('error', `the page store could not be written (${e.message}); commits are not acknowledged as durable until it can be (tried again every ${RETRY_MS} ms: free some disk space)`);
+    this.failed = e;
+    if (this.retrying) return;
+    this.retrying = true;
+    setTimeout(() => {
+      this.retrying = false;
+      this.unflushed = true;
+      this.schedule();
+    }, RETRY_MS).unref();
   }
 
   /**
@@ -209,7 +235,7 @@ export class StoreFeed {
    * (one synced LMDB transaction), and the older files go. Runs beside the syncs.
    */
   private maybeCheckpoint(): void {
-    if (this.checkpointing || this.failed || this.n.closing) return;
+    if (this.checkpointing || this.failed || this.retrying || this.n.closing) return;
     if (this.wal.bytes < CHECKPOINT_BYTES && performance.now() - this.lastCheckpoint < CHECKPOINT_MS) return;
     if (this.store.missing().length > 0) return;
     void this.checkpoint().catch(() => undefined);
@@ -223,13 +249,17 @@ export class StoreFeed {
     while (this.checkpointing) await new Promise((r) => setTimeout(r, 2));
     this.checkpointing = true;
     this.lastCheckpoint = performance.now();
-    const done = this.wal.rotate();
     try {
+      const done = this.wal.rotate();
       await this.store.flush();
       await done();
+      if (this.checkpointFailed) this.n.ev.log('warn', 'the page store took in its log again');
+      this.checkpointFailed = false;
     } catch (e) {
-      this.failed = e as Error;
-      this.n.ev.log('error', `the page store could not be written (${(e as Error).message}); commits are no longer acknowledged as durable`);
+      // The log still holds everything (its older files stay until a flush retires them), so
+      // acknowledgements go on; the next checkpoint is due CHECKPOINT_MS from this one.
+      if (!this.checkpointFailed) this.n.ev.log('error', `the page store could not take in its log (${(e as Error).message}); the log grows until it can (tried again every ${CHECKPOINT_MS} ms: free some disk space)`);
+      this.checkpointFailed = true;
       throw e;
     } finally {
       this.checkpointing = false;

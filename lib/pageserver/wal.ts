@@ -254,28 +254,40 @@ export class CommitLog {
    */
   sync(): Promise<void> {
     const run = (this.syncing ?? Promise.resolve()).then(() => this.syncOnce());
-    this.syncing = run.finally(() => {
-      if (this.syncing === run) this.syncing = undefined;
+    // The chain the next sync waits on never rejects: a failure is the caller's of `run`
+    // (a chain that rejected with nobody on it was an unhandled rejection on a full disk).
+    const settled: Promise<void> = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.syncing = settled;
+    void settled.then(() => {
+      if (this.syncing === settled) this.syncing = undefined;
     });
     return run;
   }
 
+  /**
+   * Writes and syncs what is staged. On failure (a full disk) everything stays staged, to be
+   * written again whole from the same place by the next sync: after a failed fdatasync the
+   * kernel may have dropped the dirty pages, so only writing them again makes them durable.
+   */
   private async syncOnce(): Promise<void> {
     if (this.used === GROUP_BYTES) return;
-    const records = this.records;
     const bytes = this.used;
-    this.used = GROUP_BYTES;
-    this.records = 0;
     const fd = this.fd;
     this.sealGroup(bytes);
     this.fillCrcs(bytes);
+    // Both calls block: no record is appended before the buffer is reset below.
     writeAll(fd, this.staged, bytes, this.bytes);
+    fs.fdatasyncSync(fd);
+    this.synced += this.records;
+    this.used = GROUP_BYTES;
+    this.records = 0;
     // A burst (a backup's whole pages, a rebase) may have grown the buffer: give it back.
     if (this.staged.length > STAGED_KEEP_MAX) this.staged = Buffer.allocUnsafe(1 << 16);
-    fs.fdatasyncSync(fd);
     this.bytes += bytes;
     this.syncs++;
-    this.synced += records;
   }
 
   /** Fills in the group record in front of the first `bytes` staged bytes. */

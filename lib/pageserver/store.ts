@@ -28,7 +28,7 @@ import { applyDiff } from './diff';
 import { DiffArena } from './diff_arena';
 import { ParsedChanges, parseChanges } from './commit_changes';
 import { StoreError } from './errors';
-import { checkGeometry, claim, createStore, type Dbs, type Geometry, headRecord, inspect, joinPage, openDbs, putU64, readLayout, release, TAIL, u64 } from './store_dir';
+import { checkGeometry, claim, createStore, type Dbs, type Geometry, headRecord, inspect, joinPage, lmdbAdvice, openDbs, putU64, readLayout, release, TAIL, u64 } from './store_dir';
 import { openStoreView, type StoreView, type ViewPage } from './store_view';
 
 export { LAYOUT_VERSION, type Geometry } from './store_dir';
@@ -436,7 +436,11 @@ export class PageStore {
         meta.putSync('time', t);
       });
     } catch (e) {
-      throw new StoreError(`writing the page store in ${this.dir} failed: ${(e as Error).message}. Check the disk (space, permissions), then flush again`, { cause: e });
+      // lmdb-js says "Commit failed (see commitError for details)": a promise that rejects
+      // with what tells (and was an unhandled rejection when nobody looked).
+      const pending = (e as { commitError?: Promise<unknown> }).commitError;
+      const detail = ((pending && (await Promise.race([pending.then(() => e, (x: unknown) => x), new Promise((r) => setTimeout(() => r(e), 1000))]))) ?? e) as Error & { code?: number };
+      throw new StoreError(`writing the page store in ${this.dir} failed: ${detail.message}. ${lmdbAdvice(detail)}`, { cause: e });
     }
     this.storedPages = stored;
     for (const [page, d] of batch) this.diskVersions[page] = d.data ? d.version : -1;

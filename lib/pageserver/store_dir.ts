@@ -220,12 +220,26 @@ export function inspect(dir: string): 'new' | 'lmdb' {
   return 'lmdb';
 }
 
+/**
+ * LMDB's codes for a file that is not what LMDB wrote: MDB_PAGE_NOTFOUND, MDB_CORRUPTED,
+ * MDB_PANIC, MDB_VERSION_MISMATCH, MDB_INVALID, MDB_INCOMPATIBLE, MDB_BAD_RSLOT,
+ * MDB_BAD_TXN (a write that met one of those), MDB_BAD_VALSIZE, MDB_BAD_DBI.
+ */
+const LMDB_DAMAGE = new Set([-30797, -30796, -30795, -30794, -30793, -30784, -30783, -30782, -30781, -30780]);
+
+/** What to tell the user after LMDB failed with `e` on the store in `dir`. */
+export function lmdbAdvice(e: { code?: unknown }): string {
+  return typeof e.code === 'number' && LMDB_DAMAGE.has(e.code)
+    ? 'The store is damaged: restore it from a snapshot (dsm restore --from FILE --dir DIR)'
+    : 'Check the disk (space, permissions); if it has room and this goes on, the store may be damaged: restore it from a snapshot';
+}
+
 /** Opens the LMDB environment in `dir` (which `inspect` found to be one). */
 export function openDbs(dir: string): Dbs {
   try {
     return openEnv(dir, false);
   } catch (e) {
-    throw new StoreError(`cannot open the page store in ${dir}: ${(e as Error).message}`, { cause: e });
+    throw new StoreError(`cannot open the page store in ${dir}: ${(e as Error).message}. ${lmdbAdvice(e as { code?: unknown })}`, { cause: e });
   }
 }
 

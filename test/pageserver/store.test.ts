@@ -371,6 +371,23 @@ describe('page store', () => {
     }
   });
 
+  it('says a store whose data file is scrambled is damaged, not that the disk may be full', async () => {
+    const dir = tmpDir();
+    const s = await PageStore.open(dir, GEO);
+    for (let p = 0; p < 64; p++) s.apply(p + 1, Uint32Array.of(p), change(0, wholePage(p + 1)));
+    await s.close();
+    const data = path.join(dir, 'data.mdb');
+    const b = fs.readFileSync(data);
+    // Past the meta pages and the first tree pages (they name the databases): where the pages are.
+    for (let i = 4 * 4096; i < b.length; i += 97) b[i] ^= 0x5a;
+    fs.writeFileSync(data, b);
+    // In a child: LMDB reads what it finds as it finds it.
+    const write = `const s = await ${openStoreJs}; s.apply(65, Uint32Array.of(3), Buffer.from(args)); await s.flush(); console.log('written');`;
+    const r = spawnSync(process.execPath, ['-e', `(async (args) => { ${write} })(${JSON.stringify([...change(3, wholePage(9))])}).catch((e) => console.log(e.code, e.message))`, dir], { encoding: 'utf8' });
+    expect(r.signal).toBeNull();
+    expect(r.stdout.trim()).toMatch(/^ERR_DSM_STORE .*The store is damaged: restore it from a snapshot/);
+  });
+
   it('refuses a directory of other files, an LMDB database that is not a store, another geometry, another layout version', async () => {
     const dir = tmpDir();
     fs.mkdirSync(dir);

@@ -4,6 +4,8 @@
 // recovering nodes (a dead node's pages are taken over from it like from any holder), and
 // is a voter for the partition rule. Started alone on a directory that holds a store, it
 // founds the cluster again at the store's time.
+import fs from 'node:fs';
+import path from 'node:path';
 import { fromNative, InvalidOptionError } from '../errors';
 import { loadNative } from '../native';
 import { checkKeys, resolveOptions } from '../options';
@@ -12,7 +14,7 @@ import { Status, STATUS_WORDS } from '../service/messages';
 
 /** Options of {@link startPageServer}. */
 export interface PageServerOptions {
-  /** The store's directory: created when absent or empty; an existing store is reopened. */
+  /** The store's directory: created when absent or empty (and removed again if the start fails); an existing store is reopened. */
   dir: string;
   /** host:port to listen on (default 127.0.0.1:0). */
   listen?: string;
@@ -61,6 +63,9 @@ export async function startPageServer(options: PageServerOptions): Promise<PageS
   // Loaded here, not at the top: a program that never starts a page server never loads LMDB.
   const { PageStore } = require('./store') as typeof import('./store');
   const stored = await PageStore.storedGeometry(options.dir);
+  // The outermost directory this start will make (its store's own, or a missing parent).
+  let made: string | undefined;
+  for (let d = path.resolve(options.dir); !fs.existsSync(d); d = path.dirname(d)) made = d;
   if (stored && options.regionSize !== undefined && options.regionSize !== stored.regionSize) {
     throw new InvalidOptionError(
       `the store in ${options.dir} holds a region of ${stored.regionSize} bytes, not ${options.regionSize}: leave regionSize out, or use another directory`,
@@ -98,6 +103,7 @@ export async function startPageServer(options: PageServerOptions): Promise<PageS
     );
   } catch (e) {
     native.close();
+    if (!stored) removeNewStore(path.resolve(options.dir), made);
     throw e;
   }
   let closed = false;
@@ -123,4 +129,42 @@ export async function startPageServer(options: PageServerOptions): Promise<PageS
       }
     },
   };
+}
+
+/**
+ * Undoes a failed start's new store (its directory was missing or empty): the store would
+ * keep the failed attempt's region size, and the corrected command (another listen address,
+ * the right secret, another region size) would be refused on it. Best effort: the start's
+ * own error is what the caller needs to see.
+ */
+function removeNewStore(dir: string, made: string | undefined): void {
+  try {
+    if (fs.existsSync(dir)) {
+      // Whoever holds the owner lock (another page server that made the store meanwhile, or
+      // a service thread that could not close it) keeps the store; holding the lock while
+      // removing keeps a newcomer out until the directory is empty again.
+      const native = loadNative();
+      const owner = path.join(dir, 'owner.pid');
+      const fd = native.lockFile(owner);
+      if (fd < 0) return;
+      try {
+        for (const entry of fs.readdirSync(dir)) if (entry !== 'owner.pid') fs.rmSync(path.join(dir, entry), { recursive: true, force: true });
+        fs.rmSync(owner, { force: true });
+      } finally {
+        native.unlockFile(fd);
+      }
+    }
+    if (!made) return;
+    // rmdir(2) refuses a directory that is not empty: what someone else put there stays.
+    for (let d = dir; ; d = path.dirname(d)) {
+      try {
+        fs.rmdirSync(d);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return;
+      }
+      if (d === made || d === path.dirname(d)) return;
+    }
+  } catch {
+    // Left as it is: the start's own error is the one to report.
+  }
 }

@@ -7,7 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { fetchSnapshot } from '../../lib/pageserver/snapshot_serving';
 import { freeAddress, Harness, type RemoteNode, SECRET, until } from '../cluster/harness';
 
 const CLI = path.join(__dirname, '../../dist/cli.js');
@@ -340,5 +342,71 @@ describe('page server', () => {
     });
     // A directory that cannot be made is refused (in /proc, Node's recursive mkdir never returned).
     await expect(h.pageServer({ dir: '/proc/no-such-store' })).rejects.toMatchObject({ code: 'ERR_DSM_STORE' });
+  });
+
+  it('a page server that cannot listen or join leaves a new directory as it found it, and an existing store untouched', async () => {
+    const busy = net.createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const taken = `127.0.0.1:${(busy.address() as net.AddressInfo).port}`;
+    try {
+      // A missing directory stays missing; an empty one stays, empty (the store used to be
+      // left there, with the failed attempt's 1 GiB region).
+      const dir = newDir();
+      const listenFails = () => expect(dsmCli('pageserver', '--dir', dir, '--listen', taken, '--secret', SECRET)).rejects.toMatchObject({ stderr: expect.stringContaining('ERR_DSM_LISTEN') });
+      await listenFails();
+      expect(fs.existsSync(dir)).toBe(false);
+      fs.mkdirSync(dir);
+      await listenFails();
+      expect(fs.readdirSync(dir)).toEqual([]);
+      // A join refused, from code, in a process that goes on.
+      const ps = await h.pageServer({ dir: newDir() });
+      const nested = path.join(newDir(), 'deeper', 'store');
+      await expect(h.pageServer({ dir: nested, secret: 'not-the-secret', peers: [ps.address] })).rejects.toMatchObject({ code: 'ERR_DSM_AUTH_FAILED' });
+      expect(fs.existsSync(path.dirname(path.dirname(nested)))).toBe(false);
+      // The corrected command, with the region size wanted (it used to be refused: the store held 1 GiB).
+      const R = { regionSize: 32 << 20 };
+      const ps2 = await h.pageServer({ dir, ...R });
+      const a = await h.start({ peers: [ps2.address], durability: 'disk', ...R });
+      await a.run('await dsm.transaction(() => { dsm.u32[args.w] = 77; });', { w: FIRST * PAGE_WORDS });
+      await a.close();
+      const time = await ps2.run<number>('return ps.durableTime;');
+      expect(time).toBeGreaterThan(0);
+      await ps2.close();
+      // A store that was there before is never removed by a start that fails.
+      await listenFails();
+      const ps3 = await h.pageServer({ dir, ...R });
+      expect(await ps3.run<number>('return ps.durableTime;')).toBe(time);
+      const b = await h.start({ peers: [ps3.address], durability: 'disk', ...R });
+      expect(await b.run('return dsm.transaction(() => dsm.u32[args.w]);', { w: FIRST * PAGE_WORDS })).toBe(77);
+    } finally {
+      busy.close();
+    }
+  });
+
+  it('a page server that dies during dsm snapshot is said to have gone away, not to be perhaps no page server', async () => {
+    const R = { regionSize: 64 << 20 };
+    const ps = await h.pageServer({ dir: newDir(), ...R });
+    const a = await h.start({ peers: [ps.address], durability: 'disk', ...R });
+    // 32 MiB of pages: far more than the sockets between hold, so the kill cuts the stream.
+    await a.run(
+      'const ps = []; for (let i = 0; i < 8192; i++) { ps.push(dsm.transaction(() => dsm.u32.fill(i + 1, (args.first + i) * 1024, (args.first + i + 1) * 1024))); if (ps.length >= 64) await ps.shift(); } await Promise.all(ps);',
+      { first: FIRST },
+    );
+    const dir = path.dirname(newDir());
+    const out = path.join(dir, 'cut.snapshot');
+    let killedAt = 0;
+    const err = await fetchSnapshot(ps.address, SECRET, out, (bytes) => {
+      if (bytes > 0 && !killedAt) {
+        killedAt = bytes;
+        ps.kill('SIGKILL');
+      }
+    }).then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    expect(killedAt).toBeGreaterThan(0);
+    expect(err).toMatchObject({ code: 'ERR_DSM_SNAPSHOT', message: expect.stringMatching(/the page server at \S+ went away during the snapshot .*Try again once it is back/) });
+    expect(err!.message).not.toContain('is it a page server');
+    expect(fs.readdirSync(dir)).toEqual([]);
   });
 });

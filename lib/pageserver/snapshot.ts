@@ -165,6 +165,14 @@ export async function writeSnapshot(store: PageStore, file: string, onProgress?:
   return info!;
 }
 
+/** Why the snapshot `file` cannot be read, from the error of the call that failed. */
+function unreadable(file: string, e: unknown): SnapshotError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new SnapshotError(`the snapshot ${file} does not exist; check the path of the file dsm snapshot wrote`, { cause: e });
+  if (code === 'EACCES' || code === 'EPERM') return new SnapshotError(`cannot read the snapshot ${file}: permission denied; run as a user who may read it, or copy it somewhere readable`, { cause: e });
+  return new SnapshotError(`cannot read the snapshot ${file}: ${(e as Error).message}`, { cause: e });
+}
+
 /** Reads a snapshot file front to back, hashing what it reads; every shortfall is a SnapshotError. */
 class SnapshotReader {
   private readonly fd: number;
@@ -176,11 +184,21 @@ class SnapshotReader {
   readonly hash: Hash = createHash('sha256');
 
   constructor(private readonly file: string) {
+    // Checked before opening: Linux opens a directory for reading, and the first read failed
+    // with a bare EISDIR; a FIFO would block the open.
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(file);
+    } catch (e) {
+      throw unreadable(file, e);
+    }
+    if (st.isDirectory()) throw new SnapshotError(`${file} is a directory, not a snapshot file; give the path of the file dsm snapshot wrote (the file itself, not its directory)`);
+    if (!st.isFile()) throw new SnapshotError(`${file} is not a regular file; give the snapshot file that dsm snapshot wrote`);
     try {
       this.fd = fs.openSync(file, 'r');
       this.size = fs.fstatSync(this.fd).size;
     } catch (e) {
-      throw new SnapshotError(`cannot read the snapshot ${file}: ${(e as Error).message}`, { cause: e });
+      throw unreadable(file, e);
     }
   }
 
@@ -192,7 +210,12 @@ class SnapshotReader {
       this.end -= this.start;
       this.start = 0;
       while (this.end < n) {
-        const got = fs.readSync(this.fd, this.buf, this.end, this.buf.length - this.end, this.pos + this.end);
+        let got: number;
+        try {
+          got = fs.readSync(this.fd, this.buf, this.end, this.buf.length - this.end, this.pos + this.end);
+        } catch (e) {
+          throw unreadable(this.file, e);
+        }
         if (got === 0) throw this.bad('it is truncated (it shrank while being read)');
         this.end += got;
       }

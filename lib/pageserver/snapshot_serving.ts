@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { DsmError } from '../errors';
 import { SnapshotError } from './errors';
 import { checkSnapshot, type SnapshotInfo, snapshotChunks } from './snapshot';
 import type { StoreFeed } from './feed';
@@ -14,6 +15,10 @@ import { type Connection, Transport } from '../service/transport';
 
 /** Page server side: streams a snapshot of the store to `c` as it is made (after a checkpoint: the image is current). */
 export async function serveSnapshot(feed: StoreFeed, c: Connection, log: (m: string) => void): Promise<void> {
+  // An empty first chunk says the request was taken, before the checkpoint (which can take a
+  // while): a client whose connection drops after it knows a page server went away mid-way,
+  // not that it asked something that has no store.
+  c.send(Msg.SnapshotChunk, Buffer.alloc(0));
   try {
     await feed.checkpoint();
     const chunks = snapshotChunks(feed.store);
@@ -59,15 +64,25 @@ export async function fetchSnapshot(
   }
   const t = new Transport({ listen: '127.0.0.1:0', secret });
   let received = 0;
+  // Whether the peer took the request (sent a chunk): a page server, then.
+  let accepted = false;
   try {
-    const c = await t.connect(address);
+    let c: Connection;
+    try {
+      c = await t.connect(address);
+    } catch (e) {
+      // A socket error in the handshake comes bare (ECONNRESET: the peer died while greeting).
+      if (e instanceof DsmError) throw e;
+      throw new SnapshotError(`the connection to ${address} failed before the snapshot began (${(e as Error).message}); is a page server running there? Try again once it is`, { cause: e });
+    }
     await new Promise<void>((resolve, reject) => {
       c.on('message', (type: number, payload: Buffer) => {
         try {
           if (type === Msg.SnapshotChunk) {
+            accepted = true;
             fs.writeSync(fd, payload);
             received += payload.length;
-            onProgress?.(received);
+            if (payload.length) onProgress?.(received);
           } else if (type === Msg.SnapshotEnd) {
             const end = decode.json(payload) as { bytes?: number; error?: string };
             if (end.error) reject(new SnapshotError(`the page server could not make a snapshot: ${end.error}`));
@@ -79,7 +94,13 @@ export async function fetchSnapshot(
         }
       });
       c.on('close', (reason: string) =>
-        reject(new SnapshotError(`${address} closed the connection during the snapshot (${reason}); is it a page server? (nodes have no store to snapshot)`)),
+        reject(
+          new SnapshotError(
+            accepted
+              ? `the page server at ${address} went away during the snapshot (${reason}${received ? `, after ${received} bytes` : ''}); nothing was written to ${out}. Try again once it is back`
+              : `${address} closed the connection before taking the snapshot request (${reason}); is it a page server, and is it running? (nodes have no store to snapshot)`,
+          ),
+        ),
       );
       c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: '', joining: false, client: true }));
       c.send(Msg.SnapshotRequest, Buffer.alloc(0));
@@ -96,7 +117,9 @@ export async function fetchSnapshot(
       // closed already
     }
     fs.rmSync(tmp, { force: true });
-    throw e;
+    if (e instanceof DsmError) throw e;
+    // What is left are the file's own errors (a full disk, say).
+    throw new SnapshotError(`writing the snapshot to ${out} failed: ${(e as Error).message}; nothing was written there`, { cause: e });
   } finally {
     await t.close();
   }

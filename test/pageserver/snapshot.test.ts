@@ -52,6 +52,16 @@ async function sameImage(a: PageStore, b: PageStore): Promise<void> {
   expect([...b.missing()]).toEqual([...a.missing()]);
 }
 const listing = (dir: string) => fs.readdirSync(dir).sort();
+/** Runs the dsm command to its end. */
+const dsm = (...args: string[]) =>
+  new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+    const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (err += d));
+    c.on('exit', (code) => resolve({ code, out, err }));
+  });
 
 describe('snapshots', () => {
   it('round trip: the restored store equals the store, taken while it goes on committing', async () => {
@@ -185,15 +195,6 @@ describe('snapshots', () => {
     const dir = fresh();
     const s = await filledStore(path.join(dir, 'a'), 80);
     await writeSnapshot(s, path.join(dir, 'snap'));
-    const dsm = (...args: string[]) =>
-      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-        const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        let err = '';
-        c.stdout.on('data', (d) => (out += d));
-        c.stderr.on('data', (d) => (err += d));
-        c.on('exit', (code) => resolve({ code, out, err }));
-      });
     const ok = await dsm('restore', '--from', path.join(dir, 'snap'), '--dir', path.join(dir, 'b'));
     expect(ok.code).toBe(0);
     expect(ok.out).toContain(`at time ${s.appliedTime}`);
@@ -205,5 +206,27 @@ describe('snapshots', () => {
     expect(bad.code).toBe(1);
     expect(bad.err).toContain('ERR_DSM_SNAPSHOT');
     expect(fs.existsSync(path.join(dir, 'c'))).toBe(false);
+  });
+
+  it('a --from that is a directory or missing is refused with ERR_DSM_SNAPSHOT saying so, making nothing', async () => {
+    const dir = fresh();
+    const s = await filledStore(path.join(dir, 'a'), 10);
+    fs.mkdirSync(path.join(dir, 'snaps'));
+    await writeSnapshot(s, path.join(dir, 'snaps', 'snap'));
+    const target = path.join(dir, 'out');
+    // The directory the snapshot is in, given instead of the file (it used to fail with a bare EISDIR).
+    await expect(restoreSnapshot(path.join(dir, 'snaps'), target)).rejects.toMatchObject({
+      code: 'ERR_DSM_SNAPSHOT',
+      name: 'SnapshotError',
+      message: expect.stringMatching(/snaps is a directory, not a snapshot file; give the path of the file/),
+    });
+    await expect(checkSnapshot(path.join(dir, 'snaps'))).rejects.toMatchObject({ code: 'ERR_DSM_SNAPSHOT', message: expect.stringContaining('is a directory') });
+    await expect(restoreSnapshot(path.join(dir, 'nothing'), target)).rejects.toMatchObject({ code: 'ERR_DSM_SNAPSHOT', message: expect.stringContaining('does not exist') });
+    await expect(restoreSnapshot(path.join(dir, 'snaps', 'snap', 'x'), target)).rejects.toMatchObject({ code: 'ERR_DSM_SNAPSHOT', message: expect.stringContaining('does not exist') });
+    const cli = await dsm('restore', '--from', path.join(dir, 'snaps'), '--dir', target);
+    expect(cli.code).toBe(1);
+    expect(cli.err).toMatch(/^dsm: ERR_DSM_SNAPSHOT: \S+snaps is a directory, not a snapshot file/);
+    expect(cli.err).not.toContain('EISDIR');
+    expect(listing(dir)).toEqual(['a', 'snaps']);
   });
 });

@@ -350,12 +350,17 @@ describe('page store', () => {
     }
   });
 
-  it('refuses a data file cut short or missing a meta page as damaged (LMDB itself died of SIGBUS on it)', async () => {
+  /** A closed store with every page written: its directory and its LMDB data file. */
+  const fullStore = async () => {
     const dir = tmpDir();
     const s = await PageStore.open(dir, GEO);
     for (let p = 0; p < 64; p++) s.apply(p + 1, Uint32Array.of(p), change(0, wholePage(p + 1)));
     await s.close();
-    const data = path.join(dir, 'data.mdb');
+    return { dir, data: path.join(dir, 'data.mdb') };
+  };
+
+  it('refuses a data file cut short or missing a meta page as damaged (LMDB itself died of SIGBUS on it)', async () => {
+    const { dir, data } = await fullStore();
     const whole = fs.readFileSync(data);
     // Opened in a child: without the check, the process dies on the first read past the end.
     const openIn = () => {
@@ -372,11 +377,7 @@ describe('page store', () => {
   });
 
   it('says a store whose data file is scrambled is damaged, not that the disk may be full', async () => {
-    const dir = tmpDir();
-    const s = await PageStore.open(dir, GEO);
-    for (let p = 0; p < 64; p++) s.apply(p + 1, Uint32Array.of(p), change(0, wholePage(p + 1)));
-    await s.close();
-    const data = path.join(dir, 'data.mdb');
+    const { dir, data } = await fullStore();
     const b = fs.readFileSync(data);
     // Past the meta pages and the first tree pages (they name the databases): where the pages are.
     for (let i = 4 * 4096; i < b.length; i += 97) b[i] ^= 0x5a;

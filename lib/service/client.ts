@@ -17,7 +17,7 @@ export class ServiceClient {
   private nextId = 1;
   private exited = false;
   /** stop() was called: requests failing from now on fail because the node closed. */
-  stopping = false;
+  private stopping = false;
   private readonly networked: boolean;
   private readonly time: BigUint64Array;
   private readonly pageSize: number;

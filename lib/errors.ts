@@ -77,10 +77,13 @@ export class AsyncTransactionError extends DsmError {
 
 /** `dsm.transaction()` was called from inside a running transaction. */
 export class NestedTransactionError extends DsmError {
-  constructor() {
+  /** `call`: what was called inside the transaction when it was not dsm.transaction() (it waits for other nodes). */
+  constructor(call?: string) {
     super(
       'ERR_DSM_NESTED_TRANSACTION',
-      'dsm.transaction() was called inside a transaction; call the inner function directly instead',
+      call
+        ? `${call} was called inside a transaction; it waits for other nodes, which a transaction never does: call it between transactions`
+        : 'dsm.transaction() was called inside a transaction; call the inner function directly instead',
     );
   }
 }

@@ -208,7 +208,7 @@ export class DsmNode extends EventEmitter {
    * @example for (let sweep = 0; sweep < 40; sweep++) { await step(); await dsm.barrier('sweep', 2); }
    */
   barrier(name: string, parties: number): Promise<void> {
-    if (this.runner.inside) throw new NestedTransactionError();
+    if (this.runner.inside) throw new NestedTransactionError('dsm.barrier()');
     try {
       this.checkOpen();
       return this.barriers.wait(name, parties);
@@ -272,7 +272,7 @@ export class DsmNode extends EventEmitter {
    * @example const unlock = await dsm.lock('queue'); try { await take(); } finally { await unlock(); }
    */
   lock(name: string): Promise<() => Promise<void>> {
-    if (this.runner.inside) throw new NestedTransactionError();
+    if (this.runner.inside) throw new NestedTransactionError('dsm.lock()');
     try {
       this.checkOpen();
       return this.locks.lock(name);
@@ -455,12 +455,19 @@ export class DsmNode extends EventEmitter {
    * Waits for queued transactions, stops the service thread and unmaps the region. The
    * typed views become empty (length 0). Calling it twice is harmless.
    */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    // A second call waits for the first: a program that exits once its close() resolves
+    // must not exit before this node's pages are handed over.
+    return (this.closing ??= this.closeOnce());
+  }
+
+  private closing?: Promise<void>;
+
+  private async closeOnce(): Promise<void> {
     this.closed = true;
     if (this.hotPublish) clearImmediate(this.hotPublish);
     await this.locks.releaseAll();
-    await this.runner.idle;
+    await this.runner.stop();
     await this.service.stop();
     this.native.close();
   }

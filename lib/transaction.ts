@@ -1,6 +1,6 @@
 // The transaction runner: one transaction at a time per node, run synchronously on the app
 // thread, retried when a remote commit dooms it, committed through the service.
-import { AsyncTransactionError, InvalidOptionError, NestedTransactionError, PartitionedError, SystemError, TransactionConflictError } from './errors';
+import { AsyncTransactionError, ClosedError, InvalidOptionError, NestedTransactionError, PartitionedError, SystemError, TransactionConflictError } from './errors';
 import type { LostPages } from './lost_pages';
 import type { Heap } from './alloc/heap';
 import { CommitKind, CommitStatus, type NativeAddon, RunStatus } from './native';
@@ -176,8 +176,21 @@ export class TransactionRunner {
     return this.queue.then(() => Promise.allSettled(this.acknowledging));
   }
 
+  /**
+   * The node is closing: transactions asked for from now on are refused, and the promise
+   * settles once those queued before have. (A lock's acquisition goes on in transactions
+   * after its caller's close(); queued behind a stopped service, its promise never settled.)
+   */
+  stop(): Promise<unknown> {
+    this.stopped = true;
+    return this.idle;
+  }
+
+  private stopped = false;
+
   run<T>(fn: (tx: Transaction) => T, opts?: TransactionOptions): Promise<T> {
     if (this.running) throw new NestedTransactionError();
+    if (this.stopped) return Promise.reject(new ClosedError());
     if (typeof fn !== 'function') throw new InvalidOptionError(`dsm.transaction: the argument must be a function (tx) => ..., got ${fn === null ? 'null' : typeof fn}`);
     if (opts !== undefined) checkTransactionOptions(opts);
     const p = this.queue.then(() => this.attempts(fn, opts?.maxRetries ?? this.maxRetries));
@@ -304,6 +317,9 @@ export class TransactionRunner {
     if (holding && this.lastRunMs > SHORT_RUN_MS) this.contended = 0;
     if (status === RunStatus.returned && isThenable(value)) {
       status = RunStatus.threw;
+      // Its rejection (an async function that threw) is this error's story now: left
+      // unhandled, it ended the process after the caller had caught ours.
+      (value as PromiseLike<unknown>).then(undefined, () => undefined);
       value = new AsyncTransactionError();
     }
     // Stray writes over the heap's tables fail the run like a throw: rolled back, not retried,

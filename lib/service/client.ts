@@ -241,7 +241,7 @@ export class ServiceClient {
 
   /** Sends a request; rejects with the service's DsmError when it answers ok: false. */
   async request(req: Request): Promise<ServiceReply & { ok: true }> {
-    if (this.exited) throw new SystemError('the service thread is not running');
+    if (this.exited) throw this.stopping ? new ClosedError() : new SystemError('the service thread is not running');
     const id = this.nextId++;
     const reply = await new Promise<ServiceReply>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();

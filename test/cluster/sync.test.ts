@@ -362,4 +362,14 @@ describe('locks', () => {
     );
     expect(codes).toEqual(['ERR_DSM_CLOSED', 'ERR_DSM_CLOSED', 'ERR_DSM_CLOSED', 'ERR_DSM_CLOSED']);
   });
+
+  it('a lock asked for just before close() settles: its acquisition went on in transactions behind the stopped service', async () => {
+    const [a] = await h.cluster(2);
+    const got = await a.run<string>(
+      `const p = dsm.lock('jobs').then(() => 'resolved', (e) => e.code);
+       await dsm.close();
+       return await p;`,
+    );
+    expect(got).toBe('ERR_DSM_CLOSED');
+  });
 });

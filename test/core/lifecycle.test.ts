@@ -80,6 +80,12 @@ describe('process lifecycle', () => {
         await dsm.close();
         await dsm.close();
         console.log('length', view.length, dsm.u8.length);
+        // A second close() while the first runs resolves only once the first has finished.
+        const other = await createNode({ regionSize: 16 << 20 });
+        let first = false;
+        other.close().then(() => (first = true));
+        await other.close();
+        console.log('second close after the first', first);
         try { dsm.stats(); } catch (e) { console.log(e.code); }
         await dsm.transaction(() => 1).catch((e) => console.log(e.code));
         dsm = await createNode({ regionSize: 16 << 20 });
@@ -88,6 +94,7 @@ describe('process lifecycle', () => {
         await dsm.close();
       })();`);
     expect(r.stdout).toContain('length 0 0');
+    expect(r.stdout).toContain('second close after the first true');
     expect(r.stdout.match(/ERR_DSM_CLOSED/g)).toHaveLength(2);
     expect(r.stdout).toContain('again 2');
     expect(r.code).toBe(0);

@@ -140,7 +140,26 @@ describe('transactions', () => {
       }),
     ).rejects.toMatchObject({ code: 'ERR_DSM_ASYNC_TRANSACTION' });
     expect(dsm.u32[i]).toBe(0);
+    // An async function that throws: its own rejected promise is handled too (left
+    // unhandled, it ended the process after the caller had caught ERR_DSM_ASYNC_TRANSACTION).
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      await expect(
+        dsm.transaction(async () => {
+          throw new Error('thrown in an async transaction function');
+        }),
+      ).rejects.toMatchObject({ code: 'ERR_DSM_ASYNC_TRANSACTION' });
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
     await expect(dsm.transaction(() => dsm.transaction(() => 1))).rejects.toMatchObject({ code: 'ERR_DSM_NESTED_TRANSACTION' });
+    // What waits for other nodes, called inside a transaction, is named as such.
+    await expect(dsm.transaction(() => dsm.barrier('b', 1))).rejects.toMatchObject({ code: 'ERR_DSM_NESTED_TRANSACTION', message: expect.stringContaining('dsm.barrier() was called inside a transaction') });
+    await expect(dsm.transaction(() => dsm.lock('l'))).rejects.toMatchObject({ code: 'ERR_DSM_NESTED_TRANSACTION', message: expect.stringContaining('dsm.lock() was called inside a transaction') });
     // Not a function at all: a clear error, and the node goes on.
     await expect(dsm.transaction(42 as any)).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: expect.stringContaining('must be a function (tx) => ..., got number') });
     expect(await dsm.transaction(() => 7)).toBe(7);

@@ -91,6 +91,8 @@ export interface NativeAddon {
   /** `onCommitReply` runs on the app thread when the service answers a posted commit. */
   open(o: { base: number; size: number; pageShift: number; startInvalid: boolean }, onCommitReply?: () => void): NativeRegion;
   close(): void;
+  /** Empties the program's views of the region (length 0); the region stays mapped until close(). */
+  detachAppView(): void;
   begin(): void;
   end(): number;
   abort(): void;

@@ -452,8 +452,11 @@ export class DsmNode extends EventEmitter {
   }
 
   /**
-   * Waits for queued transactions, stops the service thread and unmaps the region. The
-   * typed views become empty (length 0). Calling it twice is harmless.
+   * Waits for queued transactions, hands this node's pages over, stops the service thread
+   * and unmaps the region. The typed views become empty (length 0) once the queued
+   * transactions are done: code still reading them meanwhile reads undefined. Later
+   * transactions, locks and barriers reject with ERR_DSM_CLOSED. A second call resolves
+   * with the first.
    */
   close(): Promise<void> {
     // A second call waits for the first: a program that exits once its close() resolves
@@ -468,6 +471,10 @@ export class DsmNode extends EventEmitter {
     if (this.hotPublish) clearImmediate(this.hotPublish);
     await this.locks.releaseAll();
     await this.runner.stop();
+    // Before the service hands this node's pages over and stops: a page of another model
+    // touched outside a transaction meanwhile (a timer still running) faulted with nobody
+    // left to fetch it, and the process aborted (taking a migratory page's only copy along).
+    this.native.detachAppView();
     await this.service.stop();
     this.native.close();
   }

@@ -54,12 +54,16 @@ void AddonEnv::CloseRegion() {
     if (!ref.IsEmpty()) ref.Value().Detach();
   }
   keep_.clear();
-  if (!appBuffer_.IsEmpty()) {
-    // Views held by the program become empty instead of pointing at unmapped memory.
-    appBuffer_.Value().Detach();
-    appBuffer_.Reset();
-  }
+  DetachAppView();
   ReleaseRegion();
+}
+
+void AddonEnv::DetachAppView() {
+  if (appBuffer_.IsEmpty()) return;
+  // Views held by the program become empty instead of pointing at unmapped memory, or at
+  // pages no service thread will fetch any more.
+  appBuffer_.Value().Detach();
+  appBuffer_.Reset();
 }
 
 void AddonEnv::ReleaseRegion() {

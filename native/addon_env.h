@@ -28,6 +28,9 @@ class AddonEnv {
   // App environment. `onCommitReply` (may be empty) runs when the service answers a commit.
   Dsm* OpenRegion(Napi::Env env, const Options& o, Napi::Value onCommitReply);
   void CloseRegion();
+  // Empties the program's views of the region, which stays mapped (a node closing: its
+  // service hands pages over, and a touch of a page it gave away could be served by nobody).
+  void DetachAppView();
   // Keeps a view's buffer so CloseRegion() can detach it (programs may still hold the view).
   Napi::ArrayBuffer Keep(Napi::ArrayBuffer b);
   void SetAppBuffer(Napi::ArrayBuffer b) { appBuffer_ = Napi::Persistent(b); }

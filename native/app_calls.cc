@@ -49,6 +49,11 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value DetachAppView(const Napi::CallbackInfo& info) {
+  AddonEnv::Of(info.Env()).DetachAppView();
+  return info.Env().Undefined();
+}
+
 Napi::Value Begin(const Napi::CallbackInfo& info) {
   AddonEnv::Need(info.Env())->Begin();
   return info.Env().Undefined();
@@ -170,6 +175,7 @@ void DefineAppCalls(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> calls[] = {
       {"open", Open},
       {"close", Close},
+      {"detachAppView", DetachAppView},
       {"begin", Begin},
       {"end", End},
       {"abort", Abort},

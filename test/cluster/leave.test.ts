@@ -69,6 +69,32 @@ describe('leaving', () => {
     }
   });
 
+  it('a program still reading pages of other models while its node closes reads undefined, and its pages are handed over', async () => {
+    // A timer of the program goes on reading while close() runs, and the other node writes.
+    // The read faulted on a page handed over (or invalidated) with no service left to fetch
+    // it, and the process aborted, taking a migratory page's only copy along.
+    const a = await h.start({});
+    for (const model of ['sequential', 'migratory', 'sequential', 'migratory']) {
+      const p = await a.run<number>(`return dsm.transaction((tx) => tx.alloc(4096, { model: args.model }));`, { model });
+      const b = await h.start({ peers: [a.address] });
+      await b.run(`globalThis.v = dsm.u32[args.p >> 2];`, { p });
+      const write = model === 'sequential' ? 'dsm.u32[args.p >> 2] = ++k;' : 'await dsm.transaction(() => { dsm.u32[args.p >> 2] = ++k; });';
+      const writing = a.run(`globalThis.stop = false; let k = 0; while (!globalThis.stop) { ${write} await new Promise((r) => setImmediate(r)); } return k;`, { p });
+      const last = await b.run<unknown>(
+        `let last; const reader = setInterval(() => { last = dsm.u32[args.p >> 2]; }, 0);
+         await new Promise((r) => setTimeout(r, 20));
+         await dsm.close();
+         clearInterval(reader);
+         return last === undefined ? 'undefined' : last;`,
+        { p },
+      );
+      expect(last).toBe('undefined');
+      await a.run('globalThis.stop = true;');
+      const k = await writing;
+      expect(await a.run<number>(`return dsm.u32[args.p >> 2];`, { p })).toBe(k);
+    }
+  });
+
   it('three of four nodes closing at once: the fourth keeps every page they alone held, and none warns', async () => {
     const nodes = await h.cluster(4);
     const [d] = nodes.slice(3);

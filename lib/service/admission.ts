@@ -159,7 +159,7 @@ export class Admission {
     // runs out, at times the majority then uses for other commits), and invalidate() keeps a
     // copy at least as new as the version it is given; so every copy goes first (version 0
     // always invalidates), and the cluster's versions are set after.
-    n.sequential.forgetModels();
+    n.sequential.modelTable.forgetModels();
     const { versions } = n.table;
     for (let p = 0; p < versions.length; p++) if (versions[p] !== 0n) n.native.invalidate(p, 0, ja.admitter);
     const written = new Uint8Array(versions.length);
@@ -172,7 +172,7 @@ export class Admission {
     for (let p = 0; p < versions.length; p++) if (!written[p] && versions[p] !== 0n) n.native.invalidate(p, 0, ja.admitter);
     // Pages outside transactional consistency carry no version to tell they were written:
     // without their models a joiner would read them as zero pages of its own.
-    n.sequential.adopt(ja.models);
+    n.sequential.modelTable.adopt(ja.models);
     n.log.restart(ja.time);
     n.store?.joined(ja.time, ja.pages);
     n.links.bind(ja.admitter, via);
@@ -302,7 +302,7 @@ export class Admission {
         for (let p = 0; p < versions.length; p++) {
           if (versions[p] !== 0n) pages.push({ page: p, version: Number(versions[p]), owner: owners[p] });
         }
-        c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, epoch: n.membership.epoch, nextId: n.membership.nextId, members: t.members, pages, rn: n.token.rn, models: n.sequential.runs(), generation: t.generation, known: n.recovery.regenerated }));
+        c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, epoch: n.membership.epoch, nextId: n.membership.nextId, members: t.members, pages, rn: n.token.rn, models: n.sequential.modelTable.runs(), generation: t.generation, known: n.recovery.regenerated }));
         n.links.bind(id, c);
       });
       if (!change) c.close('not admitted');

@@ -403,7 +403,7 @@ export class Commits {
     // Pages this commit allocated outside transactional consistency: their model reaches
     // every member before the commit does (same connections, in order).
     to = [...to];
-    n.sequential.announce(rec.time, to);
+    n.sequential.modelTable.announce(rec.time, to);
     const c = rec.changes && carried(rec.changes, n.config.pageSize, CHANGES_LIMIT);
     // The log keeps (and re-sends) what the backups got.
     if (c) rec.changes = c.backups;

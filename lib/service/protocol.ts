@@ -91,6 +91,11 @@ export const Msg = {
    */
   SeqTakeOver: 53,
   SeqTakenOver: 54,
+  /**
+   * Searcher -> a member holding a read copy of a sequential page whose owner is gone (layout
+   * in sequential_wire.ts): take ownership of it, with the other holders as its copy set.
+   */
+  SeqAdopt: 55,
 } as const;
 
 export const NO_NODE = 0xffff;

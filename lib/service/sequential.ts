@@ -19,15 +19,21 @@
 // on a page holds requests for it meanwhile; invalidations are never held (no deadlock: an
 // acknowledgement never waits for anything).
 //
+// An owner that dies leaves its readers' copies, which hold the last write (copies go before
+// any write returns). A search for the page (below) hears of them, and the lowest holder
+// adopts the page with the other holders as its copy set (SeqAdopt); only where no copy is
+// left is the page lost.
+//
 // Migratory pages use the same ownership chain with no read copies: any access needs the
 // page here and owned, so a read fault moves it like a write, and an owner keeps a page it
 // received for at least MIGRATORY_HOLD_MS before handing it on.
-import { LOST_OWNER, type ModelRun, Msg } from './protocol';
+import { LOST_OWNER, Msg } from './protocol';
 import { WireError } from './wire';
-import { decodeInvalidate, decodeInvalidateAck, decodeModelSet, decodeReply, decodeRequest, encodeInvalidate, encodeReply, encodeRequest, READ_AHEAD, type SeqRequest } from './sequential_wire';
+import { decodeAdopt, decodeInvalidate, decodeInvalidateAck, decodeReply, decodeRequest, encodeAdopt, encodeInvalidate, encodeReply, encodeRequest, READ_AHEAD, type SeqRequest } from './sequential_wire';
 import type { Cluster } from './cluster';
 import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
 import { PushedCopies } from './pushed_copies';
+import { type ModelProtocol, ModelTable } from './model_table';
 
 
 const enum ReplyStatus {
@@ -39,6 +45,8 @@ const enum ReplyStatus {
   lost = 3,
   /** Not the owner: the answer to a search, or to a request whose hints led to a node that is gone (search then). */
   notOwner = 4,
+  /** Not the owner, but holding a read copy while the owner it knows of is gone: the answer to a search. */
+  copy = 5,
 }
 
 /**
@@ -67,7 +75,7 @@ const MAX_HOPS = 64;
 /** Who waits for a page: a faulting thread's request slot, or a prefetch's callback. */
 type Waiter = number | (() => void);
 
-export class Sequential {
+export class Sequential implements ModelProtocol {
   private readonly models: Uint8Array;
   private readonly page: Uint8Array;
   /** Owner: the nodes holding a read copy, per page. */
@@ -77,7 +85,7 @@ export class Sequential {
   /** Faulting slots (and prefetches) waiting for a page. */
   private readonly faults = new Map<number, Waiter[]>();
   /** Searches under way (the hints led to a node that is gone): the members yet to answer. */
-  private readonly searching = new Map<number, { waiting: Set<number>; round: number; write: boolean }>();
+  private readonly searching = new Map<number, { waiting: Set<number>; round: number; write: boolean; holders: number[]; adoptions: number }>();
   /** Faulting slots (and prefetches) waiting for this node to finish handing a page on (then they look again). */
   private readonly afterBusy = new Map<number, Waiter[]>();
   /** When each migratory page owned here arrived (its hold time runs from then). */
@@ -92,8 +100,12 @@ export class Sequential {
   /** Figures for dsm.clusterStats(). */
   readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0, pushed: 0 };
 
+  /** The models' travels: to joiners, and with commits. */
+  readonly modelTable: ModelTable;
+
   constructor(private readonly n: Cluster) {
     this.models = n.native.pageModels();
+    this.modelTable = new ModelTable(n, this.models, this);
     this.page = new Uint8Array(n.config.pageSize);
     this.pushes = new PushedCopies(n, {
       models: this.models,
@@ -265,7 +277,10 @@ export class Sequential {
     if (owner !== n.id && (r.search || !n.members.has(owner))) {
       // Not the owner, and either asked by a search (only the owner answers with the page)
       // or the hints lead through a node that is gone: the requester searches every member.
-      this.reply(r.requester, r.page, ReplyStatus.notOwner, undefined);
+      // A copy held here of a page whose owner is gone is said: it is the last write's
+      // (copies go before any write returns), and the page lives on in it.
+      const copy = r.search && !n.members.has(owner) && owner !== LOST_OWNER && m === PageModel.sequential && n.table.states[r.page] !== 0;
+      this.reply(r.requester, r.page, copy ? ReplyStatus.copy : ReplyStatus.notOwner, undefined);
       return;
     }
     if (owner !== n.id && owner === LOST_OWNER) {
@@ -400,7 +415,7 @@ export class Sequential {
    * broadcast fallback). The owner serves the request as any other; the others answer
    * notOwner; a node handing the page on or taking it holds the search like any request.
    */
-  private search(page: number, write: boolean, round = 1): void {
+  private search(page: number, write: boolean, round = 1, adoptions = 0): void {
     const n = this.n;
     const others = [...n.members.keys()].filter((id) => id !== n.id);
     if (others.length === 0) {
@@ -408,22 +423,67 @@ export class Sequential {
       this.done(page);
       return;
     }
-    this.searching.set(page, { waiting: new Set(others), round, write });
+    this.searching.set(page, { waiting: new Set(others), round, write, holders: [], adoptions });
     this.asked.set(page, { to: SEARCHING, write });
     this.counts.searches++;
     for (const id of others) this.send(id, { page, requester: n.id, write, hops: 0, count: 1, search: true });
   }
 
-  /** Every member answered a search with notOwner: again, or, after the last round, lost. */
+  /**
+   * Every member answered a search: none owns the page. Members holding a read copy: the
+   * lowest of them (this node, if it holds one) adopts it, and the search asks again. Else
+   * again, or, after the last round, lost.
+   */
   private nobodyOwns(page: number): void {
     const s = this.searching.get(page);
     if (!s) return;
     this.searching.delete(page);
+    const n = this.n;
+    const holders = s.holders.filter((id) => n.members.has(id));
+    if (n.table.states[page] !== 0 && (this.models[page] & MODEL_MASK) === PageModel.sequential) holders.push(n.id);
+    if (holders.length > 0 && s.adoptions < SEARCH_ROUNDS) {
+      const heir = Math.min(...holders);
+      if (heir === n.id) {
+        this.becomeOwner(page, holders);
+        // The fault looks again, as the owner now.
+        this.done(page);
+      } else {
+        n.links.send(heir, Msg.SeqAdopt, encodeAdopt(page, holders));
+        // Behind the adoption on the same connection: the heir answers it as the owner.
+        this.search(page, s.write, s.round, s.adoptions + 1);
+      }
+      return;
+    }
     if (s.round < SEARCH_ROUNDS) this.search(page, s.write, s.round + 1);
     else {
       this.lose(page);
       this.done(page);
     }
+  }
+
+  /** SeqAdopt: a searcher found no owner of a page this node holds a copy of. */
+  onAdopt(from: number, p: Buffer): void {
+    const n = this.n;
+    const { page, holders } = decodeAdopt(p, n.config.numPages);
+    const owner = n.table.owners[page];
+    // Only a copy of an owner that is gone (another searcher may have had it adopted here already).
+    if ((this.models[page] & MODEL_MASK) !== PageModel.sequential || n.table.states[page] === 0 || (owner !== n.id && n.members.has(owner))) {
+      n.ev.log('warn', `node ${from} asked this node to adopt sequential page ${page}, which it cannot (no copy here, or its owner lives); ignored`);
+      return;
+    }
+    this.becomeOwner(page, holders);
+    // A search of this node's own for the page (a write fault on its copy) ends: it is the owner.
+    if (this.searching.has(page)) this.done(page);
+  }
+
+  /** This node owns `page`, whose read copy it holds, with `holders` holding copies too. */
+  private becomeOwner(page: number, holders: number[]): void {
+    const n = this.n;
+    if (n.table.owners[page] !== n.id) n.native.installSequential(page, null, false, n.id);
+    let c = this.copies.get(page);
+    if (!c) this.copies.set(page, (c = new Set()));
+    for (const id of holders) if (id !== n.id && n.members.has(id)) c.add(id);
+    n.ev.log('warn', `sequential page ${page}: its owner is gone; this node owns it from its read copy (${c.size} other copies)`);
   }
 
   private reply(to: number, page: number, status: ReplyStatus, data: Uint8Array | undefined): void {
@@ -434,16 +494,19 @@ export class Sequential {
   onReply(from: number, p: Buffer): void {
     const n = this.n;
     const { page, status, data } = decodeReply(p, n.config.numPages);
-    if (status > ReplyStatus.notOwner) throw new WireError(`a sequential page reply has an unknown status ${status}`);
+    if (status > ReplyStatus.copy) throw new WireError(`a sequential page reply has an unknown status ${status}`);
     // Ownership is taken even when no fault waits for it any more (a re-sent request's
     // second answer): the sender has dropped its copy, so refusing would lose the page.
     if (!this.faults.has(page) && status !== ReplyStatus.owner) return;
-    if (status === ReplyStatus.notOwner) {
+    if (status === ReplyStatus.notOwner || status === ReplyStatus.copy) {
       const s = this.searching.get(page);
       if (!s) {
         // The hints led to a node that is gone: search, unless a search already runs.
-        if (this.asked.get(page)?.to !== SEARCHING) this.search(page, this.asked.get(page)?.write ?? true);
-      } else if (s.waiting.delete(from) && s.waiting.size === 0) this.nobodyOwns(page);
+        if (status === ReplyStatus.notOwner && this.asked.get(page)?.to !== SEARCHING) this.search(page, this.asked.get(page)?.write ?? true);
+      } else if (s.waiting.delete(from)) {
+        if (status === ReplyStatus.copy) s.holders.push(from);
+        if (s.waiting.size === 0) this.nobodyOwns(page);
+      }
       return;
     }
     if (status === ReplyStatus.lost) {
@@ -495,6 +558,18 @@ export class Sequential {
     }
   }
 
+  modelChanged(page: number, model: number): void {
+    if (model === PageModel.transactional) this.copies.delete(page);
+    this.arrived.delete(page);
+    this.pushes.freed(page);
+  }
+
+  forgetAll(): void {
+    this.copies.clear();
+    this.pushes.clear();
+    this.arrived.clear();
+  }
+
   /** What the protocol waits on (a stuck cluster's diagnosis): pages and who was asked. */
   debugState(): Record<string, unknown> {
     const t = this.n.table;
@@ -506,92 +581,5 @@ export class Sequential {
       acks: [...this.acks.values()].map((a) => [...a.waiting]),
       pushes: this.pushes.debugState(),
     };
-  }
-
-  // ---- a joining node learns the models ----
-
-  /**
-   * For a joiner (admission.ts, under the token at the configuration's time): every page
-   * here outside transactional consistency, in runs of one model and one owner hint. Model
-   * changes reach members ahead of their commits, so this holds every change committed up to
-   * that time (and perhaps a later one, which its committer sends the joiner again).
-   */
-  runs(): ModelRun[] {
-    const n = this.n;
-    const owners = n.table.owners;
-    const out: ModelRun[] = [];
-    let last: ModelRun | undefined;
-    for (let p = 0; p < this.models.length; p++) {
-      const m = this.models[p];
-      const model = m & MODEL_MASK;
-      if (model === PageModel.transactional) {
-        last = undefined;
-        continue;
-      }
-      const owner = m & MODEL_HERE ? n.id : owners[p];
-      if (last && last.model === model && last.owner === owner && last.first + last.count === p) last.count++;
-      else out.push((last = { first: p, count: 1, model, owner }));
-    }
-    return out;
-  }
-
-  /**
-   * Joining (again): whatever this node knew of models before is void, since the cluster
-   * may have freed those blocks meanwhile. Its pages become transactional zero pages here;
-   * the joiner then takes the cluster's versions, and the admitter's runs (`adopt`).
-   */
-  forgetModels(): void {
-    const n = this.n;
-    for (let p = 0; p < this.models.length; p++) {
-      if ((this.models[p] & MODEL_MASK) !== PageModel.transactional) n.native.setModel(p, 1, PageModel.transactional, n.id);
-    }
-    this.copies.clear();
-    this.pushes.clear();
-    this.arrived.clear();
-  }
-
-  /** The admitter's pages outside transactional consistency: the first touch here asks their owners. */
-  adopt(runs: ModelRun[]): void {
-    const n = this.n;
-    for (const r of runs) {
-      if (r.first >= n.config.numPages || r.count > n.config.numPages - r.first || r.model === PageModel.transactional || r.model > PageModel.migratory) {
-        throw new WireError('a join names model pages outside the region or an unknown model');
-      }
-      n.native.setModel(r.first, r.count, r.model, r.owner);
-    }
-  }
-
-  // ---- model changes travelling with commits ----
-
-  /** Before this node's commit `time` goes out: every member learns its model changes first. */
-  announce(time: number, to: Iterable<{ id: number }>): void {
-    const n = this.n;
-    const c = n.native.takeModelChanges(time);
-    if (c.length === 0) return;
-    const b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
-    for (const m of to) if (m.id !== n.id) n.links.send(m.id, Msg.ModelSet, b);
-    // Pages freed here: any copy sets and waits for them are over.
-    for (let i = 0; i < c.length; i += 3) {
-      if (c[i + 2] === PageModel.transactional) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.forget(p);
-    }
-  }
-
-  /** A page freed here: its copy set and pushes are over. */
-  private forget(page: number): void {
-    this.copies.delete(page);
-    this.pushes.freed(page);
-  }
-
-  /** ModelSet: (first, count, model) triples, allocated or freed by the sender. */
-  onModelSet(from: number, p: Buffer): void {
-    const n = this.n;
-    for (const { first, count, model } of decodeModelSet(p, n.config.numPages, PageModel.migratory)) {
-      n.native.setModel(first, count, model, from);
-      for (let q = first; q < first + count; q++) {
-        if (model === PageModel.transactional) this.copies.delete(q);
-        this.arrived.delete(q);
-        this.pushes.freed(q);
-      }
-    }
   }
 }

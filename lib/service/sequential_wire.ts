@@ -152,3 +152,24 @@ export function decodeTakeOver(p: Buffer, numPages: number): Uint32Array {
   }
   return pages;
 }
+
+/** SeqAdopt: u32 page | u16 count | u16 ids of the members holding a read copy, ascending. */
+export function encodeAdopt(page: number, holders: number[]): Buffer {
+  const b = Buffer.allocUnsafe(6 + holders.length * 2);
+  b.writeUInt32LE(page, 0);
+  b.writeUInt16LE(holders.length, 4);
+  [...holders].sort((x, y) => x - y).forEach((id, i) => b.writeUInt16LE(id, 6 + i * 2));
+  return b;
+}
+
+export function decodeAdopt(p: Buffer, numPages: number): { page: number; holders: number[] } {
+  if (p.length < 8 || p.length !== 6 + p.readUInt16LE(4) * 2) throw new WireError('a sequential adoption has the wrong size');
+  const page = p.readUInt32LE(0);
+  if (page >= numPages) throw new WireError('a sequential adoption names a page outside the region');
+  const holders: number[] = [];
+  for (let i = 0; i < p.readUInt16LE(4); i++) {
+    holders.push(p.readUInt16LE(6 + i * 2));
+    if (i > 0 && holders[i] <= holders[i - 1]) throw new WireError('a sequential adoption names its holders out of order');
+  }
+  return { page, holders };
+}

@@ -194,23 +194,29 @@ describe('consistency models under failure', () => {
   const h = new Harness();
   afterEach(() => h.close());
 
-  it("a sequential page whose owner died is reported lost where no copy is left, never hung on nor read as zeros silently; the others' stay", async () => {
+  it("a sequential page whose owner died lives on in a read copy (its holder adopts it), and is reported lost where no copy is left, never hung on nor read as zeros silently", async () => {
     const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' });
-    const ptr = await a.run<number>(allocRoot('sequential', 2 * 4096, 'fragile'));
+    const ptr = await a.run<number>(allocRoot('sequential', 3 * 4096, 'fragile'));
     await settle([a, b, c]);
     for (const n of [b, c]) expect(await rootOn(n, 'fragile')).toBe(ptr);
-    await a.run('dsm.u32[args.at + 1024] = 8;', { at: ptr / 4 }); // the second page stays a's
-    await c.run('dsm.u32[args.at] = 5;', { at: ptr / 4 }); // c owns the first page now
-    expect(await b.run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(5);
+    const at = ptr / 4;
+    await a.run('dsm.u32[args.at + 1024] = 8;', { at }); // the second page stays a's
+    await c.run('dsm.u32[args.at] = 5; dsm.u32[args.at + 2048] = 9;', { at }); // c owns the first and third pages now
+    expect(await b.run('return dsm.u32[args.at];', { at })).toBe(5); // b holds a copy of the first
     c.kill('SIGKILL');
     await a.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
     await b.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
-    const touch = 'const v = dsm.u32[args.at]; try { dsm.stats(); return { v }; } catch (e) { return { v, code: e.code }; }';
-    // a holds no copy: the page is lost.
-    expect(await a.run(touch, { at: ptr / 4 })).toEqual({ v: 0, code: 'ERR_DSM_PAGE_LOST' });
-    // b still holds a copy of c's last write, current when c died: it reads it.
-    expect(await b.run(touch, { at: ptr / 4 })).toEqual({ v: 5 });
-    for (const n of [a, b]) expect(await n.run('return dsm.u32[args.at + 1024];', { at: ptr / 4 })).toBe(8);
+    const touch = (k: number) => `const v = dsm.u32[args.at + ${k * 1024}]; try { dsm.stats(); return { v }; } catch (e) { return { v, code: e.code }; }`;
+    // a holds no copy of the first page, b does: b adopts it, and a reads c's last write.
+    // (Before, a took it for lost and owned zeros, while b went on reading 5.)
+    expect(await a.run(touch(0), { at })).toEqual({ v: 5 });
+    expect(await b.run(touch(0), { at })).toEqual({ v: 5 });
+    // And it stays one page: a write returns once b's copy is gone.
+    await a.run('dsm.u32[args.at] = 6;', { at });
+    expect(await b.run(touch(0), { at })).toEqual({ v: 6 });
+    // Nobody holds a copy of the third: lost.
+    expect(await a.run(touch(2), { at })).toEqual({ v: 0, code: 'ERR_DSM_PAGE_LOST' });
+    for (const n of [a, b]) expect(await n.run('return dsm.u32[args.at + 1024];', { at })).toBe(8);
   });
 
   it('nodes that join later know the models: they read and write sequential data and are refused local pages', async () => {

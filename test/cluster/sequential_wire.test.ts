@@ -10,7 +10,9 @@ import {
   decodePush,
   decodeReply,
   decodeRequest,
+  decodeAdopt,
   decodeTakeOver,
+  encodeAdopt,
   encodeInvalidate,
   encodePush,
   encodeReply,
@@ -96,7 +98,13 @@ describe('sequential page messages', () => {
       () => decodeTakeOver(encodeTakeOver(new Uint32Array([1, PAGES])), PAGES), // outside the region
       () => decodeTakeOver(encodeTakeOver(new Uint32Array([5, 5])), PAGES), // repeated
       () => decodeTakeOver(encodeTakeOver(new Uint32Array([6, 5])), PAGES), // out of order
+      () => decodeAdopt(Buffer.alloc(7), PAGES), // short
+      () => decodeAdopt(encodeAdopt(0, []), PAGES), // nobody holds a copy
+      () => decodeAdopt(encodeAdopt(PAGES, [1]), PAGES), // outside the region
+      () => decodeAdopt(encodeAdopt(0, [1, 2]).subarray(0, 9), PAGES), // count past the payload
+      () => decodeAdopt(encodeAdopt(0, [2, 2]), PAGES), // repeated
     ];
+    expect(decodeAdopt(encodeAdopt(7, [3, 1, 2]), PAGES)).toEqual({ page: 7, holders: [1, 2, 3] });
     expect(decodeTakeOver(encodeTakeOver(new Uint32Array([0, 5, PAGES - 1])), PAGES)).toEqual(new Uint32Array([0, 5, PAGES - 1]));
     expect(decodeTakeOver(encodeTakeOver(new Uint32Array(0)), PAGES)).toEqual(new Uint32Array(0));
     for (const f of bad) expect(f).toThrow(WireError);

@@ -57,6 +57,13 @@ export class Locks {
       leave();
       throw e;
     }
+    if (this.node.closed()) {
+      // Taken while the node closes: the caller's writes under it would go to views close()
+      // empties, and count for nothing. Given back (or freed by this node's removal).
+      await this.release(name, held).catch(() => undefined);
+      leave();
+      throw new ClosedError();
+    }
     let released = false;
     const release = (): Promise<void> => {
       released = true;

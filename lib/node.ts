@@ -454,9 +454,9 @@ export class DsmNode extends EventEmitter {
   /**
    * Waits for queued transactions, hands this node's pages over, stops the service thread
    * and unmaps the region. The typed views become empty (length 0) once the queued
-   * transactions are done: code still reading them meanwhile reads undefined. Later
-   * transactions, locks and barriers reject with ERR_DSM_CLOSED. A second call resolves
-   * with the first.
+   * transactions are done: code still using them meanwhile reads undefined and writes
+   * nothing, so stop such code (timers, loops) before closing. Later transactions, locks
+   * and barriers reject with ERR_DSM_CLOSED. A second call resolves with the first.
    */
   close(): Promise<void> {
     // A second call waits for the first: a program that exits once its close() resolves

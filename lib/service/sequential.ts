@@ -396,7 +396,15 @@ export class Sequential implements ModelProtocol {
       if (s.waiting.delete(id) && s.waiting.size === 0) this.nobodyOwns(page);
     }
     for (const [page, a] of [...this.asked]) {
-      if (a.to !== id) continue;
+      if (a.to === SEARCHING) continue;
+      if (a.to !== id) {
+        // Forwarded along the hints, the request may have passed through the node that left
+        // and gone down with its connections: the requester then waited for good (seen with
+        // nodes closing under a lock's churn). Asked again: an owner serves a repeated request
+        // like any other, and answers nobody waits for any more are dropped (onReply).
+        this.send(a.to, { page, requester: this.n.id, write: a.write, hops: 0, count: 1 });
+        continue;
+      }
       const owner = this.n.table.owners[page];
       if (owner === this.n.id || owner === LOST_OWNER) {
         this.lose(page);

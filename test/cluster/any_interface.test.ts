@@ -5,9 +5,6 @@
 // for the first two, and lost and recovered them over and over.
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { type RemoteNode, settle, until } from './harness';
 import { NetnsCluster, netnsUnavailable } from './netns';
 
@@ -33,12 +30,9 @@ if (unavailable) console.log(`listening on every interface: tests skipped: ${una
 
 describe.skipIf(unavailable !== undefined)('nodes listening on every interface (network namespaces)', () => {
   let net: NetnsCluster | undefined;
-  let dir: string | undefined;
   afterEach(async () => {
     await net?.destroy();
     net = undefined;
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-    dir = undefined;
   });
 
   it("a founder with durability 'disk' tells a page server where to join in words another machine can use", async () => {
@@ -49,7 +43,7 @@ describe.skipIf(unavailable !== undefined)('nodes listening on every interface (
     const said = await until('the founder says it waits for a page server', 60_000, async () => net!.nodes[0]?.stderr.match(/waits for a page server.*--peers (\S+)/)?.[1]);
     // It said --peers 0.0.0.0:7000, which on the page server's machine is that machine.
     expect(said).toBe('THIS-HOST:7000');
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-any-interface-'));
+    const dir = net.tempDir('dsm-any-interface-');
     await net.startPageServer(1, { dir, listen: '0.0.0.0:7000', peers: [`${net.host(0)}:7000`] });
     const a = await starting;
     expect(await a.run<number>('const p = await dsm.transaction((tx) => { const p = tx.alloc(8); dsm.u32[p >> 2] = 42; return p; }); return dsm.u32[p >> 2];')).toBe(42);

@@ -6,6 +6,8 @@
 // with `ip netns exec` and driven over IPC like the loopback harness's.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Harness, RemoteNode, SECRET } from './harness';
 
@@ -121,12 +123,22 @@ export class NetnsCluster {
   }
 
   /** Kills every node process, then removes every namespace (also after a failed test). */
+  /** A directory for this cluster's processes (a page server's store), removed by destroy() once they have exited. */
+  tempDir(prefix: string): string {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    this.dirs.push(d);
+    return d;
+  }
+
+  private readonly dirs: string[] = [];
+
   async destroy(): Promise<void> {
     for (const n of this.nodes) n.kill('SIGKILL');
     await Promise.all(this.nodes.map((n) => n.exited));
     this.nodes.length = 0;
     for (const ns of [...this.namespaces, this.hub]) spawnSync('ip', ['netns', 'del', ns]);
     this.namespaces.length = 0;
+    for (const d of this.dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
   }
 }
 

@@ -2,8 +2,6 @@
 // server goes on when the network splits, and the cut-off node refuses transactions with
 // ERR_DSM_PARTITIONED until the network heals, then joins again and commits. Real processes
 // in network namespaces (as root); skipped with a note elsewhere.
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { until } from '../cluster/harness';
@@ -20,16 +18,14 @@ const OWN = 3001 * 1024;
 
 describe.skipIf(unavailable !== undefined)('a partition with a page server (network namespaces)', () => {
   let net: NetnsCluster | undefined;
-  let tmp: string | undefined;
   afterEach(async () => {
     await net?.destroy();
     net = undefined;
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
   it("only the page server's side goes on committing", async () => {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-ps-partition-'));
     net = new NetnsCluster(3);
+    const tmp = net.tempDir('dsm-ps-partition-');
     net.create();
     const ps = await net.startPageServer(0, { ...FAST, dir: path.join(tmp, 'store'), listen: `${net.host(0)}:${PORT}` });
     const opts = { ...FAST, durability: 'disk', peers: [ps.address] };

@@ -3,7 +3,7 @@
 // the service keeps a count in the shared status words, so a transaction that touches no
 // lost page pays one load to know it.
 import { InvalidOptionError, PageLostError } from './errors';
-import type { NativeRegion } from './native';
+import { MODEL_MASK, type NativeRegion, PageModel } from './native';
 import { Status } from './service/messages';
 import { LOST_OWNER } from './service/protocol';
 
@@ -18,6 +18,8 @@ export class LostPages {
     private readonly region: NativeRegion,
     private readonly status: BigUint64Array,
     private readonly u8: Uint8Array,
+    /** The page table's model bytes (native pageModels). */
+    private readonly models: Uint8Array,
   ) {}
 
   get any(): boolean {
@@ -47,9 +49,11 @@ export class LostPages {
 
   /**
    * Accepts the loss of the pages under [ptr, ptr + length): they start from zero, written
-   * by the running transaction (so its commit makes them new on every node).
+   * by the running transaction (so its commit makes them new on every node). A sequential or
+   * migratory page is declared again instead (`redeclare`, as an allocation is): the commit
+   * makes this node its owner, of a zero page, on every node.
    */
-  discard(ptr: number, length: number, discarded: Set<number>): void {
+  discard(ptr: number, length: number, discarded: Set<number>, redeclare: (page: number, model: number) => void): void {
     const { pageSize, owners } = this.region;
     const size = this.u8.length;
     if (!Number.isSafeInteger(ptr) || !Number.isSafeInteger(length) || ptr < 0 || length < 0 || ptr + length > size) {
@@ -63,6 +67,14 @@ export class LostPages {
     try {
       for (let p = first; p < end; p++) {
         if (owners[p] !== LOST_OWNER) continue;
+        const model = this.models[p] & MODEL_MASK;
+        if (model === PageModel.sequential || model === PageModel.migratory) {
+          // The zero page of this node's own, if a touch made one, is written here without a
+          // fault (it is owned here); one that is not here is made zero by the commit.
+          if (this.region.states[p] !== 0) this.u8.fill(0, p * pageSize, (p + 1) * pageSize);
+          redeclare(p, model);
+          continue;
+        }
         discarded.add(p);
         this.u8.fill(0, p * pageSize, (p + 1) * pageSize);
       }

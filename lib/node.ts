@@ -132,8 +132,8 @@ export class DsmNode extends EventEmitter {
   private readonly conflicts = new ConflictMonitor();
   /** A publication of the hot pages to the service is scheduled (networked nodes). */
   private hotPublish?: NodeJS.Immediate;
-  /** The native page table's model bytes (stats()), read-only. */
-  private pageModels?: Uint8Array;
+  /** The native page table's model bytes, read-only. */
+  private readonly pageModels: Uint8Array;
   /** @internal */ readonly heap: Heap;
   private readonly barriers: Barriers;
   private readonly locks: Locks;
@@ -159,7 +159,8 @@ export class DsmNode extends EventEmitter {
     this.base = opts.base;
     this.regionSize = opts.regionSize;
     this.heap = new Heap(this, region.states, (first, count, model) => native.declareModel(first, count, model));
-    this.lost = new LostPages(region, service.status, this.u8);
+    this.pageModels = native.pageModels();
+    this.lost = new LostPages(region, service.status, this.u8, this.pageModels);
     const guard = new HeapGuard(this.heap, this.u8, this.u32, native, region);
     this.runner = new TransactionRunner(native, service, this.heap, opts.maxRetries, {
       nodeId: () => this.nodeId,
@@ -253,7 +254,7 @@ export class DsmNode extends EventEmitter {
    */
   private here(first: number, count: number, write: boolean): boolean {
     const states = this.region.states;
-    const models = (this.pageModels ??= this.native.pageModels());
+    const models = this.pageModels;
     for (let p = first; p < first + count; p++) {
       const model = models[p] & MODEL_MASK;
       if (model === PageModel.local) continue;
@@ -284,7 +285,8 @@ export class DsmNode extends EventEmitter {
   /**
    * The address ranges whose contents were lost: every node holding their latest version
    * died. Touching them raises ERR_DSM_PAGE_LOST until a transaction accepts the loss with
-   * `tx.discardLost(ptr, length)`.
+   * `tx.discardLost(ptr, length)` (a sequential or migratory page: the first touch on each
+   * node, which goes on over a zero page of that node's own).
    * @example for (const { ptr, length } of dsm.lostPages()) console.warn('lost', ptr, length);
    */
   lostPages(): LostRange[] {
@@ -405,7 +407,7 @@ export class DsmNode extends EventEmitter {
     pages.write = counts[PageState.write];
     // The native page table's model byte (native/page_table.h PageModel, | 0x80 when owned here).
     const byModel = [0, 0, 0, 0];
-    const models = (this.pageModels ??= this.native.pageModels());
+    const models = this.pageModels;
     for (let i = 0; i < models.length; i++) byModel[models[i] & MODEL_MASK]++;
     return {
       nodeId: this.nodeId,

@@ -27,7 +27,7 @@ export class Transaction {
    * @example for (const r of dsm.lostPages()) await dsm.transaction((tx) => tx.discardLost(r.ptr, r.length));
    */
   discardLost(ptr: number, length: number): void {
-    this.lost.discard(ptr, length, this.discarded);
+    this.lost.discard(ptr, length, this.discarded, (page, model) => this.heap.redeclare(page, model));
   }
 
   /**

@@ -145,6 +145,18 @@ export class Heap {
     return ptr;
   }
 
+  /**
+   * Inside a transaction (tx.discardLost): a lost page of a sequential or migratory block
+   * takes its model again when the transaction commits, which makes this node its owner on
+   * every node. Its kind byte is written again (the same value) so that two nodes doing it
+   * at once conflict and one of them owns it, not both.
+   */
+  redeclare(page: number, model: number): void {
+    if (!this.declareModel) throw new InvalidOptionError('tx.discardLost: this node cannot declare non-transactional pages');
+    this.buddy.setKind(page, this.buddy.kind(page));
+    this.declareModel(page, 1, model);
+  }
+
   /** The allocator header page of `node` (0: none yet). */
   private headerOf(node: number): number {
     // The allocating node's own header, on every small allocation: no map lookup.

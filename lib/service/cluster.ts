@@ -118,6 +118,7 @@ const handlers: Record<number, Handler> = {
   [Msg.HandoverAck]: (n) => n.leaving.onHandoverAck(),
   [Msg.SeqTakeOver]: (n, from, p) => n.leaving.onSeqTakeOver(from, p),
   [Msg.SeqAdopt]: (n, from, p) => n.sequential.onAdopt(from, p),
+  [Msg.SeqLost]: (n, from, p) => n.sequential.loss.onLost(from, p),
   [Msg.SeqTakenOver]: (n, _from, p) => n.leaving.onSeqTakenOver(p),
   [Msg.RecoverQuery]: (n, from, p) => n.recovery.onQuery(from, p),
   [Msg.RecoverState]: (n, from, p) => n.recovery.onState(from, p),

@@ -2,7 +2,7 @@
 // transactional consistency go to a joiner with its JoinAccept, and each commit's model
 // changes (blocks allocated or freed under another model) reach every member ahead of the
 // commit. The protocol that moves those pages is sequential.ts; it hears of every change.
-import { type ModelRun, Msg } from './protocol';
+import { LOST_OWNER, type ModelRun, Msg } from './protocol';
 import { WireError } from './wire';
 import { decodeModelSet } from './sequential_wire';
 import type { Cluster } from './cluster';
@@ -14,6 +14,8 @@ export interface ModelProtocol {
   modelChanged(page: number, model: number): void;
   /** Every model this node knew is void (joining again). */
   forgetAll(): void;
+  /** `page` was lost before this node joined (its admitter names no owner). */
+  lostBeforeJoining(page: number): void;
 }
 
 export class ModelTable {
@@ -43,7 +45,8 @@ export class ModelTable {
         last = undefined;
         continue;
       }
-      const owner = m & MODEL_HERE ? n.id : owners[p];
+      // A lost page's zero page here is this node's alone: it has no owner to name.
+      const owner = m & MODEL_HERE && owners[p] !== LOST_OWNER ? n.id : owners[p];
       if (last && last.model === model && last.owner === owner && last.first + last.count === p) last.count++;
       else out.push((last = { first: p, count: 1, model, owner }));
     }
@@ -71,6 +74,7 @@ export class ModelTable {
         throw new WireError('a join names model pages outside the region or an unknown model');
       }
       n.native.setModel(r.first, r.count, r.model, r.owner);
+      if (r.owner === LOST_OWNER) for (let p = r.first; p < r.first + r.count; p++) this.protocol.lostBeforeJoining(p);
     }
   }
 
@@ -83,10 +87,9 @@ export class ModelTable {
     if (c.length === 0) return;
     const b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
     for (const m of to) if (m.id !== n.id) n.links.send(m.id, Msg.ModelSet, b);
-    // Pages freed here: any copy sets and waits for them are over.
-    for (let i = 0; i < c.length; i += 3) {
-      if (c[i + 2] === PageModel.transactional) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.protocol.modelChanged(p, PageModel.transactional);
-    }
+    // Pages freed here: any copy sets and waits for them are over. Pages declared again (a
+    // lost page discarded): lost no more.
+    for (let i = 0; i < c.length; i += 3) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.protocol.modelChanged(p, c[i + 2]);
   }
 
   /** ModelSet: (first, count, model) triples, allocated or freed by the sender. */

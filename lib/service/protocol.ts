@@ -96,6 +96,12 @@ export const Msg = {
    * in sequential_wire.ts): take ownership of it, with the other holders as its copy set.
    */
   SeqAdopt: 55,
+  /**
+   * A member whose search found neither the owner nor a copy of a sequential or migratory
+   * page -> every member (layout in sequential_wire.ts): the page is lost, for the whole
+   * cluster (sequential_loss.ts).
+   */
+  SeqLost: 56,
 } as const;
 
 export const NO_NODE = 0xffff;

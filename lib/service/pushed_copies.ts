@@ -24,7 +24,7 @@
 //   may then count a copy that is not there, which costs an acknowledged invalidation, never
 //   a stale read.
 // Pages of other models, and a node's own pages, are never pushed.
-import { Msg } from './protocol';
+import { LOST_OWNER, Msg } from './protocol';
 import { decodePush, encodePush } from './sequential_wire';
 import type { Cluster } from './cluster';
 import { MODEL_HERE, MODEL_MASK, PageModel, PageState } from '../native';
@@ -199,7 +199,7 @@ export class PushedCopies {
     if (n.barriers.arrivedAt(name) > gen) return;
     for (let i = 0; i < data.length / ps; i++) {
       const q = page + i;
-      if (!this.sequential(q) || n.table.states[q] !== 0 || n.table.owners[q] === n.id || this.host.moving(q)) continue;
+      if (!this.sequential(q) || n.table.states[q] !== 0 || n.table.owners[q] === n.id || n.table.owners[q] === LOST_OWNER || this.host.moving(q)) continue;
       n.native.installSequential(q, data.subarray(i * ps, (i + 1) * ps), false, from);
       this.pushedHere.set(q, { name, gen });
     }

@@ -22,7 +22,7 @@
 // An owner that dies leaves its readers' copies, which hold the last write (copies go before
 // any write returns). A search for the page (below) hears of them, and the lowest holder
 // adopts the page with the other holders as its copy set (SeqAdopt); only where no copy is
-// left is the page lost.
+// left is the page lost, for every member (sequential_loss.ts).
 //
 // Migratory pages use the same ownership chain with no read copies: any access needs the
 // page here and owned, so a read fault moves it like a write, and an owner keeps a page it
@@ -33,6 +33,7 @@ import { decodeAdopt, decodeInvalidate, decodeInvalidateAck, decodeReply, decode
 import type { Cluster } from './cluster';
 import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
 import { PushedCopies } from './pushed_copies';
+import { SequentialLoss } from './sequential_loss';
 import { type ModelProtocol, ModelTable } from './model_table';
 
 
@@ -102,10 +103,13 @@ export class Sequential implements ModelProtocol {
 
   /** The models' travels: to joiners, and with commits. */
   readonly modelTable: ModelTable;
+  /** Pages lost with their owner, known to every member. */
+  readonly loss: SequentialLoss;
 
   constructor(private readonly n: Cluster) {
     this.models = n.native.pageModels();
     this.modelTable = new ModelTable(n, this.models, this);
+    this.loss = new SequentialLoss(n, this.models);
     this.page = new Uint8Array(n.config.pageSize);
     this.pushes = new PushedCopies(n, {
       models: this.models,
@@ -201,7 +205,7 @@ export class Sequential implements ModelProtocol {
     const owner = n.table.owners[page];
     if ((owner === n.id && n.table.states[page] === 0) || owner === LOST_OWNER) {
       // Made owner by a recovery without a copy, or decided lost: the data died with its owner.
-      this.lose(page);
+      this.lose(page, owner !== LOST_OWNER);
       this.wake(slot);
       return;
     }
@@ -243,13 +247,16 @@ export class Sequential implements ModelProtocol {
 
   /**
    * A sequential page whose data is gone (its owner died): the faulting thread goes on over
-   * zeros, owned here from now on, and the app gets ERR_DSM_PAGE_LOST from its next call.
+   * a zero page of this node's own (owner LOST_OWNER: served to nobody), and the app gets
+   * ERR_DSM_PAGE_LOST from its next call. `decided`: this node found the loss, and tells
+   * every member.
    */
-  private lose(page: number): void {
+  private lose(page: number, decided: boolean): void {
     this.n.ev.log('warn', `sequential page ${page} was lost with the node that owned it`);
+    this.loss.record(page, decided);
     this.pushes.dropped(page);
     this.n.native.markLost(page);
-    this.n.native.installSequential(page, null, true, this.n.id);
+    this.n.native.installSequential(page, null, true, LOST_OWNER);
   }
 
   private send(to: number, r: SeqRequest): void {
@@ -274,17 +281,18 @@ export class Sequential implements ModelProtocol {
       return;
     }
     const owner = n.table.owners[r.page];
+    if (owner === LOST_OWNER) {
+      // Asked by a search too: the searcher learns of the loss at once.
+      this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
+      return;
+    }
     if (owner !== n.id && (r.search || !n.members.has(owner))) {
       // Not the owner, and either asked by a search (only the owner answers with the page)
       // or the hints lead through a node that is gone: the requester searches every member.
       // A copy held here of a page whose owner is gone is said: it is the last write's
       // (copies go before any write returns), and the page lives on in it.
-      const copy = r.search && !n.members.has(owner) && owner !== LOST_OWNER && m === PageModel.sequential && n.table.states[r.page] !== 0;
+      const copy = r.search && !n.members.has(owner) && m === PageModel.sequential && n.table.states[r.page] !== 0;
       this.reply(r.requester, r.page, copy ? ReplyStatus.copy : ReplyStatus.notOwner, undefined);
-      return;
-    }
-    if (owner !== n.id && owner === LOST_OWNER) {
-      this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
       return;
     }
     if (owner !== n.id || (m !== PageModel.sequential && m !== PageModel.migratory)) {
@@ -297,7 +305,9 @@ export class Sequential implements ModelProtocol {
       return;
     }
     if (n.table.states[r.page] === 0) {
-      // Made owner by a recovery without a copy.
+      // Made owner by a recovery without a copy: the data died with its owner.
+      n.native.dropSequential(r.page, LOST_OWNER);
+      this.loss.record(r.page, true);
       this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
       return;
     }
@@ -407,7 +417,7 @@ export class Sequential implements ModelProtocol {
       }
       const owner = this.n.table.owners[page];
       if (owner === this.n.id || owner === LOST_OWNER) {
-        this.lose(page);
+        this.lose(page, owner === this.n.id);
         this.done(page);
       } else if (!this.n.members.has(owner)) {
         this.search(page, a.write);
@@ -427,7 +437,7 @@ export class Sequential implements ModelProtocol {
     const n = this.n;
     const others = [...n.members.keys()].filter((id) => id !== n.id);
     if (others.length === 0) {
-      this.lose(page);
+      this.lose(page, false);
       this.done(page);
       return;
     }
@@ -464,7 +474,7 @@ export class Sequential implements ModelProtocol {
     }
     if (s.round < SEARCH_ROUNDS) this.search(page, s.write, s.round + 1);
     else {
-      this.lose(page);
+      this.lose(page, true);
       this.done(page);
     }
   }
@@ -518,7 +528,7 @@ export class Sequential implements ModelProtocol {
       return;
     }
     if (status === ReplyStatus.lost) {
-      this.lose(page);
+      this.lose(page, false);
     } else if (status === ReplyStatus.local) {
       this.counts.localRefused++;
       n.native.refuseLocal(page);
@@ -568,8 +578,13 @@ export class Sequential implements ModelProtocol {
 
   modelChanged(page: number, model: number): void {
     if (model === PageModel.transactional) this.copies.delete(page);
+    this.loss.changed(page);
     this.arrived.delete(page);
     this.pushes.freed(page);
+  }
+
+  lostBeforeJoining(page: number): void {
+    this.loss.joined(page);
   }
 
   forgetAll(): void {

@@ -1,5 +1,5 @@
 // The wire layout of the sequential and migratory pages' messages (protocol.ts Msg.SeqRequest,
-// SeqReply, SeqInvalidate, SeqInvalidateAck, ModelSet, SeqPush, SeqTakeOver; the protocol in sequential.ts). Their
+// SeqReply, SeqInvalidate, SeqInvalidateAck, ModelSet, SeqPush, SeqTakeOver, SeqAdopt, SeqLost; the protocol in sequential.ts). Their
 // numbers are in protocol.ts with every other message's. Decoders check sizes and ranges and
 // throw WireError: the sender is logged and its connection dropped, never trusted.
 import { WireError } from './wire';
@@ -172,4 +172,18 @@ export function decodeAdopt(p: Buffer, numPages: number): { page: number; holder
     if (i > 0 && holders[i] <= holders[i - 1]) throw new WireError('a sequential adoption names its holders out of order');
   }
   return { page, holders };
+}
+
+/** SeqLost: u32 page. */
+export function encodeLost(page: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32LE(page, 0);
+  return b;
+}
+
+export function decodeLost(p: Buffer, numPages: number): number {
+  if (p.length !== 4) throw new WireError('a sequential page loss has the wrong size');
+  const page = p.readUInt32LE(0);
+  if (page >= numPages) throw new WireError('a sequential page loss names a page outside the region');
+  return page;
 }

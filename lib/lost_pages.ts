@@ -69,9 +69,8 @@ export class LostPages {
         if (owners[p] !== LOST_OWNER) continue;
         const model = this.models[p] & MODEL_MASK;
         if (model === PageModel.sequential || model === PageModel.migratory) {
-          // The zero page of this node's own, if a touch made one, is written here without a
-          // fault (it is owned here); one that is not here is made zero by the commit.
-          if (this.region.states[p] !== 0) this.u8.fill(0, p * pageSize, (p + 1) * pageSize);
+          // Its copy here, if any, is zeroed by `redeclare`; one that is not here is made zero
+          // by the commit.
           redeclare(p, model);
           continue;
         }

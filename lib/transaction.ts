@@ -6,6 +6,7 @@ import type { Heap } from './alloc/heap';
 import { CommitKind, CommitStatus, type NativeAddon, RunStatus } from './native';
 import { checkKeys } from './options';
 import type { ServiceClient } from './service/client';
+import { LOST_OWNER } from './service/protocol';
 
 /** The handle a transaction function receives. */
 export class Transaction {
@@ -27,7 +28,11 @@ export class Transaction {
    * @example for (const r of dsm.lostPages()) await dsm.transaction((tx) => tx.discardLost(r.ptr, r.length));
    */
   discardLost(ptr: number, length: number): void {
-    this.lost.discard(ptr, length, this.discarded, (page, model) => this.heap.redeclare(page, model));
+    this.lost.discard(ptr, length, this.discarded, (page, model) => {
+      // Declared only while still lost: a discard elsewhere may have made it new meanwhile
+      // (a model change arriving after this dooms the run: native SetModel).
+      if (this.native.declareLost(page, model, LOST_OWNER)) this.heap.countRedeclared(page);
+    });
   }
 
   /**

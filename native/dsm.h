@@ -174,6 +174,9 @@ class Dsm {
   // App thread, inside a transaction: `count` pages from `first` take `model` (PageModel,
   // kTransactional for pages freed) when the transaction commits; an abort forgets it.
   void DeclareModel(uint32_t first, uint32_t count, uint8_t model);
+  // tx.discardLost of a lost sequential or migratory page: if its owner is still `lostOwner`,
+  // declares its model as DeclareModel does and zeroes the copy here, if any; false if not.
+  bool DeclareLost(uint32_t page, uint8_t model, uint16_t lostOwner);
   struct ModelChange {
     uint64_t time;  // of the commit that made it
     uint32_t first, count;

@@ -32,6 +32,13 @@ Napi::Value DeclareModel(const Napi::CallbackInfo& info) {
   d->DeclareModel(first, count, ModelArg(env, info[2]));
   return env.Undefined();
 }
+// App: declareLost(page, model, lostOwner) -> whether the page was still lost (and is declared)
+Napi::Value DeclareLost(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  const uint32_t page = PageArg(env, d, info[0]);
+  return Napi::Boolean::New(env, d->DeclareLost(page, ModelArg(env, info[1]), uint16_t(U32(info[2]))));
+}
 // App: the page of another node's local allocation touched here, or -1.
 Napi::Value TakeLocalTouched(const Napi::CallbackInfo& info) {
   Dsm* d = AddonEnv::Current();
@@ -105,6 +112,7 @@ Napi::Value PageModels(const Napi::CallbackInfo& info) {
 void DefineModelCalls(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> calls[] = {
       {"declareModel", DeclareModel},
+      {"declareLost", DeclareLost},
       {"takeLocalTouched", TakeLocalTouched},
       {"takeModelChanges", TakeModelChanges},
       {"setModel", SetModel},

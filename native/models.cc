@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <algorithm>
+
 #include "dsm.h"
 
 namespace dsm {
@@ -12,6 +14,25 @@ namespace dsm {
 void Dsm::DeclareModel(uint32_t first, uint32_t count, uint8_t model) {
   std::lock_guard<std::mutex> g(modelsMu_);
   declared_.push_back({0, first, count, model});
+}
+
+bool Dsm::DeclareLost(uint32_t page, uint8_t model, uint16_t lostOwner) {
+  // Under the page-table lock, as SetModel: another node's model change for the page comes
+  // before (the owner differs: not declared) or after (it dooms the transaction), never
+  // between the look at the owner and the declaration.
+  Lock();
+  const bool lost = pt_.owner(page) == lostOwner;
+  if (lost) {
+    std::lock_guard<std::mutex> g(modelsMu_);
+    declared_.push_back({0, page, 1, model});
+    // The zero page a touch of the lost page made here, perhaps written since: this node's
+    // alone, so zeroed here, through the system view (no fault). Written through the app
+    // view, a model change arriving first would make that write fetch the new owner's page
+    // and zero it.
+    if (pt_.state(page) != kInvalid) memset(region_.SysPage(page), 0, region_.pageSize());
+  }
+  lock_.Unlock();
+  return lost;
 }
 
 void Dsm::TakeModelChanges(uint64_t time, std::vector<ModelChange>* out) {
@@ -25,6 +46,18 @@ void Dsm::SetModel(uint32_t first, uint32_t count, uint8_t model, uint16_t owner
   const uint32_t n = region_.numPages();
   if (first >= n || count > n - first) return;
   Lock();
+  {
+    // The running transaction declared a model for some of these pages too: it took a lost
+    // page for still lost (tx.discardLost) while another node's discard made it new (the
+    // heap page it then wrote can come newer than that discard's model change: fetched from
+    // the discarder, without a conflict). Its commit would make this node a second owner and
+    // drop the other's page with the writes made since, so it runs again and sees the page
+    // is no longer lost.
+    std::lock_guard<std::mutex> g(modelsMu_);
+    for (const ModelChange& c : declared_) {
+      if (c.first < first + count && first < c.first + c.count && live_.load(std::memory_order_acquire)) DoomLocked(std::max(c.first, first), owner);
+    }
+  }
   SetModelLocked(first, count, model, owner, false);
   lock_.Unlock();
 }

@@ -48,6 +48,16 @@ export class Buddy {
   setModel(page: number, model: number): void {
     this.journal.w32(this.link(page), (MODEL_TAG | model) >>> 0);
   }
+  /**
+   * Counts a lost page declared again (tx.discardLost) in the page's second link word, which
+   * no allocated block uses (push() sets both words of a block it frees): a change the
+   * transaction commits, so two nodes discarding the page at once conflict. (Writing a word
+   * unchanged is no change: the commit leaves the page out.)
+   */
+  countRedeclared(page: number): void {
+    const w = this.link(page) + 1;
+    this.journal.w32(w, (this.m.u32[w] + 1) >>> 0);
+  }
   private link(page: number): number {
     return (this.linksAt >>> 2) + 2 * page;
   }

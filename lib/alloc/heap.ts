@@ -146,15 +146,13 @@ export class Heap {
   }
 
   /**
-   * Inside a transaction (tx.discardLost): a lost page of a sequential or migratory block
-   * takes its model again when the transaction commits, which makes this node its owner on
-   * every node. Its kind byte is written again (the same value) so that two nodes doing it
-   * at once conflict and one of them owns it, not both.
+   * Inside a transaction that declared a lost sequential or migratory page's model again
+   * (tx.discardLost): writes a count in the heap's tables, so that the transaction commits
+   * as a write (a run writing no page commits nothing the others hear of, and its model
+   * change would never reach them) and two nodes doing it at once conflict.
    */
-  redeclare(page: number, model: number): void {
-    if (!this.declareModel) throw new InvalidOptionError('tx.discardLost: this node cannot declare non-transactional pages');
-    this.buddy.setKind(page, this.buddy.kind(page));
-    this.declareModel(page, 1, model);
+  countRedeclared(page: number): void {
+    this.buddy.countRedeclared(page);
   }
 
   /** The allocator header page of `node` (0: none yet). */

@@ -47,4 +47,26 @@ describe('sequential pages lost with their owner', () => {
     await d.run('dsm.u32[args.at] = 12;', { at });
     for (const n of [a, b, d]) expect(await n.run('return dsm.u32[args.at];', { at })).toBe(12);
   });
+
+  it('two nodes discarding a lost page at once: one owns it, and neither loses a write made after its discard', async () => {
+    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' });
+    const ptr = await a.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('fragile', p); return p; });`);
+    await settle([a, b, c]);
+    const at = ptr / 4;
+    await c.run('dsm.u32[args.at] = 9;', { at });
+    c.kill('SIGKILL');
+    for (const n of [a, b]) await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    expect(await a.run(touch, { at })).toEqual({ v: 0, code: 'ERR_DSM_PAGE_LOST' });
+    await until('b lists the lost page', 30_000, async () => ((await lostRanges(b)).length > 0 ? true : undefined));
+    // Each discards and writes its own word at once. Had both become owners, each would read
+    // only its own word (two pages where there is one), or a later model change would drop
+    // the first owner's page with its write.
+    const discardAndWrite = 'await dsm.transaction((tx) => tx.discardLost(args.ptr, 4096)); dsm.u32[args.at + args.k] = args.k + 1; return dsm.globalTime;';
+    const times = await Promise.all([a.run<number>(discardAndWrite, { ptr, at, k: 1 }), b.run<number>(discardAndWrite, { ptr, at, k: 2 })]);
+    await settle([a, b]);
+    for (const n of [a, b]) {
+      expect(await n.run('await dsm.waitForGlobalTime(args.t); return [dsm.u32[args.at + 1], dsm.u32[args.at + 2]];', { at, t: Math.max(...times) })).toEqual([2, 3]);
+      expect(await lostRanges(n)).toEqual([]);
+    }
+  });
 });

@@ -238,3 +238,38 @@ TEST(a_migratory_page_is_touched_only_where_it_is_owned) {
   CHECK(out[0] == 0x32 && d->pages().state(99) == kInvalid && d->pages().model(99) == kMigratory);
   Close(d);
 }
+
+TEST(a_lost_page_is_declared_again_only_while_lost_and_another_nodes_model_change_dooms_the_run) {
+  Dsm* d = Open();
+  if (!d) return;
+  const uint16_t kLost = 0xfffe;
+  // A lost sequential page, with the zero page a touch made here written since.
+  d->SetModel(110, 2, kSequential, 2);
+  d->InstallSequential(110, nullptr, true, kLost);
+  memset(d->region().SysPage(110), 7, kPage);
+  // Still lost: declared, and the copy here zeroed (it is this node's alone).
+  d->Begin();
+  CHECK(d->DeclareLost(110, kSequential, kLost));
+  CHECK(d->region().SysPage(110)[9] == 0);
+  // Another node's discard of it arrives before this run commits: the run is doomed.
+  d->SetModel(110, 1, kSequential, 3);
+  CHECK(d->doomed());
+  d->End();
+  d->Abort();
+  // Not lost any more (its owner is node 3 now): nothing declared.
+  d->Begin();
+  CHECK(!d->DeclareLost(110, kSequential, kLost));
+  d->End();
+  d->Commit(9, 1);
+  std::vector<Dsm::ModelChange> c;
+  d->TakeModelChanges(100, &c);
+  CHECK(c.empty());
+  CHECK(d->pages().owner(110) == 3);
+  // A model change for a page the run did not declare dooms nothing.
+  d->Begin();
+  d->SetModel(111, 1, kSequential, 3);
+  CHECK(!d->doomed());
+  d->End();
+  d->Abort();
+  Close(d);
+}

@@ -11,18 +11,21 @@ describe('sequential pages lost with their owner', () => {
   const h = new Harness();
   afterEach(() => h.close());
 
-  it.each(['sequential', 'migratory'])('a lost %s page is listed and reported on every node, known to a joiner, and made new everywhere by a discard', async (model) => {
+  /** Three nodes; c takes a page of `model` (no copy stays anywhere) and dies with it; a's touch then finds neither owner nor copy. */
+  async function lostPage(model: string) {
     const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' });
     const ptr = await a.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: '${model}' }); tx.setRoot('fragile', p); return p; });`);
     await settle([a, b, c]);
     const at = ptr / 4;
-    // c takes the page (no copy stays anywhere) and dies with it.
     await c.run('dsm.u32[args.at] = 9;', { at });
     c.kill('SIGKILL');
     for (const n of [a, b]) await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
-
-    // a's touch finds neither owner nor copy: lost.
     expect(await a.run(touch, { at })).toEqual({ v: 0, code: 'ERR_DSM_PAGE_LOST' });
+    return { a, b, ptr, at };
+  }
+
+  it.each(['sequential', 'migratory'])('a lost %s page is listed and reported on every node, known to a joiner, and made new everywhere by a discard', async (model) => {
+    const { a, b, ptr, at } = await lostPage(model);
     expect(await lostRanges(a)).toEqual([{ ptr, length: 4096 }]);
     // b never touched it, and knows too. (Before, b read a's zeros as the page, with no error, and listed nothing.)
     expect(await until('b lists the lost page', 30_000, async () => ((await lostRanges(b)).length > 0 ? lostRanges(b) : undefined))).toEqual([{ ptr, length: 4096 }]);
@@ -49,14 +52,7 @@ describe('sequential pages lost with their owner', () => {
   });
 
   it('two nodes discarding a lost page at once: one owns it, and neither loses a write made after its discard', async () => {
-    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' });
-    const ptr = await a.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('fragile', p); return p; });`);
-    await settle([a, b, c]);
-    const at = ptr / 4;
-    await c.run('dsm.u32[args.at] = 9;', { at });
-    c.kill('SIGKILL');
-    for (const n of [a, b]) await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
-    expect(await a.run(touch, { at })).toEqual({ v: 0, code: 'ERR_DSM_PAGE_LOST' });
+    const { a, b, ptr, at } = await lostPage('sequential');
     await until('b lists the lost page', 30_000, async () => ((await lostRanges(b)).length > 0 ? true : undefined));
     // Each discards and writes its own word at once. Had both become owners, each would read
     // only its own word (two pages where there is one), or a later model change would drop

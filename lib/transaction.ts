@@ -24,7 +24,8 @@ export class Transaction {
   /**
    * Accepts the loss of the lost pages under [ptr, ptr + length) (see `dsm.lostPages()`):
    * this transaction writes them as zeros, and once it commits they are ordinary pages
-   * again on every node. Pages in the range that are not lost are left alone.
+   * again on every node (a sequential or migratory page: owned by this node, zeroed). Pages
+   * in the range that are not lost are left alone.
    * @example for (const r of dsm.lostPages()) await dsm.transaction((tx) => tx.discardLost(r.ptr, r.length));
    */
   discardLost(ptr: number, length: number): void {

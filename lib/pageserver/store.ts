@@ -28,7 +28,7 @@ import { applyDiff } from './diff';
 import { DiffArena } from './diff_arena';
 import { ParsedChanges, parseChanges } from './commit_changes';
 import { StoreError } from './errors';
-import { checkGeometry, claim, createStore, type Dbs, type Geometry, headRecord, inspect, joinPage, lmdbAdvice, openDbs, putU64, readLayout, release, TAIL, u64 } from './store_dir';
+import { checkGeometry, claim, createStore, type Dbs, type Geometry, headRecord, inspect, joinPage, layoutRecord, lmdbAdvice, openDbs, putU64, readLayout, release, storedGeometry, TAIL, u64 } from './store_dir';
 import { openStoreView, type StoreView, type ViewPage } from './store_view';
 
 export { LAYOUT_VERSION, type Geometry } from './store_dir';
@@ -122,6 +122,9 @@ export class PageStore {
   private fsyncs = 0;
   private pagesWritten = 0;
   private closed = false;
+  /** The log mark on disk (log_mark.ts), and where each flush gets the one to write with its pages (the commit log sets it). */
+  private mark: Uint8Array | undefined;
+  markSource?: () => Uint8Array;
 
   private constructor(dir: string, geometry: Geometry, dbs: Dbs) {
     this.dir = dir;
@@ -130,6 +133,7 @@ export class PageStore {
     this.dbs = dbs;
     const t = dbs.meta.getBinary('time');
     this.applied = this.durable = t ? u64(t, 0) : 0;
+    this.mark = dbs.meta.getBinary('log');
     for (const { key, value } of dbs.missing.getRange()) {
       this.missingNow.set(key, u64(value, 0));
       this.missingOnDisk.add(key);
@@ -179,27 +183,19 @@ export class PageStore {
     return new PageStore(dir, stored, dbs);
   }
 
-  /**
-   * The geometry of the store in `dir`, undefined when there is none yet (a missing or empty
-   * directory): a page server restarting on its directory maps the region the store holds.
-   * Throws StoreError for a directory that holds something else.
-   */
-  static async storedGeometry(dir: string): Promise<Geometry | undefined> {
-    dir = path.resolve(dir);
-    if (inspect(dir) === 'new') return undefined;
-    const dbs = openDbs(dir);
-    try {
-      const stored = readLayout(dbs, dir);
-      if (stored instanceof StoreError) throw stored;
-      return stored;
-    } finally {
-      await dbs.root.close();
-    }
+  /** The geometry of the store in `dir` (store_dir.ts): a page server restarting on its directory maps the region the store holds. */
+  static storedGeometry(dir: string): Promise<Geometry | undefined> {
+    return storedGeometry(path.resolve(dir));
   }
 
   /** The global time of the last commit applied (0: a new store). */
   get appliedTime(): number {
     return this.applied;
+  }
+
+  /** The log mark on disk: which commit log file the image continues in, and how far (log_mark.ts). */
+  get logMark(): Uint8Array | undefined {
+    return this.mark;
   }
 
   /** The last applied time known to be on disk. */
@@ -360,7 +356,10 @@ export class PageStore {
   }
 
   private async flushOnce(): Promise<number> {
-    if (this.applied === this.durable && this.dirty.size === 0) return this.durable;
+    // Taken now, with the batch: every record the log synced so far is in it.
+    const mark = this.markSource?.();
+    const marked = mark && !(this.mark && Buffer.from(mark).equals(this.mark)) ? mark : undefined;
+    if (this.applied === this.durable && this.dirty.size === 0 && !marked) return this.durable;
     const batch = this.dirty;
     this.makeAll(batch);
     // Every entry is made now (the flushing layer's were, and the next starts empty).
@@ -371,7 +370,7 @@ export class PageStore {
     this.commitsUnflushed = 0;
     this.flushing = batch;
     try {
-      await this.write(batch, time);
+      await this.write(batch, time, marked);
     } catch (e) {
       // Nothing of the batch is on disk: it goes back under what was applied since.
       for (const [page, d] of this.dirty) batch.set(page, d);
@@ -403,8 +402,8 @@ export class PageStore {
     }
   }
 
-  /** One synced LMDB transaction: the pages of `batch`, and `time`. */
-  private async write(batch: Map<number, Dirty>, time: number): Promise<void> {
+  /** One synced LMDB transaction: the pages of `batch`, `time`, and a new log mark (with layout 2: a store of layout 1 is upgraded so). */
+  private async write(batch: Map<number, Dirty>, time: number, mark?: Uint8Array): Promise<void> {
     const { body, head, missing, meta, root } = this.dbs;
     const ps = this.geometry.pageSize;
     let stored = 0;
@@ -434,6 +433,8 @@ export class PageStore {
         const t = Buffer.alloc(8);
         putU64(t, 0, time);
         meta.putSync('time', t);
+        if (mark) meta.putSync('log', mark);
+        if (mark) meta.putSync('layout', layoutRecord(this.geometry));
       });
     } catch (e) {
       // lmdb-js says "Commit failed (see commitError for details)": a promise that rejects
@@ -443,6 +444,7 @@ export class PageStore {
       throw new StoreError(`writing the page store in ${this.dir} failed: ${detail.message}. ${lmdbAdvice(detail)}`, { cause: e });
     }
     this.storedPages = stored;
+    if (mark) this.mark = mark;
     for (const [page, d] of batch) this.diskVersions[page] = d.data ? d.version : -1;
     this.missingOnDisk.clear();
     for (const p of missingAfter) this.missingOnDisk.add(p);

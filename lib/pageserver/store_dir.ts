@@ -15,8 +15,12 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { loadNative } from '../native';
 import { StoreError } from './errors';
 
-/** The on-disk layout this code reads and writes; another one is refused. */
-export const LAYOUT_VERSION = 1;
+/**
+ * The on-disk layout this code writes. It reads layout 1 too (no log mark yet): its log is
+ * replayed unchecked, and the first flush with the log open writes the mark and layout 2.
+ * Any other is refused.
+ */
+export const LAYOUT_VERSION = 2;
 const MAGIC = Buffer.from('DSMPAGES');
 // LMDB's own page size for the store (the overflow arithmetic in store.ts depends on it).
 const LMDB_PAGE = 4096;
@@ -38,12 +42,15 @@ export const putU64 = (b: Uint8Array, at: number, v: number): void => {
   dv.setUint32(at + 4, Math.floor(v / 2 ** 32), true);
 };
 
-// Layout (LAYOUT_VERSION 1), four named LMDB databases in the directory's data.mdb:
+// Layout (LAYOUT_VERSION 2), four named LMDB databases in the directory's data.mdb:
 //   body     u32 page -> the page minus its last TAIL (24) bytes
 //   head     u32 page -> u64 version | the page's last TAIL bytes
 //   missing  u32 page -> u64 the version the store needs a whole copy of (no body/head then)
 //   meta     'layout' -> magic | u32 layout version | u32 page size | u64 region size
 //            'time'   -> u64 the global time of the last commit in the image
+//            'log'    -> the log mark: which commit log file the image continues in, and
+//                        how far (log_mark.ts; none until the first flush with the log open)
+// Layout 1 is the same without 'log'.
 // Why split a page: LMDB keeps a value over ~2 KiB in overflow pages with a header, so a
 // 4,096-byte value takes two 4 KiB pages. Measured with lmdb 3.5 on this 2-vCPU machine (16,384
 // pages loaded, then 300 synced transactions of 64 updates of random pages; two runs each):
@@ -87,7 +94,7 @@ export function checkGeometry(g: Geometry): void {
   }
 }
 
-function layoutRecord(g: Geometry): Buffer {
+export function layoutRecord(g: Geometry): Buffer {
   const b = Buffer.alloc(24);
   MAGIC.copy(b, 0);
   b.writeUInt32LE(LAYOUT_VERSION, 8);
@@ -253,13 +260,29 @@ export function readLayout(dbs: Dbs, dir: string): Geometry | StoreError {
     return new StoreError(`${dir} is an LMDB database but not a page store; give the page server an empty or new directory`);
   }
   const version = layout.readUInt32LE(8);
-  if (version !== LAYOUT_VERSION) {
+  if (version !== LAYOUT_VERSION && version !== 1) {
     return new StoreError(
-      `the page store in ${dir} has layout version ${version}; this version of node-dsm reads layout ${LAYOUT_VERSION}. ` +
+      `the page store in ${dir} has layout version ${version}; this version of node-dsm reads layouts 1 and ${LAYOUT_VERSION}. ` +
         'Open it with the node-dsm version that wrote it, take a snapshot (dsm snapshot) and restore it with this one (dsm restore)',
     );
   }
   return { pageSize: layout.readUInt32LE(12), regionSize: u64(layout, 16) };
+}
+
+/**
+ * The geometry of the store in `dir`, undefined when there is none yet (a missing or empty
+ * directory). Throws StoreError for a directory that holds something else.
+ */
+export async function storedGeometry(dir: string): Promise<Geometry | undefined> {
+  if (inspect(dir) === 'new') return undefined;
+  const dbs = openDbs(dir);
+  try {
+    const stored = readLayout(dbs, dir);
+    if (stored instanceof StoreError) throw stored;
+    return stored;
+  } finally {
+    await dbs.root.close();
+  }
 }
 
 /** Makes a new, empty store in `dir`: built aside and renamed into place, so a crash never leaves half a store. */

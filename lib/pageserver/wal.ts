@@ -27,18 +27,23 @@
 //   1 commit  u64 time | u32 page count | u32 pages | bytes changes (the rest)
 //   2 page    u32 page | u64 version | the page
 //   3 rebase  u64 time | u32 count | per page u32 page, u64 version
-//   4 end     (nothing: the file is complete)
+//   4 end     (nothing: the file is complete) | 16 bytes: the next file's id (a linked END, log_mark.ts)
 //   5 group   u32 bytes: the records of one write and fdatasync, this one first
+//   6 header  16 bytes: the file's id, random (first in the file, synced before any record)
 // A torn or damaged record (a crash during an append) ends the replay there: nothing after
 // it was acknowledged, since acknowledgements wait for the fdatasync that covers them. But
 // a group is written only once the one before it is synced, so a whole group record after
 // a bad one means the bad one was synced, and acknowledged: the log is damaged (a disk
 // fault, a stray write), not torn, and the store is refused rather than opened without
 // the commits after it. (A file written before group records has none to tell by.)
+// Which file the store continues in, and how far, is the store's log mark (log_mark.ts): a
+// log deleted, emptied, cut short below it or from another store is refused at open.
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import { randomBytes } from 'node:crypto';
 import { StoreError } from './errors';
+import { decodeMark, encodeMark, type FileScan, LOG_ID_BYTES, planReplay } from './log_mark';
 import { putU64, syncDir, u64 } from './store_dir';
 import type { PageStore } from './store';
 
@@ -48,6 +53,9 @@ const PAGE = 2;
 const REBASE = 3;
 const END = 4;
 const GROUP = 5;
+const FILE_HEADER = 6;
+/** A header record's bytes: where a file's first group goes. */
+const HEADER_BYTES = HEADER + 1 + LOG_ID_BYTES;
 /** A group record's bytes: header, kind, u32 length of the group. */
 const GROUP_BYTES = HEADER + 5;
 const FILE = /^log-(\d+)\.wal$/;
@@ -109,6 +117,8 @@ export class CommitLog {
   private fd: number;
   private seq: number;
   private seed: number;
+  /** The current file's id (its header). */
+  private id: Buffer;
   /** Records appended since the last sync, back to back as they go to the file (CRCs filled in as they are written). */
   private staged = Buffer.allocUnsafe(1 << 16);
   /** Bytes staged: the next group's record goes first (filled in as it is written). */
@@ -125,11 +135,15 @@ export class CommitLog {
 
   private constructor(
     private readonly dir: string,
+    private readonly store: PageStore,
     seq: number,
   ) {
     this.seq = seq;
     this.seed = seedOf(seq);
-    this.fd = this.openFile(seq);
+    ({ fd: this.fd, id: this.id } = this.startFile(seq));
+    this.bytes = HEADER_BYTES;
+    // Every flush of the store records where in the log its image stands.
+    store.markSource = () => encodeMark(this.seq, this.id, this.bytes);
   }
 
   /**
@@ -138,29 +152,38 @@ export class CommitLog {
    */
   static open(dir: string, store: PageStore): { log: CommitLog; replay: ReplayInfo } {
     const files = logFiles(dir);
-    const replay: ReplayInfo = { records: 0, files: files.length, tornTail: false };
-    for (const [i, f] of files.entries()) {
-      const file = path.join(dir, f.name);
-      const last = i === files.length - 1;
-      const { end, at } = replayFile(file, f.seed, store, replay);
-      // A file the log went on from is complete: its END (the first format had none).
-      if (!last && (f.seed === null ? end === 'torn' : end !== 'end')) throw new StoreError(`the commit log ${file} is damaged before its end; restore the store from a snapshot`);
-      if (end === 'torn') replay.tornTail = true;
-      // The log goes on in a new file: this one ends where its replay did, for good, or a
-      // crash before the next checkpoint would leave a file without its END before the new one.
-      if (last && end !== 'end') endFile(file, f.seq, f.seed, at);
-    }
+    const name = (f: { name: string } | number) => path.join(dir, typeof f === 'number' ? `log-${f}.wal` : f.name);
+    // Every file is read and checked before any record of it reaches the store: a refused log changes nothing.
+    const scans = files.map((f) => ({ ...f, ...replayFile(name(f), f.seed, store, undefined) }));
+    const plan = planReplay(dir, scans, decodeMark(dir, store.logMark), name);
+    const replay: ReplayInfo = { records: 0, files: plan.replay.length, tornTail: false };
+    for (const f of plan.replay) replayFile(name(f), files.find((x) => x.seq === f.seq)!.seed, store, replay);
+    replay.tornTail = plan.replay.at(-1)?.end === 'torn';
+    // A file a rotation never finished holds nothing: it becomes a spare, out of the chain.
+    for (const f of plan.setAside) fs.renameSync(name(f), path.join(dir, `spare-${f.seq}.wal`));
     const spares = fs.readdirSync(dir).map((f) => SPARE.exec(f)).filter((m): m is RegExpExecArray => m !== null);
     const top = Math.max(0, ...files.map((f) => f.seq), ...spares.map((m) => Number(m[1])));
-    return { log: new CommitLog(dir, top + 1), replay };
+    const log = new CommitLog(dir, store, top + 1);
+    // The log goes on in the new file (made first: log_mark.ts, step 1): the last one ends
+    // where its replay did, for good, with an END naming it.
+    const last = plan.replay.at(-1);
+    if (last) {
+      try {
+        endFile(name(last), files.find((x) => x.seq === last.seq)!.seed, last.at, log.id);
+      } catch (e) {
+        fs.closeSync(log.fd);
+        throw e;
+      }
+    }
+    return { log, replay };
   }
 
   private file(seq: number): string {
     return path.join(this.dir, `log-${seq}.wal`);
   }
 
-  /** Opens file `seq` for writing from its start: a spare renamed to it when there is one. */
-  private openFile(seq: number): number {
+  /** Starts file `seq`, for writing from its start (a spare renamed to it when there is one): its header, synced, and its name. */
+  private startFile(seq: number): { fd: number; id: Buffer } {
     let largest: { name: string; size: number } | undefined;
     for (const f of fs.readdirSync(this.dir)) {
       if (!SPARE.test(f)) continue;
@@ -172,9 +195,22 @@ export class CommitLog {
       fs.renameSync(path.join(this.dir, largest.name), this.file(seq));
       fd = fs.openSync(this.file(seq), 'r+');
     } else fd = fs.openSync(this.file(seq), 'w');
-    // Before any record in it is acknowledged, its name must survive a crash.
-    syncDir(this.dir);
-    return fd;
+    const id = randomBytes(LOG_ID_BYTES);
+    try {
+      const h = Buffer.alloc(HEADER_BYTES);
+      h.writeUInt32LE(1 + LOG_ID_BYTES, 0);
+      h[HEADER] = FILE_HEADER;
+      id.copy(h, HEADER + 1);
+      h.writeUInt32LE(zlib.crc32(h.subarray(HEADER), seedOf(seq)), 4);
+      writeAll(fd, h, h.length, 0);
+      fs.fdatasyncSync(fd);
+      // Before any record in it is acknowledged (and before an END names it), its name must survive a crash.
+      syncDir(this.dir);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+    return { fd, id };
   }
 
   appendCommit(time: number, pages: Uint32Array, changes: Uint8Array): void {
@@ -314,33 +350,45 @@ export class CommitLog {
   }
 
   /**
-   * Ends the current file (its END record, synced) and starts a new one: records appended
-   * from now on (and any not yet written) go there. Call it when the store holds every
-   * change appended so far, then flush the store; the function returned retires the older
-   * files once that flush is done (after any write to them still under way). Throws
-   * StoreError, with the current file still in use, when the END cannot be written.
+   * Starts a new file and ends the current one (its END naming the new one, synced): records
+   * appended from now on (and any not yet written) go there. Call it when the store holds
+   * every change appended so far, then flush the store; the function returned retires the
+   * files before the one the store's mark names once that flush is done (after any write to
+   * them still under way). Throws StoreError, with the current file still in use, when the
+   * new file or the END cannot be written.
    */
   rotate(): () => Promise<void> {
     const old = this.seq;
     const oldFd = this.fd;
-    // Synced before any record of the next file can be: replay takes a file without its END,
-    // other than the last, for a damaged one.
-    const end = endRecord(this.seed);
+    // The next file first, then the END naming it (log_mark.ts: a crash between leaves a file
+    // that is set aside). Both synced before any record of the next file can be.
+    let next: { fd: number; id: Buffer };
+    try {
+      next = this.startFile(old + 1);
+    } catch (e) {
+      throw new StoreError(`starting the commit log file ${this.file(old + 1)} failed: ${(e as Error).message}. Check the disk (space, permissions)`, { cause: e });
+    }
+    const end = endRecord(this.seed, next.id);
     try {
       writeAll(oldFd, end, end.length, this.bytes);
       fs.fdatasyncSync(oldFd);
     } catch (e) {
+      fs.closeSync(next.fd);
       throw new StoreError(`ending the commit log file ${this.file(old)} failed: ${(e as Error).message}. Check the disk (space, permissions)`, { cause: e });
     }
-    this.fd = this.openFile(old + 1);
+    this.fd = next.fd;
+    this.id = next.id;
     this.seq = old + 1;
     this.seed = seedOf(this.seq);
-    this.bytes = 0;
+    this.bytes = HEADER_BYTES;
     return async () => {
       await this.syncing?.catch(() => undefined);
       fs.closeSync(oldFd);
+      // Only files before the one the store's mark names: those the store holds all of
+      // (after a flush that failed, or none, that is fewer than the files before this one).
+      const mark = decodeMark(this.dir, this.store.logMark);
       for (const f of logFiles(this.dir)) {
-        if (f.seq > old) continue;
+        if (!mark || f.seq >= Math.min(mark.seq, old + 1)) continue;
         const file = path.join(this.dir, f.name);
         // A retired file's name need not survive a crash: either way it holds only what the store does.
         if (f.seed !== null) fs.renameSync(file, path.join(this.dir, `spare-${f.seq}.wal`));
@@ -374,13 +422,16 @@ export class CommitLog {
   }
 }
 
-/** Makes a file end at `at` (after its last whole record), durably: an END record, or a cut for the first format. */
-function endFile(file: string, seq: number, seed: number | null, at: number): void {
+/** Makes a file end at `at` (after its last whole record), durably: an END naming the next file's id, or a cut for the first format. */
+function endFile(file: string, seed: number | null, at: number, next: Buffer): void {
   try {
     const fd = fs.openSync(file, 'r+');
     try {
       if (seed === null) fs.ftruncateSync(fd, at);
-      else writeAll(fd, endRecord(seed), HEADER + 1, at);
+      else {
+        const end = endRecord(seed, next);
+        writeAll(fd, end, end.length, at);
+      }
       fs.fdatasyncSync(fd);
     } finally {
       fs.closeSync(fd);
@@ -390,11 +441,12 @@ function endFile(file: string, seq: number, seed: number | null, at: number): vo
   }
 }
 
-/** An END record for a file whose CRC seed is `seed`. */
-function endRecord(seed: number): Buffer {
-  const end = Buffer.alloc(HEADER + 1);
-  end.writeUInt32LE(1, 0);
+/** An END record for a file whose CRC seed is `seed`: naming the next file's id (linked), or nothing (a clean close). */
+function endRecord(seed: number, next?: Buffer): Buffer {
+  const end = Buffer.alloc(HEADER + 1 + (next ? LOG_ID_BYTES : 0));
+  end.writeUInt32LE(end.length - HEADER, 0);
   end[HEADER] = END;
+  next?.copy(end, HEADER + 1);
   end.writeUInt32LE(zlib.crc32(end.subarray(HEADER), seed), 4);
   return end;
 }
@@ -404,27 +456,51 @@ function writeAll(fd: number, b: Buffer, len: number, position: number): void {
   for (let at = 0; at < len; ) at += fs.writeSync(fd, b, at, len - at, position + at);
 }
 
+/** How a file's records ended (at its END record, at the end of the file, or at a torn, damaged or stale record) and where: the offset after its last whole record. */
+type FileEnd = { end: 'end' | 'eof' | 'torn'; at: number };
+
 /**
- * Replays one file into the store (`seed`: its records' CRC seed, null for the first format).
- * Returns how it ended (at its END record, at the end of the file, or at a torn, damaged or
- * stale record) and where: the offset after its last whole record.
+ * Replays one file into the store (`seed`: its records' CRC seed, null for the first format),
+ * or only reads it through without `info` (what log_mark.ts checks: its header, END, records).
  */
-function replayFile(file: string, seed: number | null, store: PageStore, info: ReplayInfo): { end: 'end' | 'eof' | 'torn'; at: number } {
+function replayFile(file: string, seed: number | null, store: PageStore, info: ReplayInfo | undefined): Omit<FileScan, 'seq' | 'name'> {
   const b = fs.readFileSync(file);
   const ps = store.geometry.pageSize;
   let at = 0;
+  let records = 0;
+  let id: Buffer | undefined;
+  let headerless = seed === null;
+  const scan = (e: FileEnd, next?: Buffer) => ({ ...e, id, next, headerless, records });
   while (at < b.length) {
-    if (at + HEADER > b.length) return torn(file, b, seed, at);
+    if (at + HEADER > b.length) return scan(torn(file, b, seed, at));
     const len = b.readUInt32LE(at);
-    if (len === 0 || at + HEADER + len > b.length) return torn(file, b, seed, at);
+    if (len === 0 || at + HEADER + len > b.length) return scan(torn(file, b, seed, at));
     const payload = b.subarray(at + HEADER, at + HEADER + len);
     const crc = seed === null ? zlib.crc32(payload) : zlib.crc32(payload, seed);
-    if (crc !== b.readUInt32LE(at + 4)) return torn(file, b, seed, at);
+    if (crc !== b.readUInt32LE(at + 4)) return scan(torn(file, b, seed, at));
     const kind = payload[0];
+    if (at === 0 && seed !== null) {
+      // The header, or none: a file of layout 1 starts with its first group.
+      if (kind === FILE_HEADER && len === 1 + LOG_ID_BYTES) {
+        id = Buffer.from(payload.subarray(1));
+        at += HEADER_BYTES;
+        continue;
+      }
+      headerless = true;
+    }
     if (kind === GROUP && seed !== null && len === GROUP_BYTES - HEADER) {
       at += GROUP_BYTES;
       continue;
     }
+    if (kind === END && seed !== null && (len === 1 || len === 1 + LOG_ID_BYTES)) {
+      return scan({ end: 'end', at }, len > 1 ? Buffer.from(payload.subarray(1)) : undefined);
+    }
+    if (kind === PAGE && payload.length !== 13 + ps) return scan(torn(file, b, seed, at));
+    if (kind !== COMMIT && kind !== PAGE && kind !== REBASE) return scan(torn(file, b, seed, at));
+    records++;
+    at += HEADER + len;
+    if (!info) continue;
+    info.records++;
     if (kind === COMMIT) {
       const time = u64(payload, 1);
       const n = payload.readUInt32LE(9);
@@ -432,29 +508,24 @@ function replayFile(file: string, seed: number | null, store: PageStore, info: R
       for (let i = 0; i < n; i++) pages[i] = payload.readUInt32LE(13 + i * 4);
       if (time > store.appliedTime) store.apply(time, pages, payload.subarray(13 + n * 4));
     } else if (kind === PAGE) {
-      if (payload.length !== 13 + ps) return torn(file, b, seed, at);
       const page = payload.readUInt32LE(1);
       if (store.missingVersion(page) !== undefined) store.putPage(page, u64(payload, 5), payload.subarray(13));
-    } else if (kind === REBASE) {
+    } else {
       const time = u64(payload, 1);
       const n = payload.readUInt32LE(9);
       const written: Array<{ page: number; version: number }> = [];
       for (let i = 0; i < n; i++) written.push({ page: payload.readUInt32LE(13 + i * 12), version: u64(payload, 17 + i * 12) });
       if (time > store.appliedTime) store.rebase(time, written);
-    } else if (kind === END && seed !== null && len === 1) {
-      return { end: 'end', at };
-    } else return torn(file, b, seed, at);
-    info.records++;
-    at += HEADER + len;
+    }
   }
-  return { end: 'eof', at };
+  return scan({ end: 'eof', at });
 }
 
 /**
  * The replay of `file` (contents `b`) stops at a record at `at` that is not whole: a torn
  * last write, unless a whole group record of this file follows it (the top of this file).
  */
-function torn(file: string, b: Buffer, seed: number | null, at: number): { end: 'torn'; at: number } {
+function torn(file: string, b: Buffer, seed: number | null, at: number): FileEnd {
   if (seed !== null) {
     for (let y = at + 1; y + GROUP_BYTES <= b.length; y++) {
       if (b.readUInt32LE(y) !== GROUP_BYTES - HEADER || b[y + HEADER] !== GROUP) continue;
@@ -465,5 +536,5 @@ function torn(file: string, b: Buffer, seed: number | null, at: number): { end: 
       );
     }
   }
-  return { end: 'torn', at };
+  return { end: 'torn' as const, at };
 }

@@ -59,11 +59,17 @@ describe('page server commit log', () => {
     const store = await openStore(path.join(root, 'store'));
     return { root, store, log: CommitLog.open(store.dir, store).log };
   };
+  /** A checkpoint as the page server makes it: the next file, the store flushed (with the log's mark), the older files retired. */
+  const checkpoint = async (store: PageStore, log: CommitLog) => {
+    const done = log.rotate();
+    await store.flush();
+    await done();
+  };
   const logFiles = (dir: string) => fs.readdirSync(dir).filter((f) => /^log-\d+\.wal$/.test(f));
 
   it('replays synced changes over the store, and stops at a torn last record', async () => {
     const { root, store, log } = await storeAndLog();
-    await log.rotate()();
+    await checkpoint(store, log);
     commit(store, log, 1, 3);
     await log.sync();
     crashImage(store.dir, path.join(root, 'crashed'));
@@ -83,7 +89,7 @@ describe('page server commit log', () => {
 
   it('refuses a log damaged before records synced after it; a damaged last write is a torn one', async () => {
     const { root, store, log } = await storeAndLog();
-    await log.rotate()();
+    await checkpoint(store, log);
     // Three writes, each synced: the first two were acknowledged once the next was written.
     for (const t of [1, 4, 7]) {
       commit(store, log, t, t + 2);
@@ -128,8 +134,7 @@ describe('page server commit log', () => {
     const spareSize = fs.statSync(path.join(store.dir, spares[0])).size;
     expect(spareSize).toBeGreaterThan(40 * PS);
     // The next file is that one, written over from its start by fewer records.
-    const done2 = log.rotate();
-    await done2();
+    await checkpoint(store, log);
     expect(fs.readdirSync(store.dir).filter((f) => f.startsWith('spare-'))).toHaveLength(1);
     commit(store, log, 41, 43);
     await log.sync();

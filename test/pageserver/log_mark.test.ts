@@ -1,0 +1,288 @@
+// The store knows which commit log file it continues in and how far it was synced (its log
+// mark, written with each checkpoint): a log file deleted, emptied, cut short below that
+// position or taken from another store is refused (ERR_DSM_STORE) instead of the store
+// starting at its last checkpoint without the acknowledged commits only the log held. And
+// every state a crash during a checkpoint, or during the open that replays the log, can leave
+// still opens, with every synced commit.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { open } from 'lmdb';
+import { PageStore } from '../../lib/pageserver/store';
+import { CommitLog } from '../../lib/pageserver/wal';
+
+const PS = 4096;
+const geometry = { pageSize: PS, regionSize: 64 * PS };
+
+/** One whole-page change replacing `replaces`, the page filled with `fill`. */
+function wholePage(replaces: number, fill: number): Uint8Array {
+  const c = new Uint8Array(12 + PS);
+  const dv = new DataView(c.buffer);
+  dv.setUint32(0, replaces, true);
+  dv.setUint32(8, PS, true);
+  c.fill(fill, 12);
+  return c;
+}
+
+describe('the store’s log mark', () => {
+  const dirs: string[] = [];
+  const stores: PageStore[] = [];
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    for (const s of stores.splice(0)) await s.close().catch(() => undefined);
+    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+  });
+  const newRoot = () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-logmark-'));
+    dirs.push(root);
+    return root;
+  };
+  const openStore = async (dir: string) => {
+    const s = await PageStore.open(dir, geometry);
+    stores.push(s);
+    return s;
+  };
+  /** A copy of the directory as its files are now: what a crash leaves if everything written so far reached the disk. */
+  const image = (from: string, to: string) => {
+    fs.mkdirSync(to);
+    for (const f of fs.readdirSync(from)) if (f !== 'owner.pid') fs.copyFileSync(path.join(from, f), path.join(to, f));
+    return to;
+  };
+  /** Commits t = from..to, each the whole of page 5 filled with t. */
+  const commit = (store: PageStore, log: CommitLog, from: number, to: number) => {
+    for (let t = from; t <= to; t++) {
+      const changes = wholePage(t === 1 ? 0 : t - 1, t);
+      store.apply(t, Uint32Array.of(5), changes);
+      log.appendCommit(t, Uint32Array.of(5), changes);
+    }
+  };
+  /** The page server's checkpoint: the next file, the store flushed (with the mark), the older files retired. */
+  const checkpoint = async (store: PageStore, log: CommitLog) => {
+    const done = log.rotate();
+    await store.flush();
+    await done();
+  };
+  /** Opens a store and its log as the page server does (replay, then a checkpoint); its applied time. */
+  const start = async (dir: string) => {
+    const store = await openStore(dir);
+    const { log } = CommitLog.open(store.dir, store);
+    await checkpoint(store, log);
+    const t = store.appliedTime;
+    if (t > 0) expect(store.readPage(5)!.data!.every((b) => b === t % 256)).toBe(true);
+    log.close();
+    await store.close();
+    return t;
+  };
+  const logFiles = (dir: string) =>
+    fs
+      .readdirSync(dir)
+      .filter((f) => /^log-\d+\.wal$/.test(f))
+      .sort((a, b) => parseInt(a.slice(4)) - parseInt(b.slice(4)));
+  /** A store opened as a page server does, 1..10 checkpointed, then 11..30 synced in two groups and never checkpointed; the crash image. */
+  const crashed = async (root: string, name: string) => {
+    const dir = path.join(root, `${name}-live`);
+    const store = await openStore(dir);
+    const { log } = CommitLog.open(store.dir, store);
+    await checkpoint(store, log);
+    commit(store, log, 1, 10);
+    await log.sync();
+    await checkpoint(store, log);
+    commit(store, log, 11, 20);
+    await log.sync();
+    commit(store, log, 21, 30);
+    await log.sync();
+    const to = image(dir, path.join(root, name));
+    log.close();
+    return to;
+  };
+  const refused = async (dir: string, message: RegExp) => {
+    const store = await openStore(dir);
+    const at = store.appliedTime;
+    expect(() => CommitLog.open(store.dir, store)).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE', message: expect.stringMatching(message) }));
+    // Nothing of the log reached the store before it was refused.
+    expect(store.appliedTime).toBe(at);
+    expect(store.appliedTime).toBe(10);
+  };
+
+  it('refuses a log deleted, emptied, cut short below the checkpointed position, or from another store', async () => {
+    const root = newRoot();
+    const whole = await crashed(root, 'whole');
+    expect(await start(whole)).toBe(30);
+
+    const deleted = await crashed(root, 'deleted');
+    for (const f of logFiles(deleted)) fs.rmSync(path.join(deleted, f));
+    await refused(deleted, /log-\d+\.wal, which the store continues in, is missing.*dsm restore --from FILE --dir DIR/);
+
+    const emptied = await crashed(root, 'emptied');
+    for (const f of logFiles(emptied)) fs.truncateSync(path.join(emptied, f), 0);
+    await refused(emptied, /is empty or damaged at its start.*dsm restore --from FILE --dir DIR/);
+
+    // Cut below what was synced when the checkpoint's flush began (a flush after the sync of 21..30).
+    const cut = await crashed(root, 'cut');
+    {
+      const store = await openStore(cut);
+      const { log } = CommitLog.open(store.dir, store);
+      await checkpoint(store, log);
+      commit(store, log, 31, 40);
+      await log.sync();
+      await store.flush(); // the mark now says 10 commits of this file were synced
+      log.close();
+      await store.close();
+      const [f] = logFiles(cut);
+      const size = fs.statSync(path.join(cut, f)).size;
+      // Into the middle of that synced group: before the mark, the cut was a "torn last record".
+      fs.truncateSync(path.join(cut, f), size - 3 * PS);
+      const again = await openStore(cut);
+      expect(() => CommitLog.open(again.dir, again)).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE', message: expect.stringMatching(/is cut short: its records end at byte \d+, where the store recorded \d+ bytes synced/) }));
+    }
+
+    // A log file of another store, copied in under the name this store's has.
+    const foreign = await crashed(root, 'foreign');
+    const other = await crashed(root, 'other');
+    for (const f of logFiles(foreign)) fs.rmSync(path.join(foreign, f));
+    for (const f of logFiles(other)) fs.copyFileSync(path.join(other, f), path.join(foreign, f));
+    await refused(foreign, /is not this store's: its id differs/);
+  });
+
+  it('refuses a later file of the chain deleted, emptied or foreign while the checkpoint that would name it had not been written', async () => {
+    const root = newRoot();
+    /** 1..10 checkpointed, then a rotation (11..20 synced in the older file before it, 21..30 after it) whose flush never ran. */
+    const midCheckpoint = async (name: string) => {
+      const dir = path.join(root, `${name}-live`);
+      const store = await openStore(dir);
+      const { log } = CommitLog.open(store.dir, store);
+      await checkpoint(store, log);
+      commit(store, log, 1, 10);
+      await log.sync();
+      await checkpoint(store, log);
+      commit(store, log, 11, 20);
+      await log.sync();
+      log.rotate();
+      commit(store, log, 21, 30);
+      await log.sync();
+      const to = image(dir, path.join(root, name));
+      log.close();
+      return to;
+    };
+    expect(await start(await midCheckpoint('whole'))).toBe(30);
+    const newest = (dir: string) => path.join(dir, logFiles(dir).at(-1)!);
+    const deleted = await midCheckpoint('deleted');
+    expect(logFiles(deleted)).toHaveLength(2);
+    fs.rmSync(newest(deleted));
+    await refused(deleted, /went on in a next file, which is missing/);
+    const emptied = await midCheckpoint('emptied');
+    fs.truncateSync(newest(emptied), 0);
+    await refused(emptied, /is empty or damaged at its start, where .* went on in it/);
+    const foreign = await midCheckpoint('foreign');
+    const other = await midCheckpoint('other');
+    fs.copyFileSync(newest(other), newest(foreign));
+    await refused(foreign, /is not the one .* went on in/);
+  });
+
+  it('opens from every state a crash during a checkpoint or an open can leave, with every synced commit', async () => {
+    const root = newRoot();
+    let n = 0;
+    /** Runs `step` with an image of the directory taken before every change it makes to the files. */
+    const imagesDuring = async (dir: string, step: () => Promise<void>) => {
+      const images: string[] = [];
+      const take = () => images.push(image(dir, path.join(root, `crash-${n++}`)));
+      for (const name of ['openSync', 'writeSync', 'fdatasyncSync', 'fsyncSync', 'renameSync', 'rmSync', 'ftruncateSync', 'closeSync'] as const) {
+        const real = fs[name] as (...a: unknown[]) => unknown;
+        vi.spyOn(fs, name).mockImplementation(((...a: unknown[]) => {
+          // Only changes to the store's directory (its own file reads, and the images' copies, are not).
+          if (name !== 'openSync' || a[1] === 'w' || a[1] === 'r+') if (typeof a[0] !== 'string' || a[0].startsWith(dir)) take();
+          return real.apply(fs, a);
+        }) as never);
+      }
+      try {
+        await step();
+      } finally {
+        vi.restoreAllMocks();
+      }
+      take();
+      return images;
+    };
+    const dir = path.join(root, 'live');
+    const store = await openStore(dir);
+    const { log } = CommitLog.open(store.dir, store);
+    await checkpoint(store, log);
+    commit(store, log, 1, 10);
+    await log.sync();
+    // Two checkpoints, so the second writes a retired file over.
+    const images = await imagesDuring(dir, () => checkpoint(store, log));
+    commit(store, log, 11, 20);
+    await log.sync();
+    images.push(...(await imagesDuring(dir, () => checkpoint(store, log))));
+    commit(store, log, 21, 30);
+    await log.sync();
+    log.close();
+    await store.close();
+    expect(images.length).toBeGreaterThan(10);
+    for (const img of images) {
+      // Every image holds at least the commits synced before its checkpoint began.
+      const t = await start(img);
+      expect(t, img).toBeGreaterThanOrEqual(10);
+    }
+    // An open of a crashed store is a replay and a checkpoint: a crash at any point of it opens too.
+    const opening = image(dir, path.join(root, 'opening'));
+    fs.rmSync(path.join(opening, 'owner.pid'), { force: true });
+    const during = await imagesDuring(opening, async () => {
+      expect(await start(opening)).toBe(30);
+    });
+    expect(during.length).toBeGreaterThan(5);
+    for (const img of during) expect(await start(img), img).toBe(30);
+    // And twice: a crash during the open of a store a crash left mid-open.
+    const twice = await imagesDuring(during[Math.floor(during.length / 2)], async () => {
+      expect(await start(during[Math.floor(during.length / 2)])).toBe(30);
+    });
+    for (const img of twice) expect(await start(img), img).toBe(30);
+  });
+
+  it('upgrades a store of layout 1 (no mark): its log replays as before, and its first checkpoint writes the mark and layout 2', async () => {
+    const root = newRoot();
+    const dir = path.join(root, 'store');
+    (await openStore(dir)).close();
+    stores.length = 0;
+    // Layout 1: the same layout record with version 1, no mark; a log file without a header.
+    const env = open({ path: dir, compression: false, maxDbs: 8 });
+    const meta = env.openDB({ name: 'meta', encoding: 'binary', compression: false });
+    const layout = Buffer.from(meta.getBinary('layout')!);
+    layout.writeUInt32LE(1, 8);
+    await meta.put('layout', layout);
+    await env.close();
+    const seed = zlib.crc32(Buffer.from([1, 0, 0, 0, 0, 0, 0, 0])); // every record's CRC starts from its file's u64 number
+    const rec = (payload: Buffer) => {
+      const h = Buffer.alloc(8);
+      h.writeUInt32LE(payload.length, 0);
+      h.writeUInt32LE(zlib.crc32(payload, seed), 4);
+      return Buffer.concat([h, payload]);
+    };
+    const commits: Buffer[] = [];
+    for (let t = 1; t <= 3; t++) {
+      const changes = wholePage(t === 1 ? 0 : t - 1, t);
+      const p = Buffer.alloc(17 + changes.length);
+      p[0] = 1;
+      p.writeUInt32LE(t, 1);
+      p.writeUInt32LE(1, 9);
+      p.writeUInt32LE(5, 13);
+      p.set(changes, 17);
+      commits.push(rec(p));
+    }
+    const group = Buffer.alloc(5);
+    group[0] = 5;
+    group.writeUInt32LE(13 + commits.reduce((a, c) => a + c.length, 0), 1);
+    fs.writeFileSync(path.join(dir, 'log-1.wal'), Buffer.concat([rec(group), ...commits]));
+    expect(await start(dir)).toBe(3);
+    const env2 = open({ path: dir, compression: false, maxDbs: 8 });
+    const meta2 = env2.openDB({ name: 'meta', encoding: 'binary', compression: false });
+    expect(meta2.getBinary('layout')!.readUInt32LE(8)).toBe(2);
+    expect(meta2.getBinary('log')).toBeDefined();
+    await env2.close();
+    // From now on its log is checked: deleted, the store is refused.
+    for (const f of logFiles(dir)) fs.rmSync(path.join(dir, f));
+    const s = await openStore(dir);
+    expect(() => CommitLog.open(s.dir, s)).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE' }));
+  });
+});

@@ -392,14 +392,31 @@ export class Transport extends EventEmitter {
     flush();
   }
 
-  /** Dials a peer and proves the secret both ways; rejects with AuthFailedError if refused. */
-  connect(address: string): Promise<Connection> {
+  /**
+   * Dials a peer and proves the secret both ways; rejects with AuthFailedError if refused.
+   * `connectTimeoutMs`: give up (UnreachableError) when the peer's host has not taken the
+   * connection by then; a blackholed address otherwise takes the kernel's minutes.
+   */
+  connect(address: string, connectTimeoutMs?: number): Promise<Connection> {
     const { host, port } = splitAddress(address);
     return new Promise((resolve, reject) => {
       const s = net.connect({ host, port });
-      const unreachable = (e: Error): void => reject(new UnreachableError(address, e));
+      const unreachable = (e: Error): void => {
+        clearTimeout(timer);
+        reject(new UnreachableError(address, e));
+      };
+      const timer =
+        connectTimeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              s.off('error', unreachable);
+              s.on('error', () => undefined);
+              s.destroy();
+              reject(new UnreachableError(address, Object.assign(new Error(`no answer within ${connectTimeoutMs} ms`), { code: 'ETIMEDOUT' })));
+            }, connectTimeoutMs);
       s.once('error', unreachable);
       s.once('connect', () => {
+        clearTimeout(timer);
         s.off('error', unreachable);
         this.handshake(s, Role.initiator).then(resolve, reject);
       });

@@ -124,19 +124,21 @@ program
 program
   .command('pageserver')
   .description('run a page server: a member that stores every commit on disk (it serves until interrupted)')
-  .requiredOption('--dir <dir>', 'the store directory (created when new; an existing store founds the cluster again)')
+  .requiredOption('--dir <dir>', "the store directory (created when new; an existing store joins its cluster if members of it still run, else founds it again)")
   .option('--listen <host:port>', 'address to listen on for peers', '127.0.0.1:0')
-  .option('--peers <list>', 'comma-separated host:port of members to join through (none: found the cluster)', '')
+  .option('--peers <list>', "comma-separated host:port of members to join through (none: join the store's cluster if it still runs, else found it)", '')
+  .option('--found', "found the cluster again from the store even if members of its cluster still run (a second cluster beside theirs)")
   .option('--secret <secret>', 'cluster secret (or DSM_SECRET)')
   .option('--region-size <size>', 'region size of a new store, e.g. 256M (an existing store keeps its own)', size)
   .option('--metrics <host:port>', 'serve Prometheus metrics (GET /metrics) on this address')
-  .action(async (o: { dir: string; listen: string; peers: string; secret?: string; regionSize?: number; metrics?: string }) => {
+  .action(async (o: { dir: string; listen: string; peers: string; found?: boolean; secret?: string; regionSize?: number; metrics?: string }) => {
     const { startPageServer } = require('./pageserver/server') as typeof import('./pageserver/server');
     const metrics = o.metrics ? await serveMetrics(o.metrics, secretFrom(o.secret)) : undefined;
     const ps = await startPageServer({
       dir: o.dir,
       listen: o.listen,
       peers: o.peers ? o.peers.split(',').filter(Boolean) : [],
+      found: o.found === true,
       secret: secretFrom(o.secret),
       regionSize: o.regionSize,
       onProgress: ({ phase, done, total }) => {
@@ -145,7 +147,8 @@ program
     });
     // Joining a running cluster, the store is made current from the cluster (nothing of it is
     // on disk yet): the time it joined at says more than its durable time.
-    const at = o.peers ? `joined the cluster at time ${ps.appliedTime}` : `store at time ${ps.durableTime}`;
+    // (A founder is node 0; without --peers it may have joined its store's running cluster.)
+    const at = ps.nodeId !== 0 ? `joined the cluster at time ${ps.appliedTime}` : `store at time ${ps.durableTime}`;
     console.log(`dsm: page server (node ${ps.nodeId}) listening on ${ps.address}, ${at}`);
     metrics?.serve(ps.address);
     const stop = async () => {

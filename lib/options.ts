@@ -60,7 +60,7 @@ export interface ResolvedOptions {
     replicas: number;
     tokenBatchMs: number;
     /** Set by startPageServer only: this node stores every commit in `dir`. */
-    pageServer?: { dir: string };
+    pageServer?: { dir: string; found?: boolean };
   };
 }
 

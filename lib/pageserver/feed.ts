@@ -19,6 +19,9 @@ import { CommitLog } from './wal';
 import { PageStore } from './store';
 import { modelBlocks } from '../alloc/buddy';
 import { geometry, MODELS } from '../alloc/layout';
+import { type ClusterIdentity, newIdentity } from '../service/cluster_identity';
+import { ClusterRecord } from './cluster_record';
+import { liveCluster } from './live_cluster';
 
 /** The store takes the log in a checkpoint once this many bytes were logged, or this long after the last. */
 const CHECKPOINT_BYTES = 64 << 20;
@@ -49,6 +52,7 @@ export class StoreFeed {
     private readonly n: Cluster,
     readonly store: PageStore,
     private readonly wal: CommitLog,
+    private readonly record: ClusterRecord,
   ) {
     this.durableTime = store.appliedTime;
     this.fsyncsAtStart = store.stats().fsyncs;
@@ -66,7 +70,7 @@ export class StoreFeed {
       const done = log.rotate();
       await store.flush();
       await done();
-      return new StoreFeed(n, store, log);
+      return new StoreFeed(n, store, log, ClusterRecord.open(store.dir, (m) => n.ev.log('warn', m)));
     } catch (e) {
       await store.close().catch(() => undefined);
       throw e;
@@ -267,6 +271,30 @@ export class StoreFeed {
   }
 
   /**
+   * Started without peers: the addresses to join the store's cluster through, if it still
+   * runs (live_cluster.ts); none: found it again.
+   */
+  liveCluster(): Promise<string[]> {
+    return liveCluster(this.n, this.store.dir, this.record.data, this.store.appliedTime);
+  }
+
+  /**
+   * This page server founds a cluster: a new one on a new store, or one that goes on from
+   * the store's cluster at the store's time. Recorded before any member can join it.
+   */
+  founding(): ClusterIdentity {
+    const t = this.store.appliedTime;
+    const identity = t > 0 ? newIdentity(t, this.record.data?.identity.id ?? '') : newIdentity();
+    this.record.write({ identity, members: [this.n.address] });
+    return identity;
+  }
+
+  /** The configuration changed (or this page server joined one): record its members' addresses. */
+  membersChanged(): void {
+    this.record.write({ identity: this.n.identity, members: [...this.n.members.values()].map((m) => m.address) });
+  }
+
+  /**
    * Founds the cluster again from the store (a page server started alone on its directory):
    * every stored page is installed here as this node's, at its stored version, and the
    * cluster's time starts at the store's. A page the store was still waiting for whole
@@ -352,6 +380,7 @@ export class StoreFeed {
    */
   joined(time: number, pages: Array<{ page: number; version: number; owner: number }>): void {
     const n = this.n;
+    this.membersChanged();
     const written = pages.filter((p) => p.owner !== LOST_OWNER).map(({ page, version }) => ({ page, version }));
     const all = this.store.rebase(time, written);
     this.wal.appendRebase(time, written);

@@ -2,11 +2,14 @@
 // commit on disk (feed.ts, store.ts). It maps a region like any node, since it takes part in
 // the protocol as one: it holds a current copy of every page, serves pages to joining and
 // recovering nodes (a dead node's pages are taken over from it like from any holder), and
-// is a voter for the partition rule. Started alone on a directory that holds a store, it
-// founds the cluster again at the store's time.
+// is a voter for the partition rule. Started with no peers on a directory that holds a
+// store, it joins the store's cluster if members of it still answer at the addresses the
+// store recorded (live_cluster.ts), and founds the cluster again at the store's time if none
+// does.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fromNative, InvalidOptionError } from '../errors';
+import { DsmError, fromNative, InvalidOptionError } from '../errors';
+import { StoreError } from './errors';
 import { loadNative } from '../native';
 import { checkKeys, resolveOptions } from '../options';
 import { ServiceClient } from '../service/client';
@@ -20,8 +23,18 @@ export interface PageServerOptions {
   listen?: string;
   /** The cluster secret. */
   secret: string;
-  /** Members to join through; absent or empty: found the cluster (again, from the store). */
+  /**
+   * Members to join through. Absent or empty: join the store's cluster if members of it
+   * still answer at the addresses the store recorded, else found the cluster (again, from the store).
+   */
   peers?: string[];
+  /**
+   * Without peers, found the cluster again from the store even if members of its cluster
+   * still run (a second cluster beside theirs, from this store's time). Default false: a
+   * store whose cluster runs joins it, and one that finds another cluster at its members'
+   * addresses is refused (ERR_DSM_STORE).
+   */
+  found?: boolean;
   /** Region size for a new store (default 1 GiB); an existing store's own is used otherwise. */
   regionSize?: number;
   /** Page size for a new store (default: the OS page size). */
@@ -33,7 +46,7 @@ export interface PageServerOptions {
   onProgress?: (p: { phase: 'loading' | 'catching-up'; done: number; total: number }) => void;
 }
 
-const PAGE_SERVER_OPTIONS = ['dir', 'listen', 'secret', 'peers', 'regionSize', 'pageSize', 'heartbeatMs', 'deadAfterMs', 'joinTimeoutMs', 'onProgress'] as const;
+const PAGE_SERVER_OPTIONS = ['dir', 'listen', 'secret', 'peers', 'found', 'regionSize', 'pageSize', 'heartbeatMs', 'deadAfterMs', 'joinTimeoutMs', 'onProgress'] as const;
 
 /** A running page server. */
 export interface PageServer {
@@ -61,7 +74,11 @@ export async function startPageServer(options: PageServerOptions): Promise<PageS
     throw new InvalidOptionError('startPageServer needs dir: the directory of its store');
   }
   // Loaded here, not at the top: a program that never starts a page server never loads LMDB.
-  const { PageStore } = require('./store') as typeof import('./store');
+  if (options.found !== undefined && typeof options.found !== 'boolean') throw new InvalidOptionError(`found must be true or false, not ${String(options.found)}`);
+  if (options.found && options.peers && options.peers.length > 0) {
+    throw new InvalidOptionError('found and peers exclude each other: found founds the cluster from the store, peers joins a running one');
+  }
+    const { PageStore } = require('./store') as typeof import('./store');
   const stored = await PageStore.storedGeometry(options.dir);
   // The outermost directory this start will make (its store's own, or a missing parent).
   let made: string | undefined;
@@ -85,7 +102,7 @@ export async function startPageServer(options: PageServerOptions): Promise<PageS
     joinTimeoutMs: options.joinTimeoutMs,
     durability: 'none',
   });
-  const cluster = { ...o.cluster!, pageServer: { dir: options.dir } };
+  const cluster = { ...o.cluster!, pageServer: { dir: options.dir, found: options.found === true } };
   const native = loadNative();
   let region;
   try {
@@ -104,6 +121,8 @@ export async function startPageServer(options: PageServerOptions): Promise<PageS
   } catch (e) {
     native.close();
     if (!stored) removeNewStore(path.resolve(options.dir), made);
+    // Refused in the service thread (a damaged store, or its cluster found in a state it cannot join): the class callers match on.
+    if (e instanceof DsmError && !(e instanceof StoreError) && e.code === 'ERR_DSM_STORE') throw new StoreError(e.message);
     throw e;
   }
   let closed = false;

@@ -141,6 +141,7 @@ export class Admission {
   private admitted(ja: JoinAccept, via: Connection): void {
     const n = this.n;
     n.id = ja.id;
+    n.identity = ja.identity;
     // The address the admitter recorded for us (dialable from the others; see admit).
     n.address = ja.members.find((m) => m.id === ja.id)?.address ?? n.address;
     n.membership.adopt(ja.epoch, ja.nextId, ja.members);
@@ -302,7 +303,7 @@ export class Admission {
         for (let p = 0; p < versions.length; p++) {
           if (versions[p] !== 0n) pages.push({ page: p, version: Number(versions[p]), owner: owners[p] });
         }
-        c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, epoch: n.membership.epoch, nextId: n.membership.nextId, members: t.members, pages, rn: n.token.rn, models: n.sequential.modelTable.runs(), generation: t.generation, known: n.recovery.regenerated }));
+        c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, epoch: n.membership.epoch, nextId: n.membership.nextId, members: t.members, pages, rn: n.token.rn, models: n.sequential.modelTable.runs(), generation: t.generation, known: n.recovery.regenerated, identity: n.identity }));
         n.links.bind(id, c);
       });
       if (!change) c.close('not admitted');

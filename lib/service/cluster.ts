@@ -40,6 +40,7 @@ import { Recovery } from './recovery';
 import { type Durability, Replication } from './replication';
 import { decode } from './protocol';
 import type { StoreFeed } from '../pageserver/feed';
+import { type ClusterIdentity, newIdentity } from './cluster_identity';
 
 export interface ClusterConfig {
   /** The region's address: a joiner whose region differs in address, size or page size is refused. */
@@ -54,8 +55,12 @@ export interface ClusterConfig {
   replicas: number;
   /** How long a committing node keeps the token after a request (durability 'none'; 0: not at all). */
   tokenBatchMs: number;
-  /** This node is a page server storing every commit in this directory (lib/pageserver). */
-  pageServer?: { dir: string };
+  /**
+   * This node is a page server storing every commit in this directory (lib/pageserver).
+   * `found`: without peers, found the cluster again from the store even if members of its
+   * cluster answer at the addresses it recorded (lib/pageserver/live_cluster.ts).
+   */
+  pageServer?: { dir: string; found?: boolean };
 }
 
 export interface ClusterEvents {
@@ -130,6 +135,8 @@ const handlers: Record<number, Handler> = {
 export class Cluster {
   id = NO_NODE;
   address = '';
+  /** Which cluster this is (cluster_identity.ts): made by the founder, learnt at joining. */
+  identity: ClusterIdentity = { id: '', foundedAt: 0, from: '' };
   closing = false;
   readonly table: { states: Uint8Array; owners: Uint16Array; versions: BigUint64Array };
   readonly token: CommitToken;
@@ -216,17 +223,23 @@ export class Cluster {
     return this.membership.members;
   }
 
-  /** Founds a new cluster (no peers) or joins one through the first peer that answers. */
+  /**
+   * Founds a new cluster (no peers) or joins one through the first peer that answers. A page
+   * server given no peers first asks the members its store recorded whether its cluster
+   * still runs, and joins it if so (lib/pageserver/live_cluster.ts).
+   */
   async start(): Promise<void> {
     this.address = await this.transport.listen();
-    if (this.config.peers.length === 0) {
+    const peers = this.config.peers.length === 0 && this.store && !this.config.pageServer?.found ? await this.store.liveCluster() : this.config.peers;
+    if (peers.length === 0) {
       this.id = 0;
       const me: Member = this.config.pageServer ? { id: 0, address: this.address, pageServer: true } : { id: 0, address: this.address };
       this.membership.found(me);
       this.token.found([me]);
+      this.identity = this.store ? this.store.founding() : newIdentity();
       if (this.store && this.store.store.appliedTime > 0) this.store.foundFromStore();
     } else {
-      await this.admission.join(this.config.peers);
+      await this.admission.join(peers);
     }
     this.lease.start();
   }
@@ -391,6 +404,11 @@ export class Cluster {
   serveClient(c: Connection): void {
     c.on('message', (type: number) => {
       if (type === Msg.StatsRequest) c.send(Msg.StatsReply, encode.json(this.statsForClient?.() ?? {}));
+      else if (type === Msg.ClusterRequest) {
+        // A member (not one joining, or joining again) answers for its cluster.
+        const member = this.members.has(this.id) && !this.rejoining && !this.closing;
+        c.send(Msg.ClusterReply, encode.json({ member, identity: this.identity, time: this.log.applied, members: [...this.members.values()].map((m) => m.address) }));
+      }
       else if (type === Msg.SnapshotRequest) {
         if (!this.store) {
           c.send(Msg.SnapshotEnd, encode.json({ error: `node ${this.id} is not a page server: connect dsm snapshot to the page server` }));

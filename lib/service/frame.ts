@@ -13,7 +13,8 @@
 import { ProtocolError, ProtocolVersionError } from './transport_errors';
 
 // 7: lease echoes, recovery queries and reports carry the latest regeneration of the token,
-// and commits the generation of the token they were made with. 13: SeqLost.
+// and commits the generation of the token they were made with.
+// 13: SeqLost; JoinAccept carries the cluster's identity; ClusterRequest/ClusterReply.
 export const PROTOCOL_VERSION = 13;
 export const HEADER = 10;
 export const FrameType = {

@@ -163,6 +163,8 @@ export class Membership {
       n.ev.event('peer-leave', id);
     }
     for (const m of k.members) if (!before.has(m.id) && m.id !== n.id) n.ev.event('peer-join', m.id);
+    // A page server records who the members are: restarted alone, it asks them first (lib/pageserver/live_cluster.ts).
+    n.store?.membersChanged();
     if (this.awaiting.length) this.admitAwaiting();
     n.publishStatus();
     n.lease.changed();

@@ -9,6 +9,7 @@ import { WireError, WireReader, WireWriter } from './wire';
 import { decodeBarrierAnswer, decodeBarrierArrive, encodeBarrierAnswer, encodeBarrierArrive } from './barrier_wire';
 export { BarrierKind, type BarrierAnswer, type BarrierArrival, type BarrierRound } from './barrier_wire';
 import { decodeHello, decodeJoinRefused, encodeHello, encodeJoinRefused } from './hello_wire';
+import { type ClusterIdentity, readIdentity, writeIdentity } from './cluster_identity';
 export type { Hello, JoinRefusal, RegionGeometry } from './hello_wire';
 
 export const Msg = {
@@ -102,6 +103,9 @@ export const Msg = {
    * cluster (sequential_loss.ts).
    */
   SeqLost: 56,
+  /** Client -> member: which cluster are you in (no payload; lib/pageserver/live_cluster.ts); answered by ClusterReply, JSON (cluster.ts serveClient). */
+  ClusterRequest: 57,
+  ClusterReply: 58,
 } as const;
 
 export const NO_NODE = 0xffff;
@@ -122,7 +126,8 @@ export interface Member {
  * u16 id, str address, u8 flags (1: a page server) | u32 written page count, then per page u32 page, u64 version, u16 owner (LOST_OWNER: lost) |
  * u32 rn count, then per entry u16 id, u32 seq | u32 model run count, then per run u32 first page, u32 pages,
  * u8 model (sequential.ts Model), u16 owner hint: the admitter's pages outside transactional consistency |
- * u32 the token's generation | u32 ballot, u64 time: the latest regeneration of the token the admitter knows of.
+ * u32 the token's generation | u32 ballot, u64 time: the latest regeneration of the token the admitter knows of |
+ * the cluster's identity (cluster_identity.ts).
  */
 export interface JoinAccept {
   id: number;
@@ -142,6 +147,7 @@ export interface JoinAccept {
    */
   generation: number;
   known: Regeneration;
+  identity: ClusterIdentity;
 }
 
 /** Pages `first` .. `first + count - 1`, all of `model`, whose probable owner is `owner`. */
@@ -328,7 +334,7 @@ export const encode = {
     w.u32(j.models.length);
     for (const m of j.models) w.u32(m.first).u32(m.count).u8(m.model).u16(m.owner);
     w.u32(j.generation).u32(j.known.generation).u64(j.known.time);
-    return w.done();
+    return writeIdentity(w, j.identity).done();
   },
   tokenRequest: (id: number, seq: number) => new WireWriter().u16(id).u32(seq).done(),
   token(t: TokenState): Buffer {
@@ -427,8 +433,9 @@ export const decode = {
     for (let i = 0; i < k; i++) models.push({ first: r.u32(), count: r.u32(), model: r.u8(), owner: r.u16() });
     const generation = r.u32();
     const known = { generation: r.u32(), time: r.u64() };
+    const identity = readIdentity(r);
     r.end();
-    return { id, admitter, time, epoch, nextId, members: ms, pages, rn, models, generation, known };
+    return { id, admitter, time, epoch, nextId, members: ms, pages, rn, models, generation, known, identity };
   },
   tokenRequest(b: Buffer): { id: number; seq: number } {
     const r = new WireReader(b);

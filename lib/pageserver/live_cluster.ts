@@ -1,0 +1,143 @@
+// A page server started with no peers on a store that belongs to a cluster: does that cluster
+// still run? Founding it again from the store is right after every process stopped; while
+// its nodes still run (only the page server died, or was stopped), it made a second cluster
+// beside theirs, with nothing said: two heaps going apart, and the nodes' 'disk' commits
+// waiting for good for a page server that now served somebody else.
+//
+// So first every address the store recorded (cluster_record.ts) is asked, at once and with
+// the secret, which cluster it is a member of (Msg.ClusterRequest): its members, and those
+// since gone. A member of the store's cluster (the same identity, or one founded again from
+// a store of it at or after this store's time) is joined, and the store catches up as on
+// any rejoin (feed.ts joined). At a member's address, a member of another cluster, or
+// something that refuses the secret or speaks another protocol version, is a refusal
+// (StoreError): this store cannot tell it is not its own cluster, and founding would split
+// it; so is, at any address, a cluster founded again from an older store of this one. Only
+// when nobody answers as a member does it found again, and it says whom it asked.
+//
+// What it costs a whole-cluster restart: a refused connection (nothing listens) answers at
+// once; a host that takes no connection at all (down, or a firewall that drops) is given
+// CONNECT_MS; something that took the connection (a process that lives) is given
+// ANSWER_MS to prove the secret and answer. The addresses are asked side by side.
+import type { Cluster } from '../service/cluster';
+import { type ClusterIdentity, describeIdentity } from '../service/cluster_identity';
+import { decode, encode, Msg, NO_NODE } from '../service/protocol';
+import type { Connection } from '../service/transport';
+import { AuthFailedError, ProtocolVersionError } from '../service/transport_errors';
+import type { ClusterRecordData } from './cluster_record';
+import { StoreError } from './errors';
+
+/** How long a recorded address's host has to take the connection. */
+export const CONNECT_MS = 1000;
+/** How long a process that took it has to prove the secret and answer. */
+export const ANSWER_MS = 5000;
+
+/** What a member says of its cluster (cluster.ts serveClient). */
+interface ClusterReply {
+  member: boolean;
+  identity: ClusterIdentity;
+  time: number;
+  members: string[];
+}
+
+/** One address's answer: a reply, nothing (`none`: why), or a refusal that is not silence (`blocking`: why). */
+type Answer = { address: string; reply: ClusterReply } | { address: string; none: string } | { address: string; blocking: string };
+
+/**
+ * The addresses to join the store's running cluster through, or none: found it again.
+ * Throws StoreError when something answers that may be the cluster and cannot be joined.
+ */
+export async function liveCluster(n: Cluster, dir: string, record: ClusterRecordData | undefined, storeTime: number): Promise<string[]> {
+  const addresses = record ? [...new Set([...record.members, ...record.former])].filter((a) => a !== n.address) : [];
+  if (!record || addresses.length === 0) return [];
+  const mine = record.identity;
+  const answers = await Promise.all(addresses.map((a) => ask(n, a)));
+  const ours: Array<{ address: string; reply: ClusterReply }> = [];
+  const others: string[] = [];
+  for (const a of answers) {
+    // A member that left may have gone anywhere: only what speaks for this store's cluster at its old address counts.
+    const current = record.members.includes(a.address);
+    if ('blocking' in a && current) others.push(`${a.address} ${a.blocking}`);
+    if (!('reply' in a) || !a.reply.member) continue;
+    const i = a.reply.identity;
+    if (i.id === mine.id || (i.from === mine.id && i.foundedAt >= storeTime)) ours.push(a);
+    else if (current || i.from === mine.id) others.push(`${a.address} is a member of ${describeIdentity(i)}${i.from === mine.id ? `, which does not hold this store's commits after time ${i.foundedAt}` : ''}`);
+  }
+  const tried = answers.map((a) => `${a.address} (${'reply' in a ? (a.reply.member ? `a member of ${describeIdentity(a.reply.identity)}` : 'not a member of a cluster') : 'none' in a ? a.none : a.blocking})`).join(', ');
+  if (ours.length > 0) {
+    const time = Math.max(...ours.map((a) => a.reply.time));
+    if (time < storeTime) {
+      throw new StoreError(
+        `the page store in ${dir} is at time ${storeTime}, and its cluster, running at ${ours.map((a) => a.address).join(', ')}, only at ${time}: ` +
+          'the store holds commits the cluster does not (a recovery made them void after this page server left; none was acknowledged as durable). ' +
+          `Start the page server again once the cluster has committed past time ${storeTime}, or give it --peers ${ours[0].address} then. ` +
+          'Founding it again would make a second cluster beside the running one (--found does that anyway)',
+      );
+    }
+    n.ev.log('warn', `the store's cluster runs (asked ${tried}): joining the running cluster through ${ours.map((a) => a.address).join(', ')} instead of founding it again`);
+    return ours.map((a) => a.address);
+  }
+  if (others.length > 0) {
+    throw new StoreError(
+      `the page store in ${dir} belongs to ${describeIdentity(mine)} (at time ${storeTime}), and at the addresses its members had: ${others.join('; ')}. ` +
+        'Founding the cluster again from the store would make a second cluster beside that one, so this page server stops. To go on: ' +
+        'stop those nodes and start this page server first (it founds the cluster again from its store; start the nodes with --peers naming it); ' +
+        `or start it with --peers ${answers.find((a) => 'reply' in a && a.reply.member)?.address ?? 'HOST:PORT'} to join that cluster (its heap then replaces this store's); ` +
+        'or with --found (found: true) to found a separate cluster from this store anyway',
+    );
+  }
+  n.ev.log('warn', `no member of this store's cluster answered at ${tried}: founding it again from the store`);
+  return [];
+}
+
+/** Asks `address` which cluster it is a member of. */
+async function ask(n: Cluster, address: string): Promise<Answer> {
+  let gaveUp = false;
+  let timer: NodeJS.Timeout | undefined;
+  let conn: Connection | undefined;
+  const late = new Promise<Answer>((resolve) => {
+    timer = setTimeout(() => {
+      gaveUp = true;
+      resolve({ address, none: `took the connection, no answer within ${ANSWER_MS} ms` });
+    }, CONNECT_MS + ANSWER_MS);
+  });
+  const asked = (async (): Promise<Answer> => {
+    try {
+      conn = await n.transport.connect(address, CONNECT_MS);
+    } catch (e) {
+      if (e instanceof AuthFailedError) return { address, blocking: 'refused this secret (a node of this cluster with another secret, or of another cluster)' };
+      if (e instanceof ProtocolVersionError) return { address, blocking: `speaks another protocol version (${e.message})` };
+      const cause = (e as Error & { cause?: Error }).cause;
+      if (cause?.message.startsWith('no answer within')) return { address, none: `${cause.message}: a host that is down, or a firewall that drops` };
+      return { address, none: shortReason(e as Error) };
+    }
+    const c = conn;
+    if (gaveUp) {
+      c.close('late');
+      return { address, none: 'late' };
+    }
+    return new Promise<Answer>((resolve) => {
+      c.on('message', (type: number, payload: Buffer) => {
+        if (type !== Msg.ClusterReply) return;
+        try {
+          resolve({ address, reply: decode.json(payload) as ClusterReply });
+        } catch (e) {
+          resolve({ address, none: `a malformed answer (${(e as Error).message})` });
+        }
+      });
+      c.on('close', (reason: string) => resolve({ address, none: `closed the connection (${reason})` }));
+      c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: '', joining: false, client: true }));
+      c.send(Msg.ClusterRequest, Buffer.alloc(0));
+    });
+  })();
+  try {
+    return await Promise.race([asked, late]);
+  } finally {
+    clearTimeout(timer);
+    conn?.close('asked');
+  }
+}
+
+function shortReason(e: Error): string {
+  const m = /\(([^)]*)\)/.exec(e.message);
+  return m ? m[1] : e.message;
+}

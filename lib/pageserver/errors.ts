@@ -1,6 +1,10 @@
 import { DsmError } from '../errors';
 
-/** A page-store directory cannot be opened or written: another layout, another geometry, not a store, or a disk failure. */
+/**
+ * A page-store directory cannot be opened or written: another layout, another geometry, not a
+ * store, or a disk failure; or, started without peers, its cluster runs and cannot be joined,
+ * or another cluster answers at its members' addresses (live_cluster.ts).
+ */
 export class StoreError extends DsmError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_DSM_STORE', message, options);

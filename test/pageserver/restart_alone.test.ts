@@ -2,11 +2,16 @@
 // nodes of its cluster still run: it must join them again and catch up, never found a
 // second cluster beside theirs. When nobody of its cluster answers (every process is
 // restarting), it founds the cluster again from its store, as before.
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freeAddress, Harness, type RemoteNode, until } from '../cluster/harness';
+import { freeAddress, Harness, type RemoteNode, SECRET, until } from '../cluster/harness';
 
+const CLI = path.join(__dirname, '../../dist/cli.js');
+const dsmCli = (...args: string[]) => promisify(execFile)(process.execPath, [CLI, ...args], { timeout: 120_000 });
 const FIRST = 3000; // data pages, clear of the heap's own
 
 /** Transactions back to back, each writing its sequence number into two words on two pages; says `ACK tag i` once transaction i is acknowledged. */
@@ -109,6 +114,8 @@ describe('a page server restarted alone', () => {
       expect(err!.message).toContain(`${nodeListen} is a member of cluster`);
       expect(err!.message).toMatch(/would make a second cluster .* --found/);
       expect(fs.existsSync(path.join(dir, 'data.mdb'))).toBe(true);
+      // The command line says the same, and exits.
+      await expect(dsmCli('pageserver', '--dir', dir, '--listen', listen, '--secret', SECRET)).rejects.toMatchObject({ stderr: expect.stringMatching(/ERR_DSM_STORE[^]*is a member of cluster/) });
 
       step('founding a separate cluster from the store anyway');
       const ps2 = await h.pageServer({ ...psOptions, found: true });
@@ -174,6 +181,39 @@ describe('a page server restarted alone', () => {
       await b.run('await dsm.transaction(() => { dsm.u32[args.w] = 777; });', { w: (FIRST + 20) * 1024 });
       const t = await b.run<number>('return dsm.globalTime;');
       for (const p of [ahead, rejoined]) await until('a page server applies the new commit', 60_000, async () => ((await p.run<number>('return ps.appliedTime;')) >= t ? true : undefined));
+    });
+  });
+
+  it('a whole-cluster restart with the nodes up first at their old addresses (joining, not members) still founds from the store', async () => {
+    await h.within(100_000, async (step) => {
+      const dir = h.tempDir('dsm-restart-nodes-first-');
+      const [listen, aListen, bListen] = [await freeAddress(), await freeAddress(), await freeAddress()];
+      const ps = await h.pageServer({ dir, listen });
+      const a = await h.start({ listen: aListen, peers: [listen], durability: 'disk' });
+      const b = await h.start({ listen: bListen, peers: [listen], durability: 'disk' });
+      await a.run('await dsm.transaction(() => { dsm.u32[args.w] = 99; });', { w: FIRST * 1024 });
+      for (const n of [ps, a, b]) n.kill('SIGKILL');
+      await Promise.all([ps, a, b].map((n) => n.exited));
+
+      step('restarting the nodes first: they wait to join the page server');
+      const joining = [h.start({ listen: aListen, peers: [listen], durability: 'disk' }), h.start({ listen: bListen, peers: [listen], durability: 'disk' })];
+      for (const address of [aListen, bListen]) {
+        await until(`the node at ${address} listens`, 60_000, () => {
+          const [host, port] = address.split(':');
+          return new Promise<true | undefined>((resolve) => {
+            const s = net.connect({ host, port: Number(port) });
+            s.once('connect', () => (s.destroy(), resolve(true)));
+            s.once('error', () => resolve(undefined));
+          });
+        });
+      }
+      step('restarting the page server: the nodes answer, as no members of a cluster');
+      const ps2 = await h.pageServer({ dir, listen });
+      expect(ps2.nodeId).toBe(0);
+      expect(ps2.stderr).toMatch(new RegExp(`no member of this store's cluster answered at .*${aListen} \\(not a member of a cluster\\)`));
+      const [a2, b2] = await Promise.all(joining);
+      expect(await b2.run('return dsm.transaction(() => dsm.u32[args.w]);', { w: FIRST * 1024 })).toBe(99);
+      await a2.run('await dsm.transaction(() => { dsm.u32[args.w] = 100; });', { w: FIRST * 1024 });
     });
   });
 });

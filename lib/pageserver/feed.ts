@@ -11,6 +11,7 @@
 // (a change left out of a huge commit, or a diff against a version it never had) is taken
 // whole from this node's own copy once the region holds it, fetched like any backup's. The
 // log is synced only while no page is missing, so every durable image is complete.
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Cluster } from '../service/cluster';
 import { NOT_CARRIED } from '../service/changes';
@@ -21,7 +22,7 @@ import { modelBlocks } from '../alloc/buddy';
 import { geometry, MODELS } from '../alloc/layout';
 import { type ClusterIdentity, newIdentity } from '../service/cluster_identity';
 import { ClusterRecord } from './cluster_record';
-import { liveCluster } from './live_cluster';
+import { liveCluster, type Starting } from './live_cluster';
 
 /** The store takes the log in a checkpoint once this many bytes were logged, or this long after the last. */
 const CHECKPOINT_BYTES = 64 << 20;
@@ -274,9 +275,18 @@ export class StoreFeed {
    * Started without peers: the addresses to join the store's cluster through, if it still
    * runs (live_cluster.ts); none: found it again.
    */
-  liveCluster(): Promise<string[]> {
-    return liveCluster(this.n, this.store.dir, this.record.data, this.store.appliedTime);
+  async liveCluster(): Promise<string[]> {
+    const id = this.record.data?.identity.id;
+    this.starting = { id: id ?? '', time: this.store.appliedTime, rank: randomBytes(8).toString('hex'), waiting: false };
+    try {
+      return await liveCluster(this.n, this.store.dir, this.record.data, this.starting);
+    } finally {
+      this.starting = undefined;
+    }
   }
+
+  /** While asking whether the store's cluster runs: what this page server tells others asking the same (live_cluster.ts Starting). */
+  starting?: Starting;
 
   /**
    * This page server founds a cluster: a new one on a new store, or one that goes on from

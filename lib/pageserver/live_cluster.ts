@@ -12,7 +12,9 @@
 // something that refuses the secret or speaks another protocol version, is a refusal
 // (StoreError): this store cannot tell it is not its own cluster, and founding would split
 // it; so is, at any address, a cluster founded again from an older store of this one. Only
-// when nobody answers as a member does it found again, and it says whom it asked.
+// when nobody answers as a member does it found again, and it says whom it asked. Two page
+// servers of the cluster started at once find each other asking too (Starting): the one
+// with the older store waits for the other to found, and joins it.
 //
 // What it costs a whole-cluster restart: a refused connection (nothing listens) answers at
 // once; a host that takes no connection at all (down, or a firewall that drops) is given
@@ -37,7 +39,30 @@ interface ClusterReply {
   identity: ClusterIdentity;
   time: number;
   members: string[];
+  /** No member: a page server asking too, now (Starting). */
+  starting?: Starting;
 }
+
+/**
+ * A page server asking whether its store's cluster runs: the cluster its store belongs to, the
+ * store's time, a random tie-break, and whether it waits for another. Two page servers of
+ * one cluster restarted at once would each find the other no member and both found. Of two
+ * that find each other so, the one ranking lower (an older store, or the lower tie-break)
+ * waits for the other, and says so; the higher founds only once every lower one it finds
+ * starting says it waits (one that asked before the higher listened has founded, or will
+ * ask again: the higher then finds it a member, and joins or refuses it as any other).
+ */
+export interface Starting {
+  id: string;
+  time: number;
+  rank: string;
+  waiting: boolean;
+}
+
+const ranksAbove = (a: Starting, b: Starting): boolean => a.time > b.time || (a.time === b.time && a.rank > b.rank);
+
+/** How often a page server waiting for a higher-ranking one to found asks again. */
+const WAIT_MS = 200;
 
 /** One address's answer: a reply, nothing (`none`: why), or a refusal that is not silence (`blocking`: why). */
 type Answer = { address: string; reply: ClusterReply } | { address: string; none: string } | { address: string; blocking: string };
@@ -46,11 +71,35 @@ type Answer = { address: string; reply: ClusterReply } | { address: string; none
  * The addresses to join the store's running cluster through, or none: found it again.
  * Throws StoreError when something answers that may be the cluster and cannot be joined.
  */
-export async function liveCluster(n: Cluster, dir: string, record: ClusterRecordData | undefined, storeTime: number): Promise<string[]> {
+export async function liveCluster(n: Cluster, dir: string, record: ClusterRecordData | undefined, me: Starting): Promise<string[]> {
   const addresses = record ? [...new Set([...record.members, ...record.former])].filter((a) => a !== n.address) : [];
   if (!record || addresses.length === 0) return [];
+  let waitingFor = '';
+  for (;;) {
+    const answers = await Promise.all(addresses.map((a) => ask(n, a)));
+    const through = decide(n, dir, record, me.time, answers);
+    if (through.length > 0) return through;
+    // Page servers of this cluster starting at the same moment (Starting): the highest founds, the others join it.
+    const starting: Array<{ address: string; s: Starting }> = [];
+    for (const a of answers) if ('reply' in a && !a.reply.member && a.reply.starting?.id === record.identity.id) starting.push({ address: a.address, s: a.reply.starting });
+    const above = starting.find((p) => ranksAbove(p.s, me));
+    const unsettled = starting.find((p) => !ranksAbove(p.s, me) && !p.s.waiting);
+    me.waiting = above !== undefined;
+    if ((!above && !unsettled) || n.closing) {
+      n.ev.log('warn', `no member of this store's cluster answered at ${tried(answers)}: founding it again from the store`);
+      return [];
+    }
+    const why = above
+      ? `the page server at ${above.address} is starting too, on a store of this cluster at time ${above.s.time} (this one's: ${me.time}): waiting for it to found the cluster again, to join it`
+      : `the page server at ${unsettled!.address} is starting too, on a store of this cluster at time ${unsettled!.s.time} (this one's: ${me.time}): waiting for it to wait for this one, which founds`;
+    if (why !== waitingFor) n.ev.log('warn', (waitingFor = why));
+    await new Promise((r) => setTimeout(r, WAIT_MS));
+  }
+}
+
+/** What the answers mean: addresses to join through (none: nobody runs the cluster), or StoreError. */
+function decide(n: Cluster, dir: string, record: ClusterRecordData, storeTime: number, answers: Answer[]): string[] {
   const mine = record.identity;
-  const answers = await Promise.all(addresses.map((a) => ask(n, a)));
   const ours: Array<{ address: string; reply: ClusterReply }> = [];
   const others: string[] = [];
   for (const a of answers) {
@@ -62,7 +111,6 @@ export async function liveCluster(n: Cluster, dir: string, record: ClusterRecord
     if (i.id === mine.id || (i.from === mine.id && i.foundedAt >= storeTime)) ours.push(a);
     else if (current || i.from === mine.id) others.push(`${a.address} is a member of ${describeIdentity(i)}${i.from === mine.id ? `, which does not hold this store's commits after time ${i.foundedAt}` : ''}`);
   }
-  const tried = answers.map((a) => `${a.address} (${'reply' in a ? (a.reply.member ? `a member of ${describeIdentity(a.reply.identity)}` : 'not a member of a cluster') : 'none' in a ? a.none : a.blocking})`).join(', ');
   if (ours.length > 0) {
     const time = Math.max(...ours.map((a) => a.reply.time));
     if (time < storeTime) {
@@ -73,7 +121,7 @@ export async function liveCluster(n: Cluster, dir: string, record: ClusterRecord
           'Founding it again would make a second cluster beside the running one (--found does that anyway)',
       );
     }
-    n.ev.log('warn', `the store's cluster runs (asked ${tried}): joining the running cluster through ${ours.map((a) => a.address).join(', ')} instead of founding it again`);
+    n.ev.log('warn', `the store's cluster runs (asked ${tried(answers)}): joining the running cluster through ${ours.map((a) => a.address).join(', ')} instead of founding it again`);
     return ours.map((a) => a.address);
   }
   if (others.length > 0) {
@@ -85,8 +133,18 @@ export async function liveCluster(n: Cluster, dir: string, record: ClusterRecord
         'or with --found (found: true) to found a separate cluster from this store anyway',
     );
   }
-  n.ev.log('warn', `no member of this store's cluster answered at ${tried}: founding it again from the store`);
   return [];
+}
+
+/** Each address and what it said, for a message. */
+function tried(answers: Answer[]): string {
+  const what = (a: Answer): string => {
+    if ('none' in a) return a.none;
+    if ('blocking' in a) return a.blocking;
+    if (a.reply.member) return `a member of ${describeIdentity(a.reply.identity)}`;
+    return a.reply.starting ? 'a page server starting too' : 'not a member of a cluster';
+  };
+  return answers.map((a) => `${a.address} (${what(a)})`).join(', ');
 }
 
 /** Asks `address` which cluster it is a member of. */

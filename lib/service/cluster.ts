@@ -407,7 +407,8 @@ export class Cluster {
       else if (type === Msg.ClusterRequest) {
         // A member (not one joining, or joining again) answers for its cluster.
         const member = this.members.has(this.id) && !this.rejoining && !this.closing;
-        c.send(Msg.ClusterReply, encode.json({ member, identity: this.identity, time: this.log.applied, members: [...this.members.values()].map((m) => m.address) }));
+        const starting = member ? undefined : this.store?.starting;
+        c.send(Msg.ClusterReply, encode.json({ member, identity: this.identity, time: this.log.applied, members: [...this.members.values()].map((m) => m.address), starting }));
       }
       else if (type === Msg.SnapshotRequest) {
         if (!this.store) {

@@ -8,6 +8,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { decode, encode, Msg, NO_NODE } from '../../lib/service/protocol';
+import { Transport } from '../../lib/service/transport';
 import { freeAddress, Harness, type RemoteNode, SECRET, until } from '../cluster/harness';
 
 const CLI = path.join(__dirname, '../../dist/cli.js');
@@ -28,6 +30,26 @@ const lastAck = (n: RemoteNode, tag: string): number => {
   for (const l of n.lines) if (l.startsWith(`ACK ${tag} `)) last = Number(l.slice(5 + tag.length));
   return last;
 };
+
+/** What the member (or page server starting) at `address` says of its cluster; undefined: nothing answers. */
+async function askCluster(address: string): Promise<{ member: boolean; starting?: unknown } | undefined> {
+  const t = new Transport({ secret: SECRET });
+  try {
+    const c = await t.connect(address, 1000);
+    const reply = new Promise<Buffer | undefined>((resolve) => {
+      c.on('message', (type: number, payload: Buffer) => type === Msg.ClusterReply && resolve(payload));
+      c.on('close', () => resolve(undefined));
+    });
+    c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: '', joining: false, client: true }));
+    c.send(Msg.ClusterRequest, Buffer.alloc(0));
+    const r = await reply;
+    return r && (decode.json(r) as { member: boolean; starting?: unknown });
+  } catch {
+    return undefined;
+  } finally {
+    await t.close();
+  }
+}
 
 /** The two words COMMIT_FOREVER writes for `first`, read in one transaction. */
 const READ_WORDS = 'return dsm.transaction(() => [args.first * 1024, (args.first + 1) * 1024 + 7].map((w) => dsm.u32[w]));';
@@ -214,6 +236,58 @@ describe('a page server restarted alone', () => {
       const [a2, b2] = await Promise.all(joining);
       expect(await b2.run('return dsm.transaction(() => dsm.u32[args.w]);', { w: FIRST * 1024 })).toBe(99);
       await a2.run('await dsm.transaction(() => { dsm.u32[args.w] = 100; });', { w: FIRST * 1024 });
+    });
+  });
+
+  it('two page servers of one cluster restarted at the same moment make one cluster: one founds, the other joins it', async () => {
+    await h.within(100_000, async (step) => {
+      const o1 = { dir: path.join(h.tempDir('dsm-restart-both-'), 'store'), listen: await freeAddress() };
+      const o2 = { dir: path.join(h.tempDir('dsm-restart-both-'), 'store'), listen: await freeAddress() };
+      const p1 = await h.pageServer(o1);
+      const p2 = await h.pageServer({ ...o2, peers: [p1.address] });
+      const a = await h.start({ peers: [p1.address], durability: 'disk' });
+      for (let i = 1; i <= 10; i++) await a.run('await dsm.transaction(() => { dsm.u32[args.w] = args.i; });', { w: FIRST * 1024, i });
+      // Both stores hold every commit: either may found, and the other holds nothing it lacks.
+      const t = await a.run<number>('return dsm.globalTime;');
+      for (const p of [p1, p2]) await until('a page server has every commit on disk', 60_000, async () => ((await p.run<number>('return ps.durableTime;')) >= t ? true : undefined));
+      for (const n of [p1, p2, a]) n.kill('SIGKILL');
+      await Promise.all([p1, p2, a].map((n) => n.exited));
+      // An address both stores recorded, where something takes the connection and holds each
+      // page server's question until both answer as page servers starting: their questions
+      // overlap, as when both start at one moment, whatever the processes' start times.
+      const held: net.Socket[] = [];
+      let released = false;
+      const release = () => {
+        released = true;
+        for (const x of held) x.destroy();
+      };
+      const hold = net.createServer((c) => {
+        c.on('error', () => undefined);
+        held.push(c);
+        if (released) release();
+      });
+      void (async () => {
+        for (const o of [o1, o2]) await until('a page server asks whether its cluster runs', 60_000, async () => ((await askCluster(o.listen))?.starting ? true : undefined));
+        release();
+      })().catch(release);
+      await new Promise<void>((r) => hold.listen(0, '127.0.0.1', r));
+      const holdAddress = `127.0.0.1:${(hold.address() as net.AddressInfo).port}`;
+      for (const o of [o1, o2]) {
+        const file = path.join(o.dir, 'cluster.json');
+        const rec = JSON.parse(fs.readFileSync(file, 'utf8')) as { former: string[] };
+        fs.writeFileSync(file, JSON.stringify({ ...rec, former: [holdAddress, ...rec.former] }));
+      }
+
+      step('restarting both page servers at once');
+      const [q1, q2] = await Promise.all([h.pageServer(o1), h.pageServer(o2)]).finally(() => hold.close());
+      expect([q1.nodeId, q2.nodeId].filter((id) => id === 0)).toHaveLength(1);
+      const [founder, joiner] = q1.nodeId === 0 ? [q1, q2] : [q2, q1];
+      expect(joiner.stderr).toMatch(/joining the running cluster through/);
+      const b = await h.start({ peers: [joiner.address], durability: 'disk' });
+      expect(await b.run('return dsm.transaction(() => dsm.u32[args.w]);', { w: FIRST * 1024 })).toBe(10);
+      await b.run('await dsm.transaction(() => { dsm.u32[args.w] = 11; });', { w: FIRST * 1024 });
+      const t2 = await b.run<number>('return dsm.globalTime;');
+      for (const p of [founder, joiner]) await until('both page servers apply the new commit', 60_000, async () => ((await p.run<number>('return ps.appliedTime;')) >= t2 ? true : undefined));
     });
   });
 });

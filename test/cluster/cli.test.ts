@@ -138,6 +138,31 @@ describe('the dsm command', () => {
     expect(await ps.exited()).toBe(0);
   });
 
+  it('a page server stopped and started again with the same command joins the cluster its node still runs; --found founds beside it', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'dsm-cli-'));
+    dirs.push(dir);
+    const psArgs = ['--dir', path.join(dir, 'store'), '--listen', await freeAddress(), '--secret', 'cli-secret', '--region-size', '16M'];
+    const ps = new CliNode(psArgs, 'pageserver');
+    nodes.push(ps);
+    const [, psAddr] = await ps.match(/page server \(node 0\) listening on (\S+)/);
+    const n = new CliNode(['--listen', '127.0.0.1:0', '--peers', psAddr, '--secret', 'cli-secret', '--region-size', '16M', '--durability', 'disk']);
+    nodes.push(n);
+    await n.match(/listening on/);
+    ps.proc.kill('SIGINT');
+    expect(await ps.exited()).toBe(0);
+    const again = new CliNode(psArgs, 'pageserver');
+    nodes.push(again);
+    const [, id] = await again.match(/page server \(node (\d+)\) listening on \S+, joined the cluster at time \d+/);
+    expect(Number(id)).toBeGreaterThan(0);
+    again.proc.kill('SIGINT');
+    expect(await again.exited()).toBe(0);
+    const beside = new CliNode([...psArgs, '--found'], 'pageserver');
+    nodes.push(beside);
+    await beside.match(/page server \(node 0\) listening on \S+, store at time \d+/);
+    beside.proc.kill('SIGINT');
+    expect(await beside.exited()).toBe(0);
+  });
+
   it('refuses a missing script before joining, and leaves the cluster properly when a script throws', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'dsm-cli-'));
     dirs.push(dir);

@@ -290,4 +290,29 @@ describe('a page server restarted alone', () => {
       for (const p of [founder, joiner]) await until('both page servers apply the new commit', 60_000, async () => ((await p.run<number>('return ps.appliedTime;')) >= t2 ? true : undefined));
     });
   });
+
+  it('refuses to join its cluster when the cluster runs behind the store\'s time (the rebase on joining cannot go back)', async () => {
+    await h.within(100_000, async () => {
+      // A cluster whose time stays low, running.
+      const q = await h.pageServer({ dir: path.join(h.tempDir('dsm-restart-behind-'), 'store') });
+      await h.start({ peers: [q.address], durability: 'disk' });
+      const { identity } = (await askCluster(q.address)) as { identity: { id: string; foundedAt: number; from: string } };
+      // A store far ahead of it, which its record says belongs to that cluster (what a recovery
+      // that made the store's last commits void would leave, without staging one).
+      const dir = path.join(h.tempDir('dsm-restart-behind-'), 'store');
+      const ps = await h.pageServer({ dir });
+      const a = await h.start({ peers: [ps.address], durability: 'disk' });
+      for (let i = 1; i <= 30; i++) await a.run('await dsm.transaction(() => { dsm.u32[args.w] = args.i; });', { w: FIRST * 1024, i });
+      for (const n of [ps, a]) n.kill('SIGKILL');
+      await Promise.all([ps, a].map((n) => n.exited));
+      fs.writeFileSync(path.join(dir, 'cluster.json'), JSON.stringify({ identity, members: [q.address], former: [] }));
+      const err = await h.pageServer({ dir }).then(
+        () => undefined,
+        (e: Error & { code?: string }) => e,
+      );
+      expect(err).toMatchObject({ code: 'ERR_DSM_STORE' });
+      expect(err!.message).toMatch(/is at time \d+, and its cluster, running at \S+, only at \d+: the store holds commits the cluster does not/);
+      expect(err!.message).toContain('once the cluster has committed past time');
+    });
+  });
 });

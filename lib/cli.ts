@@ -95,16 +95,17 @@ program
       tokenBatchMs: o.tokenBatchMs,
       joinTimeoutMs: o.joinTimeout,
     });
-    console.log(`dsm: node ${dsm.nodeId} listening on ${dsm.address}`);
-    metrics?.serve(dsm.address);
-    dsm.on('peer-join', ({ id }: { id: number }) => console.log(`dsm: node ${id} joined`));
-    dsm.on('peer-leave', ({ id }: { id: number }) => console.log(`dsm: node ${id} left`));
     const stop = async () => {
       await metrics?.close();
       await dsm.close();
       process.exit(0);
     };
+    // Before the line that says it runs: whoever reads it may stop it at once.
     process.once('SIGINT', stop).once('SIGTERM', stop);
+    console.log(`dsm: node ${dsm.nodeId} listening on ${dsm.address}`);
+    metrics?.serve(dsm.address);
+    dsm.on('peer-join', ({ id }: { id: number }) => console.log(`dsm: node ${id} joined`));
+    dsm.on('peer-leave', ({ id }: { id: number }) => console.log(`dsm: node ${id} left`));
     if (script) {
       try {
         await script(dsm);
@@ -149,14 +150,15 @@ program
     // on disk yet): the time it joined at says more than its durable time.
     // (A founder is node 0; without --peers it may have joined its store's running cluster.)
     const at = ps.nodeId !== 0 ? `joined the cluster at time ${ps.appliedTime}` : `store at time ${ps.durableTime}`;
-    console.log(`dsm: page server (node ${ps.nodeId}) listening on ${ps.address}, ${at}`);
-    metrics?.serve(ps.address);
     const stop = async () => {
       await metrics?.close();
       await ps.close();
       process.exit(0);
     };
+    // Before the line that says it runs: whoever reads it may stop it at once.
     process.once('SIGINT', stop).once('SIGTERM', stop);
+    console.log(`dsm: page server (node ${ps.nodeId}) listening on ${ps.address}, ${at}`);
+    metrics?.serve(ps.address);
   });
 
 program

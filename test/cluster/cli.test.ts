@@ -39,8 +39,9 @@ class CliNode {
       });
     }
   }
+  /** The exit code (null: ended by a signal). */
   exited(): Promise<number | null> {
-    if (this.proc.exitCode !== null) return Promise.resolve(this.proc.exitCode);
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve(this.proc.exitCode);
     return new Promise((r) => this.proc.once('exit', (code) => r(code)));
   }
 }
@@ -59,7 +60,7 @@ describe('the dsm command', () => {
   afterEach(async () => {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
     for (const n of nodes.splice(0)) {
-      if (n.proc.exitCode === null) n.proc.kill('SIGKILL');
+      if (n.proc.exitCode === null && n.proc.signalCode === null) n.proc.kill('SIGKILL');
       await n.exited();
     }
   });

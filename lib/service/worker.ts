@@ -83,6 +83,8 @@ async function start(): Promise<void> {
     cluster.statsForClient = () => ({
       ...service.stats(),
       nodeId: cluster.id,
+      // Which cluster this node is in (cluster_identity.ts): two clusters founded from one store share the secret, not this.
+      cluster: cluster.identity,
       counters: namedCounters(native.counters()),
       hotPages: service.hotPages,
       protocol: cluster.debugState(),

@@ -275,6 +275,7 @@ export class Sequential implements ModelProtocol {
     if (!n.members.has(r.requester) || r.requester === n.id) return;
     const m = this.models[r.page] & MODEL_MASK;
     if (m === PageModel.local) return this.reply(r.requester, r.page, ReplyStatus.local, undefined);
+    if (this.searching.has(r.page) && !this.holdsWhileSearching(r)) return this.notOwner(r);
     const held = this.busy.get(r.page);
     if (held) {
       held.push(r);
@@ -286,15 +287,9 @@ export class Sequential implements ModelProtocol {
       this.reply(r.requester, r.page, ReplyStatus.lost, undefined);
       return;
     }
-    if (owner !== n.id && (r.search || !n.members.has(owner))) {
-      // Not the owner, and either asked by a search (only the owner answers with the page)
-      // or the hints lead through a node that is gone: the requester searches every member.
-      // A copy held here of a page whose owner is gone is said: it is the last write's
-      // (copies go before any write returns), and the page lives on in it.
-      const copy = r.search && !n.members.has(owner) && m === PageModel.sequential && n.table.states[r.page] !== 0;
-      this.reply(r.requester, r.page, copy ? ReplyStatus.copy : ReplyStatus.notOwner, undefined);
-      return;
-    }
+    // Not the owner, and either asked by a search (only the owner answers with the page) or
+    // the hints lead through a node that is gone: the requester searches every member.
+    if (owner !== n.id && (r.search || !n.members.has(owner))) return this.notOwner(r);
     if (owner !== n.id || (m !== PageModel.sequential && m !== PageModel.migratory)) {
       if (r.hops >= MAX_HOPS || owner === r.requester) {
         n.ev.log('warn', `a sequential page request for page ${r.page} from node ${r.requester} found no owner (hint ${owner}); dropped`);
@@ -348,6 +343,32 @@ export class Sequential implements ModelProtocol {
       this.reply(r.requester, r.page, ReplyStatus.owner, this.page);
       this.release(r.page);
     });
+  }
+
+  /**
+   * While this node searches for a page it holds only searches of higher nodes. A searcher
+   * does not know where the page is, and one that held every request would wait for the
+   * nodes whose requests it holds while they wait for it: two nodes touching a page whose
+   * owner died each held the other's search, or its request, and both threads waited for
+   * good. Ranked by id, the lowest searcher's search is answered by every other searcher,
+   * it alone takes the page (found, adopted or lost), and then serves the searches it held;
+   * a plain request answered so makes its requester search too.
+   */
+  private holdsWhileSearching(r: SeqRequest): boolean {
+    return r.search === true && r.requester > this.n.id;
+  }
+
+  /**
+   * Says this node does not own the page. A copy held here of a page whose owner is gone is
+   * said to a search: it is the last write's (copies go before any write returns), and the
+   * page lives on in it.
+   */
+  private notOwner(r: SeqRequest): void {
+    const n = this.n;
+    const owner = n.table.owners[r.page];
+    const copy = r.search && owner !== n.id && !n.members.has(owner) && owner !== LOST_OWNER &&
+      (this.models[r.page] & MODEL_MASK) === PageModel.sequential && n.table.states[r.page] !== 0;
+    this.reply(r.requester, r.page, copy ? ReplyStatus.copy : ReplyStatus.notOwner, undefined);
   }
 
   /** Invalidates every copy of `count` pages from `page` but `except`'s; `then` runs once all acknowledged. */
@@ -443,6 +464,14 @@ export class Sequential implements ModelProtocol {
     }
     this.searching.set(page, { waiting: new Set(others), round, write, holders: [], adoptions });
     this.asked.set(page, { to: SEARCHING, write });
+    // Requests held while this node asked a node it knew of are answered now, but for
+    // searches of higher nodes (holdsWhileSearching).
+    const held = this.busy.get(page);
+    if (held) {
+      const keep = held.filter((r) => this.holdsWhileSearching(r));
+      for (const r of held) if (!this.holdsWhileSearching(r)) this.notOwner(r);
+      this.busy.set(page, keep);
+    }
     this.counts.searches++;
     for (const id of others) this.send(id, { page, requester: n.id, write, hops: 0, count: 1, search: true });
   }

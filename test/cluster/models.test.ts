@@ -294,6 +294,28 @@ describe('consistency models under failure', () => {
     for (const n of nodes) expect(await n.run('return [0, 1, 2].map((j) => dsm.u32[args.at + j]);', { at: seq / 4 })).toEqual([500, 500, 500]);
   });
 
+  it('nodes touching at once a sequential page that died with its owner all go on: one decides it lost, and it stays one page', async () => {
+    const [a, b, c, d] = await h.cluster(4, { durability: 'none' });
+    const ptr = await a.run<number>(`return dsm.transaction((tx) => tx.alloc(4096, { model: 'sequential' }));`);
+    await settle([a, b, c, d]);
+    // d owns the page and nobody holds a copy: the page dies with d.
+    await d.run('dsm.u32[args.at] = 7;', { at: ptr / 4 });
+    d.kill('SIGKILL');
+    for (const n of [a, b, c]) await n.waitForLine((l) => l === `peer-leave ${d.nodeId}`);
+    // a's hint names d, so a searches every member; b's and c's name a. Before, each node
+    // waiting for the page held the others' requests and searches for it, and all three
+    // threads waited for good (3 runs of 3).
+    const touch = 'const v = dsm.u32[args.at]; try { dsm.stats(); return { v }; } catch (e) { return { v, code: e.code }; }';
+    const got = await h.within(60_000, () => Promise.all([a, b, c].map((n) => n.run<{ v: number; code?: string }>(touch, { at: ptr / 4 }))));
+    expect(got.map((r) => r.v)).toEqual([0, 0, 0]);
+    expect(got.filter((r) => r.code === 'ERR_DSM_PAGE_LOST').length).toBeGreaterThanOrEqual(1);
+    // One owner of the zeros: a write on one node is read on the others.
+    await b.run('dsm.u32[args.at] = 9;', { at: ptr / 4 });
+    for (const n of [a, c]) expect(await n.run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(9);
+    await c.run('dsm.u32[args.at] = 10;', { at: ptr / 4 });
+    for (const n of [a, b]) expect(await n.run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(10);
+  });
+
   it('a chain of owner hints through a dead node finds the page where it moved, instead of calling it lost', async () => {
     const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000 });
     const ptr = await a.run<number>(`return dsm.transaction((tx) => tx.alloc(2 * 4096, { model: 'sequential' }));`);

@@ -415,9 +415,8 @@ export class Sequential implements ModelProtocol {
   }
 
   /**
-   * A member left (its configuration applied, so the page table names the pages' new
-   * owners): it holds no copy to acknowledge any more, and requests it was asked go to the
-   * new owner, or fail as lost.
+   * A member left (its configuration applied): it holds no copy to acknowledge any more,
+   * and every request of this node's that is still unanswered becomes a search.
    */
   memberGone(id: number): void {
     for (const [token, a] of [...this.acks]) if (a.waiting.has(id)) this.acknowledged(token, id);
@@ -428,31 +427,30 @@ export class Sequential implements ModelProtocol {
     }
     for (const [page, a] of [...this.asked]) {
       if (a.to === SEARCHING) continue;
-      if (a.to !== id) {
-        // Forwarded along the hints, the request may have passed through the node that left
-        // and gone down with its connections: the requester then waited for good (seen with
-        // nodes closing under a lock's churn). Asked again: an owner serves a repeated request
-        // like any other, and answers nobody waits for any more are dropped (onReply).
-        this.send(a.to, { page, requester: this.n.id, write: a.write, hops: 0, count: 1 });
-        continue;
-      }
       const owner = this.n.table.owners[page];
-      if (owner === this.n.id || owner === LOST_OWNER) {
+      if (a.to === id && (owner === this.n.id || owner === LOST_OWNER)) {
         this.lose(page, owner === this.n.id);
         this.done(page);
-      } else if (!this.n.members.has(owner)) {
-        this.search(page, a.write);
-      } else {
-        a.to = owner;
-        this.send(owner, { page, requester: this.n.id, write: a.write, hops: 0, count: 1 });
+        continue;
       }
+      // Forwarded along the hints, the request may have passed through the node that left
+      // and gone down with its connections (seen with nodes closing under a lock's churn).
+      // Asked again along the hints, it could go the same way: a node that has not applied
+      // this configuration yet forwards it into the node that left as before, and drops it
+      // with the node's queue when it does apply it (the members apply a configuration some
+      // milliseconds apart under load, a request goes from one to another in less). A search
+      // is forwarded by nobody: each member answers it itself, and one that leaves is no
+      // longer waited for. An owner serves a request asked twice like any other, and
+      // answers nobody waits for any more are dropped (onReply).
+      this.search(page, a.write);
     }
   }
 
   /**
    * The hints lead to a node that is gone: ask every member at once (Li and Hudak's
    * broadcast fallback). The owner serves the request as any other; the others answer
-   * notOwner; a node handing the page on or taking it holds the search like any request.
+   * notOwner; a node handing the page on or taking it holds the search like any request,
+   * and a node searching itself holds only the searches of higher nodes.
    */
   private search(page: number, write: boolean, round = 1, adoptions = 0): void {
     const n = this.n;

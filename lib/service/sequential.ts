@@ -35,6 +35,7 @@ import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
 import { PushedCopies } from './pushed_copies';
 import { SequentialLoss } from './sequential_loss';
 import { type ModelProtocol, ModelTable } from './model_table';
+import { ASK_RETRY_MS, UnansweredRequests } from './unanswered_requests';
 
 
 const enum ReplyStatus {
@@ -93,6 +94,8 @@ export class Sequential implements ModelProtocol {
   private readonly arrived = new Map<number, number>();
   /** The node each waiting fault's request went to. */
   private readonly asked = new Map<number, { to: number; write: boolean }>();
+  /** Requests that become searches if still unanswered after ASK_RETRY_MS. */
+  private readonly unanswered = new UnansweredRequests((page) => this.unansweredFor(page));
   /** Invalidations waiting for acknowledgements, by token. */
   private readonly acks = new Map<number, { waiting: Set<number>; then: () => void }>();
   /** Read copies pushed to former readers at barrier arrivals, and dropped at the readers' next ones. */
@@ -243,6 +246,14 @@ export class Sequential implements ModelProtocol {
     }
     this.asked.set(page, { to: owner, write });
     this.send(owner, { page, requester: n.id, write, hops: 0, count });
+    this.unanswered.sent(page);
+  }
+
+  private unansweredFor(page: number): void {
+    const a = this.asked.get(page);
+    if (this.n.closing || !a || a.to === SEARCHING) return;
+    this.n.ev.log('warn', `no answer for sequential page ${page} within ${ASK_RETRY_MS} ms; asking every member`);
+    this.search(page, a.write);
   }
 
   /**
@@ -460,6 +471,7 @@ export class Sequential implements ModelProtocol {
       this.done(page);
       return;
     }
+    this.unanswered.answered(page);
     this.searching.set(page, { waiting: new Set(others), round, write, holders: [], adoptions });
     this.asked.set(page, { to: SEARCHING, write });
     // Requests held while this node asked a node it knew of are answered now, but for
@@ -586,6 +598,7 @@ export class Sequential implements ModelProtocol {
     this.faults.delete(page);
     this.asked.delete(page);
     this.searching.delete(page);
+    this.unanswered.answered(page);
     for (const s of slots) this.wake(s);
     this.release(page);
   }

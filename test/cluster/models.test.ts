@@ -3,7 +3,10 @@
 // their node), both next to transactional data in one program, and allocations of either
 // that an aborted transaction made vanish with it.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, settle } from './harness';
+import * as path from 'node:path';
+import { Harness, type RemoteNode, SECRET, settle, until } from './harness';
+
+const STATS_CLIENT = path.join(__dirname, '../../dist/service/stats_client.js');
 
 const allocRoot = (model: string, bytes: number, root: string) =>
   `return dsm.transaction((tx) => { const p = tx.alloc(${bytes}, { model: '${model}' }); tx.setRoot('${root}', p); return p; });`;
@@ -314,6 +317,36 @@ describe('consistency models under failure', () => {
     for (const n of [a, c]) expect(await n.run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(9);
     await c.run('dsm.u32[args.at] = 10;', { at: ptr / 4 });
     for (const n of [a, b]) expect(await n.run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(10);
+  });
+
+  it('a sequential page request left unanswered becomes a search, and the page stays one page', async () => {
+    // c owns the page; b's hint names a, which forwards to c. c is stopped (not dead: it
+    // answers once it runs again), so b's request stays unanswered, as one lost on its way
+    // along the hints (forwarded into a node as it closed) did for good.
+    const [a, b, c] = await h.cluster(3, { deadAfterMs: 60_000, durability: 'none' });
+    const ptr = await a.run<number>(`return dsm.transaction((tx) => tx.alloc(4096, { model: 'sequential' }));`);
+    await settle([a, b, c]);
+    await c.run('dsm.u32[args.at] = 5;', { at: ptr / 4 });
+    c.kill('SIGSTOP');
+    const read = 'return dsm.u32[args.at];';
+    const reading = b.run<number>(read, { at: ptr / 4 });
+    // b's thread waits in the fault: its service is asked from another node's process.
+    const searching = async () => {
+      const state = await a.run<{ sequential: { faults: Array<{ asked?: { to: number } }> } }>(
+        'return (await require(args.client).fetchStats(args.address, args.secret, 10_000)).protocol;',
+        { client: STATS_CLIENT, address: b.address, secret: SECRET },
+      );
+      return state.sequential.faults.some((f) => f.asked?.to === -1) ? true : undefined;
+    };
+    await until('b asks every member', 60_000, searching);
+    c.kill('SIGCONT');
+    // c answers the request and the search alike: b reads once, and every later write still
+    // leaves one copy of the page.
+    expect(await reading).toBe(5);
+    await b.run('dsm.u32[args.at] = 6;', { at: ptr / 4 });
+    for (const n of [a, c]) expect(await n.run(read, { at: ptr / 4 })).toBe(6);
+    await a.run('dsm.u32[args.at] = 7;', { at: ptr / 4 });
+    for (const n of [b, c]) expect(await n.run(read, { at: ptr / 4 })).toBe(7);
   });
 
   it('a chain of owner hints through a dead node finds the page where it moved, instead of calling it lost', async () => {

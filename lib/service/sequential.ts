@@ -36,6 +36,7 @@ import { PushedCopies } from './pushed_copies';
 import { SequentialLoss } from './sequential_loss';
 import { type ModelProtocol, ModelTable } from './model_table';
 import { ASK_RETRY_MS, UnansweredRequests } from './unanswered_requests';
+import { prefetchPages } from './sequential_prefetch';
 
 
 const enum ReplyStatus {
@@ -127,40 +128,9 @@ export class Sequential implements ModelProtocol {
     return (this.models[page] & MODEL_MASK) !== PageModel.transactional;
   }
 
-  /**
-   * Brings pages [first, first + count) here (owned, for a write or a migratory page) ahead
-   * of the app's touches, then calls `done`: the same protocol as faults, so a touch
-   * meanwhile joins it. Reads ask for runs of up to READ_AHEAD pages within the range, one
-   * request per run; another node's local page is left alone (the touch itself is refused).
-   */
+  /** Brings pages [first, first + count) here ahead of the app's touches (sequential_prefetch.ts), then calls `done`. */
   prefetch(first: number, count: number, write: boolean, done: () => void): void {
-    const end = first + count;
-    let left = 1;
-    const one = () => {
-      if (--left === 0) done();
-    };
-    for (let p = first; p < end; ) {
-      const run = write ? 1 : Math.min(READ_AHEAD, end - p);
-      left++;
-      const q = p;
-      // The run's other pages came with its first (or are asked for one by one if not).
-      this.prefetchPage(q, write, run, () => {
-        left += run - 1;
-        for (let r = q + 1; r < q + run; r++) this.prefetchPage(r, write, 1, one);
-        one();
-      });
-      p += run;
-    }
-    one();
-  }
-
-  private prefetchPage(page: number, write: boolean, run: number, done: () => void): void {
-    const m = this.models[page];
-    const model = m & MODEL_MASK;
-    const own = write || model === PageModel.migratory;
-    if (model === PageModel.local || model === PageModel.transactional || (this.n.table.states[page] !== 0 && (!own || m & MODEL_HERE))) return done();
-    // Woken like a faulting thread: it looks again (a write joining a read fetch asks again).
-    this.fault(() => this.prefetchPage(page, write, run, done), page, own, run);
+    prefetchPages({ models: this.models, states: this.n.table.states, fault: (wake, page, w, run) => this.fault(wake, page, w, run) }, first, count, write, done);
   }
 
   /** Wakes a faulting thread (it looks at the page again) or a prefetch. */

@@ -11,7 +11,7 @@
 // until it has the page.
 // - Read fault: ask the owner; it drops its own write access, sends a copy and remembers the
 //   reader in the page's copy set.
-// - Write fault on the owner: invalidate every copy in the copy set, wait for each
+// - Write fault on the owner: invalidate every copy in the copy set (sequential_invalidations.ts), wait for each
 //   acknowledgement, then write (the native handler grants it from then on without a message).
 // - Write fault elsewhere: ask the owner; it invalidates every other copy, waits for the
 //   acknowledgements, gives up its own copy and sends the page with ownership.
@@ -29,7 +29,8 @@
 // received for at least MIGRATORY_HOLD_MS before handing it on.
 import { LOST_OWNER, Msg } from './protocol';
 import { WireError } from './wire';
-import { decodeAdopt, decodeInvalidate, decodeInvalidateAck, decodeReply, decodeRequest, encodeAdopt, encodeInvalidate, encodeReply, encodeRequest, READ_AHEAD, type SeqRequest } from './sequential_wire';
+import { decodeAdopt, decodeReply, decodeRequest, encodeAdopt, encodeReply, encodeRequest, READ_AHEAD, type SeqRequest } from './sequential_wire';
+import { Invalidations } from './sequential_invalidations';
 import type { Cluster } from './cluster';
 import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
 import { PushedCopies } from './pushed_copies';
@@ -97,11 +98,8 @@ export class Sequential implements ModelProtocol {
   private readonly asked = new Map<number, { to: number; write: boolean }>();
   /** Requests that become searches if still unanswered after ASK_RETRY_MS. */
   private readonly unanswered = new UnansweredRequests((page) => this.unansweredFor(page));
-  /** Invalidations waiting for acknowledgements, by token. */
-  private readonly acks = new Map<number, { waiting: Set<number>; then: () => void }>();
   /** Read copies pushed to former readers at barrier arrivals, and dropped at the readers' next ones. */
   readonly pushes: PushedCopies;
-  private nextToken = 1;
   /** Figures for dsm.clusterStats(). */
   readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0, pushed: 0 };
 
@@ -109,6 +107,8 @@ export class Sequential implements ModelProtocol {
   readonly modelTable: ModelTable;
   /** Pages lost with their owner, known to every member. */
   readonly loss: SequentialLoss;
+  /** Read copies invalidated before a write or a hand-over. */
+  readonly invalidations: Invalidations;
 
   constructor(private readonly n: Cluster) {
     this.models = n.native.pageModels();
@@ -121,6 +121,7 @@ export class Sequential implements ModelProtocol {
       moving: (page) => this.busy.has(page) || this.faults.has(page),
       counts: this.counts,
     });
+    this.invalidations = new Invalidations(n, { models: this.models, copies: this.copies, pushes: this.pushes, counts: this.counts });
   }
 
   /** True when `page` is not transactional (its faults come here). */
@@ -200,7 +201,7 @@ export class Sequential implements ModelProtocol {
         end++;
       }
       this.pushes.rememberReaders(page, end);
-      this.invalidateCopies(page, end - page, n.id, undefined, () => {
+      this.invalidations.send(page, end - page, n.id, undefined, () => {
         for (let q = page; q < end; q++) n.native.ownSequential(q);
         for (let q = page + 1; q < end; q++) this.release(q);
         this.done(page);
@@ -319,7 +320,7 @@ export class Sequential implements ModelProtocol {
     }
     this.counts.ownershipMoves++;
     this.busy.set(r.page, []);
-    this.invalidateCopies(r.page, 1, r.requester, r.requester, () => {
+    this.invalidations.send(r.page, 1, r.requester, r.requester, () => {
       n.native.shareSequential(r.page, this.page, true, r.requester);
       this.reply(r.requester, r.page, ReplyStatus.owner, this.page);
       this.release(r.page);
@@ -352,55 +353,12 @@ export class Sequential implements ModelProtocol {
     this.reply(r.requester, r.page, copy ? ReplyStatus.copy : ReplyStatus.notOwner, undefined);
   }
 
-  /** Invalidates every copy of `count` pages from `page` but `except`'s; `then` runs once all acknowledged. */
-  private invalidateCopies(page: number, count: number, newOwner: number, except: number | undefined, then: () => void): void {
-    const waiting = new Set<number>();
-    for (let q = page; q < page + count; q++) {
-      const c = this.copies.get(q);
-      this.pushes.invalidated(q);
-      if (!c) continue;
-      this.copies.delete(q);
-      for (const id of c) if (id !== except && this.n.members.has(id)) waiting.add(id);
-    }
-    if (waiting.size === 0) return then();
-    const token = this.nextToken;
-    this.nextToken = (this.nextToken + 1) >>> 0 || 1;
-    this.acks.set(token, { waiting, then });
-    const b = encodeInvalidate(page, count, newOwner, token);
-    for (const id of waiting) {
-      this.counts.invalidationsSent++;
-      this.n.links.send(id, Msg.SeqInvalidate, b);
-    }
-  }
-
-  /** SeqInvalidate: drop the copy, acknowledge at once. */
-  onInvalidate(from: number, p: Buffer): void {
-    const { page, count, owner, ack } = decodeInvalidate(p, this.n.config.numPages);
-    for (let q = page; q < page + count; q++) {
-      this.pushes.dropped(q);
-      if ((this.models[q] & MODEL_MASK) === PageModel.sequential) this.n.native.dropSequential(q, owner);
-    }
-    this.n.links.send(from, Msg.SeqInvalidateAck, ack);
-  }
-
-  /** SeqInvalidateAck. */
-  onAck(from: number, p: Buffer): void {
-    this.acknowledged(decodeInvalidateAck(p), from);
-  }
-
-  private acknowledged(token: number, from: number): void {
-    const a = this.acks.get(token);
-    if (!a || !a.waiting.delete(from) || a.waiting.size > 0) return;
-    this.acks.delete(token);
-    a.then();
-  }
-
   /**
    * A member left (its configuration applied): it holds no copy to acknowledge any more,
    * and every request of this node's that is still unanswered becomes a search.
    */
   memberGone(id: number): void {
-    for (const [token, a] of [...this.acks]) if (a.waiting.has(id)) this.acknowledged(token, id);
+    this.invalidations.memberGone(id);
     for (const c of this.copies.values()) c.delete(id);
     this.pushes.memberGone(id);
     for (const [page, s] of [...this.searching]) {
@@ -611,7 +569,7 @@ export class Sequential implements ModelProtocol {
       faults: [...this.faults.keys()].map((p) => ({ ...page(p), slots: this.faults.get(p)!.length, asked: this.asked.get(p) })),
       busy: [...this.busy.keys()].map((p) => ({ ...page(p), held: this.busy.get(p)!.map((r) => `${r.requester}${r.write ? 'w' : 'r'}`), faults: this.afterBusy.get(p)?.length ?? 0 })),
       copies: [...this.copies].slice(0, 32).map(([p, c]) => ({ page: p, holders: [...c] })),
-      acks: [...this.acks.values()].map((a) => [...a.waiting]),
+      acks: this.invalidations.debugState(),
       pushes: this.pushes.debugState(),
     };
   }

@@ -39,8 +39,10 @@ describe('a node admitted after a regeneration', () => {
       models: [],
       generation: 131073,
       known: { generation: 131073, time: 412 },
+      identity: { id: '0123456789abcdef', foundedAt: 97, from: 'fedcba9876543210' },
     };
     const back = decode.joinAccept(encode.joinAccept(ja));
+    expect(back.identity).toEqual(ja.identity);
     expect(back.generation).toBe(131073);
     expect(back.known).toEqual({ generation: 131073, time: 412 });
     expect(back.pages).toEqual(ja.pages);

@@ -7,24 +7,13 @@
 // one with DSM_SEED.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness, type RemoteNode, settle } from './harness';
+import { rng } from './rng';
 
 const PAGE_WORDS = 1024;
 const STEPS = 150;
 // Replicated (the default): the heap's own tables survive a kill.
 const OPTS = { heartbeatMs: 100, deadAfterMs: 1000 } as const;
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    // xorshift32
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 interface Page {
   ptr: number;

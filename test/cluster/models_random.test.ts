@@ -6,22 +6,11 @@
 // with DSM_SEED.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness, type RemoteNode, settle } from './harness';
+import { rng } from './rng';
 
 const PAGE_WORDS = 1024;
 const STEPS = 160;
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    // xorshift32
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 32;
-  };
-}
 
 interface Block {
   ptr: number;

@@ -13,18 +13,7 @@ import { open } from 'lmdb';
 import { PageStore } from '../../lib/pageserver/store';
 import { CommitLog } from '../../lib/pageserver/wal';
 
-const PS = 4096;
-const geometry = { pageSize: PS, regionSize: 64 * PS };
-
-/** One whole-page change replacing `replaces`, the page filled with `fill`. */
-function wholePage(replaces: number, fill: number): Uint8Array {
-  const c = new Uint8Array(12 + PS);
-  const dv = new DataView(c.buffer);
-  dv.setUint32(0, replaces, true);
-  dv.setUint32(8, PS, true);
-  c.fill(fill, 12);
-  return c;
-}
+import { geometry, PS, wholePage } from './whole_page';
 
 describe('the store’s log mark', () => {
   const dirs: string[] = [];
@@ -80,9 +69,8 @@ describe('the store’s log mark', () => {
       .readdirSync(dir)
       .filter((f) => /^log-\d+\.wal$/.test(f))
       .sort((a, b) => parseInt(a.slice(4)) - parseInt(b.slice(4)));
-  /** A store opened as a page server does, 1..10 checkpointed, then 11..30 synced in two groups and never checkpointed; the crash image. */
-  const crashed = async (root: string, name: string) => {
-    const dir = path.join(root, `${name}-live`);
+  /** A store opened as a page server does, 1..10 checkpointed, then 11..20 synced. */
+  const tenCheckpointed = async (dir: string) => {
     const store = await openStore(dir);
     const { log } = CommitLog.open(store.dir, store);
     await checkpoint(store, log);
@@ -91,6 +79,12 @@ describe('the store’s log mark', () => {
     await checkpoint(store, log);
     commit(store, log, 11, 20);
     await log.sync();
+    return { store, log };
+  };
+  /** 1..10 checkpointed, then 11..30 synced in two groups and never checkpointed; the crash image. */
+  const crashed = async (root: string, name: string) => {
+    const dir = path.join(root, `${name}-live`);
+    const { store, log } = await tenCheckpointed(dir);
     commit(store, log, 21, 30);
     await log.sync();
     const to = image(dir, path.join(root, name));
@@ -151,14 +145,7 @@ describe('the store’s log mark', () => {
     /** 1..10 checkpointed, then a rotation (11..20 synced in the older file before it, 21..30 after it) whose flush never ran. */
     const midCheckpoint = async (name: string) => {
       const dir = path.join(root, `${name}-live`);
-      const store = await openStore(dir);
-      const { log } = CommitLog.open(store.dir, store);
-      await checkpoint(store, log);
-      commit(store, log, 1, 10);
-      await log.sync();
-      await checkpoint(store, log);
-      commit(store, log, 11, 20);
-      await log.sync();
+      const { store, log } = await tenCheckpointed(dir);
       log.rotate();
       commit(store, log, 21, 30);
       await log.sync();

@@ -10,18 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { PageStore } from '../../lib/pageserver/store';
 import { CommitLog } from '../../lib/pageserver/wal';
 
-const PS = 4096;
-const geometry = { pageSize: PS, regionSize: 64 * PS };
-
-/** One whole-page change replacing `replaces`, the page filled with `fill`. */
-function wholePage(replaces: number, fill: number): Uint8Array {
-  const c = new Uint8Array(12 + PS);
-  const dv = new DataView(c.buffer);
-  dv.setUint32(0, replaces, true);
-  dv.setUint32(8, PS, true);
-  c.fill(fill, 12);
-  return c;
-}
+import { geometry, PS, wholePage } from './whole_page';
 
 describe('page server commit log', () => {
   const dirs: string[] = [];

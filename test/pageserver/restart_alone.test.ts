@@ -8,9 +8,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decode, encode, Msg, NO_NODE } from '../../lib/service/protocol';
-import { Transport } from '../../lib/service/transport';
 import { freeAddress, Harness, type RemoteNode, SECRET, until } from '../cluster/harness';
+import { askCluster } from './fixtures/ask_cluster';
 
 const CLI = path.join(__dirname, '../../dist/cli.js');
 const dsmCli = (...args: string[]) => promisify(execFile)(process.execPath, [CLI, ...args], { timeout: 120_000 });
@@ -30,26 +29,6 @@ const lastAck = (n: RemoteNode, tag: string): number => {
   for (const l of n.lines) if (l.startsWith(`ACK ${tag} `)) last = Number(l.slice(5 + tag.length));
   return last;
 };
-
-/** What the member (or page server starting) at `address` says of its cluster; undefined: nothing answers. */
-async function askCluster(address: string): Promise<{ member: boolean; starting?: unknown } | undefined> {
-  const t = new Transport({ secret: SECRET });
-  try {
-    const c = await t.connect(address, 1000);
-    const reply = new Promise<Buffer | undefined>((resolve) => {
-      c.on('message', (type: number, payload: Buffer) => type === Msg.ClusterReply && resolve(payload));
-      c.on('close', () => resolve(undefined));
-    });
-    c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: '', joining: false, client: true }));
-    c.send(Msg.ClusterRequest, Buffer.alloc(0));
-    const r = await reply;
-    return r && (decode.json(r) as { member: boolean; starting?: unknown });
-  } catch {
-    return undefined;
-  } finally {
-    await t.close();
-  }
-}
 
 /** The two words COMMIT_FOREVER writes for `first`, read in one transaction. */
 const READ_WORDS = 'return dsm.transaction(() => [args.first * 1024, (args.first + 1) * 1024 + 7].map((w) => dsm.u32[w]));';

@@ -127,7 +127,7 @@ program
   .description('run a page server: a member that stores every commit on disk (it serves until interrupted)')
   .requiredOption('--dir <dir>', "the store directory (created when new; an existing store joins its cluster if members of it still run, else founds it again)")
   .option('--listen <host:port>', 'address to listen on for peers', '127.0.0.1:0')
-  .option('--peers <list>', "comma-separated host:port of members to join through (none: join the store's cluster if it still runs, else found it)", '')
+  .option('--peers <list>', "comma-separated host:port of members to join through (a store that holds commits joins only its own cluster; none: join the store's cluster if it still runs, else found it)", '')
   .option('--found', "found the cluster again from the store even if members of its cluster still run (a second cluster beside theirs)")
   .option('--secret <secret>', 'cluster secret (or DSM_SECRET)')
   .option('--region-size <size>', 'region size of a new store, e.g. 256M (an existing store keeps its own)', size)

@@ -22,7 +22,7 @@ import { modelBlocks } from '../alloc/buddy';
 import { geometry, MODELS } from '../alloc/layout';
 import { type ClusterIdentity, newIdentity } from '../service/cluster_identity';
 import { ClusterRecord } from './cluster_record';
-import { liveCluster, type Starting } from './live_cluster';
+import { checkPeer, liveCluster, refuseCluster, type Starting } from './live_cluster';
 
 /** The store takes the log in a checkpoint once this many bytes were logged, or this long after the last. */
 const CHECKPOINT_BYTES = 64 << 20;
@@ -284,6 +284,39 @@ export class StoreFeed {
       this.starting = undefined;
     }
   }
+
+  /**
+   * Before joining through `peer` (started with peers, or joining again): throws StoreError
+   * when the cluster there cannot take this store (live_cluster.ts checkPeer), so nothing
+   * in the store changes.
+   */
+  async checkPeer(peer: string): Promise<void> {
+    const mine = this.lineage(peer);
+    if (mine) await checkPeer(this.n, this.store.dir, mine, this.store.appliedTime, peer);
+  }
+
+  /** Admitted to `identity` at `time` through `via`: the same rule, on what admitted it, before anything changes (a cluster can change between the question and the join). */
+  checkAdmission(identity: ClusterIdentity, time: number, via: string): void {
+    const mine = this.lineage(via);
+    if (mine) refuseCluster(this.store.dir, mine, this.store.appliedTime, via, identity, time);
+  }
+
+  /**
+   * The cluster whose commits the store holds, for a join's check; undefined: any cluster
+   * may take it. A store that holds no commit (a new or empty directory: how a page server
+   * is added) loses nothing. One that records no cluster (made by an older version, or
+   * restored from a snapshot) cannot be told apart: it joins as before, and says so.
+   */
+  private lineage(peer: string): ClusterIdentity | undefined {
+    if (this.store.appliedTime === 0) return undefined;
+    if (!this.record.data && !this.saidNoRecord) {
+      this.saidNoRecord = true;
+      this.n.ev.log('warn', `the page store in ${this.store.dir} records no cluster (made by an older version, or restored from a snapshot): joining the cluster at ${peer} replaces its heap (time ${this.store.appliedTime}) with that cluster's, unchecked`);
+    }
+    return this.record.data?.identity;
+  }
+
+  private saidNoRecord = false;
 
   /** While asking whether the store's cluster runs: what this page server tells others asking the same (live_cluster.ts Starting). */
   starting?: Starting;

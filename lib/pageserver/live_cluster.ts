@@ -14,14 +14,16 @@
 // it; so is, at any address, a cluster founded again from an older store of this one. Only
 // when nobody answers as a member does it found again, and it says whom it asked. Two page
 // servers of the cluster started at once find each other asking too (Starting): the one
-// with the older store waits for the other to found, and joins it.
+// with the older store waits for the other to found, and joins it. Started with peers (or
+// joining again), the same rule holds for the cluster each peer is a member of (checkPeer),
+// asked before the join, and checked again on the admission (refuseCluster).
 //
 // What it costs a whole-cluster restart: a refused connection (nothing listens) answers at
 // once; a host that takes no connection at all (down, or a firewall that drops) is given
 // CONNECT_MS; something that took the connection (a process that lives) is given
 // ANSWER_MS to prove the secret and answer. The addresses are asked side by side.
 import type { Cluster } from '../service/cluster';
-import { type ClusterIdentity, describeIdentity } from '../service/cluster_identity';
+import { type ClusterIdentity, describeIdentity, holdsStore } from '../service/cluster_identity';
 import { decode, encode, Msg, NO_NODE } from '../service/protocol';
 import type { Connection } from '../service/transport';
 import { AuthFailedError, ProtocolVersionError } from '../service/transport_errors';
@@ -108,7 +110,7 @@ function decide(n: Cluster, dir: string, record: ClusterRecordData, storeTime: n
     if ('blocking' in a && current) others.push(`${a.address} ${a.blocking}`);
     if (!('reply' in a) || !a.reply.member) continue;
     const i = a.reply.identity;
-    if (i.id === mine.id || (i.from === mine.id && i.foundedAt >= storeTime)) ours.push(a);
+    if (holdsStore(i, mine, storeTime)) ours.push(a);
     else if (current || i.from === mine.id) others.push(`${a.address} is a member of ${describeIdentity(i)}${i.from === mine.id ? `, which does not hold this store's commits after time ${i.foundedAt}` : ''}`);
   }
   if (ours.length > 0) {
@@ -129,11 +131,52 @@ function decide(n: Cluster, dir: string, record: ClusterRecordData, storeTime: n
       `the page store in ${dir} belongs to ${describeIdentity(mine)} (at time ${storeTime}), and at the addresses its members had: ${others.join('; ')}. ` +
         'Founding the cluster again from the store would make a second cluster beside that one, so this page server stops. To go on: ' +
         'stop those nodes and start this page server first (it founds the cluster again from its store; start the nodes with --peers naming it); ' +
-        `or start it with --peers ${answers.find((a) => 'reply' in a && a.reply.member)?.address ?? 'HOST:PORT'} to join that cluster (its heap then replaces this store's); ` +
+        `or start it on a new directory (an empty or missing --dir) with --peers ${answers.find((a) => 'reply' in a && a.reply.member)?.address ?? 'HOST:PORT'} to add a page server to that cluster (this store stays as it is); ` +
         'or with --found (found: true) to found a separate cluster from this store anyway',
     );
   }
   return [];
+}
+
+/**
+ * Started with peers, or joining again, on a store that holds commits of a cluster: may it
+ * join the cluster that `peer` is a member of? Asked before the join, so that a refusal
+ * leaves the store as it was and the other cluster without a member that never comes.
+ * What does not answer as a member (nothing listens, a page server starting, a refused
+ * secret) is left to the join, which says what is wrong, or whose admission is checked
+ * again (refuseCluster on the JoinAccept's identity).
+ */
+export async function checkPeer(n: Cluster, dir: string, store: ClusterIdentity, storeTime: number, peer: string): Promise<void> {
+  const a = await ask(n, peer);
+  if ('reply' in a && a.reply.member) refuseCluster(dir, store, storeTime, peer, a.reply.identity, a.reply.time);
+}
+
+/**
+ * Throws StoreError when a store of cluster `store` at `storeTime` cannot join the cluster
+ * `running`, at time `time` and reached through `via`: another cluster (joining would
+ * replace the store's heap with its own), one founded again from an older store of it
+ * (joining would give up the store's later commits), or its own behind the store's time
+ * (the rebase on joining cannot go back).
+ */
+export function refuseCluster(dir: string, store: ClusterIdentity, storeTime: number, via: string, running: ClusterIdentity, time: number): void {
+  if (!holdsStore(running, store, storeTime)) {
+    const older = running.from === store.id;
+    throw new StoreError(
+      `the page store in ${dir} belongs to ${describeIdentity(store)} (at time ${storeTime}), and ${via} is a member of ${describeIdentity(running)}` +
+        `${older ? `, which does not hold this store's commits after time ${running.foundedAt}` : ''}: joining it would replace this store's heap with that cluster's, ` +
+        'so this page server stops, and the store stays as it was. To go on: to add a page server to that cluster, start it on a new directory (an empty or missing --dir); ' +
+        (older
+          ? "to keep this store's later commits, stop that cluster and start this page server first, without --peers (it founds the cluster again from its store, and the others join it)"
+          : "to serve this store's heap, start it without --peers (it joins its own cluster if that still runs, else founds it again from the store)"),
+    );
+  }
+  if (time < storeTime) {
+    throw new StoreError(
+      `the page store in ${dir} is at time ${storeTime}, and its cluster, at ${via}, only at ${time}: ` +
+        'the store holds commits the cluster does not (a recovery made them void after this page server left; none was acknowledged as durable). ' +
+        `Start the page server again once the cluster has committed past time ${storeTime}, or on a new directory (an empty or missing --dir) to join it now`,
+    );
+  }
 }
 
 /** Each address and what it said, for a message. */

@@ -5,7 +5,7 @@
 // is a voter for the partition rule. Started with no peers on a directory that holds a
 // store, it joins the store's cluster if members of it still answer at the addresses the
 // store recorded (live_cluster.ts), and founds the cluster again at the store's time if none
-// does.
+// does. Started with peers, a store that holds commits joins only its own cluster.
 import fs from 'node:fs';
 import path from 'node:path';
 import { DsmError, fromNative, InvalidOptionError } from '../errors';
@@ -24,8 +24,11 @@ export interface PageServerOptions {
   /** The cluster secret. */
   secret: string;
   /**
-   * Members to join through. Absent or empty: join the store's cluster if members of it
-   * still answer at the addresses the store recorded, else found the cluster (again, from the store).
+   * Members to join through. A store that holds commits joins only its own cluster, or one
+   * founded again from a store of it at or after its time: another is refused
+   * (ERR_DSM_STORE) before the store changes; a new or empty directory joins any. Absent or
+   * empty: join the store's cluster if members of it still answer at the addresses the
+   * store recorded, else found the cluster (again, from the store).
    */
   peers?: string[];
   /**

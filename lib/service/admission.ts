@@ -4,10 +4,15 @@
 import { decode, encode, type Hello, type JoinAccept, type JoinRefusal, LOST_OWNER, type Member, Msg, NO_NODE, type RegionGeometry } from './protocol';
 import { type Connection, dialable, splitAddress } from './transport';
 import { InvalidOptionError } from '../errors';
+import { StoreError } from '../pageserver/errors';
 import { AuthFailedError, ProtocolVersionError } from './transport_errors';
 
-/** Failures that neither another peer nor waiting can mend: the join stops at once. */
-const hopeless = (e: unknown): boolean => e instanceof AuthFailedError || e instanceof ProtocolVersionError || e instanceof InvalidOptionError;
+/**
+ * Failures that neither another peer nor waiting can mend: the join stops at once. A page
+ * server's store that the cluster reached cannot take (lib/pageserver/live_cluster.ts
+ * refuseCluster) means peers that name the wrong cluster.
+ */
+const hopeless = (e: unknown): boolean => e instanceof AuthFailedError || e instanceof ProtocolVersionError || e instanceof InvalidOptionError || e instanceof StoreError;
 import type { Cluster } from './cluster';
 
 export class Admission {
@@ -51,6 +56,9 @@ export class Admission {
       for (const peer of peers) {
         // The same peer list is often given to every node: this node's own entry is not a way in.
         if (peer === n.address) continue;
+        // A page server's store joins only a cluster that holds what it holds: asked first, so
+        // a refusal (StoreError, final) changes nothing in the store nor in that cluster.
+        if (n.store) await n.store.checkPeer(peer);
         let c: Connection;
         try {
           c = await n.transport.connect(peer);
@@ -83,7 +91,7 @@ export class Admission {
             // Admitted at once, in this callback: frames that follow JoinAccept in the same
             // read (a commit, the token) must find the connection bound to the admitter.
             try {
-              this.admitted(decode.joinAccept(payload), c);
+              this.admitted(decode.joinAccept(payload), c, peer);
               resolve();
             } catch (e) {
               reject(e);
@@ -138,8 +146,10 @@ export class Admission {
     );
   }
 
-  private admitted(ja: JoinAccept, via: Connection): void {
+  private admitted(ja: JoinAccept, via: Connection, peer: string): void {
     const n = this.n;
+    // Checked again on what admitted it, before anything here changes (checkPeer asked before the join).
+    n.store?.checkAdmission(ja.identity, ja.time, peer);
     n.id = ja.id;
     n.identity = ja.identity;
     // The address the admitter recorded for us (dialable from the others; see admit).

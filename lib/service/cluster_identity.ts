@@ -35,3 +35,13 @@ export function readIdentity(r: WireReader): ClusterIdentity {
 export function describeIdentity(i: ClusterIdentity): string {
   return `cluster ${i.id}${i.from ? ` (founded again at time ${i.foundedAt} from a store of cluster ${i.from})` : ''}`;
 }
+
+/**
+ * Whether the running cluster `running` holds everything a store of cluster `store` at
+ * `storeTime` holds, so the store may join it (its heap then replaces the store's, losing
+ * nothing): the store's own cluster, or one founded again from a store of it at or after
+ * that time. A page server joins no other (lib/pageserver/live_cluster.ts).
+ */
+export function holdsStore(running: ClusterIdentity, store: ClusterIdentity, storeTime: number): boolean {
+  return running.id === store.id || (running.from === store.id && running.foundedAt >= storeTime);
+}

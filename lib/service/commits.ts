@@ -326,6 +326,14 @@ export class Commits {
     const n = this.n;
     const batchMs = n.config.tokenBatchMs;
     const active = batchMs > 0 && (this.cancelDrain !== undefined || performance.now() - this.lastAppCommit < batchMs);
+    if (n.leaving.active) {
+      // A leaving node ends its connections as soon as it has handed the token on (leaving.ts):
+      // a token it kept for a batch was written after that, never arrived, and its successor
+      // waited 8 s before it looked for the token and regenerated it.
+      this.passAfterDrain = undefined;
+      pass();
+      return;
+    }
     if (!active || n.closing || n.replication.backups > 0 || this.passAfterDrain) {
       if (!this.passAfterDrain) pass();
       return;

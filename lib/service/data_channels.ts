@@ -163,8 +163,10 @@ export class DataChannels {
           if (id !== ch) continue;
           this.channels.delete(owner);
           if (why && n.members.has(owner)) n.ev.log('warn', `the data channel to node ${owner} closed (${why}); its pages come over the main connection`);
+          // Requests it was to answer may have gone down with it: asked again now, over the
+          // main connection (or of the successor of an owner that left).
+          n.pager.reask(owner);
         }
-        // Requests it was to answer are asked again by their retry timers.
         n.native.closeDataChannel(ch);
         continue;
       }

@@ -25,6 +25,8 @@ export class Leaving {
   private readonly handedOver = new Map<number, number[]>();
   /** Members that said they leave: their connections closing is no failure. */
   readonly leavers = new Set<number>();
+  /** The member each leaver named in its Leave: it has the leaver's pages. */
+  private readonly successors = new Map<number, number>();
   /** This node is leaving: the configuration without it is expected, not a removal. */
   active = false;
 
@@ -235,6 +237,9 @@ export class Leaving {
     const n = this.n;
     const successor = decode.nodeId(payload);
     this.leavers.add(from);
+    this.successors.set(from, successor);
+    // It ends its connections now: what it was asked and has not answered is asked of the successor.
+    n.pager.reask(from);
     if (successor !== n.id) return;
     const pages = this.handedOver.get(from) ?? [];
     this.handedOver.delete(from);
@@ -259,6 +264,13 @@ export class Leaving {
         this.leavers.delete(from);
         n.membership.lost(from, 'left');
       });
+  }
+
+  /** Who has the pages of `id`, which said it leaves: its successor, or the successor's if that left too. */
+  successorOf(id: number): number | undefined {
+    let to = this.successors.get(id);
+    for (let hops = 0; to !== undefined && this.leavers.has(to) && hops < 16; hops++) to = this.successors.get(to);
+    return to === undefined || this.leavers.has(to) ? undefined : to;
   }
 
   /** Handover: a batch of the leaver's pages, now ours. */

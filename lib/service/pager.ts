@@ -13,6 +13,8 @@ interface PendingFetch {
   slots: number[];
   /** Nodes asked in a search that have not answered yet. */
   searching?: Set<number>;
+  /** The member the request went to (not a search): asked again elsewhere if it leaves or is removed first. */
+  to?: number;
   /** Asks again if no answer comes: a request forwarded to a node as it died is lost. */
   timer?: NodeJS.Timeout;
   /** Pages asked for, from `page` on (read-ahead). */
@@ -84,8 +86,16 @@ export class Pager {
       this.setWindow(1);
       this.nextExpected = page + 1;
       const owner = table.owners[page];
+      const f = this.fetches.get(sent)!;
       if (early !== undefined || !this.n.members.has(owner) || this.n.membership.suspects.has(owner)) this.search(sent);
-      else this.armRetry(sent);
+      else if (this.n.leaving.leavers.has(owner) || this.n.data.channelTo(owner) === undefined) {
+        // Sent on a data channel to a node that has left since (its successor has the page),
+        // or on one that closed since: it may have gone down with it. Ask now, not in 1 s.
+        this.ask(sent);
+      } else {
+        f.to = owner;
+        this.armRetry(sent);
+      }
       return;
     }
     const existing = this.fetchByPage[page];
@@ -182,19 +192,52 @@ export class Pager {
       this.parkOrFail(reqId);
       return count;
     }
-    if (owner === n.id || !n.members.has(owner) || n.membership.suspects.has(owner)) {
+    this.ask(reqId);
+    return count;
+  }
+
+  /**
+   * Whom to ask for a page whose owner hint is `owner`: a node that said it leaves has
+   * handed its pages to its successor (it says Leave only once they are acknowledged), and
+   * what is sent to it from then on is lost with its connections. Undefined: search.
+   */
+  private askable(owner: number): number | undefined {
+    const n = this.n;
+    const to = n.leaving.leavers.has(owner) ? n.leaving.successorOf(owner) : owner;
+    if (to === undefined || to === n.id || !n.members.has(to) || n.membership.suspects.has(to)) return undefined;
+    return to;
+  }
+
+  /** Sends fetch `reqId`'s request to its page's owner (its successor, if it left), or searches. */
+  private ask(reqId: number): void {
+    const n = this.n;
+    const f = this.fetches.get(reqId)!;
+    const to = this.askable(n.table.owners[f.page]);
+    if (to === undefined) {
       this.search(reqId);
-      return count;
+      return;
     }
+    f.to = to;
+    f.parked = false;
+    f.searching = undefined;
     this.armRetry(reqId);
     // On the owner's data channel when there is one: its native end answers, and the reply
     // comes back on it; else on the main connection (opening a channel for next time).
-    const ch = n.data.channelTo(owner);
-    const req = { reqId, page, count, requester: n.id, time: n.log.applied, hops: 0, search: false, viaData: ch !== undefined };
-    if (ch !== undefined && n.native.sendOnChannel(ch, Msg.PageRequest, encode.pageRequest(req))) return count;
-    if (ch === undefined) void n.data.open(owner);
-    n.links.send(owner, Msg.PageRequest, encode.pageRequest({ ...req, viaData: false }));
-    return count;
+    const ch = n.data.channelTo(to);
+    const req = { reqId, page: f.page, count: f.count, requester: n.id, time: n.log.applied, hops: 0, search: false, viaData: ch !== undefined };
+    if (ch !== undefined && n.native.sendOnChannel(ch, Msg.PageRequest, encode.pageRequest(req))) return;
+    if (ch === undefined) void n.data.open(to);
+    n.links.send(to, Msg.PageRequest, encode.pageRequest({ ...req, viaData: false }));
+  }
+
+  /**
+   * Member `id` left (its Leave), or the data channel to it closed: requests sent to it may
+   * never be answered (a leaver ends its connections right after Leave, and what it answers
+   * after that never arrives). Ask them again now, of whoever has the page now; a reply that
+   * comes twice is dropped (finish).
+   */
+  reask(id: number): void {
+    for (const [reqId, f] of [...this.fetches]) if (f.to === id && this.fetches.has(reqId)) this.ask(reqId);
   }
 
   /** The owner is gone or silent: ask every member we reach whether it holds the page's latest version. */
@@ -203,6 +246,7 @@ export class Pager {
     const f = this.fetches.get(reqId)!;
     const others = [...n.members.keys()].filter((id) => id !== n.id && !n.membership.suspects.has(id));
     f.searching = new Set(others);
+    f.to = undefined;
     f.parked = false;
     if (others.length === 0) {
       this.parkOrFail(reqId);
@@ -234,6 +278,7 @@ export class Pager {
       return;
     }
     f.searching = undefined;
+    f.to = undefined;
     f.parked = true;
     this.armRetry(reqId);
     // The configuration this fetch waits for is made under the token: never sit on it.
@@ -344,14 +389,9 @@ export class Pager {
       if (!this.fetches.has(reqId)) continue;
       const owner = n.table.owners[f.page];
       if (owner === LOST_OWNER) this.parkOrFail(reqId);
-      else if (f.parked || f.searching) {
-        if (owner !== n.id && n.members.has(owner) && !n.membership.suspects.has(owner)) {
-          f.parked = false;
-          f.searching = undefined;
-          this.armRetry(reqId);
-          n.links.send(owner, Msg.PageRequest, encode.pageRequest({ reqId, page: f.page, count: 1, requester: n.id, time: n.log.applied, hops: 0, search: false }));
-        } else this.search(reqId);
-      }
+      // Parked or searching, or asked of a node this configuration removed (it left or died
+      // with the request): ask the owner it names.
+      else if (f.parked || f.searching || (f.to !== undefined && !n.members.has(f.to))) this.ask(reqId);
     }
   }
 

@@ -52,17 +52,22 @@ describe('a page server started with peers on an existing store', () => {
   const h = new Harness();
   afterEach(() => h.close());
 
+  /** A store of cluster X holding word 3, with every process of X stopped: its directory, X's id and the store's state. */
+  async function storeOfStoppedCluster(prefix: string) {
+    const dir = path.join(h.tempDir(prefix), 'store');
+    const x = await h.pageServer({ dir });
+    const a = await h.start({ peers: [x.address], durability: 'disk' });
+    await a.run(COMMIT, { w: WORD, k: 3 });
+    const xId = (await askCluster(x.address))!.identity.id;
+    await stop(x);
+    a.kill('SIGKILL');
+    await a.exited;
+    return { dir, xId, before: await storeState(dir) };
+  }
+
   it("refuses another cluster's peers before its store changes, and that cluster does not admit it; a new or empty directory joins that cluster", async () => {
     await h.within(120_000, async (step) => {
-      const dir = path.join(h.tempDir('dsm-peers-other-'), 'store');
-      const x = await h.pageServer({ dir });
-      const a = await h.start({ peers: [x.address], durability: 'disk' });
-      await a.run(COMMIT, { w: WORD, k: 3 });
-      const xId = (await askCluster(x.address))!.identity.id;
-      await stop(x);
-      a.kill('SIGKILL');
-      await a.exited;
-      const before = await storeState(dir);
+      const { dir, xId, before } = await storeOfStoppedCluster('dsm-peers-other-');
       expect(before.word).toBe(3);
 
       step('another cluster, further on in time than the store');
@@ -157,15 +162,7 @@ describe('a page server started with peers on an existing store', () => {
 
   it('checks the cluster that admits it again, before its store changes (a peer that did not answer the question)', async () => {
     await h.within(100_000, async (step) => {
-      const dir = path.join(h.tempDir('dsm-peers-admit-'), 'store');
-      const x = await h.pageServer({ dir });
-      const a = await h.start({ peers: [x.address], durability: 'disk' });
-      await a.run(COMMIT, { w: WORD, k: 3 });
-      const xId = (await askCluster(x.address))!.identity.id;
-      await stop(x);
-      a.kill('SIGKILL');
-      await a.exited;
-      const before = await storeState(dir);
+      const { dir, xId, before } = await storeOfStoppedCluster('dsm-peers-admit-');
       const y = await h.pageServer({ dir: path.join(h.tempDir('dsm-peers-admit-y-'), 'store') });
       const b = await h.start({ peers: [y.address], durability: 'disk' });
       await b.run(COMMIT, { w: WORD, k: before.time + 10 });

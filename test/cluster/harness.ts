@@ -218,9 +218,24 @@ export async function until<T>(what: string, ms: number, probe: () => Promise<T 
 
 /** A loopback address nothing listens on (its port was free a moment ago): to refuse, or to listen on later. */
 export async function freeAddress(): Promise<string> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return `127.0.0.1:${port}`;
+  // Below the kernel's ephemeral range: a port the system hands out for port 0 (every other
+  // test's listeners and outgoing connections) would be taken, now and then, by a process of
+  // a test running beside this one while this one's process restarts on it ("address in use").
+  let low = 32768;
+  try {
+    low = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    // not Linux: the default range's start
+  }
+  for (;;) {
+    const port = 10000 + Math.floor(Math.random() * Math.max(1, low - 10000));
+    const srv = net.createServer();
+    const ok = await new Promise<boolean>((r) => {
+      srv.once('error', () => r(false));
+      srv.listen(port, '127.0.0.1', () => r(true));
+    });
+    if (!ok) continue;
+    await new Promise((r) => srv.close(r));
+    return `127.0.0.1:${port}`;
+  }
 }

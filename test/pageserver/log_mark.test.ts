@@ -5,7 +5,6 @@
 // every state a crash during a checkpoint, or during the open that replays the log, can leave
 // still opens, with every synced commit.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -13,40 +12,12 @@ import { open } from 'lmdb';
 import { PageStore } from '../../lib/pageserver/store';
 import { CommitLog } from '../../lib/pageserver/wal';
 
+import { logFixture } from './log_fixture';
 import { geometry, PS, wholePage } from './whole_page';
 
 describe('the store’s log mark', () => {
-  const dirs: string[] = [];
-  const stores: PageStore[] = [];
-  afterEach(async () => {
-    vi.restoreAllMocks();
-    for (const s of stores.splice(0)) await s.close().catch(() => undefined);
-    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-  });
-  const newRoot = () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-logmark-'));
-    dirs.push(root);
-    return root;
-  };
-  const openStore = async (dir: string) => {
-    const s = await PageStore.open(dir, geometry);
-    stores.push(s);
-    return s;
-  };
-  /** A copy of the directory as its files are now: what a crash leaves if everything written so far reached the disk. */
-  const image = (from: string, to: string) => {
-    fs.mkdirSync(to);
-    for (const f of fs.readdirSync(from)) if (f !== 'owner.pid') fs.copyFileSync(path.join(from, f), path.join(to, f));
-    return to;
-  };
-  /** Commits t = from..to, each the whole of page 5 filled with t. */
-  const commit = (store: PageStore, log: CommitLog, from: number, to: number) => {
-    for (let t = from; t <= to; t++) {
-      const changes = wholePage(t === 1 ? 0 : t - 1, t);
-      store.apply(t, Uint32Array.of(5), changes);
-      log.appendCommit(t, Uint32Array.of(5), changes);
-    }
-  };
+  afterEach(() => vi.restoreAllMocks());
+  const { newRoot, openStore, image, commit } = logFixture('dsm-logmark-');
   /** The page server's checkpoint: the next file, the store flushed (with the mark), the older files retired. */
   const checkpoint = async (store: PageStore, log: CommitLog) => {
     const done = log.rotate();
@@ -230,8 +201,8 @@ describe('the store’s log mark', () => {
   it('upgrades a store of layout 1 (no mark): its log replays as before, and its first checkpoint writes the mark and layout 2', async () => {
     const root = newRoot();
     const dir = path.join(root, 'store');
-    (await openStore(dir)).close();
-    stores.length = 0;
+    // Closed here, not after the test: the layout is rewritten below.
+    await (await PageStore.open(dir, geometry)).close();
     // Layout 1: the same layout record with version 1, no mark; a log file without a header.
     const env = open({ path: dir, compression: false, maxDbs: 8 });
     const meta = env.openDB({ name: 'meta', encoding: 'binary', compression: false });

@@ -3,45 +3,17 @@
 // an append, never acknowledged) ends the replay there, files written over hold nothing of
 // their earlier use that replays, and a file the log went on from must be complete.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PageStore } from '../../lib/pageserver/store';
 import { CommitLog } from '../../lib/pageserver/wal';
 
-import { geometry, PS, wholePage } from './whole_page';
+import { logFixture } from './log_fixture';
+import { PS, wholePage } from './whole_page';
 
 describe('page server commit log', () => {
-  const dirs: string[] = [];
-  const stores: PageStore[] = [];
-  afterEach(async () => {
-    for (const s of stores.splice(0)) await s.close().catch(() => undefined);
-    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
-  });
-  const newRoot = () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-wal-'));
-    dirs.push(root);
-    return root;
-  };
-  const openStore = async (dir: string) => {
-    const s = await PageStore.open(dir, geometry);
-    stores.push(s);
-    return s;
-  };
-  /** What a crash leaves: a copy of the directory as the files are now (the store unflushed). */
-  const crashImage = (from: string, to: string) => {
-    fs.mkdirSync(to);
-    for (const f of fs.readdirSync(from)) if (f !== 'owner.pid') fs.copyFileSync(path.join(from, f), path.join(to, f));
-  };
-  /** Commits t = from..to, each the whole of page 5 filled with t. */
-  const commit = (store: PageStore, log: CommitLog, from: number, to: number) => {
-    for (let t = from; t <= to; t++) {
-      const changes = wholePage(t === 1 ? 0 : t - 1, t);
-      store.apply(t, Uint32Array.of(5), changes);
-      log.appendCommit(t, Uint32Array.of(5), changes);
-    }
-  };
+  const { newRoot, openStore, image: crashImage, commit } = logFixture('dsm-wal-');
   /** A new store in a directory of its own, and its log. */
   const storeAndLog = async () => {
     const root = newRoot();

@@ -1,0 +1,46 @@
+// What the commit-log tests share: stores in temporary directories (closed and removed after
+// each test), images of a directory as a crash leaves it, and commits of whole pages into a
+// store and its log as the page server makes them.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach } from 'vitest';
+import { PageStore } from '../../lib/pageserver/store';
+import type { CommitLog } from '../../lib/pageserver/wal';
+import { geometry, wholePage } from './whole_page';
+
+/** Call inside a describe: its stores and directories go after each test. */
+export function logFixture(prefix: string) {
+  const dirs: string[] = [];
+  const stores: PageStore[] = [];
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close().catch(() => undefined);
+    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+  });
+  return {
+    newRoot(): string {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+      dirs.push(root);
+      return root;
+    },
+    async openStore(dir: string): Promise<PageStore> {
+      const s = await PageStore.open(dir, geometry);
+      stores.push(s);
+      return s;
+    },
+    /** A copy of the directory as its files are now: what a crash leaves if everything written so far reached the disk. */
+    image(from: string, to: string): string {
+      fs.mkdirSync(to);
+      for (const f of fs.readdirSync(from)) if (f !== 'owner.pid') fs.copyFileSync(path.join(from, f), path.join(to, f));
+      return to;
+    },
+    /** Commits t = from..to, each the whole of page 5 filled with t. */
+    commit(store: PageStore, log: CommitLog, from: number, to: number): void {
+      for (let t = from; t <= to; t++) {
+        const changes = wholePage(t === 1 ? 0 : t - 1, t);
+        store.apply(t, Uint32Array.of(5), changes);
+        log.appendCommit(t, Uint32Array.of(5), changes);
+      }
+    },
+  };
+}

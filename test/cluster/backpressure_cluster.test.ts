@@ -64,7 +64,7 @@ describe('backpressure in the cluster', () => {
     const [a, b, c] = await h.cluster(3, { durability: 'none' });
     await a.run('await dsm.transaction(() => { dsm.u32[args.at] = 0; });', { at: AT });
     await settle([a, b, c]);
-    b.kill('SIGSTOP');
+    await b.stop();
     stopped.push(b);
     // Far more commit traffic than the kernel's socket buffers and the backlog hold: without
     // backpressure it all piles up in a's memory, queued for b.
@@ -115,7 +115,7 @@ describe('backpressure in the cluster', () => {
     await c.run('await dsm.transaction(() => { for (let p = 0; p < args.pages; p++) dsm.u32[(args.first + p) * 1024] = p + 1; });', { pages, first: FIRST });
     await settle([a, b, c]);
     // a, the lowest other id, is c's successor: stopped, it reads nothing of the hand-over.
-    a.kill('SIGSTOP');
+    await a.stop();
     stopped.push(a);
     let left = false;
     const closed = c.close().finally(() => (left = true));

@@ -102,6 +102,32 @@ export class RemoteNode {
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
   }
+
+  /**
+   * SIGSTOP, resolved once every thread of the process has stopped. kill() returns before
+   * they have: the kernel stops the other threads only when the one it woke for the signal
+   * runs, and on a loaded machine a service thread already on a CPU read and answered a
+   * frame 1.4 ms after the signal was sent. A test that orders frames by stopping processes
+   * needs the stop to have happened.
+   */
+  async stop(): Promise<void> {
+    this.kill('SIGSTOP');
+    const tasks = `/proc/${this.proc.pid}/task`;
+    const state = (tid: string) => {
+      try {
+        const stat = fs.readFileSync(`${tasks}/${tid}/stat`, 'utf8');
+        return stat[stat.lastIndexOf(')') + 2];
+      } catch {
+        return 'T'; // the thread has ended
+      }
+    };
+    for (let polls = 0; ; polls++) {
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`node process exited while being stopped; stderr:\n${this.stderr}`);
+      if (fs.readdirSync(tasks).every((tid) => state(tid) === 'T' || state(tid) === 't')) return;
+      if (polls > 30_000) throw new Error('node process not stopped 30 s after SIGSTOP');
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
 }
 
 export const SECRET = 'test-cluster-secret';

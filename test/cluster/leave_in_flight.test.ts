@@ -53,14 +53,16 @@ describe('in flight while a node leaves', () => {
     await b.run('await dsm.transaction(() => { dsm.u32[args.at + 1024] = 1; });', { at: AT });
     await settle([a, b, c]);
     const sent = (n: RemoteNode, to: RemoteNode, type: number) => n.stderr.split(`node ${n.nodeId} -> ${to.nodeId}: type ${type} `).length - 1;
-    a.kill('SIGSTOP');
+    await a.stop();
     const closing = b.close();
+    closing.catch(() => undefined); // awaited below; a step failing before then is the error to see
     await until('b has sent its pages to a', 30_000, async () => (sent(b, a, 33) > 0 ? true : undefined)); // HandoverDone
-    b.kill('SIGSTOP');
+    await b.stop();
     a.kill('SIGCONT');
     await until('a acknowledged the pages', 30_000, async () => (sent(a, b, 34) > 0 ? true : undefined)); // HandoverAck
     const before = sent(c, b, 23);
     const read = c.run<number>('return dsm.u32[args.at];', { at: AT });
+    read.catch(() => undefined);
     await until('c asked b for the page', 30_000, async () => (sent(c, b, 23) > before ? true : undefined)); // PageRequest
     b.kill('SIGCONT');
     await closing;

@@ -329,7 +329,7 @@ describe('consistency models under failure', () => {
     const ptr = await a.run<number>(`return dsm.transaction((tx) => tx.alloc(4096, { model: 'sequential' }));`);
     await settle([a, b, c]);
     await c.run('dsm.u32[args.at] = 5;', { at: ptr / 4 });
-    c.kill('SIGSTOP');
+    await c.stop();
     const read = 'return dsm.u32[args.at];';
     const reading = b.run<number>(read, { at: ptr / 4 });
     // b's thread waits in the fault: its service is asked from another node's process.

@@ -15,7 +15,8 @@ import { ProtocolError, ProtocolVersionError } from './transport_errors';
 // 7: lease echoes, recovery queries and reports carry the latest regeneration of the token,
 // and commits the generation of the token they were made with.
 // 13: SeqLost; JoinAccept carries the cluster's identity; ClusterRequest/ClusterReply.
-export const PROTOCOL_VERSION = 13;
+// 14: ModelSet carries its commit's time, SeqLost the generation of the page it names.
+export const PROTOCOL_VERSION = 14;
 export const HEADER = 10;
 export const FrameType = {
   heartbeat: 0,

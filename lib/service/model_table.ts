@@ -4,21 +4,33 @@
 // commit. The protocol that moves those pages is sequential.ts; it hears of every change.
 import { LOST_OWNER, type ModelRun, Msg } from './protocol';
 import { WireError } from './wire';
-import { decodeModelSet } from './sequential_wire';
+import { decodeModelSet, encodeModelSet } from './sequential_wire';
 import type { Cluster } from './cluster';
 import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
 
 /** What the sequential protocol keeps per page, dropped as models change. */
 export interface ModelProtocol {
-  /** Page `page` has model `model` now (transactional: freed): its copy set, hold and pushes are over. */
-  modelChanged(page: number, model: number): void;
+  /** Page `page` has model `model` now, declared at `time` (transactional: freed): its copy set, hold and pushes are over. */
+  modelChanged(page: number, model: number, time: number): void;
   /** Every model this node knew is void (joining again). */
   forgetAll(): void;
-  /** `page` was lost before this node joined (its admitter names no owner). */
-  lostBeforeJoining(page: number): void;
+  /** `page` was lost before this node joined (its admitter names no owner), in generation `generation`. */
+  lostBeforeJoining(page: number, generation: number): void;
+  /** The generation `page` is known lost in here (undefined: not lost). */
+  lostGeneration(page: number): number | undefined;
 }
 
 export class ModelTable {
+  /**
+   * Per page that ever left transactional consistency: the global time of the commit that declared
+   * its model last, as far as this node knows (its generation). Model changes come from
+   * their committers over separate connections, so a node can hear of a later declaration
+   * before an earlier one (a block freed by one node and allocated again by another), or of
+   * a page's loss after a discard made it new again: a message about an older generation
+   * is void.
+   */
+  private readonly generations = new Map<number, number>();
+
   constructor(
     private readonly n: Cluster,
     private readonly models: Uint8Array,
@@ -47,8 +59,9 @@ export class ModelTable {
       }
       // A lost page's zero page here is this node's alone: it has no owner to name.
       const owner = m & MODEL_HERE && owners[p] !== LOST_OWNER ? n.id : owners[p];
-      if (last && last.model === model && last.owner === owner && last.first + last.count === p) last.count++;
-      else out.push((last = { first: p, count: 1, model, owner }));
+      const generation = this.generationOf(p);
+      if (last && last.model === model && last.owner === owner && last.generation === generation && last.first + last.count === p) last.count++;
+      else out.push((last = { first: p, count: 1, model, owner, generation }));
     }
     return out;
   }
@@ -63,6 +76,7 @@ export class ModelTable {
     for (let p = 0; p < this.models.length; p++) {
       if ((this.models[p] & MODEL_MASK) !== PageModel.transactional) n.native.setModel(p, 1, PageModel.transactional, n.id);
     }
+    this.generations.clear();
     this.protocol.forgetAll();
   }
 
@@ -73,8 +87,12 @@ export class ModelTable {
       if (r.first >= n.config.numPages || r.count > n.config.numPages - r.first || r.model === PageModel.transactional || r.model > PageModel.migratory) {
         throw new WireError('a join names model pages outside the region or an unknown model');
       }
+      if (!Number.isSafeInteger(r.generation)) throw new WireError('a join names a model run of a generation past 2^53');
       n.native.setModel(r.first, r.count, r.model, r.owner);
-      if (r.owner === LOST_OWNER) for (let p = r.first; p < r.first + r.count; p++) this.protocol.lostBeforeJoining(p);
+      for (let p = r.first; p < r.first + r.count; p++) {
+        this.generations.set(p, r.generation);
+        if (r.owner === LOST_OWNER) this.protocol.lostBeforeJoining(p, r.generation);
+      }
     }
   }
 
@@ -85,19 +103,46 @@ export class ModelTable {
     const n = this.n;
     const c = n.native.takeModelChanges(time);
     if (c.length === 0) return;
-    const b = Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+    const b = encodeModelSet(time, c);
     for (const m of to) if (m.id !== n.id) n.links.send(m.id, Msg.ModelSet, b);
     // Pages freed here: any copy sets and waits for them are over. Pages declared again (a
     // lost page discarded): lost no more.
-    for (let i = 0; i < c.length; i += 3) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.protocol.modelChanged(p, c[i + 2]);
+    for (let i = 0; i < c.length; i += 3) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.declared(p, c[i + 2], time);
   }
 
-  /** ModelSet: (first, count, model) triples, allocated or freed by the sender. */
+  /**
+   * ModelSet: (first, count, model) triples the sender's commit at `time` allocated, freed or
+   * declared again. Pages this node knows a later declaration of, or knows lost in this
+   * declaration's generation or a later one (the committer died, and a search found no copy
+   * before this message came), keep what they have.
+   */
   onModelSet(from: number, p: Buffer): void {
     const n = this.n;
-    for (const { first, count, model } of decodeModelSet(p, n.config.numPages, PageModel.migratory)) {
-      n.native.setModel(first, count, model, from);
-      for (let q = first; q < first + count; q++) this.protocol.modelChanged(q, model);
+    const { time, changes } = decodeModelSet(p, n.config.numPages, PageModel.migratory);
+    const current = (q: number) => time >= this.generationOf(q) && !(time <= (this.protocol.lostGeneration(q) ?? -1));
+    for (const { first, count, model } of changes) {
+      for (let q = first; q < first + count; ) {
+        if (!current(q)) {
+          q++;
+          continue;
+        }
+        let end = q + 1;
+        while (end < first + count && current(end)) end++;
+        n.native.setModel(q, end - q, model, from);
+        for (let k = q; k < end; k++) this.declared(k, model, time);
+        q = end;
+      }
     }
+  }
+
+  /** The generation of `page`: the time of its latest model declaration known here (0: none). */
+  generationOf(page: number): number {
+    return this.generations.get(page) ?? 0;
+  }
+
+  private declared(page: number, model: number, time: number): void {
+    // Kept for freed pages too: an allocation of the block before its free, heard of late, is void.
+    this.generations.set(page, time);
+    this.protocol.modelChanged(page, model, time);
   }
 }

@@ -70,7 +70,7 @@ export const Msg = {
   SnapshotChunk: 42,
   /** Page server -> client: that was all. JSON { bytes, time, pages } or { error }. */
   SnapshotEnd: 43,
-  /** Committer -> members, ahead of the commit: (u32 first page, u32 count, u32 model) triples it allocated or freed (sequential.ts). */
+  /** Committer -> members, ahead of the commit: u64 the commit's time | (u32 first page, u32 count, u32 model) triples it allocated, freed or declared again (layout in sequential_wire.ts). */
   ModelSet: 44,
   /** Sequential page request, forwarded along the owner hints: u32 page | u16 requester | u8 flags (1: write; 2: a search, sent to every member, answered with the page by the owner only) | u16 hops | u16 pages (read-ahead). */
   SeqRequest: 45,
@@ -103,7 +103,7 @@ export const Msg = {
   /**
    * A member whose search found neither the owner nor a copy of a sequential or migratory
    * page -> every member (layout in sequential_wire.ts): the page is lost, for the whole
-   * cluster (sequential_loss.ts).
+   * cluster (sequential_loss.ts), in the generation the message names.
    */
   SeqLost: 56,
   /** Client -> member: which cluster are you in (no payload; lib/pageserver/live_cluster.ts); answered by ClusterReply, JSON (cluster.ts serveClient). */
@@ -128,7 +128,8 @@ export interface Member {
  * JoinAccept: u16 assigned id | u16 admitter's id | u64 time | u32 configuration epoch | u16 next id | u32 member count, then per member
  * u16 id, str address, u8 flags (1: a page server) | u32 written page count, then per page u32 page, u64 version, u16 owner (LOST_OWNER: lost) |
  * u32 rn count, then per entry u16 id, u32 seq | u32 model run count, then per run u32 first page, u32 pages,
- * u8 model (sequential.ts Model), u16 owner hint: the admitter's pages outside transactional consistency |
+ * u8 model (sequential.ts Model), u16 owner hint, u64 generation (the global time the run's pages were declared at):
+ * the admitter's pages outside transactional consistency |
  * u32 the token's generation | u32 ballot, u64 time: the latest regeneration of the token the admitter knows of |
  * the cluster's identity (cluster_identity.ts).
  */
@@ -153,12 +154,13 @@ export interface JoinAccept {
   identity: ClusterIdentity;
 }
 
-/** Pages `first` .. `first + count - 1`, all of `model`, whose probable owner is `owner`. */
+/** Pages `first` .. `first + count - 1`, all of `model`, whose probable owner is `owner`, declared at global time `generation` (sequential_loss.ts). */
 export interface ModelRun {
   first: number;
   count: number;
   model: number;
   owner: number;
+  generation: number;
 }
 
 /** Token: u32 generation | u32 hops (transfers so far) | u64 time | u32 ln count, then u16 id, u32 seq | u32 queue count, then u16 ids | members as in JoinAccept. */
@@ -301,7 +303,7 @@ export const encode = {
     for (const p of j.pages) w.u32(p.page).u64(p.version).u16(p.owner);
     seqMap(w, j.rn);
     w.u32(j.models.length);
-    for (const m of j.models) w.u32(m.first).u32(m.count).u8(m.model).u16(m.owner);
+    for (const m of j.models) w.u32(m.first).u32(m.count).u8(m.model).u16(m.owner).u64(m.generation);
     w.u32(j.generation).u32(j.known.generation).u64(j.known.time);
     return writeIdentity(w, j.identity).done();
   },
@@ -382,7 +384,7 @@ export const decode = {
     const k = r.u32();
     if (k > 1 << 26) throw new WireError('model table too large');
     const models: ModelRun[] = [];
-    for (let i = 0; i < k; i++) models.push({ first: r.u32(), count: r.u32(), model: r.u8(), owner: r.u16() });
+    for (let i = 0; i < k; i++) models.push({ first: r.u32(), count: r.u32(), model: r.u8(), owner: r.u16(), generation: r.u64() });
     const generation = r.u32();
     const known = { generation: r.u32(), time: r.u64() };
     const identity = readIdentity(r);

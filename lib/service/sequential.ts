@@ -113,7 +113,7 @@ export class Sequential implements ModelProtocol {
   constructor(private readonly n: Cluster) {
     this.models = n.native.pageModels();
     this.modelTable = new ModelTable(n, this.models, this);
-    this.loss = new SequentialLoss(n, this.models);
+    this.loss = new SequentialLoss(n, this.models, (page) => this.modelTable.generationOf(page));
     this.page = new Uint8Array(n.config.pageSize);
     this.pushes = new PushedCopies(n, {
       models: this.models,
@@ -544,18 +544,23 @@ export class Sequential implements ModelProtocol {
     }
   }
 
-  modelChanged(page: number, model: number): void {
+  modelChanged(page: number, model: number, time: number): void {
     if (model === PageModel.transactional) this.copies.delete(page);
-    this.loss.changed(page);
+    this.loss.changed(page, time);
     this.arrived.delete(page);
     this.pushes.freed(page);
   }
 
-  lostBeforeJoining(page: number): void {
-    this.loss.joined(page);
+  lostBeforeJoining(page: number, generation: number): void {
+    this.loss.joined(page, generation);
+  }
+
+  lostGeneration(page: number): number | undefined {
+    return this.loss.lostGeneration(page);
   }
 
   forgetAll(): void {
+    this.loss.forget();
     this.copies.clear();
     this.pushes.clear();
     this.arrived.clear();

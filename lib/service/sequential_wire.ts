@@ -85,18 +85,32 @@ export function decodeInvalidateAck(p: Buffer): number {
   return p.readUInt32LE(0);
 }
 
-/** ModelSet: (u32 first page, u32 count, u32 model) triples, allocated or freed by the sender. */
-export function decodeModelSet(p: Buffer, numPages: number, maxModel: number): Array<{ first: number; count: number; model: number }> {
-  if (p.length % 12 !== 0) throw new WireError('a model change has the wrong size');
-  const out = [];
-  for (let i = 0; i < p.length; i += 12) {
+/**
+ * ModelSet: u64 the global time of the commit making the changes | (u32 first page, u32
+ * count, u32 model) triples, allocated, freed or declared again by the sender. The time is
+ * each page's generation (sequential_loss.ts): a loss announced for an older one is void.
+ */
+export function encodeModelSet(time: number, triples: Uint32Array): Buffer {
+  const b = Buffer.allocUnsafe(8 + triples.byteLength);
+  b.writeUInt32LE(time % 0x1_0000_0000, 0);
+  b.writeUInt32LE(Math.floor(time / 0x1_0000_0000), 4);
+  b.set(new Uint8Array(triples.buffer, triples.byteOffset, triples.byteLength), 8);
+  return b;
+}
+
+export function decodeModelSet(p: Buffer, numPages: number, maxModel: number): { time: number; changes: Array<{ first: number; count: number; model: number }> } {
+  if (p.length < 8 || (p.length - 8) % 12 !== 0) throw new WireError('a model change has the wrong size');
+  const time = p.readUInt32LE(0) + p.readUInt32LE(4) * 0x1_0000_0000;
+  if (!Number.isSafeInteger(time)) throw new WireError('a model change carries a time past 2^53');
+  const changes = [];
+  for (let i = 8; i < p.length; i += 12) {
     const first = p.readUInt32LE(i);
     const count = p.readUInt32LE(i + 4);
     const model = p.readUInt32LE(i + 8);
     if (first >= numPages || count > numPages - first || model > maxModel) throw new WireError('a model change names pages outside the region or an unknown model');
-    out.push({ first, count, model });
+    changes.push({ first, count, model });
   }
-  return out;
+  return { time, changes };
 }
 
 /**
@@ -174,16 +188,24 @@ export function decodeAdopt(p: Buffer, numPages: number): { page: number; holder
   return { page, holders };
 }
 
-/** SeqLost: u32 page. */
-export function encodeLost(page: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
+/**
+ * SeqLost: u32 page | u64 generation: the time of the page's latest model declaration the
+ * sender knows of (sequential_loss.ts). A receiver that knows a later one (a discard made
+ * the page new since) ignores it.
+ */
+export function encodeLost(page: number, generation: number): Buffer {
+  const b = Buffer.allocUnsafe(12);
   b.writeUInt32LE(page, 0);
+  b.writeUInt32LE(generation % 0x1_0000_0000, 4);
+  b.writeUInt32LE(Math.floor(generation / 0x1_0000_0000), 8);
   return b;
 }
 
-export function decodeLost(p: Buffer, numPages: number): number {
-  if (p.length !== 4) throw new WireError('a sequential page loss has the wrong size');
+export function decodeLost(p: Buffer, numPages: number): { page: number; generation: number } {
+  if (p.length !== 12) throw new WireError('a sequential page loss has the wrong size');
   const page = p.readUInt32LE(0);
   if (page >= numPages) throw new WireError('a sequential page loss names a page outside the region');
-  return page;
+  const generation = p.readUInt32LE(4) + p.readUInt32LE(8) * 0x1_0000_0000;
+  if (!Number.isSafeInteger(generation)) throw new WireError('a sequential page loss carries a generation past 2^53');
+  return { page, generation };
 }

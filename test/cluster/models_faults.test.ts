@@ -94,6 +94,14 @@ describe('consistency models under failure, random work', () => {
       } else if (x < 0.22 && pages.some((p) => p.lost)) {
         // Accepting a loss: the page starts from zero on every node.
         const p = pick(pages.filter((q) => q.lost));
+        if (!p.lost!.has(n.nodeId)) {
+          // A discard leaves alone pages not lost here. This node may not have heard of the
+          // loss yet (it joined as it was announced, or the announcement is on its way): its
+          // touch finds out, and must say so.
+          const { v, code } = await n.run<{ v: number; code?: string }>(READ, { at: p.ptr / 4 });
+          log.push(`${step}: node ${n.nodeId} read ${p.ptr}+0 -> ${v}${code ? ` ${code}` : ''} (before its discard)`);
+          if (!saw(step, n, p, code, 'a touch before a discard')) throw fail(step, `node ${n.nodeId} touched lost ${p.ptr} without being told`);
+        }
         await n.run('await dsm.transaction((tx) => tx.discardLost(args.ptr, 4096));', { ptr: p.ptr });
         // Its model change reaches every node with the commit (a node that has not applied it
         // yet still takes the page for lost).

@@ -65,4 +65,29 @@ describe('sequential pages lost with their owner', () => {
       expect(await lostRanges(n)).toEqual([]);
     }
   });
+
+  it("a member whose owner hint names another live member lists the loss too, and its discard makes the page new everywhere", async () => {
+    // a allocates a migratory page (every hint names a); c takes it and dies with it. d's
+    // touch asks a, whose hint names c, and d's search finds no copy: d tells everyone. b's
+    // hint still names a, alive and not the announcer: b took that for a sign the page had
+    // been made new at a, never listed the loss, and its discard left the page alone while
+    // the nodes that had been told wrote to zero pages of their own.
+    const [a, b, c, d] = await h.cluster(4, { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' });
+    const ptr = await a.run<number>(`return dsm.transaction((tx) => tx.alloc(4096, { model: 'migratory' }));`);
+    await settle([a, b, c, d]);
+    const at = ptr / 4;
+    await c.run('dsm.u32[args.at] = 9;', { at });
+    c.kill('SIGKILL');
+    for (const n of [a, b, d]) await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    expect(await d.run(touch, { at })).toEqual({ v: 0, code: 'ERR_DSM_PAGE_LOST' });
+    expect(await until('b lists the lost page', 30_000, async () => ((await lostRanges(b)).length > 0 ? lostRanges(b) : undefined))).toEqual([{ ptr, length: 4096 }]);
+    const t = await b.run<number>('await dsm.transaction((tx) => tx.discardLost(args.ptr, 4096)); return dsm.globalTime;', { ptr });
+    for (const n of [a, d]) await n.run('await dsm.waitForGlobalTime(args.t);', { t });
+    // d, told first, writes after the discard: every node reads it (before, d wrote to its own zero page).
+    await d.run('dsm.u32[args.at] = 13;', { at });
+    for (const n of [a, b, d]) {
+      expect(await n.run('const v = dsm.u32[args.at]; dsm.stats(); return v;', { at })).toBe(13);
+      expect(await lostRanges(n)).toEqual([]);
+    }
+  });
 });

@@ -49,6 +49,9 @@ describe('leaving', () => {
   it("sequential and migratory pages a closing node owns go to a member that stays: workers write their shares, close, and the others read them", async () => {
     const [a, b, c, d] = await h.cluster(4);
     await a.run(`await dsm.transaction((tx) => { tx.setRoot('seq', tx.alloc(3 * 8 * 4096, { model: 'sequential' })); tx.setRoot('mig', tx.alloc(3 * 4096, { model: 'migratory' })); });`);
+    // Every node has the roots and the pages' models before it touches them (a node that had
+    // not applied the allocation yet wrote its share through no root, outside any transaction).
+    await settle([a, b, c, d]);
     const write = (v: number) => `const s = dsm.root('seq') >> 2; const m = dsm.root('mig') >> 2;
       for (let i = 0; i < 8 * 1024; i++) dsm.u32[s + args.k * 8 * 1024 + i] = ${v} * 1000000 + args.k * 100000 + i;
       dsm.u32[m + args.k * 1024] = ${v} * 10 + args.k;`;

@@ -12,7 +12,8 @@ const allocRoot = (model: string, bytes: number, root: string) =>
   `return dsm.transaction((tx) => { const p = tx.alloc(${bytes}, { model: '${model}' }); tx.setRoot('${root}', p); return p; });`;
 
 async function rootOn(node: RemoteNode, name: string): Promise<number> {
-  // The root is transactional data: a read-only transaction sees the commit that set it.
+  // The root is transactional data: a read-only transaction sees the commit that set it
+  // once that commit has arrived (settle first: read-only transactions ask nobody).
   return node.run<number>(`return dsm.transaction(() => dsm.root(args.name));`, { name });
 }
 
@@ -23,6 +24,7 @@ describe('consistency models', () => {
   it("a sequential writer's value is seen by every reader once its write returns, never the old one", async () => {
     const nodes = await h.cluster(3);
     const ptr = await nodes[0].run<number>(allocRoot('sequential', 3 * 4096, 'seq'));
+    await settle(nodes);
     for (const n of nodes.slice(1)) expect(await rootOn(n, 'seq')).toBe(ptr);
     const at = ptr / 4;
     // Every node holds a read copy, then each in turn writes outside any transaction: the
@@ -48,6 +50,7 @@ describe('consistency models', () => {
     // page moves back and forth; every write of each must survive.
     const [a, b] = await h.cluster(2);
     const ptr = await a.run<number>(allocRoot('sequential', 4096, 'ping'));
+    await settle([a, b]);
     expect(await rootOn(b, 'ping')).toBe(ptr);
     const loop = 'for (let i = 0; i < 300; i++) { dsm.u32[args.at] += 1; if (i % 10 === 0) await new Promise((r) => setImmediate(r)); }';
     await Promise.all([a.run(loop, { at: ptr / 4 }), b.run(loop, { at: ptr / 4 + 1 })]);
@@ -93,6 +96,7 @@ describe('consistency models', () => {
     // The owner writes outside any transaction: allowed, and never rolled back.
     await a.run('dsm.u32[args.at] = 42;', { at: ptr / 4 });
     expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: ptr / 4 })).toBe(42);
+    await settle([a, b]);
     expect(await rootOn(b, 'mine')).toBe(ptr);
     const touched = await b.run<{ value: number; code?: string }>(
       'const value = dsm.u32[args.at]; try { dsm.stats(); return { value }; } catch (e) { return { value, code: e.code }; }',
@@ -174,6 +178,7 @@ describe('migratory pages', () => {
   it('a migratory page is never on two nodes at once: every access moves it, reads too', async () => {
     const nodes = await h.cluster(3);
     const ptr = await nodes[0].run<number>(allocRoot('migratory', 4096, 'baton'));
+    await settle(nodes);
     for (const n of nodes.slice(1)) expect(await rootOn(n, 'baton')).toBe(ptr);
     const page = ptr / 4096;
     const where = () => Promise.all(nodes.map((n) => n.run<number>('return dsm._testPageState(args.page);', { page })));

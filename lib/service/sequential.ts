@@ -29,7 +29,7 @@
 // received for at least MIGRATORY_HOLD_MS before handing it on.
 import { LOST_OWNER, Msg } from './protocol';
 import { WireError } from './wire';
-import { decodeAdopt, decodeReply, decodeRequest, encodeAdopt, encodeReply, encodeRequest, READ_AHEAD, type SeqRequest } from './sequential_wire';
+import { decodeAdopt, decodeReply, decodeRequest, encodeAdopt, encodeReply, encodeRequest, READ_AHEAD, ReplyStatus, type SeqRequest } from './sequential_wire';
 import { Invalidations } from './sequential_invalidations';
 import type { Cluster } from './cluster';
 import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
@@ -38,20 +38,6 @@ import { SequentialLoss } from './sequential_loss';
 import { type ModelProtocol, ModelTable } from './model_table';
 import { ASK_RETRY_MS, UnansweredRequests } from './unanswered_requests';
 import { prefetchPages } from './sequential_prefetch';
-
-
-const enum ReplyStatus {
-  read = 0,
-  owner = 1,
-  /** The page is another node's local page: never sent. */
-  local = 2,
-  /** The node the hints led to was made owner by a recovery but holds no copy: the page's data died with its owner. */
-  lost = 3,
-  /** Not the owner: the answer to a search, or to a request whose hints led to a node that is gone (search then). */
-  notOwner = 4,
-  /** Not the owner, but holding a read copy while the owner it knows of is gone: the answer to a search. */
-  copy = 5,
-}
 
 /**
  * A search that finds no owner is made again this many times before the page is declared

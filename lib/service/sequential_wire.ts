@@ -43,7 +43,21 @@ export function decodeRequest(from: number, p: Buffer, numPages: number): SeqReq
   return r;
 }
 
-/** SeqReply: u32 page | u8 status (sequential.ts ReplyStatus) | the pages' contents, if any. */
+/** SeqReply's status byte. */
+export const enum ReplyStatus {
+  read = 0,
+  owner = 1,
+  /** The page is another node's local page: never sent. */
+  local = 2,
+  /** The node the hints led to was made owner by a recovery but holds no copy: the page's data died with its owner. */
+  lost = 3,
+  /** Not the owner: the answer to a search, or to a request whose hints led to a node that is gone (search then). */
+  notOwner = 4,
+  /** Not the owner, but holding a read copy while the owner it knows of is gone: the answer to a search. */
+  copy = 5,
+}
+
+/** SeqReply: u32 page | u8 status (ReplyStatus) | the pages' contents, if any. */
 export function encodeReply(page: number, status: number, data: Uint8Array | undefined): Buffer {
   const b = Buffer.allocUnsafe(5 + (data ? data.length : 0));
   b.writeUInt32LE(page, 0);

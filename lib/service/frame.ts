@@ -16,7 +16,8 @@ import { ProtocolError, ProtocolVersionError } from './transport_errors';
 // and commits the generation of the token they were made with.
 // 13: SeqLost; JoinAccept carries the cluster's identity; ClusterRequest/ClusterReply.
 // 14: ModelSet carries its commit's time, SeqLost the generation of the page it names.
-export const PROTOCOL_VERSION = 14;
+// 15: LeaveIntent/LeaveIntentAck before a leaver lists its sequential and migratory pages.
+export const PROTOCOL_VERSION = 15;
 export const HEADER = 10;
 export const FrameType = {
   heartbeat: 0,

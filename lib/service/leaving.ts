@@ -5,13 +5,15 @@
 // those pages to itself. (The leaver cannot commit that configuration itself: members apply
 // it by closing their connections to it, which would drop the token following it.) Before
 // that, the successor takes the leaver's sequential and migratory pages through their own
-// protocol (SeqTakeOver), as a writer would.
+// protocol (SeqTakeOver), as a writer would; and before that, the leaver tells every member
+// it is about to leave (leave_intent.ts), so no ownership can reach it after it listed its pages.
 import { decode, encode, Msg, PageStatus, type TokenState } from './protocol';
 import { WireError } from './wire';
 import { READ_AHEAD_MAX } from './pager';
 import { decodeTakeOver, encodeTakeOver } from './sequential_wire';
 import { MODEL_MASK, PageModel } from '../native';
 import type { Cluster } from './cluster';
+import { LeaveIntent } from './leave_intent';
 
 /**
  * How long each step of a graceful leave's hand-over (the token, a batch of pages read by
@@ -29,8 +31,12 @@ export class Leaving {
   private readonly successors = new Map<number, number>();
   /** This node is leaving: the configuration without it is expected, not a removal. */
   active = false;
+  /** Who said they are about to leave, and this node's own round of saying so. */
+  readonly intent: LeaveIntent;
 
-  constructor(private readonly n: Cluster) {}
+  constructor(private readonly n: Cluster) {
+    this.intent = new LeaveIntent(n);
+  }
 
   /** Hands this node's pages and the token over, then tells everyone it left. */
   async leave(): Promise<void> {
@@ -47,6 +53,8 @@ export class Leaving {
       await Promise.race([new Promise<void>((resolve) => this.takenOver.push(resolve)), new Promise<void>((resolve) => (timer = setTimeout(resolve, HANDOVER_MS)))]);
       clearTimeout(timer);
     }
+    const late = await this.intent.announce(HANDOVER_MS);
+    if (late.length > 0) n.ev.log('warn', `nodes ${late.join(', ')} did not acknowledge within ${HANDOVER_MS / 1000} s that this node leaves; a sequential or migratory page they grant it later may be lost`);
     for (;;) {
       const others = [...n.members.keys()].filter((id) => id !== n.id && !this.leavers.has(id));
       const reachable = others.filter((id) => n.links.has(id));
@@ -83,6 +91,7 @@ export class Leaving {
 
   /** The connection to member `id` closed (membership.ts): a hand-over to it cannot finish. */
   lost(id: number): void {
+    this.intent.notAwaited(id);
     if (this.handingTo?.id === id) this.handingTo.fail(new Error(`the connection to node ${id} closed during the hand-over`));
   }
 
@@ -116,10 +125,55 @@ export class Leaving {
 
   private async handOver(successor: number): Promise<void> {
     const n = this.n;
-    // Sequential and migratory pages first: the successor takes them as a writer would, so
-    // their copies are invalidated and requests find their owner the usual way (no token).
-    // Before, a leaving node took them along: workers that wrote their share of a result
-    // and closed left the program reading zeros.
+    await this.handOverSequential(successor);
+    const acquiring = n.token.acquire();
+    let t: TokenState;
+    try {
+      t = await this.bounded(successor, acquiring);
+    } catch (e) {
+      // Given up before the token came: give it back when it does.
+      void acquiring.then((late) => n.token.release(late));
+      throw e;
+    }
+    try {
+      await this.bounded(successor, n.log.waitApplied(t.time));
+      const late = await this.bounded(successor, this.intent.catchUp(HANDOVER_MS));
+      if (late.length > 0) n.ev.log('warn', `nodes ${late.join(', ')}, which joined as this node began to leave, did not acknowledge within ${HANDOVER_MS / 1000} s that it leaves`);
+      const mine = this.ownedPages();
+      const { versions } = n.table;
+      for (let i = 0; i < mine.length; i += READ_AHEAD_MAX) {
+        const pages = Uint32Array.from(mine.slice(i, i + READ_AHEAD_MAX));
+        const batch = { reqId: 0, page: pages[0], status: PageStatus.ok, pages, versions: Float64Array.from(pages, (p) => Number(versions[p])), owners: new Uint16Array(pages.length).fill(successor) };
+        n.links.send(successor, Msg.Handover, encode.pageReply(batch, n.config.pageSize, (data) => n.native.copyCommittedPages(pages, data)));
+        // One batch at a time as the successor reads: every page at once would sit in memory
+        // here, past the transport's hard limit for a large region.
+        if (!(await this.bounded(successor, n.links.whenDrained(successor)))) throw new Error(`the connection to node ${successor} closed during the hand-over`);
+      }
+      const acked = new Promise<void>((resolve) => (this.handoverAcked = resolve));
+      n.links.send(successor, Msg.HandoverDone, Buffer.alloc(0));
+      await this.bounded(successor, acked);
+      // Ownership that reached this node after its list all the same (see leave_intent.ts) goes
+      // on to the successor too. Checked in the same turn as Leave is said: nothing can arrive
+      // in between.
+      for (let round = 0; round < 3 && this.ownedSequential().length > 0; round++) await this.handOverSequential(successor);
+      n.links.broadcast(Msg.Leave, encode.nodeId(successor), n.members.values());
+      // The token goes to the successor first, without us in it.
+      t.members = t.members.filter((m) => m.id !== n.id);
+      t.queue = [successor, ...t.queue.filter((q) => q !== successor && q !== n.id)];
+    } finally {
+      this.handoverAcked = undefined;
+      n.token.release(t);
+    }
+  }
+
+  /**
+   * The sequential and migratory pages this node owns go to the successor, which takes them
+   * as a writer would, so their copies are invalidated and requests find their owner the
+   * usual way (no token). Before, a leaving node took them along: workers that wrote their
+   * share of a result and closed left the program reading zeros.
+   */
+  private async handOverSequential(successor: number): Promise<void> {
+    const n = this.n;
     const seq = this.ownedSequential();
     if (seq.length > 0) {
       const answer = new Promise<boolean>((resolve) => (this.seqTakenOver = resolve));
@@ -137,38 +191,6 @@ export class Leaving {
       }
       const left = this.ownedSequential().length;
       if (left > 0) n.ev.log('warn', `node ${successor} did not take ${left} of this node's ${seq.length} sequential or migratory pages; they are lost`);
-    }
-    const acquiring = n.token.acquire();
-    let t: TokenState;
-    try {
-      t = await this.bounded(successor, acquiring);
-    } catch (e) {
-      // Given up before the token came: give it back when it does.
-      void acquiring.then((late) => n.token.release(late));
-      throw e;
-    }
-    try {
-      await this.bounded(successor, n.log.waitApplied(t.time));
-      const mine = this.ownedPages();
-      const { versions } = n.table;
-      for (let i = 0; i < mine.length; i += READ_AHEAD_MAX) {
-        const pages = Uint32Array.from(mine.slice(i, i + READ_AHEAD_MAX));
-        const batch = { reqId: 0, page: pages[0], status: PageStatus.ok, pages, versions: Float64Array.from(pages, (p) => Number(versions[p])), owners: new Uint16Array(pages.length).fill(successor) };
-        n.links.send(successor, Msg.Handover, encode.pageReply(batch, n.config.pageSize, (data) => n.native.copyCommittedPages(pages, data)));
-        // One batch at a time as the successor reads: every page at once would sit in memory
-        // here, past the transport's hard limit for a large region.
-        if (!(await this.bounded(successor, n.links.whenDrained(successor)))) throw new Error(`the connection to node ${successor} closed during the hand-over`);
-      }
-      const acked = new Promise<void>((resolve) => (this.handoverAcked = resolve));
-      n.links.send(successor, Msg.HandoverDone, Buffer.alloc(0));
-      await this.bounded(successor, acked);
-      n.links.broadcast(Msg.Leave, encode.nodeId(successor), n.members.values());
-      // The token goes to the successor first, without us in it.
-      t.members = t.members.filter((m) => m.id !== n.id);
-      t.queue = [successor, ...t.queue.filter((q) => q !== successor && q !== n.id)];
-    } finally {
-      this.handoverAcked = undefined;
-      n.token.release(t);
     }
   }
 
@@ -238,6 +260,7 @@ export class Leaving {
     const successor = decode.nodeId(payload);
     this.leavers.add(from);
     this.successors.set(from, successor);
+    this.intent.notAwaited(from);
     // It ends its connections now: what it was asked and has not answered is asked of the successor.
     n.pager.reask(from);
     if (successor !== n.id) return;

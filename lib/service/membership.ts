@@ -160,6 +160,7 @@ export class Membership {
       n.data.drop(id);
       n.token.forget(id);
       n.sequential.memberGone(id);
+      n.leaving.intent.memberGone(id);
       n.ev.event('peer-leave', id);
     }
     for (const m of k.members) if (!before.has(m.id) && m.id !== n.id) n.ev.event('peer-join', m.id);

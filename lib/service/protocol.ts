@@ -109,6 +109,14 @@ export const Msg = {
   /** Client -> member: which cluster are you in (no payload; lib/pageserver/live_cluster.ts); answered by ClusterReply, JSON (cluster.ts serveClient). */
   ClusterRequest: 57,
   ClusterReply: 58,
+  /**
+   * A node about to leave -> every member (leave_intent.ts), before it lists the sequential
+   * and migratory pages it owns; no payload. From then on the member grants it nothing and
+   * sends it no copies; it answers LeaveIntentAck (no payload) once every grant it started
+   * before has been sent (on this connection, ahead of the acknowledgement).
+   */
+  LeaveIntent: 59,
+  LeaveIntentAck: 60,
 } as const;
 
 export const NO_NODE = 0xffff;

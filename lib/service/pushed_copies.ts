@@ -123,8 +123,9 @@ export class PushedCopies {
       this.formerReaders.delete(page);
       const holders = this.host.copies.get(page);
       for (const id of f.readers) {
-        // A reader holding a copy it asked for keeps that one (it lives until invalidated).
-        if (id === n.id || !n.members.has(id) || holders?.has(id)) continue;
+        // A reader holding a copy it asked for keeps that one (it lives until invalidated);
+        // one about to leave gets none (leave_intent.ts).
+        if (id === n.id || !n.members.has(id) || holders?.has(id) || n.leaving.intent.intends(id)) continue;
         let ps = byReader.get(id);
         if (!ps) byReader.set(id, (ps = []));
         ps.push(page);

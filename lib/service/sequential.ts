@@ -141,6 +141,13 @@ export class Sequential implements ModelProtocol {
       this.wake(slot);
       return;
     }
+    if (this.parked) {
+      // This node is leaving (leave_intent.ts): nobody answers its requests any more. Only a
+      // prefetch can get here (the app's views are detached before a close starts): it is
+      // rejected with ERR_DSM_CLOSED when the service stops.
+      this.parked.push(slot);
+      return;
+    }
     const waiting = this.faults.get(page);
     if (waiting) {
       // The handler looks again once woken: a write joining a read fetch asks again then.
@@ -206,6 +213,27 @@ export class Sequential implements ModelProtocol {
     this.unanswered.sent(page);
   }
 
+  /**
+   * This node announced it leaves: members drop its requests from now on, so the fetches
+   * under way end here. Their waiters are parked (fault), and requests of other nodes held
+   * meanwhile are served, forwarded along the hints. A grant already on its way is still
+   * taken (onReply) and handed over with the rest.
+   */
+  stopFetching(): void {
+    this.parked ??= [];
+    for (const page of [...this.asked.keys()]) {
+      this.parked.push(...(this.faults.get(page) ?? []));
+      this.faults.delete(page);
+      this.asked.delete(page);
+      this.searching.delete(page);
+      this.unanswered.answered(page);
+      this.release(page);
+    }
+  }
+
+  /** Set once this node leaves: the waiters of faults nobody will answer. */
+  private parked?: Waiter[];
+
   private unansweredFor(page: number): void {
     const a = this.asked.get(page);
     if (this.n.closing || !a || a.to === SEARCHING) return;
@@ -240,7 +268,9 @@ export class Sequential implements ModelProtocol {
     const n = this.n;
     // Our own request, led back here after we got the page another way (a request re-sent
     // after a member died): nothing to do.
-    if (!n.members.has(r.requester) || r.requester === n.id) return;
+    // One about to leave is answered as one that left: anything it got now it could take
+    // along after listing its pages (leave_intent.ts).
+    if (!n.members.has(r.requester) || r.requester === n.id || n.leaving.intent.intends(r.requester)) return;
     const m = this.models[r.page] & MODEL_MASK;
     if (m === PageModel.local) return this.reply(r.requester, r.page, ReplyStatus.local, undefined);
     if (this.searching.has(r.page) && !this.holdsWhileSearching(r)) return this.notOwner(r);
@@ -306,9 +336,13 @@ export class Sequential implements ModelProtocol {
     }
     this.counts.ownershipMoves++;
     this.busy.set(r.page, []);
+    // A requester that says it leaves meanwhile gets this grant all the same (its copy
+    // holders are told it is the owner), then the acknowledgement, in that order.
+    n.leaving.intent.grantStarted(r.requester);
     this.invalidations.send(r.page, 1, r.requester, r.requester, () => {
       n.native.shareSequential(r.page, this.page, true, r.requester);
       this.reply(r.requester, r.page, ReplyStatus.owner, this.page);
+      n.leaving.intent.grantSent(r.requester);
       this.release(r.page);
     });
   }
@@ -413,7 +447,9 @@ export class Sequential implements ModelProtocol {
     const holders = s.holders.filter((id) => n.members.has(id));
     if (n.table.states[page] !== 0 && (this.models[page] & MODEL_MASK) === PageModel.sequential) holders.push(n.id);
     if (holders.length > 0 && s.adoptions < SEARCH_ROUNDS) {
-      const heir = Math.min(...holders);
+      // Not a holder about to leave while another holds a copy: it would have to hand the page on again.
+      const staying = holders.filter((id) => !n.leaving.intent.intends(id));
+      const heir = Math.min(...(staying.length > 0 ? staying : holders));
       if (heir === n.id) {
         this.becomeOwner(page, holders);
         // The fault looks again, as the owner now.

@@ -53,9 +53,14 @@ describe('in flight while a node leaves', () => {
     await b.run('await dsm.transaction(() => { dsm.u32[args.at + 1024] = 1; });', { at: AT });
     await settle([a, b, c]);
     const sent = (n: RemoteNode, to: RemoteNode, type: number) => n.stderr.split(`node ${n.nodeId} -> ${to.nodeId}: type ${type} `).length - 1;
-    await a.stop();
+    // The leaver first tells every member it leaves and waits for each to acknowledge
+    // (LeaveIntent): c, stopped, holds it there until a has acknowledged and been stopped.
+    await c.stop();
     const closing = b.close();
     closing.catch(() => undefined); // awaited below; a step failing before then is the error to see
+    await until('a acknowledged that b leaves', 30_000, async () => (sent(a, b, 60) > 0 ? true : undefined)); // LeaveIntentAck
+    await a.stop();
+    c.kill('SIGCONT');
     await until('b has sent its pages to a', 30_000, async () => (sent(b, a, 33) > 0 ? true : undefined)); // HandoverDone
     await b.stop();
     a.kill('SIGCONT');

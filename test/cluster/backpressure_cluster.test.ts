@@ -108,17 +108,31 @@ describe('backpressure in the cluster', () => {
   });
 
   it('a hand-over of more pages than the hard limit to a stopped successor completes once it runs again', async () => {
-    const [a, b, c] = await h.cluster(3, { regionSize: 128 * MiB });
+    // Traced (NODE_DEBUG=dsm): the test sees when a has acknowledged that c leaves.
+    const env = process.env.NODE_DEBUG;
+    process.env.NODE_DEBUG = 'dsm';
+    const [a, b, c] = await h.cluster(3, { regionSize: 128 * MiB }).finally(() => {
+      if (env === undefined) delete process.env.NODE_DEBUG;
+      else process.env.NODE_DEBUG = env;
+    });
     // c writes more pages than the hard limit holds, owning their only copy (and the token).
     const pages = 28_000;
     const FIRST = 2000; // past the heap's metadata
     await c.run('await dsm.transaction(() => { for (let p = 0; p < args.pages; p++) dsm.u32[(args.first + p) * 1024] = p + 1; });', { pages, first: FIRST });
     await settle([a, b, c]);
     // a, the lowest other id, is c's successor: stopped, it reads nothing of the hand-over.
-    await a.stop();
-    stopped.push(a);
+    // c first tells every member it leaves and waits for each to acknowledge: b, stopped,
+    // holds c there until a has acknowledged and been stopped in turn.
+    await b.stop();
+    stopped.push(b);
     let left = false;
     const closed = c.close().finally(() => (left = true));
+    const acked = `node ${a.nodeId} -> ${c.nodeId}: type 60 `; // LeaveIntentAck
+    await until('a acknowledged that c leaves', async () => a.stderr.includes(acked), (v) => v);
+    await a.stop();
+    stopped.push(a);
+    b.kill('SIGCONT');
+    stopped.splice(stopped.indexOf(b), 1);
     // c sends a batch at a time as a reads: it waits, backlogged, with little queued (not
     // done: without a successor reading, a hand-over cannot be complete).
     const p = await until(

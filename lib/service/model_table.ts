@@ -6,6 +6,7 @@ import { LOST_OWNER, type ModelRun, Msg } from './protocol';
 import { WireError } from './wire';
 import { decodeModelSet, encodeModelSet } from './sequential_wire';
 import type { Cluster } from './cluster';
+import type { SequentialLoss } from './sequential_loss';
 import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
 
 /** What the sequential protocol keeps per page, dropped as models change. */
@@ -14,10 +15,6 @@ export interface ModelProtocol {
   modelChanged(page: number, model: number, time: number): void;
   /** Every model this node knew is void (joining again). */
   forgetAll(): void;
-  /** `page` was lost before this node joined (its admitter names no owner), in generation `generation`. */
-  lostBeforeJoining(page: number, generation: number): void;
-  /** The generation `page` is known lost in here (undefined: not lost). */
-  lostGeneration(page: number): number | undefined;
 }
 
 export class ModelTable {
@@ -35,6 +32,7 @@ export class ModelTable {
     private readonly n: Cluster,
     private readonly models: Uint8Array,
     private readonly protocol: ModelProtocol,
+    private readonly loss: SequentialLoss,
   ) {}
 
   // ---- a joining node learns the models ----
@@ -77,6 +75,7 @@ export class ModelTable {
       if ((this.models[p] & MODEL_MASK) !== PageModel.transactional) n.native.setModel(p, 1, PageModel.transactional, n.id);
     }
     this.generations.clear();
+    this.loss.forget();
     this.protocol.forgetAll();
   }
 
@@ -91,7 +90,7 @@ export class ModelTable {
       n.native.setModel(r.first, r.count, r.model, r.owner);
       for (let p = r.first; p < r.first + r.count; p++) {
         this.generations.set(p, r.generation);
-        if (r.owner === LOST_OWNER) this.protocol.lostBeforeJoining(p, r.generation);
+        if (r.owner === LOST_OWNER) this.loss.joined(p, r.generation);
       }
     }
   }
@@ -119,7 +118,7 @@ export class ModelTable {
   onModelSet(from: number, p: Buffer): void {
     const n = this.n;
     const { time, changes } = decodeModelSet(p, n.config.numPages, PageModel.migratory);
-    const current = (q: number) => time >= this.generationOf(q) && !(time <= (this.protocol.lostGeneration(q) ?? -1));
+    const current = (q: number) => time >= this.generationOf(q) && !(time <= (this.loss.lostGeneration(q) ?? -1));
     for (const { first, count, model } of changes) {
       for (let q = first; q < first + count; ) {
         if (!current(q)) {

@@ -98,8 +98,8 @@ export class Sequential implements ModelProtocol {
 
   constructor(private readonly n: Cluster) {
     this.models = n.native.pageModels();
-    this.modelTable = new ModelTable(n, this.models, this);
     this.loss = new SequentialLoss(n, this.models, (page) => this.modelTable.generationOf(page));
+    this.modelTable = new ModelTable(n, this.models, this, this.loss);
     this.page = new Uint8Array(n.config.pageSize);
     this.pushes = new PushedCopies(n, {
       models: this.models,
@@ -573,16 +573,7 @@ export class Sequential implements ModelProtocol {
     this.pushes.freed(page);
   }
 
-  lostBeforeJoining(page: number, generation: number): void {
-    this.loss.joined(page, generation);
-  }
-
-  lostGeneration(page: number): number | undefined {
-    return this.loss.lostGeneration(page);
-  }
-
   forgetAll(): void {
-    this.loss.forget();
     this.copies.clear();
     this.pushes.clear();
     this.arrived.clear();

@@ -7,7 +7,7 @@
 // that, the successor takes the leaver's sequential and migratory pages through their own
 // protocol (SeqTakeOver), as a writer would; and before that, the leaver tells every member
 // it is about to leave (leave_intent.ts), so no ownership can reach it after it listed its pages.
-import { decode, encode, Msg, PageStatus, type TokenState } from './protocol';
+import { decode, encode, LOST_OWNER, Msg, PageStatus, type TokenState } from './protocol';
 import { WireError } from './wire';
 import { READ_AHEAD_MAX } from './pager';
 import { decodeTakeOver, encodeTakeOver } from './sequential_wire';
@@ -53,6 +53,7 @@ export class Leaving {
       await Promise.race([new Promise<void>((resolve) => this.takenOver.push(resolve)), new Promise<void>((resolve) => (timer = setTimeout(resolve, HANDOVER_MS)))]);
       clearTimeout(timer);
     }
+    await this.claimOrphanedCopies();
     const late = await this.intent.announce(HANDOVER_MS);
     if (late.length > 0) n.ev.log('warn', `nodes ${late.join(', ')} did not acknowledge within ${HANDOVER_MS / 1000} s that this node leaves; a sequential or migratory page they grant it later may be lost`);
     for (;;) {
@@ -204,6 +205,31 @@ export class Leaving {
     const { owners, versions } = n.table;
     for (let p = 0; p < owners.length; p++) if (owners[p] === n.id && versions[p] !== 0n && !n.sequential.handles(p)) mine.push(p);
     return mine;
+  }
+
+  /**
+   * Read copies held here of sequential pages whose owner is gone. A search adopts such a
+   * page from its copies, but only once some node touches it: until then this node's copy
+   * may be the last, and it left with this node (the random model workload: a page read
+   * whole after its owner was killed, lost when the reader then closed). Each is taken as a
+   * writer takes a page (a search, an adoption, the other copies invalidated), so it is this
+   * node's to hand on with its own. Done before the leave intent: once members have heard
+   * it, they answer none of this node's requests.
+   */
+  private async claimOrphanedCopies(): Promise<void> {
+    const n = this.n;
+    const models = (this.models ??= n.native.pageModels());
+    const { owners, states } = n.table;
+    const orphans: number[] = [];
+    for (let p = 0; p < owners.length; p++) {
+      const owner = owners[p];
+      if ((models[p] & MODEL_MASK) === PageModel.sequential && states[p] !== 0 && owner !== n.id && owner !== LOST_OWNER && !n.members.has(owner)) orphans.push(p);
+    }
+    if (orphans.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const claimed = Promise.all(orphans.map((p) => new Promise<void>((resolve) => n.sequential.prefetch(p, 1, true, resolve))));
+    await Promise.race([claimed, new Promise<void>((resolve) => (timer = setTimeout(resolve, HANDOVER_MS)))]);
+    clearTimeout(timer);
   }
 
   /** The sequential and migratory pages this node owns with their contents (local ones stay: they are never shared). */

@@ -197,4 +197,22 @@ describe('leaving', () => {
     });
     for (const n of live) expect(await n.run('return dsm.u32[args.at];', { at: ptr / 4 })).toBe(done);
   });
+
+  it("a closing node that holds the last copy of a sequential page whose owner died hands it on", async () => {
+    // c writes the page and dies; b holds a read copy, the last one, and nobody has touched
+    // the page since. Before, b's close handed over only pages it owned: the copy left with
+    // it, and a's next touch found no owner and no copy (ERR_DSM_PAGE_LOST after one kill).
+    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' });
+    const ptr = await a.run<number>(`return dsm.transaction((tx) => tx.alloc(4096, { model: 'sequential' }));`);
+    await settle([a, b, c]);
+    const at = ptr / 4;
+    await c.run('dsm.u32[args.at] = 31;', { at });
+    expect(await b.run('return dsm.u32[args.at];', { at })).toBe(31);
+    c.kill('SIGKILL');
+    for (const n of [a, b]) await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    await b.close();
+    expect(await a.run('const v = dsm.u32[args.at]; try { dsm.stats(); return { v }; } catch (e) { return { v, code: e.code }; }', { at })).toEqual({ v: 31 });
+    expect(a.stderr).not.toContain('was lost');
+  });
 });
+

@@ -189,6 +189,8 @@ export class Admission {
     n.links.bind(ja.admitter, via);
     n.publishStatus();
     // Higher ids connect to lower ones: we are the highest, so we connect to everyone.
+    // (Test hook: a joiner that dies before it reaches the others, held so.)
+    if (process.env.DSM_TEST_JOINER_STAYS_UNCONNECTED === '1') return;
     for (const m of ja.members) {
       if (m.id !== n.id && !n.links.has(m.id)) void this.connectTo(m);
     }

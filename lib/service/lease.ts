@@ -51,6 +51,7 @@ export class Lease {
     const t = now();
     for (const id of n.members.keys()) if (id !== n.id && n.links.has(id)) n.links.send(id, Msg.LeasePing, encode.time(Math.floor(t)));
     this.changed();
+    n.membership.checkUnconnected();
     n.recovery.checkToken();
   }
 

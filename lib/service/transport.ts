@@ -309,6 +309,11 @@ export class Transport extends EventEmitter {
   private refused = 0;
   private refusedLog?: NodeJS.Timeout;
 
+  /** How long a silent connection lives before it counts as dead (membership.ts uses it for members never connected at all). */
+  get deadAfterMs(): number {
+    return this.opts.deadAfterMs;
+  }
+
   constructor(o: TransportOptions) {
     super();
     if (!o.secret || o.secret.length === 0) throw new AuthFailedError('(no secret given)');

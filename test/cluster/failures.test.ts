@@ -180,4 +180,27 @@ describe('failures', () => {
     await a.run('await dsm.transaction(() => { dsm.u32[args.at] = 1; });', { at: AT });
     expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(1);
   });
+
+  it('a joiner killed before it connected to the lowest member is removed, and the cluster commits on', async () => {
+    // c joins through b and dies before it dials a (held so by a test hook). b lost c and
+    // waited for the coordinator, a, to recover; a had no connection to c to lose, never
+    // suspected it, and every commit waited for good.
+    const opts = { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' };
+    const [a, b] = await h.cluster(2, opts);
+    process.env.DSM_TEST_JOINER_STAYS_UNCONNECTED = '1';
+    let c;
+    try {
+      c = await h.start({ ...opts, peers: [b.address] });
+    } finally {
+      delete process.env.DSM_TEST_JOINER_STAYS_UNCONNECTED;
+    }
+    for (const n of [a, b]) await n.waitForLine((l) => l === `peer-join ${c.nodeId}`);
+    c.kill('SIGKILL');
+    for (const n of [a, b]) await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
+    await a.run('await dsm.transaction(() => { dsm.u32[args.at] = 5; });', { at: AT });
+    await b.run('await dsm.transaction(() => { dsm.u32[args.at] += 1; });', { at: AT });
+    await settle([a, b]);
+    expect(await a.run('return dsm.transaction(() => dsm.u32[args.at]);', { at: AT })).toBe(6);
+  }, 60_000);
 });
+

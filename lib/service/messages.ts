@@ -108,4 +108,11 @@ export interface ServiceStats {
    * invalidations sent, requests forwarded along owner hints, local pages refused.
    */
   sequential: { readFetches: number; ownershipMoves: number; invalidationsSent: number; forwarded: number; localRefused: number; searches: number; pushed: number };
+  /**
+   * Backups (durability 'replicated') not yet holding every page this node owns from before
+   * they became its backups (pages written while it was alone, or taken over from a member
+   * that died). Until this is empty again after a configuration change, a failure of this
+   * node can still lose those pages.
+   */
+  backupsCatchingUp: number[];
 }

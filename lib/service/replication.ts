@@ -123,6 +123,12 @@ export class Replication {
   onAck(from: number, payload: Buffer): void {
     let head = false;
     for (const t of decode.commitAck(payload)) {
+      // Time 0: the pages asked for by askToHoldOlderPages.
+      if (t === 0) {
+        const left = (this.olderPagesAsked.get(from) ?? 0) - 1;
+        if (left > 0) this.olderPagesAsked.set(from, left);
+        else this.olderPagesAsked.delete(from);
+      }
       const u = this.byTime.get(t);
       if (!u) continue;
       u.acks.add(from);
@@ -267,6 +273,7 @@ export class Replication {
 
   /** The configuration changed: commits waiting on members that left ask their new backups. */
   configurationChanged(): void {
+    for (const id of [...this.olderPagesAsked.keys()]) if (!this.n.members.has(id)) this.olderPagesAsked.delete(id);
     if (this.pageServers().length > 0) this.toldNoPageServer = false;
     // The last page server left or died while commits wait for it.
     const waiting = this.unacked.find((u) => u.want === DISK);
@@ -310,7 +317,19 @@ export class Replication {
     }
     if (pages.length === 0) return;
     const b = encode.backupRequest(0, Uint32Array.from(pages));
-    for (const id of backups) n.links.send(id, Msg.BackupRequest, b);
+    for (const id of backups) {
+      n.links.send(id, Msg.BackupRequest, b);
+      // Each request at time 0 is answered by one acknowledgement of time 0, in any order.
+      this.olderPagesAsked.set(id, (this.olderPagesAsked.get(id) ?? 0) + 1);
+    }
+  }
+
+  /** Per backup: requests of askToHoldOlderPages not answered yet. */
+  private readonly olderPagesAsked = new Map<number, number>();
+
+  /** The backups still fetching pages this node owns from before they were its backups (dsm.clusterStats().backupsCatchingUp). */
+  catchingUp(): number[] {
+    return [...this.olderPagesAsked.keys()].filter((id) => this.n.members.has(id)).sort((a, b) => a - b);
   }
 
   /** Sends each unacknowledged commit to its backups that have not answered. */

@@ -186,6 +186,7 @@ export class Service {
       seenTime: Number(this.time[1]),
       dataChannels: c ? c.dataChannelOwners() : [],
       sequential: c ? { ...c.sequential.counts } : { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0, pushed: 0 },
+      backupsCatchingUp: c ? c.replication.catchingUp() : [],
     };
   }
 

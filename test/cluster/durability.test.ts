@@ -185,12 +185,13 @@ describe('durability and the update protocol', () => {
     const b = await h.start({ ...fast, peers: [a.address] });
     const c = await h.start({ ...fast, peers: [a.address] });
     await settle([a, b, c]);
-    // a's backup (b) is asked to hold every page a owns; wait until it does.
+    // a's backup (b) is asked to hold every page a owns; a says when it does (clusterStats).
     const owned = await a.run<number[]>('const r = dsm.region; const out = []; for (let p = 0; p < r.numPages; p++) if (r.owners[p] === dsm.nodeId && r.versions[p] !== 0n) out.push(p); return out;');
     expect(owned).toContain(FIRST);
-    await until("a's backup to hold every page a owns", 30_000, async () =>
-      (await b.run<boolean>('return args.pages.every((p) => dsm.region.states[p] !== 0);', { pages: owned })) || undefined,
+    await until("a's backups to hold every page a owns", 30_000, async () =>
+      (await a.run<{ backupsCatchingUp: number[] }>('return dsm.clusterStats();')).backupsCatchingUp.length === 0 ? true : undefined,
     );
+    expect(await b.run<boolean>('return args.pages.every((p) => dsm.region.states[p] !== 0);', { pages: owned })).toBe(true);
     a.kill('SIGKILL');
     for (const n of [b, c]) await n.waitForLine((l) => l === `peer-leave ${a.nodeId}`);
     for (const n of [b, c]) {

@@ -6,7 +6,7 @@
 // copies are gone), and a graceful close hands its pages over. The seed is printed; replay
 // one with DSM_SEED.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, settle } from './harness';
+import { Harness, type RemoteNode, settle, until } from './harness';
 import { rng } from './rng';
 
 const PAGE_WORDS = 1024;
@@ -77,6 +77,10 @@ describe('consistency models under failure, random work', () => {
         v.kill('SIGKILL');
         nodes = nodes.filter((m) => m !== v);
         for (const m of nodes) await m.waitForLine((l) => l === `peer-leave ${v.nodeId}`);
+        // One failure at a time (what 'replicated' with one backup survives): the next waits
+        // until every page of the heap has its second copy again (the new backups fetch the
+        // pages a node took over, or owned before they were its backups).
+        for (const m of nodes) await until(`node ${m.nodeId}'s backups hold its pages`, 60_000, async () => ((await m.run<{ backupsCatchingUp: number[] }>('return dsm.clusterStats();')).backupsCatchingUp.length === 0 ? true : undefined));
         for (const p of pages) if (!p.lost) p.mayBeLost = true;
         kills++;
         log.push(`${step}: node ${v.nodeId} killed`);

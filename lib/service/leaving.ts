@@ -21,6 +21,13 @@ import { LeaveIntent } from './leave_intent';
  */
 const HANDOVER_MS = 30_000;
 
+/** Resolves once `p` has, or after `ms` (a step of the leave that may wait for a stalled member goes on without it). */
+async function atMost(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
 export class Leaving {
   private handoverAcked?: () => void;
   /** Successor side: the pages each leaver handed over. */
@@ -48,11 +55,7 @@ export class Leaving {
     this.active = true;
     // Pages this node is taking over from another leaver are its own to hand on once taken
     // (each page comes or is found lost; HANDOVER_MS bounds the wait all the same).
-    if (this.takingOver > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([new Promise<void>((resolve) => this.takenOver.push(resolve)), new Promise<void>((resolve) => (timer = setTimeout(resolve, HANDOVER_MS)))]);
-      clearTimeout(timer);
-    }
+    if (this.takingOver > 0) await atMost(new Promise<void>((resolve) => this.takenOver.push(resolve)), HANDOVER_MS);
     await this.claimOrphanedCopies();
     const late = await this.intent.announce(HANDOVER_MS);
     if (late.length > 0) n.ev.log('warn', `nodes ${late.join(', ')} did not acknowledge within ${HANDOVER_MS / 1000} s that this node leaves; a sequential or migratory page they grant it later may be lost`);
@@ -226,10 +229,7 @@ export class Leaving {
       if ((models[p] & MODEL_MASK) === PageModel.sequential && states[p] !== 0 && owner !== n.id && owner !== LOST_OWNER && !n.members.has(owner)) orphans.push(p);
     }
     if (orphans.length === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    const claimed = Promise.all(orphans.map((p) => new Promise<void>((resolve) => n.sequential.prefetch(p, 1, true, resolve))));
-    await Promise.race([claimed, new Promise<void>((resolve) => (timer = setTimeout(resolve, HANDOVER_MS)))]);
-    clearTimeout(timer);
+    await atMost(Promise.all(orphans.map((p) => new Promise<void>((resolve) => n.sequential.prefetch(p, 1, true, resolve)))), HANDOVER_MS);
   }
 
   /** The sequential and migratory pages this node owns with their contents (local ones stay: they are never shared). */

@@ -118,7 +118,7 @@ export class ModelTable {
   onModelSet(from: number, p: Buffer): void {
     const n = this.n;
     const { time, changes } = decodeModelSet(p, n.config.numPages, PageModel.migratory);
-    const current = (q: number) => time >= this.generationOf(q) && !(time <= (this.loss.lostGeneration(q) ?? -1));
+    const current = (q: number) => time >= this.generationOf(q) && time > (this.loss.lostGeneration(q) ?? -1);
     for (const { first, count, model } of changes) {
       for (let q = first; q < first + count; ) {
         if (!current(q)) {

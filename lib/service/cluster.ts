@@ -108,7 +108,6 @@ const handlers: Record<number, Handler> = {
   [Msg.ResendRequest]: (n, from, p) => n.commits.onResendRequest(from, p),
   [Msg.PageRequest]: (n, from, p) => n.serving.onRequest(from, p),
   [Msg.PageReply]: (n, from, p) => n.pager.onReply(from, p),
-  [Msg.ModelSet]: (n, from, p) => n.sequential.modelTable.onModelSet(from, p),
   [Msg.SeqRequest]: (n, from, p) => n.sequential.onRequest(from, p),
   [Msg.SeqReply]: (n, from, p) => n.sequential.onReply(from, p),
   [Msg.SeqInvalidate]: (n, from, p) => n.sequential.invalidations.onInvalidate(from, p),

@@ -18,6 +18,11 @@ const PUSH_MS = 5;
 
 /** Commits re-sent between checks of the requester's backlog. */
 const RESEND_CHUNK = 1024;
+/**
+ * Test hook: the id of a member this node's commits are not sent to, as if each were lost
+ * on the way (the member learns of them from another member, or from a re-send).
+ */
+const COMMITS_NOT_TO = Number(process.env.DSM_TEST_COMMITS_NOT_TO) || 0;
 
 export class Commits {
   /** Cancels the drain of the app's commits that is scheduled (none: undefined). */
@@ -408,10 +413,9 @@ export class Commits {
   /** A commit made here (natively committed already): tell everyone, and wait for its backups. */
   private made(rec: CommitRecord, to: Iterable<Member>): void {
     const n = this.n;
-    // Pages this commit allocated outside transactional consistency: their model reaches
-    // every member before the commit does (same connections, in order).
-    to = [...to];
-    n.sequential.modelTable.announce(rec.time, to);
+    // Pages this commit allocated outside transactional consistency: their models go with it.
+    rec.models = n.sequential.modelTable.take(rec.time);
+    if (COMMITS_NOT_TO) to = [...to].filter((m) => m.id !== COMMITS_NOT_TO);
     const c = rec.changes && carried(rec.changes, n.config.pageSize, CHANGES_LIMIT);
     // The log keeps (and re-sends) what the backups got.
     if (c) rec.changes = c.backups;
@@ -446,6 +450,8 @@ export class Commits {
       seen[0] = seen[1];
       seen[1] = performance.now();
     } else this.theirCommits.set(rec.node, [-Infinity, performance.now()]);
+    // Models first, as the committer declared them before its commit went out.
+    if (rec.models) n.sequential.modelTable.apply(rec.node, rec.time, rec.models);
     if (n.membership.lostPages.size > 0) {
       for (const p of rec.pages) if (p < n.config.numPages && n.table.owners[p] === LOST_OWNER) n.membership.discarded(p);
     }
@@ -462,6 +468,7 @@ export class Commits {
   /** Commit. */
   onCommit(from: number, payload: Buffer): void {
     const rec = decode.commit(payload);
+    if (rec.models) this.n.sequential.modelTable.check(rec.models);
     // Made with a token a recovery replaced, after the time it was replaced at: void. Such a
     // commit can arrive after the recovery, from a holder that was stalled or cut off (its
     // queued frames go out when its connection is back), and land in a gap before the

@@ -17,7 +17,8 @@ import { ProtocolError, ProtocolVersionError } from './transport_errors';
 // 13: SeqLost; JoinAccept carries the cluster's identity; ClusterRequest/ClusterReply.
 // 14: ModelSet carries its commit's time, SeqLost the generation of the page it names.
 // 15: LeaveIntent/LeaveIntentAck before a leaver lists its sequential and migratory pages.
-export const PROTOCOL_VERSION = 15;
+// 16: a commit carries its model changes (ModelSet, sent ahead of it, is gone).
+export const PROTOCOL_VERSION = 16;
 export const HEADER = 10;
 export const FrameType = {
   heartbeat: 0,

@@ -1,10 +1,10 @@
 // The page-model table's travels (DESIGN.md "Consistency models"): the models of pages outside
 // transactional consistency go to a joiner with its JoinAccept, and each commit's model
-// changes (blocks allocated or freed under another model) reach every member ahead of the
-// commit. The protocol that moves those pages is sequential.ts; it hears of every change.
-import { LOST_OWNER, type ModelRun, Msg } from './protocol';
+// changes (blocks allocated or freed under another model) travel in the commit and are
+// applied with it. The protocol that moves those pages is sequential.ts; it hears of every change.
+import { LOST_OWNER, type ModelRun } from './protocol';
 import { WireError } from './wire';
-import { decodeModelSet, encodeModelSet } from './sequential_wire';
+import { checkModelChanges } from './sequential_wire';
 import type { Cluster } from './cluster';
 import type { SequentialLoss } from './sequential_loss';
 import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
@@ -40,8 +40,9 @@ export class ModelTable {
   /**
    * For a joiner (admission.ts, under the token at the configuration's time): every page
    * here outside transactional consistency, in runs of one model and one owner hint. Model
-   * changes reach members ahead of their commits, so this holds every change committed up to
-   * that time (and perhaps a later one, which its committer sends the joiner again).
+   * changes are applied with their commits, and every commit up to that time is applied
+   * here, so this holds every change committed up to it; later ones reach the joiner in
+   * their commits.
    */
   runs(): ModelRun[] {
     const n = this.n;
@@ -97,37 +98,49 @@ export class ModelTable {
 
   // ---- model changes travelling with commits ----
 
-  /** Before this node's commit `time` goes out: every member learns its model changes first. */
-  announce(time: number, to: Iterable<{ id: number }>): void {
-    const n = this.n;
-    const c = n.native.takeModelChanges(time);
-    if (c.length === 0) return;
-    const b = encodeModelSet(time, c);
-    for (const m of to) if (m.id !== n.id) n.links.send(m.id, Msg.ModelSet, b);
+  /**
+   * This node's commit at `time`: the model changes it made (for its record), declared here.
+   * They travel in the commit itself, so every member applies them with it, in the
+   * commits' order, and a re-sent commit carries them too. Before, they went ahead of the
+   * commit in a message of their own that nobody kept: a member that got the commit from a
+   * backup (the committer died between the two sends) or from a re-send never heard of them,
+   * and took a sequential block for transactional pages.
+   */
+  take(time: number): Uint32Array | undefined {
+    const c = this.n.native.takeModelChanges(time);
+    if (c.length === 0) return undefined;
     // Pages freed here: any copy sets and waits for them are over. Pages declared again (a
     // lost page discarded): lost no more.
     for (let i = 0; i < c.length; i += 3) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.declared(p, c[i + 2], time);
+    return c;
+  }
+
+  /** Throws WireError unless `changes` (a received commit's) name pages of the region and known models. */
+  check(changes: Uint32Array): void {
+    checkModelChanges(changes, this.n.config.numPages, PageModel.migratory);
   }
 
   /**
-   * ModelSet: (first, count, model) triples the sender's commit at `time` allocated, freed or
-   * declared again. Pages this node knows a later declaration of, or knows lost in this
-   * declaration's generation or a later one (the committer died, and a search found no copy
-   * before this message came), keep what they have.
+   * Another node's commit at `time`, applied here: the (first, count, model) triples it
+   * allocated, freed or declared again. Pages this node knows a later declaration of, or
+   * knows lost in this declaration's generation or a later one (the committer died, and a
+   * search found no copy before this commit was applied here), keep what they have.
    */
-  onModelSet(from: number, p: Buffer): void {
+  apply(committer: number, time: number, changes: Uint32Array): void {
     const n = this.n;
-    const { time, changes } = decodeModelSet(p, n.config.numPages, PageModel.migratory);
     const current = (q: number) => time >= this.generationOf(q) && time > (this.loss.lostGeneration(q) ?? -1);
-    for (const { first, count, model } of changes) {
-      for (let q = first; q < first + count; ) {
+    for (let i = 0; i < changes.length; i += 3) {
+      const first = changes[i];
+      const last = first + changes[i + 1];
+      const model = changes[i + 2];
+      for (let q = first; q < last; ) {
         if (!current(q)) {
           q++;
           continue;
         }
         let end = q + 1;
-        while (end < first + count && current(end)) end++;
-        n.native.setModel(q, end - q, model, from);
+        while (end < last && current(end)) end++;
+        n.native.setModel(q, end - q, model, committer);
         for (let k = q; k < end; k++) this.declared(k, model, time);
         q = end;
       }

@@ -70,8 +70,7 @@ export const Msg = {
   SnapshotChunk: 42,
   /** Page server -> client: that was all. JSON { bytes, time, pages } or { error }. */
   SnapshotEnd: 43,
-  /** Committer -> members, ahead of the commit: u64 the commit's time | (u32 first page, u32 count, u32 model) triples it allocated, freed or declared again (layout in sequential_wire.ts). */
-  ModelSet: 44,
+  // 44 was ModelSet (a commit's model changes, sent ahead of it); since protocol version 16 they travel in the commit.
   /** Sequential page request, forwarded along the owner hints: u32 page | u16 requester | u8 flags (1: write; 2: a search, sent to every member, answered with the page by the owner only) | u16 hops | u16 pages (read-ahead). */
   SeqRequest: 45,
   /** Owner -> requester: u32 page | u8 status (0 read copies, 1 ownership, 2 a local page: refused, 3 lost, 4 not the owner: search) | the pages. */
@@ -121,6 +120,7 @@ export const Msg = {
 
 export const NO_NODE = 0xffff;
 const EMPTY = new Uint8Array(0);
+const NO_MODELS = new Uint32Array(0);
 /** The owner of a page decided lost (its latest version died with every holder). */
 export const LOST_OWNER = 0xfffe;
 
@@ -185,6 +185,7 @@ export interface TokenState {
  * Commit: u64 time | u16 committer | u8 backups the committer waits for (replication.ts; 0:
  * durability 'none') | u32 generation of the token it was made with | u32s pages | bytes changes (per page, in order: u64 the version it replaces |
  * u32 length | a diff, native/page_diff.h; empty: no changes carried, receivers invalidate)
+ * | u32s model changes ((first page, count, model) triples; sequential_wire.ts checkModelChanges)
  * | then, for a configuration change only:
  * u32 epoch | u16 next id | members as in JoinAccept | u32 count, then u16 removed ids | u32s pages decided
  * lost | u32s pages moved | u32 count, then u16 their new owners | u32 count, then u64 their versions.
@@ -195,6 +196,12 @@ export interface CommitRecord {
   pages: Uint32Array;
   /** What changed in each page (see above); absent for configurations. */
   changes?: Uint8Array;
+  /**
+   * Blocks the commit allocated, freed or declared again outside transactional consistency:
+   * (first page, count, model) triples. In the record, so that whoever re-sends it (a backup
+   * after the committer died, any member to one that missed it) re-sends them too.
+   */
+  models?: Uint32Array;
   /** How many backups the committer waits for (durability 'replicated'; 0: none). */
   backups?: number;
   /**
@@ -326,7 +333,8 @@ export const encode = {
   },
   commit(c: CommitRecord): Buffer {
     const changes = c.changes ?? EMPTY;
-    const w = new WireWriter(24 + c.pages.length * 4 + changes.length).u64(c.time).u16(c.node).u8(c.backups ?? 0).u32(c.generation ?? 0).u32s(c.pages).bytes(changes);
+    const models = c.models ?? NO_MODELS;
+    const w = new WireWriter(28 + c.pages.length * 4 + changes.length + models.length * 4).u64(c.time).u16(c.node).u8(c.backups ?? 0).u32(c.generation ?? 0).u32s(c.pages).bytes(changes).u32s(models);
     const k = c.config;
     if (k) {
       w.u32(k.epoch).u16(k.nextId);
@@ -428,6 +436,9 @@ export const decode = {
     const changes = r.bytes();
     // Copied: the log keeps records, and a view would keep the whole socket chunk alive.
     if (changes.length) c.changes = new Uint8Array(changes);
+    // Checked against the region where it is received (commits.ts onCommit).
+    const models = r.u32s();
+    if (models.length) c.models = models;
     if (r.remaining > 0) {
       const epoch = r.u32();
       const nextId = r.u16();

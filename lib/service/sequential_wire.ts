@@ -1,5 +1,5 @@
 // The wire layout of the sequential and migratory pages' messages (protocol.ts Msg.SeqRequest,
-// SeqReply, SeqInvalidate, SeqInvalidateAck, ModelSet, SeqPush, SeqTakeOver, SeqAdopt, SeqLost; the protocol in sequential.ts). Their
+// SeqReply, SeqInvalidate, SeqInvalidateAck, SeqPush, SeqTakeOver, SeqAdopt, SeqLost; the protocol in sequential.ts) and of a commit's model changes. Their
 // numbers are in protocol.ts with every other message's. Decoders check sizes and ranges and
 // throw WireError: the sender is logged and its connection dropped, never trusted.
 import { WireError } from './wire';
@@ -100,31 +100,17 @@ export function decodeInvalidateAck(p: Buffer): number {
 }
 
 /**
- * ModelSet: u64 the global time of the commit making the changes | (u32 first page, u32
- * count, u32 model) triples, allocated, freed or declared again by the sender. The time is
- * each page's generation (sequential_loss.ts): a loss announced for an older one is void.
+ * A commit's model changes (protocol.ts CommitRecord.models): (u32 first page, u32 count, u32
+ * model) triples the committer allocated, freed or declared again. The commit's time is each
+ * page's generation (sequential_loss.ts): a loss announced for an older one is void.
  */
-export function encodeModelSet(time: number, triples: Uint32Array): Buffer {
-  const b = Buffer.allocUnsafe(8 + triples.byteLength);
-  b.writeUInt32LE(time % 0x1_0000_0000, 0);
-  b.writeUInt32LE(Math.floor(time / 0x1_0000_0000), 4);
-  b.set(new Uint8Array(triples.buffer, triples.byteOffset, triples.byteLength), 8);
-  return b;
-}
-
-export function decodeModelSet(p: Buffer, numPages: number, maxModel: number): { time: number; changes: Array<{ first: number; count: number; model: number }> } {
-  if (p.length < 8 || (p.length - 8) % 12 !== 0) throw new WireError('a model change has the wrong size');
-  const time = p.readUInt32LE(0) + p.readUInt32LE(4) * 0x1_0000_0000;
-  if (!Number.isSafeInteger(time)) throw new WireError('a model change carries a time past 2^53');
-  const changes = [];
-  for (let i = 8; i < p.length; i += 12) {
-    const first = p.readUInt32LE(i);
-    const count = p.readUInt32LE(i + 4);
-    const model = p.readUInt32LE(i + 8);
-    if (first >= numPages || count > numPages - first || model > maxModel) throw new WireError('a model change names pages outside the region or an unknown model');
-    changes.push({ first, count, model });
+export function checkModelChanges(triples: Uint32Array, numPages: number, maxModel: number): void {
+  if (triples.length % 3 !== 0) throw new WireError("a commit's model changes are not whole (first, count, model) triples");
+  for (let i = 0; i < triples.length; i += 3) {
+    const first = triples[i];
+    const count = triples[i + 1];
+    if (first >= numPages || count > numPages - first || triples[i + 2] > maxModel) throw new WireError('a model change names pages outside the region or an unknown model');
   }
-  return { time, changes };
 }
 
 /**

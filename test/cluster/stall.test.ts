@@ -55,8 +55,12 @@ describe('a 5-second stall of one node process', () => {
     step('committing before the stall');
     for (let r = 0; r < 3; r++) for (let k = 0; k < 3; k++) await increment(nodes[k], ptr, k);
     if (victimHoldsToken) {
-      await increment(victim, ptr, victimIndex);
-      await until('the victim holding the token', 20_000, async () => ((await victim.run<{ tokenHeld: boolean }>('return await dsm.clusterStats();')).tokenHeld ? true : undefined));
+      // Its commit brings the token; a holder may hand it on unasked right after (commits.ts
+      // pushToken, when the others' commits came in between its own), so commit until it stays.
+      await until('the victim holding the token', 20_000, async () => {
+        await increment(victim, ptr, victimIndex);
+        return (await victim.run<{ tokenHeld: boolean }>('return await dsm.clusterStats();')).tokenHeld ? true : undefined;
+      });
     } else {
       await increment(majority[0], ptr, nodes.indexOf(majority[0]));
     }

@@ -23,6 +23,8 @@ const RESEND_CHUNK = 1024;
  * on the way (the member learns of them from another member, or from a re-send).
  */
 const COMMITS_NOT_TO = Number(process.env.DSM_TEST_COMMITS_NOT_TO) || 0;
+/** Test hook: configurations made by other nodes reach this node's log this many ms late, as on a slow member. */
+const CONFIGS_LATE_MS = Number(process.env.DSM_TEST_CONFIGS_LATE_MS) || 0;
 
 export class Commits {
   /** Cancels the drain of the app's commits that is scheduled (none: undefined). */
@@ -465,6 +467,9 @@ export class Commits {
     n.replication.applied(rec.node, rec.time, rec.pages, rec.backups ?? 0, rec.changes);
   }
 
+  /** Configurations held back by the test hook CONFIGS_LATE_MS (their times). */
+  private readonly lateConfigs = new Set<number>();
+
   /** Commit. */
   onCommit(from: number, payload: Buffer): void {
     const rec = decode.commit(payload);
@@ -475,6 +480,13 @@ export class Commits {
     // cluster's own commit at that time: a member applied one and read garbage after it.
     if (this.n.recovery.isVoid(rec)) {
       this.n.ev.log('warn', `dropped commit ${rec.time} from node ${from}: made with a token replaced before that time`);
+      return;
+    }
+    if (CONFIGS_LATE_MS && rec.config && rec.node !== this.n.id) {
+      // Copies re-sent meanwhile are lost on the way too.
+      if (this.lateConfigs.has(rec.time)) return;
+      this.lateConfigs.add(rec.time);
+      setTimeout(() => this.n.log.receive(rec), CONFIGS_LATE_MS).unref();
       return;
     }
     this.n.log.receive(rec);

@@ -49,6 +49,14 @@ export class Links {
     return this.conns.get(id)?.lively ?? false;
   }
 
+  /** Frames `c` delivered before it was bound to member `id` (membership.ts hello), in order. */
+  replay(id: number, c: Connection, frames: Array<[number, Buffer]>): void {
+    for (const [type, payload] of frames) {
+      if (this.conns.get(id) !== c) return;
+      this.ev.message(id, type, payload);
+    }
+  }
+
   /** Makes `c` the connection to member `id`, replacing any other, and sends what waited. */
   bind(id: number, c: Connection): void {
     const old = this.conns.get(id);

@@ -26,6 +26,19 @@ export function isQuorum(voters: number[], present: (id: number) => boolean): bo
 
 /** How long a Hello from a joiner waits for the configuration that admitted it. */
 const AWAIT_JOIN_MS = 5000;
+/** Bytes of frames a joiner's connection may send while it waits (held for its admission). */
+const AWAIT_HOLD_BYTES = 16 << 20;
+
+/** A joiner's connection waiting for the configuration that admitted it. */
+interface Awaiting {
+  id: number;
+  address: string;
+  c: Connection;
+  until: number;
+  /** What it sent meanwhile, dispatched in order once it is a member. */
+  held: Array<[number, Buffer]>;
+  hold: (type: number, payload: Buffer) => void;
+}
 
 export class Membership {
   /** The members of the configuration this node has applied. */
@@ -40,7 +53,7 @@ export class Membership {
   /** Ids this node saw removed: a Hello under one of them is answered with Removed. */
   private readonly removed = new Set<number>();
   /** Hellos from joiners this node has not seen admitted yet. */
-  private awaiting: Array<{ id: number; address: string; c: Connection; until: number }> = [];
+  private awaiting: Awaiting[] = [];
 
   constructor(private readonly n: Cluster) {}
 
@@ -99,7 +112,22 @@ export class Membership {
       // that admitted it may still be on its way here. Wait for it (briefly); anyone else is
       // not a member, and one that was must join again as a new member.
       if (!this.removed.has(id) && id >= this.nextId && id < this.nextId + 64) {
-        this.awaiting.push({ id, address, c, until: Date.now() + AWAIT_JOIN_MS });
+        // The joiner is a member as far as it knows, and talks on this connection at once (a
+        // token request, a barrier arrival, pages it asks for): hold what it sends. Dropped,
+        // as before, those waited for a fallback, and a barrier arrival, which has none,
+        // for ever.
+        const held: Array<[number, Buffer]> = [];
+        let bytes = 0;
+        const hold = (type: number, payload: Buffer) => {
+          bytes += payload.length;
+          if (bytes <= AWAIT_HOLD_BYTES) held.push([type, payload]);
+          else if (held.length) {
+            held.length = 0;
+            n.ev.log('warn', `node ${id} sent more than ${AWAIT_HOLD_BYTES} bytes before its configuration arrived here; dropped them`);
+          }
+        };
+        c.on('message', hold);
+        this.awaiting.push({ id, address, c, until: Date.now() + AWAIT_JOIN_MS, held, hold });
         c.once('close', () => (this.awaiting = this.awaiting.filter((w) => w.c !== c)));
         setTimeout(() => this.admitAwaiting(), AWAIT_JOIN_MS + 10).unref();
         return;
@@ -118,9 +146,17 @@ export class Membership {
     this.awaiting = [];
     for (const w of ws) {
       if (w.c.isClosed) continue;
-      if (this.members.has(w.id)) this.hello(w.c, w.id, w.address);
-      else if (Date.now() < w.until) this.awaiting.push(w);
-      else this.refuse(w.c, w.id);
+      if (this.members.has(w.id)) {
+        w.c.off('message', w.hold);
+        this.hello(w.c, w.id, w.address);
+        // After the configuration is applied (this runs inside it), and before anything the
+        // connection reads next: frames are read in later turns of the loop.
+        if (w.held.length) queueMicrotask(() => this.n.links.replay(w.id, w.c, w.held));
+      } else if (Date.now() < w.until) this.awaiting.push(w);
+      else {
+        w.c.off('message', w.hold);
+        this.refuse(w.c, w.id);
+      }
     }
   }
 

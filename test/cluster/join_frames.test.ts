@@ -38,3 +38,27 @@ describe('joining while the founder commits', () => {
     expect(protocol.resendRequests).toBe(0);
   });
 });
+
+describe('a joiner talking to a member that has not applied its admission yet', () => {
+  const h = new Harness();
+  afterEach(() => h.close());
+
+  it("what it sends meanwhile is held and handled once the member applies the configuration: a first barrier completes", async () => {
+    // a applies configurations made by others 3 s late (a test hook), as a slow member would.
+    // c joins through b, connects to a at once and arrives at a barrier a coordinates (the
+    // lowest member). a dropped that arrival while c's configuration was on its way, and the
+    // barrier, which sends its arrival once, never completed.
+    process.env.DSM_TEST_CONFIGS_LATE_MS = '3000';
+    let a;
+    try {
+      a = await h.start({ durability: 'none' });
+    } finally {
+      delete process.env.DSM_TEST_CONFIGS_LATE_MS;
+    }
+    const b = await h.start({ peers: [a.address], durability: 'none' });
+    const c = await h.start({ peers: [b.address], durability: 'none' });
+    const cAt = c.run('await dsm.barrier("first", 2); return dsm.nodeId;');
+    const aAt = a.run('await dsm.barrier("first", 2); return dsm.nodeId;');
+    expect(await Promise.all([aAt, cAt])).toEqual([a.nodeId, c.nodeId]);
+  }, 60_000);
+});

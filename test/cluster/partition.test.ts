@@ -88,8 +88,16 @@ describe.skipIf(unavailable !== undefined)('a partition (network namespaces)', (
     // Every node commits to its own page, so each holds a page of its own.
     for (let r = 0; r < 3; r++) for (let k = 0; k < 3; k++) await increment(nodes[k], ptr, k);
     if (victimHoldsToken) {
-      await increment(victim, ptr, victimIndex);
-      await within('the victim holding the token', 20_000, until('tokenHeld', 20_000, async () => ((await victim.run<{ tokenHeld: boolean }>('return await dsm.clusterStats();')).tokenHeld ? true : undefined)));
+      // Its commit brings the token; a holder may hand it on unasked right after (commits.ts
+      // pushToken, when the others' commits came in between its own), so commit until it stays.
+      await within(
+        'the victim holding the token',
+        20_000,
+        until('tokenHeld', 20_000, async () => {
+          await increment(victim, ptr, victimIndex);
+          return (await victim.run<{ tokenHeld: boolean }>('return await dsm.clusterStats();')).tokenHeld ? true : undefined;
+        }),
+      );
     } else {
       await increment(majority[0], ptr, nodes.indexOf(majority[0]));
     }

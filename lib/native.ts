@@ -188,6 +188,8 @@ export interface NativeAddon {
   ownSequential(page: number): void;
   /** Service: another node's local page was touched here. */
   refuseLocal(page: number): void;
+  /** Service: the lease ran out (true) or is back (false); sequential and migratory pages here lose their access while it is out. Returns how many lost it. */
+  fenceModels(on: boolean): number;
   /** Service: the model byte of every page (PageModel | 0x80 when owned here), read-only. */
   pageModels(): Uint8Array;
   /** Service: views of the page table (read them, never write). */

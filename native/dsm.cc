@@ -77,7 +77,8 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       // Another node's local page: every touch asks the service, which refuses it (a zero
       // page and a sticky error); once refused, this touch goes on over the zeros.
       const bool foreign = local && !(m & kHere);
-      const bool may = foreign ? waited && s != kInvalid : s != kInvalid && (!(write || exclusive) || (m & kHere));
+      // Fenced (the lease ran out): sequential and migratory pages wait for the service.
+      const bool may = foreign ? waited && s != kInvalid : s != kInvalid && (!(write || exclusive) || (m & kHere)) && (local || !fenced_.load(std::memory_order_acquire));
       if (!may) {
         lock_.Unlock();
         stats_.Inc(kServiceFaults);

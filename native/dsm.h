@@ -183,7 +183,7 @@ class Dsm {
     uint8_t model;
   };
   // Service thread: the model changes of this node's commits up to `time`, oldest first;
-  // every member gets them ahead of the commit.
+  // they travel in the commit to every member.
   void TakeModelChanges(uint64_t time, std::vector<ModelChange>* out);
   // Sets the model of pages another node's commit allocated (`owner`) or freed.
   void SetModel(uint32_t first, uint32_t count, uint8_t model, uint16_t owner);
@@ -203,6 +203,13 @@ class Dsm {
   // app thread reports it (TakeLocalTouched).
   void RefuseLocal(uint32_t page);
   int64_t TakeLocalTouched() { return localTouched_.exchange(-1, std::memory_order_acq_rel); }
+  // Service: this node's lease ran out (on) or is back (off). While fenced, every sequential
+  // and migratory page here loses its access and each touch asks the service, which holds
+  // it until the lease is back or the node has joined again: a node cut off or stalled past
+  // the failure detector must not read or write pages the others may have taken over.
+  // Returns how many pages lost their access.
+  uint32_t Fence(bool on);
+  bool fenced() const { return fenced_.load(std::memory_order_acquire); }
 
   Region& region() { return region_; }
   CommitChannel& channel() { return channel_; }
@@ -269,6 +276,7 @@ class Dsm {
   CommitChannel channel_;
   std::atomic<int64_t> lost_{-1};
   std::atomic<int64_t> localTouched_{-1};
+  std::atomic<bool> fenced_{false};  // Fence(): sequential and migratory pages wait for the lease
   // Model declarations of the live transaction, and of commits made here not yet taken by
   // the service (app thread and service thread; never the fault handler).
   std::mutex modelsMu_;

@@ -93,6 +93,11 @@ Napi::Value OwnSequential(const Napi::CallbackInfo& info) {
   d->OwnSequential(PageArg(env, d, info[0]));
   return env.Undefined();
 }
+Napi::Value FenceModels(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  return Napi::Number::New(env, d->Fence(info[0].ToBoolean()));
+}
 Napi::Value RefuseLocal(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Dsm* d = AddonEnv::Need(env);
@@ -121,6 +126,7 @@ void DefineModelCalls(Napi::Env env, Napi::Object exports) {
       {"dropSequential", DropSequential},
       {"ownSequential", OwnSequential},
       {"refuseLocal", RefuseLocal},
+      {"fenceModels", FenceModels},
       {"pageModels", PageModels},
   };
   for (const auto& [name, fn] : calls) exports.Set(name, Napi::Function::New(env, fn, name));

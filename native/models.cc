@@ -157,6 +157,28 @@ void Dsm::OwnSequential(uint32_t page) {
   lock_.Unlock();
 }
 
+uint32_t Dsm::Fence(bool on) {
+  Lock();
+  // Under the page-table lock: a fault that looked at the flag before this either granted
+  // its access first (taken away here) or waits for the lock and sees the flag.
+  fenced_.store(on, std::memory_order_release);
+  uint32_t fenced = 0;
+  if (on) {
+    for (uint32_t p = 0; p < region_.numPages(); p++) {
+      const uint8_t model = pt_.model(p) & kModelMask;
+      const uint8_t s = pt_.state(p);
+      if ((model != kSequential && model != kMigratory) || s == kInvalid || s == kValidUnmapped) continue;
+      // The copy stays (valid, unmapped): the lease may come back with this node still a
+      // member and still the owner, and then nothing has changed.
+      if (!prot_.Set(p, PROT_NONE)) Fatal("mprotect of the app view failed", p, errno);
+      pt_.set_state(p, kValidUnmapped);
+      fenced++;
+    }
+  }
+  lock_.Unlock();
+  return fenced;
+}
+
 void Dsm::RefuseLocal(uint32_t page) {
   Lock();
   if (pt_.state(page) == kInvalid) {

@@ -24,6 +24,9 @@ export class Lease {
   /** Per member: the send time of the newest ping it answered. */
   private readonly echoed = new Map<number, number>();
   private timer?: NodeJS.Timeout;
+  /** Recomputes the lease when it runs out, unless answers extend it first. */
+  private expiry?: NodeJS.Timeout;
+  private expiryAt = 0;
   /** While this node takes part in a recovery it answers no pings from the members the recovery lost. */
   private ignoring: Set<number> | undefined;
   private until = 0;
@@ -44,6 +47,8 @@ export class Lease {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    if (this.expiry) clearTimeout(this.expiry);
+    this.expiry = undefined;
   }
 
   private tick(): void {
@@ -125,6 +130,16 @@ export class Lease {
     const valid = this.valid(t);
     if (valid) this.invalidSince = undefined;
     else this.invalidSince ??= t;
+    // Sequential and migratory pages held here follow the lease (lease_fence.ts), from the
+    // moment it runs out: the pings' interval alone would let a cut-off node touch them
+    // for up to PING_MS more, while the others may already be recovering.
+    n.sequential.fence.lease(valid);
+    if (valid && until !== Infinity && until !== this.expiryAt) {
+      this.expiryAt = until;
+      if (this.expiry) clearTimeout(this.expiry);
+      this.expiry = setTimeout(() => this.changed(), until - t + 1);
+      this.expiry.unref();
+    }
     const partitioned = !valid && t - this.invalidSince! > LEASE_MS;
     if (partitioned !== this.partitioned) {
       this.partitioned = partitioned;

@@ -30,6 +30,7 @@
 import { LOST_OWNER, Msg } from './protocol';
 import { WireError } from './wire';
 import { decodeAdopt, decodeReply, decodeRequest, encodeAdopt, encodeReply, encodeRequest, READ_AHEAD, ReplyStatus, type SeqRequest } from './sequential_wire';
+import { LeaseFence } from './lease_fence';
 import { Invalidations } from './sequential_invalidations';
 import type { Cluster } from './cluster';
 import { MODEL_HERE, MODEL_MASK, PageModel } from '../native';
@@ -95,6 +96,8 @@ export class Sequential implements ModelProtocol {
   readonly loss: SequentialLoss;
   /** Read copies invalidated before a write or a hand-over. */
   readonly invalidations: Invalidations;
+  /** Faults wait here while this node's lease is out. */
+  readonly fence: LeaseFence;
 
   constructor(private readonly n: Cluster) {
     this.models = n.native.pageModels();
@@ -108,6 +111,7 @@ export class Sequential implements ModelProtocol {
       counts: this.counts,
     });
     this.invalidations = new Invalidations(n, { models: this.models, copies: this.copies, pushes: this.pushes, counts: this.counts });
+    this.fence = new LeaseFence(n, (w) => this.wake(w));
   }
 
   /** True when `page` is not transactional (its faults come here). */
@@ -141,6 +145,7 @@ export class Sequential implements ModelProtocol {
       this.wake(slot);
       return;
     }
+    if (this.fence.hold(slot)) return;
     if (this.parked) {
       // This node is leaving (leave_intent.ts): nobody answers its requests any more. Only a
       // prefetch can get here (the app's views are detached before a close starts): it is

@@ -196,6 +196,45 @@ TEST(sequential_faults_reach_the_service_only_without_the_right_access) {
   Close(d);
 }
 
+TEST(fenced_sequential_and_migratory_pages_ask_the_service_until_the_fence_is_lifted) {
+  Dsm* d = Open();
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  Allocate(d, 100, 1, kSequential, 7);
+  Allocate(d, 101, 1, kMigratory, 7);
+  Allocate(d, 102, 1, kLocal, 7);
+  app[100 * kPage] = 1;  // owned here, no other copy: granted in the handler
+  app[101 * kPage] = 2;
+  app[102 * kPage] = 3;
+  CHECK(d->pages().state(100) == kWrite && d->pages().state(101) == kWrite);
+  // The lease ran out: the owned pages lose their access and keep their contents; a local
+  // page is this node's alone and keeps it.
+  CHECK(d->Fence(true) == 2);
+  CHECK(d->fenced() && d->pages().state(100) == kValidUnmapped && d->pages().state(101) == kValidUnmapped);
+  {
+    // Each touch asks the service, which lifts the fence (the lease is back) before it answers.
+    Service s(d, [&](const Request&) { d->Fence(false); });
+    CHECK(app[100 * kPage] == 1);
+    CHECK(s.seen().size() == 1);
+    app[101 * kPage] = 4;  // not fenced any more: granted in the handler
+    app[102 * kPage] = 5;
+    CHECK(s.seen().size() == 1);
+  }
+  CHECK(!d->fenced() && app[101 * kPage] == 4 && app[102 * kPage] == 5);
+  {
+    // Fenced again: a write asks the service too, reads and writes after the answer need nothing more.
+    CHECK(d->Fence(true) == 2);
+    Service s(d, [&](const Request& r) {
+      CHECK(r.page == 100 && (r.flags & kRequestWrite));
+      d->Fence(false);
+    });
+    app[100 * kPage + 1] = 6;
+    CHECK(app[100 * kPage] == 1 && app[100 * kPage + 1] == 6);
+    CHECK(s.seen().size() == 1);
+  }
+  Close(d);
+}
+
 TEST(another_nodes_local_page_is_refused_on_every_touch) {
   Dsm* d = Open();
   if (!d) return;

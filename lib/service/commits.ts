@@ -452,8 +452,6 @@ export class Commits {
       seen[0] = seen[1];
       seen[1] = performance.now();
     } else this.theirCommits.set(rec.node, [-Infinity, performance.now()]);
-    // Models first, as the committer declared them before its commit went out.
-    if (rec.models) n.sequential.modelTable.apply(rec.node, rec.time, rec.models);
     if (n.membership.lostPages.size > 0) {
       for (const p of rec.pages) if (p < n.config.numPages && n.table.owners[p] === LOST_OWNER) n.membership.discarded(p);
     }
@@ -482,6 +480,11 @@ export class Commits {
       this.n.ev.log('warn', `dropped commit ${rec.time} from node ${from}: made with a token replaced before that time`);
       return;
     }
+    // Its model changes take effect as it arrives, not when it is applied: it may wait
+    // behind a gap while the committer's next messages on this connection (a sequential page
+    // holding a pointer into the block) are handled, and a touch of the block must find its
+    // model then. One applied here already (at or before the time applied) says nothing new.
+    if (rec.models && rec.time > this.n.log.applied) this.n.sequential.modelTable.apply(rec.node, rec.time, rec.models);
     if (CONFIGS_LATE_MS && rec.config && rec.node !== this.n.id) {
       // Copies re-sent meanwhile are lost on the way too.
       if (this.lateConfigs.has(rec.time)) return;

@@ -1,7 +1,7 @@
 // The page-model table's travels (DESIGN.md "Consistency models"): the models of pages outside
 // transactional consistency go to a joiner with its JoinAccept, and each commit's model
-// changes (blocks allocated or freed under another model) travel in the commit and are
-// applied with it. The protocol that moves those pages is sequential.ts; it hears of every change.
+// changes (blocks allocated or freed under another model) travel in the commit and take
+// effect as it arrives. The protocol that moves those pages is sequential.ts; it hears of every change.
 import { LOST_OWNER, type ModelRun } from './protocol';
 import { WireError } from './wire';
 import { checkModelChanges } from './sequential_wire';
@@ -40,9 +40,9 @@ export class ModelTable {
   /**
    * For a joiner (admission.ts, under the token at the configuration's time): every page
    * here outside transactional consistency, in runs of one model and one owner hint. Model
-   * changes are applied with their commits, and every commit up to that time is applied
-   * here, so this holds every change committed up to it; later ones reach the joiner in
-   * their commits.
+   * changes take effect as their commits arrive, and every commit up to that time has been
+   * applied here, so this holds every change committed up to it; later ones reach the
+   * joiner in their commits.
    */
   runs(): ModelRun[] {
     const n = this.n;
@@ -100,11 +100,11 @@ export class ModelTable {
 
   /**
    * This node's commit at `time`: the model changes it made (for its record), declared here.
-   * They travel in the commit itself, so every member applies them with it, in the
-   * commits' order, and a re-sent commit carries them too. Before, they went ahead of the
-   * commit in a message of their own that nobody kept: a member that got the commit from a
-   * backup (the committer died between the two sends) or from a re-send never heard of them,
-   * and took a sequential block for transactional pages.
+   * They travel in the commit itself, so every member takes them in as the commit arrives,
+   * and a re-sent commit carries them too. Before, they went ahead of the commit in a
+   * message of their own that nobody kept: a member that got the commit from a backup (the
+   * committer died between the two sends) or from a re-send never heard of them, and took a
+   * sequential block for transactional pages.
    */
   take(time: number): Uint32Array | undefined {
     const c = this.n.native.takeModelChanges(time);
@@ -121,14 +121,15 @@ export class ModelTable {
   }
 
   /**
-   * Another node's commit at `time`, applied here: the (first, count, model) triples it
-   * allocated, freed or declared again. Pages this node knows a later declaration of, or
-   * knows lost in this declaration's generation or a later one (the committer died, and a
-   * search found no copy before this commit was applied here), keep what they have.
+   * Another node's commit at `time`, arrived here: the (first, count, model) triples it
+   * allocated, freed or declared again. Pages this node knows this declaration of or a later
+   * one (the commit came twice: re-sent, or from the committer and a backup), or knows lost
+   * in this declaration's generation or a later one (the committer died, and a search found
+   * no copy before this commit came), keep what they have.
    */
   apply(committer: number, time: number, changes: Uint32Array): void {
     const n = this.n;
-    const current = (q: number) => time >= this.generationOf(q) && time > (this.loss.lostGeneration(q) ?? -1);
+    const current = (q: number) => time > this.generationOf(q) && time > (this.loss.lostGeneration(q) ?? -1);
     for (let i = 0; i < changes.length; i += 3) {
       const first = changes[i];
       const last = first + changes[i + 1];

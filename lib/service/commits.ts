@@ -23,6 +23,11 @@ const RESEND_CHUNK = 1024;
  * on the way (the member learns of them from another member, or from a re-send).
  */
 const COMMITS_NOT_TO = Number(process.env.DSM_TEST_COMMITS_NOT_TO) || 0;
+/**
+ * How long the service waits after the app's first lent-token commit before it broadcasts
+ * them (durability 'none'). DSM_TEST_DRAIN_MS sets it for tests that need commits waiting.
+ */
+const DRAIN_MS = Number(process.env.DSM_TEST_DRAIN_MS) || 1;
 /** Test hook: configurations made by other nodes reach this node's log this many ms late, as on a slow member. */
 const CONFIGS_LATE_MS = Number(process.env.DSM_TEST_CONFIGS_LATE_MS) || 0;
 
@@ -61,7 +66,7 @@ export class Commits {
         // The app woke us once its run of transactions ended (client.ts wakeService).
         drain();
       } else {
-        const h = setTimeout(drain, 1);
+        const h = setTimeout(drain, DRAIN_MS);
         this.cancelDrain = () => clearTimeout(h);
       }
     });

@@ -64,4 +64,44 @@ describe("a commit's model changes", () => {
       });
     }
   });
+
+  it('arrive before a sequential page the committer wrote after them: a pointer read from it finds the block\'s model', async () => {
+    // b's lent-token commits wait 3 s before they go out (a test hook), unless something
+    // sends them sooner. b allocates a sequential block, writes a transactional word, and
+    // then writes the block's pointer into a sequential page outside transactions. a reads
+    // the page (from b) and writes into the block, and reads the word: b's commit must reach
+    // a before the page does. Before, the page came first: a took the block for transactional
+    // pages, and its write was a write outside a transaction (rolled back, with an error).
+    const a = await h.start({ durability: 'none' });
+    process.env.DSM_TEST_DRAIN_MS = '3000';
+    let b: RemoteNode;
+    try {
+      b = await h.start({ durability: 'none', peers: [a.address] });
+    } finally {
+      delete process.env.DSM_TEST_DRAIN_MS;
+    }
+    const { flag, word } = await a.run<{ flag: number; word: number }>(`return dsm.transaction((tx) => ({ flag: tx.alloc(4096, { model: 'sequential' }), word: tx.alloc(8) }));`);
+    await settle([a, b]);
+    // b takes the token (its next commits use it lent, on its app thread) and the flag page.
+    await b.run('await dsm.transaction(() => { dsm.u32[args.word / 4] = 1; });', { word });
+    await b.run('dsm.u32[args.flag / 4] = 0;', { flag });
+    const tb = await b.run<number>(
+      `const p = await dsm.transaction((tx) => { dsm.u32[args.word / 4] = 42; return tx.alloc(4096, { model: 'sequential' }); });
+       dsm.u32[args.flag / 4] = p;
+       return dsm.globalTime;`,
+      { flag, word },
+    );
+    // The commit is still waiting on b.
+    expect(await a.run<number>('return dsm.globalTime;')).toBeLessThan(tb);
+    const got = await a.run<{ code?: string; word: number }>(
+      `const p = dsm.u32[args.flag / 4];
+       dsm.u32[p / 4 + 5] = 7;
+       try { dsm.stats(); } catch (e) { return { code: e.code, word: 0 }; }
+       return { word: await dsm.transaction(() => dsm.u32[args.word / 4]) };`,
+      { flag, word },
+    );
+    expect(got).toEqual({ word: 42 });
+    const p = await b.run<number>('return dsm.u32[args.flag / 4];', { flag });
+    expect(await b.run('return dsm.u32[args.p / 4 + 5];', { p })).toBe(7);
+  });
 });

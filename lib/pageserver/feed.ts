@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { Cluster } from '../service/cluster';
 import { NOT_CARRIED } from '../service/changes';
 import { LOST_OWNER } from '../service/protocol';
-import { CommitLog } from './wal';
+import { CommitLog, LOG_FILE_BYTES } from './wal';
 import { PageStore } from './store';
 import { modelBlocks } from '../alloc/buddy';
 import { geometry, MODELS } from '../alloc/layout';
@@ -24,8 +24,13 @@ import { type ClusterIdentity, newIdentity } from '../service/cluster_identity';
 import { ClusterRecord } from './cluster_record';
 import { checkPeer, liveCluster, refuseCluster, type Starting } from './live_cluster';
 
-/** The store takes the log in a checkpoint once this many bytes were logged, or this long after the last. */
-const CHECKPOINT_BYTES = 64 << 20;
+/**
+ * The store takes the log in a checkpoint once this many bytes were logged, or this long after
+ * the last. Three quarters of a log file's step (wal.ts), so the next file starts before the
+ * current one has to grow: a file grown past its first step can be cut at a whole number of
+ * steps unnoticed (log_mark.ts).
+ */
+const CHECKPOINT_BYTES = (LOG_FILE_BYTES / 4) * 3;
 const CHECKPOINT_MS = 2000;
 /** A failed write of the log or the store is tried again after this long (the disk may get room). */
 const RETRY_MS = 1000;

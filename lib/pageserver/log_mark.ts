@@ -11,35 +11,49 @@
 // mark's file on, a chain: the mark's file with the mark's id, reaching at least the mark's
 // position, and each later file the one its predecessor's END names.
 //
+// Each log file's size is a whole number of steps (wal.ts), set before any record goes past
+// it: a crash never leaves another size, so a last file of another size was cut short, and
+// is refused, even when the cut fell at a record boundary (which is what a crash after a
+// sync leaves, and which the mark alone cannot tell from one past its position).
+//
 // A checkpoint (rotation, then flush, then retiring) does, in this order:
-//   1. the next file is made (a spare renamed, or a new file), its header written and synced,
-//      and the directory synced;
+//   1. the next file is made (a spare renamed, or a new file), its size set to a whole
+//      number of steps (one, or a spare's own), its header (naming the step) written, both
+//      synced, and the directory synced;
 //   2. the current file's linked END, naming it, is written and synced; records go to the
 //      next file from now on;
 //   3. the store flushes: one synced LMDB transaction with the pages and the new mark;
 //   4. files before the mark's are retired (renamed spares, or deleted).
 // Every state a crash can leave is accepted:
 //   - before 1 ends: the next file is missing, holds a spare's stale records (their CRCs fail
-//     under its new number), is empty, or holds its header alone; its predecessor has no
-//     linked END. A last file after a file not linked to it, holding no records, is such a
-//     file: nothing in it was acknowledged (records go there only after step 2), and it is
-//     set aside as a spare;
+//     under its new number), is empty, or holds its header alone, at any size; its
+//     predecessor has no linked END. A last file after a file not linked to it, holding no
+//     records, is such a file: nothing in it was acknowledged (records go there only after
+//     step 2), and it is set aside as a spare, its size unchecked (made whole steps again
+//     when it is reused). Its predecessor is then the last file, at its own steps;
 //   - between 2 and 3: the mark names the older file; the chain goes on through its linked
 //     END to the next file, which exists with that id (step 1 was durable before step 2);
 //   - between 3 and 4: the mark names the new file; older files are still there, skipped;
 //   - during 4: some older files are spares already; they are before the mark, not needed.
+// Between checkpoints a crash leaves the last file at whole steps too: a group that does not
+// fit grows the file by steps, synced before the group is written (a crash in between leaves
+// the larger size and no records in it), and an END always fits after the records, so ending
+// a file (a rotation, a close, an open) never grows it.
 // Opening does the same steps over the replayed log (the last file is ended where its replay
 // stopped, by a linked END to the new file), so a crash during an open is one of these too.
 // A clean close ends the last file with an unlinked END (naming nothing): the open after it
-// makes the next file and links the END then.
+// makes the next file and links the END then. Nothing after an END belongs to the log, so a
+// last file that reached its END is not held to its steps.
 //
-// Left undetected: a last file cut at or after the mark's position, at a record boundary,
-// looks like a crash after the last synced write (what a checkpoint has not taken in yet,
-// at most CHECKPOINT_MS or CHECKPOINT_BYTES of commits, is known to the log alone).
+// Left undetected: a last file that had grown past its first step (a checkpoint behind by a
+// quarter of a step, or failing on a full disk) cut at a whole number of steps, at or after
+// the mark's position: a crash leaves that size too. And a last file of a store written
+// before steps (layout 2, until its first checkpoint here), cut at a record boundary at or
+// after the mark's position, looks like a crash after the last synced write, as it did.
 //
 // A store without a mark (layout 1, written before marks, or a new store that has not
 // completed its first open) is replayed as before, without the checks against the mark; its
-// first flush with the log open writes the mark and layout 2.
+// first flush with the log open writes the mark and the current layout (store_dir.ts).
 import { StoreError } from './errors';
 import { putU64, u64 } from './store_dir';
 
@@ -80,6 +94,10 @@ export interface FileScan {
   headerless: boolean;
   /** Its header's id: undefined when it has none (headerless, or nothing valid at its start: blank). */
   id?: Buffer;
+  /** Its size step, from its header: undefined for a file written before steps (wal.ts). */
+  step?: number;
+  /** Its size on disk. */
+  size: number;
   /** How its records end (as replayFile says) and where: the offset after its last whole record. */
   end: 'end' | 'eof' | 'torn';
   at: number;
@@ -143,6 +161,14 @@ export function planReplay(dir: string, files: FileScan[], mark: LogMark | undef
   }
   const last = replay.at(-1);
   if (last?.next) throw new StoreError(`the commit log file ${file(last)} went on in a next file, which is missing: commits acknowledged in it are gone. ${RESTORE}`);
+  // Only the last file can lack its END (an earlier one without it is refused above); nothing
+  // after an END belongs to the log, so a file cut after it lost nothing.
+  if (last?.step && last.end !== 'end' && last.size % last.step !== 0) {
+    throw new StoreError(
+      `the commit log file ${file(last)} is cut short: it is ${last.size} bytes, where the log gives its files a whole number of ${last.step}-byte steps before writing records into them, ` +
+        `so commits acknowledged as durable after its records' end (byte ${last.at}) may be gone. ${RESTORE}`,
+    );
+  }
   return { replay, setAside };
 }
 

@@ -402,7 +402,7 @@ export class PageStore {
     }
   }
 
-  /** One synced LMDB transaction: the pages of `batch`, `time`, and a new log mark (with layout 2: a store of layout 1 is upgraded so). */
+  /** One synced LMDB transaction: the pages of `batch`, `time`, and a new log mark (with the current layout: a store of layout 1 or 2 is upgraded so). */
   private async write(batch: Map<number, Dirty>, time: number, mark?: Uint8Array): Promise<void> {
     const { body, head, missing, meta, root } = this.dbs;
     const ps = this.geometry.pageSize;

@@ -17,10 +17,13 @@ import { StoreError } from './errors';
 
 /**
  * The on-disk layout this code writes. It reads layout 1 too (no log mark yet): its log is
- * replayed unchecked, and the first flush with the log open writes the mark and layout 2.
- * Any other is refused.
+ * replayed unchecked, and the first flush with the log open writes the mark and this layout.
+ * And layout 2: its log files have no size steps (wal.ts), read without that check; its
+ * first flush with the log open names a file with steps, and writes layout 3. Layout 3 is
+ * there so that an older node-dsm refuses the store by its layout version instead of
+ * reading a header with a step as a log damaged at its start. Any other is refused.
  */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 const MAGIC = Buffer.from('DSMPAGES');
 // LMDB's own page size for the store (the overflow arithmetic in store.ts depends on it).
 const LMDB_PAGE = 4096;
@@ -42,7 +45,7 @@ export const putU64 = (b: Uint8Array, at: number, v: number): void => {
   dv.setUint32(at + 4, Math.floor(v / 2 ** 32), true);
 };
 
-// Layout (LAYOUT_VERSION 2), four named LMDB databases in the directory's data.mdb:
+// Layout (LAYOUT_VERSION 3), four named LMDB databases in the directory's data.mdb:
 //   body     u32 page -> the page minus its last TAIL (24) bytes
 //   head     u32 page -> u64 version | the page's last TAIL bytes
 //   missing  u32 page -> u64 the version the store needs a whole copy of (no body/head then)
@@ -50,7 +53,7 @@ export const putU64 = (b: Uint8Array, at: number, v: number): void => {
 //            'time'   -> u64 the global time of the last commit in the image
 //            'log'    -> the log mark: which commit log file the image continues in, and
 //                        how far (log_mark.ts; none until the first flush with the log open)
-// Layout 1 is the same without 'log'.
+// Layout 2 is the same, its log files without size steps (wal.ts); layout 1 without 'log' too.
 // Why split a page: LMDB keeps a value over ~2 KiB in overflow pages with a header, so a
 // 4,096-byte value takes two 4 KiB pages. Measured with lmdb 3.5 on this 2-vCPU machine (16,384
 // pages loaded, then 300 synced transactions of 64 updates of random pages; two runs each):
@@ -260,9 +263,9 @@ export function readLayout(dbs: Dbs, dir: string): Geometry | StoreError {
     return new StoreError(`${dir} is an LMDB database but not a page store; give the page server an empty or new directory`);
   }
   const version = layout.readUInt32LE(8);
-  if (version !== LAYOUT_VERSION && version !== 1) {
+  if (version !== LAYOUT_VERSION && version !== 1 && version !== 2) {
     return new StoreError(
-      `the page store in ${dir} has layout version ${version}; this version of node-dsm reads layouts 1 and ${LAYOUT_VERSION}. ` +
+      `the page store in ${dir} has layout version ${version}; this version of node-dsm reads layouts 1 to ${LAYOUT_VERSION}. ` +
         'Open it with the node-dsm version that wrote it, take a snapshot (dsm snapshot) and restore it with this one (dsm restore)',
     );
   }

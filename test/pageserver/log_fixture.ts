@@ -9,6 +9,8 @@ import { PageStore } from '../../lib/pageserver/store';
 import type { CommitLog } from '../../lib/pageserver/wal';
 import { geometry, wholePage } from './whole_page';
 
+const ZEROS = Buffer.alloc(1 << 16);
+
 /** Call inside a describe: its stores and directories go after each test. */
 export function logFixture(prefix: string) {
   const dirs: string[] = [];
@@ -28,10 +30,21 @@ export function logFixture(prefix: string) {
       stores.push(s);
       return s;
     },
-    /** A copy of the directory as its files are now: what a crash leaves if everything written so far reached the disk. */
+    /**
+     * A copy of the directory as its files are now: what a crash leaves if everything written
+     * so far reached the disk. Trailing zeros stay holes (a log file is a 64 MiB step, mostly
+     * holes; copied whole, the crash tests wrote gigabytes).
+     */
     image(from: string, to: string): string {
       fs.mkdirSync(to);
-      for (const f of fs.readdirSync(from)) if (f !== 'owner.pid') fs.copyFileSync(path.join(from, f), path.join(to, f));
+      for (const f of fs.readdirSync(from)) {
+        if (f === 'owner.pid') continue;
+        const b = fs.readFileSync(path.join(from, f));
+        let end = b.length;
+        while (end > 0 && b.subarray(Math.max(0, end - ZEROS.length), end).equals(ZEROS.subarray(0, end - Math.max(0, end - ZEROS.length)))) end = Math.max(0, end - ZEROS.length);
+        fs.writeFileSync(path.join(to, f), b.subarray(0, end));
+        fs.truncateSync(path.join(to, f), b.length);
+      }
       return to;
     },
     /** Commits t = from..to, each the whole of page 5 filled with t. */

@@ -10,7 +10,9 @@ import zlib from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { open } from 'lmdb';
 import { PageStore } from '../../lib/pageserver/store';
-import { CommitLog } from '../../lib/pageserver/wal';
+import { CommitLog, LOG_FILE_BYTES } from '../../lib/pageserver/wal';
+import { decodeMark, encodeMark } from '../../lib/pageserver/log_mark';
+import { LAYOUT_VERSION } from '../../lib/pageserver/store_dir';
 
 import { logFixture } from './log_fixture';
 import { geometry, PS, wholePage } from './whole_page';
@@ -25,9 +27,9 @@ describe('the store’s log mark', () => {
     await done();
   };
   /** Opens a store and its log as the page server does (replay, then a checkpoint); its applied time. */
-  const start = async (dir: string) => {
+  const start = async (dir: string, step?: number) => {
     const store = await openStore(dir);
-    const { log } = CommitLog.open(store.dir, store);
+    const { log } = CommitLog.open(store.dir, store, step);
     await checkpoint(store, log);
     const t = store.appliedTime;
     if (t > 0) expect(store.readPage(5)!.data!.every((b) => b === t % 256)).toBe(true);
@@ -93,12 +95,12 @@ describe('the store’s log mark', () => {
       commit(store, log, 31, 40);
       await log.sync();
       await store.flush(); // the mark now says 10 commits of this file were synced
+      const end = log.bytes;
       log.close();
       await store.close();
       const [f] = logFiles(cut);
-      const size = fs.statSync(path.join(cut, f)).size;
       // Into the middle of that synced group: before the mark, the cut was a "torn last record".
-      fs.truncateSync(path.join(cut, f), size - 3 * PS);
+      fs.truncateSync(path.join(cut, f), end - 3 * PS);
       const again = await openStore(cut);
       expect(() => CommitLog.open(again.dir, again)).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE', message: expect.stringMatching(/is cut short: its records end at byte \d+, where the store recorded \d+ bytes synced/) }));
     }
@@ -109,6 +111,54 @@ describe('the store’s log mark', () => {
     for (const f of logFiles(foreign)) fs.rmSync(path.join(foreign, f));
     for (const f of logFiles(other)) fs.copyFileSync(path.join(other, f), path.join(foreign, f));
     await refused(foreign, /is not this store's: its id differs/);
+  });
+
+  it('refuses the last file cut at a record boundary past the mark, one step long or grown by steps', async () => {
+    const root = newRoot();
+    /** Where each synced write starts in `file`: its group records, CRCs checked. */
+    const groupStarts = (file: string) => {
+      const seed = zlib.crc32(Buffer.from([parseInt(path.basename(file).slice(4)), 0, 0, 0, 0, 0, 0, 0]));
+      const b = fs.readFileSync(file);
+      const starts: number[] = [];
+      for (let at = 0; at + 8 <= b.length; ) {
+        const len = b.readUInt32LE(at);
+        if (len === 0 || at + 8 + len > b.length || zlib.crc32(b.subarray(at + 8, at + 8 + len), seed) !== b.readUInt32LE(at + 4)) break;
+        if (b[at + 8] === 5) starts.push(at);
+        at += 8 + len;
+      }
+      return starts;
+    };
+    // 11..20 and 21..30 synced after the checkpoint of 1..10: cut where 21..30 starts, as a
+    // crash right after the sync of 11..20 would have left the records.
+    const boundary = await crashed(root, 'boundary');
+    const last = path.join(boundary, logFiles(boundary).at(-1)!);
+    expect(fs.statSync(last).size).toBe(LOG_FILE_BYTES);
+    const [, second] = groupStarts(last);
+    fs.truncateSync(last, second);
+    await refused(boundary, new RegExp(`${path.basename(last)} is cut short: it is ${second} bytes, where the log gives its files a whole number of ${LOG_FILE_BYTES}-byte steps.*dsm restore --from FILE --dir DIR`));
+
+    // A file grown by two steps (each sync of 10 whole pages, 41 KiB, is more than one).
+    const STEP = 32 << 10;
+    const live = path.join(root, 'grown-live');
+    const store = await openStore(live);
+    const { log } = CommitLog.open(store.dir, store, STEP);
+    await checkpoint(store, log);
+    commit(store, log, 1, 10);
+    await log.sync();
+    commit(store, log, 11, 20);
+    await log.sync();
+    const grown = image(live, path.join(root, 'grown'));
+    const whole = image(live, path.join(root, 'grown-whole'));
+    log.close();
+    const file = path.join(grown, logFiles(grown).at(-1)!);
+    expect(fs.statSync(file).size).toBe(3 * STEP);
+    const starts = groupStarts(file);
+    expect(starts).toHaveLength(2);
+    fs.truncateSync(file, starts[1]);
+    const again = await openStore(grown);
+    expect(() => CommitLog.open(again.dir, again, STEP)).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE', message: expect.stringMatching(/is cut short: it is \d+ bytes/) }));
+    expect(again.appliedTime).toBe(0);
+    expect(await start(whole, STEP)).toBe(20);
   });
 
   it('refuses a later file of the chain deleted, emptied or foreign while the checkpoint that would name it had not been written', async () => {
@@ -145,7 +195,17 @@ describe('the store’s log mark', () => {
     /** Runs `step` with an image of the directory taken before every change it makes to the files. */
     const imagesDuring = async (dir: string, step: () => Promise<void>) => {
       const images: string[] = [];
-      const take = () => images.push(image(dir, path.join(root, `crash-${n++}`)));
+      let taking = false;
+      // The image's own writes (through the same spied functions) are not changes to the store.
+      const take = () => {
+        if (taking) return;
+        taking = true;
+        try {
+          images.push(image(dir, path.join(root, `crash-${n++}`)));
+        } finally {
+          taking = false;
+        }
+      };
       for (const name of ['openSync', 'writeSync', 'fdatasyncSync', 'fsyncSync', 'renameSync', 'rmSync', 'ftruncateSync', 'closeSync'] as const) {
         const real = fs[name] as (...a: unknown[]) => unknown;
         vi.spyOn(fs, name).mockImplementation(((...a: unknown[]) => {
@@ -162,9 +222,11 @@ describe('the store’s log mark', () => {
       take();
       return images;
     };
+    // Steps smaller than a sync of 10 whole-page commits (41 KiB): each sync grows its file.
+    const STEP = 32 << 10;
     const dir = path.join(root, 'live');
     const store = await openStore(dir);
-    const { log } = CommitLog.open(store.dir, store);
+    const { log } = CommitLog.open(store.dir, store, STEP);
     await checkpoint(store, log);
     commit(store, log, 1, 10);
     await log.sync();
@@ -173,42 +235,49 @@ describe('the store’s log mark', () => {
     commit(store, log, 11, 20);
     await log.sync();
     images.push(...(await imagesDuring(dir, () => checkpoint(store, log))));
-    commit(store, log, 21, 30);
-    await log.sync();
+    // A sync that grows its file (a spare of two steps, written over by 82 KiB).
+    const growing = await imagesDuring(dir, async () => {
+      commit(store, log, 21, 40);
+      await log.sync();
+    });
+    expect(growing.length).toBe(5);
     log.close();
     await store.close();
     expect(images.length).toBeGreaterThan(10);
-    for (const img of images) {
-      // Every image holds at least the commits synced before its checkpoint began.
-      const t = await start(img);
-      expect(t, img).toBeGreaterThanOrEqual(10);
+    for (const img of [...images, ...growing]) {
+      // Every image holds at least the commits synced before its checkpoint (or sync) began.
+      const t = await start(img, STEP);
+      expect(t, img).toBeGreaterThanOrEqual(images.includes(img) ? 10 : 20);
     }
     // An open of a crashed store is a replay and a checkpoint: a crash at any point of it opens too.
     const opening = image(dir, path.join(root, 'opening'));
     fs.rmSync(path.join(opening, 'owner.pid'), { force: true });
     const during = await imagesDuring(opening, async () => {
-      expect(await start(opening)).toBe(30);
+      expect(await start(opening, STEP)).toBe(40);
     });
     expect(during.length).toBeGreaterThan(5);
-    for (const img of during) expect(await start(img), img).toBe(30);
+    for (const img of during) expect(await start(img, STEP), img).toBe(40);
     // And twice: a crash during the open of a store a crash left mid-open.
     const twice = await imagesDuring(during[Math.floor(during.length / 2)], async () => {
-      expect(await start(during[Math.floor(during.length / 2)])).toBe(30);
+      expect(await start(during[Math.floor(during.length / 2)], STEP)).toBe(40);
     });
-    for (const img of twice) expect(await start(img), img).toBe(30);
+    for (const img of twice) expect(await start(img, STEP), img).toBe(40);
   });
 
-  it('upgrades a store of layout 1 (no mark): its log replays as before, and its first checkpoint writes the mark and layout 2', async () => {
+  it.each([1, 2])('upgrades a store of layout %i: its log (no header, or one without a size step) replays as before, and its first checkpoint writes the mark, the current layout and a file with steps', async (version) => {
     const root = newRoot();
     const dir = path.join(root, 'store');
     // Closed here, not after the test: the layout is rewritten below.
     await (await PageStore.open(dir, geometry)).close();
     // Layout 1: the same layout record with version 1, no mark; a log file without a header.
+    // Layout 2: a mark, and a log file whose header has its id alone.
+    const id = Buffer.alloc(16, 7);
     const env = open({ path: dir, compression: false, maxDbs: 8 });
     const meta = env.openDB({ name: 'meta', encoding: 'binary', compression: false });
     const layout = Buffer.from(meta.getBinary('layout')!);
-    layout.writeUInt32LE(1, 8);
+    layout.writeUInt32LE(version, 8);
     await meta.put('layout', layout);
+    if (version === 2) await meta.put('log', encodeMark(1, id, 8 + 17));
     await env.close();
     const seed = zlib.crc32(Buffer.from([1, 0, 0, 0, 0, 0, 0, 0])); // every record's CRC starts from its file's u64 number
     const rec = (payload: Buffer) => {
@@ -231,13 +300,17 @@ describe('the store’s log mark', () => {
     const group = Buffer.alloc(5);
     group[0] = 5;
     group.writeUInt32LE(13 + commits.reduce((a, c) => a + c.length, 0), 1);
-    fs.writeFileSync(path.join(dir, 'log-1.wal'), Buffer.concat([rec(group), ...commits]));
+    const header = version === 2 ? [rec(Buffer.concat([Buffer.from([6]), id]))] : [];
+    fs.writeFileSync(path.join(dir, 'log-1.wal'), Buffer.concat([...header, rec(group), ...commits]));
     expect(await start(dir)).toBe(3);
     const env2 = open({ path: dir, compression: false, maxDbs: 8 });
     const meta2 = env2.openDB({ name: 'meta', encoding: 'binary', compression: false });
-    expect(meta2.getBinary('layout')!.readUInt32LE(8)).toBe(2);
-    expect(meta2.getBinary('log')).toBeDefined();
+    expect(meta2.getBinary('layout')!.readUInt32LE(8)).toBe(LAYOUT_VERSION);
+    const mark = decodeMark(dir, meta2.getBinary('log'))!;
     await env2.close();
+    // The file the mark names has a size step: a whole one.
+    expect(mark.seq).toBeGreaterThan(1);
+    expect(fs.statSync(path.join(dir, `log-${mark.seq}.wal`)).size).toBe(LOG_FILE_BYTES);
     // From now on its log is checked: deleted, the store is refused.
     for (const f of logFiles(dir)) fs.rmSync(path.join(dir, f));
     const s = await openStore(dir);

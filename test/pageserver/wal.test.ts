@@ -33,11 +33,14 @@ describe('page server commit log', () => {
     await checkpoint(store, log);
     commit(store, log, 1, 3);
     await log.sync();
+    const end = log.bytes;
     crashImage(store.dir, path.join(root, 'crashed'));
     log.close();
-    // A crash mid-append: half a record after the synced ones.
+    // A crash mid-append: half a record after the synced ones (inside the file's step).
     const file = logFiles(path.join(root, 'crashed'))[0];
-    fs.appendFileSync(path.join(root, 'crashed', file), Buffer.from([200, 0, 0, 0, 1, 2, 3]));
+    const fd = fs.openSync(path.join(root, 'crashed', file), 'r+');
+    fs.writeSync(fd, Buffer.from([200, 0, 0, 0, 1, 2, 3]), 0, 7, end);
+    fs.closeSync(fd);
     const again = await openStore(path.join(root, 'crashed'));
     expect(again.appliedTime).toBeLessThan(3);
     const opened = CommitLog.open(again.dir, again);
@@ -118,6 +121,7 @@ describe('page server commit log', () => {
     const { root, store, log } = await storeAndLog();
     commit(store, log, 1, 2);
     await log.sync();
+    const endAt = log.bytes;
     // A checkpoint that never finished: the next file started, the older one not retired.
     log.rotate();
     commit(store, log, 3, 3);
@@ -126,8 +130,10 @@ describe('page server commit log', () => {
     crashImage(store.dir, path.join(root, 'cut'));
     log.close();
     const [first] = logFiles(path.join(root, 'cut')).sort((a, b) => parseInt(a.slice(4)) - parseInt(b.slice(4)));
-    const f = path.join(root, 'cut', first);
-    fs.truncateSync(f, fs.statSync(f).size - 9); // its END record
+    // Its END record (linked: 25 bytes), gone as the file's step was before it was written.
+    const fd = fs.openSync(path.join(root, 'cut', first), 'r+');
+    fs.writeSync(fd, Buffer.alloc(25), 0, 25, endAt);
+    fs.closeSync(fd);
     const whole = await openStore(path.join(root, 'whole'));
     const opened = CommitLog.open(whole.dir, whole);
     expect(opened.replay).toMatchObject({ records: 3, files: 2 });

@@ -1,11 +1,15 @@
-// A commit log deleted or emptied by hand after every process died: the store must refuse to
-// start (ERR_DSM_STORE, restore from a snapshot) rather than start at its last checkpoint
-// without the acknowledged 'disk' commits only the log held.
+// A commit log deleted, emptied or cut short by hand after every process died: the store must
+// refuse to start (ERR_DSM_STORE, restore from a snapshot) rather than start at its last
+// checkpoint, or part way through its log, without the acknowledged 'disk' commits only the
+// log held.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness } from '../cluster/harness';
+import { open } from 'lmdb';
+import { decodeMark } from '../../lib/pageserver/log_mark';
+import { Harness, type RemoteNode } from '../cluster/harness';
 
 const FIRST = 3000; // a data page, clear of the heap's own
 
@@ -16,6 +20,25 @@ const COMMIT_FOREVER = `
     say('ACK ' + i);
   }
 `;
+
+/** Where each synced write (its group record) starts in a log file: its records walked and their CRCs checked, so a spare's stale records after them end the walk. */
+function groupStarts(file: string): number[] {
+  const seq = Buffer.alloc(8);
+  seq.writeUInt32LE(Number(/log-(\d+)\.wal$/.exec(file)![1]), 0);
+  const seed = zlib.crc32(seq);
+  const b = fs.readFileSync(file);
+  const starts: number[] = [];
+  for (let at = 0; at + 8 <= b.length; ) {
+    const len = b.readUInt32LE(at);
+    if (len === 0 || at + 8 + len > b.length || zlib.crc32(b.subarray(at + 8, at + 8 + len), seed) !== b.readUInt32LE(at + 4)) break;
+    if (b[at + 8] === 5) starts.push(at);
+    at += 8 + len;
+  }
+  return starts;
+}
+
+/** The last ACK a committer printed. */
+const lastAck = (n: RemoteNode) => Math.max(0, ...n.lines.filter((l) => l.startsWith('ACK ')).map((l) => Number(l.slice(4))));
 
 describe('page server commit log removed by hand', () => {
   const h = new Harness();
@@ -54,6 +77,54 @@ describe('page server commit log removed by hand', () => {
     console.log(`acknowledged ${acked}, restart: ${JSON.stringify(got).slice(0, 400)}`);
     // It used to start at the last checkpoint and read 0 where 200 commits were acknowledged.
     expect(got).toMatchObject({ code: 'ERR_DSM_STORE', error: expect.stringMatching(how === 'deleted' ? /is missing/ : /is empty or damaged at its start/) });
+    expect((got as { error: string }).error).toMatch(/dsm restore --from FILE --dir DIR/);
+  });
+
+  it('the last log file cut at a record boundary past the checkpoint after SIGKILL is refused, not started without the commits after the cut', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-logloss-'));
+    dirs.push(root);
+    const dir = path.join(root, 'store');
+    const ps = await h.pageServer({ dir });
+    const a = await h.start({ peers: [ps.address], durability: 'disk' });
+    a.run(COMMIT_FOREVER, { first: FIRST }).catch(() => undefined);
+    await a.waitForLine((l) => l === 'ACK 200');
+    // Stopped where its newest log file holds three synced writes: the third was written after
+    // the second's commit was acknowledged (one committer, each commit awaited), and the
+    // checkpoint's mark is at most at the first (a flush starts right after the file does).
+    const logs = () => fs.readdirSync(dir).filter((f) => /^log-\d+\.wal$/.test(f)).sort((x, y) => parseInt(x.slice(4)) - parseInt(y.slice(4)));
+    let file: string;
+    let groups: number[];
+    for (;;) {
+      await ps.stop();
+      file = path.join(dir, logs().at(-1)!);
+      groups = groupStarts(file);
+      if (groups.length >= 3) break;
+      const more = lastAck(a) + 3;
+      ps.kill('SIGCONT');
+      await a.waitForLine((l) => l === `ACK ${more}`);
+    }
+    for (const n of [ps, a]) n.kill('SIGKILL');
+    await Promise.all([ps, a].map((n) => n.exited));
+    const acked = lastAck(a);
+    // Past the store's mark: the cut is not below what its last checkpoint recorded as synced.
+    const env = open({ path: dir, compression: false, maxDbs: 8, readOnly: true });
+    const mark = decodeMark(dir, env.openDB({ name: 'meta', encoding: 'binary', compression: false }).getBinary('log'))!;
+    await env.close();
+    const cutSeq = parseInt(path.basename(file).slice(4));
+    expect(mark.seq < cutSeq || mark.at <= groups[1]).toBe(true);
+    // At the start of the second write: the records before it whole, as a crash after its sync leaves them.
+    fs.truncateSync(file, groups[1]);
+    const started = h.pageServer({ dir }).then(async (ps2) => {
+      const c = await h.start({ peers: [ps2.address], durability: 'disk' });
+      return c.run<number>('return dsm.transaction(() => dsm.u32[args.w]);', { w: FIRST * 1024 });
+    });
+    const got = await started.then(
+      (read) => ({ read }),
+      (e: Error & { code?: string }) => ({ code: e.code, error: e.message }),
+    );
+    console.log(`acknowledged ${acked}, cut at byte ${groups[1]} of ${path.basename(file)} (mark: file ${mark.seq}, byte ${mark.at}), restart: ${JSON.stringify(got).slice(0, 400)}`);
+    // It used to start part way through the log and read less than was acknowledged.
+    expect(got).toMatchObject({ code: 'ERR_DSM_STORE', error: expect.stringMatching(/is cut short/) });
     expect((got as { error: string }).error).toMatch(/dsm restore --from FILE --dir DIR/);
   });
 });

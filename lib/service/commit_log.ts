@@ -91,6 +91,16 @@ export class CommitLog {
     this.drain();
   }
 
+  /**
+   * Whether receive() keeps `rec` (to apply in its turn): not applied yet, not waiting here
+   * already (a void one waiting gives way), and not too far ahead to buffer.
+   */
+  takes(rec: CommitRecord): boolean {
+    if (rec.time <= this.applied || rec.time > this.applied + this.limits.ahead) return false;
+    const waiting = this.pending.get(rec.time);
+    return !waiting || (this.links.isVoid?.(waiting) ?? false);
+  }
+
   /** A commit from the network (or made here). Old and duplicate ones are ignored. */
   receive(rec: CommitRecord): void {
     if (rec.time <= this.applied) return;

@@ -488,8 +488,8 @@ export class Commits {
     // Its model changes take effect as it arrives, not when it is applied: it may wait
     // behind a gap while the committer's next messages on this connection (a sequential page
     // holding a pointer into the block) are handled, and a touch of the block must find its
-    // model then. One applied here already (at or before the time applied) says nothing new.
-    if (rec.models && rec.time > this.n.log.applied) this.n.sequential.modelTable.apply(rec.node, rec.time, rec.models);
+    // model then. A commit that came before (re-sent, or from a backup too) says nothing new.
+    if (rec.models && this.n.log.takes(rec)) this.n.sequential.modelTable.apply(rec.node, rec.time, rec.models);
     if (CONFIGS_LATE_MS && rec.config && rec.node !== this.n.id) {
       // Copies re-sent meanwhile are lost on the way too.
       if (this.lateConfigs.has(rec.time)) return;

@@ -121,15 +121,15 @@ export class ModelTable {
   }
 
   /**
-   * Another node's commit at `time`, arrived here: the (first, count, model) triples it
-   * allocated, freed or declared again. Pages this node knows this declaration of or a later
-   * one (the commit came twice: re-sent, or from the committer and a backup), or knows lost
-   * in this declaration's generation or a later one (the committer died, and a search found
-   * no copy before this commit came), keep what they have.
+   * Another node's commit at `time`, arrived here (once: commits.ts onCommit): the (first,
+   * count, model) triples it allocated, freed or declared again, in order (a block freed and
+   * allocated again in one commit names its pages twice). Pages this node knows a later
+   * declaration of, or knows lost in this declaration's generation or a later one (the
+   * committer died, and a search found no copy before this commit came), keep what they have.
    */
   apply(committer: number, time: number, changes: Uint32Array): void {
     const n = this.n;
-    const current = (q: number) => time > this.generationOf(q) && time > (this.loss.lostGeneration(q) ?? -1);
+    const current = (q: number) => time >= this.generationOf(q) && time > (this.loss.lostGeneration(q) ?? -1);
     for (let i = 0; i < changes.length; i += 3) {
       const first = changes[i];
       const last = first + changes[i + 1];

@@ -104,4 +104,18 @@ describe("a commit's model changes", () => {
     const p = await b.run<number>('return dsm.u32[args.flag / 4];', { flag });
     expect(await b.run('return dsm.u32[args.p / 4 + 5];', { p })).toBe(7);
   });
+
+  it('of a block freed and allocated again in one commit take effect in order on every node', async () => {
+    // The commit names the block's pages twice, freed (transactional) then allocated
+    // (sequential), both at its time: a member that took one change per page and time kept
+    // them transactional, and a write outside a transaction went nowhere (examples/kernels).
+    const [a, b] = await h.cluster(2, { durability: 'none' });
+    const first = await a.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4 * 4096, { model: 'migratory' }); tx.setRoot('block', p); return p; });`);
+    const again = await a.run<number>(`return dsm.transaction((tx) => { tx.free(dsm.root('block')); const p = tx.alloc(4 * 4096, { model: 'sequential' }); tx.setRoot('block', p); return p; });`);
+    expect(again).toBe(first);
+    await settle([a, b]);
+    await b.run('dsm.u32[args.at] = 5;', { at: again / 4 + 3 });
+    await a.run('dsm.u32[args.at] = 6;', { at: again / 4 + 1024 + 3 });
+    for (const n of [a, b]) expect(await n.run('return [dsm.u32[args.at], dsm.u32[args.at + 1024]];', { at: again / 4 + 3 })).toEqual([5, 6]);
+  });
 });

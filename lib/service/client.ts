@@ -29,7 +29,10 @@ export class ServiceClient {
     return this.time;
   }
 
-  nodeId = 0;
+  /** This node's id, as the service last published it (it changes when the node joins again). */
+  get nodeId(): number {
+    return Number(Atomics.load(this.time, Status.nodeId));
+  }
   address = '';
   onPeer?: (type: 'peer-join' | 'peer-leave', id: number) => void;
   onProgress?: (p: { phase: 'loading' | 'catching-up'; done: number; total: number }) => void;
@@ -82,7 +85,6 @@ export class ServiceClient {
       } else if (m.type === 'progress') {
         this.onProgress?.({ phase: m.phase, done: m.done, total: m.total });
       } else if (m.type === 'rejoined') {
-        this.nodeId = m.id;
         onLog('warn', `this node joined the cluster again as node ${m.id}`);
       }
     });
@@ -109,7 +111,6 @@ export class ServiceClient {
         if (m.type === 'ready') {
           c.worker.off('message', onMsg);
           c.worker.off('error', onErr);
-          c.nodeId = m.nodeId;
           c.address = m.address;
           // Listening for the start ref'd the worker's port again.
           if (!c.networked) c.worker.unref();

@@ -25,7 +25,9 @@ export interface ServiceConfig {
    * times this node lost its place in the cluster (removed, joined again): a commit made
    * under an earlier count may or may not have survived. Written by the app: [9] how many
    * transactions it has issued and not yet seen settle (the service pushes the token only
-   * when that is at most one, commits.ts pushToken).
+   * when that is at most one, commits.ts pushToken). Written by the service: [10] this
+   * node's id (it changes when the node joins again), read by dsm.nodeId at once, before
+   * the app thread has taken the 'rejoined' event in.
    */
   timeBuffer: SharedArrayBuffer;
   /** The commit token lent to the app thread (local_token.ts). */
@@ -38,8 +40,8 @@ export interface ServiceConfig {
   cluster?: ResolvedOptions['cluster'];
 }
 
-export const STATUS_WORDS = 10;
-export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5, durable: 6, durableWanted: 7, durableEpoch: 8, inFlight: 9 } as const;
+export const STATUS_WORDS = 11;
+export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5, durable: 6, durableWanted: 7, durableEpoch: 8, inFlight: 9, nodeId: 10 } as const;
 
 /**
  * Raises status word `i` to `v` unless it is already there. Both threads raise the applied

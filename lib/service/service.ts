@@ -94,6 +94,11 @@ export class Service {
     this.publish(time, time, true);
   }
 
+  /** Tells the app thread this node's id (at start, and when it joins again). */
+  publishNodeId(): void {
+    Atomics.store(this.time, Status.nodeId, BigInt(this.nodeId));
+  }
+
   /**
    * Makes applied/seen times visible to the app thread. Never backwards, since the app thread
    * advances these itself when it commits with the lent token, ahead of what the service has

@@ -63,6 +63,7 @@ async function start(): Promise<void> {
         discarding: (page) => service.discarding(page),
         rejoined: (id, time) => {
           service.restartTimes(time);
+          service.publishNodeId();
           emit({ type: 'rejoined', id });
           service.watches.check();
         },
@@ -106,6 +107,7 @@ async function start(): Promise<void> {
       throw e;
     }
   }
+  service.publishNodeId();
   emit({ type: 'ready', nodeId: service.nodeId, address: service.cluster?.address ?? '' });
 }
 

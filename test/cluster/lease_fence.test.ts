@@ -3,12 +3,22 @@
 // over, neither reads their old contents nor writes into them once its lease has run out.
 // Its touches wait until it has joined again, and then see the cluster's page.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, settle, until } from './harness';
+import { Harness, type RemoteNode, settle, until } from './harness';
 import { NetnsHarness, netnsUnavailable } from './netns';
 
 const READ = 'const v = dsm.u32[args.at]; try { dsm.stats(); return { v }; } catch (e) { return { v, code: e.code }; }';
 const WRITE = 'dsm.u32[args.at] = args.v; try { dsm.stats(); return {}; } catch (e) { return { code: e.code }; }';
 const FENCED = "this node's lease ran out";
+
+/** A sequential page b owns with 2 in it, and c holds a read copy of: its first word's index. */
+async function ownedByB(a: RemoteNode, b: RemoteNode, c: RemoteNode): Promise<number> {
+  const ptr = await a.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('s', p); return p; });`);
+  await settle([a, b, c]);
+  const at = ptr / 4;
+  expect(await b.run(WRITE, { at, v: 2 })).toEqual({});
+  expect(await c.run(READ, { at })).toEqual({ v: 2 });
+  return at;
+}
 
 describe('sequential pages on a node whose lease ran out', () => {
   const h = new Harness();
@@ -16,12 +26,7 @@ describe('sequential pages on a node whose lease ran out', () => {
 
   it('a stalled owner, removed meanwhile, reads what the cluster wrote after it resumes, never its old copy', async () => {
     const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000 });
-    const ptr = await a.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('s', p); return p; });`);
-    await settle([a, b, c]);
-    const at = ptr / 4;
-    // b owns the page with 2 in it; c holds a read copy.
-    expect(await b.run(WRITE, { at, v: 2 })).toEqual({});
-    expect(await c.run(READ, { at })).toEqual({ v: 2 });
+    const at = await ownedByB(a, b, c);
     const oldId = b.nodeId;
     await b.stop();
     for (const n of [a, c]) await n.waitForLine((l) => l === `peer-leave ${oldId}`);
@@ -49,11 +54,7 @@ describe.skipIf(unavailable !== undefined)('sequential pages on a node cut off t
 
   it('the cut-off owner touches its page only once it is back, and then sees what the majority wrote', async () => {
     const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000 });
-    const ptr = await a.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('s', p); return p; });`);
-    await settle([a, b, c]);
-    const at = ptr / 4;
-    expect(await b.run(WRITE, { at, v: 2 })).toEqual({});
-    expect(await c.run(READ, { at })).toEqual({ v: 2 });
+    const at = await ownedByB(a, b, c);
     const oldId = b.nodeId;
     h.cut(b);
     for (const n of [a, c]) await n.waitForLine((l) => l === `peer-leave ${oldId}`);

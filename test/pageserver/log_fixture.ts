@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { afterEach } from 'vitest';
 import { PageStore } from '../../lib/pageserver/store';
 import type { CommitLog } from '../../lib/pageserver/wal';
@@ -56,4 +57,20 @@ export function logFixture(prefix: string) {
       }
     },
   };
+}
+
+/** Where each synced write (its group record) starts in a log file: its records walked and their CRCs checked, so a spare's stale records after them end the walk. */
+export function groupStarts(file: string): number[] {
+  const seq = Buffer.alloc(8);
+  seq.writeUInt32LE(Number(/log-(\d+)\.wal$/.exec(file)![1]), 0);
+  const seed = zlib.crc32(seq);
+  const b = fs.readFileSync(file);
+  const starts: number[] = [];
+  for (let at = 0; at + 8 <= b.length; ) {
+    const len = b.readUInt32LE(at);
+    if (len === 0 || at + 8 + len > b.length || zlib.crc32(b.subarray(at + 8, at + 8 + len), seed) !== b.readUInt32LE(at + 4)) break;
+    if (b[at + 8] === 5) starts.push(at);
+    at += 8 + len;
+  }
+  return starts;
 }

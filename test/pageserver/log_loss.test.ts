@@ -5,11 +5,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import zlib from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { open } from 'lmdb';
 import { decodeMark } from '../../lib/pageserver/log_mark';
 import { Harness, type RemoteNode } from '../cluster/harness';
+import { groupStarts } from './log_fixture';
 
 const FIRST = 3000; // a data page, clear of the heap's own
 
@@ -20,22 +20,6 @@ const COMMIT_FOREVER = `
     say('ACK ' + i);
   }
 `;
-
-/** Where each synced write (its group record) starts in a log file: its records walked and their CRCs checked, so a spare's stale records after them end the walk. */
-function groupStarts(file: string): number[] {
-  const seq = Buffer.alloc(8);
-  seq.writeUInt32LE(Number(/log-(\d+)\.wal$/.exec(file)![1]), 0);
-  const seed = zlib.crc32(seq);
-  const b = fs.readFileSync(file);
-  const starts: number[] = [];
-  for (let at = 0; at + 8 <= b.length; ) {
-    const len = b.readUInt32LE(at);
-    if (len === 0 || at + 8 + len > b.length || zlib.crc32(b.subarray(at + 8, at + 8 + len), seed) !== b.readUInt32LE(at + 4)) break;
-    if (b[at + 8] === 5) starts.push(at);
-    at += 8 + len;
-  }
-  return starts;
-}
 
 /** The last ACK a committer printed. */
 const lastAck = (n: RemoteNode) => Math.max(0, ...n.lines.filter((l) => l.startsWith('ACK ')).map((l) => Number(l.slice(4))));
@@ -48,7 +32,20 @@ describe('page server commit log removed by hand', () => {
     for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
   });
 
-  it.each(['deleted', 'emptied'] as const)('a log %s after SIGKILL of every process is refused, not started at the last checkpoint', async (how) => {
+  /** Restarts a page server on `dir` and reads the first counter through a node: what it read, or the start's error. */
+  async function restart(dir: string): Promise<{ read: number } | { code?: string; error: string }> {
+    const started = h.pageServer({ dir }).then(async (ps2) => {
+      const c = await h.start({ peers: [ps2.address], durability: 'disk' });
+      return c.run<number>('return dsm.transaction(() => dsm.u32[args.w]);', { w: FIRST * 1024 });
+    });
+    return started.then(
+      (read) => ({ read }),
+      (e: Error & { code?: string }) => ({ code: e.code, error: e.message }),
+    );
+  }
+
+  /** A page server in a new directory and a node committing to it with durability 'disk', once 200 commits are acknowledged. */
+  async function committing(): Promise<{ dir: string; ps: RemoteNode; a: RemoteNode }> {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-logloss-'));
     dirs.push(root);
     const dir = path.join(root, 'store');
@@ -56,6 +53,11 @@ describe('page server commit log removed by hand', () => {
     const a = await h.start({ peers: [ps.address], durability: 'disk' });
     a.run(COMMIT_FOREVER, { first: FIRST }).catch(() => undefined);
     await a.waitForLine((l) => l === 'ACK 200');
+    return { dir, ps, a };
+  }
+
+  it.each(['deleted', 'emptied'] as const)('a log %s after SIGKILL of every process is refused, not started at the last checkpoint', async (how) => {
+    const { dir, ps, a } = await committing();
     for (const n of [ps, a]) n.kill('SIGKILL');
     await Promise.all([ps, a].map((n) => n.exited));
     let acked = 0;
@@ -66,14 +68,7 @@ describe('page server commit log removed by hand', () => {
       if (how === 'deleted') fs.rmSync(path.join(dir, f));
       else fs.truncateSync(path.join(dir, f), 0);
     }
-    const started = h.pageServer({ dir }).then(async (ps2) => {
-      const c = await h.start({ peers: [ps2.address], durability: 'disk' });
-      return c.run<number>('return dsm.transaction(() => dsm.u32[args.w]);', { w: FIRST * 1024 });
-    });
-    const got = await started.then(
-      (read) => ({ read }),
-      (e: Error & { code?: string }) => ({ code: e.code, error: e.message }),
-    );
+    const got = await restart(dir);
     console.log(`acknowledged ${acked}, restart: ${JSON.stringify(got).slice(0, 400)}`);
     // It used to start at the last checkpoint and read 0 where 200 commits were acknowledged.
     expect(got).toMatchObject({ code: 'ERR_DSM_STORE', error: expect.stringMatching(how === 'deleted' ? /is missing/ : /is empty or damaged at its start/) });
@@ -81,13 +76,7 @@ describe('page server commit log removed by hand', () => {
   });
 
   it('the last log file cut at a record boundary past the checkpoint after SIGKILL is refused, not started without the commits after the cut', async () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-logloss-'));
-    dirs.push(root);
-    const dir = path.join(root, 'store');
-    const ps = await h.pageServer({ dir });
-    const a = await h.start({ peers: [ps.address], durability: 'disk' });
-    a.run(COMMIT_FOREVER, { first: FIRST }).catch(() => undefined);
-    await a.waitForLine((l) => l === 'ACK 200');
+    const { dir, ps, a } = await committing();
     // Stopped where its newest log file holds three synced writes: the third was written after
     // the second's commit was acknowledged (one committer, each commit awaited), and the
     // checkpoint's mark is at most at the first (a flush starts right after the file does).
@@ -114,14 +103,7 @@ describe('page server commit log removed by hand', () => {
     expect(mark.seq < cutSeq || mark.at <= groups[1]).toBe(true);
     // At the start of the second write: the records before it whole, as a crash after its sync leaves them.
     fs.truncateSync(file, groups[1]);
-    const started = h.pageServer({ dir }).then(async (ps2) => {
-      const c = await h.start({ peers: [ps2.address], durability: 'disk' });
-      return c.run<number>('return dsm.transaction(() => dsm.u32[args.w]);', { w: FIRST * 1024 });
-    });
-    const got = await started.then(
-      (read) => ({ read }),
-      (e: Error & { code?: string }) => ({ code: e.code, error: e.message }),
-    );
+    const got = await restart(dir);
     console.log(`acknowledged ${acked}, cut at byte ${groups[1]} of ${path.basename(file)} (mark: file ${mark.seq}, byte ${mark.at}), restart: ${JSON.stringify(got).slice(0, 400)}`);
     // It used to start part way through the log and read less than was acknowledged.
     expect(got).toMatchObject({ code: 'ERR_DSM_STORE', error: expect.stringMatching(/is cut short/) });

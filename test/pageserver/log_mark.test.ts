@@ -14,7 +14,7 @@ import { CommitLog, LOG_FILE_BYTES } from '../../lib/pageserver/wal';
 import { decodeMark, encodeMark } from '../../lib/pageserver/log_mark';
 import { LAYOUT_VERSION } from '../../lib/pageserver/store_dir';
 
-import { logFixture } from './log_fixture';
+import { groupStarts, logFixture } from './log_fixture';
 import { geometry, PS, wholePage } from './whole_page';
 
 describe('the store’s log mark', () => {
@@ -115,19 +115,6 @@ describe('the store’s log mark', () => {
 
   it('refuses the last file cut at a record boundary past the mark, one step long or grown by steps', async () => {
     const root = newRoot();
-    /** Where each synced write starts in `file`: its group records, CRCs checked. */
-    const groupStarts = (file: string) => {
-      const seed = zlib.crc32(Buffer.from([parseInt(path.basename(file).slice(4)), 0, 0, 0, 0, 0, 0, 0]));
-      const b = fs.readFileSync(file);
-      const starts: number[] = [];
-      for (let at = 0; at + 8 <= b.length; ) {
-        const len = b.readUInt32LE(at);
-        if (len === 0 || at + 8 + len > b.length || zlib.crc32(b.subarray(at + 8, at + 8 + len), seed) !== b.readUInt32LE(at + 4)) break;
-        if (b[at + 8] === 5) starts.push(at);
-        at += 8 + len;
-      }
-      return starts;
-    };
     // 11..20 and 21..30 synced after the checkpoint of 1..10: cut where 21..30 starts, as a
     // crash right after the sync of 11..20 would have left the records.
     const boundary = await crashed(root, 'boundary');

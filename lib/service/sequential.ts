@@ -276,10 +276,8 @@ export class Sequential implements ModelProtocol {
     // One about to leave is answered as one that left: anything it got now it could take
     // along after listing its pages (leave_intent.ts).
     if (!n.members.has(r.requester) || r.requester === n.id || n.leaving.intent.intends(r.requester)) return;
-    // The app's lent-token commits go out first, as before a transactional page is served
-    // (page_serving.ts): the page may hold a pointer into a block one of them allocated, or
-    // say that data one of them wrote is ready, and the requester must have the commit (and
-    // the block's model) before it acts on that. Same connection, in order.
+    // The app's lent-token commits first, as for transactional pages (page_serving.ts): the
+    // page may point into a block one allocated, and the commit must arrive first.
     n.commits.drainLocal();
     const m = this.models[r.page] & MODEL_MASK;
     if (m === PageModel.local) return this.reply(r.requester, r.page, ReplyStatus.local, undefined);

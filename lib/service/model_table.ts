@@ -1,7 +1,8 @@
 // The page-model table's travels (DESIGN.md "Consistency models"): the models of pages outside
 // transactional consistency go to a joiner with its JoinAccept, and each commit's model
 // changes (blocks allocated or freed under another model) travel in the commit and take
-// effect as it arrives. The protocol that moves those pages is sequential.ts; it hears of every change.
+// effect as it arrives. The protocol that moves those pages is sequential.ts; it hears of
+// every change.
 import { LOST_OWNER, type ModelRun } from './protocol';
 import { WireError } from './wire';
 import { checkModelChanges } from './sequential_wire';

@@ -45,11 +45,13 @@
 // makes the next file and links the END then. Nothing after an END belongs to the log, so a
 // last file that reached its END is not held to its steps.
 //
-// Left undetected: a last file that had grown past its first step (a checkpoint behind by a
-// quarter of a step, or failing on a full disk) cut at a whole number of steps, at or after
-// the mark's position: a crash leaves that size too. And a last file of a store written
-// before steps (layout 2, until its first checkpoint here), cut at a record boundary at or
-// after the mark's position, looks like a crash after the last synced write, as it did.
+// A last file that had grown past its first step (a checkpoint behind by a quarter of a
+// step, or failing on a full disk) and was cut back to a whole number of steps is told by
+// its group records: each names the file's size as it was written (layout 4), and the one
+// that grew it lies below the cut. Left undetected: a last file of a store written before
+// layout 4, cut so (the first checkpoint here starts a file that names its size), and one
+// written before steps (layout 2), cut at a record boundary at or after the mark's
+// position, which looks like a crash after the last synced write, as it did.
 //
 // A store without a mark (layout 1, written before marks, or a new store that has not
 // completed its first open) is replayed as before, without the checks against the mark; its
@@ -105,6 +107,8 @@ export interface FileScan {
   next?: Buffer;
   /** Records in it other than its header and group records. */
   records: number;
+  /** The largest file size its group records name (0: none named, before layout 4). */
+  named: number;
 }
 
 /** Which files to replay and which to set aside (a last file a rotation never finished). */
@@ -166,6 +170,12 @@ export function planReplay(dir: string, files: FileScan[], mark: LogMark | undef
   if (last?.step && last.end !== 'end' && last.size % last.step !== 0) {
     throw new StoreError(
       `the commit log file ${file(last)} is cut short: it is ${last.size} bytes, where the log gives its files a whole number of ${last.step}-byte steps before writing records into them, ` +
+        `so commits acknowledged as durable after its records' end (byte ${last.at}) may be gone. ${RESTORE}`,
+    );
+  }
+  if (last && last.end !== 'end' && last.named > last.size) {
+    throw new StoreError(
+      `the commit log file ${file(last)} is cut short: it is ${last.size} bytes, where its records say it was ${last.named} bytes long as they were written, ` +
         `so commits acknowledged as durable after its records' end (byte ${last.at}) may be gone. ${RESTORE}`,
     );
   }

@@ -21,9 +21,10 @@ import { StoreError } from './errors';
  * And layout 2: its log files have no size steps (wal.ts), read without that check; its
  * first flush with the log open names a file with steps, and writes layout 3. Layout 3 is
  * there so that an older node-dsm refuses the store by its layout version instead of
- * reading a header with a step as a log damaged at its start. Any other is refused.
+ * reading a header with a step as a log damaged at its start. Layout 4's group records name
+ * their file's size (wal.ts); a layout-3 log is read without that check. Any other is refused.
  */
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 const MAGIC = Buffer.from('DSMPAGES');
 // LMDB's own page size for the store (the overflow arithmetic in store.ts depends on it).
 const LMDB_PAGE = 4096;
@@ -45,7 +46,7 @@ export const putU64 = (b: Uint8Array, at: number, v: number): void => {
   dv.setUint32(at + 4, Math.floor(v / 2 ** 32), true);
 };
 
-// Layout (LAYOUT_VERSION 3), four named LMDB databases in the directory's data.mdb:
+// Layout (LAYOUT_VERSION 4), four named LMDB databases in the directory's data.mdb:
 //   body     u32 page -> the page minus its last TAIL (24) bytes
 //   head     u32 page -> u64 version | the page's last TAIL bytes
 //   missing  u32 page -> u64 the version the store needs a whole copy of (no body/head then)
@@ -53,7 +54,8 @@ export const putU64 = (b: Uint8Array, at: number, v: number): void => {
 //            'time'   -> u64 the global time of the last commit in the image
 //            'log'    -> the log mark: which commit log file the image continues in, and
 //                        how far (log_mark.ts; none until the first flush with the log open)
-// Layout 2 is the same, its log files without size steps (wal.ts); layout 1 without 'log' too.
+// Layout 3 is the same, its log's group records without sizes; layout 2 its log files without
+// size steps too (wal.ts); layout 1 without 'log' too.
 // Why split a page: LMDB keeps a value over ~2 KiB in overflow pages with a header, so a
 // 4,096-byte value takes two 4 KiB pages. Measured with lmdb 3.5 on this 2-vCPU machine (16,384
 // pages loaded, then 300 synced transactions of 64 updates of random pages; two runs each):
@@ -263,7 +265,7 @@ export function readLayout(dbs: Dbs, dir: string): Geometry | StoreError {
     return new StoreError(`${dir} is an LMDB database but not a page store; give the page server an empty or new directory`);
   }
   const version = layout.readUInt32LE(8);
-  if (version !== LAYOUT_VERSION && version !== 1 && version !== 2) {
+  if (version < 1 || version > LAYOUT_VERSION) {
     return new StoreError(
       `the page store in ${dir} has layout version ${version}; this version of node-dsm reads layouts 1 to ${LAYOUT_VERSION}. ` +
         'Open it with the node-dsm version that wrote it, take a snapshot (dsm snapshot) and restore it with this one (dsm restore)',

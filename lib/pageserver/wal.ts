@@ -29,6 +29,7 @@
 //   3 rebase  u64 time | u32 count | per page u32 page, u64 version
 //   4 end     (nothing: the file is complete) | 16 bytes: the next file's id (a linked END, log_mark.ts)
 //   5 group   u32 bytes: the records of one write and fdatasync, this one first
+//             | u64 the file's size as they were written (synced before; none before layout 4)
 //   6 header  16 bytes: the file's id, random (first in the file, synced before any record)
 //             | u64 the file's step: its size is a whole number of them (none: written before steps)
 // A torn or damaged record (a crash during an append) ends the replay there: nothing after
@@ -47,7 +48,10 @@
 // So no crash leaves a file whose size is not a whole number of its steps, and records end
 // inside the file, followed by zeros (never written) or a spare's stale records. A last file
 // of another size was cut short after its records were synced (log_mark.ts), even at a
-// record boundary, which a crash after a sync also leaves. A file is one step long unless a
+// record boundary, which a crash after a sync also leaves. Nor does a crash leave a file
+// shorter than the size its group records name: a file grown by steps and cut back to a
+// whole number of them keeps the group record that grew it (a group starts below the old
+// size, since an END always fits after the records), and that record names the larger size. A file is one step long unless a
 // checkpoint falls behind (feed.ts rotates at three quarters of a step). Files written
 // before steps (a header of 17 bytes, no step) are read as before, without that check.
 import fs from 'node:fs';
@@ -359,10 +363,10 @@ export class CommitLog {
     if (this.used === GROUP_BYTES) return;
     const bytes = this.used;
     const fd = this.fd;
-    this.sealGroup(bytes);
-    this.fillCrcs(bytes);
     // All calls block: no record is appended before the buffer is reset below.
     this.makeRoom(this.bytes + bytes);
+    this.sealGroup(bytes);
+    this.fillCrcs(bytes);
     writeAll(fd, this.staged, bytes, this.bytes);
     fs.fdatasyncSync(fd);
     this.synced += this.records;
@@ -374,11 +378,15 @@ export class CommitLog {
     this.syncs++;
   }
 
-  /** Fills in the group record in front of the first `bytes` staged bytes. */
+  /**
+   * Fills in the group record in front of the first `bytes` staged bytes, naming the file's
+   * size (made room for and synced first): a file found shorter was cut (the top of this file).
+   */
   private sealGroup(bytes: number): void {
     this.staged.writeUInt32LE(GROUP_BYTES - HEADER, 0);
     this.staged[HEADER] = GROUP;
     this.staged.writeUInt32LE(bytes, HEADER + 1);
+    putU64(this.staged, HEADER + 5, this.size);
   }
 
   /** The CRCs of the first `bytes` staged bytes' records, for the current file. */
@@ -457,9 +465,9 @@ export class CommitLog {
   /** Writes what is staged (not synced: nothing of it was acknowledged) and the file's END, and closes it. */
   close(): void {
     this.appendEnd();
+    this.makeRoom(this.bytes + this.used);
     this.sealGroup(this.used);
     this.fillCrcs(this.used);
-    this.makeRoom(this.bytes + this.used);
     writeAll(this.fd, this.staged, this.used, this.bytes);
     this.used = GROUP_BYTES;
     this.records = 0;

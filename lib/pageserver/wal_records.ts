@@ -19,10 +19,12 @@ export const FILE_HEADER = 6;
 export const HEADER_BYTES = HEADER + 1 + LOG_ID_BYTES + 8;
 /** A header's payload before steps: its id alone. */
 const STEPLESS_HEADER = 1 + LOG_ID_BYTES;
-/** A group record's bytes: header, kind, u32 length of the group. */
-export const GROUP_BYTES = HEADER + 5;
-/** A group record's first bytes: its payload length, u32. */
-const GROUP_LENGTH = Buffer.from([GROUP_BYTES - HEADER, 0, 0, 0]);
+/** A group record's bytes: header, kind, u32 length of the group, u64 the file's size as the group was written. */
+export const GROUP_BYTES = HEADER + 13;
+/** A group record's bytes in files of layouts 1 to 3: no size. */
+const SIZELESS_GROUP_BYTES = HEADER + 5;
+/** A group record's first bytes, its payload length (u32), in either form. */
+const GROUP_LENGTHS = [GROUP_BYTES, SIZELESS_GROUP_BYTES].map((n) => ({ bytes: n, prefix: Buffer.from([n - HEADER, 0, 0, 0]) }));
 
 /** How a file's records ended (at its END record, at the end of the file, or at a torn, damaged or stale record) and where: the offset after its last whole record. */
 type FileEnd = { end: 'end' | 'eof' | 'torn'; at: number };
@@ -39,7 +41,9 @@ export function replayFile(file: string, b: Buffer, seed: number | null, store: 
   let id: Buffer | undefined;
   let step: number | undefined;
   let headerless = seed === null;
-  const scan = (e: FileEnd, next?: Buffer) => ({ ...e, id, step, next, headerless, records });
+  // The largest size a group record names: the file was at least that long when it was written.
+  let named = 0;
+  const scan = (e: FileEnd, next?: Buffer) => ({ ...e, id, step, next, headerless, records, named });
   while (at < b.length) {
     if (at + HEADER > b.length) return scan(torn(file, b, seed, at));
     const len = b.readUInt32LE(at);
@@ -61,8 +65,9 @@ export function replayFile(file: string, b: Buffer, seed: number | null, store: 
       }
       headerless = true;
     }
-    if (kind === GROUP && seed !== null && len === GROUP_BYTES - HEADER) {
-      at += GROUP_BYTES;
+    if (kind === GROUP && seed !== null && (len === GROUP_BYTES - HEADER || len === SIZELESS_GROUP_BYTES - HEADER)) {
+      if (len === GROUP_BYTES - HEADER) named = Math.max(named, u64(payload, 5));
+      at += HEADER + len;
       continue;
     }
     if (kind === END && seed !== null && (len === 1 || len === 1 + LOG_ID_BYTES)) {
@@ -101,13 +106,15 @@ export function replayFile(file: string, b: Buffer, seed: number | null, store: 
 function torn(file: string, b: Buffer, seed: number | null, at: number): FileEnd {
   if (seed !== null) {
     // Searched for, not stepped through: the rest of a file's step (64 MiB of hole) takes 2 ms so.
-    for (let y = b.indexOf(GROUP_LENGTH, at + 1); y >= 0 && y + GROUP_BYTES <= b.length; y = b.indexOf(GROUP_LENGTH, y + 1)) {
-      if (b[y + HEADER] !== GROUP) continue;
-      if (zlib.crc32(b.subarray(y + HEADER, y + GROUP_BYTES), seed) !== b.readUInt32LE(y + 4)) continue;
-      throw new StoreError(
-        `the commit log ${file} is damaged at byte ${at}: records written and synced after it follow, so commits acknowledged as durable are in and after the damage. ` +
-          'Restore the store from a snapshot (dsm restore --from FILE --dir DIR)',
-      );
+    for (const { bytes, prefix } of GROUP_LENGTHS) {
+      for (let y = b.indexOf(prefix, at + 1); y >= 0 && y + bytes <= b.length; y = b.indexOf(prefix, y + 1)) {
+        if (b[y + HEADER] !== GROUP) continue;
+        if (zlib.crc32(b.subarray(y + HEADER, y + bytes), seed) !== b.readUInt32LE(y + 4)) continue;
+        throw new StoreError(
+          `the commit log ${file} is damaged at byte ${at}: records written and synced after it follow, so commits acknowledged as durable are in and after the damage. ` +
+            'Restore the store from a snapshot (dsm restore --from FILE --dir DIR)',
+        );
+      }
     }
   }
   return { end: 'torn' as const, at };

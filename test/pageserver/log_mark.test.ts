@@ -113,7 +113,7 @@ describe('the store’s log mark', () => {
     await refused(foreign, /is not this store's: its id differs/);
   });
 
-  it('refuses the last file cut at a record boundary past the mark, one step long or grown by steps', async () => {
+  it('refuses the last file cut at a record boundary past the mark, one step long or grown by steps, and one grown and cut back to whole steps', async () => {
     const root = newRoot();
     // 11..20 and 21..30 synced after the checkpoint of 1..10: cut where 21..30 starts, as a
     // crash right after the sync of 11..20 would have left the records.
@@ -136,6 +136,7 @@ describe('the store’s log mark', () => {
     await log.sync();
     const grown = image(live, path.join(root, 'grown'));
     const whole = image(live, path.join(root, 'grown-whole'));
+    const steps = [1, 2].map((n) => image(live, path.join(root, `grown-to-${n}-steps`)));
     log.close();
     const file = path.join(grown, logFiles(grown).at(-1)!);
     expect(fs.statSync(file).size).toBe(3 * STEP);
@@ -145,6 +146,17 @@ describe('the store’s log mark', () => {
     const again = await openStore(grown);
     expect(() => CommitLog.open(again.dir, again, STEP)).toThrow(expect.objectContaining({ code: 'ERR_DSM_STORE', message: expect.stringMatching(/is cut short: it is \d+ bytes/) }));
     expect(again.appliedTime).toBe(0);
+    // Cut back to a whole number of steps, as a crash before a growth leaves a file's size:
+    // the group record that grew it past the cut lies below the cut and names the larger size.
+    for (const [i, dir] of steps.entries()) {
+      const f = path.join(dir, logFiles(dir).at(-1)!);
+      fs.truncateSync(f, (i + 1) * STEP);
+      const s = await openStore(dir);
+      expect(() => CommitLog.open(s.dir, s, STEP)).toThrow(
+        expect.objectContaining({ code: 'ERR_DSM_STORE', message: expect.stringMatching(new RegExp(`is cut short: it is ${(i + 1) * STEP} bytes, where its records say it was ${(i + 2) * STEP} bytes long`)) }),
+      );
+      expect(s.appliedTime).toBe(0);
+    }
     expect(await start(whole, STEP)).toBe(20);
   });
 
@@ -251,20 +263,22 @@ describe('the store’s log mark', () => {
     for (const img of twice) expect(await start(img, STEP), img).toBe(40);
   });
 
-  it.each([1, 2])('upgrades a store of layout %i: its log (no header, or one without a size step) replays as before, and its first checkpoint writes the mark, the current layout and a file with steps', async (version) => {
+  it.each([1, 2, 3])('upgrades a store of layout %i: its log (no header, one without a size step, or group records without the file size) replays as before, and its first checkpoint writes the mark, the current layout and a file with steps', async (version) => {
     const root = newRoot();
     const dir = path.join(root, 'store');
     // Closed here, not after the test: the layout is rewritten below.
     await (await PageStore.open(dir, geometry)).close();
     // Layout 1: the same layout record with version 1, no mark; a log file without a header.
     // Layout 2: a mark, and a log file whose header has its id alone.
+    // Layout 3: a mark, a header with the id and the step, a whole step long; group records
+    // without the file's size.
     const id = Buffer.alloc(16, 7);
     const env = open({ path: dir, compression: false, maxDbs: 8 });
     const meta = env.openDB({ name: 'meta', encoding: 'binary', compression: false });
     const layout = Buffer.from(meta.getBinary('layout')!);
     layout.writeUInt32LE(version, 8);
     await meta.put('layout', layout);
-    if (version === 2) await meta.put('log', encodeMark(1, id, 8 + 17));
+    if (version >= 2) await meta.put('log', encodeMark(1, id, version === 2 ? 8 + 17 : 8 + 25));
     await env.close();
     const seed = zlib.crc32(Buffer.from([1, 0, 0, 0, 0, 0, 0, 0])); // every record's CRC starts from its file's u64 number
     const rec = (payload: Buffer) => {
@@ -287,8 +301,11 @@ describe('the store’s log mark', () => {
     const group = Buffer.alloc(5);
     group[0] = 5;
     group.writeUInt32LE(13 + commits.reduce((a, c) => a + c.length, 0), 1);
-    const header = version === 2 ? [rec(Buffer.concat([Buffer.from([6]), id]))] : [];
+    const step = Buffer.alloc(8);
+    step.writeUInt32LE(LOG_FILE_BYTES, 0);
+    const header = version === 1 ? [] : [rec(Buffer.concat([Buffer.from([6]), id, ...(version === 3 ? [step] : [])]))];
     fs.writeFileSync(path.join(dir, 'log-1.wal'), Buffer.concat([...header, rec(group), ...commits]));
+    if (version === 3) fs.truncateSync(path.join(dir, 'log-1.wal'), LOG_FILE_BYTES);
     expect(await start(dir)).toBe(3);
     const env2 = open({ path: dir, compression: false, maxDbs: 8 });
     const meta2 = env2.openDB({ name: 'meta', encoding: 'binary', compression: false });

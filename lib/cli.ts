@@ -174,7 +174,7 @@ program
       if (tty) process.stderr.write(`\rdsm: received ${(bytes / 2 ** 20).toFixed(1)} MiB`);
     });
     if (tty) process.stderr.write('\n');
-    console.log(`dsm: snapshot at global time ${info.time}: ${info.pages} pages, ${info.bytes} bytes in ${o.out}`);
+    console.log(`dsm: snapshot at global time ${info.time}${info.cluster ? ` of cluster ${info.cluster.id}` : ''}: ${info.pages} pages, ${info.bytes} bytes in ${o.out}`);
   });
 
 program
@@ -204,7 +204,7 @@ program
       if (tty) process.stderr.write(`\rdsm: ${phase} ${done}/${total} pages (${total ? Math.floor((100 * done) / total) : 100}%)\x1b[K`);
     });
     if (tty) process.stderr.write('\n');
-    console.log(`dsm: restored ${info.pages} pages at time ${info.time} into ${path.resolve(o.dir)}`);
+    console.log(`dsm: restored ${info.pages} pages at time ${info.time}${info.cluster ? ` of cluster ${info.cluster.id}` : ''} into ${path.resolve(o.dir)}`);
   });
 
 program

@@ -30,7 +30,7 @@ export class ClusterRecord {
 
   private constructor(
     private readonly file: string,
-    /** What the directory holds (undefined: no record; a new store, or one made before records were kept, or restored from a snapshot). */
+    /** What the directory holds (undefined: no record; a new store, or one made before records were kept, or restored from a snapshot that names no cluster). */
     public data: ClusterRecordData | undefined,
     private readonly log: (message: string) => void,
   ) {}
@@ -51,6 +51,19 @@ export class ClusterRecord {
   }
 
   /**
+   * A record of `identity` with no member known, in the store directory `dir` (a store
+   * restored from a snapshot). Throws StoreError when it cannot be written.
+   */
+  static create(dir: string, identity: ClusterIdentity): void {
+    const r = new ClusterRecord(path.join(dir, RECORD_FILE), undefined, () => undefined);
+    try {
+      r.put(JSON.stringify({ identity, members: [], former: [] }));
+    } catch (e) {
+      throw new StoreError(`cannot record the store's cluster in ${r.file}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /**
    * Records `data` (nothing is written when it is what the file holds). A failed write is
    * said, never thrown: it comes from a configuration being applied, which must go on; the
    * record then lags, and a restart alone may ask addresses that no longer answer.
@@ -61,27 +74,32 @@ export class ClusterRecord {
     const former = [...new Set(before)].filter((a) => !members.includes(a)).slice(0, FORMER);
     const text = JSON.stringify({ identity: data.identity, members, former });
     if (text === this.written) return;
-    const aside = `${this.file}.new`;
     try {
-      const fd = fs.openSync(aside, 'w');
-      try {
-        fs.writeSync(fd, text);
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      fs.renameSync(aside, this.file);
-      const dir = fs.openSync(path.dirname(this.file), 'r');
-      try {
-        fs.fsyncSync(dir);
-      } finally {
-        fs.closeSync(dir);
-      }
-      this.written = text;
-      this.data = JSON.parse(text) as ClusterRecordData;
+      this.put(text);
     } catch (e) {
       this.log(`could not record the cluster's members in ${this.file} (${(e as Error).message}): restarted alone, this page server may not find them`);
     }
+  }
+
+  /** Writes `text` aside, synced, and renames it into place (the top of this file). */
+  private put(text: string): void {
+    const aside = `${this.file}.new`;
+    const fd = fs.openSync(aside, 'w');
+    try {
+      fs.writeSync(fd, text);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(aside, this.file);
+    const dir = fs.openSync(path.dirname(this.file), 'r');
+    try {
+      fs.fsyncSync(dir);
+    } finally {
+      fs.closeSync(dir);
+    }
+    this.written = text;
+    this.data = JSON.parse(text) as ClusterRecordData;
   }
 }
 

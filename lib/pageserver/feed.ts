@@ -310,18 +310,24 @@ export class StoreFeed {
    * The cluster whose commits the store holds, for a join's check; undefined: any cluster
    * may take it. A store that holds no commit (a new or empty directory: how a page server
    * is added) loses nothing. One that records no cluster (made by an older version, or
-   * restored from a snapshot) cannot be told apart: it joins as before, and says so.
+   * restored from a snapshot an older version wrote) cannot be told apart: it joins as
+   * before, and says so.
    */
   private lineage(peer: string): ClusterIdentity | undefined {
     if (this.store.appliedTime === 0) return undefined;
     if (!this.record.data && !this.saidNoRecord) {
       this.saidNoRecord = true;
-      this.n.ev.log('warn', `the page store in ${this.store.dir} records no cluster (made by an older version, or restored from a snapshot): joining the cluster at ${peer} replaces its heap (time ${this.store.appliedTime}) with that cluster's, unchecked`);
+      this.n.ev.log('warn', `the page store in ${this.store.dir} records no cluster (made by an older version, or restored from a snapshot an older version wrote): joining the cluster at ${peer} replaces its heap (time ${this.store.appliedTime}) with that cluster's, unchecked`);
     }
     return this.record.data?.identity;
   }
 
   private saidNoRecord = false;
+
+  /** The cluster whose heap the store holds, as recorded (a snapshot names it); undefined: none recorded. */
+  get cluster(): ClusterIdentity | undefined {
+    return this.record.data?.identity;
+  }
 
   /** While asking whether the store's cluster runs: what this page server tells others asking the same (live_cluster.ts Starting). */
   starting?: Starting;

@@ -1,13 +1,18 @@
 // A page store's image at one global time, in one file (`dsm snapshot`, `dsm restore`).
 //
-// Format version 1, little-endian:
+// Format version 2, little-endian:
 //   header   'DSMSNAP\0' | u32 format version | u32 page size | u64 region size | u64 global time | u64 records
+//   cluster  u32 bytes | the JSON of the cluster identity the heap is of ({ id, foundedAt, from }; no bytes: none known)
 //   records  u32 page | u32 kind (0: the page follows, 1: missing, nothing follows) | u64 version | [page size bytes]
 //            in increasing page order; pages never written are not recorded (they are zeros)
 //   trailer  'DSMSEND\0' | u64 records | SHA-256 of every byte before the trailer
 // The file is written under a temporary name and renamed when complete, and a restore checks
 // the whole file before it makes anything, then builds the store aside and renames it into
-// place: a damaged file is refused, never loaded halfway.
+// place: a damaged file is refused, never loaded halfway. The cluster goes into the restored
+// store's record (cluster_record.ts), so that the store, started with peers, joins only its
+// own cluster (or one founded again from a store of it) as the store it came from would: a
+// store without it joined any cluster, whose heap replaced the restored one. Version 1 (no
+// cluster) is still read.
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
@@ -15,9 +20,13 @@ import { setImmediate as turn } from 'node:timers/promises';
 import { PageStore, type Geometry, type ViewPage } from './store';
 import { SnapshotError } from './errors';
 import { putU64, syncDir, u64 } from './store_dir';
+import { ClusterRecord } from './cluster_record';
+import type { ClusterIdentity } from '../service/cluster_identity';
 
-/** The snapshot format this code writes and reads; another one is refused. */
-export const SNAPSHOT_VERSION = 1;
+/** The snapshot format this code writes; it reads this one and version 1. */
+export const SNAPSHOT_VERSION = 2;
+/** The longest cluster section a reader takes (an identity's JSON is under 150 bytes). */
+const CLUSTER_MAX = 1024;
 const MAGIC = Buffer.from('DSMSNAP\0');
 const END = Buffer.from('DSMSEND\0');
 const HEADER = 40;
@@ -40,6 +49,8 @@ export interface SnapshotInfo {
   pages: number;
   geometry: Geometry;
   bytes: number;
+  /** The cluster whose heap it is (undefined: not known, or a version 1 file). */
+  cluster?: ClusterIdentity;
 }
 
 /**
@@ -48,7 +59,7 @@ export interface SnapshotInfo {
  * format, for a page server to send over the network (`saveSnapshot` writes them on the other
  * side). The view stays open until the generator finishes or is returned early.
  */
-export async function* snapshotChunks(store: PageStore, onProgress?: (p: SnapshotProgress) => void): AsyncGenerator<Buffer, SnapshotInfo> {
+export async function* snapshotChunks(store: PageStore, onProgress?: (p: SnapshotProgress) => void, cluster?: ClusterIdentity): AsyncGenerator<Buffer, SnapshotInfo> {
   const view = store.openView();
   try {
     const { pageSize, regionSize } = view.geometry;
@@ -71,7 +82,10 @@ export async function* snapshotChunks(store: PageStore, onProgress?: (p: Snapsho
     putU64(buf, 16, regionSize);
     putU64(buf, 24, view.time);
     putU64(buf, 32, view.count);
-    used = HEADER;
+    const named = cluster ? Buffer.from(JSON.stringify({ id: cluster.id, foundedAt: cluster.foundedAt, from: cluster.from })) : Buffer.alloc(0);
+    buf.writeUInt32LE(named.length, HEADER);
+    named.copy(buf, HEADER + 4);
+    used = HEADER + 4 + named.length;
     let n = 0;
     for (const p of view.pages()) {
       buf.writeUInt32LE(p.page, used);
@@ -97,7 +111,7 @@ export async function* snapshotChunks(store: PageStore, onProgress?: (p: Snapsho
     bytes += TRAILER;
     yield Buffer.concat([body, trailer]);
     onProgress?.({ phase: 'writing', done: n, total: view.count });
-    return { time: view.time, pages: n, geometry: view.geometry, bytes };
+    return { time: view.time, pages: n, geometry: view.geometry, bytes, ...(cluster ? { cluster } : {}) };
   } finally {
     view.close();
   }
@@ -141,8 +155,8 @@ export async function saveSnapshot(chunks: AsyncIterable<Uint8Array>, file: stri
  * Writes the store's durable image (flush first for the latest commits) to `file`, streaming
  * from one consistent view while the store goes on applying. The file appears complete or not at all.
  */
-export async function writeSnapshot(store: PageStore, file: string, onProgress?: (p: SnapshotProgress) => void): Promise<SnapshotInfo> {
-  const chunks = snapshotChunks(store, onProgress);
+export async function writeSnapshot(store: PageStore, file: string, onProgress?: (p: SnapshotProgress) => void, cluster?: ClusterIdentity): Promise<SnapshotInfo> {
+  const chunks = snapshotChunks(store, onProgress, cluster);
   let info: SnapshotInfo | undefined;
   // Between chunks the store goes on: the event loop gets a turn after each.
   async function* paced(): AsyncGenerator<Buffer> {
@@ -244,6 +258,7 @@ interface Header {
   geometry: Geometry;
   time: number;
   count: number;
+  cluster?: ClusterIdentity;
 }
 
 function readHeader(r: SnapshotReader): Header {
@@ -251,15 +266,36 @@ function readHeader(r: SnapshotReader): Header {
   const h = r.take(HEADER);
   if (!MAGIC.equals(h.subarray(0, 8))) throw r.bad('it is not a node-dsm snapshot');
   const version = h.readUInt32LE(8);
-  if (version !== SNAPSHOT_VERSION) {
-    throw r.bad(`it has format version ${version}, and this version of node-dsm reads format ${SNAPSHOT_VERSION}; restore it with the node-dsm version that wrote it`);
+  if (version !== SNAPSHOT_VERSION && version !== 1) {
+    throw r.bad(`it has format version ${version}, and this version of node-dsm reads formats 1 to ${SNAPSHOT_VERSION}; restore it with the node-dsm version that wrote it`);
   }
   const pageSize = h.readUInt32LE(12);
   const regionSize = u64(h, 16);
+  const time = u64(h, 24);
+  const count = u64(h, 32);
   if (pageSize < 4096 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0 || !Number.isSafeInteger(regionSize) || regionSize <= 0 || regionSize % pageSize !== 0) {
     throw r.bad(`its header is damaged (page size ${pageSize}, region size ${regionSize})`);
   }
-  return { geometry: { pageSize, regionSize }, time: u64(h, 24), count: u64(h, 32) };
+  const header: Header = { geometry: { pageSize, regionSize }, time, count };
+  if (version === 1) return header;
+  const n = r.take(4).readUInt32LE(0);
+  if (n === 0) return header;
+  if (n > CLUSTER_MAX) throw r.bad(`its header is damaged (a cluster section of ${n} bytes)`);
+  const cluster = parseCluster(r.take(n).toString('utf8'));
+  if (!cluster) throw r.bad('its header is damaged (the cluster it names is unreadable)');
+  return { ...header, cluster };
+}
+
+/** The cluster identity in a snapshot's header; undefined when it is not one. */
+function parseCluster(text: string): ClusterIdentity | undefined {
+  let v: Partial<ClusterIdentity> | null;
+  try {
+    v = JSON.parse(text) as Partial<ClusterIdentity> | null;
+  } catch {
+    return undefined;
+  }
+  if (!v || typeof v.id !== 'string' || !/^[0-9a-f]{1,64}$/.test(v.id) || !Number.isSafeInteger(v.foundedAt) || v.foundedAt! < 0 || typeof v.from !== 'string' || v.from.length > 64) return undefined;
+  return { id: v.id, foundedAt: v.foundedAt!, from: v.from };
 }
 
 /**
@@ -303,7 +339,7 @@ export async function checkSnapshot(file: string, onProgress?: (p: SnapshotProgr
   try {
     const h = readHeader(r);
     await readRecords(r, h, () => turn().then(() => undefined), (done) => onProgress?.({ phase: 'checking', done, total: h.count }));
-    return { time: h.time, pages: h.count, geometry: h.geometry, bytes: r.size };
+    return { time: h.time, pages: h.count, geometry: h.geometry, bytes: r.size, ...(h.cluster ? { cluster: h.cluster } : {}) };
   } finally {
     r.close();
   }
@@ -348,6 +384,8 @@ export async function restoreSnapshot(file: string, dir: string, onProgress?: (p
     await s.load(pending, h.time);
     await s.close();
     store = undefined;
+    // Members unknown: started alone it founds the cluster again from the store; with peers it joins only a cluster that holds its heap.
+    if (h.cluster) ClusterRecord.create(tmp, h.cluster);
     if (notEmpty()) throw refuseDir();
     fs.mkdirSync(path.dirname(dir), { recursive: true });
     fs.renameSync(tmp, dir);

@@ -21,7 +21,7 @@ export async function serveSnapshot(feed: StoreFeed, c: Connection, log: (m: str
   c.send(Msg.SnapshotChunk, Buffer.alloc(0));
   try {
     await feed.checkpoint();
-    const chunks = snapshotChunks(feed.store);
+    const chunks = snapshotChunks(feed.store, undefined, feed.cluster);
     let bytes = 0;
     for (;;) {
       const next = await chunks.next();

@@ -160,6 +160,39 @@ describe('a page server started with peers on an existing store', () => {
     });
   });
 
+  it("a store restored from a snapshot joins only the snapshot's cluster with peers: another cluster's are refused before it changes", async () => {
+    await h.within(120_000, async (step) => {
+      const x = await h.pageServer({ dir: path.join(h.tempDir('dsm-peers-snap-x-'), 'store') });
+      const a = await h.start({ peers: [x.address], durability: 'disk' });
+      await a.run(COMMIT, { w: WORD, k: 3 });
+      const xId = (await askCluster(x.address))!.identity.id;
+
+      step('a snapshot of the running cluster, restored into a new directory');
+      const work = h.tempDir('dsm-peers-snap-');
+      const file = path.join(work, 'heap.snap');
+      const dir = path.join(work, 'restored');
+      expect((await dsmCli('snapshot', '--connect', x.address, '--secret', SECRET, '--out', file)).stdout).toContain(`of cluster ${xId}`);
+      expect((await dsmCli('restore', '--from', file, '--dir', dir)).stdout).toContain(`of cluster ${xId}`);
+      const before = await storeState(dir);
+      expect(before.word).toBe(3);
+
+      step("another cluster's peers: refused, the restored store unchanged");
+      const y = await h.pageServer({ dir: path.join(h.tempDir('dsm-peers-snap-y-'), 'store') });
+      const b = await h.start({ peers: [y.address], durability: 'disk' });
+      await b.run(COMMIT, { w: WORD, k: before.time + 10 });
+      const err = await refusal(h.pageServer({ dir, peers: [y.address] }));
+      expect(err).toMatchObject({ code: 'ERR_DSM_STORE' });
+      expect(err!.message).toContain(`belongs to cluster ${xId}`);
+      expect(await storeState(dir)).toEqual(before);
+
+      step("its own cluster's peers: it joins and catches up");
+      const t = await a.run<number>(COMMIT, { w: WORD, k: 2 });
+      const joined = await h.pageServer({ dir, peers: [x.address] });
+      expect(joined.nodeId).not.toBe(0);
+      await until('the restored page server applies what the cluster committed since the snapshot', 60_000, async () => ((await joined.run<number>('return ps.appliedTime;')) >= t ? true : undefined));
+    });
+  });
+
   it('checks the cluster that admits it again, before its store changes (a peer that did not answer the question)', async () => {
     await h.within(100_000, async (step) => {
       const { dir, xId, before } = await storeOfStoppedCluster('dsm-peers-admit-');

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PageStore } from '../../lib/pageserver/store';
 import net from 'node:net';
+import { createHash } from 'node:crypto';
 import { checkSnapshot, restoreSnapshot, saveSnapshot, snapshotChunks, writeSnapshot, type SnapshotProgress } from '../../lib/pageserver/snapshot';
 import { commitStream } from './fixtures/commit_stream.mjs';
 
@@ -170,12 +171,40 @@ describe('snapshots', () => {
     await refused(good.subarray(0, good.length - 48), /truncated|trailer/);
     await refused(Buffer.concat([good, Buffer.from([0])]), /follow/);
     const version = Buffer.from(good);
-    version.writeUInt32LE(2, 8);
-    await refused(version, /format version 2/);
+    version.writeUInt32LE(3, 8);
+    await refused(version, /format version 3/);
+    // A cluster section longer than any identity, as a damaged length reads.
+    const cluster = Buffer.from(good);
+    cluster.writeUInt32LE(1 << 20, 40);
+    await refused(cluster, /cluster section/);
     const notOurs = Buffer.from(good);
     notOurs.write('PKZIP', 0);
     await refused(notOurs, /not a node-dsm snapshot/);
     await expect(restoreSnapshot(path.join(dir, 'nothing'), target)).rejects.toMatchObject({ code: 'ERR_DSM_SNAPSHOT' });
+  });
+
+  it("names the cluster whose heap it is, and the restored store records it (so it joins only that cluster); a file of format 1 restores with no record", async () => {
+    const dir = fresh();
+    const s = await filledStore(path.join(dir, 'a'), 20);
+    const cluster = { id: '0123456789abcdef', foundedAt: 7, from: 'fedcba9876543210' };
+    const info = await writeSnapshot(s, path.join(dir, 'snap'), undefined, cluster);
+    expect(info.cluster).toEqual(cluster);
+    expect((await checkSnapshot(path.join(dir, 'snap'))).cluster).toEqual(cluster);
+    await restoreSnapshot(path.join(dir, 'snap'), path.join(dir, 'b'));
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'b', 'cluster.json'), 'utf8'))).toEqual({ identity: cluster, members: [], former: [] });
+    await sameImage(s, await openStore(path.join(dir, 'b')));
+    // Format 1: the same header without the cluster section, and its checksum.
+    const v2 = fs.readFileSync(path.join(dir, 'snap'));
+    const n = v2.readUInt32LE(40);
+    const body = Buffer.concat([v2.subarray(0, 40), v2.subarray(44 + n, v2.length - 48)]);
+    body.writeUInt32LE(1, 8);
+    const trailer = Buffer.from(v2.subarray(v2.length - 48));
+    createHash('sha256').update(body).digest().copy(trailer, 16);
+    fs.writeFileSync(path.join(dir, 'v1'), Buffer.concat([body, trailer]));
+    expect((await checkSnapshot(path.join(dir, 'v1'))).cluster).toBeUndefined();
+    await restoreSnapshot(path.join(dir, 'v1'), path.join(dir, 'c'));
+    expect(fs.existsSync(path.join(dir, 'c', 'cluster.json'))).toBe(false);
+    await sameImage(s, await openStore(path.join(dir, 'c')));
   });
 
   it('refuses to restore into a directory that is not empty; an empty one is fine', async () => {

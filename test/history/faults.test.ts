@@ -1,6 +1,7 @@
 // The list-append workload under fault schedules drawn from a logged seed: SIGKILL of a
 // node (any, or the one holding the commit token), SIGSTOP/SIGCONT stalls, a killed node
-// replaced by a new one, and (as root) a node cut off the network and plugged in again,
+// replaced by a new one, every process at once (the page server too) and the cluster started
+// again from the page server's store, and (as root) a node cut off the network and plugged in again,
 // each node in a network namespace of its own. Every history must check out: each acknowledged append
 // present in the final lists or its key reported lost (ERR_DSM_PAGE_LOST) to every
 // survivor, and no dependency cycle.
@@ -71,6 +72,8 @@ const schedules: Schedule[] = [
   // Two nodes at once: with two backups per commit, or a page server's disk, every
   // acknowledged commit survives on a third member (five voters: three remain a quorum).
   { name: 'SIGKILL of two nodes at once, 5 nodes, replicas 2', plan: { nodes: 5, keys: 8, keysPerPage: 2, txnsPerNode: 120, faults: ['kill-two'] }, reliable: true, cluster: { replicas: 2 } },
+  { name: "SIGKILL of every process at once (the page server too), then a restart from its store, 3 nodes, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 200, faults: ['kill-all'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
+  { name: "SIGKILL of every process at once (the page server too), then a restart from its store, 3 nodes, durability 'disk', two keys per page", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['kill-all'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: "SIGKILL of two nodes at once, 4 nodes and a page server, durability 'disk'", plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 120, faults: ['kill-two'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: 'SIGSTOP of two nodes together past the failure detector, 5 nodes, replicas 2', plan: { nodes: 5, keys: 8, keysPerPage: 2, txnsPerNode: 120, faults: ['stall-two'], stallMs: [3000, 5000] }, reliable: true, cluster: { replicas: 2 } },
   { name: 'SIGKILL of a random node, 4 nodes, two keys per page', plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['kill'] }, reliable: true },

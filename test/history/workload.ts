@@ -14,7 +14,7 @@ const FIXTURE = path.join(__dirname, 'fixtures/list_append.js');
  * 'partition': the victim unplugged; 'bridge': the victim and the next process stop reaching
  * each other, both still reach the rest; 'deaf': the victim hears nothing, the rest hear it.
  */
-export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-token-holder' | 'stall' | 'stall-two' | 'leave' | 'restart' | 'partition' | 'bridge' | 'deaf';
+export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-all' | 'kill-token-holder' | 'stall' | 'stall-two' | 'leave' | 'restart' | 'partition' | 'bridge' | 'deaf';
 
 export interface Fault {
   kind: FaultKind;
@@ -76,8 +76,8 @@ export function drawPlan(seed: number, o: PlanOptions = {}): Plan {
   const [minStall, maxStall] = o.stallMs ?? [1000, 4000];
   const op = fc.record({ f: fc.constantFrom('append' as const, 'read' as const), key: fc.nat(keys - 1) });
   const txn = fc.array(op, { minLength: 1, maxLength: 4 });
-  // A restart's replacement gets a list of its own.
-  const lists = nodes + (faults.includes('restart') ? 1 : 0);
+  // A restart's replacement gets a list of its own, and so does each fresh node after 'kill-all'.
+  const lists = nodes + (faults.includes('restart') ? 1 : 0) + (faults.includes('kill-all') ? nodes : 0);
   const arb = fc.record({
     txns: fc.array(fc.array(txn, { minLength: perNode, maxLength: perNode }), { minLength: lists, maxLength: lists }),
     kind: fc.constantFrom(...faults),
@@ -266,6 +266,34 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         other.kill('SIGKILL');
         faultLog.push(`SIGKILL nodes ${victim.nodeId} and ${other.nodeId} (processes ${fault.victim} and ${fault.second}) at once, after ${completed(victim)} completed transactions of the first`);
         await Promise.all([victim.exited, other.exited]);
+        return;
+      }
+      case 'kill-all': {
+        // Every process at once, the page server too: a power cut. The page server starts
+        // again on its store and founds the cluster again at its time; fresh nodes join it
+        // and run lists of their own. Every commit acknowledged as durable ('disk') must be
+        // in the final lists; those in flight at the cut are unknown.
+        if (!pageServer) throw new Error("fault 'kill-all' needs a page server (pageServer: true)");
+        await reached();
+        const dead = [...procs, pageServer];
+        procs.forEach((_, i) => gone.add(i));
+        for (const p of dead) p.kill('SIGKILL');
+        faultLog.push(`SIGKILL every process (nodes ${procs.map((p) => p.nodeId).join(', ')} and the page server, node ${pageServer.nodeId}) after ${completed(victim)} completed transactions of node ${victim.nodeId}`);
+        await Promise.all(dead.map((p) => p.exited));
+        pageServer = await h.pageServer(pageServerOpts!);
+        const time = await pageServer.run<number>('return ps.appliedTime;');
+        faultLog.push(`the page server started again on its store at time ${time} (node ${pageServer.nodeId})`);
+        clusterOpts = { ...clusterOpts, peers: [pageServer.address] };
+        const fresh: RemoteNode[] = [];
+        for (let i = 0; i < plan.nodes; i++) fresh.push(await h.start(clusterOpts));
+        for (const p of fresh) {
+          procs.push(p);
+          const r = start(procs.length - 1, p);
+          r.catch(() => undefined);
+          runs.push(r);
+        }
+        faultLog.push(`fresh nodes ${fresh.map((p) => p.nodeId).join(', ')} (processes ${plan.nodes}..${procs.length - 1}) joined it`);
+        await Promise.all(fresh.map(go));
         return;
       }
       case 'kill-token-holder': {

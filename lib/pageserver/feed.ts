@@ -27,11 +27,11 @@ import { checkPeer, liveCluster, refuseCluster, type Starting } from './live_clu
 /**
  * The store takes the log in a checkpoint once this many bytes were logged, or this long after
  * the last. Three quarters of a log file's step (wal.ts), so the next file starts before the
- * current one has to grow: a file grown past its first step can be cut at a whole number of
- * steps unnoticed (log_mark.ts).
+ * current one has to grow (growing costs a sync). DSM_TEST_CHECKPOINT_MS shortens the time
+ * for tests whose crashes must fall among checkpoints.
  */
 const CHECKPOINT_BYTES = (LOG_FILE_BYTES / 4) * 3;
-const CHECKPOINT_MS = 2000;
+const CHECKPOINT_MS = Number(process.env.DSM_TEST_CHECKPOINT_MS) || 2000;
 /** A failed write of the log or the store is tried again after this long (the disk may get room). */
 const RETRY_MS = 1000;
 

@@ -282,7 +282,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         await Promise.all(dead.map((p) => p.exited));
         pageServer = await h.pageServer(pageServerOpts!);
         const time = await pageServer.run<number>('return ps.appliedTime;');
-        faultLog.push(`the page server started again on its store at time ${time} (node ${pageServer.nodeId})`);
+        const replayed = pageServer.stderr.split('\n').find((l) => l.includes('replayed'));
+        faultLog.push(`the page server started again on its store at time ${time} (node ${pageServer.nodeId})${replayed ? `: ${replayed.slice(replayed.indexOf('replayed'))}` : ', nothing to replay'}`);
         clusterOpts = { ...clusterOpts, peers: [pageServer.address] };
         const fresh: RemoteNode[] = [];
         for (let i = 0; i < plan.nodes; i++) fresh.push(await h.start(clusterOpts));

@@ -131,11 +131,12 @@ export class PartitionedError extends DsmError {
  * or may not be in the cluster's history. Read the data to find out, then retry if needed.
  */
 export class CommitUncertainError extends DsmError {
-  constructor() {
+  constructor(message?: string) {
     super(
       'ERR_DSM_COMMIT_UNCERTAIN',
-      'this node lost contact with the cluster before its commit was replicated, so the commit may or may not have survived; ' +
-        'read the data in a new transaction to find out, and repeat the update if it is missing.',
+      message ??
+        'this node lost contact with the cluster before its commit was replicated, so the commit may or may not have survived; ' +
+          'read the data in a new transaction to find out, and repeat the update if it is missing.',
     );
   }
 }

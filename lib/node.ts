@@ -2,7 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { HeapGuard } from './alloc/guard';
 import { Heap } from './alloc/heap';
-import { ClosedError, fromNative, InvalidOptionError, LocalPageError, NestedTransactionError, PageLostError, PartitionedError, WriteOutsideTransactionError } from './errors';
+import { ClosedError, CommitUncertainError, fromNative, InvalidOptionError, LocalPageError, NestedTransactionError, PageLostError, PartitionedError, WriteOutsideTransactionError } from './errors';
 import { type LostRange, LostPages } from './lost_pages';
 import { describePage } from './alloc/page_holds';
 import { ConflictMonitor, HOT_PAGES_SHOWN, type HotPage } from './conflict_monitor';
@@ -144,7 +144,7 @@ export class DsmNode extends EventEmitter {
     private readonly native: NativeAddon,
     private readonly region: NativeRegion,
     private readonly service: ServiceClient,
-    opts: { base: number; regionSize: number; maxRetries: number; replicated: boolean },
+    opts: { base: number; regionSize: number; maxRetries: number; replicated: boolean; disk: boolean },
   ) {
     super();
     const b = region.buffer;
@@ -175,6 +175,7 @@ export class DsmNode extends EventEmitter {
       onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
       conflict: (page, node) => this.onConflict(page, node),
       durable: (time, epoch) => (opts.replicated ? this.service.waitDurable(time, epoch) : undefined),
+      durableRead: (time, epoch) => (opts.disk ? this.durableRead(time, epoch) : undefined),
       durableEpoch: () => this.service.durableEpoch,
     }, this.lost);
     const sync: SyncNode = {
@@ -520,6 +521,21 @@ export class DsmNode extends EventEmitter {
     if (this.closed) throw new ClosedError();
   }
 
+  /**
+   * Durability 'disk': a read-only transaction that read at global time `time` (under durable
+   * epoch `epoch`) resolves once a page server has every commit up to it on disk
+   * (lib/service/durable_reads.ts); CommitUncertainError if this node was cut off or removed first.
+   */
+  private async durableRead(time: number, epoch: number): Promise<void> {
+    const uncertain = () => new CommitUncertainError('this node lost contact with the cluster before what a read-only transaction read was on a page server\'s disk, so it may not be in the cluster\'s history; read it again in a new transaction');
+    if (epoch !== this.service.durableEpoch) throw uncertain();
+    try {
+      await this.service.request({ type: 'durable-read', time });
+    } catch (e) {
+      throw (e as { code?: string }).code === 'ERR_DSM_COMMIT_UNCERTAIN' ? uncertain() : e;
+    }
+  }
+
   private checkViolations(): void {
     const n = this.native.takeViolations();
     if (n > 0) throw new WriteOutsideTransactionError(n);
@@ -568,7 +584,7 @@ export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
     throw e;
   }
   // Commits wait for an acknowledgement with 'replicated' (backups) and 'disk' (a page server).
-  node = new DsmNode(native, region, service, { ...o, replicated: o.cluster !== undefined && o.cluster.durability !== 'none' });
+  node = new DsmNode(native, region, service, { ...o, replicated: o.cluster !== undefined && o.cluster.durability !== 'none', disk: o.cluster?.durability === 'disk' });
   try {
     // A node that joins while the cluster is recovering from a loss has no quorum until the
     // recovery ends: it waits for it (as long as it waits to reach a peer) instead of failing.

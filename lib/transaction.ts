@@ -139,6 +139,12 @@ export interface RunnerHooks {
    * (durability 'replicated'); undefined when there is nothing to wait for.
    */
   durable: (time: number, epoch: number) => Promise<void> | undefined;
+  /**
+   * Resolves once every commit up to `time` (what a read-only transaction read, under
+   * `epoch`) is durable everywhere the node's durability asks (durability 'disk': on a page
+   * server's disk); undefined when there is nothing to wait for.
+   */
+  durableRead: (time: number, epoch: number) => Promise<void> | undefined;
   /** Changes when the node is removed from the cluster (its earlier commits are uncertain). */
   durableEpoch: () => number;
   onAbort: (attempt: number, reason: 'conflict' | 'error') => void;
@@ -218,13 +224,15 @@ export class TransactionRunner {
     // yet (were the node to die, they would die with it): it waits for them too.
     // Once the node was removed and joined again its copies were rebuilt from the cluster's,
     // so no later read depends on its earlier commits (which were told they are uncertain).
+    // With 'disk' it waits for every commit it could have read, other nodes' too: those reach
+    // this node before a page server's disk has them, and a crash of every process would
+    // leave the cluster without what the program was told it read (durable_reads.ts).
     if (done.writes > 0) this.lastWrite = { time: done.time, epoch: done.epoch };
     const wait =
       done.writes > 0
         ? this.hooks.durable(done.time, done.epoch)
-        : this.lastWrite.time > 0 && this.lastWrite.epoch === this.hooks.durableEpoch()
-          ? this.hooks.durable(this.lastWrite.time, this.lastWrite.epoch)
-          : undefined;
+        : (this.hooks.durableRead(done.time, done.epoch) ??
+          (this.lastWrite.time > 0 && this.lastWrite.epoch === this.hooks.durableEpoch() ? this.hooks.durable(this.lastWrite.time, this.lastWrite.epoch) : undefined));
     if (wait) {
       this.acknowledging.add(wait);
       try {

@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Cluster } from '../service/cluster';
 import { NOT_CARRIED } from '../service/changes';
-import { LOST_OWNER } from '../service/protocol';
+import { encode, LOST_OWNER, Msg } from '../service/protocol';
 import { CommitLog, LOG_FILE_BYTES } from './wal';
 import { PageStore } from './store';
 import { modelBlocks } from '../alloc/buddy';
@@ -43,6 +43,8 @@ export class StoreFeed {
   private unflushed = false;
   /** Committers waiting for the disk: acknowledged once `durableTime` reaches their time. */
   private readonly waiting: Array<{ to: number; time: number }> = [];
+  /** Nodes that asked what the disk holds (DurableQuery): the highest time each asked for. */
+  private readonly queries = new Map<number, number>();
   /**
    * The last write of the log that failed (the disk is full or gone), until one succeeds:
    * nothing is acknowledged meanwhile, and the write is tried again every RETRY_MS.
@@ -171,6 +173,28 @@ export class StoreFeed {
     };
   }
 
+  /**
+   * DurableQuery: `from` waits until every commit up to `time` is on disk (lib/service/durable_reads.ts).
+   * Asked once this node has applied that far (a configuration's commit, which the disk need
+   * not hold, may be the latest), and answered then or after the flush that takes it.
+   */
+  onDurableQuery(from: number, time: number): void {
+    void this.n.log.waitApplied(time).then(() => {
+      if (this.onDisk() >= time) this.n.links.send(from, Msg.DurableAt, encode.time(this.onDisk()));
+      else this.queries.set(from, Math.max(time, this.queries.get(from) ?? 0));
+    });
+  }
+
+  /**
+   * Every commit up to this time is on disk as far as it must be: the durable time, or every
+   * commit applied here when the store took nothing since its last sync (the store takes each
+   * commit with data as it is applied; the configurations' commits need no disk).
+   */
+  private onDisk(): number {
+    if (this.failed) return this.durableTime;
+    return this.store.appliedTime === this.durableTime ? Math.max(this.durableTime, this.n.log.applied) : this.durableTime;
+  }
+
   /** Acknowledges commit `time` to `to` once it is on disk. */
   ackWhenDurable(to: number, time: number): void {
     if (this.durableTime >= time && !this.failed) this.n.replication.ack(to, time);
@@ -210,6 +234,12 @@ export class StoreFeed {
       }
       this.waiting.length = 0;
       this.waiting.push(...keep);
+      const onDisk = this.onDisk();
+      for (const [id, t] of this.queries) {
+        if (t > onDisk) continue;
+        this.queries.delete(id);
+        this.n.links.send(id, Msg.DurableAt, encode.time(onDisk));
+      }
     } catch (e) {
       this.oldestUnflushedAt ||= since;
       this.unflushed = true;
@@ -345,6 +375,7 @@ export class StoreFeed {
 
   /** The configuration changed (or this page server joined one): record its members' addresses. */
   membersChanged(): void {
+    for (const id of this.queries.keys()) if (!this.n.members.has(id)) this.queries.delete(id);
     this.record.write({ identity: this.n.identity, members: [...this.n.members.values()].map((m) => m.address) });
   }
 

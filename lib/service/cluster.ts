@@ -7,6 +7,7 @@
 //   lease.ts          the commit lease: no quorum hears us, no commits
 //   commits.ts        the commit path (token, lent token, commit ring) and applying commits
 //   replication.ts    durability: backups of each commit, acknowledgements
+//   durable_reads.ts  'disk': read-only transactions wait for a page server's disk too
 //   pager.ts          fetching pages (read-ahead, scans, searches)
 //   page_serving.ts   answering page requests
 //   data_channels.ts  native page streams: replies installed, faults sent and answered off JavaScript
@@ -38,6 +39,7 @@ import { PageServing } from './page_serving';
 import { Sequential } from './sequential';
 import { Recovery } from './recovery';
 import { type Durability, Replication } from './replication';
+import { DurableReads } from './durable_reads';
 import { decode } from './protocol';
 import type { StoreFeed } from '../pageserver/feed';
 import { type ClusterIdentity, newIdentity } from './cluster_identity';
@@ -104,6 +106,12 @@ const handlers: Record<number, Handler> = {
   },
   [Msg.Commit]: (n, from, p) => n.commits.onCommit(from, p),
   [Msg.CommitAck]: (n, from, p) => n.replication.onAck(from, p),
+  [Msg.DurableQuery]: (n, from, p) => {
+    const time = decode.time(p);
+    if (!n.store) throw new Error(`node ${from} asked a node that is no page server what its disk holds`);
+    n.store.onDurableQuery(from, time);
+  },
+  [Msg.DurableAt]: (n, from, p) => n.durableReads.onDurableAt(from, p),
   [Msg.BackupRequest]: (n, from, p) => n.replication.onBackupRequest(from, p),
   [Msg.ResendRequest]: (n, from, p) => n.commits.onResendRequest(from, p),
   [Msg.PageRequest]: (n, from, p) => n.serving.onRequest(from, p),
@@ -147,6 +155,7 @@ export class Cluster {
   readonly admission: Admission;
   readonly commits: Commits;
   readonly replication: Replication;
+  readonly durableReads: DurableReads;
   readonly pager: Pager;
   readonly serving: PageServing;
   readonly sequential: Sequential;
@@ -184,6 +193,7 @@ export class Cluster {
     this.lease = new Lease(this);
     this.commits = new Commits(this);
     this.replication = new Replication(this, config.durability, config.replicas);
+    this.durableReads = new DurableReads(this);
     this.pager = new Pager(this);
     this.serving = new PageServing(this);
     this.sequential = new Sequential(this);
@@ -430,6 +440,7 @@ export class Cluster {
     this.lease.stop();
     this.recovery.stop();
     this.replication.stop();
+    this.durableReads.stop();
     this.log.close();
     await this.transport.close();
   }

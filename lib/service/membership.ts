@@ -237,8 +237,9 @@ export class Membership {
     n.lease.changed();
     // Fetches parked on removed owners go to the new owners (or fail as lost).
     n.pager.configurationChanged();
-    // Commits waiting for backups that left ask their new ones.
+    // Commits waiting for backups that left ask their new ones; read-only waits ask new page servers.
     n.replication.configurationChanged();
+    n.durableReads.configurationChanged();
     // Barrier rounds with a removed party break; parties of a removed coordinator arrive at the new one.
     n.barriers.configurationChanged();
   }

@@ -69,6 +69,8 @@ export type AppRequest =
   /** Answered once a page's version passes `since` (same order), or the epoch is not `epoch` (watches.ts). */
   | { id: number; type: 'watch'; pages: number[]; since: number[]; epoch: number }
   | { id: number; type: 'wait-time'; time: number; timeoutMs: number }
+  /** Durability 'disk': answered once a page server has every commit up to `time` on disk (durable_reads.ts); ERR_DSM_COMMIT_UNCERTAIN if this node's commits became uncertain first. */
+  | { id: number; type: 'durable-read'; time: number }
   /** dsm.prefetch: pages [first, first + count) here (owned for `write`); answered once they are. */
   | { id: number; type: 'prefetch'; first: number; count: number; write: boolean }
   /** Waits at barrier `name` (barriers.ts); `time`: the global time the app has applied or committed. Answered with `barrier`. */

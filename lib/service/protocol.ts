@@ -116,6 +116,14 @@ export const Msg = {
    */
   LeaveIntent: 59,
   LeaveIntentAck: 60,
+  /**
+   * A node ('disk') -> a page server: u64 time. Answer DurableAt once every commit up to that
+   * time is on your disk (a read-only transaction that read commits up to it waits for that;
+   * durable_reads.ts).
+   */
+  DurableQuery: 61,
+  /** Page server -> a node that asked: u64 time. Every commit up to that time is on its disk. */
+  DurableAt: 62,
 } as const;
 
 export const NO_NODE = 0xffff;

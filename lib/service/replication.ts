@@ -129,6 +129,7 @@ export class Replication {
         if (left > 0) this.olderPagesAsked.set(from, left);
         else this.olderPagesAsked.delete(from);
       }
+      if (t > 0) this.n.durableReads.acked(from, t);
       const u = this.byTime.get(t);
       if (!u) continue;
       u.acks.add(from);
@@ -368,6 +369,7 @@ export class Replication {
     this.durable = 0;
     this.n.ev.durable(0); // its times start over from the cluster's
     this.n.ev.uncertain(true);
+    this.n.durableReads.uncertain();
   }
 
   /**
@@ -385,6 +387,7 @@ export class Replication {
     this.lastOwn = Math.min(this.lastOwn, time);
     this.n.ev.log('warn', `this node's commits after time ${time} were made with a token the cluster replaced while it was away: they are void`);
     this.n.ev.uncertain(true);
+    this.n.durableReads.uncertain();
     this.advance();
   }
 
@@ -395,6 +398,7 @@ export class Replication {
    */
   partitioned(): void {
     if (this.unacked.length) this.n.ev.uncertain(false);
+    this.n.durableReads.uncertain();
   }
 
   stop(): void {

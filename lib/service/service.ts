@@ -222,6 +222,16 @@ export class Service {
         void log.waitUntil(req.time, req.timeoutMs).then(() => this.reply?.({ id: req.id, ok: true, time: log.applied }));
         return undefined;
       }
+      case 'durable-read':
+        if (!this.cluster) return { id: req.id, ok: true };
+        this.cluster.durableReads.wait(req.time, (uncertain) =>
+          this.reply?.(
+            uncertain
+              ? { id: req.id, ok: false, code: 'ERR_DSM_COMMIT_UNCERTAIN', message: 'this node was cut off or removed from the cluster before the commits a read-only transaction read were on a page server\'s disk: they may not be in the cluster\'s history' }
+              : { id: req.id, ok: true },
+          ),
+        );
+        return undefined;
       case 'prefetch':
         // One node: every page is here already.
         if (!this.cluster) return { id: req.id, ok: true };

@@ -170,6 +170,8 @@ export interface NativeAddon {
   takeLost(): number;
   /** App, inside a transaction: pages that take `model` (native PageModel) when it commits. */
   declareModel(firstPage: number, count: number, model: number): void;
+  /** App, inside a transaction: the heap handed out pages [firstPage, firstPage + count); dooms the run if another node's allocation of them has arrived (or arrives later); whether the run is doomed. */
+  claimFresh(firstPage: number, count: number): boolean;
   /** App, inside a transaction (tx.discardLost): if `page`'s owner is still `lostOwner`, declares its model (atomically with the service's setModel) and zeroes the copy here; whether it did. */
   declareLost(page: number, model: number, lostOwner: number): boolean;
   /** App: the page of another node's local allocation touched here, or -1. */

@@ -158,7 +158,7 @@ export class DsmNode extends EventEmitter {
     service.onPeer = (type, id) => this.emit(type, { id });
     this.base = opts.base;
     this.regionSize = opts.regionSize;
-    this.heap = new Heap(this, region.states, (first, count, model) => native.declareModel(first, count, model));
+    this.heap = new Heap(this, region.states, (first, count, model) => native.declareModel(first, count, model), (first, count) => native.claimFresh(first, count));
     this.pageModels = native.pageModels();
     this.lost = new LostPages(region, service.status, this.u8, this.pageModels);
     const guard = new HeapGuard(this.heap, this.u8, this.u32, native, region);

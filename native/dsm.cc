@@ -20,7 +20,7 @@ bool Dsm::Open(const Options& o, RegionError* err) {
   const uint32_t n = region_.numPages();
   if (!pt_.Allocate(n) || !prot_.Allocate(region_, &pt_, &stats_) || !txShadows_.Allocate(region_) ||
       !violShadows_.Allocate(region_) || !readSet_.Allocate(n) || !claimed_.Allocate(n) ||
-      !backed_.Allocate(n) || !writtenLast_.Allocate(n) || !writeAhead_.Allocate(n)) {
+      !backed_.Allocate(n) || !writtenLast_.Allocate(n) || !writeAhead_.Allocate(n) || !scratch_.Allocate(n)) {
     *err = {RegionError::kSystem, "allocating the page table and shadow areas failed"};
     region_.Unmap();
     return false;
@@ -66,6 +66,20 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
     const uint8_t s = pt_.state(page);
     const uint8_t m = pt_.model(page);
     if ((m & kModelMask) != kTransactional) {
+      // A doomed run goes on until it returns, with pointers from data since replaced: into a
+      // block another node allocated in the pages this run allocated too, say. Its touches
+      // here must have no effect: taking a sequential or migratory page from its owner, its
+      // writes would stay (an abort rolls back transactional pages only), and another node's
+      // local page would fail the transaction instead of running it again. So it works on
+      // scratch memory of its own until it ends; the page's state stays as it was.
+      if (active_.load(std::memory_order_relaxed) && doomed_.load(std::memory_order_acquire)) {
+        const bool again = scratch_.Contains(page);
+        if (again ? mprotect(region_.AppPage(page), region_.pageSize(), PROT_READ | PROT_WRITE) == 0 : region_.MapScratch(page)) {
+          scratch_.Add(page);
+          break;
+        }
+        // Out of memory areas: the page is touched as any other.
+      }
       // Not tracked (local, sequential): no read set, no shadow. A page here with the right
       // access is granted in the handler; a page not here, or a sequential write without
       // ownership, asks the service. Protections are set, not granted: Begin() leaves these
@@ -176,9 +190,11 @@ void Dsm::Begin() {
   readSet_.Clear();
   txShadows_.Clear();
   writeAhead_.Clear();
+  DropScratchLocked();
   {
     std::lock_guard<std::mutex> g(modelsMu_);
     declared_.clear();
+    fresh_.clear();
   }
   doomed_.store(false, std::memory_order_release);
   doomCause_.store(kNoCause, std::memory_order_release);
@@ -191,6 +207,7 @@ void Dsm::Begin() {
 uint32_t Dsm::End() {
   Lock();
   active_.store(false, std::memory_order_release);
+  DropScratchLocked();
   // Written pages lose access: a write after the function returned is a violation, not part
   // of the transaction. To no access rather than read-only: the next Begin() then has
   // nothing to revoke for them (one mprotect per page and transaction instead of two; a
@@ -272,10 +289,12 @@ void Dsm::Abort() {
   RestoreShadows(txShadows_);
   readSet_.Clear();
   writeAhead_.Clear();
+  DropScratchLocked();
   {
     // The run's allocations vanish with it, and so do their models.
     std::lock_guard<std::mutex> g(modelsMu_);
     declared_.clear();
+    fresh_.clear();
   }
   live_.store(false, std::memory_order_release);
   doomed_.store(false, std::memory_order_release);
@@ -506,6 +525,24 @@ bool Dsm::InvalidateLocked(uint32_t page, uint64_t version, uint16_t owner) {
   pt_.set_owner(page, owner);
   stats_.Inc(kInvalidations);
   return doomed;
+}
+
+void Dsm::DropScratchLocked() {
+  scratch_.ForEach([&](uint32_t p) {
+    // Back to the page's own memory, with the access its state says it has (the service
+    // set states meanwhile, never the scratch's protection). A transactional page (freed
+    // meanwhile) is granted again by its next fault.
+    int prot = PROT_NONE;
+    const uint8_t s = pt_.state(p);
+    if ((pt_.model(p) & kModelMask) != kTransactional) {
+      if (s == kRead) prot = PROT_READ;
+      if (s == kWrite) prot = PROT_READ | PROT_WRITE;
+    } else if (IsAccessible(s)) {
+      pt_.set_state(p, kValidUnmapped);
+    }
+    if (!region_.UnmapScratch(p, prot)) Fatal("mapping a page back under the app view failed", p, errno);
+  });
+  scratch_.Clear();
 }
 
 void Dsm::DoomLocked(uint32_t page, uint16_t node) {

@@ -185,8 +185,14 @@ class Dsm {
   // Service thread: the model changes of this node's commits up to `time`, oldest first;
   // they travel in the commit to every member.
   void TakeModelChanges(uint64_t time, std::vector<ModelChange>* out);
-  // Sets the model of pages another node's commit allocated (`owner`) or freed.
-  void SetModel(uint32_t first, uint32_t count, uint8_t model, uint16_t owner);
+  // App thread, inside a transaction: the heap handed out pages [first, first + count). If
+  // any is outside transactional consistency here, another node's allocation of them has
+  // arrived and this run read the heap before it did: the run is doomed. Returns whether
+  // it is.
+  bool ClaimFresh(uint32_t first, uint32_t count);
+  // Sets the model of pages another node's commit allocated (`owner`) or freed. Returns
+  // true when that doomed the live transaction (it allocated or touched one of them).
+  bool SetModel(uint32_t first, uint32_t count, uint8_t model, uint16_t owner);
   // Sequential and migratory pages, service thread (the model byte keeps its model). The owner gives a copy of `page` (into `out`): it keeps
   // a read-only copy (`drop` false, a reader's request) or none (`drop`, ownership goes to
   // `newOwner`). False when this node holds no copy.
@@ -237,6 +243,8 @@ class Dsm {
   void SetModelLocked(uint32_t first, uint32_t count, uint8_t model, uint16_t owner, bool mine);
   // Dooms the live transaction (lock held), remembering the first cause.
   void DoomLocked(uint32_t page, uint16_t node);
+  // Maps the live transaction's scratch pages back (lock held).
+  void DropScratchLocked();
 
   Region region_;
   // Pages an install is filling (under lock_): another install skips them, so two never
@@ -268,6 +276,13 @@ class Dsm {
   // lock_); and the pages granted so in the live transaction.
   MappedArray<uint8_t> writtenLast_;
   PageSet writeAhead_;
+  // Pages outside transactional consistency that the live transaction touched after it was
+  // doomed: private scratch memory under the app view until the run ends (ResolveFault).
+  PageSet scratch_;
+  // Blocks the heap handed out to the live transaction (any model): another node's model
+  // change for one dooms it, as for a block it declared (SetModel). App and service thread,
+  // under modelsMu_.
+  std::vector<std::pair<uint32_t, uint32_t>> fresh_;
   RequestRing ring_;
   FaultRoutes routes_;
   // The page of the last fault that needed the service: the next page faulting after it is

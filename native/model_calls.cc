@@ -2,6 +2,7 @@
 // an allocation's model, the service thread carries it to other nodes and runs the
 // sequential and local protocols. Argument conversion only.
 #include "addon_calls.h"
+#include "app_interrupt.h"
 #include "addon_env.h"
 #include "js_args.h"
 
@@ -58,10 +59,17 @@ Napi::Value TakeModelChanges(const Napi::CallbackInfo& info) {
   }
   return a;
 }
+// App: claimFresh(firstPage, count) -> whether the live transaction is doomed
+Napi::Value ClaimFresh(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  return Napi::Boolean::New(env, d->ClaimFresh(PageArg(env, d, info[0]), U32(info[1])));
+}
 // Service: setModel(first, count, model, owner)
 Napi::Value SetModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  AddonEnv::Need(env)->SetModel(U32(info[0]), U32(info[1]), ModelArg(env, info[2]), uint16_t(U32(info[3])));
+  // A run doomed here stops at its next interrupt check rather than when it returns.
+  if (AddonEnv::Need(env)->SetModel(U32(info[0]), U32(info[1]), ModelArg(env, info[2]), uint16_t(U32(info[3])))) app_interrupt::Request();
   return env.Undefined();
 }
 // Service: shareSequential(page, out, drop, newOwner) -> bool
@@ -117,6 +125,7 @@ Napi::Value PageModels(const Napi::CallbackInfo& info) {
 void DefineModelCalls(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> calls[] = {
       {"declareModel", DeclareModel},
+      {"claimFresh", ClaimFresh},
       {"declareLost", DeclareLost},
       {"takeLocalTouched", TakeLocalTouched},
       {"takeModelChanges", TakeModelChanges},

@@ -42,24 +42,72 @@ void Dsm::TakeModelChanges(uint64_t time, std::vector<ModelChange>* out) {
   committedModels_.erase(committedModels_.begin(), committedModels_.begin() + k);
 }
 
-void Dsm::SetModel(uint32_t first, uint32_t count, uint8_t model, uint16_t owner) {
+bool Dsm::ClaimFresh(uint32_t first, uint32_t count) {
   const uint32_t n = region_.numPages();
-  if (first >= n || count > n - first) return;
+  if (first >= n || count > n - first) return false;
   Lock();
-  {
+  // Under the page-table lock, as SetModel: a model change for these pages comes before
+  // (seen here) or after (it finds them in fresh_), never between.
+  if (live_.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> g(modelsMu_);
+    fresh_.push_back({first, count});
+    // A block this run freed is still of its model here until the run commits.
+    const auto freedHere = [&](uint32_t p) {
+      for (const ModelChange& c : declared_)
+        if (c.model == kTransactional && c.first <= p && p < c.first + c.count) return true;
+      return false;
+    };
+    for (uint32_t p = first; p < first + count; p++) {
+      if ((pt_.model(p) & kModelMask) != kTransactional && !freedHere(p)) {
+        DoomLocked(p, pt_.owner(p));
+        break;
+      }
+    }
+  }
+  const bool doomed = doomed_.load(std::memory_order_acquire);
+  lock_.Unlock();
+  return doomed;
+}
+
+bool Dsm::SetModel(uint32_t first, uint32_t count, uint8_t model, uint16_t owner) {
+  const uint32_t n = region_.numPages();
+  if (first >= n || count > n - first) return false;
+  bool doomed = false;
+  Lock();
+  if (live_.load(std::memory_order_acquire)) {
     // The running transaction declared a model for some of these pages too: it took a lost
     // page for still lost (tx.discardLost) while another node's discard made it new (the
     // heap page it then wrote can come newer than that discard's model change: fetched from
     // the discarder, without a conflict). Its commit would make this node a second owner and
     // drop the other's page with the writes made since, so it runs again and sees the page
-    // is no longer lost.
+    // is no longer lost. Or it allocated them, reading the heap before the other node's
+    // allocation of them arrived, or touched them as the transactional pages they were: it
+    // is doomed by that allocation's commit too, but that may come later (behind a gap),
+    // and until then its touches would reach the other node's block (see ResolveFault).
     std::lock_guard<std::mutex> g(modelsMu_);
+    const auto overlaps = [&](uint32_t f, uint32_t c) { return f < first + count && first < f + c; };
     for (const ModelChange& c : declared_) {
-      if (c.first < first + count && first < c.first + c.count && live_.load(std::memory_order_acquire)) DoomLocked(std::max(c.first, first), owner);
+      if (overlaps(c.first, c.count)) {
+        DoomLocked(std::max(c.first, first), owner);
+        doomed = true;
+      }
+    }
+    for (const auto& [f, c] : fresh_) {
+      if (overlaps(f, c)) {
+        DoomLocked(std::max(f, first), owner);
+        doomed = true;
+      }
+    }
+    for (uint32_t p = first; p < first + count && !doomed; p++) {
+      if (readSet_.Contains(p) || txShadows_.Has(p)) {
+        DoomLocked(p, owner);
+        doomed = true;
+      }
     }
   }
   SetModelLocked(first, count, model, owner, false);
   lock_.Unlock();
+  return doomed;
 }
 
 void Dsm::SetModelLocked(uint32_t first, uint32_t count, uint8_t model, uint16_t owner, bool mine) {

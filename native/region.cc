@@ -111,6 +111,16 @@ static size_t Repeat(size_t len, Op op) {
   return done;
 }
 
+bool Region::MapScratch(uint32_t page) const {
+  return mmap(AppPage(page), pageSize(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+              0) != MAP_FAILED;
+}
+
+bool Region::UnmapScratch(uint32_t page, int prot) const {
+  return mmap(AppPage(page), pageSize(), prot, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd_, off_t(size_t(page) << pageShift_)) !=
+         MAP_FAILED;
+}
+
 void Region::WritePages(uint32_t page, uint32_t count, const uint8_t* data) const {
   const size_t len = size_t(count) << pageShift_;
   const off_t at = off_t(size_t(page) << pageShift_);

@@ -45,6 +45,11 @@ class Region {
   // table entries to fault in (fetched pages are mostly fresh memory here).
   void WritePages(uint32_t page, uint32_t count, const uint8_t* data) const;
   void ReadPages(uint32_t page, uint32_t count, uint8_t* out) const;
+  // Signal-safe. Puts private zero memory, read-write, under one page of the app view; the
+  // memfd page itself is left alone.
+  bool MapScratch(uint32_t page) const;
+  // Maps the memfd page back under the app view with `prot`.
+  bool UnmapScratch(uint32_t page, int prot) const;
 
   static size_t OsPageSize();
 

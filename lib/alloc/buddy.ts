@@ -19,6 +19,9 @@ export class Buddy {
     private readonly kindsAt: number, // byte offset of the page-kind array
     private readonly linksAt: number, // byte offset of the link table (u32 next, prev per page)
     private readonly journal: Journal, // every write of the manager's goes through it
+    // Told of every block handed out: a run reading the tables before another node's
+    // allocation of the same pages arrived must not reach that node's block (native claimFresh).
+    private readonly taken?: (page: number, count: number) => void,
   ) {}
 
   private get sbWords(): Uint32Array {
@@ -94,6 +97,7 @@ export class Buddy {
       this.push(page + (1 << k), k);
     }
     this.setKind(page, PageKind.allocated | order);
+    this.taken?.(page, 1 << order);
     return page;
   }
 

@@ -20,6 +20,8 @@ export interface HeapView {
 
 /** Inside a transaction: pages that take a model when it commits (native declareModel). */
 export type DeclareModel = (firstPage: number, count: number, model: number) => void;
+/** Inside a transaction: pages the buddy manager handed out (native claimFresh). */
+export type ClaimFresh = (firstPage: number, count: number) => void;
 
 /** Runs a function as a transaction on the node (used to format or check the superblock). */
 export type RunTransaction = <T>(fn: () => T) => Promise<T>;
@@ -61,6 +63,7 @@ export class Heap {
     private readonly view: HeapView,
     states: Uint8Array,
     private readonly declareModel?: DeclareModel,
+    private readonly claimFresh?: ClaimFresh,
   ) {
     this.u32 = view.u32;
     this.pageWords = view.pageSize >>> 2;
@@ -73,7 +76,7 @@ export class Heap {
     const g = geometry(v.regionSize, v.pageSize);
     const { pages, dataStart } = g;
     this.geometry = g;
-    this.buddy = new Buddy(v, v.pageSize, g.kindsAt, g.linksAt, this.journal);
+    this.buddy = new Buddy(v, v.pageSize, g.kindsAt, g.linksAt, this.journal, this.claimFresh);
     this.zones = new Zones(v.u32, v.pageSize, this.buddy, this.journal);
     await run(() => {
       const sb = v.u32;

@@ -158,5 +158,6 @@ export class ModelTable {
     // Kept for freed pages too: an allocation of the block before its free, heard of late, is void.
     this.generations.set(page, time);
     this.protocol.modelChanged(page, model, time);
+    this.n.pager.modelChanged(page);
   }
 }

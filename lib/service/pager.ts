@@ -382,6 +382,18 @@ export class Pager {
     if (at > this.scanAt && at < this.aheadTo) this.keepAhead(at);
   }
 
+  /**
+   * `page` took another model (a commit's allocation or free arrived): a fetch of it as a
+   * transactional page ends here, and its faulting threads look again. Its holders now
+   * answer that they hold no such page, and the fetch searched and waited for good: a run
+   * that allocated the page while another node's allocation of it was on its way, and
+   * wrote it (its writes go to scratch memory once it sees the page's new model).
+   */
+  modelChanged(page: number): void {
+    const reqId = this.fetchByPage[page];
+    if (reqId !== 0) this.finish(reqId);
+  }
+
   /** A configuration moved pages or decided them lost: fetches waiting go to the new owners, or fail. */
   configurationChanged(): void {
     const n = this.n;

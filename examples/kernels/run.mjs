@@ -12,7 +12,14 @@
 //  5. a value passed round the nodes on a 'migratory' page;
 //  6. partial sums of interleaved 'sequential' writes added into a transactional total;
 //  7. one block freed and allocated again under each model in turn;
-//  8. workers write their share of a result and close; node 0 reads it afterwards.
+//  8. Jacobi until it converges: each sweep's largest change reduced through a transactional
+//     word, every node deciding from it whether to sweep again (rows straddle pages);
+//  9. Gaussian elimination with partial pivoting, the pivot row broadcast each step;
+// 10. odd-even transposition sort of blocks, with barriers between neighbours only;
+// 11. a work queue: a head index on a 'migratory' page taken under dsm.lock;
+// 12. a wavefront: each node waits for its left neighbour's flag on a 'sequential' page;
+// 13. every node at once fills blocks of every model in the transactions that allocate them;
+// 14. workers write their share of a result and close; node 0 reads it afterwards.
 // Exits 0 when every node found every result right, 1 otherwise (the node and kernel named).
 import { fork } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -243,7 +250,199 @@ const t0 = Date.now();
   }
 }
 
-// 8. Workers write their share of a result and close; node 0 reads it after they have gone
+{
+  const kernel = 'Jacobi to convergence';
+  const n = 77; // a row is 616 bytes: rows straddle pages, the grid ends inside one
+  const tol = 1e-3; // 279 sweeps
+  const g = [(await shared('jc a', n * n * 8, 'sequential')) / 8, (await shared('jc b', n * n * 8, 'sequential')) / 8];
+  // Sweep s reduces into slot s % 3; node 0 clears the slot of sweep s + 1 before it arrives
+  // at barrier s, when every node has read the slot of sweep s - 2, the one it clears.
+  const res = (await shared('jc max', 3 * 8, 'transactional')) / 8;
+  const init = (i, j) => (i === 0 ? 1 : j === n - 1 ? 0.5 : 0);
+  const sweep = (arr, src, dst, lo, hi) => {
+    let m = 0;
+    for (let i = Math.max(lo, 1); i < Math.min(hi, n - 1); i++) {
+      for (let j = 1; j < n - 1; j++) {
+        const v = 0.25 * (arr[src + (i - 1) * n + j] + arr[src + (i + 1) * n + j] + arr[src + i * n + j - 1] + arr[src + i * n + j + 1]);
+        m = Math.max(m, Math.abs(v - arr[src + i * n + j]));
+        arr[dst + i * n + j] = v;
+      }
+    }
+    return m;
+  };
+  const [r0, r1] = rowsOf(n);
+  for (let i = r0; i < r1; i++) for (let j = 0; j < n; j++) a[g[0] + i * n + j] = a[g[1] + i * n + j] = init(i, j);
+  const ref = new Float64Array(2 * n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) ref[i * n + j] = ref[n * n + i * n + j] = init(i, j);
+  let refSweeps = 0;
+  while (sweep(ref, (refSweeps % 2) * n * n, ((refSweeps + 1) % 2) * n * n, 0, n) >= tol) refSweeps++;
+  refSweeps++;
+  await barrier('jc init');
+  let s = 0;
+  for (;;) {
+    const m = sweep(a, g[s % 2], g[(s + 1) % 2], r0, r1);
+    await dsm.transaction(() => {
+      if (m > a[res + (s % 3)]) a[res + (s % 3)] = m;
+    });
+    if (k === 0) await dsm.transaction(() => (a[res + ((s + 1) % 3)] = 0));
+    await barrier('jc sweep');
+    const done = a[res + (s % 3)] < tol;
+    s++;
+    if (done) break;
+  }
+  if (s !== refSweeps) fail(kernel, `converged after ${s} sweeps, the local computation after ${refSweeps}`);
+  for (let i = 0; i < n * n; i++) if (a[g[s % 2] + i] !== ref[(s % 2) * n * n + i]) fail(kernel, `cell ${i} is ${a[g[s % 2] + i]}, the local computation ${ref[(s % 2) * n * n + i]}`);
+}
+{
+  const kernel = 'Gaussian elimination';
+  const n = 45;
+  const w = n + 1; // the matrix and the right-hand side: 368-byte rows
+  const M = (await shared('ge matrix', n * w * 8, 'sequential')) / 8;
+  const P = (await shared('ge pivot', w * 8, 'sequential')) / 8;
+  const val = (i, j) => (j === n ? i + 1 : ((i * 37 + j * 11 + seed) % 19) - 9 + (i === j ? 0.5 : 0));
+  const ref = new Float64Array(n * w);
+  for (let i = 0; i < n; i++) for (let j = 0; j < w; j++) ref[i * w + j] = val(i, j);
+  for (let i = k; i < n; i += nodes) for (let j = 0; j < w; j++) a[M + i * w + j] = val(i, j);
+  // Row i lives on node i % nodes; step c: the owner of row c swaps the pivot row in and
+  // broadcasts it, every node eliminates below it in its rows.
+  const pivotRow = (arr, off, c) => {
+    let p = c;
+    for (let i = c + 1; i < n; i++) if (Math.abs(arr[off + i * w + c]) > Math.abs(arr[off + p * w + c])) p = i;
+    if (p !== c) for (let j = 0; j < w; j++) [arr[off + c * w + j], arr[off + p * w + j]] = [arr[off + p * w + j], arr[off + c * w + j]];
+  };
+  const eliminate = (arr, off, piv, c, first, step) => {
+    for (let i = first; i < n; i += step) {
+      if (i <= c) continue;
+      const f = arr[off + i * w + c] / piv[c];
+      for (let j = c; j < w; j++) arr[off + i * w + j] -= f * piv[j];
+    }
+  };
+  for (let c = 0; c < n; c++) {
+    pivotRow(ref, 0, c);
+    eliminate(ref, 0, ref.slice(c * w, c * w + w), c, 0, 1);
+  }
+  await barrier('ge init');
+  for (let c = 0; c < n; c++) {
+    if (c % nodes === k) {
+      pivotRow(a, M, c);
+      for (let j = 0; j < w; j++) a[P + j] = a[M + c * w + j];
+    }
+    await barrier('ge pivot');
+    eliminate(a, M, a.slice(P, P + w), c, k, nodes);
+    await barrier('ge step');
+  }
+  for (let i = 0; i < n * w; i++) if (a[M + i] !== ref[i]) fail(kernel, `element ${i} is ${a[M + i]}, the local computation ${ref[i]}`);
+}
+{
+  const kernel = 'odd-even transposition sort';
+  const per = 333;
+  const buf = (await shared('sort', nodes * per * 8, 'sequential')) / 8;
+  let x = (seed * 2654435761) >>> 0;
+  const data = Array.from({ length: nodes * per }, () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const mine = data.slice(k * per, (k + 1) * per).sort((p, q) => p - q);
+  for (let i = 0; i < per; i++) a[buf + k * per + i] = mine[i];
+  // Phase p pairs node k with k + 1 or k - 1; the pair meet at a barrier of two parties
+  // before reading both blocks, and again before either overwrites its own.
+  for (let phase = 0; phase < nodes; phase++) {
+    const partner = (k + phase) % 2 === 0 ? k + 1 : k - 1;
+    if (partner < 0 || partner >= nodes) continue;
+    const pair = `sort ${Math.min(k, partner)}`;
+    await dsm.barrier(pair, 2);
+    const both = [...a.subarray(buf + k * per, buf + (k + 1) * per), ...a.subarray(buf + partner * per, buf + (partner + 1) * per)].sort((p, q) => p - q);
+    await dsm.barrier(pair, 2);
+    const keep = partner > k ? both.slice(0, per) : both.slice(per);
+    for (let i = 0; i < per; i++) a[buf + k * per + i] = keep[i];
+  }
+  await barrier('sorted');
+  const sorted = data.sort((p, q) => p - q);
+  for (let i = 0; i < nodes * per; i++) if (a[buf + i] !== sorted[i]) fail(kernel, `element ${i} is ${a[buf + i]}, sorted ${sorted[i]}`);
+}
+{
+  const kernel = 'work queue';
+  const tasks = 150;
+  const head = (await shared('queue head', 4, 'migratory')) / 4;
+  const results = (await shared('queue results', tasks * 8, 'sequential')) / 8;
+  const work = (t) => {
+    let s = 0;
+    for (let i = 0; i <= t % 40; i++) s += Math.sqrt(t * 1000 + i);
+    return s;
+  };
+  for (let taken = 0; ; taken++) {
+    const unlock = await dsm.lock('queue');
+    let t;
+    try {
+      t = u32[head];
+      if (t < tasks) u32[head] = t + 1;
+    } finally {
+      await unlock();
+    }
+    if (t >= tasks) break;
+    a[results + t] = work(t);
+    if (taken % 8 === 7) await new Promise((res) => setImmediate(res)); // let the others in
+  }
+  await barrier('queue done');
+  for (let t = 0; t < tasks; t++) if (a[results + t] !== work(t)) fail(kernel, `task ${t}'s result is ${a[results + t]}, the local computation ${work(t)}`);
+}
+{
+  const kernel = 'wavefront';
+  const rows = 40;
+  const cols = 101;
+  const grid = (await shared('wave', rows * cols * 8, 'sequential')) / 8;
+  const flags = (await shared('wave flags', nodes * dsm.pageSize, 'sequential')) / 4; // a page per node
+  const flag = (j) => flags + (j * dsm.pageSize) / 4;
+  const f = (i, j, up, left) => (i === 0 && j === 0 ? 1 : ((up + left) % 1000003) + ((i * 3 + j) % 7));
+  const [c0, c1] = rowsOf(cols);
+  for (let i = 0; i < rows; i++) {
+    // Row i of the left neighbour's columns is done once its flag passes i.
+    if (k > 0) for (let spins = 0; u32[flag(k - 1)] <= i; spins++) if (spins > 100) await new Promise((res) => setImmediate(res));
+    for (let j = c0; j < c1; j++) a[grid + i * cols + j] = f(i, j, i > 0 ? a[grid + (i - 1) * cols + j] : 0, j > 0 ? a[grid + i * cols + j - 1] : 0);
+    u32[flag(k)] = i + 1;
+  }
+  await barrier('wave done');
+  const ref = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) ref[i * cols + j] = f(i, j, i > 0 ? ref[(i - 1) * cols + j] : 0, j > 0 ? ref[i * cols + j - 1] : 0);
+  for (let i = 0; i < rows * cols; i++) if (a[grid + i] !== ref[i]) fail(kernel, `cell ${i} is ${a[grid + i]}, the local computation ${ref[i]}`);
+}
+{
+  const kernel = 'blocks filled as they are allocated';
+  // Every node at once: their allocations collide, and the runs that lose go again.
+  const words = 2500;
+  const blocks = {};
+  for (const model of ['sequential', 'migratory', 'transactional', 'local']) {
+    blocks[model] = await dsm.transaction((tx) => {
+      const p = tx.alloc(words * 4, { model });
+      for (let i = 0; i < words; i++) u32[p / 4 + i] = k * 100000 + i;
+      if (model !== 'local') tx.setRoot(`filled ${model} ${k}`, p);
+      return p;
+    });
+  }
+  await barrier('filled');
+  const check = (p, j) => {
+    for (let i = 0; i < words; i++) if (u32[p / 4 + i] !== j * 100000 + i) return `word ${i} is ${u32[p / 4 + i]}`;
+    return undefined;
+  };
+  const bad = check(blocks.local, k);
+  if (bad) fail(kernel, `this node's 'local' block: ${bad}`);
+  for (const model of ['sequential', 'migratory', 'transactional']) {
+    for (let j = 0; j < nodes; j++) {
+      const p = await dsm.transaction(() => dsm.root(`filled ${model} ${j}`));
+      // Migratory pages move on every touch: one node reads them at a time.
+      const unlock = model === 'migratory' ? await dsm.lock('filled') : undefined;
+      const wrong = model === 'transactional' ? await dsm.transaction(() => check(p, j)) : check(p, j);
+      await unlock?.();
+      if (wrong) fail(kernel, `node ${j}'s '${model}' block: ${wrong}`);
+    }
+  }
+  await barrier('filled read');
+  await dsm.transaction((tx) => {
+    for (const [model, p] of Object.entries(blocks)) {
+      tx.free(p);
+      if (model !== 'local') tx.setRoot(`filled ${model} ${k}`, 0);
+    }
+  });
+}
+
+// 14. Workers write their share of a result and close; node 0 reads it after they have gone
 // (a closing node hands its sequential pages to a member that stays).
 const share = 4 * dsm.pageSize;
 const result = (await shared('result', nodes * share, 'sequential')) / 4;

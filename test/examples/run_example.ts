@@ -5,7 +5,11 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 
 export function runExample(name: string, args: string[], timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
-  const script = path.join(__dirname, '../../examples', name, 'run.mjs');
+  return runScript(path.join(__dirname, '../../examples', name, 'run.mjs'), args, timeoutMs);
+}
+
+/** The same for any script. */
+export function runScript(script: string, args: string[], timeoutMs = 120_000): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

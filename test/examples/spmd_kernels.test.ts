@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { runScript } from './run_example';
 
 const script = path.join(__dirname, 'fixtures/spmd_kernels.mjs');
+const churn = path.join(__dirname, 'fixtures/spmd_churn.mjs');
 
 describe('SPMD kernels', () => {
   for (const [nodes, stagger] of [
@@ -25,4 +26,11 @@ describe('SPMD kernels', () => {
       expect(r.code, r.out).toBe(0);
     }, 300_000);
   }
+
+  it('a stencil on three nodes, then two (one closed), then three (one joined late): right after every phase', async () => {
+    const r = await runScript(churn, [], 240_000);
+    expect(r.out).toMatch(/seed \d+/);
+    expect(r.out, r.out).toContain('every phase right');
+    expect(r.code, r.out).toBe(0);
+  }, 300_000);
 });

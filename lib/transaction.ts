@@ -46,7 +46,8 @@ export class Transaction {
    * returns once no other node holds the old contents, writes allowed outside transactions;
    * 'local': pages of this node alone, never sent (another node's touch raises
    * ERR_DSM_LOCAL_PAGE); 'migratory': each page lives on one node at a time and any access
-   * moves it there (after a minimum hold time). Inside a transaction, non-transactional pages are neither isolated
+   * moves it there (after a minimum hold time; no lock: it may move between a read and a
+   * write, so updates by several nodes at once go under dsm.lock). Inside a transaction, non-transactional pages are neither isolated
    * nor rolled back; their allocation is (an aborted run's allocation vanishes).
    * @example const p = tx.alloc(64); dsm.u32[p >> 2] = 42;
    * @example const grid = tx.alloc(8 << 20, { model: 'sequential' });

@@ -393,6 +393,15 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
     await Promise.all(procs.map((p) => p.run('require(args.fixture).stop();', { fixture: FIXTURE })));
   }
   await Promise.all(runs);
+  if (fault.kind === 'kill-all') {
+    // A node that joins the restarted page server once the writing is over, and only reads:
+    // everything it sees comes from the page server's store and the fresh nodes, never
+    // from the nodes that ran before the cut.
+    state.phase = 'starting a reader that joins the restarted page server';
+    const reader = await h.start(clusterOpts);
+    procs.push(reader);
+    faultLog.push(`node ${reader.nodeId} (process ${procs.length - 1}) joined the restarted page server after the last transaction, to read only`);
+  }
 
   const survivors = procs.filter((_, i) => !gone.has(i));
   state.phase = 'waiting for the survivors to agree on the members (a stalled node joins again)';

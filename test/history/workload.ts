@@ -41,6 +41,8 @@ export interface Plan {
   /** Per node process, in order; a restart's replacement runs the last list. */
   txns: PlannedTxn[][];
   fault: Fault;
+  /** For 'kill-all': how many times every process is killed (each cut at the same point of the fresh nodes' lists). */
+  cuts: number;
 }
 
 export interface PlanOptions {
@@ -51,6 +53,8 @@ export interface PlanOptions {
   /** The fault kinds to draw from (one is drawn). */
   faults?: FaultKind[];
   stallMs?: [number, number];
+  /** For 'kill-all': how many cuts (1 unless told). */
+  cuts?: number;
 }
 
 /** The seed of this run: DSM_SEED if set (to replay a failure), else a fresh one. */
@@ -77,7 +81,8 @@ export function drawPlan(seed: number, o: PlanOptions = {}): Plan {
   const op = fc.record({ f: fc.constantFrom('append' as const, 'read' as const), key: fc.nat(keys - 1) });
   const txn = fc.array(op, { minLength: 1, maxLength: 4 });
   // A restart's replacement gets a list of its own, and so does each fresh node after 'kill-all'.
-  const lists = nodes + (faults.includes('restart') ? 1 : 0) + (faults.includes('kill-all') ? nodes : 0);
+  const cuts = o.cuts ?? 1;
+  const lists = nodes + (faults.includes('restart') ? 1 : 0) + (faults.includes('kill-all') ? nodes * cuts : 0);
   const arb = fc.record({
     txns: fc.array(fc.array(txn, { minLength: perNode, maxLength: perNode }), { minLength: lists, maxLength: lists }),
     kind: fc.constantFrom(...faults),
@@ -97,7 +102,7 @@ export function drawPlan(seed: number, o: PlanOptions = {}): Plan {
   );
   // Derived from what was drawn, not drawn itself, so every earlier seed still replays the same plan.
   const second = (d.victim + 1 + (d.after % (nodes - 1))) % nodes;
-  return { seed, nodes, keys, keysPerPage, txns, fault: { kind: d.kind, victim: d.victim, after: d.after, stallMs: d.stallMs, second } };
+  return { seed, nodes, keys, keysPerPage, txns, fault: { kind: d.kind, victim: d.victim, after: d.after, stallMs: d.stallMs, second }, cuts };
 }
 
 export interface RunResult {
@@ -272,29 +277,40 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         // Every process at once, the page server too: a power cut. The page server starts
         // again on its store and founds the cluster again at its time; fresh nodes join it
         // and run lists of their own. Every commit acknowledged as durable ('disk') must be
-        // in the final lists; those in flight at the cut are unknown.
+        // in the final lists; those in flight at the cut are unknown. With more than one cut
+        // the fresh nodes are cut in turn, so a restart replays a store that a restart wrote.
         if (!pageServer) throw new Error("fault 'kill-all' needs a page server (pageServer: true)");
-        await reached();
-        const dead = [...procs, pageServer];
-        procs.forEach((_, i) => gone.add(i));
-        for (const p of dead) p.kill('SIGKILL');
-        faultLog.push(`SIGKILL every process (nodes ${procs.map((p) => p.nodeId).join(', ')} and the page server, node ${pageServer.nodeId}) after ${completed(victim)} completed transactions of node ${victim.nodeId}`);
-        await Promise.all(dead.map((p) => p.exited));
-        pageServer = await h.pageServer(pageServerOpts!);
-        const time = await pageServer.run<number>('return ps.appliedTime;');
-        const replayed = pageServer.stderr.split('\n').find((l) => l.includes('replayed'));
-        faultLog.push(`the page server started again on its store at time ${time} (node ${pageServer.nodeId})${replayed ? `: ${replayed.slice(replayed.indexOf('replayed'))}` : ', nothing to replay'}`);
-        clusterOpts = { ...clusterOpts, peers: [pageServer.address] };
-        const fresh: RemoteNode[] = [];
-        for (let i = 0; i < plan.nodes; i++) fresh.push(await h.start(clusterOpts));
-        for (const p of fresh) {
-          procs.push(p);
-          const r = start(procs.length - 1, p);
-          r.catch(() => undefined);
-          runs.push(r);
+        let hit = victim;
+        let hitDone = victimDone;
+        for (let cut = 0; cut < plan.cuts; cut++) {
+          if (cut === 0) await reached();
+          else await Promise.race([hit.waitForLine((l) => l.startsWith(`H C ${fault.after - 1} `)).catch(() => undefined), hitDone()]);
+          const alive = procs.filter((_, i) => !gone.has(i));
+          const dead = [...alive, pageServer];
+          procs.forEach((_, i) => gone.add(i));
+          for (const p of dead) p.kill('SIGKILL');
+          faultLog.push(`SIGKILL every process (nodes ${alive.map((p) => p.nodeId).join(', ')} and the page server, node ${pageServer.nodeId}) after ${completed(hit)} completed transactions of node ${hit.nodeId}`);
+          await Promise.all(dead.map((p) => p.exited));
+          pageServer = await h.pageServer(pageServerOpts!);
+          const time = await pageServer.run<number>('return ps.appliedTime;');
+          const replayed = pageServer.stderr.split('\n').find((l) => l.includes('replayed'));
+          faultLog.push(`the page server started again on its store at time ${time} (node ${pageServer.nodeId})${replayed ? `: ${replayed.slice(replayed.indexOf('replayed'))}` : ', nothing to replay'}`);
+          clusterOpts = { ...clusterOpts, peers: [pageServer.address] };
+          const fresh: RemoteNode[] = [];
+          for (let i = 0; i < plan.nodes; i++) fresh.push(await h.start(clusterOpts));
+          const first = procs.length;
+          for (const p of fresh) {
+            procs.push(p);
+            const r = start(procs.length - 1, p);
+            r.catch(() => undefined);
+            runs.push(r);
+          }
+          faultLog.push(`fresh nodes ${fresh.map((p) => p.nodeId).join(', ')} (processes ${first}..${procs.length - 1}) joined it`);
+          await Promise.all(fresh.map(go));
+          const at = first + fault.victim;
+          hit = procs[at];
+          hitDone = () => runs[at].then(() => undefined, () => undefined);
         }
-        faultLog.push(`fresh nodes ${fresh.map((p) => p.nodeId).join(', ')} (processes ${plan.nodes}..${procs.length - 1}) joined it`);
-        await Promise.all(fresh.map(go));
         return;
       }
       case 'kill-token-holder': {

@@ -28,18 +28,22 @@ describe('the two-machine demo', () => {
   it('stopped from outside, stops both machines and leaves nothing behind', async () => {
     const launcher = spawn(process.execPath, [LAUNCH, '--no-netns', '--duration', '60'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    const started = new Promise<void>((resolve) => {
-      const take = (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('transfers')) resolve();
-      };
-      launcher.stdout!.on('data', take);
-      launcher.stderr!.on('data', take);
-    });
-    await started;
     const exited = new Promise((r) => launcher.once('exit', r));
-    launcher.kill('SIGTERM'); // this process alone: the machines are its children
-    await exited;
+    try {
+      // A demo that never gets to its transfers says where it stopped (what both machines printed).
+      await new Promise<void>((resolve, reject) => {
+        const take = (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('transfers')) resolve();
+        };
+        launcher.stdout!.on('data', take);
+        launcher.stderr!.on('data', take);
+        setTimeout(() => reject(new Error(`no transfers after 90 s; the demo printed:\n${out}`)), 90_000).unref();
+      });
+    } finally {
+      launcher.kill('SIGTERM'); // this process alone: the machines are its children
+      await exited;
+    }
     // Both machines go at once; before, they ran on for the rest of their 60 s.
     const banks = () => {
       try {

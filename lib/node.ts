@@ -2,7 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { HeapGuard } from './alloc/guard';
 import { Heap } from './alloc/heap';
-import { ClosedError, CommitUncertainError, fromNative, InvalidOptionError, LocalPageError, NestedTransactionError, PageLostError, PartitionedError, WriteOutsideTransactionError } from './errors';
+import { ClosedError, fromNative, InvalidOptionError, LocalPageError, NestedTransactionError, PageLostError, PartitionedError, WriteOutsideTransactionError } from './errors';
 import { type LostRange, LostPages } from './lost_pages';
 import { describePage } from './alloc/page_holds';
 import { ConflictMonitor, HOT_PAGES_SHOWN, type HotPage } from './conflict_monitor';
@@ -175,7 +175,7 @@ export class DsmNode extends EventEmitter {
       onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
       conflict: (page, node) => this.onConflict(page, node),
       durable: (time, epoch) => (opts.replicated ? this.service.waitDurable(time, epoch) : undefined),
-      durableRead: (time, epoch) => (opts.disk ? this.durableRead(time, epoch) : undefined),
+      durableRead: (time, epoch) => (opts.disk ? this.service.waitDurableRead(time, epoch) : undefined),
       durableEpoch: () => this.service.durableEpoch,
     }, this.lost);
     const sync: SyncNode = {
@@ -519,21 +519,6 @@ export class DsmNode extends EventEmitter {
 
   private checkOpen(): void {
     if (this.closed) throw new ClosedError();
-  }
-
-  /**
-   * Durability 'disk': a read-only transaction that read at global time `time` (under durable
-   * epoch `epoch`) resolves once a page server has every commit up to it on disk
-   * (lib/service/durable_reads.ts); CommitUncertainError if this node was cut off or removed first.
-   */
-  private async durableRead(time: number, epoch: number): Promise<void> {
-    const uncertain = () => new CommitUncertainError('this node lost contact with the cluster before what a read-only transaction read was on a page server\'s disk, so it may not be in the cluster\'s history; read it again in a new transaction');
-    if (epoch !== this.service.durableEpoch) throw uncertain();
-    try {
-      await this.service.request({ type: 'durable-read', time });
-    } catch (e) {
-      throw (e as { code?: string }).code === 'ERR_DSM_COMMIT_UNCERTAIN' ? uncertain() : e;
-    }
   }
 
   private checkViolations(): void {

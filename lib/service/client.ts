@@ -196,6 +196,24 @@ export class ServiceClient {
   }
 
   /**
+   * Durability 'disk': a read-only transaction that read at global time `time` (under durable
+   * epoch `epoch`) resolves once a page server has every commit up to it on disk
+   * (durable_reads.ts); CommitUncertainError if this node was cut off or removed first.
+   */
+  async waitDurableRead(time: number, epoch: number): Promise<void> {
+    const uncertain = () =>
+      new CommitUncertainError(
+        "this node lost contact with the cluster before what a read-only transaction read was on a page server's disk, so it may not be in the cluster's history; read it again in a new transaction",
+      );
+    if (epoch !== this.durableEpoch) throw uncertain();
+    try {
+      await this.request({ type: 'durable-read', time });
+    } catch (e) {
+      throw (e as { code?: string }).code === 'ERR_DSM_COMMIT_UNCERTAIN' ? uncertain() : e;
+    }
+  }
+
+  /**
    * The app issued a transaction (+1) or saw one settle (-1): the count, issued and not yet
    * acknowledged, is the service's hint that the app keeps several in flight (commits.ts
    * pushToken).

@@ -27,6 +27,7 @@
         "native/models.cc",
         "native/page_diff.cc",
         "native/fault_handler.cc",
+        "native/lease_alarm.cc",
         "native/loop_wakeup.cc",
         "native/protections.cc",
         "native/region.cc",

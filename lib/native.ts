@@ -38,6 +38,7 @@ export const Counter = {
   answeredByChannel: 14,
   sentByFault: 15,
   servedByChannel: 16,
+  leaseAlarms: 17,
 } as const;
 
 /** Order of native/page_table.h. */
@@ -192,6 +193,8 @@ export interface NativeAddon {
   refuseLocal(page: number): void;
   /** Service: the lease ran out (true) or is back (false); sequential and migratory pages here lose their access while it is out. Returns how many lost it. */
   fenceModels(on: boolean): number;
+  /** Whether sequential and migratory pages are fenced (by the service, or by the lease alarm on the app thread). */
+  modelsFenced(): boolean;
   /** Service: the model byte of every page (PageModel | 0x80 when owned here), read-only. */
   pageModels(): Uint8Array;
   /** Service: views of the page table (read them, never write). */

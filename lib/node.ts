@@ -65,6 +65,11 @@ export interface DsmStats {
   /** Copies brought to another node's commit by applying its diff (no fetch needed). */
   updates: number;
   /**
+   * Times this node's lease ran out before its service thread saw it (a stall, a SIGSTOP)
+   * and the app thread fenced its sequential and migratory pages itself.
+   */
+  leaseAlarms: number;
+  /**
    * The false-sharing monitor: the pages that caused the most of this node's aborts, most
    * first, with the nodes whose commits caused them and what each page holds. An object
    * that shows up here shares a page with what other nodes write: give it its own page
@@ -422,6 +427,7 @@ export class DsmNode extends EventEmitter {
       installs: n('installs'),
       invalidations: n('invalidations'),
       updates: n('updates'),
+      leaseAlarms: n('leaseAlarms'),
       hotPages: this.hotPages(),
     };
   }

@@ -1,8 +1,11 @@
 #include "addon_env.h"
 
+#include <cstring>
+
 #include "app_interrupt.h"
 #include "fault_handler.h"
 #include "js_args.h"
+#include "lease_alarm.h"
 
 namespace dsm {
 namespace addon {
@@ -32,6 +35,12 @@ Dsm* AddonEnv::OpenRegion(Napi::Env env, const Options& opt, Napi::Value onCommi
     ThrowCoded(env, code, err.message);
   }
   if (!fault_handler::Attach(d.get())) ThrowCoded(env, "ERR_DSM_SYSTEM", "installing the SIGSEGV handler failed");
+  // This thread opens the region, so it is the app thread the alarm stops.
+  if (!lease_alarm::Attach(d.get())) {
+    fault_handler::Detach();
+    ThrowCoded(env, "ERR_DSM_SYSTEM", std::string("setting up the lease alarm failed (") + strerror(errno) +
+                                          "): it needs a free real-time signal and a POSIX timer");
+  }
   dsm_ = d.release();
   owner_ = true;
   app_interrupt::Bind(dsm_);
@@ -69,6 +78,7 @@ void AddonEnv::DetachAppView() {
 void AddonEnv::ReleaseRegion() {
   CloseAppWakeup();
   std::lock_guard<std::mutex> g(mu_);
+  lease_alarm::Detach();
   fault_handler::Detach();
   app_interrupt::Unbind();
   delete dsm_;

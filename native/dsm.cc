@@ -109,6 +109,13 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       // transaction's touch is refused again.
       if (!(foreign ? prot_.Grant(page, prot) : prot_.Set(page, prot))) Fatal("mprotect of the app view failed", page, errno);
       pt_.set_state(page, rw ? kWrite : kRead);
+      // The lease alarm came in since the flag was read above (FenceOnAlarm, on this thread,
+      // while it held the lock): this grant must not stand.
+      if (!local && fenced_.load(std::memory_order_acquire)) {
+        if (!prot_.Set(page, PROT_NONE)) Fatal("mprotect of the app view failed", page, errno);
+        pt_.set_state(page, kValidUnmapped);
+        continue;
+      }
       stats_.Inc(write ? kWriteFaults : kReadFaults);
       break;
     }

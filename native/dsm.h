@@ -216,6 +216,12 @@ class Dsm {
   // Returns how many pages lost their access.
   uint32_t Fence(bool on);
   bool fenced() const { return fenced_.load(std::memory_order_acquire); }
+  // Signal handler on the app thread (lease_alarm.h): the lease ran out, unless it was
+  // renewed since the alarm was set. Fences as Fence(true) does; async-signal-safe.
+  void FenceOnAlarm();
+  // CLOCK_MONOTONIC ms until which the lease runs (SetServingLease); 0: not, INT64_MAX: for good.
+  int64_t servingUntilMs() const { return serveUntilMs_.load(std::memory_order_acquire); }
+  static int64_t MonotonicMs();
 
   Region& region() { return region_; }
   CommitChannel& channel() { return channel_; }
@@ -243,6 +249,9 @@ class Dsm {
   void SetModelLocked(uint32_t first, uint32_t count, uint8_t model, uint16_t owner, bool mine);
   // Dooms the live transaction (lock held), remembering the first cause.
   void DoomLocked(uint32_t page, uint16_t node);
+  // Takes the access of every sequential and migratory page here (lock held, or this thread
+  // interrupted its holder). Returns how many lost it.
+  uint32_t FenceLocked();
   // Maps the live transaction's scratch pages back (lock held).
   void DropScratchLocked();
 
@@ -292,6 +301,7 @@ class Dsm {
   std::atomic<int64_t> lost_{-1};
   std::atomic<int64_t> localTouched_{-1};
   std::atomic<bool> fenced_{false};  // Fence(): sequential and migratory pages wait for the lease
+  std::atomic<uint32_t> fencedByAlarm_{0};  // pages FenceOnAlarm took, not yet counted by Fence()
   // Model declarations of the live transaction, and of commits made here not yet taken by
   // the service (app thread and service thread; never the fault handler).
   std::mutex modelsMu_;

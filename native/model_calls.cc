@@ -106,6 +106,9 @@ Napi::Value FenceModels(const Napi::CallbackInfo& info) {
   Dsm* d = AddonEnv::Need(env);
   return Napi::Number::New(env, d->Fence(info[0].ToBoolean()));
 }
+Napi::Value ModelsFenced(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), AddonEnv::Need(info.Env())->fenced());
+}
 Napi::Value RefuseLocal(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Dsm* d = AddonEnv::Need(env);
@@ -136,6 +139,7 @@ void DefineModelCalls(Napi::Env env, Napi::Object exports) {
       {"ownSequential", OwnSequential},
       {"refuseLocal", RefuseLocal},
       {"fenceModels", FenceModels},
+      {"modelsFenced", ModelsFenced},
       {"pageModels", PageModels},
   };
   for (const auto& [name, fn] : calls) exports.Set(name, Napi::Function::New(env, fn, name));

@@ -210,21 +210,39 @@ uint32_t Dsm::Fence(bool on) {
   // Under the page-table lock: a fault that looked at the flag before this either granted
   // its access first (taken away here) or waits for the lock and sees the flag.
   fenced_.store(on, std::memory_order_release);
-  uint32_t fenced = 0;
-  if (on) {
-    for (uint32_t p = 0; p < region_.numPages(); p++) {
-      const uint8_t model = pt_.model(p) & kModelMask;
-      const uint8_t s = pt_.state(p);
-      if ((model != kSequential && model != kMigratory) || s == kInvalid || s == kValidUnmapped) continue;
-      // The copy stays (valid, unmapped): the lease may come back with this node still a
-      // member and still the owner, and then nothing has changed.
-      if (!prot_.Set(p, PROT_NONE)) Fatal("mprotect of the app view failed", p, errno);
-      pt_.set_state(p, kValidUnmapped);
-      fenced++;
-    }
-  }
+  // Pages the lease alarm fenced first count as fenced here: the service says how many wait.
+  uint32_t fenced = fencedByAlarm_.exchange(0, std::memory_order_acq_rel);
+  if (on) fenced += FenceLocked();
   lock_.Unlock();
   return fenced;
+}
+
+uint32_t Dsm::FenceLocked() {
+  uint32_t fenced = 0;
+  for (uint32_t p = 0; p < region_.numPages(); p++) {
+    const uint8_t model = pt_.model(p) & kModelMask;
+    const uint8_t s = pt_.state(p);
+    if ((model != kSequential && model != kMigratory) || s == kInvalid || s == kValidUnmapped) continue;
+    // The copy stays (valid, unmapped): the lease may come back with this node still a
+    // member and still the owner, and then nothing has changed.
+    if (!prot_.Set(p, PROT_NONE)) Fatal("mprotect of the app view failed", p, errno);
+    pt_.set_state(p, kValidUnmapped);
+    fenced++;
+  }
+  return fenced;
+}
+
+void Dsm::FenceOnAlarm() {
+  // A renewal since the timer was set: the signal is stale.
+  if (MonotonicMs() < serveUntilMs_.load(std::memory_order_acquire)) return;
+  fenced_.store(true, std::memory_order_release);
+  // This thread may hold the lock itself (the signal came in the middle of a fault or a
+  // Begin): then no other thread can be changing page states either, and the section the
+  // signal interrupted checks the flag again before it grants a page (ResolveFault).
+  const bool took = lock_.Lock();
+  fencedByAlarm_.fetch_add(FenceLocked(), std::memory_order_acq_rel);
+  stats_.Inc(kLeaseAlarms);
+  if (took) lock_.Unlock();
 }
 
 void Dsm::RefuseLocal(uint32_t page) {

@@ -171,10 +171,14 @@ void Dsm::CopyCommittedLocked(const uint32_t* pages, uint32_t count, uint8_t* ou
   }
 }
 
-void Dsm::SetServingLease(int64_t msFromNow) {
+int64_t Dsm::MonotonicMs() {
   timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  const int64_t ms = int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+  clock_gettime(CLOCK_MONOTONIC, &now);  // async-signal-safe (POSIX)
+  return int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
+
+void Dsm::SetServingLease(int64_t msFromNow) {
+  const int64_t ms = MonotonicMs();
   int64_t until = 0;
   if (msFromNow == INT64_MAX) until = INT64_MAX;
   else if (msFromNow > 0) until = ms + msFromNow;
@@ -182,9 +186,7 @@ void Dsm::SetServingLease(int64_t msFromNow) {
 }
 
 uint32_t Dsm::ServeCommitted(uint16_t me, uint32_t first, uint32_t max, uint8_t* meta, uint8_t* data) {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  if (int64_t(now.tv_sec) * 1000 + now.tv_nsec / 1000000 >= serveUntilMs_.load(std::memory_order_acquire)) return 0;
+  if (MonotonicMs() >= serveUntilMs_.load(std::memory_order_acquire)) return 0;
   const uint32_t numPages = region_.numPages();
   if (first >= numPages || max == 0) return 0;
   if (max > numPages - first) max = numPages - first;

@@ -9,6 +9,7 @@
 #include "addon_env.h"
 #include "app_interrupt.h"
 #include "js_args.h"
+#include "lease_alarm.h"
 
 namespace dsm {
 namespace addon {
@@ -228,6 +229,7 @@ Napi::Value SetServing(const Napi::CallbackInfo& info) {
   if (o.Has("leaseMs")) {
     const double ms = o.Get("leaseMs").As<Napi::Number>().DoubleValue();
     d->SetServingLease(ms >= 9.2e18 ? INT64_MAX : ms > 0 ? int64_t(ms) : 0);
+    lease_alarm::Arm(d->servingUntilMs());
   }
   if (o.Has("servable")) d->SetServable(uint64_t(o.Get("servable").As<Napi::Number>().DoubleValue()));
   return info.Env().Undefined();

@@ -24,6 +24,7 @@ enum Counter : unsigned {
   kFaultsAnsweredByChannel,  // faults a data channel answered without the service (its reader woke them, or they saw the page arrive)
   kRequestsSentByFault,      // page requests the faulting thread sent itself (fault_routes.h)
   kServedByChannel,          // page requests a data channel's owner end answered itself (ServeCommitted)
+  kLeaseAlarms,              // lease alarms that fenced sequential and migratory pages on the app thread (lease_alarm.h)
   kCounterCount
 };
 
@@ -33,6 +34,7 @@ inline constexpr const char* kCounterNames[] = {
     "readFaults", "writeFaults", "serviceFaults", "violations", "protectionResets", "shadowRestores",
     "begins",     "commits",     "aborts",        "installs",   "invalidations", "updates",
     "writeAhead", "writeAheadUnused", "answeredByChannel", "sentByFault", "servedByChannel",
+    "leaseAlarms",
 };
 static_assert(sizeof(kCounterNames) / sizeof(kCounterNames[0]) == kCounterCount, "a name for every counter");
 

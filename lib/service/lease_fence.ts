@@ -27,23 +27,33 @@ export class LeaseFence {
     private readonly wake: (w: Waiter) => void,
   ) {}
 
-  /** The lease is valid or not (lease.ts, on every recomputation). */
+  /**
+   * The lease is valid or not (lease.ts, on every recomputation). The native lease alarm
+   * (native/lease_alarm.h) may have fenced first, on the app thread, the moment the lease ran
+   * out; and, racing a renewal, fenced while the lease was valid after all: that is undone here.
+   */
   lease(valid: boolean): void {
-    if (valid !== this.on) return;
     const n = this.n;
-    this.on = !valid;
-    const pages = n.native.fenceModels(this.on);
-    if (this.on) {
-      if (pages > 0) n.ev.log('warn', `this node's lease ran out: ${pages} sequential or migratory page(s) held here wait until a quorum of the cluster answers again`);
+    if (valid) {
+      if (!this.on && !n.native.modelsFenced()) return;
+      this.on = false;
+      n.native.fenceModels(false);
+      const ws = this.waiting;
+      this.waiting = [];
+      for (const w of ws) this.wake(w);
       return;
     }
-    const ws = this.waiting;
-    this.waiting = [];
-    for (const w of ws) this.wake(w);
+    if (this.on) return;
+    this.on = true;
+    const pages = n.native.fenceModels(true);
+    if (pages > 0) n.ev.log('warn', `this node's lease ran out: ${pages} sequential or migratory page(s) held here wait until a quorum of the cluster answers again`);
   }
 
   /** A fault on a sequential or migratory page: true when it waits for the lease. */
   hold(w: Waiter): boolean {
+    // Fenced by the alarm before this thread saw the lease run out: settle which it is now,
+    // rather than answering a fault the native side will only send again.
+    if (!this.on && this.n.native.modelsFenced()) this.lease(this.n.lease.valid());
     if (!this.on) return false;
     this.waiting.push(w);
     return true;

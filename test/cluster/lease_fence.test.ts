@@ -45,6 +45,56 @@ describe('sequential pages on a node whose lease ran out', () => {
     expect(await b.run(WRITE, { at, v: 7 })).toEqual({});
     for (const n of [a, c]) expect(await n.run(READ, { at })).toEqual({ v: 7 });
   }, 60_000);
+
+  it('an owner resumed from SIGSTOP reads nothing once its lease has run out: the app thread fences before it runs on', async () => {
+    const [a, b, c] = await h.cluster(3, { heartbeatMs: 100, deadAfterMs: 1000 });
+    const at = await ownedByB(a, b, c);
+    // b's app thread reads the page back to back (its writes would take c's copy away, and
+    // the page would be lost with b) until it reads what the others wrote while it was
+    // stopped. A read of its own old value begun past the end of the lease as it stood once
+    // the read was done (the app thread reads it from the service's shared gate) was made by
+    // a node that may no longer be a member: a fenced read waits until the lease is back, or
+    // the node has joined again and fetched the cluster's page. Before the alarm, the resumed
+    // app thread ran on while its service thread woke, and read its old 2 until that had
+    // fenced the page: which thread ran first after SIGCONT decided, and reads came late in
+    // about half the rounds (hundreds to thousands of them), so three rounds are run.
+    const LOOP = `const gate = dsm.service.gate;
+       const now = () => performance.timeOrigin + performance.now();
+       const alarms = dsm.stats().leaseAlarms;
+       const end = now() + 40000;
+       let late = 0, gap = 0, prev = now(), v = 0, n = 0;
+       for (;;) {
+         const t = now();
+         gap = Math.max(gap, t - prev);
+         prev = t;
+         v = dsm.u32[args.at];
+         // Compiled by now and the page mapped: the stop comes in the loop itself.
+         if (++n === 100000) say(args.marker);
+         // After the stop: before it, the lease may lapse on a loaded machine as on any other.
+         if (gap > 900 && v !== 5 && t > gate.lease[0] + 50) late++;
+         if (v === 5 || t > end) break;
+       }
+       gap = Math.max(gap, now() - prev); // a stop in the last read
+       return { late, stopped: gap > 900, last: v, alarms: dsm.stats().leaseAlarms - alarms };`;
+    for (let round = 0; round < 3; round++) {
+      if (round > 0) {
+        expect(await b.run(WRITE, { at, v: 2 })).toEqual({});
+        expect(await c.run(READ, { at })).toEqual({ v: 2 });
+      }
+      const id = await b.run<number>('return dsm.nodeId;');
+      const marker = `looping ${round}`;
+      const looped = b.run<{ late: number; stopped: boolean; last: number; alarms: number }>(LOOP, { at, marker });
+      await b.waitForLine((l) => l === marker);
+      await b.stop();
+      for (const n of [a, c]) await n.waitForLine((l) => l === `peer-leave ${id}`);
+      expect(await a.run(WRITE, { at, v: 5 })).toEqual({});
+      b.kill('SIGCONT');
+      // Stopped past the failure detector, nothing read late, then the cluster's page once it
+      // had joined again; and the app thread fenced, not the service.
+      const r = await looped;
+      expect({ ...r, alarms: r.alarms >= 1 }).toEqual({ late: 0, stopped: true, last: 5, alarms: true });
+    }
+  }, 90_000);
 });
 
 const unavailable = netnsUnavailable();

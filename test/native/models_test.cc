@@ -1,7 +1,7 @@
 // Native tests of the consistency models' page mechanics (native/models.cc): pages outside
 // transactions are never tracked, shadowed or revoked; an aborted run's declarations
 // vanish; sequential faults reach the service only without the right access; another
-// node's local page is refused. Real signals, real mprotect, a real service thread.
+// node's local page is refused; the lease alarm fences on the app thread. Real signals, real mprotect, a real service thread.
 #include <sched.h>
 #include <string.h>
 
@@ -11,6 +11,7 @@
 
 #include "../../native/dsm.h"
 #include "../../native/fault_handler.h"
+#include "../../native/lease_alarm.h"
 #include "check.h"
 
 using namespace dsm;
@@ -232,6 +233,55 @@ TEST(fenced_sequential_and_migratory_pages_ask_the_service_until_the_fence_is_li
     CHECK(app[100 * kPage] == 1 && app[100 * kPage + 1] == 6);
     CHECK(s.seen().size() == 1);
   }
+  Close(d);
+}
+
+// Waits up to `ms` for `done`, without a system call: the alarm's signal must come in the
+// middle of the program's own code, as it does for an app thread resumed from SIGSTOP.
+template <typename F>
+bool SpinUntil(int64_t ms, F done) {
+  const int64_t end = Dsm::MonotonicMs() + ms;
+  while (Dsm::MonotonicMs() < end) {
+    if (done()) return true;
+  }
+  return done();
+}
+
+TEST(the_lease_alarm_fences_on_the_app_thread_when_the_lease_runs_out_and_never_after_a_renewal) {
+  Dsm* d = Open();
+  if (!d) return;
+  CHECK(lease_alarm::Attach(d));
+  volatile uint8_t* app = d->region().app();
+  Allocate(d, 100, 1, kSequential, 7);
+  Allocate(d, 101, 1, kMigratory, 7);
+  app[100 * kPage] = 1;
+  app[101 * kPage] = 2;
+  const uint64_t alarms = d->stats().Get(kLeaseAlarms);
+  // Renewed before it ran out: the alarm moves, nothing is fenced.
+  d->SetServingLease(20);
+  lease_alarm::Arm(d->servingUntilMs());
+  d->SetServingLease(60000);
+  lease_alarm::Arm(d->servingUntilMs());
+  CHECK(!SpinUntil(200, [&] { return d->fenced(); }));
+  CHECK(d->pages().state(100) == kWrite && d->pages().state(101) == kWrite);
+  // Run out: this thread fences its pages itself, with no service thread at all.
+  d->SetServingLease(20);
+  lease_alarm::Arm(d->servingUntilMs());
+  CHECK(SpinUntil(10000, [&] { return d->fenced(); }));
+  CHECK(d->pages().state(100) == kValidUnmapped && d->pages().state(101) == kValidUnmapped);
+  CHECK(d->stats().Get(kLeaseAlarms) == alarms + 1);
+  // The service's own fence counts the pages the alarm took, and lifts it as before.
+  CHECK(d->Fence(true) == 2);
+  CHECK(d->Fence(false) == 0 && !d->fenced());
+  {
+    Service s(d, [&](const Request&) {});
+    app[100 * kPage] = 3;  // back to the owner's write access
+  }
+  // A signal that arrives after a renewal (the timer fired as the service renewed) is stale.
+  d->SetServingLease(60000);
+  d->FenceOnAlarm();
+  CHECK(!d->fenced() && d->pages().state(100) == kWrite);
+  lease_alarm::Detach();
   Close(d);
 }
 

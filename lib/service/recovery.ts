@@ -138,11 +138,17 @@ export class Recovery {
     if (n.closing || (lookForToken ? n.membership.suspects.size > 0 : n.membership.suspects.size === 0 || this.coordinator() !== n.id)) return;
     const r = this.run;
     if (r && !r.deciding) {
-      for (const s of n.membership.suspects) r.suspects.add(s);
-      this.maybeFinish();
-      return;
-    }
-    if (r) return; // deciding: the suspects left over are handled by the next run
+      if ([...n.membership.suspects].every((s) => r.suspects.has(s))) {
+        this.maybeFinish();
+        return;
+      }
+      // Another member was lost meanwhile. The answers so far report only the pages of the
+      // suspects their query named, and their senders still keep the new one's lease alive:
+      // ask again under a new ballot naming it. Added to this run, its pages that only a
+      // member which had already answered held were decided lost (a five-node cluster with
+      // two backups, two members killed at once: now and then on a loaded machine).
+      this.abandon();
+    } else if (r) return; // deciding: the suspects left over are handled by the next run
     const generation = ((Math.max(this.promised, n.token.generation) >>> 16) + 1) * 65536 + n.id;
     this.promised = generation;
     n.token.holdArrivals();

@@ -49,8 +49,12 @@ describe.skipIf(why !== undefined)('a page server on a full disk', () => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsm-full-disk-'));
     const mnt = path.join(root, 'disk');
     fs.mkdirSync(mnt);
-    // 4 MiB, 2 MiB of them taken by a file the test removes later.
-    h.holder = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=4m tmpfs ${mnt} && dd if=/dev/zero of=${mnt}/filler bs=1k count=2048 2>/dev/null && echo ready && exec sleep 100000`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // 6 MiB, 4 MiB of them taken by a file the test removes later. Removing it must leave room
+    // for a checkpoint of everything logged until the disk was full (about 2 MiB of pages)
+    // and more: with a 2 MiB file on 4 MiB, the first checkpoint after it went filled the
+    // disk again on a loaded machine, before the node had made five more commits, and the
+    // test waited out its 120 s (the page server rightly found no room again).
+    h.holder = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=6m tmpfs ${mnt} && dd if=/dev/zero of=${mnt}/filler bs=1k count=4096 2>/dev/null && echo ready && exec sleep 100000`], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise((r) => h.holder!.stdout!.once('data', r));
     const ps = await (await h.inHolder()).startPageServer({ dir: path.join(mnt, 'store'), regionSize: 16 << 20, secret: SECRET, listen: '127.0.0.1:0' });
     const a = await h.start({ peers: [ps.address], durability: 'disk' });

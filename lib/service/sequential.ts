@@ -297,6 +297,11 @@ export class Sequential implements ModelProtocol {
     // the hints lead through a node that is gone: the requester searches every member.
     if (owner !== n.id && (r.search || !n.members.has(owner))) return this.notOwner(r);
     if (owner !== n.id || (m !== PageModel.sequential && m !== PageModel.migratory)) {
+      // Freed here (transactional again, the hint naming this node, its last owner): the
+      // requester's fault ends when the free reaches it (modelChanged). Forwarded to this
+      // node itself, the request waited for good in the queue of a connection that never
+      // comes, and so did a search's (test: model_changes.test.ts).
+      if (owner === n.id) return;
       if (r.hops >= MAX_HOPS || owner === r.requester) {
         n.ev.log('warn', `a sequential page request for page ${r.page} from node ${r.requester} found no owner (hint ${owner}); dropped`);
         return;
@@ -513,6 +518,8 @@ export class Sequential implements ModelProtocol {
     // Ownership is taken even when no fault waits for it any more (a re-sent request's
     // second answer): the sender has dropped its copy, so refusing would lose the page.
     if (!this.faults.has(page) && status !== ReplyStatus.owner) return;
+    // Freed since it was asked for (modelChanged ended the fault): nothing to install or own.
+    if ((this.models[page] & MODEL_MASK) === PageModel.transactional) return;
     if (status === ReplyStatus.notOwner || status === ReplyStatus.copy) {
       const s = this.searching.get(page);
       if (!s) {
@@ -576,6 +583,15 @@ export class Sequential implements ModelProtocol {
 
   modelChanged(page: number, model: number, time: number): void {
     if (model === PageModel.transactional) this.copies.delete(page);
+    // A fault asking for the page under its old model ends, as pager.modelChanged ends a
+    // transactional fetch: the faulting thread looks again and finds the new model (freed:
+    // a transactional page here; allocated again: asks its new owner). Nothing else would
+    // end it: its request may reach the old owner after that node freed the page too, and
+    // no node answers for a freed page (a node's read of a block another node freed
+    // waited for good; test: model_changes.test.ts). Next tick: this node's own commit
+    // declares its changes while the app's commit ring is drained, and serving the requests
+    // the fault held drains that ring again.
+    if (this.faults.has(page)) process.nextTick(() => this.faults.has(page) && this.done(page));
     this.loss.changed(page, time);
     this.arrived.delete(page);
     this.pushes.freed(page);

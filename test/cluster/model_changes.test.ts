@@ -4,7 +4,8 @@
 // they went ahead of the commit in a message of their own that no one kept, so a member that
 // got the commit any other way took the block's pages for transactional ones.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, settle, until } from './harness';
+import { Harness, type RemoteNode, SECRET, settle, until } from './harness';
+import { fetchStats } from '../../lib/service/stats_client';
 
 const opts = { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' };
 
@@ -117,5 +118,59 @@ describe("a commit's model changes", () => {
     await b.run('dsm.u32[args.at] = 5;', { at: again / 4 + 3 });
     await a.run('dsm.u32[args.at] = 6;', { at: again / 4 + 1024 + 3 });
     for (const n of [a, b]) expect(await n.run('return [dsm.u32[args.at], dsm.u32[args.at + 1024]];', { at: again / 4 + 3 })).toEqual([5, 6]);
+  });
+  it("of a sequential block freed while another node's fault on it is still asked of its owner end that fault", async () => {
+    // The request of c's fault goes along the owner hints a -> b -> d; b is stopped, so it
+    // waits there while a frees the block. When b runs again it forwards the request to d,
+    // which has freed the block too: a transactional page it holds itself, which no request
+    // of the sequential protocol reaches any more. Before, c's fault waited for good, and so
+    // did the search it made after 1 s (d never answered it either); now the model change
+    // ends it when the free reaches c, and c reads the freed block's zeros.
+    await h.within(90_000, async (step) => {
+      step('starting four nodes');
+      // b stays a member while stopped: nothing here is about its failure.
+      const [a, b, c, d] = await h.cluster(4, { durability: 'none', deadAfterMs: 60_000 });
+      const { ptr, word } = await a.run<{ ptr: number; word: number }>(
+        `return dsm.transaction((tx) => { const ptr = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('seq', ptr); return { ptr, word: tx.alloc(8) }; });`,
+      );
+      const at = ptr / 4;
+      await settle([a, b, c, d]);
+      step('moving the page a -> b -> d');
+      // Every node's hint names a, the allocator. b takes the page from a (a's hint: b), and d
+      // asks a, which forwards to b, which hands it on (b's hint: d). c's hint still names a.
+      await b.run('dsm.u32[args.at] = 1;', { at });
+      await d.run('dsm.u32[args.at] = 2;', { at });
+      // a frees the block while b is stopped: it holds the token and the heap's pages.
+      await until('a holding the token', 20_000, async () => {
+        await a.run('await dsm.transaction(() => { dsm.u32[args.word / 4] += 1; });', { word });
+        return (await a.run<{ tokenHeld: boolean }>('return dsm.clusterStats();')).tokenHeld ? true : undefined;
+      });
+      await settle([a, b, c, d]);
+      const forwarded = async () => (await a.run<{ sequential: { forwarded: number } }>('return dsm.clusterStats();')).sequential.forwarded;
+      const before = await forwarded();
+
+      step("stopping b and faulting on the page on c");
+      await b.stop();
+      let resumed = false;
+      try {
+        const read = c.run<number>('return dsm.u32[args.at];', { at });
+        await until("c's request forwarded by a to b", 20_000, async () => ((await forwarded()) > before ? true : undefined));
+        step('freeing the block on a');
+        const t = await a.run<number>('await dsm.transaction((tx) => tx.free(dsm.root("seq"))); return dsm.globalTime;');
+        await d.run('await dsm.waitForGlobalTime(args.t);', { t });
+        b.kill('SIGCONT');
+        resumed = true;
+        step("waiting for c's fault to end");
+        expect(await read).toBe(0);
+        await settle([a, b, c, d]);
+        // Freed memory is zero everywhere, and a transactional page again.
+        for (const n of [a, b, c, d]) expect(await n.run('return dsm.transaction(() => dsm.u32[args.at]);', { at })).toBe(0);
+        // d dropped the request b forwarded to it: before, d forwarded it to itself, where it
+        // waited in the queue of a connection that never comes.
+        expect(((await fetchStats(d.address, SECRET, 10_000)).protocol as { queuedFor: number[] }).queuedFor).not.toContain(d.nodeId);
+      } finally {
+        if (!resumed) b.kill('SIGCONT');
+      }
+    });
   });
 });

@@ -396,11 +396,19 @@ export class Commits {
    * commits are void like the token; with durability 'none' the app saw them acknowledged
    * (the loss 'none' accepts for a stalled or cut-off holder). Returns how many.
    */
-  discardLent(): number {
+  discardLent(token: number): number {
     const n = this.n;
     if (n.gate.lent) n.gate.reclaim();
     let dropped = 0;
-    n.ring.drain(() => dropped++);
+    let last = 0;
+    n.ring.drain((time) => {
+      dropped++;
+      last = Math.max(last, time);
+    });
+    // Their model changes, made here natively as the app committed, are taken with the void
+    // token's generation, for voidAbove to undo (model_table.ts voidDeclarations). Left in
+    // the native table, this node's next commit took them and told every member.
+    if (last > 0) n.sequential.modelTable.take(last, token);
     return dropped;
   }
 
@@ -421,7 +429,7 @@ export class Commits {
   private made(rec: CommitRecord, to: Iterable<Member>): void {
     const n = this.n;
     // Pages this commit allocated outside transactional consistency: their models go with it.
-    rec.models = n.sequential.modelTable.take(rec.time);
+    rec.models = n.sequential.modelTable.take(rec.time, rec.generation ?? 0);
     if (COMMITS_NOT_TO) to = [...to].filter((m) => m.id !== COMMITS_NOT_TO);
     const c = rec.changes && carried(rec.changes, n.config.pageSize, CHANGES_LIMIT);
     // The log keeps (and re-sends) what the backups got.
@@ -489,7 +497,7 @@ export class Commits {
     // behind a gap while the committer's next messages on this connection (a sequential page
     // holding a pointer into the block) are handled, and a touch of the block must find its
     // model then. A commit that came before (re-sent, or from a backup too) says nothing new.
-    if (rec.models && this.n.log.takes(rec)) this.n.sequential.modelTable.apply(rec.node, rec.time, rec.models);
+    if (rec.models && this.n.log.takes(rec)) this.n.sequential.modelTable.apply(rec.node, rec.time, rec.generation ?? 0, rec.models);
     if (CONFIGS_LATE_MS && rec.config && rec.node !== this.n.id) {
       // Copies re-sent meanwhile are lost on the way too.
       if (this.lateConfigs.has(rec.time)) return;

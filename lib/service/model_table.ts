@@ -28,6 +28,12 @@ export class ModelTable {
    * is void.
    */
   private readonly generations = new Map<number, number>();
+  /**
+   * Per page in `generations` declared by a commit (not learned at a join): the generation
+   * of the token that commit was made with. A recovery that replaces that token after the
+   * commit's time makes the commit void, and its declarations with it (voidDeclarations).
+   */
+  private readonly tokens = new Map<number, number>();
 
   constructor(
     private readonly n: Cluster,
@@ -77,6 +83,7 @@ export class ModelTable {
       if ((this.models[p] & MODEL_MASK) !== PageModel.transactional) n.native.setModel(p, 1, PageModel.transactional, n.id);
     }
     this.generations.clear();
+    this.tokens.clear();
     this.loss.forget();
     this.protocol.forgetAll();
   }
@@ -92,6 +99,7 @@ export class ModelTable {
       n.native.setModel(r.first, r.count, r.model, r.owner);
       for (let p = r.first; p < r.first + r.count; p++) {
         this.generations.set(p, r.generation);
+        this.tokens.delete(p);
         if (r.owner === LOST_OWNER) this.loss.joined(p, r.generation);
       }
     }
@@ -107,12 +115,12 @@ export class ModelTable {
    * committer died between the two sends) or from a re-send never heard of them, and took a
    * sequential block for transactional pages.
    */
-  take(time: number): Uint32Array | undefined {
+  take(time: number, token: number): Uint32Array | undefined {
     const c = this.n.native.takeModelChanges(time);
     if (c.length === 0) return undefined;
     // Pages freed here: any copy sets and waits for them are over. Pages declared again (a
     // lost page discarded): lost no more.
-    for (let i = 0; i < c.length; i += 3) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.declared(p, c[i + 2], time);
+    for (let i = 0; i < c.length; i += 3) for (let p = c[i]; p < c[i] + c[i + 1]; p++) this.declared(p, c[i + 2], time, token);
     return c;
   }
 
@@ -128,7 +136,7 @@ export class ModelTable {
    * declaration of, or knows lost in this declaration's generation or a later one (the
    * committer died, and a search found no copy before this commit came), keep what they have.
    */
-  apply(committer: number, time: number, changes: Uint32Array): void {
+  apply(committer: number, time: number, token: number, changes: Uint32Array): void {
     const n = this.n;
     const current = (q: number) => time >= this.generationOf(q) && time > (this.loss.lostGeneration(q) ?? -1);
     for (let i = 0; i < changes.length; i += 3) {
@@ -143,7 +151,7 @@ export class ModelTable {
         let end = q + 1;
         while (end < last && current(end)) end++;
         n.native.setModel(q, end - q, model, committer);
-        for (let k = q; k < end; k++) this.declared(k, model, time);
+        for (let k = q; k < end; k++) this.declared(k, model, time, token);
         q = end;
       }
     }
@@ -154,9 +162,44 @@ export class ModelTable {
     return this.generations.get(page) ?? 0;
   }
 
-  private declared(page: number, model: number, time: number): void {
+  /**
+   * A recovery replaced a token (`isVoid`: whether a commit at a time made with a token of
+   * a generation is void now): the declarations of commits made with it after the time it
+   * was replaced at are void like those commits. They took effect here as the commits
+   * arrived (or were made here), and nothing else undoes them: the heap's pages roll back
+   * to the time of the regeneration, where those blocks are free, and a page left of its
+   * model here doomed every run the heap handed it to, again and again, and a commit of
+   * this node's carried it to every member (test: void_alloc.test.ts). A block such a
+   * commit allocated is free again here (free memory is zero). One it freed cannot come
+   * back: its pages were zeroed here.
+   */
+  voidDeclarations(isVoid: (token: number, time: number) => boolean): void {
+    const n = this.n;
+    let freed = 0;
+    let allocated = 0;
+    for (const [page, token] of [...this.tokens]) {
+      const time = this.generations.get(page) ?? 0;
+      if (!isVoid(token, time)) continue;
+      this.tokens.delete(page);
+      // Declared by nothing the cluster committed: any declaration after the regeneration applies.
+      this.generations.delete(page);
+      if ((this.models[page] & MODEL_MASK) === PageModel.transactional) {
+        freed++;
+        continue;
+      }
+      allocated++;
+      n.native.setModel(page, 1, PageModel.transactional, n.id);
+      this.protocol.modelChanged(page, PageModel.transactional, time);
+      this.n.pager.modelChanged(page);
+    }
+    if (allocated) n.ev.log('warn', `${allocated} page(s) allocated by void commits are free again here`);
+    if (freed) n.ev.log('warn', `${freed} page(s) freed by void commits stay free here: their contents were zeroed when the free arrived`);
+  }
+
+  private declared(page: number, model: number, time: number, token: number): void {
     // Kept for freed pages too: an allocation of the block before its free, heard of late, is void.
     this.generations.set(page, time);
+    this.tokens.set(page, token);
     this.protocol.modelChanged(page, model, time);
     this.n.pager.modelChanged(page);
   }

@@ -468,8 +468,9 @@ export class Recovery {
     this.regenerations.remember(generation, time);
     // This node may hold the token the recovery replaced, back from a stall before anyone
     // removed it: that token, and what the app committed with it, are void.
-    if (n.token.dropVoid(generation)) {
-      const dropped = n.commits.discardLent();
+    const replaced = n.token.dropVoid(generation);
+    if (replaced) {
+      const dropped = n.commits.discardLent(replaced.generation);
       n.ev.log('warn', `the commit token this node held was replaced while it was stalled or cut off (ballot ${generation})${dropped ? `; ${dropped} commit(s) its app made with it are void` : ''}`);
     }
     this.voidAbove(time, source);
@@ -519,6 +520,7 @@ export class Recovery {
     const before = n.log.versionsBefore(time, n.config.pageSize);
     n.log.rollBack(time);
     n.log.thaw(time);
+    n.sequential.modelTable.voidDeclarations((token, at) => this.regenerations.madeVoid(token, at));
     const { versions, owners } = n.table;
     let voided = 0;
     const t = BigInt(time);

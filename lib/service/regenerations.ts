@@ -32,6 +32,11 @@ export class Regenerations {
 
   /** Whether `rec` was made with a token one of these replaced before its time. */
   isVoid(rec: CommitRecord): boolean {
-    return madeVoid(this.known, rec.generation ?? 0, rec.time);
+    return this.madeVoid(rec.generation ?? 0, rec.time);
+  }
+
+  /** Whether a commit at `time` made with a token of `generation` is void. */
+  madeVoid(generation: number, time: number): boolean {
+    return madeVoid(this.known, generation, time);
   }
 }

@@ -5,7 +5,6 @@
 // --accounts N, --no-netns.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -83,15 +82,10 @@ function removeNamespaces(ns) {
 const ns = makeNamespaces();
 const masterHost = ns ? '10.77.0.1' : '127.0.0.1';
 const slaveHost = ns ? '10.77.0.2' : '127.0.0.1';
-// In namespaces of their own any port is free; on loopback, ask the kernel for one that is.
-const port = ns ? 7400 : await new Promise((resolve, reject) => {
-  const s = net.createServer();
-  s.once('error', reject);
-  s.listen(0, masterHost, () => {
-    const { port: p } = s.address();
-    s.close(() => resolve(p));
-  });
-});
+// In namespaces of their own any port is free; on loopback the master takes one the kernel
+// gives it, and the slave learns it from the master's 'up at'. (A port found free here and
+// closed again could be taken before the master listened on it.)
+const port = ns ? 7400 : 0;
 console.log(
   ns
     ? `master in namespace ${ns[0]} (${masterHost}), slave in ${ns[1]} (${slaveHost}), joined by a veth pair`
@@ -99,13 +93,24 @@ console.log(
 );
 
 const children = [];
-function start(role, args, namespace) {
+/** Starts one machine; `onLine` (if given) sees each line it prints, which still goes to our stdout. */
+function start(role, args, namespace, onLine) {
   const cmd = namespace ? 'ip' : process.execPath;
   const argv = [bank, '--role', role, '--secret', secret, '--duration', o.duration, '--accounts', o.accounts, '--durability', o.durability, ...args];
   const full = namespace ? ['netns', 'exec', namespace, process.execPath, ...argv] : argv;
-  const child = spawn(cmd, full, { stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(cmd, full, { stdio: ['ignore', onLine ? 'pipe' : 'inherit', 'inherit'] });
   children.push(child);
-  return new Promise((resolve) => child.on('exit', (code, sig) => resolve({ role, code, sig })));
+  if (onLine) {
+    let rest = '';
+    child.stdout.on('data', (d) => {
+      process.stdout.write(d);
+      const lines = (rest + d).split('\n');
+      rest = lines.pop();
+      for (const l of lines) onLine(l);
+    });
+  }
+  // 'close', not 'exit': a piped machine's last lines are through before its result counts.
+  return new Promise((resolve) => child.on('close', (code, sig) => resolve({ role, code, sig })));
 }
 
 // Stopped from outside (a terminal's Ctrl-C reaches the machines too, a kill of this
@@ -118,9 +123,15 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   });
 }
 
-const master = start('master', ['--listen', `${masterHost}:${port}`], ns?.[0]);
-const slave = start('slave', ['--listen', `${slaveHost}:0`, '--connect', `${masterHost}:${port}`], ns?.[1]);
-const results = await Promise.all([master, slave]);
+// The slave starts once the master listens (it says where), so it does not start by failing
+// to reach it; a master that ends before that leaves no slave to start.
+let slave;
+const master = start('master', ['--listen', `${masterHost}:${port}`], ns?.[0], (line) => {
+  const up = / up at (\S+)$/.exec(line);
+  if (up && !slave) slave = start('slave', ['--listen', `${slaveHost}:0`, '--connect', up[1]], ns?.[1]);
+});
+const results = [await master];
+if (slave) results.push(await slave);
 if (ns) removeNamespaces(ns);
 const failed = results.filter((r) => r.code !== 0);
 for (const r of failed) console.log(`${r.role} exited with ${r.code ?? r.sig}`);

@@ -2,6 +2,7 @@
 // ends with the money conserved and the counter exact, and bad options are refused before
 // anything starts, with the usage line.
 import { execFile, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -32,6 +33,7 @@ describe('the two-machine demo', () => {
   it('stopped from outside, stops both machines and leaves nothing behind', async () => {
     const launcher = spawn(process.execPath, [LAUNCH, '--no-netns', '--duration', '60'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    let machines: string[] = [];
     const exited = new Promise((r) => launcher.once('exit', r));
     try {
       // A demo that never gets to its transfers says where it stopped (what both machines printed).
@@ -45,20 +47,29 @@ describe('the two-machine demo', () => {
         setTimeout(() => reject(new Error(`no transfers after 90 s; the demo printed:\n${out}`)), 90_000).unref();
       });
     } finally {
+      // This demo's machines, by pid: a pgrep for bank.js also found other demos running on
+      // the host (another checkout's tests) and failed this one.
+      try {
+        machines = execFileSync('pgrep', ['-P', String(launcher.pid)], { encoding: 'utf8' }).trim().split('\n');
+      } catch {
+        // pgrep exits 1 when nothing matches
+      }
       launcher.kill('SIGTERM'); // this process alone: the machines are its children
       await exited;
     }
+    expect(machines).toHaveLength(2);
     // Both machines go at once; before, they ran on for the rest of their 60 s.
-    const banks = () => {
-      try {
-        return execFileSync('pgrep', ['-f', 'two-machine/bank.js'], { encoding: 'utf8' }).trim();
-      } catch {
-        return ''; // pgrep exits 1 when nothing matches
-      }
-    };
+    const running = () =>
+      machines.filter((pid) => {
+        try {
+          return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); // a zombie has gone, its parent not yet told
+        } catch {
+          return false;
+        }
+      });
     const end = Date.now() + 20_000;
-    while (banks() !== '' && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
-    expect(banks()).toBe('');
+    while (running().length > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    expect(running()).toEqual([]);
   });
 
   it('ends when the slave joined while the master was still starting', async () => {

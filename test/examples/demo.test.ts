@@ -44,6 +44,8 @@ describe('the two-machine demo', () => {
         };
         launcher.stdout!.on('data', take);
         launcher.stderr!.on('data', take);
+        // A machine that gives up (bank.js --wait) ends the demo: that fails at once, not after 90 s.
+        launcher.once('close', (code) => reject(new Error(`the demo ended (${code}) before any transfers; it printed:\n${out}`)));
         setTimeout(() => reject(new Error(`no transfers after 90 s; the demo printed:\n${out}`)), 90_000).unref();
       });
     } finally {

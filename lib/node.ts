@@ -144,6 +144,26 @@ export class DsmNode extends EventEmitter {
   private readonly locks: Locks;
   private readonly directory: SyncDirectory;
 
+  /**
+   * Peer events that came while createNode() ran, when nobody could listen yet: a peer
+   * joining through this node while it opened its heap was never told to the program (the
+   * two-machine demo's master waited for a 'peer-join' that had come and gone).
+   */
+  private early: Array<['peer-join' | 'peer-leave', number]> | undefined = [];
+
+  /**
+   * @internal createNode() hands the node over: the events held since it started follow on
+   * the next turn of the event loop, after the caller's `await` has attached its listeners,
+   * and in order with any that come meanwhile.
+   */
+  releaseEarlyEvents(): void {
+    setImmediate(() => {
+      const held = this.early ?? [];
+      this.early = undefined;
+      for (const [type, id] of held) this.emit(type, { id });
+    });
+  }
+
   /** @internal */
   constructor(
     private readonly native: NativeAddon,
@@ -160,7 +180,7 @@ export class DsmNode extends EventEmitter {
     this.u64 = new BigUint64Array(b);
     this.pageSize = region.pageSize;
     this.address = service.address;
-    service.onPeer = (type, id) => this.emit(type, { id });
+    service.onPeer = (type, id) => (this.early ? this.early.push([type, id]) : this.emit(type, { id }));
     this.base = opts.base;
     this.regionSize = opts.regionSize;
     this.heap = new Heap(this, region.states, (first, count, model) => native.declareModel(first, count, model), (first, count) => native.claimFresh(first, count));
@@ -593,5 +613,6 @@ export async function createNode(options: NodeOptions = {}): Promise<DsmNode> {
     await node.close();
     throw e;
   }
+  node.releaseEarlyEvents();
   return node;
 }

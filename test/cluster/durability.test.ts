@@ -133,26 +133,31 @@ describe('durability and the update protocol', () => {
     }
   });
 
-  it('with replicas 2, two nodes failing at once lose nothing: the third holder takes the pages over', async () => {
-    const ns = await h.cluster(5, { heartbeatMs: 100, deadAfterMs: 1000, replicas: 2 });
+  /** Five nodes with replicas 2; c (id 2) writes two pages whole: its backups d and e (ids 3, 4) alone hold them. */
+  async function backedUpTwice(deadAfterMs: number): Promise<RemoteNode[]> {
+    const ns = await h.cluster(5, { heartbeatMs: 100, deadAfterMs, replicas: 2 });
     const [a, b, c, d, e] = ns;
-    // c (id 2) writes whole pages: its backups d and e (ids 3, 4) alone hold them.
-    const w = FIRST * PAGE_WORDS;
-    const pages = [FIRST, FIRST + 1];
-    await c.run('await dsm.transaction(() => { dsm.u32.fill(9, args.w, args.w + 2048); });', { w });
+    await c.run('await dsm.transaction(() => { dsm.u32.fill(9, args.w, args.w + 2048); });', { w: FIRST * PAGE_WORDS });
     await settle(ns);
-    const held = (n: RemoteNode) => n.run<number>('return args.pages.filter((p) => dsm.region.states[p] !== 0 && dsm.region.versions[p] !== 0n).length;', { pages });
+    const held = (n: RemoteNode) => n.run<number>('return args.pages.filter((p) => dsm.region.states[p] !== 0 && dsm.region.versions[p] !== 0n).length;', { pages: [FIRST, FIRST + 1] });
     expect([await held(a), await held(b), await held(d), await held(e)]).toEqual([0, 0, 2, 2]);
+    return ns;
+  }
+
+  /** Once every survivor has seen the dead leave: nothing lost, and c's pages read as written. */
+  async function nothingLost(survivors: RemoteNode[], dead: RemoteNode[]): Promise<void> {
+    for (const n of survivors) for (const x of dead) await n.waitForLine((l) => l === `peer-leave ${x.nodeId}`);
+    for (const n of survivors) {
+      expect(await n.run('return dsm.lostPages();')).toEqual([]);
+      expect(await n.run('return dsm.transaction(() => [dsm.u32[args.w], dsm.u32[args.w + 2047]]);', { w: FIRST * PAGE_WORDS })).toEqual([9, 9]);
+    }
+  }
+
+  it('with replicas 2, two nodes failing at once lose nothing: the third holder takes the pages over', async () => {
+    const [a, b, c, d, e] = await backedUpTwice(1000);
     c.kill('SIGKILL');
     d.kill('SIGKILL');
-    for (const n of [a, b, e]) {
-      await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
-      await n.waitForLine((l) => l === `peer-leave ${d.nodeId}`);
-    }
-    for (const n of [a, b, e]) {
-      expect(await n.run('return dsm.lostPages();')).toEqual([]);
-      expect(await n.run('return dsm.transaction(() => [dsm.u32[args.w], dsm.u32[args.w + 2047]]);', { w })).toEqual([9, 9]);
-    }
+    await nothingLost([a, b, e], [c, d]);
   });
 
   it('a member lost while the recovery of another is under way: the recovery asks again about both, and the third holder takes the pages over', async () => {
@@ -161,14 +166,7 @@ describe('durability and the update protocol', () => {
     // c's death is noticed. Decided on those answers, c's pages, which e holds, were lost.
     // c is stopped (not killed) until e has answered, and counted dead only once it is
     // killed: its silence would take 20 s to count, and half that to stop it being waited for.
-    const ns = await h.cluster(5, { heartbeatMs: 100, deadAfterMs: 20_000, replicas: 2 });
-    const [a, b, c, d, e] = ns;
-    const w = FIRST * PAGE_WORDS;
-    const pages = [FIRST, FIRST + 1];
-    await c.run('await dsm.transaction(() => { dsm.u32.fill(9, args.w, args.w + 2048); });', { w });
-    await settle(ns);
-    const held = (n: RemoteNode) => n.run<number>('return args.pages.filter((p) => dsm.region.states[p] !== 0 && dsm.region.versions[p] !== 0n).length;', { pages });
-    expect([await held(a), await held(b), await held(d), await held(e)]).toEqual([0, 0, 2, 2]);
+    const [a, b, c, d, e] = await backedUpTwice(20_000);
     await c.stop();
     d.kill('SIGKILL');
     await until("e's answer to the recovery of d", 30_000, async () => {
@@ -177,14 +175,7 @@ describe('durability and the update protocol', () => {
       return r && r.suspects.join() === String(d.nodeId) && r.answered.includes(e.nodeId) ? true : undefined;
     });
     c.kill('SIGKILL');
-    for (const n of [a, b, e]) {
-      await n.waitForLine((l) => l === `peer-leave ${c.nodeId}`);
-      await n.waitForLine((l) => l === `peer-leave ${d.nodeId}`);
-    }
-    for (const n of [a, b, e]) {
-      expect(await n.run('return dsm.lostPages();')).toEqual([]);
-      expect(await n.run('return dsm.transaction(() => [dsm.u32[args.w], dsm.u32[args.w + 2047]]);', { w })).toEqual([9, 9]);
-    }
+    await nothingLost([a, b, e], [c, d]);
   });
 
   it('pages a recovery moved to a survivor get a backup again: two failures one after the other lose nothing', async () => {

@@ -17,16 +17,29 @@ using namespace dsm;
 
 namespace {
 
-std::string TempPath() {
-  char dir[] = "/tmp/dsm-lock-XXXXXX";
-  if (!mkdtemp(dir)) return "";
-  return std::string(dir) + "/owner.pid";
-}
+// A lock file in a directory of its own, both removed when the test ends.
+struct TempLockPath {
+  std::string dir;
+  std::string file;
+  TempLockPath() {
+    char tmpl[] = "/tmp/dsm-lock-XXXXXX";
+    if (mkdtemp(tmpl)) {
+      dir = tmpl;
+      file = dir + "/owner.pid";
+    }
+  }
+  ~TempLockPath() {
+    if (dir.empty()) return;
+    unlink(file.c_str());
+    rmdir(dir.c_str());
+  }
+  const char* c_str() const { return file.c_str(); }
+};
 
 }  // namespace
 
 TEST(file_lock_has_one_holder_and_is_released_emptied_by_unlock) {
-  const std::string p = TempPath();
+  const TempLockPath p;
   FileLockResult a = TryLockFile(p.c_str());
   CHECK(a.fd >= 0 && !a.held && a.error == 0);
   CHECK(write(a.fd, "1234", 4) == 4);
@@ -42,7 +55,7 @@ TEST(file_lock_has_one_holder_and_is_released_emptied_by_unlock) {
 }
 
 TEST(file_lock_of_a_process_killed_with_sigkill_is_free) {
-  const std::string p = TempPath();
+  const TempLockPath p;
   int ready[2];
   CHECK(pipe(ready) == 0);
   const pid_t child = fork();

@@ -18,7 +18,9 @@ import { ProtocolError, ProtocolVersionError } from './transport_errors';
 // 14: ModelSet carries its commit's time, SeqLost the generation of the page it names.
 // 15: LeaveIntent/LeaveIntentAck before a leaver lists its sequential and migratory pages.
 // 16: a commit carries its model changes (ModelSet, sent ahead of it, is gone).
-export const PROTOCOL_VERSION = 17;
+// 17: DurableQuery and DurableAt.
+// 18: SeqReply and SeqInvalidate carry the generation of the pages they name.
+export const PROTOCOL_VERSION = 18;
 export const HEADER = 10;
 export const FrameType = {
   heartbeat: 0,

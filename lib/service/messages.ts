@@ -109,9 +109,11 @@ export interface ServiceStats {
   dataChannels: number[];
   /**
    * Non-transactional pages served here: read copies sent, ownership handed on,
-   * invalidations sent, requests forwarded along owner hints, local pages refused.
+   * invalidations sent, requests forwarded along owner hints, local pages refused; and
+   * replies received here about an earlier life of their page (its block freed and
+   * allocated again since), dropped.
    */
-  sequential: { readFetches: number; ownershipMoves: number; invalidationsSent: number; forwarded: number; localRefused: number; searches: number; pushed: number };
+  sequential: { readFetches: number; ownershipMoves: number; invalidationsSent: number; forwarded: number; localRefused: number; searches: number; pushed: number; staleReplies: number };
   /**
    * Backups (durability 'replicated') not yet holding every page this node owns from before
    * they became its backups (pages written while it was alone, or taken over from a member

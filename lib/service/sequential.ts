@@ -29,7 +29,7 @@
 // received for at least MIGRATORY_HOLD_MS before handing it on.
 import { LOST_OWNER, Msg } from './protocol';
 import { WireError } from './wire';
-import { decodeAdopt, decodeReply, decodeRequest, encodeAdopt, encodeReply, encodeRequest, READ_AHEAD, ReplyStatus, type SeqRequest } from './sequential_wire';
+import { decodeAdopt, decodeReply, decodeRequest, encodeAdopt, encodeReply, encodeRequest, READ_AHEAD, ReplyStatus, type SeqReply, type SeqRequest } from './sequential_wire';
 import { LeaseFence } from './lease_fence';
 import { Invalidations } from './sequential_invalidations';
 import type { Cluster } from './cluster';
@@ -39,6 +39,7 @@ import { SequentialLoss } from './sequential_loss';
 import { type ModelProtocol, ModelTable } from './model_table';
 import { ASK_RETRY_MS, UnansweredRequests } from './unanswered_requests';
 import { prefetchPages } from './sequential_prefetch';
+import { HeldForTest } from './held_for_test';
 
 /**
  * A search that finds no owner is made again this many times before the page is declared
@@ -87,8 +88,15 @@ export class Sequential implements ModelProtocol {
   private readonly unanswered = new UnansweredRequests((page) => this.unansweredFor(page));
   /** Read copies pushed to former readers at barrier arrivals, and dropped at the readers' next ones. */
   readonly pushes: PushedCopies;
+  /**
+   * Replies sent under a generation of their page this node has not heard of yet (the
+   * declaring commit is still on its way here): taken in once it has (modelChanged).
+   */
+  private readonly ahead = new Map<number, Array<{ from: number; r: SeqReply }>>();
+  /** A test hook's held messages (held_for_test.ts). */
+  private readonly heldForTest = new HeldForTest();
   /** Figures for dsm.clusterStats(). */
-  readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0, pushed: 0 };
+  readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0, pushed: 0, staleReplies: 0 };
 
   /** The models' travels: to joiners, and with commits. */
   readonly modelTable: ModelTable;
@@ -110,7 +118,14 @@ export class Sequential implements ModelProtocol {
       moving: (page) => this.busy.has(page) || this.faults.has(page),
       counts: this.counts,
     });
-    this.invalidations = new Invalidations(n, { models: this.models, copies: this.copies, pushes: this.pushes, counts: this.counts });
+    this.invalidations = new Invalidations(n, {
+      models: this.models,
+      copies: this.copies,
+      pushes: this.pushes,
+      counts: this.counts,
+      generationOf: (page) => this.modelTable.generationOf(page),
+      heldForTest: this.heldForTest,
+    });
     this.fence = new LeaseFence(n, (w) => this.wake(w));
   }
 
@@ -191,16 +206,19 @@ export class Sequential implements ModelProtocol {
     if (owner === n.id) {
       // The owner writes: its readers' copies go first, with those of the pages after it
       // that it owns (a writer moving through an array writes them next: one round trip
-      // instead of one per page).
+      // instead of one per page), of the same generation (an invalidation names one).
       let end = page + 1;
+      const generation = this.modelTable.generationOf(page);
       while (end < page + INVALIDATE_RUN && end < n.config.numPages && (this.models[end] & MODEL_MASK) === PageModel.sequential &&
+        this.modelTable.generationOf(end) === generation &&
         n.table.owners[end] === n.id && n.table.states[end] !== 0 && !this.busy.has(end) && !this.faults.has(end)) {
         this.busy.set(end, []);
         end++;
       }
       this.pushes.rememberReaders(page, end);
       this.invalidations.send(page, end - page, n.id, undefined, () => {
-        for (let q = page; q < end; q++) n.native.ownSequential(q);
+        // Not if the block was freed meanwhile: the fault looks again under the new model.
+        for (let q = page; q < end; q++) if (this.modelTable.generationOf(q) === generation) n.native.ownSequential(q);
         for (let q = page + 1; q < end; q++) this.release(q);
         this.done(page);
       });
@@ -352,9 +370,16 @@ export class Sequential implements ModelProtocol {
     // A requester that says it leaves meanwhile gets this grant all the same (its copy
     // holders are told it is the owner), then the acknowledgement, in that order.
     n.leaving.intent.grantStarted(r.requester);
+    const generation = this.modelTable.generationOf(r.page);
     this.invalidations.send(r.page, 1, r.requester, r.requester, () => {
-      n.native.shareSequential(r.page, this.page, true, r.requester);
-      this.reply(r.requester, r.page, ReplyStatus.owner, this.page);
+      // Freed (and perhaps allocated again by another node) while the copies went: there is
+      // nothing of this node's to hand on. Sent all the same, the grant carried whatever this
+      // buffer held last under the new life's generation, and its receiver became a second
+      // owner beside the new allocator (test: stale_grant.test.ts). The requester's fault
+      // ended with the free (modelChanged) and asks again under the new model.
+      if (this.modelTable.generationOf(r.page) === generation && n.native.shareSequential(r.page, this.page, true, r.requester)) {
+        this.reply(r.requester, r.page, ReplyStatus.owner, this.page);
+      }
       n.leaving.intent.grantSent(r.requester);
       this.release(r.page);
     });
@@ -507,14 +532,41 @@ export class Sequential implements ModelProtocol {
   }
 
   private reply(to: number, page: number, status: ReplyStatus, data: Uint8Array | undefined): void {
-    this.n.links.send(to, Msg.SeqReply, encodeReply(page, status, data));
+    this.n.links.send(to, Msg.SeqReply, encodeReply(page, status, this.modelTable.generationOf(page), data));
   }
 
   /** SeqReply. */
   onReply(from: number, p: Buffer): void {
+    const r = decodeReply(p, this.n.config.numPages);
+    if (r.status > ReplyStatus.copy) throw new WireError(`a sequential page reply has an unknown status ${r.status}`);
+    if (r.status === ReplyStatus.owner && this.heldForTest.hold('grant', r.page, () => this.takeReply(from, r))) return;
+    this.takeReply(from, r);
+  }
+
+  /**
+   * A reply, in the life of its page it was sent in. A grant from an earlier life (its
+   * sender handed the page on, then the block was freed and allocated again here, all
+   * before the grant arrived) would make this node a second owner beside the new
+   * allocator, holding the freed block's contents: its reads would never see the new
+   * owner's writes (test: stale_grant.test.ts). A reply from a later life than this node
+   * knows waits for the declaration that began it: its sender has taken it in, and an
+   * ownership grant dropped now would lose the page.
+   */
+  private takeReply(from: number, r: SeqReply): void {
     const n = this.n;
-    const { page, status, data } = decodeReply(p, n.config.numPages);
-    if (status > ReplyStatus.copy) throw new WireError(`a sequential page reply has an unknown status ${status}`);
+    const { page, status, data } = r;
+    const known = this.modelTable.generationOf(page);
+    if (r.generation < known) {
+      this.counts.staleReplies++;
+      if (status === ReplyStatus.owner) n.ev.log('warn', `node ${from} handed this node sequential page ${page} of a block freed since; dropped (the block's new owner has it)`);
+      return;
+    }
+    if (r.generation > known) {
+      let q = this.ahead.get(page);
+      if (!q) this.ahead.set(page, (q = []));
+      q.push({ from, r });
+      return;
+    }
     // Ownership is taken even when no fault waits for it any more (a re-sent request's
     // second answer): the sender has dropped its copy, so refusing would lose the page.
     if (!this.faults.has(page) && status !== ReplyStatus.owner) return;
@@ -583,6 +635,16 @@ export class Sequential implements ModelProtocol {
 
   modelChanged(page: number, model: number, time: number): void {
     if (model === PageModel.transactional) this.copies.delete(page);
+    // Replies that waited for this declaration are taken in (or found stale) before the
+    // faults it ends look again: a grant among them is the page they wait for.
+    this.heldForTest.modelChanged(page, model);
+    const ahead = this.ahead.get(page);
+    if (ahead) {
+      this.ahead.delete(page);
+      process.nextTick(() => {
+        for (const a of ahead) this.takeReply(a.from, a.r);
+      });
+    }
     // A fault asking for the page under its old model ends, as pager.modelChanged ends a
     // transactional fetch: the faulting thread looks again and finds the new model (freed:
     // a transactional page here; allocated again: asks its new owner). Nothing else would
@@ -598,6 +660,8 @@ export class Sequential implements ModelProtocol {
   }
 
   forgetAll(): void {
+    this.ahead.clear();
+    this.heldForTest.clear();
     this.copies.clear();
     this.pushes.clear();
     this.arrived.clear();

@@ -1,11 +1,15 @@
 // The invalidations of sequential pages (IVY's write rule; the protocol in sequential.ts): an
 // owner about to write a page, or to hand it on, invalidates every read copy in its copy set
 // and goes on once each holder has acknowledged. A holder drops its copy and acknowledges at
-// once: an acknowledgement never waits for anything, so invalidations cannot deadlock.
+// once: an acknowledgement never waits for anything, so invalidations cannot deadlock. An
+// invalidation names the generation of its pages: one about an earlier life of a page (its
+// block freed and allocated again since, here) is acknowledged and otherwise ignored. Taken
+// in, it dropped the new life's copy here, which on the new allocator was the only one.
 import { Msg } from './protocol';
 import { decodeInvalidate, decodeInvalidateAck, encodeInvalidate } from './sequential_wire';
 import type { Cluster } from './cluster';
 import type { PushedCopies } from './pushed_copies';
+import type { HeldForTest } from './held_for_test';
 import { MODEL_MASK, PageModel } from '../native';
 
 export class Invalidations {
@@ -21,10 +25,16 @@ export class Invalidations {
       copies: Map<number, Set<number>>;
       pushes: PushedCopies;
       counts: { invalidationsSent: number };
+      /** The generation of a page (model_table.ts). */
+      generationOf(page: number): number;
+      heldForTest: HeldForTest;
     },
   ) {}
 
-  /** Invalidates every copy of `count` pages from `page` but `except`'s; `then` runs once all acknowledged. */
+  /**
+   * Invalidates every copy of `count` pages from `page` but `except`'s (pages of one
+   * generation); `then` runs once all acknowledged.
+   */
   send(page: number, count: number, newOwner: number, except: number | undefined, then: () => void): void {
     const { copies, pushes } = this.host;
     const waiting = new Set<number>();
@@ -39,7 +49,7 @@ export class Invalidations {
     const token = this.nextToken;
     this.nextToken = (this.nextToken + 1) >>> 0 || 1;
     this.acks.set(token, { waiting, then });
-    const b = encodeInvalidate(page, count, newOwner, token);
+    const b = encodeInvalidate(page, count, newOwner, token, this.host.generationOf(page));
     for (const id of waiting) {
       this.host.counts.invalidationsSent++;
       this.n.links.send(id, Msg.SeqInvalidate, b);
@@ -48,8 +58,14 @@ export class Invalidations {
 
   /** SeqInvalidate: drop the copy, acknowledge at once. */
   onInvalidate(from: number, p: Buffer): void {
-    const { page, count, owner, ack } = decodeInvalidate(p, this.n.config.numPages);
+    const { page, count, owner, generation, ack } = decodeInvalidate(p, this.n.config.numPages);
+    if (this.host.heldForTest.hold('invalidation', page, () => this.take(from, page, count, owner, generation, ack))) return;
+    this.take(from, page, count, owner, generation, ack);
+  }
+
+  private take(from: number, page: number, count: number, owner: number, generation: number, ack: Buffer): void {
     for (let q = page; q < page + count; q++) {
+      if (this.host.generationOf(q) > generation) continue;
       this.host.pushes.dropped(q);
       if ((this.host.models[q] & MODEL_MASK) === PageModel.sequential) this.n.native.dropSequential(q, owner);
     }

@@ -57,41 +57,68 @@ export const enum ReplyStatus {
   copy = 5,
 }
 
-/** SeqReply: u32 page | u8 status (ReplyStatus) | the pages' contents, if any. */
-export function encodeReply(page: number, status: number, data: Uint8Array | undefined): Buffer {
-  const b = Buffer.allocUnsafe(5 + (data ? data.length : 0));
+/**
+ * SeqReply: u32 page | u8 status (ReplyStatus) | u64 generation | the pages' contents, if any.
+ * The generation is the sender's generation of the page when it answered (the time of the
+ * page's latest model declaration it knew of): a reply about an earlier life of the page
+ * (its block freed and allocated again since) is void where a later one is known.
+ */
+export interface SeqReply {
+  page: number;
+  status: number;
+  generation: number;
+  data: Buffer;
+}
+
+export function encodeReply(page: number, status: number, generation: number, data: Uint8Array | undefined): Buffer {
+  const b = Buffer.allocUnsafe(13 + (data ? data.length : 0));
   b.writeUInt32LE(page, 0);
   b[4] = status;
-  if (data) b.set(data, 5);
+  writeGeneration(b, 5, generation);
+  if (data) b.set(data, 13);
   return b;
 }
 
-export function decodeReply(p: Buffer, numPages: number): { page: number; status: number; data: Buffer } {
-  if (p.length < 5) throw new WireError('a sequential page reply is too short');
+export function decodeReply(p: Buffer, numPages: number): SeqReply {
+  if (p.length < 13) throw new WireError('a sequential page reply is too short');
   const page = p.readUInt32LE(0);
   if (page >= numPages) throw new WireError('a sequential page reply names a page outside the region');
-  return { page, status: p[4], data: p.subarray(5) };
+  return { page, status: p[4], generation: readGeneration(p, 5, 'a sequential page reply'), data: p.subarray(13) };
+}
+
+/** A page's generation (a global time) as u64 LE at `at`: two u32 halves, safe integers only. */
+function writeGeneration(b: Buffer, at: number, generation: number): void {
+  b.writeUInt32LE(generation % 0x1_0000_0000, at);
+  b.writeUInt32LE(Math.floor(generation / 0x1_0000_0000), at + 4);
+}
+
+function readGeneration(p: Buffer, at: number, what: string): number {
+  const generation = p.readUInt32LE(at) + p.readUInt32LE(at + 4) * 0x1_0000_0000;
+  if (!Number.isSafeInteger(generation)) throw new WireError(`${what} carries a generation past 2^53`);
+  return generation;
 }
 
 /**
  * SeqInvalidate: u32 page | u16 new owner | u32 token (echoed by the acknowledgement) |
- * u16 count (pages from `page` on). SeqInvalidateAck: u32 token.
+ * u16 count (pages from `page` on) | u64 generation (the pages', at the sender: one for the
+ * whole run). SeqInvalidateAck: u32 token.
  */
-export function encodeInvalidate(page: number, count: number, newOwner: number, token: number): Buffer {
-  const b = Buffer.allocUnsafe(12);
+export function encodeInvalidate(page: number, count: number, newOwner: number, token: number, generation: number): Buffer {
+  const b = Buffer.allocUnsafe(20);
   b.writeUInt32LE(page, 0);
   b.writeUInt16LE(newOwner, 4);
   b.writeUInt32LE(token, 6);
   b.writeUInt16LE(count, 10);
+  writeGeneration(b, 12, generation);
   return b;
 }
 
-export function decodeInvalidate(p: Buffer, numPages: number): { page: number; count: number; owner: number; ack: Buffer } {
-  if (p.length !== 12) throw new WireError('a sequential invalidation has the wrong size');
+export function decodeInvalidate(p: Buffer, numPages: number): { page: number; count: number; owner: number; generation: number; ack: Buffer } {
+  if (p.length !== 20) throw new WireError('a sequential invalidation has the wrong size');
   const page = p.readUInt32LE(0);
   const count = p.readUInt16LE(10);
   if (count === 0 || page >= numPages || count > numPages - page) throw new WireError('a sequential invalidation names pages outside the region');
-  return { page, count, owner: p.readUInt16LE(4), ack: p.subarray(6, 10) };
+  return { page, count, owner: p.readUInt16LE(4), generation: readGeneration(p, 12, 'a sequential invalidation'), ack: p.subarray(6, 10) };
 }
 
 export function decodeInvalidateAck(p: Buffer): number {
@@ -196,8 +223,7 @@ export function decodeAdopt(p: Buffer, numPages: number): { page: number; holder
 export function encodeLost(page: number, generation: number): Buffer {
   const b = Buffer.allocUnsafe(12);
   b.writeUInt32LE(page, 0);
-  b.writeUInt32LE(generation % 0x1_0000_0000, 4);
-  b.writeUInt32LE(Math.floor(generation / 0x1_0000_0000), 8);
+  writeGeneration(b, 4, generation);
   return b;
 }
 
@@ -205,7 +231,5 @@ export function decodeLost(p: Buffer, numPages: number): { page: number; generat
   if (p.length !== 12) throw new WireError('a sequential page loss has the wrong size');
   const page = p.readUInt32LE(0);
   if (page >= numPages) throw new WireError('a sequential page loss names a page outside the region');
-  const generation = p.readUInt32LE(4) + p.readUInt32LE(8) * 0x1_0000_0000;
-  if (!Number.isSafeInteger(generation)) throw new WireError('a sequential page loss carries a generation past 2^53');
-  return { page, generation };
+  return { page, generation: readGeneration(p, 4, 'a sequential page loss') };
 }

@@ -39,16 +39,16 @@ describe('sequential page messages', () => {
       ),
     );
     fc.assert(
-      fc.property(fc.nat(PAGES - 1), fc.nat(4), fc.uint8Array({ maxLength: 64 }), (page, status, data) => {
-        const d = decodeReply(encodeReply(page, status, data), PAGES);
-        expect([d.page, d.status, [...d.data]]).toEqual([page, status, [...data]]);
+      fc.property(fc.nat(PAGES - 1), fc.nat(4), fc.maxSafeNat(), fc.uint8Array({ maxLength: 64 }), (page, status, generation, data) => {
+        const d = decodeReply(encodeReply(page, status, generation, data), PAGES);
+        expect([d.page, d.status, d.generation, [...d.data]]).toEqual([page, status, generation, [...data]]);
       }),
     );
     fc.assert(
-      fc.property(fc.nat(PAGES - 1), fc.nat(0xffff), fc.nat(0xffffffff), (page, owner, token) => {
+      fc.property(fc.nat(PAGES - 1), fc.nat(0xffff), fc.nat(0xffffffff), fc.maxSafeNat(), (page, owner, token, generation) => {
         const count = 1 + ((owner + page) % (PAGES - page));
-        const d = decodeInvalidate(encodeInvalidate(page, count, owner, token), PAGES);
-        expect([d.page, d.count, d.owner, decodeInvalidateAck(d.ack)]).toEqual([page, count, owner, token]);
+        const d = decodeInvalidate(encodeInvalidate(page, count, owner, token, generation), PAGES);
+        expect([d.page, d.count, d.owner, d.generation, decodeInvalidateAck(d.ack)]).toEqual([page, count, owner, generation, token]);
       }),
     );
     // Pushed copies: a barrier name up to its limit, whole pages (16-byte pages here).
@@ -81,10 +81,13 @@ describe('sequential page messages', () => {
       () => decodeRequest(1, req(0, 1, 2, 1, 1), PAGES), // a forwarded search
       () => decodeRequest(1, req(0, 2, 0, 0, 1), PAGES), // a first hop naming another requester
       () => decodeReply(Buffer.alloc(4), PAGES),
-      () => decodeReply(encodeReply(PAGES, 0, undefined), PAGES),
-      () => decodeInvalidate(Buffer.alloc(11), PAGES),
-      () => decodeInvalidate(encodeInvalidate(0, 0, 1, 1), PAGES),
-      () => decodeInvalidate(encodeInvalidate(PAGES - 1, 2, 1, 1), PAGES),
+      () => decodeReply(Buffer.alloc(12), PAGES), // no room for the generation
+      () => decodeReply(encodeReply(PAGES, 0, 0, undefined), PAGES),
+      () => decodeReply(Buffer.alloc(13, 0xff).fill(0, 0, 5), PAGES), // a generation past 2^53
+      () => decodeInvalidate(Buffer.alloc(12), PAGES), // no generation
+      () => decodeInvalidate(encodeInvalidate(0, 0, 1, 1, 0), PAGES),
+      () => decodeInvalidate(encodeInvalidate(PAGES - 1, 2, 1, 1, 0), PAGES),
+      () => decodeInvalidate(Buffer.alloc(20, 0xff).fill(0, 0, 12).fill(1, 10, 11), PAGES), // a generation past 2^53
       () => decodeInvalidateAck(Buffer.alloc(5)),
       () => decodePush(Buffer.alloc(8), PAGES, 16, 8), // short
       () => decodePush(encodePush(0, 'b', 1, Buffer.alloc(16)).subarray(0, 9), PAGES, 16, 8), // name cut off

@@ -19,7 +19,7 @@ import { ProtocolError, ProtocolVersionError } from './transport_errors';
 // 15: LeaveIntent/LeaveIntentAck before a leaver lists its sequential and migratory pages.
 // 16: a commit carries its model changes (ModelSet, sent ahead of it, is gone).
 // 17: DurableQuery and DurableAt.
-// 18: SeqReply and SeqInvalidate carry the generation of the pages they name.
+// 18: SeqReply, SeqInvalidate and SeqPush carry the generation of the pages they name.
 export const PROTOCOL_VERSION = 18;
 export const HEADER = 10;
 export const FrameType = {

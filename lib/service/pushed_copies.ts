@@ -23,9 +23,13 @@
 //   never drop it); a reader fetching, taking or holding the page ignores it too. The owner
 //   may then count a copy that is not there, which costs an acknowledged invalidation, never
 //   a stale read.
-// Pages of other models, and a node's own pages, are never pushed.
+// Pages of other models, and a node's own pages, are never pushed. A push names its pages'
+// generation (one per message): a reader that knows another (the block was freed and
+// allocated again on one side of the push) ignores it, and a copy of the freed block never
+// stands for the new one (test: stale_messages.test.ts).
 import { LOST_OWNER, Msg } from './protocol';
-import { decodePush, encodePush } from './sequential_wire';
+import { decodePush, encodePush, type SeqPush } from './sequential_wire';
+import type { HeldForTest } from './held_for_test';
 import type { Cluster } from './cluster';
 import { MODEL_HERE, MODEL_MASK, PageModel, PageState } from '../native';
 
@@ -57,6 +61,9 @@ export interface CopyHost {
   /** The page is being fetched, taken or handed on here. */
   moving(page: number): boolean;
   counts: { pushed: number };
+  /** The generation of a page (model_table.ts). */
+  generationOf(page: number): number;
+  heldForTest: HeldForTest;
 }
 
 export class PushedCopies {
@@ -135,8 +142,10 @@ export class PushedCopies {
     for (const [id, pages] of byReader) {
       pages.sort((a, b) => a - b);
       for (let i = 0; i < pages.length; ) {
+        // A run of one generation: a push names one.
+        const generation = this.host.generationOf(pages[i]);
         let k = 1;
-        while (k < PUSH_RUN && i + k < pages.length && pages[i + k] === pages[i] + k) k++;
+        while (k < PUSH_RUN && i + k < pages.length && pages[i + k] === pages[i] + k && this.host.generationOf(pages[i + k]) === generation) k++;
         const data = new Uint8Array(k * size);
         for (let j = 0; j < k; j++) {
           const q = pages[i + j];
@@ -151,7 +160,7 @@ export class PushedCopies {
           t.set(id, { name, gen });
           this.host.counts.pushed++;
         }
-        n.links.send(id, Msg.SeqPush, encodePush(pages[i], name, gen, data));
+        n.links.send(id, Msg.SeqPush, encodePush(pages[i], name, gen, generation, data));
         i += k;
       }
     }
@@ -194,13 +203,20 @@ export class PushedCopies {
 
   /** SeqPush: read copies pushed by their owner at its arrival at (name, gen). */
   onPush(from: number, p: Buffer): void {
+    const push = decodePush(p, this.n.config.numPages, this.n.config.pageSize, PUSH_RUN);
+    if (this.host.heldForTest.hold('push', push.page, () => this.take(from, push))) return;
+    this.take(from, push);
+  }
+
+  private take(from: number, { page, name, gen, generation, data }: SeqPush): void {
     const n = this.n;
     const ps = n.config.pageSize;
-    const { page, name, gen, data } = decodePush(p, n.config.numPages, ps, PUSH_RUN);
     if (n.barriers.arrivedAt(name) > gen) return;
     for (let i = 0; i < data.length / ps; i++) {
       const q = page + i;
       if (!this.sequential(q) || n.table.states[q] !== 0 || n.table.owners[q] === n.id || n.table.owners[q] === LOST_OWNER || this.host.moving(q)) continue;
+      // Of another life of the page than this node knows: not a copy of what it now holds.
+      if (this.host.generationOf(q) !== generation) continue;
       n.native.installSequential(q, data.subarray(i * ps, (i + 1) * ps), false, from);
       this.pushedHere.set(q, { name, gen });
     }

@@ -117,6 +117,8 @@ export class Sequential implements ModelProtocol {
       copies: this.copies,
       moving: (page) => this.busy.has(page) || this.faults.has(page),
       counts: this.counts,
+      generationOf: (page) => this.modelTable.generationOf(page),
+      heldForTest: this.heldForTest,
     });
     this.invalidations = new Invalidations(n, {
       models: this.models,
@@ -375,7 +377,7 @@ export class Sequential implements ModelProtocol {
       // Freed (and perhaps allocated again by another node) while the copies went: there is
       // nothing of this node's to hand on. Sent all the same, the grant carried whatever this
       // buffer held last under the new life's generation, and its receiver became a second
-      // owner beside the new allocator (test: stale_grant.test.ts). The requester's fault
+      // owner beside the new allocator (test: stale_messages.test.ts). The requester's fault
       // ended with the free (modelChanged) and asks again under the new model.
       if (this.modelTable.generationOf(r.page) === generation && n.native.shareSequential(r.page, this.page, true, r.requester)) {
         this.reply(r.requester, r.page, ReplyStatus.owner, this.page);
@@ -548,7 +550,7 @@ export class Sequential implements ModelProtocol {
    * sender handed the page on, then the block was freed and allocated again here, all
    * before the grant arrived) would make this node a second owner beside the new
    * allocator, holding the freed block's contents: its reads would never see the new
-   * owner's writes (test: stale_grant.test.ts). A reply from a later life than this node
+   * owner's writes (test: stale_messages.test.ts). A reply from a later life than this node
    * knows waits for the declaration that began it: its sender has taken it in, and an
    * ownership grant dropped now would lose the page.
    */

@@ -141,39 +141,42 @@ export function checkModelChanges(triples: Uint32Array, numPages: number, maxMod
 }
 
 /**
- * SeqPush: u32 first page | u32 barrier generation | u8 name length | the barrier's name
- * (UTF-8) | the pages' contents (whole pages, at most `maxPages`). The copies are the
- * owner's at its arrival at that round of that barrier.
+ * SeqPush: u32 first page | u32 barrier generation | u64 the pages' generation (one for the
+ * run) | u8 name length | the barrier's name (UTF-8) | the pages' contents (whole pages, at
+ * most `maxPages`). The copies are the owner's at its arrival at that round of that barrier.
  */
 export interface SeqPush {
   page: number;
   name: string;
   gen: number;
+  generation: number;
   data: Buffer;
 }
 
-export function encodePush(page: number, name: string, gen: number, data: Uint8Array): Buffer {
+export function encodePush(page: number, name: string, gen: number, generation: number, data: Uint8Array): Buffer {
   const nb = Buffer.from(name, 'utf8');
-  const b = Buffer.allocUnsafe(9 + nb.length + data.length);
+  const b = Buffer.allocUnsafe(17 + nb.length + data.length);
   b.writeUInt32LE(page, 0);
   b.writeUInt32LE(gen, 4);
-  b[8] = nb.length;
-  nb.copy(b, 9);
-  b.set(data, 9 + nb.length);
+  writeGeneration(b, 8, generation);
+  b[16] = nb.length;
+  nb.copy(b, 17);
+  b.set(data, 17 + nb.length);
   return b;
 }
 
 export function decodePush(p: Buffer, numPages: number, pageSize: number, maxPages: number): SeqPush {
-  if (p.length < 9 || p.length < 9 + p[8]) throw new WireError('a pushed sequential copy is too short');
+  if (p.length < 17 || p.length < 17 + p[16]) throw new WireError('a pushed sequential copy is too short');
   const page = p.readUInt32LE(0);
   const gen = p.readUInt32LE(4);
-  const name = p.toString('utf8', 9, 9 + p[8]);
-  const data = p.subarray(9 + p[8]);
+  const generation = readGeneration(p, 8, 'a pushed sequential copy');
+  const name = p.toString('utf8', 17, 17 + p[16]);
+  const data = p.subarray(17 + p[16]);
   const count = data.length / pageSize;
   if (!Number.isInteger(count) || count < 1 || count > maxPages || page >= numPages || count > numPages - page) {
     throw new WireError('a pushed sequential copy names pages outside the region or has the wrong size');
   }
-  return { page, name, gen, data };
+  return { page, name, gen, generation, data };
 }
 
 /** SeqTakeOver: u32 count, then u32 pages (each inside the region, ascending). */

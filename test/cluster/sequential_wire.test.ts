@@ -53,10 +53,10 @@ describe('sequential page messages', () => {
     );
     // Pushed copies: a barrier name up to its limit, whole pages (16-byte pages here).
     fc.assert(
-      fc.property(fc.nat(PAGES - 8), fc.string({ minLength: 1, maxLength: 54 }).filter((s) => Buffer.byteLength(s) <= 54), fc.nat(0xffffffff), fc.integer({ min: 1, max: 8 }), (page, name, gen, k) => {
+      fc.property(fc.nat(PAGES - 8), fc.string({ minLength: 1, maxLength: 54 }).filter((s) => Buffer.byteLength(s) <= 54), fc.nat(0xffffffff), fc.maxSafeNat(), fc.integer({ min: 1, max: 8 }), (page, name, gen, generation, k) => {
         const data = Buffer.alloc(16 * k, k);
-        const d = decodePush(encodePush(page, name, gen, data), PAGES, 16, 8);
-        expect([d.page, d.name, d.gen, [...d.data]]).toEqual([page, name, gen, [...data]]);
+        const d = decodePush(encodePush(page, name, gen, generation, data), PAGES, 16, 8);
+        expect([d.page, d.name, d.gen, d.generation, [...d.data]]).toEqual([page, name, gen, generation, [...data]]);
       }),
     );
   });
@@ -89,12 +89,13 @@ describe('sequential page messages', () => {
       () => decodeInvalidate(encodeInvalidate(PAGES - 1, 2, 1, 1, 0), PAGES),
       () => decodeInvalidate(Buffer.alloc(20, 0xff).fill(0, 0, 12).fill(1, 10, 11), PAGES), // a generation past 2^53
       () => decodeInvalidateAck(Buffer.alloc(5)),
-      () => decodePush(Buffer.alloc(8), PAGES, 16, 8), // short
-      () => decodePush(encodePush(0, 'b', 1, Buffer.alloc(16)).subarray(0, 9), PAGES, 16, 8), // name cut off
-      () => decodePush(encodePush(0, 'b', 1, Buffer.alloc(0)), PAGES, 16, 8), // no page
-      () => decodePush(encodePush(0, 'b', 1, Buffer.alloc(17)), PAGES, 16, 8), // not whole pages
-      () => decodePush(encodePush(0, 'b', 1, Buffer.alloc(16 * 9)), PAGES, 16, 8), // too many
-      () => decodePush(encodePush(PAGES - 1, 'b', 1, Buffer.alloc(32)), PAGES, 16, 8), // past the region
+      () => decodePush(Buffer.alloc(16), PAGES, 16, 8), // short
+      () => decodePush(encodePush(0, 'b', 1, 1, Buffer.alloc(16)).subarray(0, 17), PAGES, 16, 8), // name cut off
+      () => decodePush(encodePush(0, 'b', 1, 1, Buffer.alloc(0)), PAGES, 16, 8), // no page
+      () => decodePush(encodePush(0, 'b', 1, 1, Buffer.alloc(17)), PAGES, 16, 8), // not whole pages
+      () => decodePush(encodePush(0, 'b', 1, 1, Buffer.alloc(16 * 9)), PAGES, 16, 8), // too many
+      () => decodePush(encodePush(PAGES - 1, 'b', 1, 1, Buffer.alloc(32)), PAGES, 16, 8), // past the region
+      () => decodePush(Buffer.concat([encodePush(0, 'b', 1, 1, Buffer.alloc(16)).subarray(0, 8), Buffer.alloc(8, 0xff), Buffer.from([1, 98]), Buffer.alloc(16)]), PAGES, 16, 8), // a generation past 2^53
       () => checkModelChanges(new Uint32Array([0, 1]), PAGES, 3), // not whole triples
       () => checkModelChanges(new Uint32Array([PAGES - 1, 2, 2]), PAGES, 3), // past the region
       () => checkModelChanges(new Uint32Array([PAGES, 0, 2]), PAGES, 3), // outside the region

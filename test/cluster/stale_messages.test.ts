@@ -1,16 +1,17 @@
-// A sequential page's ownership grant or invalidation that arrives after the page's block was
-// freed and allocated again is void: it belongs to the block's earlier life. A grant taken in
-// made its receiver a second owner beside the new allocator, holding the freed block's
-// contents, and its reads never saw the new owner's writes; an invalidation taken in dropped
-// the new allocator's page, its only copy.
+// A sequential page's ownership grant, invalidation or pushed copy that arrives after the
+// page's block was freed and allocated again is void: it belongs to the block's earlier life.
+// A grant taken in made its receiver a second owner beside the new allocator, holding the
+// freed block's contents, and its reads never saw the new owner's writes; an invalidation
+// taken in dropped the new allocator's page, its only copy; a push taken in was a read copy
+// of the freed block that the new owner never invalidated.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness, type RemoteNode, settle, until } from './harness';
 
 const opts = { durability: 'none' };
 
-/** Starts a node that holds the first ownership grant and invalidation of each page it receives until the page's model changes again (a test hook). */
-async function holding(start: () => Promise<RemoteNode>): Promise<RemoteNode> {
-  process.env.DSM_TEST_HOLD_SEQUENTIAL = '1';
+/** Starts a node that holds the first message of `kind` about each page it receives until the page's model changes again (a test hook). */
+async function holding(kind: 'grant' | 'invalidation' | 'push', start: () => Promise<RemoteNode>): Promise<RemoteNode> {
+  process.env.DSM_TEST_HOLD_SEQUENTIAL = kind;
   try {
     return await start();
   } finally {
@@ -28,7 +29,7 @@ describe("a sequential page's message from its block's earlier life", () => {
       const b = await h.start(opts);
       // a holds the first ownership grant of each page it receives until the page's model
       // changes again (a test hook): as if the grant had been slow on the way.
-      const a = await holding(() => h.start({ ...opts, peers: [b.address] }));
+      const a = await holding('grant', () => h.start({ ...opts, peers: [b.address] }));
       step('b allocates a sequential block and writes into it');
       const ptr = await b.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('seq', p); return p; });`);
       const at = ptr / 4;
@@ -71,7 +72,7 @@ describe("a sequential page's message from its block's earlier life", () => {
       const b = await h.start(opts);
       // x holds the first invalidation of each page it receives until the page's model
       // changes again (a test hook).
-      const x = await holding(() => h.start({ ...opts, peers: [b.address] }));
+      const x = await holding('invalidation', () => h.start({ ...opts, peers: [b.address] }));
       const y = await h.start({ ...opts, peers: [b.address] });
       step('b allocates a sequential block and writes into it; x reads it');
       const ptr = await b.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('seq', p); return p; });`);
@@ -102,6 +103,41 @@ describe("a sequential page's message from its block's earlier life", () => {
       // read asked b, which pointed back at x, and the page was lost.
       const read = `const v = dsm.u32[args.at]; try { dsm.stats(); return v; } catch (e) { return e.code; }`;
       expect(await Promise.all([x, b, y].map((n) => n.run(read, { at })))).toEqual([77, 77, 77]);
+    });
+  });
+
+  it('a copy pushed at a barrier arriving after the block was freed and allocated again is ignored', async () => {
+    await h.within(90_000, async (step) => {
+      step('starting two nodes');
+      const b = await h.start(opts);
+      // r holds the first copy pushed to it of each page until the page's model changes
+      // again (a test hook).
+      const r = await holding('push', () => h.start({ ...opts, peers: [b.address] }));
+      step('b allocates a sequential block; r reads it; b writes it again');
+      const ptr = await b.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('seq', p); return p; });`);
+      const at = ptr / 4;
+      await b.run('dsm.u32[args.at] = 5;', { at });
+      await settle([b, r]);
+      expect(await r.run('return dsm.u32[args.at];', { at })).toBe(5);
+      // r's copy goes; b pushes it back at its next barrier arrival.
+      await b.run('dsm.u32[args.at] = 6;', { at });
+
+      step('both arrive at a barrier: b pushes r a copy, held at r');
+      await Promise.all([b, r].map((n) => n.run(`await dsm.barrier('round', 2);`)));
+      expect((await b.run<{ sequential: { pushed: number } }>('return dsm.clusterStats();')).sequential.pushed).toBe(1);
+
+      step('b frees the block and allocates it again; r takes the push in after that');
+      await b.run(`await dsm.transaction((tx) => { tx.free(dsm.root('seq')); tx.setRoot('seq', 0); });`);
+      await settle([b, r]);
+      const again = await b.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('seq', p); return p; });`);
+      expect(again).toBe(ptr);
+      await settle([b, r]);
+
+      step('b writes the new block; r reads it');
+      await b.run('dsm.u32[args.at] = 77;', { at });
+      // Before, r installed the freed block's copy (6) as a read copy of the new one, which
+      // the new owner did not know of: r read 6 until its next arrival at that barrier.
+      expect(await r.run('return dsm.u32[args.at];', { at })).toBe(77);
     });
   });
 });

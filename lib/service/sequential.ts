@@ -20,16 +20,17 @@
 // acknowledgement never waits for anything).
 //
 // An owner that dies leaves its readers' copies, which hold the last write (copies go before
-// any write returns). A search for the page (below) hears of them, and the lowest holder
-// adopts the page with the other holders as its copy set (SeqAdopt); only where no copy is
-// left is the page lost, for every member (sequential_loss.ts).
+// any write returns). A search for the page (sequential_search.ts) hears of them, and the
+// lowest holder adopts the page with the other holders as its copy set (SeqAdopt); only
+// where no copy is left is the page lost, for every member (sequential_loss.ts).
 //
 // Migratory pages use the same ownership chain with no read copies: any access needs the
 // page here and owned, so a read fault moves it like a write, and an owner keeps a page it
 // received for at least MIGRATORY_HOLD_MS before handing it on.
 import { LOST_OWNER, Msg } from './protocol';
 import { WireError } from './wire';
-import { decodeAdopt, decodeReply, decodeRequest, encodeAdopt, encodeReply, encodeRequest, READ_AHEAD, ReplyStatus, type SeqReply, type SeqRequest } from './sequential_wire';
+import { decodeReply, decodeRequest, encodeReply, encodeRequest, READ_AHEAD, ReplyStatus, type SeqReply, type SeqRequest } from './sequential_wire';
+import { SEARCHING, SequentialSearch } from './sequential_search';
 import { LeaseFence } from './lease_fence';
 import { Invalidations } from './sequential_invalidations';
 import type { Cluster } from './cluster';
@@ -40,16 +41,6 @@ import { type ModelProtocol, ModelTable } from './model_table';
 import { ASK_RETRY_MS, UnansweredRequests } from './unanswered_requests';
 import { prefetchPages } from './sequential_prefetch';
 import { HeldForTest } from './held_for_test';
-
-/**
- * A search that finds no owner is made again this many times before the page is declared
- * lost: a page handed on while the search's messages cross the hand-over's can be missed
- * by one round (the old owner answered after it gave the page up, the new one before it
- * took it).
- */
-const SEARCH_ROUNDS = 3;
-/** asked.to while a search is under way. */
-const SEARCHING = -1;
 
 /**
  * An owner's write fault invalidates the copies of up to this many pages from the faulting
@@ -76,8 +67,8 @@ export class Sequential implements ModelProtocol {
   private readonly busy = new Map<number, SeqRequest[]>();
   /** Faulting slots (and prefetches) waiting for a page. */
   private readonly faults = new Map<number, Waiter[]>();
-  /** Searches under way (the hints led to a node that is gone): the members yet to answer. */
-  private readonly searching = new Map<number, { waiting: Set<number>; round: number; write: boolean; holders: number[]; adoptions: number }>();
+  /** Owners found by asking every member (the hints led to a node that is gone). */
+  readonly search: SequentialSearch;
   /** Faulting slots (and prefetches) waiting for this node to finish handing a page on (then they look again). */
   private readonly afterBusy = new Map<number, Waiter[]>();
   /** When each migratory page owned here arrived (its hold time runs from then). */
@@ -129,6 +120,18 @@ export class Sequential implements ModelProtocol {
       heldForTest: this.heldForTest,
     });
     this.fence = new LeaseFence(n, (w) => this.wake(w));
+    this.search = new SequentialSearch(n, {
+      models: this.models,
+      copies: this.copies,
+      busy: this.busy,
+      asked: this.asked,
+      unanswered: this.unanswered,
+      counts: this.counts,
+      send: (to, r) => this.send(to, r),
+      reply: (to, page, status, data) => this.reply(to, page, status, data),
+      done: (page) => this.done(page),
+      lose: (page, decided) => this.lose(page, decided),
+    });
   }
 
   /** True when `page` is not transactional (its faults come here). */
@@ -202,7 +205,7 @@ export class Sequential implements ModelProtocol {
     this.busy.set(page, []);
     if (owner !== n.id && !n.members.has(owner)) {
       // The hint names a node that is gone; the page may well have moved on from it.
-      this.search(page, write);
+      this.search.start(page, write);
       return;
     }
     if (owner === n.id) {
@@ -250,7 +253,7 @@ export class Sequential implements ModelProtocol {
       this.parked.push(...(this.faults.get(page) ?? []));
       this.faults.delete(page);
       this.asked.delete(page);
-      this.searching.delete(page);
+      this.search.forget(page);
       this.unanswered.answered(page);
       this.release(page);
     }
@@ -263,7 +266,7 @@ export class Sequential implements ModelProtocol {
     const a = this.asked.get(page);
     if (this.n.closing || !a || a.to === SEARCHING) return;
     this.n.ev.log('warn', `no answer for sequential page ${page} within ${ASK_RETRY_MS} ms; asking every member`);
-    this.search(page, a.write);
+    this.search.start(page, a.write);
   }
 
   /**
@@ -301,7 +304,7 @@ export class Sequential implements ModelProtocol {
     n.commits.drainLocal();
     const m = this.models[r.page] & MODEL_MASK;
     if (m === PageModel.local) return this.reply(r.requester, r.page, ReplyStatus.local, undefined);
-    if (this.searching.has(r.page) && !this.holdsWhileSearching(r)) return this.notOwner(r);
+    if (this.search.has(r.page) && !this.search.holds(r)) return this.search.notOwner(r);
     const held = this.busy.get(r.page);
     if (held) {
       held.push(r);
@@ -315,7 +318,7 @@ export class Sequential implements ModelProtocol {
     }
     // Not the owner, and either asked by a search (only the owner answers with the page) or
     // the hints lead through a node that is gone: the requester searches every member.
-    if (owner !== n.id && (r.search || !n.members.has(owner))) return this.notOwner(r);
+    if (owner !== n.id && (r.search || !n.members.has(owner))) return this.search.notOwner(r);
     if (owner !== n.id || (m !== PageModel.sequential && m !== PageModel.migratory)) {
       // Freed here (transactional again, the hint naming this node, its last owner): the
       // requester's fault ends when the free reaches it (modelChanged). Forwarded to this
@@ -388,32 +391,6 @@ export class Sequential implements ModelProtocol {
   }
 
   /**
-   * While this node searches for a page it holds only searches of higher nodes. A searcher
-   * does not know where the page is, and one that held every request would wait for the
-   * nodes whose requests it holds while they wait for it: two nodes touching a page whose
-   * owner died each held the other's search, or its request, and both threads waited for
-   * good. Ranked by id, the lowest searcher's search is answered by every other searcher,
-   * it alone takes the page (found, adopted or lost), and then serves the searches it held;
-   * a plain request answered so makes its requester search too.
-   */
-  private holdsWhileSearching(r: SeqRequest): boolean {
-    return r.search === true && r.requester > this.n.id;
-  }
-
-  /**
-   * Says this node does not own the page. A copy held here of a page whose owner is gone is
-   * said to a search: it is the last write's (copies go before any write returns), and the
-   * page lives on in it.
-   */
-  private notOwner(r: SeqRequest): void {
-    const n = this.n;
-    const owner = n.table.owners[r.page];
-    const copy = r.search && owner !== n.id && !n.members.has(owner) && owner !== LOST_OWNER &&
-      (this.models[r.page] & MODEL_MASK) === PageModel.sequential && n.table.states[r.page] !== 0;
-    this.reply(r.requester, r.page, copy ? ReplyStatus.copy : ReplyStatus.notOwner, undefined);
-  }
-
-  /**
    * A member left (its configuration applied): it holds no copy to acknowledge any more,
    * and every request of this node's that is still unanswered becomes a search.
    */
@@ -421,9 +398,7 @@ export class Sequential implements ModelProtocol {
     this.invalidations.memberGone(id);
     for (const c of this.copies.values()) c.delete(id);
     this.pushes.memberGone(id);
-    for (const [page, s] of [...this.searching]) {
-      if (s.waiting.delete(id) && s.waiting.size === 0) this.nobodyOwns(page);
-    }
+    this.search.memberGone(id);
     for (const [page, a] of [...this.asked]) {
       if (a.to === SEARCHING) continue;
       const owner = this.n.table.owners[page];
@@ -441,96 +416,8 @@ export class Sequential implements ModelProtocol {
       // is forwarded by nobody: each member answers it itself, and one that leaves is no
       // longer waited for. An owner serves a request asked twice like any other, and
       // answers nobody waits for any more are dropped (onReply).
-      this.search(page, a.write);
+      this.search.start(page, a.write);
     }
-  }
-
-  /**
-   * The hints lead to a node that is gone: ask every member at once (Li and Hudak's
-   * broadcast fallback). The owner serves the request as any other; the others answer
-   * notOwner; a node handing the page on or taking it holds the search like any request,
-   * and a node searching itself holds only the searches of higher nodes.
-   */
-  private search(page: number, write: boolean, round = 1, adoptions = 0): void {
-    const n = this.n;
-    const others = [...n.members.keys()].filter((id) => id !== n.id);
-    if (others.length === 0) {
-      this.lose(page, false);
-      this.done(page);
-      return;
-    }
-    this.unanswered.answered(page);
-    this.searching.set(page, { waiting: new Set(others), round, write, holders: [], adoptions });
-    this.asked.set(page, { to: SEARCHING, write });
-    // Requests held while this node asked a node it knew of are answered now, but for
-    // searches of higher nodes (holdsWhileSearching).
-    const held = this.busy.get(page);
-    if (held) {
-      const keep = held.filter((r) => this.holdsWhileSearching(r));
-      for (const r of held) if (!this.holdsWhileSearching(r)) this.notOwner(r);
-      this.busy.set(page, keep);
-    }
-    this.counts.searches++;
-    for (const id of others) this.send(id, { page, requester: n.id, write, hops: 0, count: 1, search: true });
-  }
-
-  /**
-   * Every member answered a search: none owns the page. Members holding a read copy: the
-   * lowest of them (this node, if it holds one) adopts it, and the search asks again. Else
-   * again, or, after the last round, lost.
-   */
-  private nobodyOwns(page: number): void {
-    const s = this.searching.get(page);
-    if (!s) return;
-    this.searching.delete(page);
-    const n = this.n;
-    const holders = s.holders.filter((id) => n.members.has(id));
-    if (n.table.states[page] !== 0 && (this.models[page] & MODEL_MASK) === PageModel.sequential) holders.push(n.id);
-    if (holders.length > 0 && s.adoptions < SEARCH_ROUNDS) {
-      // Not a holder about to leave while another holds a copy: it would have to hand the page on again.
-      const staying = holders.filter((id) => !n.leaving.intent.intends(id));
-      const heir = Math.min(...(staying.length > 0 ? staying : holders));
-      if (heir === n.id) {
-        this.becomeOwner(page, holders);
-        // The fault looks again, as the owner now.
-        this.done(page);
-      } else {
-        n.links.send(heir, Msg.SeqAdopt, encodeAdopt(page, holders));
-        // Behind the adoption on the same connection: the heir answers it as the owner.
-        this.search(page, s.write, s.round, s.adoptions + 1);
-      }
-      return;
-    }
-    if (s.round < SEARCH_ROUNDS) this.search(page, s.write, s.round + 1);
-    else {
-      this.lose(page, true);
-      this.done(page);
-    }
-  }
-
-  /** SeqAdopt: a searcher found no owner of a page this node holds a copy of. */
-  onAdopt(from: number, p: Buffer): void {
-    const n = this.n;
-    const { page, holders } = decodeAdopt(p, n.config.numPages);
-    const owner = n.table.owners[page];
-    // Only a copy of an owner that is gone (another searcher may have had it adopted here already).
-    if ((this.models[page] & MODEL_MASK) !== PageModel.sequential || n.table.states[page] === 0 || (owner !== n.id && n.members.has(owner))) {
-      n.ev.log('warn', `node ${from} asked this node to adopt sequential page ${page}, which it cannot (no copy here, or its owner lives); ignored`);
-      return;
-    }
-    this.becomeOwner(page, holders);
-    // A search of this node's own for the page (a write fault on its copy) ends: it is the owner.
-    if (this.searching.has(page)) this.done(page);
-  }
-
-  /** This node owns `page`, whose read copy it holds, with `holders` holding copies too. */
-  private becomeOwner(page: number, holders: number[]): void {
-    const n = this.n;
-    if (n.table.owners[page] !== n.id) n.native.installSequential(page, null, false, n.id);
-    let c = this.copies.get(page);
-    if (!c) this.copies.set(page, (c = new Set()));
-    for (const id of holders) if (id !== n.id && n.members.has(id)) c.add(id);
-    n.ev.log('warn', `sequential page ${page}: its owner is gone; this node owns it from its read copy (${c.size} other copies)`);
   }
 
   private reply(to: number, page: number, status: ReplyStatus, data: Uint8Array | undefined): void {
@@ -575,14 +462,7 @@ export class Sequential implements ModelProtocol {
     // Freed since it was asked for (modelChanged ended the fault): nothing to install or own.
     if ((this.models[page] & MODEL_MASK) === PageModel.transactional) return;
     if (status === ReplyStatus.notOwner || status === ReplyStatus.copy) {
-      const s = this.searching.get(page);
-      if (!s) {
-        // The hints led to a node that is gone: search, unless a search already runs.
-        if (status === ReplyStatus.notOwner && this.asked.get(page)?.to !== SEARCHING) this.search(page, this.asked.get(page)?.write ?? true);
-      } else if (s.waiting.delete(from)) {
-        if (status === ReplyStatus.copy) s.holders.push(from);
-        if (s.waiting.size === 0) this.nobodyOwns(page);
-      }
+      this.search.answered(from, page, status);
       return;
     }
     if (status === ReplyStatus.lost) {
@@ -616,7 +496,7 @@ export class Sequential implements ModelProtocol {
     const slots = this.faults.get(page) ?? [];
     this.faults.delete(page);
     this.asked.delete(page);
-    this.searching.delete(page);
+    this.search.forget(page);
     this.unanswered.answered(page);
     for (const s of slots) this.wake(s);
     this.release(page);

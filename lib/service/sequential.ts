@@ -277,6 +277,9 @@ export class Sequential implements ModelProtocol {
    */
   private lose(page: number, decided: boolean): void {
     this.n.ev.log('warn', `sequential page ${page} was lost with the node that owned it`);
+    // A grant waiting for its declaration is the page's only copy; a search that ran out
+    // meanwhile decided the page lost, and so it stays, here as everywhere.
+    this.ahead.delete(page);
     this.loss.record(page, decided);
     this.pushes.dropped(page);
     this.n.native.markLost(page);

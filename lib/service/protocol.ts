@@ -73,9 +73,9 @@ export const Msg = {
   // 44 was ModelSet (a commit's model changes, sent ahead of it); since protocol version 16 they travel in the commit.
   /** Sequential page request, forwarded along the owner hints: u32 page | u16 requester | u8 flags (1: write; 2: a search, sent to every member, answered with the page by the owner only) | u16 hops | u16 pages (read-ahead). */
   SeqRequest: 45,
-  /** Owner -> requester: u32 page | u8 status (0 read copies, 1 ownership, 2 a local page: refused, 3 lost, 4 not the owner: search) | the pages. */
+  /** Owner -> requester: u32 page | u8 status (0 read copies, 1 ownership, 2 a local page: refused, 3 lost, 4 not the owner: search, 5 not the owner but a copy here) | u64 the page's generation | the pages (sequential_wire.ts). */
   SeqReply: 46,
-  /** Owner -> copy holder: u32 first page | u16 new owner | u32 token | u16 pages. Answered at once by SeqInvalidateAck (u32 token). */
+  /** Owner -> copy holder: u32 first page | u16 new owner | u32 token | u16 pages | u64 the pages' generation. Answered at once by SeqInvalidateAck (u32 token). */
   SeqInvalidate: 47,
   SeqInvalidateAck: 48,
   /** Party -> the barrier coordinator (barriers.ts; layout in barrier_wire.ts): an arrival, or what the sender knows of a barrier's last round (BarrierArrival). */

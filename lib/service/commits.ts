@@ -493,6 +493,7 @@ export class Commits {
       this.n.ev.log('warn', `dropped commit ${rec.time} from node ${from}: made with a token replaced before that time`);
       return;
     }
+    if (this.n.sequential.heldForTest.holdCommit(rec.models, () => this.onCommit(from, payload))) return;
     // Its model changes take effect as it arrives, not when it is applied: it may wait
     // behind a gap while the committer's next messages on this connection (a sequential page
     // holding a pointer into the block) are handled, and a touch of the block must find its

@@ -1,17 +1,24 @@
-// A test hook (DSM_TEST_HOLD_SEQUENTIAL=grant,invalidation,push, or some of them): the first
-// ownership grant, invalidation or pushed copy of each sequential page a node receives is held until that page's model
-// changes here to one outside transactional consistency (its block freed and allocated
-// again), then taken in, as if they had been slow on the way. It makes the arrival of a
-// message about a page's earlier life after its new one began happen on demand (test:
-// stale_messages.test.ts). Off, it holds nothing.
+// A test hook (DSM_TEST_HOLD_SEQUENTIAL=grant,invalidation,push,declaration, or some of
+// them): the first ownership grant, invalidation or pushed copy of each sequential page a
+// node receives is held until that page's model changes here to one outside transactional
+// consistency (its block freed and allocated again), then taken in, as if they had been
+// slow on the way. It makes the arrival of a message about a page's earlier life after its
+// new one began happen on demand. With 'declaration' it is the other way round: from the
+// first commit that frees a block of another model, every commit this node receives is held until a
+// sequential reply sent in a later life of its page than this node knows arrives, then taken
+// in, in order, as if the commits had been slow and the reply fast (it came from another
+// node, or the commits waited behind a lost connection). Tests: stale_messages.test.ts. Off,
+// it holds nothing.
 import { PageModel } from '../native';
 
-export type HeldKind = 'grant' | 'invalidation' | 'push';
+export type HeldKind = 'grant' | 'invalidation' | 'push' | 'declaration';
 
 export class HeldForTest {
   private readonly kinds = new Set((process.env.DSM_TEST_HOLD_SEQUENTIAL ?? '').split(',').filter(Boolean));
   private readonly held = new Map<number, Array<() => void>>();
   private readonly once = new Set<string>();
+  /** Commits held by 'declaration', in arrival order; undefined before the first and after the release. */
+  private commits?: Array<() => void>;
 
   /** True if `take` (the message's handling) is held for `page`; it runs later (modelChanged). */
   hold(kind: HeldKind, page: number, take: () => void): boolean {
@@ -33,7 +40,31 @@ export class HeldForTest {
     });
   }
 
+  /** True if the handling of a commit (`take`) is held ('declaration'); `models`: its model changes, (first, count, model) triples. */
+  holdCommit(models: Uint32Array | undefined, take: () => void): boolean {
+    if (!this.commits) {
+      let frees = false;
+      for (let i = 2; models && i < models.length; i += 3) frees ||= models[i] === PageModel.transactional;
+      if (!frees || !this.kinds.has('declaration') || this.once.has('declaration')) return false;
+      this.once.add('declaration');
+      this.commits = [];
+    }
+    this.commits.push(take);
+    return true;
+  }
+
+  /** A reply from a later life of its page than this node knows arrived: held commits are taken in next tick. */
+  laterReply(): void {
+    const q = this.commits;
+    if (!q) return;
+    this.commits = undefined;
+    process.nextTick(() => {
+      for (const take of q) take();
+    });
+  }
+
   clear(): void {
     this.held.clear();
+    this.commits = undefined;
   }
 }

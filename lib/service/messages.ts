@@ -113,7 +113,7 @@ export interface ServiceStats {
    * replies received here about an earlier life of their page (its block freed and
    * allocated again since), dropped.
    */
-  sequential: { readFetches: number; ownershipMoves: number; invalidationsSent: number; forwarded: number; localRefused: number; searches: number; pushed: number; staleReplies: number };
+  sequential: { readFetches: number; ownershipMoves: number; invalidationsSent: number; forwarded: number; localRefused: number; searches: number; pushed: number; staleReplies: number; laterReplies: number };
   /**
    * Backups (durability 'replicated') not yet holding every page this node owns from before
    * they became its backups (pages written while it was alone, or taken over from a member

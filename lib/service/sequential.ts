@@ -85,9 +85,9 @@ export class Sequential implements ModelProtocol {
    */
   private readonly ahead = new Map<number, Array<{ from: number; r: SeqReply }>>();
   /** A test hook's held messages (held_for_test.ts). */
-  private readonly heldForTest = new HeldForTest();
+  readonly heldForTest = new HeldForTest();
   /** Figures for dsm.clusterStats(). */
-  readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0, pushed: 0, staleReplies: 0 };
+  readonly counts = { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0, pushed: 0, staleReplies: 0, laterReplies: 0 };
 
   /** The models' travels: to joiners, and with commits. */
   readonly modelTable: ModelTable;
@@ -454,6 +454,8 @@ export class Sequential implements ModelProtocol {
       return;
     }
     if (r.generation > known) {
+      this.counts.laterReplies++;
+      this.heldForTest.laterReply();
       let q = this.ahead.get(page);
       if (!q) this.ahead.set(page, (q = []));
       q.push({ from, r });

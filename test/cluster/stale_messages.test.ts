@@ -10,7 +10,7 @@ import { Harness, type RemoteNode, settle, until } from './harness';
 const opts = { durability: 'none' };
 
 /** Starts a node that holds the first message of `kind` about each page it receives until the page's model changes again (a test hook). */
-async function holding(kind: 'grant' | 'invalidation' | 'push', start: () => Promise<RemoteNode>): Promise<RemoteNode> {
+async function holding(kind: 'grant' | 'invalidation' | 'push' | 'declaration', start: () => Promise<RemoteNode>): Promise<RemoteNode> {
   process.env.DSM_TEST_HOLD_SEQUENTIAL = kind;
   try {
     return await start();
@@ -138,6 +138,47 @@ describe("a sequential page's message from its block's earlier life", () => {
       // Before, r installed the freed block's copy (6) as a read copy of the new one, which
       // the new owner did not know of: r read 6 until its next arrival at that barrier.
       expect(await r.run('return dsm.u32[args.at];', { at })).toBe(77);
+    });
+  });
+
+  it('an ownership grant sent in a life of the page its receiver has not heard of yet waits for the declaration, and is taken', async () => {
+    await h.within(90_000, async (step) => {
+      step('starting two nodes');
+      const b = await h.start(opts);
+      // From the first commit that frees a block of another model, a holds every commit it
+      // receives until a reply from a later life of its page arrives (a test hook): as if
+      // b's commits were slow on the way and b's reply fast.
+      const a = await holding('declaration', () => h.start({ ...opts, peers: [b.address] }));
+      step('b allocates a sequential block and writes into it; a reads it');
+      const ptr = await b.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('seq', p); return p; });`);
+      const at = ptr / 4;
+      await b.run('dsm.u32[args.at] = 5;', { at });
+      await settle([b, a]);
+      expect(await a.run('return dsm.u32[args.at];', { at })).toBe(5);
+
+      step('b frees the block and allocates it again, and writes the new one; a holds those commits');
+      await b.run(`await dsm.transaction((tx) => { tx.free(dsm.root('seq')); tx.setRoot('seq', 0); });`);
+      const again = await b.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(4096, { model: 'sequential' }); tx.setRoot('seq', p); return p; });`);
+      expect(again).toBe(ptr);
+      await b.run('dsm.u32[args.at] = 77;', { at });
+
+      step('a, knowing only the first life, asks b for the page; b hands it over in the new one');
+      await a.run(`globalThis.prefetched = dsm.prefetch(args.ptr, 4096, { write: true });`, { ptr });
+      await until('b handing the page over', 30_000, async () => ((await b.run<{ sequential: { ownershipMoves: number } }>('return dsm.clusterStats();')).sequential.ownershipMoves === 1 ? true : undefined));
+      // The grant waits at a for the commits that began the new life (the hook lets them in
+      // once it has arrived); then a owns the page. Dropped instead, the page was lost: b
+      // had given it up.
+      await settle([b, a]);
+      await a.run('await globalThis.prefetched;');
+      const stats = await a.run<{ sequential: { laterReplies: number; staleReplies: number } }>('return dsm.clusterStats();');
+      expect(stats.sequential.laterReplies).toBe(1);
+      expect(stats.sequential.staleReplies).toBe(0);
+
+      step('both nodes read the new block, and write it');
+      const read = `const v = [dsm.u32[args.at], dsm.u32[args.at + 1]]; try { dsm.stats(); return v; } catch (e) { return e.code; }`;
+      expect(await Promise.all([a, b].map((n) => n.run(read, { at })))).toEqual([[77, 0], [77, 0]]);
+      await b.run('dsm.u32[args.at + 1] = 78;', { at });
+      expect(await Promise.all([a, b].map((n) => n.run(read, { at })))).toEqual([[77, 78], [77, 78]]);
     });
   });
 });

@@ -166,6 +166,7 @@ export class Recovery {
     run.timer.unref();
     this.run = run;
     run.states.set(n.id, this.report(run.suspects));
+    n.sequential.heldForTest.recovering();
     n.ev.log('warn', run.suspects.size ? `recovering from the loss of node(s) ${[...run.suspects].join(', ')} (ballot ${generation})` : `looking for the token (ballot ${generation})`);
     this.ask(run, [...n.members.keys()].filter((id) => id !== n.id && !run.suspects.has(id)));
     this.maybeFinish();
@@ -255,6 +256,7 @@ export class Recovery {
     this.holdTimer.unref();
     this.answered = { to: from, generation: q.generation, suspects: new Set(q.suspects), ignored };
     n.links.send(from, Msg.RecoverState, encode.recoverState({ generation: q.generation, ...this.report(this.answered.suspects) }));
+    n.sequential.heldForTest.recovering();
   }
 
   /**

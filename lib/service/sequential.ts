@@ -100,6 +100,7 @@ export class Sequential implements ModelProtocol {
 
   constructor(private readonly n: Cluster) {
     this.models = n.native.pageModels();
+    this.heldForTest.log = (m) => n.ev.log('warn', m);
     this.loss = new SequentialLoss(n, this.models, (page) => this.modelTable.generationOf(page));
     this.modelTable = new ModelTable(n, this.models, this, this.loss);
     this.page = new Uint8Array(n.config.pageSize);

@@ -23,6 +23,7 @@ import { geometry, MODELS } from '../alloc/layout';
 import { type ClusterIdentity, newIdentity } from '../service/cluster_identity';
 import { ClusterRecord } from './cluster_record';
 import { checkPeer, liveCluster, refuseCluster, type Starting } from './live_cluster';
+import type { Answer } from '../service/cluster_query';
 
 /**
  * The store takes the log in a checkpoint once this many bytes were logged, or this long after
@@ -321,13 +322,13 @@ export class StoreFeed {
   }
 
   /**
-   * Before joining through `peer` (started with peers, or joining again): throws StoreError
-   * when the cluster there cannot take this store (live_cluster.ts checkPeer), so nothing
+   * Before joining through `peer` (started with peers, or joining again), with what it said
+   * of its cluster: throws StoreError when the cluster there cannot take this store (live_cluster.ts checkPeer), so nothing
    * in the store changes.
    */
-  async checkPeer(peer: string): Promise<void> {
+  checkPeer(peer: string, answer: Answer): void {
     const mine = this.lineage(peer);
-    if (mine) await checkPeer(this.n, this.store.dir, mine, this.store.appliedTime, peer);
+    if (mine) checkPeer(this.store.dir, mine, this.store.appliedTime, peer, answer);
   }
 
   /** Admitted to `identity` at `time` through `via`: the same rule, on what admitted it, before anything changes (a cluster can change between the question and the join). */

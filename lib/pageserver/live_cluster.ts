@@ -24,26 +24,9 @@
 // ANSWER_MS to prove the secret and answer. The addresses are asked side by side.
 import type { Cluster } from '../service/cluster';
 import { type ClusterIdentity, describeIdentity, holdsStore } from '../service/cluster_identity';
-import { decode, encode, Msg, NO_NODE } from '../service/protocol';
-import type { Connection } from '../service/transport';
-import { AuthFailedError, ProtocolVersionError } from '../service/transport_errors';
+import { type Answer, askCluster, type ClusterReply } from '../service/cluster_query';
 import type { ClusterRecordData } from './cluster_record';
 import { StoreError } from './errors';
-
-/** How long a recorded address's host has to take the connection. */
-export const CONNECT_MS = 1000;
-/** How long a process that took it has to prove the secret and answer. */
-export const ANSWER_MS = 5000;
-
-/** What a member says of its cluster (cluster.ts serveClient). */
-interface ClusterReply {
-  member: boolean;
-  identity: ClusterIdentity;
-  time: number;
-  members: string[];
-  /** No member: a page server asking too, now (Starting). */
-  starting?: Starting;
-}
 
 /**
  * A page server asking whether its store's cluster runs: the cluster its store belongs to, the
@@ -66,8 +49,6 @@ const ranksAbove = (a: Starting, b: Starting): boolean => a.time > b.time || (a.
 /** How often a page server waiting for a higher-ranking one to found asks again. */
 const WAIT_MS = 200;
 
-/** One address's answer: a reply, nothing (`none`: why), or a refusal that is not silence (`blocking`: why). */
-type Answer = { address: string; reply: ClusterReply } | { address: string; none: string } | { address: string; blocking: string };
 
 /**
  * The addresses to join the store's running cluster through, or none: found it again.
@@ -78,7 +59,7 @@ export async function liveCluster(n: Cluster, dir: string, record: ClusterRecord
   if (!record || addresses.length === 0) return [];
   let waitingFor = '';
   for (;;) {
-    const answers = await Promise.all(addresses.map((a) => ask(n, a)));
+    const answers = await Promise.all(addresses.map((a) => askCluster(n.transport, a)));
     const through = decide(n, dir, record, me.time, answers);
     if (through.length > 0) return through;
     // Page servers of this cluster starting at the same moment (Starting): the highest founds, the others join it.
@@ -140,14 +121,14 @@ function decide(n: Cluster, dir: string, record: ClusterRecordData, storeTime: n
 
 /**
  * Started with peers, or joining again, on a store that holds commits of a cluster: may it
- * join the cluster that `peer` is a member of? Asked before the join, so that a refusal
+ * join the cluster that `peer` is a member of (`a`, what it answered to askCluster)? Asked
+ * before the join (admission.ts), so that a refusal
  * leaves the store as it was and the other cluster without a member that never comes.
  * What does not answer as a member (nothing listens, a page server starting, a refused
  * secret) is left to the join, which says what is wrong, or whose admission is checked
  * again (refuseCluster on the JoinAccept's identity).
  */
-export async function checkPeer(n: Cluster, dir: string, store: ClusterIdentity, storeTime: number, peer: string): Promise<void> {
-  const a = await ask(n, peer);
+export function checkPeer(dir: string, store: ClusterIdentity, storeTime: number, peer: string, a: Answer): void {
   if ('reply' in a && a.reply.member) refuseCluster(dir, store, storeTime, peer, a.reply.identity, a.reply.time);
 }
 
@@ -190,55 +171,3 @@ function tried(answers: Answer[]): string {
   return answers.map((a) => `${a.address} (${what(a)})`).join(', ');
 }
 
-/** Asks `address` which cluster it is a member of. */
-async function ask(n: Cluster, address: string): Promise<Answer> {
-  let gaveUp = false;
-  let timer: NodeJS.Timeout | undefined;
-  let conn: Connection | undefined;
-  const late = new Promise<Answer>((resolve) => {
-    timer = setTimeout(() => {
-      gaveUp = true;
-      resolve({ address, none: `took the connection, no answer within ${ANSWER_MS} ms` });
-    }, CONNECT_MS + ANSWER_MS);
-  });
-  const asked = (async (): Promise<Answer> => {
-    try {
-      conn = await n.transport.connect(address, CONNECT_MS);
-    } catch (e) {
-      if (e instanceof AuthFailedError) return { address, blocking: 'refused this secret (a node of this cluster with another secret, or of another cluster)' };
-      if (e instanceof ProtocolVersionError) return { address, blocking: `speaks another protocol version (${e.message})` };
-      const cause = (e as Error & { cause?: Error }).cause;
-      if (cause?.message.startsWith('no answer within')) return { address, none: `${cause.message}: a host that is down, or a firewall that drops` };
-      return { address, none: shortReason(e as Error) };
-    }
-    const c = conn;
-    if (gaveUp) {
-      c.close('late');
-      return { address, none: 'late' };
-    }
-    return new Promise<Answer>((resolve) => {
-      c.on('message', (type: number, payload: Buffer) => {
-        if (type !== Msg.ClusterReply) return;
-        try {
-          resolve({ address, reply: decode.json(payload) as ClusterReply });
-        } catch (e) {
-          resolve({ address, none: `a malformed answer (${(e as Error).message})` });
-        }
-      });
-      c.on('close', (reason: string) => resolve({ address, none: `closed the connection (${reason})` }));
-      c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: '', joining: false, client: true }));
-      c.send(Msg.ClusterRequest, Buffer.alloc(0));
-    });
-  })();
-  try {
-    return await Promise.race([asked, late]);
-  } finally {
-    clearTimeout(timer);
-    conn?.close('asked');
-  }
-}
-
-function shortReason(e: Error): string {
-  const m = /\(([^)]*)\)/.exec(e.message);
-  return m ? m[1] : e.message;
-}

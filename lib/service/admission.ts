@@ -2,7 +2,8 @@
 // it (a member, a joiner, a member's data channel, a stats client); joiners are admitted
 // under the token, so a join is ordered with commits; a new node joins through any member.
 import { decode, encode, type Hello, type JoinAccept, type JoinRefusal, LOST_OWNER, type Member, Msg, NO_NODE, type RegionGeometry } from './protocol';
-import { type Connection, dialable, splitAddress } from './transport';
+import { type Connection, dialable, splitAddress, unspecifiedHost } from './transport';
+import { ANSWER_MS, type Answer, askCluster, CONNECT_MS } from './cluster_query';
 import { InvalidOptionError } from '../errors';
 import { StoreError } from '../pageserver/errors';
 import { AuthFailedError, ProtocolVersionError } from './transport_errors';
@@ -52,16 +53,27 @@ export class Admission {
     }
     const deadline = Date.now() + n.config.joinTimeoutMs;
     let lastError: unknown;
+    let toldCutOff = false;
     for (let attempt = 0; Date.now() < deadline && !n.closing; attempt++) {
       for (const peer of peers) {
         // The same peer list is often given to every node: this node's own entry is not a way in.
         if (peer === n.address) continue;
         // A page server's store joins only a cluster that holds what it holds: asked first, so
         // a refusal (StoreError, final) changes nothing in the store nor in that cluster.
-        if (n.store) await n.store.checkPeer(peer);
+        // Which cluster `peer` is a member of, and its members (a process that never answers
+        // must not hold the join past its time-out).
+        const asked = await askCluster(n.transport, peer, Math.max(0, Math.min(ANSWER_MS, deadline - Date.now() - CONNECT_MS)));
+        if (n.store) n.store.checkPeer(peer, asked);
+        const cutOff = await this.unreachedMembers(peer, asked);
+        if (cutOff !== undefined) {
+          lastError = new Error(cutOff);
+          if (!toldCutOff) n.ev.log('warn', `${cutOff}; trying again for up to ${Math.round(n.config.joinTimeoutMs / 1000)} s (joinTimeoutMs)`);
+          toldCutOff = true;
+          continue;
+        }
         let c: Connection;
         try {
-          c = await n.transport.connect(peer);
+          c = await n.transport.connect(peer, CONNECT_MS);
         } catch (e) {
           lastError = e;
           // Neither a wrong secret nor another node-dsm version mends itself by waiting.
@@ -125,6 +137,39 @@ export class Admission {
     throw Object.assign(new Error(`could not join the cluster through ${peers.join(', ')}: ${(lastError as Error)?.message ?? 'no answer'}`), {
       code: 'ERR_DSM_JOIN_FAILED',
     });
+  }
+
+  /**
+   * The members of `peer`'s cluster (as it answered, `asked`) this node cannot reach, said
+   * as a reason not to join yet; undefined when it reaches them all, or `peer` is no member
+   * (the join then says what is wrong). Every member must reach every other: commits are
+   * broadcast, the token and pages move directly. A node that reached its peer but not some
+   * other member was admitted, removed by that member's recovery, and joined again at once
+   * through the same peer, over and over, each round costing the cluster a recovery
+   * (unreached.ts; three nodes, two of them cut apart, network namespaces). A member
+   * recorded under the unspecified host (it joined over loopback) is not tried: the
+   * admission gives its address as this node can dial it (dialable).
+   */
+  private async unreachedMembers(peer: string, asked: Answer): Promise<string | undefined> {
+    const n = this.n;
+    if (!('reply' in asked) || !asked.reply.member) return undefined;
+    const others = asked.reply.members.filter((m) => m !== peer && m !== n.address && !unspecifiedHost(splitAddress(m).host));
+    const failed = await Promise.all(
+      others.map(async (address) => {
+        try {
+          const c = await n.transport.connect(address, CONNECT_MS);
+          // Said as a client: a member takes it for a stats connection, and it closes.
+          c.send(Msg.Hello, encode.hello({ id: NO_NODE, address: '', joining: false, client: true }));
+          c.close('reached');
+          return undefined;
+        } catch (e) {
+          return `${address} (${(e as Error).message})`;
+        }
+      }),
+    );
+    const cut = failed.filter((f) => f !== undefined);
+    if (cut.length === 0) return undefined;
+    return `this node reaches ${peer} but not every member of its cluster: not ${cut.join(', ')}; every member must reach every other, so it joins once it does`;
   }
 
   /** This node's region, as a joining Hello carries it. */

@@ -114,6 +114,7 @@ const handlers: Record<number, Handler> = {
   [Msg.DurableAt]: (n, from, p) => n.durableReads.onDurableAt(from, p),
   [Msg.BackupRequest]: (n, from, p) => n.replication.onBackupRequest(from, p),
   [Msg.ResendRequest]: (n, from, p) => n.commits.onResendRequest(from, p),
+  [Msg.ResendGone]: (n, from, p) => n.commits.onResendGone(from, p),
   [Msg.PageRequest]: (n, from, p) => n.serving.onRequest(from, p),
   [Msg.PageReply]: (n, from, p) => n.pager.onReply(from, p),
   [Msg.SeqRequest]: (n, from, p) => n.sequential.onRequest(from, p),

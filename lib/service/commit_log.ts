@@ -188,6 +188,16 @@ export class CommitLog {
     return out;
   }
 
+  /** The oldest commit this node can still send a member that missed it (since). */
+  get oldestKept(): number {
+    return Math.max(this.applied - this.limits.keep + 1, this.firstKept);
+  }
+
+  /** A recovery is deciding (freeze): nothing is applied, gap or not. */
+  get isFrozen(): boolean {
+    return this.frozen;
+  }
+
   /** Commits waiting for a gap to close (bounded by the `ahead` limit). */
   get pendingCount(): number {
     return this.pending.size;

@@ -18,6 +18,8 @@ const PUSH_MS = 5;
 
 /** Commits re-sent between checks of the requester's backlog. */
 const RESEND_CHUNK = 1024;
+/** How long a member told that commits it misses are gone waits for another member to send them (onResendGone). */
+const GONE_WAIT_MS = 1000;
 /**
  * Test hook: the id of a member this node's commits are not sent to, as if each were lost
  * on the way (the member learns of them from another member, or from a re-send).
@@ -517,8 +519,34 @@ export class Commits {
   onResendRequest(from: number, payload: Buffer): void {
     const r = decode.resendRequest(payload);
     this.resendRequests++;
-    const recs = this.n.log.since(r.from, r.to);
+    const log = this.n.log;
+    // Gone from this log: say so, or the asker waits behind its gap for good.
+    if (r.from + 1 < log.oldestKept && r.from < log.applied) this.n.links.send(from, Msg.ResendGone, encode.time(log.oldestKept));
+    const recs = log.since(r.from, r.to);
     void this.resend(from, recs).catch((e: Error) => this.n.ev.log('warn', `re-sending commits to node ${from} failed: ${e.message}`));
+  }
+
+  private goneCheck?: NodeJS.Timeout;
+
+  /**
+   * ResendGone: commits this node misses are gone from the log of a member it asked, which
+   * keeps a bounded window (commit_log.ts). Another member may still send them; if none has
+   * by GONE_WAIT_MS, this node cannot catch up by commits and joins again as a new member,
+   * which hands it the state whole. Before, it waited behind the gap for good: a member cut
+   * off from one other member (not from the rest) for a few seconds of a busy cluster's
+   * commits could not apply again, and when it was the one to commit the configuration
+   * that ended the cut, it held the token for ever and the cluster stopped (unreached.ts).
+   */
+  onResendGone(from: number, payload: Buffer): void {
+    const oldest = decode.time(payload);
+    const n = this.n;
+    if (n.log.applied + 1 >= oldest || this.goneCheck) return;
+    this.goneCheck = setTimeout(() => {
+      this.goneCheck = undefined;
+      if (n.closing || n.log.applied + 1 >= oldest || n.log.isFrozen) return;
+      n.rejoin(`the commits after time ${n.log.applied} are gone from node ${from}'s log (it keeps those from ${oldest} on), and no member sent them`);
+    }, GONE_WAIT_MS);
+    this.goneCheck.unref();
   }
 
   private async resend(to: number, recs: CommitRecord[]): Promise<void> {
@@ -540,6 +568,8 @@ export class Commits {
   stop(): void {
     this.cancelDrain?.();
     this.cancelDrain = undefined;
+    if (this.goneCheck) clearTimeout(this.goneCheck);
+    this.goneCheck = undefined;
   }
 }
 

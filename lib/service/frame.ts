@@ -20,7 +20,8 @@ import { ProtocolError, ProtocolVersionError } from './transport_errors';
 // 16: a commit carries its model changes (ModelSet, sent ahead of it, is gone).
 // 17: DurableQuery and DurableAt.
 // 18: SeqReply, SeqInvalidate and SeqPush carry the generation of the pages they name.
-export const PROTOCOL_VERSION = 18;
+// 19: ResendGone.
+export const PROTOCOL_VERSION = 19;
 export const HEADER = 10;
 export const FrameType = {
   heartbeat: 0,

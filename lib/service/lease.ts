@@ -58,6 +58,7 @@ export class Lease {
     this.changed();
     n.membership.checkUnconnected();
     n.recovery.checkToken();
+    n.recovery.checkUnreached();
   }
 
   /** Pings one member at once (a new connection: a joiner needs its lease soon). */

@@ -124,6 +124,12 @@ export const Msg = {
   DurableQuery: 61,
   /** Page server -> a node that asked: u64 time. Every commit up to that time is on its disk. */
   DurableAt: 62,
+  /**
+   * Member -> a member whose ResendRequest begins before the oldest commit it still keeps:
+   * u64 that oldest time. Unless another member fills the gap, the asker joins again as a
+   * new member, which hands it the cluster's state whole (commits.ts onResendGone).
+   */
+  ResendGone: 63,
 } as const;
 
 export const NO_NODE = 0xffff;

@@ -19,6 +19,7 @@ import { isQuorum } from './membership';
 import { LEASE_MS, now } from './lease';
 import type { Cluster } from './cluster';
 import { removeMembers } from './removal';
+import { UNREACHED_MS, Unreached } from './unreached';
 
 type Report = Omit<RecoverState, 'generation'>;
 
@@ -60,6 +61,10 @@ export class Recovery {
   private answered?: { to: number; generation: number; suspects: Set<number>; ignored: Set<number> };
   /** The regenerations of the token this node knows of (regenerations.ts). */
   private readonly regenerations = new Regenerations();
+  /** Members cut off from another member but not from this node, and the reverse (unreached.ts). */
+  private readonly unreached: Unreached;
+  /** Configurations without removed members being committed (removal.ts). */
+  private removing = 0;
 
   /**
    * The latest regeneration of the token this node knows of: its ballot and the time the
@@ -80,7 +85,9 @@ export class Recovery {
     return this.regenerations.isVoid(rec);
   }
 
-  constructor(private readonly n: Cluster) {}
+  constructor(private readonly n: Cluster) {
+    this.unreached = new Unreached((m) => n.ev.log('warn', m));
+  }
 
   /** A member was lost: if this node coordinates, (re)start a recovery soon (several losses make one). */
   suspect(): void {
@@ -100,6 +107,7 @@ export class Recovery {
    * side answered, it was then refused in turn, and the cluster stalled for good.)
    */
   memberBack(id: number): void {
+    this.unreached.back(id);
     const r = this.run;
     if (!r || r.deciding || !r.suspects.delete(id)) return;
     r.askedAt = now();
@@ -132,10 +140,26 @@ export class Recovery {
     this.maybeStart(true);
   }
 
-  private maybeStart(lookForToken = false): void {
+  /**
+   * Called every lease tick: members this node has suspected for long, with no recovery
+   * asking it about them, are cut off from it but not from its coordinator, which hears
+   * them and never starts one; this node recovers itself (unreached.ts, rule 2).
+   */
+  checkUnreached(): void {
     const n = this.n;
-    // Only the coordinator recovers from losses; any node may look for a token it waits for.
-    if (n.closing || (lookForToken ? n.membership.suspects.size > 0 : n.membership.suspects.size === 0 || this.coordinator() !== n.id)) return;
+    const overdue = this.unreached.overdue(n.id, n.membership.suspects, now());
+    if (overdue.length === 0 || this.run || this.holdTimer || this.pending || this.removing > 0 || n.closing || n.id === NO_NODE) return;
+    const coordinator = this.coordinator();
+    if (coordinator === n.id) return;
+    n.ev.log('warn', `node(s) ${overdue.join(', ')} unreached from here for ${Math.round(UNREACHED_MS / 1000)} s or more while node ${coordinator} hears them; recovering from this node`);
+    this.maybeStart(false, true);
+  }
+
+  private maybeStart(lookForToken = false, cutOff = false): void {
+    const n = this.n;
+    // Only the coordinator recovers from losses (or a node cut off from members it still
+    // hears: checkUnreached); any node may look for a token it waits for.
+    if (n.closing || (lookForToken ? n.membership.suspects.size > 0 : n.membership.suspects.size === 0 || (!cutOff && this.coordinator() !== n.id))) return;
     const r = this.run;
     if (r && !r.deciding) {
       if ([...n.membership.suspects].every((s) => r.suspects.has(s))) {
@@ -166,6 +190,8 @@ export class Recovery {
     run.timer.unref();
     this.run = run;
     run.states.set(n.id, this.report(run.suspects));
+    this.unreached.asked(run.suspects, run.started);
+    this.unreached.named(run.suspects, run.started, HOLD_MS);
     n.sequential.heldForTest.recovering();
     n.ev.log('warn', run.suspects.size ? `recovering from the loss of node(s) ${[...run.suspects].join(', ')} (ballot ${generation})` : `looking for the token (ballot ${generation})`);
     this.ask(run, [...n.members.keys()].filter((id) => id !== n.id && !run.suspects.has(id)));
@@ -226,9 +252,13 @@ export class Recovery {
     // from a healthy holder (whose commits since this node froze its log would be dropped)
     // on the strength of its own stale view. A member that really died falls silent here
     // too within half the failure detector's time, and the repeated query is answered then.
-    for (const id of q.suspects) {
-      if (id !== n.id && n.members.has(id) && !n.membership.suspects.has(id) && n.links.lively(id)) return;
-    }
+    // A coordinator that goes on naming such a member is cut off from it, though, and is
+    // answered in the end (unreached.ts).
+    const t = now();
+    const hears = (id: number) => id !== n.id && n.members.has(id) && !n.membership.suspects.has(id) && n.links.lively(id);
+    const holdingFor = this.answered && this.holdTimer ? this.answered.to : undefined;
+    if (!this.unreached.answerable(from, q.suspects, hears, holdingFor, t)) return;
+    this.unreached.named(q.suspects, t, HOLD_MS);
     this.promised = q.generation;
     // The coordinator knows of a regeneration this node missed: take it in before reporting
     // (a token held from before it is void, and so is what was applied after its time).
@@ -407,7 +437,10 @@ export class Recovery {
       n.lease.hold(undefined);
       n.links.broadcast(Msg.Recovered, encode.recover({ generation: r.generation, time, source: best, regenerated: regenerate, suspects: [], known: this.regenerated }), n.members.values());
       const removed = [...r.suspects].filter((id) => n.members.has(id));
-      if (removed.length > 0) void removeMembers(n, removed, r.states, () => this.suspect());
+      if (removed.length > 0) {
+        this.removing++;
+        void removeMembers(n, removed, r.states, () => this.suspect()).finally(() => this.removing--);
+      }
     };
     // A regenerated token must not overlap the old holder's last lease, measured on the old
     // holder's clock: wait it out with a margin for clocks that run at slightly different
@@ -557,6 +590,7 @@ export class Recovery {
     this.answered = undefined;
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = undefined;
+    this.unreached.clear();
   }
 
   stop(): void {

@@ -231,6 +231,16 @@ export async function settle(nodes: RemoteNode[]): Promise<void> {
   await Promise.all(nodes.map((n) => n.run('await dsm.waitForGlobalTime(args.t);', { t })));
 }
 
+/** Runs `start` (a node process started by it inherits the environment) with `env` set, then unsets it: test hooks read at start-up. */
+export async function withEnv<T>(env: Record<string, string>, start: () => Promise<T>): Promise<T> {
+  for (const [k, v] of Object.entries(env)) process.env[k] = v;
+  try {
+    return await start();
+  } finally {
+    for (const k of Object.keys(env)) delete process.env[k];
+  }
+}
+
 /** Asks `probe` every 100 ms until it answers something; fails with `what` after `ms` (a generous bound, not a timing assumption). */
 export async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
   const end = Date.now() + ms;

@@ -5,19 +5,12 @@
 // taken in dropped the new allocator's page, its only copy; a push taken in was a read copy
 // of the freed block that the new owner never invalidated.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, settle, until } from './harness';
+import { Harness, type RemoteNode, settle, until, withEnv } from './harness';
 
 const opts = { durability: 'none' };
 
 /** Starts a node that holds the first message of `kind` about each page it receives until the page's model changes again (a test hook). */
-async function holding(kind: 'grant' | 'invalidation' | 'push' | 'declaration', start: () => Promise<RemoteNode>): Promise<RemoteNode> {
-  process.env.DSM_TEST_HOLD_SEQUENTIAL = kind;
-  try {
-    return await start();
-  } finally {
-    delete process.env.DSM_TEST_HOLD_SEQUENTIAL;
-  }
-}
+const holding = (kind: 'grant' | 'invalidation' | 'push' | 'declaration', start: () => Promise<RemoteNode>) => withEnv({ DSM_TEST_HOLD_SEQUENTIAL: kind }, start);
 
 describe("a sequential page's message from its block's earlier life", () => {
   const h = new Harness();

@@ -5,7 +5,7 @@
 // Left, their model tables say sequential where the heap says free, a joiner is told the
 // same, and every run the heap hands those pages to is doomed.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, settle, until } from './harness';
+import { Harness, type RemoteNode, settle, until, withEnv } from './harness';
 
 const FAST = { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' };
 const HELD = 'test hook: holding the commits this node receives (allocation)';
@@ -16,14 +16,7 @@ const tables = (n: RemoteNode) =>
     return { sequential: dsm.stats().models.sequential, lost: dsm.lostPages(), heap: await dsm.transaction(() => checkHeap(dsm.heap, dsm)) };`);
 
 /** Starts a node that holds the commits it receives from the first allocation of a non-transactional block until it takes part in a recovery (a test hook). */
-async function holding(start: () => Promise<RemoteNode>): Promise<RemoteNode> {
-  process.env.DSM_TEST_HOLD_SEQUENTIAL = 'allocation';
-  try {
-    return await start();
-  } finally {
-    delete process.env.DSM_TEST_HOLD_SEQUENTIAL;
-  }
-}
+const holding = (start: () => Promise<RemoteNode>) => withEnv({ DSM_TEST_HOLD_SEQUENTIAL: 'allocation' }, start);
 
 describe('the declarations of a void commit on members that took them in', () => {
   const h = new Harness();

@@ -231,6 +231,14 @@ export async function settle(nodes: RemoteNode[]): Promise<void> {
   await Promise.all(nodes.map((n) => n.run('await dsm.waitForGlobalTime(args.t);', { t })));
 }
 
+/** Commits on `n` (an increment of the word at byte `word`) until it holds the commit token. */
+export async function takeToken(n: RemoteNode, word: number): Promise<void> {
+  await until(`node ${n.nodeId} holding the token`, 20_000, async () => {
+    await n.run('await dsm.transaction(() => { dsm.u32[args.word / 4] += 1; });', { word });
+    return (await n.run<{ tokenHeld: boolean }>('return dsm.clusterStats();')).tokenHeld ? true : undefined;
+  });
+}
+
 /** Runs `start` (a node process started by it inherits the environment) with `env` set, then unsets it: test hooks read at start-up. */
 export async function withEnv<T>(env: Record<string, string>, start: () => Promise<T>): Promise<T> {
   for (const [k, v] of Object.entries(env)) process.env[k] = v;

@@ -4,7 +4,7 @@
 // they went ahead of the commit in a message of their own that no one kept, so a member that
 // got the commit any other way took the block's pages for transactional ones.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, SECRET, settle, until } from './harness';
+import { Harness, type RemoteNode, SECRET, settle, takeToken, until } from './harness';
 import { fetchStats } from '../../lib/service/stats_client';
 
 const opts = { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' };
@@ -141,10 +141,7 @@ describe("a commit's model changes", () => {
       await b.run('dsm.u32[args.at] = 1;', { at });
       await d.run('dsm.u32[args.at] = 2;', { at });
       // a frees the block while b is stopped: it holds the token and the heap's pages.
-      await until('a holding the token', 20_000, async () => {
-        await a.run('await dsm.transaction(() => { dsm.u32[args.word / 4] += 1; });', { word });
-        return (await a.run<{ tokenHeld: boolean }>('return dsm.clusterStats();')).tokenHeld ? true : undefined;
-      });
+      await takeToken(a, word);
       await settle([a, b, c, d]);
       const forwarded = async () => (await a.run<{ sequential: { forwarded: number } }>('return dsm.clusterStats();')).sequential.forwarded;
       const before = await forwarded();

@@ -4,7 +4,7 @@
 // every node and of no model anywhere: the heap's own pages say it is free, and a node
 // that still took its pages for sequential ones dooms every run the heap hands them to.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, settle, until } from './harness';
+import { Harness, type RemoteNode, settle, takeToken, until } from './harness';
 
 const FAST = { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' };
 const sequentialPages = async (n: RemoteNode) => (await n.run<{ models: { sequential: number } }>('return dsm.stats();')).models.sequential;
@@ -29,10 +29,7 @@ describe("a stalled holder's void allocation", () => {
       const word = await y.run<number>('return dsm.transaction((tx) => tx.alloc(8));');
       await settle([x, y, z]);
       step('x taking the token and allocating with it');
-      await until('x holding the token', 20_000, async () => {
-        await x.run('await dsm.transaction(() => { dsm.u32[args.word / 4] += 1; });', { word });
-        return (await x.run<{ tokenHeld: boolean }>('return dsm.clusterStats();')).tokenHeld ? true : undefined;
-      });
+      await takeToken(x, word);
       const ptr = await x.run<number>(`return dsm.transaction((tx) => tx.alloc(4096, { model: 'sequential' }));`);
       expect(await sequentialPages(x)).toBe(1);
       step('stopping x until the others start a recovery');

@@ -5,7 +5,7 @@
 // Left, their model tables say sequential where the heap says free, a joiner is told the
 // same, and every run the heap hands those pages to is doomed.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, type RemoteNode, settle, until, withEnv } from './harness';
+import { Harness, type RemoteNode, settle, takeToken, until, withEnv } from './harness';
 
 const FAST = { heartbeatMs: 100, deadAfterMs: 1000, durability: 'none' };
 const HELD = 'test hook: holding the commits this node receives (allocation)';
@@ -32,10 +32,7 @@ describe('the declarations of a void commit on members that took them in', () =>
       await settle([x, y, z]);
 
       step('x taking the token and allocating a sequential block with it; y and z hold the commit');
-      await until('x holding the token', 20_000, async () => {
-        await x.run('await dsm.transaction(() => { dsm.u32[args.word / 4] += 1; });', { word });
-        return (await x.run<{ tokenHeld: boolean }>('return dsm.clusterStats();')).tokenHeld ? true : undefined;
-      });
+      await takeToken(x, word);
       await x.run(`return dsm.transaction((tx) => tx.alloc(4096, { model: 'sequential' }));`);
       for (const n of [y, z]) await until('the commit held', 20_000, async () => (n.stderr.includes(HELD) ? true : undefined));
 

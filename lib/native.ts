@@ -39,6 +39,7 @@ export const Counter = {
   sentByFault: 15,
   servedByChannel: 16,
   leaseAlarms: 17,
+  refusedFaults: 18,
 } as const;
 
 /** Order of native/page_table.h. */
@@ -167,6 +168,12 @@ export interface NativeAddon {
   interruptApp(): void;
   /** Service: reports a page whose only up-to-date copy is gone. */
   markLost(page: number): void;
+  /**
+   * Service: nothing can be fetched for a transaction now (no quorum, or joining again).
+   * On, the live transaction is doomed and its faults on pages not here get scratch memory
+   * instead of waiting; returns how many waiting faults it woke.
+   */
+  refuseRunFaults(on: boolean): number;
   /** App: the lost page number, or -1. */
   takeLost(): number;
   /** App, inside a transaction: pages that take `model` (native PageModel) when it commits. */

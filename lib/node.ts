@@ -380,7 +380,7 @@ export class DsmNode extends EventEmitter {
     return {
       nodeId: this.nodeId,
       globalTime: this.globalTime,
-      faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations'), writeAhead: n('writeAhead'), writeAheadUnused: n('writeAheadUnused'), answeredByChannel: n('answeredByChannel'), sentByFault: n('sentByFault'), servedByChannel: n('servedByChannel') },
+      faults: { read: n('readFaults'), write: n('writeFaults'), service: n('serviceFaults'), violations: n('violations'), writeAhead: n('writeAhead'), writeAheadUnused: n('writeAheadUnused'), answeredByChannel: n('answeredByChannel'), sentByFault: n('sentByFault'), servedByChannel: n('servedByChannel'), refused: n('refusedFaults') },
       transactions: { begun: n('begins'), committed: n('commits'), aborted: n('aborts'), retried: this.runner.retries, heldFromStart: this.runner.heldFromStart },
       pages,
       models: { transactional: byModel[0], local: byModel[1], sequential: byModel[2], migratory: byModel[3] },

@@ -27,6 +27,12 @@ export interface DsmStats {
     sentByFault: number;
     /** Other nodes' page requests this node answered natively, on their data channels (no JavaScript on this node). */
     servedByChannel: number;
+    /**
+     * Faults of a transaction on pages not here while this node had no quorum (or was joining
+     * again): no page was fetched; the run was given scratch memory, not committed, and the
+     * transaction rejected with ERR_DSM_PARTITIONED instead of waiting for the cut to heal.
+     */
+    refused: number;
   };
   /**
    * `heldFromStart`: transactions that ran holding the commit token from their first run,

@@ -96,7 +96,8 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       if (!may) {
         lock_.Unlock();
         stats_.Inc(kServiceFaults);
-        if (!ring_.PostAndWait(page, write || exclusive ? uint32_t(kRequestWrite) : 0u)) {
+        const uint32_t inRun = active_.load(std::memory_order_relaxed) ? uint32_t(kRequestInRun) : 0u;
+        if (!ring_.PostAndWait(page, (write || exclusive ? uint32_t(kRequestWrite) : 0u) | inRun)) {
           Fatal("the page is not present on this node and the service thread is not running", page, 0);
         }
         if (!Lock()) Fatal("re-entered page-table lock", page, 0);
@@ -120,6 +121,18 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       break;
     }
     if (s == kInvalid) {
+      const bool inRun = active_.load(std::memory_order_relaxed);
+      if (inRun && doomed_.load(std::memory_order_acquire) && refuseRunFaults_.load(std::memory_order_acquire)) {
+        // Nothing can be fetched for this run (RefuseRunFaults): it works on scratch memory
+        // until it ends, and is not committed. The page stays invalid.
+        const bool again = scratch_.Contains(page);
+        if (again ? mprotect(region_.AppPage(page), region_.pageSize(), PROT_READ | PROT_WRITE) == 0 : region_.MapScratch(page)) {
+          scratch_.Add(page);
+          stats_.Inc(kRefusedFaults);
+          break;
+        }
+        // Out of memory areas: it waits, as any fault.
+      }
       // A page another node holds, not the next of a scan: ask its owner now, over the data
       // channel, while the service wakes (fault_routes.h). Version 0 (never written: the
       // service makes it here) and the first fault after a wait (the answer did not make
@@ -138,7 +151,7 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
         return static_cast<const Dsm*>(self)->pt_.state(p) != kInvalid;
       };
       bool early = false;
-      if (!ring_.PostAndWait(page, (write ? uint32_t(kRequestWrite) : 0u) | (reqId ? uint32_t(kRequestSent) : 0u), reqId,
+      if (!ring_.PostAndWait(page, (write ? uint32_t(kRequestWrite) : 0u) | (reqId ? uint32_t(kRequestSent) : 0u) | (inRun ? uint32_t(kRequestInRun) : 0u), reqId,
                              reqId ? arrived : nullptr, this, &early)) {
         Fatal("the page is not present on this node and the service thread is not running "
               "(was the node closed while a read was in progress?)",
@@ -564,6 +577,16 @@ bool Dsm::DoomCause(uint32_t* page, uint16_t* node) const {
   *page = uint32_t(c >> 16);
   *node = uint16_t(c & 0xffff);
   return true;
+}
+
+uint32_t Dsm::RefuseRunFaults(bool on) {
+  refuseRunFaults_.store(on, std::memory_order_release);
+  if (!on) return 0;
+  Lock();
+  // Doomed before the waiting faults wake: each then sees the run doomed and refused.
+  if (live_.load(std::memory_order_acquire)) doomed_.store(true, std::memory_order_release);
+  lock_.Unlock();
+  return ring_.CompleteFlagged(kRequestInRun);
 }
 
 void Dsm::MarkLost(uint32_t page) {

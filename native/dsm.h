@@ -219,6 +219,14 @@ class Dsm {
   // Signal handler on the app thread (lease_alarm.h): the lease ran out, unless it was
   // renewed since the alarm was set. Fences as Fence(true) does; async-signal-safe.
   void FenceOnAlarm();
+  // Service: this node cannot fetch for a transaction (no quorum, or removed and joining
+  // again: every commit would be refused). On: the live transaction is doomed, and faults
+  // of a doomed run on pages not here get private scratch memory instead of waiting (as
+  // its touches of non-transactional pages do), so the run ends and the program hears
+  // ERR_DSM_PARTITIONED rather than waiting in a fault until the cut heals. Faults waiting
+  // now are woken. Faults outside transactions still wait. Returns how many were woken.
+  uint32_t RefuseRunFaults(bool on);
+  bool refusingRunFaults() const { return refuseRunFaults_.load(std::memory_order_acquire); }
   // CLOCK_MONOTONIC ms until which the lease runs (SetServingLease); 0: not, INT64_MAX: for good.
   int64_t servingUntilMs() const { return serveUntilMs_.load(std::memory_order_acquire); }
   static int64_t MonotonicMs();
@@ -300,6 +308,7 @@ class Dsm {
   CommitChannel channel_;
   std::atomic<int64_t> lost_{-1};
   std::atomic<int64_t> localTouched_{-1};
+  std::atomic<bool> refuseRunFaults_{false};  // RefuseRunFaults()
   std::atomic<bool> fenced_{false};  // Fence(): sequential and migratory pages wait for the lease
   std::atomic<uint32_t> fencedByAlarm_{0};  // pages FenceOnAlarm took, not yet counted by Fence()
   // Model declarations of the live transaction, and of commits made here not yet taken by

@@ -105,6 +105,18 @@ void RequestRing::Complete(uint32_t ticket) {
   Futex(&s.done, FUTEX_WAKE_PRIVATE, INT_MAX);
 }
 
+uint32_t RequestRing::CompleteFlagged(uint32_t flag) {
+  uint32_t n = 0;
+  for (auto& s : slots_) {
+    if (s.state.load(std::memory_order_acquire) != kTaken || !(s.flags & flag)) continue;
+    uint32_t waiting = 0;
+    if (!s.done.compare_exchange_strong(waiting, 1, std::memory_order_acq_rel)) continue;
+    Futex(&s.done, FUTEX_WAKE_PRIVATE, INT_MAX);
+    n++;
+  }
+  return n;
+}
+
 void RequestRing::FailAll() {
   notifier_.Set(nullptr, nullptr);
   for (auto& s : slots_) {

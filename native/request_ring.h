@@ -14,12 +14,13 @@ namespace dsm {
 struct Request {
   uint32_t ticket;  // the slot and the turn it was taken in (see Take)
   uint32_t page;
-  uint32_t flags;   // kRequestWrite, kRequestSent
+  uint32_t flags;   // kRequestWrite, kRequestSent, kRequestInRun
   uint32_t reqId;   // with kRequestSent: the id of the request the faulting thread sent
 };
 
 // kRequestSent: the faulting thread sent the page request itself (fault_routes.h).
-enum : uint32_t { kRequestWrite = 1, kRequestSent = 2 };
+// kRequestInRun: the fault came from inside a running transaction (Dsm::RefuseRunFaults).
+enum : uint32_t { kRequestWrite = 1, kRequestSent = 2, kRequestInRun = 4 };
 
 class RequestRing {
  public:
@@ -81,6 +82,10 @@ class RequestRing {
     }
     wake(tickets, n);
   }
+  // Wakes the producers of taken, unanswered requests whose flags include `flag`. Returns
+  // how many it woke. A stray wake-up of a later request in a reused slot costs that
+  // request a round, as with Complete.
+  uint32_t CompleteFlagged(uint32_t flag);
   // Consumer, on detach: removes the wake-up and wakes every waiting producer with "no
   // answer"; producers still filling a slot withdraw it when they publish.
   void FailAll();

@@ -273,6 +273,15 @@ Napi::Value MarkLost(const Napi::CallbackInfo& info) {
   app_interrupt::Request();
   return env.Undefined();
 }
+// refuseRunFaults(on: boolean) -> faults woken. On, the live transaction is doomed and
+// interrupted: a run that touches no more pages is stopped as any zombie is.
+Napi::Value RefuseRunFaults(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const bool on = info[0].ToBoolean().Value();
+  const uint32_t woken = AddonEnv::Need(env)->RefuseRunFaults(on);
+  if (on) app_interrupt::Request();
+  return Napi::Number::New(env, woken);
+}
 
 }  // namespace
 
@@ -305,6 +314,7 @@ void DefineServiceCalls(Napi::Env env, Napi::Object exports) {
       {"replyCommit", ReplyCommit},
       {"interruptApp", InterruptApp},
       {"markLost", MarkLost},
+      {"refuseRunFaults", RefuseRunFaults},
   };
   for (const auto& [name, fn] : calls) exports.Set(name, Napi::Function::New(env, fn, name));
 }

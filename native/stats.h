@@ -25,6 +25,7 @@ enum Counter : unsigned {
   kRequestsSentByFault,      // page requests the faulting thread sent itself (fault_routes.h)
   kServedByChannel,          // page requests a data channel's owner end answered itself (ServeCommitted)
   kLeaseAlarms,              // lease alarms that fenced sequential and migratory pages on the app thread (lease_alarm.h)
+  kRefusedFaults,            // faults of a run doomed because nothing could be fetched for it, given scratch memory (Dsm::RefuseRunFaults)
   kCounterCount
 };
 
@@ -34,7 +35,7 @@ inline constexpr const char* kCounterNames[] = {
     "readFaults", "writeFaults", "serviceFaults", "violations", "protectionResets", "shadowRestores",
     "begins",     "commits",     "aborts",        "installs",   "invalidations", "updates",
     "writeAhead", "writeAheadUnused", "answeredByChannel", "sentByFault", "servedByChannel",
-    "leaseAlarms",
+    "leaseAlarms", "refusedFaults",
 };
 static_assert(sizeof(kCounterNames) / sizeof(kCounterNames[0]) == kCounterCount, "a name for every counter");
 

@@ -168,6 +168,12 @@ export class Cluster {
   /** Waits for the token that a lost quorum (or a rejoin) must end (unlessPartitioned). */
   private partitionWaiters = new Set<(e: Error) => void>();
   private rejoining = false;
+  /**
+   * Nothing can be fetched for a transaction (no quorum, or joining again): a transaction's
+   * faults are not left waiting until the cut heals (native/dsm.h RefuseRunFaults). Its
+   * commit would be refused anyway.
+   */
+  private refusingFaults = false;
   /** For `dsm stats`. */
   statsForClient?: () => unknown;
   /** A page server's store of every commit (lib/pageserver/feed.ts); absent on other nodes. */
@@ -295,7 +301,14 @@ export class Cluster {
 
   /** Tells the app thread how many pages are lost and whether it may commit (messages.ts `Status`). */
   publishStatus(): void {
-    this.ev.status(this.membership.lostPages.size, this.lease.partitioned || this.rejoining);
+    const refusing = this.lease.partitioned || this.rejoining;
+    this.ev.status(this.membership.lostPages.size, refusing);
+    // Published first: a run woken from its fault ends doomed, and its next attempt reads
+    // the status and rejects with ERR_DSM_PARTITIONED.
+    if (refusing !== this.refusingFaults) {
+      this.refusingFaults = refusing;
+      this.native.refuseRunFaults(refusing);
+    }
   }
 
   /**
@@ -357,9 +370,11 @@ export class Cluster {
 
   // ---- the app's requests (service.ts) ----
 
-  /** `sent`: the id of the request the faulting thread sent itself (0: none). */
-  fetch(slot: number, page: number, write: boolean, sent = 0): void {
-    if (this.sequential.handles(page)) this.sequential.fault(slot, page, write);
+  /** `sent`: the id of the request the faulting thread sent itself (0: none); `inRun`: the fault is a transaction's. */
+  fetch(slot: number, page: number, write: boolean, sent = 0, inRun = false): void {
+    // Posted as the refusal began: dooms the run (again) and wakes this fault with the rest.
+    if (inRun && this.refusingFaults) this.native.refuseRunFaults(true);
+    else if (this.sequential.handles(page)) this.sequential.fault(slot, page, write);
     else this.pager.fetch(slot, page, sent);
   }
 

@@ -124,7 +124,7 @@ export class Service {
       if (data.length) this.cluster.dataReceived(data);
     }
     // (ticket, page, flags, request id): flags 1 a write, 2 the faulting thread sent the
-    // request itself (native/fault_routes.h), with that id.
+    // request itself (native/fault_routes.h), with that id, 4 a transaction's fault.
     const reqs = this.native.takeRequests();
     for (let i = 0; i < reqs.length; i += 4) {
       const slot = reqs[i];
@@ -134,7 +134,7 @@ export class Service {
           this.resolveLocally(page);
           this.native.completeRequest(slot);
         } else {
-          this.cluster.fetch(slot, page, (reqs[i + 2] & 1) !== 0, (reqs[i + 2] & 2) !== 0 ? reqs[i + 3] : 0);
+          this.cluster.fetch(slot, page, (reqs[i + 2] & 1) !== 0, (reqs[i + 2] & 2) !== 0 ? reqs[i + 3] : 0, (reqs[i + 2] & 4) !== 0);
         }
       } catch (e) {
         this.log('error', `resolving a fault on page ${page} failed: ${(e as Error).message}`);

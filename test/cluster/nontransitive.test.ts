@@ -76,9 +76,7 @@ describe.skipIf(unavailable !== undefined)('a non-transitive partition', () => {
         const before = await Promise.all(nodes.map(progress));
         const t0 = Date.now();
         h.isolate(x, z);
-        // One of the two is removed: y's configuration lists the two others. (Asked of y: the
-        // removed node's app thread may wait in a fault on a page the cut holds until it
-        // heals, and then answers nothing.)
+        // One of the two is removed: y's configuration lists the two others.
         const members = () => y.run<number[]>('return (await dsm.clusterStats()).members;');
         const removed = await until('one side of the cut removed', 60_000, async () => {
           const m = await members();
@@ -94,6 +92,10 @@ describe.skipIf(unavailable !== undefined)('a non-transitive partition', () => {
         // While cut off from a member, it does not join again (it did at once, through y,
         // and was removed again, over and over).
         expect(await members()).toEqual([y.nodeId, kept.nodeId].sort((a, b) => a - b));
+        // Its transactions are refused, none left waiting in a fault on a page across the cut
+        // (the app thread answers, and keeps being told ERR_DSM_PARTITIONED).
+        const refused = (await progress(removed)).errors.ERR_DSM_PARTITIONED ?? 0;
+        await until('the removed node refusing its transactions', 60_000, async () => (((await progress(removed)).errors.ERR_DSM_PARTITIONED ?? 0) > refused ? true : undefined));
 
         step('healing the cut; the removed node joins again and commits');
         h.unisolate(x, z);

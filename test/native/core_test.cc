@@ -421,6 +421,65 @@ TEST(service_thread_installs_invalid_page) {
   CloseDsm(d);
 }
 
+TEST(refused_run_faults_end_on_scratch_and_leave_the_page_invalid) {
+  // A node with no quorum: its service takes the fault but can fetch nothing. Refusing
+  // wakes the transaction's fault onto scratch memory, and the page is untouched after.
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  d->ring().SetNotifier([](void*) {}, nullptr);
+  d->Invalidate(7, 3, 2);
+  d->Invalidate(9, 3, 2);
+  std::atomic<bool> stop{false}, answer{false}, quorum{false};
+  std::atomic<uint32_t> inRunTaken{0}, woken{0};
+  std::thread service([&] {
+    d->SetServiceThread(pthread_self(), true);
+    while (!stop) {
+      Request r[4];
+      uint32_t n = d->ring().Take(r, 4);
+      for (uint32_t k = 0; k < n; k++) {
+        if ((r[k].flags & kRequestInRun) && !quorum) {
+          inRunTaken++;
+          woken += d->RefuseRunFaults(true);  // as cluster.ts does once the quorum is gone
+          continue;
+        }
+        while (!answer) sched_yield();  // a fault outside a transaction waits for its page
+        uint8_t page[4096];
+        memset(page, 0x5a, sizeof page);
+        d->Install(r[k].page, page, 3, 2);
+        d->ring().Complete(r[k].ticket);
+      }
+      if (!n) sched_yield();
+    }
+  });
+  volatile uint8_t* app = d->region().app();
+  d->Begin();
+  CHECK(app[7 * 4096 + 1] == 0);  // scratch, not the page
+  CHECK(inRunTaken == 1 && woken == 1);
+  CHECK(d->doomed());
+  app[7 * 4096 + 1] = 0x33;  // the run's writes land in its scratch
+  const uint64_t asked = d->stats().Get(kServiceFaults);
+  CHECK(app[9 * 4096] == 0);  // doomed and refused: scratch at once, nothing asked
+  CHECK(d->stats().Get(kServiceFaults) == asked);
+  CHECK(d->stats().Get(kRefusedFaults) == 2);
+  d->End();
+  d->Abort();
+  CHECK(d->pages().state(7) == kInvalid && d->pages().state(9) == kInvalid);
+  // Outside a transaction a fault is not refused: it waits for its page.
+  answer = true;
+  CHECK(app[7 * 4096 + 1] == 0x5a);
+  // The quorum is back: a transaction's fault is answered again.
+  quorum = true;
+  d->RefuseRunFaults(false);
+  d->Begin();
+  CHECK(app[9 * 4096] == 0x5a && !d->doomed());
+  d->End();
+  d->Abort();
+  stop = true;
+  service.join();
+  d->ring().SetNotifier(nullptr, nullptr);
+  CloseDsm(d);
+}
+
 TEST(batched_install_grants_outside_transactions_and_copies_committed) {
   Dsm* d = OpenDsm(16 << 20);
   if (!d) return;

@@ -54,9 +54,10 @@ describe('a transaction waiting in a fault when its node loses the quorum', () =
         { go, word },
       );
       await writer.stop();
+      const t0 = Date.now();
       fs.writeFileSync(go, '');
       const out = await outcome;
-      console.log(`transaction waiting in a fault on a stopped node: ${JSON.stringify(out)}`);
+      console.log(`transaction waiting in a fault on a stopped node: ${JSON.stringify(out)}, ${Date.now() - t0} ms after the stop`);
       // Refused as partitioned, through the fault (not before it: the count says the fault
       // was woken and given scratch memory), and no value read from it was returned.
       expect(out.r).toBe('ERR_DSM_PARTITIONED');

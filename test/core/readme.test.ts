@@ -22,6 +22,6 @@ describe('README', () => {
     const r = await runScript(`(async () => {\n${example}\n})().catch((e) => { console.error('failed:', e); process.exit(1); });`);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^1 \{\s+read: \d+,\s+write: \d+,\s+service: \d+,\s+violations: 0,\s+writeAhead: \d+,\s+writeAheadUnused: \d+,\s+answeredByChannel: 0,\s+sentByFault: 0,\s+servedByChannel: 0\s+\}\n$/);
+    expect(r.stdout).toMatch(/^1 \{\s+read: \d+,\s+write: \d+,\s+service: \d+,\s+violations: 0,\s+writeAhead: \d+,\s+writeAheadUnused: \d+,\s+answeredByChannel: 0,\s+sentByFault: 0,\s+servedByChannel: 0,\s+refused: 0\s+\}\n$/);
   });
 });

@@ -384,6 +384,14 @@ TEST(alternating_pages_beyond_max_map_count_complete) {
   CloseDsm(d);
 }
 
+// The service's answer in these tests: the page, filled with 0x5a, at version 3 of node 2.
+static void AnswerWithPattern(Dsm* d, const Request& r) {
+  uint8_t page[4096];
+  memset(page, 0x5a, sizeof page);
+  d->Install(r.page, page, 3, 2);
+  d->ring().Complete(r.ticket);
+}
+
 TEST(service_thread_installs_invalid_page) {
   Dsm* d = OpenDsm(16 << 20);
   if (!d) return;
@@ -396,12 +404,7 @@ TEST(service_thread_installs_invalid_page) {
     while (!stop) {
       Request r[4];
       uint32_t n = d->ring().Take(r, 4);
-      for (uint32_t k = 0; k < n; k++) {
-        uint8_t page[4096];
-        memset(page, 0x5a, sizeof page);
-        d->Install(r[k].page, page, 3, 2);
-        d->ring().Complete(r[k].ticket);
-      }
+      for (uint32_t k = 0; k < n; k++) AnswerWithPattern(d, r[k]);
       if (!n) sched_yield();
     }
   });
@@ -443,10 +446,7 @@ TEST(refused_run_faults_end_on_scratch_and_leave_the_page_invalid) {
           continue;
         }
         while (!answer) sched_yield();  // a fault outside a transaction waits for its page
-        uint8_t page[4096];
-        memset(page, 0x5a, sizeof page);
-        d->Install(r[k].page, page, 3, 2);
-        d->ring().Complete(r[k].ticket);
+        AnswerWithPattern(d, r[k]);
       }
       if (!n) sched_yield();
     }

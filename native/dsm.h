@@ -226,7 +226,6 @@ class Dsm {
   // ERR_DSM_PARTITIONED rather than waiting in a fault until the cut heals. Faults waiting
   // now are woken. Faults outside transactions still wait. Returns how many were woken.
   uint32_t RefuseRunFaults(bool on);
-  bool refusingRunFaults() const { return refuseRunFaults_.load(std::memory_order_acquire); }
   // CLOCK_MONOTONIC ms until which the lease runs (SetServingLease); 0: not, INT64_MAX: for good.
   int64_t servingUntilMs() const { return serveUntilMs_.load(std::memory_order_acquire); }
   static int64_t MonotonicMs();

@@ -76,6 +76,7 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
         const bool again = scratch_.Contains(page);
         if (again ? mprotect(region_.AppPage(page), region_.pageSize(), PROT_READ | PROT_WRITE) == 0 : region_.MapScratch(page)) {
           scratch_.Add(page);
+          if (refuseRunFaults_.load(std::memory_order_acquire)) stats_.Inc(kRefusedFaults);
           break;
         }
         // Out of memory areas: the page is touched as any other.

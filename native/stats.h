@@ -25,7 +25,7 @@ enum Counter : unsigned {
   kRequestsSentByFault,      // page requests the faulting thread sent itself (fault_routes.h)
   kServedByChannel,          // page requests a data channel's owner end answered itself (ServeCommitted)
   kLeaseAlarms,              // lease alarms that fenced sequential and migratory pages on the app thread (lease_alarm.h)
-  kRefusedFaults,            // faults of a run doomed because nothing could be fetched for it, given scratch memory (Dsm::RefuseRunFaults)
+  kRefusedFaults,            // faults of a doomed run given scratch memory while nothing could be fetched for a transaction (Dsm::RefuseRunFaults)
   kCounterCount
 };
 

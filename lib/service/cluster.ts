@@ -193,7 +193,10 @@ export class Cluster {
     this.links = new Links({
       message: (from, type, payload) => this.dispatch(from, type, payload),
       lost: (id, reason) => this.membership.lost(id, reason),
-      bound: (id) => this.lease.ping(id),
+      bound: (id) => {
+        this.lease.ping(id);
+        this.sequential.linkBound(id);
+      },
       isMember: (id) => this.members.has(id),
       me: () => this.id,
     });

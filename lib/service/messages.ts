@@ -121,4 +121,9 @@ export interface ServiceStats {
    * node can still lose those pages.
    */
   backupsCatchingUp: number[];
+  /**
+   * This node has no quorum, or was removed and is joining again: its transactions are
+   * refused with ERR_DSM_PARTITIONED until that ends.
+   */
+  partitioned: boolean;
 }

@@ -394,6 +394,12 @@ export class Sequential implements ModelProtocol {
     });
   }
 
+  /** A connection to member `id` was bound again: what may have gone down with the one before is asked again. */
+  linkBound(id: number): void {
+    this.search.linkBound(id);
+    this.invalidations.linkBound(id);
+  }
+
   /**
    * A member left (its configuration applied): it holds no copy to acknowledge any more,
    * and every request of this node's that is still unanswered becomes a search.

@@ -13,8 +13,8 @@ import type { HeldForTest } from './held_for_test';
 import { MODEL_MASK, PageModel } from '../native';
 
 export class Invalidations {
-  /** Invalidations waiting for acknowledgements, by token. */
-  private readonly acks = new Map<number, { waiting: Set<number>; then: () => void }>();
+  /** Invalidations waiting for acknowledgements, by token, with the message (sent again on a new connection). */
+  private readonly acks = new Map<number, { waiting: Set<number>; then: () => void; message: Buffer }>();
   private nextToken = 1;
 
   constructor(
@@ -48,8 +48,8 @@ export class Invalidations {
     if (waiting.size === 0) return then();
     const token = this.nextToken;
     this.nextToken = (this.nextToken + 1) >>> 0 || 1;
-    this.acks.set(token, { waiting, then });
     const b = encodeInvalidate(page, count, newOwner, token, this.host.generationOf(page));
+    this.acks.set(token, { waiting, then, message: b });
     for (const id of waiting) {
       this.host.counts.invalidationsSent++;
       this.n.links.send(id, Msg.SeqInvalidate, b);
@@ -75,6 +75,17 @@ export class Invalidations {
   /** SeqInvalidateAck. */
   onAck(from: number, p: Buffer): void {
     this.acknowledged(decodeInvalidateAck(p), from);
+  }
+
+  /**
+   * A connection to member `id` was bound again: the invalidations it has not acknowledged
+   * go to it again (one, or its acknowledgement, may have gone down with the connection
+   * before; the write waited for good). Taken twice, an invalidation drops nothing more:
+   * the pages stay busy here until every acknowledgement is in, so no new copy of them was
+   * granted meanwhile, and the second acknowledgement finds nobody waiting.
+   */
+  linkBound(id: number): void {
+    for (const a of this.acks.values()) if (a.waiting.has(id)) this.n.links.send(id, Msg.SeqInvalidate, a.message);
   }
 
   /** A member left: it holds no copy to acknowledge any more. */

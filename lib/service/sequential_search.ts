@@ -193,6 +193,20 @@ export class SequentialSearch {
     }
   }
 
+  /**
+   * A connection to member `id` was bound again: the searches still waiting for its answer
+   * ask it again. The question, or its answer, may have gone down with the connection it
+   * replaces (a member stalled past the failure detector and back, its connections dropped
+   * on both sides but never removed); nothing else asks again, and the fault waited for
+   * good. An owner serves a search asked twice like any request, and answers nobody waits
+   * for any more are dropped (sequential.ts onReply).
+   */
+  linkBound(id: number): void {
+    for (const [page, s] of this.searching) {
+      if (s.waiting.has(id)) this.host.send(id, { page, requester: this.n.id, write: s.write, hops: 0, count: 1, search: true });
+    }
+  }
+
   /** A member left: the searches waiting for its answer wait no more. */
   memberGone(id: number): void {
     for (const [page, s] of [...this.searching]) {

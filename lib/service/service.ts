@@ -192,6 +192,7 @@ export class Service {
       dataChannels: c ? c.dataChannelOwners() : [],
       sequential: c ? { ...c.sequential.counts } : { readFetches: 0, ownershipMoves: 0, invalidationsSent: 0, forwarded: 0, localRefused: 0, searches: 0, pushed: 0, staleReplies: 0, laterReplies: 0 },
       backupsCatchingUp: c ? c.replication.catchingUp() : [],
+      partitioned: this.time[Status.partitioned] !== 0n,
     };
   }
 

@@ -212,6 +212,21 @@ export class Barriers {
     }
   }
 
+  /**
+   * A connection to member `id` was bound again: the arrivals this node sent it (as their
+   * coordinator) go again. The arrival, or the coordinator's answer, may have gone down with
+   * the connection before (the coordinator stalled past the failure detector and back, never
+   * removed), and the round waited for good. An arrival sent twice counts once, and a round
+   * it finds ended is answered again (arrive, late).
+   */
+  linkBound(id: number): void {
+    for (const [name, w] of this.waiting) {
+      if (w.settling || w.sentTo !== id) continue;
+      const a: BarrierArrival = { name, gen: w.gen, parties: w.parties, time: w.time, waiting: true, last: this.last.get(name) };
+      this.n.links.send(id, Msg.BarrierArrive, encode.barrierArrive(a));
+    }
+  }
+
   /** This node was removed from the configuration (it joins again under a new id): its waits fail. */
   removed(): void {
     this.open.clear();

@@ -196,6 +196,7 @@ export class Cluster {
       bound: (id) => {
         this.lease.ping(id);
         this.sequential.linkBound(id);
+        this.barriers.linkBound(id);
       },
       isMember: (id) => this.members.has(id),
       me: () => this.id,

@@ -73,9 +73,7 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       // local page would fail the transaction instead of running it again. So it works on
       // scratch memory of its own until it ends; the page's state stays as it was.
       if (active_.load(std::memory_order_relaxed) && doomed_.load(std::memory_order_acquire)) {
-        const bool again = scratch_.Contains(page);
-        if (again ? mprotect(region_.AppPage(page), region_.pageSize(), PROT_READ | PROT_WRITE) == 0 : region_.MapScratch(page)) {
-          scratch_.Add(page);
+        if (ScratchLocked(page)) {
           if (refuseRunFaults_.load(std::memory_order_acquire)) stats_.Inc(kRefusedFaults);
           break;
         }
@@ -126,9 +124,7 @@ void Dsm::ResolveFault(uint32_t page, bool write) {
       if (inRun && doomed_.load(std::memory_order_acquire) && refuseRunFaults_.load(std::memory_order_acquire)) {
         // Nothing can be fetched for this run (RefuseRunFaults): it works on scratch memory
         // until it ends, and is not committed. The page stays invalid.
-        const bool again = scratch_.Contains(page);
-        if (again ? mprotect(region_.AppPage(page), region_.pageSize(), PROT_READ | PROT_WRITE) == 0 : region_.MapScratch(page)) {
-          scratch_.Add(page);
+        if (ScratchLocked(page)) {
           stats_.Inc(kRefusedFaults);
           break;
         }
@@ -546,6 +542,14 @@ bool Dsm::InvalidateLocked(uint32_t page, uint64_t version, uint16_t owner) {
   pt_.set_owner(page, owner);
   stats_.Inc(kInvalidations);
   return doomed;
+}
+
+bool Dsm::ScratchLocked(uint32_t page) {
+  // Mapped already (a later protection change took its access): writable again.
+  const bool again = scratch_.Contains(page);
+  if (!(again ? mprotect(region_.AppPage(page), region_.pageSize(), PROT_READ | PROT_WRITE) == 0 : region_.MapScratch(page))) return false;
+  scratch_.Add(page);
+  return true;
 }
 
 void Dsm::DropScratchLocked() {

@@ -259,6 +259,9 @@ class Dsm {
   // Takes the access of every sequential and migratory page here (lock held, or this thread
   // interrupted its holder). Returns how many lost it.
   uint32_t FenceLocked();
+  // Puts private scratch memory, readable and writable, under the app view of `page` for
+  // the rest of the live run (lock held). False when it could not (out of memory areas).
+  bool ScratchLocked(uint32_t page);
   // Maps the live transaction's scratch pages back (lock held).
   void DropScratchLocked();
 

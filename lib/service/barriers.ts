@@ -221,9 +221,7 @@ export class Barriers {
    */
   linkBound(id: number): void {
     for (const [name, w] of this.waiting) {
-      if (w.settling || w.sentTo !== id) continue;
-      const a: BarrierArrival = { name, gen: w.gen, parties: w.parties, time: w.time, waiting: true, last: this.last.get(name) };
-      this.n.links.send(id, Msg.BarrierArrive, encode.barrierArrive(a));
+      if (!w.settling && w.sentTo === id) this.n.links.send(id, Msg.BarrierArrive, encode.barrierArrive(this.arrival(name, w)));
     }
   }
 
@@ -258,9 +256,14 @@ export class Barriers {
     const c = this.coordinator();
     w.sentTo = c;
     w.known = [];
-    const a: BarrierArrival = { name, gen: w.gen, parties: w.parties, time: w.time, waiting: true, last: this.last.get(name) };
+    const a = this.arrival(name, w);
     if (c === this.n.id) this.arrive(c, a);
     else if (c >= 0) this.n.links.send(c, Msg.BarrierArrive, encode.barrierArrive(a));
+  }
+
+  /** This node's arrival at the round it waits for, with the last round it knows ended. */
+  private arrival(name: string, w: Waiting): BarrierArrival {
+    return { name, gen: w.gen, parties: w.parties, time: w.time, waiting: true, last: this.last.get(name) };
   }
 
   private answered(a: BarrierAnswer): void {

@@ -116,7 +116,7 @@ export class SequentialSearch {
       this.host.busy.set(page, keep);
     }
     this.host.counts.searches++;
-    for (const id of others) this.host.send(id, { page, requester: n.id, write, hops: 0, count: 1, search: true });
+    for (const id of others) this.ask(id, page, write);
   }
 
   /**
@@ -203,8 +203,13 @@ export class SequentialSearch {
    */
   linkBound(id: number): void {
     for (const [page, s] of this.searching) {
-      if (s.waiting.has(id)) this.host.send(id, { page, requester: this.n.id, write: s.write, hops: 0, count: 1, search: true });
+      if (s.waiting.has(id)) this.ask(id, page, s.write);
     }
+  }
+
+  /** Asks member `id` for `page` as a search: answered by the member itself, never forwarded. */
+  private ask(id: number, page: number, write: boolean): void {
+    this.host.send(id, { page, requester: this.n.id, write, hops: 0, count: 1, search: true });
   }
 
   /** A member left: the searches waiting for its answer wait no more. */

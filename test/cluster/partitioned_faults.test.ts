@@ -24,6 +24,10 @@ const FAST = { heartbeatMs: 100, deadAfterMs: 1000 };
  * whole, which only backups take ('none' has none): the reader's copy is invalidated.
  * Sequential: written outside a transaction, owned by the writer alone.
  */
+/** Waits until `n` says it has no quorum (its transactions are refused). */
+const withoutQuorum = (n: RemoteNode, who: string) =>
+  until(`${who} without a quorum`, 60_000, async () => ((await n.run<{ partitioned: boolean }>('return await dsm.clusterStats();')).partitioned ? true : undefined));
+
 function writePage(writer: RemoteNode, model: 'transactional' | 'sequential'): Promise<number> {
   return model === 'transactional'
     ? writer.run<number>(
@@ -118,7 +122,7 @@ describe('a fetch outside a transaction across a cut', () => {
         await reader.run('globalThis.fetched = dsm.prefetch(args.word * 4, dsm.pageSize).then(() => "ok", (e) => e.code ?? e.message);', { word });
         // Its connection to the writer dropped meanwhile: what it asked, or the answer, may
         // have gone down with it.
-        await until('the reader without a quorum', 60_000, async () => ((await reader.run<{ partitioned: boolean }>('return await dsm.clusterStats();')).partitioned ? true : undefined));
+        await withoutQuorum(reader, 'the reader');
 
         step('the writer runs again: the fetch ends and the page reads as written');
         writer.kill('SIGCONT');
@@ -150,7 +154,7 @@ describe('an owner invalidating a read copy across a cut', () => {
       // A write prefetch on the owner invalidates the read copies first, as its write fault
       // would, while the app thread stays free to say when the quorum is gone.
       await owner.run('globalThis.owned = dsm.prefetch(args.word * 4, dsm.pageSize, { write: true }).then(() => "ok", (e) => e.code ?? e.message);', { word });
-      await until('the owner without a quorum', 60_000, async () => ((await owner.run<{ partitioned: boolean }>('return await dsm.clusterStats();')).partitioned ? true : undefined));
+      await withoutQuorum(owner, 'the owner');
 
       step('the reader runs again: the owner has the page for writing, and the reader sees its write');
       reader.kill('SIGCONT');

@@ -256,55 +256,6 @@ export class Admission {
     }
   }
 
-  /** Members being dialled again after their connection was lost. */
-  private readonly redialing = new Set<number>();
-
-  /**
-   * The connection to member `id` was lost: dial it again until it is back, removed, or
-   * this node closes. Nothing else would: a node cut off and then removed only learns it
-   * was removed (a Removed answer to its Hello) by speaking to a member, so without this it
-   * stays cut off for good once the network heals. Of two members that both still count
-   * each other in, the higher id dials (as joiners do), so they do not race two connections
-   * past each other; a node without a quorum dials everyone it lost, whatever their ids,
-   * since it is the one that must find out whether the cluster went on without it.
-   */
-  redial(id: number): void {
-    const n = this.n;
-    if (this.redialing.has(id)) return;
-    this.redialing.add(id);
-    const me = n.id;
-    void (async () => {
-      try {
-        for (let attempt = 0; ; attempt++) {
-          await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)).unref());
-          const m = n.members.get(id);
-          if (n.closing || n.id !== me || !m || !n.membership.suspects.has(id) || n.links.has(id)) return;
-          if (me < id && !n.lease.partitioned) continue;
-          let c: Connection;
-          try {
-            c = await n.transport.connect(m.address);
-          } catch {
-            continue;
-          }
-          if (n.closing || n.id !== me || !n.members.has(id) || n.links.has(id)) {
-            c.close('not needed');
-            return;
-          }
-          c.send(Msg.Hello, encode.hello({ id: me, address: n.address, joining: false, client: false }));
-          // As if it had said Hello to us (membership.hello); if the cluster removed us, its
-          // answer is Removed, and this node joins again as a new member.
-          n.membership.suspects.delete(id);
-          n.links.bind(id, c);
-          n.recovery.memberBack(id);
-          n.lease.changed();
-          return;
-        }
-      } finally {
-        this.redialing.delete(id);
-      }
-    })();
-  }
-
   /**
    * Admits a joining node: a new configuration with it, made under the token (so a join is
    * ordered with commits), and the state at that configuration's time handed to it.

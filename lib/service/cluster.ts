@@ -3,6 +3,7 @@
 // from message type to handler. Each responsibility lives in its own file:
 //   links.ts          connections to members, queued frames, send and broadcast
 //   admission.ts      Hello routing, joining, admitting joiners under the token
+//   redial.ts         dialling members again: a connection that ended, a suspect
 //   membership.ts     the numbered configuration (members, lost pages) and the quorum rule
 //   lease.ts          the commit lease: no quorum hears us, no commits
 //   commits.ts        the commit path (token, lent token, commit ring) and applying commits
@@ -27,6 +28,7 @@ import { encode, LOST_OWNER, type Member, Msg, NO_NODE } from './protocol';
 import { CommitToken } from './token';
 import type { Connection, Transport } from './transport';
 import { Admission } from './admission';
+import { Redial } from './redial';
 import { Barriers } from './barriers';
 import { Commits, Partitioned } from './commits';
 import { DataChannels } from './data_channels';
@@ -154,6 +156,7 @@ export class Cluster {
   readonly links: Links;
   readonly membership: Membership;
   readonly admission: Admission;
+  readonly redial: Redial;
   readonly commits: Commits;
   readonly replication: Replication;
   readonly durableReads: DurableReads;
@@ -212,6 +215,7 @@ export class Cluster {
     this.recovery = new Recovery(this);
     this.leaving = new Leaving(this);
     this.admission = new Admission(this);
+    this.redial = new Redial(this);
     this.barriers = new Barriers(this);
     this.token = new CommitToken({
       me: () => this.id,

@@ -7,6 +7,7 @@
 // lost, and the quorum rule that decides which side of a partition may go on.
 import { type ConfigChange, decode, encode, LOST_OWNER, type Member, Msg } from './protocol';
 import type { Connection } from './transport';
+import { mayStillLive } from './redial';
 import type { Cluster } from './cluster';
 
 /**
@@ -166,7 +167,10 @@ export class Membership {
     c.close('removed');
   }
 
-  /** The connection to `id` closed: suspect it; a recovery decides whether it is removed. */
+  /**
+   * The connection to `id` closed, or is given up: a connection that ended while its peer
+   * may live is dialled again first (redial.ts); otherwise the member is suspected.
+   */
   lost(id: number, reason: string): void {
     const n = this.n;
     if (n.closing || !this.members.has(id) || id === n.id) return;
@@ -178,13 +182,21 @@ export class Membership {
       n.token.dropQueued(id);
       return;
     }
+    if (!this.suspects.has(id) && mayStillLive(reason)) n.redial.afterClose(id, reason);
+    else this.suspect(id, reason);
+  }
+
+  /** Member `id` is lost to this node: a recovery decides whether it is removed. */
+  suspect(id: number, reason: string): void {
+    const n = this.n;
+    if (n.closing || !this.members.has(id) || id === n.id) return;
     if (!this.suspects.has(id)) n.ev.log('warn', `lost node ${id} (${reason})`);
     this.suspects.add(id);
     n.token.dropQueued(id);
     n.data.drop(id);
     n.lease.changed();
     n.recovery.suspect();
-    n.admission.redial(id);
+    n.redial.whileSuspected(id);
   }
 
   /**

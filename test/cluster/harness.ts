@@ -176,7 +176,7 @@ export class Harness {
         const exit = n.proc.exitCode ?? n.proc.signalCode;
         // Asked from inside the node's process: a node in a network namespace of its own
         // (netns.ts) is not reachable from this one.
-        const ask = () => n.run<unknown>('return (await require(args.client).fetchStats((dsm ?? ps).address, args.secret, 3000)).protocol;', { client: STATS_CLIENT, secret: SECRET });
+        const ask = () => protocolState(n);
         const late = () => new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the process did not answer within 4 s')), 4000).unref());
         const state = exit === null && n.address ? await Promise.race([ask(), late()]).then((p) => JSON.stringify(p), (e: Error) => `(no state: ${e.message})`) : '';
         return (
@@ -225,6 +225,14 @@ export class Harness {
  * another's commit only once it arrives (read-only transactions ask nobody), so tests that
  * read on one node what another wrote settle first.
  */
+/**
+ * A node's protocol state (token, epoch, suspects, connections: lib/service/cluster.ts
+ * debugState), asked from inside its process over the stats connection.
+ */
+export function protocolState<T = Record<string, unknown>>(n: RemoteNode): Promise<T> {
+  return n.run<T>('return (await require(args.client).fetchStats((dsm ?? ps).address, args.secret, 3000)).protocol;', { client: STATS_CLIENT, secret: SECRET });
+}
+
 export async function settle(nodes: RemoteNode[]): Promise<void> {
   const times = await Promise.all(nodes.map((n) => n.run<number>('return dsm.globalTime;')));
   const t = Math.max(...times);

@@ -26,6 +26,7 @@ import path from 'node:path';
 import { afterEach, describe, it } from 'vitest';
 import { Harness } from '../cluster/harness';
 import { NetnsHarness, netnsUnavailable } from '../cluster/netns';
+import { socketsUnavailable } from '../cluster/sockets';
 import { assertValid, drawPlan, type PlanOptions, replayHint, runPlan, seedFromEnv, summary } from './workload';
 
 const ALL = process.env.DSM_FAULT_TESTS === 'all';
@@ -48,6 +49,10 @@ interface Schedule {
   netns?: boolean;
   /** Environment of every process the run starts (test hooks). */
   env?: Record<string, string>;
+  /** Ends connections from outside (fault 'reset'; needs root). */
+  sockets?: boolean;
+  /** Nobody may be removed: every node ends the run under the id it started with. */
+  keepsMembers?: boolean;
 }
 
 const schedules: Schedule[] = [
@@ -110,6 +115,9 @@ const schedules: Schedule[] = [
   // removed (the nodes are a majority of the voters) and must join again and catch up.
   { name: "the page server cut off past the failure detector, 3 nodes, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['partition'], stallMs: [2500, 4000] }, reliable: true, netns: true, cluster: { durability: 'disk' }, pageServer: true, hitPageServer: true },
   { name: 'network partition shorter than the failure detector allows, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['partition'], stallMs: [300, 1000] }, reliable: true, netns: true },
+  // Needs root (ss -K); every process runs on, so no node may be removed, and nothing is excused.
+  { name: 'every connection of a random node reset from outside, again and again, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 1000, faults: ['reset'], stallMs: [1000, 3000] }, reliable: true, sockets: true, keepsMembers: true },
+  { name: "every connection of a random node reset from outside, again and again, 2 nodes, durability 'none'", plan: { nodes: 2, keys: 8, keysPerPage: 2, txnsPerNode: 1000, faults: ['reset'], stallMs: [1000, 3000] }, reliable: true, sockets: true, keepsMembers: true, cluster: { durability: 'none' } },
   { name: 'one fault of any kind, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['kill', 'kill-token-holder', 'stall', 'restart', 'leave'] }, reliable: true },
 ];
 
@@ -117,6 +125,7 @@ const schedules: Schedule[] = [
 // prints replays it: DSM_SEED=<seed> DSM_FAULT_TESTS=all npx vitest run <this file> -t '<name>'.
 const noNetns = netnsUnavailable();
 if (noNetns) console.log(`partition schedules skipped: ${noNetns}`);
+if (socketsUnavailable) console.log(`connection-reset schedules skipped: ${socketsUnavailable}`);
 
 describe(`list-append histories under faults (${replayHint(seed)})`, () => {
   const loopback = new Harness();
@@ -129,6 +138,7 @@ describe(`list-append histories under faults (${replayHint(seed)})`, () => {
   for (const s of schedules) {
     if (!s.reliable && !ALL) continue;
     if (s.netns && noNetns) continue;
+    if (s.sockets && socketsUnavailable) continue;
     const h = s.netns ? namespaces : loopback;
     for (let run = 0; run < RUNS; run++) {
       it(RUNS > 1 ? `${s.name} (seed=${seed + run})` : s.name, async () => {
@@ -156,6 +166,9 @@ describe(`list-append histories under faults (${replayHint(seed)})`, () => {
           throw e;
         } finally {
           for (const [k] of env) delete process.env[k];
+        }
+        if (s.keepsMembers && r.ids.join() !== r.firstIds.join()) {
+          throw new Error(`a node was removed and joined again: ids ${r.firstIds.join(', ')} at the start, ${r.ids.join(', ')} at the end (${replayHint(seed + run)})`);
         }
         // With durability 'replicated' (the default) and one failure, every page's latest
         // version survives on a backup: nothing may be reported lost.

@@ -5,16 +5,19 @@
 import path from 'node:path';
 import fc from 'fast-check';
 import { type Harness, type RemoteNode, settle } from '../cluster/harness';
+import { endConnectionsOf } from '../cluster/sockets';
 import { AHEAD_MS } from '../../lib/service/commit_ring';
 import { type CheckResult, check, describe as explain, type FinalRead, type History, type Op, type Txn } from './checker';
 
 const FIXTURE = path.join(__dirname, 'fixtures/list_append.js');
+/** Fault 'reset': how often the victim's connections are ended. */
+const RESET_EVERY_MS = 100;
 
 /**
  * 'partition': the victim unplugged; 'bridge': the victim and the next process stop reaching
  * each other, both still reach the rest; 'deaf': the victim hears nothing, the rest hear it.
  */
-export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-all' | 'kill-token-holder' | 'stall' | 'stall-two' | 'leave' | 'restart' | 'partition' | 'bridge' | 'deaf';
+export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-all' | 'kill-token-holder' | 'stall' | 'stall-two' | 'leave' | 'restart' | 'partition' | 'bridge' | 'deaf' | 'reset';
 
 export interface Fault {
   kind: FaultKind;
@@ -111,12 +114,16 @@ export interface RunResult {
   result: CheckResult;
   /** What the fault did, for the failure message. */
   faultLog: string[];
-  /** Node process index -> cluster node id. */
+  /** Node process index -> cluster node id, at the end (a node removed and joined again has a new one). */
   ids: number[];
+  /** The same when the nodes had started. */
+  firstIds: number[];
   /** Node processes killed or gone (by index). */
   gone: number[];
   /** Transactions by outcome. */
   counts: { ok: number; failed: number; unknown: number };
+  /** Failed transactions by error code. */
+  failures: Record<string, number>;
   /** Reads whose newest element another node appended: how much the nodes really interleaved. */
   crossNodeReads: number;
   ms: number;
@@ -393,6 +400,24 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         opts.net.undeafen(victim);
         return;
       }
+      case 'reset': {
+        // Every connection of the victim ended from outside, a round every RESET_EVERY_MS
+        // for stallMs, while every process runs on: nobody is suspected (redial.ts).
+        await reached();
+        const at = completed(victim);
+        let ended = 0;
+        let rounds = 0;
+        let finished = false;
+        void victimDone().then(() => (finished = true));
+        for (const until = Date.now() + fault.stallMs; Date.now() < until && !finished; rounds++) {
+          const n = endConnectionsOf(victim.proc.pid!);
+          if (n < 0) throw new Error("fault 'reset': the kernel did not end the sockets (needs root and INET_DIAG_DESTROY)");
+          ended += n;
+          await new Promise((r) => setTimeout(r, RESET_EVERY_MS));
+        }
+        faultLog.push(`ended node ${victim.nodeId}'s connections from outside (${ended} in ${rounds} rounds) for ${fault.stallMs} ms after ${at} completed transactions (${completed(victim)} at the end)`);
+        return;
+      }
       case 'leave':
         await Promise.race([victim.waitForLine((l) => l === 'H left'), victimDone()]);
         if (!victim.lines.includes('H left')) return; // its run failed: reported below
@@ -452,7 +477,10 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   if (excused) faultLog.push(`${excused} transaction(s) of node ${ids0[fault.victim]} acknowledged before it was cut off count as unknown (durability 'none': the commits it made in its last moments in the old configuration are void)`);
   const counts = { ok: 0, failed: 0, unknown: 0 };
   for (const t of history.txns) counts[t.outcome]++;
-  return { plan, history, result: check(history), faultLog, ids: procs.map((p) => p.nodeId), gone: [...gone], counts, crossNodeReads: crossNodeReads(history), ms: Date.now() - t0 };
+  // `H C <seq> <ms> fail <code>` (fixtures/list_append.js): why transactions failed.
+  const failures: Record<string, number> = {};
+  for (const p of procs) for (const l of p.lines) if (l.startsWith('H C ') && l.split(' ')[4] === 'fail') failures[l.split(' ')[5]] = (failures[l.split(' ')[5]] ?? 0) + 1;
+  return { plan, history, result: check(history), faultLog, ids: procs.map((p) => p.nodeId), firstIds: ids0, gone: [...gone], counts, failures, crossNodeReads: crossNodeReads(history), ms: Date.now() - t0 };
 }
 
 /**
@@ -532,7 +560,7 @@ export function summary(r: RunResult): string {
   const lost = r.result.anomalies.some((a) => a.type === 'lost-write') ? `; lost writes: ${lostBy(false)} by survivors, ${lostBy(true)} by nodes that died or left` : '';
   return (
     `${replayHint(plan.seed)}: ${plan.nodes} nodes, ${plan.keys} keys (${plan.keysPerPage} per page), fault ${plan.fault.kind}; ` +
-    `${r.counts.ok} ok, ${r.counts.failed} failed, ${r.counts.unknown} unknown in ${r.ms} ms, ${r.crossNodeReads} reads of another node's append; process -> node id ${r.ids.join(',')}${lost}` +
+    `${r.counts.ok} ok, ${r.counts.failed} failed${Object.keys(r.failures).length ? ` (${Object.entries(r.failures).map(([c, k]) => `${c} ${k}`).join(', ')})` : ''}, ${r.counts.unknown} unknown in ${r.ms} ms, ${r.crossNodeReads} reads of another node's append; process -> node id ${r.ids.join(',')}${lost}` +
     (r.faultLog.length ? `\n  ${r.faultLog.join('\n  ')}` : '')
   );
 }

@@ -130,6 +130,15 @@ export const Msg = {
    * new member, which hands it the cluster's state whole (commits.ts onResendGone).
    */
   ResendGone: 63,
+  /**
+   * The last sender of the token -> the member it went to, when their connection is bound
+   * again (the token may have gone down with the old one): u32 generation | u32 hops of the
+   * token sent. Answered TokenMissing (same payload) if that token never arrived, and the
+   * sender sends it again (token.ts). A frame of the old connection is never read once the
+   * new one is bound, so a token said missing can no longer arrive.
+   */
+  TokenCheck: 64,
+  TokenMissing: 65,
 } as const;
 
 export const NO_NODE = 0xffff;
@@ -183,6 +192,12 @@ export interface ModelRun {
   model: number;
   owner: number;
   generation: number;
+}
+
+/** Which token a TokenCheck or TokenMissing names: its generation and how many transfers it had made when sent. */
+export interface TokenSent {
+  generation: number;
+  hops: number;
 }
 
 /** Token: u32 generation | u32 hops (transfers so far) | u64 time | u32 ln count, then u16 id, u32 seq | u32 queue count, then u16 ids | members as in JoinAccept. */
@@ -337,6 +352,7 @@ export const encode = {
     return writeIdentity(w, j.identity).done();
   },
   tokenRequest: (id: number, seq: number) => new WireWriter().u16(id).u32(seq).done(),
+  tokenSent: (t: TokenSent) => new WireWriter().u32(t.generation).u32(t.hops).done(),
   token(t: TokenState): Buffer {
     const w = new WireWriter().u32(t.generation).u32(t.hops).u64(t.time);
     seqMap(w, t.ln);
@@ -556,6 +572,12 @@ export const decode = {
     const e = r.u32();
     r.end();
     return e;
+  },
+  tokenSent(b: Buffer): TokenSent {
+    const r = new WireReader(b);
+    const t = { generation: r.u32(), hops: r.u32() };
+    r.end();
+    return t;
   },
   barrierArrive: decodeBarrierArrive,
   barrierAnswer: decodeBarrierAnswer,

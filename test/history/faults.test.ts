@@ -156,19 +156,23 @@ describe(`list-append histories under faults (${replayHint(seed)})`, () => {
             const warnings = h.nodes.flatMap((n, i) => n.stderr.split('\n').filter((l) => l.includes('DSM_')).map((l) => `  process ${i} (node ${n.nodeId}): ${l}`));
             (e as Error).message += `\nservice warnings:\n${warnings.join('\n')}`;
           }
-          // DSM_KEEP_STDERR=<dir> keeps each node's whole stderr (with NODE_DEBUG=dsm: every message).
+          if (process.env.DSM_KEEP_STDERR) (e as Error).message += `\nstderr of every node in ${process.env.DSM_KEEP_STDERR}`;
+          throw e;
+        } finally {
+          for (const [k] of env) delete process.env[k];
+          // DSM_KEEP_STDERR=<dir> keeps each node's whole stderr, of every run (with NODE_DEBUG=dsm: every message).
           const dir = process.env.DSM_KEEP_STDERR;
           if (dir) {
             fs.mkdirSync(dir, { recursive: true });
             h.nodes.forEach((n, i) => fs.writeFileSync(path.join(dir, `seed-${seed + run}-process-${i}.log`), n.stderr));
-            (e as Error).message += `\nstderr of every node in ${dir}`;
           }
-          throw e;
-        } finally {
-          for (const [k] of env) delete process.env[k];
         }
-        if (s.keepsMembers && r.ids.join() !== r.firstIds.join()) {
-          throw new Error(`a node was removed and joined again: ids ${r.firstIds.join(', ')} at the start, ${r.ids.join(', ')} at the end (${replayHint(seed + run)})`);
+        if (s.keepsMembers) {
+          if (r.ids.join() !== r.firstIds.join()) throw new Error(`a node was removed and joined again: ids ${r.firstIds.join(', ')} at the start, ${r.ids.join(', ')} at the end (${replayHint(seed + run)})`);
+          // Nor did anything need a recovery: a token lost with a connection is sent again
+          // when it is bound again, not found by a recovery after 8 s without it.
+          const recoveries = h.nodes.flatMap((n) => n.stderr.split('\n').filter((l) => /recovering from the loss|looking for the token/.test(l)).map((l) => `  node ${n.nodeId}: ${l}`));
+          if (recoveries.length) throw new Error(`a recovery ran though every process ran on (${replayHint(seed + run)}):\n${recoveries.join('\n')}`);
         }
         // With durability 'replicated' (the default) and one failure, every page's latest
         // version survives on a backup: nothing may be reported lost.

@@ -216,6 +216,7 @@ export class Cluster {
       },
       isMember: (id) => this.members.has(id),
       me: () => this.id,
+      warn: (m) => ev.log('warn', m),
     });
     this.lease = new Lease(this);
     this.commits = new Commits(this);
@@ -355,7 +356,7 @@ export class Cluster {
     this.barriers.removed();
     // Frames queued for members we were not connected to go too: they speak under the old
     // id, and a member that is one again after the join would read them as lies.
-    for (const id of new Set([...this.links.connected(), ...this.links.queuedFor()])) this.links.drop(id, 'rejoining');
+    this.links.dropAll('rejoining');
     for (const id of this.members.keys()) this.data.drop(id);
     this.membership.adopt(0, 0, []);
     const attempt = (): void => {
@@ -385,7 +386,7 @@ export class Cluster {
       handle(this, from, payload);
     } catch (e) {
       this.ev.log('warn', `bad message of type ${type} from node ${from}: ${(e as Error).message}; closing the connection`);
-      this.links.drop(from, 'protocol');
+      this.links.close(from, 'protocol');
       this.membership.lost(from, 'protocol');
     }
   }

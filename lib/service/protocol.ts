@@ -139,6 +139,17 @@ export const Msg = {
    */
   TokenCheck: 64,
   TokenMissing: 65,
+  /**
+   * The session between two members (links.ts): frames are numbered per member from the
+   * first connection on, kept until acknowledged, and sent again on a new connection.
+   * Resume, the first frame on every connection bound to a member: u64 how many of its
+   * frames this node has handled. Ack, now and then: the same count. Skip: u64 the number
+   * of the next frame that will come (those before it were given up: links.ts QUEUED_MAX_BYTES).
+   * None of the three is numbered itself.
+   */
+  Resume: 66,
+  Ack: 67,
+  Skip: 68,
 } as const;
 
 export const NO_NODE = 0xffff;

@@ -61,7 +61,7 @@ describe('links', () => {
     cleanup.push(() => t.close());
     const address = await t.listen();
     const accepted = new Promise<any>((r) => t.once('connection', r));
-    const peer: ChildProcess = spawn(process.execPath, [path.join(__dirname, 'fixtures/transport_peer.js'), address], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const peer: ChildProcess = spawn(process.execPath, [path.join(__dirname, 'fixtures/transport_peer.js'), address, 'session'], { stdio: ['pipe', 'pipe', 'inherit'] });
     const exited = new Promise((r) => peer.on('exit', r));
     cleanup.push(async () => {
       peer.kill('SIGCONT');
@@ -74,6 +74,10 @@ describe('links', () => {
     let allDrained = 0;
     links.onAllDrained(() => allDrained++);
     links.bind(MEMBER, c);
+    // Frames wait for the peer's Resume (the session's first frame): one small frame is
+    // kept until then.
+    links.send(MEMBER, 20, Buffer.alloc(1));
+    while (links.queuedFor().length > 0) await new Promise((r) => setTimeout(r, 5));
     expect(links.backlogged).toBe(false);
     peer.kill('SIGSTOP');
     const chunk = Buffer.alloc(MiB - 64, 3);

@@ -122,9 +122,12 @@ export class Membership {
         const hold = (type: number, payload: Buffer) => {
           bytes += payload.length;
           if (bytes <= AWAIT_HOLD_BYTES) held.push([type, payload]);
-          else if (held.length) {
+          else {
+            // Not dropped: its session keeps them (links.ts), and it sends them again on the
+            // connection it dials next.
             held.length = 0;
-            n.ev.log('warn', `node ${id} sent more than ${AWAIT_HOLD_BYTES} bytes before its configuration arrived here; dropped them`);
+            n.ev.log('warn', `node ${id} sent more than ${AWAIT_HOLD_BYTES} bytes before its configuration arrived here; closed its connection`);
+            c.close('backpressure');
           }
         };
         c.on('message', hold);

@@ -27,8 +27,16 @@ type Kept = [type: number, payload: Buffer, onWritten: (() => void) | undefined]
  * without bound. It catches up on missed commits by asking.
  */
 export const QUEUED_MAX_BYTES = 64 << 20;
-/** How often a member is told how many of its frames were handled (while any come in). */
-const ACK_MS = 20;
+/**
+ * How often a member is told how many of its frames were handled (while any come in), or
+ * sooner, after this many frames or bytes: acknowledgements only let the sender free what
+ * it keeps, and each wakes the sender's service thread. Every 20 ms they cost the commit
+ * rows about 5% (8 in flight, replicated: 28.4k against 30.5k commits/s, medians of 14 runs
+ * each), every 5 ms about 10%; every 100 ms nothing measurable.
+ */
+const ACK_MS = 100;
+const ACK_FRAMES = 4096;
+const ACK_BYTES = 8 << 20;
 
 export interface LinkEvents {
   /** A frame from member `from` (the connection it came on says who sent it). */
@@ -52,9 +60,10 @@ class Session {
   kept: Kept[] = [];
   head = 0;
   keptBytes = 0;
-  /** Frames from the member handled here, and the count last told to it. */
+  /** Frames from the member handled here, the count last told to it, and their bytes since. */
   received = 0;
   told = 0;
+  untoldBytes = 0;
   /** The current connection heard the member's Resume: frames go out as they are sent. */
   resumed = false;
 
@@ -158,6 +167,7 @@ export class Links {
     s.resumed = false;
     c.send(Msg.Resume, count(s.received));
     s.told = s.received;
+    s.untoldBytes = 0;
     if (c.backlogged) this.slow.add(id);
     this.ev.bound(id);
   }
@@ -180,7 +190,9 @@ export class Links {
       return;
     }
     s.received++;
-    if (!this.ackTimer) {
+    s.untoldBytes += payload.length;
+    if (s.received - s.told >= ACK_FRAMES || s.untoldBytes >= ACK_BYTES) this.tell(c, s);
+    else if (!this.ackTimer) {
       this.ackTimer = setTimeout(() => this.tellReceived(), ACK_MS);
       this.ackTimer.unref();
     }
@@ -206,10 +218,14 @@ export class Links {
     this.ackTimer = undefined;
     for (const [id, s] of this.sessions) {
       const c = this.conns.get(id);
-      if (!c || s.received === s.told) continue;
-      c.send(Msg.Ack, count(s.received));
-      s.told = s.received;
+      if (c && s.received !== s.told) this.tell(c, s);
     }
+  }
+
+  private tell(c: Connection, s: Session): void {
+    c.send(Msg.Ack, count(s.received));
+    s.told = s.received;
+    s.untoldBytes = 0;
   }
 
   private unslow(id: number): void {

@@ -40,7 +40,7 @@ export class Admission {
       if (h.client) n.serveClient(c);
       else if (h.data) n.data.accept(c, h.id);
       else if (h.joining) void this.admit(c, h);
-      else n.membership.hello(c, h.id, h.address);
+      else n.membership.hello(c, h.id, h.address, h.to);
     };
     c.on('message', onFirst);
   }
@@ -246,7 +246,7 @@ export class Admission {
     for (let attempt = 0; attempt < 20 && !n.closing && n.members.has(m.id) && !n.links.has(m.id); attempt++) {
       try {
         const c = await n.transport.connect(m.address);
-        c.send(Msg.Hello, encode.hello({ id: n.id, address: n.address, joining: false, client: false }));
+        c.send(Msg.Hello, encode.hello({ id: n.id, address: n.address, joining: false, client: false, to: m.id }));
         n.links.bind(m.id, c);
         return;
       } catch (e) {

@@ -88,7 +88,11 @@ export class ServiceClient {
         onLog('warn', `this node joined the cluster again as node ${m.id}`);
       }
     });
-    this.worker.on('error', (e) => this.failAll(new SystemError(`the service thread failed: ${e.message}`, { cause: e })));
+    this.worker.on('error', (e) => {
+      // Said even when nothing waits: a request made later only learns that the thread is gone.
+      onLog('error', `the service thread failed (a bug): ${e.stack ?? e.message}`);
+      this.failAll(new SystemError(`the service thread failed: ${e.message}`, { cause: e }));
+    });
     this.worker.on('exit', () => {
       this.exited = true;
       // Requests still waiting when the node closes (a barrier, a lock's watch, a wait for a

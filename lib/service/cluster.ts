@@ -139,6 +139,7 @@ const handlers: Record<number, Handler> = {
   [Msg.LeasePing]: (n, from, p) => n.lease.onPing(from, p),
   [Msg.LeaseEcho]: (n, from, p) => n.lease.onEcho(from, p),
   [Msg.Removed]: (n, from, p) => n.membership.onRemoved(from, p),
+  [Msg.Gone]: (n, from, p) => n.membership.onGone(from, p),
   [Msg.Leave]: (n, from, p) => n.leaving.onLeave(from, p),
   [Msg.Handover]: (n, from, p) => n.leaving.onHandover(from, p),
   [Msg.HandoverDone]: (n, from) => n.leaving.onHandoverDone(from),

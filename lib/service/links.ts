@@ -172,19 +172,28 @@ export class Links {
     this.ev.bound(id);
   }
 
+  /**
+   * A frame of member `id` on its connection `c`. Counts that do not fit this session (a bug,
+   * or a peer speaking for another session) close the connection, logged; never thrown, as
+   * frames replayed after a joiner's admission are handled outside the transport's guard.
+   */
   private receive(id: number, c: Connection, type: number, payload: Buffer): void {
     const s = this.session(id);
     if (!s) return;
-    if (type === Msg.Resume) return this.resume(id, c, s, readCount(payload));
-    if (type === Msg.Ack) {
-      const n = readCount(payload);
-      if (n > s.sent) throw new Error(`node ${id} acknowledged ${n} frames of the ${s.sent} sent to it`);
-      s.ack(n);
-      return;
-    }
-    if (type === Msg.Skip) {
-      const n = readCount(payload);
-      if (n < s.received) throw new Error(`node ${id} skipped back to frame ${n} (${s.received} handled)`);
+    if (type === Msg.Resume || type === Msg.Ack || type === Msg.Skip) {
+      let n: number;
+      try {
+        n = readCount(payload);
+      } catch {
+        return this.mismatch(c, `node ${id} sent a malformed session frame (type ${type})`);
+      }
+      if (type === Msg.Resume) return this.resume(id, c, s, n);
+      if (type === Msg.Ack) {
+        if (n > s.sent) return this.mismatch(c, `node ${id} acknowledged ${n} frames of the ${s.sent} sent to it`);
+        s.ack(n);
+        return;
+      }
+      if (n < s.received) return this.mismatch(c, `node ${id} skipped back to frame ${n} (${s.received} handled)`);
       this.ev.warn?.(`node ${id} gave up ${n - s.received} frame(s) it had for this node (more than ${this.queuedMax} bytes waited for a connection)`);
       s.received = n;
       return;
@@ -199,9 +208,14 @@ export class Links {
     this.ev.message(id, type, payload);
   }
 
+  private mismatch(c: Connection, why: string): void {
+    this.ev.warn?.(`${why}; closing the connection`);
+    c.close('protocol');
+  }
+
   /** The member's Resume on connection `c`: send again what it has not handled, then go on. */
   private resume(id: number, c: Connection, s: Session, handled: number): void {
-    if (handled > s.sent) throw new Error(`node ${id} says it handled ${handled} frames of the ${s.sent} sent to it`);
+    if (handled > s.sent) return this.mismatch(c, `node ${id} says it handled ${handled} frames of the ${s.sent} sent to it`);
     if (handled < s.acked) {
       // Given up while it was away (QUEUED_MAX_BYTES): it skips them.
       c.send(Msg.Skip, count(s.acked));

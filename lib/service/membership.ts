@@ -105,9 +105,18 @@ export class Membership {
     }
   }
 
-  /** A member said Hello on a new connection: bind it, or tell it it was removed. */
-  hello(c: Connection, id: number, address: string): void {
+  /**
+   * A member said Hello on a new connection: bind it, or tell it it was removed. `to`: the
+   * member it means to reach; another id is one this node had before it joined again
+   * (Msg.Gone).
+   */
+  hello(c: Connection, id: number, address: string, to?: number): void {
     const n = this.n;
+    if (to !== undefined && to !== n.id) {
+      c.send(Msg.Gone, encode.nodeId(to));
+      c.close('gone');
+      return;
+    }
     if (!this.members.has(id)) {
       // A joiner admitted by another member connects to everyone at once: the configuration
       // that admitted it may still be on its way here. Wait for it (briefly); anyone else is
@@ -262,6 +271,11 @@ export class Membership {
   /** A commit made a lost page new again (tx.discardLost on some node). */
   discarded(page: number): void {
     if (this.lostPages.delete(page)) this.n.publishStatus();
+  }
+
+  /** Gone: the node at member `from`'s address is not `from` any more (it joined again under a new id). */
+  onGone(from: number, payload: Buffer): void {
+    if (decode.nodeId(payload) === from) this.suspect(from, 'the node at its address joined again under a new id');
   }
 
   /** Removed: sent by a member that no longer has us in its configuration. */

@@ -150,6 +150,11 @@ export const Msg = {
   Resume: 66,
   Ack: 67,
   Skip: 68,
+  /**
+   * To a member that dialled this node under an id it had before it joined again (Hello
+   * names the member it means to reach): u16 that id. The dialler suspects it.
+   */
+  Gone: 69,
 } as const;
 
 export const NO_NODE = 0xffff;

@@ -108,7 +108,7 @@ export class Redial {
   /** As if member `id` had said Hello to us (membership.ts hello); if the cluster removed us, its answer is Removed, and this node joins again as a new member. */
   private hello(id: number, c: Connection): void {
     const n = this.n;
-    c.send(Msg.Hello, encode.hello({ id: n.id, address: n.address, joining: false, client: false }));
+    c.send(Msg.Hello, encode.hello({ id: n.id, address: n.address, joining: false, client: false, to: id }));
     n.membership.suspects.delete(id);
     n.links.bind(id, c);
     n.recovery.memberBack(id);

@@ -159,6 +159,34 @@ describe('links', () => {
     expect(got[1]).toEqual(all);
     // Acknowledged in the end: nothing is kept any more.
     while (a.queuedFor().length + b.queuedFor().length > 0) await new Promise((r) => setTimeout(r, 20));
+
+    // Frames past the bound kept for a member without a connection are given up; when it
+    // comes back it is told to skip them (Msg.Skip), and the session goes on after them.
+    ca.lost('cut');
+    const small = new Links(
+      {
+        message: () => undefined,
+        lost: () => undefined,
+        bound: () => undefined,
+        isMember: (id: number) => id === 2,
+        me: () => 1,
+      },
+      64 * 1024,
+    );
+    expect(small.send(2, 20, frame(0))).toBe(true);
+    for (let i = 1; i < 64 && small.send(2, 20, frame(i)); i++);
+    expect(small.queuedFor()).toEqual([]);
+    expect(small.send(2, 20, frame(N + 1))).toBe(true);
+    got[2].length = 0;
+    // The member's side of the session: b, which has handled the N frames of a's session;
+    // `small` has handled none of b's. A new session for this part: b forgets the old one.
+    b.drop(1, 'test');
+    const accepted = new Promise<any>((r) => ta.once('connection', r));
+    const cb = await tb.connect(address);
+    small.bind(2, await accepted);
+    b.bind(1, cb);
+    while (got[2].length < 1) await new Promise<void>((r) => (wake = r));
+    expect(got[2]).toEqual([N + 1]);
   });
 
   it('a backlogged connection closed for backpressure ends a wait for all to drain and no longer counts for its member', async () => {

@@ -130,30 +130,18 @@ export const Msg = {
    * new member, which hands it the cluster's state whole (commits.ts onResendGone).
    */
   ResendGone: 63,
-  /**
-   * The last sender of the token -> the member it went to, when their connection is bound
-   * again (the token may have gone down with the old one): u32 generation | u32 hops of the
-   * token sent. Answered TokenMissing (same payload) if that token never arrived, and the
-   * sender sends it again (token.ts). A frame of the old connection is never read once the
-   * new one is bound, so a token said missing can no longer arrive.
-   */
+  /** The token's last sender -> its addressee on a new connection (token.ts): u32 generation | u32 hops. TokenMissing (same payload): it never arrived. */
   TokenCheck: 64,
   TokenMissing: 65,
   /**
-   * The session between two members (links.ts): frames are numbered per member from the
-   * first connection on, kept until acknowledged, and sent again on a new connection.
-   * Resume, the first frame on every connection bound to a member: u64 how many of its
-   * frames this node has handled. Ack, now and then: the same count. Skip: u64 the number
-   * of the next frame that will come (those before it were given up: links.ts QUEUED_MAX_BYTES).
-   * None of the three is numbered itself.
+   * A member session (links.ts), none of the three numbered itself. Resume, the first frame
+   * on every connection bound to a member, and Ack: u64 how many of its frames this node has
+   * handled. Skip: u64 the number of the next frame (those before it were given up).
    */
   Resume: 66,
   Ack: 67,
   Skip: 68,
-  /**
-   * To a member that dialled this node under an id it had before it joined again (Hello
-   * names the member it means to reach): u16 that id. The dialler suspects it.
-   */
+  /** To a member that dialled an id this node had before it joined again (Hello names it): u16 that id. */
   Gone: 69,
 } as const;
 

@@ -45,7 +45,7 @@ export interface RunOptions {
   cluster?: Record<string, unknown>;
   /** Every node joins through a page server started first (store in a fresh directory). */
   pageServer?: boolean;
-  /** Faults 'partition', 'stall' and 'restart' hit the page server instead (the victim's progress still times them). */
+  /** Faults 'partition', 'stall', 'restart' and 'reset' hit the page server instead (the victim's progress still times them). */
   hitPageServer?: boolean;
   /** Partitions node processes and heals them (faults 'partition', 'bridge', 'deaf'; test/cluster/netns.ts NetnsHarness). */
   net?: {
@@ -316,13 +316,15 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         let rounds = 0;
         let finished = false;
         void victimDone().then(() => (finished = true));
+        // The page server's, with hitPageServer (the victim's progress still times them).
+        const hit = opts.hitPageServer ? pageServer! : victim;
         for (const until = Date.now() + fault.stallMs; Date.now() < until && !finished; rounds++) {
-          const n = endConnectionsOf(victim.proc.pid!);
+          const n = endConnectionsOf(hit.proc.pid!);
           if (n < 0) throw new Error("fault 'reset': the kernel did not end the sockets (needs root and INET_DIAG_DESTROY)");
           ended += n;
           await new Promise((r) => setTimeout(r, RESET_EVERY_MS));
         }
-        faultLog.push(`ended node ${victim.nodeId}'s connections from outside (${ended} in ${rounds} rounds) for ${fault.stallMs} ms after ${at} completed transactions (${completed(victim)} at the end)`);
+        faultLog.push(`ended ${hit === victim ? `node ${hit.nodeId}'s` : `the page server's (node ${hit.nodeId})`} connections from outside (${ended} in ${rounds} rounds) for ${fault.stallMs} ms after ${at} completed transactions of node ${victim.nodeId} (${completed(victim)} at the end)`);
         return;
       }
       case 'leave':

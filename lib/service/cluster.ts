@@ -103,20 +103,8 @@ const handlers: Record<number, Handler> = {
   },
   [Msg.Token]: (n, from, p) => {
     const t = decode.token(p);
-    const took = n.token.onToken(t);
-    if (took === 'void') n.ev.log('warn', `dropped a void token of generation ${t.generation} from node ${from}`);
-    else if (took === 'again') n.ev.log('warn', `dropped a token from node ${from} that arrived here before (generation ${t.generation}, transfer ${t.hops})`);
+    if (!n.token.onToken(t)) n.ev.log('warn', `dropped a void token of generation ${t.generation} from node ${from}`);
     else n.recovery.tokenArrived();
-  },
-  [Msg.TokenCheck]: (n, from, p) => {
-    const t = decode.tokenSent(p);
-    if (n.token.missing(t)) n.links.send(from, Msg.TokenMissing, p);
-  },
-  [Msg.TokenMissing]: (n, from, p) => {
-    const t = n.token.lost(from, decode.tokenSent(p));
-    if (!t) return;
-    n.ev.log('warn', `the token sent to node ${from} went down with a connection that ended; sent it again`);
-    n.links.send(from, Msg.Token, encode.token(t));
   },
   [Msg.Commit]: (n, from, p) => n.commits.onCommit(from, p),
   [Msg.CommitAck]: (n, from, p) => n.replication.onAck(from, p),
@@ -211,7 +199,6 @@ export class Cluster {
       lost: (id, reason) => this.membership.lost(id, reason),
       bound: (id) => {
         this.lease.ping(id);
-        this.token.linkBound(id);
         this.sequential.linkBound(id);
         this.barriers.linkBound(id);
       },
@@ -240,7 +227,6 @@ export class Cluster {
       idle: () => this.commits.maybeLend(),
       reachable: (id) => this.members.has(id) && !this.membership.suspects.has(id),
       requested: (pass) => this.commits.passSoon(pass),
-      checkArrival: (to, t) => this.links.send(to, Msg.TokenCheck, encode.tokenSent(t)),
     });
     this.log = new CommitLog({
       apply: (rec) => this.commits.applyRemote(rec),

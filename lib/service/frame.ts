@@ -21,8 +21,8 @@ import { ProtocolError, ProtocolVersionError } from './transport_errors';
 // 17: DurableQuery and DurableAt.
 // 18: SeqReply, SeqInvalidate and SeqPush carry the generation of the pages they name.
 // 19: ResendGone.
-// 20: member sessions (Resume, Ack, Skip: frames sent again on a new connection), TokenCheck and
-// TokenMissing, Hello naming the member dialled, Gone.
+// 20: member sessions (Resume, Ack, Skip: frames sent again on a new connection), Hello naming
+// the member dialled, Gone.
 export const PROTOCOL_VERSION = 20;
 export const HEADER = 10;
 export const FrameType = {

@@ -130,9 +130,7 @@ export const Msg = {
    * new member, which hands it the cluster's state whole (commits.ts onResendGone).
    */
   ResendGone: 63,
-  /** The token's last sender -> its addressee on a new connection (token.ts): u32 generation | u32 hops. TokenMissing (same payload): it never arrived. */
-  TokenCheck: 64,
-  TokenMissing: 65,
+  // 64 and 65 are unused (a check for a token lost with a connection, made needless by the sessions).
   /**
    * A member session (links.ts), none of the three numbered itself. Resume, the first frame
    * on every connection bound to a member, and Ack: u64 how many of its frames this node has
@@ -196,12 +194,6 @@ export interface ModelRun {
   model: number;
   owner: number;
   generation: number;
-}
-
-/** Which token a TokenCheck or TokenMissing names: its generation and how many transfers it had made when sent. */
-export interface TokenSent {
-  generation: number;
-  hops: number;
 }
 
 /** Token: u32 generation | u32 hops (transfers so far) | u64 time | u32 ln count, then u16 id, u32 seq | u32 queue count, then u16 ids | members as in JoinAccept. */
@@ -356,7 +348,6 @@ export const encode = {
     return writeIdentity(w, j.identity).done();
   },
   tokenRequest: (id: number, seq: number) => new WireWriter().u16(id).u32(seq).done(),
-  tokenSent: (t: TokenSent) => new WireWriter().u32(t.generation).u32(t.hops).done(),
   token(t: TokenState): Buffer {
     const w = new WireWriter().u32(t.generation).u32(t.hops).u64(t.time);
     seqMap(w, t.ln);
@@ -576,12 +567,6 @@ export const decode = {
     const e = r.u32();
     r.end();
     return e;
-  },
-  tokenSent(b: Buffer): TokenSent {
-    const r = new WireReader(b);
-    const t = { generation: r.u32(), hops: r.u32() };
-    r.end();
-    return t;
   },
   barrierArrive: decodeBarrierArrive,
   barrierAnswer: decodeBarrierAnswer,

@@ -2,7 +2,7 @@
 // its next sequence number; the token carries, per node, the last request it served, a
 // FIFO queue of nodes waiting, the global time and the member list. First come, first
 // served, and no messages at all while one node keeps committing.
-import type { Member, TokenSent, TokenState } from './protocol';
+import type { Member, TokenState } from './protocol';
 import { now } from './lease';
 
 export interface TokenLinks {
@@ -17,12 +17,7 @@ export interface TokenLinks {
   reachable(id: number): boolean;
   /** Another node asked for the idle token: `pass` hands it on, now or a little later (commits.ts). */
   requested(pass: () => void): void;
-  /** Asks `to` whether the token sent to it arrived (Msg.TokenCheck). */
-  checkArrival(to: number, t: TokenSent): void;
 }
-
-/** Whether token `a` is `b` or a later one ((generation, hops) only grow along the token's path). */
-const atLeast = (a: TokenSent, b: TokenSent): boolean => a.generation > b.generation || (a.generation === b.generation && a.hops >= b.hops);
 
 export class CommitToken {
   /** Highest request sequence number heard from each node. */
@@ -33,13 +28,8 @@ export class CommitToken {
   private waiters: Array<() => void> = [];
   /** Raised when the token is regenerated after a failure; older tokens are void. */
   generation = 0;
-  /**
-   * The last transfer of the token from here, for recovery (is it in flight to a live
-   * node?), and the token as sent, to send again if it went down with its connection.
-   */
-  lastSent: { to: number; hops: number; t?: TokenState } = { to: 0xffff, hops: 0 };
-  /** The latest token this node has taken (arrived, or regenerated here). */
-  private received: TokenSent = { generation: -1, hops: -1 };
+  /** The last transfer of the token from here, for recovery (is it in flight to a live node?). */
+  lastSent = { to: 0xffff, hops: 0 };
   /** During a recovery, tokens of the current generation wait here until its outcome is known. */
   private arrivals: TokenState[] | undefined;
 
@@ -195,20 +185,14 @@ export class CommitToken {
     for (const t of held) this.onToken(t);
   }
 
-  /**
-   * Returns 'void' when the token is of an older generation than a recovery's, and
-   * 'again' when this node has taken it (or a later one) already: a copy sent again after
-   * a TokenMissing that crossed the original can never be taken twice.
-   */
-  onToken(t: TokenState): 'taken' | 'void' | 'again' {
-    if (t.generation < this.generation) return 'void';
-    if (atLeast(this.received, t)) return 'again';
+  /** Returns false when the token is void (an older generation than a recovery). */
+  onToken(t: TokenState): boolean {
+    if (t.generation < this.generation) return false;
     if (this.arrivals) {
       this.arrivals.push(t);
-      return 'taken';
+      return true;
     }
     this.generation = t.generation;
-    this.received = { generation: t.generation, hops: t.hops };
     this.token = t;
     this.waitingSince = 0;
     const next = this.waiters.shift();
@@ -220,7 +204,7 @@ export class CommitToken {
       this.inUse = false;
       this.release();
     }
-    return 'taken';
+    return true;
   }
 
   /**
@@ -245,28 +229,6 @@ export class CommitToken {
     return t;
   }
 
-  /**
-   * The connection to `id` was bound again. If the token went to it last from here, it may
-   * have gone down with the old connection: ask whether it arrived.
-   */
-  linkBound(id: number): void {
-    const s = this.lastSent;
-    if (s.t && s.to === id && !this.token && s.t.generation >= this.generation) this.links.checkArrival(id, { generation: s.t.generation, hops: s.hops });
-  }
-
-  /** TokenCheck: whether token `t` never arrived here (so it never will: see Msg.TokenCheck). */
-  missing(t: TokenSent): boolean {
-    if (t.generation < this.generation) return false; // void anyway: a recovery replaced it
-    return !atLeast(this.received, t) && !(this.arrivals ?? []).some((a) => atLeast(a, t));
-  }
-
-  /** TokenMissing from `from`: the token sent to it last is lost; returns it to send again, if this node still stands behind it. */
-  lost(from: number, t: TokenSent): TokenState | undefined {
-    const s = this.lastSent;
-    if (!s.t || s.to !== from || s.hops !== t.hops || s.t.generation !== t.generation || this.token || t.generation < this.generation) return undefined;
-    return s.t;
-  }
-
   /** A member we lost contact with: never pass the token to it (it asks again if it comes back). */
   dropQueued(id: number): void {
     if (this.token) this.token.queue = this.token.queue.filter((q) => q !== id);
@@ -279,7 +241,6 @@ export class CommitToken {
     this.arrivals = undefined;
     this.rn.clear();
     this.lastSent = { to: 0xffff, hops: 0 };
-    this.received = { generation: -1, hops: -1 };
     // Waiters (commits) were refused as partitioned; a later acquire asks anew.
     this.waiters = [];
   }
@@ -312,7 +273,7 @@ export class CommitToken {
     const to = t.queue.shift()!;
     this.token = undefined;
     t.hops += 1;
-    this.lastSent = { to, hops: t.hops, t };
+    this.lastSent = { to, hops: t.hops };
     this.links.sendToken(to, t);
   }
 }

@@ -22,6 +22,7 @@
         "native/file_lock.cc",
         "native/file_calls.cc",
         "native/dsm.cc",
+        "native/commit_changes.cc",
         "native/page_installs.cc",
         "native/data_channels.cc",
         "native/models.cc",

@@ -83,10 +83,20 @@ export function headRecord(version: number, data: Uint8Array): Buffer {
  * head record. Throws StoreError when the body is missing or of the wrong length.
  */
 export function joinPage(dir: string, page: number, body: Uint8Array | undefined, head: Uint8Array, into: Uint8Array): void {
+  joinTail(head, into);
+  joinBody(dir, page, body, into);
+}
+
+/** joinPage's first half: the head record's bytes of the page. */
+export function joinTail(head: Uint8Array, into: Uint8Array): void {
+  into.set(head.subarray(8, 8 + TAIL), into.length - TAIL);
+}
+
+/** joinPage's second half: the body's bytes of the page. */
+export function joinBody(dir: string, page: number, body: Uint8Array | undefined, into: Uint8Array): void {
   const n = into.length - TAIL;
   if (!body || body.length !== n) throw new StoreError(`the page store in ${dir} is damaged (page ${page} has no body); restore it from a snapshot`);
   into.set(body.subarray(0, n));
-  into.set(head.subarray(8, 8 + TAIL), n);
 }
 
 export function checkGeometry(g: Geometry): void {
@@ -201,14 +211,32 @@ export interface Dbs {
   head: Database<Uint8Array, number>;
   missing: Database<Uint8Array, number>;
   meta: Database<Uint8Array, string>;
+  /** The same body and head, their values handed out in place (see IN_PLACE): for bulk reads only. */
+  inPlace: { body: Database<Uint8Array, number>; head: Database<Uint8Array, number> };
 }
+
+/**
+ * Values handed out in place instead of copied: a view of LMDB's map (valid while the read
+ * transaction lasts) or of lmdb-js's one shared value buffer (valid until the next read).
+ * For bulk reads that copy each value at once. Copying every page's body into a new Buffer
+ * first was most of a page server's start on a large store: a 256 MiB store read 156-181
+ * ms that way, 42-44 ms in place.
+ */
+const IN_PLACE = {
+  encode: (v: Uint8Array) => v,
+  decode: (b: Uint8Array, size: number) => (b.length === size ? b : b.subarray(0, size)),
+};
+// lmdb's typings leave `encoder` out of a database's options; lmdb reads it there.
+const encoderOption: object = { encoder: IN_PLACE };
 
 function openEnv(dir: string, create: boolean): Dbs {
   const root = open({ path: dir, noSubdir: false, compression: false, overlappingSync: false, noSync: false, pageSize: LMDB_PAGE, maxDbs: 8 });
   const opt = { encoding: 'binary' as const, compression: false, create };
   const db = (name: string) => root.openDB<Uint8Array, number>({ name, keyEncoding: 'uint32', ...opt });
   const meta = root.openDB<Uint8Array, string>({ name: 'meta', ...opt });
-  return { root, body: db('body'), head: db('head'), missing: db('missing'), meta };
+  const inPlaceOpt = { compression: false, create, ...encoderOption };
+  const inPlace = (name: string) => root.openDB<Uint8Array, number>({ name, keyEncoding: 'uint32', ...inPlaceOpt });
+  return { root, body: db('body'), head: db('head'), missing: db('missing'), meta, inPlace: { body: inPlace('body'), head: inPlace('head') } };
 }
 
 /**

@@ -3,7 +3,7 @@
 // server founding the cluster read the store through these.
 import type { Transaction } from 'lmdb';
 import { StoreError } from './errors';
-import { type Dbs, type Geometry, joinPage, u64 } from './store_dir';
+import { type Dbs, type Geometry, joinBody, joinPage, joinTail, u64 } from './store_dir';
 
 /** One page of a consistent view: `data` is null while the store waits for a whole copy of this version. */
 export interface ViewPage {
@@ -71,12 +71,16 @@ export function openStoreView(dbs: Dbs, geometry: Geometry, dir: string): StoreV
       const versions = new Float64Array(batch);
       const data = new Uint8Array(batch * ps);
       let k = 0;
-      const bodies = body.getRange({ transaction: txn })[Symbol.iterator]();
-      for (const { key, value } of head.getRange({ transaction: txn })) {
-        const b = bodies.next();
-        joinPage(dir, key, b.done || b.value.key !== key ? undefined : b.value.value, value, data.subarray(k * ps, (k + 1) * ps));
+      // Values in place (store_dir.ts IN_PLACE): the head may sit in lmdb-js's shared value
+      // buffer, which reading the body overwrites, so it is used first.
+      const bodies = dbs.inPlace.body.getRange({ transaction: txn })[Symbol.iterator]();
+      for (const { key, value } of dbs.inPlace.head.getRange({ transaction: txn })) {
+        const into = data.subarray(k * ps, (k + 1) * ps);
         pages[k] = key;
         versions[k] = u64(value, 0);
+        joinTail(value, into);
+        const b = bodies.next();
+        joinBody(dir, key, b.done || b.value.key !== key ? undefined : b.value.value, into);
         if (++k === batch) {
           fn(pages, versions, data, k);
           k = 0;

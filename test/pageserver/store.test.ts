@@ -295,6 +295,18 @@ describe('page store', () => {
         expect(p.version).toBe(image.get(p.page)!.version);
         expect(Buffer.from(p.data!).equals(Buffer.from(image.get(p.page)!.data))).toBe(true);
       }
+      // batches() (a page server founding from its store) reads the values in place, the
+      // head's bytes from a buffer the body's read reuses: the same pages, whole.
+      const batched: Array<{ page: number; version: number; data: Buffer }> = [];
+      view.batches(7, (pages, versions, data, count) => {
+        for (let i = 0; i < count; i++) batched.push({ page: pages[i], version: versions[i], data: Buffer.from(data.subarray(i * PS, (i + 1) * PS)) });
+      });
+      expect(batched.map((p) => p.page)).toEqual(seen.map((p) => p.page));
+      expect(batched.some((p) => p.data.subarray(PS - 24).some((x) => x !== 0))).toBe(true); // tails are compared too
+      for (const p of batched) {
+        expect(p.version).toBe(image.get(p.page)!.version);
+        expect(p.data.equals(Buffer.from(image.get(p.page)!.data))).toBe(true);
+      }
     } finally {
       view.close();
     }

@@ -120,6 +120,8 @@ export interface NativeAddon {
   completeRequest(slot: number): void;
   install(page: number, data: Uint8Array | null, version: number, owner: number): boolean;
   invalidate(page: number, version: number, owner: number): boolean;
+  /** invalidate() of many pages in one call (one lock hold); true when any doomed the live transaction. */
+  invalidatePages(pages: Uint32Array, versions: Float64Array, owners: Uint16Array): boolean;
   /** Service: the nodes backing this node's commits up (commits carry whole pages they may lack). */
   setBackups(ids: Uint16Array): void;
   /** Applies another node's commit: updates current copies, invalidates the rest. -1: malformed changes, 1: doomed the live transaction. */

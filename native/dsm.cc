@@ -362,6 +362,14 @@ bool Dsm::Invalidate(uint32_t page, uint64_t version, uint16_t owner) {
   return doomed;
 }
 
+bool Dsm::InvalidatePages(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners, uint32_t count) {
+  Lock();
+  bool doomed = false;
+  for (uint32_t i = 0; i < count; i++) doomed = InvalidateLocked(pages[i], versions[i], owners[i]) || doomed;
+  lock_.Unlock();
+  return doomed;
+}
+
 bool Dsm::InvalidateLocked(uint32_t page, uint64_t version, uint16_t owner) {
   // A copy fetched from the committer can arrive before the commit that made it: it is
   // already that version, and whoever read it read the new data.

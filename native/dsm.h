@@ -159,6 +159,10 @@ class Dsm {
   // Marks a page stale after a remote commit. Returns true when that doomed the live
   // transaction (it had read or written the page).
   bool Invalidate(uint32_t page, uint64_t version, uint16_t owner);
+  // Invalidate() of `count` pages in one lock hold (a joiner taking the cluster's page
+  // table, a page server founding from its store: 65,536 calls cost ~30 ms, one ~2 ms).
+  // Returns whether any dooms the live transaction.
+  bool InvalidatePages(const uint32_t* pages, const uint64_t* versions, const uint16_t* owners, uint32_t count);
   // The last committed contents of a page (shadow if the live transaction wrote it).
   void CopyCommitted(uint32_t page, uint8_t* out);
   // CopyCommitted of `count` pages back to back, in one lock hold.

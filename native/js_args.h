@@ -30,6 +30,10 @@ inline uint32_t PageArg(Napi::Env env, Dsm* d, Napi::Value v) {
 inline uint32_t U32(const Napi::Value& v) { return v.As<Napi::Number>().Uint32Value(); }
 inline uint64_t U64(const Napi::Value& v) { return uint64_t(v.As<Napi::Number>().Int64Value()); }
 
+// Versions and times travel as doubles; converting one that is negative, NaN or past 2^64
+// to uint64_t would be undefined behaviour, so bulk calls check each against this first.
+constexpr double kMaxSafeInteger = 9007199254740991.0;
+
 // An ArrayBuffer over native memory the addon owns (nothing to free when it is collected).
 inline Napi::ArrayBuffer External(Napi::Env env, void* p, size_t n) {
   return Napi::ArrayBuffer::New(env, p, n, [](Napi::Env, void*) {});

@@ -80,6 +80,7 @@ Napi::Value InstallPages(const Napi::CallbackInfo& info) {
   std::vector<uint64_t> v(n);
   for (uint32_t i = 0; i < n; i++) {
     if (pages[i] >= d->region().numPages()) throw Napi::RangeError::New(env, "installPages: page number outside the region");
+    if (!(versions[i] >= 0 && versions[i] <= kMaxSafeInteger)) throw Napi::RangeError::New(env, "installPages: a version is not a whole number of 0 or more");
     v[i] = uint64_t(versions[i]);
   }
   return Napi::Number::New(env, d->InstallPages(pages.Data(), v.data(), owners.Data(), n, data));
@@ -90,6 +91,30 @@ Napi::Value Invalidate(const Napi::CallbackInfo& info) {
   Dsm* d = AddonEnv::Need(env);
   uint32_t page = PageArg(env, d, info[0]);
   return Napi::Boolean::New(env, d->Invalidate(page, U64(info[1]), uint16_t(U32(info[2]))));
+}
+
+// invalidatePages(pages: Uint32Array, versions: Float64Array, owners: Uint16Array) -> doomed
+Napi::Value InvalidatePages(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Dsm* d = AddonEnv::Need(env);
+  if (!info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
+    throw Napi::TypeError::New(env, "invalidatePages: pages, versions and owners must be typed arrays");
+  }
+  auto pages = info[0].As<Napi::Uint32Array>();
+  auto versions = info[1].As<Napi::Float64Array>();
+  auto owners = info[2].As<Napi::Uint16Array>();
+  const uint32_t n = uint32_t(pages.ElementLength());
+  if (versions.ElementLength() != n || owners.ElementLength() != n) {
+    throw Napi::RangeError::New(env, "invalidatePages: pages, versions and owners differ in length");
+  }
+  // Checked whole before any page changes.
+  std::vector<uint64_t> v(n);
+  for (uint32_t i = 0; i < n; i++) {
+    if (pages[i] >= d->region().numPages()) throw Napi::RangeError::New(env, "invalidatePages: page number outside the region");
+    if (!(versions[i] >= 0 && versions[i] <= kMaxSafeInteger)) throw Napi::RangeError::New(env, "invalidatePages: a version is not a whole number of 0 or more");
+    v[i] = uint64_t(versions[i]);
+  }
+  return Napi::Boolean::New(env, d->InvalidatePages(pages.Data(), v.data(), owners.Data(), n));
 }
 
 // applyCommit(time, owner, pages: Uint32Array, changes: Uint8Array): -1 malformed, 1 doomed, 0.
@@ -294,6 +319,7 @@ void DefineServiceCalls(Napi::Env env, Napi::Object exports) {
       {"install", Install},
       {"installPages", InstallPages},
       {"invalidate", Invalidate},
+      {"invalidatePages", InvalidatePages},
       {"applyCommit", ApplyCommit},
       {"setBackups", SetBackups},
       {"copyCommitted", CopyCommitted},

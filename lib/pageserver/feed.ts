@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Cluster } from '../service/cluster';
 import { NOT_CARRIED } from '../service/changes';
-import { encode, LOST_OWNER, Msg } from '../service/protocol';
+import { encode, LOST_OWNER, Msg, type PageVersions } from '../service/protocol';
 import { CommitLog, LOG_FILE_BYTES } from './wal';
 import { PageStore } from './store';
 import { modelBlocks } from '../alloc/buddy';
@@ -396,9 +396,10 @@ export class StoreFeed {
     try {
       view.batches(1024, (pages, versions, data, count) => {
         const ps32 = pages.subarray(0, count);
+        const mine = new Uint16Array(count).fill(n.id);
         // Installs take only invalid pages: this region starts as valid zero pages.
-        for (const p of ps32) n.native.invalidate(p, 0, n.id);
-        const installed = n.native.installPages(ps32, versions.subarray(0, count), new Uint16Array(count).fill(n.id), data.subarray(0, count * ps));
+        n.native.invalidatePages(ps32, new Float64Array(count), mine);
+        const installed = n.native.installPages(ps32, versions.subarray(0, count), mine, data.subarray(0, count * ps));
         if (installed !== count) throw new Error(`installed ${installed} of ${count} stored pages`);
         done += count;
         if (done - lastReport >= 8192) {
@@ -464,10 +465,11 @@ export class StoreFeed {
    * missing; their whole copies, fetched at the latest version, complete them). A page the
    * cluster decided lost is stored as zeros, as a discard would make it.
    */
-  joined(time: number, pages: Array<{ page: number; version: number; owner: number }>): void {
+  joined(time: number, table: PageVersions): void {
     const n = this.n;
     this.membersChanged();
-    const written = pages.filter((p) => p.owner !== LOST_OWNER).map(({ page, version }) => ({ page, version }));
+    const written: Array<{ page: number; version: number }> = [];
+    for (let i = 0; i < table.pages.length; i++) if (table.owners[i] !== LOST_OWNER) written.push({ page: table.pages[i], version: table.versions[i] });
     const all = this.store.rebase(time, written);
     this.wal.appendRebase(time, written);
     this.unflushed = true;

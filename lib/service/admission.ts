@@ -1,7 +1,7 @@
 // Admission: who gets in. Every authenticated connection says Hello first and is routed by
 // it (a member, a joiner, a member's data channel, a stats client); joiners are admitted
 // under the token, so a join is ordered with commits; a new node joins through any member.
-import { decode, encode, type Hello, type JoinAccept, type JoinRefusal, LOST_OWNER, type Member, Msg, NO_NODE, type RegionGeometry } from './protocol';
+import { decode, encode, type Hello, type JoinAccept, type JoinRefusal, LOST_OWNER, type Member, Msg, NO_NODE, type PageVersions, type RegionGeometry } from './protocol';
 import { type Connection, dialable, splitAddress, unspecifiedHost } from './transport';
 import { ANSWER_MS, type Answer, askCluster, CONNECT_MS } from './cluster_query';
 import { InvalidOptionError } from '../errors';
@@ -218,13 +218,14 @@ export class Admission {
     n.sequential.modelTable.forgetModels();
     const { versions } = n.table;
     for (let p = 0; p < versions.length; p++) if (versions[p] !== 0n) n.native.invalidate(p, 0, ja.admitter);
+    const { pages, owners } = ja.pages;
     const written = new Uint8Array(versions.length);
     n.membership.lostPages.clear();
-    for (const p of ja.pages) {
-      written[p.page] = 1;
-      n.native.invalidate(p.page, p.version, p.owner);
-      if (p.owner === LOST_OWNER) n.membership.lostPages.add(p.page);
+    for (let i = 0; i < pages.length; i++) {
+      written[pages[i]] = 1;
+      if (owners[i] === LOST_OWNER) n.membership.lostPages.add(pages[i]);
     }
+    n.native.invalidatePages(pages, ja.pages.versions, owners);
     for (let p = 0; p < versions.length; p++) if (!written[p] && versions[p] !== 0n) n.native.invalidate(p, 0, ja.admitter);
     // Pages outside transactional consistency carry no version to tell they were written:
     // without their models a joiner would read them as zero pages of its own.
@@ -306,11 +307,7 @@ export class Admission {
         return { epoch, nextId: nextId + 1, members: [...n.members.values(), m], removed: [], lost: new Uint32Array(0), moved: new Uint32Array(0), movedTo: new Uint16Array(0), movedVersions: new Float64Array(0) };
       }, (t) => {
         // Still under the token, at the configuration's time: the joiner's starting state.
-        const pages = [];
-        const { versions, owners } = n.table;
-        for (let p = 0; p < versions.length; p++) {
-          if (versions[p] !== 0n) pages.push({ page: p, version: Number(versions[p]), owner: owners[p] });
-        }
+        const pages = writtenPages(n.table);
         c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, epoch: n.membership.epoch, nextId: n.membership.nextId, members: t.members, pages, rn: n.token.rn, models: n.sequential.modelTable.runs(), generation: t.generation, known: n.recovery.regenerated, identity: n.identity }));
         n.links.bind(id, c);
       });
@@ -326,4 +323,19 @@ export class Admission {
 function size(bytes: number): [number, string] {
   for (const [unit, b] of [['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) if (bytes % b === 0) return [bytes / b, unit];
   return [bytes, ''];
+}
+
+/** The pages of `table` ever written (version not 0), with their versions and owners: a joiner's starting state. */
+function writtenPages(table: { versions: BigUint64Array; owners: Uint16Array }): PageVersions {
+  const { versions, owners } = table;
+  let count = 0;
+  for (let p = 0; p < versions.length; p++) if (versions[p] !== 0n) count++;
+  const out: PageVersions = { pages: new Uint32Array(count), versions: new Float64Array(count), owners: new Uint16Array(count) };
+  for (let p = 0, i = 0; p < versions.length; p++) {
+    if (versions[p] === 0n) continue;
+    out.pages[i] = p;
+    out.versions[i] = Number(versions[p]);
+    out.owners[i++] = owners[p];
+  }
+  return out;
 }

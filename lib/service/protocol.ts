@@ -166,6 +166,13 @@ export interface Member {
  * u32 the token's generation | u32 ballot, u64 time: the latest regeneration of the token the admitter knows of |
  * the cluster's identity (cluster_identity.ts).
  */
+/** Pages with a version and an owner each, as parallel arrays of one length. */
+export interface PageVersions {
+  pages: Uint32Array;
+  versions: Float64Array;
+  owners: Uint16Array;
+}
+
 export interface JoinAccept {
   id: number;
   admitter: number;
@@ -173,7 +180,8 @@ export interface JoinAccept {
   epoch: number;
   nextId: number;
   members: Member[];
-  pages: Array<{ page: number; version: number; owner: number }>;
+  /** Every written page's version and owner, as parallel arrays (a large region has millions). */
+  pages: PageVersions;
   rn: Map<number, number>;
   /** Runs of pages outside transactional consistency, with the admitter's owner hint for each run. */
   models: ModelRun[];
@@ -337,10 +345,11 @@ export const encode = {
   hello: encodeHello,
   joinRefused: encodeJoinRefused,
   joinAccept(j: JoinAccept): Buffer {
-    const w = new WireWriter(64 + j.pages.length * 14).u16(j.id).u16(j.admitter).u64(j.time).u32(j.epoch).u16(j.nextId);
+    const w = new WireWriter(64 + j.pages.pages.length * 14).u16(j.id).u16(j.admitter).u64(j.time).u32(j.epoch).u16(j.nextId);
     members(w, j.members);
-    w.u32(j.pages.length);
-    for (const p of j.pages) w.u32(p.page).u64(p.version).u16(p.owner);
+    const { pages, versions, owners } = j.pages;
+    w.u32(pages.length);
+    for (let i = 0; i < pages.length; i++) w.u32(pages[i]).u64(versions[i]).u16(owners[i]);
     seqMap(w, j.rn);
     w.u32(j.models.length);
     for (const m of j.models) w.u32(m.first).u32(m.count).u8(m.model).u16(m.owner).u64(m.generation);
@@ -419,8 +428,13 @@ export const decode = {
     const ms = readMembers(r);
     const n = r.u32();
     if (n > 1 << 26) throw new WireError('page table too large');
-    const pages = [];
-    for (let i = 0; i < n; i++) pages.push({ page: r.u32(), version: r.u64(), owner: r.u16() });
+    if (n * 14 > r.remaining) throw new WireError('page table longer than its message');
+    const pages: PageVersions = { pages: new Uint32Array(n), versions: new Float64Array(n), owners: new Uint16Array(n) };
+    for (let i = 0; i < n; i++) {
+      pages.pages[i] = r.u32();
+      pages.versions[i] = r.u64();
+      pages.owners[i] = r.u16();
+    }
     const rn = readSeqMap(r);
     const k = r.u32();
     if (k > 1 << 26) throw new WireError('model table too large');

@@ -34,7 +34,7 @@ describe('a node admitted after a regeneration', () => {
       epoch: 5,
       nextId: 5,
       members: [{ id: 1, address: '127.0.0.1:7001' }],
-      pages: [{ page: 3, version: 600, owner: 1 }],
+      pages: { pages: Uint32Array.of(3, 9), versions: Float64Array.of(600, 2 ** 40), owners: Uint16Array.of(1, 0xffff) },
       rn: new Map([[1, 7]]),
       models: [],
       generation: 131073,

@@ -392,6 +392,33 @@ static void AnswerWithPattern(Dsm* d, const Request& r) {
   d->ring().Complete(r.ticket);
 }
 
+TEST(invalidate_pages_is_invalidate_of_each_in_one_call) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  volatile uint8_t* app = d->region().app();
+  // Page 6 holds version 9 already: an older version names nothing newer, it stays.
+  const uint32_t one = 6;
+  const uint64_t nine = 9;
+  const uint16_t owner = 1;
+  d->Invalidate(6, 9, 1);
+  std::vector<uint8_t> page(4096, 0x33);
+  CHECK(d->InstallPages(&one, &nine, &owner, 1, page.data()) == 1);
+  d->Begin();
+  (void)app[8 * 4096];
+  const uint32_t pages[] = {5, 6, 8, 9};
+  const uint64_t versions[] = {4, 7, 4, 0};
+  const uint16_t owners[] = {2, 2, 2, 3};
+  CHECK(d->InvalidatePages(pages, versions, owners, 4));  // page 8 was read: doomed
+  CHECK(d->doomed());
+  CHECK(d->pages().state(5) == kInvalid && d->pages().version(5) == 4 && d->pages().owner(5) == 2);
+  CHECK(d->pages().state(6) != kInvalid && d->pages().version(6) == 9);
+  CHECK(d->pages().state(8) == kInvalid && d->pages().version(8) == 4);
+  CHECK(d->pages().state(9) == kInvalid && d->pages().version(9) == 0 && d->pages().owner(9) == 3);
+  d->End();
+  d->Abort();
+  CloseDsm(d);
+}
+
 TEST(service_thread_installs_invalid_page) {
   Dsm* d = OpenDsm(16 << 20);
   if (!d) return;

@@ -5,6 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <string>
+#include <vector>
+
 #include "addon_calls.h"
 #include "addon_env.h"
 #include "app_interrupt.h"
@@ -54,36 +57,52 @@ Napi::Value Install(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, d->Install(page, data, U64(info[2]), uint16_t(U32(info[3]))));
 }
 
+// Pages with a version and an owner each (installPages, invalidatePages): three typed
+// arrays of one length, every page in the region and every version a whole number of 0 or
+// more (converting a negative or NaN double to uint64_t would be undefined behaviour).
+// Checked whole before anything changes.
+struct PageVersionArgs {
+  Napi::Uint32Array pages;
+  Napi::Uint16Array owners;
+  std::vector<uint64_t> versions;
+  uint32_t count;
+};
+
+static PageVersionArgs ReadPageVersions(Napi::Env env, Dsm* d, const Napi::CallbackInfo& info, const char* fn) {
+  auto fail = [&](const char* what) { return std::string(fn) + ": " + what; };
+  if (!info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
+    throw Napi::TypeError::New(env, fail("pages, versions and owners must be typed arrays"));
+  }
+  PageVersionArgs a{info[0].As<Napi::Uint32Array>(), info[2].As<Napi::Uint16Array>(), {}, 0};
+  auto versions = info[1].As<Napi::Float64Array>();
+  a.count = uint32_t(a.pages.ElementLength());
+  if (versions.ElementLength() != a.count || a.owners.ElementLength() != a.count) {
+    throw Napi::RangeError::New(env, fail("pages, versions and owners differ in length"));
+  }
+  a.versions.resize(a.count);
+  for (uint32_t i = 0; i < a.count; i++) {
+    if (a.pages[i] >= d->region().numPages()) throw Napi::RangeError::New(env, fail("page number outside the region"));
+    if (!(versions[i] >= 0 && versions[i] <= kMaxSafeInteger)) throw Napi::RangeError::New(env, fail("a version is not a whole number of 0 or more"));
+    a.versions[i] = uint64_t(versions[i]);
+  }
+  return a;
+}
+
 // installPages(pages: Uint32Array, versions: Float64Array, owners: Uint16Array,
 //              data: Uint8Array (pages.length pages) | null) -> installed count
 Napi::Value InstallPages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Dsm* d = AddonEnv::Need(env);
-  if (!info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
-    throw Napi::TypeError::New(env, "installPages: pages, versions and owners must be typed arrays");
-  }
-  auto pages = info[0].As<Napi::Uint32Array>();
-  auto versions = info[1].As<Napi::Float64Array>();
-  auto owners = info[2].As<Napi::Uint16Array>();
-  const uint32_t n = uint32_t(pages.ElementLength());
-  if (versions.ElementLength() != n || owners.ElementLength() != n) {
-    throw Napi::RangeError::New(env, "installPages: pages, versions and owners differ in length");
-  }
+  PageVersionArgs a = ReadPageVersions(env, d, info, "installPages");
   const uint8_t* data = nullptr;
   if (info[3].IsTypedArray()) {
-    auto a = info[3].As<Napi::Uint8Array>();
-    if (a.ByteLength() != size_t(n) * d->region().pageSize()) {
+    auto bytes = info[3].As<Napi::Uint8Array>();
+    if (bytes.ByteLength() != size_t(a.count) * d->region().pageSize()) {
       throw Napi::RangeError::New(env, "installPages: data must hold exactly one page per page number");
     }
-    data = a.Data();
+    data = bytes.Data();
   }
-  std::vector<uint64_t> v(n);
-  for (uint32_t i = 0; i < n; i++) {
-    if (pages[i] >= d->region().numPages()) throw Napi::RangeError::New(env, "installPages: page number outside the region");
-    if (!(versions[i] >= 0 && versions[i] <= kMaxSafeInteger)) throw Napi::RangeError::New(env, "installPages: a version is not a whole number of 0 or more");
-    v[i] = uint64_t(versions[i]);
-  }
-  return Napi::Number::New(env, d->InstallPages(pages.Data(), v.data(), owners.Data(), n, data));
+  return Napi::Number::New(env, d->InstallPages(a.pages.Data(), a.versions.data(), a.owners.Data(), a.count, data));
 }
 
 Napi::Value Invalidate(const Napi::CallbackInfo& info) {
@@ -97,24 +116,8 @@ Napi::Value Invalidate(const Napi::CallbackInfo& info) {
 Napi::Value InvalidatePages(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Dsm* d = AddonEnv::Need(env);
-  if (!info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
-    throw Napi::TypeError::New(env, "invalidatePages: pages, versions and owners must be typed arrays");
-  }
-  auto pages = info[0].As<Napi::Uint32Array>();
-  auto versions = info[1].As<Napi::Float64Array>();
-  auto owners = info[2].As<Napi::Uint16Array>();
-  const uint32_t n = uint32_t(pages.ElementLength());
-  if (versions.ElementLength() != n || owners.ElementLength() != n) {
-    throw Napi::RangeError::New(env, "invalidatePages: pages, versions and owners differ in length");
-  }
-  // Checked whole before any page changes.
-  std::vector<uint64_t> v(n);
-  for (uint32_t i = 0; i < n; i++) {
-    if (pages[i] >= d->region().numPages()) throw Napi::RangeError::New(env, "invalidatePages: page number outside the region");
-    if (!(versions[i] >= 0 && versions[i] <= kMaxSafeInteger)) throw Napi::RangeError::New(env, "invalidatePages: a version is not a whole number of 0 or more");
-    v[i] = uint64_t(versions[i]);
-  }
-  return Napi::Boolean::New(env, d->InvalidatePages(pages.Data(), v.data(), owners.Data(), n));
+  PageVersionArgs a = ReadPageVersions(env, d, info, "invalidatePages");
+  return Napi::Boolean::New(env, d->InvalidatePages(a.pages.Data(), a.versions.data(), a.owners.Data(), a.count));
 }
 
 // applyCommit(time, owner, pages: Uint32Array, changes: Uint8Array): -1 malformed, 1 doomed, 0.

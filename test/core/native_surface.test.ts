@@ -35,6 +35,38 @@ describe('native surface', () => {
     expect(r.stdout).not.toContain('survived');
   });
 
+  it('bulk page calls refuse arrays of different lengths, pages outside the region and versions that are no whole number, changing nothing', async () => {
+    const r = await runScript(`
+      const { createNode } = require('.');
+      const addon = require('./dist/native.js').loadNative();
+      createNode({ regionSize: 1 << 20 }).then(async (dsm) => {
+        const page = 200; // a data page (page 0 is the heap's)
+        await dsm.transaction(() => { dsm.u32[page * 1024] = 5; });
+        const tries = [
+          [Uint32Array.of(page), new Float64Array(2), new Uint16Array(1)],
+          [Uint32Array.of(page, 1 << 20), new Float64Array(2), new Uint16Array(2)],
+          [Uint32Array.of(page, page + 1), Float64Array.of(1, NaN), new Uint16Array(2)],
+          [Uint32Array.of(page, page + 1), Float64Array.of(1, -1), new Uint16Array(2)],
+          [[page], [1], [0]],
+        ];
+        for (const [p, v, o] of tries) {
+          for (const fn of ['invalidatePages', 'installPages']) {
+            try { addon[fn](p, v, o, null); console.log(fn, 'accepted'); } catch (e) { console.log(fn, e.name, e.message); }
+          }
+        }
+        console.log('still', dsm.u32[page * 1024], addon.pageState(page) !== 0);
+        await dsm.close();
+      });`);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.filter((l) => l.endsWith('accepted'))).toEqual([]);
+    expect(lines.filter((l) => /^(invalidatePages|installPages) (RangeError|TypeError) /.test(l))).toHaveLength(10);
+    expect(r.stdout).toContain('differ in length');
+    expect(r.stdout).toContain('page number outside the region');
+    expect(r.stdout).toContain('not a whole number');
+    expect(r.stdout).toContain('must be typed arrays');
+    expect(r.stdout).toContain('still 5 true');
+  });
+
   it("the addon's constants are TypeScript's, including the commit kinds hold and release", () => {
     const addon = native.loadNative();
     expect(native.constantsMismatch(addon.constants)).toEqual([]);

@@ -49,5 +49,12 @@ describe('a node admitted after a regeneration', () => {
     // Truncated: the fields are required (protocol version 9), never read half.
     const full = encode.joinAccept(ja);
     expect(() => decode.joinAccept(full.subarray(0, full.length - 12))).toThrow();
+    // A page count its message cannot hold is refused before anything is allocated for it.
+    const none = encode.joinAccept({ ...ja, pages: { pages: new Uint32Array(0), versions: new Float64Array(0), owners: new Uint16Array(0) } });
+    let at = 0;
+    while (none[at] === full[at]) at++; // the first byte of the page count
+    const lying = Buffer.from(full);
+    lying.writeUInt32LE(1 << 25, at);
+    expect(() => decode.joinAccept(lying)).toThrow(/page table longer than its message/);
   });
 });

@@ -59,7 +59,12 @@ if (process.argv[2] === 'turns') {
   const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 64 << 20, durability: 'none' });
   process.on('message', async (m) => {
     if (m.cmd === 'go') {
-      const ptr = await dsm.transaction(() => dsm.root(m.root));
+      // The root is this node's once the parent's commit of it has arrived: waited for. (Read
+      // at once, it was often not here yet, and this node counted increments of a property
+      // of the typed array named NaN, touching no shared page at all.)
+      await dsm.waitForGlobalTime(m.time);
+      const ptr = dsm.root(m.root);
+      if (ptr !== m.ptr) throw new Error(`root ${m.root} is ${ptr} here, ${m.ptr} on the parent`);
       process.send(await incrementFor(dsm, ptr / 4 + 1, m.ms));
     } else {
       await dsm.close();
@@ -86,7 +91,7 @@ async function turns() {
     await dsm.transaction((tx) => tx.setRoot(model, tx.alloc(4096, { model })));
     const ptr = dsm.root(model);
     const theirs = nextMessage(c);
-    c.send({ cmd: 'go', root: model, ms: 1500 });
+    c.send({ cmd: 'go', root: model, ptr, time: dsm.globalTime, ms: 1500 });
     const mine = await incrementFor(dsm, ptr / 4, 1500);
     out[model] = (mine + (await theirs)) / 2 / 1.5;
   }

@@ -7,6 +7,7 @@ import { ANSWER_MS, type Answer, askCluster, CONNECT_MS } from './cluster_query'
 import { InvalidOptionError } from '../errors';
 import { StoreError } from '../pageserver/errors';
 import { AuthFailedError, ProtocolVersionError } from './transport_errors';
+import type { NativeAddon } from '../native';
 
 /**
  * Failures that neither another peer nor waiting can mend: the join stops at once. A page
@@ -216,17 +217,16 @@ export class Admission {
     // copy at least as new as the version it is given; so every copy goes first (version 0
     // always invalidates), and the cluster's versions are set after.
     n.sequential.modelTable.forgetModels();
-    const { versions } = n.table;
-    for (let p = 0; p < versions.length; p++) if (versions[p] !== 0n) n.native.invalidate(p, 0, ja.admitter);
+    invalidateWritten(n.native, n.table.versions, ja.admitter);
     const { pages, owners } = ja.pages;
-    const written = new Uint8Array(versions.length);
+    const written = new Uint8Array(n.table.versions.length);
     n.membership.lostPages.clear();
     for (let i = 0; i < pages.length; i++) {
       written[pages[i]] = 1;
       if (owners[i] === LOST_OWNER) n.membership.lostPages.add(pages[i]);
     }
     n.native.invalidatePages(pages, ja.pages.versions, owners);
-    for (let p = 0; p < versions.length; p++) if (!written[p] && versions[p] !== 0n) n.native.invalidate(p, 0, ja.admitter);
+    invalidateWritten(n.native, n.table.versions, ja.admitter, written);
     // Pages outside transactional consistency carry no version to tell they were written:
     // without their models a joiner would read them as zero pages of its own.
     n.sequential.modelTable.adopt(ja.models);
@@ -338,4 +338,11 @@ function writtenPages(table: { versions: BigUint64Array; owners: Uint16Array }):
     out.owners[i++] = owners[p];
   }
   return out;
+}
+
+/** Invalidates every page `versions` says was written (but those in `except`) to version 0, in one native call. */
+function invalidateWritten(native: NativeAddon, versions: BigUint64Array, owner: number, except?: Uint8Array): void {
+  const pages: number[] = [];
+  for (let p = 0; p < versions.length; p++) if (versions[p] !== 0n && !except?.[p]) pages.push(p);
+  if (pages.length > 0) native.invalidatePages(Uint32Array.from(pages), new Float64Array(pages.length), new Uint16Array(pages.length).fill(owner));
 }

@@ -156,6 +156,8 @@ export interface NativeAddon {
   lastReadFault(): number;
   /** The committed contents of `pages`, back to back into `out`. */
   copyCommittedPages(pages: Uint32Array, out: Uint8Array): void;
+  /** What `pages` hold now (the live transaction's writes included), back to back into `out`, read without touching the app view. */
+  copyCurrentPages(pages: Uint32Array, out: Uint8Array): void;
   /** begin, fn(tx), end in one call; [status (RunStatus), value or thrown error, pages written]. */
   runTransaction(fn: (tx: unknown) => unknown, tx: unknown): [number, unknown, number];
   /** App: asks the service to commit (or sync); false when no service is attached. */

@@ -128,7 +128,7 @@ export class DsmNode extends EventEmitter {
     this.heap = new Heap(this, region.states, (first, count, model) => native.declareModel(first, count, model), (first, count) => native.claimFresh(first, count));
     this.pageModels = native.pageModels();
     this.lost = new LostPages(region, service.status, this.u8, this.pageModels);
-    const guard = new HeapGuard(this.heap, this.u8, this.u32, native, region);
+    const guard = new HeapGuard(this.heap, this.u8, native, region);
     this.runner = new TransactionRunner(native, service, this.heap, opts.maxRetries, {
       nodeId: () => this.nodeId,
       checkViolations: () => this.checkViolations(),

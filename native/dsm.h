@@ -167,6 +167,8 @@ class Dsm {
   void CopyCommitted(uint32_t page, uint8_t* out);
   // CopyCommitted of `count` pages back to back, in one lock hold.
   void CopyCommittedPages(const uint32_t* pages, uint32_t count, uint8_t* out);
+  // The contents the pages hold now (the live transaction's writes included), back to back.
+  void CopyCurrentPages(const uint32_t* pages, uint32_t count, uint8_t* out);
 
   // A page whose only up-to-date copy is gone (its holders died): dooms the live
   // transaction and is reported by the next DSM call on the app thread.

@@ -149,24 +149,45 @@ Napi::Value CopyCommitted(const Napi::CallbackInfo& info) {
   return buf;
 }
 
-// copyCommittedPages(pages: Uint32Array, out: Uint8Array (pages.length pages))
-Napi::Value CopyCommittedPages(const Napi::CallbackInfo& info) {
+// The arguments of copyCommittedPages and copyCurrentPages: page numbers inside the region,
+// and an out array of exactly one page per number.
+struct PagesAndOut {
+  const uint32_t* pages;
+  uint32_t count;
+  uint8_t* out;
+};
+static PagesAndOut PagesAndOutArgs(const Napi::CallbackInfo& info, Dsm* d, const char* name) {
   Napi::Env env = info.Env();
-  Dsm* d = AddonEnv::Need(env);
-  if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) {
-    throw Napi::TypeError::New(env, "copyCommittedPages: pages and out must be typed arrays");
+  const auto typed = [](const Napi::Value& v, napi_typedarray_type t) { return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == t; };
+  if (!typed(info[0], napi_uint32_array) || !typed(info[1], napi_uint8_array)) {
+    throw Napi::TypeError::New(env, std::string(name) + ": pages must be a Uint32Array and out a Uint8Array");
   }
   auto pages = info[0].As<Napi::Uint32Array>();
   auto out = info[1].As<Napi::Uint8Array>();
   const uint32_t n = uint32_t(pages.ElementLength());
   if (out.ByteLength() != size_t(n) * d->region().pageSize()) {
-    throw Napi::RangeError::New(env, "copyCommittedPages: out must hold exactly one page per page number");
+    throw Napi::RangeError::New(env, std::string(name) + ": out must hold exactly one page per page number");
   }
   for (uint32_t i = 0; i < n; i++) {
-    if (pages[i] >= d->region().numPages()) throw Napi::RangeError::New(env, "copyCommittedPages: page number outside the region");
+    if (pages[i] >= d->region().numPages()) throw Napi::RangeError::New(env, std::string(name) + ": page number outside the region");
   }
-  d->CopyCommittedPages(pages.Data(), n, out.Data());
-  return env.Undefined();
+  return {pages.Data(), n, out.Data()};
+}
+
+// copyCommittedPages(pages: Uint32Array, out: Uint8Array (pages.length pages))
+Napi::Value CopyCommittedPages(const Napi::CallbackInfo& info) {
+  Dsm* d = AddonEnv::Need(info.Env());
+  const PagesAndOut a = PagesAndOutArgs(info, d, "copyCommittedPages");
+  d->CopyCommittedPages(a.pages, a.count, a.out);
+  return info.Env().Undefined();
+}
+
+// copyCurrentPages(pages: Uint32Array, out: Uint8Array (pages.length pages))
+Napi::Value CopyCurrentPages(const Napi::CallbackInfo& info) {
+  Dsm* d = AddonEnv::Need(info.Env());
+  const PagesAndOut a = PagesAndOutArgs(info, d, "copyCurrentPages");
+  d->CopyCurrentPages(a.pages, a.count, a.out);
+  return info.Env().Undefined();
 }
 
 Napi::Value PageState(const Napi::CallbackInfo& info) {
@@ -327,6 +348,7 @@ void DefineServiceCalls(Napi::Env env, Napi::Object exports) {
       {"setBackups", SetBackups},
       {"copyCommitted", CopyCommitted},
       {"copyCommittedPages", CopyCommittedPages},
+      {"copyCurrentPages", CopyCurrentPages},
       {"pageState", PageState},
       {"pageTable", PageTable},
       {"counters", Counters},

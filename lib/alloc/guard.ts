@@ -22,6 +22,7 @@ import { type Geometry, MAX_NODES, PageKind, ROOT_BYTES, ROOTS, SB } from './lay
 /** What the guard needs from the native layer. */
 export interface GuardNative {
   copyCommittedPages(pages: Uint32Array, out: Uint8Array): void;
+  copyCurrentPages(pages: Uint32Array, out: Uint8Array): void;
 }
 
 /** The page table's states and versions (read only). */
@@ -37,13 +38,14 @@ export class HeapGuard {
   private seenAt?: Float64Array;
   private pre = new Uint8Array(0);
   private pre32 = new Uint32Array(0);
+  private now = new Uint8Array(0);
+  private now32 = new Uint32Array(0);
   /** The page versions as u32 pairs: reading them makes no BigInt. */
   private readonly versions: Uint32Array;
 
   constructor(
     private readonly heap: Heap,
     private readonly u8: Uint8Array,
-    private readonly u32: Uint32Array,
     private readonly native: GuardNative,
     private readonly table: GuardPageTable,
   ) {
@@ -112,8 +114,15 @@ export class HeapGuard {
     if (this.pre.length < bytes) {
       this.pre = new Uint8Array(bytes);
       this.pre32 = new Uint32Array(this.pre.buffer);
+      this.now = new Uint8Array(bytes);
+      this.now32 = new Uint32Array(this.now.buffer);
     }
-    this.native.copyCommittedPages(Uint32Array.from(meta), this.pre.subarray(0, bytes));
+    const pages = Uint32Array.from(meta);
+    this.native.copyCommittedPages(pages, this.pre.subarray(0, bytes));
+    // What they hold now, copied natively: End() took the app view's access to the pages
+    // the run wrote, and reading them there cost a fault and an mprotect each (a fresh
+    // chunk's header, every ~1,000 small objects), then another to revoke it at the next Begin.
+    this.native.copyCurrentPages(pages, this.now.subarray(0, bytes));
     const slot = new Map<number, number>();
     meta.forEach((p, i) => slot.set(p, i * pw));
     const shift = Math.log2(pw);
@@ -134,11 +143,11 @@ export class HeapGuard {
       if (flagged === w && exp[at] !== log[i + 1]) this.fail(g, w, exp[at], log[i + 1]);
       exp[at] = log[i + 2];
     }
-    const u32 = this.u32;
+    const now = this.now32;
     for (const p of meta) {
       const base = slot.get(p)!;
       const from = p * pw;
-      for (let k = 0; k < pw; k++) if (u32[from + k] !== exp[base + k]) this.fail(g, from + k, exp[base + k], u32[from + k]);
+      for (let k = 0; k < pw; k++) if (now[base + k] !== exp[base + k]) this.fail(g, from + k, exp[base + k], now[base + k]);
     }
   }
 

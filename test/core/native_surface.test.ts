@@ -67,6 +67,41 @@ describe('native surface', () => {
     expect(r.stdout).toContain('still 5 true');
   });
 
+  it('copyCurrentPages reads what a run wrote without a fault, and refuses arrays of another type or size', async () => {
+    const r = await runScript(`
+      const { createNode } = require('.');
+      const addon = require('./dist/native.js').loadNative();
+      createNode({ regionSize: 1 << 20 }).then(async (dsm) => {
+        const page = 200; // a data page (page 0 is the heap's)
+        const faults = () => { const f = dsm.stats().faults; return f.read + f.write; };
+        const now = new Uint8Array(4096), then = new Uint8Array(4096);
+        await dsm.transaction(() => { dsm.u32[page * 1024 + 3] = 7; });
+        // The run's written page has lost the app view's access: a read there faults.
+        faults(); // (stats() reads the heap's tables once after a run)
+        const before = faults();
+        addon.copyCurrentPages(Uint32Array.of(page), now);
+        const copied = faults();
+        const read = dsm.u32[page * 1024 + 3];
+        console.log('outside', new Uint32Array(now.buffer)[3], read, 'faults', copied - before, faults() - copied);
+        await dsm.transaction(() => {
+          dsm.u32[page * 1024 + 3] = 9; // written in this run: the shadow keeps 7
+          addon.copyCurrentPages(Uint32Array.of(page), now);
+          addon.copyCommittedPages(Uint32Array.of(page), then);
+          console.log('inside', new Uint32Array(now.buffer)[3], new Uint32Array(then.buffer)[3]);
+          for (const [p, o] of [[Float64Array.of(page), now], [Uint32Array.of(page), new Uint16Array(2048)], [Uint32Array.of(page), new Uint8Array(100)], [Uint32Array.of(1 << 20), now]]) {
+            try { addon.copyCurrentPages(p, o); console.log('accepted'); } catch (e) { console.log(e.name, e.message); }
+          }
+        });
+        await dsm.close();
+      });`);
+    expect(r.stdout).toContain('outside 7 7 faults 0 1');
+    expect(r.stdout).toContain('inside 9 7');
+    expect(r.stdout).not.toContain('accepted');
+    expect(r.stdout.match(/TypeError copyCurrentPages: pages must be a Uint32Array and out a Uint8Array/g)).toHaveLength(2);
+    expect(r.stdout).toContain('RangeError copyCurrentPages: out must hold exactly one page per page number');
+    expect(r.stdout).toContain('RangeError copyCurrentPages: page number outside the region');
+  });
+
   it("the addon's constants are TypeScript's, including the commit kinds hold and release", () => {
     const addon = native.loadNative();
     expect(native.constantsMismatch(addon.constants)).toEqual([]);

@@ -5,7 +5,7 @@
 // zero, and allocating or splitting a block touches none of its pages.
 import { OutOfMemoryError } from './errors';
 import type { Journal } from './journal';
-import { CHUNK_PAGES, type Geometry, MAGIC, MODEL_TAG, PageKind, SB } from './layout';
+import { type Geometry, MAGIC, MODEL_TAG, PageKind, SB } from './layout';
 
 export interface Words {
   readonly u8: Uint8Array;
@@ -165,7 +165,7 @@ export function modelBlocks(m: Words, g: Geometry): Array<{ first: number; count
     const k = m.u8[g.kindsAt + p];
     let span = 1;
     if (k >= PageKind.freeBase && k < PageKind.allocated) span = 1 << (k - PageKind.freeBase);
-    else if (k === PageKind.chunk) span = CHUNK_PAGES;
+    else if (k === PageKind.chunk) span = g.chunkPages;
     else if ((k & 0xc0) === PageKind.allocated) {
       span = 1 << (k & 0x3f);
       const w = m.u32[(g.linksAt >>> 2) + 2 * p];

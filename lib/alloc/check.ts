@@ -3,10 +3,11 @@
 // free lists that disagree with the chunks' free bitmaps, free memory that is not zero.
 // Tests run it after random work.
 import type { Heap, HeapView } from './heap';
-import { CHUNK_BITMAP, CHUNK_PAGES, CLASSES, ENTRY_WORDS, KINDS, MAX_NODES, PageKind, SB, SPARE_KIND, tagParts, ZONE_AT, ZONE_MAX } from './layout';
+import { CHUNK_BITMAP, CLASSES, ENTRY_WORDS, KINDS, MAX_NODES, PageKind, SB, SPARE_KIND, tagParts, ZONE_AT, ZONE_MAX } from './layout';
 
 export function checkHeap(heap: Heap, v: HeapView): string[] {
   const b = heap.manager;
+  const g = heap.geometry!;
   const ps = v.pageSize;
   const pw = ps / 4;
   const errors: string[] = [];
@@ -40,7 +41,7 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
     } else if ((k & 0xc0) === PageKind.allocated) {
       span = 1 << (k & 0x3f);
     } else if (k === PageKind.chunk) {
-      span = CHUNK_PAGES;
+      span = g.chunkPages;
       const t = tagParts(v.u32[p * pw]);
       if (!t.ok) errors.push(`chunk at page ${p} has a bad tag ${v.u32[p * pw].toString(16)}`);
       for (let i = 1; i < span; i++) if (b.kind(p + i) !== (PageKind.chunk | i)) errors.push(`page ${p + i} of the chunk at ${p} has kind ${b.kind(p + i)}`);

@@ -7,7 +7,7 @@ import { checkKeys } from '../options';
 import { HeapLayoutError, InvalidFreeError, OutOfMemoryError, RootError } from './errors';
 import { Journal } from './journal';
 import { Zones } from './zones';
-import { type AllocKind, type Model, MODELS, CHUNK_BITMAP, CHUNK_ORDER, CHUNK_PAGES, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, type Geometry, geometry, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, SPARE_KIND, tagOf } from './layout';
+import { type AllocKind, type Model, MODELS, CHUNK_BITMAP, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, type Geometry, geometry, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, SPARE_KIND, tagOf } from './layout';
 
 /** What the heap needs from its node. */
 export interface HeapView {
@@ -53,6 +53,8 @@ export class Heap {
   // The node's views are fixed for its life (the region never moves), so keep them at hand.
   private readonly u32: Uint32Array;
   private readonly pageWords: number;
+  /** Pages per small-object chunk (the geometry's; set by open()). */
+  private chunkPages = 0;
   /** Every write the heap makes to its metadata, for the guard (guard.ts). */
   readonly journal: Journal;
   /** Where the tables are; set by open(). */
@@ -76,8 +78,9 @@ export class Heap {
     const g = geometry(v.regionSize, v.pageSize);
     const { pages, dataStart } = g;
     this.geometry = g;
+    this.chunkPages = g.chunkPages;
     this.buddy = new Buddy(v, v.pageSize, g.kindsAt, g.linksAt, this.journal, this.claimFresh);
-    this.zones = new Zones(v.u32, v.pageSize, this.buddy, this.journal);
+    this.zones = new Zones(v.u32, v.pageSize, g.chunkOrder, this.buddy, this.journal);
     await run(() => {
       const sb = v.u32;
       if (sb[SB.magic] === 0) {
@@ -198,7 +201,7 @@ export class Heap {
     if (page === 0 || off + bytes > this.view.pageSize) {
       page++;
       off = 0;
-      if (page === 1 || page - u32[e + 3] >= CHUNK_PAGES) page = this.newChunk(h, e, kind, cls);
+      if (page === 1 || page - u32[e + 3] >= this.chunkPages) page = this.newChunk(h, e, kind, cls);
       j.w32(e + 1, page);
     }
     j.w32(e + 2, off + bytes);
@@ -212,9 +215,9 @@ export class Heap {
       // Carved already: kinds set, header zero but for the spare tag replaced here.
       chunk = this.zones.take(this.view.nodeId, header, CLASSES[cls]);
     } else {
-      chunk = this.buddy.alloc(CHUNK_ORDER, CLASSES[cls]);
+      chunk = this.buddy.alloc(this.geometry!.chunkOrder, CLASSES[cls]);
       this.journal.fresh(chunk);
-      for (let i = 0; i < CHUNK_PAGES; i++) this.buddy.setKind(chunk + i, PageKind.chunk | i);
+      for (let i = 0; i < this.chunkPages; i++) this.buddy.setKind(chunk + i, PageKind.chunk | i);
     }
     this.journal.w32(chunk * this.pageWords, tagOf(this.view.nodeId, kind, cls));
     this.journal.w32(e + 3, chunk);

@@ -16,7 +16,7 @@
 //   data     buddy blocks of 2^k pages. Free memory is all zero (the heap zeroes on free,
 //            the links live in the table above), so an allocation never has to touch, and
 //            fault in, its object's pages.
-//   small-object chunks: 2^CHUNK_ORDER pages taken from the buddy manager by one node for
+//   small-object chunks: 2^chunkOrder pages (Geometry) taken from the buddy manager by one node for
 //            one kind and size class; two nodes' objects never share a page. The chunk's
 //            first page is its header: u32 tag (CHUNK_TAG | node << 8 | kind << 16 |
 //            class << 20), then from word CHUNK_BITMAP a bitmap with one bit per object
@@ -35,7 +35,7 @@
 //            this node's, never the superblock or the page-kind table.
 
 export const MAGIC = 0x48534d44;
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 export const SB = { magic: 0, version: 1, pageSize: 2, pages: 3, dataStart: 4, maxOrder: 5, freeHeads: 16, nodeHeaders: 64 } as const;
 export const MAX_NODES = 256;
 export const ROOTS = 64;
@@ -70,12 +70,10 @@ export const CLASS_OF = (() => {
   return t;
 })();
 export const ENTRY_WORDS = 4;
-export const CHUNK_ORDER = 4;
-export const CHUNK_PAGES = 1 << CHUNK_ORDER;
 export const CHUNK_TAG = 0xa2;
 /** First word of a chunk header's free-slot bitmap. */
 export const CHUNK_BITMAP = 16;
-/** Spare chunks a zone can list. */
+/** Spare chunks a zone can list (ZONE_MOST_PAGES of the smallest chunks). */
 export const ZONE_MAX = 64;
 /**
  * Node header word of the zone's spare-chunk count; the chunks' first pages follow, up to
@@ -88,8 +86,12 @@ export const SPARE_KIND = 0xf;
 export const ZONE_REFILLS_AT = ZONE_AT - 1;
 /** A zone with fewer spare chunks than this is refilled... */
 export const ZONE_LOW = 1;
-/** ...up to this many on its first refill, in one take from the buddy manager, twice as many on each next one, up to ZONE_MAX. */
-export const ZONE_HIGH = 8;
+/**
+ * ...with this many pages of chunks on its first refill, in one take from the buddy manager,
+ * twice as many on each next one, up to ZONE_MOST_PAGES.
+ */
+export const ZONE_FIRST_PAGES = 128;
+export const ZONE_MOST_PAGES = 1024;
 /**
  * Consistency models of allocations (DESIGN.md "Consistency models"); the numbers are the
  * native page table's (native/page_table.h PageModel). Non-transactional allocations get
@@ -116,13 +118,29 @@ export interface Geometry {
   readonly linksAt: number;
   /** The first data page: every page below it is the heap's own. */
   readonly dataStart: number;
+  /** Small-object chunks are 2^chunkOrder pages (chunkPages). */
+  readonly chunkOrder: number;
+  readonly chunkPages: number;
 }
 
 export function geometry(regionSize: number, pageSize: number): Geometry {
   const pages = Math.floor(regionSize / pageSize);
   const kindsPages = Math.ceil(pages / pageSize);
   const linksPages = Math.ceil((pages * 8) / pageSize);
-  return { pageSize, pages, kindsAt: 2 * pageSize, linksAt: (2 + kindsPages) * pageSize, dataStart: 2 + kindsPages + linksPages };
+  const chunkOrder = chunkOrderOf(pages);
+  return { pageSize, pages, kindsAt: 2 * pageSize, linksAt: (2 + kindsPages) * pageSize, dataStart: 2 + kindsPages + linksPages, chunkOrder, chunkPages: 1 << chunkOrder };
+}
+
+/**
+ * The chunk size follows the region's: each chunk a node takes costs a write fault on its
+ * header page, fresh memory (~12 us on a 2-vCPU VM), shared by the chunk's objects, while
+ * every node keeps up to one partly used chunk per kind and class. 16 pages left 64-byte
+ * allocations at 2.1x `new Uint8Array(64)`; 64 pages (regions of 256 MiB and more: at least
+ * 1,024 chunks) bring them to 1.3x. Smaller regions keep 16-page chunks (a 4 MiB region
+ * would hold 16 of 64 pages). The page index within a chunk must fit a page kind's low 6 bits.
+ */
+function chunkOrderOf(pages: number): number {
+  return Math.min(6, Math.max(4, Math.floor(Math.log2(pages / 1024))));
 }
 
 export function tagOf(node: number, kind: number, cls: number): number {

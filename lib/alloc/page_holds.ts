@@ -2,7 +2,7 @@
 // tables, which node's small objects of which size class, which large object, free memory,
 // and the named roots pointing into it. Read outside any transaction (a description for
 // the false-sharing monitor, not a decision), from the tables layout.ts describes.
-import { CHUNK_PAGES, CLASSES, type Geometry, KINDS, MAX_NODES, PageKind, ROOT_BYTES, ROOTS, SB, SPARE_KIND, tagParts } from './layout';
+import { CLASSES, type Geometry, KINDS, MAX_NODES, PageKind, ROOT_BYTES, ROOTS, SB, SPARE_KIND, tagParts } from './layout';
 
 /** The heap's description of one page. */
 export interface PageHolds {
@@ -46,7 +46,7 @@ export function describePage(v: RegionWords, g: Geometry | undefined, page: numb
     if (t.kind === SPARE_KIND) return { holds: `spare chunk in node ${t.node}'s zone (unused)`, roots: [] };
     const what = `${CLASSES[t.cls]}-byte ${KIND_NAMES[t.kind] ?? `kind-${t.kind}`} objects of node ${t.node}`;
     if (page === chunk) return { holds: `chunk header (free-slot bitmap) of ${what}`, roots: [] };
-    return { holds: `${what} (chunk at page ${chunk}, page ${page - chunk} of ${CHUNK_PAGES})`, roots: rootsIn(page * ps, (page + 1) * ps) };
+    return { holds: `${what} (chunk at page ${chunk}, page ${page - chunk} of ${g.chunkPages})`, roots: rootsIn(page * ps, (page + 1) * ps) };
   }
   // Inside a block: its first page carries the kind. Blocks of order o start at
   // dataStart + a multiple of 2^o, so at most one candidate per order.

@@ -3,8 +3,8 @@
 // chunk a node took went through the buddy manager (the superblock's free lists, the link
 // and page-kind tables), and two nodes taking chunks at the same moment conflicted there.
 //
-// A zone below ZONE_LOW spare chunks is refilled in one take from the manager: ZONE_HIGH
-// chunks the first time, twice as many each next time up to ZONE_MAX, so a node that
+// A zone below ZONE_LOW spare chunks is refilled in one take from the manager: ZONE_FIRST_PAGES
+// of chunks the first time, twice as many each next time up to ZONE_MOST_PAGES, so a node that
 // allocates a lot goes to the manager (the only place nodes can still conflict) less and
 // less often, and one that allocates little keeps little in reserve.
 // Balancing: when the manager has no block left for a refill, a spare chunk is taken from
@@ -14,18 +14,21 @@
 import type { Buddy } from './buddy';
 import { OutOfMemoryError } from './errors';
 import type { Journal } from './journal';
-import { CHUNK_ORDER, CHUNK_PAGES, MAX_NODES, PageKind, SB, SPARE_KIND, tagOf, ZONE_AT, ZONE_HIGH, ZONE_LOW, ZONE_MAX, ZONE_REFILLS_AT } from './layout';
+import { MAX_NODES, PageKind, SB, SPARE_KIND, tagOf, ZONE_AT, ZONE_FIRST_PAGES, ZONE_LOW, ZONE_MAX, ZONE_MOST_PAGES, ZONE_REFILLS_AT } from './layout';
 
 export class Zones {
   private readonly pageWords: number;
+  private readonly chunkPages: number;
 
   constructor(
     private readonly u32: Uint32Array,
     pageSize: number,
+    private readonly chunkOrder: number,
     private readonly buddy: Buddy,
     private readonly journal: Journal,
   ) {
     this.pageWords = pageSize >>> 2;
+    this.chunkPages = 1 << chunkOrder;
   }
 
   /** Spare chunks in the zone of the node whose allocator header is `header`. */
@@ -58,9 +61,9 @@ export class Zones {
       while (this.count(h) > 0) {
         const c = this.pop(h);
         this.journal.w32(c * this.pageWords, 0);
-        for (let i = 1; i < CHUNK_PAGES; i++) this.buddy.setKind(c + i, PageKind.none);
+        for (let i = 1; i < this.chunkPages; i++) this.buddy.setKind(c + i, PageKind.none);
         // free() clears the first page's kind and merges with free buddies.
-        this.buddy.free(c, CHUNK_ORDER);
+        this.buddy.free(c, this.chunkOrder);
         n++;
       }
     }
@@ -71,12 +74,12 @@ export class Zones {
   private refill(node: number, header: number): void {
     const refills = header * this.pageWords + ZONE_REFILLS_AT;
     const n = this.u32[refills];
-    const want = Math.min(ZONE_HIGH * 2 ** Math.min(n, 8), ZONE_MAX - this.count(header));
+    const want = Math.min((ZONE_FIRST_PAGES >> this.chunkOrder) * 2 ** Math.min(n, 8), (ZONE_MOST_PAGES >> this.chunkOrder) - this.count(header));
     this.journal.w32(refills, n + 1);
-    for (let order = CHUNK_ORDER + Math.floor(Math.log2(want)); order >= CHUNK_ORDER; order--) {
+    for (let order = this.chunkOrder + Math.floor(Math.log2(want)); order >= this.chunkOrder; order--) {
       const block = this.buddy.tryAlloc(order);
       if (block === 0) continue;
-      for (let c = block; c < block + (1 << order); c += CHUNK_PAGES) this.carve(node, header, c);
+      for (let c = block; c < block + (1 << order); c += this.chunkPages) this.carve(node, header, c);
       return;
     }
   }
@@ -101,10 +104,10 @@ export class Zones {
     return true;
   }
 
-  /** Makes the free block at `c` (CHUNK_PAGES pages, zero) a spare chunk of `node`'s zone. */
+  /** Makes the free block at `c` (chunkPages pages, zero) a spare chunk of `node`'s zone. */
   private carve(node: number, header: number, c: number): void {
     this.journal.fresh(c);
-    for (let i = 0; i < CHUNK_PAGES; i++) this.buddy.setKind(c + i, PageKind.chunk | i);
+    for (let i = 0; i < this.chunkPages; i++) this.buddy.setKind(c + i, PageKind.chunk | i);
     this.journal.w32(c * this.pageWords, tagOf(node, SPARE_KIND, 0));
     this.push(header, c);
   }

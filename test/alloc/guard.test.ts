@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const load = createRequire(__filename);
 const { createNode, HeapCorruptionError } = load('../..');
 const { checkHeap } = load('../../dist/alloc/check.js');
-const { geometry, PageKind, ZONE_AT, ZONE_HIGH, ZONE_MAX, ZONE_REFILLS_AT } = load('../../dist/alloc/layout.js');
+const { geometry, PageKind, ZONE_AT, ZONE_FIRST_PAGES, ZONE_MOST_PAGES, ZONE_REFILLS_AT } = load('../../dist/alloc/layout.js');
 
 const PAGE = 4096;
 const REGION = 32 << 20;
@@ -135,23 +135,23 @@ describe('the heap guards its metadata', () => {
   });
 
   it('a stray write into free memory does not end up in a new chunk header (or refuse the allocation)', async () => {
-    // Empty this node's zone of spare chunks (zones.ts): a chunk of 4 KiB objects holds 15.
+    // Empty this node's zone of spare chunks (zones.ts): a chunk of 4 KiB objects holds chunkPages - 1.
     const zone = () => dsm.u32[dsm.u32[64 + dsm.nodeId] * 1024 + ZONE_AT];
     while (zone() > 0) await dsm.transaction((tx: any) => tx.alloc(4096, { kind: 'readMostly' }));
-    // The refill takes its chunks (ZONE_HIGH, doubling per refill) as one block from the head
+    // The refill takes its chunks (ZONE_FIRST_PAGES of them, doubling per refill) as one block from the head
     // of the smallest non-empty free list of that order or more: scribble over every chunk
     // header it makes.
     const refills = dsm.u32[dsm.u32[64 + dsm.nodeId] * 1024 + ZONE_REFILLS_AT];
-    const span = Math.min(ZONE_HIGH * 2 ** refills, ZONE_MAX) * 16;
+    const span = Math.min(ZONE_FIRST_PAGES * 2 ** refills, ZONE_MOST_PAGES);
     let k = Math.log2(span);
     while (dsm.u32[16 + k] === 0) k++;
     const block = dsm.u32[16 + k];
     await dsm.transaction(() => {
-      for (let c = block; c < block + span; c += 16) dsm.view(Uint32Array, c * PAGE, 1024).fill(0xdeadbeef); // free memory: not the guard's
+      for (let c = block; c < block + span; c += g.chunkPages) dsm.view(Uint32Array, c * PAGE, 1024).fill(0xdeadbeef); // free memory: not the guard's
     });
     const p = await dsm.transaction((tx: any) => tx.alloc(1500, { kind: 'private' })); // a class with no chunk yet
     const chunk = Math.floor(p / PAGE) - 1;
-    expect(chunk >= block && chunk < block + span && (chunk - block) % 16 === 0).toBe(true);
+    expect(chunk >= block && chunk < block + span && (chunk - block) % g.chunkPages === 0).toBe(true);
     expect(dsm.u8[g.kindsAt + chunk]).toBe(PageKind.chunk);
     expect(dsm.u32[(chunk * PAGE) / 4 + 100]).toBe(0);
     // The spare chunks carved with it are clean too (the checker reads their headers).

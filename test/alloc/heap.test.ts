@@ -133,4 +133,5 @@ describe('heap', () => {
       { numRuns: 60, seed: 7 },
     );
   });
+
 });

@@ -29,7 +29,7 @@ describe('page descriptions', () => {
     expect(holds(g.kindsAt / PAGE).holds).toBe('heap page-kind table');
     expect(holds(g.dataStart - 1).holds).toBe('heap buddy link table');
     const sp = Math.floor(small / PAGE);
-    expect(holds(sp)).toEqual({ holds: `128-byte readMostly objects of node 0 (chunk at page ${sp - 1}, page 1 of 16)`, roots: ['small'] });
+    expect(holds(sp)).toEqual({ holds: `128-byte readMostly objects of node 0 (chunk at page ${sp - 1}, page 1 of 16)` /* a 16 MiB region: 16-page chunks */, roots: ['small'] });
     expect(holds(sp - 1).holds).toBe('chunk header (free-slot bitmap) of 128-byte readMostly objects of node 0');
     const bp = big / PAGE;
     // Every page of a 3-page object (a block of 4) names it, and the block's last page too.

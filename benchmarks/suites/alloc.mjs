@@ -130,5 +130,7 @@ const before = await race(2, false);
 const after = await race(2, true);
 const alone = await race(1, true);
 row('two nodes allocating at once: conflicts per 1,000 allocations, with zones', after, 'conflicts', 'the same without zones (chunks from the manager)', before);
-row('two nodes allocating at once: conflicts per 1,000 allocations, with zones (vs one node)', after, 'conflicts', 'one node alone', alone, '<= 0');
+// The target compares the figure itself: with one node alone at 0 there is no ratio, and a
+// target on the ratio passed any figure.
+row('two nodes allocating at once: conflicts per 1,000 allocations, with zones (vs one node)', after, 'conflicts', 'one node alone', alone, `<= ${alone} conflicts`);
 console.log(JSON.stringify({ suite: 'alloc', rows }));

@@ -87,10 +87,13 @@ export const ZONE_REFILLS_AT = ZONE_AT - 1;
 /** A zone with fewer spare chunks than this is refilled... */
 export const ZONE_LOW = 1;
 /**
- * ...with this many pages of chunks on its first refill, in one take from the buddy manager,
- * twice as many on each next one, up to ZONE_MOST_PAGES.
+ * ...with this many chunks on its first refill, in one take from the buddy manager, twice
+ * as many on each next one, up to ZONE_MOST_PAGES of chunks: a zone's reserve is bounded in
+ * memory whatever the chunk size, and a node starting on a handful of size classes takes
+ * their chunks from its first refill (2 chunks of 64 pages at first, the same 128 pages,
+ * had both nodes of the two-node benchmark refill at once: one conflict a run).
  */
-export const ZONE_FIRST_PAGES = 128;
+export const ZONE_FIRST = 8;
 export const ZONE_MOST_PAGES = 1024;
 /**
  * Consistency models of allocations (DESIGN.md "Consistency models"); the numbers are the

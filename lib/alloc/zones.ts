@@ -3,8 +3,8 @@
 // chunk a node took went through the buddy manager (the superblock's free lists, the link
 // and page-kind tables), and two nodes taking chunks at the same moment conflicted there.
 //
-// A zone below ZONE_LOW spare chunks is refilled in one take from the manager: ZONE_FIRST_PAGES
-// of chunks the first time, twice as many each next time up to ZONE_MOST_PAGES, so a node that
+// A zone below ZONE_LOW spare chunks is refilled in one take from the manager: ZONE_FIRST
+// chunks the first time, twice as many each next time up to ZONE_MOST_PAGES, so a node that
 // allocates a lot goes to the manager (the only place nodes can still conflict) less and
 // less often, and one that allocates little keeps little in reserve.
 // Balancing: when the manager has no block left for a refill, a spare chunk is taken from
@@ -14,7 +14,7 @@
 import type { Buddy } from './buddy';
 import { OutOfMemoryError } from './errors';
 import type { Journal } from './journal';
-import { MAX_NODES, PageKind, SB, SPARE_KIND, tagOf, ZONE_AT, ZONE_FIRST_PAGES, ZONE_LOW, ZONE_MAX, ZONE_MOST_PAGES, ZONE_REFILLS_AT } from './layout';
+import { MAX_NODES, PageKind, SB, SPARE_KIND, tagOf, ZONE_AT, ZONE_FIRST, ZONE_LOW, ZONE_MAX, ZONE_MOST_PAGES, ZONE_REFILLS_AT } from './layout';
 
 export class Zones {
   private readonly pageWords: number;
@@ -74,7 +74,7 @@ export class Zones {
   private refill(node: number, header: number): void {
     const refills = header * this.pageWords + ZONE_REFILLS_AT;
     const n = this.u32[refills];
-    const want = Math.min((ZONE_FIRST_PAGES >> this.chunkOrder) * 2 ** Math.min(n, 8), (ZONE_MOST_PAGES >> this.chunkOrder) - this.count(header));
+    const want = Math.min(ZONE_FIRST * 2 ** Math.min(n, 8), (ZONE_MOST_PAGES >> this.chunkOrder) - this.count(header));
     this.journal.w32(refills, n + 1);
     for (let order = this.chunkOrder + Math.floor(Math.log2(want)); order >= this.chunkOrder; order--) {
       const block = this.buddy.tryAlloc(order);

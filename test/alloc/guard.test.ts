@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const load = createRequire(__filename);
 const { createNode, HeapCorruptionError } = load('../..');
 const { checkHeap } = load('../../dist/alloc/check.js');
-const { geometry, PageKind, ZONE_AT, ZONE_FIRST_PAGES, ZONE_MOST_PAGES, ZONE_REFILLS_AT } = load('../../dist/alloc/layout.js');
+const { geometry, PageKind, ZONE_AT, ZONE_FIRST, ZONE_MOST_PAGES, ZONE_REFILLS_AT } = load('../../dist/alloc/layout.js');
 
 const PAGE = 4096;
 const REGION = 32 << 20;
@@ -138,11 +138,11 @@ describe('the heap guards its metadata', () => {
     // Empty this node's zone of spare chunks (zones.ts): a chunk of 4 KiB objects holds chunkPages - 1.
     const zone = () => dsm.u32[dsm.u32[64 + dsm.nodeId] * 1024 + ZONE_AT];
     while (zone() > 0) await dsm.transaction((tx: any) => tx.alloc(4096, { kind: 'readMostly' }));
-    // The refill takes its chunks (ZONE_FIRST_PAGES of them, doubling per refill) as one block from the head
+    // The refill takes its chunks (ZONE_FIRST, doubling per refill) as one block from the head
     // of the smallest non-empty free list of that order or more: scribble over every chunk
     // header it makes.
     const refills = dsm.u32[dsm.u32[64 + dsm.nodeId] * 1024 + ZONE_REFILLS_AT];
-    const span = Math.min(ZONE_FIRST_PAGES * 2 ** refills, ZONE_MOST_PAGES);
+    const span = Math.min(ZONE_FIRST * g.chunkPages * 2 ** refills, ZONE_MOST_PAGES);
     let k = Math.log2(span);
     while (dsm.u32[16 + k] === 0) k++;
     const block = dsm.u32[16 + k];

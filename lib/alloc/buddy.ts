@@ -5,7 +5,7 @@
 // zero, and allocating or splitting a block touches none of its pages.
 import { OutOfMemoryError } from './errors';
 import type { Journal } from './journal';
-import { type Geometry, MAGIC, MODEL_TAG, PageKind, SB } from './layout';
+import { type Geometry, LAYOUT_VERSION, MAGIC, MODEL_TAG, PageKind, SB } from './layout';
 
 export interface Words {
   readonly u8: Uint8Array;
@@ -159,7 +159,9 @@ export class Buddy {
  */
 export function modelBlocks(m: Words, g: Geometry): Array<{ first: number; count: number; model: number }> {
   const out: Array<{ first: number; count: number; model: number }> = [];
-  if (m.u32[SB.magic] !== MAGIC) return out;
+  // A heap of another layout (chunk sizes differ between versions) is not read: its nodes
+  // refuse to open it, saying which version to run.
+  if (m.u32[SB.magic] !== MAGIC || m.u32[SB.version] !== LAYOUT_VERSION) return out;
   const end = Math.min(m.u32[SB.pages], g.pages);
   for (let p = m.u32[SB.dataStart]; p < end; ) {
     const k = m.u8[g.kindsAt + p];

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const load = createRequire(__filename);
 const { createNode } = load('../..');
 const { checkHeap } = load('../../dist/alloc/check.js');
+const { modelBlocks } = load('../../dist/alloc/buddy.js');
+const { SB } = load('../../dist/alloc/layout.js');
 
 let big: any;
 beforeAll(async () => {
@@ -38,5 +40,17 @@ describe('chunks', () => {
     expect(checkHeap(big.heap, big)).toEqual([]);
     await big.transaction((tx: any) => { for (const p of ptrs) tx.free(p); });
     expect(checkHeap(big.heap, big)).toEqual([]);
+  });
+
+  it("a page server's reading of the models in its stored heap walks 64-page chunks, and reads no heap of another layout", async () => {
+    const g = big.heap.geometry;
+    await big.transaction((tx: any) => { for (let i = 0; i < 5000; i++) tx.alloc(48); });
+    const seq = await big.transaction((tx: any) => tx.alloc(3 * 4096, { model: 'sequential' }));
+    // A copy of the heap's tables, as a page server holds them in its store.
+    const tables = big.u8.slice(0, g.dataStart * g.pageSize);
+    const u32 = new Uint32Array(tables.buffer);
+    expect(modelBlocks({ u8: tables, u32 }, g)).toContainEqual({ first: seq / 4096, count: 4, model: 2 });
+    u32[SB.version] = 3; // written by an earlier node-dsm, whose chunks were of another size
+    expect(modelBlocks({ u8: tables, u32 }, g)).toEqual([]);
   });
 });

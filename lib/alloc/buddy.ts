@@ -13,28 +13,33 @@ export interface Words {
 }
 
 export class Buddy {
+  // The region's shape, fixed when the heap is formatted (and checked against the
+  // superblock when a node opens it): taken from the geometry, not read from the
+  // superblock, so that freeing a small object does not put page 0 in the transaction's
+  // read set, where every other node's zone refill or large allocation would doom it.
+  readonly dataStart: number;
+  readonly pages: number;
+  readonly maxOrder: number;
+  private readonly kindsAt: number; // byte offset of the page-kind array
+  private readonly linksAt: number; // byte offset of the link table (u32 next, prev per page)
+
   constructor(
     private readonly m: Words,
-    private readonly pageSize: number,
-    private readonly kindsAt: number, // byte offset of the page-kind array
-    private readonly linksAt: number, // byte offset of the link table (u32 next, prev per page)
+    g: Geometry,
     private readonly journal: Journal, // every write of the manager's goes through it
     // Told of every block handed out: a run reading the tables before another node's
     // allocation of the same pages arrived must not reach that node's block (native claimFresh).
     private readonly taken?: (page: number, count: number) => void,
-  ) {}
+  ) {
+    this.dataStart = g.dataStart;
+    this.pages = g.pages;
+    this.maxOrder = Math.floor(Math.log2(g.pages - g.dataStart));
+    this.kindsAt = g.kindsAt;
+    this.linksAt = g.linksAt;
+  }
 
   private get sbWords(): Uint32Array {
     return this.m.u32;
-  }
-  get dataStart(): number {
-    return this.sbWords[SB.dataStart];
-  }
-  get pages(): number {
-    return this.sbWords[SB.pages];
-  }
-  get maxOrder(): number {
-    return this.sbWords[SB.maxOrder];
   }
   kind(page: number): number {
     return this.m.u8[this.kindsAt + page];

@@ -11,6 +11,10 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
   const ps = v.pageSize;
   const pw = ps / 4;
   const errors: string[] = [];
+  // The manager works from the geometry; the superblock must say the same.
+  if (v.u32[SB.dataStart] !== b.dataStart || v.u32[SB.pages] !== b.pages || v.u32[SB.maxOrder] !== b.maxOrder) {
+    errors.push(`the superblock's shape (first data page ${v.u32[SB.dataStart]}, ${v.u32[SB.pages]} pages, largest order ${v.u32[SB.maxOrder]}) is not the region's (${b.dataStart}, ${b.pages}, ${b.maxOrder})`);
+  }
   const lists = b.freeLists();
   const inList = new Map<number, number>();
   lists.forEach((l, k) => l.forEach((p) => inList.set(p, k)));

@@ -79,7 +79,7 @@ export class Heap {
     const { pages, dataStart } = g;
     this.geometry = g;
     this.chunkPages = g.chunkPages;
-    this.buddy = new Buddy(v, v.pageSize, g.kindsAt, g.linksAt, this.journal, this.claimFresh);
+    this.buddy = new Buddy(v, g, this.journal, this.claimFresh);
     this.zones = new Zones(v.u32, v.pageSize, g.chunkOrder, this.buddy, this.journal);
     await run(() => {
       const sb = v.u32;
@@ -94,7 +94,7 @@ export class Heap {
         j.w32(SB.pageSize, v.pageSize);
         j.w32(SB.pages, pages);
         j.w32(SB.dataStart, dataStart);
-        j.w32(SB.maxOrder, Math.floor(Math.log2(pages - dataStart)));
+        j.w32(SB.maxOrder, this.buddy.maxOrder);
         this.buddy.format();
         return;
       }

@@ -53,4 +53,17 @@ describe('chunks', () => {
     u32[SB.version] = 3; // written by an earlier node-dsm, whose chunks were of another size
     expect(modelBlocks({ u8: tables, u32 }, g)).toEqual([]);
   });
+
+  it('allocating and freeing small objects reads no page of the superblock, so no other node\'s chunk take or large allocation dooms it', async () => {
+    const addon = load('../../dist/native.js').loadNative();
+    const [p, q] = await big.transaction((tx: any) => [tx.alloc(64), tx.alloc(64)]);
+    const readsAllocFree: number[] = await big.transaction((tx: any) => {
+      tx.free(p);
+      tx.alloc(64); // the freed slot again
+      tx.free(q);
+      return Array.from(addon.readSet());
+    });
+    expect(readsAllocFree).not.toContain(0);
+    expect(checkHeap(big.heap, big)).toEqual([]);
+  });
 });

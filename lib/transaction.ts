@@ -49,7 +49,7 @@ export class Transaction {
    * moves it there (after a minimum hold time; no lock: it may move between a read and a
    * write, so updates by several nodes at once go under dsm.lock). Inside a transaction, non-transactional pages are neither isolated
    * nor rolled back; their allocation is (an aborted run's allocation vanishes).
-   * @example const p = tx.alloc(64); dsm.u32[p >> 2] = 42;
+   * @example const p = tx.alloc(64); dsm.u32[p >>> 2] = 42; // >>>: addresses reach 4 GiB
    * @example const grid = tx.alloc(8 << 20, { model: 'sequential' });
    */
   alloc(size: number, opts?: { kind?: 'normal' | 'readMostly' | 'private'; model?: 'transactional' | 'local' | 'sequential' | 'migratory' }): number {

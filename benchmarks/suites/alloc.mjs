@@ -26,7 +26,7 @@ if (process.argv[2] === 'zone-node') {
       const before = dsm.stats().transactions.retried;
       for (let t = 0; t < m.transactions; t++) {
         const batch = Array.from({ length: m.perTransaction }, () => sizes[rnd(sizes.length)]);
-        await dsm.transaction((tx) => { for (const size of batch) dsm.u32[tx.alloc(size) >> 2] = size; });
+        await dsm.transaction((tx) => { for (const size of batch) dsm.u32[tx.alloc(size) >>> 2] = size; });
       }
       process.send({ conflicts: dsm.stats().transactions.retried - before, allocations: m.transactions * m.perTransaction });
     } else if (m.cmd === 'close') {
@@ -102,7 +102,7 @@ await dsm.transaction((tx) => reuse(tx)(N));
 const freeReuse = await dsm.transaction((tx) => perOp(N, reuse(tx)));
 row('free + reuse of 64 B', freeReuse, 'ns', 'new Uint8Array(64)', localBySize[64]);
 const objs = await dsm.transaction((tx) => Array.from({ length: 1000 }, () => tx.alloc(16)));
-const store = await dsm.transaction(() => perOp(N, (n) => { for (let i = 0; i < n; i++) dsm.u32[objs[i % 1000] >> 2] = objs[(i + 1) % 1000]; }));
+const store = await dsm.transaction(() => perOp(N, (n) => { for (let i = 0; i < n; i++) dsm.u32[objs[i % 1000] >>> 2] = objs[(i + 1) % 1000]; }));
 row('pointer store into an object', store, 'ns', 'Plurix: 0.5 us per pointer assignment', 500);
 await dsm.close();
 

@@ -26,6 +26,11 @@ export class LostPages {
     return this.status[Status.lostPages] !== 0n;
   }
 
+  /** Whether `page` is lost. */
+  has(page: number): boolean {
+    return this.any && this.region.owners[page] === LOST_OWNER;
+  }
+
   /** Every lost range, merged. */
   ranges(): LostRange[] {
     const out: LostRange[] = [];

@@ -125,7 +125,13 @@ export class DsmNode extends EventEmitter {
     service.onPeer = (type, id) => (this.early ? this.early.push([type, id]) : this.emit(type, { id }));
     this.base = opts.base;
     this.regionSize = opts.regionSize;
-    this.heap = new Heap(this, region.states, (first, count, model) => native.declareModel(first, count, model), (first, count) => native.claimFresh(first, count));
+    this.heap = new Heap(
+      this,
+      region.states,
+      (first, count, model) => native.declareModel(first, count, model),
+      (first, count) => native.claimFresh(first, count),
+      (owner, header) => service.departed(owner) && !this.lost.has(header),
+    );
     this.pageModels = native.pageModels();
     this.lost = new LostPages(region, service.status, this.u8, this.pageModels);
     const guard = new HeapGuard(this.heap, this.u8, native, region);

@@ -3,7 +3,7 @@
 // free lists that disagree with the chunks' free bitmaps, free memory that is not zero.
 // Tests run it after random work.
 import type { Heap, HeapView } from './heap';
-import { CHUNK_BITMAP, CLASSES, ENTRY_WORDS, KINDS, MAX_NODES, PageKind, SB, SPARE_KIND, tagParts, ZONE_AT, ZONE_MAX } from './layout';
+import { CHUNK_BITMAP, CLASSES, ENTRY_WORDS, KINDS, PageKind, SB, SLOTS, SPARE_KIND, tagParts, ZONE_AT, ZONE_MAX } from './layout';
 
 export function checkHeap(heap: Heap, v: HeapView): string[] {
   const b = heap.manager;
@@ -32,7 +32,17 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
   const freeSlots = new Map<number, number>(); // chunk -> free bits set
   const headers = new Set<number>();
   const spares: number[] = [];
-  for (let n = 0; n < MAX_NODES; n++) if (v.u32[SB.nodeHeaders + n]) headers.add(v.u32[SB.nodeHeaders + n]);
+  const owners = new Map<number, number>(); // node id + 1 -> its slot
+  for (let n = 0; n < SLOTS; n++) {
+    if (v.u32[SB.slotHeaders + n]) headers.add(v.u32[SB.slotHeaders + n]);
+    const o = v.u32[SB.slotOwners + n];
+    if (o === 0) {
+      if (v.u32[SB.slotHeaders + n]) errors.push(`allocator slot ${n} has a header page and no owner`);
+      continue;
+    }
+    if (owners.has(o)) errors.push(`node ${o - 1} owns allocator slots ${owners.get(o)} and ${n}`);
+    owners.set(o, n);
+  }
   for (let p = b.dataStart; p < b.pages; ) {
     const k = b.kind(p);
     let span = 1;
@@ -69,24 +79,24 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
     p += span;
   }
   for (const [p] of inList) errors.push(`free list holds page ${p}, which is not a free block head`);
-  for (let n = 0; n < MAX_NODES; n++) {
-    const h = v.u32[SB.nodeHeaders + n];
+  for (let n = 0; n < SLOTS; n++) {
+    const h = v.u32[SB.slotHeaders + n];
     if (!h) continue;
-    if (b.kind(h) !== PageKind.nodeHeader) errors.push(`node ${n}'s allocator header page ${h} has kind ${b.kind(h)}`);
+    if (b.kind(h) !== PageKind.nodeHeader) errors.push(`slot ${n}'s allocator header page ${h} has kind ${b.kind(h)}`);
     for (let kind = 0; kind < Object.keys(KINDS).length; kind++) {
       for (let cls = 0; cls < CLASSES.length; cls++) {
         const e = h * pw + (kind * CLASSES.length + cls) * ENTRY_WORDS;
         for (let obj = v.u32[e], guard = 0; obj; obj = v.u32[obj >>> 2], guard++) {
           if (guard > v.regionSize / 16) {
-            errors.push(`free list of node ${n} class ${cls} loops`);
+            errors.push(`free list of slot ${n} class ${cls} loops`);
             break;
           }
           const page = Math.floor(obj / ps);
           const ik = b.kind(page);
           const chunk = page - (ik & 0x3f);
           const t = tagParts(v.u32[chunk * pw]);
-          if ((ik & 0xc0) !== PageKind.chunk || (ik & 0x3f) === 0 || !t.ok || t.node !== n || t.cls !== cls || t.kind !== kind) {
-            errors.push(`object ${obj} is in the wrong free list (node ${n}, kind ${kind}, class ${cls})`);
+          if ((ik & 0xc0) !== PageKind.chunk || (ik & 0x3f) === 0 || !t.ok || t.slot !== n || t.cls !== cls || t.kind !== kind) {
+            errors.push(`object ${obj} is in the wrong free list (slot ${n}, kind ${kind}, class ${cls})`);
             break;
           }
           const bytes = CLASSES[cls];
@@ -99,17 +109,17 @@ export function checkHeap(heap: Heap, v: HeapView): string[] {
     }
   }
   for (const [chunk, left] of freeSlots) if (left !== 0) errors.push(`chunk at page ${chunk}: ${left} slots marked free that no free list holds`);
-  // Zones: every listed spare is a spare chunk of that node, listed once; every spare chunk is listed.
+  // Zones: every listed spare is a spare chunk of that slot, listed once; every spare chunk is listed.
   const listed = new Set<number>();
-  for (let n = 0; n < MAX_NODES; n++) {
-    const h = v.u32[SB.nodeHeaders + n];
+  for (let n = 0; n < SLOTS; n++) {
+    const h = v.u32[SB.slotHeaders + n];
     if (!h) continue;
-    if (v.u32[h * pw + ZONE_AT] > ZONE_MAX) errors.push(`node ${n}'s zone lists ${v.u32[h * pw + ZONE_AT]} spare chunks, more than ${ZONE_MAX}`);
+    if (v.u32[h * pw + ZONE_AT] > ZONE_MAX) errors.push(`slot ${n}'s zone lists ${v.u32[h * pw + ZONE_AT]} spare chunks, more than ${ZONE_MAX}`);
     for (const c of heap.zoneSpares(h)) {
       const t = tagParts(v.u32[c * pw]);
       if (listed.has(c)) errors.push(`spare chunk at page ${c} is listed twice`);
       listed.add(c);
-      if (b.kind(c) !== PageKind.chunk || !t.ok || t.kind !== SPARE_KIND || t.node !== n) errors.push(`node ${n}'s zone lists page ${c}, which is not a spare chunk of node ${n}`);
+      if (b.kind(c) !== PageKind.chunk || !t.ok || t.kind !== SPARE_KIND || t.slot !== n) errors.push(`slot ${n}'s zone lists page ${c}, which is not a spare chunk of slot ${n}`);
     }
   }
   for (const c of spares) if (!listed.has(c)) errors.push(`spare chunk at page ${c} is in no zone`);

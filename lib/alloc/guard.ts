@@ -17,7 +17,7 @@ import type { Heap } from './heap';
 import { HeapCorruptionError } from './errors';
 import { PageState } from '../native';
 import { FRESH, UNREAD } from './journal';
-import { type Geometry, MAX_NODES, PageKind, ROOT_BYTES, ROOTS, SB } from './layout';
+import { type Geometry, PageKind, ROOT_BYTES, ROOTS, SB, SLOTS } from './layout';
 
 /** What the guard needs from the native layer. */
 export interface GuardNative {
@@ -167,7 +167,8 @@ export class HeapGuard {
       const names = ['magic number', 'layout version', 'page size', 'page count', 'first data page', 'largest block order'];
       if (w < names.length) return `the heap superblock's ${names[w]}`;
       if (w >= SB.freeHeads && w < SB.freeHeads + 32) return `the heap superblock's free list of order ${w - SB.freeHeads}`;
-      if (w >= SB.nodeHeaders && w < SB.nodeHeaders + MAX_NODES) return `the heap superblock's allocator header of node ${w - SB.nodeHeaders}`;
+      if (w >= SB.slotHeaders && w < SB.slotHeaders + SLOTS) return `the heap superblock's allocator header of slot ${w - SB.slotHeaders}`;
+      if (w >= SB.slotOwners && w < SB.slotOwners + SLOTS) return `the heap superblock's owner of allocator slot ${w - SB.slotOwners}`;
       return 'the heap superblock';
     }
     if (page === 1) {

@@ -7,7 +7,7 @@ import { checkKeys } from '../options';
 import { HeapLayoutError, InvalidFreeError, OutOfMemoryError, RootError } from './errors';
 import { Journal } from './journal';
 import { Zones } from './zones';
-import { type AllocKind, type Model, MODELS, CHUNK_BITMAP, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, type Geometry, geometry, KINDS, LAYOUT_VERSION, MAGIC, MAX_NODES, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SMALL_MAX, SPARE_KIND, tagOf } from './layout';
+import { type AllocKind, type Model, MODELS, CHUNK_BITMAP, CHUNK_TAG, CLASS_OF, CLASSES, ENTRY_WORDS, type Geometry, geometry, KINDS, LAYOUT_VERSION, MAGIC, PageKind, ROOT_BYTES, ROOT_NAME_MAX, ROOTS, SB, SLOTS, SMALL_MAX, SPARE_KIND, tagOf } from './layout';
 
 /** What the heap needs from its node. */
 export interface HeapView {
@@ -39,16 +39,20 @@ export class Heap {
    */
   zoned = true;
   /**
-   * Allocator header pages by node id, as committed. A header page never moves once made,
+   * Allocator header pages by slot, as committed. A header page never moves once made,
    * so after the first read the superblock need not be read again: allocating does not
    * put the superblock in the transaction's read set, and another node's chunk take
    * (which writes it) does not doom it.
    */
   private readonly headers = new Map<number, number>();
+  /** The node id whose committed slot and header page ownSlot and ownHeader are. */
   private ownNode = -1;
+  private ownSlot = -1;
   private ownHeader = 0;
-  /** A header page this run made (known to others only once it commits). */
-  private madeHeader?: { node: number; page: number };
+  /** The slot this run allocates through (set with its header page, see slotHeader). */
+  private runSlot = -1;
+  /** A slot this run claimed, or whose header page it made (known to others once it commits). */
+  private claimed?: { node: number; slot: number };
   private opened = false;
   // The node's views are fixed for its life (the region never moves), so keep them at hand.
   private readonly u32: Uint32Array;
@@ -66,6 +70,11 @@ export class Heap {
     states: Uint8Array,
     private readonly declareModel?: DeclareModel,
     private readonly claimFresh?: ClaimFresh,
+    /**
+     * Whether allocator slot `slot`, owned by node id `owner`, may be taken over: its owner
+     * left the cluster for good, and its header page is not lost.
+     */
+    private readonly takeable?: (owner: number, header: number) => boolean,
   ) {
     this.u32 = view.u32;
     this.pageWords = view.pageSize >>> 2;
@@ -161,29 +170,64 @@ export class Heap {
     this.buddy.countRedeclared(page);
   }
 
-  /** The allocator header page of `node` (0: none yet). */
-  private headerOf(node: number): number {
-    // The allocating node's own header, on every small allocation: no map lookup.
-    if (node === this.ownNode) return this.ownHeader;
-    const known = this.headers.get(node);
+  /** The allocator header page of `slot` (0: none yet). */
+  private headerOf(slot: number): number {
+    const known = this.headers.get(slot);
     if (known !== undefined) return known;
-    const h = this.u32[SB.nodeHeaders + node];
-    if (h !== 0 && this.zoned && this.madeHeader?.page !== h) this.remember(node, h);
+    const h = this.u32[SB.slotHeaders + slot];
+    if (h !== 0 && this.zoned && this.claimed?.slot !== slot) this.headers.set(slot, h);
     return h;
   }
 
-  private remember(node: number, header: number): void {
-    this.headers.set(node, header);
-    if (node === this.view.nodeId) {
+  /**
+   * This node's allocator header page: through the slot the node owns, or one it claims in
+   * this run, making the slot's header page if it has none. Sets runSlot. Reads the slot
+   * table (page 0) once in a node's life; the committed answer is kept.
+   */
+  private slotHeader(node: number): number {
+    const u32 = this.u32;
+    let slot = -1;
+    for (let s = 0; s < SLOTS && slot < 0; s++) if (u32[SB.slotOwners + s] === node + 1) slot = s;
+    if (slot < 0) slot = this.claimSlot(node);
+    let h = u32[SB.slotHeaders + slot];
+    if (h === 0) h = this.makeHeader(node, slot);
+    this.runSlot = slot;
+    if (this.claimed === undefined && this.zoned) {
       this.ownNode = node;
-      this.ownHeader = header;
+      this.ownSlot = slot;
+      this.ownHeader = h;
     }
+    return h;
+  }
+
+  /**
+   * Takes an allocator slot for `node` in this run: one never used, else (once a cluster's
+   * nodes have taken all of them, over its life) a departed node's, whose chunks, free
+   * objects and spare chunks the node then allocates from. Never used ones first: with
+   * durability 'none' a dead node's pages may be lost, and a node taking its slot over
+   * would fail its allocations with ERR_DSM_PAGE_LOST (a slot whose header page is lost
+   * is not taken; its chunks are not checked).
+   */
+  private claimSlot(node: number): number {
+    const u32 = this.u32;
+    let slot = -1;
+    for (let s = 0; s < SLOTS && slot < 0; s++) if (u32[SB.slotOwners + s] === 0) slot = s;
+    for (let s = 0; s < SLOTS && slot < 0; s++) if (this.takeable?.(u32[SB.slotOwners + s] - 1, u32[SB.slotHeaders + s])) slot = s;
+    if (slot < 0) throw new HeapLayoutError(`all ${SLOTS} allocator slots of the heap belong to live nodes (or to departed ones whose pages were lost): at most ${SLOTS} nodes allocate small objects at once`);
+    this.journal.w32(SB.slotOwners + slot, node + 1);
+    this.claimed = { node, slot };
+    return slot;
   }
 
   private allocSmall(kind: number, cls: number): number {
     const u32 = this.u32;
-    let h = this.headerOf(this.view.nodeId);
-    if (h === 0) h = this.nodeHeader();
+    const node = this.view.nodeId;
+    // The node's own committed header, on every small allocation: no lookup.
+    let h: number;
+    if (node === this.ownNode) {
+      h = this.ownHeader;
+      this.runSlot = this.ownSlot;
+    } else h = this.slotHeader(node);
     const e = h * this.pageWords + (kind * CLASSES.length + cls) * ENTRY_WORDS;
     const j = this.journal;
     const obj = u32[e];
@@ -213,13 +257,13 @@ export class Heap {
     let chunk: number;
     if (this.zoned) {
       // Carved already: kinds set, header zero but for the spare tag replaced here.
-      chunk = this.zones.take(this.view.nodeId, header, CLASSES[cls]);
+      chunk = this.zones.take(this.runSlot, header, CLASSES[cls]);
     } else {
       chunk = this.buddy.alloc(this.geometry!.chunkOrder, CLASSES[cls]);
       this.journal.fresh(chunk);
       for (let i = 0; i < this.chunkPages; i++) this.buddy.setKind(chunk + i, PageKind.chunk | i);
     }
-    this.journal.w32(chunk * this.pageWords, tagOf(this.view.nodeId, kind, cls));
+    this.journal.w32(chunk * this.pageWords, tagOf(this.runSlot, kind, cls));
     this.journal.w32(e + 3, chunk);
     return chunk + 1;
   }
@@ -238,15 +282,13 @@ export class Heap {
     return this.u32[w] & bit;
   }
 
-  /** This node's allocator header page, made on first use. */
-  private nodeHeader(): number {
-    const v = this.view;
-    if (v.nodeId >= MAX_NODES) throw new HeapLayoutError(`the heap serves node ids below ${MAX_NODES}; this node is ${v.nodeId}`);
-    const h = this.buddy.alloc(0, v.pageSize);
+  /** The header page of allocator slot `slot`, made in this run for `node`. */
+  private makeHeader(node: number, slot: number): number {
+    const h = this.buddy.alloc(0, this.view.pageSize);
     this.journal.fresh(h);
     this.buddy.setKind(h, PageKind.nodeHeader);
-    this.journal.w32(SB.nodeHeaders + v.nodeId, h);
-    this.madeHeader = { node: v.nodeId, page: h };
+    this.journal.w32(SB.slotHeaders + slot, h);
+    this.claimed = { node, slot };
     return h;
   }
 
@@ -347,7 +389,7 @@ export class Heap {
   /** Before each run of a transaction function. */
   beginRun(): void {
     this.journal.reset();
-    this.madeHeader = undefined;
+    this.claimed = undefined;
   }
 
   /** @internal Test hook: writes superblock word `word` as the heap would (to fake another layout). */
@@ -357,14 +399,28 @@ export class Heap {
 
   /** After an abort: the state is in the region, rolled back with it. */
   afterAbort(): void {
-    this.madeHeader = undefined;
+    this.claimed = undefined;
   }
 
   /** After a commit: a header page this run made is now known to every node. */
   afterCommit(): void {
-    const m = this.madeHeader;
-    if (m && this.zoned) this.remember(m.node, m.page);
-    this.madeHeader = undefined;
+    const c = this.claimed;
+    if (c && this.zoned) {
+      const h = this.u32[SB.slotHeaders + c.slot];
+      this.headers.set(c.slot, h);
+      if (c.node === this.view.nodeId) {
+        this.ownNode = c.node;
+        this.ownSlot = c.slot;
+        this.ownHeader = h;
+      }
+    }
+    this.claimed = undefined;
+  }
+
+  /** @internal The allocator slot node `node` owns, as committed (-1: none), for tests. */
+  slotOf(node: number): number {
+    for (let s = 0; s < SLOTS; s++) if (this.u32[SB.slotOwners + s] === node + 1) return s;
+    return -1;
   }
 
   /** @internal The spare chunks in the zone whose node header page is `header`, for the checker. */

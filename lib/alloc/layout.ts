@@ -18,26 +18,35 @@
 //            fault in, its object's pages.
 //   small-object chunks: 2^chunkOrder pages (Geometry) taken from the buddy manager by one node for
 //            one kind and size class; two nodes' objects never share a page. The chunk's
-//            first page is its header: u32 tag (CHUNK_TAG | node << 8 | kind << 16 |
+//            first page is its header: u32 tag (CHUNK_TAG | slot << 8 | kind << 16 |
 //            class << 20), then from word CHUNK_BITMAP a bitmap with one bit per object
 //            slot, set while the slot is free (double frees are caught here). The other
 //            pages hold objects with no header, never straddling a page: slot s sits on chunk
 //            page 1 + floor(s / perPage) at offset (s % perPage) * class bytes. A free object
 //            is zero except its first word, the next free object's address.
-//   node n's allocator header page: for each kind and class, ENTRY_WORDS u32: free-list
+//   allocator slots: SLOTS of them, each owned by one node at a time (superblock word
+//            slotOwners + s holds the owner's id + 1, 0 for a slot never owned; word
+//            slotHeaders + s its header page). A node allocates through the slot it owns,
+//            and its first small allocation claims one: a node's that left the cluster for
+//            good (its chunks, free objects and spare chunks come with it), else a free one.
+//            Node ids are never reused, so a cluster that nodes joined any number of times
+//            keeps allocating, and what a node that left held is not lost to the heap.
+//   slot s's allocator header page: for each kind and class, ENTRY_WORDS u32: free-list
 //            head (object address, 0: empty), bump page, bump offset, current chunk's
 //            first page (0: none). Slots of older chunks have all been handed out; in the
 //            current chunk, those before (bump page, bump offset).
 //            Word ZONE_REFILLS_AT counts the zone's refills (they grow, zones.ts).
-//            From word ZONE_AT, the node's zone (zones.ts): u32 count, then the first pages
+//            From word ZONE_AT, the slot's zone (zones.ts): u32 count, then the first pages
 //            of its spare chunks: carved already (page kinds set, header tagged with kind
 //            SPARE_KIND and class 0, all else zero), so taking one writes only pages of
-//            this node's, never the superblock or the page-kind table.
+//            this slot's, never the superblock or the page-kind table.
 
 export const MAGIC = 0x48534d44;
-export const LAYOUT_VERSION = 4;
-export const SB = { magic: 0, version: 1, pageSize: 2, pages: 3, dataStart: 4, maxOrder: 5, freeHeads: 16, nodeHeaders: 64 } as const;
+export const LAYOUT_VERSION = 5;
+export const SB = { magic: 0, version: 1, pageSize: 2, pages: 3, dataStart: 4, maxOrder: 5, freeHeads: 16, slotHeaders: 64, slotOwners: 320 } as const;
+/** Nodes at once: allocator slots, and the parties of a barrier. */
 export const MAX_NODES = 256;
+export const SLOTS = MAX_NODES;
 export const ROOTS = 64;
 export const ROOT_BYTES = 64;
 export const ROOT_NAME_MAX = 56;
@@ -146,10 +155,10 @@ function chunkOrderOf(pages: number): number {
   return Math.min(6, Math.max(4, Math.floor(Math.log2(pages / 1024))));
 }
 
-export function tagOf(node: number, kind: number, cls: number): number {
-  return (CHUNK_TAG | (node << 8) | (kind << 16) | (cls << 20)) >>> 0;
+export function tagOf(slot: number, kind: number, cls: number): number {
+  return (CHUNK_TAG | (slot << 8) | (kind << 16) | (cls << 20)) >>> 0;
 }
-export function tagParts(tag: number): { ok: boolean; node: number; kind: number; cls: number } {
+export function tagParts(tag: number): { ok: boolean; slot: number; kind: number; cls: number } {
   const cls = (tag >>> 20) & 0xf;
-  return { ok: (tag & 0xff) === CHUNK_TAG && tag >>> 24 === 0 && cls < CLASSES.length, node: (tag >>> 8) & 0xff, kind: (tag >>> 16) & 0xf, cls };
+  return { ok: (tag & 0xff) === CHUNK_TAG && tag >>> 24 === 0 && cls < CLASSES.length, slot: (tag >>> 8) & 0xff, kind: (tag >>> 16) & 0xf, cls };
 }

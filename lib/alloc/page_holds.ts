@@ -2,11 +2,11 @@
 // tables, which node's small objects of which size class, which large object, free memory,
 // and the named roots pointing into it. Read outside any transaction (a description for
 // the false-sharing monitor, not a decision), from the tables layout.ts describes.
-import { CLASSES, type Geometry, KINDS, MAX_NODES, PageKind, ROOT_BYTES, ROOTS, SB, SPARE_KIND, tagParts } from './layout';
+import { CLASSES, type Geometry, KINDS, PageKind, ROOT_BYTES, ROOTS, SB, SLOTS, SPARE_KIND, tagParts } from './layout';
 
 /** The heap's description of one page. */
 export interface PageHolds {
-  /** One line, e.g. "64-byte normal objects of node 1 (chunk at page 530)". */
+  /** One line, e.g. "64-byte normal objects of slot 1 (node 4) (chunk at page 530)". */
   holds: string;
   /** Names of the roots (`dsm.root`) whose pointer lands in what the page holds. */
   roots: string[];
@@ -36,15 +36,15 @@ export function describePage(v: RegionWords, g: Geometry | undefined, page: numb
   const k = kind(page);
   const rootsIn = (from: number, to: number) => rootNames(v, ps, from, to);
   if (k === PageKind.nodeHeader) {
-    for (let n = 0; n < MAX_NODES; n++) if (v.u32[SB.nodeHeaders + n] === page) return { holds: `allocator header of node ${n}`, roots: [] };
-    return { holds: 'allocator header of no node', roots: [] };
+    for (let n = 0; n < SLOTS; n++) if (v.u32[SB.slotHeaders + n] === page) return { holds: `allocator header of ${slotName(v, n)}`, roots: [] };
+    return { holds: 'allocator header of no slot', roots: [] };
   }
   if ((k & 0xc0) === PageKind.chunk) {
     const chunk = page - (k & 0x3f);
     const t = tagParts(v.u32[chunk * pw]);
     if (!t.ok) return { holds: `chunk page without a valid chunk header (at page ${chunk})`, roots: [] };
-    if (t.kind === SPARE_KIND) return { holds: `spare chunk in node ${t.node}'s zone (unused)`, roots: [] };
-    const what = `${CLASSES[t.cls]}-byte ${KIND_NAMES[t.kind] ?? `kind-${t.kind}`} objects of node ${t.node}`;
+    if (t.kind === SPARE_KIND) return { holds: `spare chunk in the zone of ${slotName(v, t.slot)} (unused)`, roots: [] };
+    const what = `${CLASSES[t.cls]}-byte ${KIND_NAMES[t.kind] ?? `kind-${t.kind}`} objects of ${slotName(v, t.slot)}`;
     if (page === chunk) return { holds: `chunk header (free-slot bitmap) of ${what}`, roots: [] };
     return { holds: `${what} (chunk at page ${chunk}, page ${page - chunk} of ${g.chunkPages})`, roots: rootsIn(page * ps, (page + 1) * ps) };
   }
@@ -70,6 +70,12 @@ export function describePage(v: RegionWords, g: Geometry | undefined, page: numb
 }
 
 /** Names of the roots whose pointer is in [from, to) bytes. */
+/** "slot 3 (node 12)": an allocator slot (layout.ts) and the node that owns it now. */
+function slotName(v: RegionWords, slot: number): string {
+  const owner = v.u32[SB.slotOwners + slot];
+  return owner === 0 ? `slot ${slot} (no owner)` : `slot ${slot} (node ${owner - 1})`;
+}
+
 function rootNames(v: RegionWords, pageSize: number, from: number, to: number): string[] {
   const out: string[] = [];
   for (let i = 0; i < ROOTS; i++) {

@@ -14,7 +14,7 @@
 import type { Buddy } from './buddy';
 import { OutOfMemoryError } from './errors';
 import type { Journal } from './journal';
-import { MAX_NODES, PageKind, SB, SPARE_KIND, tagOf, ZONE_AT, ZONE_FIRST, ZONE_LOW, ZONE_MAX, ZONE_MOST_PAGES, ZONE_REFILLS_AT } from './layout';
+import { PageKind, SB, SLOTS, SPARE_KIND, tagOf, ZONE_AT, ZONE_FIRST, ZONE_LOW, ZONE_MAX, ZONE_MOST_PAGES, ZONE_REFILLS_AT } from './layout';
 
 export class Zones {
   private readonly pageWords: number;
@@ -31,7 +31,7 @@ export class Zones {
     this.chunkPages = 1 << chunkOrder;
   }
 
-  /** Spare chunks in the zone of the node whose allocator header is `header`. */
+  /** Spare chunks in the zone of the allocator slot whose header is `header`. */
   count(header: number): number {
     return this.u32[header * this.pageWords + ZONE_AT];
   }
@@ -43,20 +43,20 @@ export class Zones {
   }
 
   /**
-   * A chunk for `node` (allocator header page `header`), its page kinds set and its header
+   * A chunk for allocator slot `slot` (header page `header`), its page kinds set and its header
    * page all zero but for the tag, which the caller writes. `bytes`: for the error.
    */
-  take(node: number, header: number, bytes: number): number {
-    if (this.count(header) < ZONE_LOW) this.refill(node, header);
-    if (this.count(header) === 0 && !this.steal(node, header)) throw new OutOfMemoryError(bytes);
+  take(slot: number, header: number, bytes: number): number {
+    if (this.count(header) < ZONE_LOW) this.refill(slot, header);
+    if (this.count(header) === 0 && !this.steal(slot, header)) throw new OutOfMemoryError(bytes);
     return this.pop(header);
   }
 
   /** Gives every zone's spare chunks back to the buddy manager; returns how many. */
   reclaimAll(): number {
     let n = 0;
-    for (let id = 0; id < MAX_NODES; id++) {
-      const h = this.u32[SB.nodeHeaders + id];
+    for (let id = 0; id < SLOTS; id++) {
+      const h = this.u32[SB.slotHeaders + id];
       if (h === 0) continue;
       while (this.count(h) > 0) {
         const c = this.pop(h);
@@ -71,7 +71,7 @@ export class Zones {
   }
 
   /** Takes the largest block up to the zone's next refill size the manager has, carved into spares. */
-  private refill(node: number, header: number): void {
+  private refill(slot: number, header: number): void {
     const refills = header * this.pageWords + ZONE_REFILLS_AT;
     const n = this.u32[refills];
     const want = Math.min(ZONE_FIRST * 2 ** Math.min(n, 8), (ZONE_MOST_PAGES >> this.chunkOrder) - this.count(header));
@@ -79,17 +79,17 @@ export class Zones {
     for (let order = this.chunkOrder + Math.floor(Math.log2(want)); order >= this.chunkOrder; order--) {
       const block = this.buddy.tryAlloc(order);
       if (block === 0) continue;
-      for (let c = block; c < block + (1 << order); c += this.chunkPages) this.carve(node, header, c);
+      for (let c = block; c < block + (1 << order); c += this.chunkPages) this.carve(slot, header, c);
       return;
     }
   }
 
-  /** Balancing: moves one spare chunk from the zone with the most to this node's. */
-  private steal(node: number, header: number): boolean {
+  /** Balancing: moves one spare chunk from the zone with the most to this slot's. */
+  private steal(slot: number, header: number): boolean {
     let from = 0;
     let most = 0;
-    for (let id = 0; id < MAX_NODES; id++) {
-      const h = this.u32[SB.nodeHeaders + id];
+    for (let id = 0; id < SLOTS; id++) {
+      const h = this.u32[SB.slotHeaders + id];
       if (h === 0 || h === header) continue;
       const n = this.count(h);
       if (n > most) {
@@ -99,16 +99,16 @@ export class Zones {
     }
     if (from === 0) return false;
     const c = this.pop(from);
-    this.journal.w32(c * this.pageWords, tagOf(node, SPARE_KIND, 0));
+    this.journal.w32(c * this.pageWords, tagOf(slot, SPARE_KIND, 0));
     this.push(header, c);
     return true;
   }
 
-  /** Makes the free block at `c` (chunkPages pages, zero) a spare chunk of `node`'s zone. */
-  private carve(node: number, header: number, c: number): void {
+  /** Makes the free block at `c` (chunkPages pages, zero) a spare chunk of `slot`'s zone. */
+  private carve(slot: number, header: number, c: number): void {
     this.journal.fresh(c);
     for (let i = 0; i < this.chunkPages; i++) this.buddy.setKind(c + i, PageKind.chunk | i);
-    this.journal.w32(c * this.pageWords, tagOf(node, SPARE_KIND, 0));
+    this.journal.w32(c * this.pageWords, tagOf(slot, SPARE_KIND, 0));
     this.push(header, c);
   }
 

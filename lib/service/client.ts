@@ -6,7 +6,7 @@ import { ClosedError, CommitUncertainError, DsmError, SystemError } from '../err
 import type { NativeAddon } from '../native';
 import { LocalTokenGate } from './local_token';
 import { CommitRing } from './commit_ring';
-import { type AppRequest, type ServiceConfig, type ServiceEvent, type ServiceReply, raiseTo, Status } from './messages';
+import { type AppRequest, type ServiceConfig, type ServiceEvent, type ServiceReply, MEMBER_WORDS, raiseTo, Status } from './messages';
 
 /** The 32-bit word holding the low half of the node-id status word. */
 const NODE_ID_WORD = Status.nodeId * 2 + (os.endianness() === 'LE' ? 0 : 1);
@@ -30,6 +30,18 @@ export class ServiceClient {
   private durableWaiters: Array<{ time: number; resolve: () => void; reject: (e: Error) => void }> = [];
   /** Transactions issued and not yet settled (inFlight). */
   private transactions = 0;
+  /** The member table the service publishes (messages.ts ServiceConfig.members). */
+  private readonly members: Uint32Array;
+
+  /**
+   * Whether node `id` has left the cluster for good: it was given its id (below the next
+   * one) and is no member now. False for this node's own id and for ids not yet known here.
+   */
+  departed(id: number): boolean {
+    if (!(id >= 0 && id < Atomics.load(this.members, 0))) return false;
+    return (Atomics.load(this.members, 1 + (id >>> 5)) & (1 << (id & 31))) === 0;
+  }
+
   /** The status words shared with the service (messages.ts `Status`). */
   get status(): BigUint64Array {
     return this.time;
@@ -53,12 +65,14 @@ export class ServiceClient {
   /** Commits wait for backups: wake the service once the app's run of transactions ends (wakeService). */
   private readonly wakeAfterRun: boolean;
 
-  private constructor(config: Omit<ServiceConfig, 'gate' | 'localCommits' | 'commitRing'>, onLog: (level: string, message: string) => void) {
+  private constructor(config: Omit<ServiceConfig, 'gate' | 'localCommits' | 'commitRing' | 'members'>, onLog: (level: string, message: string) => void) {
     this.time = new BigUint64Array(config.timeBuffer);
     this.time32 = new Uint32Array(config.timeBuffer);
     this.pageSize = config.pageSize;
     this.gate = LocalTokenGate.create();
-    const full: ServiceConfig = { ...config, gate: this.gate.buffer };
+    const members = new SharedArrayBuffer(MEMBER_WORDS * 4);
+    this.members = new Uint32Array(members);
+    const full: ServiceConfig = { ...config, gate: this.gate.buffer, members };
     const transfer: MessagePort[] = [];
     if (config.cluster) {
       const ch = new MessageChannel();
@@ -114,7 +128,7 @@ export class ServiceClient {
 
   /** Starts the service worker and resolves once it has attached to the region. */
   static start(
-    config: Omit<ServiceConfig, 'gate' | 'localCommits' | 'commitRing'>,
+    config: Omit<ServiceConfig, 'gate' | 'localCommits' | 'commitRing' | 'members'>,
     onLog: (level: string, message: string) => void,
     onProgress?: (p: { phase: 'loading' | 'catching-up'; done: number; total: number }) => void,
   ): Promise<ServiceClient> {

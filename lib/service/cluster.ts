@@ -87,6 +87,8 @@ export interface ClusterEvents {
    * `removed`: the node left the configuration (its times start over).
    */
   uncertain(removed: boolean): void;
+  /** The configuration this node applied: its members and the id the next joiner gets. */
+  members(nextId: number, ids: Iterable<number>): void;
   /** Long work in progress (a page server loading its store or catching up). */
   progress(phase: 'loading' | 'catching-up', done: number, total: number): void;
 }

@@ -62,7 +62,14 @@ export class Membership {
   found(me: Member): void {
     this.members.set(me.id, me);
     this.epoch = 1;
-    this.nextId = me.id + 1;
+    // (Test hook: ids starting high, as in a cluster that nodes joined hundreds of times.)
+    this.nextId = Math.max(me.id + 1, Number(process.env.DSM_TEST_NEXT_ID) || 0);
+    this.publish();
+  }
+
+  /** Tells the app thread who the members are (the heap takes over departed nodes' allocator slots). */
+  private publish(): void {
+    this.n.ev.members(this.nextId, this.members.keys());
   }
 
   /** Starts from a configuration a member handed us (joining). */
@@ -73,6 +80,7 @@ export class Membership {
     this.epoch = epoch;
     this.nextId = nextId;
     this.n.replication.tellNative();
+    this.publish();
   }
 
   /** Members this node has no connection to, and since when (checkUnconnected). */
@@ -223,6 +231,7 @@ export class Membership {
     this.nextId = Math.max(this.nextId, k.nextId);
     this.members.clear();
     for (const m of k.members) this.members.set(m.id, m);
+    this.publish();
     if (!this.members.has(n.id)) {
       n.rejoin(`configuration ${k.epoch} removed this node`);
       return;

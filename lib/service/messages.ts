@@ -30,6 +30,13 @@ export interface ServiceConfig {
    * the app thread has taken the 'rejoined' event in.
    */
   timeBuffer: SharedArrayBuffer;
+  /**
+   * MEMBER_WORDS u32 written by the service at every configuration it applies: [0] the id
+   * the next joiner gets, then a bit per node id, set while that node is a member. Ids are
+   * never given twice, so one below [0] without its bit is gone for good: the heap takes
+   * over its allocator slot (alloc/heap.ts).
+   */
+  members: SharedArrayBuffer;
   /** The commit token lent to the app thread (local_token.ts). */
   gate: SharedArrayBuffer;
   /** Commits the app made with the lent token, for the service to broadcast (commit_ring.ts). */
@@ -41,6 +48,8 @@ export interface ServiceConfig {
 }
 
 export const STATUS_WORDS = 11;
+/** Words of ServiceConfig.members: the next id, then a bit for each of the 65,536 node ids. */
+export const MEMBER_WORDS = 1 + 65536 / 32;
 export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5, durable: 6, durableWanted: 7, durableEpoch: 8, inFlight: 9, nodeId: 10 } as const;
 
 /**

@@ -11,6 +11,7 @@ import { type AppRequest, type ServiceConfig, type ServiceReply, type ServiceSta
 
 export class Service {
   private readonly time: BigUint64Array;
+  private readonly members: Uint32Array;
   /** Test hook: pages invalidated on purpose, with the byte their reinstalled copy holds. */
   private readonly testPages = new Map<number, number>();
   cluster?: Cluster;
@@ -27,6 +28,7 @@ export class Service {
     private readonly log: (level: 'warn' | 'error', message: string) => void,
   ) {
     this.time = new BigUint64Array(config.timeBuffer);
+    this.members = new Uint32Array(config.members);
     let versions: BigUint64Array | undefined;
     this.watches = new PageWatches(
       () => (versions ??= this.cluster?.table.versions ?? this.native.pageTable().versions),
@@ -61,6 +63,18 @@ export class Service {
   publishStatus(lostPages: number, partitioned: boolean): void {
     this.time[Status.lostPages] = BigInt(lostPages);
     this.time[Status.partitioned] = partitioned ? 1n : 0n;
+  }
+
+  /** Tells the app thread the members of the configuration just applied (messages.ts ServiceConfig.members). */
+  publishMembers(nextId: number, ids: Iterable<number>): void {
+    const m = this.members;
+    const bits = new Uint32Array(m.length);
+    for (const id of ids) bits[1 + (id >>> 5)] |= 1 << (id & 31);
+    // Word by word to its final value, never through zero: a member in both configurations
+    // never reads as gone (the heap would take its allocator slot). Bits before the next
+    // id, so an id below it is never read before its bit.
+    for (let i = 1; i < m.length; i++) if (m[i] !== bits[i]) Atomics.store(m, i, bits[i]);
+    Atomics.store(m, 0, nextId);
   }
 
   /** Whether the app's running transaction is discarding `page` (tx.discardLost). */

@@ -71,6 +71,7 @@ async function start(): Promise<void> {
           if (service.publishDurable(time)) emit({ type: 'durable' });
         },
         appInFlight: () => service.appInFlight(),
+        members: (nextId, ids) => service.publishMembers(nextId, ids),
         progress: (phase, done, total) => emit({ type: 'progress', phase, done, total }),
         uncertain: (removed) => {
           if (removed) service.removedFromCluster();

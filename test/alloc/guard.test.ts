@@ -136,12 +136,12 @@ describe('the heap guards its metadata', () => {
 
   it('a stray write into free memory does not end up in a new chunk header (or refuse the allocation)', async () => {
     // Empty this node's zone of spare chunks (zones.ts): a chunk of 4 KiB objects holds chunkPages - 1.
-    const zone = () => dsm.u32[dsm.u32[64 + dsm.nodeId] * 1024 + ZONE_AT];
+    const zone = () => dsm.u32[dsm.u32[64 + dsm.heap.slotOf(dsm.nodeId)] * 1024 + ZONE_AT];
     while (zone() > 0) await dsm.transaction((tx: any) => tx.alloc(4096, { kind: 'readMostly' }));
     // The refill takes its chunks (ZONE_FIRST, doubling per refill) as one block from the head
     // of the smallest non-empty free list of that order or more: scribble over every chunk
     // header it makes.
-    const refills = dsm.u32[dsm.u32[64 + dsm.nodeId] * 1024 + ZONE_REFILLS_AT];
+    const refills = dsm.u32[dsm.u32[64 + dsm.heap.slotOf(dsm.nodeId)] * 1024 + ZONE_REFILLS_AT];
     const span = Math.min(ZONE_FIRST * g.chunkPages * 2 ** refills, ZONE_MOST_PAGES);
     let k = Math.log2(span);
     while (dsm.u32[16 + k] === 0) k++;

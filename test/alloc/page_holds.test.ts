@@ -29,16 +29,16 @@ describe('page descriptions', () => {
     expect(holds(g.kindsAt / PAGE).holds).toBe('heap page-kind table');
     expect(holds(g.dataStart - 1).holds).toBe('heap buddy link table');
     const sp = Math.floor(small / PAGE);
-    expect(holds(sp)).toEqual({ holds: `128-byte readMostly objects of node 0 (chunk at page ${sp - 1}, page 1 of 16)` /* a 16 MiB region: 16-page chunks */, roots: ['small'] });
-    expect(holds(sp - 1).holds).toBe('chunk header (free-slot bitmap) of 128-byte readMostly objects of node 0');
+    expect(holds(sp)).toEqual({ holds: `128-byte readMostly objects of slot 0 (node 0) (chunk at page ${sp - 1}, page 1 of 16)` /* a 16 MiB region: 16-page chunks */, roots: ['small'] });
+    expect(holds(sp - 1).holds).toBe('chunk header (free-slot bitmap) of 128-byte readMostly objects of slot 0 (node 0)');
     const bp = big / PAGE;
     // Every page of a 3-page object (a block of 4) names it, and the block's last page too.
     for (const p of [bp, bp + 1, bp + 3]) expect(holds(p)).toEqual({ holds: `large object at ${big} (4 pages)`, roots: ['big'] });
-    expect(holds(dsm.u32[64]).holds).toBe('allocator header of node 0');
+    expect(holds(dsm.u32[64]).holds).toBe('allocator header of slot 0 (node 0)');
     const zone = dsm.u32[dsm.u32[64] * (PAGE / 4) + ZONE_AT];
     expect(zone).toBeGreaterThan(0);
     const spare = dsm.u32[dsm.u32[64] * (PAGE / 4) + ZONE_AT + 1];
-    expect(holds(spare + 2).holds).toBe("spare chunk in node 0's zone (unused)");
+    expect(holds(spare + 2).holds).toBe('spare chunk in the zone of slot 0 (node 0) (unused)');
     // A free block: its first page and one inside it.
     let k = dsm.u32[5];
     while (dsm.u32[16 + k] === 0) k--;

@@ -49,11 +49,11 @@ const WORKLOAD = `
       else throw e;
     }
   }
-  const zone = dsm.u32[dsm.u32[64 + dsm.nodeId] * 1024 + ZONE_AT];
+  const zone = dsm.u32[dsm.u32[64 + dsm.heap.slotOf(dsm.nodeId)] * 1024 + ZONE_AT];
   return { live, aborted, oom, committed, zone, conflicts: dsm.stats().transactions.aborted };`;
 
 /** The spare chunks in node args.id's zone. */
-const ZONE = `const { ZONE_AT } = require('../../../dist/alloc/layout.js'); return dsm.transaction(() => dsm.u32[dsm.u32[64 + args.id] * 1024 + ZONE_AT]);`;
+const ZONE = `const { ZONE_AT } = require('../../../dist/alloc/layout.js'); return dsm.transaction(() => dsm.u32[dsm.u32[64 + dsm.heap.slotOf(args.id)] * 1024 + ZONE_AT]);`;
 
 const CHECK = `
   const { checkHeap } = require('../../../dist/alloc/check.js');

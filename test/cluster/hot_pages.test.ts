@@ -62,7 +62,7 @@ describe('false-sharing monitor', () => {
     const hotA = await a.run<HotPage[]>('return dsm.stats().hotPages;');
     expect(hotA).toHaveLength(1);
     expect(hotA[0]).toMatchObject({ page: pageOf(ptrs.counter), ptr: pageOf(ptrs.counter) * 4096, aborts: ROUNDS, byNode: { [b.nodeId]: ROUNDS } });
-    expect(hotA[0].holds).toMatch(new RegExp(`^64-byte normal objects of node ${a.nodeId} \\(chunk at page \\d+`));
+    expect(hotA[0].holds).toMatch(new RegExp(`^64-byte normal objects of slot \\d+ \\(node ${a.nodeId}\\) \\(chunk at page \\d+`));
     expect(hotA[0].roots).toEqual(['counter']);
     const hotB = await b.run<HotPage[]>('return dsm.stats().hotPages;');
     expect(hotB).toHaveLength(1);
@@ -79,7 +79,7 @@ describe('false-sharing monitor', () => {
     const text = await cli(['stats', '--connect', a.address, '--secret', SECRET, '--hot']);
     expect(text.code).toBe(0);
     expect(text.out).toContain(`node ${b.nodeId}: ${ROUNDS}`);
-    expect(text.out).toContain('64-byte normal objects of node 0');
+    expect(text.out).toMatch(/64-byte normal objects of slot \d+ \(node 0\)/);
     expect(text.out).toContain('[roots: counter]');
   });
 });

@@ -27,10 +27,10 @@
 //   allocator slots: SLOTS of them, each owned by one node at a time (superblock word
 //            slotOwners + s holds the owner's id + 1, 0 for a slot never owned; word
 //            slotHeaders + s its header page). A node allocates through the slot it owns,
-//            and its first small allocation claims one: a node's that left the cluster for
-//            good (its chunks, free objects and spare chunks come with it), else a free one.
-//            Node ids are never reused, so a cluster that nodes joined any number of times
-//            keeps allocating, and what a node that left held is not lost to the heap.
+//            and its first small allocation claims one: one never used, else (all used)
+//            the slot of a node that left the cluster for good, whose chunks, free objects
+//            and spare chunks come with it (heap.ts claimSlot). Node ids are never reused,
+//            so this is what lets a cluster that nodes joined any number of times allocate.
 //   slot s's allocator header page: for each kind and class, ENTRY_WORDS u32: free-list
 //            head (object address, 0: empty), bump page, bump offset, current chunk's
 //            first page (0: none). Slots of older chunks have all been handed out; in the

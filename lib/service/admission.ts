@@ -299,9 +299,16 @@ export class Admission {
     // A joiner that came over loopback runs on our machine: it is dialable where we are.
     const joinerAddress = dialable(dialable(h.address, c.remoteIp), self && splitAddress(self.address).host);
     let id = NO_NODE;
+    let exhausted = false;
     try {
       const change = await n.commits.commitConfig((epoch, nextId) => {
         if (closed) return undefined;
+        // Ids are 16 bits and never given twice; the two highest mean "lost" and "nobody"
+        // in the page table, and a node given one would make its pages read as lost.
+        if (nextId >= LOST_OWNER) {
+          exhausted = true;
+          return undefined;
+        }
         id = nextId;
         const m: Member = h.pageServer ? { id, address: joinerAddress, pageServer: true } : { id, address: joinerAddress };
         return { epoch, nextId: nextId + 1, members: [...n.members.values(), m], removed: [], lost: new Uint32Array(0), moved: new Uint32Array(0), movedTo: new Uint16Array(0), movedVersions: new Float64Array(0) };
@@ -311,6 +318,11 @@ export class Admission {
         c.send(Msg.JoinAccept, encode.joinAccept({ id, admitter: n.id, time: t.time, epoch: n.membership.epoch, nextId: n.membership.nextId, members: t.members, pages, rn: n.token.rn, models: n.sequential.modelTable.runs(), generation: t.generation, known: n.recovery.regenerated, identity: n.identity }));
         n.links.bind(id, c);
       });
+      if (exhausted) {
+        const why = `this cluster has given out all ${LOST_OWNER} node ids over its life (ids are never reused): restart it from its page server, where ids start over, or start a new cluster`;
+        n.ev.log('warn', `refused a node from ${c.remoteAddress}: ${why}`);
+        c.send(Msg.JoinRefused, encode.joinRefused({ final: true, why }));
+      }
       if (!change) c.close('not admitted');
     } catch (e) {
       n.ev.log('warn', `could not admit a node from ${c.remoteAddress}: ${(e as Error).message}`);

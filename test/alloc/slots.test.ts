@@ -53,4 +53,13 @@ describe('allocator slots', () => {
     expect(await a.run<number>(SLOT)).toBe(slotA);
     for (const n of [a, c]) expect(await n.run(CHECK)).toEqual([]);
   });
+
+  it('a cluster that has given out every node id refuses the next joiner with a clear error, and the last id allocates', async () => {
+    const a = await withEnv({ DSM_TEST_NEXT_ID: String(0xfffd) }, () => h.start());
+    const last = await h.start({ peers: [a.address] });
+    expect(last.nodeId).toBe(0xfffd);
+    expect(await last.run(`return dsm.transaction((tx) => tx.alloc(16) > 0);`)).toBe(true);
+    const refused = await h.start({ peers: [a.address] }).then(() => 'joined', (e: Error & { code?: string }) => `${e.code}: ${e.message}`);
+    expect(refused).toMatch(/given out all 65534 node ids/);
+  });
 });

@@ -124,7 +124,7 @@ export class Heap {
   alloc(size: number, opts?: { kind?: AllocKind; model?: Model }): number {
     // The common case first: a small ordinary object, no options.
     if (opts === undefined && size > 0 && size <= SMALL_MAX && (size | 0) === size) return this.allocSmall(0, CLASS_OF[(size + 15) >> 4]);
-    if (!Number.isSafeInteger(size) || size <= 0) throw new InvalidOptionError(`tx.alloc: the size must be a positive whole number of bytes, got ${String(size)}`);
+    if (!Number.isSafeInteger(size) || size <= 0) throw new InvalidOptionError(`tx.alloc: the size must be a positive whole number of bytes, got ${typeof size === 'number' ? size : `${typeof size} ${JSON.stringify(size) ?? String(size)}`}`);
     checkKeys('tx.alloc', opts, ALLOC_OPTIONS);
     const kind = KINDS[opts?.kind ?? 'normal'];
     if (kind === undefined) throw new InvalidOptionError(`tx.alloc: kind must be one of ${Object.keys(KINDS).join(', ')}, got ${String(opts?.kind)}`);

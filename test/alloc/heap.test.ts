@@ -58,6 +58,8 @@ describe('heap', () => {
     for (const bad of [0, -8, 1.5, Number.NaN, '64']) {
       await expect(dsm.transaction((tx: any) => tx.alloc(bad))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
     }
+    // A string that reads as a number is named as a string.
+    await expect(dsm.transaction((tx: any) => tx.alloc('64'))).rejects.toThrow('got string "64"');
     await expect(dsm.transaction((tx: any) => tx.alloc(64, { kind: 'bogus' }))).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
     const before = snapshot();
     await expect(dsm.transaction((tx: any) => tx.alloc(64 << 20))).rejects.toMatchObject({ code: 'ERR_DSM_OUT_OF_MEMORY' });

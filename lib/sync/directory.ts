@@ -75,7 +75,7 @@ export class SyncDirectory {
 
 /** Refuses what cannot name a barrier or a lock: not a string, empty, or over NAME_MAX UTF-8 bytes. */
 export function checkSyncName(what: 'barrier' | 'lock', name: string): void {
-  if (typeof name !== 'string' || name.length === 0) throw new InvalidOptionError(`dsm.${what}: the name must be a non-empty string, got ${String(name)}`);
+  if (typeof name !== 'string' || name.length === 0) throw new InvalidOptionError(`dsm.${what}: the name must be a non-empty string, got ${typeof name === 'string' ? 'an empty string' : `${typeof name} ${String(name)}`}`);
   if (encoder.encode(name).length > NAME_MAX) throw new InvalidOptionError(`dsm.${what}: the name "${name}" is too long: at most ${NAME_MAX} UTF-8 bytes`);
 }
 

@@ -34,7 +34,8 @@ describe('lock directory', () => {
   });
 
   it('refuses empty and overlong names', async () => {
-    await expect(dsm.lock('')).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
+    await expect(dsm.lock('')).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: /got an empty string/ });
+    await expect(dsm.barrier(7 as any, 2)).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: /got number 7/ });
     await expect(dsm.barrier('x'.repeat(55), 1)).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION', message: /at most 54 UTF-8 bytes/ });
     await expect(dsm.barrier('y', 0)).rejects.toMatchObject({ code: 'ERR_DSM_INVALID_OPTION' });
   });

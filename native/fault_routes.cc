@@ -17,9 +17,10 @@ void FaultRoutes::Enable(uint32_t owner, DataChannel* ch) {
 }
 
 void FaultRoutes::Disable(DataChannel* ch) {
-  for (auto& r : routes_) {
+  for (uint32_t i = 0; i < kMaxOwners; i++) {
+    if (routes_[i].load(std::memory_order_seq_cst) != ch) continue;
     DataChannel* expected = ch;
-    r.compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst);
+    routes_[i].compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst);
   }
   // A sender counted itself before it loaded its route: once the count is seen at zero
   // after the routes were cleared, no send through `ch` is under way or can start.
@@ -32,7 +33,7 @@ uint32_t FaultRoutes::Send(uint32_t owner, uint32_t page) {
   DataChannel* ch = routes_[owner].load(std::memory_order_seq_cst);
   uint32_t id = 0;
   if (ch) {
-    id = kFirstRequestId | (nextId_.fetch_add(1, std::memory_order_relaxed) & ~kFirstRequestId);
+    id = RequestId(nextId_.fetch_add(1, std::memory_order_relaxed));
     // The transport's frame (u32 length | u8 protocol version | u32 cluster id | u8 type)
     // around a PageRequest (lib/service/protocol.ts): u32 request id | u32 page | u16 count
     // | u16 requester | u64 the requester's applied time (unused by the owner) | u8 hops |

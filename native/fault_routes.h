@@ -13,6 +13,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <memory>
 
 namespace dsm {
 
@@ -20,10 +21,16 @@ class DataChannel;
 
 class FaultRoutes {
  public:
-  // Owners with ids up to this have routes (the others' faults go through the service).
-  static constexpr uint32_t kMaxOwners = 256;
+  // Every 16-bit node id can have a route: ids are never given twice, so a long-lived
+  // cluster's members have large ones (with 256 routes, members past id 255 were fetched
+  // from through both service threads, 2.5x slower).
+  static constexpr uint32_t kMaxOwners = 65536;
   // Request ids the faulting thread takes: the service's stay below (lib/service/pager.ts).
   static constexpr uint32_t kFirstRequestId = 0x80000000u;
+  // The faulting thread's n-th request id: from kFirstRequestId up, wrapping before the two
+  // highest, which a finished request's report would read as kRequestsForwarded and
+  // kChannelClosed (data_channel.h) once 2^31 requests had been made.
+  static constexpr uint32_t RequestId(uint32_t n) { return kFirstRequestId + n % (0xfffffffeu - kFirstRequestId); }
   // What a request carries beyond the channel's own frame fields (its Config).
   struct Wire {
     uint8_t requestType;  // the PageRequest message type
@@ -44,7 +51,8 @@ class FaultRoutes {
   void SetScanning(bool on) { scanning_.store(on, std::memory_order_relaxed); }
 
  private:
-  std::atomic<DataChannel*> routes_[kMaxOwners] = {};
+  // Allocated whole (512 KiB), all null, before any fault can read it.
+  std::unique_ptr<std::atomic<DataChannel*>[]> routes_{new std::atomic<DataChannel*>[kMaxOwners]()};
   std::atomic<uint32_t> sending_{0};
   std::atomic<uint32_t> nextId_{0};
   std::atomic<bool> configured_{false};

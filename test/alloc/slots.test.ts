@@ -2,7 +2,7 @@
 // given twice, so a node that left hands its slot, with its chunks and free objects, to the
 // next node that allocates, and ids past 255 allocate like any other.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Harness, settle, withEnv } from '../cluster/harness';
+import { Harness, settle, until, withEnv } from '../cluster/harness';
 
 const CHECK = `const { checkHeap } = require('../../../dist/alloc/check.js'); return dsm.transaction(() => checkHeap(dsm.heap, dsm));`;
 const SLOT = `return dsm.transaction(() => dsm.heap.slotOf(dsm.nodeId));`;
@@ -17,13 +17,29 @@ describe('allocator slots', () => {
   const h = new Harness();
   afterEach(() => h.close());
 
-  it('a node whose id is past 255, as in a cluster that nodes joined hundreds of times, allocates small objects', async () => {
-    const a = await withEnv({ DSM_TEST_NEXT_ID: '300' }, () => h.start());
-    const b = await h.start({ peers: [a.address] });
+  it('a node whose id is past 255, as in a cluster that nodes joined hundreds of times, allocates small objects, and faults reach it natively', async () => {
+    // Durability 'none': node 0 is no backup, so pages node 300 rewrites whole are not sent to it.
+    const a = await withEnv({ DSM_TEST_NEXT_ID: '300' }, () => h.start({ durability: 'none' }));
+    const b = await h.start({ peers: [a.address], durability: 'none' });
     expect(b.nodeId).toBe(300);
-    const p = await b.run<number>(`return dsm.transaction((tx) => { const p = tx.alloc(64); dsm.u32[p >>> 2] = 5; return p; });`);
+    const ps = await b.run<number[]>(`return dsm.transaction((tx) => Array.from({ length: 11 }, (_, k) => {
+      const p = tx.alloc(4096);
+      const w = dsm.view(Uint32Array, p, 1024);
+      for (let i = 0; i < 1024; i++) w[i] = ((i + k) * 2654435761) >>> 0 || 1; // every word changed: a whole page, no diff
+      w[0] = 5 + k;
+      return p;
+    }));`);
     await settle([a, b]);
-    expect(await a.run(`return dsm.transaction(() => dsm.u32[args.p >>> 2]);`, { p })).toBe(5);
+    const read = (p: number) => a.run<number>(`return dsm.transaction(() => dsm.u32[args.p >>> 2]);`, { p });
+    // The first fetch from node 300 goes through the service and opens a data channel to it.
+    expect(await read(ps[0])).toBe(5);
+    await until('a data channel to node 300', 20_000, async () => ((await a.run<{ dataChannels: number[] }>('return dsm.clusterStats();')).dataChannels.includes(300) ? true : undefined));
+    // The next faults (pages past the first fetch's read-ahead) are sent by the faulting
+    // thread itself on that channel.
+    const sent = () => a.run<number>('return dsm.stats().faults.sentByFault;');
+    const before = await sent();
+    expect([await read(ps[5]), await read(ps[10])]).toEqual([10, 15]);
+    expect((await sent()) - before).toBeGreaterThanOrEqual(1);
     for (const n of [a, b]) expect(await n.run(CHECK)).toEqual([]);
   });
 

@@ -116,6 +116,38 @@ TEST(fault_routes_send_page_requests_on_the_owners_data_channel) {
   CloseDsm(d);
 }
 
+// Node ids are never given twice, so a long-lived cluster's members have large ones: a
+// member past id 255 gets a route too.
+TEST(fault_routes_reach_owners_with_any_16_bit_id) {
+  Dsm* d = OpenDsm(16 << 20);
+  if (!d) return;
+  int sv[2];
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  DataChannel::Config c{0xabcd, 2, 24, 0, 64 << 20, 100000};
+  uint32_t id = d->OpenDataChannel(sv[1], c, nullptr, nullptr);
+  CHECK(d->RouteFaults(40000, id, FaultRoutes::Wire{23, 7}));
+  CHECK(d->routes().Send(40000, 300) >= FaultRoutes::kFirstRequestId);
+  CHECK(d->routes().Send(0xfffe, 300) == 0);  // the page table's "lost" owner: never routed
+  d->CloseDataChannel(id);
+  CHECK(d->routes().Send(40000, 301) == 0);
+  close(sv[0]);
+  CloseDsm(d);
+}
+
+// Request ids wrap before the two highest, which a finished request's report would read as
+// "requests forwarded" and "channel closed" (data_channel.h) after 2^31 requests.
+TEST(fault_request_ids_never_take_the_channel_report_values) {
+  CHECK(FaultRoutes::RequestId(0) == FaultRoutes::kFirstRequestId);
+  CHECK(FaultRoutes::RequestId(0x7ffffffd) == 0xfffffffdu);
+  for (uint64_t n : {0x7ffffff0ull, 0xfffffff0ull}) {
+    for (uint64_t k = n; k < n + 32 && k <= 0xffffffffull; k++) {
+      const uint32_t r = FaultRoutes::RequestId(uint32_t(k));
+      CHECK(r >= FaultRoutes::kFirstRequestId && r != kChannelClosed && r != kRequestsForwarded);
+    }
+  }
+  CHECK(FaultRoutes::RequestId(0x7ffffffe) == FaultRoutes::kFirstRequestId);  // wrapped
+}
+
 // A PageRequest payload (lib/service/protocol.ts).
 static std::vector<uint8_t> PageRequestBytes(uint32_t reqId, uint32_t page, uint16_t count, uint16_t requester, uint8_t hops = 0,
                                     uint8_t flags = 2) {

@@ -57,6 +57,12 @@ Napi::Value Install(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, d->Install(page, data, U64(info[2]), uint16_t(U32(info[3]))));
 }
 
+// Whether `v` is a typed array of element type `t`: As<Napi::Uint32Array>() on another
+// kind would read its bytes with the wrong element size, past its end.
+static bool IsTypedArrayOf(const Napi::Value& v, napi_typedarray_type t) {
+  return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == t;
+}
+
 // Pages with a version and an owner each (installPages, invalidatePages): three typed
 // arrays of one length, every page in the region and every version a whole number of 0 or
 // more (converting a negative or NaN double to uint64_t would be undefined behaviour).
@@ -70,8 +76,8 @@ struct PageVersionArgs {
 
 static PageVersionArgs ReadPageVersions(Napi::Env env, Dsm* d, const Napi::CallbackInfo& info, const char* fn) {
   auto fail = [&](const char* what) { return std::string(fn) + ": " + what; };
-  if (!info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray()) {
-    throw Napi::TypeError::New(env, fail("pages, versions and owners must be typed arrays"));
+  if (!IsTypedArrayOf(info[0], napi_uint32_array) || !IsTypedArrayOf(info[1], napi_float64_array) || !IsTypedArrayOf(info[2], napi_uint16_array)) {
+    throw Napi::TypeError::New(env, fail("pages, versions and owners must be typed arrays: a Uint32Array, a Float64Array and a Uint16Array"));
   }
   PageVersionArgs a{info[0].As<Napi::Uint32Array>(), info[2].As<Napi::Uint16Array>(), {}, 0};
   auto versions = info[1].As<Napi::Float64Array>();
@@ -158,8 +164,7 @@ struct PagesAndOut {
 };
 static PagesAndOut PagesAndOutArgs(const Napi::CallbackInfo& info, Dsm* d, const char* name) {
   Napi::Env env = info.Env();
-  const auto typed = [](const Napi::Value& v, napi_typedarray_type t) { return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == t; };
-  if (!typed(info[0], napi_uint32_array) || !typed(info[1], napi_uint8_array)) {
+  if (!IsTypedArrayOf(info[0], napi_uint32_array) || !IsTypedArrayOf(info[1], napi_uint8_array)) {
     throw Napi::TypeError::New(env, std::string(name) + ": pages must be a Uint32Array and out a Uint8Array");
   }
   auto pages = info[0].As<Napi::Uint32Array>();

@@ -219,14 +219,9 @@ export class Admission {
     n.sequential.modelTable.forgetModels();
     invalidateWritten(n.native, n.table.versions, ja.admitter);
     const { pages, owners } = ja.pages;
-    const written = new Uint8Array(n.table.versions.length);
     n.membership.lostPages.clear();
-    for (let i = 0; i < pages.length; i++) {
-      written[pages[i]] = 1;
-      if (owners[i] === LOST_OWNER) n.membership.lostPages.add(pages[i]);
-    }
+    for (let i = 0; i < pages.length; i++) if (owners[i] === LOST_OWNER) n.membership.lostPages.add(pages[i]);
     n.native.invalidatePages(pages, ja.pages.versions, owners);
-    invalidateWritten(n.native, n.table.versions, ja.admitter, written);
     // Pages outside transactional consistency carry no version to tell they were written:
     // without their models a joiner would read them as zero pages of its own.
     n.sequential.modelTable.adopt(ja.models);
@@ -352,9 +347,9 @@ function writtenPages(table: { versions: BigUint64Array; owners: Uint16Array }):
   return out;
 }
 
-/** Invalidates every page `versions` says was written (but those in `except`) to version 0, in one native call. */
-function invalidateWritten(native: NativeAddon, versions: BigUint64Array, owner: number, except?: Uint8Array): void {
+/** Invalidates every page `versions` says was written to version 0, in one native call. */
+function invalidateWritten(native: NativeAddon, versions: BigUint64Array, owner: number): void {
   const pages: number[] = [];
-  for (let p = 0; p < versions.length; p++) if (versions[p] !== 0n && !except?.[p]) pages.push(p);
+  for (let p = 0; p < versions.length; p++) if (versions[p] !== 0n) pages.push(p);
   if (pages.length > 0) native.invalidatePages(Uint32Array.from(pages), new Float64Array(pages.length), new Uint16Array(pages.length).fill(owner));
 }

@@ -528,6 +528,7 @@ export class Cluster {
       heldPageRequestsTotal: this.serving.heldTotal,
       droppedPageRequests: this.serving.heldDropped,
       pageRequestsWithoutLease: this.serving.withoutLease,
+      pageRequestsHeldForLease: this.serving.leaseHeldTotal,
       dataChannels: this.data.owners(),
       dataConnections: this.data.requesters(),
       sequential: this.sequential.debugState(),

@@ -15,6 +15,12 @@ import type { Cluster } from './cluster';
 export const LEASE_MS = 1000;
 /** Pings go out this often (a few per lease, so one lost or late answer costs nothing). */
 const PING_MS = 150;
+/**
+ * Test hook: this node answers the pings it gets only once it has sent a request for this
+ * page, so a member that needs its answer for its lease gets that request without a lease
+ * (page_serving.ts serve), and the answers right behind it.
+ */
+const SILENT_UNTIL_PAGE = process.env.DSM_TEST_PINGS_UNANSWERED_UNTIL_PAGE ? Number(process.env.DSM_TEST_PINGS_UNANSWERED_UNTIL_PAGE) : undefined;
 
 export function now(): number {
   return performance.timeOrigin + performance.now();
@@ -35,6 +41,8 @@ export class Lease {
   /** Invalid for longer than LEASE_MS: this side has no quorum (ERR_DSM_PARTITIONED). */
   partitioned = false;
   private waiters: Array<{ resolve: () => void; reject: () => void }> = [];
+  /** The test hook's pings not answered yet (undefined: the hook is off, or over). */
+  private unanswered = SILENT_UNTIL_PAGE !== undefined ? new Map<number, Buffer>() : undefined;
 
   constructor(private readonly n: Cluster) {}
 
@@ -70,7 +78,19 @@ export class Lease {
   onPing(from: number, payload: Buffer): void {
     const t = decode.time(payload);
     const { generation, time } = this.n.recovery.regenerated;
+    if (this.unanswered) {
+      this.unanswered.set(from, payload);
+      return;
+    }
     if (!this.ignoring?.has(from)) this.n.links.send(from, Msg.LeaseEcho, encode.leaseEcho({ sent: Math.floor(t), generation, time }));
+  }
+
+  /** The test hook above: a request for `page` went out; the pings held are answered now. */
+  requestSent(page: number): void {
+    const held = this.unanswered;
+    if (!held || page !== SILENT_UNTIL_PAGE) return;
+    this.unanswered = undefined;
+    for (const [from, payload] of held) this.onPing(from, payload);
   }
 
   /**

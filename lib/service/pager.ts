@@ -228,6 +228,7 @@ export class Pager {
     if (ch !== undefined && n.native.sendOnChannel(ch, Msg.PageRequest, encode.pageRequest(req))) return;
     if (ch === undefined) void n.data.open(to);
     n.links.send(to, Msg.PageRequest, encode.pageRequest({ ...req, viaData: false }));
+    n.lease.requestSent(f.page);
   }
 
   /**

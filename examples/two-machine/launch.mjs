@@ -37,7 +37,7 @@ if (o.help) {
 if (!(Number(o.duration) > 0)) refuse(`--duration must be a positive number of seconds, got "${o.duration}"`);
 if (!(Number.isInteger(Number(o.accounts)) && Number(o.accounts) >= 2)) refuse(`--accounts must be a whole number of at least 2, got "${o.accounts}"`);
 // 'disk' needs a page server, which the demo does not start: its commits would wait for one.
-if (o.durability === 'disk') refuse("--durability disk needs a page server; see the README's \"A durable cluster\" to run one");
+if (o.durability === 'disk') refuse("--durability disk needs a page server; see the README's \"Durability, and a durable cluster\" to run one");
 if (o.durability !== 'replicated' && o.durability !== 'none') refuse(`--durability must be replicated or none, got "${o.durability}"`);
 const secret = randomBytes(16).toString('hex');
 const bank = path.join(here, 'bank.js');

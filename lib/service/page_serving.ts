@@ -35,7 +35,7 @@ export class PageServing {
   heldDropped = 0;
   /** Requests dropped while this node's lease had run out: it was partitioned, or too many waited (see serve). */
   withoutLease = 0;
-  /** Requests that waited for this node's lease before they were served (or dropped), ever, and now. */
+  /** Requests that waited for this node's lease before they were served (or dropped), ever. */
   leaseHeldTotal = 0;
   private leaseWaiting = 0;
 
@@ -68,10 +68,10 @@ export class PageServing {
     // its token, and its latest copies may be void commits it has not heard are void yet: a
     // member that fetched one built on it. So the request waits for the lease, which this
     // node only gets back once it has taken in any such recovery (lease.ts), and is served
-    // then. It is also how every join begins: a founder's lease as one node needs nobody,
-    // and once a joiner is a member it needs the joiner's answer to a ping; the joiner's
-    // first fault came before that answer in 2 of 8 three-node starts, and, dropped then,
-    // waited 1 s for its retry.
+    // then. Joins open that window for a moment: a founder alone, or with one joiner, is a
+    // quorum (the tie-break), and once a second joiner is a member it needs one of the
+    // joiners' answers to a ping; a joiner's first fault came before that answer in 2 of 8
+    // three-node starts, and, dropped then, waited 1 s for its retry.
     if (!n.lease.valid()) {
       this.waitForLease(req);
       return;

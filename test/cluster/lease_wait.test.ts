@@ -1,8 +1,9 @@
 // A member without a lease does not serve pages (its copies may be commits a recovery made
-// void), and it is without one at every join for a moment: a founder alone needs nobody's
-// answer, and once the joiner is a member it needs the joiner's answer to a ping. A request
-// that came then was dropped, and the requester waited for its 1 s retry (2 of 8 three-node
-// starts of examples/kernels). It now waits for the lease and is served as soon as it is back.
+// void), and joins leave it without one for a moment: a founder alone, or with one joiner,
+// is a quorum (the tie-break), and once a second joiner is a member it needs one of the
+// joiners' answers to a ping. A request that came then was dropped, and the requester waited
+// for its 1 s retry (2 of 8 three-node starts of examples/kernels). It now waits for the
+// lease and is served as soon as it is back.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness, protocolState, withEnv } from './harness';
 

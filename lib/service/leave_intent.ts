@@ -10,7 +10,9 @@
 // grants ownership or sends a copy to the leaver (sequential.ts drops the leaver's requests
 // as a departed node's), nor asks it to adopt a page another holder can, and it
 // acknowledges once every grant it had started before (invalidations still out) has been
-// sent. Grants, adoptions and the acknowledgement go on the one connection between the two
+// sent, and once its backups in the configuration without the leavers hold its pages
+// (replication.ts holdWithoutLeavers: the leaver may be the backup that holds their second
+// copy). Grants, adoptions and the acknowledgement go on the one connection between the two
 // nodes, in order, so once every member has acknowledged, each grant ever made to the
 // leaver has arrived, and no further one can be made: what the leaver then lists is all it
 // will ever own. An acknowledgement waits for nothing else (no lock, no token), so leavers
@@ -34,6 +36,8 @@ export class LeaveIntent {
   private readonly granting = new Map<number, number>();
   /** Member side: leavers whose acknowledgement waits for grants under way to them. */
   private readonly ackAfterGrants = new Set<number>();
+  /** Member side: leavers whose acknowledgement waits for this node's backups without them. */
+  private readonly ackAfterBackups = new Set<number>();
   /** Leaver side: the members told, and the acknowledgements still awaited. */
   private readonly told = new Set<number>();
   private readonly awaited = new Set<number>();
@@ -101,6 +105,7 @@ export class LeaveIntent {
     this.intending.delete(id);
     this.granting.delete(id);
     this.ackAfterGrants.delete(id);
+    this.ackAfterBackups.delete(id);
     this.notAwaited(id);
   }
 
@@ -115,7 +120,16 @@ export class LeaveIntent {
     if (payload.length !== 0) throw new WireError('a leave intent carries a payload');
     this.intending.add(from);
     if ((this.granting.get(from) ?? 0) > 0) this.ackAfterGrants.add(from);
-    else this.n.links.send(from, Msg.LeaveIntentAck, Buffer.alloc(0));
+    this.ackAfterBackups.add(from);
+    this.n.replication.holdWithoutLeavers(this.intending, [], () => {
+      if (this.ackAfterBackups.delete(from)) this.ackIfReady(from);
+    });
+  }
+
+  /** Member: acknowledges `to`'s intent once nothing holds the acknowledgement back. */
+  private ackIfReady(to: number): void {
+    if (!this.intending.has(to) || this.ackAfterGrants.has(to) || this.ackAfterBackups.has(to)) return;
+    this.n.links.send(to, Msg.LeaveIntentAck, Buffer.alloc(0));
   }
 
   /** Member: an ownership grant to `to` started (sequential.ts; its reply follows the invalidations). */
@@ -131,6 +145,6 @@ export class LeaveIntent {
       return;
     }
     this.granting.delete(to);
-    if (this.ackAfterGrants.delete(to)) this.n.links.send(to, Msg.LeaveIntentAck, Buffer.alloc(0));
+    if (this.ackAfterGrants.delete(to)) this.ackIfReady(to);
   }
 }

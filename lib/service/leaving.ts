@@ -337,9 +337,16 @@ export class Leaving {
     }
   }
 
-  /** HandoverDone: every batch arrived (same connection, in order). */
+  /**
+   * HandoverDone: every batch arrived (same connection, in order). Acknowledged once this
+   * node's backups without the leavers hold the pages too: the leaver's backup may have been
+   * this node, and then, once the leaver is gone, this node's copy is their only one.
+   */
   onHandoverDone(from: number): void {
-    this.n.links.send(from, Msg.HandoverAck, Buffer.alloc(0));
+    const n = this.n;
+    n.replication.holdWithoutLeavers(new Set([...this.leavers, from, ...[...n.members.keys()].filter((id) => this.intent.intends(id))]), this.handedOver.get(from) ?? [], () => {
+      if (n.members.has(from)) n.links.send(from, Msg.HandoverAck, Buffer.alloc(0));
+    });
   }
 
   /** HandoverAck. */

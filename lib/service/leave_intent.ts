@@ -15,8 +15,9 @@
 // copy). Grants, adoptions and the acknowledgement go on the one connection between the two
 // nodes, in order, so once every member has acknowledged, each grant ever made to the
 // leaver has arrived, and no further one can be made: what the leaver then lists is all it
-// will ever own. An acknowledgement waits for nothing else (no lock, no token), so leavers
-// closing at once acknowledge each other at once.
+// will ever own. An acknowledgement waits for no lock and no token (the backups' fetches
+// need neither, and a node that leaves itself waits for none), so leavers closing at once
+// acknowledge each other at once.
 //
 // Members the round cannot reach: one that joined during it is told under the token
 // (catchUp; no join can commit meanwhile). One with no connection to the leaver is not

@@ -126,7 +126,7 @@ export class Lease {
   /** Recomputes the lease (membership or answers changed) and tells the app thread. */
   changed(): void {
     const n = this.n;
-    const voters = [...n.members.keys()];
+    const voters = n.membership.voters();
     let until: number;
     if (isQuorum(voters, (id) => id === n.id)) {
       until = Infinity;

@@ -20,6 +20,8 @@ import { LeaveIntent } from './leave_intent';
  * the successor, its acknowledgement) may take before the node closes anyway.
  */
 const HANDOVER_MS = 30_000;
+/** Test hook: a successor commits the configuration without its leaver this long after the leaver's Leave. */
+const REMOVAL_LATE_MS = Number(process.env.DSM_TEST_LEAVER_REMOVAL_LATE_MS) || 0;
 
 /** Resolves once `p` has, or after `ms` (a step of the leave that may wait for a stalled member goes on without it). */
 async function atMost(p: Promise<unknown>, ms: number): Promise<void> {
@@ -292,8 +294,8 @@ export class Leaving {
     if (successor !== n.id) return;
     const pages = this.handedOver.get(from) ?? [];
     this.handedOver.delete(from);
-    n.commits
-      .commitConfig((epoch, nextId) => {
+    void (REMOVAL_LATE_MS > 0 ? new Promise((resolve) => setTimeout(resolve, REMOVAL_LATE_MS)) : Promise.resolve())
+      .then(() => n.commits.commitConfig((epoch, nextId) => {
         if (!n.members.has(from)) return undefined;
         const moved = pages.filter((p) => n.table.owners[p] === n.id);
         return {
@@ -306,13 +308,18 @@ export class Leaving {
           movedTo: new Uint16Array(moved.length).fill(n.id),
           movedVersions: Float64Array.from(moved, (p) => Number(n.table.versions[p])),
         };
-      })
+      }))
       .catch((e: Error) => {
         // It stays a member that does not answer: the next recovery removes it.
         n.ev.log('warn', `could not remove node ${from}, which left: ${e.message}`);
         this.leavers.delete(from);
         n.membership.lost(from, 'left');
       });
+  }
+
+  /** Whether `id` said Leave: its last act, so it answers nothing from then on (membership.ts voters). */
+  saidLeave(id: number): boolean {
+    return this.successors.has(id);
   }
 
   /** Who has the pages of `id`, which said it leaves: its successor, or the successor's if that left too. */

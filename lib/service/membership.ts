@@ -297,4 +297,18 @@ export class Membership {
   list(): number[] {
     return [...this.members.keys()].sort((a, b) => a - b);
   }
+
+  /**
+   * The members whose answers count for a quorum (the lease, a recovery): every member but
+   * those that said Leave. A node says Leave as its last act and ends its connections in the
+   * same turn, so it never answers again; until its successor commits the configuration
+   * without it, it would count as a voter that is always absent. Its successor killed in that
+   * moment made two of four voters absent at once after a single failure, and the two
+   * survivors, no quorum, stopped for good. Leaving it out is safe whoever has heard its
+   * Leave: a node that never votes again cannot be on a second side, and a quorum of all
+   * the members is still a majority of the rest, so any two quorums still share a member.
+   */
+  voters(): number[] {
+    return [...this.members.keys()].filter((id) => !this.n.leaving.saidLeave(id));
+  }
 }

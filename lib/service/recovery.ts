@@ -119,10 +119,11 @@ export class Recovery {
     return [...this.n.members.keys()].filter((id) => !r.suspects.has(id) && !r.states.has(id));
   }
 
+  /** The lowest member that may still answer: not suspected, and not one that said Leave (it answers nothing, and until its successor removes it, it is no suspect either). */
   private coordinator(): number {
     const n = this.n;
     let lowest = n.id;
-    for (const id of n.members.keys()) if (id < lowest && !n.membership.suspects.has(id)) lowest = id;
+    for (const id of n.members.keys()) if (id < lowest && !n.membership.suspects.has(id) && !n.leaving.saidLeave(id)) lowest = id;
     return lowest;
   }
 
@@ -358,7 +359,7 @@ export class Recovery {
     const n = this.n;
     const r = this.run;
     if (!r || r.deciding) return;
-    const voters = [...n.members.keys()];
+    const voters = n.membership.voters();
     const quorum = isQuorum(voters, (id) => r.states.has(id));
     const awaited = this.unanswered(r);
     if (awaited.length > 0) {

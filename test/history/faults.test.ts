@@ -93,6 +93,10 @@ const schedules: Schedule[] = [
   { name: "SIGKILL of two nodes at once, 4 nodes and a page server, durability 'disk'", plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 120, faults: ['kill-two'] }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   { name: 'SIGSTOP of two nodes together past the failure detector, 5 nodes, replicas 2', plan: { nodes: 5, keys: 8, keysPerPage: 2, txnsPerNode: 120, faults: ['stall-two'], stallMs: [3000, 5000] }, reliable: true, cluster: { replicas: 2 } },
   { name: 'SIGKILL of a random node, 4 nodes, two keys per page', plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['kill'] }, reliable: true },
+  // A close is no failure, so one failure right after it must lose nothing: the pages whose
+  // second copy was on the leaver, or that its successor took over as their only holder,
+  // are on their new backups before the close returns (leave_backups.test.ts).
+  { name: 'a graceful leave, then its successor killed as the close returns, 4 nodes', plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 150, faults: ['leave-kill'] }, reliable: true },
   { name: 'SIGSTOP for less than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [300, 1000] }, reliable: true },
   { name: 'SIGSTOP for longer than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true },
   { name: 'SIGKILL, then a new node joins in its place', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['restart'] }, reliable: true },

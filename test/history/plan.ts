@@ -4,10 +4,11 @@ import fc from 'fast-check';
 import type { Op } from './checker';
 
 /**
- * 'partition': the victim unplugged; 'bridge': the victim and the next process stop reaching
+ * 'leave-kill': the victim leaves gracefully, and its successor (the lowest member that
+ * stays) is killed the moment the close returns. 'partition': the victim unplugged; 'bridge': the victim and the next process stop reaching
  * each other, both still reach the rest; 'deaf': the victim hears nothing, the rest hear it.
  */
-export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-all' | 'kill-token-holder' | 'stall' | 'stall-two' | 'leave' | 'restart' | 'partition' | 'bridge' | 'deaf' | 'reset';
+export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-all' | 'kill-token-holder' | 'stall' | 'stall-two' | 'leave' | 'leave-kill' | 'restart' | 'partition' | 'bridge' | 'deaf' | 'reset';
 
 export interface Fault {
   kind: FaultKind;

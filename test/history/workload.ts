@@ -110,7 +110,7 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   const gone = new Set<number>(); // process indices that died or left
   const start = (i: number, p: RemoteNode) => {
     const args: Record<string, unknown> = { fixture: FIXTURE, ptr, keys: plan.keys, keysPerPage: plan.keysPerPage, txns: plan.txns[i] };
-    if (fault.kind === 'leave' && i === fault.victim) args.leaveAfter = fault.after;
+    if ((fault.kind === 'leave' || fault.kind === 'leave-kill') && i === fault.victim) args.leaveAfter = fault.after;
     if (fault.kind === 'kill-token-holder' && i === fault.victim) args.dieHoldingTokenAfter = fault.after;
     if (opts.unisolatedReader === i) Object.assign(args, { isolation: 'none', untilSkew: true });
     else if (opts.unisolatedReader !== undefined) args.untilStopped = true;
@@ -139,6 +139,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   let stoppedAt: number | undefined;
   /** For a partition: when the victim was cut off (excuseCrashedTail). */
   let cutAt: CutOff | undefined;
+  /** For 'leave-kill': the process killed after the victim left. */
+  let killedAfterLeave: number | undefined;
   const faultDone = (async () => {
     switch (fault.kind) {
       case 'none':
@@ -328,11 +330,27 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
         return;
       }
       case 'leave':
+      case 'leave-kill': {
         await Promise.race([victim.waitForLine((l) => l === 'H left'), victimDone()]);
         if (!victim.lines.includes('H left')) return; // its run failed: reported below
         gone.add(fault.victim);
         faultLog.push(`node ${victim.nodeId} (process ${fault.victim}) left gracefully after ${completed(victim)} transactions`);
+        if (fault.kind === 'leave') return;
+        // Its successor (the lowest member that stays) took its pages over, and may have been
+        // its backup: killed at once, before anything else happens, it must take no
+        // acknowledged commit along (leave_backups.test.ts has the two cases this covers).
+        let next = -1;
+        procs.forEach((p, i) => {
+          if (!gone.has(i) && (next < 0 || p.nodeId < procs[next].nodeId)) next = i;
+        });
+        if (next < 0) return;
+        killedAfterLeave = next;
+        gone.add(next);
+        procs[next].kill('SIGKILL');
+        faultLog.push(`SIGKILL node ${procs[next].nodeId} (process ${next}), its successor, as the close returned`);
+        await procs[next].exited;
         return;
+      }
     }
   })();
   await faultDone;
@@ -378,6 +396,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   const cutOff =
     fault.kind === 'kill-two'
       ? [fault.victim, fault.second]
+      : killedAfterLeave !== undefined
+        ? [killedAfterLeave]
       : fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || fault.kind === 'stall' || fault.kind === 'partition'
         ? [fault.victim]
         : [];

@@ -7,7 +7,9 @@
 // fault workload, seed 39200001: five heap pages lost). Now the close waits until the new
 // backups hold them. The new backup here is slowed by a test hook (it waits 3 s before it
 // fetches a member's older pages), so the window is certain: killed right after the close,
-// the owner takes the pages along on the tree before.
+// the owner takes the pages along on the tree before. And a close followed by one failure
+// never stops the cluster: the last test kills the successor before it has removed its
+// leaver, which still counted as a voter and as the recovery coordinator.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Harness, type RemoteNode, until, withEnv } from './harness';
 
@@ -39,25 +41,26 @@ describe('a graceful close, then a failure', () => {
   const h = new Harness();
   afterEach(() => h.close());
 
+  /** a writes its pages; `closing` closes, `killed` is SIGKILLed at once; c must read them all, and nothing may be lost. */
+  async function closeThenKill(a: RemoteNode, closing: RemoteNode, killed: RemoteNode, c: RemoteNode): Promise<void> {
+    const p = await a.run<number>(WRITE, { pages: PAGES });
+    await closing.close();
+    killed.kill('SIGKILL');
+    await c.waitForLine((l) => l === `peer-leave ${killed.nodeId}`);
+    expect(await c.run(READ, { p, pages: PAGES })).toEqual({ wrong: 0, lost: [] });
+  }
+
   it("a node's backup closes and the node is killed right after: its pages are on its new backup", async () => {
     const [a, b, c] = await four(h);
     // a's pages: on a, and on b, its backup. When b leaves, c becomes a's backup.
-    const p = await a.run<number>(WRITE, { pages: PAGES });
-    await b.close();
-    a.kill('SIGKILL');
-    await c.waitForLine((l) => l === `peer-leave ${a.nodeId}`);
-    expect(await c.run(READ, { p, pages: PAGES })).toEqual({ wrong: 0, lost: [] });
+    await closeThenKill(a, b, a, c);
   }, 120_000);
 
   it('a node closes, and its successor (which was its backup) is killed right after: the pages are on the successor\'s backup', async () => {
     const [a, b, c] = await four(h);
     // a's pages go to b (the lowest member that stays), which was a's backup: once a has
     // left, b's copy is the only one until c (b's backup) holds them.
-    const p = await a.run<number>(WRITE, { pages: PAGES });
-    await a.close();
-    b.kill('SIGKILL');
-    await c.waitForLine((l) => l === `peer-leave ${b.nodeId}`);
-    expect(await c.run(READ, { p, pages: PAGES })).toEqual({ wrong: 0, lost: [] });
+    await closeThenKill(a, a, b, c);
   }, 120_000);
 });
 

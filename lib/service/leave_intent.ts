@@ -46,11 +46,6 @@ export class LeaveIntent {
 
   constructor(private readonly n: Cluster) {}
 
-  /** The members that said they are about to leave (this node included, once it did). */
-  get leaving(): ReadonlySet<number> {
-    return this.intending;
-  }
-
   /** Whether `id` said it is about to leave (this node included, once it did). */
   intends(id: number): boolean {
     return this.intending.has(id);
@@ -127,7 +122,7 @@ export class LeaveIntent {
     this.intending.add(from);
     if ((this.granting.get(from) ?? 0) > 0) this.ackAfterGrants.add(from);
     this.ackAfterBackups.add(from);
-    this.n.replication.holdWithoutLeavers(this.intending, () => {
+    this.n.replication.holdWithoutLeavers(this.intending, [], () => {
       if (this.ackAfterBackups.delete(from)) this.ackIfReady(from);
     });
   }

@@ -291,22 +291,29 @@ export class Replication {
 
   /**
    * Members `leaving` are about to leave (leave_intent.ts): this node's backups in the
-   * configuration without them are asked now to hold every page it owns (those a leaver
-   * handed over to it included: the hand-over made them its own, leaving.ts), while the
-   * leavers still hold their copies; `done` runs once those backups have them (or are gone,
-   * or this node closes). A leaver that was this node's backup held the second copy of its
-   * pages: before, it took that copy along, and until the backup after it had fetched them a
-   * failure of this node lost them. So did a successor that was its leaver's backup, for the
-   * pages handed to it (the model fault workload, seed 39200001: a node closed, its successor
-   * was killed at once, and five heap pages were lost with one failure). A backup that holds
-   * them already answers at once. Durability 'replicated' only: 'none' keeps no second copy,
-   * and a page server takes every commit of every node.
+   * configuration without them are asked now to hold every page it owns (and `pages`, handed
+   * over to it by a leaver: leaving.ts), while the leavers still hold their copies; `done`
+   * runs once those backups have them (or are gone, or this node closes). A leaver that was
+   * this node's backup held the second copy of its pages: before, it took that copy along,
+   * and until the backup after it had fetched them a failure of this node lost them. So did
+   * a successor that was its leaver's backup, for the pages handed to it (the model fault
+   * workload, seed 39200001: a node closed, its successor was killed at once, and five heap
+   * pages were lost with one failure). Durability 'replicated' only: 'none' keeps no
+   * second copy, and a page server takes every commit of every node.
    */
-  holdWithoutLeavers(leaving: ReadonlySet<number>, done: () => void): void {
+  holdWithoutLeavers(leaving: ReadonlySet<number>, pages: number[], done: () => void): void {
     const n = this.n;
     if (this.durability !== 'replicated' || n.closing || leaving.has(n.id)) return done();
     const future = this.backupsOf(n.id, this.replicas, leaving).filter((id) => !n.members.get(id)?.pageServer);
-    this.askToHoldOlderPages(future);
+    const current = new Set(this.backupsOf(n.id, this.replicas));
+    this.askToHoldOlderPages(future.filter((id) => !current.has(id)));
+    if (pages.length > 0) {
+      const b = encode.backupRequest(0, Uint32Array.from(pages));
+      for (const id of future) {
+        n.links.send(id, Msg.BackupRequest, b);
+        this.olderPagesAsked.set(id, (this.olderPagesAsked.get(id) ?? 0) + 1);
+      }
+    }
     this.heldElsewhere.push({ backups: future, done });
     this.checkHeldElsewhere();
   }

@@ -46,6 +46,11 @@ export class LeaveIntent {
 
   constructor(private readonly n: Cluster) {}
 
+  /** The members that said they are about to leave (this node included, once it did). */
+  get leaving(): ReadonlySet<number> {
+    return this.intending;
+  }
+
   /** Whether `id` said it is about to leave (this node included, once it did). */
   intends(id: number): boolean {
     return this.intending.has(id);

@@ -351,7 +351,7 @@ export class Leaving {
    */
   onHandoverDone(from: number): void {
     const n = this.n;
-    n.replication.holdWithoutLeavers(new Set([...this.leavers, from, ...[...n.members.keys()].filter((id) => this.intent.intends(id))]), this.handedOver.get(from) ?? [], () => {
+    n.replication.holdWithoutLeavers(new Set([...this.intent.leaving, ...this.leavers]), this.handedOver.get(from) ?? [], () => {
       if (n.members.has(from)) n.links.send(from, Msg.HandoverAck, Buffer.alloc(0));
     });
   }

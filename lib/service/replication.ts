@@ -305,6 +305,9 @@ export class Replication {
     const n = this.n;
     if (this.durability !== 'replicated' || n.closing || leaving.has(n.id)) return done();
     const future = this.backupsOf(n.id, this.replicas, leaving).filter((id) => !n.members.get(id)?.pageServer);
+    // Backups that stay hold its pages already (or are fetching them since they became its
+    // backups): asked again, a stalled one would hold the acknowledgement (and the leaver's
+    // close) until it runs again.
     const current = new Set(this.backupsOf(n.id, this.replicas));
     this.askToHoldOlderPages(future.filter((id) => !current.has(id)));
     if (pages.length > 0) {

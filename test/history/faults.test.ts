@@ -100,6 +100,10 @@ const schedules: Schedule[] = [
   { name: 'SIGSTOP for less than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [300, 1000] }, reliable: true },
   { name: 'SIGSTOP for longer than the failure detector allows, then SIGCONT', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['stall'], stallMs: [3000, 5000] }, reliable: true },
   { name: 'SIGKILL, then a new node joins in its place', plan: { nodes: 3, keys: 8, keysPerPage: 1, txnsPerNode: 300, faults: ['restart'] }, reliable: true },
+  // One failure at a time, again and again: every kill moves the backups of what the dead
+  // node owned, and the new node in its place becomes a backup in turn.
+  { name: 'churn: three nodes SIGKILLed in turn, each replaced by a new node once the backups caught up, 4 nodes', plan: { nodes: 4, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['churn'], cuts: 3 }, reliable: true },
+  { name: "churn: three nodes SIGKILLed in turn, each replaced, 3 nodes and a page server, durability 'disk'", plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 200, faults: ['churn'], cuts: 3 }, reliable: true, cluster: { durability: 'disk' }, pageServer: true },
   // A node unplugged from the network (each node in a namespace of its own), long enough for
   // the others to remove it, or not; it runs on meanwhile, and rejoins once plugged in.
   { name: 'network partition of a random node past the failure detector, 3 nodes', plan: { nodes: 3, keys: 8, keysPerPage: 2, txnsPerNode: 300, faults: ['partition'], stallMs: [2500, 4000] }, reliable: true, netns: true },

@@ -4,11 +4,13 @@ import fc from 'fast-check';
 import type { Op } from './checker';
 
 /**
+ * 'churn': the victim SIGKILLed and a new node joined in its place, then another live node,
+ * `cuts` times in all, each once every backup has caught up (one failure at a time).
  * 'leave-kill': the victim leaves gracefully, and its successor (the lowest member that
  * stays) is killed the moment the close returns. 'partition': the victim unplugged; 'bridge': the victim and the next process stop reaching
  * each other, both still reach the rest; 'deaf': the victim hears nothing, the rest hear it.
  */
-export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-all' | 'kill-token-holder' | 'stall' | 'stall-two' | 'leave' | 'leave-kill' | 'restart' | 'partition' | 'bridge' | 'deaf' | 'reset';
+export type FaultKind = 'none' | 'kill' | 'kill-two' | 'kill-all' | 'kill-token-holder' | 'stall' | 'stall-two' | 'leave' | 'leave-kill' | 'restart' | 'churn' | 'partition' | 'bridge' | 'deaf' | 'reset';
 
 export interface Fault {
   kind: FaultKind;
@@ -35,7 +37,7 @@ export interface Plan {
   /** Per node process, in order; a restart's replacement runs the last list. */
   txns: PlannedTxn[][];
   fault: Fault;
-  /** For 'kill-all': how many times every process is killed (each cut at the same point of the fresh nodes' lists). */
+  /** For 'kill-all': how many times every process is killed (each cut at the same point of the fresh nodes' lists); for 'churn': how many nodes are killed in turn. */
   cuts: number;
 }
 
@@ -47,7 +49,7 @@ export interface PlanOptions {
   /** The fault kinds to draw from (one is drawn). */
   faults?: FaultKind[];
   stallMs?: [number, number];
-  /** For 'kill-all': how many cuts (1 unless told). */
+  /** For 'kill-all': how many cuts; for 'churn': how many nodes are killed in turn (1 unless told). */
   cuts?: number;
 }
 
@@ -74,9 +76,9 @@ export function drawPlan(seed: number, o: PlanOptions = {}): Plan {
   const [minStall, maxStall] = o.stallMs ?? [1000, 4000];
   const op = fc.record({ f: fc.constantFrom('append' as const, 'read' as const), key: fc.nat(keys - 1) });
   const txn = fc.array(op, { minLength: 1, maxLength: 4 });
-  // A restart's replacement gets a list of its own, and so does each fresh node after 'kill-all'.
+  // A restart's replacement gets a list of its own, and so does each fresh node after 'kill-all' or a 'churn' kill.
   const cuts = o.cuts ?? 1;
-  const lists = nodes + (faults.includes('restart') ? 1 : 0) + (faults.includes('kill-all') ? nodes * cuts : 0);
+  const lists = nodes + (faults.includes('restart') ? 1 : 0) + (faults.includes('kill-all') ? nodes * cuts : 0) + (faults.includes('churn') ? cuts : 0);
   const arb = fc.record({
     txns: fc.array(fc.array(txn, { minLength: perNode, maxLength: perNode }), { minLength: lists, maxLength: lists }),
     kind: fc.constantFrom(...faults),

@@ -14,6 +14,12 @@ export { drawPlan, type Fault, type FaultKind, type Plan, type PlanOptions, type
 const FIXTURE = path.join(__dirname, 'fixtures/list_append.js');
 /** Fault 'reset': how often the victim's connections are ended. */
 const RESET_EVERY_MS = 100;
+/** Run in a node: waits until none of its backups is still fetching the pages it owns (clusterStats().backupsCatchingUp), at most 60 s. */
+const CAUGHT_UP = `for (let i = 0; i < 3000; i++) {
+  if ((await dsm.clusterStats()).backupsCatchingUp.length === 0) return;
+  await new Promise((r) => setTimeout(r, 20));
+}
+throw new Error('backups still catching up after 60 s');`;
 
 export interface RunResult {
   plan: Plan;
@@ -141,6 +147,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   let cutAt: CutOff | undefined;
   /** For 'leave-kill': the process killed after the victim left. */
   let killedAfterLeave: number | undefined;
+  /** For 'churn': the processes killed, in turn. */
+  const churned: number[] = [];
   const faultDone = (async () => {
     switch (fault.kind) {
       case 'none':
@@ -175,6 +183,36 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
           r.catch(() => undefined);
           runs.push(r);
           await go(fresh);
+        }
+        return;
+      }
+      case 'churn': {
+        // Nodes die one after another, each replaced by a new one: the backups of every page
+        // move again and again (pages a recovery handed to a survivor, a joiner becoming a
+        // backup). Each kill waits until no live node has a backup still catching up, since
+        // one backup covers one failure at a time; then nothing acknowledged may be lost.
+        let at = fault.victim;
+        for (let round = 0; round < plan.cuts; round++) {
+          const hit = procs[at];
+          if (round === 0) await reached();
+          else await Promise.race([hit.waitForLine((l) => l.startsWith(`H C ${fault.after - 1} `)).catch(() => undefined), runs[at].then(() => undefined, () => undefined)]);
+          await Promise.all(procs.filter((_, i) => !gone.has(i)).map((p) => p.run(CAUGHT_UP)));
+          gone.add(at);
+          churned.push(at);
+          hit.kill('SIGKILL');
+          faultLog.push(`churn ${round + 1} of ${plan.cuts}: SIGKILL node ${hit.nodeId} (process ${at}) after ${completed(hit)} completed transactions, its backups caught up`);
+          await hit.exited;
+          const survivor = procs.find((_, i) => !gone.has(i))!;
+          await survivor.waitForLine((l) => l === `peer-leave ${hit.nodeId}`);
+          const fresh = await h.start({ ...clusterOpts, peers: [survivor.address] });
+          procs.push(fresh);
+          const r = start(procs.length - 1, fresh);
+          r.catch(() => undefined);
+          runs.push(r);
+          faultLog.push(`node ${fresh.nodeId} (process ${procs.length - 1}) joined in its place`);
+          await go(fresh);
+          const alive = procs.map((_, i) => i).filter((i) => !gone.has(i));
+          at = alive[(fault.second + round) % alive.length];
         }
         return;
       }
@@ -396,6 +434,8 @@ async function execute(h: Harness, plan: Plan, opts: RunOptions, state: { phase:
   const cutOff =
     fault.kind === 'kill-two'
       ? [fault.victim, fault.second]
+      : fault.kind === 'churn'
+        ? churned
       : killedAfterLeave !== undefined
         ? [killedAfterLeave]
       : fault.kind === 'kill' || fault.kind === 'restart' || fault.kind === 'kill-token-holder' || fault.kind === 'stall' || fault.kind === 'partition'

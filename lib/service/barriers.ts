@@ -364,7 +364,11 @@ export class Barriers {
     const round: BarrierRound = { gen: o.gen, broken: why !== undefined, time, reporter, decider: this.n.id, ids: [...o.arrivals.keys()], why: why ?? '' };
     this.open.delete(name);
     this.learn(name, round);
-    for (const id of round.ids) if (!this.gone(id)) this.answer(id, { name, gen: o.gen, kind: why === undefined ? BarrierKind.released : BarrierKind.broken, round });
+    // The other parties first: answering this node runs its own release on the spot (pushed
+    // copies expire, the app is answered), and their releases would wait behind it.
+    const answer = { name, gen: o.gen, kind: why === undefined ? BarrierKind.released : BarrierKind.broken, round };
+    for (const id of round.ids) if (id !== this.n.id && !this.gone(id)) this.answer(id, answer);
+    if (round.ids.includes(this.n.id)) this.answer(this.n.id, answer);
   }
 
   /** A round ended (decided here or elsewhere): keeps the latest, and ends the open rounds it settles. */

@@ -43,6 +43,29 @@ export interface CommitEvent {
   pages: number;
 }
 
+/** A run of a transaction that will not commit: doomed by another node's commit ('conflict'), or its function threw ('error'). */
+export interface AbortEvent {
+  /** 0 for the first run, then 1, 2, ... */
+  attempt: number;
+  reason: 'conflict' | 'error';
+}
+
+/** A peer that joined the cluster or left it (died, was cut off, closed). */
+export interface PeerEvent {
+  id: number;
+}
+
+/** The events a node emits. */
+const NODE_EVENTS: ReadonlySet<string> = new Set(['commit', 'abort', 'peer-join', 'peer-leave']);
+/** EventEmitter's own, and 'error', which `events.once()` and `events.on()` listen to whatever they wait for. */
+const EMITTER_EVENTS: ReadonlySet<string> = new Set(['error', 'newListener', 'removeListener']);
+
+/** A listener for an event no node emits would never run: a misspelt name is refused instead. */
+function checkEvent(method: string, event: string | symbol): void {
+  if (typeof event === 'symbol' || NODE_EVENTS.has(event) || EMITTER_EVENTS.has(event)) return;
+  throw new InvalidOptionError(`dsm.${method}: a node emits no event "${String(event)}"; its events are ${[...NODE_EVENTS].map((e) => `'${e}'`).join(', ')}`);
+}
+
 /**
  * One DSM node: the shared region and the transactions on it. Created by {@link createNode}.
  *
@@ -92,6 +115,49 @@ export class DsmNode extends EventEmitter {
    * two-machine demo's master waited for a 'peer-join' that had come and gone).
    */
   private early: Array<['peer-join' | 'peer-leave', number]> | undefined = [];
+
+  /**
+   * Listens to 'commit' (`{ time, pages }`), 'abort' (`{ attempt, reason }`), 'peer-join' or
+   * 'peer-leave' (`{ id }`). Another name raises ERR_DSM_INVALID_OPTION (a misspelt one would
+   * never fire).
+   * @example dsm.on('peer-leave', ({ id }) => console.log(`node ${id} left`));
+   */
+  override on(event: 'commit', listener: (e: CommitEvent) => void): this;
+  override on(event: 'abort', listener: (e: AbortEvent) => void): this;
+  override on(event: 'peer-join' | 'peer-leave', listener: (e: PeerEvent) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    checkEvent('on', event);
+    return super.on(event, listener);
+  }
+
+  /** As `on`, once. */
+  override once(event: 'commit', listener: (e: CommitEvent) => void): this;
+  override once(event: 'abort', listener: (e: AbortEvent) => void): this;
+  override once(event: 'peer-join' | 'peer-leave', listener: (e: PeerEvent) => void): this;
+  override once(event: string | symbol, listener: (...args: any[]) => void): this;
+  override once(event: string | symbol, listener: (...args: any[]) => void): this {
+    checkEvent('once', event);
+    return super.once(event, listener);
+  }
+
+  /** As `on`. */
+  override addListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    checkEvent('addListener', event);
+    return super.addListener(event, listener);
+  }
+
+  /** As `on`, ahead of the listeners already there. */
+  override prependListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    checkEvent('prependListener', event);
+    return super.prependListener(event, listener);
+  }
+
+  /** As `once`, ahead of the listeners already there. */
+  override prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    checkEvent('prependOnceListener', event);
+    return super.prependOnceListener(event, listener);
+  }
 
   /**
    * @internal createNode() hands the node over: the events held since it started follow on
@@ -145,7 +211,7 @@ export class DsmNode extends EventEmitter {
       networked: () => this.address !== '',
       holdWhenContended: () => opts.replicated,
       onCommit: (time, pages) => this.listenerCount('commit') && this.emit('commit', { time, pages } satisfies CommitEvent),
-      onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason }),
+      onAbort: (attempt, reason) => this.listenerCount('abort') && this.emit('abort', { attempt, reason } satisfies AbortEvent),
       conflict: (page, node) => this.onConflict(page, node),
       durable: (time, epoch) => (opts.replicated ? this.service.waitDurable(time, epoch) : undefined),
       durableRead: (time, epoch) => (opts.disk ? this.service.waitDurableRead(time, epoch) : undefined),

@@ -124,6 +124,24 @@ describe('transactions', () => {
     expect(events).toBe(500);
   });
 
+  it('a listener for an event no node emits is refused; abort events say why; events.once() works', async () => {
+    for (const method of ['on', 'once', 'addListener', 'prependListener', 'prependOnceListener']) {
+      expect(() => dsm[method]('comit', () => {})).toThrow(expect.objectContaining({ code: 'ERR_DSM_INVALID_OPTION', message: expect.stringContaining("'commit'") }));
+    }
+    const aborts: unknown[] = [];
+    const onAbort = (e: unknown) => aborts.push(e);
+    dsm.on('abort', onAbort);
+    await expect(dsm.transaction(() => { throw new Error('mine'); })).rejects.toThrow('mine');
+    dsm.off('abort', onAbort);
+    expect(aborts).toEqual([{ attempt: 0, reason: 'error' }]);
+    // events.once listens to 'error' beside the event it waits for.
+    const { once } = await import('node:events');
+    const next = once(dsm, 'commit');
+    await dsm.transaction(() => { dsm.u32[(5050 * PAGE) / 4] += 1; });
+    const [e] = await next;
+    expect(e).toMatchObject({ time: expect.any(Number), pages: 1 });
+  });
+
   it('afterCommit never runs for an aborted run; async and nested transactions are refused', async () => {
     let ran = false;
     await expect(

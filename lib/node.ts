@@ -55,7 +55,14 @@ export interface PeerEvent {
   id: number;
 }
 
-/** The events a node emits. */
+/** The events a node emits, and what each listener gets. */
+export interface NodeEvents {
+  commit: CommitEvent;
+  abort: AbortEvent;
+  'peer-join': PeerEvent;
+  'peer-leave': PeerEvent;
+}
+
 const NODE_EVENTS: ReadonlySet<string> = new Set(['commit', 'abort', 'peer-join', 'peer-leave']);
 /** EventEmitter's own, and 'error', which `events.once()` and `events.on()` listen to whatever they wait for. */
 const EMITTER_EVENTS: ReadonlySet<string> = new Set(['error', 'newListener', 'removeListener']);
@@ -122,9 +129,7 @@ export class DsmNode extends EventEmitter {
    * never fire).
    * @example dsm.on('peer-leave', ({ id }) => console.log(`node ${id} left`));
    */
-  override on(event: 'commit', listener: (e: CommitEvent) => void): this;
-  override on(event: 'abort', listener: (e: AbortEvent) => void): this;
-  override on(event: 'peer-join' | 'peer-leave', listener: (e: PeerEvent) => void): this;
+  override on<K extends keyof NodeEvents>(event: K, listener: (e: NodeEvents[K]) => void): this;
   override on(event: string | symbol, listener: (...args: any[]) => void): this;
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
     checkEvent('on', event);
@@ -132,9 +137,7 @@ export class DsmNode extends EventEmitter {
   }
 
   /** As `on`, once. */
-  override once(event: 'commit', listener: (e: CommitEvent) => void): this;
-  override once(event: 'abort', listener: (e: AbortEvent) => void): this;
-  override once(event: 'peer-join' | 'peer-leave', listener: (e: PeerEvent) => void): this;
+  override once<K extends keyof NodeEvents>(event: K, listener: (e: NodeEvents[K]) => void): this;
   override once(event: string | symbol, listener: (...args: any[]) => void): this;
   override once(event: string | symbol, listener: (...args: any[]) => void): this {
     checkEvent('once', event);

@@ -368,7 +368,7 @@ export class Barriers {
     // copies expire, the app is answered), and their releases would wait behind it.
     const answer = { name, gen: o.gen, kind: why === undefined ? BarrierKind.released : BarrierKind.broken, round };
     for (const id of round.ids) if (id !== this.n.id && !this.gone(id)) this.answer(id, answer);
-    if (round.ids.includes(this.n.id)) this.answer(this.n.id, answer);
+    if (round.ids.includes(this.n.id) && !this.gone(this.n.id)) this.answer(this.n.id, answer);
   }
 
   /** A round ended (decided here or elsewhere): keeps the latest, and ends the open rounds it settles. */

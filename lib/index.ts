@@ -7,7 +7,8 @@
  * const p = await dsm.transaction((tx) => tx.alloc(4));
  * await dsm.transaction(() => { dsm.view(Uint32Array, p)[0] += 1; });
  */
-export { createNode, DsmNode, type DsmStats, type CommitEvent, type AbortEvent, type PeerEvent, type NodeEvents, type TypedArrayClass } from './node';
+export { createNode, DsmNode, type DsmStats, type TypedArrayClass } from './node';
+export type { CommitEvent, AbortEvent, PeerEvent, NodeEvents } from './node_events';
 export type { NodeOptions } from './options';
 export { startPageServer, type PageServer, type PageServerOptions } from './pageserver/server';
 export type { HotPage } from './conflict_monitor';

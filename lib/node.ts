@@ -1,10 +1,10 @@
 // The public node object: typed views over the region, transactions, statistics, close.
-import { EventEmitter } from 'node:events';
 import { HeapGuard } from './alloc/guard';
 import { Heap } from './alloc/heap';
 import { ClosedError, fromNative, InvalidOptionError, LocalPageError, NestedTransactionError, PageLostError, PartitionedError, WriteOutsideTransactionError } from './errors';
 import { type LostRange, LostPages } from './lost_pages';
 import { describePage } from './alloc/page_holds';
+import { type AbortEvent, type CommitEvent, NodeEmitter } from './node_events';
 import { ConflictMonitor, HOT_PAGES_SHOWN, type HotPage } from './conflict_monitor';
 import { Barriers } from './sync/barrier';
 import { DIRECTORY_ROOT, SyncDirectory, syncNamesIn } from './sync/directory';
@@ -38,41 +38,6 @@ const VIEW_CLASSES: ReadonlySet<unknown> = new Set([
   Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array,
 ]);
 
-export interface CommitEvent {
-  time: number;
-  pages: number;
-}
-
-/** A run of a transaction that will not commit: doomed by another node's commit ('conflict'), or its function threw ('error'). */
-export interface AbortEvent {
-  /** 0 for the first run, then 1, 2, ... */
-  attempt: number;
-  reason: 'conflict' | 'error';
-}
-
-/** A peer that joined the cluster or left it (died, was cut off, closed). */
-export interface PeerEvent {
-  id: number;
-}
-
-/** The events a node emits, and what each listener gets. */
-export interface NodeEvents {
-  commit: CommitEvent;
-  abort: AbortEvent;
-  'peer-join': PeerEvent;
-  'peer-leave': PeerEvent;
-}
-
-const NODE_EVENTS: ReadonlySet<string> = new Set(['commit', 'abort', 'peer-join', 'peer-leave']);
-/** EventEmitter's own, and 'error', which `events.once()` and `events.on()` listen to whatever they wait for. */
-const EMITTER_EVENTS: ReadonlySet<string> = new Set(['error', 'newListener', 'removeListener']);
-
-/** A listener for an event no node emits would never run: a misspelt name is refused instead. */
-function checkEvent(method: string, event: string | symbol): void {
-  if (typeof event === 'symbol' || NODE_EVENTS.has(event) || EMITTER_EVENTS.has(event)) return;
-  throw new InvalidOptionError(`dsm.${method}: a node emits no event "${String(event)}"; its events are ${[...NODE_EVENTS].map((e) => `'${e}'`).join(', ')}`);
-}
-
 /**
  * One DSM node: the shared region and the transactions on it. Created by {@link createNode}.
  *
@@ -81,7 +46,7 @@ function checkEvent(method: string, event: string | symbol): void {
  * const p = await dsm.transaction((tx) => tx.alloc(8));
  * await dsm.transaction(() => { dsm.view(Float64Array, p)[0] += 1; });
  */
-export class DsmNode extends EventEmitter {
+export class DsmNode extends NodeEmitter {
   /** Bytes of the region, as typed arrays. Reads work anywhere; writes belong in transactions. */
   readonly u8: Uint8Array;
   readonly i32: Int32Array;
@@ -122,45 +87,6 @@ export class DsmNode extends EventEmitter {
    * two-machine demo's master waited for a 'peer-join' that had come and gone).
    */
   private early: Array<['peer-join' | 'peer-leave', number]> | undefined = [];
-
-  /**
-   * Listens to 'commit' (`{ time, pages }`), 'abort' (`{ attempt, reason }`), 'peer-join' or
-   * 'peer-leave' (`{ id }`). Another name raises ERR_DSM_INVALID_OPTION (a misspelt one would
-   * never fire).
-   * @example dsm.on('peer-leave', ({ id }) => console.log(`node ${id} left`));
-   */
-  override on<K extends keyof NodeEvents>(event: K, listener: (e: NodeEvents[K]) => void): this;
-  override on(event: string | symbol, listener: (...args: any[]) => void): this;
-  override on(event: string | symbol, listener: (...args: any[]) => void): this {
-    checkEvent('on', event);
-    return super.on(event, listener);
-  }
-
-  /** As `on`, once. */
-  override once<K extends keyof NodeEvents>(event: K, listener: (e: NodeEvents[K]) => void): this;
-  override once(event: string | symbol, listener: (...args: any[]) => void): this;
-  override once(event: string | symbol, listener: (...args: any[]) => void): this {
-    checkEvent('once', event);
-    return super.once(event, listener);
-  }
-
-  /** As `on`. */
-  override addListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    checkEvent('addListener', event);
-    return super.addListener(event, listener);
-  }
-
-  /** As `on`, ahead of the listeners already there. */
-  override prependListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    checkEvent('prependListener', event);
-    return super.prependListener(event, listener);
-  }
-
-  /** As `once`, ahead of the listeners already there. */
-  override prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    checkEvent('prependOnceListener', event);
-    return super.prependOnceListener(event, listener);
-  }
 
   /**
    * @internal createNode() hands the node over: the events held since it started follow on

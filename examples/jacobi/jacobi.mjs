@@ -140,8 +140,11 @@ async function party(dsm, k, nodes, n, sweeps, sync, prefetch, warmup) {
     await run(warmup);
     init();
   }
-  await dsm.barrier('jacobi-init', nodes);
+  // The counters are read before the barrier that starts the clocks, not after: the
+  // service's answer takes a few ms under load, and each node's clock would start that much
+  // later than the others' (the first sweep then waits for the latest starter).
   const before = { stats: dsm.stats(), cluster: await dsm.clusterStats() };
+  await dsm.barrier('jacobi-init', nodes);
   const t0 = now();
   computeMs = 0;
   await run(sweeps);

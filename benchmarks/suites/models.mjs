@@ -22,6 +22,7 @@ import net from 'node:net';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { dsmJacobi, initRows, localJacobi, rowsOf, sweepRows } from '../../examples/jacobi/jacobi.mjs';
+import { cpuFor, forkBound } from '../../examples/jacobi/cpu_binding.mjs';
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
@@ -231,12 +232,12 @@ async function messagePassingShare(n, sweeps, k, nodes) {
   return { ms, rows: Buffer.from(a.buffer, (src + r0 * n) * 8, (r1 - r0) * rowBytes).toString('base64') };
 }
 
-/** The message-passing yardstick on `nodes` processes: the slowest one's milliseconds, and whether the grid equals `reference`. */
-async function messagePassing(n, sweeps, nodes, reference) {
+/** The message-passing yardstick on `nodes` processes (`bind`: each on a CPU of its own): the slowest one's milliseconds, and whether the grid equals `reference`. */
+async function messagePassing(n, sweeps, nodes, reference, bind) {
   const children = [];
   const ports = [];
   for (let k = 0; k < nodes; k++) {
-    const c = fork(fileURLToPath(import.meta.url), ['message-passing', String(n), String(sweeps), String(k), String(nodes)]);
+    const c = fork(fileURLToPath(import.meta.url), ['message-passing', String(n), String(sweeps), String(k), String(nodes)], bind ? forkBound(cpuFor(k)) : {});
     ports.push(await nextMessage(c));
     children.push(c);
   }
@@ -272,11 +273,11 @@ if (process.argv[2] === 'share') {
   await new Promise(() => {});
 }
 
-/** The slowest of `nodes` processes sweeping their shares at once (no communication). */
-async function ceiling(n, sweeps, nodes) {
+/** The slowest of `nodes` processes sweeping their shares at once (no communication; `bind`: each on a CPU of its own). */
+async function ceiling(n, sweeps, nodes, bind) {
   const children = [];
   for (let k = 0; k < nodes; k++) {
-    const c = fork(fileURLToPath(import.meta.url), ['share', String(n), String(sweeps), String(k), String(nodes)]);
+    const c = fork(fileURLToPath(import.meta.url), ['share', String(n), String(sweeps), String(k), String(nodes)], bind ? forkBound(cpuFor(k)) : {});
     await nextMessage(c);
     children.push(c);
   }
@@ -293,9 +294,13 @@ const row = (name, value, unit, baseline, baselineValue, target = null) =>
 
 // Warm the kernel up (JIT) on both kinds of array before timing either.
 localJacobi(256, 5);
+// Each DSM node, and each message-passing process, bound to a CPU of its own (k mod the
+// CPUs), as the example runs by default and as MPI launchers bind ranks; the 2-node rows
+// also unbound, for comparison (cpu_binding.mjs says why binding pays here).
 const runs = [
   { nodes: 1, sync: 'barrier' },
   { nodes: 2, sync: 'barrier', target: '>= 1.6' },
+  { nodes: 2, sync: 'barrier', bind: false },
   { nodes: 2, sync: 'barrier', prefetch: false },
   // Steady state: 5 untimed sweeps over the real grids first (both threads compiled, the
   // pages' first moves made), then the grids start over.
@@ -303,24 +308,25 @@ const runs = [
   { nodes: 4, sync: 'barrier' },
   { nodes: 2, sync: 'flags' },
 ];
-for (const { nodes, sync, target, prefetch = true, warmup = 0 } of runs) {
+for (const { nodes, sync, target, prefetch = true, warmup = 0, bind = true } of runs) {
   // The local baseline right before each DSM run: the machine's load drifts.
   const local = localJacobi(N, SWEEPS);
-  const r = await dsmJacobi({ nodes, n: N, sweeps: SWEEPS, reference: local.grid, sync, prefetch, warmup });
+  const r = await dsmJacobi({ nodes, n: N, sweeps: SWEEPS, reference: local.grid, sync, prefetch, warmup, bind });
   if (!r.same) {
     console.error(`Jacobi on ${nodes} nodes (${sync}) differs from the local sweep`);
     process.exit(1);
   }
-  const label = `Jacobi ${N}x${N}, ${SWEEPS} sweeps, ${nodes} node${nodes > 1 ? 's' : ''}, ${sync === 'flags' ? 'neighbour flags' : 'dsm.barrier'}${prefetch ? '' : ', no halo prefetch'}${warmup ? `, after ${warmup} untimed sweeps` : ''}`;
+  const unbound = bind ? '' : ', unbound';
+  const label = `Jacobi ${N}x${N}, ${SWEEPS} sweeps, ${nodes} node${nodes > 1 ? 's' : ''}, ${sync === 'flags' ? 'neighbour flags' : 'dsm.barrier'}${prefetch ? '' : ', no halo prefetch'}${warmup ? `, after ${warmup} untimed sweeps` : ''}${unbound}`;
   row(`${label}: sweeps per second`, SWEEPS / (r.ms / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3), target ?? null);
   if (nodes > 1 && sync === 'barrier' && prefetch && !warmup) {
-    row(`machine ceiling: ${nodes} processes sweeping their shares of local grids at once, no communication: sweeps per second`, SWEEPS / ((await ceiling(N, SWEEPS, nodes)) / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3));
-    const mp = await messagePassing(N, SWEEPS, nodes, local.grid);
+    row(`machine ceiling: ${nodes} processes sweeping their shares of local grids at once, no communication${unbound}: sweeps per second`, SWEEPS / ((await ceiling(N, SWEEPS, nodes, bind)) / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3));
+    const mp = await messagePassing(N, SWEEPS, nodes, local.grid, bind);
     if (!mp.same) {
       console.error(`the message-passing Jacobi on ${nodes} processes differs from the local sweep`);
       process.exit(1);
     }
-    row(`message passing: ${nodes} processes sweeping their shares, halo rows sent over TCP after every sweep (no DSM): sweeps per second`, SWEEPS / (mp.ms / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3));
+    row(`message passing: ${nodes} processes sweeping their shares, halo rows sent over TCP after every sweep (no DSM)${unbound}: sweeps per second`, SWEEPS / (mp.ms / 1e3), '1/s', 'local Float64Array sweep, same run', SWEEPS / (local.ms / 1e3));
   }
   if (nodes > 1) {
     row(`${label}: faults through the service per sweep`, r.perSweep.serviceFaults, 'count', null, null);

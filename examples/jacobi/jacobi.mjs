@@ -10,6 +10,7 @@
 import { fork } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { bindProcess, cpuFor, cpusAllowed, cpusOf, forkBound } from './cpu_binding.mjs';
 
 const require = createRequire(import.meta.url);
 const { createNode } = require('../..'); // in your own project: require('node-dsm')
@@ -154,6 +155,7 @@ async function party(dsm, k, nodes, n, sweeps, sync, prefetch, warmup) {
   return {
     ms,
     computeMs,
+    cpus: cpusAllowed(),
     final: src * 8,
     serviceFaults: d((x) => x.stats.faults.service),
     localFaults: d((x) => x.stats.faults.read + x.stats.faults.write),
@@ -168,18 +170,21 @@ async function party(dsm, k, nodes, n, sweeps, sync, prefetch, warmup) {
  * processes on loopback) and checks the result against localJacobi bit for bit. With
  * `prefetch` (the default) each node asks for its halo with dsm.prefetch and sweeps its
  * interior while the halo moves. `warmup` sweeps run untimed first (then the grids start over).
+ * `bind`: node k runs bound to CPU k mod the CPU count (cpu_binding.mjs), this process
+ * (node 0) only until the run ends.
  */
-import { spawnSync } from 'node:child_process';
-export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier', prefetch = true, warmup = 0 }) {
+export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier', prefetch = true, warmup = 0, bind = false }) {
   const regionSize = Math.max(64 << 20, 2 ** Math.ceil(Math.log2(4 * n * n * 8)));
-  if (process.env.JACOBI_PIN) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)]);
-  const dsm = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize, durability: 'none' });
-  if (process.env.JACOBI_PIN) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)]);
+  const unbound = bind ? cpusOf(process.pid) : undefined;
+  const cpus = bind ? Array.from({ length: nodes }, (_, k) => cpuFor(k)) : [];
+  // Before the node starts: the threads it starts inherit the binding.
+  if (bind) bindProcess(process.pid, cpus[0]);
   const children = [];
+  let dsm;
   try {
+    dsm = await createNode({ listen: '127.0.0.1:0', secret: SECRET, regionSize, durability: 'none' });
     for (let k = 1; k < nodes; k++) {
-      const pin = process.env.JACOBI_PIN ? { execPath: 'taskset', execArgv: ['-c', String(k % 2), process.execPath] } : {};
-      const c = fork(fileURLToPath(import.meta.url), ['worker', dsm.address, String(k), String(nodes), String(n), String(sweeps), String(regionSize), sync, String(prefetch), String(warmup)], pin);
+      const c = fork(fileURLToPath(import.meta.url), ['worker', dsm.address, String(k), String(nodes), String(n), String(sweeps), String(regionSize), sync, String(prefetch), String(warmup)], bind ? forkBound(cpus[k]) : {});
       children.push(c);
       await new Promise((resolve, reject) => {
         c.once('message', resolve);
@@ -206,6 +211,8 @@ export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier',
     return {
       ms: Math.max(...all.map((r) => r.ms)),
       computeMs: all.map((r) => r.computeMs),
+      /** The CPUs each node's process could run on (Linux; else undefined). */
+      cpus: all.map((r) => r.cpus),
       same,
       perSweep: {
         serviceFaults: sum((r) => r.serviceFaults) / sweeps,
@@ -218,7 +225,8 @@ export async function dsmJacobi({ nodes, n, sweeps, reference, sync = 'barrier',
   } finally {
     for (const c of children) c.send('close');
     await Promise.all(children.map((c) => (c.exitCode !== null ? null : new Promise((r) => c.once('exit', r)))));
-    await dsm.close();
+    await dsm?.close();
+    if (unbound) bindProcess(process.pid, unbound);
   }
 }
 

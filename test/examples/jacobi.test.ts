@@ -12,6 +12,8 @@ describe('examples/jacobi', () => {
   for (const args of [
     ['--nodes', '2', '--size', '96', '--sweeps', '12'],
     ['--nodes', '2', '--size', '96', '--sweeps', '12', '--prefetch', 'off'],
+    // Every node may run anywhere: the binding is the launcher's choice, never the result's.
+    ['--nodes', '2', '--size', '96', '--sweeps', '12', '--bind', 'off'],
     ['--nodes', '3', '--size', '5', '--sweeps', '6'],
     ['--nodes', '4', '--size', '40', '--sweeps', '8', '--sync', 'flags'],
     // Untimed sweeps first, then the grids start over: the flags count on across both.
@@ -26,7 +28,7 @@ describe('examples/jacobi', () => {
   }
 
   // Each refused with the usage line and exit 2, before any sweep: no stack trace.
-  for (const args of [['--prefetch', 'maybe'], ['--warmup=-1'], ['--nodes', '2.5'], ['--sweeps', '-1'], ['--bogus', '1']]) {
+  for (const args of [['--prefetch', 'maybe'], ['--bind', 'yes'], ['--warmup=-1'], ['--nodes', '2.5'], ['--sweeps', '-1'], ['--bogus', '1']]) {
     it(`refuses ${args.join(' ')}`, async () => {
       const r = await run(args);
       expect(r.code).toBe(2);

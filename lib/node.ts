@@ -153,6 +153,7 @@ export class DsmNode extends NodeEmitter {
       nodeId: () => this.nodeId,
       closed: () => this.closed,
       run: (fn) => this.runner.run(fn),
+      flush: () => this.service.flushCommits(),
       root: (name) => this.heap.root(name),
       watch: async (pages, since, epoch) => (await this.service.request({ type: 'watch', pages, since, epoch })).view!,
     };

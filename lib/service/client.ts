@@ -6,7 +6,7 @@ import { ClosedError, CommitUncertainError, DsmError, SystemError } from '../err
 import type { NativeAddon } from '../native';
 import { LocalTokenGate } from './local_token';
 import { CommitRing } from './commit_ring';
-import { type AppRequest, type ServiceConfig, type ServiceEvent, type ServiceReply, MEMBER_WORDS, raiseTo, Status } from './messages';
+import { type AppRequest, type ServiceConfig, type ServiceEvent, type ServiceReply, FLUSH_NOW, MEMBER_WORDS, raiseTo, Status } from './messages';
 
 /** The 32-bit word holding the low half of the node-id status word. */
 const NODE_ID_WORD = Status.nodeId * 2 + (os.endianness() === 'LE' ? 0 : 1);
@@ -206,6 +206,15 @@ export class ServiceClient {
   private wakeService(): void {
     if (!this.wakeAfterRun) this.localCommits!.postMessage(null);
     else setImmediate(() => this.localCommits!.postMessage(null));
+  }
+
+  /**
+   * Another node waits for the commits this app made (a lock's release, lib/sync/lock.ts):
+   * the service sends them now instead of after its millisecond of batching (commits.ts),
+   * and passes the token on if it kept it for the batch. Nothing to do without a cluster.
+   */
+  flushCommits(): void {
+    this.localCommits?.postMessage(FLUSH_NOW);
   }
 
   /**

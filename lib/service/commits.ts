@@ -7,6 +7,7 @@ import { type CommitRecord, type ConfigChange, decode, encode, LOST_OWNER, type 
 import { carried } from './changes';
 import { debug } from './debug';
 import type { Cluster } from './cluster';
+import { FLUSH_NOW } from './messages';
 
 const EMPTY = new Uint8Array(0);
 
@@ -50,8 +51,13 @@ export class Commits {
     // the token and serving a page drain at once, so nothing depends on this delay.
     // With backups ('replicated', 'disk') the app waits for each commit's acknowledgement:
     // drain at once (the app wakes us when its run of transactions ends, client.ts).
-    n.localCommits.on('message', () => {
-      if (this.cancelDrain) return;
+    n.localCommits.on('message', (m: unknown) => {
+      // Another node waits for what the app committed (client.ts flushCommits): no batch.
+      const now = m === FLUSH_NOW;
+      // Nor a batch to keep the token for: a node asking for it gets it at once (passSoon).
+      if (now) this.lastAppCommit = -Infinity;
+      if (this.cancelDrain && !now) return;
+      this.cancelDrain?.();
       const drain = () => {
         this.cancelDrain = undefined;
         // A member reads slower than we commit: take the token back, so the app's next
@@ -64,7 +70,7 @@ export class Commits {
         pass?.();
         this.pushToken();
       };
-      if (n.replication.backups > 0) {
+      if (n.replication.backups > 0 || now) {
         // The app woke us once its run of transactions ended (client.ts wakeService).
         drain();
       } else {

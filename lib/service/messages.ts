@@ -50,6 +50,9 @@ export interface ServiceConfig {
 export const STATUS_WORDS = 11;
 /** Words of ServiceConfig.members: the next id, then a bit for each of the 65,536 node ids. */
 export const MEMBER_WORDS = 1 + 65536 / 32;
+/** On the local-commits port (the app's wake-up for its lent-token commits, commits.ts): drain now, no batching. */
+export const FLUSH_NOW = 'now';
+
 export const Status = { applied: 0, seen: 1, lostPages: 2, partitioned: 3, discardFrom: 4, discardTo: 5, durable: 6, durableWanted: 7, durableEpoch: 8, inFlight: 9, nodeId: 10 } as const;
 
 /**

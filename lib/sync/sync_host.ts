@@ -14,6 +14,8 @@ export interface SyncNode {
   closed(): boolean;
   /** Runs a transaction (also while the node is closing: close() releases held locks). */
   run<T>(fn: (tx: Transaction) => T): Promise<T>;
+  /** Sends this node's commits so far to the others now, not with the next batch (another node waits for them). */
+  flush(): void;
   /** The pointer named `name`, read outside a transaction (undefined: not set, or not known here yet). */
   root(name: string): number | undefined;
   /** Answers once one of `pages` has a version above `since`, or the configuration is not `epoch` (-1: at once). */

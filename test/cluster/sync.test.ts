@@ -280,6 +280,21 @@ describe('locks', () => {
     expect(await Promise.all(nodes.map((n) => n.run<number>(`return dsm.u32[dsm.root('c') >> 2];`)))).toEqual([3 * PER, 3 * PER, 3 * PER]);
   });
 
+  it('hands the lock to the first waiter in the release commit: the waiter takes it without a commit of its own', async () => {
+    const [a, b] = await h.cluster(2);
+    await a.run(`globalThis.unlock = await dsm.lock('hand');`);
+    const word = (n: typeof a) => n.run<number[]>(`const p = await dsm._syncState('lock', 'hand'); return dsm.transaction(() => [dsm.u32[p >> 2], dsm.u32[(p >> 2) + 2]]);`);
+    const taken = b.run<number>(`globalThis.unlock = await dsm.lock('hand'); return dsm.globalTime;`);
+    await until('b queued', 30_000, async () => ((await word(a))[1] === 1 ? true : undefined));
+    const released = await a.run<number>('await globalThis.unlock(); return dsm.globalTime;');
+    // b holds it as of a's release: nothing was committed after that commit (before, b
+    // took the freed lock in a commit of its own, which needed the token back from a).
+    expect(await taken).toBe(released);
+    expect(await word(b)).toEqual([b.nodeId + 1, 0]);
+    await b.run('await globalThis.unlock();');
+    expect(await word(b)).toEqual([0, 0]);
+  });
+
   it('serves waiting nodes in the order they asked', async () => {
     const [a, b, c] = await h.cluster(3);
     await a.run(`await dsm.transaction((tx) => tx.setRoot('order', tx.alloc(64)));`);

@@ -119,6 +119,67 @@ if (process.argv[2] === 'barrier') {
   await new Promise(() => {});
 }
 
+const LOCK_MS = 1500;
+
+/** Takes and releases lock 'turns' for `ms`, adding one to the sequential counter at `ptr` under it each time: the turns taken. */
+async function lockTurns(dsm, ptr, ms) {
+  const c = ptr / 4;
+  let turns = 0;
+  for (const end = now() + ms; now() < end; turns++) {
+    const unlock = await dsm.lock('turns');
+    dsm.u32[c] += 1;
+    await unlock();
+  }
+  return turns;
+}
+
+if (process.argv[2] === 'lock') {
+  // The other node taking turns on the lock.
+  const require = createRequire(import.meta.url);
+  const { createNode } = require('../..');
+  const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  process.once('message', async ({ ptr, time, ms }) => {
+    await dsm.waitForGlobalTime(time);
+    const turns = await lockTurns(dsm, ptr, ms);
+    await dsm.close();
+    process.send(turns, () => process.exit(0));
+  });
+  process.send('joined');
+  await new Promise(() => {});
+}
+
+/**
+ * Two nodes taking turns on one dsm.lock (each as fast as it can, a sequential counter
+ * incremented under it): turns per second, both nodes together. Exits 1 if the counter
+ * lost an increment (two holders at once).
+ */
+async function lockBench() {
+  const require = createRequire(import.meta.url);
+  const { createNode } = require('../..');
+  const dsm = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  const c = fork(fileURLToPath(import.meta.url), ['lock', dsm.address]);
+  await nextMessage(c);
+  await dsm.transaction((tx) => tx.setRoot('lock-counter', tx.alloc(4096, { model: 'sequential' })));
+  const ptr = dsm.root('lock-counter');
+  // The lock's page is made, and both nodes' code warmed, before the clock.
+  await lockTurns(dsm, ptr, 100);
+  const before = dsm.u32[ptr / 4];
+  const theirs = nextMessage(c);
+  c.send({ ptr, time: dsm.globalTime, ms: LOCK_MS });
+  const mine = await lockTurns(dsm, ptr, LOCK_MS);
+  const total = mine + (await theirs);
+  const unlock = await dsm.lock('turns');
+  const counted = dsm.u32[ptr / 4] - before;
+  await unlock();
+  await new Promise((r) => c.once('exit', r));
+  await dsm.close();
+  if (counted !== total) {
+    console.error(`dsm.lock let two holders in: ${total} turns, the counter under it moved ${counted}`);
+    process.exit(1);
+  }
+  return total / (LOCK_MS / 1e3);
+}
+
 if (process.argv[2] === 'echo') {
   // Echoes every byte back: the other end of the bare TCP round trip.
   const server = net.createServer((c) => {
@@ -339,6 +400,9 @@ const tcpMs = await bareTcp();
 const barrierMs = await bareBarrier();
 row('dsm.barrier alone, 2 nodes: rounds per second', BARRIER_ROUNDS / (barrierMs / 1e3), '1/s', 'bare TCP round trip between two processes, same run', BARRIER_ROUNDS / (tcpMs / 1e3));
 row('dsm.barrier alone, 2 nodes: microseconds per round', (barrierMs * 1e3) / BARRIER_ROUNDS, 'us', 'bare TCP round trip between two processes, same run', (tcpMs * 1e3) / BARRIER_ROUNDS);
+const lockRate = await lockBench();
+const tcpForLock = await bareTcp();
+row('dsm.lock, two nodes taking turns (a sequential counter incremented under it): turns per second, both nodes', lockRate, '1/s', 'bare TCP round trips per second between two processes, same run', BARRIER_ROUNDS / (tcpForLock / 1e3));
 const t = await turns();
 row("two nodes taking turns on one page, 'migratory' (1 ms hold): increments per second per node", t.migratory, '1/s', "the same on a 'sequential' page", t.sequential);
 console.log(JSON.stringify({ suite: 'models', rows }));

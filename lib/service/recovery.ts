@@ -192,7 +192,7 @@ export class Recovery {
     this.run = run;
     run.states.set(n.id, this.report(run.suspects));
     this.unreached.asked(run.suspects, run.started);
-    this.unreached.named(run.suspects, run.started, HOLD_MS);
+    this.unreached.named(run.suspects, run.started, HOLD_MS, false);
     n.sequential.heldForTest.recovering();
     n.ev.log('warn', run.suspects.size ? `recovering from the loss of node(s) ${[...run.suspects].join(', ')} (ballot ${generation})` : `looking for the token (ballot ${generation})`);
     this.ask(run, [...n.members.keys()].filter((id) => id !== n.id && !run.suspects.has(id)));
@@ -259,7 +259,7 @@ export class Recovery {
     const hears = (id: number) => id !== n.id && n.members.has(id) && !n.membership.suspects.has(id) && n.links.lively(id);
     const holdingFor = this.answered && this.holdTimer ? this.answered.to : undefined;
     if (!this.unreached.answerable(from, q.suspects, hears, holdingFor, t)) return;
-    this.unreached.named(q.suspects, t, HOLD_MS);
+    this.unreached.named(q.suspects, t, HOLD_MS, true);
     this.promised = q.generation;
     // The coordinator knows of a regeneration this node missed: take it in before reporting
     // (a token held from before it is void, and so is what was applied after its time).

@@ -44,8 +44,8 @@ export class Unreached {
   private readonly asking = new Map<string, { first: number; last: number }>();
   /** Members this node suspects, since when (or since a recovery last asked about them). */
   private readonly suspectedSince = new Map<number, number>();
-  /** Members a recovery this node answered or ran names, until when their own recoveries go unanswered. */
-  private readonly onTheirWayOut = new Map<number, number>();
+  /** Members a recovery this node answered or ran names: until when their own recoveries go unanswered, and whether it answered one (back). */
+  private readonly onTheirWayOut = new Map<number, { until: number; answered: boolean }>();
 
   constructor(private readonly log: (message: string) => void) {}
 
@@ -74,20 +74,31 @@ export class Unreached {
    * decided, its configuration still being committed) took the lease from the first, and
    * neither side was removed.
    */
-  named(members: Iterable<number>, t: number, ms: number): void {
-    for (const id of members) this.onTheirWayOut.set(id, t + ms);
+  named(members: Iterable<number>, t: number, ms: number, answered: boolean): void {
+    for (const id of members) {
+      const was = this.onTheirWayOut.get(id);
+      this.onTheirWayOut.set(id, { until: Math.max(t + ms, was?.until ?? 0), answered: answered || (was?.answered ?? false) });
+    }
   }
 
-  /** Member `id` is connected again: this node's recoveries no longer name it. */
+  /**
+   * Member `id` is connected again: this node's own recoveries no longer name it, so its
+   * recoveries may be answered again. Not when this node answered another coordinator's
+   * recovery naming it: that one may have decided, its configuration on the way here, and
+   * answering `id`'s now let two recoveries decide, each removing the other's coordinator
+   * (a partition fault with CPU hogs beside it: the lowest member kept a lease alone, as
+   * the tie-break lets it in a configuration of two, while the others went on without it).
+   * That holds until the hold time runs out, or the configuration removes `id`.
+   */
   back(id: number): void {
-    this.onTheirWayOut.delete(id);
+    if (!this.onTheirWayOut.get(id)?.answered) this.onTheirWayOut.delete(id);
   }
 
   /** Whether a recovery run by `coordinator` goes unanswered (named). */
   private onItsWayOut(coordinator: number, t: number): boolean {
-    const until = this.onTheirWayOut.get(coordinator);
-    if (until !== undefined && until <= t) this.onTheirWayOut.delete(coordinator);
-    return until !== undefined && until > t;
+    const e = this.onTheirWayOut.get(coordinator);
+    if (e !== undefined && e.until <= t) this.onTheirWayOut.delete(coordinator);
+    return e !== undefined && e.until > t;
   }
 
   /**

@@ -26,6 +26,21 @@ import { cpuFor, forkBound } from '../../examples/jacobi/cpu_binding.mjs';
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 
+/** A node in this process (durability 'none') and a child process of this file in mode `mode`, joined to it. */
+async function nodeAndChild(mode) {
+  const { createNode } = createRequire(import.meta.url)('../..');
+  const dsm = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  const child = fork(fileURLToPath(import.meta.url), [mode, dsm.address]);
+  await nextMessage(child);
+  return { dsm, child };
+}
+
+/** The child's node, joined to the parent's (nodeAndChild). */
+function joinParent() {
+  const { createNode } = createRequire(import.meta.url)('../..');
+  return createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+}
+
 /** Sweeps rows of share `k` of `nodes` over a local grid; the milliseconds the sweeps took. */
 function share(n, sweeps, k, nodes) {
   const a = new Float64Array(2 * n * n);
@@ -57,9 +72,7 @@ async function incrementFor(dsm, at, ms) {
 
 if (process.argv[2] === 'turns') {
   // The other node of the turn-taking workload.
-  const require = createRequire(import.meta.url);
-  const { createNode } = require('../..');
-  const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  const dsm = await joinParent();
   process.on('message', async (m) => {
     if (m.cmd === 'go') {
       // The root is this node's once the parent's commit of it has arrived: waited for. (Read
@@ -84,11 +97,7 @@ if (process.argv[2] === 'turns') {
  * 'sequential'.
  */
 async function turns() {
-  const require = createRequire(import.meta.url);
-  const { createNode } = require('../..');
-  const dsm = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 64 << 20, durability: 'none' });
-  const c = fork(fileURLToPath(import.meta.url), ['turns', dsm.address]);
-  await nextMessage(c);
+  const { dsm, child: c } = await nodeAndChild('turns');
   const out = {};
   for (const model of ['migratory', 'sequential']) {
     await dsm.transaction((tx) => tx.setRoot(model, tx.alloc(4096, { model })));
@@ -106,9 +115,7 @@ async function turns() {
 
 if (process.argv[2] === 'barrier') {
   // The other party of the bare barrier rounds.
-  const require = createRequire(import.meta.url);
-  const { createNode } = require('../..');
-  const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  const dsm = await joinParent();
   process.once('message', async ({ rounds }) => {
     for (let i = 0; i < rounds; i++) await dsm.barrier('bare', 2);
     await dsm.close();
@@ -135,9 +142,7 @@ async function lockTurns(dsm, ptr, ms) {
 
 if (process.argv[2] === 'lock') {
   // The other node taking turns on the lock.
-  const require = createRequire(import.meta.url);
-  const { createNode } = require('../..');
-  const dsm = await createNode({ peers: [process.argv[3]], secret: 'bench', regionSize: 64 << 20, durability: 'none' });
+  const dsm = await joinParent();
   process.once('message', async ({ ptr, time, ms }) => {
     await dsm.waitForGlobalTime(time);
     const turns = await lockTurns(dsm, ptr, ms);
@@ -154,11 +159,7 @@ if (process.argv[2] === 'lock') {
  * lost an increment (two holders at once).
  */
 async function lockBench() {
-  const require = createRequire(import.meta.url);
-  const { createNode } = require('../..');
-  const dsm = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 64 << 20, durability: 'none' });
-  const c = fork(fileURLToPath(import.meta.url), ['lock', dsm.address]);
-  await nextMessage(c);
+  const { dsm, child: c } = await nodeAndChild('lock');
   await dsm.transaction((tx) => tx.setRoot('lock-counter', tx.alloc(4096, { model: 'sequential' })));
   const ptr = dsm.root('lock-counter');
   // The lock's page is made, and both nodes' code warmed, before the clock.
@@ -196,11 +197,7 @@ const BARRIER_ROUNDS = 3000;
 
 /** Milliseconds of BARRIER_ROUNDS rounds of dsm.barrier between this process's node and a child's. */
 async function bareBarrier() {
-  const require = createRequire(import.meta.url);
-  const { createNode } = require('../..');
-  const dsm = await createNode({ listen: '127.0.0.1:0', secret: 'bench', regionSize: 64 << 20, durability: 'none' });
-  const c = fork(fileURLToPath(import.meta.url), ['barrier', dsm.address]);
-  await nextMessage(c);
+  const { dsm, child: c } = await nodeAndChild('barrier');
   const done = nextMessage(c);
   c.send({ rounds: BARRIER_WARMUP + BARRIER_ROUNDS });
   for (let i = 0; i < BARRIER_WARMUP; i++) await dsm.barrier('bare', 2);

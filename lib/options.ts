@@ -9,7 +9,7 @@ export interface NodeOptions {
    * 256 MiB or more (32 in 128 MiB, 16 below): a larger region makes allocation cheaper.
    */
   regionSize?: number;
-  /** Virtual address of the region, identical on every node (default 0x200000000000). */
+  /** Virtual address of the region, identical on every node (default 0x480000000000). */
   base?: number | bigint;
   /** DSM page size: the OS page size times a power of two (default: the OS page size). */
   pageSize?: number;
@@ -85,11 +85,14 @@ function checkMs(what: string, v: unknown): number | undefined {
 }
 
 /**
- * 32 TiB: far from where Linux puts programs (0x55...), heaps and mmaps (0x7f...), and from
- * AddressSanitizer's allocator (0x6000_0000_0000-0x6400_0000_0000) and shadow memory, so
- * the sanitizer build can map the region at its default base too.
+ * 72 TiB. V8 places its heap pages, code and WebAssembly reservations at random addresses
+ * below 64 TiB (its hints are masked to 46 bits), more of them as the JS heap grows, so any
+ * base below that is taken now and then by a process that has run for a while. Above it sit
+ * programs built as PIE (0x55...), AddressSanitizer's allocator (0x6000_0000_0000 to
+ * 0x6400_0000_0000) and the kernel's own mmaps (0x7f... downwards), all clear of
+ * 72 TiB + 4 GiB.
  */
-export const DEFAULT_BASE = 0x2000_0000_0000;
+export const DEFAULT_BASE = 0x4800_0000_0000;
 export const DEFAULT_REGION_SIZE = 1 << 30;
 /** Node 20 refuses ArrayBuffers above 4 GiB, and the typed views cover the whole region. */
 export const MAX_REGION_SIZE = 4 * 1024 ** 3;
@@ -127,7 +130,7 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
   const base = typeof baseIn === 'bigint' ? Number(baseIn) : baseIn;
   if (!Number.isSafeInteger(base) || base <= 0 || base % pageSize !== 0 || base + regionSize > 2 ** 47) {
     throw new InvalidOptionError(
-      `base must be a page-aligned user-space address below 2^47 (e.g. 0x200000000000), got ${String(o.base)}`,
+      `base must be a page-aligned user-space address below 2^47 (e.g. 0x480000000000), got ${String(o.base)}`,
     );
   }
   const maxRetries = o.maxRetries ?? 100;

@@ -240,13 +240,21 @@ export class DsmNode extends NodeEmitter {
    * they asked. A holder removed from the cluster (dead, cut off) loses the lock to the
    * next waiter. Calling the unlock function twice throws ERR_DSM_LOCK_NOT_HELD; close()
    * releases the locks still held. Writes inside the lock still belong in transactions.
+   * With `timeoutMs`, a lock not taken within that many milliseconds rejects with
+   * ERR_DSM_TIMEOUT and its node leaves the queue (0: take it only if it is free now).
    * @example const unlock = await dsm.lock('queue'); try { await take(); } finally { await unlock(); }
+   * @example const unlock = await dsm.lock('queue', { timeoutMs: 500 }); // or ERR_DSM_TIMEOUT
    */
-  lock(name: string): Promise<() => Promise<void>> {
+  lock(name: string, opts: { timeoutMs?: number } = {}): Promise<() => Promise<void>> {
     if (this.runner.inside) throw new NestedTransactionError('dsm.lock()');
     try {
       this.checkOpen();
-      return this.locks.lock(name);
+      for (const k of Object.keys(opts ?? {})) if (k !== 'timeoutMs') throw new InvalidOptionError(`unknown option '${k}' of dsm.lock (known: timeoutMs)`);
+      const { timeoutMs } = opts ?? {};
+      if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 2 ** 31 - 1)) {
+        throw new InvalidOptionError(`dsm.lock: timeoutMs must be an integer from 0 to 2147483647 (or left out to wait as long as it takes), got ${String(timeoutMs)}`);
+      }
+      return this.locks.lock(name, timeoutMs);
     } catch (e) {
       return Promise.reject(e);
     }

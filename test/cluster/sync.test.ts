@@ -335,6 +335,53 @@ describe('locks', () => {
     expect(r).toEqual({ order: ['first releases', 'second'], code: 'ERR_DSM_LOCK_NOT_HELD' });
   });
 
+  it('a waiter that times out leaves the queue: the next release frees the lock instead of handing it to nobody', async () => {
+    const [a, b] = await h.cluster(2);
+    await a.run(`globalThis.unlock = await dsm.lock('t');`);
+    const state = () => a.run<number[]>(`const p = await dsm._syncState('lock', 't'); return dsm.transaction(() => Array.from(dsm.u32.subarray(p >> 2, (p >> 2) + 4)));`);
+    // b joins the queue at once (its first look, well inside the time-out), then gives up.
+    const r = await b.run<{ code: string; message: string; joined: boolean }>(`
+      const t0 = dsm.globalTime;
+      try { await dsm.lock('t', { timeoutMs: 1500 }); return { code: 'taken' }; }
+      catch (e) { return { code: e.code, message: e.message, joined: dsm.globalTime > t0 }; }`);
+    expect(r.code).toBe('ERR_DSM_TIMEOUT');
+    expect(r.message).toContain('another node held it');
+    expect(r.joined).toBe(true); // it had committed its place in the queue
+    expect((await state()).slice(0, 3)).toEqual([a.nodeId + 1, 1, 0]); // a holds, nobody waits
+    await a.run('await globalThis.unlock();');
+    // Freed, not handed to b: a (or anyone) takes it again at once.
+    expect((await state())[0]).toBe(0);
+    expect(await a.run<string>(`const u = await dsm.lock('t', { timeoutMs: 0 }); await u(); return 'again';`)).toBe('again');
+    expect(await b.run<string>(`const u = await dsm.lock('t', { timeoutMs: 0 }); await u(); return 'b too';`)).toBe('b too');
+  });
+
+  it('timeoutMs 0 takes a free lock and otherwise fails at once without joining the queue; callers behind a local holder time out too', async () => {
+    const [a, b] = await h.cluster(2);
+    await a.run(`globalThis.unlock = await dsm.lock('z');`);
+    const r = await b.run<{ code: string; commits: number }>(`
+      const t0 = dsm.globalTime;
+      try { await dsm.lock('z', { timeoutMs: 0 }); return { code: 'taken' }; }
+      catch (e) { return { code: e.code, commits: dsm.globalTime - t0 }; }`);
+    expect(r).toEqual({ code: 'ERR_DSM_TIMEOUT', commits: 0 });
+    const local = await a.run<{ second: string; third: string }>(`
+      const second = dsm.lock('z', { timeoutMs: 50 }).then(() => 'taken', (e) => e.code + ': ' + e.message);
+      const third = dsm.lock('z').then(async (u) => { await u(); return 'taken after the release'; });
+      const s = await second;
+      await globalThis.unlock();
+      return { second: s, third: await third };`);
+    expect(local.second).toMatch(/^ERR_DSM_TIMEOUT: .*a caller on this node/);
+    expect(local.third).toBe('taken after the release');
+    expect(await b.run<string>(`const u = await dsm.lock('z', { timeoutMs: 0 }); await u(); return 'free';`)).toBe('free');
+    const bad = await b.run<string[]>(`
+      const out = [];
+      for (const o of [{ timeoutMs: -1 }, { timeoutMs: 1.5 }, { timeoutMs: '5' }, { wait: 5 }]) {
+        try { await dsm.lock('z', o); out.push('accepted'); } catch (e) { out.push(e.code + ' ' + e.message); }
+      }
+      return out;`);
+    expect(bad).toHaveLength(4);
+    for (const line of bad) expect(line).toMatch(/^ERR_DSM_INVALID_OPTION .*(timeoutMs|unknown option 'wait')/);
+  });
+
   it('a killed holder\'s lock passes to the waiting node once the holder is removed', async () => {
     const [a, b, c] = await h.cluster(3, FAST);
     void c;

@@ -11,6 +11,10 @@
 //             against Redis with one replica (--replicaof) and WAIT 1 0 after every transfer;
 //             DSM 'disk' (a page server in a third process) against Redis with appendonly yes,
 //             appendfsync always, on the same disk.
+//   floor:    beside the 'disk' rows, what no design with a separate durable server can beat
+//             here: a server doing nothing but append each 128-byte request to a file and
+//             fdatasync it (one fdatasync for all that arrived together) before echoing it,
+//             two clients awaiting each, in the same run.
 //
 // Starts its own redis-server processes (persistence off, loopback, a free port); the binary
 // is `redis-server` on PATH or $DSM_REDIS_SERVER. Without one, prints a skip note and an
@@ -79,6 +83,8 @@ function operation(w, r, dsm) {
           if (await r.multi().decrby(key(s), a).incrby(key(d), a).exec()) return; // null: aborted
         }
       };
+    case 'floor-durable':
+      return () => r.call();
     case 'dsm-incr': {
       const at = w.ptr / 4;
       return () => dsm.transaction(() => { dsm.u32[at] += 1; });
@@ -121,6 +127,27 @@ async function runWorkload(w, r, dsm) {
   return { rate: n / (elapsed / 1e9), total: total + n };
 }
 
+const FLOOR_REQUEST = 128;
+
+/** A client of the floor server: call() sends one request and resolves when its echo is back. */
+async function floorClient(port) {
+  const sock = net.connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  sock.on('error', () => {}); // the server is killed once its rows are measured
+  await new Promise((res, rej) => { sock.once('connect', res); sock.once('error', rej); });
+  const waiting = [];
+  let bytes = 0;
+  sock.on('data', (d) => {
+    bytes += d.length;
+    while (bytes >= FLOOR_REQUEST && waiting.length) { bytes -= FLOOR_REQUEST; waiting.shift()(); }
+  });
+  const req = Buffer.alloc(FLOOR_REQUEST, 7);
+  return {
+    call: () => new Promise((res) => { waiting.push(res); sock.write(req); }),
+    disconnect: () => sock.destroy(),
+  };
+}
+
 function dsmSum(dsm, ptr, stride) {
   return dsm.transaction(() => {
     let s = 0;
@@ -141,21 +168,65 @@ if (process.argv[2] === 'pageserver') {
     }
   });
   process.send({ address: ps.address });
+} else if (process.argv[2] === 'floor') {
+  // The floor server of the 'disk' rows. argv: floor <file> <clients>. With 1, requests
+  // that arrived in one turn of the event loop share one write and one fdatasync, as
+  // Redis's and the page server's group commits do; with 2, it waits (up to 1 ms) until
+  // both clients' requests are in, so every fdatasync carries both: the best any group
+  // commit could do for two clients awaiting each. Each request is echoed only after its
+  // fdatasync. The file is written and synced whole first and then written over in a ring,
+  // so an fdatasync never has a file size to write too (appending cost more here: ~7.2k
+  // echoes/s against ~8.3k).
+  process.on('disconnect', () => process.exit(1));
+  const fs = require('node:fs');
+  const RING = 64 << 20;
+  const fd = fs.openSync(process.argv[3], 'w+');
+  const zeros = Buffer.alloc(1 << 20);
+  for (let at = 0; at < RING; at += zeros.length) fs.writeSync(fd, zeros, 0, zeros.length, at);
+  fs.fsyncSync(fd);
+  const clients = Number(process.argv[4]);
+  let at = 0;
+  const pending = [];
+  let timer = null;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = null;
+    const batch = pending.splice(0);
+    const bytes = Buffer.concat(batch.map((b) => b.d));
+    if (at + bytes.length > RING) at = 0;
+    fs.writeSync(fd, bytes, 0, bytes.length, at);
+    at += bytes.length;
+    fs.fdatasyncSync(fd);
+    for (const b of batch) b.s.write(b.d);
+  };
+  const server = net.createServer((s) => {
+    s.setNoDelay(true);
+    s.on('error', () => {});
+    s.on('data', (d) => {
+      const n = pending.push({ s, d });
+      if (clients === 1) { if (n === 1) setImmediate(flush); } else if (n >= clients) flush();
+      else if (n === 1) timer = setTimeout(flush, 1);
+    });
+  });
+  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
 } else if (process.argv[2] === 'node') {
   // The second node (and second Redis client). argv: node <address> <durability options JSON>
   process.on('disconnect', () => process.exit(1));
   const { createNode } = require('../..');
   let dsm = await createNode({ peers: [process.argv[3]], secret: SECRET, regionSize: REGION, ...JSON.parse(process.argv[4]) });
   const clients = new Map();
-  const client = async (port) => {
-    if (!clients.has(port)) { const r = redisClient(port); await r.connect(); clients.set(port, r); }
+  const client = async (port, kind) => {
+    if (!clients.has(port)) {
+      if (kind.startsWith('floor')) clients.set(port, await floorClient(port));
+      else { const r = redisClient(port); await r.connect(); clients.set(port, r); }
+    }
     return clients.get(port);
   };
   process.on('message', async (m) => {
     try {
       if (m.cmd === 'run') {
         if (m.w.time != null) await dsm.waitForGlobalTime(m.w.time);
-        const r = m.w.kind.startsWith('redis') ? await client(m.w.port) : null;
+        const r = m.w.kind.startsWith('redis') || m.w.kind.startsWith('floor') ? await client(m.w.port, m.w.kind) : null;
         const res = await runWorkload(m.w, r, dsm);
         process.send({ ...res, time: dsm.globalTime });
       } else if (m.cmd === 'read') {
@@ -273,7 +344,7 @@ async function main() {
   const DUO = { warmMs: 3000, runMs: 2000 };
   // Runs a workload here, and at the same time in the child if `two`; returns ops/s and total ops.
   async function measure(w, two) {
-    const r = w.kind.startsWith('redis') ? (w.client ?? r1) : null;
+    const r = w.kind.startsWith('redis') || w.kind.startsWith('floor') ? (w.client ?? r1) : null;
     const there = two ? ask({ cmd: 'run', w: { ...w, client: undefined } }) : null;
     const here = await runWorkload(w, r, a);
     const other = there ? await there : { rate: 0, total: 0, time: 0 };
@@ -397,6 +468,22 @@ async function main() {
   const luaDisk16 = await redisBank('redis-lua', true, durable.r, durable.port, 16);
   const spreadD16 = await dsmBank('spread', true, 'bank 2 nodes spread (disk, 16 in flight)', 16);
   row('bank 2 nodes spread (disk), 16 in flight vs redis lua aof always, 16 in flight', spreadD16, 'redis Lua EVALSHA, appendfsync always, 2 clients x 16 in flight', luaDisk16, '>= 2.0');
+  // The floor: a bare durable server on the same disk, two clients awaiting each.
+  async function floor(clients) {
+    const proc = fork(self, ['floor', path.join(tmp, `floor${clients}.log`), String(clients)]);
+    started.push(proc);
+    const { port } = await nextMessage(proc, 'the floor server');
+    const here = await floorClient(port);
+    const rate = (await measure({ kind: 'floor-durable', port, client: here, ...DUO }, true)).rate;
+    here.disconnect();
+    proc.kill('SIGKILL');
+    return rate;
+  }
+  const floorAny = await floor(1);
+  const floorBoth = await floor(2);
+  row('floor: bare durable server (write + fdatasync before each echo, group-committed), 2 clients, vs redis lua aof always', floorAny, 'redis Lua EVALSHA, appendfsync always, 2 clients', luaDisk2);
+  row('floor: the same, each fdatasync waiting for both clients, vs redis lua aof always', floorBoth, 'redis Lua EVALSHA, appendfsync always, 2 clients', luaDisk2);
+  row('bank 2 nodes spread (disk) vs the floor', spreadD, 'bare durable server, 2 clients', floorAny);
   await stopChild();
   await a.close();
   const psExit = new Promise((r) => psProc.once('exit', r));

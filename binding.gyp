@@ -21,6 +21,7 @@
         "native/fault_routes.cc",
         "native/file_lock.cc",
         "native/file_calls.cc",
+        "native/idle_poller.cc",
         "native/dsm.cc",
         "native/commit_changes.cc",
         "native/page_installs.cc",

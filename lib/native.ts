@@ -164,6 +164,9 @@ export interface NativeAddon {
   postCommit(kind: number): boolean;
   /** App: [status, time] of the service's answer, or null. */
   takeCommitReply(): [number, number] | null;
+  /** App: keeps this process's CPU awake at idle priority for up to `us` microseconds, until stopIdlePoll(); false when it cannot (idle_poller.h). */
+  pollIdle(us: number): boolean;
+  stopIdlePoll(): void;
   /** Service: the pending commit request kind (0: none). */
   takeCommitRequest(): number;
   /** Service: answers the pending commit request. */

@@ -106,7 +106,7 @@ export class DsmNode extends NodeEmitter {
     private readonly native: NativeAddon,
     private readonly region: NativeRegion,
     private readonly service: ServiceClient,
-    opts: { base: number; regionSize: number; maxRetries: number; replicated: boolean; disk: boolean },
+    opts: { base: number; regionSize: number; maxRetries: number; barrierSpinUs: number; replicated: boolean; disk: boolean },
   ) {
     super();
     const b = region.buffer;
@@ -160,7 +160,16 @@ export class DsmNode extends NodeEmitter {
     this.directory = new SyncDirectory(sync);
     this.barriers = new Barriers({
       globalTime: () => this.globalTime,
-      wait: async (name, parties, time) => (await this.service.request({ type: 'barrier', name, parties, time })).barrier!,
+      wait: async (name, parties, time) => {
+        // The release comes within microseconds of the last arrival: the CPU it wakes this
+        // node on stays awake meanwhile (idle_poller.h; README, "Barriers keep the CPU awake").
+        const spinning = opts.barrierSpinUs > 0 && native.pollIdle(opts.barrierSpinUs);
+        try {
+          return (await this.service.request({ type: 'barrier', name, parties, time })).barrier!;
+        } finally {
+          if (spinning) native.stopIdlePoll();
+        }
+      },
     });
     this.locks = new Locks(sync, this.directory);
   }

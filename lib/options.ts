@@ -46,6 +46,13 @@ export interface NodeOptions {
    * effect (README, "A committing node keeps the token for a batch").
    */
   tokenBatchMs?: number;
+  /**
+   * Microseconds a node waiting at `dsm.barrier` keeps its CPU awake at most, with a thread
+   * spinning at idle priority (any other runnable thread takes the CPU from it at once), so
+   * that the release is not held up by a virtual machine waking a halted CPU first. The
+   * process shows as busy meanwhile, as MPI programs do. 0: never spin. Default 20000.
+   */
+  barrierSpinUs?: number;
 }
 
 export interface ResolvedOptions {
@@ -53,6 +60,7 @@ export interface ResolvedOptions {
   base: number;
   pageShift: number;
   maxRetries: number;
+  barrierSpinUs: number;
   cluster?: {
     listen: string;
     peers: string[];
@@ -97,7 +105,7 @@ export const DEFAULT_REGION_SIZE = 1 << 30;
 /** Node 20 refuses ArrayBuffers above 4 GiB, and the typed views cover the whole region. */
 export const MAX_REGION_SIZE = 4 * 1024 ** 3;
 const OS_PAGE_SIZE = 4096;
-const KNOWN = new Set(['regionSize', 'base', 'pageSize', 'maxRetries', 'consistency', 'listen', 'peers', 'secret', 'joinTimeoutMs', 'heartbeatMs', 'deadAfterMs', 'durability', 'replicas', 'tokenBatchMs']);
+const KNOWN = new Set(['regionSize', 'base', 'pageSize', 'maxRetries', 'consistency', 'listen', 'peers', 'secret', 'joinTimeoutMs', 'heartbeatMs', 'deadAfterMs', 'durability', 'replicas', 'tokenBatchMs', 'barrierSpinUs']);
 
 /** Refuses an options object with keys `what` does not take, naming the ones it does. */
 export function checkKeys(what: string, o: unknown, known: readonly string[]): void {
@@ -151,6 +159,10 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
   if (typeof tokenBatchMs !== 'number' || !Number.isFinite(tokenBatchMs) || tokenBatchMs < 0 || tokenBatchMs > 100) {
     throw new InvalidOptionError(`tokenBatchMs must be a number of milliseconds from 0 (pass the token at once) to 100, got ${String(o.tokenBatchMs)}`);
   }
+  const barrierSpinUs = o.barrierSpinUs ?? 20_000;
+  if (!Number.isSafeInteger(barrierSpinUs) || barrierSpinUs < 0 || barrierSpinUs > 1_000_000) {
+    throw new InvalidOptionError(`barrierSpinUs must be a whole number of microseconds from 0 (never spin) to 1000000, got ${String(o.barrierSpinUs)}`);
+  }
   let cluster: ResolvedOptions['cluster'];
   if (o.listen !== undefined || (o.peers !== undefined && o.peers.length > 0)) {
     if (o.peers !== undefined && !Array.isArray(o.peers)) throw new InvalidOptionError('peers must be an array of "host:port" strings');
@@ -180,5 +192,5 @@ export function resolveOptions(o: NodeOptions = {}): ResolvedOptions {
         'give it listen (then start dsm pageserver --peers <its address>), or join through a page server with peers',
     );
   }
-  return { regionSize, base, pageShift: Math.log2(pageSize), maxRetries, cluster };
+  return { regionSize, base, pageShift: Math.log2(pageSize), maxRetries, barrierSpinUs, cluster };
 }

@@ -120,6 +120,7 @@ void AddonEnv::DetachService() {
 }
 
 void AddonEnv::Cleanup() {
+  poller_.reset();  // stops and joins its thread
   DetachService();
   if (!owner_) return;
   // The environment is going: its buffers go with it, nothing to detach.

@@ -6,10 +6,12 @@
 #pragma once
 #include <napi.h>
 
+#include <memory>
 #include <mutex>
 #include <vector>
 
 #include "dsm.h"
+#include "idle_poller.h"
 #include "loop_wakeup.h"
 
 namespace dsm {
@@ -42,6 +44,12 @@ class AddonEnv {
   void DetachService();
   LoopWakeup* serviceWakeup() const { return serviceWakeup_; }
 
+  // The app's idle poller (idle_poller.h), made on first use; it needs no open region.
+  IdlePoller& poller() {
+    if (!poller_) poller_ = std::make_unique<IdlePoller>();
+    return *poller_;
+  }
+
   // commitToRing()'s encoding of a commit, kept between commits (up to kScratchKeepBytes)
   // so that committing allocates nothing once warm.
   std::vector<uint32_t> commitPages;
@@ -62,6 +70,7 @@ class AddonEnv {
   std::vector<Napi::Reference<Napi::ArrayBuffer>> keep_;
   LoopWakeup* serviceWakeup_ = nullptr;  // service environment: faults, commit requests, data
   LoopWakeup* appWakeup_ = nullptr;      // app environment: commit replies
+  std::unique_ptr<IdlePoller> poller_;
 };
 
 }  // namespace addon

@@ -169,6 +169,20 @@ Napi::Value TakeCommitReply(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// pollIdle(us): keeps this process's CPU awake, at idle priority, for up to `us`
+// microseconds or until stopIdlePoll() (idle_poller.h). False when it cannot spin harmlessly.
+Napi::Value PollIdle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const double us = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(us >= 0 && us <= 60e6)) throw Napi::TypeError::New(env, "pollIdle: us must be a number from 0 to 60,000,000");
+  return Napi::Boolean::New(env, AddonEnv::Of(env).poller().Poll(uint64_t(us * 1000)));
+}
+
+Napi::Value StopIdlePoll(const Napi::CallbackInfo& info) {
+  AddonEnv::Of(info.Env()).poller().Stop();
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void DefineAppCalls(Napi::Env env, Napi::Object exports) {
@@ -190,6 +204,8 @@ void DefineAppCalls(Napi::Env env, Napi::Object exports) {
       {"runTransaction", RunTransaction},
       {"postCommit", PostCommit},
       {"takeCommitReply", TakeCommitReply},
+      {"pollIdle", PollIdle},
+      {"stopIdlePoll", StopIdlePoll},
   };
   for (const auto& [name, fn] : calls) exports.Set(name, Napi::Function::New(env, fn, name));
 }

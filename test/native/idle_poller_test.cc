@@ -64,8 +64,8 @@ TEST(idle_poller_spins_at_idle_priority_between_poll_and_stop_and_sleeps_otherwi
   IdlePoller p;
   CHECK(p.tid() == 0);  // no thread before the first Poll
   CHECK(p.Poll(10'000'000'000ull));
+  CHECK(WaitFor([&] { return p.tid() > 0; }));  // set by the thread once it runs
   const pid_t tid = p.tid();
-  CHECK(tid > 0);
   CHECK(Policy(tid) == SCHED_IDLE);
   CHECK(WaitFor([&] { return p.spinning(); }));
   // It runs while it spins (at idle priority it may get little CPU on a busy machine, but some).
@@ -98,8 +98,8 @@ TEST(idle_poller_destroyed_while_spinning_joins_its_thread) {
   {
     IdlePoller p;
     CHECK(p.Poll(10'000'000'000ull));
-    tid = p.tid();
     CHECK(WaitFor([&] { return p.spinning(); }));
+    tid = p.tid();
   }
   // The thread is gone with the poller.
   CHECK(access(("/proc/self/task/" + std::to_string(tid)).c_str(), F_OK) != 0);

@@ -13,7 +13,7 @@ import type { SyncNode } from './sync/sync_host';
 import { STATUS_WORDS, Status } from './service/messages';
 import { TimeoutError } from './errors';
 import { Counter, loadNative, MODEL_HERE, MODEL_MASK, type NativeAddon, type NativeRegion, PageModel, PageState } from './native';
-import { type NodeOptions, resolveOptions } from './options';
+import { checkKeys, type NodeOptions, resolveOptions } from './options';
 import { ServiceClient } from './service/client';
 import { type Transaction, type TransactionOptions, TransactionRunner } from './transaction';
 import type { DsmStats } from './node_stats';
@@ -258,7 +258,7 @@ export class DsmNode extends NodeEmitter {
     if (this.runner.inside) throw new NestedTransactionError('dsm.lock()');
     try {
       this.checkOpen();
-      for (const k of Object.keys(opts ?? {})) if (k !== 'timeoutMs') throw new InvalidOptionError(`unknown option '${k}' of dsm.lock (known: timeoutMs)`);
+      checkKeys('dsm.lock', opts, ['timeoutMs']);
       const { timeoutMs } = opts ?? {};
       if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 2 ** 31 - 1)) {
         throw new InvalidOptionError(`dsm.lock: timeoutMs must be an integer from 0 to 2147483647 (or left out to wait as long as it takes), got ${String(timeoutMs)}`);

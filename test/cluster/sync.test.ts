@@ -379,7 +379,7 @@ describe('locks', () => {
       }
       return out;`);
     expect(bad).toHaveLength(4);
-    for (const line of bad) expect(line).toMatch(/^ERR_DSM_INVALID_OPTION .*(timeoutMs|unknown option 'wait')/);
+    for (const line of bad) expect(line).toMatch(/^ERR_DSM_INVALID_OPTION .*(timeoutMs must be|unknown option "wait"; it takes "timeoutMs")/);
   });
 
   it('a killed holder\'s lock passes to the waiting node once the holder is removed', async () => {

@@ -12,8 +12,9 @@
 //             DSM 'disk' (a page server in a third process) against Redis with appendonly yes,
 //             appendfsync always, on the same disk.
 //   floor:    beside the 'disk' rows, what no design with a separate durable server can beat
-//             here: a server doing nothing but append each 128-byte request to a file and
-//             fdatasync it (one fdatasync for all that arrived together) before echoing it,
+//             here: a server doing nothing but write each 128-byte request into a
+//             preallocated file and fdatasync it (one fdatasync for all that arrived
+//             together) before echoing it,
 //             two clients awaiting each, in the same run.
 //
 // Starts its own redis-server processes (persistence off, loopback, a free port); the binary
@@ -129,6 +130,9 @@ async function runWorkload(w, r, dsm) {
 
 const FLOOR_REQUEST = 128;
 
+/** Workloads run through a client of a server (Redis or the floor server), not a DSM node. */
+const viaClient = (kind) => kind.startsWith('redis') || kind.startsWith('floor');
+
 /** A client of the floor server: call() sends one request and resolves when its echo is back. */
 async function floorClient(port) {
   const sock = net.connect(port, '127.0.0.1');
@@ -226,7 +230,7 @@ if (process.argv[2] === 'pageserver') {
     try {
       if (m.cmd === 'run') {
         if (m.w.time != null) await dsm.waitForGlobalTime(m.w.time);
-        const r = m.w.kind.startsWith('redis') || m.w.kind.startsWith('floor') ? await client(m.w.port, m.w.kind) : null;
+        const r = viaClient(m.w.kind) ? await client(m.w.port, m.w.kind) : null;
         const res = await runWorkload(m.w, r, dsm);
         process.send({ ...res, time: dsm.globalTime });
       } else if (m.cmd === 'read') {
@@ -344,7 +348,7 @@ async function main() {
   const DUO = { warmMs: 3000, runMs: 2000 };
   // Runs a workload here, and at the same time in the child if `two`; returns ops/s and total ops.
   async function measure(w, two) {
-    const r = w.kind.startsWith('redis') || w.kind.startsWith('floor') ? (w.client ?? r1) : null;
+    const r = viaClient(w.kind) ? (w.client ?? r1) : null;
     const there = two ? ask({ cmd: 'run', w: { ...w, client: undefined } }) : null;
     const here = await runWorkload(w, r, a);
     const other = there ? await there : { rate: 0, total: 0, time: 0 };
